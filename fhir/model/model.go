@@ -1,0 +1,219 @@
+// Package model holds the FHIR type model for R4 and STU3: for every resource,
+// complex type, backbone element and primitive type, its elements with their
+// types, cardinality and choice expansions.
+//
+// The tables are generated from the official StructureDefinitions by
+// gen.go (go generate) and committed, so a build needs no network. The package
+// imports only the standard library.
+package model
+
+import (
+	"slices"
+	"sync"
+)
+
+// Version is a FHIR release.
+type Version uint8
+
+const (
+	R4 Version = iota + 1
+	STU3
+)
+
+func (v Version) String() string {
+	switch v {
+	case R4:
+		return "R4"
+	case STU3:
+		return "STU3"
+	}
+	return "unknown"
+}
+
+// ParseVersion accepts "R4", "STU3" (any case) and the aliases "4.0", "4.0.1",
+// "3.0", "3.0.2".
+func ParseVersion(s string) (Version, bool) {
+	switch s {
+	case "R4", "r4", "4.0", "4.0.1":
+		return R4, true
+	case "STU3", "stu3", "Stu3", "R3", "r3", "3.0", "3.0.1", "3.0.2":
+		return STU3, true
+	}
+	return 0, false
+}
+
+// Kind tells what a Type is.
+type Kind uint8
+
+const (
+	// Primitive is a FHIR primitive type: boolean, string, date, id, ...
+	Primitive Kind = iota + 1
+	// Complex is a FHIR complex data type: HumanName, Quantity, Extension, ...
+	Complex
+	// Resource is a resource type, abstract ones (Resource, DomainResource)
+	// included.
+	Resource
+	// Backbone is an element defined inline in a resource or type
+	// (Patient.contact); its Name is its path.
+	Backbone
+)
+
+// Type is one FHIR type.
+type Type struct {
+	// Name is the type's name: "Patient", "HumanName", "date", or the path of
+	// a backbone element ("Patient.contact").
+	Name string
+	Kind Kind
+	// Base is the name of the type this one specializes ("DomainResource",
+	// "Element", "BackboneElement"); "" for the roots (Resource, Element, and
+	// primitives in STU3 where they derive from Element: "Element").
+	Base     string
+	Abstract bool
+	// Elements are the type's elements, inherited ones included, in
+	// definition order.
+	Elements []*Element
+
+	byName map[string]*Element
+	byKey  map[string]keyRef
+}
+
+// Element is one element of a type.
+type Element struct {
+	// Name is the element name without "[x]": "value" for "value[x]".
+	Name string
+	// Types are the element's possible types. Exactly one unless Choice. A
+	// backbone element's type is its path ("Patient.contact"); an element with
+	// a contentReference has the referenced backbone's path
+	// ("Questionnaire.item" for Questionnaire.item.item).
+	Types []string
+	// Choice is true for "name[x]" elements; the JSON key is the name plus the
+	// capitalized type ("valueQuantity", "valueString").
+	Choice bool
+	// Repeats is true when the maximum cardinality is above 1.
+	Repeats bool
+	// Min is the minimum cardinality.
+	Min int
+}
+
+type keyRef struct {
+	el  *Element
+	typ string
+}
+
+// Model is the type model of one FHIR version.
+type Model struct {
+	Version Version
+	types   map[string]*Type
+	// resources lists the concrete resource types, sorted.
+	resources []string
+}
+
+var (
+	loadersMu sync.Mutex
+	loaders   = map[Version]func() *Model{}
+	models    = map[Version]*Model{}
+)
+
+// register is called by the generated files.
+func register(v Version, load func() *Model) {
+	loadersMu.Lock()
+	defer loadersMu.Unlock()
+	loaders[v] = load
+}
+
+// Get returns the model of version v, building it on first use. It returns
+// nil for a version without a model.
+func Get(v Version) *Model {
+	loadersMu.Lock()
+	defer loadersMu.Unlock()
+	if m, ok := models[v]; ok {
+		return m
+	}
+	load, ok := loaders[v]
+	if !ok {
+		return nil
+	}
+	m := load()
+	m.index()
+	models[v] = m
+	return m
+}
+
+// newModel builds a model from its types; used by the generated files.
+func newModel(v Version, types []*Type) *Model {
+	m := &Model{Version: v, types: make(map[string]*Type, len(types))}
+	for _, t := range types {
+		m.types[t.Name] = t
+	}
+	return m
+}
+
+func (m *Model) index() {
+	for _, t := range m.types {
+		t.byName = make(map[string]*Element, len(t.Elements))
+		t.byKey = make(map[string]keyRef, len(t.Elements))
+		for _, e := range t.Elements {
+			t.byName[e.Name] = e
+			if !e.Choice {
+				t.byKey[e.Name] = keyRef{e, e.Types[0]}
+				continue
+			}
+			for _, typ := range e.Types {
+				t.byKey[e.Name+upperFirst(typ)] = keyRef{e, typ}
+			}
+		}
+		if t.Kind == Resource && !t.Abstract {
+			m.resources = append(m.resources, t.Name)
+		}
+	}
+	slices.Sort(m.resources)
+}
+
+// Type returns the named type, or nil.
+func (m *Model) Type(name string) *Type { return m.types[name] }
+
+// IsResource reports whether name is a concrete or abstract resource type.
+func (m *Model) IsResource(name string) bool {
+	t := m.types[name]
+	return t != nil && t.Kind == Resource
+}
+
+// ResourceTypes returns the concrete resource types, sorted. The caller must
+// not modify the slice.
+func (m *Model) ResourceTypes() []string { return m.resources }
+
+// IsSubtype reports whether typ is base or derives from it
+// ("Patient" derives from "DomainResource" and "Resource"; "Age" from
+// "Quantity").
+func (m *Model) IsSubtype(typ, base string) bool {
+	for typ != "" {
+		if typ == base {
+			return true
+		}
+		t := m.types[typ]
+		if t == nil {
+			return false
+		}
+		typ = t.Base
+	}
+	return false
+}
+
+// Element returns the element called name ("value" for value[x]), or nil.
+func (t *Type) Element(name string) *Element { return t.byName[name] }
+
+// Property resolves a JSON member name of an instance of t: "name" gives
+// the element and its type; a choice key such as "valueQuantity" gives the
+// element "value" and the type "Quantity". ok is false for an unknown key.
+// Keys starting with "_" are not resolved here: strip the underscore.
+func (t *Type) Property(key string) (el *Element, typ string, ok bool) {
+	r, ok := t.byKey[key]
+	return r.el, r.typ, ok
+}
+
+func upperFirst(s string) string {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
+}

@@ -1,0 +1,86 @@
+// Package jsontree is a mutable JSON tree that keeps the order of object
+// members and the exact text of numbers, so that a FHIR resource can be read,
+// changed in place and written back without reformatting what was not
+// touched.
+//
+// It imports only the standard library. FHIR typing (element names and
+// types) is stored on the nodes by package typed, which knows the FHIR model.
+package jsontree
+
+// Kind is the JSON kind of a node.
+type Kind uint8
+
+const (
+	Invalid Kind = iota
+	Null
+	Bool
+	Number
+	String
+	Object
+	Array
+)
+
+var kindNames = [...]string{"invalid", "null", "boolean", "number", "string", "object", "array"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "invalid"
+}
+
+// Node is one JSON value.
+//
+// Object members and array items are Children, in document order; a member
+// carries its member name in Key. Scalars keep their text in Value: the
+// exact literal of a Number ("1.50" stays "1.50"), the decoded text of a
+// String, "true" or "false" for a Bool.
+type Node struct {
+	Kind Kind
+	// Flags holds typing and bookkeeping bits; see the Flag constants.
+	Flags Flags
+	// Key is the member name of this node in its parent object; "" for array
+	// items and for the root.
+	Key string
+	// Value is the text of a scalar (see Node).
+	Value string
+	// Children are the members of an Object or the items of an Array.
+	Children []*Node
+	// Parent is the enclosing object or array; nil for the root.
+	Parent *Node
+
+	// The fields below are set by a typing pass (package typed) and are empty
+	// before it. An Array node is only a container: its items carry the
+	// element's Name and Type.
+
+	// Name is the FHIR element name: "birthDate"; "value" for the choice
+	// member "valueQuantity"; "contained" for a contained resource.
+	Name string
+	// Type is the FHIR type: a primitive ("date", "string", "id"), a complex
+	// type ("HumanName"), a resource type ("Patient") or a backbone element's
+	// path ("Patient.contact").
+	Type string
+	// Shadow is, for a primitive value, its "_name" object (or the matching
+	// item of the "_name" array) holding the element's id and extensions.
+	Shadow *Node
+}
+
+// Flags are bits stored on a node.
+type Flags uint16
+
+const (
+	// FlagShadow marks a "_name" member (or an item of a "_name" array) that
+	// belongs to a primitive element. If the primitive has a value, the value
+	// node points at the shadow through Shadow; if it has none, the shadow
+	// object itself is typed as the element (Name and Type set).
+	FlagShadow Flags = 1 << iota
+	// FlagResource marks a node whose Type is a resource type: the root, a
+	// contained resource, a Bundle entry's resource, a Parameters resource.
+	FlagResource
+	// FlagChoice marks a member whose key is a choice element's name plus a
+	// type suffix ("valueQuantity" for "value[x]").
+	FlagChoice
+	// FlagEscaped marks a String whose JSON text contained escape sequences,
+	// so it cannot be written back by copying Value between quotes.
+	FlagEscaped
+)
