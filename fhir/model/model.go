@@ -2,9 +2,25 @@
 // complex type, backbone element and primitive type, its elements with their
 // types, cardinality and choice expansions.
 //
-// The tables are generated from the official StructureDefinitions by
-// gen.go (go generate) and committed, so a build needs no network. The package
-// imports only the standard library.
+// The tables in zz_generated_r4.go and zz_generated_stu3.go are generated
+// from HL7's StructureDefinitions (profiles-types.json and
+// profiles-resources.json of FHIR 4.0.1 and 3.0.1) and committed, so a build
+// needs no network; each is one compact string decoded on the first Get. To
+// regenerate them, run "go generate ./fhir/model" with npm on PATH and the npm
+// registry reachable: the generator in internal/gen fetches the pinned npm
+// packages that carry the definitions (listed in NOTICE) into a temporary
+// directory with "npm pack", checks their SHA-256, and rewrites both files.
+// TestGeneratedUpToDate, run with FHIRDEID_CHECK_GENERATE=1, checks that the
+// committed files match the generator's output. The package imports only
+// the standard library.
+//
+// Elements follow the definitions, with these choices: a primitive type's
+// "value" element, which has no JSON key of its own, is left out (see
+// PrimitiveSystemType); elements typed with FHIRPath system types in R4 get
+// their FHIR types (Resource.id is id, Element.id string, Extension.url uri);
+// an element whose type is a profile of a type (SimpleQuantity) has the type
+// itself (Quantity); the constraint profiles SimpleQuantity and MoneyQuantity
+// are Complex types based on Quantity, without the elements they prohibit.
 package model
 
 import (
@@ -216,4 +232,52 @@ func upperFirst(s string) string {
 		return s
 	}
 	return string(s[0]-'a'+'A') + s[1:]
+}
+
+// TypeNames returns the names of all the model's types, backbone elements
+// included, sorted.
+func (m *Model) TypeNames() []string {
+	names := make([]string, 0, len(m.types))
+	for name := range m.types {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// systemTypes maps the FHIR primitive types that have a FHIRPath System type
+// of their own; the others (code, id, positiveInt, ...) reach one through
+// their Base.
+var systemTypes = map[string]string{
+	"boolean":      "Boolean",
+	"string":       "String",
+	"uri":          "String",
+	"base64Binary": "String",
+	"xhtml":        "String",
+	"integer":      "Integer",
+	"integer64":    "Integer",
+	"decimal":      "Decimal",
+	"date":         "Date",
+	"dateTime":     "DateTime",
+	"instant":      "DateTime",
+	"time":         "Time",
+}
+
+// PrimitiveSystemType returns the FHIRPath System type ("Boolean", "String",
+// "Integer", "Decimal", "Date", "DateTime", "Time") of the FHIR primitive
+// type name: "code" and "markdown" give "String", "positiveInt" gives
+// "Integer", "instant" gives "DateTime". It returns "" when name is not a
+// primitive type of the model.
+func (m *Model) PrimitiveSystemType(name string) string {
+	for name != "" {
+		t := m.types[name]
+		if t == nil || t.Kind != Primitive {
+			return ""
+		}
+		if s, ok := systemTypes[name]; ok {
+			return s
+		}
+		name = t.Base
+	}
+	return ""
 }
