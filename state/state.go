@@ -1,0 +1,137 @@
+// Package state keeps fhirdeid's durable state in a SQLite database: runs,
+// the per-file progress of each run, the incremental-export cursor of each
+// source and the lease that lets only one process run a source at a time.
+//
+// It uses modernc.org/sqlite (pure Go, no cgo). The database is opened in WAL
+// mode with synchronous=FULL, so a row written before a crash is there after
+// it: the pipeline records each step the moment it is done and resumes from
+// the database after a kill.
+package state
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// ErrNotFound is returned when a run or file does not exist.
+var ErrNotFound = errors.New("state: not found")
+
+// DB is an open state database. It is safe for concurrent use.
+type DB struct {
+	db *sql.DB
+	// Now returns the current time; tests replace it.
+	Now func() time.Time
+}
+
+// schema is applied in order; user_version records how many steps ran.
+var schema = []string{
+	`CREATE TABLE runs (
+		id               TEXT PRIMARY KEY,
+		source           TEXT NOT NULL,
+		status           TEXT NOT NULL,
+		started_at       INTEGER NOT NULL,
+		updated_at       INTEGER NOT NULL,
+		finished_at      INTEGER,
+		since            TEXT NOT NULL DEFAULT '',
+		transaction_time TEXT NOT NULL DEFAULT '',
+		status_url       TEXT NOT NULL DEFAULT '',
+		request          BLOB,
+		manifest         BLOB,
+		report           BLOB,
+		error            TEXT NOT NULL DEFAULT ''
+	)`,
+	`CREATE INDEX runs_source ON runs (source, started_at)`,
+	`CREATE TABLE files (
+		run_id     TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+		url        TEXT NOT NULL,
+		kind       TEXT NOT NULL,
+		type       TEXT NOT NULL,
+		seq        INTEGER NOT NULL,
+		expected   INTEGER NOT NULL DEFAULT -1,
+		status     TEXT NOT NULL,
+		resources  INTEGER NOT NULL DEFAULT 0,
+		bytes_in   INTEGER NOT NULL DEFAULT 0,
+		bytes_out  INTEGER NOT NULL DEFAULT 0,
+		out_key    TEXT NOT NULL DEFAULT '',
+		attempts   INTEGER NOT NULL DEFAULT 0,
+		error      TEXT NOT NULL DEFAULT '',
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (run_id, url)
+	)`,
+	`CREATE TABLE cursors (
+		source           TEXT PRIMARY KEY,
+		transaction_time TEXT NOT NULL,
+		run_id           TEXT NOT NULL,
+		updated_at       INTEGER NOT NULL
+	)`,
+	`CREATE TABLE leases (
+		source     TEXT PRIMARY KEY,
+		owner      TEXT NOT NULL,
+		acquired   INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL
+	)`,
+}
+
+// Open opens (creating if needed) the state database at path and brings its
+// schema up to date.
+func Open(ctx context.Context, path string) (*DB, error) {
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("state: open %s: %w", path, err)
+	}
+	// One writer at a time is what SQLite allows; a single connection also
+	// makes transactions simple and keeps the busy handler out of the way.
+	db.SetMaxOpenConns(1)
+	d := &DB{db: db, Now: time.Now}
+	if err := d.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state: open %s: %w", path, err)
+	}
+	return d, nil
+}
+
+// Close closes the database.
+func (d *DB) Close() error { return d.db.Close() }
+
+func (d *DB) migrate(ctx context.Context) error {
+	var v int
+	if err := d.db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
+		return err
+	}
+	if v > len(schema) {
+		return fmt.Errorf("database schema version %d is newer than this fhirdeid (%d)", v, len(schema))
+	}
+	for ; v < len(schema); v++ {
+		tx, err := d.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, schema[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate to version %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v+1)); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *DB) now() int64 { return d.Now().UnixMilli() }
+
+func fromMillis(ms sql.NullInt64) time.Time {
+	if !ms.Valid {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms.Int64).UTC()
+}
