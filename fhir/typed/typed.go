@@ -1,0 +1,658 @@
+// Package typed gives a parsed FHIR resource its types: a typing pass
+// (Annotate) stores on every element node of a jsontree document its FHIR
+// element name and type, and the navigation functions walk the result the way
+// FHIRPath sees it.
+//
+// # The element view
+//
+// FHIR JSON splits a primitive element in two members: "birthDate" holds the
+// value and "_birthDate" its id and extensions. FHIRPath sees one element with
+// a value and children. After Annotate:
+//
+//   - every element is a node whose Type is set; array nodes are containers
+//     (Name set, Type empty) and their items are the elements;
+//   - a primitive with a value is its scalar node, and Shadow points at its
+//     "_name" object (or the matching item of the "_name" array), if any;
+//   - a primitive without a value (absent or null) but with a "_name" object
+//     is that object itself: Type and Name set, FlagShadow set;
+//   - shadow nodes that belong to a value carry FlagShadow, an empty Type,
+//     and Shadow pointing back at their value node (for a "_name" array
+//     member, at the value array member).
+//
+// Children, AllChildren and Walk hide these details: they yield elements in
+// document order, merging values and shadows.
+package typed
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"fhirdeid/fhir/model"
+	"fhirdeid/jsontree"
+)
+
+// Error is a typing error. It names where the problem is (the resource and
+// the element path) but never contains a value from the resource.
+type Error struct {
+	// ResourceType and ID identify the root resource, when known.
+	ResourceType string
+	ID           string
+	// Path is the element's location, "Patient.name[0].nmae".
+	Path string
+	// Msg says what is wrong.
+	Msg string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("typing ")
+	if e.ResourceType != "" {
+		b.WriteString(e.ResourceType)
+		if e.ID != "" {
+			b.WriteByte('/')
+			b.WriteString(e.ID)
+		}
+		b.WriteString(": ")
+	}
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// maxIDLen bounds the resource id quoted in errors; a FHIR id has at most 64
+// characters, so anything longer is not an id and is left out.
+const maxIDLen = 64
+
+// Annotate types the resource rooted at root with the model m. The root must
+// be an object whose "resourceType" names a concrete resource type of m.
+// Every element below it, nested resources included, gets its Name and Type.
+// An element that the type does not define, a JSON kind that does not fit
+// the element's type, or an array for a non-repeating element is an *Error.
+//
+// Annotate may be called again on the same tree (after edits): it resets what
+// it sets.
+func Annotate(root *jsontree.Node, m *model.Model) error {
+	a := annotator{m: m}
+	if root == nil || root.Kind != jsontree.Object {
+		return &Error{Msg: "a resource must be a JSON object"}
+	}
+	rt := root.Get("resourceType")
+	if rt != nil && rt.Kind == jsontree.String {
+		a.rootType = rt.Value
+	}
+	if id := root.Get("id"); id != nil && id.Kind == jsontree.String && len(id.Value) <= maxIDLen && validID(id.Value) {
+		a.rootID = id.Value
+	}
+	return a.resource(root, "")
+}
+
+// validID reports whether s has the syntax of a FHIR id, so that only real ids
+// are quoted in errors.
+func validID(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+type annotator struct {
+	m        *model.Model
+	rootType string
+	rootID   string
+}
+
+func (a *annotator) errorf(n *jsontree.Node, format string, args ...any) error {
+	path := ""
+	if n.Parent != nil {
+		path = pathOf(n)
+	}
+	return &Error{ResourceType: a.rootType, ID: a.rootID, Path: path, Msg: fmt.Sprintf(format, args...)}
+}
+
+// resource types an object that holds a resource; name is its element name
+// ("" for the root, "contained", "resource").
+func (a *annotator) resource(n *jsontree.Node, name string) error {
+	if n.Kind != jsontree.Object {
+		return a.errorf(n, "a resource must be a JSON object, not %s", n.Kind)
+	}
+	rt := n.Get("resourceType")
+	if rt == nil {
+		return a.errorf(n, "resource has no resourceType")
+	}
+	if rt.Kind != jsontree.String {
+		return a.errorf(n, "resourceType must be a string")
+	}
+	t := a.m.Type(rt.Value)
+	if t == nil || t.Kind != model.Resource || t.Abstract {
+		// The resource type is schema, not data, but an unknown one could be
+		// anything: quote it only when it looks like a type name.
+		if validTypeName(rt.Value) {
+			return a.errorf(n, "unknown resource type %q in FHIR %s", rt.Value, a.m.Version)
+		}
+		return a.errorf(n, "invalid resourceType")
+	}
+	n.Flags |= jsontree.FlagResource
+	return a.object(n, t, name)
+}
+
+func validTypeName(s string) bool {
+	if s == "" || len(s) > 64 || s[0] < 'A' || s[0] > 'Z' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// object types the members of an object of type t and the object itself.
+func (a *annotator) object(n *jsontree.Node, t *model.Type, name string) error {
+	n.Name, n.Type = name, t.Name
+	n.Shadow = nil
+	n.Flags &^= jsontree.FlagShadow | jsontree.FlagChoice
+	shadows := false
+	for _, c := range n.Children {
+		c.Name, c.Type, c.Shadow = "", "", nil
+		c.Flags &^= jsontree.FlagShadow | jsontree.FlagChoice | jsontree.FlagResource
+		key := c.Key
+		if key == "resourceType" && t.Kind == model.Resource {
+			continue
+		}
+		if strings.HasPrefix(key, "_") {
+			shadows = true
+			continue
+		}
+		el, typ, ok := t.Property(key)
+		if !ok {
+			return a.unknown(c, t, key)
+		}
+		c.Name = el.Name
+		if el.Choice {
+			c.Flags |= jsontree.FlagChoice
+		}
+		if err := a.member(c, el, typ); err != nil {
+			return err
+		}
+	}
+	if shadows {
+		if err := a.shadows(n, t); err != nil {
+			return err
+		}
+	}
+	return a.nulls(n)
+}
+
+// nulls checks that every null value of n's members stands for a primitive
+// whose "_name" shadow holds its extensions.
+func (a *annotator) nulls(n *jsontree.Node) error {
+	for _, c := range n.Children {
+		if c.Kind == jsontree.Null && c.Name != "" && c.Shadow == nil {
+			return a.errorf(c, "element %s is null", c.Name)
+		}
+		if c.Kind == jsontree.Array && c.Name != "" && c.Flags&jsontree.FlagShadow == 0 {
+			for i, it := range c.Children {
+				if it.Kind != jsontree.Null {
+					continue
+				}
+				if c.Shadow == nil || i >= len(c.Shadow.Children) || c.Shadow.Children[i].Kind != jsontree.Object {
+					return a.errorf(it, "element %s is null", c.Name)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (a *annotator) unknown(c *jsontree.Node, t *model.Type, key string) error {
+	if !validKey(key) {
+		return a.errorf(c, "invalid member name")
+	}
+	return a.errorf(c, "unknown element %q on %s", key, t.Name)
+}
+
+// validKey reports whether key looks like a FHIR element name, so that only
+// such names are quoted in errors.
+func validKey(key string) bool {
+	if key == "" || len(key) > 64 {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// member types the value of one member: an array of items or a single item.
+func (a *annotator) member(c *jsontree.Node, el *model.Element, typ string) error {
+	if c.Kind != jsontree.Array {
+		return a.item(c, el, typ, false)
+	}
+	if !el.Repeats {
+		return a.errorf(c, "element %s does not repeat but has an array", el.Name)
+	}
+	for _, it := range c.Children {
+		it.Name, it.Type, it.Shadow = "", "", nil
+		it.Flags &^= jsontree.FlagShadow | jsontree.FlagChoice | jsontree.FlagResource
+		if err := a.item(it, el, typ, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// item types one value of element el with type typ.
+func (a *annotator) item(n *jsontree.Node, el *model.Element, typ string, inArray bool) error {
+	if n.Kind == jsontree.Null {
+		// A null is allowed where a "_name" shadow holds the element; the
+		// shadow pass checks that. A null elsewhere is kept untyped: it is
+		// not an element.
+		return nil
+	}
+	if isPrimitive(typ) {
+		if !fits(n.Kind, typ) {
+			return a.errorf(n, "element %s of type %s cannot be a JSON %s", el.Name, typ, n.Kind)
+		}
+		n.Name, n.Type = el.Name, typ
+		return nil
+	}
+	if typ == "Resource" || a.m.IsResource(typ) {
+		return a.resource(n, el.Name)
+	}
+	t := a.m.Type(typ)
+	if t == nil {
+		return a.errorf(n, "element %s has type %s, which the model lacks", el.Name, typ)
+	}
+	if n.Kind != jsontree.Object {
+		return a.errorf(n, "element %s of type %s must be a JSON object, not %s", el.Name, typ, n.Kind)
+	}
+	return a.object(n, t, el.Name)
+}
+
+// shadows pairs each "_name" member of n with its value member and types it.
+func (a *annotator) shadows(n *jsontree.Node, t *model.Type) error {
+	for _, s := range n.Children {
+		if !strings.HasPrefix(s.Key, "_") {
+			continue
+		}
+		key := s.Key[1:]
+		el, typ, ok := t.Property(key)
+		if !ok {
+			return a.unknown(s, t, s.Key)
+		}
+		if !isPrimitive(typ) {
+			return a.errorf(s, "%s is not a primitive element and cannot have %s", key, s.Key)
+		}
+		pt := a.m.Type(typ)
+		if pt == nil {
+			return a.errorf(s, "primitive type %s is missing from the model", typ)
+		}
+		s.Flags |= jsontree.FlagShadow
+		s.Name = el.Name
+		if el.Choice {
+			s.Flags |= jsontree.FlagChoice
+		}
+		v := n.Get(key)
+		if v != nil {
+			v.Shadow, s.Shadow = s, v
+		}
+		if s.Kind != jsontree.Array {
+			if v != nil && v.Kind == jsontree.Array {
+				return a.errorf(s, "%s must be an array like %s", s.Key, key)
+			}
+			if err := a.shadowItem(s, v, el, pt); err != nil {
+				return err
+			}
+			continue
+		}
+		if !el.Repeats {
+			return a.errorf(s, "element %s does not repeat but %s has an array", el.Name, s.Key)
+		}
+		var vs []*jsontree.Node
+		if v != nil {
+			if v.Kind != jsontree.Array {
+				return a.errorf(s, "%s must be a single object like %s", s.Key, key)
+			}
+			// FHIR wants both arrays to have the same length, but data in
+			// the wild (the FHIRPath suite's own inputs among them) pads
+			// neither: a missing item on either side counts as null.
+			vs = v.Children
+		}
+		for i, si := range s.Children {
+			si.Name, si.Type, si.Shadow = "", "", nil
+			si.Flags &^= jsontree.FlagShadow | jsontree.FlagChoice | jsontree.FlagResource
+			var vi *jsontree.Node
+			if i < len(vs) {
+				vi = vs[i]
+			}
+			if err := a.shadowItem(si, vi, el, pt); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// shadowItem types one shadow object s of a primitive element whose value
+// node is v (nil when absent).
+func (a *annotator) shadowItem(s, v *jsontree.Node, el *model.Element, pt *model.Type) error {
+	if s.Kind == jsontree.Null {
+		if v == nil || v.Kind == jsontree.Null {
+			return a.errorf(s, "element %s has neither a value nor extensions", el.Name)
+		}
+		return nil
+	}
+	if s.Kind != jsontree.Object {
+		return a.errorf(s, "%s must hold JSON objects, not %s", "_"+el.Name, s.Kind)
+	}
+	if err := a.object(s, pt, ""); err != nil {
+		return err
+	}
+	s.Flags |= jsontree.FlagShadow
+	if v == nil || v.Kind == jsontree.Null {
+		// No value: the shadow is the element.
+		s.Name, s.Type = el.Name, pt.Name
+		if v != nil {
+			v.Shadow, s.Shadow = s, v
+		}
+		return nil
+	}
+	s.Name, s.Type = "", ""
+	v.Shadow, s.Shadow = s, v
+	return nil
+}
+
+// isPrimitive reports whether a FHIR type name is a primitive type: they are
+// the only ones that start with a lower-case letter.
+func isPrimitive(typ string) bool { return typ != "" && typ[0] >= 'a' && typ[0] <= 'z' }
+
+// fits reports whether a JSON kind can hold a value of primitive type typ.
+func fits(k jsontree.Kind, typ string) bool {
+	switch typ {
+	case "boolean":
+		return k == jsontree.Bool
+	case "integer", "decimal", "positiveInt", "unsignedInt":
+		return k == jsontree.Number
+	}
+	return k == jsontree.String
+}
+
+// IsPrimitive reports whether n is a primitive element (with or without a
+// value).
+func IsPrimitive(n *jsontree.Node) bool { return isPrimitive(n.Type) }
+
+// HasValue reports whether n is a primitive element with a value.
+func HasValue(n *jsontree.Node) bool {
+	return isPrimitive(n.Type) && (n.Kind == jsontree.String || n.Kind == jsontree.Number || n.Kind == jsontree.Bool)
+}
+
+// IsResource reports whether n is a resource (the root, a contained
+// resource, a Bundle entry's resource, ...).
+func IsResource(n *jsontree.Node) bool { return n.Flags&jsontree.FlagResource != 0 }
+
+// Resource returns the nearest resource that holds n (n itself if it is one),
+// or nil.
+func Resource(n *jsontree.Node) *jsontree.Node {
+	for ; n != nil; n = n.Parent {
+		if n.Flags&jsontree.FlagResource != 0 {
+			return n
+		}
+	}
+	return nil
+}
+
+// Parent returns the element that holds n, skipping array containers and
+// shadow objects: the parent of an extension of a primitive is the primitive.
+func Parent(n *jsontree.Node) *jsontree.Node {
+	p := n.Parent
+	for p != nil {
+		switch {
+		case p.Kind == jsontree.Array:
+			p = p.Parent
+		case p.Type == "" && p.Flags&jsontree.FlagShadow != 0 && p.Shadow != nil:
+			// A shadow object that belongs to a value: the value is the
+			// element. For an item of a "_name" array, Shadow of the item
+			// points at the value item.
+			return p.Shadow
+		case p.Type == "":
+			p = p.Parent
+		default:
+			return p
+		}
+	}
+	return nil
+}
+
+// shadowOf returns the object holding the id and extensions of primitive
+// element n, or nil.
+func shadowOf(n *jsontree.Node) *jsontree.Node {
+	if n.Kind == jsontree.Object {
+		if n.Flags&jsontree.FlagShadow != 0 {
+			return n
+		}
+		return nil
+	}
+	if s := n.Shadow; s != nil && s.Kind == jsontree.Object {
+		return s
+	}
+	return nil
+}
+
+// container returns the object whose members are n's children.
+func container(n *jsontree.Node) *jsontree.Node {
+	if isPrimitive(n.Type) {
+		return shadowOf(n)
+	}
+	if n.Kind == jsontree.Object {
+		return n
+	}
+	return nil
+}
+
+// Children appends to dst the child elements of n called name (a FHIR
+// element name: "value" finds "valueQuantity"), arrays flattened, values and
+// shadows merged, and returns the extended slice.
+func Children(n *jsontree.Node, name string, dst []*jsontree.Node) []*jsontree.Node {
+	o := container(n)
+	if o == nil {
+		return dst
+	}
+	for _, c := range o.Children {
+		if c.Name == name {
+			dst = appendMember(c, dst)
+		}
+	}
+	return dst
+}
+
+// AllChildren appends to dst every child element of n in document order.
+func AllChildren(n *jsontree.Node, dst []*jsontree.Node) []*jsontree.Node {
+	o := container(n)
+	if o == nil {
+		return dst
+	}
+	for _, c := range o.Children {
+		if c.Name != "" {
+			dst = appendMember(c, dst)
+		}
+	}
+	return dst
+}
+
+// appendMember appends the elements held by the member c.
+func appendMember(c *jsontree.Node, dst []*jsontree.Node) []*jsontree.Node {
+	if c.Flags&jsontree.FlagShadow != 0 && c.Shadow != nil {
+		// A "_name" member paired with a value member: reached through the
+		// value member.
+		return dst
+	}
+	if c.Kind != jsontree.Array {
+		if c.Type != "" {
+			return append(dst, c)
+		}
+		if s := c.Shadow; s != nil && s.Type != "" {
+			return append(dst, s)
+		}
+		return dst
+	}
+	sh := c.Shadow
+	for i := 0; i < itemCount(c); i++ {
+		if e := arrayElement(c, sh, i); e != nil {
+			dst = append(dst, e)
+		}
+	}
+	return dst
+}
+
+// itemCount is the number of items of array member c, counting those that
+// only its "_name" array holds.
+func itemCount(c *jsontree.Node) int {
+	n := len(c.Children)
+	if sh := c.Shadow; sh != nil && len(sh.Children) > n {
+		n = len(sh.Children)
+	}
+	return n
+}
+
+// arrayElement returns the element at index i of array member c whose
+// shadow array is sh (or nil), or nil when there is none.
+func arrayElement(c, sh *jsontree.Node, i int) *jsontree.Node {
+	if i < len(c.Children) && c.Children[i].Type != "" {
+		return c.Children[i]
+	}
+	if sh != nil && i < len(sh.Children) && sh.Children[i].Type != "" {
+		return sh.Children[i]
+	}
+	return nil
+}
+
+// Walk calls fn for n and its descendant elements in pre-order. It does not
+// descend into nested resources (contained resources, Bundle entries) other
+// than n itself: fn is not called for them. If fn returns false, Walk skips
+// the children of that node.
+//
+// This is the traversal of the anonymizer's nodesByType and nodesByName.
+func Walk(n *jsontree.Node, fn func(*jsontree.Node) bool) {
+	if !fn(n) {
+		return
+	}
+	walkChildren(n, fn)
+}
+
+func walkChildren(n *jsontree.Node, fn func(*jsontree.Node) bool) {
+	o := container(n)
+	if o == nil {
+		return
+	}
+	for _, c := range o.Children {
+		if c.Name == "" || c.Flags&jsontree.FlagShadow != 0 && c.Shadow != nil {
+			continue
+		}
+		if c.Kind != jsontree.Array {
+			e := c
+			if e.Type == "" {
+				e = c.Shadow
+				if e == nil || e.Type == "" {
+					continue
+				}
+			}
+			walkElement(e, fn)
+			continue
+		}
+		sh := c.Shadow
+		for i := 0; i < itemCount(c); i++ {
+			if e := arrayElement(c, sh, i); e != nil {
+				walkElement(e, fn)
+			}
+		}
+	}
+}
+
+func walkElement(e *jsontree.Node, fn func(*jsontree.Node) bool) {
+	if e.Flags&jsontree.FlagResource != 0 {
+		return
+	}
+	if fn(e) {
+		walkChildren(e, fn)
+	}
+}
+
+// Location returns the FHIRPath-style location of element n:
+// "Patient.name[0].given[1]", "Bundle.entry[2].resource.id". Indexes are
+// written for members that are JSON arrays. It contains element names and
+// indexes only, never values.
+func Location(n *jsontree.Node) string {
+	return string(appendLocation(nil, n))
+}
+
+func appendLocation(b []byte, n *jsontree.Node) []byte {
+	if n == nil {
+		return b
+	}
+	p := Parent(n)
+	if p == nil {
+		if n.Type != "" {
+			return append(b, n.Type...)
+		}
+		return append(b, '$')
+	}
+	b = appendLocation(b, p)
+	b = append(b, '.')
+	key := n.Key
+	idx := -1
+	if n.Parent != nil && n.Parent.Kind == jsontree.Array {
+		key = n.Parent.Key
+		idx = n.Index()
+	}
+	key = strings.TrimPrefix(key, "_")
+	b = append(b, key...)
+	if idx >= 0 {
+		b = append(b, '[')
+		b = strconv.AppendInt(b, int64(idx), 10)
+		b = append(b, ']')
+	}
+	return b
+}
+
+// pathOf is the location used in typing errors; it works on nodes that are
+// not typed yet, using JSON member names.
+func pathOf(n *jsontree.Node) string {
+	var parts []string
+	for c := n; c != nil && c.Parent != nil; c = c.Parent {
+		switch {
+		case c.Parent.Kind == jsontree.Array:
+			parts = append(parts, "["+strconv.Itoa(c.Index())+"]")
+		default:
+			parts = append(parts, "."+c.Key)
+		}
+	}
+	root := n
+	for root.Parent != nil {
+		root = root.Parent
+	}
+	var b strings.Builder
+	if rt := root.Get("resourceType"); rt != nil && rt.Kind == jsontree.String && validTypeName(rt.Value) {
+		b.WriteString(rt.Value)
+	} else {
+		b.WriteString("$")
+	}
+	for i := len(parts) - 1; i >= 0; i-- {
+		b.WriteString(parts[i])
+	}
+	return b.String()
+}
