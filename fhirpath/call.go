@@ -1,0 +1,346 @@
+package fhirpath
+
+import (
+	"regexp"
+	"slices"
+)
+
+// argMode says how a function argument is passed.
+type argMode uint8
+
+const (
+	argValue  argMode = iota // evaluated against the enclosing input
+	argLambda                // evaluated per focus item ($this)
+	argType                  // a type specifier
+)
+
+// argument is one compiled argument of a call.
+type argument struct {
+	fn   evalFn
+	typ  typeSpec
+	ast  expr
+	re   *regexp.Regexp // precompiled literal pattern
+	desc bool           // sort(): descending key (-expr)
+}
+
+// callSite is one compiled call.
+type callSite struct {
+	src  string
+	pos  int
+	name string
+	args []*argument
+}
+
+func (k *callSite) errf(format string, args ...any) error {
+	return rtErr(k.src, k.pos, k.name+"(): "+format, args...)
+}
+
+// builtinFn implements a built-in function: in is the input of the
+// enclosing expression (for value arguments), focus the collection the
+// function applies to.
+type builtinFn func(c *evalCtx, k *callSite, in, focus []Item) ([]Item, error)
+
+type builtin struct {
+	min, max int
+	modes    []argMode // per argument; missing entries are argValue
+	fn       builtinFn
+	// ordered: the function needs an ordered input; unordered: its output
+	// has no defined order.
+	ordered, unordered bool
+	unsupported        string
+}
+
+func (b *builtin) mode(i int) argMode {
+	if i < len(b.modes) {
+		return b.modes[i]
+	}
+	return argValue
+}
+
+// value evaluates value argument i.
+func (k *callSite) value(c *evalCtx, i int, in []Item) ([]Item, error) {
+	return k.args[i].fn(c, in)
+}
+
+// single evaluates argument i to at most one item.
+func (k *callSite) single(c *evalCtx, i int, in []Item) (any, bool, error) {
+	v, err := k.value(c, i, in)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(v) == 0 {
+		return nil, false, nil
+	}
+	if len(v) > 1 {
+		return nil, false, k.errf("argument %d must be a single value", i+1)
+	}
+	x, ok := v[0].Value()
+	return x, ok, nil
+}
+
+// str evaluates argument i as a string; ok is false when it is empty.
+func (k *callSite) str(c *evalCtx, i int, in []Item) (string, bool, error) {
+	x, ok, err := k.single(c, i, in)
+	if err != nil || !ok {
+		return "", false, err
+	}
+	s, isStr := x.(string)
+	if !isStr {
+		return "", false, k.errf("argument %d must be a string", i+1)
+	}
+	return s, true, nil
+}
+
+// integer evaluates argument i as an integer; ok is false when empty.
+func (k *callSite) integer(c *evalCtx, i int, in []Item) (int64, bool, error) {
+	x, ok, err := k.single(c, i, in)
+	if err != nil || !ok {
+		return 0, false, err
+	}
+	n, isInt := x.(int64)
+	if !isInt {
+		return 0, false, k.errf("argument %d must be an integer", i+1)
+	}
+	return n, true, nil
+}
+
+// lambda evaluates arg with $this = it and $index = index.
+func (c *evalCtx) lambda(a *argument, it Item, index int) ([]Item, error) {
+	saveThis, saveIdx, saveHas := c.this, c.index, c.hasIndex
+	one := c.one(it)
+	c.this, c.index, c.hasIndex = one, index, true
+	res, err := a.fn(c, one)
+	c.this, c.index, c.hasIndex = saveThis, saveIdx, saveHas
+	return res, err
+}
+
+func (cp *compiler) call(e *callExpr) (evalFn, error) {
+	var x evalFn
+	if e.x != nil {
+		var err error
+		if x, err = cp.compile(e.x); err != nil {
+			return nil, err
+		}
+	}
+	k := &callSite{src: cp.src, pos: e.pos, name: e.name}
+	if b, ok := builtins[e.name]; ok {
+		if b.unsupported != "" {
+			return nil, cp.errorf(e.pos, "%s() is not supported: %s", e.name, b.unsupported)
+		}
+		if len(e.args) < b.min || len(e.args) > b.max {
+			return nil, cp.arityError(e, b.min, b.max)
+		}
+		for i, a := range e.args {
+			arg := &argument{ast: a}
+			switch b.mode(i) {
+			case argType:
+				ts, ok := typeSpecOf(a)
+				if !ok {
+					return nil, cp.errorf(a.position(), "%s() expects a type name", e.name)
+				}
+				arg.typ = ts
+			default:
+				if e.name == "sort" {
+					if u, ok := a.(*unaryExpr); ok && u.op == "-" {
+						arg.desc = true
+						a = u.x
+					}
+				}
+				fn, err := cp.compile(a)
+				if err != nil {
+					return nil, err
+				}
+				arg.fn = fn
+				if lit, ok := a.(*literalExpr); ok && lit.kind == litString && (e.name == "matches" || e.name == "replaceMatches" || e.name == "matchesFull") && i == 0 {
+					pat := lit.text
+					if e.name == "matchesFull" {
+						pat = "^(?:" + pat + ")$"
+					}
+					re, err := compileRegexp(pat)
+					if err != nil {
+						return nil, cp.errorf(a.position(), "invalid regular expression")
+					}
+					arg.re = re
+				}
+			}
+			k.args = append(k.args, arg)
+		}
+		fn := b.fn
+		if x == nil {
+			return func(c *evalCtx, in []Item) ([]Item, error) { return fn(c, k, in, in) }, nil
+		}
+		return func(c *evalCtx, in []Item) ([]Item, error) {
+			focus, err := x(c, in)
+			if err != nil {
+				return nil, err
+			}
+			return fn(c, k, in, focus)
+		}, nil
+	}
+	f, ok := cp.cfg.funcs[e.name]
+	if !ok {
+		return nil, cp.errorf(e.pos, "unknown function %s()", e.name)
+	}
+	if len(e.args) < f.MinArgs || len(e.args) > f.MaxArgs {
+		return nil, cp.arityError(e, f.MinArgs, f.MaxArgs)
+	}
+	if f.Check != nil {
+		texts := make([]string, len(e.args))
+		for i, a := range e.args {
+			texts[i] = exprString(a)
+		}
+		if err := f.Check(texts); err != nil {
+			return nil, cp.errorf(e.pos, "%s(): %v", e.name, err)
+		}
+	}
+	for _, a := range e.args {
+		fn, err := cp.compile(a)
+		if err != nil {
+			return nil, err
+		}
+		k.args = append(k.args, &argument{ast: a, fn: fn})
+	}
+	eval := f.Eval
+	return func(c *evalCtx, in []Item) ([]Item, error) {
+		focus := in
+		if x != nil {
+			var err error
+			if focus, err = x(c, in); err != nil {
+				return nil, err
+			}
+		}
+		return eval(&Call{c: c, k: k, in: in}, focus)
+	}, nil
+}
+
+func (cp *compiler) arityError(e *callExpr, lo, hi int) error {
+	switch {
+	case lo == hi:
+		return cp.errorf(e.pos, "%s() takes %d argument(s), got %d", e.name, lo, len(e.args))
+	default:
+		return cp.errorf(e.pos, "%s() takes %d to %d arguments, got %d", e.name, lo, hi, len(e.args))
+	}
+}
+
+// typeSpecOf reads a type specifier written as an expression argument.
+func typeSpecOf(e expr) (typeSpec, bool) {
+	switch e := e.(type) {
+	case *identExpr:
+		return typeSpec{name: e.name}, true
+	case *memberExpr:
+		if id, ok := e.x.(*identExpr); ok {
+			return typeSpec{namespace: id.name, name: e.name}, true
+		}
+	}
+	return typeSpec{}, false
+}
+
+var namedGroup = regexp.MustCompile(`\(\?<([A-Za-z_][A-Za-z0-9_]*)>`)
+
+// compileRegexp compiles a pattern, accepting the .NET named group form
+// (?<name>...).
+func compileRegexp(p string) (*regexp.Regexp, error) {
+	p = namedGroup.ReplaceAllString(p, "(?P<$1>")
+	return regexp.Compile(p)
+}
+
+// regexpArg returns the compiled pattern of argument i.
+func (k *callSite) regexpArg(c *evalCtx, i int, in []Item, full bool) (*regexp.Regexp, bool, error) {
+	if re := k.args[i].re; re != nil {
+		return re, true, nil
+	}
+	s, ok, err := k.str(c, i, in)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	if full {
+		s = "^(?:" + s + ")$"
+	}
+	re, err := compileRegexp(s)
+	if err != nil {
+		return nil, false, k.errf("invalid regular expression")
+	}
+	return re, true, nil
+}
+
+// dotNetReplacement converts $1 and ${name} substitutions (the same syntax
+// in .NET and Go) and escapes nothing else; "$$" stays a literal dollar.
+func dotNetReplacement(s string) string {
+	return s
+}
+
+// distinct removes duplicates keeping the first occurrence.
+func distinctItems(c *evalCtx, v []Item) []Item {
+	out := c.alloc(len(v))
+	for _, it := range v {
+		if !contains(out, it) {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+func sortItems(c *evalCtx, k *callSite, focus []Item) ([]Item, error) {
+	out := c.keep(focus)
+	type keyed struct {
+		it   Item
+		keys []any
+	}
+	ks := make([]keyed, len(out))
+	for i, it := range out {
+		ks[i].it = it
+		if len(k.args) == 0 {
+			v, _ := it.Value()
+			ks[i].keys = []any{v}
+			continue
+		}
+		for _, a := range k.args {
+			r, err := c.lambda(a, it, i)
+			if err != nil {
+				return nil, err
+			}
+			var v any
+			if len(r) == 1 {
+				v, _ = r[0].Value()
+			}
+			ks[i].keys = append(ks[i].keys, v)
+		}
+	}
+	var sortErr error
+	slices.SortStableFunc(ks, func(x, y keyed) int {
+		for j := range x.keys {
+			a, b := x.keys[j], y.keys[j]
+			var cmp int
+			switch {
+			case a == nil && b == nil:
+				cmp = 0
+			case a == nil:
+				cmp = -1
+			case b == nil:
+				cmp = 1
+			default:
+				r, known, err := compareValues(a, b)
+				if err != nil {
+					sortErr = k.errf("cannot compare sort keys")
+				}
+				if known {
+					cmp = r
+				}
+			}
+			if len(k.args) > 0 && k.args[j].desc {
+				cmp = -cmp
+			}
+			if cmp != 0 {
+				return cmp
+			}
+		}
+		return 0
+	})
+	if sortErr != nil {
+		return nil, sortErr
+	}
+	for i := range ks {
+		out[i] = ks[i].it
+	}
+	return out, nil
+}

@@ -1,0 +1,98 @@
+package fhirpath
+
+import (
+	"fhirdeid/jsontree"
+	"fmt"
+	"time"
+)
+
+// Function is a custom function that can be added with WithFunctions.
+type Function struct {
+	// Name is the function's name as written in expressions.
+	Name string
+	// MinArgs and MaxArgs bound the number of arguments; a call with another
+	// number is a compile error.
+	MinArgs, MaxArgs int
+	// Check, if set, is called at compile time with the source text of the
+	// arguments; an error makes compilation fail.
+	Check func(args []string) error
+	// Eval computes the result from the focus (the collection the function
+	// is called on). Arguments are evaluated on demand through call.
+	Eval func(call *Call, focus []Item) ([]Item, error)
+}
+
+// Call gives a custom function access to its arguments and to the
+// evaluation context. It is valid only during the Eval call.
+type Call struct {
+	c  *evalCtx
+	k  *callSite
+	in []Item
+}
+
+// NumArgs returns the number of arguments of the call.
+func (cl *Call) NumArgs() int { return len(cl.k.args) }
+
+// Arg evaluates argument i against the input of the enclosing expression.
+func (cl *Call) Arg(i int) ([]Item, error) { return cl.k.args[i].fn(cl.c, cl.in) }
+
+// ArgFor evaluates argument i with $this set to it and $index to index, as
+// where() and select() do for their criteria.
+func (cl *Call) ArgFor(i int, it Item, index int) ([]Item, error) {
+	return cl.c.lambda(cl.k.args[i], it, index)
+}
+
+// StringArg evaluates argument i and returns it as a single string.
+func (cl *Call) StringArg(i int) (string, bool, error) {
+	return cl.k.str(cl.c, i, cl.in)
+}
+
+// Now returns the evaluation's pinned current time.
+func (cl *Call) Now() time.Time { return cl.c.timeNow() }
+
+// Errorf returns an error located at the call in the expression. Do not put
+// values of the resource in it.
+func (cl *Call) Errorf(format string, args ...any) error {
+	return rtErr(cl.k.src, cl.k.pos, "%s(): %s", cl.k.name, fmt.Sprintf(format, args...))
+}
+
+// AnonymizerFunctions returns nodesByType(T) and nodesByName(N), the
+// functions the FHIR anonymizer configurations use: the focus and its
+// descendants in pre-order, not entering nested resources, whose FHIR type
+// (the concrete type for choice elements) resp. element name equals the
+// argument exactly.
+func AnonymizerFunctions() []*Function {
+	return []*Function{
+		{Name: "nodesByType", MinArgs: 1, MaxArgs: 1, Eval: func(cl *Call, focus []Item) ([]Item, error) {
+			return nodesBy(cl, focus, false)
+		}},
+		{Name: "nodesByName", MinArgs: 1, MaxArgs: 1, Eval: func(cl *Call, focus []Item) ([]Item, error) {
+			return nodesBy(cl, focus, true)
+		}},
+	}
+}
+
+func nodesBy(cl *Call, focus []Item, byName bool) ([]Item, error) {
+	want, ok, err := cl.StringArg(0)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, cl.Errorf("argument must be a string")
+	}
+	var out []Item
+	for _, it := range focus {
+		if it.node == nil {
+			continue
+		}
+		walkWithoutSubResources(it.node, func(n *jsontree.Node) {
+			key := n.Type
+			if byName {
+				key = n.Name
+			}
+			if key == want {
+				out = append(out, Item{node: n})
+			}
+		})
+	}
+	return out, nil
+}
