@@ -1,0 +1,255 @@
+package anonymize
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// DateType is one of the FHIR date primitive types the date methods handle.
+type DateType uint8
+
+// The date primitive types.
+const (
+	Date DateType = iota + 1
+	DateTime
+	Instant
+)
+
+// ParseDateType recognises "date", "dateTime" and "instant"
+// (case-insensitively, as the reference implementation does).
+func ParseDateType(fhirType string) (DateType, bool) {
+	switch {
+	case strings.EqualFold(fhirType, "date"):
+		return Date, true
+	case strings.EqualFold(fhirType, "dateTime"):
+		return DateTime, true
+	case strings.EqualFold(fhirType, "instant"):
+		return Instant, true
+	}
+	return 0, false
+}
+
+// String returns the FHIR type name.
+func (t DateType) String() string {
+	switch t {
+	case Date:
+		return "date"
+	case DateTime:
+		return "dateTime"
+	case Instant:
+		return "instant"
+	}
+	return "invalid"
+}
+
+// The patterns of §2.3, matched unanchored. Groups: 1 year, 5 month, 7 day,
+// 8 the "T..." part, whose time zone is mandatory.
+const yearPattern = `([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)`
+
+var (
+	dateRegexp     = regexp.MustCompile(yearPattern + `(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1]))?)?`)
+	dateTimeRegexp = regexp.MustCompile(yearPattern + `(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?`)
+)
+
+// dateParts is a date value as the date patterns read it.
+type dateParts struct {
+	year, month, day int // month and day 0 when absent
+	timePart         string
+	ok               bool
+}
+
+func parseDateParts(value string, t DateType) dateParts {
+	rx := dateTimeRegexp
+	if t == Date {
+		rx = dateRegexp
+	}
+	m := rx.FindStringSubmatchIndex(value)
+	if m == nil {
+		return dateParts{}
+	}
+	group := func(i int) string {
+		if m[2*i] < 0 {
+			return ""
+		}
+		return value[m[2*i]:m[2*i+1]]
+	}
+	var p dateParts
+	p.ok = true
+	p.year, _ = strconv.Atoi(group(1))
+	if s := group(5); s != "" {
+		p.month, _ = strconv.Atoi(s)
+	}
+	if s := group(7); s != "" {
+		p.day, _ = strconv.Atoi(s)
+	}
+	if t != Date {
+		p.timePart = group(8)
+	}
+	return p
+}
+
+// ageOverThreshold reports whether a date "indicates age > 89" relative to
+// today (§2.3): a missing month or day counts as 1.
+func (p dateParts) ageOverThreshold(today time.Time) bool {
+	month, day := p.month, p.day
+	if month == 0 {
+		month = 1
+	}
+	if day == 0 {
+		day = 1
+	}
+	age := today.Year() - p.year
+	if int(today.Month()) < month || (int(today.Month()) == month && today.Day() < day) {
+		age--
+	}
+	return age > 89
+}
+
+// DateShiftOffset derives the date-shift offset in days, in [-50, 50], from
+// a prefix (the scope's prefix or the root resource id) and the dateShiftKey
+// (§2.3): fold the UTF-8 bytes of prefix+key with o = (o*131 + b) mod 101,
+// then subtract 50.
+func DateShiftOffset(prefix, key string) int {
+	o := 0
+	for i := 0; i < len(prefix); i++ {
+		o = (o*131 + int(prefix[i])) % 101
+	}
+	for i := 0; i < len(key); i++ {
+		o = (o*131 + int(key[i])) % 101
+	}
+	return o - 50
+}
+
+// ErrDateRange reports a date that is not a valid calendar date, or that a
+// shift moves outside the years 1 to 9999.
+var ErrDateRange = errors.New("date out of range")
+
+// ShiftDate applies dateShift to one date, dateTime or instant value (§2.3).
+// When the value has a day and does not indicate an age over 89 relative to
+// today, its calendar date is moved by offset days and it returns
+// OpPerturb: a time with a zone is kept as zeros of the same length with the
+// zone verbatim ("2015-02-07T13:28:17.123-05:00" becomes
+// "2015-01-17T00:00:00.000-05:00"); without a zone the time is dropped.
+// Otherwise it falls back to RedactDate and returns OpRedact.
+//
+// keep is false when the value is removed. The error never quotes the value.
+func ShiftDate(value string, t DateType, offset int, partial bool, today time.Time) (out string, keep bool, op Operation, err error) {
+	p := parseDateParts(value, t)
+	if !p.ok || p.day == 0 || p.ageOverThreshold(today) {
+		out, keep = redactDateParts(value, p, partial, today)
+		return out, keep, OpRedact, nil
+	}
+	d := time.Date(p.year, time.Month(p.month), p.day, 12, 0, 0, 0, time.UTC)
+	if d.Day() != p.day {
+		return "", false, OpPerturb, fmt.Errorf("shifting %s: %w: day %d does not exist in month %d", t, ErrDateRange, p.day, p.month)
+	}
+	d = d.AddDate(0, 0, offset)
+	if d.Year() < 1 || d.Year() > 9999 {
+		return "", false, OpPerturb, fmt.Errorf("shifting %s: %w", t, ErrDateRange)
+	}
+	var b strings.Builder
+	b.Grow(len(value))
+	b.WriteString(d.Format("2006-01-02"))
+	if p.timePart != "" {
+		// "T" HH:mm:ss(.fff) zone: zero every digit of the time, keep the zone.
+		tp := p.timePart
+		end := 1
+		for end < len(tp) && tp[end] != 'Z' && tp[end] != '+' && tp[end] != '-' {
+			end++
+		}
+		b.WriteByte('T')
+		for i := 1; i < end; i++ {
+			if c := tp[i]; c >= '0' && c <= '9' {
+				b.WriteByte('0')
+			} else {
+				b.WriteByte(c)
+			}
+		}
+		b.WriteString(tp[end:])
+	}
+	return b.String(), true, OpPerturb, nil
+}
+
+// RedactDate applies redact to a date, dateTime or instant value (§2.4.1):
+// without partial dates the value is removed; with them only the 4-digit
+// year is kept, and the value is removed if it indicates an age over 89.
+// A value the date pattern does not match is kept as it is. The operation is
+// always OpRedact.
+func RedactDate(value string, t DateType, partial bool, today time.Time) (out string, keep bool) {
+	return redactDateParts(value, parseDateParts(value, t), partial, today)
+}
+
+func redactDateParts(value string, p dateParts, partial bool, today time.Time) (string, bool) {
+	if !partial {
+		return "", false
+	}
+	if !p.ok {
+		return value, true
+	}
+	if p.ageOverThreshold(today) {
+		return "", false
+	}
+	return fmt.Sprintf("%04d", p.year), true
+}
+
+// RedactAge applies redact to the value of an Age (§2.4.2): without partial
+// ages it is removed; with them it is removed when over 89 and kept
+// otherwise. The reference implementation fails on a non-integer age; this
+// one compares the decimal value instead (90.5 is removed, 45.5 kept). An
+// unparsable number is an error that does not quote it.
+func RedactAge(value string, partial bool) (out string, keep bool, err error) {
+	if !partial {
+		return "", false, nil
+	}
+	s := strings.TrimSpace(value)
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return value, n <= 89, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return "", false, errors.New("redacting age: value is not a number")
+	}
+	return value, f <= 89, nil
+}
+
+// RedactPostalCode applies redact to an element named postalCode (§2.4.3).
+// Without partial zip codes the value is removed (OpRedact). With them, a
+// value starting with a restricted prefix has every digit replaced by 0, a
+// value of at least 3 characters keeps its first 3 and has the digits of the
+// rest replaced by 0, and a shorter value is kept; the operation is then
+// OpAbstract.
+func RedactPostalCode(value string, partial bool, restricted []string) (out string, keep bool, op Operation) {
+	if !partial {
+		return "", false, OpRedact
+	}
+	zero := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r >= '0' && r <= '9' {
+				return '0'
+			}
+			return r
+		}, s)
+	}
+	for _, x := range restricted {
+		if strings.HasPrefix(value, x) {
+			return zero(value), true, OpAbstract
+		}
+	}
+	// The first three characters (UTF-16 code units in .NET; runes here, the
+	// same for any real postal code).
+	n, i := 0, 0
+	for i < len(value) && n < 3 {
+		_, size := utf8.DecodeRuneInString(value[i:])
+		i += size
+		n++
+	}
+	if n < 3 {
+		return value, true, OpAbstract
+	}
+	return value[:i] + zero(value[i:]), true, OpAbstract
+}

@@ -1,0 +1,64 @@
+package anonymize
+
+import "strings"
+
+// r4ResourceTypes are the concrete resource types of FHIR R4 (4.0.1), the
+// list the reference-id pattern of cryptoHash (§2.5) alternates over.
+var r4ResourceTypes = strings.Fields(`
+Account ActivityDefinition AdverseEvent AllergyIntolerance Appointment AppointmentResponse AuditEvent
+Basic Binary BiologicallyDerivedProduct BodyStructure Bundle CapabilityStatement CarePlan CareTeam
+CatalogEntry ChargeItem ChargeItemDefinition Claim ClaimResponse ClinicalImpression CodeSystem
+Communication CommunicationRequest CompartmentDefinition Composition ConceptMap Condition Consent
+Contract Coverage CoverageEligibilityRequest CoverageEligibilityResponse DetectedIssue Device
+DeviceDefinition DeviceMetric DeviceRequest DeviceUseStatement DiagnosticReport DocumentManifest
+DocumentReference EffectEvidenceSynthesis Encounter Endpoint EnrollmentRequest EnrollmentResponse
+EpisodeOfCare EventDefinition Evidence EvidenceVariable ExampleScenario ExplanationOfBenefit
+FamilyMemberHistory Flag Goal GraphDefinition Group GuidanceResponse HealthcareService ImagingStudy
+Immunization ImmunizationEvaluation ImmunizationRecommendation ImplementationGuide InsurancePlan
+Invoice Library Linkage List Location Measure MeasureReport Media Medication MedicationAdministration
+MedicationDispense MedicationKnowledge MedicationRequest MedicationStatement MedicinalProduct
+MedicinalProductAuthorization MedicinalProductContraindication MedicinalProductIndication
+MedicinalProductIngredient MedicinalProductInteraction MedicinalProductManufactured
+MedicinalProductPackaged MedicinalProductPharmaceutical MedicinalProductUndesirableEffect
+MessageDefinition MessageHeader MolecularSequence NamingSystem NutritionOrder Observation
+ObservationDefinition OperationDefinition OperationOutcome Organization OrganizationAffiliation
+Parameters Patient PaymentNotice PaymentReconciliation Person PlanDefinition Practitioner
+PractitionerRole Procedure Provenance Questionnaire QuestionnaireResponse RelatedPerson RequestGroup
+ResearchDefinition ResearchElementDefinition ResearchStudy ResearchSubject RiskAssessment
+RiskEvidenceSynthesis Schedule SearchParameter ServiceRequest Slot Specimen SpecimenDefinition
+StructureDefinition StructureMap Subscription Substance SubstanceNucleicAcid SubstancePolymer
+SubstanceProtein SubstanceReferenceInformation SubstanceSourceMaterial SubstanceSpecification
+SupplyDelivery SupplyRequest Task TerminologyCapabilities TestReport TestScript ValueSet
+VerificationResult VisionPrescription`)
+
+// stu3ResourceTypes are the concrete resource types of FHIR STU3 (3.0.2).
+var stu3ResourceTypes = strings.Fields(`
+Account ActivityDefinition AdverseEvent AllergyIntolerance Appointment AppointmentResponse AuditEvent
+Basic Binary BodySite Bundle CapabilityStatement CarePlan CareTeam ChargeItem Claim ClaimResponse
+ClinicalImpression CodeSystem Communication CommunicationRequest CompartmentDefinition Composition
+ConceptMap Condition Consent Contract Coverage DataElement DetectedIssue Device DeviceComponent
+DeviceMetric DeviceRequest DeviceUseStatement DiagnosticReport DocumentManifest DocumentReference
+EligibilityRequest EligibilityResponse Encounter Endpoint EnrollmentRequest EnrollmentResponse
+EpisodeOfCare ExpansionProfile ExplanationOfBenefit FamilyMemberHistory Flag Goal GraphDefinition
+Group GuidanceResponse HealthcareService ImagingManifest ImagingStudy Immunization
+ImmunizationRecommendation ImplementationGuide Library Linkage List Location Measure MeasureReport
+Media Medication MedicationAdministration MedicationDispense MedicationRequest MedicationStatement
+MessageDefinition MessageHeader NamingSystem NutritionOrder Observation OperationDefinition
+OperationOutcome Organization Parameters Patient PaymentNotice PaymentReconciliation Person
+PlanDefinition Practitioner PractitionerRole Procedure ProcedureRequest ProcessRequest
+ProcessResponse Provenance Questionnaire QuestionnaireResponse ReferralRequest RelatedPerson
+RequestGroup ResearchStudy ResearchSubject RiskAssessment Schedule SearchParameter Sequence
+ServiceDefinition Slot Specimen StructureDefinition StructureMap Subscription Substance
+SupplyDelivery SupplyRequest Task TestReport TestScript ValueSet VisionPrescription`)
+
+// ResourceTypes returns the concrete resource type names of a FHIR release
+// ("R4" or "STU3", any case); nil for another release.
+func ResourceTypes(fhirVersion string) []string {
+	switch {
+	case strings.EqualFold(fhirVersion, "R4"), fhirVersion == "":
+		return append([]string(nil), r4ResourceTypes...)
+	case strings.EqualFold(fhirVersion, "STU3"):
+		return append([]string(nil), stu3ResourceTypes...)
+	}
+	return nil
+}
