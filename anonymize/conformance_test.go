@@ -44,57 +44,66 @@ func TestConformanceConfigCases(t *testing.T) {
 	if len(manifest.ConfigCases) == 0 {
 		t.Fatal("no configCases in manifest.json")
 	}
-	var pass, fail, pending int
-	for _, c := range manifest.ConfigCases {
-		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(c.Config)))
-		if err != nil {
-			t.Errorf("%s: %v", c.Config, err)
-			fail++
-			continue
-		}
-		for _, build := range []struct{ version, expect string }{
-			{"R4", firstNonEmpty(c.ExpectR4, c.Expect)},
-			{"STU3", firstNonEmpty(c.ExpectSTU3, c.Expect)},
-		} {
-			if build.expect == "" {
-				continue // the case is not defined for this build
-			}
-			name := filepath.Base(c.Config) + "/" + build.version
-			cfg, err := ParseConfig(data, Options{FHIRVersion: build.version, Compiler: stubCompiler, Rand: zeroRand()})
-			ok := true
-			switch build.expect {
-			case "valid":
-				if err != nil {
-					t.Errorf("%s: rejected: %v", name, err)
-					ok = false
-				} else {
-					ok = checkValidCaseNotes(t, name, c.Notes, cfg)
-				}
-			case "AnonymizerConfigurationException":
-				var ce *ConfigError
-				if err == nil {
-					t.Errorf("%s: accepted, want a configuration error", name)
-					ok = false
-				} else if !errors.As(err, &ce) {
-					t.Errorf("%s: error %T is not a *ConfigError", name, err)
-					ok = false
-				}
-			default:
-				t.Errorf("%s: unknown expectation %q", name, build.expect)
-				ok = false
-			}
-			switch {
-			case !ok:
+	for _, comp := range []struct {
+		name     string
+		compiler PathCompiler
+		real     bool
+	}{{"stub compiler", stubCompiler, false}, {"fhirpath compiler", FHIRPathCompiler(), true}} {
+		var pass, fail, pending int
+		for _, c := range manifest.ConfigCases {
+			data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(c.Config)))
+			if err != nil {
+				t.Errorf("%s: %v", c.Config, err)
 				fail++
-			case compileErrorCases[filepath.Base(c.Config)]:
-				pending++
-			default:
-				pass++
+				continue
+			}
+			for _, build := range []struct{ version, expect string }{
+				{"R4", firstNonEmpty(c.ExpectR4, c.Expect)},
+				{"STU3", firstNonEmpty(c.ExpectSTU3, c.Expect)},
+			} {
+				if build.expect == "" {
+					continue // the case is not defined for this build
+				}
+				name := comp.name + "/" + filepath.Base(c.Config) + "/" + build.version
+				cfg, err := ParseConfig(data, Options{FHIRVersion: build.version, Compiler: comp.compiler, Rand: zeroRand()})
+				ok := true
+				switch build.expect {
+				case "valid":
+					if err != nil {
+						t.Errorf("%s: rejected: %v", name, err)
+						ok = false
+					} else {
+						ok = checkValidCaseNotes(t, name, c.Notes, cfg)
+					}
+				case "AnonymizerConfigurationException":
+					var ce *ConfigError
+					if err == nil {
+						t.Errorf("%s: accepted, want a configuration error", name)
+						ok = false
+					} else if !errors.As(err, &ce) {
+						t.Errorf("%s: error %T is not a *ConfigError", name, err)
+						ok = false
+					} else if compileErrorCases[filepath.Base(c.Config)] && ce.ExprColumn == 0 {
+						t.Errorf("%s: compile error without a column: %v", name, err)
+						ok = false
+					}
+				default:
+					t.Errorf("%s: unknown expectation %q", name, build.expect)
+					ok = false
+				}
+				switch {
+				case !ok:
+					fail++
+				case compileErrorCases[filepath.Base(c.Config)] && !comp.real:
+					pending++
+				default:
+					pass++
+				}
 			}
 		}
+		t.Logf("config cases with the %s: %d pass, %d fail, %d pending on the real FHIRPath compiler (%d manifest entries, run per FHIR build)",
+			comp.name, pass, fail, pending, len(manifest.ConfigCases))
 	}
-	t.Logf("config cases: %d pass, %d fail, %d pending on the real FHIRPath compiler (of %d manifest entries, run per FHIR build)",
-		pass, fail, pending, len(manifest.ConfigCases))
 }
 
 func firstNonEmpty(a, b string) string {
