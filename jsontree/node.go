@@ -10,6 +10,7 @@ package jsontree
 // Kind is the JSON kind of a node.
 type Kind uint8
 
+// The kinds of node. Invalid is the zero Kind; the parser never produces it.
 const (
 	Invalid Kind = iota
 	Null
@@ -22,6 +23,8 @@ const (
 
 var kindNames = [...]string{"invalid", "null", "boolean", "number", "string", "object", "array"}
 
+// String returns the kind's JSON name: "null", "boolean", "number",
+// "string", "object", "array" or "invalid".
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
 		return kindNames[k]
@@ -34,7 +37,14 @@ func (k Kind) String() string {
 // Object members and array items are Children, in document order; a member
 // carries its member name in Key. Scalars keep their text in Value: the
 // exact literal of a Number ("1.50" stays "1.50"), the decoded text of a
-// String, "true" or "false" for a Bool.
+// String, "true" or "false" for a Bool, "" for a Null.
+//
+// Nodes made by a Parser live in its arena and are valid only until its
+// next Parse (see Parser); Clone copies a tree out of it. Programs edit a
+// tree through the methods (Set, Append, Remove, ReplaceWith, SetString...),
+// which keep Parent, Key and Children consistent; assigning Value of a
+// String directly is safe too, as writing escapes strings as needed, but a
+// Number's Value must remain a valid literal (see SetNumber).
 type Node struct {
 	Kind Kind
 	// Flags holds typing and bookkeeping bits; see the Flag constants.
@@ -80,7 +90,9 @@ const (
 	// FlagChoice marks a member whose key is a choice element's name plus a
 	// type suffix ("valueQuantity" for "value[x]").
 	FlagChoice
-	// FlagEscaped marks a String whose JSON text contained escape sequences,
-	// so it cannot be written back by copying Value between quotes.
+	// FlagEscaped marks a String whose JSON text contained escape sequences.
+	// It is informational: the parser sets it and the Set methods clear it,
+	// but writing never depends on it, since strings are always escaped as
+	// needed (see AppendJSON).
 	FlagEscaped
 )

@@ -1,0 +1,458 @@
+package jsontree
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"unsafe"
+)
+
+// errNumber is returned for a malformed number literal. Like every error
+// of this package it does not quote the literal.
+var errNumber = errors.New("jsontree: invalid number literal")
+
+// ValidNumber reports whether lit is a JSON number literal (RFC 8259):
+// an optional minus sign, an integer part without leading zeros, an optional
+// fraction and an optional exponent. Its size is not limited.
+func ValidNumber(lit string) bool {
+	if lit == "" {
+		return false
+	}
+	end, msg := scanNumber(unsafe.Slice(unsafe.StringData(lit), len(lit)), 0)
+	return msg == "" && end == len(lit)
+}
+
+// NewString returns a detached String node holding s.
+func NewString(s string) *Node { return &Node{Kind: String, Value: s} }
+
+// NewNumber returns a detached Number node whose literal is lit, which is
+// kept as it is ("1.50" stays "1.50"). It returns an error if lit is not a
+// JSON number literal (see ValidNumber).
+func NewNumber(lit string) (*Node, error) {
+	if !ValidNumber(lit) {
+		return nil, errNumber
+	}
+	return &Node{Kind: Number, Value: lit}, nil
+}
+
+// NewBool returns a detached Bool node.
+func NewBool(b bool) *Node { return &Node{Kind: Bool, Value: boolText(b)} }
+
+// NewNull returns a detached Null node.
+func NewNull() *Node { return &Node{Kind: Null} }
+
+// NewObject returns a detached empty Object node.
+func NewObject() *Node { return &Node{Kind: Object} }
+
+// NewArray returns a detached empty Array node.
+func NewArray() *Node { return &Node{Kind: Array} }
+
+func boolText(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+// Len returns the number of members of an object or items of an array, and
+// 0 for a scalar.
+func (n *Node) Len() int { return len(n.Children) }
+
+// Get returns the member of object n named key, or nil if there is none or
+// n is not an object.
+func (n *Node) Get(key string) *Node {
+	if n == nil || n.Kind != Object {
+		return nil
+	}
+	for _, c := range n.Children {
+		if c.Key == key {
+			return c
+		}
+	}
+	return nil
+}
+
+// Index returns the position of n among its parent's children, or -1 if n
+// has no parent.
+func (n *Node) Index() int {
+	if n.Parent == nil {
+		return -1
+	}
+	for i, c := range n.Parent.Children {
+		if c == n {
+			return i
+		}
+	}
+	return -1
+}
+
+// The editing methods below keep the tree consistent: every child's Parent
+// is its container, every member's Key is its name, and an object has no
+// two members with the same name. A node being inserted that already has a
+// parent is first moved out of it, as Detach does. Editing methods panic if
+// they are called on a node of the wrong kind, if v is nil, or if the edit
+// would make a node its own descendant: these are programming errors.
+// Typing fields (Name, Type, Shadow, typing flags) are never changed by
+// them; a program that edits a typed tree retypes what it inserts.
+
+// Set makes v the member of object n named key. If n has such a member, v
+// takes its place (same position) and the old member is detached;
+// otherwise v is appended.
+func (n *Node) Set(key string, v *Node) {
+	n.mustBe(Object, "Set")
+	n.checkChild(v)
+	if v.Parent == n && v.Key == key {
+		return
+	}
+	if v.Parent != nil {
+		v.Detach()
+	}
+	v.Parent, v.Key = n, key
+	for i, c := range n.Children {
+		if c.Key == key {
+			c.Parent = nil
+			n.Children[i] = v
+			return
+		}
+	}
+	n.Children = append(n.Children, v)
+}
+
+// Append adds v as the last item of array n.
+func (n *Node) Append(v *Node) {
+	n.mustBe(Array, "Append")
+	n.checkChild(v)
+	if v.Parent != nil {
+		v.Detach()
+	}
+	v.Parent, v.Key = n, ""
+	n.Children = append(n.Children, v)
+}
+
+// InsertAt inserts v into n so that it becomes n.Children[i]; it panics if
+// i is not in [0, n.Len()] (counted after v was moved out of its old
+// parent). In an array, v becomes item i. In an object, v becomes a member
+// named v.Key (its name before the call), and a member of n with that name
+// is detached first.
+func (n *Node) InsertAt(i int, v *Node) {
+	if n.Kind != Object && n.Kind != Array {
+		panic("jsontree: InsertAt on a " + n.Kind.String())
+	}
+	n.checkChild(v)
+	key := v.Key
+	if v.Parent != nil {
+		v.Detach()
+	}
+	if n.Kind == Array {
+		key = ""
+	} else if old := n.Get(key); old != nil {
+		n.Remove(old)
+	}
+	if i < 0 || i > len(n.Children) {
+		panic("jsontree: InsertAt index " + strconv.Itoa(i) + " out of range")
+	}
+	v.Parent, v.Key = n, key
+	n.Children = slices.Insert(n.Children, i, v)
+}
+
+// Remove removes child from n's members or items, keeping the order of the
+// others, and reports whether child was one of them. The removed node keeps
+// its Key and its own subtree; its Parent becomes nil.
+func (n *Node) Remove(child *Node) bool {
+	if child == nil || child.Parent != n {
+		return false
+	}
+	for i, c := range n.Children {
+		if c == child {
+			copy(n.Children[i:], n.Children[i+1:])
+			n.Children[len(n.Children)-1] = nil
+			n.Children = n.Children[:len(n.Children)-1]
+			child.Parent = nil
+			return true
+		}
+	}
+	return false
+}
+
+// Detach removes n from its parent, if it has one; see Remove.
+func (n *Node) Detach() {
+	if n.Parent != nil {
+		n.Parent.Remove(n)
+	}
+}
+
+// ReplaceWith puts v in n's place in n's parent (same position, and in an
+// object the same member name) and detaches n. It panics if n has no
+// parent. v's typing fields are left as they are.
+func (n *Node) ReplaceWith(v *Node) {
+	if v == n {
+		return
+	}
+	p := n.Parent
+	if p == nil {
+		panic("jsontree: ReplaceWith on a node without parent")
+	}
+	p.checkChild(v)
+	if v.Parent != nil {
+		v.Detach()
+	}
+	i := n.Index()
+	p.Children[i] = v
+	v.Parent, v.Key = p, n.Key
+	n.Parent = nil
+}
+
+// SetString makes n a String holding s. An object's or array's children
+// are dropped.
+func (n *Node) SetString(s string) {
+	n.setScalar(String, s)
+}
+
+// SetNumber makes n a Number whose literal is lit, or returns an error and
+// leaves n unchanged if lit is not a JSON number literal (see ValidNumber).
+func (n *Node) SetNumber(lit string) error {
+	if !ValidNumber(lit) {
+		return errNumber
+	}
+	n.setScalar(Number, lit)
+	return nil
+}
+
+// SetBool makes n a Bool.
+func (n *Node) SetBool(b bool) {
+	n.setScalar(Bool, boolText(b))
+}
+
+// SetNull makes n a Null.
+func (n *Node) SetNull() {
+	n.setScalar(Null, "")
+}
+
+func (n *Node) setScalar(k Kind, v string) {
+	for _, c := range n.Children {
+		c.Parent = nil
+	}
+	n.Children = nil
+	n.Kind, n.Value = k, v
+	n.Flags &^= FlagEscaped
+}
+
+func (n *Node) mustBe(k Kind, op string) {
+	if n.Kind != k {
+		panic("jsontree: " + op + " on a " + n.Kind.String())
+	}
+}
+
+// checkChild panics unless v may become a child of n.
+func (n *Node) checkChild(v *Node) {
+	if v == nil {
+		panic("jsontree: nil node inserted")
+	}
+	for a := n; a != nil; a = a.Parent {
+		if a == v {
+			panic("jsontree: node inserted into itself")
+		}
+	}
+}
+
+// Walk calls fn for n and then, if fn returned true, walks n's children in
+// order: a pre-order traversal. fn may change the node it is given,
+// including its children, before they are walked; it must not add or remove
+// siblings of that node. To replace a node during Walk, call ReplaceWith and
+// return false.
+func (n *Node) Walk(fn func(*Node) bool) {
+	if !fn(n) {
+		return
+	}
+	for i := 0; i < len(n.Children); i++ {
+		n.Children[i].Walk(fn)
+	}
+}
+
+// Path returns the location of n in its tree as a JSON pointer (RFC 6901)
+// made of member names and array indexes, such as
+// "/entry/0/resource/name/1/given/0"; the root's path is "". A path holds
+// no values, so it may be logged.
+func (n *Node) Path() string {
+	type seg struct {
+		key string
+		idx int
+	}
+	var segs []seg
+	for c := n; c.Parent != nil; c = c.Parent {
+		if c.Parent.Kind == Array {
+			segs = append(segs, seg{idx: c.Index()})
+		} else {
+			segs = append(segs, seg{key: c.Key, idx: -1})
+		}
+	}
+	var sb strings.Builder
+	for i := len(segs) - 1; i >= 0; i-- {
+		sb.WriteByte('/')
+		if segs[i].idx >= 0 {
+			sb.WriteString(strconv.Itoa(segs[i].idx))
+		} else {
+			writePointerToken(&sb, segs[i].key)
+		}
+	}
+	return sb.String()
+}
+
+// Clone returns a deep copy of the subtree at n, allocated afresh: it is
+// independent of any Parser's arena and of the original, and stays valid
+// after the Parser that produced n parses its next document. The copy has
+// no parent and keeps n's Key. Typing fields are copied; a Shadow that
+// points into the subtree is redirected to the corresponding copy, one that
+// points outside it is cleared.
+func (n *Node) Clone() *Node {
+	var c cloner
+	c.count(n)
+	c.nodes = make([]Node, c.nNodes)
+	if c.nPtrs > 0 {
+		c.ptrs = make([]*Node, c.nPtrs)
+	}
+	if c.nText > 0 {
+		c.text = make([]byte, 0, c.nText)
+	}
+	if c.shadows {
+		c.remap = make(map[*Node]*Node, c.nNodes)
+	}
+	all := c.nodes
+	root := c.clone(n, nil)
+	if c.shadows {
+		for i := range all {
+			if s := all[i].Shadow; s != nil {
+				all[i].Shadow = c.remap[s]
+			}
+		}
+	}
+	return root
+}
+
+type cloner struct {
+	nNodes, nPtrs, nText int
+	shadows              bool
+	nodes                []Node
+	ptrs                 []*Node
+	text                 []byte
+	remap                map[*Node]*Node
+}
+
+// nameShared reports whether n.Name can be cut from the copy of n.Key.
+func nameShared(n *Node) bool {
+	return strings.HasPrefix(n.Key, n.Name)
+}
+
+func (c *cloner) count(n *Node) {
+	c.nNodes++
+	c.nPtrs += len(n.Children)
+	c.nText += len(n.Key) + len(n.Type)
+	if n.Kind != Bool {
+		c.nText += len(n.Value)
+	}
+	if !nameShared(n) {
+		c.nText += len(n.Name)
+	}
+	if n.Shadow != nil {
+		c.shadows = true
+	}
+	for _, ch := range n.Children {
+		c.count(ch)
+	}
+}
+
+// str copies s into the text block and returns the copy. The bytes are
+// never written again, so the string is immutable.
+func (c *cloner) str(s string) string {
+	if s == "" {
+		return ""
+	}
+	k := len(c.text)
+	c.text = append(c.text, s...)
+	return unsafe.String(&c.text[k], len(s))
+}
+
+func (c *cloner) clone(n *Node, parent *Node) *Node {
+	m := &c.nodes[0]
+	c.nodes = c.nodes[1:]
+	*m = Node{Kind: n.Kind, Flags: n.Flags, Parent: parent, Shadow: n.Shadow}
+	m.Key = c.str(n.Key)
+	if nameShared(n) {
+		m.Name = m.Key[:len(n.Name)]
+	} else {
+		m.Name = c.str(n.Name)
+	}
+	m.Type = c.str(n.Type)
+	if n.Kind == Bool {
+		m.Value = boolText(n.Value == "true")
+	} else {
+		m.Value = c.str(n.Value)
+	}
+	if c.remap != nil {
+		c.remap[n] = m
+	}
+	if k := len(n.Children); k > 0 {
+		m.Children = c.ptrs[:k:k]
+		c.ptrs = c.ptrs[k:]
+		for i, ch := range n.Children {
+			m.Children[i] = c.clone(ch, m)
+		}
+	}
+	return m
+}
+
+// FromAny builds a detached tree from a Go value made of nil, bool, string,
+// float64, int, int64, json-like []any and map[string]any (members sorted
+// by name) and *Node (cloned). It is meant for tests and small constant
+// documents.
+func FromAny(v any) (*Node, error) {
+	switch x := v.(type) {
+	case nil:
+		return NewNull(), nil
+	case bool:
+		return NewBool(x), nil
+	case string:
+		return NewString(x), nil
+	case int:
+		return &Node{Kind: Number, Value: strconv.Itoa(x)}, nil
+	case int64:
+		return &Node{Kind: Number, Value: strconv.FormatInt(x, 10)}, nil
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, errNumber
+		}
+		return &Node{Kind: Number, Value: strconv.FormatFloat(x, 'g', -1, 64)}, nil
+	case *Node:
+		return x.Clone(), nil
+	case []any:
+		a := NewArray()
+		for i, e := range x {
+			c, err := FromAny(e)
+			if err != nil {
+				return nil, fmt.Errorf("item %d: %w", i, err)
+			}
+			a.Append(c)
+		}
+		return a, nil
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		o := NewObject()
+		for _, k := range keys {
+			c, err := FromAny(x[k])
+			if err != nil {
+				return nil, fmt.Errorf("member %q: %w", k, err)
+			}
+			o.Set(k, c)
+		}
+		return o, nil
+	}
+	return nil, fmt.Errorf("jsontree: cannot convert %T", v)
+}

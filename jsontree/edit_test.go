@@ -1,0 +1,382 @@
+package jsontree
+
+import (
+	"strings"
+	"testing"
+)
+
+func mustParse(t *testing.T, s string) *Node {
+	t.Helper()
+	n, err := ParseString(s)
+	if err != nil {
+		t.Fatalf("parse %s: %v", s, err)
+	}
+	return n
+}
+
+func compact(n *Node) string { return string(n.AppendJSON(nil)) }
+
+func TestConstructors(t *testing.T) {
+	tests := []struct {
+		n    *Node
+		kind Kind
+		want string
+	}{
+		{NewString("a\"b"), String, `"a\"b"`},
+		{NewBool(true), Bool, "true"},
+		{NewBool(false), Bool, "false"},
+		{NewNull(), Null, "null"},
+		{NewObject(), Object, "{}"},
+		{NewArray(), Array, "[]"},
+	}
+	for _, tc := range tests {
+		if tc.n.Kind != tc.kind || compact(tc.n) != tc.want || tc.n.Parent != nil {
+			t.Errorf("%v: got kind %v, %s", tc.kind, tc.n.Kind, compact(tc.n))
+		}
+	}
+	for _, lit := range []string{"1.50", "-0", "1e400"} {
+		n, err := NewNumber(lit)
+		if err != nil || n.Kind != Number || n.Value != lit {
+			t.Errorf("NewNumber(%q) = %v, %v", lit, n, err)
+		}
+	}
+	for _, lit := range []string{"", "01", "1.", "abc", "NaN", " 1"} {
+		n, err := NewNumber(lit)
+		if err == nil || n != nil {
+			t.Errorf("NewNumber(%q) succeeded", lit)
+		} else if lit != "" && strings.Contains(err.Error(), lit) {
+			t.Errorf("NewNumber error quotes the literal: %v", err)
+		}
+	}
+}
+
+func TestGetSet(t *testing.T) {
+	root := mustParse(t, `{"a":1,"b":{"c":[1,2]},"d":"x"}`)
+	if root.Get("zz") != nil || root.Get("b").Get("c").Get("x") != nil || (*Node)(nil).Get("a") != nil {
+		t.Error("Get of a missing member is not nil")
+	}
+	old := root.Get("b")
+	root.Set("b", NewString("new")) // replace in place
+	if got := compact(root); got != `{"a":1,"b":"new","d":"x"}` {
+		t.Errorf("replace: %s", got)
+	}
+	if old.Parent != nil {
+		t.Error("replaced member still has a parent")
+	}
+	root.Set("e", NewBool(true)) // append
+	if got := compact(root); got != `{"a":1,"b":"new","d":"x","e":true}` {
+		t.Errorf("append: %s", got)
+	}
+	// Moving a member from one object to another detaches it.
+	other := NewObject()
+	other.Set("moved", root.Get("a"))
+	if got := compact(root); got != `{"b":"new","d":"x","e":true}` {
+		t.Errorf("after move, source: %s", got)
+	}
+	if got := compact(other); got != `{"moved":1}` {
+		t.Errorf("after move, target: %s", got)
+	}
+	// Renaming within the same object.
+	root.Set("dd", root.Get("d"))
+	if got := compact(root); got != `{"b":"new","e":true,"dd":"x"}` {
+		t.Errorf("rename: %s", got)
+	}
+	// Setting a member to itself is a no-op.
+	root.Set("dd", root.Get("dd"))
+	if got := compact(root); got != `{"b":"new","e":true,"dd":"x"}` {
+		t.Errorf("self set: %s", got)
+	}
+	checkTree(t, root, nil)
+	checkTree(t, other, nil)
+}
+
+func TestArrayEdits(t *testing.T) {
+	root := mustParse(t, `{"a":[1,2,3]}`)
+	a := root.Get("a")
+	a.Append(NewString("x"))
+	a.InsertAt(0, NewNull())
+	a.InsertAt(5, NewBool(false))
+	a.InsertAt(2, NewArray())
+	if got := compact(root); got != `{"a":[null,1,[],2,3,"x",false]}` {
+		t.Fatalf("inserts: %s", got)
+	}
+	for i, c := range a.Children {
+		if c.Index() != i || c.Parent != a || c.Key != "" {
+			t.Errorf("item %d: Index %d, parent ok %v, key %q", i, c.Index(), c.Parent == a, c.Key)
+		}
+	}
+	three := a.Children[4]
+	if !a.Remove(three) || a.Remove(three) {
+		t.Error("Remove reported wrongly")
+	}
+	if a.Remove(NewNull()) || a.Remove(nil) {
+		t.Error("Remove of a non-child reported true")
+	}
+	a.Children[0].Detach()
+	if got := compact(root); got != `{"a":[1,[],2,"x",false]}` {
+		t.Errorf("removes: %s", got)
+	}
+	// Moving an item within the same array.
+	a.InsertAt(0, a.Children[4])
+	if got := compact(root); got != `{"a":[false,1,[],2,"x"]}` {
+		t.Errorf("move within array: %s", got)
+	}
+	// A member appended to an array loses its name.
+	obj := mustParse(t, `{"k":"v","l":1}`)
+	a.Append(obj.Get("k"))
+	if got := compact(root) + compact(obj); got != `{"a":[false,1,[],2,"x","v"]}{"l":1}` {
+		t.Errorf("member to item: %s", got)
+	}
+	checkTree(t, root, nil)
+	checkTree(t, obj, nil)
+	if root.Index() != -1 {
+		t.Error("root Index != -1")
+	}
+}
+
+func TestObjectInsertAt(t *testing.T) {
+	root := mustParse(t, `{"a":1,"b":2,"c":3}`)
+	v := NewString("x")
+	v.Key = "n"
+	root.InsertAt(1, v)
+	if got := compact(root); got != `{"a":1,"n":"x","b":2,"c":3}` {
+		t.Errorf("insert: %s", got)
+	}
+	// Inserting a member whose name exists replaces the old one.
+	w := NewString("y")
+	w.Key = "c"
+	root.InsertAt(0, w)
+	if got := compact(root); got != `{"c":"y","a":1,"n":"x","b":2}` {
+		t.Errorf("insert existing name: %s", got)
+	}
+	// A removed member keeps its name and can be reinserted.
+	b := root.Get("b")
+	b.Detach()
+	root.InsertAt(0, b)
+	if got := compact(root); got != `{"b":2,"c":"y","a":1,"n":"x"}` {
+		t.Errorf("reinsert: %s", got)
+	}
+	checkTree(t, root, nil)
+}
+
+func TestReplaceWith(t *testing.T) {
+	root := mustParse(t, `{"a":{"b":[1,{"c":2},3]},"d":"x"}`)
+	c := root.Get("a").Get("b").Children[1]
+	c.ReplaceWith(NewString("r"))
+	if got := compact(root); got != `{"a":{"b":[1,"r",3]},"d":"x"}` {
+		t.Errorf("replace item: %s", got)
+	}
+	if c.Parent != nil {
+		t.Error("replaced node still has a parent")
+	}
+	// Replacing a member keeps its name and position.
+	root.Get("a").ReplaceWith(NewNull())
+	if got := compact(root); got != `{"a":null,"d":"x"}` {
+		t.Errorf("replace member: %s", got)
+	}
+	// Replacing with a sibling moves the sibling.
+	root.Get("a").ReplaceWith(root.Get("d"))
+	if got := compact(root); got != `{"a":"x"}` {
+		t.Errorf("replace with sibling: %s", got)
+	}
+	// Replacing a node with one of its own descendants.
+	r2 := mustParse(t, `[{"wrap":{"inner":1}},2]`)
+	w := r2.Children[0]
+	w.ReplaceWith(w.Get("wrap"))
+	if got := compact(r2); got != `[{"inner":1},2]` {
+		t.Errorf("replace with descendant: %s", got)
+	}
+	n := r2.Children[1]
+	n.ReplaceWith(n) // no-op
+	checkTree(t, root, nil)
+	checkTree(t, r2, nil)
+}
+
+func TestEditPanics(t *testing.T) {
+	tests := []struct {
+		name string
+		fn   func()
+	}{
+		{"Set on array", func() { NewArray().Set("a", NewNull()) }},
+		{"Append on object", func() { NewObject().Append(NewNull()) }},
+		{"InsertAt on string", func() { NewString("x").InsertAt(0, NewNull()) }},
+		{"InsertAt out of range", func() { NewArray().InsertAt(1, NewNull()) }},
+		{"InsertAt negative", func() { NewArray().InsertAt(-1, NewNull()) }},
+		{"nil child", func() { NewArray().Append(nil) }},
+		{"into itself", func() { a := NewArray(); a.Append(a) }},
+		{"into descendant", func() {
+			a := NewArray()
+			b := NewArray()
+			a.Append(b)
+			b.Append(a)
+		}},
+		{"ReplaceWith ancestor", func() {
+			a := NewObject()
+			b := NewArray()
+			a.Set("b", b)
+			c := NewNull()
+			b.Append(c)
+			c.ReplaceWith(a)
+		}},
+		{"ReplaceWith on root", func() { NewNull().ReplaceWith(NewNull()) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Error("no panic")
+				}
+			}()
+			tc.fn()
+		})
+	}
+}
+
+func TestSetScalars(t *testing.T) {
+	root := mustParse(t, `{"a":"s\n","b":{"x":[1]},"c":1}`)
+	a := root.Get("a")
+	if a.Flags&FlagEscaped == 0 {
+		t.Error("escaped string not flagged")
+	}
+	a.Flags |= FlagChoice
+	a.Name, a.Type = "a", "string"
+	a.SetString(`q"uote`)
+	if a.Flags != FlagChoice || a.Name != "a" || a.Type != "string" {
+		t.Errorf("SetString changed typing: flags %b name %q type %q", a.Flags, a.Name, a.Type)
+	}
+	b := root.Get("b")
+	inner := b.Get("x")
+	if err := b.SetNumber("2.50"); err != nil {
+		t.Fatal(err)
+	}
+	if inner.Parent != nil {
+		t.Error("dropped child keeps its parent")
+	}
+	c := root.Get("c")
+	if err := c.SetNumber("1,5"); err == nil {
+		t.Error("SetNumber accepted an invalid literal")
+	}
+	if c.Kind != Number || c.Value != "1" {
+		t.Error("failed SetNumber changed the node")
+	}
+	c.SetBool(true)
+	root.Set("d", NewString("x"))
+	root.Get("d").SetNull()
+	if got := compact(root); got != `{"a":"q\"uote","b":2.50,"c":true,"d":null}` {
+		t.Errorf("got %s", got)
+	}
+	checkTree(t, root, nil)
+}
+
+func TestPath(t *testing.T) {
+	root := mustParse(t, `{"entry":[{"resource":{"name":[{},{"given":["A","B"]}],"a/b":{"~":1}}}]}`)
+	tests := []struct {
+		n    *Node
+		want string
+	}{
+		{root, ""},
+		{root.Get("entry"), "/entry"},
+		{root.Get("entry").Children[0].Get("resource").Get("name").Children[1].Get("given").Children[1], "/entry/0/resource/name/1/given/1"},
+		{root.Get("entry").Children[0].Get("resource").Get("a/b").Get("~"), "/entry/0/resource/a~1b/~0"},
+	}
+	for _, tc := range tests {
+		if got := tc.n.Path(); got != tc.want {
+			t.Errorf("Path = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+func TestWalk(t *testing.T) {
+	root := mustParse(t, `{"a":[1,{"b":2}],"c":{"d":3},"e":4}`)
+	var seen []string
+	root.Walk(func(n *Node) bool {
+		seen = append(seen, n.Path())
+		return n.Key != "c" // skip c's children
+	})
+	want := "|/a|/a/0|/a/1|/a/1/b|/c|/e"
+	if got := strings.Join(seen, "|"); got != want {
+		t.Errorf("walk order %s, want %s", got, want)
+	}
+	// Replacing nodes during a walk.
+	root.Walk(func(n *Node) bool {
+		if n.Kind == Number {
+			n.SetString("#")
+		}
+		if n.Key == "c" {
+			n.ReplaceWith(NewNull())
+			return false
+		}
+		return true
+	})
+	if got := compact(root); got != `{"a":["#",{"b":"#"}],"c":null,"e":"#"}` {
+		t.Errorf("after walk: %s", got)
+	}
+}
+
+func TestClone(t *testing.T) {
+	var p Parser
+	root, err := p.Parse([]byte(`{"resourceType":"Patient","birthDate":"1970-01-01","_birthDate":{"id":"x"},"valueQuantity":{"value":1.50},"deceasedBoolean":false,"list":[1,2,3]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Simulate typing.
+	root.Type, root.Flags = "Patient", FlagResource
+	bd, shadow := root.Get("birthDate"), root.Get("_birthDate")
+	bd.Name, bd.Type, bd.Shadow = "birthDate", "date", shadow
+	shadow.Flags = FlagShadow
+	vq := root.Get("valueQuantity")
+	vq.Name, vq.Type, vq.Flags = "value", "Quantity", FlagChoice
+	root.Get("deceasedBoolean").Shadow = root // a link out of a cloned subtree
+
+	c := root.Clone()
+	if compact(c) != compact(root) {
+		t.Fatalf("clone differs: %s", compact(c))
+	}
+	checkTree(t, c, nil)
+	cbd := c.Get("birthDate")
+	if cbd.Name != "birthDate" || cbd.Type != "date" || cbd.Shadow != c.Get("_birthDate") {
+		t.Errorf("clone typing: name %q type %q shadow ok %v", cbd.Name, cbd.Type, cbd.Shadow == c.Get("_birthDate"))
+	}
+	if c.Get("_birthDate").Flags != FlagShadow || c.Type != "Patient" || c.Flags != FlagResource {
+		t.Error("flags or type not copied")
+	}
+	if cv := c.Get("valueQuantity"); cv.Name != "value" || cv.Type != "Quantity" || cv.Flags != FlagChoice {
+		t.Errorf("choice: %q %q %b", cv.Name, cv.Type, cv.Flags)
+	}
+	if c.Get("deceasedBoolean").Shadow != c {
+		t.Error("shadow inside the clone not remapped")
+	}
+	// A subtree clone clears links that leave it, and keeps its key.
+	sub := root.Get("deceasedBoolean").Clone()
+	if sub.Shadow != nil || sub.Key != "deceasedBoolean" || sub.Parent != nil {
+		t.Errorf("subtree clone: shadow %v key %q", sub.Shadow != nil, sub.Key)
+	}
+	// Independent of the original.
+	c.Get("list").Append(NewNull())
+	c.Get("birthDate").SetString("changed")
+	if compact(root) == compact(c) || root.Get("list").Len() != 3 {
+		t.Error("editing the clone changed the original")
+	}
+	// And of the arena.
+	want := compact(c)
+	if _, err := p.Parse([]byte(`{"other":["x","y","z","w"],"more":{"a":1,"b":2,"c":3}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := compact(c); got != want {
+		t.Errorf("clone changed by the next Parse: %s", got)
+	}
+}
+
+func TestFromAny(t *testing.T) {
+	n, err := FromAny(map[string]any{"b": []any{1, 2.5, "s", nil, true}, "a": map[string]any{"x": int64(-3)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := compact(n); got != `{"a":{"x":-3},"b":[1,2.5,"s",null,true]}` {
+		t.Errorf("got %s", got)
+	}
+	checkTree(t, n, nil)
+	if _, err := FromAny([]any{struct{}{}}); err == nil {
+		t.Error("unsupported type accepted")
+	}
+}

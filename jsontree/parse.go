@@ -1,0 +1,802 @@
+package jsontree
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// MaxDepth is the deepest nesting of objects and arrays that Parse accepts.
+// Deeper documents are rejected with a *SyntaxError rather than exhausting
+// memory or the stack.
+const MaxDepth = 10000
+
+// SyntaxError describes malformed JSON.
+//
+// It never contains a value from the document: Msg names the kind of
+// problem, and Path locates it by member names and array indexes only
+// (member names are schema, not data).
+type SyntaxError struct {
+	// Offset is the 0-based byte offset of the offending byte in the input
+	// (a leading byte order mark included). At the end of input it is the
+	// length of the input.
+	Offset int64
+	// Line is the 1-based line number of Offset; lines end with '\n'.
+	Line int
+	// Column is the 1-based byte column of Offset within its line.
+	Column int
+	// Path is a JSON pointer (RFC 6901) to the value being read when the
+	// error was found, such as "/name/0/given"; "" is the top-level value.
+	Path string
+	// Msg is a short lower-case description, such as "duplicate key".
+	Msg string
+}
+
+// Error implements the error interface.
+func (e *SyntaxError) Error() string {
+	var b strings.Builder
+	b.WriteString("jsontree: ")
+	b.WriteString(e.Msg)
+	if e.Path != "" {
+		b.WriteString(" at ")
+		b.WriteString(e.Path)
+	}
+	b.WriteString(" (line ")
+	b.WriteString(strconv.Itoa(e.Line))
+	b.WriteString(", column ")
+	b.WriteString(strconv.Itoa(e.Column))
+	b.WriteString(", offset ")
+	b.WriteString(strconv.FormatInt(e.Offset, 10))
+	b.WriteString(")")
+	return b.String()
+}
+
+// Sizes of the parser's arenas.
+const (
+	minNodeChunk = 32
+	maxNodeChunk = 4096
+	minPtrChunk  = 64
+	maxPtrChunk  = 16384
+	// textSlab is the size of the blocks the text of documents is copied
+	// into. Blocks are never reused: strings handed out stay valid.
+	textSlab = 256 << 10
+	// bigDoc is the input size above which a reusable Parser drops its
+	// arenas before the next document, so that one large document does not
+	// stay pinned by stale nodes.
+	bigDoc = 4 << 20
+	// dupScan is the number of members up to which duplicate keys are found
+	// by a linear scan; larger objects use a map.
+	dupScan = 16
+)
+
+// A Parser parses JSON documents into trees, reusing its memory from one
+// document to the next so that, in steady state, parsing allocates close to
+// nothing. The zero value is ready to use. A Parser must not be used by more
+// than one goroutine at a time; give each worker its own.
+//
+// IMPORTANT: the nodes returned by (*Parser).Parse live in the Parser's
+// arena. They are valid only until the next call to Parse on the same
+// Parser, which overwrites them. To keep a tree (or any node of it) longer,
+// Clone it first. Strings read from the nodes (Key, Value) are ordinary
+// immutable Go strings and stay valid forever, but they keep a block of the
+// Parser's text memory alive while referenced.
+type Parser struct {
+	nodes  [][]Node
+	ni, nj int // next node: nodes[ni][nj]
+
+	ptrs   [][]*Node
+	pi, pj int // next pointer: ptrs[pi][pj]
+
+	text []byte // free tail of the current text block
+
+	fresh bool // allocate exactly; arenas are not reused
+
+	frames  []frame
+	pending []*Node
+	dup     map[dupKey]struct{}
+	serial  uint32
+	lastLen int
+}
+
+// frame is one open object or array.
+type frame struct {
+	node   *Node
+	start  int    // index in pending of the container's first child
+	key    string // current member name (objects)
+	keyed  bool   // key holds the member being read
+	hashed bool   // member names are in Parser.dup
+	serial uint32
+}
+
+type dupKey struct {
+	serial uint32
+	key    string
+}
+
+// Parse parses data, which must hold exactly one JSON value (RFC 8259),
+// optionally preceded by a UTF-8 byte order mark and surrounded by
+// whitespace. The tree is freshly allocated and independent of data and of
+// any Parser. Errors are of type *SyntaxError.
+//
+// See (*Parser).Parse for the accepted syntax.
+func Parse(data []byte) (*Node, error) {
+	p := Parser{fresh: true}
+	return p.Parse(data)
+}
+
+// ParseString is like Parse but takes a string.
+func ParseString(s string) (*Node, error) {
+	return Parse([]byte(s))
+}
+
+// Parse parses data, which must hold exactly one JSON value, into a tree
+// whose nodes are valid only until the next call to Parse on p (see Parser).
+// data is not retained; it may be reused as soon as Parse returns.
+//
+// Parsing is strict RFC 8259: trailing commas, comments, single quotes,
+// NaN and Infinity, leading zeros and leading '+' in numbers, control
+// characters in strings, invalid escapes, invalid UTF-8 (anywhere) and any
+// non-whitespace after the value are errors. So is a member name that
+// occurs twice in one object (FHIR forbids it), and nesting deeper than
+// MaxDepth. A UTF-8 byte order mark at the start is skipped. An escaped
+// UTF-16 surrogate that is not part of a valid pair decodes to U+FFFD, as
+// in encoding/json.
+//
+// Numbers keep their literal text in Value; strings are decoded. Errors are
+// of type *SyntaxError and never quote the document's values.
+func (p *Parser) Parse(data []byte) (*Node, error) {
+	base := 0
+	if len(data) >= 3 && data[0] == 0xEF && data[1] == 0xBB && data[2] == 0xBF {
+		base = 3
+	}
+	p.reset(len(data))
+	// One owned copy of the document: strings without escapes are slices of
+	// it and strings with escapes are decoded in place (decoding never
+	// lengthens a string). No byte of the copy is written after a string
+	// has been made over it, which keeps the strings immutable.
+	b := p.textAlloc(len(data) - base)
+	copy(b, data[base:])
+	root, off, msg, path := p.parse(b)
+	if msg != "" {
+		return nil, newSyntaxError(data, int64(off+base), path, msg)
+	}
+	return root, nil
+}
+
+func newSyntaxError(data []byte, off int64, path, msg string) *SyntaxError {
+	line, col := 1, 1
+	lineStart := 0
+	lim := int(off)
+	if lim > len(data) {
+		lim = len(data)
+	}
+	for i := 0; i < lim; i++ {
+		if data[i] == '\n' {
+			line++
+			lineStart = i + 1
+		}
+	}
+	col = lim - lineStart + 1
+	return &SyntaxError{Offset: off, Line: line, Column: col, Path: path, Msg: msg}
+}
+
+// reset prepares the arenas for a document of n bytes.
+func (p *Parser) reset(n int) {
+	if p.lastLen > bigDoc {
+		// Drop everything a big document used, so stale nodes do not pin it.
+		p.nodes, p.ptrs, p.frames, p.pending, p.dup = nil, nil, nil, nil, nil
+		p.text = nil
+	}
+	p.lastLen = n
+	p.ni, p.nj, p.pi, p.pj = 0, 0, 0, 0
+	p.frames = p.frames[:0]
+	p.pending = p.pending[:0]
+	if p.dup != nil {
+		clear(p.dup)
+	}
+}
+
+// textAlloc returns n bytes of memory that is never handed out again.
+func (p *Parser) textAlloc(n int) []byte {
+	if p.fresh || n > textSlab/4 {
+		return make([]byte, n)
+	}
+	if n > len(p.text) {
+		p.text = make([]byte, textSlab)
+	}
+	b := p.text[:n:n]
+	p.text = p.text[n:]
+	return b
+}
+
+func (p *Parser) newNode() *Node {
+	for p.ni < len(p.nodes) {
+		c := p.nodes[p.ni]
+		if p.nj < len(c) {
+			n := &c[p.nj]
+			p.nj++
+			return n
+		}
+		p.ni++
+		p.nj = 0
+	}
+	size := minNodeChunk
+	if k := len(p.nodes); k > 0 {
+		size = min(2*len(p.nodes[k-1]), maxNodeChunk)
+	}
+	p.nodes = append(p.nodes, make([]Node, size))
+	p.ni = len(p.nodes) - 1
+	p.nj = 1
+	return &p.nodes[p.ni][0]
+}
+
+// ptrAlloc returns a slice of n pointers whose capacity is n, so that
+// appending to it reallocates instead of overwriting a neighbour.
+func (p *Parser) ptrAlloc(n int) []*Node {
+	for p.pi < len(p.ptrs) {
+		c := p.ptrs[p.pi]
+		if p.pj+n <= len(c) {
+			s := c[p.pj : p.pj+n : p.pj+n]
+			p.pj += n
+			return s
+		}
+		p.pi++
+		p.pj = 0
+	}
+	size := minPtrChunk
+	if k := len(p.ptrs); k > 0 {
+		size = min(2*len(p.ptrs[k-1]), maxPtrChunk)
+	}
+	if p.fresh {
+		// A fresh tree keeps its chunks for life: do not over-allocate.
+		size = min(size, 4*n+minPtrChunk)
+	}
+	size = max(size, n)
+	p.ptrs = append(p.ptrs, make([]*Node, size))
+	p.pi = len(p.ptrs) - 1
+	p.pj = n
+	return p.ptrs[p.pi][:n:n]
+}
+
+// Character classes.
+var (
+	// isSpace reports JSON whitespace.
+	isSpace = [256]bool{' ': true, '\t': true, '\n': true, '\r': true}
+)
+
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// specialMask returns a mask with the top bit set in each byte of x that is
+// '"', '\\' or a control character. Only the lowest set bit is exact.
+func specialMask(x uint64) uint64 {
+	q := x ^ (lsb * '"')
+	s := x ^ (lsb * '\\')
+	return (((q - lsb) &^ q) | ((s - lsb) &^ s) | ((x - lsb*0x20) &^ x)) & msb
+}
+
+// parse parses b (the owned copy). On error msg is non-empty and off is the
+// offset in b.
+func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
+	i := skipSpace(b, 0)
+	if i >= len(b) {
+		if len(b) == 0 {
+			return nil, i, "empty input", ""
+		}
+		return nil, i, "unexpected end of input", ""
+	}
+	var n *Node
+	var errMsg string
+	for {
+		// A value starts at b[i] (whitespace skipped).
+		n = p.newNode()
+		var parent *Node
+		var key string
+		if k := len(p.frames); k > 0 {
+			f := &p.frames[k-1]
+			parent = f.node
+			key = f.key
+			p.pending = append(p.pending, n)
+		}
+		if i >= len(b) {
+			return nil, i, "unexpected end of input", p.errPath(true)
+		}
+		c := b[i]
+		switch {
+		case c == '"':
+			s, end, esc, m := p.scanString(b, i)
+			if m != "" {
+				return nil, end, m, p.errPath(true)
+			}
+			fl := Flags(0)
+			if esc {
+				fl = FlagEscaped
+			}
+			*n = Node{Kind: String, Flags: fl, Key: key, Value: s, Parent: parent}
+			i = end
+		case c == '{' || c == '[':
+			k := Object
+			if c == '[' {
+				k = Array
+			}
+			*n = Node{Kind: k, Key: key, Parent: parent}
+			if len(p.frames) >= MaxDepth {
+				return nil, i, "nesting depth exceeds " + strconv.Itoa(MaxDepth), p.errPath(true)
+			}
+			p.serial++
+			p.frames = append(p.frames, frame{node: n, start: len(p.pending), serial: p.serial})
+			i = skipSpace(b, i+1)
+			if i >= len(b) {
+				return nil, i, "unexpected end of input", p.errPath(false)
+			}
+			if c == '{' {
+				if b[i] == '}' {
+					i++
+					p.close()
+					break // value complete
+				}
+				if i, errMsg = p.readKey(b, i); errMsg != "" {
+					return nil, i, errMsg, p.errPath(errMsg == "duplicate key")
+				}
+				continue
+			}
+			if b[i] == ']' {
+				i++
+				p.close()
+				break
+			}
+			continue
+		case c == '-' || c-'0' <= 9:
+			end, m := scanNumber(b, i)
+			if m != "" {
+				return nil, end, m, p.errPath(true)
+			}
+			*n = Node{Kind: Number, Key: key, Value: unsafeString(b[i:end]), Parent: parent}
+			i = end
+		case c == 't':
+			if len(b)-i < 4 || string(b[i:i+4]) != "true" {
+				off, m := literalError(b, i, "true")
+				return nil, off, m, p.errPath(true)
+			}
+			*n = Node{Kind: Bool, Key: key, Value: "true", Parent: parent}
+			i += 4
+		case c == 'f':
+			if len(b)-i < 5 || string(b[i:i+5]) != "false" {
+				off, m := literalError(b, i, "false")
+				return nil, off, m, p.errPath(true)
+			}
+			*n = Node{Kind: Bool, Key: key, Value: "false", Parent: parent}
+			i += 5
+		case c == 'n':
+			if len(b)-i < 4 || string(b[i:i+4]) != "null" {
+				off, m := literalError(b, i, "null")
+				return nil, off, m, p.errPath(true)
+			}
+			*n = Node{Kind: Null, Key: key, Parent: parent}
+			i += 4
+		default:
+			return nil, i, valueMsg(c), p.errPath(true)
+		}
+
+		// n is a complete value. Close containers as far as possible.
+		for {
+			if len(p.frames) == 0 {
+				i = skipSpace(b, i)
+				if i < len(b) {
+					return nil, i, "data after top-level value", ""
+				}
+				return n, 0, "", ""
+			}
+			i = skipSpace(b, i)
+			if i >= len(b) {
+				return nil, i, "unexpected end of input", p.errPath(false)
+			}
+			f := &p.frames[len(p.frames)-1]
+			c := b[i]
+			if c == ',' {
+				i = skipSpace(b, i+1)
+				if i < len(b) && (b[i] == '}' || b[i] == ']') {
+					return nil, i, "trailing comma", p.errPath(false)
+				}
+				if f.node.Kind == Object {
+					f.keyed = false
+					if i, errMsg = p.readKey(b, i); errMsg != "" {
+						return nil, i, errMsg, p.errPath(errMsg == "duplicate key")
+					}
+				}
+				break // next value
+			}
+			if f.node.Kind == Object {
+				if c != '}' {
+					return nil, i, afterMsg(c, "expected ',' or '}' after object member"), p.errPath(false)
+				}
+			} else if c != ']' {
+				return nil, i, afterMsg(c, "expected ',' or ']' after array item"), p.errPath(false)
+			}
+			i++
+			n = f.node
+			p.close()
+		}
+	}
+}
+
+// close finishes the innermost open container.
+func (p *Parser) close() {
+	f := &p.frames[len(p.frames)-1]
+	if k := len(p.pending) - f.start; k > 0 {
+		ch := p.ptrAlloc(k)
+		copy(ch, p.pending[f.start:])
+		f.node.Children = ch
+		p.pending = p.pending[:f.start]
+	}
+	p.frames = p.frames[:len(p.frames)-1]
+}
+
+// readKey reads `"name" :` at b[i] into the innermost frame and returns the
+// offset of the member's value, whitespace skipped.
+func (p *Parser) readKey(b []byte, i int) (int, string) {
+	f := &p.frames[len(p.frames)-1]
+	if i >= len(b) {
+		return i, "unexpected end of input"
+	}
+	if b[i] != '"' {
+		return i, afterMsg(b[i], "expected string for object key")
+	}
+	key, end, _, m := p.scanString(b, i)
+	if m != "" {
+		return end, m
+	}
+	// Duplicate check against the members read so far.
+	members := p.pending[f.start:]
+	if f.hashed {
+		dk := dupKey{f.serial, key}
+		if _, ok := p.dup[dk]; ok {
+			f.key, f.keyed = key, true
+			return i, "duplicate key"
+		}
+		p.dup[dk] = struct{}{}
+	} else {
+		for _, m := range members {
+			if m.Key == key {
+				f.key, f.keyed = key, true
+				return i, "duplicate key"
+			}
+		}
+		if len(members) >= dupScan {
+			if p.dup == nil {
+				p.dup = make(map[dupKey]struct{})
+			}
+			for _, m := range members {
+				p.dup[dupKey{f.serial, m.Key}] = struct{}{}
+			}
+			p.dup[dupKey{f.serial, key}] = struct{}{}
+			f.hashed = true
+		}
+	}
+	f.key, f.keyed = key, true
+	i = skipSpace(b, end)
+	if i >= len(b) {
+		return i, "unexpected end of input"
+	}
+	if b[i] != ':' {
+		return i, afterMsg(b[i], "expected ':' after object key")
+	}
+	return skipSpace(b, i+1), ""
+}
+
+// errPath returns the JSON pointer of the value being read. With member
+// false, the path stops at the innermost container.
+func (p *Parser) errPath(member bool) string {
+	var sb strings.Builder
+	for k := range p.frames {
+		f := &p.frames[k]
+		last := k == len(p.frames)-1
+		if last && !member {
+			break
+		}
+		if f.node.Kind == Object {
+			if !f.keyed {
+				break
+			}
+			sb.WriteByte('/')
+			writePointerToken(&sb, f.key)
+		} else {
+			// The item being read is the last one added to pending: the
+			// innermost value, or the container of the next frame.
+			idx := len(p.pending) - f.start - 1
+			if k+1 < len(p.frames) {
+				idx = p.frames[k+1].start - f.start - 1
+			}
+			sb.WriteByte('/')
+			sb.WriteString(strconv.Itoa(idx))
+		}
+	}
+	return sb.String()
+}
+
+// writePointerToken writes s escaped as a JSON pointer reference token.
+func writePointerToken(sb *strings.Builder, s string) {
+	if !strings.ContainsAny(s, "~/") {
+		sb.WriteString(s)
+		return
+	}
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '~':
+			sb.WriteString("~0")
+		case '/':
+			sb.WriteString("~1")
+		default:
+			sb.WriteByte(s[i])
+		}
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && isSpace[b[i]] {
+		i++
+	}
+	return i
+}
+
+func unsafeString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+func valueMsg(c byte) string {
+	switch c {
+	case '/', '#':
+		return "comments are not allowed"
+	case ',', '}', ']':
+		return "expected value"
+	case '\'':
+		return "single-quoted strings are not allowed"
+	case '+':
+		return "invalid number: leading '+'"
+	case '.':
+		return "invalid number: missing digits before '.'"
+	}
+	return "invalid character at start of value"
+}
+
+func afterMsg(c byte, msg string) string {
+	if c == '/' || c == '#' {
+		return "comments are not allowed"
+	}
+	return msg
+}
+
+// literalError locates the error in the malformed literal at b[i].
+func literalError(b []byte, i int, lit string) (int, string) {
+	rest := b[i:]
+	if len(rest) < len(lit) && string(rest) == lit[:len(rest)] {
+		return len(b), "unexpected end of input"
+	}
+	return i, "invalid literal"
+}
+
+// scanNumber checks the number at b[i] and returns its end offset.
+func scanNumber(b []byte, i int) (int, string) {
+	if b[i] == '-' {
+		i++
+		if i >= len(b) {
+			return i, "unexpected end of input"
+		}
+		if b[i]-'0' > 9 {
+			return i, "invalid number: missing digits after '-'"
+		}
+	} else if b[i]-'0' > 9 {
+		return i, "invalid number"
+	}
+	if b[i] == '0' {
+		i++
+		if i < len(b) && b[i]-'0' <= 9 {
+			return i - 1, "invalid number: leading zero"
+		}
+	} else {
+		for i < len(b) && b[i]-'0' <= 9 {
+			i++
+		}
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) {
+			return i, "unexpected end of input"
+		}
+		if b[i]-'0' > 9 {
+			return i, "invalid number: missing digits after '.'"
+		}
+		for i < len(b) && b[i]-'0' <= 9 {
+			i++
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) {
+			return i, "unexpected end of input"
+		}
+		if b[i]-'0' > 9 {
+			return i, "invalid number: missing digits in exponent"
+		}
+		for i < len(b) && b[i]-'0' <= 9 {
+			i++
+		}
+	}
+	return i, ""
+}
+
+// scanString reads the string whose opening quote is at b[i]. It returns
+// the decoded text, the offset just past the closing quote, and whether the
+// text had escapes. On error msg is set and end is the offending offset.
+func (p *Parser) scanString(b []byte, i int) (s string, end int, esc bool, msg string) {
+	start := i + 1
+	j := start
+	var hi uint64
+	for {
+		for j+8 <= len(b) {
+			x := binary.LittleEndian.Uint64(b[j:])
+			m := specialMask(x)
+			if m != 0 {
+				k := bits.TrailingZeros64(m) >> 3
+				hi |= x & (1<<(8*k) - 1)
+				j += k
+				break
+			}
+			hi |= x
+			j += 8
+		}
+		if j >= len(b) {
+			return "", j, false, "unexpected end of input"
+		}
+		c := b[j]
+		switch {
+		case c == '"':
+			if hi&msb != 0 {
+				if off := invalidUTF8(b[start:j]); off >= 0 {
+					return "", start + off, false, "invalid UTF-8 in string"
+				}
+			}
+			return unsafeString(b[start:j]), j + 1, false, ""
+		case c == '\\':
+			if hi&msb != 0 {
+				if off := invalidUTF8(b[start:j]); off >= 0 {
+					return "", start + off, false, "invalid UTF-8 in string"
+				}
+			}
+			return unescape(b, start, j)
+		case c < 0x20:
+			return "", j, false, "control character in string"
+		}
+		hi |= uint64(c)
+		j++
+	}
+}
+
+// invalidUTF8 returns the offset of the first invalid UTF-8 sequence in b,
+// or -1.
+func invalidUTF8(b []byte) int {
+	if utf8.Valid(b) {
+		return -1
+	}
+	for i := 0; i < len(b); {
+		if b[i] < utf8.RuneSelf {
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			return i
+		}
+		i += size
+	}
+	return -1
+}
+
+// unescape decodes, in place, the string that starts at b[start] and has
+// its first backslash at b[j]. Everything before j has been checked.
+func unescape(b []byte, start, j int) (string, int, bool, string) {
+	w := j
+	r := j
+	for {
+		if r >= len(b) {
+			return "", r, true, "unexpected end of input"
+		}
+		c := b[r]
+		switch {
+		case c == '"':
+			return unsafeString(b[start:w]), r + 1, true, ""
+		case c < 0x20:
+			return "", r, true, "control character in string"
+		case c == '\\':
+			if r+1 >= len(b) {
+				return "", r + 1, true, "unexpected end of input"
+			}
+			switch b[r+1] {
+			case '"', '\\', '/':
+				b[w] = b[r+1]
+			case 'b':
+				b[w] = '\b'
+			case 'f':
+				b[w] = '\f'
+			case 'n':
+				b[w] = '\n'
+			case 'r':
+				b[w] = '\r'
+			case 't':
+				b[w] = '\t'
+			case 'u':
+				u, ok := hex4(b, r+2)
+				if !ok {
+					return "", r, true, "invalid \\u escape"
+				}
+				r += 6
+				if u >= 0xD800 && u < 0xDC00 {
+					// High surrogate: combine with a following low one.
+					if r+6 <= len(b) && b[r] == '\\' && b[r+1] == 'u' {
+						if u2, ok := hex4(b, r+2); ok && u2 >= 0xDC00 && u2 < 0xE000 {
+							u = 0x10000 + (u-0xD800)<<10 + (u2 - 0xDC00)
+							r += 6
+						} else {
+							u = utf8.RuneError
+						}
+					} else {
+						u = utf8.RuneError
+					}
+				} else if u >= 0xDC00 && u < 0xE000 {
+					u = utf8.RuneError
+				}
+				w += utf8.EncodeRune(b[w:], u)
+				continue
+			default:
+				return "", r, true, "invalid escape sequence"
+			}
+			w++
+			r += 2
+		case c < utf8.RuneSelf:
+			b[w] = c
+			w++
+			r++
+		default:
+			ru, size := utf8.DecodeRune(b[r:])
+			if ru == utf8.RuneError && size == 1 {
+				return "", r, true, "invalid UTF-8 in string"
+			}
+			copy(b[w:], b[r:r+size])
+			w += size
+			r += size
+		}
+	}
+}
+
+// hex4 decodes the four hex digits at b[i:].
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
