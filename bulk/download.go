@@ -1,0 +1,166 @@
+package bulk
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+// bodyError is a failure while reading a response body (a cut connection,
+// a truncated gzip stream); the whole file is worth retrying.
+type bodyError struct {
+	url string
+	err error
+}
+
+func (e *bodyError) Error() string { return fmt.Sprintf("download: read %s: %v", e.url, e.err) }
+func (e *bodyError) Unwrap() error { return e.err }
+
+// bodyReader turns read errors into *bodyError.
+type bodyReader struct {
+	r   io.Reader
+	url string
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		var be *bodyError
+		var se *sinkError
+		if !errors.As(err, &be) && !errors.As(err, &se) {
+			err = &bodyError{url: b.url, err: cleanNetErr(err)}
+		}
+	}
+	return n, err
+}
+
+// azureVersion is the x-ms-version sent with Azure Storage tokens.
+const azureVersion = "2021-08-06"
+
+// fileAuth picks the authenticator and extra headers for downloading f.
+func (c *Client) fileAuth(m *Manifest, f File) (Authenticator, map[string]string) {
+	h := map[string]string{"Accept": fhirNDJSON, "Accept-Encoding": "gzip"}
+	if m != nil && m.RequiresAccessToken {
+		return c.Auth, h
+	}
+	if c.StorageAuth != nil {
+		if u, err := url.Parse(f.URL); err == nil && !strings.EqualFold(u.Host, c.Base.Host) {
+			h["x-ms-version"] = azureVersion
+			return c.StorageAuth, h
+		}
+	}
+	return nil, h
+}
+
+// openRaw GETs a file, retrying failures before the body within the retry
+// policy. It returns the response with its wire body.
+func (c *Client) openRaw(ctx context.Context, m *Manifest, f File) (*http.Response, error) {
+	auth, h := c.fileAuth(m, f)
+	rt := retrier{c: c}
+	for {
+		resp, err := c.send(ctx, request{step: "download", method: http.MethodGet, url: f.URL, auth: auth, headers: h})
+		if err == nil && resp.StatusCode == http.StatusOK {
+			return resp, nil
+		}
+		retryAfter := ""
+		if err == nil {
+			retryAfter = resp.Header.Get("Retry-After")
+			err = httpError("download", resp)
+		}
+		if werr := rt.waitFor(ctx, err, retryAfter); werr != nil {
+			return nil, werr
+		}
+	}
+}
+
+// decode wraps a wire body according to its Content-Encoding; with none it
+// sniffs the gzip magic number, since some servers send .gz files as they
+// are.
+func decode(raw io.Reader, encoding string) (io.Reader, func() error, error) {
+	switch strings.ToLower(strings.TrimSpace(encoding)) {
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(raw)
+		if err != nil {
+			return nil, nil, fmt.Errorf("gzip header: %w", err)
+		}
+		return zr, zr.Close, nil
+	case "", "identity":
+		br := bufio.NewReaderSize(raw, 64<<10)
+		if b, _ := br.Peek(2); len(b) == 2 && b[0] == 0x1f && b[1] == 0x8b {
+			zr, err := gzip.NewReader(br)
+			if err != nil {
+				return nil, nil, fmt.Errorf("gzip header: %w", err)
+			}
+			return zr, zr.Close, nil
+		}
+		return br, func() error { return nil }, nil
+	}
+	return nil, nil, fmt.Errorf("unsupported Content-Encoding %q", oneLine(encoding))
+}
+
+type readCloser struct {
+	io.Reader
+	close func() error
+}
+
+func (r readCloser) Close() error { return r.close() }
+
+// Open downloads f and returns its decompressed NDJSON as a stream. Failures
+// before the body are retried within the retry policy; a failure while
+// reading the stream is returned by Read, and the caller may retry the
+// whole file (Fetch does that). The caller must Close the stream. Wrap it in
+// NewLineReader and a Validator to check it line by line.
+func (c *Client) Open(ctx context.Context, m *Manifest, f File) (io.ReadCloser, error) {
+	resp, err := c.openRaw(ctx, m, f)
+	if err != nil {
+		return nil, err
+	}
+	body := &bodyReader{r: resp.Body, url: redactURL(f.URL)}
+	r, closeDec, err := decode(body, resp.Header.Get("Content-Encoding"))
+	if err != nil {
+		_ = resp.Body.Close()
+		return nil, &bodyError{url: redactURL(f.URL), err: err}
+	}
+	return readCloser{Reader: &bodyReader{r: r, url: redactURL(f.URL)}, close: func() error {
+		err := closeDec()
+		if cerr := resp.Body.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}}, nil
+}
+
+// Fetch downloads f and hands its wire stream and Content-Encoding to
+// consume, retrying the whole file — consume is called again from the
+// start — on network errors, cut connections, 429 and 5xx within the retry
+// policy. Errors returned by consume that are not read errors of the stream
+// (a validation error, a full disk) are not retried.
+func (c *Client) Fetch(ctx context.Context, m *Manifest, f File, consume func(raw io.Reader, encoding string) error) error {
+	rt := retrier{c: c}
+	for {
+		resp, err := c.openRaw(ctx, m, f)
+		if err != nil {
+			return err
+		}
+		err = consume(&bodyReader{r: resp.Body, url: redactURL(f.URL)}, resp.Header.Get("Content-Encoding"))
+		_ = resp.Body.Close()
+		if err == nil {
+			return nil
+		}
+		var be *bodyError
+		if !errors.As(err, &be) || ctx.Err() != nil {
+			return err
+		}
+		c.emit("download_error", map[string]any{"fileUrl": redactURL(f.URL), "message": err.Error(), "willRetry": rt.n < c.Retries.MaxRetries})
+		if werr := rt.wait(ctx, err, ""); werr != nil {
+			return werr
+		}
+	}
+}

@@ -1,0 +1,477 @@
+package bulk
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+// ErrOtherExport reports that the checkpoint holds an unfinished export of
+// a different request.
+var ErrOtherExport = errors.New("the destination holds an unfinished export of a different request")
+
+// Exporter runs a whole export — kick-off, poll, download, finalise — into
+// a Sink, keeping a checkpoint so that a re-run after a crash continues the
+// same export.
+type Exporter struct {
+	// Client talks to the server.
+	Client *Client
+	// Store keeps the checkpoint.
+	Store CheckpointStore
+	// Sink receives the files, gzip-compressed NDJSON in bulk layout, and
+	// manifest.json.
+	Sink Sink
+	// Concurrency is the number of parallel downloads per host (default 4).
+	Concurrency int
+	// AllowCountMismatch turns a line count that differs from the manifest
+	// count into a warning event instead of a failure.
+	AllowCountMismatch bool
+	// KeepJob skips the DELETE of the status URL after success.
+	KeepJob bool
+	// Events receives export-level events (normally the same sink as the
+	// client's).
+	Events EventSink
+	// FileDone, if set, is called after each file is stored and the
+	// checkpoint saved.
+	FileDone func(FileState)
+}
+
+// Result summarises a finished export.
+type Result struct {
+	// Checkpoint is the final checkpoint.
+	Checkpoint *Checkpoint
+	// Resumed is true when the run continued an export from the checkpoint.
+	Resumed bool
+	// Kickoffs is the number of kick-off requests this run sent (0 or 1).
+	Kickoffs int
+	// FilesDownloaded, Resources and Bytes count what this run downloaded
+	// (Bytes: decompressed NDJSON).
+	FilesDownloaded int
+	Resources       int64
+	Bytes           int64
+	// Severity counts the issues of the error files by severity.
+	Severity map[string]int64
+	// Partial is true when the server reported issues of severity error or
+	// fatal; the export is complete but the next --since stays unchanged.
+	Partial bool
+	// Duration is the wall time of this run; DownloadDuration that of the
+	// download phase.
+	Duration, DownloadDuration time.Duration
+}
+
+func (e *Exporter) emit(id string, detail map[string]any) {
+	if e.Events != nil {
+		e.Events.Event(id, detail)
+	}
+}
+
+// NewExportID returns a random export id.
+func NewExportID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Prepare loads the checkpoint and returns the one Run will use: the
+// unfinished export of the same request, or a fresh one (carrying the last
+// successful transactionTime). It fails with ErrOtherExport when an
+// unfinished export of another request is present.
+func (e *Exporter) Prepare(req Request) (cp *Checkpoint, resumed bool, err error) {
+	prev, err := e.Store.Load()
+	if err != nil {
+		return nil, false, err
+	}
+	if prev != nil && !prev.Complete && (prev.StatusURL != "" || !prev.KickoffStarted.IsZero()) {
+		if !prev.Request.Equal(&req) {
+			return nil, false, ErrOtherExport
+		}
+		if prev.StatusURL != "" {
+			return prev, true, nil
+		}
+		// The kick-off was sent but its answer never recorded: start anew.
+	}
+	cp = &Checkpoint{Version: 1, ExportID: NewExportID(), Request: req}
+	if prev != nil {
+		cp.LastSuccessfulTransactionTime = prev.LastSuccessfulTransactionTime
+		if prev.Complete {
+			for _, f := range prev.Files {
+				cp.PreviousFiles = append(cp.PreviousFiles, f.Name)
+			}
+		} else {
+			cp.PreviousFiles = prev.PreviousFiles
+		}
+	}
+	return cp, false, nil
+}
+
+// Run performs or resumes the export of req (see Prepare).
+func (e *Exporter) Run(ctx context.Context, req Request) (*Result, error) {
+	cp, resumed, err := e.Prepare(req)
+	if err != nil {
+		return nil, err
+	}
+	return e.RunCheckpoint(ctx, cp, resumed)
+}
+
+// RunCheckpoint continues the export in cp from wherever it stopped.
+func (e *Exporter) RunCheckpoint(ctx context.Context, cp *Checkpoint, resumed bool) (*Result, error) {
+	c := e.Client
+	clk := c.clock()
+	start := clk.Now()
+	res := &Result{Checkpoint: cp, Resumed: resumed, Severity: map[string]int64{}}
+	if cp.StatusURL == "" {
+		cp.KickoffURL = redactURL(c.KickoffURL(&cp.Request))
+		cp.KickoffStarted = clk.Now()
+		if err := e.Store.Save(cp); err != nil {
+			return res, err
+		}
+		res.Kickoffs++
+		status, err := c.Kickoff(ctx, &cp.Request)
+		if err != nil {
+			return res, err
+		}
+		cp.StatusURL = status
+		cp.KickedOffAt = clk.Now()
+		if err := e.Store.Save(cp); err != nil {
+			return res, err
+		}
+	}
+	if cp.Manifest == nil {
+		m, err := c.Poll(ctx, cp.StatusURL, cp.KickedOffAt)
+		if err != nil {
+			if resumed && errors.Is(err, ErrJobGone) {
+				return res, fmt.Errorf("resume: %w; the export must be started again (--restart)", err)
+			}
+			return res, err
+		}
+		cp.Manifest = m
+		cp.TransactionTime = m.TransactionTime
+		cp.Files = planFiles(m)
+		if err := e.Store.Save(cp); err != nil {
+			return res, err
+		}
+	}
+	dlStart := clk.Now()
+	if err := e.downloadAll(ctx, cp, res); err != nil {
+		return res, err
+	}
+	res.DownloadDuration = clk.Now().Sub(dlStart)
+	for _, f := range cp.Files {
+		for sev, n := range f.Severity {
+			res.Severity[sev] += n
+		}
+	}
+	res.Partial = res.Severity["error"] > 0 || res.Severity["fatal"] > 0
+	if err := e.finish(ctx, cp, res); err != nil {
+		return res, err
+	}
+	res.Duration = clk.Now().Sub(start)
+	var total int64
+	for _, f := range cp.Files {
+		total += f.Resources
+	}
+	e.emit("export_complete", map[string]any{"files": len(cp.Files), "resources": total,
+		"bytes": res.Bytes, "attachments": 0, "duration": res.Duration.Milliseconds()})
+	return res, nil
+}
+
+// planFiles assigns stable local names: {Type}.{nnn}.ndjson.gz, with
+// deleted/ and error/ subfolders, numbered per type in manifest order.
+func planFiles(m *Manifest) []FileState {
+	var out []FileState
+	seq := map[string]int{}
+	add := func(kind string, files []File, dir, defType string) {
+		for _, f := range files {
+			t := f.Type
+			if t == "" {
+				t = defType
+			}
+			base := safeName(t)
+			if base == "(invalid)" {
+				base = "output"
+			}
+			key := dir + base
+			n := seq[key]
+			seq[key]++
+			out = append(out, FileState{Kind: kind, Type: f.Type, URL: f.URL, Count: f.Count,
+				Name: fmt.Sprintf("%s%s.%03d.ndjson.gz", dir, base, n)})
+		}
+	}
+	add(KindOutput, m.Output, "", "output")
+	add(KindDeleted, m.Deleted, "deleted/", "Bundle")
+	add(KindError, m.Error, "error/", "OperationOutcome")
+	return out
+}
+
+// downloadAll downloads every file not yet done, Concurrency at a time per
+// host, saving the checkpoint after each.
+func (e *Exporter) downloadAll(ctx context.Context, cp *Checkpoint, res *Result) error {
+	conc := e.Concurrency
+	if conc <= 0 {
+		conc = 4
+	}
+	var mu sync.Mutex // guards cp, res and saving
+	sems := map[string]chan struct{}{}
+	var wg sync.WaitGroup
+	var errs []error
+	for i := range cp.Files {
+		if cp.Files[i].Done {
+			continue
+		}
+		host := ""
+		if u, err := url.Parse(cp.Files[i].URL); err == nil {
+			host = strings.ToLower(u.Host)
+		}
+		sem, ok := sems[host]
+		if !ok {
+			sem = make(chan struct{}, conc)
+			sems[host] = sem
+		}
+		wg.Add(1)
+		go func(i int, fs FileState) {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				mu.Lock()
+				errs = append(errs, ctx.Err())
+				mu.Unlock()
+				return
+			}
+			defer func() { <-sem }()
+			done, err := e.downloadFile(ctx, cp.Manifest, fs)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				cp.Files[i].Error = err.Error()
+				errs = append(errs, err)
+				_ = e.Store.Save(cp)
+				return
+			}
+			cp.Files[i] = done
+			res.FilesDownloaded++
+			res.Resources += done.Resources
+			res.Bytes += done.Bytes
+			if err := e.Store.Save(cp); err != nil {
+				errs = append(errs, err)
+				return
+			}
+			if e.FileDone != nil {
+				e.FileDone(done)
+			}
+		}(i, cp.Files[i])
+	}
+	wg.Wait()
+	if len(errs) == 0 {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	failed := 0
+	for _, f := range cp.Files {
+		if !f.Done {
+			failed++
+		}
+	}
+	if len(errs) == 1 {
+		return fmt.Errorf("download: %w", errs[0])
+	}
+	return fmt.Errorf("download: %d of %d files failed; first: %w", failed, len(cp.Files), errs[0])
+}
+
+// downloadFile fetches, validates and stores one file.
+func (e *Exporter) downloadFile(ctx context.Context, m *Manifest, fs FileState) (FileState, error) {
+	c := e.Client
+	expect := fs.Type
+	switch fs.Kind {
+	case KindDeleted:
+		expect = "Bundle"
+	case KindError:
+		expect = "OperationOutcome"
+	}
+	e.emit("download_request", map[string]any{"fileUrl": redactURL(fs.URL), "itemType": fs.Kind, "resourceType": fs.Type})
+	f := File{Type: fs.Type, URL: fs.URL, Count: fs.Count}
+	var out FileState
+	err := c.Fetch(ctx, m, f, func(raw io.Reader, encoding string) error {
+		out = fs
+		out.Error = ""
+		out.Severity = nil
+		sf, err := e.Sink.Create(fs.Name)
+		if err != nil {
+			return err
+		}
+		committed := false
+		defer func() {
+			if !committed {
+				_ = sf.Abort()
+			}
+		}()
+		br := bufio.NewReaderSize(raw, 256<<10)
+		wireGzip := strings.EqualFold(strings.TrimSpace(encoding), "gzip") || strings.EqualFold(strings.TrimSpace(encoding), "x-gzip")
+		if !wireGzip && encoding != "" && !strings.EqualFold(encoding, "identity") {
+			return fmt.Errorf("download %s: unsupported Content-Encoding", fs.Name)
+		}
+		if !wireGzip {
+			if b, _ := br.Peek(2); len(b) == 2 && b[0] == 0x1f && b[1] == 0x8b {
+				wireGzip = true
+			}
+		}
+		var dec io.Reader
+		var gzw *gzip.Writer
+		if wireGzip {
+			// Keep the server's compressed bytes as they are; decompress
+			// only to validate.
+			zr, err := gzip.NewReader(io.TeeReader(br, sf))
+			if err != nil {
+				var se *sinkError
+				if errors.As(err, &se) {
+					return err
+				}
+				return &bodyError{url: redactURL(fs.URL), err: fmt.Errorf("gzip header: %w", err)}
+			}
+			defer zr.Close()
+			dec = zr
+		} else {
+			gzw, _ = gzip.NewWriterLevel(sf, gzip.BestSpeed)
+			dec = io.TeeReader(br, gzw)
+		}
+		lr := NewLineReader(&bodyReader{r: dec, url: redactURL(fs.URL)}, c.MaxLineBytes)
+		v := Validator{File: fs.Name, Type: expect, Count: fs.Count}
+		for lr.Next() {
+			if err := v.Check(lr.Line(), lr.LineNumber()); err != nil {
+				return err
+			}
+			if fs.Kind == KindError {
+				var oo OperationOutcome
+				if json.Unmarshal(lr.Line(), &oo) == nil {
+					if out.Severity == nil {
+						out.Severity = map[string]int64{}
+					}
+					for _, is := range oo.Issue {
+						out.Severity[safeName(is.Severity)]++
+					}
+				}
+			}
+		}
+		if err := lr.Err(); err != nil {
+			var be *bodyError
+			var se *sinkError
+			if errors.As(err, &be) || errors.As(err, &se) {
+				return err
+			}
+			return &ValidationError{File: fs.Name, Line: lr.LineNumber(), Msg: err.Error()}
+		}
+		if err := v.Finish(); err != nil {
+			if !e.AllowCountMismatch {
+				return err
+			}
+			e.emit("download_error", map[string]any{"fileUrl": redactURL(fs.URL), "message": err.Error(), "warning": true})
+		}
+		if gzw != nil {
+			if err := gzw.Close(); err != nil {
+				return err
+			}
+		} else {
+			// Read the rest of the wire stream (gzip trailer) into the file.
+			if _, err := io.Copy(io.Discard, br); err != nil {
+				return &bodyError{url: redactURL(fs.URL), err: err}
+			}
+		}
+		if err := sf.Commit(); err != nil {
+			return err
+		}
+		committed = true
+		out.Done = true
+		out.Resources = v.Lines()
+		out.Bytes = lr.BytesRead()
+		return nil
+	})
+	if err != nil {
+		e.emit("download_error", map[string]any{"fileUrl": redactURL(fs.URL), "message": err.Error()})
+		return fs, err
+	}
+	e.emit("download_complete", map[string]any{"fileUrl": redactURL(fs.URL), "resourceCount": out.Resources, "fileSize": out.Bytes})
+	return out, nil
+}
+
+// finish writes manifest.json, removes stale files of the previous export,
+// DELETEs the job and marks the checkpoint complete.
+func (e *Exporter) finish(ctx context.Context, cp *Checkpoint, res *Result) error {
+	local := localManifest(cp)
+	b, err := json.MarshalIndent(local, "", " ")
+	if err != nil {
+		return fmt.Errorf("finalise: encode manifest.json: %w", err)
+	}
+	sf, err := e.Sink.Create("manifest.json")
+	if err != nil {
+		return err
+	}
+	if _, err := sf.Write(append(b, '\n')); err != nil {
+		_ = sf.Abort()
+		return err
+	}
+	if err := sf.Commit(); err != nil {
+		return err
+	}
+	current := map[string]bool{}
+	for _, f := range cp.Files {
+		current[f.Name] = true
+	}
+	for _, name := range cp.PreviousFiles {
+		if !current[name] {
+			if err := e.Sink.Remove(name); err != nil {
+				return fmt.Errorf("finalise: %w", err)
+			}
+		}
+	}
+	cp.PreviousFiles = nil
+	if !e.KeepJob && !cp.Deleted {
+		if err := e.Client.Delete(ctx, cp.StatusURL); err != nil {
+			e.emit("client_error", map[string]any{"message": "delete status URL: " + err.Error()})
+		}
+		cp.Deleted = true
+	}
+	cp.Complete = true
+	cp.CompletedAt = e.Client.clock().Now().UTC()
+	if !res.Partial {
+		cp.LastSuccessfulTransactionTime = cp.TransactionTime
+	}
+	return e.Store.Save(cp)
+}
+
+// localManifest is the manifest of the stored export: the server's fields
+// with local file names as URLs.
+func localManifest(cp *Checkpoint) map[string]any {
+	files := map[string][]map[string]any{KindOutput: {}, KindDeleted: {}, KindError: {}}
+	for _, f := range cp.Files {
+		item := map[string]any{"type": f.Type, "url": f.Name, "count": f.Resources}
+		if f.Kind != KindOutput && f.Type == "" {
+			item["type"] = map[string]string{KindDeleted: "Bundle", KindError: "OperationOutcome"}[f.Kind]
+		}
+		files[f.Kind] = append(files[f.Kind], item)
+	}
+	m := map[string]any{
+		"transactionTime":     cp.TransactionTime,
+		"request":             cp.KickoffURL,
+		"requiresAccessToken": false,
+		"output":              files[KindOutput],
+		"deleted":             files[KindDeleted],
+		"error":               files[KindError],
+	}
+	if cp.Manifest != nil && len(cp.Manifest.Extension) > 0 {
+		m["extension"] = cp.Manifest.Extension
+	}
+	return m
+}

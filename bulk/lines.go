@@ -1,0 +1,311 @@
+package bulk
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// LineReader splits NDJSON into lines without copying short ones. Lines may
+// be up to a maximum length; blank lines are skipped but counted in the line
+// numbers.
+type LineReader struct {
+	r    *bufio.Reader
+	max  int
+	big  []byte
+	cur  []byte
+	n    int64
+	read int64
+	err  error
+}
+
+// NewLineReader reads lines of at most maxLine bytes from r.
+func NewLineReader(r io.Reader, maxLine int) *LineReader {
+	if maxLine <= 0 {
+		maxLine = 256 << 20
+	}
+	return &LineReader{r: bufio.NewReaderSize(r, 1<<20), max: maxLine}
+}
+
+// Next advances to the next non-blank line.
+func (l *LineReader) Next() bool {
+	for l.err == nil {
+		line, err := l.r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			l.big = append(l.big[:0], line...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				if len(l.big) > l.max {
+					break
+				}
+				line, err = l.r.ReadSlice('\n')
+				l.big = append(l.big, line...)
+			}
+			line = l.big
+		}
+		if len(line) > 0 {
+			l.n++
+			l.read += int64(len(line))
+			if len(line) > l.max+1 || (len(line) > l.max && line[len(line)-1] != '\n') {
+				l.err = fmt.Errorf("line %d longer than %d bytes", l.n, l.max)
+				return false
+			}
+			if err != nil && !errors.Is(err, io.EOF) {
+				l.err = err
+				return false
+			}
+			t := bytes.TrimRight(line, "\r\n")
+			if len(bytes.TrimSpace(t)) > 0 {
+				l.cur = t
+				if errors.Is(err, io.EOF) {
+					l.err = io.EOF
+				}
+				return true
+			}
+		}
+		if err != nil {
+			l.err = err
+		}
+	}
+	return false
+}
+
+// Line returns the current line without its end of line. It is valid until
+// the next call to Next.
+func (l *LineReader) Line() []byte { return l.cur }
+
+// LineNumber returns the 1-based number of the current line.
+func (l *LineReader) LineNumber() int64 { return l.n }
+
+// BytesRead returns the bytes consumed so far.
+func (l *LineReader) BytesRead() int64 { return l.read }
+
+// Err returns the first error other than io.EOF.
+func (l *LineReader) Err() error {
+	if errors.Is(l.err, io.EOF) {
+		return nil
+	}
+	return l.err
+}
+
+// ResourceType returns the value of the top-level "resourceType" member of
+// a JSON object without decoding the rest: it skips over other members
+// (usually none come first). It returns an error, never quoting the input,
+// when the line is not a JSON object or has no top-level resourceType.
+func ResourceType(line []byte) (string, error) {
+	i := skipWS(line, 0)
+	if i >= len(line) || line[i] != '{' {
+		return "", errors.New("not a JSON object")
+	}
+	i++
+	for {
+		i = skipWS(line, i)
+		if i >= len(line) {
+			return "", errors.New("truncated JSON object")
+		}
+		if line[i] == '}' {
+			return "", errors.New("no top-level resourceType")
+		}
+		if line[i] == ',' {
+			i++
+			continue
+		}
+		if line[i] != '"' {
+			return "", errors.New("invalid JSON object member")
+		}
+		ks, ke, esc, ok := scanString(line, i)
+		if !ok {
+			return "", errors.New("unterminated JSON string")
+		}
+		key := line[ks:ke]
+		i = skipWS(line, ke+1)
+		if i >= len(line) || line[i] != ':' {
+			return "", errors.New("invalid JSON object member")
+		}
+		i = skipWS(line, i+1)
+		if !esc && string(key) == "resourceType" {
+			if i >= len(line) || line[i] != '"' {
+				return "", errors.New("resourceType is not a string")
+			}
+			vs, ve, vesc, ok := scanString(line, i)
+			if !ok {
+				return "", errors.New("unterminated JSON string")
+			}
+			if vesc {
+				var s string
+				if json.Unmarshal(line[vs-1:ve+1], &s) != nil {
+					return "", errors.New("invalid resourceType string")
+				}
+				return s, nil
+			}
+			return string(line[vs:ve]), nil
+		}
+		j, ok := skipValue(line, i)
+		if !ok {
+			return "", errors.New("invalid JSON value")
+		}
+		i = j
+	}
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// scanString scans the string starting at the quote b[i]; it returns the
+// content bounds [s,e) (b[e] is the closing quote) and whether it holds
+// escapes.
+func scanString(b []byte, i int) (s, e int, esc, ok bool) {
+	s = i + 1
+	for j := s; j < len(b); {
+		k := bytes.IndexAny(b[j:], `"\`)
+		if k < 0 {
+			return 0, 0, false, false
+		}
+		j += k
+		if b[j] == '\\' {
+			esc = true
+			j += 2
+			continue
+		}
+		return s, j, esc, true
+	}
+	return 0, 0, false, false
+}
+
+// skipValue skips one JSON value starting at b[i] and returns the index
+// after it.
+func skipValue(b []byte, i int) (int, bool) {
+	if i >= len(b) {
+		return i, false
+	}
+	switch b[i] {
+	case '"':
+		_, e, _, ok := scanString(b, i)
+		return e + 1, ok
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				_, e, _, ok := scanString(b, j)
+				if !ok {
+					return j, false
+				}
+				j = e
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1, true
+				}
+			}
+		}
+		return len(b), false
+	default:
+		j := i
+		for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' {
+			j++
+		}
+		return j, j > i
+	}
+}
+
+// Validator checks each line of a downloaded file against the manifest:
+// every line's resourceType must be the expected type, and the number of
+// lines must equal the manifest count when known.
+type Validator struct {
+	// File names the file in errors.
+	File string
+	// Type is the expected resourceType ("" accepts any).
+	Type string
+	// Count is the manifest count, or nil.
+	Count *int64
+
+	lines int64
+}
+
+// Check validates one line; n is its line number.
+func (v *Validator) Check(line []byte, n int64) error {
+	v.lines++
+	if v.Type == "" {
+		if _, err := ResourceType(line); err != nil {
+			return &ValidationError{File: v.File, Line: n, Msg: err.Error()}
+		}
+		return nil
+	}
+	rt, err := ResourceType(line)
+	if err != nil {
+		return &ValidationError{File: v.File, Line: n, Msg: err.Error()}
+	}
+	if rt != v.Type {
+		return &ValidationError{File: v.File, Line: n, Msg: fmt.Sprintf("resourceType %q, manifest type %q", safeName(rt), v.Type)}
+	}
+	return nil
+}
+
+// Lines returns the number of lines checked.
+func (v *Validator) Lines() int64 { return v.lines }
+
+// Finish checks the line count against the manifest count.
+func (v *Validator) Finish() error {
+	if v.Count != nil && *v.Count != v.lines {
+		return &ValidationError{File: v.File, Msg: fmt.Sprintf("%d resources, manifest count %d", v.lines, *v.Count)}
+	}
+	return nil
+}
+
+// safeName returns s when it looks like a resource type name (letters and
+// digits, at most 64), else a placeholder: a mismatching line's
+// resourceType is only ever printed when it cannot carry PHI.
+func safeName(s string) string {
+	if len(s) == 0 || len(s) > 64 {
+		return "(invalid)"
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return "(invalid)"
+		}
+	}
+	return s
+}
+
+// Tombstones returns the "Type/id" references deleted by one line of a
+// manifest's deleted file: a transaction Bundle whose entries have
+// request.method DELETE.
+func Tombstones(line []byte) ([]string, error) {
+	var b struct {
+		ResourceType string `json:"resourceType"`
+		Entry        []struct {
+			Request struct {
+				Method string `json:"method"`
+				URL    string `json:"url"`
+			} `json:"request"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(line, &b); err != nil {
+		return nil, errors.New("deleted: line is not a JSON Bundle")
+	}
+	if b.ResourceType != "Bundle" {
+		return nil, errors.New("deleted: line is not a Bundle")
+	}
+	var out []string
+	for i, e := range b.Entry {
+		if e.Request.Method != "DELETE" {
+			continue
+		}
+		typ, id, ok := strings.Cut(e.Request.URL, "/")
+		if !ok || safeName(typ) != typ || id == "" {
+			return nil, fmt.Errorf("deleted: entry %d request.url is not Type/id", i)
+		}
+		out = append(out, typ+"/"+id)
+	}
+	return out, nil
+}

@@ -1,0 +1,245 @@
+package bulk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// KickoffURL returns the absolute kick-off URL of r, with its query for a
+// GET kick-off.
+func (c *Client) KickoffURL(r *Request) string {
+	u := *c.Base
+	u.Path += r.Path()
+	u.RawPath = ""
+	if !r.UsesPOST() {
+		u.RawQuery = r.Query().Encode()
+	}
+	return u.String()
+}
+
+// Kickoff starts an export and returns the absolute status URL. It retries
+// 429, 5xx, transient outcomes and network errors within the retry policy
+// and refreshes the token once on a 401. Other failures come back as
+// *HTTPError naming the server's OperationOutcome.
+func (c *Client) Kickoff(ctx context.Context, r *Request) (string, error) {
+	if err := r.Validate(); err != nil {
+		return "", fmt.Errorf("kick-off: %w", err)
+	}
+	target := c.KickoffURL(r)
+	prefer := "respond-async"
+	if r.Lenient {
+		prefer += ", handling=lenient"
+	}
+	req := request{step: "kick-off", method: http.MethodGet, url: target, auth: c.Auth,
+		headers: map[string]string{"Accept": fhirJSON, "Prefer": prefer}}
+	if r.UsesPOST() {
+		body, err := r.Parameters()
+		if err != nil {
+			return "", fmt.Errorf("kick-off: encode Parameters: %w", err)
+		}
+		req.method = http.MethodPost
+		req.body = body
+		req.headers["Content-Type"] = fhirJSON
+	}
+	rt := retrier{c: c}
+	for {
+		resp, err := c.send(ctx, req)
+		if err == nil {
+			var status string
+			status, err = c.kickoffResponse(r, target, resp)
+			if err == nil {
+				return status, nil
+			}
+			var he *HTTPError
+			if errors.As(err, &he) && resp != nil {
+				if werr := rt.waitFor(ctx, err, resp.Header.Get("Retry-After")); werr != nil {
+					return "", werr
+				}
+				continue
+			}
+			return "", err
+		}
+		if !isRetryable(err) {
+			return "", err
+		}
+		if werr := rt.wait(ctx, err, ""); werr != nil {
+			return "", werr
+		}
+	}
+}
+
+// waitFor is wait for an error that may not be retryable.
+func (r *retrier) waitFor(ctx context.Context, err error, retryAfter string) error {
+	if !isRetryable(err) {
+		return err
+	}
+	return r.wait(ctx, err, retryAfter)
+}
+
+func (c *Client) kickoffResponse(r *Request, target string, resp *http.Response) (string, error) {
+	detail := map[string]any{"exportUrl": redactURL(target), "requestParameters": r.loggedParameters()}
+	if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusOK {
+		he := httpError("kick-off", resp)
+		detail["errorCode"] = resp.StatusCode
+		detail["errorBody"] = he.Outcome
+		c.emit("kickoff", detail)
+		return "", he
+	}
+	drain(resp)
+	loc := resp.Header.Values("Content-Location")
+	if len(loc) != 1 || loc[0] == "" {
+		detail["errorCode"] = resp.StatusCode
+		detail["errorBody"] = "no single Content-Location header"
+		c.emit("kickoff", detail)
+		return "", fmt.Errorf("kick-off: %s %s: HTTP %d without a single Content-Location header", resp.Request.Method, redactURL(target), resp.StatusCode)
+	}
+	u, err := url.Parse(loc[0])
+	if err != nil {
+		return "", fmt.Errorf("kick-off: Content-Location is not a URL")
+	}
+	u = resp.Request.URL.ResolveReference(u)
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("kick-off: Content-Location has scheme %q", u.Scheme)
+	}
+	detail["errorCode"] = nil
+	detail["responseHeaders"] = map[string]string{"content-location": redactURL(u.String())}
+	c.emit("kickoff", detail)
+	return u.String(), nil
+}
+
+// Poll waits for the export at statusURL to complete and returns its
+// manifest, with every page of a paged manifest merged. started is the
+// kick-off time, from which the policy's deadline counts. A 404 or 410
+// returns ErrJobGone.
+func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) (*Manifest, error) {
+	p := c.Polling
+	clk := c.clock()
+	delay := p.InitialDelay
+	rt := retrier{c: c}
+	var m *Manifest
+	pages := 0
+	next := statusURL
+	for {
+		if p.Deadline > 0 && clk.Now().Sub(started) > p.Deadline {
+			c.emit("status_error", map[string]any{"message": ErrDeadline.Error()})
+			return nil, fmt.Errorf("status: %w (%s after kick-off)", ErrDeadline, p.Deadline)
+		}
+		resp, err := c.send(ctx, request{step: "status", method: http.MethodGet, url: next, auth: c.Auth,
+			headers: map[string]string{"Accept": "application/json"}})
+		if err != nil {
+			if !isRetryable(err) {
+				return nil, err
+			}
+			c.emit("status_error", map[string]any{"message": err.Error(), "willRetry": true})
+			if werr := rt.wait(ctx, err, ""); werr != nil {
+				return nil, werr
+			}
+			continue
+		}
+		code := resp.StatusCode
+		if xs := resp.Header.Get("X-Export-Status"); xs != "" && code == http.StatusOK {
+			if n, err := strconv.Atoi(strings.TrimSpace(strings.Fields(xs + " ")[0])); err == nil {
+				code = n
+			}
+		}
+		switch {
+		case code == http.StatusAccepted:
+			drain(resp)
+			xp := resp.Header.Get("X-Progress")
+			ra := resp.Header.Get("Retry-After")
+			c.emit("status_progress", map[string]any{"xProgress": xp, "retryAfter": ra})
+			if xp != "" && c.Progress != nil {
+				c.Progress(oneLine(xp))
+			}
+			wait := c.jitter(delay, p.Jitter)
+			if d, ok := RetryAfter(ra, clk.Now()); ok {
+				wait = d
+			} else if p.Factor > 1 {
+				delay = time.Duration(float64(delay) * p.Factor)
+			}
+			wait = clamp(wait, p.MinDelay, p.MaxDelay)
+			delay = clamp(delay, p.MinDelay, p.MaxDelay)
+			rt.n = 0 // progress resets the retry budget
+			if err := clk.Sleep(ctx, wait); err != nil {
+				return nil, err
+			}
+		case code == http.StatusOK:
+			body, err := readSmall(resp, 256<<20)
+			if err != nil {
+				return nil, fmt.Errorf("status: read manifest: %w", cleanNetErr(err))
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "" {
+				if mt, _, _ := mime.ParseMediaType(ct); mt != "" && !strings.Contains(mt, "json") {
+					return nil, fmt.Errorf("status: manifest has Content-Type %q, want application/json", mt)
+				}
+			}
+			pg, err := DecodeManifest(body, resp.Request.URL)
+			if err != nil {
+				c.emit("status_error", map[string]any{"message": err.Error()})
+				return nil, fmt.Errorf("status: %w", err)
+			}
+			pages++
+			c.emit("status_page_complete", map[string]any{"transactionTime": pg.TransactionTime,
+				"outputFileCount": len(pg.Output), "deletedFileCount": len(pg.Deleted), "errorFileCount": len(pg.Error)})
+			if m == nil {
+				m = pg
+			} else {
+				m.appendPage(pg)
+			}
+			if n := pg.Next(); n != "" {
+				u, err := url.Parse(n)
+				if err != nil {
+					return nil, errors.New("status: manifest link next is not a URL")
+				}
+				next = resp.Request.URL.ResolveReference(u).String()
+				if pages > 10000 {
+					return nil, errors.New("status: more than 10000 manifest pages")
+				}
+				continue
+			}
+			m.Link = nil
+			c.emit("status_complete", map[string]any{"transactionTime": m.TransactionTime})
+			c.emit("manifest_complete", map[string]any{"transactionTime": m.TransactionTime,
+				"totalOutputFileCount": len(m.Output), "totalDeletedFileCount": len(m.Deleted),
+				"totalErrorFileCount": len(m.Error), "totalManifests": pages})
+			return m, nil
+		case code == http.StatusNotFound || code == http.StatusGone:
+			he := httpError("status", resp)
+			c.emit("status_error", map[string]any{"code": code, "message": he.Error()})
+			return nil, fmt.Errorf("status: %s: %w", redactURL(next), ErrJobGone)
+		default:
+			he := httpError("status", resp)
+			he.StatusCode = code
+			retry := isRetryable(he)
+			c.emit("status_error", map[string]any{"code": code, "message": he.Error(), "willRetry": retry})
+			if !retry {
+				return nil, he
+			}
+			if werr := rt.wait(ctx, he, resp.Header.Get("Retry-After")); werr != nil {
+				return nil, werr
+			}
+		}
+	}
+}
+
+// Delete sends DELETE to the status URL: it cancels a running export or
+// tells the server the files may be removed. A 404 counts as success.
+func (c *Client) Delete(ctx context.Context, statusURL string) error {
+	resp, err := c.send(ctx, request{step: "delete", method: http.MethodDelete, url: statusURL, auth: c.Auth,
+		headers: map[string]string{"Accept": fhirJSON}})
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 == 2 || resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone {
+		drain(resp)
+		return nil
+	}
+	return httpError("delete", resp)
+}
