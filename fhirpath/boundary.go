@@ -1,6 +1,5 @@
 package fhirpath
 
-import "math/big"
 
 // Precision digits of date/time values, as precision() counts them.
 var dateDigits = map[Precision]int64{PrecYear: 4, PrecMonth: 6, PrecDay: 8, PrecHour: 10, PrecMinute: 12, PrecSecond: 14, PrecMillisecond: 17}
@@ -76,6 +75,9 @@ func fnBoundary(high bool) builtinFn {
 				return nil, err
 			}
 			if ok {
+				if n < 0 {
+					return nil, nil
+				}
 				p = n
 			}
 		}
@@ -131,13 +133,23 @@ func fnBoundary(high bool) builtinFn {
 }
 
 // decBoundary returns the least (or greatest) value that d may stand for,
-// given its precision, at p fractional digits (default 8).
+// given its precision, at p fractional digits (default 8). As the HL7
+// reference implementation does, a negative value's low boundary is the
+// negated high boundary of its magnitude (and vice versa); for a magnitude,
+// the low boundary is truncated to p digits and the high boundary rounded
+// half up.
 func decBoundary(d Decimal, p int64, high bool) (Decimal, bool) {
 	if p < 0 {
 		p = 8
 	}
 	if p > 31 {
 		return Decimal{}, false
+	}
+	if d.Sign() < 0 {
+		r, ok := decBoundary(d.Neg(), p, !high)
+		r = r.Neg()
+		r.negZero = r.IsZero()
+		return r, ok
 	}
 	// Half a unit in the last place of d.
 	var half Decimal
@@ -149,23 +161,11 @@ func decBoundary(d Decimal, p int64, high bool) (Decimal, bool) {
 	} else {
 		b = d.Sub(half)
 	}
-	if int32(p) >= b.scale {
+	if int32(p) >= b.scale || high {
 		return b.Round(int(p)), true
 	}
-	// Cut to p digits: toward -inf for the low boundary, +inf for the high.
-	div := pow10(b.scale - int32(p))
-	q, m := new(big.Int), new(big.Int)
-	q.QuoRem(&b.unscaled, div, m)
-	if m.Sign() != 0 {
-		if high && b.Sign() > 0 {
-			q.Add(q, big.NewInt(1))
-		}
-		if !high && b.Sign() < 0 {
-			q.Sub(q, big.NewInt(1))
-		}
-	}
 	var r Decimal
-	r.unscaled.Set(q)
+	r.unscaled.Quo(&b.unscaled, pow10(b.scale-int32(p)))
 	r.scale = int32(p)
 	return r, true
 }

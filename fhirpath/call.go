@@ -47,7 +47,10 @@ type builtin struct {
 	// ordered: the function needs an ordered input; unordered: its output
 	// has no defined order.
 	ordered, unordered bool
-	unsupported        string
+	// focusArgs: when called on a focus (x.f()), arguments are evaluated
+	// with the focus as input and $this (iif).
+	focusArgs   bool
+	unsupported string
 }
 
 func (b *builtin) mode(i int) argMode {
@@ -169,6 +172,19 @@ func (cp *compiler) call(e *callExpr) (evalFn, error) {
 		if x == nil {
 			return func(c *evalCtx, in []Item) ([]Item, error) { return fn(c, k, in, in) }, nil
 		}
+		if b.focusArgs {
+			return func(c *evalCtx, in []Item) ([]Item, error) {
+				focus, err := x(c, in)
+				if err != nil {
+					return nil, err
+				}
+				save := c.this
+				c.this = focus
+				res, err := fn(c, k, focus, focus)
+				c.this = save
+				return res, err
+			}, nil
+		}
 		return func(c *evalCtx, in []Item) ([]Item, error) {
 			focus, err := x(c, in)
 			if err != nil {
@@ -241,7 +257,7 @@ var namedGroup = regexp.MustCompile(`\(\?<([A-Za-z_][A-Za-z0-9_]*)>`)
 // (?<name>...).
 func compileRegexp(p string) (*regexp.Regexp, error) {
 	p = namedGroup.ReplaceAllString(p, "(?P<$1>")
-	return regexp.Compile(p)
+	return regexp.Compile("(?s)" + p)
 }
 
 // regexpArg returns the compiled pattern of argument i.
@@ -313,11 +329,11 @@ func sortItems(c *evalCtx, k *callSite, focus []Item) ([]Item, error) {
 			var cmp int
 			switch {
 			case a == nil && b == nil:
-				cmp = 0
+				continue
 			case a == nil:
-				cmp = -1
+				return -1
 			case b == nil:
-				cmp = 1
+				return 1
 			default:
 				r, known, err := compareValues(a, b)
 				if err != nil {

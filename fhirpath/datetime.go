@@ -291,7 +291,10 @@ func fromTime(t time.Time, prec Precision, hasTZ bool) DateTime {
 // precision. first is the first precision compared (PrecYear for dates,
 // PrecHour for times).
 func compareTemporal(a, b DateTime, first Precision) (int, bool) {
-	if first == PrecYear && a.Prec >= PrecHour && b.Prec >= PrecHour && (a.HasTZ || b.HasTZ) && (a.Offset != b.Offset || a.HasTZ != b.HasTZ) {
+	if first == PrecYear && a.Prec >= PrecHour && b.Prec >= PrecHour && a.HasTZ != b.HasTZ {
+		return 0, false
+	}
+	if first == PrecYear && a.Prec >= PrecHour && b.Prec >= PrecHour && a.HasTZ && b.HasTZ && a.Offset != b.Offset {
 		// Normalize to UTC. A value without a timezone is taken as UTC.
 		a = normalizeUTC(a)
 		b = normalizeUTC(b)
@@ -342,10 +345,8 @@ func fields(d DateTime) [PrecSecond + 1]int {
 func addDuration(d DateTime, n Decimal, unit string, isTime bool) (DateTime, error) {
 	unit = strings.TrimSuffix(unit, "s")
 	switch unit {
-	case "a":
-		unit = "year"
-	case "mo":
-		unit = "month"
+	case "a", "mo":
+		return d, fmt.Errorf("years and months must be calendar durations")
 	case "wk":
 		unit = "week"
 	case "d":

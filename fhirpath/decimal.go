@@ -14,6 +14,9 @@ import (
 type Decimal struct {
 	unscaled big.Int
 	scale    int32
+	// negZero marks a zero written with a minus sign ("-0.0"), which only
+	// lowBoundary() produces.
+	negZero bool
 }
 
 // divScale is the number of fractional digits kept by division.
@@ -118,7 +121,7 @@ func (d Decimal) String() string {
 		}
 		s = s[:int32(len(s))-d.scale] + "." + s[int32(len(s))-d.scale:]
 	}
-	if neg {
+	if neg || (d.negZero && d.unscaled.Sign() == 0) {
 		s = "-" + s
 	}
 	return s

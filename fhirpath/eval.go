@@ -391,7 +391,7 @@ func (cp *compiler) compile(e expr) (evalFn, error) {
 				if len(v) > 1 {
 					return nil, rtErr(src, pos, "\"is\" needs a single item")
 				}
-				return c.one(Item{val: isType(m, v[0], ts)}), nil
+				return c.one(Item{val: isType(m, v[0], ts, false)}), nil
 			}, nil
 		}
 		return func(c *evalCtx, in []Item) ([]Item, error) {
@@ -402,7 +402,7 @@ func (cp *compiler) compile(e expr) (evalFn, error) {
 			if len(v) > 1 {
 				return nil, rtErr(src, pos, "\"as\" needs a single item")
 			}
-			if isType(m, v[0], ts) {
+			if isType(m, v[0], ts, true) {
 				return v, nil
 			}
 			return nil, nil
@@ -582,11 +582,17 @@ func isSubtype(m *model.Model, typ, base string) bool {
 	return false
 }
 
-// isType implements "is": FHIR types for nodes, System types for values.
-func isType(m *model.Model, it Item, ts typeSpec) bool {
+// isType implements "is" (and, with exact, "as" and ofType()): FHIR types
+// for nodes, System types for values. Complex and resource types match
+// their subtypes; with exact, a primitive matches only its own type (a code
+// is a string, but as(string) does not convert it).
+func isType(m *model.Model, it Item, ts typeSpec, exact bool) bool {
 	if it.node != nil {
 		if ts.namespace == "System" {
 			return false
+		}
+		if exact && isPrimitiveType(it.node.Type) {
+			return it.node.Type == ts.name
 		}
 		return isSubtype(m, it.node.Type, ts.name)
 	}

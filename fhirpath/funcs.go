@@ -97,7 +97,7 @@ func init() {
 			return append(append(out, f...), o...), nil
 		}},
 		// Conversion.
-		"iif":                {min: 2, max: 3, modes: []argMode{argValue, argValue, argValue}, fn: fnIif},
+		"iif":                {min: 2, max: 3, focusArgs: true, fn: fnIif},
 		"toBoolean":          {fn: convFn(toBoolean, false)},
 		"convertsToBoolean":  {fn: convFn(toBoolean, true)},
 		"toInteger":          {fn: convFn(toInteger, false)},
@@ -339,7 +339,7 @@ func fnRepeat(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 func fnOfType(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 	out := c.alloc(len(f))
 	for _, it := range f {
-		if isType(c.cfg.model, it, k.args[0].typ) {
+		if isType(c.cfg.model, it, k.args[0].typ, true) {
 			out = append(out, it)
 		}
 	}
@@ -353,7 +353,7 @@ func fnIs(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 	if len(f) > 1 {
 		return nil, k.errf("input must be a single item")
 	}
-	return boolItems(isType(c.cfg.model, f[0], k.args[0].typ)), nil
+	return boolItems(isType(c.cfg.model, f[0], k.args[0].typ, false)), nil
 }
 
 func fnAs(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
@@ -607,7 +607,7 @@ func toStringValue(v any) (any, bool) {
 	case Time:
 		return x.String(), true
 	case Quantity:
-		return x.Value.String() + " " + quote(x.Unit, '\''), true
+		return x.String(), true
 	}
 	return nil, false
 }
@@ -871,6 +871,9 @@ func fnReplaceMatches(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 	if err != nil || !ok {
 		return nil, err
 	}
+	if re.String() == "(?s)" {
+		return c.one(Item{val: s}), nil // an empty pattern changes nothing
+	}
 	return c.one(Item{val: re.ReplaceAllString(s, dotNetReplacement(rep))}), nil
 }
 
@@ -1005,8 +1008,8 @@ func fnEscape(escape bool) builtinFn {
 				q := strconv.Quote(s)
 				r = q[1 : len(q)-1]
 			} else {
-				u, err := strconv.Unquote(`"` + s + `"`)
-				if err != nil {
+				u, ok := unescapeJSON(s)
+				if !ok {
 					return nil, nil
 				}
 				r = u
@@ -1254,4 +1257,47 @@ func fnExtension(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 		}
 	}
 	return out, nil
+}
+
+// unescapeJSON decodes JSON string escapes in s.
+func unescapeJSON(s string) (string, bool) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if ch != '\\' {
+			b.WriteByte(ch)
+			continue
+		}
+		if i+1 >= len(s) {
+			return "", false
+		}
+		i++
+		switch s[i] {
+		case '"', '\\', '/':
+			b.WriteByte(s[i])
+		case 'b':
+			b.WriteByte('\b')
+		case 'f':
+			b.WriteByte('\f')
+		case 'n':
+			b.WriteByte('\n')
+		case 'r':
+			b.WriteByte('\r')
+		case 't':
+			b.WriteByte('\t')
+		case 'u':
+			if i+4 >= len(s) {
+				return "", false
+			}
+			n, err := strconv.ParseUint(s[i+1:i+5], 16, 16)
+			if err != nil {
+				return "", false
+			}
+			b.WriteRune(rune(n))
+			i += 4
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
 }

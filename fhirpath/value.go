@@ -269,6 +269,7 @@ var unitFactor = map[string]struct {
 	"g": {"g", "1"}, "mg": {"g", "0.001"}, "kg": {"g", "1000"}, "ug": {"g", "0.000001"},
 	"m": {"m", "1"}, "cm": {"m", "0.01"}, "mm": {"m", "0.001"}, "km": {"m", "1000"}, "[in_i]": {"m", "0.0254"},
 	"s": {"s", "1"}, "ms": {"s", "0.001"}, "min": {"s", "60"}, "h": {"s", "3600"}, "d": {"s", "86400"}, "wk": {"s", "604800"},
+	"[lb_av]": {"g", "453.59237"}, "[oz_av]": {"g", "28.349523125"},
 	"L": {"L", "1"}, "mL": {"L", "0.001"}, "dL": {"L", "0.1"},
 	"1": {"1", "1"}, "%": {"1", "0.01"},
 }
@@ -280,14 +281,31 @@ func normUnit(u string, strict bool) string {
 	if c, ok := calendarToUCUM[u]; ok {
 		if strict {
 			switch c {
-			case "s", "ms":
-				return c
+			case "a", "mo":
+				return "cal:" + c
 			}
-			return "cal:" + strings.TrimSuffix(u, "s")
+			return c
 		}
 		return c
 	}
 	return u
+}
+
+// baseQuantity converts q to the base unit of its dimension, keeping the
+// precision of its value.
+func baseQuantity(q Quantity) (Quantity, bool) {
+	u := normUnit(q.Unit, false)
+	f, ok := unitFactor[u]
+	if !ok {
+		return Quantity{Value: q.Value, Unit: u}, true
+	}
+	x, _ := ParseDecimal(f.factor)
+	v := q.Value.Mul(x)
+	if x.scale > 0 {
+		// Keep the significant digits of the original value.
+		v = v.trim()
+	}
+	return Quantity{Value: v, Unit: f.base}, true
 }
 
 // quantityCompare compares two quantities; ok is false when the units are
@@ -483,8 +501,12 @@ func itemsEquivalent(a, b Item) bool {
 		if !ok {
 			return false
 		}
-		c, ok := quantityCompare(x, y, false)
-		return ok && c == 0
+		bx, okx := baseQuantity(x)
+		by, oky := baseQuantity(y)
+		if !okx || !oky || bx.Unit != by.Unit {
+			return false
+		}
+		return itemsEquivalent(Item{val: bx.Value}, Item{val: by.Value})
 	}
 	eq, known := valuesEqual(va, vb)
 	return known && eq
@@ -526,11 +548,7 @@ func literalString(it Item) string {
 	case Date:
 		return "@" + x.String()
 	case DateTime:
-		s := x.String()
-		if x.Prec < PrecHour {
-			s += "T"
-		}
-		return "@" + s
+		return "@" + x.String()
 	case Time:
 		return "@T" + x.String()
 	case Quantity:
