@@ -1,6 +1,5 @@
 package fhirpath
 
-
 // Precision digits of date/time values, as precision() counts them.
 var dateDigits = map[Precision]int64{PrecYear: 4, PrecMonth: 6, PrecDay: 8, PrecHour: 10, PrecMinute: 12, PrecSecond: 14, PrecMillisecond: 17}
 var timeDigits = map[Precision]int64{PrecHour: 2, PrecMinute: 4, PrecSecond: 6, PrecMillisecond: 9}

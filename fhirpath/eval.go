@@ -145,6 +145,7 @@ type evalCtx struct {
 	nowSet   bool
 	slab     []Item
 	scratch  []Item
+	nodes    []*jsontree.Node
 }
 
 var ctxPool = sync.Pool{New: func() any { return new(evalCtx) }}
@@ -202,7 +203,7 @@ func (e *Expression) Evaluate(n *jsontree.Node, env *Env) ([]Item, error) {
 // EvaluateItems evaluates the expression on an input collection.
 func (e *Expression) EvaluateItems(input []Item, env *Env) ([]Item, error) {
 	c := ctxPool.Get().(*evalCtx)
-	*c = evalCtx{env: env, cfg: e.cfg, this: input, context: input, slab: c.slab[:0], scratch: c.scratch[:0]}
+	*c = evalCtx{env: env, cfg: e.cfg, this: input, context: input, slab: c.slab[:0], scratch: c.scratch[:0], nodes: c.nodes[:0]}
 	res, err := e.root(c, input)
 	var out []Item
 	if err == nil && len(res) > 0 {
@@ -421,15 +422,9 @@ func navigate(c *evalCtx, focus []Item, name string, jsonNames bool) []Item {
 			continue
 		}
 		n := len(buf)
-		buf = childrenNamed(it.node, name, buf)
+		buf = c.childrenNamed(it.node, name, buf)
 		if jsonNames && len(buf) == n {
-			if o := container(it.node); o != nil {
-				for _, ch := range o.Children {
-					if ch.Key == name && ch.Flags&jsontree.FlagChoice != 0 {
-						buf = appendMember(ch, buf)
-					}
-				}
-			}
+			buf = jsonMember(it.node, name, buf)
 		}
 	}
 	c.scratch = buf[:0]

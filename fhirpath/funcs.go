@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"fhirdeid/fhir/typed"
 	"fhirdeid/jsontree"
 )
 
@@ -169,10 +170,10 @@ func init() {
 		// FHIR.
 		"extension": {min: 1, max: 1, fn: fnExtension},
 		"hasValue": {fn: func(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
-			return boolItems(len(f) == 1 && f[0].node != nil && hasValue(f[0].node)), nil
+			return boolItems(len(f) == 1 && f[0].node != nil && typed.HasValue(f[0].node)), nil
 		}},
 		"getValue": {fn: func(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
-			if len(f) != 1 || f[0].node == nil || !hasValue(f[0].node) {
+			if len(f) != 1 || f[0].node == nil || !typed.HasValue(f[0].node) {
 				return nil, nil
 			}
 			v, ok := f[0].Value()
@@ -1186,7 +1187,7 @@ func fnChildren(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 	var out []Item
 	for _, it := range f {
 		if it.node != nil {
-			out = allChildren(it.node, out)
+			out = c.allChildren(it.node, out)
 		}
 	}
 	return out, nil
@@ -1197,7 +1198,7 @@ func fnDescendants(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 	var walk func(n *jsontree.Node)
 	walk = func(n *jsontree.Node) {
 		start := len(out)
-		out = allChildren(n, out)
+		out = c.allChildren(n, out)
 		end := len(out)
 		for i := start; i < end; i++ {
 			walk(out[i].node)
@@ -1246,7 +1247,7 @@ func fnExtension(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 		if it.node == nil {
 			continue
 		}
-		buf = childrenNamed(it.node, "extension", buf[:0])
+		buf = c.childrenNamed(it.node, "extension", buf[:0])
 		for _, e := range buf {
 			for _, ch := range e.node.Children {
 				if ch.Key == "url" && ch.Value == url {

@@ -1,6 +1,7 @@
 package fhirpath
 
 import (
+	"fhirdeid/fhir/typed"
 	"fhirdeid/jsontree"
 	"fmt"
 	"time"
@@ -84,7 +85,7 @@ func nodesBy(cl *Call, focus []Item, byName bool) ([]Item, error) {
 		if it.node == nil {
 			continue
 		}
-		walkWithoutSubResources(it.node, func(n *jsontree.Node) {
+		typed.Walk(it.node, func(n *jsontree.Node) bool {
 			key := n.Type
 			if byName {
 				key = n.Name
@@ -92,6 +93,7 @@ func nodesBy(cl *Call, focus []Item, byName bool) ([]Item, error) {
 			if key == want {
 				out = append(out, Item{node: n})
 			}
+			return true
 		})
 	}
 	return out, nil
