@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"fhirdeid/anonymize"
+	"fhirdeid/anonymize/defaultconfig"
+)
+
+func init() {
+	register(command{
+		name:    "config",
+		summary: "show the default de-identification configuration, or check one",
+		run:     runConfig,
+	})
+}
+
+const configUsage = `Usage:
+  fhirdeid config show                    print the default configuration (HIPAA Safe Harbor, R4)
+  fhirdeid config check [flags] FILE|-    load and validate a configuration (JSON or YAML)
+
+The configuration format is that of Microsoft's FHIR anonymizer.
+`
+
+func runConfig(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(e.stderr, configUsage)
+		return usageError{"missing subcommand: show or check"}
+	}
+	switch args[0] {
+	case "show":
+		fs := flag.NewFlagSet("config show", flag.ContinueOnError)
+		fs.SetOutput(e.stderr)
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if fs.NArg() != 0 {
+			return usageError{"config show takes no arguments"}
+		}
+		_, err := e.stdout.Write(defaultconfig.SafeHarbor())
+		return err
+	case "check":
+		return runConfigCheck(e, args[1:])
+	case "-h", "--help", "help":
+		fmt.Fprint(e.stdout, configUsage)
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown subcommand %q: use show or check", args[0])}
+}
+
+func runConfigCheck(e *env, args []string) error {
+	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	version := fs.String("fhir-version", "R4", "FHIR release the configuration is for: R4 or STU3")
+	yamlFmt := fs.Bool("yaml", false, "read YAML (default: JSON if the file starts with '{', YAML otherwise)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"config check needs one FILE (or - for standard input)"}
+	}
+	name := fs.Arg(0)
+	var data []byte
+	var err error
+	if name == "-" {
+		data, err = io.ReadAll(e.stdin)
+	} else {
+		data, err = os.ReadFile(name)
+	}
+	if err != nil {
+		return fmt.Errorf("reading configuration: %w", err)
+	}
+	opts := anonymize.Options{FHIRVersion: *version, Compiler: anonymize.FHIRPathCompiler()}
+	if *yamlFmt {
+		opts.Format = anonymize.YAML
+	}
+	cfg, err := anonymize.ParseConfig(data, opts)
+	if err != nil {
+		var ce *anonymize.ConfigError
+		if errors.As(err, &ce) {
+			return &exitError{code: 1, err: fmt.Errorf("%s: %w", name, err)}
+		}
+		return err
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(e.stderr, "%s: warning: %s\n", name, w)
+	}
+	fmt.Fprintf(e.stdout, "%s: ok, %d rules, processingErrors %s\n", name, cfg.NumRules(), cfg.ProcessingErrors())
+	return nil
+}
