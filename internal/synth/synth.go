@@ -88,7 +88,7 @@ var (
 	}
 	vitals = []struct {
 		code, display, unit string
-		lo, hi            float64
+		lo, hi              float64
 	}{
 		{"8302-2", "Body Height", "cm", 150, 195}, {"29463-7", "Body Weight", "kg", 45, 120},
 		{"8867-4", "Heart rate", "/min", 55, 110}, {"8310-5", "Body temperature", "Cel", 36.1, 38.4},
@@ -269,11 +269,11 @@ func (g *gen) patient(i int, orgs []org, pracs []prac) {
 		start := g.date(2015, 2026).Add(time.Duration(8+g.r.IntN(9)) * time.Hour)
 		encID := g.uuid()
 		g.emit("Encounter", obj{"id": encID, "status": "finished",
-			"class":   obj{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-			"type":    []obj{{"text": "General examination"}},
-			"subject": subject,
-			"participant": []obj{{"individual": obj{"reference": "Practitioner/" + gp.id, "display": gp.name}}},
-			"period": obj{"start": start.Format(time.RFC3339), "end": start.Add(30 * time.Minute).Format(time.RFC3339)},
+			"class":           obj{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+			"type":            []obj{{"text": "General examination"}},
+			"subject":         subject,
+			"participant":     []obj{{"individual": obj{"reference": "Practitioner/" + gp.id, "display": gp.name}}},
+			"period":          obj{"start": start.Format(time.RFC3339), "end": start.Add(30 * time.Minute).Format(time.RFC3339)},
 			"serviceProvider": obj{"reference": "Organization/" + org.id, "display": org.name}})
 		enc := obj{"reference": "Encounter/" + encID}
 		for _, v := range vitals {
@@ -301,19 +301,19 @@ func (g *gen) patient(i int, orgs []org, pracs []prac) {
 			md := medications[g.r.IntN(len(medications))]
 			g.emit("MedicationRequest", obj{"id": g.uuid(), "status": "active", "intent": "order",
 				"medicationCodeableConcept": obj{"coding": []obj{{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": md.code, "display": md.display}}, "text": md.display},
-				"subject": subject, "encounter": enc,
-				"authoredOn": start.Format(time.RFC3339),
-				"requester":  obj{"reference": "Practitioner/" + gp.id, "display": gp.name},
+				"subject":                   subject, "encounter": enc,
+				"authoredOn":        start.Format(time.RFC3339),
+				"requester":         obj{"reference": "Practitioner/" + gp.id, "display": gp.name},
 				"dosageInstruction": []obj{{"text": "Take one tablet by mouth daily"}}})
 		}
 		if e == 0 {
 			note := fmt.Sprintf("Clinical note for %s, DOB %s, SSN %s. Address: %s, %s %s. Phone %s.",
 				full, birth.Format("2006-01-02"), ssn, line, c.city, c.zip, phone)
 			g.emit("DocumentReference", obj{"id": g.uuid(), "status": "current",
-				"type":    obj{"coding": []obj{{"system": "http://loinc.org", "code": "34117-2", "display": "History and physical note"}}},
-				"subject": subject,
-				"date":    start.Format("2006-01-02T15:04:05.000Z07:00"),
-				"author":  []obj{{"reference": "Practitioner/" + gp.id, "display": gp.name}},
+				"type":        obj{"coding": []obj{{"system": "http://loinc.org", "code": "34117-2", "display": "History and physical note"}}},
+				"subject":     subject,
+				"date":        start.Format("2006-01-02T15:04:05.000Z07:00"),
+				"author":      []obj{{"reference": "Practitioner/" + gp.id, "display": gp.name}},
 				"description": "History and physical for " + full,
 				"content": []obj{{"attachment": obj{"contentType": "text/plain", "title": "Note about " + full,
 					"data": base64.StdEncoding.EncodeToString([]byte(note))}}},
