@@ -191,6 +191,7 @@ func New(opts Options) (*Server, error) {
 	mux.HandleFunc("GET /fhir/bulkstatus/{job}", s.status)
 	mux.HandleFunc("DELETE /fhir/bulkstatus/{job}", s.deleteJob)
 	mux.HandleFunc("GET /fhir/bulkfiles/{job}/{file}", s.file)
+	mux.HandleFunc("GET /_bulktest/stats", s.statsHandler)
 	s.mux = mux
 	return s, nil
 }
@@ -233,6 +234,13 @@ func (s *Server) Stats() Stats {
 	return Stats{Kickoffs: s.kickoffs.Load(), StatusPolls: s.polls.Load(), Downloads: s.downloads.Load(),
 		Deletes: s.deletes.Load(), TokenRequests: s.tokenReqs.Load(), Unauthorized: s.unauth.Load(),
 		BadHeaders: s.badHeaders.Load(), DownloadBytes: s.dlBytes.Load()}
+}
+
+// statsHandler serves Stats as JSON, for tests that run the server in
+// another process.
+func (s *Server) statsHandler(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(s.Stats())
 }
 
 // ExpireJobs forgets every job, as if they expired: their status URLs and
@@ -1078,4 +1086,23 @@ func (s *Server) Listen(addr string) (*http.Server, string, error) {
 	hs := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = hs.Serve(ln) }()
 	return hs, "http://" + ln.Addr().String() + "/fhir", nil
+}
+
+// PatientIDs lists the ids of the Patient resources that a server with
+// opts would serve.
+func PatientIDs(opts Options) ([]string, error) {
+	s := &Server{opts: opts}
+	var out []string
+	err := s.eachResource(func(line []byte) error {
+		if rt, _ := bulk.ResourceType(line); rt != "Patient" {
+			return nil
+		}
+		var info resourceInfo
+		if err := json.Unmarshal(line, &info); err != nil {
+			return errors.New("bulktest: a Patient line is not JSON")
+		}
+		out = append(out, info.ID)
+		return nil
+	})
+	return out, err
 }

@@ -1,0 +1,397 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"fhirdeid/bulk"
+)
+
+func init() {
+	register(command{
+		name:    "export",
+		summary: "run a FHIR Bulk Data $export into a directory (resumable)",
+		run:     runExport,
+	})
+}
+
+const exportUsage = `Usage:
+  fhirdeid export --url BASE [--group ID | --patient] [--type T,...] [--since INSTANT|auto] --out DIR [auth flags]
+
+Kicks off a Bulk Data export at the system level (default), for all patients
+(--patient) or for a group (--group ID), polls until it completes and downloads
+every file into DIR in bulk layout: Type.NNN.ndjson.gz, deleted/, error/,
+manifest.json and log.ndjson. Each file is written under a temporary name and
+renamed when complete and validated (resourceType and count against the
+manifest).
+
+The state is kept in DIR/.fhirdeid-export.json: running the same command again
+after a crash or kill continues the same export (no new kick-off) and skips the
+files already stored. --since auto uses the transactionTime of the last fully
+successful export into DIR.
+
+Authentication (secrets are read from environment variables or files only):
+  --token-env VAR                         a static bearer token
+  --client-id ID --client-secret-env VAR  OAuth2 client credentials (also
+       or --client-secret-file FILE       --token-url, --auth-style, --scope;
+                                          Entra ID: --tenant and --resource or --scope)
+  --client-id ID --key FILE               SMART Backend Services (PEM or JWKS key,
+                                          --kid, --alg RS384|ES384; the token URL is
+                                          discovered unless --token-url is given)
+
+Exit status: 0 success, 1 failure, 2 usage error, 3 complete but the server
+reported errors (see error/).
+
+Flags:
+`
+
+// stringList is a repeatable, comma-splitting flag.
+type stringList []string
+
+func (s *stringList) String() string { return strings.Join(*s, ",") }
+
+func (s *stringList) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*s = append(*s, p)
+		}
+	}
+	return nil
+}
+
+// rawList is a repeatable flag that keeps commas.
+type rawList []string
+
+func (s *rawList) String() string { return strings.Join(*s, " ") }
+
+func (s *rawList) Set(v string) error { *s = append(*s, v); return nil }
+
+const checkpointName = ".fhirdeid-export.json"
+
+type exportFlags struct {
+	url, group, since, until, out                 string
+	patientLevel, post, lenient, restart, keepJob bool
+	allowCountMismatch, repeat, quiet             bool
+	types, elements, patients, include            stringList
+	typeFilters, params                           rawList
+	outputFormat, organizeBy                      string
+	partial                                       bool
+	concurrency                                   int
+	maxWait, minWait, deadline                    time.Duration
+	retries                                       int
+	tokenEnv, clientID, secretEnv, secretFile     string
+	tokenURL, authStyle, scope, resource, tenant  string
+	keyFile, kid, alg                             string
+}
+
+func runExport(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), exportUsage)
+		fs.PrintDefaults()
+	}
+	var f exportFlags
+	fs.StringVar(&f.url, "url", "", "FHIR base URL of the server (required)")
+	fs.StringVar(&f.group, "group", "", "export the members of this Group id")
+	fs.BoolVar(&f.patientLevel, "patient", false, "export all patients (Patient/$export)")
+	fs.Var(&f.types, "type", "resource types to export (_type), comma-separated or repeated")
+	fs.StringVar(&f.since, "since", "", "export resources changed after this instant (_since); auto = last successful export into --out")
+	fs.StringVar(&f.until, "until", "", "export resources changed before this instant (_until)")
+	fs.Var(&f.typeFilters, "type-filter", "a _typeFilter search such as Observation?category=laboratory (repeatable)")
+	fs.Var(&f.elements, "elements", "elements to include (_elements)")
+	fs.Var(&f.patients, "patient-ref", "restrict to these patients (patient=, e.g. Patient/123; sends a POST)")
+	fs.Var(&f.include, "include-associated-data", "includeAssociatedData values")
+	fs.StringVar(&f.outputFormat, "output-format", "", "_outputFormat (default: the server's)")
+	fs.StringVar(&f.organizeBy, "organize-output-by", "", "organizeOutputBy resource type (STU3)")
+	fs.BoolVar(&f.partial, "allow-partial-manifests", false, "send allowPartialManifests=true (STU3)")
+	fs.Var(&f.params, "param", "a vendor parameter NAME=VALUE sent as is, e.g. _container=exports or _till=... (repeatable)")
+	fs.BoolVar(&f.post, "post", false, "kick off with POST and a Parameters body instead of GET")
+	fs.BoolVar(&f.repeat, "repeat-params", false, "repeat multi-valued parameters instead of joining them with commas")
+	fs.BoolVar(&f.lenient, "lenient", false, "send Prefer: handling=lenient")
+	fs.StringVar(&f.out, "out", "", "output directory (required)")
+	fs.BoolVar(&f.restart, "restart", false, "abandon an unfinished export in --out (DELETE its job) and start anew")
+	fs.BoolVar(&f.keepJob, "keep-job", false, "do not DELETE the export job on the server after success")
+	fs.BoolVar(&f.allowCountMismatch, "allow-count-mismatch", false, "warn instead of failing when a file's line count differs from the manifest")
+	fs.IntVar(&f.concurrency, "concurrency", 4, "parallel downloads per host")
+	fs.DurationVar(&f.minWait, "min-wait", time.Second, "shortest wait between status polls")
+	fs.DurationVar(&f.maxWait, "max-wait", 5*time.Minute, "longest wait between polls or retries (clamps Retry-After)")
+	fs.DurationVar(&f.deadline, "deadline", 30*24*time.Hour, "give up polling this long after the kick-off")
+	fs.IntVar(&f.retries, "retries", 5, "retries of transient failures (429, 5xx, network) per request or file")
+	fs.BoolVar(&f.quiet, "quiet", false, "do not print progress")
+	fs.StringVar(&f.tokenEnv, "token-env", "", "environment variable holding a static bearer token")
+	fs.StringVar(&f.clientID, "client-id", "", "OAuth2 / SMART client id")
+	fs.StringVar(&f.secretEnv, "client-secret-env", "", "environment variable holding the client secret")
+	fs.StringVar(&f.secretFile, "client-secret-file", "", "file holding the client secret")
+	fs.StringVar(&f.tokenURL, "token-url", "", "token endpoint (SMART: discovered from .well-known/smart-configuration when empty)")
+	fs.StringVar(&f.authStyle, "auth-style", "basic", "how the client secret is sent: basic or post")
+	fs.StringVar(&f.scope, "scope", "", "requested scope (SMART default system/*.read)")
+	fs.StringVar(&f.resource, "resource", "", "Entra ID v1 resource (the FHIR URL); with --tenant selects the v1 endpoint")
+	fs.StringVar(&f.tenant, "tenant", "", "Microsoft Entra tenant id: token URL login.microsoftonline.com/TENANT/...")
+	fs.StringVar(&f.keyFile, "key", "", "SMART Backend Services private key file (PEM or JWKS)")
+	fs.StringVar(&f.kid, "kid", "", "key id (JWT kid header; selects the key in a JWKS)")
+	fs.StringVar(&f.alg, "alg", "", "signing algorithm RS384 or ES384 (default from the key)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"unexpected argument " + fs.Arg(0)}
+	}
+	if f.url == "" || f.out == "" {
+		return usageError{"--url and --out are required"}
+	}
+	if f.group != "" && f.patientLevel {
+		return usageError{"give either --group or --patient, not both"}
+	}
+	if f.concurrency < 1 {
+		return usageError{"--concurrency must be at least 1"}
+	}
+	req := bulk.Request{Types: f.types, Until: f.until, TypeFilters: f.typeFilters, Elements: f.elements,
+		Patients: f.patients, IncludeAssociatedData: f.include, OutputFormat: f.outputFormat,
+		OrganizeOutputBy: f.organizeBy, AllowPartialManifests: f.partial, POST: f.post,
+		RepeatParams: f.repeat, Lenient: f.lenient}
+	switch {
+	case f.group != "":
+		req.Level, req.GroupID = bulk.GroupLevel, f.group
+	case f.patientLevel:
+		req.Level = bulk.PatientLevel
+	default:
+		req.Level = bulk.SystemLevel
+	}
+	for _, p := range f.params {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" {
+			return usageError{"--param wants NAME=VALUE"}
+		}
+		if req.Extra == nil {
+			req.Extra = map[string][]string{}
+		}
+		req.Extra[k] = append(req.Extra[k], v)
+	}
+	if err := os.MkdirAll(f.out, 0o755); err != nil {
+		return fmt.Errorf("export: create output directory: %w", err)
+	}
+	store := bulk.FileCheckpointStore{Path: filepath.Join(f.out, checkpointName)}
+	prev, err := store.Load()
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	if f.since == "auto" {
+		req.Since = ""
+		if prev != nil {
+			req.Since = prev.LastSuccessfulTransactionTime
+		}
+		if req.Since == "" && !f.quiet {
+			fmt.Fprintln(e.stderr, "fhirdeid export: --since auto: no previous successful export in the output directory; exporting everything")
+		}
+	} else {
+		req.Since = f.since
+	}
+	if err := req.Validate(); err != nil {
+		return usageError{err.Error()}
+	}
+
+	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: f.concurrency + 2,
+		ResponseHeaderTimeout: 10 * time.Minute, IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 30 * time.Second}}
+	client, err := bulk.NewClient(f.url, hc)
+	if err != nil {
+		return usageError{"--url: " + err.Error()}
+	}
+	client.UserAgent = "fhirdeid/" + Version
+	client.Polling.MinDelay = f.minWait
+	client.Polling.MaxDelay = f.maxWait
+	if client.Polling.InitialDelay < f.minWait {
+		client.Polling.InitialDelay = f.minWait
+	}
+	client.Polling.Deadline = f.deadline
+	client.Retries.MaxRetries = f.retries
+	client.Retries.MaxDelay = f.maxWait
+	if client.Retries.BaseDelay > f.maxWait {
+		client.Retries.BaseDelay = f.maxWait
+	}
+	auth, err := exportAuth(e, &f, hc, client.Base.String())
+	if err != nil {
+		return err
+	}
+	client.Auth = auth
+	if !f.quiet {
+		client.Progress = func(p string) { fmt.Fprintln(e.stderr, "fhirdeid export: server progress:", p) }
+	}
+
+	exp := &bulk.Exporter{Client: client, Store: store, Sink: bulk.DirSink{Dir: f.out}, Concurrency: f.concurrency,
+		AllowCountMismatch: f.allowCountMismatch, KeepJob: f.keepJob}
+	if f.restart && prev != nil && !prev.Complete {
+		if prev.StatusURL != "" {
+			if err := client.Delete(ctx, prev.StatusURL); err != nil && !f.quiet {
+				fmt.Fprintln(e.stderr, "fhirdeid export: --restart: could not delete the old job:", err)
+			}
+		}
+		fresh := &bulk.Checkpoint{Version: 1, ExportID: bulk.NewExportID(), Request: req,
+			LastSuccessfulTransactionTime: prev.LastSuccessfulTransactionTime, PreviousFiles: prev.PreviousFiles}
+		if err := store.Save(fresh); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+	}
+	cp, resumed, err := exp.Prepare(req)
+	if errors.Is(err, bulk.ErrOtherExport) {
+		return &exitError{code: 1, err: fmt.Errorf("export: %w in %s; rerun with the same flags to finish it, or add --restart", err, f.out)}
+	}
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	logFile, err := os.OpenFile(filepath.Join(f.out, "log.ndjson"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("export: open log.ndjson: %w", err)
+	}
+	defer logFile.Close()
+	log := bulk.NewNDJSONLog(logFile, cp.ExportID)
+	client.Events, exp.Events = log, log
+	if resumed && !f.quiet {
+		state := "polling"
+		if cp.Manifest != nil {
+			done := 0
+			for _, fs := range cp.Files {
+				if fs.Done {
+					done++
+				}
+			}
+			state = fmt.Sprintf("downloading (%d of %d files already stored)", done, len(cp.Files))
+		}
+		fmt.Fprintf(e.stderr, "fhirdeid export: resuming export %s: %s\n", cp.ExportID, state)
+	}
+	if !f.quiet {
+		exp.FileDone = func(fs bulk.FileState) {
+			fmt.Fprintf(e.stderr, "fhirdeid export: stored %s (%d resources)\n", fs.Name, fs.Resources)
+		}
+	}
+	res, err := exp.RunCheckpoint(ctx, cp, resumed)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return &exitError{code: 1, err: errors.New("interrupted; run the same command again to resume")}
+		}
+		return err
+	}
+	if err := log.Err(); err != nil {
+		return fmt.Errorf("export: write log.ndjson: %w", err)
+	}
+	var total int64
+	for _, fs := range res.Checkpoint.Files {
+		total += fs.Resources
+	}
+	mbps := 0.0
+	if s := res.DownloadDuration.Seconds(); s > 0 {
+		mbps = float64(res.Bytes) / 1e6 / s
+	}
+	fmt.Fprintf(e.stdout, "exported %d resources in %d files to %s (transactionTime %s); this run downloaded %d files, %.1f MB NDJSON in %.2fs (%.1f MB/s)\n",
+		total, len(res.Checkpoint.Files), f.out, res.Checkpoint.TransactionTime, res.FilesDownloaded,
+		float64(res.Bytes)/1e6, res.DownloadDuration.Seconds(), mbps)
+	if res.Partial {
+		return &exitError{code: 3, err: fmt.Errorf("the server reported errors (%d error, %d fatal issues; see %s)",
+			res.Severity["error"], res.Severity["fatal"], filepath.Join(f.out, "error"))}
+	}
+	return nil
+}
+
+// exportAuth builds the authenticator from the flags, reading secrets from
+// the environment or files.
+func exportAuth(e *env, f *exportFlags, hc *http.Client, base string) (bulk.Authenticator, error) {
+	modes := 0
+	for _, on := range []bool{f.tokenEnv != "", f.secretEnv != "" || f.secretFile != "", f.keyFile != ""} {
+		if on {
+			modes++
+		}
+	}
+	if modes > 1 {
+		return nil, usageError{"give one of --token-env, --client-secret-env/--client-secret-file, --key"}
+	}
+	switch {
+	case f.tokenEnv != "":
+		tok := strings.TrimSpace(e.getenv(f.tokenEnv))
+		if tok == "" {
+			return nil, usageError{"--token-env: environment variable " + f.tokenEnv + " is empty or unset"}
+		}
+		return bulk.StaticToken{Value: bulk.NewSecret(tok)}, nil
+	case f.secretEnv != "" || f.secretFile != "":
+		if f.secretEnv != "" && f.secretFile != "" {
+			return nil, usageError{"give either --client-secret-env or --client-secret-file"}
+		}
+		var secret string
+		if f.secretEnv != "" {
+			secret = e.getenv(f.secretEnv)
+			if secret == "" {
+				return nil, usageError{"--client-secret-env: environment variable " + f.secretEnv + " is empty or unset"}
+			}
+		} else {
+			b, err := os.ReadFile(f.secretFile)
+			if err != nil {
+				return nil, usageError{"--client-secret-file: cannot read the file"}
+			}
+			secret = strings.TrimSpace(string(b))
+		}
+		if f.clientID == "" {
+			return nil, usageError{"a client secret needs --client-id"}
+		}
+		tokenURL := f.tokenURL
+		if tokenURL == "" && f.tenant != "" {
+			v := 2
+			if f.resource != "" {
+				v = 1
+			}
+			tokenURL = bulk.EntraTokenURL(f.tenant, v)
+		}
+		if tokenURL == "" {
+			return nil, usageError{"a client secret needs --token-url or --tenant"}
+		}
+		style := bulk.AuthBasic
+		switch f.authStyle {
+		case "basic":
+		case "post":
+			style = bulk.AuthPost
+		default:
+			return nil, usageError{"--auth-style must be basic or post"}
+		}
+		if f.tenant != "" && f.authStyle == "basic" {
+			style = bulk.AuthPost // Entra ID takes client_secret_post
+		}
+		return &bulk.ClientCredentials{HTTP: hc, TokenURL: tokenURL, ClientID: f.clientID, Secret: bulk.NewSecret(secret),
+			Style: style, Scope: f.scope, Resource: f.resource}, nil
+	case f.keyFile != "":
+		if f.clientID == "" {
+			return nil, usageError{"--key needs --client-id"}
+		}
+		data, err := os.ReadFile(f.keyFile)
+		if err != nil {
+			return nil, usageError{"--key: cannot read the key file"}
+		}
+		key, kid, alg, err := bulk.ParsePrivateKey(data, f.kid)
+		if err != nil {
+			return nil, usageError{"--key: " + err.Error()}
+		}
+		if f.kid != "" {
+			kid = f.kid
+		}
+		if kid == "" {
+			return nil, usageError{"--key: the key has no kid; give --kid"}
+		}
+		if f.alg != "" {
+			alg = f.alg
+		}
+		if alg != "RS384" && alg != "ES384" {
+			return nil, usageError{"--alg must be RS384 or ES384"}
+		}
+		scope := f.scope
+		if scope == "" {
+			scope = "system/*.read"
+		}
+		return &bulk.SMARTBackend{HTTP: hc, FHIRBase: base, TokenURL: f.tokenURL, ClientID: f.clientID, Key: key,
+			KeyID: kid, Alg: alg, Scope: scope}, nil
+	}
+	return nil, nil
+}
