@@ -209,7 +209,12 @@ func (e *callExpr) write(b *strings.Builder) {
 		e.x.write(b)
 		b.WriteByte('.')
 	}
-	b.WriteString(quoteIdent(e.name))
+	switch e.name {
+	case "is", "as", "contains", "in":
+		b.WriteString(e.name) // usable as function names without quotes
+	default:
+		b.WriteString(quoteIdent(e.name))
+	}
 	b.WriteByte('(')
 	for i, a := range e.args {
 		if i > 0 {

@@ -31,13 +31,14 @@ func (c *evalCtx) allChildren(n *jsontree.Node, dst []Item) []Item {
 }
 
 // jsonMember appends the elements held by the member of n whose JSON key is
-// key and that is a choice member (valueQuantity).
+// key and that is a choice member (valueQuantity: its key differs from its
+// element name).
 func jsonMember(n *jsontree.Node, key string, dst []Item) []Item {
 	if n.Kind != jsontree.Object {
 		return dst
 	}
 	for _, ch := range n.Children {
-		if ch.Key != key || ch.Flags&jsontree.FlagChoice == 0 {
+		if ch.Key != key || ch.Name == "" || ch.Name == key {
 			continue
 		}
 		if ch.Kind == jsontree.Array {
