@@ -38,6 +38,12 @@ type Options struct {
 	// Progress, if set, is called from the writer goroutine after each batch
 	// with the totals so far.
 	Progress func(Stats)
+	// Encode, if set, turns the output of a whole batch (complete lines with
+	// their newlines) into the bytes to write, appended to dst. It runs on the
+	// workers, so that for instance each batch becomes one gzip member
+	// compressed in parallel (a concatenation of gzip members is a valid
+	// gzip stream). An empty batch output is not encoded.
+	Encode func(worker int, out, dst []byte) []byte
 }
 
 // Stats counts what Transform did.
@@ -46,9 +52,11 @@ type Stats struct {
 	Lines int64
 	// Written is the number of lines written.
 	Written int64
-	// BytesIn and BytesOut count the bytes read and written.
+	// BytesIn counts the bytes of the lines read, BytesOut the bytes written
+	// to w, and RawOut the bytes of the output lines before Encode.
 	BytesIn  int64
 	BytesOut int64
+	RawOut   int64
 }
 
 // LineError is an error of one line: a line that is too long, or what Func
@@ -73,6 +81,7 @@ type batch struct {
 	ends []int
 	nums []int64
 	out  []byte
+	enc  []byte
 	outN int64
 	err  error
 }
@@ -114,6 +123,9 @@ func Transform(ctx context.Context, r io.Reader, w io.Writer, fn Func, opts Opti
 			defer wg.Done()
 			for b := range work {
 				transformBatch(worker, b, fn)
+				if opts.Encode != nil && b.err == nil && len(b.out) > 0 {
+					b.enc = opts.Encode(worker, b.out, b.enc[:0])
+				}
 				select {
 				case done <- b:
 				case <-ctx.Done():
@@ -146,17 +158,22 @@ func Transform(ctx context.Context, r io.Reader, w io.Writer, fn Func, opts Opti
 				cancel()
 				break
 			}
-			if len(b.out) > 0 {
-				if _, werr := w.Write(b.out); werr != nil {
+			data := b.out
+			if opts.Encode != nil {
+				data = b.enc
+			}
+			if len(data) > 0 {
+				if _, werr := w.Write(data); werr != nil {
 					err = fmt.Errorf("write: %w", werr)
 					cancel()
 					break
 				}
 			}
 			out.Written += b.outN
-			out.BytesOut += int64(len(b.out))
+			out.BytesOut += int64(len(data))
+			out.RawOut += int64(len(b.out))
 			out.BytesIn += int64(len(b.in))
-			b.in, b.out, b.ends, b.nums, b.outN, b.err = b.in[:0], b.out[:0], b.ends[:0], b.nums[:0], 0, nil
+			b.in, b.out, b.enc, b.ends, b.nums, b.outN, b.err = b.in[:0], b.out[:0], b.enc[:0], b.ends[:0], b.nums[:0], 0, nil
 			pool.Put(b)
 			<-tokens
 			if opts.Progress != nil {

@@ -130,6 +130,28 @@ func TestTransformWriteErrorAndCancel(t *testing.T) {
 	}
 }
 
+func TestTransformEncode(t *testing.T) {
+	in := strings.Repeat("abc\n", 1000)
+	var out bytes.Buffer
+	enc := func(w int, out, dst []byte) []byte {
+		dst = append(dst, '[')
+		dst = append(dst, out...)
+		return append(dst, ']')
+	}
+	st, err := ndjson.Transform(context.Background(), strings.NewReader(in), &out, upper,
+		ndjson.Options{Workers: 2, BatchBytes: 400, Encode: enc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	if n := strings.Count(got, "["); n != 10 || strings.Count(got, "ABC\n") != 1000 || got[0] != '[' {
+		t.Errorf("%d batches encoded; output starts %q", n, got[:10])
+	}
+	if st.RawOut != 4000 || st.BytesOut != int64(len(got)) {
+		t.Errorf("stats %+v", st)
+	}
+}
+
 func BenchmarkTransform(b *testing.B) {
 	in := []byte(strings.Repeat(`{"resourceType":"Patient","id":"x","name":[{"family":"f"}]}`+"\n", 20000))
 	b.SetBytes(int64(len(in)))
