@@ -456,3 +456,41 @@ func FromAny(v any) (*Node, error) {
 	}
 	return nil, fmt.Errorf("jsontree: cannot convert %T", v)
 }
+
+// Equal reports whether a and b hold the same JSON: the same kinds, the
+// same scalar values (numbers compared by their literal text, so 1.0 and 1
+// differ), objects with the same members in any order and arrays with
+// equal items in the same order. Keys of a and b themselves, parents and
+// typing fields are ignored.
+func Equal(a, b *Node) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if a.Kind != b.Kind || len(a.Children) != len(b.Children) {
+		return false
+	}
+	switch a.Kind {
+	case Array:
+		for i, c := range a.Children {
+			if !Equal(c, b.Children[i]) {
+				return false
+			}
+		}
+		return true
+	case Object:
+		for i, c := range a.Children {
+			// Members are usually in the same order.
+			d := b.Children[i]
+			if d.Key != c.Key {
+				d = b.Get(c.Key)
+			}
+			if d == nil || !Equal(c, d) {
+				return false
+			}
+		}
+		return true
+	case Null:
+		return true
+	}
+	return a.Value == b.Value
+}

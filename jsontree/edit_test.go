@@ -380,3 +380,33 @@ func TestFromAny(t *testing.T) {
 		t.Error("unsupported type accepted")
 	}
 }
+
+func TestEqual(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{`{"a":1,"b":[1,2]}`, `{"b":[1,2],"a":1}`, true},
+		{`{"a":1}`, `{"a":1.0}`, false},
+		{`[1,2]`, `[2,1]`, false},
+		{`{"a":null}`, `{"b":null}`, false},
+		{`{"a":null}`, `{"a":null,"b":1}`, false},
+		{`"x"`, `"x"`, true},
+		{`"\u0078"`, `"x"`, true},
+		{`true`, `"true"`, false},
+		{`null`, `null`, true},
+		{`{}`, `[]`, false},
+	}
+	for _, tc := range tests {
+		a, b := mustParse(t, tc.a), mustParse(t, tc.b)
+		if got := Equal(a, b); got != tc.want {
+			t.Errorf("Equal(%s, %s) = %v", tc.a, tc.b, got)
+		}
+		if got := Equal(b, a); got != tc.want {
+			t.Errorf("Equal(%s, %s) = %v", tc.b, tc.a, got)
+		}
+	}
+	if !Equal(nil, nil) || Equal(nil, NewNull()) {
+		t.Error("Equal with nil")
+	}
+}

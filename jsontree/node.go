@@ -5,6 +5,46 @@
 //
 // It imports only the standard library. FHIR typing (element names and
 // types) is stored on the nodes by package typed, which knows the FHIR model.
+//
+// # Reading
+//
+// A Parser reads one document at a time into an arena that it reuses for
+// the next document, so that a worker parsing resource after resource
+// allocates almost nothing. The trees it returns are valid only until its
+// next Parse; Clone copies a tree out of the arena. The function Parse
+// allocates a fresh, independent tree instead.
+//
+// Parsing is strict RFC 8259, with these choices:
+//   - Invalid UTF-8 is an error, not replaced (RFC 8259 requires UTF-8 and
+//     a de-identification tool should not silently alter text).
+//   - An escaped UTF-16 surrogate that is not half of a valid pair decodes
+//     to U+FFFD, as in encoding/json.
+//   - An object with two members of the same name is an error, since FHIR
+//     forbids it.
+//   - A UTF-8 byte order mark at the start is skipped.
+//   - Nesting is limited to MaxDepth; the parser is iterative, so depth never
+//     costs stack.
+//
+// Errors are *SyntaxError values giving the byte offset, line, column and
+// JSON pointer of the problem. They never contain a string or number from
+// the document, which may be protected health information; member names,
+// which are schema, may appear in the pointer.
+//
+// # Writing
+//
+// AppendJSON writes compact JSON and AppendIndent indented JSON. Numbers
+// keep their literal text, members their order, and strings are escaped
+// minimally: only '"', '\' and control characters; "<", ">", "&", "/",
+// U+2028 and U+2029 are written as they are. A compact document that uses
+// this escaping, as FHIR servers' and Synthea's output does, is reproduced
+// byte for byte.
+//
+// # Editing
+//
+// Set, Append, InsertAt, Remove, Detach and ReplaceWith change the shape of
+// a tree and keep Parent, Key and Children consistent; SetString,
+// SetNumber, SetBool and SetNull change a node's value in place. Get, Index,
+// Path and Walk navigate.
 package jsontree
 
 // Kind is the JSON kind of a node.

@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -67,6 +68,9 @@ const (
 	// arenas before the next document, so that one large document does not
 	// stay pinned by stale nodes.
 	bigDoc = 4 << 20
+	// bytesPerNode is the typical number of input bytes per node in FHIR
+	// JSON (24 in Synthea's), used to size a fresh parser's first chunks.
+	bytesPerNode = 20
 	// dupScan is the number of members up to which duplicate keys are found
 	// by a linear scan; larger objects use a map.
 	dupScan = 16
@@ -92,7 +96,8 @@ type Parser struct {
 
 	text []byte // free tail of the current text block
 
-	fresh bool // allocate exactly; arenas are not reused
+	fresh    bool // allocate exactly; arenas are not reused
+	sizeHint int  // input size, to size a fresh parser's first chunks
 
 	frames  []frame
 	pending []*Node
@@ -123,9 +128,29 @@ type dupKey struct {
 //
 // See (*Parser).Parse for the accepted syntax.
 func Parse(data []byte) (*Node, error) {
-	p := Parser{fresh: true}
-	return p.Parse(data)
+	p := Parser{fresh: true, sizeHint: len(data)}
+	sc := scratchPool.Get().(*scratch)
+	p.frames, p.pending, p.dup = sc.frames, sc.pending, sc.dup
+	n, err := p.Parse(data)
+	// Keep the work buffers, but no pointer into the new tree.
+	clear(p.frames[:cap(p.frames)])
+	clear(p.pending[:cap(p.pending)])
+	if p.dup != nil {
+		clear(p.dup)
+	}
+	sc.frames, sc.pending, sc.dup = p.frames[:0], p.pending[:0], p.dup
+	scratchPool.Put(sc)
+	return n, err
 }
+
+// scratch holds the work buffers of the allocating Parse between calls.
+type scratch struct {
+	frames  []frame
+	pending []*Node
+	dup     map[dupKey]struct{}
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 // ParseString is like Parse but takes a string.
 func ParseString(s string) (*Node, error) {
@@ -226,6 +251,9 @@ func (p *Parser) newNode() *Node {
 	size := minNodeChunk
 	if k := len(p.nodes); k > 0 {
 		size = min(2*len(p.nodes[k-1]), maxNodeChunk)
+	} else if p.fresh {
+		// FHIR JSON has about one node per 24 bytes.
+		size = min(max(p.sizeHint/bytesPerNode, minNodeChunk), maxNodeChunk)
 	}
 	p.nodes = append(p.nodes, make([]Node, size))
 	p.ni = len(p.nodes) - 1
@@ -249,10 +277,8 @@ func (p *Parser) ptrAlloc(n int) []*Node {
 	size := minPtrChunk
 	if k := len(p.ptrs); k > 0 {
 		size = min(2*len(p.ptrs[k-1]), maxPtrChunk)
-	}
-	if p.fresh {
-		// A fresh tree keeps its chunks for life: do not over-allocate.
-		size = min(size, 4*n+minPtrChunk)
+	} else if p.fresh {
+		size = min(max(p.sizeHint/bytesPerNode, minPtrChunk), maxPtrChunk)
 	}
 	size = max(size, n)
 	p.ptrs = append(p.ptrs, make([]*Node, size))
