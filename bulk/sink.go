@@ -123,3 +123,22 @@ type sinkError struct{ err error }
 
 func (e *sinkError) Error() string { return e.err.Error() }
 func (e *sinkError) Unwrap() error { return e.err }
+
+// CleanPartials removes the temporary files that an interrupted run left
+// in the directory (names starting with "." and containing ".partial-").
+func (s DirSink) CleanPartials() error {
+	return filepath.WalkDir(s.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if !d.IsDir() && strings.HasPrefix(d.Name(), ".") && strings.Contains(d.Name(), ".partial-") {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("sink: remove stale %s: %w", d.Name(), err)
+			}
+		}
+		return nil
+	})
+}

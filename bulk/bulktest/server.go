@@ -253,6 +253,19 @@ func (s *Server) ExpireJobs() {
 	s.mu.Unlock()
 }
 
+// IssuedTokens returns every access token the server issued, so that tests
+// can check that none leaked into logs or files.
+func (s *Server) IssuedTokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.tokens))
+	for t := range s.tokens {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // SetFaults replaces the remaining faults.
 func (s *Server) SetFaults(f Faults) {
 	s.mu.Lock()

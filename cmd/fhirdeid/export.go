@@ -225,7 +225,11 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		client.Progress = func(p string) { fmt.Fprintln(e.stderr, "fhirdeid export: server progress:", p) }
 	}
 
-	exp := &bulk.Exporter{Client: client, Store: store, Sink: bulk.DirSink{Dir: f.out}, Concurrency: f.concurrency,
+	sink := bulk.DirSink{Dir: f.out}
+	if err := sink.CleanPartials(); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	exp := &bulk.Exporter{Client: client, Store: store, Sink: sink, Concurrency: f.concurrency,
 		AllowCountMismatch: f.allowCountMismatch, KeepJob: f.keepJob}
 	if f.restart && prev != nil && !prev.Complete {
 		if prev.StatusURL != "" {
