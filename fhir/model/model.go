@@ -10,8 +10,9 @@
 // registry reachable: the generator in internal/gen fetches the pinned npm
 // packages that carry the definitions (listed in NOTICE) into a temporary
 // directory with "npm pack", checks their SHA-256, holds the definitions
-// against the NLM's fhirpath.js model of the same version (dropping the
-// non-FHIR additions of the R4 package, see NOTICE), and rewrites both files.
+// against the NLM's fhirpath.js model of the same version and, for R4,
+// FHIR.js's parse of the definitions (dropping the non-FHIR additions of the
+// R4 package, see NOTICE), and rewrites both files.
 // TestGeneratedUpToDate, run with FHIRDEID_CHECK_GENERATE=1, checks that the
 // committed files match the generator's output. The package imports only
 // the standard library.

@@ -86,7 +86,8 @@ func TestElements(t *testing.T) {
 		{v: R4, typ: "Bundle.entry.response", el: "outcome", types: []string{"Resource"}},
 		{v: R4, typ: "ResearchStudy", el: "enrollment", types: []string{"Reference"}, repeats: true},
 		// ... and R4 elements it replaced, restored.
-		{v: R4, typ: "EvidenceVariable.characteristic", el: "definition", choice: true,
+		{v: R4, typ: "EvidenceVariable", el: "characteristic", types: []string{"EvidenceVariable.characteristic"}, repeats: true, min: 1},
+		{v: R4, typ: "EvidenceVariable.characteristic", el: "definition", choice: true, min: 1,
 			types: []string{"Reference", "canonical", "CodeableConcept", "Expression", "DataRequirement", "TriggerDefinition"}},
 		{v: R4, typ: "EvidenceVariable.characteristic", el: "description", types: []string{"string"}},
 		{v: STU3, typ: "Patient", el: "animal", types: []string{"Patient.animal"}},
@@ -239,6 +240,11 @@ func TestInheritedElements(t *testing.T) {
 			"Patient.contact": {"id", "extension", "modifierExtension"},
 			"Timing.repeat":   {"id", "extension"},
 			"string":          {"id", "extension"},
+		}
+		if v == R4 {
+			// Restored from the R4 definitions in their order (see NOTICE).
+			wantPrefix["EvidenceVariable.characteristic"] = []string{"id", "extension", "modifierExtension",
+				"description", "definition", "usageContext", "exclude", "participantEffective", "timeFromStart", "groupMeasure"}
 		}
 		for name, want := range wantPrefix {
 			typ := m.Type(name)

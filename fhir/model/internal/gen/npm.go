@@ -39,7 +39,12 @@ var (
 	// NLM's extract of HL7's definitions (element paths, types, choice
 	// types, repetition), against which the generator checks and corrects
 	// the definitions above (BSD-style licence, see NOTICE).
-	fhirpathJS = pkg{"fhirpath", "5.2.2", "910eee77b384ba03683c90371a0be8de299d7741092aa35043767a8503697a53"}
+	// fhirJSTypes carries, in profiles/types.json, FHIR.js's parse of the
+	// R4 (4.0.1) definitions: each type's properties in order, with
+	// required and repeating flags, against which the generator checks the
+	// R4 order and minimum cardinality.
+	fhirJSTypes = pkg{"fhir", "4.12.0", "24050342e144204baa2abb34e6c7fb1c5e9c879944583edb5fc146973beeccfe"}
+	fhirpathJS  = pkg{"fhirpath", "5.2.2", "910eee77b384ba03683c90371a0be8de299d7741092aa35043767a8503697a53"}
 )
 
 // tarballName is the file name "npm pack" gives p's tarball.

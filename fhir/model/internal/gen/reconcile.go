@@ -207,3 +207,123 @@ func (m *model) dropBackbone(path string) {
 		}
 	}
 }
+
+// parsedType is a type or backbone element as FHIR.js's profiles/types.json
+// lists it: its JSON properties in definition order, a choice's expansions
+// marked with the choice's name, "_x" primitive-extension properties
+// included.
+type parsedType struct {
+	Kind       string        `json:"_kind"`
+	Type       string        `json:"_type"`
+	Name       string        `json:"_name"`
+	Choice     string        `json:"_choice"`
+	Required   bool          `json:"_required"`
+	Properties []*parsedType `json:"_properties"`
+}
+
+// loadParsedTypes reads FHIR.js's parse of the R4 (4.0.1) definitions.
+func loadParsedTypes(dir string) (map[string]*parsedType, error) {
+	const name = "package/profiles/types.json"
+	files, err := readFiles(fhirJSTypes, dir, name)
+	if err != nil {
+		return nil, err
+	}
+	var types map[string]*parsedType
+	if err := json.Unmarshal(files[name], &types); err != nil {
+		return nil, fmt.Errorf("decoding %s of %s: %w", name, fhirJSTypes.name, err)
+	}
+	return types, nil
+}
+
+// elementOrder returns the element names of a parsed type's properties in
+// order, and whether each is required (minimum cardinality 1).
+func (p *parsedType) elementOrder() (names []string, required map[string]bool) {
+	required = map[string]bool{}
+	for _, q := range p.Properties {
+		if strings.HasPrefix(q.Name, "_") {
+			continue
+		}
+		name := q.Name
+		if q.Choice != "" {
+			name = strings.TrimSuffix(q.Choice, "[x]")
+		}
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+		if q.Required {
+			required[name] = true
+		}
+	}
+	return names, required
+}
+
+// reconcileOrder makes the element order and minimum cardinality of m's
+// types and backbone elements agree with FHIR.js's parse of the same
+// definitions, writing what it changes to log. Elements the parse does not
+// list (content references, which it leaves out) keep their place after
+// their predecessor.
+func reconcileOrder(m *model, parsed map[string]*parsedType, log io.Writer) {
+	var walk func(path string, p *parsedType)
+	walk = func(path string, p *parsedType) {
+		t := m.types[path]
+		if t == nil {
+			return
+		}
+		order, required := p.elementOrder()
+		for _, e := range t.elements {
+			if !slices.Contains(order, e.name) {
+				continue
+			}
+			if want := required[e.name]; want != (e.min > 0) {
+				fmt.Fprintf(log, "%s: %s.%s: min %d, FHIR.js says required=%v\n", m.version, path, e.name, e.min, want)
+				if want {
+					e.min = 1
+				} else {
+					e.min = 0
+				}
+			}
+		}
+		rank := func(name string) int { return slices.Index(order, name) }
+		// Sort key: a listed element's index; an unlisted one follows its
+		// predecessor.
+		keys := make(map[*element]float64, len(t.elements))
+		last := -1.0
+		for i, e := range t.elements {
+			if r := rank(e.name); r >= 0 {
+				keys[e] = float64(r)
+				last = float64(r)
+			} else {
+				keys[e] = last + float64(i+1)/float64(len(t.elements)+2)
+			}
+		}
+		sorted := slices.Clone(t.elements)
+		slices.SortStableFunc(sorted, func(a, b *element) int {
+			switch {
+			case keys[a] < keys[b]:
+				return -1
+			case keys[a] > keys[b]:
+				return 1
+			}
+			return 0
+		})
+		if !slices.Equal(sorted, t.elements) {
+			fmt.Fprintf(log, "%s: %s: element order changed to FHIR.js's\n", m.version, path)
+			t.elements = sorted
+		}
+		for _, q := range p.Properties {
+			if len(q.Properties) > 0 && (q.Type == "BackboneElement" || q.Type == "Element") {
+				walk(path+"."+q.Name, q)
+			}
+		}
+	}
+	names := make([]string, 0, len(parsed))
+	for n := range parsed {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if p := parsed[n]; p.Kind == "resource" || p.Kind == "complex-type" {
+			walk(n, p)
+		}
+	}
+}

@@ -98,3 +98,44 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestReconcileOrder(t *testing.T) {
+	m := newGenModel("R4", "test")
+	el := func(name string, min int) *element {
+		return &element{name: name, min: min, max: "1", types: []string{"string"}}
+	}
+	_ = m.add(&typ{name: "string", kind: "primitive"})
+	// "ref" is a content reference the parse leaves out: it must stay after
+	// "b". "d" was appended last but belongs second; "c" is required.
+	_ = m.add(&typ{name: "T", kind: "complex", elements: []*element{
+		el("a", 0), el("b", 0), el("ref", 0), el("c", 0), el("d", 1),
+	}})
+	_ = m.add(&typ{name: "T.bb", kind: "backbone", elements: []*element{el("y", 0), el("x", 0)}})
+	parsed := map[string]*parsedType{"T": {Kind: "complex-type", Properties: []*parsedType{
+		{Name: "a"}, {Name: "_a"}, {Name: "dString", Choice: "d[x]"}, {Name: "dBoolean", Choice: "d[x]"},
+		{Name: "b"}, {Name: "c", Required: true},
+		{Name: "bb", Type: "BackboneElement", Properties: []*parsedType{{Name: "x"}, {Name: "y"}}},
+	}}}
+	var log strings.Builder
+	reconcileOrder(m, parsed, &log)
+	names := func(t *typ) (out []string) {
+		for _, e := range t.elements {
+			out = append(out, e.name)
+		}
+		return out
+	}
+	if got, want := names(m.types["T"]), []string{"a", "d", "b", "ref", "c"}; !slices.Equal(got, want) {
+		t.Errorf("T order %v, want %v", got, want)
+	}
+	if got, want := names(m.types["T.bb"]), []string{"x", "y"}; !slices.Equal(got, want) {
+		t.Errorf("T.bb order %v, want %v", got, want)
+	}
+	for _, e := range m.types["T"].elements {
+		if wantMin := map[string]int{"c": 1}[e.name]; e.min != wantMin {
+			t.Errorf("T.%s min %d, want %d", e.name, e.min, wantMin)
+		}
+	}
+	if !strings.Contains(log.String(), "T.d: min 1, FHIR.js says required=false") {
+		t.Errorf("log lacks the min change:\n%s", log.String())
+	}
+}

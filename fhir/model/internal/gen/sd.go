@@ -53,7 +53,17 @@ const (
 
 // buildR4 reads the R4 StructureDefinitions.
 func buildR4(dir string) (*model, error) {
-	return buildFromSDs("R4", "4.0.1", medplumDefinitions, "package/dist/fhir/r4/", "r4", dir)
+	m, err := buildFromSDs("R4", "4.0.1", medplumDefinitions, "package/dist/fhir/r4/", "r4", dir)
+	if err != nil {
+		return nil, err
+	}
+	parsed, err := loadParsedTypes(dir)
+	if err != nil {
+		return nil, err
+	}
+	reconcileOrder(m, parsed, os.Stderr)
+	m.source += fmt.Sprintf(" and npm %s@%s (profiles/types.json)", fhirJSTypes.name, fhirJSTypes.version)
+	return m, nil
 }
 
 // buildSTU3 reads the STU3 StructureDefinitions.
