@@ -34,11 +34,15 @@ import (
 // Version is a FHIR release.
 type Version uint8
 
+// The FHIR releases with a model.
 const (
+	// R4 is FHIR Release 4 (4.0.1).
 	R4 Version = iota + 1
+	// STU3 is FHIR Release 3 (3.0.1).
 	STU3
 )
 
+// String returns "R4", "STU3", or "unknown".
 func (v Version) String() string {
 	switch v {
 	case R4:
@@ -82,11 +86,15 @@ type Type struct {
 	// Name is the type's name: "Patient", "HumanName", "date", or the path of
 	// a backbone element ("Patient.contact").
 	Name string
+	// Kind tells whether the type is a primitive, complex, resource or
+	// backbone type.
 	Kind Kind
 	// Base is the name of the type this one specializes ("DomainResource",
 	// "Element", "BackboneElement"); "" for the roots (Resource, Element, and
 	// primitives in STU3 where they derive from Element: "Element").
-	Base     string
+	Base string
+	// Abstract is true for types that have no instances of their own:
+	// Resource, DomainResource, Element, BackboneElement.
 	Abstract bool
 	// Elements are the type's elements, inherited ones included, in
 	// definition order.
@@ -121,6 +129,7 @@ type keyRef struct {
 
 // Model is the type model of one FHIR version.
 type Model struct {
+	// Version is the FHIR release the model describes.
 	Version Version
 	types   map[string]*Type
 	// resources lists the concrete resource types, sorted.
