@@ -299,12 +299,17 @@ func (r Rule) clone() Rule {
 // Config is a loaded and validated configuration. It is immutable: its
 // accessors return copies.
 type Config struct {
+	release          string
 	fhirVersion      string
 	processingErrors ProcessingErrors
 	rules            []Rule
 	params           Parameters
 	warnings         []string
 }
+
+// Release returns the FHIR release the configuration was loaded for
+// (Options.FHIRVersion: "R4" or "STU3").
+func (c *Config) Release() string { return c.release }
 
 // FHIRVersion returns the file's fhirVersion ("" when absent).
 func (c *Config) FHIRVersion() string { return c.fhirVersion }
@@ -492,7 +497,10 @@ func (l *loader) load(root Value) (*Config, error) {
 	for _, m := range unknown {
 		l.warnf("line %d: unknown top-level key %q is ignored%s", m.Line, m.Key, suggest(m.Key, topKeys))
 	}
-	c := &Config{}
+	c := &Config{release: strings.ToUpper(l.opts.FHIRVersion)}
+	if c.release == "" {
+		c.release = "R4"
+	}
 
 	// Deserialization (Newtonsoft ToObject): types and enums.
 	if m := top["fhirVersion"]; m != nil {

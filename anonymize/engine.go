@@ -1,0 +1,758 @@
+package anonymize
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"fhirdeid/fhir/model"
+	"fhirdeid/fhir/typed"
+	"fhirdeid/fhirpath"
+	"fhirdeid/jsontree"
+)
+
+type nowKey struct{}
+
+// WithNow returns a context whose "today", for the age-over-89 checks and
+// FHIRPath's now() and today(), is t. Tests pin it; without it the engine
+// uses the local time, as the reference implementation does.
+func WithNow(ctx context.Context, t time.Time) context.Context {
+	return context.WithValue(ctx, nowKey{}, t)
+}
+
+func nowFrom(ctx context.Context) time.Time {
+	if t, ok := ctx.Value(nowKey{}).(time.Time); ok {
+		return t
+	}
+	return time.Now()
+}
+
+// FileContext describes where a resource comes from, for the file and
+// folder date-shift scopes (§2.3).
+type FileContext struct {
+	// FileName is the input file's name with its extension
+	// ("Patient.ndjson"), the prefix of scope "file".
+	FileName string
+	// FolderName is the last path segment of the input folder, the prefix
+	// of scope "folder".
+	FolderName string
+}
+
+// Stats describes what one Anonymize call did. It holds no values.
+type Stats struct {
+	// Operations are those applied to the resource and its nested
+	// resources.
+	Operations Operations
+	// Resources is the number of resources processed, nested ones included.
+	Resources int
+	// Changed is the number of element values changed or removed.
+	Changed int
+	// Skipped reports that a processing error replaced the resource by an
+	// empty one (processingErrors "skip").
+	Skipped bool
+}
+
+// InputError is a resource that cannot be processed because it is not valid
+// JSON or not a valid FHIR resource of the configuration's release. It is
+// never skipped.
+type InputError struct {
+	Err error
+}
+
+func (e *InputError) Error() string { return "invalid input resource: " + e.Err.Error() }
+
+func (e *InputError) Unwrap() error { return e.Err }
+
+// EngineOptions are the options of NewEngine.
+type EngineOptions struct {
+	// Rand supplies the IVs of the encrypt method; nil means crypto/rand.
+	Rand io.Reader
+}
+
+// Engine applies a configuration to resources. It is immutable and safe for
+// concurrent use.
+type Engine struct {
+	cfg     *Config
+	params  Parameters
+	release string
+	model   *model.Model
+	rules   []engineRule
+	hasher  *Hasher
+	enc     *Encryptor
+}
+
+type fastKind uint8
+
+const (
+	fastNone fastKind = iota
+	fastType
+	fastName
+)
+
+type engineRule struct {
+	Rule
+	expr  *fhirpath.Expression
+	fast  fastKind
+	arg   string // the type or name of the fast path
+	tail  string // the identifier after it, or ""
+	cases []GeneralizeCase
+}
+
+var fastPathRegexp = regexp.MustCompile(`^nodesBy(Type|Name)\(['|"]([A-Za-z0-9]+)['|"]\)(\.([A-Za-z0-9]+))?$`)
+
+// NewEngine prepares an engine for cfg: it compiles every rule path and
+// generalize case with package fhirpath and the FHIR model of the release
+// cfg was loaded for.
+func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
+	v, ok := model.ParseVersion(cfg.Release())
+	if !ok {
+		return nil, fmt.Errorf("creating engine: unsupported FHIR release %q", cfg.Release())
+	}
+	m := model.Get(v)
+	if m == nil {
+		return nil, fmt.Errorf("creating engine: no FHIR model for %s", cfg.Release())
+	}
+	e := &Engine{cfg: cfg, params: cfg.Parameters(), release: cfg.Release(), model: m}
+	e.hasher = NewHasher(e.params.CryptoHashKey, e.release)
+	if k := e.params.EncryptKey; k != "" {
+		enc, err := NewEncryptor(k, opts.Rand)
+		if err != nil {
+			return nil, fmt.Errorf("creating engine: %w", err)
+		}
+		e.enc = enc
+	}
+	compile := FHIRPathCompiler(fhirpath.WithModel(m))
+	for _, r := range cfg.Rules() {
+		er := engineRule{Rule: r}
+		if sm := fastPathRegexp.FindStringSubmatch(r.Path); sm != nil {
+			er.fast, er.arg, er.tail = fastType, sm[2], sm[4]
+			if sm[1] == "Name" {
+				er.fast = fastName
+			}
+		}
+		c, err := compile(r.ResourceType, r.Expression)
+		if err != nil {
+			ce := &ConfigError{Rule: r.Index, Method: r.MethodName, Path: r.Path, Msg: "invalid FHIR path", Err: err, ExprColumn: exprColumn(err)}
+			return nil, ce
+		}
+		er.expr = c.(*fhirpath.Expression)
+		for i, gc := range r.Cases() {
+			cc, err := compile("", gc.Condition)
+			if err != nil {
+				return nil, &ConfigError{Rule: r.Index, Method: r.MethodName, Path: r.Path, Msg: fmt.Sprintf("invalid cases expression (case %d condition)", i+1), Err: err}
+			}
+			cv, err := compile("", gc.Value)
+			if err != nil {
+				return nil, &ConfigError{Rule: r.Index, Method: r.MethodName, Path: r.Path, Msg: fmt.Sprintf("invalid cases expression (case %d value)", i+1), Err: err}
+			}
+			gc.CompiledCondition, gc.CompiledValue = cc, cv
+			er.cases = append(er.cases, gc)
+		}
+		e.rules = append(e.rules, er)
+	}
+	return e, nil
+}
+
+// Config returns the engine's configuration.
+func (e *Engine) Config() *Config { return e.cfg }
+
+// AnonymizeJSON de-identifies one resource given as JSON and returns it as
+// compact JSON. See Anonymize.
+func (e *Engine) AnonymizeJSON(ctx context.Context, data []byte, fc FileContext) ([]byte, Stats, error) {
+	root, err := jsontree.Parse(data)
+	if err != nil {
+		return nil, Stats{}, &InputError{Err: err}
+	}
+	st, err := e.Anonymize(ctx, root, fc)
+	if err != nil {
+		return nil, st, err
+	}
+	return root.AppendJSON(nil), st, nil
+}
+
+// Anonymize de-identifies the resource rooted at root in place, following
+// §2.2: see the package documentation. The tree is typed first if it is not
+// yet.
+func (e *Engine) Anonymize(ctx context.Context, root *jsontree.Node, fc FileContext) (Stats, error) {
+	if root == nil || root.Kind != jsontree.Object {
+		return Stats{}, &InputError{Err: errors.New("the resource is not a JSON object")}
+	}
+	if root.Flags&jsontree.FlagResource == 0 || root.Type == "" {
+		if err := typed.Annotate(root, e.model); err != nil {
+			return Stats{}, &InputError{Err: err}
+		}
+	}
+	now := nowFrom(ctx)
+	r := &run{
+		e:       e,
+		ctx:     ctx,
+		fc:      fc,
+		root:    root,
+		today:   now,
+		env:     &fhirpath.Env{Now: now},
+		visited: map[*jsontree.Node]bool{},
+	}
+	ops, err := r.resource(root)
+	st := Stats{Operations: ops, Resources: r.resources, Changed: r.changed}
+	if err != nil {
+		var pe *ProcessingError
+		if errors.As(err, &pe) && e.cfg.ProcessingErrors() == Skip {
+			emptyResource(root)
+			return Stats{Operations: Operations(0).Add(OpRedact), Resources: 1, Skipped: true}, nil
+		}
+		return st, err
+	}
+	prune(root)
+	return st, nil
+}
+
+// emptyResource replaces the content of a resource by the EmptyElement of
+// §2.10: its resourceType and a REDACTED security label.
+func emptyResource(root *jsontree.Node) {
+	for i := len(root.Children) - 1; i >= 0; i-- {
+		if c := root.Children[i]; c.Key != "resourceType" {
+			root.Remove(c)
+		}
+	}
+	meta := jsontree.NewObject()
+	sec := jsontree.NewArray()
+	sec.Append(codingNode(OpRedact.Label()))
+	meta.Set("security", sec)
+	root.Set("meta", meta)
+}
+
+func codingNode(c Coding) *jsontree.Node {
+	n, err := jsontree.Parse(c.AppendJSON(nil))
+	if err != nil {
+		panic("anonymize: invalid security label JSON")
+	}
+	return n
+}
+
+// run is the state of one Anonymize call.
+type run struct {
+	e         *Engine
+	ctx       context.Context
+	fc        FileContext
+	root      *jsontree.Node
+	today     time.Time
+	env       *fhirpath.Env
+	visited   map[*jsontree.Node]bool
+	resources int
+	changed   int
+}
+
+// resource processes one resource and its nested resources, and returns the
+// operations applied to them.
+func (r *run) resource(res *jsontree.Node) (Operations, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	r.resources++
+	var ops Operations
+	var typeCache, nameCache map[string][]*jsontree.Node
+	for i := range r.e.rules {
+		rule := &r.e.rules[i]
+		if !rule.AppliesTo(res.Type) {
+			continue
+		}
+		if rule.Method == MethodCustom {
+			return ops, &ConfigError{Rule: rule.Index, Method: rule.MethodName, Path: rule.Path,
+				Msg: fmt.Sprintf("anonymization method %s not supported (on %s)", strings.ToUpper(rule.MethodName), res.Type)}
+		}
+		var matches []*jsontree.Node
+		switch {
+		case rule.fast != fastNone:
+			if typeCache == nil {
+				typeCache, nameCache = buildCaches(res)
+			}
+			cache := typeCache
+			if rule.fast == fastName {
+				cache = nameCache
+			}
+			for _, n := range cache[rule.arg] {
+				if rule.tail == "" {
+					matches = append(matches, n)
+				} else {
+					matches = typed.Children(n, rule.tail, matches)
+				}
+			}
+		case rule.IsResourceTypeRule:
+			matches = []*jsontree.Node{res}
+		default:
+			items, err := rule.expr.Evaluate(res, r.env)
+			if err != nil {
+				return ops, fmt.Errorf("anonymizing: rule %d (%s) on %s: evaluating the path: %w", rule.Index, rule.MethodName, typed.Location(res), err)
+			}
+			for _, it := range items {
+				if n := it.Node(); n != nil {
+					matches = append(matches, n)
+				}
+			}
+		}
+		for _, n := range matches {
+			if err := r.process(n, rule, res, &ops); err != nil {
+				return ops, err
+			}
+		}
+	}
+	for _, nested := range nestedResources(res) {
+		nops, err := r.resource(nested)
+		if err != nil {
+			return ops, err
+		}
+		ops |= nops
+	}
+	if res.Name != "contained" {
+		addSecurityLabels(res, ops)
+	}
+	return ops, nil
+}
+
+// buildCaches indexes the descendant elements of res by type and by name, in
+// pre-order, not entering nested resources but including them (§3.3).
+func buildCaches(res *jsontree.Node) (byType, byName map[string][]*jsontree.Node) {
+	byType = map[string][]*jsontree.Node{}
+	byName = map[string][]*jsontree.Node{}
+	var walk func(n *jsontree.Node)
+	walk = func(n *jsontree.Node) {
+		for _, c := range typed.AllChildren(n, nil) {
+			byType[c.Type] = append(byType[c.Type], c)
+			byName[c.Name] = append(byName[c.Name], c)
+			if !typed.IsResource(c) {
+				walk(c)
+			}
+		}
+	}
+	walk(res)
+	return byType, byName
+}
+
+// nestedResources returns the resources directly nested in res (not in one
+// of them), in document order.
+func nestedResources(res *jsontree.Node) []*jsontree.Node {
+	var out []*jsontree.Node
+	for _, c := range res.Children {
+		c.Walk(func(n *jsontree.Node) bool {
+			if n.Flags&jsontree.FlagResource != 0 {
+				out = append(out, n)
+				return false
+			}
+			return true
+		})
+	}
+	return out
+}
+
+// process applies a rule to node and its descendants (ProcessNodeRecursive
+// of §2.2).
+func (r *run) process(node *jsontree.Node, rule *engineRule, res *jsontree.Node, ops *Operations) error {
+	if r.visited[node] {
+		return nil
+	}
+	if err := r.apply(node, rule, res, ops); err != nil {
+		return err
+	}
+	r.visited[node] = true
+	for _, c := range typed.AllChildren(node, nil) {
+		if typed.IsResource(c) {
+			continue
+		}
+		if err := r.process(c, rule, res, ops); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// markVisited marks node's descendants (nested resources excluded) visited.
+func (r *run) markVisited(node *jsontree.Node) {
+	for _, c := range typed.AllChildren(node, nil) {
+		if typed.IsResource(c) {
+			continue
+		}
+		r.visited[c] = true
+		r.markVisited(c)
+	}
+}
+
+func (r *run) processingError(rule *engineRule, node *jsontree.Node, err error) error {
+	return &ProcessingError{Rule: rule.Index, Method: rule.MethodName, ResourceType: typed.Resource(node).Type, Location: typed.Location(node), Err: err}
+}
+
+// apply applies the rule's method to one node.
+func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, ops *Operations) error {
+	p := &r.e.params
+	switch rule.Method {
+	case MethodKeep:
+		return nil
+	case MethodRedact:
+		if !typed.HasValue(node) {
+			return nil
+		}
+		op := OpRedact
+		out, keep := "", false
+		switch {
+		case isDateType(node.Type):
+			dt, _ := ParseDateType(node.Type)
+			out, keep = RedactDate(node.Value, dt, p.EnablePartialDatesForRedact, r.today)
+		case isAgeValue(node):
+			var err error
+			out, keep, err = RedactAge(node.Value, p.EnablePartialAgesForRedact)
+			if err != nil {
+				return r.processingError(rule, node, err)
+			}
+			if keep {
+				*ops = ops.Add(OpRedact)
+				return nil
+			}
+		case strings.EqualFold(node.Name, "postalCode"):
+			out, keep, op = RedactPostalCode(node.Value, p.EnablePartialZipCodesForRedact, p.RestrictedZipCodeTabulationAreas)
+		}
+		r.setString(node, out, keep)
+		*ops = ops.Add(op)
+	case MethodDateShift:
+		dt, ok := ParseDateType(node.Type)
+		if !ok || !typed.HasValue(node) || node.Value == "" {
+			return nil
+		}
+		offset := p.DateShiftFixedOffsetInDays
+		if !p.HasFixedOffset {
+			prefix := ""
+			switch p.DateShiftScope {
+			case ScopeFile:
+				prefix = r.fc.FileName
+			case ScopeFolder:
+				prefix = r.fc.FolderName
+			}
+			if prefix == "" {
+				if id := r.root.Get("id"); id != nil && id.Kind == jsontree.String {
+					prefix = id.Value
+				}
+			}
+			offset = DateShiftOffset(prefix, p.DateShiftKey)
+		}
+		out, keep, op, err := ShiftDate(node.Value, dt, offset, p.EnablePartialDatesForRedact, r.today)
+		if err != nil {
+			return r.processingError(rule, node, err)
+		}
+		r.setString(node, out, keep)
+		*ops = ops.Add(op)
+	case MethodCryptoHash, MethodEncrypt:
+		if !typed.HasValue(node) {
+			return nil
+		}
+		s := csharpText(node)
+		if s == "" {
+			return nil
+		}
+		var out string
+		if rule.Method == MethodCryptoHash {
+			if isReference(node) {
+				out = r.e.hasher.HashReference(s)
+			} else {
+				out = r.e.hasher.Hash(s)
+			}
+			*ops = ops.Add(OpCryptoHash)
+		} else {
+			if r.e.enc == nil {
+				return &ConfigError{Rule: rule.Index, Method: rule.MethodName, Msg: "no encryptKey"}
+			}
+			var err error
+			if out, err = r.e.enc.Encrypt(s); err != nil {
+				return err
+			}
+			*ops = ops.Add(OpEncrypt)
+		}
+		r.setString(node, out, true)
+	case MethodSubstitute:
+		return r.substitute(node, rule, ops)
+	case MethodPerturb:
+		return r.perturb(node, rule, res, ops)
+	case MethodGeneralize:
+		if !typed.IsPrimitive(node) {
+			return &ConfigError{Rule: rule.Index, Method: rule.MethodName, Path: rule.Path,
+				Msg: fmt.Sprintf("generalization is not applicable on the node with type %s at %s: only FHIR primitive nodes are applicable", node.Type, typed.Location(node))}
+		}
+		if !typed.HasValue(node) {
+			return nil
+		}
+		g, changed, err := Generalize(rule.cases, rule.OtherValues, caseEvaluator{node: node, env: r.env})
+		if err != nil {
+			return r.processingError(rule, node, err)
+		}
+		*ops = ops.Add(OpGeneralize)
+		if changed {
+			r.changed++
+			switch g.Kind {
+			case NullValue:
+				node.SetNull()
+			case NumberValue:
+				if node.SetNumber(g.Text) != nil {
+					node.SetString(g.Text)
+				}
+			case BoolValue:
+				node.SetBool(g.Text == "true")
+			default:
+				node.SetString(g.Text)
+			}
+		}
+	}
+	return nil
+}
+
+// setString sets a primitive's value to a string, or removes the value.
+func (r *run) setString(node *jsontree.Node, s string, keep bool) {
+	r.changed++
+	if !keep {
+		node.SetNull()
+		return
+	}
+	node.SetString(s)
+}
+
+func isDateType(t string) bool {
+	_, ok := ParseDateType(t)
+	return ok
+}
+
+// isAgeValue reports a decimal node whose parent is an Age (§2.4.2).
+func isAgeValue(n *jsontree.Node) bool {
+	if !strings.EqualFold(n.Type, "decimal") {
+		return false
+	}
+	p := typed.Parent(n)
+	return p != nil && p.Type == "Age"
+}
+
+// isReference reports the reference element of a Reference (§2.5).
+func isReference(n *jsontree.Node) bool {
+	if !strings.EqualFold(n.Name, "reference") {
+		return false
+	}
+	p := typed.Parent(n)
+	return p != nil && p.Type == "Reference"
+}
+
+// csharpText returns the text the reference implementation hashes or
+// encrypts for a primitive: booleans as "True"/"False", numbers as their
+// literal, strings as they are.
+func csharpText(n *jsontree.Node) string {
+	if n.Kind == jsontree.Bool {
+		if n.Value == "true" {
+			return "True"
+		}
+		return "False"
+	}
+	return n.Value
+}
+
+func (r *run) perturb(node *jsontree.Node, rule *engineRule, res *jsontree.Node, ops *Operations) error {
+	target := PerturbTargetOf(node.Type, r.e.release)
+	valNode := node
+	switch target {
+	case PerturbNone:
+		return nil
+	case PerturbQuantity:
+		vs := typed.Children(node, "value", nil)
+		if len(vs) == 0 {
+			return nil
+		}
+		valNode = vs[0]
+		target = PerturbTargetOf(valNode.Type, r.e.release)
+		if target == PerturbNone || target == PerturbQuantity {
+			return nil
+		}
+	}
+	if !typed.HasValue(valNode) || r.visited[valNode] {
+		return nil
+	}
+	id := ""
+	if n := res.Get("id"); n != nil {
+		id = n.Value
+	}
+	u := PerturbNoise(r.e.params.CryptoHashKey, res.Type, id, typed.Location(valNode))
+	out, err := Perturb(valNode.Value, target, rule.Span, rule.RangeType, rule.RoundTo, u)
+	if err != nil {
+		return r.processingError(rule, valNode, err)
+	}
+	if err := valNode.SetNumber(out); err != nil {
+		return r.processingError(rule, valNode, errors.New("perturbed value is not a JSON number"))
+	}
+	r.changed++
+	*ops = ops.Add(OpPerturb)
+	r.visited[valNode] = true
+	r.markVisited(node)
+	return nil
+}
+
+// caseEvaluator evaluates generalize cases with package fhirpath.
+type caseEvaluator struct {
+	node *jsontree.Node
+	env  *fhirpath.Env
+}
+
+func (c caseEvaluator) Match(cond Compiled) (bool, error) {
+	return cond.(*fhirpath.Expression).EvaluateBool(c.node, c.env)
+}
+
+func (c caseEvaluator) Value(expr Compiled) (Generalized, error) {
+	items, err := expr.(*fhirpath.Expression).Evaluate(c.node, c.env)
+	if err != nil {
+		return Generalized{}, err
+	}
+	if len(items) == 0 {
+		return Generalized{Kind: NullValue}, nil
+	}
+	if len(items) > 1 {
+		return Generalized{}, errors.New("the value expression returned several items")
+	}
+	v, ok := items[0].Value()
+	if !ok {
+		return Generalized{}, errors.New("the value expression did not return a primitive")
+	}
+	switch x := v.(type) {
+	case string:
+		return Generalized{Kind: StringValue, Text: x}, nil
+	case bool:
+		return Generalized{Kind: BoolValue, Text: strconv.FormatBool(x)}, nil
+	case int64:
+		return Generalized{Kind: NumberValue, Text: strconv.FormatInt(x, 10)}, nil
+	case int:
+		return Generalized{Kind: NumberValue, Text: strconv.Itoa(x)}, nil
+	case fhirpath.Decimal:
+		return Generalized{Kind: NumberValue, Text: x.String()}, nil
+	case fmt.Stringer:
+		return Generalized{Kind: StringValue, Text: x.String()}, nil
+	}
+	return Generalized{}, errors.New("the value expression returned an unsupported type")
+}
+
+// addSecurityLabels appends to res's meta.security the labels of ops (§4),
+// creating meta (as the last member) and security when needed.
+func addSecurityLabels(res *jsontree.Node, ops Operations) {
+	if ops == 0 {
+		return
+	}
+	meta := res.Get("meta")
+	var sec *jsontree.Node
+	var codes []string
+	if meta != nil && meta.Kind == jsontree.Object {
+		if sec = meta.Get("security"); sec != nil && sec.Kind == jsontree.Array {
+			for _, c := range sec.Children {
+				if code := c.Get("code"); code != nil && code.Kind == jsontree.String {
+					codes = append(codes, code.Value)
+				}
+			}
+		} else {
+			sec = nil
+		}
+	}
+	labels := SecurityLabels(ops, codes)
+	if len(labels) == 0 {
+		return
+	}
+	if meta == nil || meta.Kind != jsontree.Object {
+		meta = jsontree.NewObject()
+		res.Set("meta", meta)
+	}
+	if sec == nil {
+		sec = jsontree.NewArray()
+		meta.Set("security", sec)
+	}
+	for _, l := range labels {
+		sec.Append(codingNode(l))
+	}
+}
+
+// prune removes, bottom-up, every null value and every object or array left
+// empty, except resources, keeping a primitive array and its "_name" array
+// aligned (§2.2 RemoveEmptyNodes). It reports whether n itself is empty.
+func prune(n *jsontree.Node) bool {
+	switch n.Kind {
+	case jsontree.Null:
+		return true
+	case jsontree.Object:
+	default:
+		return false
+	}
+	done := map[*jsontree.Node]bool{}
+	for _, c := range append([]*jsontree.Node(nil), n.Children...) {
+		if done[c] {
+			continue
+		}
+		done[c] = true
+		if c.Kind != jsontree.Array {
+			if prune(c) && c.Flags&jsontree.FlagResource == 0 {
+				n.Remove(c)
+			}
+			continue
+		}
+		// An array, with its partner: "x" and "_x".
+		var partner *jsontree.Node
+		if k, ok := strings.CutPrefix(c.Key, "_"); ok {
+			partner = n.Get(k)
+		} else {
+			partner = n.Get("_" + c.Key)
+		}
+		if partner != nil && partner.Kind != jsontree.Array {
+			partner = nil
+		}
+		if partner != nil {
+			done[partner] = true
+		}
+		pruneArrays(n, c, partner)
+	}
+	return len(n.Children) == 0 && n.Flags&jsontree.FlagResource == 0
+}
+
+// pruneArrays prunes the items of array a and of its partner array b (or
+// nil), dropping the indexes where both are empty and nulling the others.
+func pruneArrays(parent, a, b *jsontree.Node) {
+	emptyAt := func(arr *jsontree.Node, i int) bool {
+		if arr == nil || i >= len(arr.Children) {
+			return true
+		}
+		it := arr.Children[i]
+		return prune(it) && it.Flags&jsontree.FlagResource == 0
+	}
+	n := len(a.Children)
+	if b != nil && len(b.Children) > n {
+		n = len(b.Children)
+	}
+	ea := make([]bool, n)
+	eb := make([]bool, n)
+	for i := range n {
+		ea[i] = emptyAt(a, i)
+		eb[i] = emptyAt(b, i)
+	}
+	fix := func(arr *jsontree.Node, empty []bool, other []bool) {
+		if arr == nil {
+			return
+		}
+		items := append([]*jsontree.Node(nil), arr.Children...)
+		all := true
+		for i, it := range items {
+			switch {
+			case empty[i] && other[i]:
+				arr.Remove(it)
+			case empty[i]:
+				if it.Kind != jsontree.Null {
+					it.SetNull()
+				}
+			default:
+				all = false
+			}
+		}
+		if all {
+			parent.Remove(arr)
+		}
+	}
+	fix(a, ea, eb)
+	fix(b, eb, ea)
+}
