@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -89,7 +90,7 @@ func DecodeManifest(data []byte, base *url.URL) (*Manifest, error) {
 		case errors.As(err, &se):
 			return nil, fmt.Errorf("manifest: invalid JSON at byte %d", se.Offset)
 		case errors.As(err, &te):
-			return nil, fmt.Errorf("manifest: field %q has the wrong JSON type (%s)", te.Field, te.Value)
+			return nil, fmt.Errorf("manifest: field %q has the wrong JSON type (%s)", strings.TrimPrefix(te.Field, "Manifest."), te.Value)
 		}
 		return nil, fmt.Errorf("manifest: %w", err)
 	}

@@ -1,0 +1,454 @@
+package bulk
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"", 0, false},
+		{"120", 120 * time.Second, true},
+		{" 5 ", 5 * time.Second, true},
+		{"0.5", 500 * time.Millisecond, true},
+		{"-3", 0, true},
+		{"1795867492140", time.Duration(1<<62 - 1), true},
+		{"Sun, 01 Mar 2026 12:02:00 GMT", 2 * time.Minute, true},
+		{"Sunday, 01-Mar-26 12:00:30 GMT", 30 * time.Second, true},
+		{"Sun Mar  1 12:00:10 2026", 10 * time.Second, true},
+		{"Fri, 31 Dec 1999 23:59:59 GMT", 0, true},
+		{"soon", 0, false},
+	}
+	for _, tc := range tests {
+		got, ok := RetryAfter(tc.in, now)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("RetryAfter(%q) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestResourceType(t *testing.T) {
+	tests := []struct {
+		in, want, err string
+	}{
+		{`{"resourceType":"Patient","id":"1"}`, "Patient", ""},
+		{`  { "id" : "1", "meta": {"resourceType":"X"}, "resourceType" : "Observation" }`, "Observation", ""},
+		{`{"a":[1,{"resourceType":"No"},"x\"y"],"b":"}","resourceType":"Encounter"}`, "Encounter", ""},
+		{`{"contained":[{"resourceType":"Medication"}],"resourceType":"MedicationRequest"}`, "MedicationRequest", ""},
+		{`{"resourceType":"Pat\u0069ent"}`, "Patient", ""},
+		{`{"id":"1"}`, "", "no top-level resourceType"},
+		{`[{"resourceType":"Patient"}]`, "", "not a JSON object"},
+		{`{"resourceType":7}`, "", "resourceType is not a string"},
+		{`{"resourceType":"Pat`, "", "unterminated JSON string"},
+		{`{"id":"1",`, "", "truncated JSON object"},
+		{``, "", "not a JSON object"},
+	}
+	for _, tc := range tests {
+		got, err := ResourceType([]byte(tc.in))
+		if tc.err != "" {
+			if err == nil || err.Error() != tc.err {
+				t.Errorf("ResourceType(%s) error %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ResourceType(%s) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestLineReader(t *testing.T) {
+	long := strings.Repeat("x", 3<<20) // longer than the 1 MiB buffer
+	tests := []struct {
+		name    string
+		in      string
+		max     int
+		want    []string
+		wantErr string
+	}{
+		{"plain", "a\nb\n", 0, []string{"a", "b"}, ""},
+		{"no final newline", "a\nb", 0, []string{"a", "b"}, ""},
+		{"blank and CRLF", "a\r\n\n  \nb\r\n", 0, []string{"a", "b"}, ""},
+		{"long line", "a\n" + long + "\nb\n", 4 << 20, []string{"a", long, "b"}, ""},
+		{"too long", "a\n" + long + "\nb\n", 2 << 20, []string{"a"}, "line 2 longer than 2097152 bytes"},
+		{"too long at the end", "a\n" + long, 1 << 20, []string{"a"}, "line 2 longer than 1048576 bytes"},
+		{"empty", "", 0, nil, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			lr := NewLineReader(strings.NewReader(tc.in), tc.max)
+			var got []string
+			for lr.Next() {
+				got = append(got, string(lr.Line()))
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("%d lines, want %d", len(got), len(tc.want))
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Errorf("line %d differs (len %d vs %d)", i+1, len(got[i]), len(tc.want[i]))
+				}
+			}
+			if errStr(lr.Err()) != tc.wantErr {
+				t.Errorf("error %v, want %q", lr.Err(), tc.wantErr)
+			}
+		})
+	}
+}
+
+func errStr(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func TestDecodeManifest(t *testing.T) {
+	base, _ := url.Parse("https://srv.example/fhir/bulkstatus/1")
+	tests := []struct {
+		name      string
+		in        string
+		out, errs int
+		deleted   int
+		next      string
+		wantErr   string
+	}{
+		{"STU2", `{"transactionTime":"2021-01-01T00:00:00Z","request":"https://x/$export","requiresAccessToken":true,
+			"output":[{"type":"Patient","url":"https://x/1.ndjson","count":3}],"deleted":[{"type":"Bundle","url":"https://x/d"}],
+			"error":[{"type":"OperationOutcome","url":"https://x/e"}],"extension":{"https://x/p":true}}`, 1, 1, 1, "", ""},
+		{"STU4 outcome, no request, extension array", `{"transactionTime":"2026-01-01T00:00:00.123+01:00","requiresAccessToken":false,
+			"output":[],"outcome":[{"type":"OperationOutcome","url":"https://x/e"}],"extension":[{"url":"u","valueString":"v"}],
+			"manifestType":"full","outputFormat":"application/fhir+ndjson"}`, 0, 1, 0, "", ""},
+		{"Microsoft issues", `{"transactionTime":"2026-01-01T00:00:00+00:00","request":"r","requiresAccessToken":false,
+			"output":[{"type":"Patient","url":"https://acct.blob.core.windows.net/c/Patient-1.ndjson","count":10}],"error":[],
+			"issues":[{"severity":"warning","code":"informational"}]}`, 1, 0, 0, "", ""},
+		{"paged", `{"transactionTime":"2026-01-01T00:00:00Z","requiresAccessToken":false,"output":[{"type":"A","url":"f/1"}],
+			"error":[],"link":[{"relation":"next","url":"https://srv.example/fhir/bulkstatus/1?page=2"}]}`, 1, 0, 0, "https://srv.example/fhir/bulkstatus/1?page=2", ""},
+		{"organizeOutputBy typeless", `{"transactionTime":"2026-01-01T00:00:00Z","outputOrganizedBy":"Patient","output":[{"url":"https://x/1"}],"error":[]}`, 1, 0, 0, "", ""},
+		{"missing transactionTime", `{"output":[],"error":[]}`, 0, 0, 0, "", "manifest: transactionTime missing"},
+		{"bad transactionTime", `{"transactionTime":"yesterday","output":[]}`, 0, 0, 0, "", "manifest: transactionTime is not a FHIR instant"},
+		{"not JSON", `<html>`, 0, 0, 0, "", "manifest: invalid JSON at byte 1"},
+		{"output not array", `{"transactionTime":"2026-01-01T00:00:00Z","output":{}}`, 0, 0, 0, "", `manifest: field "output" has the wrong JSON type (object)`},
+		{"no url", `{"transactionTime":"2026-01-01T00:00:00Z","output":[{"type":"A"}]}`, 0, 0, 0, "", "manifest: output[0].url missing"},
+		{"no type", `{"transactionTime":"2026-01-01T00:00:00Z","output":[{"url":"https://x/1"}]}`, 0, 0, 0, "", "manifest: output[0].type missing"},
+		{"ftp", `{"transactionTime":"2026-01-01T00:00:00Z","output":[{"type":"A","url":"ftp://x/1"}]}`, 0, 0, 0, "", `manifest: output[0].url has scheme "ftp", want http or https`},
+		{"extension scalar", `{"transactionTime":"2026-01-01T00:00:00Z","output":[],"extension":5}`, 0, 0, 0, "", "manifest: extension is neither an object nor an array"},
+		{"empty", ``, 0, 0, 0, "", "manifest: empty body"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := DecodeManifest([]byte(tc.in), base)
+			if tc.wantErr != "" {
+				if errStr(err) != tc.wantErr {
+					t.Fatalf("error %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(m.Output) != tc.out || len(m.Error) != tc.errs || len(m.Deleted) != tc.deleted || m.Next() != tc.next {
+				t.Errorf("output %d error %d deleted %d next %q", len(m.Output), len(m.Error), len(m.Deleted), m.Next())
+			}
+			for _, f := range m.Output {
+				if !strings.HasPrefix(f.URL, "https://") {
+					t.Errorf("url %q not resolved", f.URL)
+				}
+			}
+		})
+	}
+}
+
+func TestRequestEncoding(t *testing.T) {
+	r := Request{Level: GroupLevel, GroupID: "g 1", Types: []string{"Patient", "Observation"}, Since: "2026-01-01T00:00:00Z",
+		Until: "2026-02-01T00:00:00Z", TypeFilters: []string{"Observation?category=laboratory,vital-signs", "Patient?active=true"},
+		Elements: []string{"id", "meta"}, IncludeAssociatedData: []string{"LatestProvenanceResources"}, OutputFormat: "ndjson",
+		OrganizeOutputBy: "Patient", AllowPartialManifests: true, Extra: map[string][]string{"_container": {"c1"}}}
+	if err := r.Validate(); err == nil || !strings.Contains(err.Error(), "group id contains") {
+		// "g 1" has no forbidden characters; fix the id and continue.
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := r.Query()
+	wantQ := "_container=c1&_elements=id%2Cmeta&_outputFormat=ndjson&_since=2026-01-01T00%3A00%3A00Z&_type=Patient%2CObservation" +
+		"&_typeFilter=Observation%3Fcategory%3Dlaboratory%2Cvital-signs&_typeFilter=Patient%3Factive%3Dtrue&_until=2026-02-01T00%3A00%3A00Z" +
+		"&allowPartialManifests=true&includeAssociatedData=LatestProvenanceResources&organizeOutputBy=Patient"
+	if got := q.Encode(); got != wantQ {
+		t.Errorf("query\n got %s\nwant %s", got, wantQ)
+	}
+	r.RepeatParams = true
+	if got := r.Query()["_type"]; len(got) != 2 {
+		t.Errorf("repeated _type = %v", got)
+	}
+	r.Patients = []string{"Patient/1"}
+	body, err := r.Parameters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct {
+		ResourceType string
+		Parameter    []map[string]any
+	}
+	if err := json.Unmarshal(body, &p); err != nil || p.ResourceType != "Parameters" {
+		t.Fatalf("Parameters body %s: %v", body, err)
+	}
+	count := map[string]int{}
+	for _, e := range p.Parameter {
+		count[e["name"].(string)]++
+	}
+	if count["_type"] != 2 || count["_typeFilter"] != 2 || count["patient"] != 1 || count["_since"] != 1 || count["allowPartialManifests"] != 1 {
+		t.Errorf("parameter counts %v", count)
+	}
+	if !strings.Contains(string(body), `{"name":"patient","valueReference":{"reference":"Patient/1"}}`) ||
+		!strings.Contains(string(body), `{"name":"_since","valueInstant":"2026-01-01T00:00:00Z"}`) {
+		t.Errorf("Parameters body %s", body)
+	}
+	if !r.UsesPOST() {
+		t.Error("patient references must select POST")
+	}
+	bad := []Request{
+		{Level: GroupLevel},
+		{Level: SystemLevel, Patients: []string{"Patient/1"}},
+		{Level: "world"},
+		{Types: []string{"Patient,Observation"}},
+		{Since: "last week"},
+		{Level: GroupLevel, GroupID: "a/b"},
+	}
+	for i, b := range bad {
+		if b.Validate() == nil {
+			t.Errorf("bad request %d validated", i)
+		}
+	}
+}
+
+// recorder is an httptest server that records request headers and answers
+// a scripted kick-off, status and file.
+type recorder struct {
+	mu      sync.Mutex
+	headers map[string]http.Header
+	methods map[string]string
+}
+
+func newRecorder(t *testing.T, gzipFile bool, statusHeader string) (*recorder, *httptest.Server) {
+	rec := &recorder{headers: map[string]http.Header{}, methods: map[string]string{}}
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec.mu.Lock()
+		step := "file"
+		switch {
+		case strings.HasSuffix(r.URL.Path, "$export"):
+			step = "kickoff"
+		case strings.HasPrefix(r.URL.Path, "/status"):
+			step = "status"
+		}
+		if r.Method == http.MethodDelete {
+			step = "delete"
+		}
+		rec.headers[step] = r.Header.Clone()
+		rec.methods[step] = r.Method
+		rec.mu.Unlock()
+		switch step {
+		case "kickoff":
+			w.Header().Set("Content-Location", "/status/1") // relative: resolved defensively
+			w.WriteHeader(http.StatusAccepted)
+		case "status":
+			if statusHeader != "" {
+				w.Header().Set("X-Export-Status", statusHeader)
+			}
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"transactionTime":"2026-01-01T00:00:00Z","requiresAccessToken":true,"output":[{"type":"Patient","url":"%s/f/1","count":2}],"error":[]}`, srv.URL)
+		case "delete":
+			w.WriteHeader(http.StatusAccepted)
+		case "file":
+			data := "{\"resourceType\":\"Patient\",\"id\":\"a\"}\n{\"resourceType\":\"Patient\",\"id\":\"b\"}\n"
+			if gzipFile {
+				w.Header().Set("Content-Encoding", "gzip")
+				zw := gzip.NewWriter(w)
+				_, _ = io.WriteString(zw, data)
+				_ = zw.Close()
+				return
+			}
+			_, _ = io.WriteString(w, data)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return rec, srv
+}
+
+type fixedClock struct{ now time.Time }
+
+func (c *fixedClock) Now() time.Time { return c.now }
+func (c *fixedClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.now = c.now.Add(d)
+	return ctx.Err()
+}
+
+func TestWireHeaders(t *testing.T) {
+	for _, gz := range []bool{true, false} {
+		rec, srv := newRecorder(t, gz, "")
+		c, err := NewClient(srv.URL+"/fhir", srv.Client())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Clock = &fixedClock{now: time.Now()}
+		c.Auth = StaticToken{Value: NewSecret("tok")}
+		ctx := context.Background()
+		status, err := c.Kickoff(ctx, &Request{Types: []string{"Patient"}, Lenient: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if status != srv.URL+"/status/1" {
+			t.Errorf("status URL %q not resolved against the request", status)
+		}
+		m, err := c.Poll(ctx, status, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := c.Open(ctx, m, m.Output[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		lr := NewLineReader(rc, 0)
+		v := Validator{File: "f", Type: "Patient", Count: m.Output[0].Count}
+		for lr.Next() {
+			if err := v.Check(lr.Line(), lr.LineNumber()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := errors.Join(lr.Err(), v.Finish(), rc.Close()); err != nil {
+			t.Fatalf("gzip=%v: %v", gz, err)
+		}
+		if err := c.Delete(ctx, status); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]map[string]string{
+			"kickoff": {"Accept": "application/fhir+json", "Prefer": "respond-async, handling=lenient", "Authorization": "Bearer tok"},
+			"status":  {"Accept": "application/json", "Authorization": "Bearer tok"},
+			"file":    {"Accept": "application/fhir+ndjson", "Accept-Encoding": "gzip", "Authorization": "Bearer tok"},
+			"delete":  {"Authorization": "Bearer tok"},
+		}
+		for step, hs := range want {
+			for k, v := range hs {
+				if got := rec.headers[step].Values(k); len(got) != 1 || got[0] != v {
+					t.Errorf("%s header %s = %q, want exactly %q", step, k, got, v)
+				}
+			}
+		}
+		if rec.methods["kickoff"] != http.MethodGet || rec.methods["delete"] != http.MethodDelete {
+			t.Errorf("methods %v", rec.methods)
+		}
+	}
+}
+
+func TestXExportStatus(t *testing.T) {
+	_, srv := newRecorder(t, false, "500")
+	c, _ := NewClient(srv.URL+"/fhir", srv.Client())
+	c.Clock = &fixedClock{now: time.Now()}
+	c.Retries.MaxRetries = 0
+	_, err := c.Poll(context.Background(), srv.URL+"/status/1", time.Now())
+	var he *HTTPError
+	if !errors.As(err, &he) || he.StatusCode != 500 {
+		t.Fatalf("X-Export-Status 500 not honoured: %v", err)
+	}
+}
+
+func TestTokenRefreshBeforeExpiry(t *testing.T) {
+	clk := &fixedClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	var forms []url.Values
+	var basics []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		forms = append(forms, r.PostForm)
+		u, p, _ := r.BasicAuth()
+		basics = append(basics, u+":"+p)
+		fmt.Fprintf(w, `{"access_token":"t%d","token_type":"Bearer","expires_in":"300"}`, len(forms))
+	}))
+	defer srv.Close()
+	cc := &ClientCredentials{HTTP: srv.Client(), TokenURL: srv.URL, ClientID: "id", Secret: NewSecret("s e"), Clock: clk,
+		Resource: "https://fhir.example"}
+	ctx := context.Background()
+	steps := []struct {
+		advance time.Duration
+		want    string
+	}{{0, "t1"}, {200 * time.Second, "t1"}, {41 * time.Second, "t2"}, {10 * time.Second, "t2"}}
+	for i, s := range steps {
+		clk.now = clk.now.Add(s.advance)
+		tok, err := cc.Token(ctx)
+		if err != nil || tok.Reveal() != s.want {
+			t.Fatalf("step %d: token %q, %v; want %s", i, tok.Reveal(), err, s.want)
+		}
+	}
+	cc.Invalidate(NewSecret("t2"))
+	if tok, _ := cc.Token(ctx); tok.Reveal() != "t3" {
+		t.Errorf("after Invalidate: %q", tok.Reveal())
+	}
+	if forms[0].Get("resource") != "https://fhir.example" || forms[0].Get("grant_type") != "client_credentials" || basics[0] != "id:s+e" {
+		t.Errorf("form %v basic %q", forms[0], basics[0])
+	}
+	post := &ClientCredentials{HTTP: srv.Client(), TokenURL: srv.URL, ClientID: "id", Secret: NewSecret("sec"), Style: AuthPost,
+		Scope: "https://fhir.example/.default"}
+	if _, err := post.Token(ctx); err != nil {
+		t.Fatal(err)
+	}
+	last := forms[len(forms)-1]
+	if last.Get("client_id") != "id" || last.Get("client_secret") != "sec" || last.Get("scope") != "https://fhir.example/.default" || basics[len(basics)-1] != ":" {
+		t.Errorf("client_secret_post form %v", last)
+	}
+	if got := EntraTokenURL("tenant-1", 1); got != "https://login.microsoftonline.com/tenant-1/oauth2/token" {
+		t.Error(got)
+	}
+	if got := EntraTokenURL("tenant-1", 2); got != "https://login.microsoftonline.com/tenant-1/oauth2/v2.0/token" {
+		t.Error(got)
+	}
+}
+
+func TestSecretRedacted(t *testing.T) {
+	s := NewSecret("hunter2")
+	type wrapper struct {
+		Token Secret
+		Ptr   *Secret
+	}
+	w := wrapper{s, &s}
+	for _, f := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%d"} {
+		if out := fmt.Sprintf(f, s) + fmt.Sprintf(f, w); strings.Contains(out, "hunter2") || strings.Contains(out, "68756e74657232") {
+			t.Errorf("%s leaks: %s", f, out)
+		}
+	}
+	b, _ := json.Marshal(w)
+	if bytes.Contains(b, []byte("hunter2")) || !bytes.Contains(b, []byte(`"[redacted]"`)) {
+		t.Errorf("JSON %s", b)
+	}
+	if s.Reveal() != "hunter2" {
+		t.Error("Reveal")
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://u:p@acct.blob.core.windows.net/c/f.ndjson?sv=1&sig=SECRET": "https://acct.blob.core.windows.net/c/f.ndjson",
+		"http://x/fhir/$export?_type=Patient#frag":                          "http://x/fhir/$export",
+		"%zz?sig=1": "%zz",
+	} {
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
