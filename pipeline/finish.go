@@ -1,0 +1,162 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"fhirdeid/bulk"
+	"fhirdeid/state"
+	"fhirdeid/storage"
+)
+
+// Report is the report.json of a run: what was exported and written, and
+// how long it took. It holds counts, names and fingerprints, never a
+// resource value or a key.
+type Report struct {
+	Run             string                 `json:"run"`
+	Source          string                 `json:"source"`
+	Status          string                 `json:"status"`
+	StartedAt       time.Time              `json:"startedAt"`
+	FinishedAt      time.Time              `json:"finishedAt"`
+	DurationSeconds float64                `json:"durationSeconds"`
+	Since           string                 `json:"since,omitempty"`
+	TransactionTime string                 `json:"transactionTime"`
+	Resources       int64                  `json:"resources"`
+	Deleted         int64                  `json:"deletedBundles"`
+	BytesIn         int64                  `json:"bytesIn"`
+	BytesOut        int64                  `json:"bytesOut"`
+	Types           map[string]*TypeReport `json:"types"`
+	Warnings        []string               `json:"warnings,omitempty"`
+	ConfigHash      string                 `json:"configHash,omitempty"`
+	KeyFingerprints map[string]string      `json:"keyFingerprints,omitempty"`
+}
+
+// TypeReport counts one resource type.
+type TypeReport struct {
+	Files     int   `json:"files"`
+	Resources int64 `json:"resources"`
+	BytesIn   int64 `json:"bytesIn"`
+	BytesOut  int64 `json:"bytesOut"`
+}
+
+// Finish completes run once every file is done: it writes the run's
+// manifest.json, report.json and log.ndjson, commits the run (its _SUCCESS
+// marker, then the "latest" pointer), records the run as finished — moving
+// the source's incremental cursor — and finally releases the export on the
+// server. It returns the report.
+func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
+	files, err := p.State.Files(ctx, run.ID)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Run: run.ID, Source: run.Source, StartedAt: run.StartedAt, Since: run.Since,
+		TransactionTime: run.TransactionTime, Types: map[string]*TypeReport{},
+		ConfigHash: p.ConfigHash, KeyFingerprints: p.KeyFingerprints}
+	type outFile struct {
+		Type  string `json:"type"`
+		URL   string `json:"url"`
+		Count *int64 `json:"count,omitempty"`
+	}
+	out := struct {
+		TransactionTime     string    `json:"transactionTime"`
+		Request             string    `json:"request"`
+		RequiresAccessToken bool      `json:"requiresAccessToken"`
+		Output              []outFile `json:"output"`
+		Deleted             []outFile `json:"deleted,omitempty"`
+		Error               []outFile `json:"error"`
+	}{TransactionTime: run.TransactionTime, Output: []outFile{}, Error: []outFile{}}
+	if req, err := runRequest(run); err == nil {
+		out.Request = p.Client.KickoffURL(req)
+	}
+	base := strings.TrimSuffix(p.Store.String(), "/") + "/"
+	for _, f := range files {
+		if f.Status != state.FileDone {
+			return nil, fmt.Errorf("%s file %s.%03d is not done", f.Kind, f.Type, f.Seq)
+		}
+		if f.Error != "" {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s file %s.%03d: %s", f.Kind, f.Type, f.Seq, f.Error))
+		}
+		n := f.Resources
+		switch f.Kind {
+		case bulk.KindOutput:
+			out.Output = append(out.Output, outFile{f.Type, base + f.OutKey, &n})
+			t := rep.Types[f.Type]
+			if t == nil {
+				t = &TypeReport{}
+				rep.Types[f.Type] = t
+			}
+			t.Files++
+			t.Resources += f.Resources
+			t.BytesIn += f.BytesIn
+			t.BytesOut += f.BytesOut
+			rep.Resources += f.Resources
+		case bulk.KindDeleted:
+			out.Deleted = append(out.Deleted, outFile{f.Type, base + f.OutKey, &n})
+			rep.Deleted += f.Resources
+		}
+		rep.BytesIn += f.BytesIn
+		rep.BytesOut += f.BytesOut
+	}
+	sort.Strings(rep.Warnings)
+	status := state.RunSucceeded
+	if len(rep.Warnings) > 0 {
+		status = state.RunPartial
+	}
+	rep.Status = string(status)
+	rep.FinishedAt = p.Now().UTC()
+	rep.DurationSeconds = rep.FinishedAt.Sub(run.StartedAt).Seconds()
+
+	run.Status = state.RunCommitting
+	if err := p.State.UpdateRun(ctx, run); err != nil {
+		return nil, err
+	}
+	mj, err := json.MarshalIndent(&out, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Store.WriteAll(ctx, storage.RunKey(run.ID, "manifest.json"), "application/json", mj); err != nil {
+		return nil, err
+	}
+	rj, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Store.WriteAll(ctx, storage.RunKey(run.ID, "report.json"), "application/json", rj); err != nil {
+		return nil, err
+	}
+	if p.LogDir != "" {
+		logData, err := os.ReadFile(logPath(p, run.ID))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("read export log: %w", err)
+		}
+		if err := p.Store.WriteAll(ctx, storage.RunKey(run.ID, "log.ndjson"), "application/x-ndjson", logData); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.Store.Commit(ctx, run.ID, rj); err != nil {
+		return nil, err
+	}
+	run.Status = status
+	run.Report = rj
+	run.Error = ""
+	if err := p.State.FinishRun(ctx, run, run.TransactionTime); err != nil {
+		return nil, err
+	}
+	if run.StatusURL != "" {
+		if err := p.Client.Delete(ctx, run.StatusURL); err != nil {
+			p.Logger.Warn("could not release the export on the server", "run", run.ID, "err", err)
+		}
+	}
+	return rep, nil
+}
+
+func logPath(p *Pipeline, run string) string {
+	return filepath.Join(p.LogDir, p.Name+"-"+run+".log.ndjson")
+}

@@ -1,0 +1,476 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/klauspost/compress/gzip"
+
+	"fhirdeid/bulk"
+	"fhirdeid/internal/ndjson"
+	"fhirdeid/state"
+	"fhirdeid/storage"
+)
+
+// runIDLayout names runs by their start time in UTC; ids sort by time and
+// are safe as blob key segments on every store.
+const runIDLayout = "20060102T150405Z"
+
+// Start returns the run of p to work on: the unfinished run of its source,
+// resumed, or a new one. A new run's export request gets its _since from the
+// source's cursor when p.SinceAuto is set. An unfinished run whose request
+// differs from p's (the configuration changed) is cancelled and a new run
+// started. The caller must hold the source's lease.
+func Start(ctx context.Context, p *Pipeline) (run *state.Run, resumed bool, err error) {
+	if err := p.defaults(); err != nil {
+		return nil, false, err
+	}
+	old, err := p.State.UnfinishedRun(ctx, p.Name)
+	switch {
+	case err == nil:
+		var req bulk.Request
+		if jerr := json.Unmarshal(old.Request, &req); jerr == nil && sameExport(&req, &p.Request) {
+			p.Logger.Info("resuming run", "run", old.ID, "status", string(old.Status))
+			return old, true, nil
+		}
+		p.Logger.Warn("the export request changed: cancelling the unfinished run", "run", old.ID)
+		old.Status = state.RunCancelled
+		old.Error = "superseded: the export request changed"
+		if err := p.State.FinishRun(ctx, old, ""); err != nil {
+			return nil, false, err
+		}
+		if old.StatusURL != "" && old.Manifest == nil {
+			// Tell the server we will not collect this export.
+			if err := p.Client.Delete(ctx, old.StatusURL); err != nil {
+				p.Logger.Warn("could not cancel the superseded export", "run", old.ID, "err", err)
+			}
+		}
+	case !errors.Is(err, state.ErrNotFound):
+		return nil, false, err
+	}
+
+	req := p.Request
+	if p.SinceAuto {
+		tt, _, err := p.State.Cursor(ctx, p.Name)
+		switch {
+		case err == nil:
+			req.Since = tt
+		case !errors.Is(err, state.ErrNotFound):
+			return nil, false, err
+		}
+	}
+	if err := req.Validate(); err != nil {
+		return nil, false, fmt.Errorf("export request: %w", err)
+	}
+	reqJSON, err := json.Marshal(&req)
+	if err != nil {
+		return nil, false, err
+	}
+	now := p.Now().UTC()
+	run = &state.Run{Source: p.Name, Status: state.RunExporting, StartedAt: now, Since: req.Since, Request: reqJSON}
+	base := now.Format(runIDLayout)
+	for i := 1; ; i++ {
+		run.ID = base
+		if i > 1 {
+			run.ID = fmt.Sprintf("%s-%d", base, i)
+		}
+		_, err := p.State.Run(ctx, run.ID)
+		if errors.Is(err, state.ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	if err := p.State.CreateRun(ctx, run); err != nil {
+		return nil, false, err
+	}
+	p.Logger.Info("new run", "run", run.ID, "since", req.Since)
+	return run, false, nil
+}
+
+// sameExport reports whether a stored request r asks for the same export as
+// the configured one c; the stored request's Since was computed when the run
+// started and is not compared.
+func sameExport(r, c *bulk.Request) bool {
+	a, b := *r, *c
+	a.Since, b.Since = "", ""
+	return a.Equal(&b)
+}
+
+// runRequest decodes the export request stored with run.
+func runRequest(run *state.Run) (*bulk.Request, error) {
+	var req bulk.Request
+	if err := json.Unmarshal(run.Request, &req); err != nil {
+		return nil, fmt.Errorf("stored export request: %w", err)
+	}
+	return &req, nil
+}
+
+// KickOff starts the export of run on the server, unless it was started
+// before, and records its status URL the moment it is known.
+func KickOff(ctx context.Context, p *Pipeline, run *state.Run) error {
+	if run.StatusURL != "" || run.Manifest != nil {
+		return nil
+	}
+	req, err := runRequest(run)
+	if err != nil {
+		return err
+	}
+	statusURL, err := p.Client.Kickoff(ctx, req)
+	if err != nil {
+		return err
+	}
+	run.StatusURL = statusURL
+	return p.State.UpdateRun(ctx, run)
+}
+
+// Poll waits for run's export to complete and records its manifest and
+// files. A job that the server forgot (404/410) clears the status URL, so
+// that the next attempt kicks the export off again, and returns
+// bulk.ErrJobGone.
+func Poll(ctx context.Context, p *Pipeline, run *state.Run) error {
+	if run.Manifest != nil {
+		return nil
+	}
+	m, err := p.Client.Poll(ctx, run.StatusURL, run.StartedAt)
+	if errors.Is(err, bulk.ErrJobGone) {
+		run.StatusURL = ""
+		if uerr := p.State.UpdateRun(ctx, run); uerr != nil {
+			return uerr
+		}
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	mj, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	var files []state.File
+	seq := map[string]int{}
+	add := func(kind string, fs []bulk.File) {
+		for _, f := range fs {
+			typ := f.Type
+			if typ == "" {
+				typ = "Resource"
+			}
+			k := kind + "/" + typ
+			exp := int64(-1)
+			if f.Count != nil {
+				exp = *f.Count
+			}
+			files = append(files, state.File{URL: f.URL, Kind: kind, Type: typ, Seq: seq[k], Expected: exp})
+			seq[k]++
+		}
+	}
+	add(bulk.KindOutput, m.Output)
+	add(bulk.KindDeleted, m.Deleted)
+	add(bulk.KindError, m.Error)
+	if err := p.State.AddFiles(ctx, run.ID, files); err != nil {
+		return err
+	}
+	run.Manifest = mj
+	run.TransactionTime = m.TransactionTime
+	run.Status = state.RunProcessing
+	return p.State.UpdateRun(ctx, run)
+}
+
+// manifest decodes the manifest stored with run.
+func manifest(run *state.Run) (*bulk.Manifest, error) {
+	var m bulk.Manifest
+	if err := json.Unmarshal(run.Manifest, &m); err != nil {
+		return nil, fmt.Errorf("stored manifest: %w", err)
+	}
+	return &m, nil
+}
+
+// FileKey returns the blob key where the result of f is stored; error
+// files are not stored.
+func FileKey(run string, f *state.File) string {
+	if f.Kind == bulk.KindDeleted {
+		return storage.RunKey(run, storage.DeletedName(f.Type, f.Seq))
+	}
+	return storage.RunKey(run, storage.OutputName(f.Type, f.Seq))
+}
+
+// ProcessFile downloads one file of run's manifest, de-identifies it and
+// stores the result, then records the file as done with its counts. A file
+// already done is skipped. Output files are streamed: download, gunzip,
+// de-identification on p.Workers cores in input order, gzip and upload
+// overlap, and nothing is written to local disk. The stored object becomes
+// visible only when complete; a failed attempt leaves nothing.
+func ProcessFile(ctx context.Context, p *Pipeline, run *state.Run, f *state.File) error {
+	if f.Status == state.FileDone {
+		return nil
+	}
+	m, err := manifest(run)
+	if err != nil {
+		return err
+	}
+	bf := bulk.File{Type: f.Type, URL: f.URL}
+	if f.Expected >= 0 {
+		n := f.Expected
+		bf.Count = &n
+	}
+	f.Attempts++
+	var res fileResult
+	switch f.Kind {
+	case bulk.KindError:
+		res, err = readErrorFile(ctx, p, m, bf)
+	default:
+		res, err = storeFile(ctx, p, run, m, f, bf)
+	}
+	if err != nil {
+		f.Error = err.Error()
+		if uerr := p.State.UpdateFile(ctx, f); uerr != nil {
+			p.Logger.Error("could not record a file failure", "run", run.ID, "err", uerr)
+		}
+		return fmt.Errorf("%s file %s.%03d: %w", f.Kind, f.Type, f.Seq, err)
+	}
+	f.Status = state.FileDone
+	f.Resources, f.BytesIn, f.BytesOut = res.resources, res.bytesIn, res.bytesOut
+	f.OutKey = res.key
+	f.Error = res.warning
+	return p.State.UpdateFile(ctx, f)
+}
+
+type fileResult struct {
+	resources int64
+	bytesIn   int64
+	bytesOut  int64
+	key       string
+	// warning is a problem that does not fail the file (a count mismatch
+	// allowed by configuration, issues in a server error file).
+	warning string
+}
+
+// storeFile streams an output or deleted file into storage.
+func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifest, f *state.File, bf bulk.File) (fileResult, error) {
+	key := FileKey(run.ID, f)
+	fileName := fmt.Sprintf("%s.%03d", f.Type, f.Seq)
+	var fn ndjson.Func
+	if f.Kind == bulk.KindDeleted {
+		fn = func(worker int, lineNo int64, line, dst []byte) ([]byte, error) {
+			return tombstone(ctx, p, line, dst)
+		}
+	} else {
+		fn = func(worker int, lineNo int64, line, dst []byte) ([]byte, error) {
+			if f.Type != "Resource" {
+				rt, err := bulk.ResourceType(line)
+				if err != nil {
+					return dst, err
+				}
+				if rt != f.Type {
+					return dst, fmt.Errorf("resourceType %s in a file of %s", safeType(rt), f.Type)
+				}
+			}
+			return p.Deidentifier.Resource(ctx, fileName, lineNo, line, dst)
+		}
+	}
+	gz := newGzipPool(p.Workers, p.GzipLevel)
+	var res fileResult
+	err := p.Client.Fetch(ctx, m, bf, func(raw io.Reader, encoding string) error {
+		r := raw
+		if strings.EqualFold(encoding, "gzip") {
+			zr, err := gzip.NewReader(raw)
+			if err != nil {
+				return fmt.Errorf("gunzip: %w", err)
+			}
+			defer zr.Close()
+			r = zr
+		}
+		w, err := p.Store.Create(ctx, key, "application/gzip")
+		if err != nil {
+			return err
+		}
+		st, err := ndjson.Transform(ctx, r, w, fn, ndjson.Options{
+			Workers: p.Workers,
+			MaxLine: p.Client.MaxLineBytes,
+			Encode:  gz.encode,
+		})
+		if err == nil && st.BytesOut == 0 {
+			// An empty file is still a valid gzip stream.
+			_, err = w.Write(gz.encode(0, nil, nil))
+		}
+		if err != nil {
+			w.Abort()
+			return err
+		}
+		if f.Kind == bulk.KindOutput && f.Expected >= 0 && st.Lines != f.Expected {
+			msg := fmt.Sprintf("%d resources where the manifest says %d", st.Lines, f.Expected)
+			if !p.AllowCountMismatch {
+				w.Abort()
+				return errors.New(msg)
+			}
+			res.warning = msg
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
+		res.resources, res.bytesIn, res.bytesOut, res.key = st.Written, st.BytesIn, st.BytesOut, key
+		p.report(run.ID, st)
+		return nil
+	})
+	return res, err
+}
+
+// safeType returns t if it looks like a resource type name, so that a
+// resourceType value quoted in an error cannot carry data.
+func safeType(t string) string {
+	if t == "" || len(t) > 64 || t[0] < 'A' || t[0] > 'Z' {
+		return "(invalid)"
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return "(invalid)"
+		}
+	}
+	return t
+}
+
+// tombstone turns one line of a deleted file (a Bundle of DELETE entries)
+// into the same Bundle with de-identified ids.
+func tombstone(ctx context.Context, p *Pipeline, line, dst []byte) ([]byte, error) {
+	refs, err := bulk.Tombstones(line)
+	if err != nil {
+		return dst, err
+	}
+	type request struct {
+		Method string `json:"method"`
+		URL    string `json:"url"`
+	}
+	type entry struct {
+		Request request `json:"request"`
+	}
+	b := struct {
+		ResourceType string  `json:"resourceType"`
+		Type         string  `json:"type"`
+		Entry        []entry `json:"entry"`
+	}{ResourceType: "Bundle", Type: "transaction"}
+	for _, ref := range refs {
+		typ, id, ok := strings.Cut(ref, "/")
+		if !ok {
+			continue
+		}
+		nid, err := p.Deidentifier.ID(ctx, typ, id)
+		if err != nil {
+			return dst, err
+		}
+		if nid == "" {
+			continue
+		}
+		b.Entry = append(b.Entry, entry{request{"DELETE", typ + "/" + nid}})
+	}
+	if len(b.Entry) == 0 {
+		return dst, nil
+	}
+	out, err := json.Marshal(&b)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, out...), nil
+}
+
+// readErrorFile reads a server error file (OperationOutcome lines) and
+// summarises its issues by severity. The file is not copied to the
+// destination: diagnostics may quote patient data.
+func readErrorFile(ctx context.Context, p *Pipeline, m *bulk.Manifest, bf bulk.File) (fileResult, error) {
+	var res fileResult
+	err := p.Client.Fetch(ctx, m, bf, func(raw io.Reader, encoding string) error {
+		r := raw
+		if strings.EqualFold(encoding, "gzip") {
+			zr, err := gzip.NewReader(raw)
+			if err != nil {
+				return fmt.Errorf("gunzip: %w", err)
+			}
+			defer zr.Close()
+			r = zr
+		}
+		counts := map[string]int{}
+		lr := bulk.NewLineReader(r, p.Client.MaxLineBytes)
+		var n int64
+		for lr.Next() {
+			n++
+			var oo struct {
+				Issue []struct {
+					Severity string `json:"severity"`
+				} `json:"issue"`
+			}
+			if err := json.Unmarshal(lr.Line(), &oo); err != nil {
+				counts["unreadable"]++
+				continue
+			}
+			for _, is := range oo.Issue {
+				counts[safeSeverity(is.Severity)]++
+			}
+		}
+		if err := lr.Err(); err != nil {
+			return err
+		}
+		res = fileResult{resources: n, bytesIn: lr.BytesRead(), warning: summarize(counts)}
+		return nil
+	})
+	return res, err
+}
+
+func safeSeverity(s string) string {
+	switch s {
+	case "fatal", "error", "warning", "information":
+		return s
+	}
+	return "unknown"
+}
+
+func summarize(counts map[string]int) string {
+	var parts []string
+	for _, sev := range []string{"fatal", "error", "warning", "information", "unknown", "unreadable"} {
+		if n := counts[sev]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, sev))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "server reported " + strings.Join(parts, ", ")
+}
+
+// gzipPool compresses batches into gzip members, one writer per worker.
+type gzipPool struct {
+	level int
+	ws    []*gzip.Writer
+	bufs  []*sliceWriter
+}
+
+type sliceWriter struct{ b []byte }
+
+func (s *sliceWriter) Write(p []byte) (int, error) { s.b = append(s.b, p...); return len(p), nil }
+
+func newGzipPool(workers, level int) *gzipPool {
+	return &gzipPool{level: level, ws: make([]*gzip.Writer, workers+1), bufs: make([]*sliceWriter, workers+1)}
+}
+
+func (g *gzipPool) encode(worker int, out, dst []byte) []byte {
+	sw := g.bufs[worker]
+	if sw == nil {
+		sw = &sliceWriter{}
+		g.bufs[worker] = sw
+		zw, err := gzip.NewWriterLevel(sw, g.level)
+		if err != nil {
+			zw = gzip.NewWriter(sw)
+		}
+		g.ws[worker] = zw
+	}
+	sw.b = dst
+	zw := g.ws[worker]
+	zw.Reset(sw)
+	zw.Write(out) // writes to memory: cannot fail
+	zw.Close()
+	return sw.b
+}
