@@ -225,7 +225,17 @@ func (cp *compiler) call(e *callExpr) (evalFn, error) {
 				return nil, err
 			}
 		}
-		return eval(&Call{c: c, k: k, in: in}, focus)
+		var cl *Call
+		if n := len(c.calls); n > 0 {
+			cl, c.calls = c.calls[n-1], c.calls[:n-1]
+		} else {
+			cl = new(Call)
+		}
+		*cl = Call{c: c, k: k, in: in}
+		res, err := eval(cl, focus)
+		*cl = Call{}
+		c.calls = append(c.calls, cl)
+		return res, err
 	}, nil
 }
 

@@ -146,6 +146,8 @@ type evalCtx struct {
 	slab     []Item
 	scratch  []Item
 	nodes    []*jsontree.Node
+	walk     []Item
+	calls    []*Call // free Call values for custom functions
 }
 
 var ctxPool = sync.Pool{New: func() any { return new(evalCtx) }}
@@ -194,16 +196,27 @@ func (c *evalCtx) timeNow() time.Time {
 // Evaluate evaluates the expression with the node n as input (and as
 // %context). The returned slice is the caller's.
 func (e *Expression) Evaluate(n *jsontree.Node, env *Env) ([]Item, error) {
-	if n == nil {
-		return e.EvaluateItems(nil, env)
+	c := e.newCtx(env)
+	var input []Item
+	if n != nil {
+		input = c.one(Item{node: n})
 	}
-	return e.EvaluateItems([]Item{{node: n}}, env)
+	return e.run(c, input)
 }
 
 // EvaluateItems evaluates the expression on an input collection.
 func (e *Expression) EvaluateItems(input []Item, env *Env) ([]Item, error) {
+	return e.run(e.newCtx(env), input)
+}
+
+func (e *Expression) newCtx(env *Env) *evalCtx {
 	c := ctxPool.Get().(*evalCtx)
-	*c = evalCtx{env: env, cfg: e.cfg, this: input, context: input, slab: c.slab[:0], scratch: c.scratch[:0], nodes: c.nodes[:0]}
+	*c = evalCtx{env: env, cfg: e.cfg, slab: c.slab[:0], scratch: c.scratch[:0], nodes: c.nodes[:0], walk: c.walk[:0], calls: c.calls}
+	return c
+}
+
+func (e *Expression) run(c *evalCtx, input []Item) ([]Item, error) {
+	c.this, c.context = input, input
 	res, err := e.root(c, input)
 	var out []Item
 	if err == nil && len(res) > 0 {
@@ -211,7 +224,10 @@ func (e *Expression) EvaluateItems(input []Item, env *Env) ([]Item, error) {
 		copy(out, res)
 	}
 	// Drop references into the resource before pooling.
-	clear(c.slab[:cap(c.slab)])
+	clear(c.slab)
+	clear(c.scratch[:cap(c.scratch)])
+	clear(c.nodes[:cap(c.nodes)])
+	clear(c.walk[:cap(c.walk)])
 	c.env, c.this, c.context, c.total = nil, nil, nil, nil
 	ctxPool.Put(c)
 	return out, err

@@ -1,7 +1,6 @@
 package fhirpath
 
 import (
-	"fhirdeid/fhir/typed"
 	"fhirdeid/jsontree"
 	"fmt"
 	"time"
@@ -80,21 +79,39 @@ func nodesBy(cl *Call, focus []Item, byName bool) ([]Item, error) {
 	if !ok {
 		return nil, cl.Errorf("argument must be a string")
 	}
-	var out []Item
+	c := cl.c
+	out := c.scratch[:0]
 	for _, it := range focus {
-		if it.node == nil {
-			continue
+		if it.node != nil {
+			out = c.collect(it.node, want, byName, out)
 		}
-		typed.Walk(it.node, func(n *jsontree.Node) bool {
-			key := n.Type
-			if byName {
-				key = n.Name
-			}
-			if key == want {
-				out = append(out, Item{node: n})
-			}
-			return true
-		})
 	}
-	return out, nil
+	c.scratch = out[:0]
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return c.keep(out), nil
+}
+
+// collect appends n and its descendants whose type (or name) is want, in
+// pre-order, not entering nested resources: the traversal of typed.Walk.
+func (c *evalCtx) collect(n *jsontree.Node, want string, byName bool, out []Item) []Item {
+	key := n.Type
+	if byName {
+		key = n.Name
+	}
+	if key == want {
+		out = append(out, Item{node: n})
+	}
+	start := len(c.walk)
+	c.walk = c.allChildren(n, c.walk)
+	end := len(c.walk)
+	for i := start; i < end; i++ {
+		k := c.walk[i].node
+		if k.Flags&jsontree.FlagResource == 0 {
+			out = c.collect(k, want, byName, out)
+		}
+	}
+	c.walk = c.walk[:start]
+	return out
 }

@@ -1,0 +1,143 @@
+package fhirpath
+
+import (
+	"bufio"
+	"compress/gzip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"fhirdeid/fhir/model"
+	"fhirdeid/fhir/typed"
+	"fhirdeid/internal/testshared"
+	"fhirdeid/jsontree"
+)
+
+var (
+	syntheaOnce  sync.Once
+	syntheaRoots []*jsontree.Node
+	syntheaLines [][]byte
+	syntheaBytes int64
+	syntheaErr   error
+)
+
+// loadSynthea reads every resource of synthea-100, parsed and typed.
+func loadSynthea(b *testing.B) []*jsontree.Node {
+	b.Helper()
+	dir := testshared.Dir(b, "data", "synthea-100")
+	syntheaOnce.Do(func() {
+		m := model.Get(model.R4)
+		files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson.gz"))
+		for _, f := range files {
+			fh, err := os.Open(f)
+			if err != nil {
+				syntheaErr = err
+				return
+			}
+			zr, err := gzip.NewReader(fh)
+			if err != nil {
+				fh.Close()
+				syntheaErr = err
+				return
+			}
+			sc := bufio.NewScanner(zr)
+			sc.Buffer(make([]byte, 1<<20), 64<<20)
+			for sc.Scan() {
+				line := append([]byte(nil), sc.Bytes()...)
+				root, err := jsontree.Parse(line)
+				if err != nil {
+					syntheaErr = err
+					break
+				}
+				if err := typed.Annotate(root, m); err != nil {
+					syntheaErr = err
+					break
+				}
+				syntheaLines = append(syntheaLines, line)
+				syntheaRoots = append(syntheaRoots, root)
+				syntheaBytes += int64(len(line))
+			}
+			zr.Close()
+			fh.Close()
+			if syntheaErr != nil {
+				return
+			}
+		}
+	})
+	if syntheaErr != nil {
+		b.Fatalf("loading synthea-100: %v", syntheaErr)
+	}
+	return syntheaRoots
+}
+
+// benchEval evaluates src on every synthea-100 resource per iteration.
+func benchEval(b *testing.B, src string) {
+	roots := loadSynthea(b)
+	e := MustCompile(src, WithModel(model.Get(model.R4)), WithFunctions(AnonymizerFunctions()...))
+	b.SetBytes(syntheaBytes)
+	b.ReportAllocs()
+	b.ResetTimer()
+	results := 0
+	for b.Loop() {
+		results = 0
+		for _, r := range roots {
+			res, err := e.Evaluate(r, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			results += len(res)
+		}
+	}
+	b.ReportMetric(float64(len(roots)), "resources/op")
+	b.ReportMetric(float64(results), "results/op")
+}
+
+// BenchmarkWhereGiven measures a typical path with a filter over all
+// resources of synthea-100 (parsing and typing are done once, outside).
+func BenchmarkWhereGiven(b *testing.B) {
+	benchEval(b, "Patient.name.where(use='official').given")
+}
+
+// BenchmarkNodesByTypeDate measures the anonymizer's nodesByType over all
+// resources of synthea-100.
+func BenchmarkNodesByTypeDate(b *testing.B) {
+	benchEval(b, "nodesByType('date')")
+}
+
+// BenchmarkNodesByNameValue measures nodesByName.
+func BenchmarkNodesByNameValue(b *testing.B) {
+	benchEval(b, "nodesByName('value')")
+}
+
+// BenchmarkParseAnnotate measures what the benchmarks above leave out:
+// parsing and typing every resource of synthea-100.
+func BenchmarkParseAnnotate(b *testing.B) {
+	loadSynthea(b)
+	m := model.Get(model.R4)
+	b.SetBytes(syntheaBytes)
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, line := range syntheaLines {
+			root, err := jsontree.Parse(line)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := typed.Annotate(root, m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// BenchmarkCompile measures compiling a typical expression with the check
+// phase.
+func BenchmarkCompile(b *testing.B) {
+	m := model.Get(model.R4)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Compile("Patient.name.where(use='official').given.first().matches('^[A-Z]')", WithModel(m), WithContextType("Patient")); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
