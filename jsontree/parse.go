@@ -530,7 +530,7 @@ func (p *Parser) errPath(member bool) string {
 				break
 			}
 			sb.WriteByte('/')
-			writePointerToken(&sb, f.key)
+			writeErrorToken(&sb, f.key)
 		} else {
 			// The item being read is the last one added to pending: the
 			// innermost value, or the container of the next frame.
@@ -543,6 +543,38 @@ func (p *Parser) errPath(member bool) string {
 		}
 	}
 	return sb.String()
+}
+
+// maxErrorToken is the longest member name written in full into a
+// SyntaxError's path.
+const maxErrorToken = 64
+
+// writeErrorToken writes member name s into an error's path: escaped as a
+// JSON pointer token, cut after maxErrorToken bytes (marked by "..."), and
+// with control characters replaced by U+FFFD so that a crafted name cannot
+// forge lines in a log.
+func writeErrorToken(sb *strings.Builder, s string) {
+	cut := false
+	if len(s) > maxErrorToken {
+		i := maxErrorToken
+		for i > 0 && !utf8.RuneStart(s[i]) {
+			i-- // do not split a character
+		}
+		s = s[:i]
+		cut = true
+	}
+	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || r == utf8.RuneError }) >= 0 {
+		s = strings.Map(func(r rune) rune {
+			if r < 0x20 || r == 0x7f {
+				return utf8.RuneError
+			}
+			return r
+		}, s)
+	}
+	writePointerToken(sb, s)
+	if cut {
+		sb.WriteString("...")
+	}
 }
 
 // writePointerToken writes s escaped as a JSON pointer reference token.
@@ -735,6 +767,21 @@ func unescape(b []byte, start, j int) (string, int, bool, string) {
 	w := j
 	r := j
 	for {
+		// Move runs of plain ASCII 8 bytes at a time.
+		k := r
+		for k+8 <= len(b) {
+			x := binary.LittleEndian.Uint64(b[k:])
+			if m := specialMask(x) | x&msb; m != 0 {
+				k += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			k += 8
+		}
+		if k > r {
+			copy(b[w:], b[r:k])
+			w += k - r
+			r = k
+		}
 		if r >= len(b) {
 			return "", r, true, "unexpected end of input"
 		}

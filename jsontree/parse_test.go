@@ -62,6 +62,9 @@ func TestSyntaxErrors(t *testing.T) {
 		{"short unicode escape", `"\u12"`, "invalid \\u escape", 1, 1, 2, ""},
 		{"bad hex in unicode escape", `["\u12G4"]`, "invalid \\u escape", 2, 1, 3, "/0"},
 		{"control char after escape", "\"\\n\x1f\"", "control character in string", 3, 1, 4, ""},
+		{"control char after escape and run", "\"\\n" + strings.Repeat("a", 20) + "\x01\"", "control character in string", 23, 1, 24, ""},
+		{"invalid UTF-8 after escape and run", "\"\\n" + strings.Repeat("a", 20) + "\xc3(\"", "invalid UTF-8 in string", 23, 1, 24, ""},
+		{"unterminated after escape and run", "\"\\n" + strings.Repeat("a", 20), "unexpected end of input", 23, 1, 24, ""},
 		{"invalid UTF-8", "\"ab\xffcd\"", "invalid UTF-8 in string", 3, 1, 4, ""},
 		{"truncated UTF-8", "{\"a\":\"\xc3\"}", "invalid UTF-8 in string", 6, 1, 7, "/a"},
 		{"invalid UTF-8 after escape", "\"\\n\xff\"", "invalid UTF-8 in string", 3, 1, 4, ""},
@@ -284,6 +287,8 @@ func TestStringDecoding(t *testing.T) {
 		{`"` + strings.Repeat("abcdefgh", 10) + `\n"`, strings.Repeat("abcdefgh", 10) + "\n", true},
 		{`"` + strings.Repeat("é", 20) + `"`, strings.Repeat("é", 20), false},
 		{`"\u0041` + strings.Repeat("é", 20) + `"`, "A" + strings.Repeat("é", 20), true},
+		{`"\n` + strings.Repeat("abcdefgh", 20) + `\t` + "xyz" + `\"` + strings.Repeat("é", 5) + "ijklmnopq" + `"`,
+			"\n" + strings.Repeat("abcdefgh", 20) + "\txyz\"" + strings.Repeat("é", 5) + "ijklmnopq", true},
 	}
 	var p Parser
 	for _, tc := range tests {
@@ -570,5 +575,25 @@ func TestLargeString(t *testing.T) {
 	// The parser is usable afterwards and has dropped the big arenas.
 	if _, err := p.Parse([]byte(`{"small":1}`)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestSyntaxErrorPathSanitized(t *testing.T) {
+	long := strings.Repeat("k", 100)
+	tests := []struct{ in, path string }{
+		{`{"` + long + `":1,"` + long + `":2}`, "/" + strings.Repeat("k", maxErrorToken) + "..."},
+		{`{"a\nb":[1,]}`, "/a\ufffdb"},
+		{`{"é` + strings.Repeat("é", 40) + `":x}`, "/" + strings.Repeat("é", 32) + "..."},
+		{`{"a\u0000":x}`, "/a\ufffd"},
+	}
+	for _, tc := range tests {
+		_, err := ParseString(tc.in)
+		var se *SyntaxError
+		if !errors.As(err, &se) {
+			t.Fatalf("%s: error %v", tc.in, err)
+		}
+		if se.Path != tc.path {
+			t.Errorf("%.20s...: path %q, want %q", tc.in, se.Path, tc.path)
+		}
 	}
 }

@@ -47,7 +47,11 @@ func (n *Node) AppendJSON(dst []byte) []byte {
 			}
 			dst = appendString(dst, c.Key)
 			dst = append(dst, ':')
-			dst = c.AppendJSON(dst)
+			if c.Kind == String {
+				dst = appendString(dst, c.Value)
+			} else {
+				dst = c.AppendJSON(dst)
+			}
 		}
 		return append(dst, '}')
 	case Array:
@@ -56,7 +60,11 @@ func (n *Node) AppendJSON(dst []byte) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = c.AppendJSON(dst)
+			if c.Kind == String {
+				dst = appendString(dst, c.Value)
+			} else {
+				dst = c.AppendJSON(dst)
+			}
 		}
 		return append(dst, ']')
 	}
