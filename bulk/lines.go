@@ -96,56 +96,66 @@ func (l *LineReader) Err() error {
 // (usually none come first). It returns an error, never quoting the input,
 // when the line is not a JSON object or has no top-level resourceType.
 func ResourceType(line []byte) (string, error) {
+	raw, esc, err := resourceTypeRaw(line)
+	if err != nil {
+		return "", err
+	}
+	if esc {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return "", errors.New("invalid resourceType string")
+		}
+		return s, nil
+	}
+	return string(raw[1 : len(raw)-1]), nil
+}
+
+// resourceTypeRaw returns the quoted JSON string of the top-level
+// resourceType and whether it holds escapes.
+func resourceTypeRaw(line []byte) ([]byte, bool, error) {
 	i := skipWS(line, 0)
 	if i >= len(line) || line[i] != '{' {
-		return "", errors.New("not a JSON object")
+		return nil, false, errors.New("not a JSON object")
 	}
 	i++
 	for {
 		i = skipWS(line, i)
 		if i >= len(line) {
-			return "", errors.New("truncated JSON object")
+			return nil, false, errors.New("truncated JSON object")
 		}
 		if line[i] == '}' {
-			return "", errors.New("no top-level resourceType")
+			return nil, false, errors.New("no top-level resourceType")
 		}
 		if line[i] == ',' {
 			i++
 			continue
 		}
 		if line[i] != '"' {
-			return "", errors.New("invalid JSON object member")
+			return nil, false, errors.New("invalid JSON object member")
 		}
 		ks, ke, esc, ok := scanString(line, i)
 		if !ok {
-			return "", errors.New("unterminated JSON string")
+			return nil, false, errors.New("unterminated JSON string")
 		}
 		key := line[ks:ke]
 		i = skipWS(line, ke+1)
 		if i >= len(line) || line[i] != ':' {
-			return "", errors.New("invalid JSON object member")
+			return nil, false, errors.New("invalid JSON object member")
 		}
 		i = skipWS(line, i+1)
 		if !esc && string(key) == "resourceType" {
 			if i >= len(line) || line[i] != '"' {
-				return "", errors.New("resourceType is not a string")
+				return nil, false, errors.New("resourceType is not a string")
 			}
 			vs, ve, vesc, ok := scanString(line, i)
 			if !ok {
-				return "", errors.New("unterminated JSON string")
+				return nil, false, errors.New("unterminated JSON string")
 			}
-			if vesc {
-				var s string
-				if json.Unmarshal(line[vs-1:ve+1], &s) != nil {
-					return "", errors.New("invalid resourceType string")
-				}
-				return s, nil
-			}
-			return string(line[vs:ve]), nil
+			return line[vs-1 : ve+1], vesc, nil
 		}
 		j, ok := skipValue(line, i)
 		if !ok {
-			return "", errors.New("invalid JSON value")
+			return nil, false, errors.New("invalid JSON value")
 		}
 		i = j
 	}
@@ -164,17 +174,21 @@ func skipWS(b []byte, i int) int {
 func scanString(b []byte, i int) (s, e int, esc, ok bool) {
 	s = i + 1
 	for j := s; j < len(b); {
-		k := bytes.IndexAny(b[j:], `"\`)
+		k := bytes.IndexByte(b[j:], '"')
 		if k < 0 {
 			return 0, 0, false, false
 		}
 		j += k
-		if b[j] == '\\' {
-			esc = true
-			j += 2
+		// The quote is escaped if an odd number of backslashes precede it.
+		n := 0
+		for p := j - 1; p >= s && b[p] == '\\'; p-- {
+			n++
+		}
+		if n%2 == 1 {
+			j++
 			continue
 		}
-		return s, j, esc, true
+		return s, j, bytes.IndexByte(b[s:j], '\\') >= 0, true
 	}
 	return 0, 0, false, false
 }
@@ -239,6 +253,13 @@ func (v *Validator) Check(line []byte, n int64) error {
 		if _, err := ResourceType(line); err != nil {
 			return &ValidationError{File: v.File, Line: n, Msg: err.Error()}
 		}
+		return nil
+	}
+	raw, esc, err := resourceTypeRaw(line)
+	if err != nil {
+		return &ValidationError{File: v.File, Line: n, Msg: err.Error()}
+	}
+	if !esc && len(raw) == len(v.Type)+2 && string(raw[1:len(raw)-1]) == v.Type {
 		return nil
 	}
 	rt, err := ResourceType(line)

@@ -53,6 +53,7 @@ func TestResourceType(t *testing.T) {
 		{`{"a":[1,{"resourceType":"No"},"x\"y"],"b":"}","resourceType":"Encounter"}`, "Encounter", ""},
 		{`{"contained":[{"resourceType":"Medication"}],"resourceType":"MedicationRequest"}`, "MedicationRequest", ""},
 		{`{"resourceType":"Pat\u0069ent"}`, "Patient", ""},
+		{`{"a":"x\\","b":"q\"}\\\"","resourceType":"Claim"}`, "Claim", ""},
 		{`{"id":"1"}`, "", "no top-level resourceType"},
 		{`[{"resourceType":"Patient"}]`, "", "not a JSON object"},
 		{`{"resourceType":7}`, "", "resourceType is not a string"},
