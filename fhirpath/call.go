@@ -2,6 +2,7 @@ package fhirpath
 
 import (
 	"regexp"
+	"strings"
 	"slices"
 )
 
@@ -289,10 +290,44 @@ func (k *callSite) regexpArg(c *evalCtx, i int, in []Item, full bool) (*regexp.R
 	return re, true, nil
 }
 
-// dotNetReplacement converts $1 and ${name} substitutions (the same syntax
-// in .NET and Go) and escapes nothing else; "$$" stays a literal dollar.
+// dotNetReplacement converts a .NET replacement string to Go's
+// regexp.Expand syntax: $1 and $12 become ${1} and ${12} (Go would read
+// "$1abc" as a group named "1abc"), ${name} and $$ stay, and any other
+// dollar is literal (Go would read "$name" as a group).
 func dotNetReplacement(s string) string {
-	return s
+	if !strings.Contains(s, "$") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '$' {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch {
+		case i+1 < len(s) && s[i+1] == '$':
+			b.WriteString("$$")
+			i++
+		case i+1 < len(s) && s[i+1] == '{':
+			end := strings.IndexByte(s[i:], '}')
+			if end < 0 {
+				b.WriteString("$$")
+				continue
+			}
+			b.WriteString(s[i : i+end+1])
+			i += end
+		case i+1 < len(s) && isDigit(s[i+1]):
+			j := i + 1
+			for j < len(s) && isDigit(s[j]) {
+				j++
+			}
+			b.WriteString("${" + s[i+1:j] + "}")
+			i = j - 1
+		default:
+			b.WriteString("$$")
+		}
+	}
+	return b.String()
 }
 
 // distinct removes duplicates keeping the first occurrence.

@@ -124,6 +124,7 @@ type EvalError struct {
 	Msg          string
 }
 
+// Error formats the error as "fhirpath: line:column: message".
 func (e *EvalError) Error() string {
 	return fmt.Sprintf("fhirpath: %d:%d: %s", e.Line, e.Column, e.Msg)
 }

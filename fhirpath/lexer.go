@@ -54,6 +54,7 @@ type SyntaxError struct {
 	Msg          string
 }
 
+// Error formats the error as "fhirpath: line:column: message".
 func (e *SyntaxError) Error() string {
 	return fmt.Sprintf("fhirpath: %d:%d: %s", e.Line, e.Column, e.Msg)
 }

@@ -1,0 +1,53 @@
+// Package fhirpath is a FHIRPath 2.0.0 (N1) engine over typed FHIR JSON
+// trees.
+//
+// An expression is compiled once into an immutable *Expression that is safe
+// for concurrent use and evaluated many times:
+//
+//	m := model.Get(model.R4)
+//	e, err := fhirpath.Compile("Patient.name.where(use = 'official').given",
+//		fhirpath.WithModel(m), fhirpath.WithContextType("Patient"))
+//	...
+//	root, _ := jsontree.Parse(data)
+//	_ = typed.Annotate(root, m)
+//	items, err := e.Evaluate(root, nil)
+//
+// # Compilation
+//
+// Compile parses the expression with a hand-written lexer and a
+// precedence-climbing parser; syntax errors are *SyntaxError values that name
+// the line and column ("fhirpath: 1:12: expected \")\", found end of
+// expression"). With WithModel and WithContextType, a check phase resolves
+// every navigation step to FHIR types, so Patient.nmae or
+// Observation.valueQuantity (not FHIRPath: the element is value) fail at
+// compile time. Unknown functions, wrong arities, unknown type names and
+// invalid literal regular expressions are compile errors too. Literal
+// patterns of matches() and replaceMatches() are compiled once.
+//
+// # Evaluation
+//
+// A collection is a []Item. An Item is either a node of the resource
+// (Item.Node, whose FHIR type is Node.Type, and which the caller may change,
+// remove or replace) or a System value (Item.Value): bool, string, int64,
+// Decimal (exact), Date, DateTime and Time (with precision and timezone), or
+// Quantity. FHIR primitives convert to System values for comparison and
+// arithmetic. Equality, equivalence and ordering follow the specification:
+// comparing date/times of different precision gives an empty result, ~
+// ignores case and whitespace for strings and precision for decimals.
+//
+// Per-evaluation state (the clock of now() and today(), external constants
+// %name, trace output, %resource) lives in an *Env; the engine keeps
+// intermediate collections in a per-evaluation arena, so the hot path does
+// not allocate per resource.
+//
+// # Extensions and limits
+//
+// Custom functions are added with WithFunctions; AnonymizerFunctions returns
+// nodesByType(T) and nodesByName(N) as the FHIR anonymizer defines them.
+// Terminology functions (memberOf, subsumes, subsumedBy), resolve(),
+// conformsTo() and htmlChecks() are compile errors ("not supported"). Unit
+// conversion of quantities knows common UCUM mass, length, time and volume
+// units only. The .NET named group syntax (?<name>...) of anonymizer
+// configurations is accepted in regular expressions, which otherwise use
+// Go's RE2 syntax, with "." matching newlines.
+package fhirpath
