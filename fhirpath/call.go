@@ -2,8 +2,8 @@ package fhirpath
 
 import (
 	"regexp"
-	"strings"
 	"slices"
+	"strings"
 )
 
 // argMode says how a function argument is passed.
