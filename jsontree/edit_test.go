@@ -410,3 +410,59 @@ func TestEqual(t *testing.T) {
 		t.Error("Equal with nil")
 	}
 }
+
+// TestNoAllocs checks that parsing with a warm Parser, navigation, in-place
+// edits and writing into a large enough buffer do not allocate.
+func TestNoAllocs(t *testing.T) {
+	doc := []byte(`{"resourceType":"Patient","id":"p1","name":[{"family":"F","given":["A","B"]}],"birthDate":"1970-01-01","text":{"div":"<div>a \"b\"\n</div>"}}`)
+	var p Parser
+	var root *Node
+	parse := func() {
+		var err error
+		if root, err = p.Parse(doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Warm up past a text block boundary.
+	for range 2 * textSlab / len(doc) {
+		parse()
+	}
+	// Parsing allocates one text block per textSlab bytes of input.
+	if got, limit := testing.AllocsPerRun(1000, parse), float64(len(doc))/textSlab+0.5; got > limit {
+		t.Errorf("Parse: %v allocs per run, want at most %v", got, limit)
+	}
+	buf := make([]byte, 0, 4096)
+	repl := NewString("x")
+	ops := []struct {
+		name string
+		fn   func()
+	}{
+		{"Get", func() { _ = root.Get("name").Children[0].Get("given") }},
+		{"Index", func() { _ = root.Get("birthDate").Index() }},
+		{"Set replace", func() { root.Set("id", repl) }},
+		{"SetString", func() { root.Get("birthDate").SetString("1971") }},
+		{"Remove and InsertAt", func() {
+			g := root.Get("name").Children[0].Get("given")
+			a := g.Children[0]
+			g.Remove(a)
+			g.InsertAt(1, a)
+		}},
+		{"ReplaceWith", func() {
+			n := root.Get("name").Children[0].Get("family")
+			n.ReplaceWith(NewString("y"))
+		}},
+		{"Walk", func() { root.Walk(func(*Node) bool { return true }) }},
+		{"AppendJSON", func() { buf = root.AppendJSON(buf[:0]) }},
+	}
+	for _, op := range ops {
+		parse()
+		allocs := testing.AllocsPerRun(100, op.fn)
+		limit := 0.0
+		if op.name == "ReplaceWith" {
+			limit = 1 // the new node itself
+		}
+		if allocs > limit {
+			t.Errorf("%s: %v allocs per run, want %v", op.name, allocs, limit)
+		}
+	}
+}

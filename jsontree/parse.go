@@ -158,8 +158,10 @@ func ParseString(s string) (*Node, error) {
 }
 
 // Parse parses data, which must hold exactly one JSON value, into a tree
-// whose nodes are valid only until the next call to Parse on p (see Parser).
-// data is not retained; it may be reused as soon as Parse returns.
+// whose nodes are valid only until the next call to Parse on p (see
+// Parser): do not keep them, nor insert them into a tree that outlives that
+// call, without cloning them. data is not retained; it may be reused as
+// soon as Parse returns.
 //
 // Parsing is strict RFC 8259: trailing commas, comments, single quotes,
 // NaN and Infinity, leading zeros and leading '+' in numbers, control
