@@ -73,13 +73,17 @@ type PollPolicy struct {
 	Jitter float64
 	// Deadline bounds the whole export from its kick-off.
 	Deadline time.Duration
+	// StuckAfter warns (a status_stuck event and a Progress message) once
+	// when X-Progress has not changed for this long (0: never).
+	StuckAfter time.Duration
 }
 
 // DefaultPollPolicy returns the defaults: 2 s first wait, clamps of 1 s and
-// 5 min, factor 1.5, 20 % jitter, a 30-day deadline.
+// 5 min, factor 1.5, 20 % jitter, a 30-day deadline, a warning after 6 h
+// without progress.
 func DefaultPollPolicy() PollPolicy {
 	return PollPolicy{InitialDelay: 2 * time.Second, MinDelay: time.Second, MaxDelay: 5 * time.Minute,
-		Factor: 1.5, Jitter: 0.2, Deadline: 30 * 24 * time.Hour}
+		Factor: 1.5, Jitter: 0.2, Deadline: 30 * 24 * time.Hour, StuckAfter: 6 * time.Hour}
 }
 
 // RetryPolicy governs retries of transient failures: network errors, 429,
@@ -121,11 +125,17 @@ type Client struct {
 	UserAgent string
 	// MaxLineBytes caps an NDJSON line (default 256 MiB).
 	MaxLineBytes int
-	// Progress, if set, is called with each X-Progress value.
+	// LenientRetry sends a kick-off refused with 400 once more with
+	// Prefer: handling=lenient, asking the server to ignore parameters it
+	// does not support.
+	LenientRetry bool
+	// Progress, if set, is called with each X-Progress value and with
+	// warnings such as a job that makes no progress.
 	Progress func(xProgress string)
 
-	mu  sync.Mutex
-	rng *rand.Rand
+	mu     sync.Mutex
+	rng    *rand.Rand
+	server *ServerInfo
 }
 
 // NewClient returns a client for the FHIR base URL with default policies,

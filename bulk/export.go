@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -45,6 +46,9 @@ type Exporter struct {
 	// FileDone, if set, is called after each file is stored and the
 	// checkpoint saved.
 	FileDone func(FileState)
+
+	mu        sync.Mutex // guards the checkpoint during downloads
+	refreshMu sync.Mutex // serialises manifest refreshes
 }
 
 // Result summarises a finished export.
@@ -131,6 +135,9 @@ func (e *Exporter) RunCheckpoint(ctx context.Context, cp *Checkpoint, resumed bo
 	start := clk.Now()
 	res := &Result{Checkpoint: cp, Resumed: resumed, Severity: map[string]int64{}}
 	if cp.StatusURL == "" {
+		if _, err := c.Metadata(ctx); err != nil {
+			e.emit("client_error", map[string]any{"message": "read CapabilityStatement (continuing): " + err.Error()})
+		}
 		cp.KickoffURL = redactURL(c.KickoffURL(&cp.Request))
 		cp.KickoffStarted = clk.Now()
 		if err := e.Store.Save(cp); err != nil {
@@ -221,7 +228,7 @@ func (e *Exporter) downloadAll(ctx context.Context, cp *Checkpoint, res *Result)
 	if conc <= 0 {
 		conc = 4
 	}
-	var mu sync.Mutex // guards cp, res and saving
+	mu := &e.mu
 	sems := map[string]chan struct{}{}
 	var wg sync.WaitGroup
 	var errs []error
@@ -250,7 +257,21 @@ func (e *Exporter) downloadAll(ctx context.Context, cp *Checkpoint, res *Result)
 				return
 			}
 			defer func() { <-sem }()
-			done, err := e.downloadFile(ctx, cp.Manifest, fs)
+			mu.Lock()
+			m := cp.Manifest
+			mu.Unlock()
+			done, err := e.downloadFile(ctx, m, fs)
+			var he *HTTPError
+			if errors.As(err, &he) && (he.StatusCode == http.StatusForbidden || he.StatusCode == http.StatusNotFound || he.StatusCode == http.StatusGone) {
+				// The link may have expired: fetch the manifest again
+				// for fresh links (STU3 allows it) and retry once.
+				if fresh, m2, rerr := e.refreshURL(ctx, cp, i, fs.URL); rerr == nil {
+					fs.URL = fresh
+					done, err = e.downloadFile(ctx, m2, fs)
+				} else {
+					err = fmt.Errorf("%w (manifest refresh: %v)", err, rerr)
+				}
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -289,6 +310,44 @@ func (e *Exporter) downloadAll(ctx context.Context, cp *Checkpoint, res *Result)
 		return fmt.Errorf("download: %w", errs[0])
 	}
 	return fmt.Errorf("download: %d of %d files failed; first: %w", failed, len(cp.Files), errs[0])
+}
+
+// refreshURL re-reads the manifest from the status URL and returns the
+// current URL of file i. Concurrent callers that saw the same stale URL
+// share one refresh.
+func (e *Exporter) refreshURL(ctx context.Context, cp *Checkpoint, i int, stale string) (string, *Manifest, error) {
+	e.refreshMu.Lock()
+	defer e.refreshMu.Unlock()
+	e.mu.Lock()
+	cur, m := cp.Files[i].URL, cp.Manifest
+	e.mu.Unlock()
+	if cur != stale {
+		return cur, m, nil
+	}
+	e.emit("status_refresh", map[string]any{"fileUrl": redactURL(stale)})
+	fresh, err := e.Client.Poll(ctx, cp.StatusURL, e.Client.clock().Now())
+	if err != nil {
+		return "", nil, err
+	}
+	plan := planFiles(fresh)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(plan) != len(cp.Files) {
+		return "", nil, errors.New("the refreshed manifest lists other files")
+	}
+	for j := range plan {
+		if plan[j].Kind != cp.Files[j].Kind || plan[j].Type != cp.Files[j].Type {
+			return "", nil, errors.New("the refreshed manifest lists other files")
+		}
+	}
+	for j := range plan {
+		cp.Files[j].URL = plan[j].URL
+	}
+	cp.Manifest = fresh
+	if err := e.Store.Save(cp); err != nil {
+		return "", nil, err
+	}
+	return cp.Files[i].URL, fresh, nil
 }
 
 // downloadFile fetches, validates and stores one file.

@@ -244,6 +244,30 @@ func TestFaultDownloadRetried(t *testing.T) {
 	}
 }
 
+func TestFaultExpiredLinks(t *testing.T) {
+	pop := population(6, 20)
+	e := newEnv(t, bulktest.Options{Resources: pop, PartSize: 30, Faults: bulktest.Faults{ExpiredDownloads: 2}})
+	res, err := e.run(t, bulk.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := storedIDs(t, e.dir), ids(pop); !equalStrings(got, want) {
+		t.Fatal(diff(got, want))
+	}
+	st := e.srv.Stats()
+	files := int64(len(res.Checkpoint.Files))
+	if st.Downloads != files+2 {
+		t.Errorf("%d downloads for %d files, want 2 retries", st.Downloads, files)
+	}
+	// 2 polls for the export, 1 or 2 refreshes.
+	if st.StatusPolls < 3 || st.StatusPolls > 4 {
+		t.Errorf("%d status requests, want 3 or 4 (manifest refreshed)", st.StatusPolls)
+	}
+	if !strings.Contains(e.logMu.String(), `"eventId":"status_refresh"`) {
+		t.Error("no status_refresh event")
+	}
+}
+
 func TestFaultMismatch(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -365,9 +389,14 @@ func TestJobGone(t *testing.T) {
 func TestPollDeadline(t *testing.T) {
 	e := newEnv(t, bulktest.Options{Resources: population(1, 1), PollsBeforeComplete: 1000, RetryAfter: "3600"})
 	e.exp.Client.Polling.Deadline = 24 * time.Hour
+	e.exp.Client.Polling.StuckAfter = 30 * time.Minute
 	_, err := e.run(t, bulk.Request{})
 	if !errors.Is(err, bulk.ErrDeadline) {
 		t.Fatalf("err %v, want ErrDeadline", err)
+	}
+	// X-Progress stays at "0% complete" for the first 10 polls (50 min).
+	if n := strings.Count(e.logMu.String(), `"eventId":"status_stuck"`); n != 1 {
+		t.Errorf("%d status_stuck events, want 1", n)
 	}
 	// Retry-After 3600 is clamped to 5 minutes: 24 h / 5 min = 288 polls.
 	if st := e.srv.Stats(); st.StatusPolls < 280 || st.StatusPolls > 300 {

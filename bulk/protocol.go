@@ -2,6 +2,7 @@ package bulk
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
@@ -15,64 +16,84 @@ import (
 // KickoffURL returns the absolute kick-off URL of r, with its query for a
 // GET kick-off.
 func (c *Client) KickoffURL(r *Request) string {
-	u := *c.Base
-	u.Path += r.Path()
-	u.RawPath = ""
-	if !r.UsesPOST() {
-		u.RawQuery = r.Query().Encode()
-	}
-	return u.String()
+	_, target, _ := c.kickoffRequest(r, r.UsesPOST(), r.Lenient)
+	return target
 }
 
 // Kickoff starts an export and returns the absolute status URL. It retries
 // 429, 5xx, transient outcomes and network errors within the retry policy
-// and refreshes the token once on a 401. Other failures come back as
-// *HTTPError naming the server's OperationOutcome.
+// and refreshes the token once on a 401. A GET kick-off answered 405 is
+// sent again as a POST with a Parameters body; with LenientRetry, a 400 is
+// sent again once with Prefer: handling=lenient. Other failures come back
+// as *HTTPError naming the server's OperationOutcome.
 func (c *Client) Kickoff(ctx context.Context, r *Request) (string, error) {
 	if err := r.Validate(); err != nil {
 		return "", fmt.Errorf("kick-off: %w", err)
 	}
-	target := c.KickoffURL(r)
+	post, lenient := r.UsesPOST(), r.Lenient
+	rt := retrier{c: c}
+	for {
+		req, target, err := c.kickoffRequest(r, post, lenient)
+		if err != nil {
+			return "", err
+		}
+		resp, err := c.send(ctx, req)
+		if err != nil {
+			if !isRetryable(err) {
+				return "", err
+			}
+			if werr := rt.wait(ctx, err, ""); werr != nil {
+				return "", werr
+			}
+			continue
+		}
+		status, err := c.kickoffResponse(r, target, resp)
+		if err == nil {
+			return status, nil
+		}
+		var he *HTTPError
+		if !errors.As(err, &he) {
+			return "", err
+		}
+		switch {
+		case he.StatusCode == http.StatusMethodNotAllowed && !post:
+			post = true
+			continue
+		case he.StatusCode == http.StatusBadRequest && c.LenientRetry && !lenient:
+			lenient = true
+			continue
+		}
+		if werr := rt.waitFor(ctx, err, resp.Header.Get("Retry-After")); werr != nil {
+			return "", werr
+		}
+	}
+}
+
+// kickoffRequest builds the kick-off exchange.
+func (c *Client) kickoffRequest(r *Request, post, lenient bool) (request, string, error) {
+	u := *c.Base
+	u.Path += r.Path()
+	u.RawPath = ""
+	if !post {
+		u.RawQuery = r.Query().Encode()
+	}
+	target := u.String()
 	prefer := "respond-async"
-	if r.Lenient {
+	if lenient {
 		prefer += ", handling=lenient"
 	}
 	req := request{step: "kick-off", method: http.MethodGet, url: target, auth: c.Auth,
 		headers: map[string]string{"Accept": fhirJSON, "Prefer": prefer}}
-	if r.UsesPOST() {
+	if post {
 		body, err := r.Parameters()
 		if err != nil {
-			return "", fmt.Errorf("kick-off: encode Parameters: %w", err)
+			return req, "", fmt.Errorf("kick-off: encode Parameters: %w", err)
 		}
 		req.method = http.MethodPost
 		req.body = body
 		req.headers["Content-Type"] = fhirJSON
 	}
-	rt := retrier{c: c}
-	for {
-		resp, err := c.send(ctx, req)
-		if err == nil {
-			var status string
-			status, err = c.kickoffResponse(r, target, resp)
-			if err == nil {
-				return status, nil
-			}
-			var he *HTTPError
-			if errors.As(err, &he) && resp != nil {
-				if werr := rt.waitFor(ctx, err, resp.Header.Get("Retry-After")); werr != nil {
-					return "", werr
-				}
-				continue
-			}
-			return "", err
-		}
-		if !isRetryable(err) {
-			return "", err
-		}
-		if werr := rt.wait(ctx, err, ""); werr != nil {
-			return "", werr
-		}
-	}
+	return req, target, nil
 }
 
 // waitFor is wait for an error that may not be retryable.
@@ -85,6 +106,12 @@ func (r *retrier) waitFor(ctx context.Context, err error, retryAfter string) err
 
 func (c *Client) kickoffResponse(r *Request, target string, resp *http.Response) (string, error) {
 	detail := map[string]any{"exportUrl": redactURL(target), "requestParameters": r.loggedParameters()}
+	c.mu.Lock()
+	if si := c.server; si != nil {
+		detail["softwareName"], detail["softwareVersion"] = si.SoftwareName, si.SoftwareVersion
+		detail["softwareReleaseDate"], detail["fhirVersion"] = si.SoftwareReleaseDate, si.FHIRVersion
+	}
+	c.mu.Unlock()
 	if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusOK {
 		he := httpError("kick-off", resp)
 		detail["errorCode"] = resp.StatusCode
@@ -126,6 +153,7 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 	var m *Manifest
 	pages := 0
 	next := statusURL
+	lastProgress, lastChange, warned := "", clk.Now(), false
 	for {
 		if p.Deadline > 0 && clk.Now().Sub(started) > p.Deadline {
 			c.emit("status_error", map[string]any{"message": ErrDeadline.Error()})
@@ -157,6 +185,16 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 			c.emit("status_progress", map[string]any{"xProgress": xp, "retryAfter": ra})
 			if xp != "" && c.Progress != nil {
 				c.Progress(oneLine(xp))
+			}
+			if xp != lastProgress {
+				lastProgress, lastChange = xp, clk.Now()
+			} else if p.StuckAfter > 0 && !warned && clk.Now().Sub(lastChange) >= p.StuckAfter {
+				warned = true
+				msg := fmt.Sprintf("no progress for %s", clk.Now().Sub(lastChange).Round(time.Second))
+				c.emit("status_stuck", map[string]any{"message": msg, "xProgress": xp})
+				if c.Progress != nil {
+					c.Progress("warning: export job made " + msg)
+				}
 			}
 			wait := c.jitter(delay, p.Jitter)
 			if d, ok := RetryAfter(ra, clk.Now()); ok {
@@ -242,4 +280,45 @@ func (c *Client) Delete(ctx context.Context, statusURL string) error {
 		return nil
 	}
 	return httpError("delete", resp)
+}
+
+// ServerInfo is what the CapabilityStatement says about the server.
+type ServerInfo struct {
+	SoftwareName, SoftwareVersion, SoftwareReleaseDate, FHIRVersion string
+}
+
+// Metadata reads [base]metadata. The kick-off log event then names the
+// server software.
+func (c *Client) Metadata(ctx context.Context) (*ServerInfo, error) {
+	u := c.Base.JoinPath("metadata").String()
+	resp, err := c.send(ctx, request{step: "metadata", method: http.MethodGet, url: u, auth: c.Auth,
+		headers: map[string]string{"Accept": fhirJSON}})
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, httpError("metadata", resp)
+	}
+	body, err := readSmall(resp, 16<<20)
+	if err != nil {
+		return nil, fmt.Errorf("metadata: read: %w", cleanNetErr(err))
+	}
+	var cs struct {
+		ResourceType string `json:"resourceType"`
+		FHIRVersion  string `json:"fhirVersion"`
+		Software     struct {
+			Name        string `json:"name"`
+			Version     string `json:"version"`
+			ReleaseDate string `json:"releaseDate"`
+		} `json:"software"`
+	}
+	if json.Unmarshal(body, &cs) != nil || cs.ResourceType != "CapabilityStatement" {
+		return nil, errors.New("metadata: not a CapabilityStatement")
+	}
+	info := &ServerInfo{SoftwareName: oneLine(cs.Software.Name), SoftwareVersion: oneLine(cs.Software.Version),
+		SoftwareReleaseDate: oneLine(cs.Software.ReleaseDate), FHIRVersion: oneLine(cs.FHIRVersion)}
+	c.mu.Lock()
+	c.server = info
+	c.mu.Unlock()
+	return info, nil
 }

@@ -453,3 +453,59 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+func TestKickoffFallbacks(t *testing.T) {
+	tests := []struct {
+		name         string
+		lenientRetry bool
+		answer       func(r *http.Request) int
+		wantSeq      string
+		wantErr      bool
+	}{
+		{"405 on GET switches to POST", false, func(r *http.Request) int {
+			if r.Method == http.MethodGet {
+				return http.StatusMethodNotAllowed
+			}
+			return http.StatusAccepted
+		}, "GET|respond-async POST|respond-async", false},
+		{"400 retried lenient", true, func(r *http.Request) int {
+			if !strings.Contains(r.Header.Get("Prefer"), "lenient") {
+				return http.StatusBadRequest
+			}
+			return http.StatusAccepted
+		}, "GET|respond-async GET|respond-async, handling=lenient", false},
+		{"400 fatal without LenientRetry", false, func(r *http.Request) int { return http.StatusBadRequest },
+			"GET|respond-async", true},
+		{"405 on POST is fatal", false, func(r *http.Request) int { return http.StatusMethodNotAllowed },
+			"GET|respond-async POST|respond-async", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var seq []string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				seq = append(seq, r.Method+"|"+r.Header.Get("Prefer"))
+				code := tc.answer(r)
+				if code == http.StatusAccepted {
+					w.Header().Set("Content-Location", "http://"+r.Host+"/status/9")
+				} else {
+					w.Header().Set("Content-Type", "application/fhir+json")
+				}
+				w.WriteHeader(code)
+				if code != http.StatusAccepted {
+					_, _ = io.WriteString(w, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-supported","diagnostics":"nope"}]}`)
+				}
+			}))
+			defer srv.Close()
+			c, _ := NewClient(srv.URL, srv.Client())
+			c.Clock = &fixedClock{now: time.Now()}
+			c.LenientRetry = tc.lenientRetry
+			_, err := c.Kickoff(context.Background(), &Request{Types: []string{"Patient"}})
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err %v", err)
+			}
+			if got := strings.Join(seq, " "); got != tc.wantSeq {
+				t.Errorf("requests %q, want %q", got, tc.wantSeq)
+			}
+		})
+	}
+}

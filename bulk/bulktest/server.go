@@ -109,6 +109,9 @@ type Faults struct {
 	// CutDownloads cuts the connection halfway through the first N
 	// downloads.
 	CutDownloads int
+	// ExpiredDownloads answers the first N downloads with 404, as for an
+	// expired link; the manifest fetched again gives working links.
+	ExpiredDownloads int
 	// MismatchType makes the first output entry of the manifest name a
 	// type other than that of its lines.
 	MismatchType bool
@@ -1001,9 +1004,17 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 	if cut {
 		f.CutDownloads--
 	}
+	expired := !fail5xx && !cut && f.ExpiredDownloads > 0
+	if expired {
+		f.ExpiredDownloads--
+	}
 	s.mu.Unlock()
 	if fail5xx {
 		http.Error(w, "service unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	if expired {
+		outcome(w, http.StatusNotFound, "error", "not-found", "the file link expired")
 		return
 	}
 	if s.opts.DownloadDelay > 0 {
