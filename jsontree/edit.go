@@ -260,16 +260,27 @@ func (n *Node) checkChild(v *Node) {
 }
 
 // Walk calls fn for n and then, if fn returned true, walks n's children in
-// order: a pre-order traversal. fn may change the node it is given,
-// including its children, before they are walked; it must not add or remove
-// siblings of that node. To replace a node during Walk, call ReplaceWith and
-// return false.
+// order: a pre-order traversal.
+//
+// fn may edit the node it is given: change its value, edit its children
+// (the walk then visits the children as they are after fn returns), or
+// remove it or replace it in its parent with Detach, Remove or ReplaceWith.
+// In that last case fn should return false, so that the walk does not go
+// into the subtree just taken out; the walk goes on with the next sibling
+// and does not visit the replacement. fn must not otherwise add or remove
+// siblings of the node or edit its ancestors.
 func (n *Node) Walk(fn func(*Node) bool) {
 	if !fn(n) {
 		return
 	}
-	for i := 0; i < len(n.Children); i++ {
-		n.Children[i].Walk(fn)
+	for i := 0; i < len(n.Children); {
+		c := n.Children[i]
+		before := len(n.Children)
+		c.Walk(fn)
+		if len(n.Children) < before && (i >= len(n.Children) || n.Children[i] != c) {
+			continue // c was removed: its next sibling is now at i
+		}
+		i++
 	}
 }
 

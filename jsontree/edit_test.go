@@ -466,3 +466,28 @@ func TestNoAllocs(t *testing.T) {
 		}
 	}
 }
+
+func TestWalkRemoving(t *testing.T) {
+	root := mustParse(t, `{"a":"x","b":1,"c":"y","d":[{"e":"z","f":2},"w",3],"g":"v"}`)
+	var visited []string
+	root.Walk(func(n *Node) bool {
+		visited = append(visited, n.Path())
+		if n.Kind == String {
+			n.Detach()
+			return false
+		}
+		if n.Kind == Number && n.Key == "b" {
+			n.ReplaceWith(NewString("replacement not visited"))
+			return false
+		}
+		return true
+	})
+	if got := compact(root); got != `{"b":"replacement not visited","d":[{"f":2},3]}` {
+		t.Errorf("after walk: %s", got)
+	}
+	// Paths are those at the time of the visit.
+	want := "|/a|/b|/c|/d|/d/0|/d/0/e|/d/0/f|/d/1|/d/1|/g"
+	if got := strings.Join(visited, "|"); got != want {
+		t.Errorf("visited %s\nwant    %s", got, want)
+	}
+}

@@ -154,7 +154,8 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 // ParseString is like Parse but takes a string.
 func ParseString(s string) (*Node, error) {
-	return Parse([]byte(s))
+	// Parse only reads its input, so the string's bytes can be lent to it.
+	return Parse(unsafe.Slice(unsafe.StringData(s), len(s)))
 }
 
 // Parse parses data, which must hold exactly one JSON value, into a tree
