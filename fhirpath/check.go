@@ -1,6 +1,7 @@
 package fhirpath
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 )
@@ -12,6 +13,31 @@ import (
 
 type typeSet []string
 
+// CheckError is a problem found by the check phase: an unknown element or
+// type, or navigation from a type that does not apply to the context. Line
+// and Column are 1-based positions in the expression.
+type CheckError struct {
+	Line, Column int
+	Msg          string
+}
+
+// Error formats the error as "fhirpath: line:column: message".
+func (e *CheckError) Error() string {
+	return fmt.Sprintf("fhirpath: %d:%d: %s", e.Line, e.Column, e.Msg)
+}
+
+// checkErrorf reports a check problem: as an error, or to the warning hook
+// (and then checking goes on with an unknown type).
+func (cp *compiler) checkErrorf(pos int, format string, args ...any) error {
+	l, c := lineCol(cp.src, pos)
+	err := &CheckError{Line: l, Column: c, Msg: fmt.Sprintf(format, args...)}
+	if cp.cfg.warn != nil {
+		cp.cfg.warn(err)
+		return nil
+	}
+	return err
+}
+
 // check validates e against the model.
 func (cp *compiler) check(e expr) error {
 	m := cp.cfg.model
@@ -21,7 +47,7 @@ func (cp *compiler) check(e expr) error {
 	var ctx typeSet
 	if cp.cfg.contextType != "" {
 		if m.Type(cp.cfg.contextType) == nil {
-			return cp.errorf(0, "unknown context type %s", cp.cfg.contextType)
+			return cp.checkErrorf(0, "unknown context type %s", cp.cfg.contextType)
 		}
 		ctx = typeSet{cp.cfg.contextType}
 	}
@@ -72,7 +98,7 @@ func (cp *compiler) element(pos int, in typeSet, name string) (typeSet, error) {
 		}
 	}
 	if !found {
-		return nil, cp.errorf(pos, "unknown element %s on %s", name, strings.Join(in, " | "))
+		return nil, cp.checkErrorf(pos, "unknown element %s on %s", name, strings.Join(in, " | "))
 	}
 	return out, nil
 }
@@ -125,7 +151,7 @@ func (cp *compiler) checkExpr(e expr, in, this typeSet) (typeSet, error) {
 				return out, nil
 			}
 			if cp.known(in) {
-				return nil, cp.errorf(e.pos, "%s does not apply to the context type %s", e.name, strings.Join(in, " | "))
+				return nil, cp.checkErrorf(e.pos, "%s does not apply to the context type %s", e.name, strings.Join(in, " | "))
 			}
 			return nil, nil
 		}
@@ -171,7 +197,7 @@ func (cp *compiler) checkExpr(e expr, in, this typeSet) (typeSet, error) {
 			return nil, err
 		}
 		if !cp.validType(e.typ) {
-			return nil, cp.errorf(e.pos, "unknown type %s", e.typ)
+			return nil, cp.checkErrorf(e.pos, "unknown type %s", e.typ)
 		}
 		if e.op == "as" {
 			return cp.typeOf(e.typ), nil
@@ -201,7 +227,7 @@ func (cp *compiler) checkOrdered(x expr, pos int, what string) error {
 	}
 	if c, ok := x.(*callExpr); ok {
 		if b := builtins[c.name]; b != nil && b.unordered {
-			return cp.errorf(pos, "%s needs an ordered input, but %s() returns an unordered collection", what, c.name)
+			return cp.checkErrorf(pos, "%s needs an ordered input, but %s() returns an unordered collection", what, c.name)
 		}
 	}
 	return nil
@@ -236,7 +262,7 @@ func (cp *compiler) checkCall(e *callExpr, in, this typeSet) (typeSet, error) {
 		case argType:
 			ts, ok := typeSpecOf(a)
 			if ok && !cp.validType(ts) {
-				return nil, cp.errorf(a.position(), "unknown type %s", ts)
+				return nil, cp.checkErrorf(a.position(), "unknown type %s", ts)
 			}
 			argTypes = append(argTypes, nil)
 		case argLambda:

@@ -27,6 +27,7 @@ type config struct {
 	funcs        map[string]*Function
 	orderedCheck bool
 	jsonNames    bool
+	warn         func(*CheckError)
 }
 
 // Option configures Compile.
@@ -62,6 +63,13 @@ func WithOrderedFunctionsCheck() Option { return func(c *config) { c.orderedChec
 // name, so Observation.valueQuantity finds the valueQuantity member. Plain
 // FHIRPath only knows Observation.value.
 func WithJSONNames() Option { return func(c *config) { c.jsonNames = true } }
+
+// WithWarnings makes the problems of the check phase (unknown elements and
+// types, a wrong context type) warnings: they are passed to fn and the
+// expression compiles, the unknown step evaluating to an empty collection.
+// FHIR anonymizer configurations in the field contain such steps
+// ("HealthcareService.notAvaliable"), which other engines silently accept.
+func WithWarnings(fn func(*CheckError)) Option { return func(c *config) { c.warn = fn } }
 
 // Compile parses and checks expr. The result can be evaluated many times,
 // concurrently.

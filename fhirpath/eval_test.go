@@ -351,3 +351,33 @@ func TestEvaluateBool(t *testing.T) {
 		}
 	}
 }
+
+func TestWarnings(t *testing.T) {
+	patient := load(t, "patient.json")
+	var warnings []string
+	e, err := Compile("Patient.nmae.given | name.given.first() | gender.ofType(string1)", WithModel(model.Get(model.R4)), WithContextType("Patient"),
+		WithWarnings(func(w *CheckError) { warnings = append(warnings, w.Error()) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"fhirpath: 1:9: unknown element nmae on Patient",
+		"fhirpath: 1:57: unknown type string1",
+	}
+	if strings.Join(warnings, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings = %q, want %q", warnings, want)
+	}
+	res, err := e.Evaluate(patient, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := show(res); got != "Patient.name[0].given[0] string John" {
+		t.Errorf("got %s", got)
+	}
+	// Without the hook the same problems are errors of type *CheckError.
+	_, err = Compile("Patient.nmae", WithModel(model.Get(model.R4)), WithContextType("Patient"))
+	var ce *CheckError
+	if !errors.As(err, &ce) || ce.Column != 9 {
+		t.Errorf("error = %v, want a *CheckError at column 9", err)
+	}
+}
