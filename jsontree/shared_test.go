@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"testing"
 
 	"fhirdeid/internal/testshared"
@@ -80,4 +82,60 @@ func TestSyntheaRoundTrip(t *testing.T) {
 	if identical != len(lines) {
 		t.Errorf("only %d of %d lines are byte-identical", identical, len(lines))
 	}
+}
+
+// TestSharedMatchesEncodingJSON checks, on a sample of Synthea resources and
+// on the FHIRPath suite's input resources, that the tree holds what
+// encoding/json decodes.
+func TestSharedMatchesEncodingJSON(t *testing.T) {
+	lines, files := syntheaLines(t)
+	docs := map[string][]byte{}
+	for i := 0; i < len(lines); i += 25 {
+		docs[files[i]+":"+strconv.Itoa(i)] = lines[i]
+	}
+	inputs, _ := filepath.Glob(filepath.Join(testshared.Dir(t, "conformance", "fhirpath-r4", "input-json"), "*.json"))
+	if len(inputs) == 0 {
+		t.Fatal("no FHIRPath input resources")
+	}
+	for _, name := range inputs {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs[filepath.Base(name)] = b
+	}
+	compacted := 0
+	for name, doc := range docs {
+		n, err := Parse(doc)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		var want any
+		dec := json.NewDecoder(bytes.NewReader(bytes.TrimPrefix(doc, []byte("\xEF\xBB\xBF"))))
+		dec.UseNumber()
+		if err := dec.Decode(&want); err != nil {
+			t.Fatalf("%s: encoding/json: %v", name, err)
+		}
+		if !jsonEqual(toAny(n), want) {
+			t.Errorf("%s: tree differs from encoding/json", name)
+		}
+		// json.Compact keeps the input's escapes; in documents without \u
+		// or \/ escapes they are the minimal ones that AppendJSON writes.
+		if bytes.Contains(doc, []byte(`\u`)) || bytes.Contains(doc, []byte(`\/`)) {
+			continue
+		}
+		var std bytes.Buffer
+		if err := json.Compact(&std, doc); err != nil {
+			t.Fatalf("%s: json.Compact: %v", name, err)
+		}
+		if got := n.AppendJSON(nil); !bytes.Equal(got, std.Bytes()) {
+			t.Errorf("%s: compact output differs from json.Compact", name)
+		}
+		compacted++
+	}
+	if compacted == 0 {
+		t.Error("no document compared with json.Compact")
+	}
+	t.Logf("%d documents compared with encoding/json, %d with json.Compact", len(docs), compacted)
 }
