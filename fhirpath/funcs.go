@@ -326,7 +326,7 @@ func fnRepeat(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 				return nil, err
 			}
 			for _, x := range r {
-				if !contains(out, x) {
+				if !containsSame(out, x) {
 					out = append(out, x)
 					next = append(next, x)
 				}

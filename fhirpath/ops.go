@@ -432,17 +432,38 @@ func contains(coll []Item, it Item) bool {
 	return false
 }
 
-// union merges a and b removing duplicates.
+// union merges a and b removing duplicates. Two nodes are duplicates only
+// when they are the same node: the specification compares with =, but a
+// path such as Patient.address.city | Patient.contact.address.city must
+// yield both cities even if they are equal, or a de-identification rule
+// would miss one.
 func union(c *evalCtx, a, b []Item) []Item {
 	out := c.alloc(len(a) + len(b))
 	for _, list := range [][]Item{a, b} {
 		for _, it := range list {
-			if !contains(out, it) {
+			if !containsSame(out, it) {
 				out = append(out, it)
 			}
 		}
 	}
 	return out
+}
+
+// containsSame reports whether coll holds it: the same node, or an equal
+// System value.
+func containsSame(coll []Item, it Item) bool {
+	for _, x := range coll {
+		if x.node != nil || it.node != nil {
+			if x.node == it.node {
+				return true
+			}
+			continue
+		}
+		if eq, known := itemsEqual(x, it); known && eq {
+			return true
+		}
+	}
+	return false
 }
 
 // collectionsEquivalent implements ~ on collections (order-independent).
