@@ -15,7 +15,7 @@ import (
 // is safe for concurrent use.
 type Hasher struct {
 	pool  sync.Pool
-	refRx []*regexp.Regexp
+	types map[string]bool
 }
 
 // NewHasher returns a Hasher keyed with the UTF-8 bytes of key. fhirVersion
@@ -23,7 +23,7 @@ type Hasher struct {
 // recognised in literal references.
 func NewHasher(key, fhirVersion string) *Hasher {
 	k := []byte(key)
-	h := &Hasher{refRx: referencePatterns(fhirVersion)}
+	h := &Hasher{types: resourceTypeSet(fhirVersion)}
 	h.pool.New = func() any { return hmac.New(sha256.New, k) }
 	return h
 }
@@ -57,7 +57,159 @@ func (h *Hasher) sum(dst []byte, s string) []byte {
 // references, unknown types, ids with characters outside [A-Za-z0-9-.]) is
 // hashed whole.
 func (h *Hasher) HashReference(ref string) string {
-	return TransformReference(ref, h.Hash, h.refRx)
+	return transformReference(ref, h.Hash, h.types)
+}
+
+// transformReference is TransformReference without regular expressions.
+func transformReference(ref string, fn func(string) string, types map[string]bool) string {
+	if ref == "" {
+		return ref
+	}
+	if rest, ok := strings.CutPrefix(ref, "#"); ok {
+		return "#" + fn(rest)
+	}
+	if idStart, idEnd, ok := matchReference(ref, types); ok {
+		return ref[:idStart] + fn(ref[idStart:idEnd]) + ref[idEnd:]
+	}
+	return fn(ref)
+}
+
+var resourceTypeSets sync.Map // upper-case version -> map[string]bool
+
+func resourceTypeSet(fhirVersion string) map[string]bool {
+	v := strings.ToUpper(fhirVersion)
+	if s, ok := resourceTypeSets.Load(v); ok {
+		return s.(map[string]bool)
+	}
+	types := ResourceTypes(v)
+	if types == nil {
+		types = ResourceTypes("R4")
+	}
+	set := make(map[string]bool, len(types))
+	for _, t := range types {
+		set[t] = true
+	}
+	got, _ := resourceTypeSets.LoadOrStore(v, set)
+	return got.(map[string]bool)
+}
+
+// matchReference finds the id part of a reference as the three patterns of
+// ReferencePatterns do, without regular expressions: it returns the id's
+// bounds.
+func matchReference(ref string, types map[string]bool) (idStart, idEnd int, ok bool) {
+	switch {
+	case strings.HasPrefix(ref, "urn:oid:"):
+		id := ref[len("urn:oid:"):]
+		return len("urn:oid:"), len(ref), isOID(id)
+	case strings.HasPrefix(ref, "urn:uuid:"):
+		id := ref[len("urn:uuid:"):]
+		return len("urn:uuid:"), len(ref), isUUID(id)
+	}
+	// Literal: head "/" id, optionally followed by "/_history/" version.
+	body := ref
+	if i := strings.LastIndex(ref, "/_history/"); i >= 0 && isRefID(ref[i+len("/_history/"):]) {
+		body = ref[:i]
+		if s, e, ok := matchLiteral(body, types); ok {
+			return s, e, true
+		}
+		body = ref
+	}
+	return matchLiteral(body, types)
+}
+
+// matchLiteral matches "[http(s)://hostchars*]Type/id" exactly.
+func matchLiteral(s string, types map[string]bool) (idStart, idEnd int, ok bool) {
+	slash := strings.LastIndexByte(s, '/')
+	if slash < 0 || !isRefID(s[slash+1:]) {
+		return 0, 0, false
+	}
+	head := s[:slash]
+	// The type is a suffix of head; what precedes it is empty or a scheme
+	// and host characters.
+	for n := 1; n <= len(head) && n <= maxTypeNameLen; n++ {
+		if !types[head[len(head)-n:]] {
+			continue
+		}
+		if pre := head[:len(head)-n]; pre == "" || isURLPrefix(pre) {
+			return slash + 1, len(s), true
+		}
+	}
+	return 0, 0, false
+}
+
+// maxTypeNameLen bounds the length of resource type names.
+const maxTypeNameLen = 40
+
+func isURLPrefix(s string) bool {
+	rest, ok := strings.CutPrefix(s, "http://")
+	if !ok {
+		if rest, ok = strings.CutPrefix(s, "https://"); !ok {
+			return false
+		}
+	}
+	for i := 0; i < len(rest); i++ {
+		c := rest[i]
+		if !(isAlnum(c) || c == '\\' || c == '/' || c == '.' || c == ':' || c == '%' || c == '$') {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// isRefID reports [A-Za-z0-9\-.]{1,64}.
+func isRefID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlnum(c) && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// isOID reports [0-2](\.(0|[1-9][0-9]*))+.
+func isOID(s string) bool {
+	if len(s) < 3 || s[0] < '0' || s[0] > '2' || s[1] != '.' {
+		return false
+	}
+	for _, arc := range strings.Split(s[2:], ".") {
+		if arc == "" || (arc[0] == '0' && len(arc) > 1) {
+			return false
+		}
+		for i := 0; i < len(arc); i++ {
+			if arc[i] < '0' || arc[i] > '9' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// isUUID reports 8-4-4-4-12 hexadecimal digits.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // TransformReference applies fn to the id part of a reference as described

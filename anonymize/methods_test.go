@@ -534,3 +534,48 @@ func BenchmarkDateShift(b *testing.B) {
 		}
 	}
 }
+
+// TestReferenceMatcherAgreesWithPatterns compares the hand-written reference
+// matcher with the regular expressions of the specification over a corpus
+// built from the pieces that matter.
+func TestReferenceMatcherAgreesWithPatterns(t *testing.T) {
+	marker := func(string) string { return "@ID" }
+	for _, version := range []string{"R4", "STU3"} {
+		rx := ReferencePatterns(version)
+		types := resourceTypeSet(version)
+		schemes := []string{"", "http://", "https://", "ftp://", "HTTP://", "http:/"}
+		hosts := []string{"", "example.org/", "my-server.org/", "x/fhir/", "a:8080/b/", `h\x/`, "%$/", "host_1/", "example.org/fhir"}
+		typeNames := []string{"Patient", "Observation", "StructureDefinition", "StructureDefinitionTest", "ProcessRequest", "Unknown", "patient", ""}
+		ids := []string{"1", "abc-1.2", strings.Repeat("a", 64), strings.Repeat("a", 65), "Ab_c", "é", ""}
+		suffixes := []string{"", "/_history/2", "/_history/", "/_history/a_b", "/_history/1/_history/2", "/x"}
+		n := 0
+		for _, sc := range schemes {
+			for _, h := range hosts {
+				for _, ty := range typeNames {
+					for _, id := range ids {
+						for _, suf := range suffixes {
+							ref := sc + h + ty + "/" + id + suf
+							want := TransformReference(ref, marker, rx)
+							if got := transformReference(ref, marker, types); got != want {
+								t.Errorf("%s %q: matcher gives %q, patterns %q", version, ref, got, want)
+							}
+							n++
+						}
+					}
+				}
+			}
+		}
+		for _, ref := range []string{"urn:oid:1.2.3", "urn:oid:1.02.3", "urn:oid:3.1", "urn:oid:1", "urn:oid:1.", "urn:oid:0.0",
+			"urn:uuid:c757873d-ec9a-4326-a141-556f43239520", "urn:uuid:c757873d-ec9a-4326-a141-556f4323952", "urn:uuid:C757873D-EC9A-4326-A141-556F4323952G",
+			"#", "#x", "Patient/1", "Patient?identifier=1", "/Patient/1", "Patient//1"} {
+			want := TransformReference(ref, marker, rx)
+			if got := transformReference(ref, marker, types); got != want {
+				t.Errorf("%s %q: matcher gives %q, patterns %q", version, ref, got, want)
+			}
+			n++
+		}
+		if n < 1000 {
+			t.Errorf("only %d references compared", n)
+		}
+	}
+}
