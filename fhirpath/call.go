@@ -202,11 +202,7 @@ func (cp *compiler) call(e *callExpr) (evalFn, error) {
 		return nil, cp.arityError(e, f.MinArgs, f.MaxArgs)
 	}
 	if f.Check != nil {
-		texts := make([]string, len(e.args))
-		for i, a := range e.args {
-			texts[i] = exprString(a)
-		}
-		if err := f.Check(texts); err != nil {
+		if err := f.Check(cp.checkInfo(e, cp.focusTypes[e])); err != nil {
 			return nil, cp.errorf(e.pos, "%s(): %v", e.name, err)
 		}
 	}
@@ -238,6 +234,20 @@ func (cp *compiler) call(e *callExpr) (evalFn, error) {
 		c.calls = append(c.calls, cl)
 		return res, err
 	}, nil
+}
+
+// checkInfo describes a call of a custom function.
+func (cp *compiler) checkInfo(e *callExpr, focus typeSet) *CheckInfo {
+	info := &CheckInfo{FocusTypes: focus}
+	for _, a := range e.args {
+		info.Args = append(info.Args, exprString(a))
+		lit := ""
+		if l, ok := a.(*literalExpr); ok && l.kind == litString {
+			lit = l.text
+		}
+		info.Literals = append(info.Literals, lit)
+	}
+	return info
 }
 
 func (cp *compiler) arityError(e *callExpr, lo, hi int) error {

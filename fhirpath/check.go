@@ -284,7 +284,18 @@ func (cp *compiler) checkCall(e *callExpr, in, this typeSet) (typeSet, error) {
 		}
 	}
 	if b == nil {
-		return nil, nil
+		f := cp.cfg.funcs[e.name]
+		if f == nil {
+			return nil, nil
+		}
+		if cp.focusTypes == nil {
+			cp.focusTypes = map[*callExpr]typeSet{}
+		}
+		cp.focusTypes[e] = focus
+		if f.ResultTypes == nil || len(e.args) < f.MinArgs || len(e.args) > f.MaxArgs {
+			return nil, nil
+		}
+		return typeSet(f.ResultTypes(cp.checkInfo(e, focus))), nil
 	}
 	switch {
 	case sameFunctions[e.name]:

@@ -268,6 +268,9 @@ func (e *Expression) EvaluateBool(n *jsontree.Node, env *Env) (bool, error) {
 type compiler struct {
 	src string
 	cfg *config
+	// focusTypes records the focus types of custom function calls found by
+	// the check phase.
+	focusTypes map[*callExpr]typeSet
 }
 
 func (cp *compiler) errorf(pos int, format string, args ...any) error {

@@ -163,6 +163,8 @@ func TestCompileErrors(t *testing.T) {
 		{src: "name.memberOf('x')", ctx: "Patient", want: "fhirpath: 1:6: memberOf() is not supported: terminology services are not available"},
 		{src: "name.matches('(')", ctx: "Patient", want: "fhirpath: 1:14: invalid regular expression"},
 		{src: "nodesByType('date')", ctx: "Patient", want: "fhirpath: 1:1: unknown function nodesByType()"},
+		{src: "nodesByType('HumanName').nmae", ctx: "Patient", want: "fhirpath: 1:26: unknown element nmae on HumanName", opts: []Option{WithFunctions(AnonymizerFunctions()...)}},
+		{src: "nodesByType(%x)", ctx: "Patient", want: "fhirpath: 1:1: nodesByType(): argument must be a non-empty string literal", opts: []Option{WithFunctions(AnonymizerFunctions()...)}},
 	}
 	for _, tt := range tests {
 		opts := append([]Option{WithModel(m), WithContextType(tt.ctx)}, tt.opts...)
@@ -260,8 +262,8 @@ func TestCustomFunction(t *testing.T) {
 	patient := load(t, "patient.json")
 	double := &Function{
 		Name: "double", MinArgs: 0, MaxArgs: 1,
-		Check: func(args []string) error {
-			if len(args) == 1 && args[0] == "'bad'" {
+		Check: func(info *CheckInfo) error {
+			if len(info.Args) == 1 && info.Literals[0] == "bad" {
 				return errors.New("bad argument")
 			}
 			return nil

@@ -1,9 +1,10 @@
 package fhirpath
 
 import (
-	"fhirdeid/jsontree"
 	"fmt"
 	"time"
+
+	"fhirdeid/jsontree"
 )
 
 // Function is a custom function that can be added with WithFunctions.
@@ -13,12 +14,28 @@ type Function struct {
 	// MinArgs and MaxArgs bound the number of arguments; a call with another
 	// number is a compile error.
 	MinArgs, MaxArgs int
-	// Check, if set, is called at compile time with the source text of the
-	// arguments; an error makes compilation fail.
-	Check func(args []string) error
+	// Check, if set, is called at compile time; an error makes compilation
+	// fail.
+	Check func(info *CheckInfo) error
+	// ResultTypes, if set, gives the FHIR types of the result for the check
+	// phase (nil: unknown, nothing is checked after the call).
+	ResultTypes func(info *CheckInfo) []string
 	// Eval computes the result from the focus (the collection the function
 	// is called on). Arguments are evaluated on demand through call.
 	Eval func(call *Call, focus []Item) ([]Item, error)
+}
+
+// CheckInfo describes a call of a custom function at compile time.
+type CheckInfo struct {
+	// Args holds the source text of each argument, in canonical form
+	// ('date' for a string literal).
+	Args []string
+	// Literals holds the value of each argument that is a string literal,
+	// "" otherwise.
+	Literals []string
+	// FocusTypes are the FHIR types the function may be called on; nil when
+	// unknown (no model or no context type).
+	FocusTypes []string
 }
 
 // Call gives a custom function access to its arguments and to the
@@ -62,13 +79,30 @@ func (cl *Call) Errorf(format string, args ...any) error {
 // argument exactly.
 func AnonymizerFunctions() []*Function {
 	return []*Function{
-		{Name: "nodesByType", MinArgs: 1, MaxArgs: 1, Eval: func(cl *Call, focus []Item) ([]Item, error) {
-			return nodesBy(cl, focus, false)
-		}},
-		{Name: "nodesByName", MinArgs: 1, MaxArgs: 1, Eval: func(cl *Call, focus []Item) ([]Item, error) {
-			return nodesBy(cl, focus, true)
-		}},
+		{Name: "nodesByType", MinArgs: 1, MaxArgs: 1, Check: checkStringLiteral,
+			ResultTypes: func(info *CheckInfo) []string {
+				if info.Literals[0] == "" {
+					return nil
+				}
+				return []string{info.Literals[0]}
+			},
+			Eval: func(cl *Call, focus []Item) ([]Item, error) {
+				return nodesBy(cl, focus, false)
+			}},
+		{Name: "nodesByName", MinArgs: 1, MaxArgs: 1, Check: checkStringLiteral,
+			Eval: func(cl *Call, focus []Item) ([]Item, error) {
+				return nodesBy(cl, focus, true)
+			}},
 	}
+}
+
+// checkStringLiteral requires the single argument to be a string literal,
+// as the anonymizer's functions are always written.
+func checkStringLiteral(info *CheckInfo) error {
+	if info.Literals[0] == "" {
+		return fmt.Errorf("argument must be a non-empty string literal")
+	}
+	return nil
 }
 
 func nodesBy(cl *Call, focus []Item, byName bool) ([]Item, error) {
