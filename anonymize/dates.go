@@ -146,7 +146,7 @@ func ShiftDate(value string, t DateType, offset int, partial bool, today time.Ti
 	}
 	d := time.Date(p.year, time.Month(p.month), p.day, 12, 0, 0, 0, time.UTC)
 	if d.Day() != p.day {
-		return "", false, OpPerturb, fmt.Errorf("shifting %s: %w: day %d does not exist in month %d", t, ErrDateRange, p.day, p.month)
+		return "", false, OpPerturb, fmt.Errorf("shifting %s: %w: not a calendar date", t, ErrDateRange)
 	}
 	d = d.AddDate(0, 0, offset)
 	if d.Year() < 1 || d.Year() > 9999 {

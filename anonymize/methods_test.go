@@ -146,8 +146,12 @@ func TestShiftDate(t *testing.T) {
 	for _, bad := range []string{"2015-02-30", "2015-02-29", "9999-12-31"} {
 		if _, _, _, err := ShiftDate(bad, Date, 5, true, today); !errors.Is(err, ErrDateRange) {
 			t.Errorf("ShiftDate(%q) error = %v, want ErrDateRange", bad, err)
-		} else if strings.Contains(err.Error(), bad) {
-			t.Errorf("error quotes the value: %v", err)
+		} else {
+			for _, part := range strings.Split(bad, "-") {
+				if strings.Contains(err.Error(), part) {
+					t.Errorf("error quotes a part of the value: %v", err)
+				}
+			}
 		}
 	}
 }
