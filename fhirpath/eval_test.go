@@ -118,6 +118,8 @@ func TestEvaluate(t *testing.T) {
 		{patient, "name.given.aggregate($total & $this, '')", "string JohnQJohnny"},
 		{patient, "active.hasValue() and name.given[2].hasValue() and name.given[2].getValue() = 'Johnny'", "boolean true"},
 		{patient, "%ucum", "string http://unitsofmeasure.org"},
+		{patient, "meta.lastUpdated.toString()", "string 2020-01-02T03:04:05.6789+00:00"},
+		{patient, "extension[1].value.toString() + '|' + (extension[1].value + 0).toString()", "string 1.50|1.50"},
 		{patient, "Patient.name.family.type().name", "TypeInfo.name string string"},
 		{obs, "Observation.value", "Observation.valueQuantity Quantity 185 '[lb_av]'"},
 		{obs, "value.value", "Observation.valueQuantity.value decimal 185"},

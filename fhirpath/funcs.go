@@ -105,7 +105,7 @@ func init() {
 		"convertsToInteger":  {fn: convFn(toInteger, true)},
 		"toDecimal":          {fn: convFn(toDecimal, false)},
 		"convertsToDecimal":  {fn: convFn(toDecimal, true)},
-		"toString":           {fn: convFn(toStringValue, false)},
+		"toString":           {fn: fnToString},
 		"convertsToString":   {fn: convFn(toStringValue, true)},
 		"toDate":             {fn: convFn(toDate, false)},
 		"convertsToDate":     {fn: convFn(toDate, true)},
@@ -516,6 +516,17 @@ func convFn(conv converter, test bool) builtinFn {
 		}
 		return c.one(Item{val: r}), nil
 	}
+}
+
+// fnToString converts to a string; a FHIR primitive gives the text it has
+// in the resource ("2015-02-07T13:28:17+00:00" stays as written).
+func fnToString(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
+	if len(f) == 1 && f[0].node != nil && typed.HasValue(f[0].node) {
+		if _, ok := f[0].Value(); ok {
+			return c.one(Item{val: f[0].node.Value}), nil
+		}
+	}
+	return convFn(toStringValue, false)(c, k, in, f)
 }
 
 func toBoolean(v any) (any, bool) {
