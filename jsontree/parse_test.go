@@ -499,7 +499,7 @@ func TestParserReuse(t *testing.T) {
 // arenas' first chunks, then smaller ones.
 func TestParserManyNodes(t *testing.T) {
 	var p Parser
-	for _, n := range []int{10, 5000, 100000, 3, 20000} {
+	for _, n := range []int{10, 5000, 40000, 3, 20000} {
 		var sb strings.Builder
 		sb.WriteString(`{"items":[`)
 		for i := range n {
