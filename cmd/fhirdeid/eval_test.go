@@ -44,6 +44,8 @@ func TestEval(t *testing.T) {
 		{"nodesByType", []string{"nodesByType('date')", jsonFile}, "", 0, "Patient.birthDate  date  \"1974-12-25\"\n", ""},
 		{"unknown element", []string{"Patient.nmae", jsonFile}, "", 1, "", "fhirdeid eval: fhirpath: 1:9: unknown element nmae on Patient\n"},
 		{"syntax error", []string{"name.where(", jsonFile}, "", 1, "", "fhirdeid eval: fhirpath: 1:12: expected an expression, found end of expression\n"},
+		{"stu3", []string{"--fhir-version", "STU3", "animal.species.text"}, `{"resourceType":"Patient","animal":{"species":{"text":"dog"}}}`, 0, "Patient.animal.species.text  string  \"dog\"\n", ""},
+		{"stu3 element in r4", []string{"animal"}, `{"resourceType":"Patient","animal":{"species":{"text":"dog"}}}`, 1, "", ""},
 		{"no args", nil, "", 2, "", "fhirdeid eval: expected EXPR and an optional FILE\n"},
 		{"bad version", []string{"--fhir-version", "R9", "id", jsonFile}, "", 2, "", "fhirdeid eval: unknown FHIR version \"R9\" (want R4 or STU3)\n"},
 		{"missing file", []string{"id", filepath.Join(dir, "nope.json")}, "", 1, "", ""},
