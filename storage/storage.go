@@ -111,6 +111,10 @@ func normalize(raw string) (u, display string, err error) {
 	return raw, display, nil
 }
 
+// Redact returns a destination URL without its query and user info, for
+// printing.
+func Redact(rawURL string) string { return redactURL(rawURL) }
+
 // redactURL drops the query and any user info of a URL for printing.
 func redactURL(raw string) string {
 	if i := strings.IndexByte(raw, '?'); i >= 0 {
@@ -131,6 +135,36 @@ func scrub(err error, raw string) error {
 		return err
 	}
 	return errors.New(strings.ReplaceAll(err.Error(), raw[i+1:], "[redacted]"))
+}
+
+// CheckURL reports whether rawURL names a destination that Open can open:
+// its syntax and a registered scheme. It contacts no server and creates
+// nothing.
+func CheckURL(rawURL string) error {
+	u, display, err := normalize(rawURL)
+	if err != nil {
+		return err
+	}
+	pu, err := url.Parse(u)
+	if err != nil {
+		return fmt.Errorf("storage: invalid destination URL (%s)", display)
+	}
+	if !blob.DefaultURLMux().ValidBucketScheme(pu.Scheme) {
+		return fmt.Errorf("storage: unsupported destination scheme %q in %s (supported: %s)", pu.Scheme, display,
+			strings.Join(Schemes(), ", "))
+	}
+	return nil
+}
+
+// Schemes returns the URL schemes of the registered drivers.
+func Schemes() []string {
+	var out []string
+	for _, s := range []string{"file", "mem", "s3", "azblob", "gs"} {
+		if blob.DefaultURLMux().ValidBucketScheme(s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // String returns the destination's URL without its query.

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"fhirdeid/pipeline"
+	"fhirdeid/state"
+)
+
+func init() {
+	register(command{name: "run", summary: "run a configured pipeline once: export, de-identify, store", run: runRun})
+}
+
+// Exit codes of "fhirdeid run".
+const (
+	exitPartial   = 3  // the run committed with warnings
+	exitRetryable = 75 // EX_TEMPFAIL: try again later; the run resumes
+)
+
+func runRun(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("fhirdeid run", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	name := fs.String("pipeline", "", "the pipeline to run (default: the only one in the file)")
+	verbose := fs.Bool("v", false, "log each step")
+	quiet := fs.Bool("q", false, "print no progress")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, `Usage: fhirdeid run [-pipeline NAME] [-v] [-q] CONFIG
+
+Runs one pipeline of the configuration file once: kicks off (or resumes) the
+export, de-identifies every file into the destination and commits the run.
+
+Exit status: 0 success, 3 committed with warnings (partial), 75 interrupted or
+temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return usageError{"need exactly one configuration file"}
+	}
+	cfg, err := loadConfigFile(fs.Arg(0), e.getenv)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	pname, err := pickPipeline(cfg, *name)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+
+	if err := os.MkdirAll(filepath.Dir(cfg.State), 0o755); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	db, err := state.Open(ctx, cfg.State)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	p, store, err := openPipeline(ctx, cfg, pname, db)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	defer store.Close()
+	p.Logger = logger
+	stop := func() {}
+	if !*quiet && isTerminal(e.stderr) {
+		stop = showProgress(e.stderr, p)
+	}
+	start := time.Now()
+	rep, err := pipeline.Run(ctx, p)
+	stop()
+	if err != nil {
+		var pe *pipeline.Error
+		if errors.As(err, &pe) && pe.Outcome == pipeline.Retryable {
+			return &exitError{code: exitRetryable, err: fmt.Errorf("%w (run again to resume)", err)}
+		}
+		return err
+	}
+	elapsed := time.Since(start)
+	fmt.Fprintf(e.stdout, "run %s %s: %d resources (%d deletion bundles) in %s, %.0f resources/s → %s/%s/\n",
+		rep.Run, rep.Status, rep.Resources, rep.Deleted, elapsed.Round(time.Millisecond),
+		float64(rep.Resources)/elapsed.Seconds(), store.String(), rep.Run)
+	for _, w := range rep.Warnings {
+		fmt.Fprintln(e.stdout, "warning:", w)
+	}
+	if rep.Status == "partial" {
+		return &exitError{code: exitPartial}
+	}
+	return nil
+}
+
+// pickPipeline returns the named pipeline, or the only one.
+func pickPipeline(cfg *fileConfig, name string) (string, error) {
+	if name != "" {
+		if _, ok := cfg.Pipelines[name]; !ok {
+			return "", fmt.Errorf("no pipeline %q in the configuration (have: %v)", name, sortedNames(cfg.Pipelines))
+		}
+		return name, nil
+	}
+	if len(cfg.Pipelines) != 1 {
+		return "", fmt.Errorf("the configuration has %d pipelines: choose one with -pipeline (have: %v)",
+			len(cfg.Pipelines), sortedNames(cfg.Pipelines))
+	}
+	return sortedNames(cfg.Pipelines)[0], nil
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// showProgress draws a one-line progress display on w from p's progress
+// callback, and returns a function that clears it.
+func showProgress(w io.Writer, p *pipeline.Pipeline) func() {
+	var mu sync.Mutex
+	var last pipeline.Progress
+	p.Progress = func(pr pipeline.Progress) { mu.Lock(); last = pr; mu.Unlock() }
+	start := time.Now()
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprint(w, "\r\033[K")
+				return
+			case <-t.C:
+				mu.Lock()
+				pr := last
+				mu.Unlock()
+				secs := time.Since(start).Seconds()
+				if pr.FilesTotal == 0 {
+					fmt.Fprintf(w, "\r\033[Kwaiting for the export… %s", time.Since(start).Round(time.Second))
+					continue
+				}
+				fmt.Fprintf(w, "\r\033[Kfiles %d/%d · %d resources · %.1f MB/s in", pr.FilesDone, pr.FilesTotal,
+					pr.Resources, float64(pr.BytesIn)/secs/1e6)
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
+}
