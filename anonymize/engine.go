@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"fhirdeid/fhir/model"
@@ -84,6 +85,10 @@ type Engine struct {
 	rules   []engineRule
 	hasher  *Hasher
 	enc     *Encryptor
+	// fastTypes and fastNames are the types and names the fast-path rules
+	// look up, the only ones the per-resource caches need.
+	fastTypes, fastNames map[string]bool
+	parsers              sync.Pool
 }
 
 type fastKind uint8
@@ -117,7 +122,7 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 	if m == nil {
 		return nil, fmt.Errorf("creating engine: no FHIR model for %s", cfg.Release())
 	}
-	e := &Engine{cfg: cfg, params: cfg.Parameters(), release: cfg.Release(), model: m}
+	e := &Engine{cfg: cfg, params: cfg.Parameters(), release: cfg.Release(), model: m, fastTypes: map[string]bool{}, fastNames: map[string]bool{}}
 	e.hasher = NewHasher(e.params.CryptoHashKey, e.release)
 	if k := e.params.EncryptKey; k != "" {
 		enc, err := NewEncryptor(k, opts.Rand)
@@ -133,6 +138,9 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 			er.fast, er.arg, er.tail = fastType, sm[2], sm[4]
 			if sm[1] == "Name" {
 				er.fast = fastName
+				e.fastNames[sm[2]] = true
+			} else {
+				e.fastTypes[sm[2]] = true
 			}
 		}
 		c, err := compile(r.ResourceType, r.Expression)
@@ -164,7 +172,12 @@ func (e *Engine) Config() *Config { return e.cfg }
 // AnonymizeJSON de-identifies one resource given as JSON and returns it as
 // compact JSON. See Anonymize.
 func (e *Engine) AnonymizeJSON(ctx context.Context, data []byte, fc FileContext) ([]byte, Stats, error) {
-	root, err := jsontree.Parse(data)
+	p, _ := e.parsers.Get().(*jsontree.Parser)
+	if p == nil {
+		p = new(jsontree.Parser)
+	}
+	defer e.parsers.Put(p)
+	root, err := p.Parse(data)
 	if err != nil {
 		return nil, Stats{}, &InputError{Err: err}
 	}
@@ -172,7 +185,7 @@ func (e *Engine) AnonymizeJSON(ctx context.Context, data []byte, fc FileContext)
 	if err != nil {
 		return nil, st, err
 	}
-	return root.AppendJSON(nil), st, nil
+	return root.AppendJSON(make([]byte, 0, len(data))), st, nil
 }
 
 // Anonymize de-identifies the resource rooted at root in place, following
@@ -227,10 +240,12 @@ func emptyResource(root *jsontree.Node) {
 }
 
 func codingNode(c Coding) *jsontree.Node {
-	n, err := jsontree.Parse(c.AppendJSON(nil))
-	if err != nil {
-		panic("anonymize: invalid security label JSON")
+	n := jsontree.NewObject()
+	if c.System != "" {
+		n.Set("system", jsontree.NewString(c.System))
 	}
+	n.Set("code", jsontree.NewString(c.Code))
+	n.Set("display", jsontree.NewString(c.Display))
 	return n
 }
 
@@ -245,6 +260,9 @@ type run struct {
 	visited   map[*jsontree.Node]bool
 	resources int
 	changed   int
+	// scratch holds the children lists of the nodes being walked, as a
+	// stack: each level appends its children and truncates them on return.
+	scratch []*jsontree.Node
 }
 
 // resource processes one resource and its nested resources, and returns the
@@ -269,7 +287,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 		switch {
 		case rule.fast != fastNone:
 			if typeCache == nil {
-				typeCache, nameCache = buildCaches(res)
+				typeCache, nameCache = r.buildCaches(res)
 			}
 			cache := typeCache
 			if rule.fast == fastName {
@@ -315,19 +333,30 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 }
 
 // buildCaches indexes the descendant elements of res by type and by name, in
-// pre-order, not entering nested resources but including them (§3.3).
-func buildCaches(res *jsontree.Node) (byType, byName map[string][]*jsontree.Node) {
+// pre-order, not entering nested resources but including them (§3.3). Only
+// the types and names of the engine's fast-path rules are kept.
+func (r *run) buildCaches(res *jsontree.Node) (byType, byName map[string][]*jsontree.Node) {
 	byType = map[string][]*jsontree.Node{}
 	byName = map[string][]*jsontree.Node{}
+	types, names := r.e.fastTypes, r.e.fastNames
 	var walk func(n *jsontree.Node)
 	walk = func(n *jsontree.Node) {
-		for _, c := range typed.AllChildren(n, nil) {
-			byType[c.Type] = append(byType[c.Type], c)
-			byName[c.Name] = append(byName[c.Name], c)
+		start := len(r.scratch)
+		r.scratch = typed.AllChildren(n, r.scratch)
+		end := len(r.scratch)
+		for i := start; i < end; i++ {
+			c := r.scratch[i]
+			if types[c.Type] {
+				byType[c.Type] = append(byType[c.Type], c)
+			}
+			if names[c.Name] {
+				byName[c.Name] = append(byName[c.Name], c)
+			}
 			if !typed.IsResource(c) {
 				walk(c)
 			}
 		}
+		r.scratch = r.scratch[:start]
 	}
 	walk(res)
 	return byType, byName
@@ -359,7 +388,12 @@ func (r *run) process(node *jsontree.Node, rule *engineRule, res *jsontree.Node,
 		return err
 	}
 	r.visited[node] = true
-	for _, c := range typed.AllChildren(node, nil) {
+	start := len(r.scratch)
+	r.scratch = typed.AllChildren(node, r.scratch)
+	end := len(r.scratch)
+	defer func() { r.scratch = r.scratch[:start] }()
+	for i := start; i < end; i++ {
+		c := r.scratch[i]
 		if typed.IsResource(c) {
 			continue
 		}

@@ -149,7 +149,9 @@ func addStrings(dst map[string]string, n *jsontree.Node, what string) {
 	}
 }
 
-func readNDJSON(t *testing.T, path string, max int) [][]byte {
+func readNDJSON(t *testing.T, path string, max int) [][]byte { return readNDJSONB(t, path, max) }
+
+func readNDJSONB(t testing.TB, path string, max int) [][]byte {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -172,4 +174,37 @@ func readNDJSON(t *testing.T, path string, max int) [][]byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// BenchmarkSafeHarborSynthea de-identifies Synthea resources (the first
+// maxPerFile of each type) with the default configuration.
+func BenchmarkSafeHarborSynthea(b *testing.B) {
+	dir := testshared.Dir(b, "data", "synthea-100")
+	files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson.gz"))
+	var lines [][]byte
+	var size int64
+	for _, f := range files {
+		for _, l := range readNDJSONB(b, f, maxPerFile) {
+			lines = append(lines, l)
+			size += int64(len(l))
+		}
+	}
+	cfg, err := anonymize.ParseConfig(SafeHarbor(), anonymize.Options{Compiler: anonymize.FHIRPathCompiler()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	eng, err := anonymize.NewEngine(cfg, anonymize.EngineOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.SetBytes(size / int64(len(lines)))
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, _, err := eng.AnonymizeJSON(ctx, lines[i%len(lines)], anonymize.FileContext{}); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
 }
