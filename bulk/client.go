@@ -111,9 +111,14 @@ type Client struct {
 	// Auth authorises requests to the FHIR server; nil means none.
 	Auth Authenticator
 	// StorageAuth, when set, authorises downloads of manifests with
-	// requiresAccessToken false whose URLs are on another host (Azure mode:
-	// a token for https://storage.azure.com/). It adds x-ms-version.
+	// requiresAccessToken false whose URLs are on another host than the FHIR
+	// server (Azure mode: an Entra token for https://storage.azure.com/).
+	// x-ms-version is added.
 	StorageAuth Authenticator
+	// StorageSigner, when set, signs those same downloads instead (Azure
+	// shared key or SAS). Without either, such files are fetched with no
+	// credentials, as Bulk Data STU3 requires.
+	StorageSigner RequestSigner
 	// Polling and Retries are the polling and retry policies.
 	Polling PollPolicy
 	Retries RetryPolicy
@@ -197,6 +202,8 @@ type request struct {
 	headers map[string]string
 	// auth selects the authenticator: nil for none.
 	auth Authenticator
+	// signer, if set, signs the request after its headers are set.
+	signer RequestSigner
 }
 
 // send performs r once, authorising it and, on a 401, invalidating the
@@ -225,6 +232,11 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 			}
 			if !tok.IsZero() {
 				req.Header.Set("Authorization", "Bearer "+tok.Reveal())
+			}
+		}
+		if r.signer != nil {
+			if err := r.signer.Sign(req); err != nil {
+				return nil, fmt.Errorf("%s: sign request for %s: %w", r.step, redactURL(r.url), err)
 			}
 		}
 		resp, err := c.HTTP.Do(req)

@@ -44,28 +44,33 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 // azureVersion is the x-ms-version sent with Azure Storage tokens.
 const azureVersion = "2021-08-06"
 
-// fileAuth picks the authenticator and extra headers for downloading f.
-func (c *Client) fileAuth(m *Manifest, f File) (Authenticator, map[string]string) {
-	h := map[string]string{"Accept": fhirNDJSON, "Accept-Encoding": "gzip"}
+// fileRequest builds the download exchange of f: the FHIR token when the
+// manifest requires it, else the storage credentials for files on another
+// host (Azure mode), else none.
+func (c *Client) fileRequest(m *Manifest, f File) request {
+	r := request{step: "download", method: http.MethodGet, url: f.URL,
+		headers: map[string]string{"Accept": fhirNDJSON, "Accept-Encoding": "gzip"}}
 	if m != nil && m.RequiresAccessToken {
-		return c.Auth, h
+		r.auth = c.Auth
+		return r
 	}
-	if c.StorageAuth != nil {
-		if u, err := url.Parse(f.URL); err == nil && !strings.EqualFold(u.Host, c.Base.Host) {
-			h["x-ms-version"] = azureVersion
-			return c.StorageAuth, h
-		}
+	if c.StorageAuth == nil && c.StorageSigner == nil {
+		return r
 	}
-	return nil, h
+	if u, err := url.Parse(f.URL); err == nil && !strings.EqualFold(u.Host, c.Base.Host) {
+		r.headers["x-ms-version"] = azureVersion
+		r.auth, r.signer = c.StorageAuth, c.StorageSigner
+	}
+	return r
 }
 
 // openRaw GETs a file, retrying failures before the body within the retry
 // policy. It returns the response with its wire body.
 func (c *Client) openRaw(ctx context.Context, m *Manifest, f File) (*http.Response, error) {
-	auth, h := c.fileAuth(m, f)
+	req := c.fileRequest(m, f)
 	rt := retrier{c: c}
 	for {
-		resp, err := c.send(ctx, request{step: "download", method: http.MethodGet, url: f.URL, auth: auth, headers: h})
+		resp, err := c.send(ctx, req)
 		if err == nil && resp.StatusCode == http.StatusOK {
 			return resp, nil
 		}

@@ -45,6 +45,9 @@ Authentication (secrets are read from environment variables or files only):
   --client-id ID --key FILE               SMART Backend Services (PEM or JWKS key,
                                           --kid, --alg RS384|ES384; the token URL is
                                           discovered unless --token-url is given)
+  --storage-auth entra|connection-string|sas
+                                          Azure mode: credentials for files on another
+                                          host when requiresAccessToken is false
 
 Exit status: 0 success, 1 failure, 2 usage error, 3 complete but the server
 reported errors (see error/).
@@ -89,6 +92,7 @@ type exportFlags struct {
 	tokenEnv, clientID, secretEnv, secretFile     string
 	tokenURL, authStyle, scope, resource, tenant  string
 	keyFile, kid, alg                             string
+	storageAuth, storageConnEnv, storageSASEnv    string
 }
 
 func runExport(ctx context.Context, e *env, args []string) error {
@@ -138,6 +142,9 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&f.keyFile, "key", "", "SMART Backend Services private key file (PEM or JWKS)")
 	fs.StringVar(&f.kid, "kid", "", "key id (JWT kid header; selects the key in a JWKS)")
 	fs.StringVar(&f.alg, "alg", "", "signing algorithm RS384 or ES384 (default from the key)")
+	fs.StringVar(&f.storageAuth, "storage-auth", "", "Azure mode, for files on another host when requiresAccessToken is false: entra (a storage token from the same client credentials), connection-string or sas")
+	fs.StringVar(&f.storageConnEnv, "storage-connection-string-env", "", "environment variable holding an Azure Storage connection string (AccountName/AccountKey or SharedAccessSignature)")
+	fs.StringVar(&f.storageSASEnv, "storage-sas-env", "", "environment variable holding an Azure Storage SAS token")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -221,6 +228,9 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	client.Auth = auth
+	if err := storageAuth(e, &f, hc, auth, client); err != nil {
+		return err
+	}
 	if !f.quiet {
 		client.Progress = func(p string) { fmt.Fprintln(e.stderr, "fhirdeid export: server progress:", p) }
 	}
@@ -398,4 +408,46 @@ func exportAuth(e *env, f *exportFlags, hc *http.Client, base string) (bulk.Auth
 			KeyID: kid, Alg: alg, Scope: scope}, nil
 	}
 	return nil, nil
+}
+
+// storageAuth sets the Azure Storage credentials of Azure mode.
+func storageAuth(e *env, f *exportFlags, hc *http.Client, fhirAuth bulk.Authenticator, client *bulk.Client) error {
+	switch f.storageAuth {
+	case "":
+		if f.storageConnEnv != "" || f.storageSASEnv != "" {
+			return usageError{"--storage-connection-string-env and --storage-sas-env need --storage-auth"}
+		}
+		return nil
+	case "entra":
+		cc, ok := fhirAuth.(*bulk.ClientCredentials)
+		if !ok {
+			return usageError{"--storage-auth entra needs client-secret authentication (--client-id, --client-secret-env or -file, --tenant)"}
+		}
+		st := &bulk.ClientCredentials{HTTP: hc, TokenURL: cc.TokenURL, ClientID: cc.ClientID, Secret: cc.Secret, Style: cc.Style}
+		if cc.Resource != "" {
+			st.Resource = bulk.AzureStorageResource
+		} else {
+			st.Scope = bulk.AzureStorageScope
+		}
+		client.StorageAuth = st
+	case "connection-string":
+		v := e.getenv(f.storageConnEnv)
+		if f.storageConnEnv == "" || v == "" {
+			return usageError{"--storage-auth connection-string needs --storage-connection-string-env naming a set variable"}
+		}
+		signer, err := bulk.ParseAzureConnectionString(bulk.NewSecret(v))
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		client.StorageSigner = signer
+	case "sas":
+		v := e.getenv(f.storageSASEnv)
+		if f.storageSASEnv == "" || v == "" {
+			return usageError{"--storage-auth sas needs --storage-sas-env naming a set variable"}
+		}
+		client.StorageSigner = bulk.AzureSAS{Token: bulk.NewSecret(strings.TrimSpace(v))}
+	default:
+		return usageError{"--storage-auth must be entra, connection-string or sas"}
+	}
+	return nil
 }
