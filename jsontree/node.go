@@ -86,11 +86,13 @@ func (k Kind) String() string {
 // String directly is safe too, as writing escapes strings as needed, but a
 // Number's Value must remain a valid literal (see SetNumber).
 type Node struct {
+	// Kind is the node's JSON kind.
 	Kind Kind
 	// Flags holds typing and bookkeeping bits; see the Flag constants.
 	Flags Flags
 	// Key is the member name of this node in its parent object; "" for array
-	// items and for the root.
+	// items and for the root of a parsed document. A member removed from its
+	// object keeps its Key (see Remove), and so does a Clone.
 	Key string
 	// Value is the text of a scalar (see Node).
 	Value string
