@@ -84,9 +84,13 @@ const (
 // IMPORTANT: the nodes returned by (*Parser).Parse live in the Parser's
 // arena. They are valid only until the next call to Parse on the same
 // Parser, which overwrites them. To keep a tree (or any node of it) longer,
-// Clone it first. Strings read from the nodes (Key, Value) are ordinary
-// immutable Go strings and stay valid forever, but they keep a block of the
-// Parser's text memory alive while referenced.
+// Clone it first.
+//
+// Strings read from the nodes (Key, Value) are ordinary immutable Go
+// strings and stay valid forever, but each one keeps alive the block of
+// text memory it lies in (256 KiB, shared by consecutive documents). A
+// program that keeps strings for long, such as keys of a cache that grows
+// over a whole export, should keep strings.Clone copies of them.
 type Parser struct {
 	nodes  [][]Node
 	ni, nj int // next node: nodes[ni][nj]
