@@ -597,3 +597,66 @@ func TestSyntaxErrorPathSanitized(t *testing.T) {
 		}
 	}
 }
+
+// TestParseConcurrent runs the allocating Parse (which shares pooled work
+// buffers) and per-goroutine Parsers at the same time; run it with -race.
+func TestParseConcurrent(t *testing.T) {
+	docs := []string{
+		`{"resourceType":"Patient","name":[{"given":["A","B"]}],"n":1.50}`,
+		`[1,2,{"a":"\u00e9\n","b":[true,false,null]}]`,
+		`{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12,"k13":13,"k14":14,"k15":15,"k16":16,"k17":17}`,
+		`{"a":1,"a":2}`,
+	}
+	want := make([]string, len(docs))
+	for i, d := range docs {
+		if n, err := ParseString(d); err == nil {
+			want[i] = compact(n)
+		} else {
+			want[i] = err.Error()
+		}
+	}
+	const workers = 4
+	errs := make(chan string, workers)
+	for w := range workers {
+		go func() {
+			var p Parser
+			var kept []*Node
+			for round := range 300 {
+				i := (round + w) % len(docs)
+				var n *Node
+				var err error
+				if round%2 == 0 {
+					n, err = Parse([]byte(docs[i]))
+				} else {
+					n, err = p.Parse([]byte(docs[i]))
+				}
+				got := ""
+				if err != nil {
+					got = err.Error()
+				} else {
+					got = compact(n)
+					if round%2 == 0 {
+						kept = append(kept, n)
+					}
+				}
+				if got != want[i] {
+					errs <- fmt.Sprintf("worker %d round %d: got %s, want %s", w, round, got, want[i])
+					return
+				}
+			}
+			// Trees from Parse stay intact while others parse.
+			for _, n := range kept {
+				if s := compact(n); s != want[0] && s != want[1] && s != want[2] {
+					errs <- "a tree from Parse changed: " + s
+					return
+				}
+			}
+			errs <- ""
+		}()
+	}
+	for range workers {
+		if e := <-errs; e != "" {
+			t.Error(e)
+		}
+	}
+}
