@@ -130,6 +130,10 @@ type Client struct {
 	UserAgent string
 	// MaxLineBytes caps an NDJSON line (default 256 MiB).
 	MaxLineBytes int
+	// IdleTimeout cancels a download that receives no byte for this long
+	// (real time, not Clock); the file is then retried (default 5 min,
+	// 0: none).
+	IdleTimeout time.Duration
 	// LenientRetry sends a kick-off refused with 400 once more with
 	// Prefer: handling=lenient, asking the server to ignore parameters it
 	// does not support.
@@ -163,7 +167,7 @@ func NewClient(base string, hc *http.Client) (*Client, error) {
 		hc = http.DefaultClient
 	}
 	return &Client{HTTP: hc, Base: u, Polling: DefaultPollPolicy(), Retries: DefaultRetryPolicy(),
-		Clock: SystemClock{}, UserAgent: "fhirdeid", MaxLineBytes: 256 << 20}, nil
+		Clock: SystemClock{}, UserAgent: "fhirdeid", MaxLineBytes: 256 << 20, IdleTimeout: 5 * time.Minute}, nil
 }
 
 func (c *Client) clock() Clock {

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 )
@@ -65,13 +67,22 @@ func (c *Client) fileRequest(m *Manifest, f File) request {
 }
 
 // openRaw GETs a file, retrying failures before the body within the retry
-// policy. It returns the response with its wire body.
+// policy. It returns the response with its wire body. The body is guarded
+// by the client's idle timeout: when no byte arrives for that long, the
+// request is cancelled and reads fail with a retryable error.
 func (c *Client) openRaw(ctx context.Context, m *Manifest, f File) (*http.Response, error) {
 	req := c.fileRequest(m, f)
 	rt := retrier{c: c}
 	for {
-		resp, err := c.send(ctx, req)
+		rctx, cancel := context.WithCancel(ctx)
+		w := newWatchdog(c.IdleTimeout, cancel)
+		resp, err := c.send(rctx, req)
+		if err != nil && w.fired() && ctx.Err() == nil {
+			err = &netError{step: "download", method: http.MethodGet, url: redactURL(f.URL),
+				err: fmt.Errorf("no response within %s", c.IdleTimeout)}
+		}
 		if err == nil && resp.StatusCode == http.StatusOK {
+			resp.Body = &idleBody{rc: resp.Body, w: w, cancel: cancel, idle: c.IdleTimeout}
 			return resp, nil
 		}
 		retryAfter := ""
@@ -79,10 +90,67 @@ func (c *Client) openRaw(ctx context.Context, m *Manifest, f File) (*http.Respon
 			retryAfter = resp.Header.Get("Retry-After")
 			err = httpError("download", resp)
 		}
+		w.stop()
+		cancel()
 		if werr := rt.waitFor(ctx, err, retryAfter); werr != nil {
 			return nil, werr
 		}
 	}
+}
+
+// watchdog cancels a request when it is not fed for a while.
+type watchdog struct {
+	t    *time.Timer
+	d    time.Duration
+	fire atomic.Bool
+}
+
+func newWatchdog(d time.Duration, cancel func()) *watchdog {
+	w := &watchdog{d: d}
+	if d > 0 {
+		w.t = time.AfterFunc(d, func() { w.fire.Store(true); cancel() })
+	}
+	return w
+}
+
+func (w *watchdog) feed() {
+	if w.t != nil {
+		w.t.Reset(w.d)
+	}
+}
+
+func (w *watchdog) stop() {
+	if w.t != nil {
+		w.t.Stop()
+	}
+}
+
+func (w *watchdog) fired() bool { return w.fire.Load() }
+
+// idleBody feeds the watchdog on every read and reports a stall.
+type idleBody struct {
+	rc     io.ReadCloser
+	w      *watchdog
+	cancel func()
+	idle   time.Duration
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		b.w.feed()
+	}
+	if err != nil && err != io.EOF && b.w.fired() {
+		err = fmt.Errorf("no data for %s", b.idle)
+	}
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	b.w.stop()
+	err := b.rc.Close()
+	b.cancel()
+	return err
 }
 
 // decode wraps a wire body according to its Content-Encoding; with none it

@@ -222,12 +222,14 @@ func TestFaultDownloadRetried(t *testing.T) {
 	}{
 		{"503 on downloads", bulktest.Faults{Download5xx: 3}},
 		{"connection cut mid-file", bulktest.Faults{CutDownloads: 3}},
+		{"stalled mid-file", bulktest.Faults{StallDownloads: 3}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			pop := population(8, 30)
 			e := newEnv(t, bulktest.Options{Resources: pop, PartSize: 50, Faults: tc.faults})
 			e.exp.Concurrency = 1 // the faults hit distinct attempts deterministically
+			e.exp.Client.IdleTimeout = 200 * time.Millisecond
 			res, err := e.run(t, bulk.Request{})
 			if err != nil {
 				t.Fatal(err)

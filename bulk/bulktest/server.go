@@ -109,6 +109,9 @@ type Faults struct {
 	// CutDownloads cuts the connection halfway through the first N
 	// downloads.
 	CutDownloads int
+	// StallDownloads sends half of the first N downloads and then nothing
+	// until the client gives up.
+	StallDownloads int
 	// ExpiredDownloads answers the first N downloads with 404, as for an
 	// expired link; the manifest fetched again gives working links.
 	ExpiredDownloads int
@@ -1008,6 +1011,10 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 	if expired {
 		f.ExpiredDownloads--
 	}
+	stall := !fail5xx && !cut && !expired && f.StallDownloads > 0
+	if stall {
+		f.StallDownloads--
+	}
 	s.mu.Unlock()
 	if fail5xx {
 		http.Error(w, "service unavailable", http.StatusServiceUnavailable)
@@ -1056,7 +1063,7 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 	default:
 		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	}
-	if cut {
+	if cut || stall {
 		half := size / 2
 		if half <= 0 {
 			half = 64
@@ -1065,6 +1072,10 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 		s.dlBytes.Add(n)
 		if fl, ok := w.(http.Flusher); ok {
 			fl.Flush()
+		}
+		if stall {
+			<-r.Context().Done()
+			return
 		}
 		panic(http.ErrAbortHandler)
 	}

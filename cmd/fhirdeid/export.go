@@ -87,7 +87,7 @@ type exportFlags struct {
 	outputFormat, organizeBy                      string
 	partial                                       bool
 	concurrency                                   int
-	maxWait, minWait, deadline                    time.Duration
+	maxWait, minWait, deadline, idle              time.Duration
 	retries                                       int
 	tokenEnv, clientID, secretEnv, secretFile     string
 	tokenURL, authStyle, scope, resource, tenant  string
@@ -128,6 +128,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&f.minWait, "min-wait", time.Second, "shortest wait between status polls")
 	fs.DurationVar(&f.maxWait, "max-wait", 5*time.Minute, "longest wait between polls or retries (clamps Retry-After)")
 	fs.DurationVar(&f.deadline, "deadline", 30*24*time.Hour, "give up polling this long after the kick-off")
+	fs.DurationVar(&f.idle, "idle-timeout", 5*time.Minute, "retry a download that receives no data for this long")
 	fs.IntVar(&f.retries, "retries", 5, "retries of transient failures (429, 5xx, network) per request or file")
 	fs.BoolVar(&f.quiet, "quiet", false, "do not print progress")
 	fs.StringVar(&f.tokenEnv, "token-env", "", "environment variable holding a static bearer token")
@@ -219,6 +220,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	}
 	client.Polling.Deadline = f.deadline
 	client.Retries.MaxRetries = f.retries
+	client.IdleTimeout = f.idle
 	client.Retries.MaxDelay = f.maxWait
 	if client.Retries.BaseDelay > f.maxWait {
 		client.Retries.BaseDelay = f.maxWait
