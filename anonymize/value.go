@@ -468,7 +468,7 @@ func (p *jsonParser) str() (string, error) {
 			s := p.s[start:p.pos]
 			p.pos++
 			if !utf8.Valid(s) {
-				return "", p.errorf("invalid UTF-8 in a string")
+				return fixUTF8(string(s)), nil
 			}
 			return string(s), nil
 		}
@@ -487,10 +487,7 @@ func (p *jsonParser) str() (string, error) {
 		switch {
 		case c == '"':
 			p.pos++
-			if !utf8.ValidString(b.String()) {
-				return "", p.errorf("invalid UTF-8 in a string")
-			}
-			return b.String(), nil
+			return fixUTF8(b.String()), nil
 		case c < 0x20:
 			return "", p.errorf("control character in a string")
 		case c != '\\':
@@ -540,6 +537,25 @@ func (p *jsonParser) str() (string, error) {
 		}
 	}
 	return "", p.errorf("unterminated string")
+}
+
+// fixUTF8 replaces every byte of s that is not part of valid UTF-8 by
+// U+FFFD, as a .NET or Go UTF-8 decoder does when reading text.
+func fixUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }
 
 func (p *jsonParser) hex4() (rune, bool) {
