@@ -2,6 +2,7 @@ package anonymize
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -49,5 +50,58 @@ func FuzzParseJSON(f *testing.F) {
 		}
 		// The configuration loader must not panic on any parsed document.
 		ParseConfig(data, Options{Compiler: permissiveCompiler, Rand: zeroRand()})
+	})
+}
+
+// FuzzEngine runs resources through an engine with a configuration that
+// uses every method, checking that it never panics, fails only with the
+// documented error types, and writes JSON that keeps the resource type.
+func FuzzEngine(f *testing.F) {
+	for _, s := range []string{
+		`{"resourceType":"Patient","id":"p","name":[{"family":"F","given":["A","B"],"_given":[null,{"extension":[{"url":"u","valueString":"x"}]}]}],"birthDate":"1974-12-25","address":[{"postalCode":"20301","city":"c"}]}`,
+		`{"resourceType":"Observation","id":"o","status":"final","code":{"coding":[{"system":"s","code":"c","display":"d"}]},"valueQuantity":{"value":5.5,"unit":"mg"},"effectiveDateTime":"2015-02-07T13:28:17-05:00","subject":{"reference":"Patient/p"}}`,
+		`{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:c757873d-ec9a-4326-a141-556f43239520","resource":{"resourceType":"Patient","contained":[{"resourceType":"Practitioner","id":"x","name":[{"family":"y"}]}]}}]}`,
+		`{"resourceType":"Condition","subject":{"reference":"#x"},"onsetAge":{"value":95},"_recordedDate":{"extension":[{"url":"u","valueDate":"2000-01-01"}]}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	e := newTestEngine(f, rules(
+		`{"path":"nodesByType('Extension')","method":"redact"}`,
+		`{"path":"Resource.id","method":"cryptoHash"}`,
+		`{"path":"nodesByType('Reference').reference","method":"encrypt"}`,
+		`{"path":"nodesByType('Coding').display","method":"substitute","replaceWith":"x"}`,
+		`{"path":"nodesByType('HumanName')","method":"substitute","replaceWith":{"family":"Doe"}}`,
+		`{"path":"nodesByType('Quantity')","method":"perturb","span":1}`,
+		`{"path":"nodesByType('dateTime')","method":"dateShift"}`,
+		`{"path":"nodesByType('date')","method":"redact"}`,
+		`{"path":"nodesByType('Address')","method":"redact"}`,
+		`{"path":"nodesByType('Age')","method":"redact"}`,
+		`{"path":"Patient.gender","method":"generalize","cases":{"$this = 'male'":"'m'"}}`,
+	))
+	ctx := WithNow(context.Background(), today)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out, _, err := e.AnonymizeJSON(ctx, data, FileContext{})
+		if err != nil {
+			var ie *InputError
+			var pe *ProcessingError
+			var ce *ConfigError
+			if !errors.As(err, &ie) && !errors.As(err, &pe) && !errors.As(err, &ce) && !errors.Is(err, ErrDateRange) {
+				// Other errors are allowed only with a location.
+				if !strings.Contains(err.Error(), "rule ") {
+					t.Fatalf("unexpected error %T: %v", err, err)
+				}
+			}
+			return
+		}
+		var in, got map[string]any
+		if json.Unmarshal(data, &in) != nil {
+			return
+		}
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("output is not JSON: %v", err)
+		}
+		if got["resourceType"] != in["resourceType"] {
+			t.Fatalf("resourceType changed")
+		}
 	})
 }
