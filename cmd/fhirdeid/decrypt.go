@@ -25,8 +25,8 @@ func init() {
 }
 
 const decryptUsage = `Usage:
-  fhirdeid decrypt (-k KEY | --key-env VAR) [FILE|-]
-  fhirdeid decrypt (-k KEY | --key-env VAR) --value BASE64
+  fhirdeid decrypt (-k KEY | --key-env VAR | -c CONFIG) [FILE|-]
+  fhirdeid decrypt (-k KEY | --key-env VAR | -c CONFIG) --value BASE64
 
 Decrypts the values that the "encrypt" method produced (AES-CBC, base64 of
 IV and ciphertext) under the configuration's encryptKey.
@@ -36,7 +36,8 @@ JSON string value that decrypts under the key is replaced by its plaintext and
 the document is written to standard output; everything else is copied byte
 for byte. With --value, one value is decrypted and printed.
 
-Prefer --key-env: a key given with -k is visible to other users in the
+Prefer --key-env or -c (the encryptKey of a de-identification
+configuration): a key given with -k is visible to other users in the
 process list.
 
 Flags:
@@ -51,13 +52,26 @@ func runDecrypt(ctx context.Context, e *env, args []string) error {
 	}
 	key := fs.String("k", "", "the encryptKey (16, 24 or 32 bytes)")
 	keyEnv := fs.String("key-env", "", "name of the environment variable holding the encryptKey")
+	configFile := fs.String("c", "", "take the encryptKey from this de-identification configuration (JSON or YAML)")
 	value := fs.String("value", "", "decrypt this one base64 value and print it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	given := 0
+	for _, s := range []string{*key, *keyEnv, *configFile} {
+		if s != "" {
+			given++
+		}
+	}
 	switch {
-	case *key != "" && *keyEnv != "":
-		return usageError{"give either -k or --key-env, not both"}
+	case given > 1:
+		return usageError{"give only one of -k, --key-env and -c"}
+	case *configFile != "":
+		k, err := encryptKeyFromConfig(*configFile)
+		if err != nil {
+			return err
+		}
+		*key = k
 	case *keyEnv != "":
 		*key = e.getenv(*keyEnv)
 		if *key == "" {
@@ -105,6 +119,24 @@ func runDecrypt(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stderr, "fhirdeid decrypt: %d values decrypted\n", n)
 	return nil
+}
+
+// encryptKeyFromConfig reads the encryptKey of a configuration file.
+func encryptKeyFromConfig(name string) (string, error) {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return "", fmt.Errorf("reading configuration: %w", err)
+	}
+	// Paths are not compiled: only the parameters matter here.
+	cfg, err := anonymize.ParseConfig(data, anonymize.Options{})
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	p := cfg.Parameters()
+	if p.GeneratedEncryptKey {
+		return "", usageError{fmt.Sprintf("%s has no encryptKey: values encrypted with a generated key cannot be decrypted", name)}
+	}
+	return p.EncryptKey, nil
 }
 
 // decryptStream copies JSON text (one document or NDJSON) from r to w,

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -26,7 +28,7 @@ func TestDecryptValue(t *testing.T) {
 		{"wrong key", []string{"decrypt", "-k", "1234567890123456", "--value", "qpxGp6T9DP7wB0EYPQwOYVrScQ/pq3c0D+JQ+hjnfkY="}, nil, 1, "", "not an encrypted value of this key"},
 		{"not base64", []string{"decrypt", "-k", testKey, "--value", "YWJj"}, nil, 1, "", "not an encrypted value"},
 		{"no key", []string{"decrypt", "--value", "YWJj"}, nil, 2, "", "missing key"},
-		{"both keys", []string{"decrypt", "-k", testKey, "--key-env", "K", "--value", "YWJj"}, nil, 2, "", "not both"},
+		{"both keys", []string{"decrypt", "-k", testKey, "--key-env", "K", "--value", "YWJj"}, nil, 2, "", "only one of"},
 		{"empty env", []string{"decrypt", "--key-env", "K", "--value", "YWJj"}, nil, 2, "", "K is empty"},
 		{"bad key size", []string{"decrypt", "-k", "short", "--value", "YWJj"}, nil, 2, "", "invalid encrypt key size"},
 	}
@@ -40,6 +42,26 @@ func TestDecryptValue(t *testing.T) {
 				t.Errorf("stderr contains the key: %q", errs)
 			}
 		})
+	}
+}
+
+func TestDecryptConfigKey(t *testing.T) {
+	dir := t.TempDir()
+	withKey := filepath.Join(dir, "with.json")
+	without := filepath.Join(dir, "without.json")
+	os.WriteFile(withKey, []byte(`{"fhirPathRules":[],"parameters":{"encryptKey":"`+testKey+`"}}`), 0o600)
+	os.WriteFile(without, []byte(`{"fhirPathRules":[]}`), 0o600)
+	code, out, errs := runCmd(t, "", nil, "decrypt", "-c", withKey, "--value", "qpxGp6T9DP7wB0EYPQwOYVrScQ/pq3c0D+JQ+hjnfkY=")
+	if code != 0 || out != "abc\n" {
+		t.Errorf("-c with a key: exit %d stdout %q stderr %q", code, out, errs)
+	}
+	code, _, errs = runCmd(t, "", nil, "decrypt", "-c", without, "--value", "qpxGp6T9DP7wB0EYPQwOYVrScQ/pq3c0D+JQ+hjnfkY=")
+	if code != 2 || !strings.Contains(errs, "has no encryptKey") {
+		t.Errorf("-c without a key: exit %d stderr %q", code, errs)
+	}
+	code, _, errs = runCmd(t, "", nil, "decrypt", "-c", filepath.Join(dir, "missing.json"), "--value", "x")
+	if code != 1 || !strings.Contains(errs, "reading configuration") {
+		t.Errorf("-c missing file: exit %d stderr %q", code, errs)
 	}
 }
 
