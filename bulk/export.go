@@ -232,12 +232,16 @@ func (e *Exporter) downloadAll(ctx context.Context, cp *Checkpoint, res *Result)
 	sems := map[string]chan struct{}{}
 	var wg sync.WaitGroup
 	var errs []error
+	pending := make([]int, 0, len(cp.Files))
 	for i := range cp.Files {
-		if cp.Files[i].Done {
-			continue
+		if !cp.Files[i].Done {
+			pending = append(pending, i)
 		}
+	}
+	snapshot := append([]FileState(nil), cp.Files...)
+	for _, i := range pending {
 		host := ""
-		if u, err := url.Parse(cp.Files[i].URL); err == nil {
+		if u, err := url.Parse(snapshot[i].URL); err == nil {
 			host = strings.ToLower(u.Host)
 		}
 		sem, ok := sems[host]
@@ -291,7 +295,7 @@ func (e *Exporter) downloadAll(ctx context.Context, cp *Checkpoint, res *Result)
 			if e.FileDone != nil {
 				e.FileDone(done)
 			}
-		}(i, cp.Files[i])
+		}(i, snapshot[i])
 	}
 	wg.Wait()
 	if len(errs) == 0 {
