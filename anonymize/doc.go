@@ -43,7 +43,10 @@
 // One call processes one top-level resource (§2.1, §2.2):
 //
 //  1. The tree is typed (package fhir/typed) with the FHIR model of the
-//     configuration's release. Input errors are never skipped.
+//     configuration's release. Input errors are never skipped. String values
+//     are trimmed of leading and trailing white space, as the reference
+//     implementation's JSON reader does (EngineOptions.PreserveWhitespace
+//     turns this off).
 //  2. Resources are processed in pre-order: the top-level resource, then
 //     each nested resource (contained, Bundle.entry.resource,
 //     Parameters.parameter.resource, ...) after its container's rules ran

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"fhirdeid/fhir/model"
 	"fhirdeid/fhir/typed"
@@ -73,6 +74,11 @@ func (e *InputError) Unwrap() error { return e.Err }
 type EngineOptions struct {
 	// Rand supplies the IVs of the encrypt method; nil means crypto/rand.
 	Rand io.Reader
+	// PreserveWhitespace keeps leading and trailing white space of string
+	// values. By default it is trimmed before the rules run, as the
+	// reference implementation's parser (Firely SDK 5) does, so hashes and
+	// outputs match it.
+	PreserveWhitespace bool
 }
 
 // Engine applies a configuration to resources. It is immutable and safe for
@@ -89,6 +95,7 @@ type Engine struct {
 	// look up, the only ones the per-resource caches need.
 	fastTypes, fastNames map[string]bool
 	parsers              sync.Pool
+	preserveWhitespace   bool
 }
 
 type fastKind uint8
@@ -122,7 +129,7 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 	if m == nil {
 		return nil, fmt.Errorf("creating engine: no FHIR model for %s", cfg.Release())
 	}
-	e := &Engine{cfg: cfg, params: cfg.Parameters(), release: cfg.Release(), model: m, fastTypes: map[string]bool{}, fastNames: map[string]bool{}}
+	e := &Engine{cfg: cfg, params: cfg.Parameters(), release: cfg.Release(), model: m, fastTypes: map[string]bool{}, fastNames: map[string]bool{}, preserveWhitespace: opts.PreserveWhitespace}
 	e.hasher = NewHasher(e.params.CryptoHashKey, e.release)
 	if k := e.params.EncryptKey; k != "" {
 		enc, err := NewEncryptor(k, opts.Rand)
@@ -200,6 +207,9 @@ func (e *Engine) Anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 			return Stats{}, &InputError{Err: err}
 		}
 	}
+	if !e.preserveWhitespace {
+		trimStrings(root)
+	}
 	now := nowFrom(ctx)
 	r := &run{
 		e:       e,
@@ -222,6 +232,19 @@ func (e *Engine) Anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 	}
 	prune(root)
 	return st, nil
+}
+
+// trimStrings trims leading and trailing white space from every string value
+// of the tree, as .NET's String.Trim does.
+func trimStrings(root *jsontree.Node) {
+	root.Walk(func(n *jsontree.Node) bool {
+		if n.Kind == jsontree.String && n.Value != "" {
+			if t := strings.TrimFunc(n.Value, unicode.IsSpace); len(t) != len(n.Value) {
+				n.SetString(t)
+			}
+		}
+		return true
+	})
 }
 
 // emptyResource replaces the content of a resource by the EmptyElement of

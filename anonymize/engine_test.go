@@ -333,3 +333,22 @@ func BenchmarkEngineSafeHarborPatient(b *testing.B) {
 		}
 	}
 }
+
+func TestEngineTrimsWhitespace(t *testing.T) {
+	cfg := rules(`{"path":"Patient.name.family","method":"cryptoHash"}`)
+	in := `{"resourceType":"Patient","name":[{"family":" abc\n","given":["  Peter "]}]}`
+	want := `{"resourceType":"Patient","name":[{"family":"8f16771f9f8851b26f4d460fa17de93e2711c7e51337cb8a608a0f81e1c1b6ae","given":["Peter"]}],"meta":{"security":[` + cryptohash + `]}}`
+	got, _ := anonymizeString(t, newTestEngine(t, cfg), in)
+	if got != want {
+		t.Errorf("trimmed: got\n%s\nwant\n%s", got, want)
+	}
+	c, _ := ParseConfig([]byte(cfg), Options{Compiler: FHIRPathCompiler()})
+	e, err := NewEngine(c, EngineOptions{PreserveWhitespace: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := e.AnonymizeJSON(context.Background(), []byte(in), FileContext{})
+	if err != nil || !strings.Contains(string(out), `"given":["  Peter "]`) || strings.Contains(string(out), "8f16771f") {
+		t.Errorf("preserved: %s %v", out, err)
+	}
+}
