@@ -606,6 +606,12 @@ func csharpText(n *jsontree.Node) string {
 		}
 		return "False"
 	}
+	if n.Kind == jsontree.Number && strings.ContainsAny(n.Value, "eE") {
+		// .NET decimals have no exponent form: 1.5e2 is 150.
+		if r, scale, err := parseDecimal(n.Value); err == nil {
+			return r.FloatString(scale)
+		}
+	}
 	return n.Value
 }
 

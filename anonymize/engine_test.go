@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"fhirdeid/jsontree"
 )
 
 // newTestEngine builds an engine from an inline configuration.
@@ -350,5 +352,20 @@ func TestEngineTrimsWhitespace(t *testing.T) {
 	out, _, err := e.AnonymizeJSON(context.Background(), []byte(in), FileContext{})
 	if err != nil || !strings.Contains(string(out), `"given":["  Peter "]`) || strings.Contains(string(out), "8f16771f") {
 		t.Errorf("preserved: %s %v", out, err)
+	}
+}
+
+func TestCSharpText(t *testing.T) {
+	tests := []struct{ json, want string }{
+		{`true`, "True"}, {`false`, "False"}, {`1.50`, "1.50"}, {`1.5e2`, "150"}, {`1.25E-1`, "0.125"}, {`12`, "12"}, {`"a b"`, "a b"},
+	}
+	for _, tt := range tests {
+		n, err := jsontree.ParseString(tt.json)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := csharpText(n); got != tt.want {
+			t.Errorf("csharpText(%s) = %q, want %q", tt.json, got, tt.want)
+		}
 	}
 }
