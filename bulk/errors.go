@@ -35,6 +35,8 @@ type HTTPError struct {
 	Transient bool
 }
 
+// Error returns the one-line description: step, method, URL, status and
+// the server's outcome.
 func (e *HTTPError) Error() string {
 	s := fmt.Sprintf("%s: %s %s: HTTP %d", e.Step, e.Method, e.URL, e.StatusCode)
 	if e.Outcome != "" {
@@ -56,6 +58,7 @@ type ValidationError struct {
 	Msg string
 }
 
+// Error returns the one-line description: file, line and problem.
 func (e *ValidationError) Error() string {
 	if e.Line > 0 {
 		return fmt.Sprintf("validate %s line %d: %s", e.File, e.Line, e.Msg)
