@@ -133,3 +133,32 @@ func reportPerResource(b *testing.B, resources, bytes int, cpu0 int64) {
 	b.ReportMetric(cpu/float64(resources), "cpu-ns/resource")
 	b.ReportMetric(float64(bytes)/cpu*1e3, "cpu-MB/s")
 }
+
+// BenchmarkParseIndented parses the first 5,000 Synthea-100 resources
+// written with a two-space indent, as FHIR servers often serve them.
+func BenchmarkParseIndented(b *testing.B) {
+	lines, _ := syntheaLines(b)
+	lines = lines[:min(len(lines), 5000)]
+	docs := make([][]byte, len(lines))
+	total := 0
+	for i, l := range lines {
+		n, err := Parse(l)
+		if err != nil {
+			b.Fatal(err)
+		}
+		docs[i] = n.AppendIndent(nil, "", "  ")
+		total += len(docs[i])
+	}
+	var p Parser
+	b.SetBytes(int64(total))
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	for b.Loop() {
+		for _, d := range docs {
+			if _, err := p.Parse(d); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	reportPerResource(b, len(docs), total, cpu0)
+}

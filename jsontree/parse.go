@@ -602,9 +602,25 @@ func writePointerToken(sb *strings.Builder, s string) {
 	}
 }
 
+// skipSpace returns the offset of the first non-whitespace byte at or
+// after b[i]. Compact JSON has none, so that case is kept inlinable.
 func skipSpace(b []byte, i int) int {
+	if i < len(b) && b[i] > ' ' {
+		return i
+	}
+	return skipSpaceSlow(b, i)
+}
+
+// spaces8 is eight spaces read as a little-endian word.
+const spaces8 = lsb * ' '
+
+func skipSpaceSlow(b []byte, i int) int {
 	for i < len(b) && isSpace[b[i]] {
 		i++
+		// Indentation comes in runs of spaces.
+		for i+8 <= len(b) && binary.LittleEndian.Uint64(b[i:]) == spaces8 {
+			i += 8
+		}
 	}
 	return i
 }
