@@ -179,6 +179,13 @@ func (e *Engine) Config() *Config { return e.cfg }
 // AnonymizeJSON de-identifies one resource given as JSON and returns it as
 // compact JSON. See Anonymize.
 func (e *Engine) AnonymizeJSON(ctx context.Context, data []byte, fc FileContext) ([]byte, Stats, error) {
+	return e.AppendAnonymizedJSON(ctx, make([]byte, 0, len(data)), data, fc)
+}
+
+// AppendAnonymizedJSON is like AnonymizeJSON but appends the output to dst,
+// so that a caller can reuse its buffer. On error dst is returned
+// unchanged.
+func (e *Engine) AppendAnonymizedJSON(ctx context.Context, dst, data []byte, fc FileContext) ([]byte, Stats, error) {
 	p, _ := e.parsers.Get().(*jsontree.Parser)
 	if p == nil {
 		p = new(jsontree.Parser)
@@ -186,13 +193,13 @@ func (e *Engine) AnonymizeJSON(ctx context.Context, data []byte, fc FileContext)
 	defer e.parsers.Put(p)
 	root, err := p.Parse(data)
 	if err != nil {
-		return nil, Stats{}, &InputError{Err: err}
+		return dst, Stats{}, &InputError{Err: err}
 	}
 	st, err := e.Anonymize(ctx, root, fc)
 	if err != nil {
-		return nil, st, err
+		return dst, st, err
 	}
-	return root.AppendJSON(make([]byte, 0, len(data))), st, nil
+	return root.AppendJSON(dst), st, nil
 }
 
 // Anonymize de-identifies the resource rooted at root in place, following

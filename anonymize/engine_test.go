@@ -369,3 +369,20 @@ func TestCSharpText(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendAnonymizedJSON(t *testing.T) {
+	e := newTestEngine(t, rules(`{"path":"Patient.gender","method":"redact"}`))
+	ctx := WithNow(context.Background(), today)
+	dst := []byte("prefix\n")
+	out, _, err := e.AppendAnonymizedJSON(ctx, dst, []byte(`{"resourceType":"Patient","gender":"male"}`), FileContext{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "prefix\n" + `{"resourceType":"Patient","meta":{"security":[` + redacted + `]}}`; string(out) != want {
+		t.Errorf("got %s, want %s", out, want)
+	}
+	out, _, err = e.AppendAnonymizedJSON(ctx, dst, []byte(`{"resourceType":"Patient","nmae":1}`), FileContext{})
+	if err == nil || string(out) != "prefix\n" {
+		t.Errorf("on error: %q %v", out, err)
+	}
+}
