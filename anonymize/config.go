@@ -359,6 +359,7 @@ type ConfigError struct {
 	Err error
 }
 
+// Error implements the error interface.
 func (e *ConfigError) Error() string {
 	var b strings.Builder
 	b.WriteString("anonymizer config")
@@ -389,6 +390,7 @@ func (e *ConfigError) Error() string {
 	return b.String()
 }
 
+// Unwrap returns the underlying error.
 func (e *ConfigError) Unwrap() error { return e.Err }
 
 // LoadConfig reads a configuration from r. See ParseConfig.

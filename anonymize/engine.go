@@ -66,8 +66,10 @@ type InputError struct {
 	Err error
 }
 
+// Error implements the error interface.
 func (e *InputError) Error() string { return "invalid input resource: " + e.Err.Error() }
 
+// Unwrap returns the underlying error.
 func (e *InputError) Unwrap() error { return e.Err }
 
 // EngineOptions are the options of NewEngine.

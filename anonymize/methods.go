@@ -22,6 +22,7 @@ type ProcessingError struct {
 	Err error
 }
 
+// Error implements the error interface.
 func (e *ProcessingError) Error() string {
 	msg := fmt.Sprintf("anonymizing: rule %d (%s)", e.Rule, e.Method)
 	if e.ResourceType != "" {
@@ -36,6 +37,7 @@ func (e *ProcessingError) Error() string {
 	return msg
 }
 
+// Unwrap returns the underlying error.
 func (e *ProcessingError) Unwrap() error { return e.Err }
 
 // SubstitutePrimitive returns the new value of a primitive element under a
