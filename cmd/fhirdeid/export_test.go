@@ -44,6 +44,9 @@ func TestExportCommand(t *testing.T) {
 			t.Errorf("log.ndjson has no %s event", ev)
 		}
 	}
+	if !strings.Contains(string(log), `"softwareName":"fhirdeid bulktest"`) {
+		t.Error("the kickoff event does not name the server software")
+	}
 	// --since auto: the second run sends the first run's transactionTime.
 	code, _, stderr = runExportCmd(t, nil, "export", "--url", base, "--out", out, "--min-wait", "10ms", "--quiet", "--since", "auto")
 	if code != 0 {
@@ -129,5 +132,34 @@ func TestExportCommandErrors(t *testing.T) {
 				t.Error("the secret leaked")
 			}
 		})
+	}
+}
+
+func TestExportCommandRestart(t *testing.T) {
+	srv, err := bulktest.New(bulktest.Options{Resources: bulktest.Synthetic(5, 1), RetryAfter: "",
+		Faults: bulktest.Faults{StatusFatal: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := srv.Start()
+	defer srv.Close()
+	out := t.TempDir()
+	common := []string{"export", "--url", base, "--out", out, "--quiet", "--min-wait", "1ms", "--max-wait", "2ms", "--retries", "1"}
+	if code, _, stderr := runExportCmd(t, nil, common...); code != 1 || !strings.Contains(stderr, "status:") {
+		t.Fatalf("failing export: exit %d: %s", code, stderr)
+	}
+	srv.SetFaults(bulktest.Faults{})
+	// Another request while the first is unfinished: refused.
+	code, _, stderr := runExportCmd(t, nil, append(common, "--type", "Patient")...)
+	if code != 1 || !strings.Contains(stderr, "unfinished export of a different request") || !strings.Contains(stderr, "--restart") {
+		t.Fatalf("different request: exit %d: %s", code, stderr)
+	}
+	// --restart abandons it (DELETE) and starts anew.
+	code, stdout, stderr := runExportCmd(t, nil, append(common, "--type", "Patient", "--restart")...)
+	if code != 0 || !strings.Contains(stdout, "exported 5 resources") {
+		t.Fatalf("--restart: exit %d: %s %s", code, stdout, stderr)
+	}
+	if st := srv.Stats(); st.Kickoffs != 2 || st.Deletes != 2 {
+		t.Errorf("server saw %d kick-offs and %d deletes, want 2 and 2", st.Kickoffs, st.Deletes)
 	}
 }
