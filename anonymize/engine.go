@@ -305,7 +305,15 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 	}
 	r.resources++
 	var ops Operations
+	// The caches are built before any rule runs, as in the reference
+	// implementation: nodes that a substitute adds later are not in them.
 	var typeCache, nameCache map[string][]*jsontree.Node
+	for i := range r.e.rules {
+		if rule := &r.e.rules[i]; rule.fast != fastNone && rule.AppliesTo(res.Type) {
+			typeCache, nameCache = r.buildCaches(res)
+			break
+		}
+	}
 	for i := range r.e.rules {
 		rule := &r.e.rules[i]
 		if !rule.AppliesTo(res.Type) {
@@ -318,9 +326,6 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 		var matches []*jsontree.Node
 		switch {
 		case rule.fast != fastNone:
-			if typeCache == nil {
-				typeCache, nameCache = r.buildCaches(res)
-			}
 			cache := typeCache
 			if rule.fast == fastName {
 				cache = nameCache
