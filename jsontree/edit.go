@@ -144,16 +144,28 @@ func (n *Node) InsertAt(i int, v *Node) {
 	}
 	n.checkChild(v)
 	key := v.Key
+	var old *Node
+	if n.Kind == Array {
+		key = ""
+	} else {
+		old = n.Get(key)
+	}
+	// Check the index before changing anything.
+	after := len(n.Children)
+	if v.Parent == n {
+		after--
+	}
+	if old != nil && old != v {
+		after--
+	}
+	if i < 0 || i > after {
+		panic("jsontree: InsertAt index " + strconv.Itoa(i) + " out of range")
+	}
 	if v.Parent != nil {
 		v.Detach()
 	}
-	if n.Kind == Array {
-		key = ""
-	} else if old := n.Get(key); old != nil {
+	if old != nil && old != v {
 		n.Remove(old)
-	}
-	if i < 0 || i > len(n.Children) {
-		panic("jsontree: InsertAt index " + strconv.Itoa(i) + " out of range")
 	}
 	v.Parent, v.Key = n, key
 	n.Children = slices.Insert(n.Children, i, v)

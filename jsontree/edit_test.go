@@ -491,3 +491,45 @@ func TestWalkRemoving(t *testing.T) {
 		t.Errorf("visited %s\nwant    %s", got, want)
 	}
 }
+
+func TestInsertAtOutOfRangeChangesNothing(t *testing.T) {
+	root := mustParse(t, `{"a":1,"b":[1,2],"c":{"x":true}}`)
+	before := compact(root)
+	x := root.Get("c").Get("x")
+	tests := []func(){
+		func() { root.Get("b").InsertAt(3, root.Get("a")) },
+		func() { root.Get("b").InsertAt(2, root.Get("b").Children[0]) }, // 1 item left after the move
+		func() {
+			x.Key = "a"
+			root.InsertAt(3, x) // "a" replaced: 2 members + x -> max index 2
+		},
+	}
+	for i, fn := range tests {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("case %d: no panic", i)
+				}
+			}()
+			fn()
+		}()
+		x.Key = "x"
+		if got := compact(root); got != before {
+			t.Errorf("case %d: tree changed to %s", i, got)
+		}
+		checkTree(t, root, nil)
+	}
+}
+
+func TestInsertAtLastPosition(t *testing.T) {
+	root := mustParse(t, `{"a":1,"b":[1,2],"c":{"x":true}}`)
+	b := root.Get("b")
+	b.InsertAt(1, b.Children[0]) // move within: 1 item left, so 1 is the end
+	x := root.Get("c").Get("x")
+	x.Key = "a"
+	root.InsertAt(2, x) // "a" replaced: b, c, then x as "a"
+	if got := compact(root); got != `{"b":[2,1],"c":{},"a":true}` {
+		t.Errorf("got %s", got)
+	}
+	checkTree(t, root, nil)
+}
