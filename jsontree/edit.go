@@ -90,14 +90,8 @@ func (n *Node) Index() int {
 	return -1
 }
 
-// The editing methods below keep the tree consistent: every child's Parent
-// is its container, every member's Key is its name, and an object has no
-// two members with the same name. A node being inserted that already has a
-// parent is first moved out of it, as Detach does. Editing methods panic if
-// they are called on a node of the wrong kind, if v is nil, or if the edit
-// would make a node its own descendant: these are programming errors.
-// Typing fields (Name, Type, Shadow, typing flags) are never changed by
-// them; a program that edits a typed tree retypes what it inserts.
+// The editing methods keep the tree consistent; see the package
+// documentation.
 
 // Set makes v the member of object n named key. If n has such a member, v
 // takes its place (same position) and the old member is detached;

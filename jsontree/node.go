@@ -42,9 +42,16 @@
 // # Editing
 //
 // Set, Append, InsertAt, Remove, Detach and ReplaceWith change the shape of
-// a tree and keep Parent, Key and Children consistent; SetString,
-// SetNumber, SetBool and SetNull change a node's value in place. Get, Index,
-// Path and Walk navigate.
+// a tree and keep it consistent: every child's Parent is its container,
+// every member's Key is its name, and no object has two members with the
+// same name. A node inserted while it has a parent is moved out of it
+// first. SetString, SetNumber, SetBool and SetNull change a node's value in
+// place. Get, Index, Path and Walk navigate; Clone copies; Equal compares.
+// None of them changes typing fields (Name, Type, Shadow and the typing
+// flags): a program that edits a typed tree types what it inserts. The
+// editing methods panic on programming errors only: a node of the wrong
+// kind, a nil node, an index out of range, or an edit that would make a
+// node its own descendant.
 package jsontree
 
 // Kind is the JSON kind of a node.
