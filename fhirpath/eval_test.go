@@ -95,6 +95,7 @@ func TestEvaluate(t *testing.T) {
 		{patient, "descendants().where($this is HumanName).count()", "integer 3"},
 		{patient, "children().count()", "integer 16"},
 		{patient, "(1 | 2 | 2 | 3).count()", "integer 3"},
+		{patient, "(1 | 2 | 3).repeat(iif($this < 5, $this + 1, {}) | 1.0).count()", "integer 5"},
 		{patient, "(name.given | name.given).count()", "integer 3"},
 		{patient, "address.city | extension.value.city", "Patient.address[0].city string Springfield; Patient.extension[0].valueAddress.city string Springfield"},
 		{patient, "(address.city | extension.value.city).distinct().count()", "integer 1"},
@@ -118,6 +119,11 @@ func TestEvaluate(t *testing.T) {
 		{patient, "name.given.aggregate($total & $this, '')", "string JohnQJohnny"},
 		{patient, "active.hasValue() and name.given[2].hasValue() and name.given[2].getValue() = 'Johnny'", "boolean true"},
 		{patient, "%ucum", "string http://unitsofmeasure.org"},
+		{patient, "2.power(10)", "integer 1024"},
+		{patient, "(-2).power(31)", "integer -2147483648"},
+		{patient, "2.power(31)", ""},
+		{patient, "2.power(2000000000)", ""},
+		{patient, "1.power(2000000000)", "integer 1"},
 		{patient, "meta.lastUpdated.toString()", "string 2020-01-02T03:04:05.6789+00:00"},
 		{patient, "extension[1].value.toString() + '|' + (extension[1].value + 0).toString()", "string 1.50|1.50"},
 		{patient, "Patient.name.family.type().name", "TypeInfo.name string string"},
@@ -204,6 +210,7 @@ func TestEvalErrors(t *testing.T) {
 		{"iif('x', 1, 2)", "fhirpath: 1:1: iif(): criterion must be a boolean"},
 		{"%undefined", "fhirpath: 1:1: undefined external constant %undefined"},
 		{"name.single()", "fhirpath: 1:6: single(): input has more than one item"},
+		{"1.repeat($this + 1)", "fhirpath: 1:3: repeat(): result has more than 65536 items"},
 	}
 	for _, tt := range tests {
 		e, err := Compile(tt.src, WithModel(m), WithContextType("Patient"))

@@ -182,16 +182,19 @@ func init() {
 			}
 			return c.one(Item{val: v}), nil
 		}},
-		"lowBoundary":  {max: 1, fn: fnBoundary(false)},
-		"highBoundary": {max: 1, fn: fnBoundary(true)},
-		"precision":    {fn: fnPrecision},
-		"comparable":   {min: 1, max: 1, fn: fnComparable},
-		"resolve":      {unsupported: "references are not resolved"},
-		"conformsTo":   {min: 1, max: 1, unsupported: "profiles are not validated"},
-		"memberOf":     {min: 1, max: 1, unsupported: "terminology services are not available"},
-		"subsumes":     {min: 1, max: 1, unsupported: "terminology services are not available"},
-		"subsumedBy":   {min: 1, max: 1, unsupported: "terminology services are not available"},
-		"htmlChecks":   {unsupported: "narrative checks are not available"},
+		"lowBoundary":       {max: 1, fn: fnBoundary(false)},
+		"highBoundary":      {max: 1, fn: fnBoundary(true)},
+		"precision":         {fn: fnPrecision},
+		"comparable":        {min: 1, max: 1, fn: fnComparable},
+		"resolve":           {unsupported: "references are not resolved"},
+		"conformsTo":        {min: 1, max: 1, unsupported: "profiles are not validated"},
+		"memberOf":          {min: 1, max: 1, unsupported: "terminology services are not available"},
+		"subsumes":          {min: 1, max: 1, unsupported: "terminology services are not available"},
+		"subsumedBy":        {min: 1, max: 1, unsupported: "terminology services are not available"},
+		"htmlChecks":        {unsupported: "narrative checks are not available"},
+		"elementDefinition": {unsupported: "profiles are not available"},
+		"slice":             {min: 2, max: 2, unsupported: "profiles are not available"},
+		"checkModifiers":    {min: 1, max: 1, unsupported: "profiles are not available"},
 	}
 }
 
@@ -315,8 +318,13 @@ func fnSelect(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 	return out, nil
 }
 
+// maxRepeat bounds the result of repeat(), which could otherwise grow
+// without end on System values (1.repeat($this + 1)).
+const maxRepeat = 1 << 16
+
 func fnRepeat(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 	var out []Item
+	var seen itemSet
 	queue := f
 	for len(queue) > 0 {
 		var next []Item
@@ -326,7 +334,10 @@ func fnRepeat(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 				return nil, err
 			}
 			for _, x := range r {
-				if !containsSame(out, x) {
+				if seen.add(x) {
+					if len(out) >= maxRepeat {
+						return nil, k.errf("result has more than %d items", maxRepeat)
+					}
 					out = append(out, x)
 					next = append(next, x)
 				}
@@ -335,6 +346,54 @@ func fnRepeat(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 		queue = next
 	}
 	return out, nil
+}
+
+// itemSet is a set of items with containsSame semantics: nodes by
+// identity, System values by equality. Nodes, strings, booleans and numbers
+// are hashed; other values are compared one by one.
+type itemSet struct {
+	nodes  map[*jsontree.Node]struct{}
+	keys   map[string]struct{}
+	others []Item
+}
+
+// add inserts it and reports whether it was not there yet.
+func (s *itemSet) add(it Item) bool {
+	if it.node != nil {
+		if s.nodes == nil {
+			s.nodes = map[*jsontree.Node]struct{}{}
+		}
+		if _, ok := s.nodes[it.node]; ok {
+			return false
+		}
+		s.nodes[it.node] = struct{}{}
+		return true
+	}
+	var key string
+	switch v := it.val.(type) {
+	case string:
+		key = "s" + v
+	case bool:
+		key = "b" + strconv.FormatBool(v)
+	case int64:
+		key = "n" + strconv.FormatInt(v, 10)
+	case Decimal:
+		key = "n" + v.trim().String()
+	default:
+		if containsSame(s.others, it) {
+			return false
+		}
+		s.others = append(s.others, it)
+		return true
+	}
+	if s.keys == nil {
+		s.keys = map[string]struct{}{}
+	}
+	if _, ok := s.keys[key]; ok {
+		return false
+	}
+	s.keys[key] = struct{}{}
+	return true
 }
 
 func fnOfType(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
@@ -1152,9 +1211,9 @@ func fnPower(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 	bi, bInt := v.(int64)
 	ei, eInt := e.(int64)
 	if bInt && eInt && ei >= 0 {
-		r := int64(1)
-		for range ei {
-			r *= bi
+		r, ok := intPow(bi, ei)
+		if !ok {
+			return nil, nil // out of the Integer range
 		}
 		return c.one(Item{val: r}), nil
 	}
@@ -1168,6 +1227,31 @@ func fnPower(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 		return nil, nil
 	}
 	return c.one(Item{val: r}), nil
+}
+
+// intPow computes b**e by squaring; ok is false when the result leaves the
+// 32-bit Integer range of FHIRPath.
+func intPow(b, e int64) (int64, bool) {
+	const limit = 1<<31 - 1
+	r := int64(1)
+	for e > 0 {
+		if e&1 == 1 {
+			r *= b
+			if r > limit || r < -limit-1 {
+				return 0, false
+			}
+		}
+		e >>= 1
+		if e > 0 {
+			b *= b
+			if b > limit || b < -limit-1 {
+				if r != 0 {
+					return 0, false
+				}
+			}
+		}
+	}
+	return r, true
 }
 
 func fnRound(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {

@@ -21,7 +21,8 @@ type Function struct {
 	// phase (nil: unknown, nothing is checked after the call).
 	ResultTypes func(info *CheckInfo) []string
 	// Eval computes the result from the focus (the collection the function
-	// is called on). Arguments are evaluated on demand through call.
+	// is called on). Arguments are evaluated on demand through call. Eval
+	// must not modify the focus slice (it may be shared) but may return it.
 	Eval func(call *Call, focus []Item) ([]Item, error)
 }
 
