@@ -373,6 +373,25 @@ func TestPagedManifest(t *testing.T) {
 	}
 }
 
+func TestPartialManifests(t *testing.T) {
+	pop := population(6, 6)
+	e := newEnv(t, bulktest.Options{Resources: pop, PartSize: 5, ManifestPageSize: 2, PartialManifests: true})
+	res, err := e.run(t, bulk.Request{AllowPartialManifests: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := storedIDs(t, e.dir), ids(pop); !equalStrings(got, want) {
+		t.Fatal(diff(got, want))
+	}
+	pages := (len(res.Checkpoint.Files) - 1) / 2 // output files in pages of 2
+	if st := e.srv.Stats(); st.StatusPolls < int64(pages) {
+		t.Errorf("%d status requests for %d pages", st.StatusPolls, pages)
+	}
+	if n := strings.Count(e.logMu.String(), `"xProgress":"manifest page`); n < 2 {
+		t.Errorf("%d partial manifests seen with 202, want several", n)
+	}
+}
+
 func TestJobGone(t *testing.T) {
 	e := newEnv(t, bulktest.Options{Resources: population(1, 1), PollsBeforeComplete: 3})
 	c := e.exp.Client

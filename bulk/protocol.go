@@ -1,6 +1,7 @@
 package bulk
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -150,8 +151,16 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 	clk := c.clock()
 	delay := p.InitialDelay
 	rt := retrier{c: c}
-	var m *Manifest
-	pages := 0
+	// Pages by URL, in order: a partial manifest (STU3) may be returned
+	// again, unchanged or with a link added, so it replaces its earlier copy.
+	var order []string
+	byURL := map[string]*Manifest{}
+	addPage := func(u string, pg *Manifest) {
+		if _, ok := byURL[u]; !ok {
+			order = append(order, u)
+		}
+		byURL[u] = pg
+	}
 	next := statusURL
 	lastProgress, lastChange, warned := "", clk.Now(), false
 	for {
@@ -179,7 +188,32 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 		}
 		switch {
 		case code == http.StatusAccepted:
-			drain(resp)
+			followed := false
+			if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); strings.Contains(ct, "json") {
+				// STU3 allowPartialManifests: a 202 may carry a manifest of
+				// the files ready so far.
+				body, err := readSmall(resp, 256<<20)
+				if err == nil && bytes.Contains(body, []byte(`"transactionTime"`)) {
+					pg, err := DecodeManifest(body, resp.Request.URL)
+					if err != nil {
+						return nil, fmt.Errorf("status: partial %w", err)
+					}
+					addPage(next, pg)
+					if n := pg.Next(); n != "" {
+						u, err := url.Parse(n)
+						if err != nil {
+							return nil, errors.New("status: manifest link next is not a URL")
+						}
+						next = resp.Request.URL.ResolveReference(u).String()
+						followed = true
+					}
+				}
+			} else {
+				drain(resp)
+			}
+			if len(order) > 10000 {
+				return nil, errors.New("status: more than 10000 manifest pages")
+			}
 			xp := resp.Header.Get("X-Progress")
 			ra := resp.Header.Get("Retry-After")
 			c.emit("status_progress", map[string]any{"xProgress": xp, "retryAfter": ra})
@@ -205,6 +239,9 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 			wait = clamp(wait, p.MinDelay, p.MaxDelay)
 			delay = clamp(delay, p.MinDelay, p.MaxDelay)
 			rt.n = 0 // progress resets the retry budget
+			if followed {
+				continue // the next page may be ready already
+			}
 			if err := clk.Sleep(ctx, wait); err != nil {
 				return nil, err
 			}
@@ -223,31 +260,34 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 				c.emit("status_error", map[string]any{"message": err.Error()})
 				return nil, fmt.Errorf("status: %w", err)
 			}
-			pages++
 			c.emit("status_page_complete", map[string]any{"transactionTime": pg.TransactionTime,
 				"outputFileCount": len(pg.Output), "deletedFileCount": len(pg.Deleted), "errorFileCount": len(pg.Error)})
-			if m == nil {
-				m = pg
-			} else {
-				m.appendPage(pg)
-			}
+			addPage(next, pg)
 			if n := pg.Next(); n != "" {
 				u, err := url.Parse(n)
 				if err != nil {
 					return nil, errors.New("status: manifest link next is not a URL")
 				}
 				next = resp.Request.URL.ResolveReference(u).String()
-				if pages > 10000 {
+				if len(order) > 10000 {
 					return nil, errors.New("status: more than 10000 manifest pages")
 				}
 				continue
+			}
+			pages := len(order)
+			m := *byURL[order[0]]
+			m.Output = append([]File(nil), m.Output...)
+			m.Deleted = append([]File(nil), m.Deleted...)
+			m.Error = append([]File(nil), m.Error...)
+			for _, u := range order[1:] {
+				m.appendPage(byURL[u])
 			}
 			m.Link = nil
 			c.emit("status_complete", map[string]any{"transactionTime": m.TransactionTime})
 			c.emit("manifest_complete", map[string]any{"transactionTime": m.TransactionTime,
 				"totalOutputFileCount": len(m.Output), "totalDeletedFileCount": len(m.Deleted),
 				"totalErrorFileCount": len(m.Error), "totalManifests": pages})
-			return m, nil
+			return &m, nil
 		case code == http.StatusNotFound || code == http.StatusGone:
 			he := httpError("status", resp)
 			c.emit("status_error", map[string]any{"code": code, "message": he.Error()})

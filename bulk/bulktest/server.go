@@ -63,6 +63,11 @@ type Options struct {
 	// ManifestPageSize pages the manifest: at most this many output entries
 	// per page, linked with link next (0: one page).
 	ManifestPageSize int
+	// PartialManifests, with ManifestPageSize and a request with
+	// allowPartialManifests=true, answers every page but the last with 202
+	// and the manifest so far (STU3 partial manifests); the last page comes
+	// with 200.
+	PartialManifests bool
 	// Deleted are "Type/id" references reported in a deleted file when the
 	// request has _since.
 	Deleted []string
@@ -962,6 +967,10 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	m["output"], m["deleted"], m["error"] = out, del, errs
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Expires", s.opts.Now().Add(time.Hour).UTC().Format(http.TimeFormat))
+	if _, more := m["link"]; more && s.opts.PartialManifests && j.q.partial {
+		w.Header().Set("X-Progress", fmt.Sprintf("manifest page %d", page))
+		w.WriteHeader(http.StatusAccepted)
+	}
 	_ = json.NewEncoder(w).Encode(m)
 }
 

@@ -52,6 +52,7 @@ func runBulkServer(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&o.DownloadDelay, "download-delay", 0, "delay before each file body")
 	fs.IntVar(&o.Throttle, "throttle", 0, "bytes per second per download (0: unlimited)")
 	fs.IntVar(&o.ManifestPageSize, "page-size", 0, "output entries per manifest page (0: one page)")
+	fs.BoolVar(&o.PartialManifests, "partial-manifests", false, "with --page-size and allowPartialManifests=true, answer pages but the last with 202 (STU3)")
 	var deleted, groups stringList
 	fs.Var(&deleted, "deleted", "Type/id references reported as deleted when _since is given")
 	errorsN := fs.Int("errors", 0, "report this many error-severity OperationOutcomes in an error file")
