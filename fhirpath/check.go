@@ -242,6 +242,9 @@ func (cp *compiler) checkCall(e *callExpr, in, this typeSet) (typeSet, error) {
 		}
 	}
 	b := builtins[e.name]
+	if b != nil && (len(e.args) < b.min || len(e.args) > b.max) {
+		return nil, nil // the compiler reports the arity
+	}
 	if b != nil && b.ordered && e.x != nil {
 		if err := cp.checkOrdered(e.x, e.pos, e.name+"()"); err != nil {
 			return nil, err

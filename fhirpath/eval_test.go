@@ -97,6 +97,8 @@ func TestEvaluate(t *testing.T) {
 		{patient, "(1 | 2 | 2 | 3).count()", "integer 3"},
 		{patient, "(1 | 2 | 3).repeat(iif($this < 5, $this + 1, {}) | 1.0).count()", "integer 5"},
 		{patient, "(name.given | name.given).count()", "integer 3"},
+		{patient, "(descendants() | descendants()).count() = descendants().count()", "boolean true"},
+		{patient, "(descendants().select($this.toString()) | descendants().select($this.toString())).count() = descendants().select($this.toString()).distinct().count()", "boolean true"},
 		{patient, "address.city | extension.value.city", "Patient.address[0].city string Springfield; Patient.extension[0].valueAddress.city string Springfield"},
 		{patient, "(address.city | extension.value.city).distinct().count()", "integer 1"},
 		{patient, "(1 | 2).combine(2).count()", "integer 3"},

@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"fhirdeid/fhir/model"
 	"fhirdeid/internal/testshared"
 )
 
@@ -98,4 +100,30 @@ func TestConformanceExpressionsRoundTrip(t *testing.T) {
 	if n < 900 {
 		t.Errorf("only %d expressions parsed", n)
 	}
+}
+
+// FuzzEval checks that compiling and evaluating arbitrary expressions on a
+// small resource never panics.
+func FuzzEval(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(s)
+	}
+	for _, s := range []string{
+		"name.given.substring(1, 2).upper() & birthDate.toString()",
+		"descendants().select($this.toString().length()).aggregate($this + $total, 0)",
+		"extension.value.ofType(Quantity) * 2 'mg' / 0",
+		"(1 | 2.5 | 'a' | @2019 | @T10:00 | 3 days).toString().join(',')",
+		"telecom.value.replaceMatches('(?<d>\\\\d)', '${d}$1').split('-').lowBoundary()",
+	} {
+		f.Add(s)
+	}
+	root := load(f, "patient.json")
+	m := model.Get(model.R4)
+	f.Fuzz(func(t *testing.T, src string) {
+		e, err := Compile(src, WithModel(m), WithFunctions(AnonymizerFunctions()...), WithWarnings(func(*CheckError) {}))
+		if err != nil {
+			return
+		}
+		_, _ = e.Evaluate(root, &Env{Now: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)})
+	})
 }

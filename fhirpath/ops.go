@@ -167,6 +167,9 @@ func binaryOp2(c *evalCtx, src string, pos int, op string, a, b []Item) ([]Item,
 			v, _ := b[0].Value()
 			s2, _ = v.(string)
 		}
+		if len(s1)+len(s2) > maxString {
+			return nil, rtErr(src, pos, "string longer than %d bytes", maxString)
+		}
 		return c.one(Item{val: s1 + s2}), nil
 	}
 	if len(a) == 0 || len(b) == 0 {
@@ -202,6 +205,11 @@ func binaryOp2(c *evalCtx, src string, pos int, op string, a, b []Item) ([]Item,
 		}
 		return boolItems(res), nil
 	}
+	if s1, ok := va.(string); ok {
+		if s2, ok := vb.(string); ok && len(s1)+len(s2) > maxString {
+			return nil, rtErr(src, pos, "string longer than %d bytes", maxString)
+		}
+	}
 	v, ok, err := arith(op, va, vb)
 	if err != nil {
 		return nil, rtErr(src, pos, "%s", err.Error())
@@ -211,6 +219,10 @@ func binaryOp2(c *evalCtx, src string, pos int, op string, a, b []Item) ([]Item,
 	}
 	return c.one(Item{val: v}), nil
 }
+
+// maxString bounds the strings built by + and &, so that an expression
+// cannot exhaust memory ('a'.repeat($this & $this)).
+const maxString = 1 << 24
 
 type opError string
 
@@ -439,6 +451,17 @@ func contains(coll []Item, it Item) bool {
 // would miss one.
 func union(c *evalCtx, a, b []Item) []Item {
 	out := c.alloc(len(a) + len(b))
+	if len(a)+len(b) > 32 {
+		var seen itemSet
+		for _, list := range [][]Item{a, b} {
+			for _, it := range list {
+				if seen.add(it) {
+					out = append(out, it)
+				}
+			}
+		}
+		return out
+	}
 	for _, list := range [][]Item{a, b} {
 		for _, it := range list {
 			if !containsSame(out, it) {
