@@ -110,6 +110,33 @@ func BenchmarkNodesByNameValue(b *testing.B) {
 	benchEval(b, "nodesByName('value')")
 }
 
+// BenchmarkGeneralizeDates measures a generalize-style case evaluated on
+// every date and dateTime node of synthea-100, as the anonymizer does.
+func BenchmarkGeneralizeDates(b *testing.B) {
+	roots := loadSynthea(b)
+	m := model.Get(model.R4)
+	sel := MustCompile("nodesByType('date') | nodesByType('dateTime')", WithModel(m), WithFunctions(AnonymizerFunctions()...))
+	var nodes []Item
+	for _, r := range roots {
+		res, err := sel.Evaluate(r, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		nodes = append(nodes, res...)
+	}
+	e := MustCompile("$this >= @1990-01-01 and $this < @2000-01-01", WithModel(m))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		for _, n := range nodes {
+			if _, err := e.Evaluate(n.Node(), nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(len(nodes)), "nodes/op")
+}
+
 // BenchmarkParseAnnotate measures what the benchmarks above leave out:
 // parsing and typing every resource of synthea-100.
 func BenchmarkParseAnnotate(b *testing.B) {

@@ -331,8 +331,27 @@ func itemValue(it Item) (any, bool) {
 	return it.Value()
 }
 
-// valuesEqual implements = on two single items: result, known.
+// stringOf returns the string of a String item or a FHIR string-like
+// primitive without boxing it.
+func stringOf(it Item) (string, bool) {
+	if it.node != nil {
+		n := it.node
+		if n.Kind == jsontree.String && primitiveSystemType(n.Type) == "String" {
+			return n.Value, true
+		}
+		return "", false
+	}
+	s, ok := it.val.(string)
+	return s, ok
+}
+
+// itemsEqual implements = on two single items: result, known.
 func itemsEqual(a, b Item) (bool, bool) {
+	if sa, ok := stringOf(a); ok {
+		if sb, ok := stringOf(b); ok {
+			return sa == sb, true
+		}
+	}
 	va, oka := itemValue(a)
 	vb, okb := itemValue(b)
 	if !oka || !okb {
