@@ -186,7 +186,7 @@ func postToken(ctx context.Context, hc *http.Client, tokenURL string, form url.V
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return Secret{}, 0, fmt.Errorf("token: POST %s: %w", redactURL(tokenURL), cleanNetErr(err))
+		return Secret{}, 0, &netError{step: "token", method: http.MethodPost, url: redactURL(tokenURL), err: cleanNetErr(err)}
 	}
 	if resp.StatusCode != http.StatusOK {
 		return Secret{}, 0, httpError("token", resp)

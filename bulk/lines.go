@@ -330,3 +330,75 @@ func Tombstones(line []byte) ([]string, error) {
 	}
 	return out, nil
 }
+
+// FileReader reads the decompressed NDJSON of one manifest file line by
+// line and validates it: each line's resourceType against the manifest
+// type, and at the end the number of lines against the manifest count.
+// It is what a pipeline stage consumes:
+//
+//	rc, err := client.Open(ctx, m, f)
+//	...
+//	fr := bulk.NewFileReader(rc, f, "Patient.000.ndjson.gz", 0)
+//	for fr.Next() {
+//		process(fr.Line())
+//	}
+//	err = fr.Err()
+type FileReader struct {
+	lr   *LineReader
+	v    Validator
+	err  error
+	done bool
+}
+
+// NewFileReader reads r, the NDJSON of manifest file f; name identifies
+// the file in errors, maxLine caps a line (0: 256 MiB). An error file's
+// lines must be OperationOutcome and a deleted file's lines Bundle when
+// f.Type is empty.
+func NewFileReader(r io.Reader, f File, name string, maxLine int) *FileReader {
+	return &FileReader{lr: NewLineReader(r, maxLine), v: Validator{File: name, Type: f.Type, Count: f.Count}}
+}
+
+// Next advances to the next valid line. It returns false at the end or at
+// the first error.
+func (fr *FileReader) Next() bool {
+	if fr.err != nil || fr.done {
+		return false
+	}
+	if !fr.lr.Next() {
+		fr.done = true
+		if err := fr.lr.Err(); err != nil {
+			fr.err = err
+			var be *bodyError
+			if !errors.As(err, &be) {
+				fr.err = &ValidationError{File: fr.v.File, Line: fr.lr.LineNumber(), Msg: err.Error()}
+			}
+			return false
+		}
+		fr.err = fr.v.Finish()
+		return false
+	}
+	if err := fr.v.Check(fr.lr.Line(), fr.lr.LineNumber()); err != nil {
+		fr.err = err
+		return false
+	}
+	return true
+}
+
+// Line returns the current line; it is valid until the next call to Next.
+func (fr *FileReader) Line() []byte { return fr.lr.Line() }
+
+// LineNumber returns the 1-based number of the current line.
+func (fr *FileReader) LineNumber() int64 { return fr.lr.LineNumber() }
+
+// Resources returns the number of lines read so far.
+func (fr *FileReader) Resources() int64 { return fr.v.Lines() }
+
+// Err returns the first read or validation error; a count mismatch is
+// reported once the end is reached.
+func (fr *FileReader) Err() error { return fr.err }
+
+// IsRetryable reports whether err is worth retrying (a network failure, a
+// cut or stalled transfer, 429 or 5xx) rather than a validation error or a
+// refusal. Pipelines that consume Open streams use it to decide whether to
+// fetch a file again.
+func IsRetryable(err error) bool { return isRetryable(err) }

@@ -509,3 +509,37 @@ func TestKickoffFallbacks(t *testing.T) {
 		})
 	}
 }
+
+func TestFileReader(t *testing.T) {
+	three := int64(3)
+	two := int64(2)
+	data := "{\"resourceType\":\"Patient\",\"id\":\"1\"}\n{\"resourceType\":\"Patient\",\"id\":\"2\"}\n\n{\"resourceType\":\"Patient\",\"id\":\"3\"}\n"
+	tests := []struct {
+		name  string
+		in    string
+		f     File
+		lines int
+		err   string
+	}{
+		{"valid", data, File{Type: "Patient", Count: &three}, 3, ""},
+		{"no count", data, File{Type: "Patient"}, 3, ""},
+		{"count mismatch", data, File{Type: "Patient", Count: &two}, 3, "validate P.ndjson: 3 resources, manifest count 2"},
+		{"type mismatch", data, File{Type: "Observation"}, 0, `validate P.ndjson line 1: resourceType "Patient", manifest type "Observation"`},
+		{"not JSON", "{\"resourceType\":\"Patient\"}\nnot json\n", File{Type: "Patient"}, 1, "validate P.ndjson line 2: not a JSON object"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fr := NewFileReader(strings.NewReader(tc.in), tc.f, "P.ndjson", 0)
+			n := 0
+			for fr.Next() {
+				n++
+			}
+			if n != tc.lines || errStr(fr.Err()) != tc.err {
+				t.Errorf("%d lines, err %v; want %d, %q", n, fr.Err(), tc.lines, tc.err)
+			}
+			if IsRetryable(fr.Err()) {
+				t.Error("a validation error is not retryable")
+			}
+		})
+	}
+}

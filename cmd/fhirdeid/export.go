@@ -93,6 +93,7 @@ type exportFlags struct {
 	tokenURL, authStyle, scope, resource, tenant  string
 	keyFile, kid, alg                             string
 	storageAuth, storageConnEnv, storageSASEnv    string
+	statusURL                                     string
 }
 
 func runExport(ctx context.Context, e *env, args []string) error {
@@ -121,6 +122,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&f.repeat, "repeat-params", false, "repeat multi-valued parameters instead of joining them with commas")
 	fs.BoolVar(&f.lenient, "lenient", false, "send Prefer: handling=lenient")
 	fs.StringVar(&f.out, "out", "", "output directory (required)")
+	fs.StringVar(&f.statusURL, "status-url", "", "attach to an export already kicked off elsewhere: poll this status URL instead of kicking off")
 	fs.BoolVar(&f.restart, "restart", false, "abandon an unfinished export in --out (DELETE its job) and start anew")
 	fs.BoolVar(&f.keepJob, "keep-job", false, "do not DELETE the export job on the server after success")
 	fs.BoolVar(&f.allowCountMismatch, "allow-count-mismatch", false, "warn instead of failing when a file's line count differs from the manifest")
@@ -252,6 +254,26 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		fresh := &bulk.Checkpoint{Version: 1, ExportID: bulk.NewExportID(), Request: req,
 			LastSuccessfulTransactionTime: prev.LastSuccessfulTransactionTime, PreviousFiles: prev.PreviousFiles}
 		if err := store.Save(fresh); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+	}
+	if f.statusURL != "" {
+		if prev != nil && !prev.Complete && prev.StatusURL != "" && !f.restart {
+			return usageError{"--status-url: the output directory holds an unfinished export; finish it or add --restart"}
+		}
+		attached := &bulk.Checkpoint{Version: 1, ExportID: bulk.NewExportID(), Request: req, StatusURL: f.statusURL,
+			KickedOffAt: time.Now().UTC()}
+		if prev != nil {
+			attached.LastSuccessfulTransactionTime = prev.LastSuccessfulTransactionTime
+			attached.PreviousFiles = prev.PreviousFiles
+			if prev.Complete {
+				attached.PreviousFiles = nil
+				for _, pf := range prev.Files {
+					attached.PreviousFiles = append(attached.PreviousFiles, pf.Name)
+				}
+			}
+		}
+		if err := store.Save(attached); err != nil {
 			return fmt.Errorf("export: %w", err)
 		}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -161,5 +162,30 @@ func TestExportCommandRestart(t *testing.T) {
 	}
 	if st := srv.Stats(); st.Kickoffs != 2 || st.Deletes != 2 {
 		t.Errorf("server saw %d kick-offs and %d deletes, want 2 and 2", st.Kickoffs, st.Deletes)
+	}
+}
+
+func TestExportCommandStatusURL(t *testing.T) {
+	srv, err := bulktest.New(bulktest.Options{Resources: bulktest.Synthetic(4, 2), RetryAfter: ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := srv.Start()
+	defer srv.Close()
+	c, err := bulk.NewClient(base, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, err := c.Kickoff(context.Background(), &bulk.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	code, stdout, stderr := runExportCmd(t, nil, "export", "--url", base, "--out", out, "--quiet", "--min-wait", "1ms", "--status-url", status)
+	if code != 0 || !strings.Contains(stdout, "exported ") {
+		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+	}
+	if st := srv.Stats(); st.Kickoffs != 1 {
+		t.Errorf("%d kick-offs, want only the one made before attaching", st.Kickoffs)
 	}
 }
