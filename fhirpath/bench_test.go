@@ -129,7 +129,7 @@ func BenchmarkGeneralizeDates(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		for _, n := range nodes {
-			if _, err := e.Evaluate(n.Node(), nil); err != nil {
+			if _, err := e.EvaluateBool(n.Node(), nil); err != nil {
 				b.Fatal(err)
 			}
 		}

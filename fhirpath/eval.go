@@ -232,6 +232,12 @@ func (e *Expression) run(c *evalCtx, input []Item) ([]Item, error) {
 		out = make([]Item, len(res))
 		copy(out, res)
 	}
+	release(c)
+	return out, err
+}
+
+// release returns an evaluation context to the pool.
+func release(c *evalCtx) {
 	// Drop references into the resource before pooling.
 	clear(c.slab)
 	clear(c.scratch[:cap(c.scratch)])
@@ -239,29 +245,31 @@ func (e *Expression) run(c *evalCtx, input []Item) ([]Item, error) {
 	clear(c.walk[:cap(c.walk)])
 	c.env, c.this, c.context, c.total = nil, nil, nil, nil
 	ctxPool.Put(c)
-	return out, err
 }
 
-// EvaluateBool evaluates the expression as a boolean: true for a single
-// true, false for false or an empty result; an error for a non-boolean or a
-// collection of several items.
+// EvaluateBool evaluates the expression on the node n as a condition, by
+// the singleton evaluation of collections: an empty result is false, a
+// single boolean is its value, any other single item is true, and a
+// collection of several items is an error. It does not allocate for the
+// result.
 func (e *Expression) EvaluateBool(n *jsontree.Node, env *Env) (bool, error) {
-	res, err := e.Evaluate(n, env)
-	if err != nil {
-		return false, err
+	c := e.newCtx(env)
+	var input []Item
+	if n != nil {
+		input = c.one(Item{node: n})
 	}
-	if len(res) == 0 {
-		return false, nil
+	c.this, c.context = input, input
+	res, err := e.root(c, input)
+	var b bool
+	if err == nil {
+		var ok bool
+		b, _, ok = boolOf(res)
+		if !ok {
+			err = errors.New("fhirpath: expected a single boolean, got a collection")
+		}
 	}
-	if len(res) > 1 {
-		return false, errors.New("fhirpath: expected a single boolean, got a collection")
-	}
-	v, ok := res[0].Value()
-	b, isBool := v.(bool)
-	if !ok || !isBool {
-		return true, nil
-	}
-	return b, nil
+	release(c)
+	return b, err
 }
 
 // compiler turns the syntax tree into closures.

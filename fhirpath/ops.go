@@ -2,6 +2,8 @@ package fhirpath
 
 import (
 	"strings"
+
+	"fhirdeid/jsontree"
 )
 
 // boolOf applies singleton evaluation for a boolean operand: empty → (false,
@@ -178,6 +180,19 @@ func binaryOp2(c *evalCtx, src string, pos int, op string, a, b []Item) ([]Item,
 	if len(a) > 1 || len(b) > 1 {
 		return nil, rtErr(src, pos, "operands of %q must be single items", op)
 	}
+	switch op {
+	case "<", ">", "<=", ">=":
+		// Dates and times compare without boxing their values.
+		if ta, fa, ok := temporalOf(a[0]); ok {
+			if tb, fb, ok := temporalOf(b[0]); ok && fa == fb {
+				cmp, known := compareTemporal(ta, tb, fa)
+				if !known {
+					return nil, nil
+				}
+				return boolItems(compareResult(op, cmp)), nil
+			}
+		}
+	}
 	va, oka := a[0].Value()
 	vb, okb := b[0].Value()
 	if !oka || !okb {
@@ -192,18 +207,7 @@ func binaryOp2(c *evalCtx, src string, pos int, op string, a, b []Item) ([]Item,
 		if !known {
 			return nil, nil
 		}
-		var res bool
-		switch op {
-		case "<":
-			res = cmp < 0
-		case ">":
-			res = cmp > 0
-		case "<=":
-			res = cmp <= 0
-		case ">=":
-			res = cmp >= 0
-		}
-		return boolItems(res), nil
+		return boolItems(compareResult(op, cmp)), nil
 	}
 	if s1, ok := va.(string); ok {
 		if s2, ok := vb.(string); ok && len(s1)+len(s2) > maxString {
@@ -223,6 +227,51 @@ func binaryOp2(c *evalCtx, src string, pos int, op string, a, b []Item) ([]Item,
 // maxString bounds the strings built by + and &, so that an expression
 // cannot exhaust memory ('a'.repeat($this & $this)).
 const maxString = 1 << 24
+
+// compareResult applies an ordering operator to a comparison result.
+func compareResult(op string, cmp int) bool {
+	switch op {
+	case "<":
+		return cmp < 0
+	case ">":
+		return cmp > 0
+	case "<=":
+		return cmp <= 0
+	}
+	return cmp >= 0
+}
+
+// temporalOf returns the date/time of a Date, DateTime or Time item (or of
+// a FHIR date, dateTime, instant or time node) and the first precision its
+// comparison starts at.
+func temporalOf(it Item) (DateTime, Precision, bool) {
+	if n := it.node; n != nil {
+		if n.Kind != jsontree.String {
+			return DateTime{}, 0, false
+		}
+		switch n.Type {
+		case "date":
+			d, err := ParseDate(n.Value)
+			return DateTime(d), PrecYear, err == nil
+		case "dateTime", "instant":
+			d, err := ParseDateTime(n.Value)
+			return d, PrecYear, err == nil
+		case "time":
+			d, err := ParseTime(n.Value)
+			return DateTime(d), PrecHour, err == nil
+		}
+		return DateTime{}, 0, false
+	}
+	switch v := it.val.(type) {
+	case Date:
+		return DateTime(v), PrecYear, true
+	case DateTime:
+		return v, PrecYear, true
+	case Time:
+		return DateTime(v), PrecHour, true
+	}
+	return DateTime{}, 0, false
+}
 
 type opError string
 
