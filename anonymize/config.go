@@ -576,6 +576,8 @@ func (l *loader) load(root Value) (*Config, error) {
 		msg       string
 	}{
 		{MethodDateShift, c.params.GeneratedDateShiftKey, "dateShiftKey is empty: a random key was generated, so date offsets will differ on every load"},
+		{MethodCryptoHash, c.params.GeneratedCryptoHashKey, "cryptoHashKey is empty: a random key was generated for this run, so hashes will not match other runs"},
+		{MethodPerturb, c.params.GeneratedCryptoHashKey, "cryptoHashKey is empty: perturb noise is keyed on a random key, so it will differ on every run"},
 		{MethodEncrypt, c.params.GeneratedEncryptKey, "encryptKey is empty: a random key was generated, so encrypted values can never be decrypted"},
 	} {
 		if m.generated && slices.ContainsFunc(c.rules, func(r Rule) bool { return r.Method == m.method }) {
@@ -767,7 +769,6 @@ func (l *loader) defaults(p *Parameters) error {
 		}
 		if p.CryptoHashKey == "" {
 			p.CryptoHashKey, p.GeneratedCryptoHashKey = shared, true
-			l.warnf("cryptoHashKey is empty: a random key was generated for this run, so hashes will not match other runs")
 		}
 		if p.EncryptKey == "" {
 			p.EncryptKey, p.GeneratedEncryptKey = shared, true
@@ -826,6 +827,12 @@ func (l *loader) rule(n int, v *Value) (Rule, error) {
 	}
 	if c := l.opts.Compiler; c != nil {
 		comp, err := c(r.ResourceType, r.Expression)
+		if pw := (*PathWarnings)(nil); errors.As(err, &pw) && comp != nil {
+			for _, w := range pw.Warnings {
+				l.warnf("rule %d (%s) path %q: %s", n, r.MethodName, r.Path, w)
+			}
+			err = nil
+		}
 		if err != nil {
 			e := cerr(pathV.Line, pathV.Col, "invalid FHIR path", err).(*ConfigError)
 			e.ExprColumn = exprColumn(err)
@@ -925,6 +932,12 @@ func (l *loader) rule(n int, v *Value) (Rule, error) {
 					what string
 				}{{gc.Condition, &gc.CompiledCondition, m.Line, m.Col, "condition"}, {gc.Value, &gc.CompiledValue, m.Value.Line, m.Value.Col, "value"}} {
 					comp, err := c("", e.expr)
+					if pw := (*PathWarnings)(nil); errors.As(err, &pw) && comp != nil {
+						for _, w := range pw.Warnings {
+							l.warnf("rule %d (%s) case %d %s: %s", n, r.MethodName, len(r.cases)+1, e.what, w)
+						}
+						err = nil
+					}
 					if err != nil {
 						ce := cerr(e.line, e.col, fmt.Sprintf("invalid cases expression (case %d %s)", len(r.cases)+1, e.what), err).(*ConfigError)
 						ce.ExprColumn = exprColumn(err)

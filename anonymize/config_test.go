@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"fhirdeid/fhir/model"
+	"fhirdeid/fhirpath"
 )
 
 // colError is a compile error with a column, as the FHIRPath compiler will
@@ -161,7 +164,7 @@ func TestConfigImmutable(t *testing.T) {
 }
 
 func TestParseConfigDefaults(t *testing.T) {
-	c := mustParse(t, `{"fhirPathRules":[{"path":"nodesByType('date')","method":"dateShift"},{"path":"Patient.id","method":"encrypt"}]}`,
+	c := mustParse(t, `{"fhirPathRules":[{"path":"nodesByType('date')","method":"dateShift"},{"path":"Patient.id","method":"encrypt"},{"path":"Patient.name","method":"cryptoHash"}]}`,
 		Options{Rand: bytes.NewReader(bytes.Repeat([]byte{0xab, 0xcd}, 64))})
 	p := c.Parameters()
 	if p.DateShiftKey != strings.Repeat("abcd", 8) || !p.GeneratedDateShiftKey {
@@ -180,6 +183,11 @@ func TestParseConfigDefaults(t *testing.T) {
 		if !strings.Contains(w, want) {
 			t.Errorf("warnings lack %q:\n%s", want, w)
 		}
+	}
+	// No warning for keys that no rule uses.
+	quiet := mustParse(t, `{"fhirVersion":"R4","fhirPathRules":[{"path":"Patient.name","method":"redact"}]}`, Options{})
+	if w := quiet.Warnings(); len(w) != 0 {
+		t.Errorf("warnings for unused generated keys: %q", w)
 	}
 	// Two loads generate different date-shift keys with a real random source.
 	a, _ := ParseConfig([]byte(`{"fhirPathRules":[]}`), Options{})
@@ -390,5 +398,43 @@ func TestTestdataConfigs(t *testing.T) {
 		if !wantOK && err == nil {
 			t.Errorf("%s: accepted", f)
 		}
+	}
+}
+
+func TestPathWarnings(t *testing.T) {
+	warn := func(resourceType, expr string) (Compiled, error) {
+		if strings.Contains(expr, "nmae") {
+			return expr, &PathWarnings{Warnings: []string{"1:1: unknown element nmae on Patient"}}
+		}
+		return expr, nil
+	}
+	c := mustParse(t, `{"fhirVersion":"R4","fhirPathRules":[{"path":"Patient.nmae","method":"redact"},
+		{"path":"Patient.x","method":"generalize","cases":{"nmae = 1":"2"}}]}`, Options{Compiler: warn})
+	w := strings.Join(c.Warnings(), "\n")
+	if !strings.Contains(w, `rule 1 (redact) path "Patient.nmae": 1:1: unknown element nmae`) || !strings.Contains(w, "rule 2 (generalize) case 1 condition") {
+		t.Errorf("warnings:\n%s", w)
+	}
+	if c.Rule(0).Compiled != "nmae" {
+		t.Errorf("the rule was not kept with its compiled path")
+	}
+}
+
+func TestFHIRPathCompilers(t *testing.T) {
+	m := model.Get(model.R4)
+	src := `{"fhirVersion":"R4","fhirPathRules":[{"path":"Patient.nmae","method":"redact"},{"path":"Patient.name","method":"redact"}]}`
+	_, err := ParseConfig([]byte(src), Options{Compiler: FHIRPathCompiler(fhirpath.WithModel(m)), Rand: zeroRand()})
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Rule != 1 || !strings.Contains(err.Error(), "unknown element nmae on Patient") || ce.ExprColumn == 0 {
+		t.Errorf("strict compiler: %v", err)
+	}
+	c, err := ParseConfig([]byte(src), Options{Compiler: FHIRPathCompilerWithWarnings(fhirpath.WithModel(m)), Rand: zeroRand()})
+	if err != nil {
+		t.Fatalf("lenient compiler: %v", err)
+	}
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "unknown element nmae on Patient") {
+		t.Errorf("lenient compiler warnings:\n%s", w)
+	}
+	if _, err := NewEngine(c, EngineOptions{}); err != nil {
+		t.Errorf("engine for a configuration with a misspelt path: %v", err)
 	}
 }

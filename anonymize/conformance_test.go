@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"fhirdeid/fhir/model"
+	"fhirdeid/fhirpath"
 	"fhirdeid/internal/testshared"
 )
 
@@ -172,6 +174,19 @@ func TestConformanceSampleConfigs(t *testing.T) {
 	if c.NumRules() != 193 || count[MethodRedact] != 179 || count[MethodKeep] != 8 || count[MethodDateShift] != 3 ||
 		count[MethodCryptoHash] != 2 || count[MethodPerturb] != 1 {
 		t.Errorf("sample config: %d rules, by method %v", c.NumRules(), count)
+	}
+	// The sample holds a misspelt path: the checking compiler rejects it,
+	// the one with warnings reports it and loads.
+	m := model.Get(model.R4)
+	if _, err := ParseConfig(data, Options{Compiler: FHIRPathCompiler(fhirpath.WithModel(m)), Rand: zeroRand()}); err == nil || !strings.Contains(err.Error(), "notAvaliable") {
+		t.Errorf("checking compiler on the sample: %v", err)
+	}
+	lc, err := ParseConfig(data, Options{Compiler: FHIRPathCompilerWithWarnings(fhirpath.WithModel(m)), Rand: zeroRand()})
+	if err != nil {
+		t.Fatalf("compiler with warnings on the sample: %v", err)
+	}
+	if w := strings.Join(lc.Warnings(), "\n"); !strings.Contains(w, "notAvaliable") {
+		t.Errorf("no warning for the misspelt path:\n%s", w)
 	}
 	p := c.Parameters()
 	if !p.EnablePartialAgesForRedact || !p.EnablePartialDatesForRedact || !p.EnablePartialZipCodesForRedact ||

@@ -140,7 +140,12 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 		}
 		e.enc = enc
 	}
-	compile := FHIRPathCompiler(fhirpath.WithModel(m))
+	// The engine compiles without a context type: the configuration was
+	// validated at load time, and a step the model does not know matches
+	// nothing, as in the reference implementation.
+	compile := func(resourceType, expr string) (Compiled, error) {
+		return fhirpath.Compile(expr, fhirpath.WithModel(m), fhirpath.WithFunctions(fhirpath.AnonymizerFunctions()...))
+	}
 	for _, r := range cfg.Rules() {
 		er := engineRule{Rule: r}
 		if sm := fastPathRegexp.FindStringSubmatch(r.Path); sm != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"fhirdeid/anonymize"
+	"fhirdeid/fhir/model"
 	"fhirdeid/fhirpath"
 )
 
@@ -46,12 +47,18 @@ func TestLoadsWithStubCompiler(t *testing.T) {
 }
 
 // TestCompilesWithFHIRPath compiles every path with the project's FHIRPath
-// engine and its anonymizer functions.
+// engine, checked against the R4 model: no misspelt element, no warning.
 func TestCompilesWithFHIRPath(t *testing.T) {
-	fns := fhirpath.AnonymizerFunctions()
-	load(t, func(resourceType, expr string) (anonymize.Compiled, error) {
-		return fhirpath.Compile(expr, fhirpath.WithFunctions(fns...))
-	})
+	c := load(t, anonymize.FHIRPathCompiler(fhirpath.WithModel(model.Get(model.R4))))
+	if _, err := anonymize.NewEngine(c, anonymize.EngineOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c = load(t, anonymize.FHIRPathCompilerWithWarnings(fhirpath.WithModel(model.Get(model.R4))))
+	for _, w := range c.Warnings() {
+		if !strings.Contains(w, "cryptoHashKey is empty") {
+			t.Errorf("warning: %s", w)
+		}
+	}
 }
 
 // TestCoverage checks the Safe Harbor facts the README promises.

@@ -10,6 +10,8 @@ import (
 
 	"fhirdeid/anonymize"
 	"fhirdeid/anonymize/defaultconfig"
+	"fhirdeid/fhir/model"
+	"fhirdeid/fhirpath"
 )
 
 func init() {
@@ -76,6 +78,11 @@ func runConfigCheck(e *env, args []string) error {
 		return fmt.Errorf("reading configuration: %w", err)
 	}
 	opts := anonymize.Options{FHIRVersion: *version, Compiler: anonymize.FHIRPathCompiler()}
+	if v, ok := model.ParseVersion(*version); ok {
+		// Check the paths against the model: a misspelt element is reported
+		// as a warning, as the Microsoft anonymizer accepts it silently.
+		opts.Compiler = anonymize.FHIRPathCompilerWithWarnings(fhirpath.WithModel(model.Get(v)))
+	}
 	if *yamlFmt {
 		opts.Format = anonymize.YAML
 	}

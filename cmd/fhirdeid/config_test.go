@@ -51,6 +51,7 @@ func TestConfigCheck(t *testing.T) {
 	good := write("good.json", `{"fhirVersion":"R4","processingError":"skip","fhirPathRules":[{"path":"Patient.name","method":"redact"}],"parameters":{"cryptoHashKey":"s3cret"}}`)
 	badPath := write("bad.json", `{"fhirPathRules":[{"path":"Patient.name.invalid()","method":"redact"}]}`)
 	yml := write("c.yaml", "fhirPathRules:\n  - path: Patient.name\n    method: redact\n")
+	misspelt := write("misspelt.json", `{"fhirVersion":"R4","fhirPathRules":[{"path":"Patient.nmae","method":"redact"}]}`)
 	tests := []struct {
 		name    string
 		args    []string
@@ -63,6 +64,7 @@ func TestConfigCheck(t *testing.T) {
 		{"good", []string{"config", "check", good}, "", 0, "ok, 1 rules, processingErrors raise", `unknown top-level key "processingError"`, "s3cret"},
 		{"compile error", []string{"config", "check", badPath}, "", 1, "", "rule 1 (redact)", ""},
 		{"yaml", []string{"config", "check", yml}, "", 0, "ok, 1 rules", "", ""},
+		{"misspelt element", []string{"config", "check", misspelt}, "", 0, "ok, 1 rules", `warning: rule 1 (redact) path "Patient.nmae"`, ""},
 		{"stdin", []string{"config", "check", "-"}, `{"fhirPathRules":[]}`, 0, "ok, 0 rules", "", ""},
 		{"stu3 mismatch", []string{"config", "check", "-fhir-version", "STU3", good}, "", 1, "", "Expected fhirVersion: STU3", ""},
 		{"default config", []string{"config", "check", "-"}, string(defaultconfig.SafeHarbor()), 0, "ok, 63 rules", "cryptoHashKey is empty", ""},
