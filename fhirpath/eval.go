@@ -157,6 +157,13 @@ type evalCtx struct {
 	nodes    []*jsontree.Node
 	walk     []Item
 	calls    []*Call // free Call values for custom functions
+	vars     []variable
+}
+
+// variable is a variable set by defineVariable().
+type variable struct {
+	name  string
+	items []Item
 }
 
 var ctxPool = sync.Pool{New: func() any { return new(evalCtx) }}
@@ -220,7 +227,7 @@ func (e *Expression) EvaluateItems(input []Item, env *Env) ([]Item, error) {
 
 func (e *Expression) newCtx(env *Env) *evalCtx {
 	c := ctxPool.Get().(*evalCtx)
-	*c = evalCtx{env: env, cfg: e.cfg, slab: c.slab[:0], scratch: c.scratch[:0], nodes: c.nodes[:0], walk: c.walk[:0], calls: c.calls}
+	*c = evalCtx{env: env, cfg: e.cfg, slab: c.slab[:0], scratch: c.scratch[:0], nodes: c.nodes[:0], walk: c.walk[:0], calls: c.calls, vars: c.vars[:0]}
 	return c
 }
 
@@ -244,6 +251,11 @@ func release(c *evalCtx) {
 	clear(c.nodes[:cap(c.nodes)])
 	clear(c.walk[:cap(c.walk)])
 	c.env, c.this, c.context, c.total = nil, nil, nil, nil
+	clear(c.vars)
+	c.vars = c.vars[:0]
+	if cap(c.slab) > 1<<16 {
+		c.slab = nil // do not keep a huge arena in the pool
+	}
 	ctxPool.Put(c)
 }
 
@@ -589,6 +601,11 @@ func (cp *compiler) external(e *extExpr) (evalFn, error) {
 		return func(c *evalCtx, in []Item) ([]Item, error) { return items, nil }, nil
 	}
 	return func(c *evalCtx, in []Item) ([]Item, error) {
+		for i := len(c.vars) - 1; i >= 0; i-- {
+			if c.vars[i].name == name {
+				return c.vars[i].items, nil
+			}
+		}
 		if c.env != nil {
 			if v, ok := c.env.Vars[name]; ok {
 				return v, nil

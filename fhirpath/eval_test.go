@@ -121,6 +121,9 @@ func TestEvaluate(t *testing.T) {
 		{patient, "name.given.aggregate($total & $this, '')", "string JohnQJohnny"},
 		{patient, "active.hasValue() and name.given[2].hasValue() and name.given[2].getValue() = 'Johnny'", "boolean true"},
 		{patient, "%ucum", "string http://unitsofmeasure.org"},
+		{patient, "name.defineVariable('n', given.count()).select(%n)", "integer 3; integer 3"},
+		{patient, "defineVariable('g', name.given).select(%g.count())", "integer 3"},
+		{patient, "defineVariable('a', 1).defineVariable('b', 2).select(%a + %b)", "integer 3"},
 		{patient, "2.power(10)", "integer 1024"},
 		{patient, "(-2).power(31)", "integer -2147483648"},
 		{patient, "2.power(31)", ""},
@@ -212,6 +215,8 @@ func TestEvalErrors(t *testing.T) {
 		{"iif('x', 1, 2)", "fhirpath: 1:1: iif(): criterion must be a boolean"},
 		{"%undefined", "fhirpath: 1:1: undefined external constant %undefined"},
 		{"name.single()", "fhirpath: 1:6: single(): input has more than one item"},
+		{"defineVariable('a').defineVariable('a')", "fhirpath: 1:21: defineVariable(): variable %a is already defined"},
+		{"defineVariable('ucum')", "fhirpath: 1:1: defineVariable(): cannot redefine %ucum"},
 		{"1.repeat($this + 1)", "fhirpath: 1:3: repeat(): result has more than 65536 items"},
 	}
 	for _, tt := range tests {

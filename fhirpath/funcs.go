@@ -151,7 +151,8 @@ func init() {
 		"children":    {unordered: true, fn: fnChildren},
 		"descendants": {unordered: true, fn: fnDescendants},
 		// Utility.
-		"trace": {min: 1, max: 2, modes: []argMode{argValue, argLambda}, fn: fnTrace},
+		"trace":          {min: 1, max: 2, modes: []argMode{argValue, argLambda}, fn: fnTrace},
+		"defineVariable": {min: 1, max: 2, modes: []argMode{argValue, argLambda}, fn: fnDefineVariable},
 		"now": {fn: func(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 			return c.one(Item{val: fromTime(c.timeNow(), PrecMillisecond, true)}), nil
 		}},
@@ -1328,6 +1329,39 @@ func fnTrace(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 		shown = all
 	}
 	c.env.Trace(name, shown)
+	return f, nil
+}
+
+// fnDefineVariable sets %name to the focus, or to the second argument
+// evaluated on the focus, for the rest of the evaluation, and returns the
+// focus. Defining a name twice, or a predefined name, is an error.
+func fnDefineVariable(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
+	name, ok, err := k.str(c, 0, in)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || name == "" {
+		return nil, k.errf("the variable name must be a string")
+	}
+	if _, predefined := constants[name]; predefined || name == "context" || name == "resource" || name == "rootResource" {
+		return nil, k.errf("cannot redefine %%%s", name)
+	}
+	for _, v := range c.vars {
+		if v.name == name {
+			return nil, k.errf("variable %%%s is already defined", name)
+		}
+	}
+	value := f
+	if len(k.args) > 1 {
+		save := c.this
+		c.this = f
+		value, err = k.args[1].fn(c, f)
+		c.this = save
+		if err != nil {
+			return nil, err
+		}
+	}
+	c.vars = append(c.vars, variable{name: name, items: value})
 	return f, nil
 }
 
