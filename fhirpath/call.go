@@ -110,11 +110,13 @@ func (k *callSite) integer(c *evalCtx, i int, in []Item) (int64, bool, error) {
 
 // lambda evaluates arg with $this = it and $index = index.
 func (c *evalCtx) lambda(a *argument, it Item, index int) ([]Item, error) {
-	saveThis, saveIdx, saveHas := c.this, c.index, c.hasIndex
+	saveThis, saveIdx, saveHas, saveVars := c.this, c.index, c.hasIndex, len(c.vars)
 	one := c.one(it)
 	c.this, c.index, c.hasIndex = one, index, true
 	res, err := a.fn(c, one)
-	c.this, c.index, c.hasIndex = saveThis, saveIdx, saveHas
+	// Variables defined inside the lambda end with it.
+	clear(c.vars[saveVars:])
+	c.this, c.index, c.hasIndex, c.vars = saveThis, saveIdx, saveHas, c.vars[:saveVars]
 	return res, err
 }
 

@@ -124,6 +124,7 @@ func TestEvaluate(t *testing.T) {
 		{patient, "name.defineVariable('n', given.count()).select(%n)", "integer 3; integer 3"},
 		{patient, "defineVariable('g', name.given).select(%g.count())", "integer 3"},
 		{patient, "defineVariable('a', 1).defineVariable('b', 2).select(%a + %b)", "integer 3"},
+		{patient, "name.where(defineVariable('u', use).select(%u) = 'nickname').given", "Patient.name[1].given[0] string Johnny"},
 		{patient, "2.power(10)", "integer 1024"},
 		{patient, "(-2).power(31)", "integer -2147483648"},
 		{patient, "2.power(31)", ""},
