@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,6 +23,8 @@ import (
 	"fhirdeid/anonymize"
 	"fhirdeid/anonymize/defaultconfig"
 	"fhirdeid/bulk"
+	"fhirdeid/fhir/model"
+	"fhirdeid/fhirpath"
 	"fhirdeid/pipeline"
 	"fhirdeid/state"
 	"fhirdeid/storage"
@@ -93,11 +96,10 @@ type anonymizerConfig struct {
 	// empty for the built-in Safe Harbor configuration.
 	Config      string `yaml:"config"`
 	FHIRVersion string `yaml:"fhirVersion"`
+	// Strict makes a rule path that names an unknown element an error
+	// instead of a warning.
+	Strict bool `yaml:"strict"`
 }
-
-// secretFields are the configuration fields that hold secrets: they are
-// never printed, and ${VAR} references in them are expected.
-var secretFields = map[string]bool{"token": true, "clientSecret": true}
 
 // configError names the field of the configuration file that is wrong.
 type configError struct {
@@ -163,7 +165,10 @@ func loadConfigFile(path string, getenv func(string) string) (*fileConfig, error
 	return &cfg, nil
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: (?:unmarshal errors:\n\s*)?line (\d+): (.*)$`)
+var (
+	yamlLine    = regexp.MustCompile(`^yaml: (?:unmarshal errors:\n\s*)?line (\d+): (.*)$`)
+	yamlUnknown = regexp.MustCompile(`^field (\S+) not found in type .*$`)
+)
 
 // yamlError turns a YAML decoding error into a configError with its line.
 // YAML errors quote field names, not values, except for type errors, which
@@ -174,7 +179,9 @@ func yamlError(path string, err error) error {
 		line := 0
 		fmt.Sscan(m[1], &line)
 		text := m[2]
-		if strings.Contains(text, "cannot unmarshal") {
+		if m := yamlUnknown.FindStringSubmatch(text); m != nil {
+			text = "unknown key " + m[1]
+		} else if strings.Contains(text, "cannot unmarshal") {
 			text = "wrong type of value" + typeHint(text)
 		}
 		return &configError{File: path, Line: line, Msg: text}
@@ -480,7 +487,7 @@ func (s *sourceConfig) request() bulk.Request {
 // (the built-in Safe Harbor one when none is given) and builds the engine.
 // It returns the configuration's hash and its keys' fingerprints for the run
 // report.
-func (pc *pipelineConfig) loadAnonymizer(field string) (*anonymize.Engine, string, map[string]string, error) {
+func (pc *pipelineConfig) loadAnonymizer(field string, warn func(string)) (*anonymize.Engine, string, map[string]string, error) {
 	data := defaultconfig.SafeHarbor()
 	name := "built-in " + defaultconfig.Name
 	if pc.Anonymizer.Config != "" {
@@ -495,7 +502,7 @@ func (pc *pipelineConfig) loadAnonymizer(field string) (*anonymize.Engine, strin
 	if version == "" {
 		version = "R4"
 	}
-	cfg, err := anonymize.ParseConfig(data, anonymize.Options{FHIRVersion: version, Compiler: anonymize.FHIRPathCompiler()})
+	cfg, err := anonymize.ParseConfig(data, anonymize.Options{FHIRVersion: version, Compiler: checkedCompiler(version, pc.Anonymizer.Strict, warn)})
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("%s: anonymizer configuration %s: %w", field, name, err)
 	}
@@ -512,6 +519,36 @@ func (pc *pipelineConfig) loadAnonymizer(field string) (*anonymize.Engine, strin
 	return eng, "sha256:" + hex.EncodeToString(sum[:]), fps, nil
 }
 
+// checkedCompiler compiles rule paths and checks them against the FHIR
+// model of version. A path that names an element or type the model lacks
+// matches nothing: with strict it is an error, otherwise it is reported to
+// warn and compiles — Microsoft's own sample configuration has such a path
+// ("HealthcareService.notAvaliable"), which its engine silently accepts.
+func checkedCompiler(version string, strict bool, warn func(string)) anonymize.PathCompiler {
+	v, ok := model.ParseVersion(version)
+	if !ok {
+		// ParseConfig reports the unsupported version.
+		return anonymize.FHIRPathCompiler()
+	}
+	if strict {
+		return anonymize.FHIRPathCompiler(fhirpath.WithModel(model.Get(v)))
+	}
+	var cur string
+	var off int
+	inner := anonymize.FHIRPathCompiler(fhirpath.WithModel(model.Get(v)), fhirpath.WithWarnings(func(ce *fhirpath.CheckError) {
+		if warn != nil {
+			warn(fmt.Sprintf("path %q, column %d: %s: the step matches nothing", cur, ce.Column+off, ce.Msg))
+		}
+	}))
+	return func(resourceType, expr string) (anonymize.Compiled, error) {
+		cur, off = expr, 0
+		if resourceType != "" {
+			cur, off = resourceType+"."+expr, len(resourceType)+1
+		}
+		return inner(resourceType, expr)
+	}
+}
+
 // fingerprint identifies a key without revealing it: the first 8 bytes of
 // SHA-256 over a domain-separated input.
 func fingerprint(key string) string {
@@ -521,7 +558,7 @@ func fingerprint(key string) string {
 
 // openPipeline wires a configured pipeline: FHIR client and auth, engine,
 // destination and state. It contacts no server.
-func openPipeline(ctx context.Context, cfg *fileConfig, name string, db *state.DB) (*pipeline.Pipeline, *storage.Store, error) {
+func openPipeline(ctx context.Context, cfg *fileConfig, name string, db *state.DB, logger *slog.Logger) (*pipeline.Pipeline, *storage.Store, error) {
 	pc := cfg.Pipelines[name]
 	field := "pipelines." + name
 	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 8,
@@ -541,13 +578,17 @@ func openPipeline(ctx context.Context, cfg *fileConfig, name string, db *state.D
 	if err != nil {
 		return nil, nil, err
 	}
-	eng, hash, fps, err := pc.loadAnonymizer(field)
+	var warnings []string
+	eng, hash, fps, err := pc.loadAnonymizer(field, func(w string) { warnings = append(warnings, w) })
 	if err != nil {
 		return nil, nil, err
 	}
 	store, err := storage.Open(ctx, pc.Destination)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s.destination: %w", field, err)
+	}
+	for _, w := range append(warnings, eng.Config().Warnings()...) {
+		logger.Warn("anonymizer configuration: "+w, "pipeline", name)
 	}
 	deid := pipeline.NewEngineDeidentifier(eng)
 	deid.Folder = name
@@ -563,6 +604,7 @@ func openPipeline(ctx context.Context, cfg *fileConfig, name string, db *state.D
 		Concurrency:        pc.Concurrency,
 		Workers:            pc.Workers,
 		AllowCountMismatch: pc.AllowCountMismatch,
+		Logger:             logger,
 		ConfigHash:         hash,
 		KeyFingerprints:    fps,
 	}

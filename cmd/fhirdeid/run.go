@@ -71,12 +71,11 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 		return err
 	}
 	defer db.Close()
-	p, store, err := openPipeline(ctx, cfg, pname, db)
+	p, store, err := openPipeline(ctx, cfg, pname, db, logger)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
 	defer store.Close()
-	p.Logger = logger
 	stop := func() {}
 	if !*quiet && isTerminal(e.stderr) {
 		stop = showProgress(e.stderr, p)
