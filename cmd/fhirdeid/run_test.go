@@ -119,7 +119,7 @@ func TestValidateErrors(t *testing.T) {
 
 	// A secret that comes from an unset environment variable is named, and
 	// a set one is never printed.
-	body := strings.Replace(string(data), "      since: auto\n", "      since: auto\n      auth:\n        type: client-credentials\n        tokenURL: " + refuse.URL + "/token\n        clientID: me\n        clientSecret: ${FHIRDEID_TEST_SECRET}\n", 1)
+	body := strings.Replace(string(data), "      since: auto\n", "      since: auto\n      auth:\n        type: client-credentials\n        tokenURL: "+refuse.URL+"/token\n        clientID: me\n        clientSecret: ${FHIRDEID_TEST_SECRET}\n", 1)
 	p := write("fhirdeid.yml", body)
 	code, _, errOut := runExportCmd(t, nil, "validate", p)
 	if code != 2 || !strings.Contains(errOut, "pipelines.ehr.source.auth.clientSecret: environment variable FHIRDEID_TEST_SECRET is not set") {
