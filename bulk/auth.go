@@ -53,11 +53,12 @@ type tokenSource func(ctx context.Context) (tok Secret, expiresIn time.Duration,
 
 // tokenCache caches a token and refreshes it before expiry.
 type tokenCache struct {
-	mu    sync.Mutex
-	tok   Secret
-	exp   time.Time
-	fetch tokenSource
-	clock Clock
+	mu      sync.Mutex
+	fetched bool // a token was obtained before
+	tok     Secret
+	exp     time.Time
+	fetch   tokenSource
+	clock   Clock
 }
 
 func (c *tokenCache) get(ctx context.Context) (Secret, error) {
@@ -72,9 +73,16 @@ func (c *tokenCache) get(ctx context.Context) (Secret, error) {
 		return c.tok, nil
 	}
 	tok, life, err := c.fetch(ctx)
+	var he *HTTPError
+	if err != nil && c.fetched && errors.As(err, &he) && he.StatusCode == http.StatusBadRequest {
+		// Some servers (Epic) answer a re-authorisation with a spurious
+		// 400: a first authorisation that worked earns one more try.
+		tok, life, err = c.fetch(ctx)
+	}
 	if err != nil {
 		return Secret{}, err
 	}
+	c.fetched = true
 	if life <= 0 {
 		life = 5 * time.Minute
 	}
@@ -280,38 +288,85 @@ func (a *SMARTBackend) tokenURL(ctx context.Context) (string, error) {
 }
 
 // DiscoverTokenURL reads token_endpoint from
-// [base]/.well-known/smart-configuration.
+// [base]/.well-known/smart-configuration, falling back to the OAuth URIs
+// extension of the CapabilityStatement ([base]/metadata) that older servers
+// use.
 func DiscoverTokenURL(ctx context.Context, hc *http.Client, base string) (string, error) {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	wk := strings.TrimSuffix(base, "/") + "/.well-known/smart-configuration"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, wk, nil)
-	if err != nil {
-		return "", fmt.Errorf("discovery: build request: %w", cleanNetErr(err))
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("discovery: GET %s: %w", redactURL(wk), cleanNetErr(err))
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", httpError("discovery", resp)
-	}
-	body, err := readSmall(resp, 1<<20)
-	if err != nil {
-		return "", fmt.Errorf("discovery: read %s: %w", redactURL(wk), cleanNetErr(err))
-	}
+	base = strings.TrimSuffix(base, "/")
+	wk := base + "/.well-known/smart-configuration"
 	var sc struct {
 		TokenEndpoint string `json:"token_endpoint"`
 	}
-	if json.Unmarshal(body, &sc) != nil || sc.TokenEndpoint == "" {
-		return "", fmt.Errorf("discovery: %s has no token_endpoint", redactURL(wk))
+	body, err := getJSON(ctx, hc, wk, "application/json")
+	if err == nil && json.Unmarshal(body, &sc) == nil && sc.TokenEndpoint != "" {
+		return checkTokenURL(sc.TokenEndpoint)
 	}
-	if u, err := url.Parse(sc.TokenEndpoint); err != nil || !u.IsAbs() {
-		return "", fmt.Errorf("discovery: token_endpoint is not an absolute URL")
+	if err == nil {
+		err = fmt.Errorf("discovery: %s has no token_endpoint", redactURL(wk))
 	}
-	return sc.TokenEndpoint, nil
+	body, merr := getJSON(ctx, hc, base+"/metadata", "application/fhir+json")
+	if merr != nil {
+		return "", err
+	}
+	var cs struct {
+		Rest []struct {
+			Security struct {
+				Extension []struct {
+					URL       string `json:"url"`
+					Extension []struct {
+						URL      string `json:"url"`
+						ValueURI string `json:"valueUri"`
+					} `json:"extension"`
+				} `json:"extension"`
+			} `json:"security"`
+		} `json:"rest"`
+	}
+	if json.Unmarshal(body, &cs) == nil {
+		for _, r := range cs.Rest {
+			for _, e := range r.Security.Extension {
+				if e.URL != "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris" {
+					continue
+				}
+				for _, sub := range e.Extension {
+					if sub.URL == "token" && sub.ValueURI != "" {
+						return checkTokenURL(sub.ValueURI)
+					}
+				}
+			}
+		}
+	}
+	return "", err
+}
+
+func checkTokenURL(s string) (string, error) {
+	if u, err := url.Parse(s); err != nil || !u.IsAbs() {
+		return "", errors.New("discovery: the token endpoint is not an absolute URL")
+	}
+	return s, nil
+}
+
+// getJSON GETs a small JSON document.
+func getJSON(ctx context.Context, hc *http.Client, u, accept string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("discovery: build request: %w", cleanNetErr(err))
+	}
+	req.Header.Set("Accept", accept)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, &netError{step: "discovery", method: http.MethodGet, url: redactURL(u), err: cleanNetErr(err)}
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, httpError("discovery", resp)
+	}
+	body, err := readSmall(resp, 4<<20)
+	if err != nil {
+		return nil, fmt.Errorf("discovery: read %s: %w", redactURL(u), cleanNetErr(err))
+	}
+	return body, nil
 }
 
 func (a *SMARTBackend) fetch(ctx context.Context) (Secret, time.Duration, error) {

@@ -46,6 +46,7 @@ func TestExportLevels(t *testing.T) {
 		{"_until", bulk.Request{Until: "2026-01-01T00:00:00Z"}, filterIDs(all, func(s string) bool {
 			return strings.HasPrefix(s, "Organization/") || strings.Contains(s, "p000") || strings.Contains(s, "p002") || strings.Contains(s, "p004")
 		})},
+		{"no data of that type", bulk.Request{Types: []string{"Device"}}, nil},
 		{"vendor _till and _container", bulk.Request{Extra: map[string][]string{"_till": {"2026-01-01T00:00:00Z"}, "_container": {"exports"}}},
 			filterIDs(all, func(s string) bool {
 				return strings.HasPrefix(s, "Organization/") || strings.Contains(s, "p000") || strings.Contains(s, "p002") || strings.Contains(s, "p004")

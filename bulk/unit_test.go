@@ -543,3 +543,59 @@ func TestFileReader(t *testing.T) {
 		})
 	}
 }
+
+func TestDiscoverTokenURL(t *testing.T) {
+	tests := []struct {
+		name     string
+		wk, meta string
+		want     string
+		wantErr  bool
+	}{
+		{"well-known", `{"token_endpoint":"https://auth.example/token"}`, "", "https://auth.example/token", false},
+		{"CapabilityStatement fallback", "", `{"resourceType":"CapabilityStatement","rest":[{"security":{"extension":[{"url":"http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris","extension":[{"url":"authorize","valueUri":"https://a/authz"},{"url":"token","valueUri":"https://a/token"}]}]}}]}`, "https://a/token", false},
+		{"relative endpoint", `{"token_endpoint":"/token"}`, "", "", true},
+		{"nothing", "", `{"resourceType":"CapabilityStatement"}`, "", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch {
+				case strings.HasSuffix(r.URL.Path, "/.well-known/smart-configuration") && tc.wk != "":
+					_, _ = io.WriteString(w, tc.wk)
+				case strings.HasSuffix(r.URL.Path, "/metadata") && tc.meta != "":
+					_, _ = io.WriteString(w, tc.meta)
+				default:
+					http.NotFound(w, r)
+				}
+			}))
+			defer srv.Close()
+			got, err := DiscoverTokenURL(context.Background(), srv.Client(), srv.URL+"/fhir/")
+			if (err != nil) != tc.wantErr || got != tc.want {
+				t.Errorf("got %q, %v; want %q (error %v)", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestReauthRetriesSpurious400(t *testing.T) {
+	n := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n++
+		if n == 2 { // the first re-authorisation fails once
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"error":"invalid_request"}`)
+			return
+		}
+		fmt.Fprintf(w, `{"access_token":"t%d","token_type":"bearer","expires_in":60}`, n)
+	}))
+	defer srv.Close()
+	cc := &ClientCredentials{HTTP: srv.Client(), TokenURL: srv.URL, ClientID: "a", Secret: NewSecret("b")}
+	ctx := context.Background()
+	if tok, err := cc.Token(ctx); err != nil || tok.Reveal() != "t1" {
+		t.Fatalf("first token %q %v", tok.Reveal(), err)
+	}
+	cc.Invalidate(NewSecret("t1"))
+	if tok, err := cc.Token(ctx); err != nil || tok.Reveal() != "t3" {
+		t.Fatalf("re-auth token %q %v (want a retry after the spurious 400)", tok.Reveal(), err)
+	}
+}

@@ -139,7 +139,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&f.secretFile, "client-secret-file", "", "file holding the client secret")
 	fs.StringVar(&f.tokenURL, "token-url", "", "token endpoint (SMART: discovered from .well-known/smart-configuration when empty)")
 	fs.StringVar(&f.authStyle, "auth-style", "basic", "how the client secret is sent: basic or post")
-	fs.StringVar(&f.scope, "scope", "", "requested scope (SMART default system/*.read)")
+	fs.StringVar(&f.scope, "scope", "", "requested scope (SMART default: system/T.read for each --type, else system/*.read; plus system/Group.read with --group)")
 	fs.StringVar(&f.resource, "resource", "", "Entra ID v1 resource (the FHIR URL); with --tenant selects the v1 endpoint")
 	fs.StringVar(&f.tenant, "tenant", "", "Microsoft Entra tenant id: token URL login.microsoftonline.com/TENANT/...")
 	fs.StringVar(&f.keyFile, "key", "", "SMART Backend Services private key file (PEM or JWKS)")
@@ -276,6 +276,9 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		if err := store.Save(attached); err != nil {
 			return fmt.Errorf("export: %w", err)
 		}
+	}
+	if prev != nil && !prev.Complete && prev.StatusURL == "" && !prev.KickoffStarted.IsZero() && !f.quiet {
+		fmt.Fprintln(e.stderr, "fhirdeid export: warning: the previous run was interrupted during its kick-off; if the server accepted it, an orphaned export job may be left on the server")
 	}
 	cp, resumed, err := exp.Prepare(req)
 	if errors.Is(err, bulk.ErrOtherExport) {
@@ -426,7 +429,7 @@ func exportAuth(e *env, f *exportFlags, hc *http.Client, base string) (bulk.Auth
 		}
 		scope := f.scope
 		if scope == "" {
-			scope = "system/*.read"
+			scope = defaultScope(f)
 		}
 		return &bulk.SMARTBackend{HTTP: hc, FHIRBase: base, TokenURL: f.tokenURL, ClientID: f.clientID, Key: key,
 			KeyID: kid, Alg: alg, Scope: scope}, nil
@@ -474,4 +477,20 @@ func storageAuth(e *env, f *exportFlags, hc *http.Client, fhirAuth bulk.Authenti
 		return usageError{"--storage-auth must be entra, connection-string or sas"}
 	}
 	return nil
+}
+
+// defaultScope is the SMART v1 scope for the exported types: per-type
+// scopes are granted more often than wildcards.
+func defaultScope(f *exportFlags) string {
+	var scopes []string
+	if len(f.types) == 0 {
+		scopes = append(scopes, "system/*.read")
+	}
+	for _, t := range f.types {
+		scopes = append(scopes, "system/"+t+".read")
+	}
+	if f.group != "" && len(f.types) > 0 {
+		scopes = append(scopes, "system/Group.read")
+	}
+	return strings.Join(scopes, " ")
 }
