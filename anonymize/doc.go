@@ -67,6 +67,10 @@
 //  6. Emptied elements are pruned bottom-up, keeping resources and the
 //     alignment of primitive arrays with their "_name" arrays (§2.2).
 //
+// Programs can add methods of their own (EngineOptions.CustomMethods), as
+// the reference implementation's library API allows custom processors
+// (§2.11).
+//
 // A *ProcessingError (a generalize evaluation failure, a perturb of a value
 // that is not a number) makes the call fail, or, with processingErrors
 // "skip", replaces the whole top-level resource by an empty one labelled

@@ -81,6 +81,38 @@ type EngineOptions struct {
 	// reference implementation's parser (Firely SDK 5) does, so hashes and
 	// outputs match it.
 	PreserveWhitespace bool
+	// CustomMethods are methods added by the program (§2.11), by name; rules
+	// name them case-insensitively. A name may not be a built-in method's.
+	CustomMethods map[string]CustomMethod
+}
+
+// CustomMethod is an anonymization method added by a program. Like the
+// built-in methods it is applied to every element of a matched subtree that
+// no earlier rule visited; Apply is called for each primitive with a value.
+type CustomMethod struct {
+	// Apply returns the element's new value, written as a JSON string when
+	// it differs from the old one, or keep=false to remove the value. An
+	// error is a processing error (processingErrors "skip" may skip it); it
+	// must not contain the value.
+	Apply func(CustomCall) (value string, keep bool, err error)
+	// Records, when true, makes every application record Operation, whose
+	// security label the resource then gets.
+	Records   bool
+	Operation Operation
+}
+
+// CustomCall is the input of a CustomMethod for one element.
+type CustomCall struct {
+	// Value is the element's value as the reference implementation reads
+	// it: strings as they are, numbers as their literal, booleans
+	// "True"/"False".
+	Value string
+	// Type is the element's FHIR type; Location its FHIRPath-style location
+	// (no values).
+	Type, Location string
+	// Settings is the whole rule object; CustomSettings the parameters'
+	// customSettings (a null Value when absent). They must not be changed.
+	Settings, CustomSettings *Value
 }
 
 // Engine applies a configuration to resources. It is immutable and safe for
@@ -98,6 +130,7 @@ type Engine struct {
 	fastTypes, fastNames map[string]bool
 	parsers              sync.Pool
 	preserveWhitespace   bool
+	custom               map[string]CustomMethod // by lower-case name
 }
 
 type fastKind uint8
@@ -132,6 +165,16 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 		return nil, fmt.Errorf("creating engine: no FHIR model for %s", cfg.Release())
 	}
 	e := &Engine{cfg: cfg, params: cfg.Parameters(), release: cfg.Release(), model: m, fastTypes: map[string]bool{}, fastNames: map[string]bool{}, preserveWhitespace: opts.PreserveWhitespace}
+	e.custom = map[string]CustomMethod{}
+	for name, m := range opts.CustomMethods {
+		if parseMethod(name) != MethodCustom {
+			return nil, fmt.Errorf("creating engine: custom method %q has the name of a built-in method", name)
+		}
+		if m.Apply == nil {
+			return nil, fmt.Errorf("creating engine: custom method %q has no Apply function", name)
+		}
+		e.custom[strings.ToLower(name)] = m
+	}
 	e.hasher = NewHasher(e.params.CryptoHashKey, e.release)
 	if k := e.params.EncryptKey; k != "" {
 		enc, err := NewEncryptor(k, opts.Rand)
@@ -324,7 +367,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 		if !rule.AppliesTo(res.Type) {
 			continue
 		}
-		if rule.Method == MethodCustom {
+		if _, ok := r.e.custom[strings.ToLower(rule.MethodName)]; rule.Method == MethodCustom && !ok {
 			return ops, &ConfigError{Rule: rule.Index, Method: rule.MethodName, Path: rule.Path,
 				Msg: fmt.Sprintf("anonymization method %s not supported (on %s)", strings.ToUpper(rule.MethodName), res.Type)}
 		}
@@ -550,6 +593,23 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 		return r.substitute(node, rule, ops)
 	case MethodPerturb:
 		return r.perturb(node, rule, res, ops)
+	case MethodCustom:
+		m := r.e.custom[strings.ToLower(rule.MethodName)]
+		if !typed.HasValue(node) {
+			return nil
+		}
+		old := csharpText(node)
+		v, keep, err := m.Apply(CustomCall{Value: old, Type: node.Type, Location: typed.Location(node),
+			Settings: &rule.settings, CustomSettings: &r.e.params.CustomSettings})
+		if err != nil {
+			return r.processingError(rule, node, err)
+		}
+		if !keep || v != old {
+			r.setString(node, v, keep)
+		}
+		if m.Records {
+			*ops = ops.Add(m.Operation)
+		}
 	case MethodGeneralize:
 		if !typed.IsPrimitive(node) {
 			return &ConfigError{Rule: rule.Index, Method: rule.MethodName, Path: rule.Path,

@@ -386,3 +386,45 @@ func TestAppendAnonymizedJSON(t *testing.T) {
 		t.Errorf("on error: %q %v", out, err)
 	}
 }
+
+func TestCustomMethods(t *testing.T) {
+	c, err := ParseConfig([]byte(rules(`{"path":"Patient.name.family","method":"upper","suffix":"!"}`, `{"path":"Patient.gender","method":"Drop"}`,
+		`{"path":"Patient.birthDate","method":"fail"}`)), Options{Compiler: FHIRPathCompiler()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	methods := map[string]CustomMethod{
+		"UPPER": {Apply: func(c CustomCall) (string, bool, error) {
+			s, _ := c.Settings.Get("suffix")
+			return strings.ToUpper(c.Value) + s.Text, true, nil
+		}, Records: true, Operation: OpSubstitute},
+		"drop": {Apply: func(CustomCall) (string, bool, error) { return "", false, nil }},
+		"fail": {Apply: func(c CustomCall) (string, bool, error) { return "", false, errors.New("cannot") }},
+	}
+	e, err := NewEngine(c, EngineOptions{CustomMethods: methods})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := e.AnonymizeJSON(context.Background(), []byte(`{"resourceType":"Patient","name":[{"family":"doe"}],"gender":"male"}`), FileContext{})
+	if want := `{"resourceType":"Patient","name":[{"family":"DOE!"}],"meta":{"security":[` + substituted + `]}}`; err != nil || string(out) != want {
+		t.Errorf("got %s %v, want %s", out, err, want)
+	}
+	_, _, err = e.AnonymizeJSON(context.Background(), []byte(`{"resourceType":"Patient","birthDate":"2000-01-01"}`), FileContext{})
+	var pe *ProcessingError
+	if !errors.As(err, &pe) || pe.Rule != 3 {
+		t.Errorf("failing custom method: %v", err)
+	}
+	if _, err := NewEngine(c, EngineOptions{CustomMethods: map[string]CustomMethod{"Redact": methods["drop"]}}); err == nil {
+		t.Error("a custom method may take a built-in name")
+	}
+	// Without the methods, the rules fail when they apply.
+	plain, err := NewEngine(c, EngineOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = plain.AnonymizeJSON(context.Background(), []byte(`{"resourceType":"Patient","gender":"male"}`), FileContext{})
+	var ce *ConfigError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "UPPER not supported") {
+		t.Errorf("unregistered custom method: %v", err)
+	}
+}
