@@ -317,7 +317,7 @@ func (cp *compiler) compile(e expr) (evalFn, error) {
 			if typeLike {
 				var out []Item
 				for _, it := range in {
-					if it.node != nil && it.node.Flags&jsontree.FlagResource != 0 && isSubtype(m, it.node.Type, name) {
+					if it.node != nil && it.node.Flags&jsontree.FlagResource != 0 && nodeIsType(m, it.node, name) {
 						out = append(out, it)
 					}
 				}
@@ -623,11 +623,16 @@ func isSubtype(m *model.Model, typ, base string) bool {
 	if m != nil {
 		return m.IsSubtype(typ, base)
 	}
-	switch base {
-	case "Resource", "DomainResource":
-		return typ != "" && typ[0] >= 'A' && typ[0] <= 'Z'
-	}
 	return false
+}
+
+// nodeIsType reports whether node n is of FHIR type base or a subtype.
+// Without a model, only the names and the resource flag are known.
+func nodeIsType(m *model.Model, n *jsontree.Node, base string) bool {
+	if m == nil && (base == "Resource" || base == "DomainResource") {
+		return n.Flags&jsontree.FlagResource != 0
+	}
+	return isSubtype(m, n.Type, base)
 }
 
 // isType implements "is" (and, with exact, "as" and ofType()): FHIR types
@@ -642,7 +647,7 @@ func isType(m *model.Model, it Item, ts typeSpec, exact bool) bool {
 		if exact && isPrimitiveType(it.node.Type) {
 			return it.node.Type == ts.name
 		}
-		return isSubtype(m, it.node.Type, ts.name)
+		return nodeIsType(m, it.node, ts.name)
 	}
 	if ts.namespace == "FHIR" {
 		return false

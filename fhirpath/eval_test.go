@@ -238,6 +238,26 @@ func TestEvalErrors(t *testing.T) {
 	}
 }
 
+func TestWithoutModel(t *testing.T) {
+	patient := load(t, "patient.json")
+	tests := []struct{ src, want string }{
+		{"Resource.id", "Patient.id id p1"},
+		{"name.first() is Resource", "boolean false"},
+		{"contained.ofType(Resource).id", "Patient.contained[0].id id pr1"},
+		{"Patient.nmae", ""},
+	}
+	for _, tt := range tests {
+		res, err := MustCompile(tt.src).Evaluate(patient, nil)
+		if err != nil {
+			t.Errorf("Evaluate(%q): %v", tt.src, err)
+			continue
+		}
+		if got := show(res); got != tt.want {
+			t.Errorf("Evaluate(%q) = %s, want %s", tt.src, got, tt.want)
+		}
+	}
+}
+
 func TestResultsAreMutableNodes(t *testing.T) {
 	patient := load(t, "patient.json")
 	e := MustCompile("Patient.name.given")
