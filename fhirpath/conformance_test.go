@@ -63,7 +63,27 @@ func readList(t *testing.T, path string) map[string]string {
 	return m
 }
 
-// TestConformanceR4 runs the HL7 FHIRPath R4 test suite.
+// TestConformanceR4 runs the HL7 FHIRPath R4 test suite over the JSON
+// inputs (parsed with jsontree, typed with typed.Annotate).
+//
+// How the suite's attributes are treated:
+//   - every test compiles with the R4 model and the input's resource type as
+//     context type, so the check phase runs for all of them: mode="strict"
+//     is therefore the engine's normal mode, not an extra one;
+//   - invalid="syntax", "semantic" and "execution" (and "true") pass when
+//     Compile or Evaluate fails; which phase reports the error is not
+//     compared (the engine reports several semantic errors, such as
+//     startsWith() on a non-string, at evaluation);
+//   - checkOrderedFunctions="true" adds WithOrderedFunctionsCheck;
+//   - predicate="true" compares the result's singleton boolean with the
+//     single expected output;
+//   - outputs compare in order, by type when one is given and by value (the
+//     FHIRPath literal form for untyped outputs: @2014-01, 1.5 'cm').
+//
+// Skips (testdata/conformance-skips.txt) and known failures
+// (testdata/conformance-expected-failures.txt) are listed with reasons; any
+// other failure fails the test, and -fhirpath.strict fails on known ones
+// too. Set FHIRPATH_LIST_FAILURES=1 to print every failure.
 func TestConformanceR4(t *testing.T) {
 	dir := testshared.Dir(t, "conformance", "fhirpath-r4")
 	data, err := os.ReadFile(filepath.Join(dir, "tests-fhir-r4.xml"))
