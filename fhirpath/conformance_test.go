@@ -75,8 +75,9 @@ func readList(t *testing.T, path string) map[string]string {
 //     compared (the engine reports several semantic errors, such as
 //     startsWith() on a non-string, at evaluation);
 //   - checkOrderedFunctions="true" adds WithOrderedFunctionsCheck;
-//   - predicate="true" compares the result's singleton boolean with the
-//     single expected output;
+//   - predicate="true" evaluates the result as a predicate (empty is false,
+//     a single boolean is itself, anything else is true) and compares it
+//     with the single expected output;
 //   - outputs compare in order, by type when one is given and by value (the
 //     FHIRPath literal form for untyped outputs: @2014-01, 1.5 'cm').
 //
@@ -217,8 +218,8 @@ func runCase(root *jsontree.Node, src, invalid, mode, predicate string, ordered 
 				}
 			}
 		}
-		if fmt.Sprint(b) != predicate {
-			return fmt.Sprintf("predicate is %v, want %s", b, predicate)
+		if len(want) != 1 || want[0].text != fmt.Sprint(b) {
+			return fmt.Sprintf("predicate is %v, want %v", b, want)
 		}
 		return ""
 	}
