@@ -264,8 +264,11 @@ func (e *Engine) Anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 			return Stats{}, &InputError{Err: err}
 		}
 	}
-	if !e.preserveWhitespace {
-		trimStrings(root)
+	if e.normalize(root) {
+		// Elements were wrapped in arrays: type the new containers.
+		if err := typed.Annotate(root, e.model); err != nil {
+			return Stats{}, &InputError{Err: err}
+		}
 	}
 	now := nowFrom(ctx)
 	r := &run{
@@ -291,17 +294,49 @@ func (e *Engine) Anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 	return st, nil
 }
 
-// trimStrings trims leading and trailing white space from every string value
-// of the tree, as .NET's String.Trim does.
-func trimStrings(root *jsontree.Node) {
+// normalize makes the tree look as the reference implementation reads it
+// (§2.12): string values are trimmed of leading and trailing white space, as
+// .NET's String.Trim does (unless PreserveWhitespace), and a repeating
+// element given as a single value is wrapped in an array. It reports whether
+// it wrapped anything.
+func (e *Engine) normalize(root *jsontree.Node) bool {
+	wrapped := false
+	var wrap []*jsontree.Node
 	root.Walk(func(n *jsontree.Node) bool {
-		if n.Kind == jsontree.String && n.Value != "" {
-			if t := strings.TrimFunc(n.Value, unicode.IsSpace); len(t) != len(n.Value) {
-				n.SetString(t)
+		switch n.Kind {
+		case jsontree.String:
+			if !e.preserveWhitespace && n.Value != "" {
+				if t := strings.TrimFunc(n.Value, unicode.IsSpace); len(t) != len(n.Value) {
+					n.SetString(t)
+				}
+			}
+		case jsontree.Object:
+			if n.Type == "" || typed.IsPrimitive(n) {
+				return true
+			}
+			t := e.model.Type(n.Type)
+			if t == nil {
+				return true
+			}
+			wrap = wrap[:0]
+			for _, c := range n.Children {
+				if c.Kind == jsontree.Array || c.Key == "resourceType" {
+					continue
+				}
+				if el, _, ok := t.Property(strings.TrimPrefix(c.Key, "_")); ok && el.Repeats {
+					wrap = append(wrap, c)
+				}
+			}
+			for _, c := range wrap {
+				arr := jsontree.NewArray()
+				c.ReplaceWith(arr)
+				arr.Append(c)
+				wrapped = true
 			}
 		}
 		return true
 	})
+	return wrapped
 }
 
 // emptyResource replaces the content of a resource by the EmptyElement of

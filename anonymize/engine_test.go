@@ -428,3 +428,12 @@ func TestCustomMethods(t *testing.T) {
 		t.Errorf("unregistered custom method: %v", err)
 	}
 }
+
+func TestEngineWrapsRepeatingElements(t *testing.T) {
+	e := newTestEngine(t, rules(`{"path":"Patient.name.family","method":"redact"}`))
+	got, _ := anonymizeString(t, e, `{"resourceType":"Patient","communication":{"language":{"text":"en"}},"name":{"family":"x","given":"Peter","_given":{"id":"g"}}}`)
+	want := `{"resourceType":"Patient","communication":[{"language":{"text":"en"}}],"name":[{"given":["Peter"],"_given":[{"id":"g"}]}],"meta":{"security":[` + redacted + `]}}`
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
