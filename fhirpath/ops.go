@@ -228,6 +228,15 @@ func binaryOp2(c *evalCtx, src string, pos int, op string, a, b []Item) ([]Item,
 // cannot exhaust memory ('a'.repeat($this & $this)).
 const maxString = 1 << 24
 
+// checkInt reports an error for a result outside the 32-bit Integer range
+// of FHIRPath (operands are in range, so int64 arithmetic cannot wrap).
+func checkInt(n int64) (any, bool, error) {
+	if n > 1<<31-1 || n < -(1<<31) {
+		return nil, false, opError("integer overflow")
+	}
+	return n, true, nil
+}
+
 // compareResult applies an ordering operator to a comparison result.
 func compareResult(op string, cmp int) bool {
 	switch op {
@@ -322,11 +331,14 @@ func arith(op string, va, vb any) (any, bool, error) {
 		if y, ok := vb.(int64); ok {
 			switch op {
 			case "+":
-				return x + y, true, nil
+				return checkInt(x + y)
 			case "-":
-				return x - y, true, nil
+				return checkInt(x - y)
 			case "*":
-				return x * y, true, nil
+				if x != 0 && (y > 1<<32 || y < -(1<<32)) {
+					return nil, false, opError("integer overflow")
+				}
+				return checkInt(x * y)
 			case "div":
 				if y == 0 {
 					return nil, false, nil
