@@ -155,8 +155,8 @@ type evalCtx struct {
 	slab     []Item
 	scratch  []Item
 	nodes    []*jsontree.Node
-	walk     []Item
-	calls    []*Call // free Call values for custom functions
+	walk     []*jsontree.Node // stack of nodesByType/nodesByName
+	calls    []*Call          // free Call values for custom functions
 	vars     []variable
 }
 

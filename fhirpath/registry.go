@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"fhirdeid/fhir/typed"
 	"fhirdeid/jsontree"
 )
 
@@ -139,14 +140,15 @@ func (c *evalCtx) collect(n *jsontree.Node, want string, byName bool, out []Item
 		out = append(out, Item{node: n})
 	}
 	start := len(c.walk)
-	c.walk = c.allChildren(n, c.walk)
+	c.walk = typed.AllChildren(n, c.walk)
 	end := len(c.walk)
 	for i := start; i < end; i++ {
-		k := c.walk[i].node
+		k := c.walk[i]
 		if k.Flags&jsontree.FlagResource == 0 {
 			out = c.collect(k, want, byName, out)
 		}
 	}
+	clear(c.walk[start:end])
 	c.walk = c.walk[:start]
 	return out
 }
