@@ -3,7 +3,6 @@ package anonymize
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -47,50 +46,124 @@ func (t DateType) String() string {
 	return "invalid"
 }
 
-// The patterns of §2.3, matched unanchored. Groups: 1 year, 5 month, 7 day,
-// 8 the "T..." part, whose time zone is mandatory.
-const yearPattern = `([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)`
-
-var (
-	dateRegexp     = regexp.MustCompile(yearPattern + `(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1]))?)?`)
-	dateTimeRegexp = regexp.MustCompile(yearPattern + `(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?`)
-)
-
-// dateParts is a date value as the date patterns read it.
+// dateParts is a date value as the date patterns of §2.3 read it.
 type dateParts struct {
 	year, month, day int // month and day 0 when absent
 	timePart         string
 	ok               bool
 }
 
+// parseDateParts reads a value as the reference implementation's patterns
+// do, matched unanchored (the first position where a year starts):
+//
+//	date:     YYYY(-MM(-DD)?)?
+//	dateTime: YYYY(-MM(-DD(Thh:mm:ss(.f+)?TZ)?)?)?
+//
+// where YYYY is four digits other than 0000, MM 01-12, DD 01-31, hh 00-23,
+// mm 00-59, ss 00-60, and TZ, which is mandatory in the time part, is Z or
+// ±hh:mm with hh 00-13 (or 14:00). timePart is the whole "T...TZ" text. The
+// patterns are written out by hand; the tests hold the regular expressions
+// and compare.
 func parseDateParts(value string, t DateType) dateParts {
-	rx := dateTimeRegexp
-	if t == Date {
-		rx = dateRegexp
-	}
-	m := rx.FindStringSubmatchIndex(value)
-	if m == nil {
-		return dateParts{}
-	}
-	group := func(i int) string {
-		if m[2*i] < 0 {
-			return ""
+	for i := 0; i+4 <= len(value); i++ {
+		y, ok := digits(value, i, 4)
+		if !ok || y == 0 {
+			continue
 		}
-		return value[m[2*i]:m[2*i+1]]
+		p := dateParts{year: y, ok: true}
+		pos := i + 4
+		m, ok := dashTwo(value, pos)
+		if !ok || m < 1 || m > 12 {
+			return p
+		}
+		p.month, pos = m, pos+3
+		d, ok := dashTwo(value, pos)
+		if !ok || d < 1 || d > 31 {
+			return p
+		}
+		p.day, pos = d, pos+3
+		if t != Date {
+			if end := timeEnd(value, pos); end > pos {
+				p.timePart = value[pos:end]
+			}
+		}
+		return p
 	}
-	var p dateParts
-	p.ok = true
-	p.year, _ = strconv.Atoi(group(1))
-	if s := group(5); s != "" {
-		p.month, _ = strconv.Atoi(s)
+	return dateParts{}
+}
+
+// digits reads n ASCII digits at s[i:].
+func digits(s string, i, n int) (int, bool) {
+	if i+n > len(s) {
+		return 0, false
 	}
-	if s := group(7); s != "" {
-		p.day, _ = strconv.Atoi(s)
+	v := 0
+	for _, c := range []byte(s[i : i+n]) {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int(c-'0')
 	}
-	if t != Date {
-		p.timePart = group(8)
+	return v, true
+}
+
+// dashTwo reads "-dd" at s[i:].
+func dashTwo(s string, i int) (int, bool) {
+	if i >= len(s) || s[i] != '-' {
+		return 0, false
 	}
-	return p
+	return digits(s, i+1, 2)
+}
+
+// timeEnd returns the end of "Thh:mm:ss(.f+)?TZ" at s[i:], or i when there
+// is none.
+func timeEnd(s string, i int) int {
+	p := i
+	if p >= len(s) || s[p] != 'T' {
+		return i
+	}
+	p++
+	for k, max := range [3]int{23, 59, 60} {
+		if k > 0 {
+			if p >= len(s) || s[p] != ':' {
+				return i
+			}
+			p++
+		}
+		v, ok := digits(s, p, 2)
+		if !ok || v > max {
+			return i
+		}
+		p += 2
+	}
+	if p < len(s) && s[p] == '.' {
+		q := p + 1
+		for q < len(s) && s[q] >= '0' && s[q] <= '9' {
+			q++
+		}
+		if q == p+1 {
+			return i
+		}
+		p = q
+	}
+	if p >= len(s) {
+		return i
+	}
+	switch s[p] {
+	case 'Z':
+		return p + 1
+	case '+', '-':
+		h, ok := digits(s, p+1, 2)
+		if !ok || p+3 >= len(s) || s[p+3] != ':' {
+			return i
+		}
+		m, ok := digits(s, p+4, 2)
+		if !ok || m > 59 || h > 14 || (h == 14 && m != 0) {
+			return i
+		}
+		return p + 6
+	}
+	return i
 }
 
 // ageOverThreshold reports whether a date "indicates age > 89" relative to

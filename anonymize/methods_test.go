@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"math/big"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -581,5 +583,78 @@ func TestReferenceMatcherAgreesWithPatterns(t *testing.T) {
 		if n < 1000 {
 			t.Errorf("only %d references compared", n)
 		}
+	}
+}
+
+// The patterns of §2.3 as regular expressions, the oracle of the
+// hand-written parser. Groups: 1 year, 5 month, 7 day, 8 the "T..." part.
+const yearPattern = `([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)`
+
+var (
+	dateRegexp     = regexp.MustCompile(yearPattern + `(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1]))?)?`)
+	dateTimeRegexp = regexp.MustCompile(yearPattern + `(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?`)
+)
+
+func regexDateParts(value string, t DateType) dateParts {
+	rx := dateTimeRegexp
+	if t == Date {
+		rx = dateRegexp
+	}
+	m := rx.FindStringSubmatchIndex(value)
+	if m == nil {
+		return dateParts{}
+	}
+	group := func(i int) string {
+		if m[2*i] < 0 {
+			return ""
+		}
+		return value[m[2*i]:m[2*i+1]]
+	}
+	p := dateParts{ok: true}
+	p.year, _ = strconv.Atoi(group(1))
+	if s := group(5); s != "" {
+		p.month, _ = strconv.Atoi(s)
+	}
+	if s := group(7); s != "" {
+		p.day, _ = strconv.Atoi(s)
+	}
+	if t != Date {
+		p.timePart = group(8)
+	}
+	return p
+}
+
+// TestDatePartsAgreeWithPatterns compares the hand-written date parser with
+// the regular expressions of the specification over a generated corpus.
+func TestDatePartsAgreeWithPatterns(t *testing.T) {
+	prefixes := []string{"", " ", "x", "1", "12015", "0000", "00001"}
+	years := []string{"2015", "0000", "0001", "1000", "0100", "0010", "9999", "201", "20a5"}
+	months := []string{"", "-01", "-12", "-00", "-13", "-1", "-1x", "/02"}
+	days := []string{"", "-01", "-31", "-00", "-32", "-3", "-29"}
+	times := []string{"", "T13:28:17Z", "T13:28:17", "T13:28:17.12345-05:00", "T23:59:60+14:00", "T24:00:00Z", "T13:28Z",
+		"T13:28:17.+05:00", "T13:28:17+14:01", "T13:28:17+13:59", "T13:28:17-1:00", "T00:00:00z", "t13:28:17Z", "T13:60:17Z", "T13:28:61Z"}
+	suffixes := []string{"", "Z", "x", " 2016-01-01"}
+	n := 0
+	for _, pre := range prefixes {
+		for _, y := range years {
+			for _, m := range months {
+				for _, d := range days {
+					for _, tm := range times {
+						for _, suf := range suffixes {
+							v := pre + y + m + d + tm + suf
+							for _, typ := range []DateType{Date, DateTime, Instant} {
+								if got, want := parseDateParts(v, typ), regexDateParts(v, typ); got != want {
+									t.Errorf("%v %q: parser %+v, patterns %+v", typ, v, got, want)
+								}
+								n++
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	if n < 10000 {
+		t.Errorf("only %d values compared", n)
 	}
 }
