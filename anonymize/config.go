@@ -454,7 +454,7 @@ func parseErr(v *Value, format string, args ...any) error {
 	return &ConfigError{Line: v.Line, Col: v.Col, Msg: "failed to parse configuration file: " + fmt.Sprintf(format, args...)}
 }
 
-// lookupFold finds the members of obj whose key equals one of names
+// foldMembers finds the members of obj whose key equals one of known
 // case-insensitively. Two members naming the same setting are an error.
 func foldMembers(obj *Value, where string, known []string) (map[string]*Member, []*Member, error) {
 	found := map[string]*Member{}
