@@ -4,10 +4,15 @@ import "fmt"
 
 // parser is a precedence-climbing parser over the token slice.
 type parser struct {
-	src  string
-	toks []token
-	i    int
+	src   string
+	toks  []token
+	i     int
+	depth int
 }
+
+// maxDepth bounds the nesting of expressions, so that a hostile expression
+// cannot exhaust the stack of the parser, checker or evaluator.
+const maxDepth = 200
 
 // parse parses a complete FHIRPath expression.
 func parse(src string) (expr, error) {
@@ -99,6 +104,11 @@ func binaryOp(t token) (string, int) {
 }
 
 func (p *parser) expression(minPrec int) (expr, error) {
+	p.depth++
+	defer func() { p.depth-- }()
+	if p.depth > maxDepth {
+		return nil, p.errorf(p.peek(), "expression nested too deeply")
+	}
 	left, err := p.unary()
 	if err != nil {
 		return nil, err
@@ -130,6 +140,11 @@ func (p *parser) unary() (expr, error) {
 	t := p.peek()
 	if t.kind == tokOp && (t.text == "+" || t.text == "-") {
 		p.advance()
+		p.depth++
+		defer func() { p.depth-- }()
+		if p.depth > maxDepth {
+			return nil, p.errorf(t, "expression nested too deeply")
+		}
 		x, err := p.unary()
 		if err != nil {
 			return nil, err

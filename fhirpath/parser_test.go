@@ -2,6 +2,7 @@ package fhirpath
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -113,6 +114,8 @@ func TestParseErrors(t *testing.T) {
 		{"{", 1, 2, `expected "}", found end of expression`},
 		{"a[1", 1, 4, `expected "]", found end of expression`},
 		{"f(1,)", 1, 5, `expected an expression, found ")"`},
+		{strings.Repeat("(", 300) + "1" + strings.Repeat(")", 300), 1, 201, "expression nested too deeply"},
+		{strings.Repeat("-", 300) + "1", 1, 200, "expression nested too deeply"},
 	}
 	for _, tt := range tests {
 		_, err := parse(tt.src)
