@@ -168,6 +168,14 @@ func (cp *compiler) checkExpr(e expr, in, this typeSet) (typeSet, error) {
 		}
 		return nil, nil
 	case *extExpr:
+		switch e.name {
+		case "context":
+			return cp.contextSet(), nil
+		case "resource", "rootResource":
+			if ctx := cp.contextSet(); ctx != nil && cp.cfg.model.IsResource(ctx[0]) {
+				return ctx, nil
+			}
+		}
 		return nil, nil
 	case *indexExpr:
 		if _, err := cp.checkExpr(e.index, in, this); err != nil {
@@ -207,6 +215,14 @@ func (cp *compiler) checkExpr(e expr, in, this typeSet) (typeSet, error) {
 		return cp.checkCall(e, in, this)
 	}
 	return nil, nil
+}
+
+// contextSet is the type set of the context, or nil.
+func (cp *compiler) contextSet() typeSet {
+	if cp.cfg.contextType == "" || cp.cfg.model.Type(cp.cfg.contextType) == nil {
+		return nil
+	}
+	return typeSet{cp.cfg.contextType}
 }
 
 func union2(a, b typeSet) typeSet {

@@ -175,6 +175,7 @@ func TestCompileErrors(t *testing.T) {
 		{src: "name.substring(1, 2, 3)", ctx: "Patient", want: "fhirpath: 1:6: substring() takes 1 to 2 arguments, got 3"},
 		{src: "gender.as(string1)", ctx: "Patient", want: "fhirpath: 1:11: unknown type string1"},
 		{src: "children().first()", ctx: "Patient", want: "fhirpath: 1:12: first() needs an ordered input, but children() returns an unordered collection", opts: []Option{WithOrderedFunctionsCheck()}},
+		{src: "name.where(%resource.gendr = 'x')", ctx: "Patient", want: "fhirpath: 1:22: unknown element gendr on Patient"},
 		{src: "resolve()", ctx: "Patient", want: "fhirpath: 1:1: resolve() is not supported: references are not resolved"},
 		{src: "name.memberOf('x')", ctx: "Patient", want: "fhirpath: 1:6: memberOf() is not supported: terminology services are not available"},
 		{src: "name.matches('(')", ctx: "Patient", want: "fhirpath: 1:14: invalid regular expression"},
