@@ -437,3 +437,70 @@ func TestEngineWrapsRepeatingElements(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
+
+// TestEngineVisitorFacts checks the facts of the reference's visitor tests
+// about nested resources (unit-vectors.json "visitor").
+func TestEngineVisitorFacts(t *testing.T) {
+	// A Patient with a contained Organization that contains a Person.
+	nested := `{"resourceType":"Patient","address":[{"city":"pc","country":"pk"}],"contained":[{"resourceType":"Organization","id":"o",` +
+		`"address":[{"city":"oc","country":"ok"}],"contained":[{"resourceType":"Person","id":"p","active":true,"address":[{"city":"xc","country":"xk"}]}]}]}`
+	tests := []struct {
+		name  string
+		rules []string
+		in    string
+		want  string
+	}{
+		{"Person rule reaches the nested contained Person; labels on the top resource only",
+			[]string{`{"path":"Person.address.city","method":"redact"}`}, nested,
+			`{"resourceType":"Patient","address":[{"city":"pc","country":"pk"}],"contained":[{"resourceType":"Organization","id":"o",` +
+				`"address":[{"city":"oc","country":"ok"}],"contained":[{"resourceType":"Person","id":"p","active":true,"address":[{"country":"xk"}]}]}],"meta":{"security":[` + redacted + `]}}`},
+		{"nodesByType('Address') applies in every resource",
+			[]string{`{"path":"nodesByType('Address')","method":"redact"}`}, nested,
+			`{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o","contained":[{"resourceType":"Person","id":"p","active":true}]}],"meta":{"security":[` + redacted + `]}}`},
+		{"Person.nodesByType('Address') affects only the Person",
+			[]string{`{"path":"Person.nodesByType('Address')","method":"redact"}`}, nested,
+			`{"resourceType":"Patient","address":[{"city":"pc","country":"pk"}],"contained":[{"resourceType":"Organization","id":"o",` +
+				`"address":[{"city":"oc","country":"ok"}],"contained":[{"resourceType":"Person","id":"p","active":true}]}],"meta":{"security":[` + redacted + `]}}`},
+		{"nodesByName('city') removes every city, countries stay",
+			[]string{`{"path":"nodesByName('city')","method":"redact"}`}, nested,
+			`{"resourceType":"Patient","address":[{"country":"pk"}],"contained":[{"resourceType":"Organization","id":"o",` +
+				`"address":[{"country":"ok"}],"contained":[{"resourceType":"Person","id":"p","active":true,"address":[{"country":"xk"}]}]}],"meta":{"security":[` + redacted + `]}}`},
+		{"keep Person.address.country, then redact addresses",
+			[]string{`{"path":"Person.address.country","method":"keep"}`, `{"path":"nodesByType('Address')","method":"redact"}`}, nested,
+			`{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o","contained":[{"resourceType":"Person","id":"p","active":true,"address":[{"country":"xk"}]}]}],"meta":{"security":[` + redacted + `]}}`},
+		{"a resource-type rule in a Bundle empties the entry but keeps its type and labels",
+			[]string{`{"path":"Person","method":"redact"}`},
+			`{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Person","active":true}}]}`,
+			`{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Person","meta":{"security":[` + redacted + `]}}}],"meta":{"security":[` + redacted + `]}}`},
+		{"Resource.address applies through the Resource prefix",
+			[]string{`{"path":"Resource.address","method":"redact"}`},
+			`{"resourceType":"Patient","address":[{"city":"c"}],"gender":"male"}`,
+			`{"resourceType":"Patient","gender":"male","meta":{"security":[` + redacted + `]}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, _ := anonymizeString(t, newTestEngine(t, rules(tt.rules...)), tt.in)
+			if got != tt.want {
+				t.Errorf("got\n%s\nwant\n%s", got, tt.want)
+			}
+		})
+	}
+	// encrypt: every primitive below the match, decryptable, MASKED.
+	e := newTestEngine(t, rules(`{"path":"Patient.address","method":"encrypt"}`))
+	got, _ := anonymizeString(t, e, `{"resourceType":"Patient","address":[{"city":"patienttestcity1","country":"US"}]}`)
+	doc, err := jsontree.ParseString(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, _ := NewEncryptor("1234567890123456", nil)
+	addr := doc.Get("address").Children[0]
+	for key, want := range map[string]string{"city": "patienttestcity1", "country": "US"} {
+		pt, err := enc.Decrypt(addr.Get(key).Value)
+		if err != nil || pt != want {
+			t.Errorf("%s decrypts to %q, %v", key, pt, err)
+		}
+	}
+	if !strings.Contains(got, `"code":"MASKED"`) {
+		t.Errorf("no MASKED label: %s", got)
+	}
+}
