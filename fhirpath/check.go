@@ -171,7 +171,8 @@ func (cp *compiler) checkExpr(e expr, in, this typeSet) (typeSet, error) {
 		switch e.name {
 		case "context":
 			return cp.contextSet(), nil
-		case "resource", "rootResource":
+		case "resource":
+			// %rootResource may be a Bundle holding the context: unknown.
 			if ctx := cp.contextSet(); ctx != nil && cp.cfg.model.IsResource(ctx[0]) {
 				return ctx, nil
 			}
