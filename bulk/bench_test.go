@@ -124,3 +124,36 @@ func BenchmarkValidateSynthea(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkExportSynthea100Passthrough exports synthea-100 from a local
+// server that sends the stored gzip files as they are, so the figures are
+// the client's: download, gunzip, line split, resourceType and count checks,
+// writing to disk, checkpoints. MB/s is uncompressed NDJSON.
+func BenchmarkExportSynthea100Passthrough(b *testing.B) {
+	src := testshared.Dir(b, "data", "synthea-100")
+	srv, err := bulktest.New(bulktest.Options{Dir: src, Passthrough: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	u := srv.Start()
+	defer srv.Close()
+	var size int64
+	for i := 0; i < b.N; i++ {
+		dir := b.TempDir()
+		c, err := bulk.NewClient(u, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.Clock = newFakeClock()
+		exp := &bulk.Exporter{Client: c, Store: bulk.FileCheckpointStore{Path: filepath.Join(dir, "cp.json")}, Sink: bulk.DirSink{Dir: dir}}
+		res, err := exp.Run(context.Background(), bulk.Request{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = res.Bytes
+		if i == 0 {
+			b.SetBytes(size)
+			b.ReportAllocs()
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net/http"
 	"net/url"
@@ -47,8 +48,16 @@ type Exporter struct {
 	// checkpoint saved.
 	FileDone func(FileState)
 
+	// CheckDuplicates hashes the Type/id of every output line and counts
+	// resources that appear more than once in the files downloaded by this
+	// run (a "duplicates" event and Result.Duplicates; ids are never
+	// logged). It costs about 24 bytes of memory per resource.
+	CheckDuplicates bool
+
 	mu        sync.Mutex // guards the checkpoint during downloads
 	refreshMu sync.Mutex // serialises manifest refreshes
+	seen      map[uint64]struct{}
+	dups      int64
 }
 
 // Result summarises a finished export.
@@ -69,6 +78,9 @@ type Result struct {
 	// Partial is true when the server reported issues of severity error or
 	// fatal; the export is complete but the next --since stays unchanged.
 	Partial bool
+	// Duplicates counts output resources whose Type/id appeared in an
+	// earlier file of this run (with CheckDuplicates).
+	Duplicates int64
 	// Duration is the wall time of this run; DownloadDuration that of the
 	// download phase.
 	Duration, DownloadDuration time.Duration
@@ -180,6 +192,7 @@ func (e *Exporter) RunCheckpoint(ctx context.Context, cp *Checkpoint, resumed bo
 		}
 	}
 	res.Partial = res.Severity["error"] > 0 || res.Severity["fatal"] > 0
+	res.Duplicates = e.dups
 	if err := e.finish(ctx, cp, res); err != nil {
 		return res, err
 	}
@@ -367,6 +380,7 @@ func (e *Exporter) downloadFile(ctx context.Context, m *Manifest, fs FileState) 
 	e.emit("download_request", map[string]any{"fileUrl": redactURL(fs.URL), "itemType": fs.Kind, "resourceType": fs.Type})
 	f := File{Type: fs.Type, URL: fs.URL, Count: fs.Count}
 	var out FileState
+	var hashes []uint64
 	err := c.Fetch(ctx, m, f, func(raw io.Reader, encoding string) error {
 		out = fs
 		out.Error = ""
@@ -412,9 +426,19 @@ func (e *Exporter) downloadFile(ctx context.Context, m *Manifest, fs FileState) 
 		}
 		lr := NewLineReader(&bodyReader{r: dec, url: redactURL(fs.URL)}, c.MaxLineBytes)
 		v := Validator{File: fs.Name, Type: expect, Count: fs.Count}
+		hashes = hashes[:0]
 		for lr.Next() {
 			if err := v.Check(lr.Line(), lr.LineNumber()); err != nil {
 				return err
+			}
+			if e.CheckDuplicates && fs.Kind == KindOutput {
+				if id, err := topLevelString(lr.Line(), "id"); err == nil {
+					h := fnv.New64a()
+					_, _ = h.Write([]byte(expect))
+					_, _ = h.Write([]byte{'/'})
+					_, _ = h.Write(id)
+					hashes = append(hashes, h.Sum64())
+				}
 			}
 			if fs.Kind == KindError {
 				var oo OperationOutcome
@@ -466,6 +490,25 @@ func (e *Exporter) downloadFile(ctx context.Context, m *Manifest, fs FileState) 
 		return fs, err
 	}
 	e.emit("download_complete", map[string]any{"fileUrl": redactURL(fs.URL), "resourceCount": out.Resources, "fileSize": out.Bytes})
+	if len(hashes) > 0 {
+		e.mu.Lock()
+		if e.seen == nil {
+			e.seen = map[uint64]struct{}{}
+		}
+		var d int64
+		for _, h := range hashes {
+			if _, ok := e.seen[h]; ok {
+				d++
+			} else {
+				e.seen[h] = struct{}{}
+			}
+		}
+		e.dups += d
+		e.mu.Unlock()
+		if d > 0 {
+			e.emit("duplicates", map[string]any{"fileUrl": redactURL(fs.URL), "file": fs.Name, "duplicateResources": d})
+		}
+	}
 	return out, nil
 }
 

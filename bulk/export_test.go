@@ -480,3 +480,25 @@ func TestSinceAutoCarriesTransactionTime(t *testing.T) {
 		t.Fatalf("next export: resumed=%v last=%q previous files %d err %v", resumed, cp.LastSuccessfulTransactionTime, len(cp.PreviousFiles), err)
 	}
 }
+
+func TestDuplicateResources(t *testing.T) {
+	pop := population(3, 4)
+	dup := append(append([][]byte{}, pop...), pop[2], pop[5]) // two resources served twice
+	e := newEnv(t, bulktest.Options{Resources: dup, PartSize: 4})
+	e.exp.CheckDuplicates = true
+	res, err := e.run(t, bulk.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Duplicates != 2 {
+		t.Errorf("%d duplicates, want 2", res.Duplicates)
+	}
+	if !strings.Contains(e.logMu.String(), `"eventId":"duplicates"`) {
+		t.Error("no duplicates event")
+	}
+	e2 := newEnv(t, bulktest.Options{Resources: pop, PartSize: 4, Faults: bulktest.Faults{CutDownloads: 2}})
+	e2.exp.CheckDuplicates = true
+	if res, err := e2.run(t, bulk.Request{}); err != nil || res.Duplicates != 0 {
+		t.Errorf("retried files counted as duplicates: %d, %v", res.Duplicates, err)
+	}
+}

@@ -402,3 +402,50 @@ func (fr *FileReader) Err() error { return fr.err }
 // refusal. Pipelines that consume Open streams use it to decide whether to
 // fetch a file again.
 func IsRetryable(err error) bool { return isRetryable(err) }
+
+// topLevelString returns the raw (still escaped) content of the top-level
+// string member key of a JSON object.
+func topLevelString(line []byte, key string) ([]byte, error) {
+	i := skipWS(line, 0)
+	if i >= len(line) || line[i] != '{' {
+		return nil, errors.New("not a JSON object")
+	}
+	i++
+	for {
+		i = skipWS(line, i)
+		if i >= len(line) || line[i] == '}' {
+			return nil, errors.New("member not found")
+		}
+		if line[i] == ',' {
+			i++
+			continue
+		}
+		if line[i] != '"' {
+			return nil, errors.New("invalid JSON object member")
+		}
+		ks, ke, esc, ok := scanString(line, i)
+		if !ok {
+			return nil, errors.New("unterminated JSON string")
+		}
+		i = skipWS(line, ke+1)
+		if i >= len(line) || line[i] != ':' {
+			return nil, errors.New("invalid JSON object member")
+		}
+		i = skipWS(line, i+1)
+		if !esc && string(line[ks:ke]) == key {
+			if i >= len(line) || line[i] != '"' {
+				return nil, errors.New("member is not a string")
+			}
+			vs, ve, _, ok := scanString(line, i)
+			if !ok {
+				return nil, errors.New("unterminated JSON string")
+			}
+			return line[vs:ve], nil
+		}
+		j, ok := skipValue(line, i)
+		if !ok {
+			return nil, errors.New("invalid JSON value")
+		}
+		i = j
+	}
+}

@@ -244,7 +244,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("export: %w", err)
 	}
 	exp := &bulk.Exporter{Client: client, Store: store, Sink: sink, Concurrency: f.concurrency,
-		AllowCountMismatch: f.allowCountMismatch, KeepJob: f.keepJob}
+		AllowCountMismatch: f.allowCountMismatch, KeepJob: f.keepJob, CheckDuplicates: true}
 	if f.restart && prev != nil && !prev.Complete {
 		if prev.StatusURL != "" {
 			if err := client.Delete(ctx, prev.StatusURL); err != nil && !f.quiet {
@@ -333,6 +333,9 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "exported %d resources in %d files to %s (transactionTime %s); this run downloaded %d files, %.1f MB NDJSON in %.2fs (%.1f MB/s)\n",
 		total, len(res.Checkpoint.Files), f.out, res.Checkpoint.TransactionTime, res.FilesDownloaded,
 		float64(res.Bytes)/1e6, res.DownloadDuration.Seconds(), mbps)
+	if res.Duplicates > 0 && !f.quiet {
+		fmt.Fprintf(e.stderr, "fhirdeid export: warning: %d resources appear more than once (same type and id) in this run's files\n", res.Duplicates)
+	}
 	if res.Partial {
 		return &exitError{code: 3, err: fmt.Errorf("the server reported errors (%d error, %d fatal issues; see %s)",
 			res.Severity["error"], res.Severity["fatal"], filepath.Join(f.out, "error"))}
