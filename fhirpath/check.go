@@ -137,6 +137,19 @@ var sameFunctions = map[string]bool{
 func (cp *compiler) checkExpr(e expr, in, this typeSet) (typeSet, error) {
 	switch e := e.(type) {
 	case *identExpr:
+		if e.name != "" && e.name[0] >= 'A' && e.name[0] <= 'Z' && !cp.cfg.model.IsResource(e.name) && cp.cfg.model.Type(e.name) != nil {
+			// A data type name as the first step: the input, if it is of
+			// that type.
+			var out typeSet
+			for _, t := range in {
+				if isSubtype(cp.cfg.model, t, e.name) {
+					out = append(out, t)
+				}
+			}
+			if out != nil {
+				return out, nil
+			}
+		}
 		if e.name != "" && e.name[0] >= 'A' && e.name[0] <= 'Z' && cp.cfg.model.IsResource(e.name) {
 			if in == nil {
 				return typeSet{e.name}, nil

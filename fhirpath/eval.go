@@ -317,7 +317,7 @@ func (cp *compiler) compile(e expr) (evalFn, error) {
 			if typeLike {
 				var out []Item
 				for _, it := range in {
-					if it.node != nil && it.node.Flags&jsontree.FlagResource != 0 && nodeIsType(m, it.node, name) {
+					if it.node != nil && nodeIsType(m, it.node, name) {
 						out = append(out, it)
 					}
 				}

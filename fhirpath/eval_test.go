@@ -263,6 +263,26 @@ func TestWithoutModel(t *testing.T) {
 	}
 }
 
+func TestDataTypeContext(t *testing.T) {
+	patient := load(t, "patient.json")
+	m := model.Get(model.R4)
+	name := patient.Get("name").Children[0]
+	e, err := Compile("HumanName.given.first()", WithModel(m), WithContextType("HumanName"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.Evaluate(name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := show(res); got != "Patient.name[0].given[0] string John" {
+		t.Errorf("got %s", got)
+	}
+	if _, err := Compile("HumanName.gvien", WithModel(m), WithContextType("HumanName")); err == nil {
+		t.Error("HumanName.gvien compiled")
+	}
+}
+
 func TestResultsAreMutableNodes(t *testing.T) {
 	patient := load(t, "patient.json")
 	e := MustCompile("Patient.name.given")
