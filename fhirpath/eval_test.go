@@ -118,6 +118,8 @@ func TestEvaluate(t *testing.T) {
 		{patient, "(5 'mg' + 1 'mg').toString()", "string 6 'mg'"},
 		{patient, "1 'g' = 1000 'mg'", "boolean true"},
 		{patient, "1 'g' > 1 'kg'", "boolean false"},
+		{patient, "1 'g' > 1 'm'", ""},
+		{patient, "1 'g' = 1 'm'", ""},
 		{patient, "@2012-04-15T15:00:00+02:00 = @2012-04-15T13:00:00Z", "boolean true"},
 		{patient, "(1 | 2 | 3).aggregate($this + $total, 0)", "integer 6"},
 		{patient, "name.given.aggregate($total & $this, '')", "string JohnQJohnny"},

@@ -313,11 +313,10 @@ func compareValues(va, vb any) (int, bool, error) {
 		}
 	case Quantity:
 		if y, ok := vb.(Quantity); ok {
+			// Quantities of units that cannot be compared (or that this
+			// engine cannot convert) give an empty result, as = does.
 			c, ok := quantityCompare(x, y, false)
-			if !ok {
-				return 0, false, opError("incompatible units")
-			}
-			return c, true, nil
+			return c, ok, nil
 		}
 	}
 	return 0, false, opError("incomparable")
