@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -116,11 +117,13 @@ func TestExportKillResume(t *testing.T) {
 	points := []struct {
 		name string
 		at   func(cp *bulk.Checkpoint) bool
+		sig  os.Signal
 	}{
-		{"while polling", func(cp *bulk.Checkpoint) bool { return cp.StatusURL != "" && cp.Manifest == nil }},
-		{"manifest known, nothing stored", func(cp *bulk.Checkpoint) bool { return cp.Manifest != nil && doneFiles(cp) == 0 }},
-		{"after 3 files", func(cp *bulk.Checkpoint) bool { return doneFiles(cp) >= 3 }},
-		{"one file left", func(cp *bulk.Checkpoint) bool { return doneFiles(cp) >= total-1 }},
+		{"while polling", func(cp *bulk.Checkpoint) bool { return cp.StatusURL != "" && cp.Manifest == nil }, os.Kill},
+		{"manifest known, nothing stored", func(cp *bulk.Checkpoint) bool { return cp.Manifest != nil && doneFiles(cp) == 0 }, os.Kill},
+		{"after 3 files", func(cp *bulk.Checkpoint) bool { return doneFiles(cp) >= 3 }, os.Kill},
+		{"one file left", func(cp *bulk.Checkpoint) bool { return doneFiles(cp) >= total-1 }, os.Kill},
+		{"SIGTERM mid-download", func(cp *bulk.Checkpoint) bool { return doneFiles(cp) >= 5 }, syscall.SIGTERM},
 	}
 	for _, p := range points {
 		t.Run(p.name, func(t *testing.T) {
@@ -144,10 +147,14 @@ func TestExportKillResume(t *testing.T) {
 				case <-time.After(2 * time.Millisecond):
 				}
 				if cp := readCheckpoint(out); cp != nil && p.at(cp) {
-					if err := cmd.Process.Kill(); err != nil {
+					if err := cmd.Process.Signal(p.sig); err != nil {
 						t.Fatal(err)
 					}
-					<-exited
+					err := <-exited
+					var ee *exec.ExitError
+					if p.sig == syscall.SIGTERM && (!errors.As(err, &ee) || ee.ExitCode() != 1) {
+						t.Errorf("SIGTERM: %v, want a clean exit with status 1", err)
+					}
 					killed = true
 				}
 			}
