@@ -242,75 +242,100 @@ func (e *Exporter) downloadAll(ctx context.Context, cp *Checkpoint, res *Result)
 		conc = 4
 	}
 	mu := &e.mu
-	sems := map[string]chan struct{}{}
 	var wg sync.WaitGroup
 	var errs []error
-	pending := make([]int, 0, len(cp.Files))
-	for i := range cp.Files {
-		if !cp.Files[i].Done {
-			pending = append(pending, i)
-		}
-	}
+	// Per-host queues, each served by conc workers.
+	queues := map[string][]int{}
+	var hosts []string
 	snapshot := append([]FileState(nil), cp.Files...)
-	for _, i := range pending {
+	for i, f := range snapshot {
+		if f.Done {
+			continue
+		}
 		host := ""
-		if u, err := url.Parse(snapshot[i].URL); err == nil {
+		if u, err := url.Parse(f.URL); err == nil {
 			host = strings.ToLower(u.Host)
 		}
-		sem, ok := sems[host]
-		if !ok {
-			sem = make(chan struct{}, conc)
-			sems[host] = sem
+		if _, ok := queues[host]; !ok {
+			hosts = append(hosts, host)
 		}
-		wg.Add(1)
-		go func(i int, fs FileState) {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				mu.Lock()
-				errs = append(errs, ctx.Err())
-				mu.Unlock()
-				return
+		queues[host] = append(queues[host], i)
+	}
+	// With many files, the checkpoint is saved at most once a second: a
+	// file stored but not yet recorded is downloaded again after a crash,
+	// which is safe; saving the whole list after each of thousands of
+	// files would not be cheap.
+	frequent := len(cp.Files) <= 1000
+	lastSave := time.Now()
+	dirty := false
+	save := func() {
+		if err := e.Store.Save(cp); err != nil {
+			errs = append(errs, err)
+		}
+		lastSave, dirty = time.Now(), false
+	}
+	one := func(i int, fs FileState) {
+		mu.Lock()
+		m := cp.Manifest
+		mu.Unlock()
+		done, err := e.downloadFile(ctx, m, fs)
+		var he *HTTPError
+		if errors.As(err, &he) && (he.StatusCode == http.StatusForbidden || he.StatusCode == http.StatusNotFound || he.StatusCode == http.StatusGone) {
+			// The link may have expired: fetch the manifest again for
+			// fresh links (STU3 allows it) and retry once.
+			if fresh, m2, rerr := e.refreshURL(ctx, cp, i, fs.URL); rerr == nil {
+				fs.URL = fresh
+				done, err = e.downloadFile(ctx, m2, fs)
+			} else {
+				err = fmt.Errorf("%w (manifest refresh: %v)", err, rerr)
 			}
-			defer func() { <-sem }()
-			mu.Lock()
-			m := cp.Manifest
-			mu.Unlock()
-			done, err := e.downloadFile(ctx, m, fs)
-			var he *HTTPError
-			if errors.As(err, &he) && (he.StatusCode == http.StatusForbidden || he.StatusCode == http.StatusNotFound || he.StatusCode == http.StatusGone) {
-				// The link may have expired: fetch the manifest again
-				// for fresh links (STU3 allows it) and retry once.
-				if fresh, m2, rerr := e.refreshURL(ctx, cp, i, fs.URL); rerr == nil {
-					fs.URL = fresh
-					done, err = e.downloadFile(ctx, m2, fs)
-				} else {
-					err = fmt.Errorf("%w (manifest refresh: %v)", err, rerr)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			cp.Files[i].Error = err.Error()
+			errs = append(errs, err)
+			save()
+			return
+		}
+		cp.Files[i] = done
+		res.FilesDownloaded++
+		res.Resources += done.Resources
+		res.Bytes += done.Bytes
+		dirty = true
+		if frequent || time.Since(lastSave) >= time.Second {
+			save()
+		}
+		if e.FileDone != nil {
+			e.FileDone(done)
+		}
+	}
+	for _, host := range hosts {
+		q := make(chan int, len(queues[host]))
+		for _, i := range queues[host] {
+			q <- i
+		}
+		close(q)
+		for w := 0; w < min(conc, len(queues[host])); w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range q {
+					if ctx.Err() != nil {
+						mu.Lock()
+						errs = append(errs, ctx.Err())
+						mu.Unlock()
+						return
+					}
+					one(i, snapshot[i])
 				}
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				cp.Files[i].Error = err.Error()
-				errs = append(errs, err)
-				_ = e.Store.Save(cp)
-				return
-			}
-			cp.Files[i] = done
-			res.FilesDownloaded++
-			res.Resources += done.Resources
-			res.Bytes += done.Bytes
-			if err := e.Store.Save(cp); err != nil {
-				errs = append(errs, err)
-				return
-			}
-			if e.FileDone != nil {
-				e.FileDone(done)
-			}
-		}(i, snapshot[i])
+			}()
+		}
 	}
 	wg.Wait()
+	if dirty {
+		save()
+	}
 	if len(errs) == 0 {
 		return nil
 	}

@@ -502,3 +502,30 @@ func TestDuplicateResources(t *testing.T) {
 		t.Errorf("retried files counted as duplicates: %d, %v", res.Duplicates, err)
 	}
 }
+
+// TestManyFiles exports more than 1000 one-resource files (checkpoint saves
+// are then throttled) and checks that nothing is lost.
+func TestManyFiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1,500 downloads")
+	}
+	pop := population(30, 48)
+	e := newEnv(t, bulktest.Options{Resources: pop, PartSize: 1})
+	e.exp.Concurrency = 8
+	res, err := e.run(t, bulk.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(res.Checkpoint.Files); n != len(pop) {
+		t.Fatalf("%d files, want %d", n, len(pop))
+	}
+	if got, want := storedIDs(t, e.dir), ids(pop); !equalStrings(got, want) {
+		t.Fatal(diff(got, want))
+	}
+	cp, _ := e.exp.Store.Load()
+	for _, f := range cp.Files {
+		if !f.Done {
+			t.Fatalf("file %s not marked done in the saved checkpoint", f.Name)
+		}
+	}
+}
