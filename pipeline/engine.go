@@ -38,7 +38,7 @@ func NewEngineDeidentifier(e *anonymize.Engine) *EngineDeidentifier {
 // Resource de-identifies one resource with the engine. file names the file
 // for the "file" date-shift scope.
 func (d *EngineDeidentifier) Resource(ctx context.Context, file string, line int64, res, dst []byte) ([]byte, error) {
-	out, st, err := d.engine.AnonymizeJSON(ctx, res, anonymize.FileContext{FileName: file + ".ndjson", FolderName: d.Folder})
+	out, st, err := d.engine.AppendAnonymizedJSON(ctx, dst, res, anonymize.FileContext{FileName: file + ".ndjson", FolderName: d.Folder})
 	if err != nil {
 		return dst, err
 	}
@@ -52,7 +52,7 @@ func (d *EngineDeidentifier) Resource(ctx context.Context, file string, line int
 			d.ops[i].Add(1)
 		}
 	}
-	return append(dst, out...), nil
+	return out, nil
 }
 
 // ID de-identifies a resource id the way the engine's rules treat

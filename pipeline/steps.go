@@ -273,7 +273,7 @@ func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifes
 			return p.Deidentifier.Resource(ctx, fileName, lineNo, line, dst)
 		}
 	}
-	gz := newGzipPool(p.Workers, p.GzipLevel)
+	gz := ndjson.NewGzipMembers(p.Workers, p.GzipLevel)
 	var res fileResult
 	err := p.Client.Fetch(ctx, m, bf, func(raw io.Reader, encoding string) error {
 		r := raw
@@ -292,11 +292,11 @@ func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifes
 		st, err := ndjson.Transform(ctx, r, w, fn, ndjson.Options{
 			Workers: p.Workers,
 			MaxLine: p.Client.MaxLineBytes,
-			Encode:  gz.encode,
+			Encode:  gz.Encode,
 		})
 		if err == nil && st.BytesOut == 0 {
 			// An empty file is still a valid gzip stream.
-			_, err = w.Write(gz.encode(0, nil, nil))
+			_, err = w.Write(gz.Empty())
 		}
 		if err != nil {
 			w.Abort()
@@ -439,38 +439,4 @@ func summarize(counts map[string]int) string {
 		return ""
 	}
 	return "server reported " + strings.Join(parts, ", ")
-}
-
-// gzipPool compresses batches into gzip members, one writer per worker.
-type gzipPool struct {
-	level int
-	ws    []*gzip.Writer
-	bufs  []*sliceWriter
-}
-
-type sliceWriter struct{ b []byte }
-
-func (s *sliceWriter) Write(p []byte) (int, error) { s.b = append(s.b, p...); return len(p), nil }
-
-func newGzipPool(workers, level int) *gzipPool {
-	return &gzipPool{level: level, ws: make([]*gzip.Writer, workers+1), bufs: make([]*sliceWriter, workers+1)}
-}
-
-func (g *gzipPool) encode(worker int, out, dst []byte) []byte {
-	sw := g.bufs[worker]
-	if sw == nil {
-		sw = &sliceWriter{}
-		g.bufs[worker] = sw
-		zw, err := gzip.NewWriterLevel(sw, g.level)
-		if err != nil {
-			zw = gzip.NewWriter(sw)
-		}
-		g.ws[worker] = zw
-	}
-	sw.b = dst
-	zw := g.ws[worker]
-	zw.Reset(sw)
-	zw.Write(out) // writes to memory: cannot fail
-	zw.Close()
-	return sw.b
 }

@@ -95,7 +95,7 @@ the output.`)
 		return err
 	}
 	defer store.Close()
-	cfg, err := anonymize.ParseConfig(defaultconfig.SafeHarbor(), anonymize.Options{FHIRVersion: "R4", Compiler: checkedCompiler("R4", true, nil)})
+	cfg, err := anonymize.ParseConfig(defaultconfig.SafeHarbor(), anonymize.Options{FHIRVersion: "R4", Compiler: checkedCompiler("R4", true)})
 	if err != nil {
 		return fmt.Errorf("built-in configuration: %w", err)
 	}

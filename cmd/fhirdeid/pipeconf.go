@@ -487,7 +487,7 @@ func (s *sourceConfig) request() bulk.Request {
 // (the built-in Safe Harbor one when none is given) and builds the engine.
 // It returns the configuration's hash and its keys' fingerprints for the run
 // report.
-func (pc *pipelineConfig) loadAnonymizer(field string, warn func(string)) (*anonymize.Engine, string, map[string]string, error) {
+func (pc *pipelineConfig) loadAnonymizer(field string) (*anonymize.Engine, string, map[string]string, error) {
 	data := defaultconfig.SafeHarbor()
 	name := "built-in " + defaultconfig.Name
 	if pc.Anonymizer.Config != "" {
@@ -502,7 +502,7 @@ func (pc *pipelineConfig) loadAnonymizer(field string, warn func(string)) (*anon
 	if version == "" {
 		version = "R4"
 	}
-	cfg, err := anonymize.ParseConfig(data, anonymize.Options{FHIRVersion: version, Compiler: checkedCompiler(version, pc.Anonymizer.Strict, warn)})
+	cfg, err := anonymize.ParseConfig(data, anonymize.Options{FHIRVersion: version, Compiler: checkedCompiler(version, pc.Anonymizer.Strict)})
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("%s: anonymizer configuration %s: %w", field, name, err)
 	}
@@ -521,10 +521,10 @@ func (pc *pipelineConfig) loadAnonymizer(field string, warn func(string)) (*anon
 
 // checkedCompiler compiles rule paths and checks them against the FHIR
 // model of version. A path that names an element or type the model lacks
-// matches nothing: with strict it is an error, otherwise it is reported to
-// warn and compiles — Microsoft's own sample configuration has such a path
-// ("HealthcareService.notAvaliable"), which its engine silently accepts.
-func checkedCompiler(version string, strict bool, warn func(string)) anonymize.PathCompiler {
+// matches nothing: with strict it is an error, otherwise a warning of the
+// loaded configuration — Microsoft's own sample configuration has such a
+// path ("HealthcareService.notAvaliable"), which its engine silently accepts.
+func checkedCompiler(version string, strict bool) anonymize.PathCompiler {
 	v, ok := model.ParseVersion(version)
 	if !ok {
 		// ParseConfig reports the unsupported version.
@@ -533,20 +533,7 @@ func checkedCompiler(version string, strict bool, warn func(string)) anonymize.P
 	if strict {
 		return anonymize.FHIRPathCompiler(fhirpath.WithModel(model.Get(v)))
 	}
-	var cur string
-	var off int
-	inner := anonymize.FHIRPathCompiler(fhirpath.WithModel(model.Get(v)), fhirpath.WithWarnings(func(ce *fhirpath.CheckError) {
-		if warn != nil {
-			warn(fmt.Sprintf("path %q, column %d: %s: the step matches nothing", cur, ce.Column+off, ce.Msg))
-		}
-	}))
-	return func(resourceType, expr string) (anonymize.Compiled, error) {
-		cur, off = expr, 0
-		if resourceType != "" {
-			cur, off = resourceType+"."+expr, len(resourceType)+1
-		}
-		return inner(resourceType, expr)
-	}
+	return anonymize.FHIRPathCompilerWithWarnings(fhirpath.WithModel(model.Get(v)))
 }
 
 // fingerprint identifies a key without revealing it: the first 8 bytes of
@@ -578,8 +565,7 @@ func openPipeline(ctx context.Context, cfg *fileConfig, name string, db *state.D
 	if err != nil {
 		return nil, nil, err
 	}
-	var warnings []string
-	eng, hash, fps, err := pc.loadAnonymizer(field, func(w string) { warnings = append(warnings, w) })
+	eng, hash, fps, err := pc.loadAnonymizer(field)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -587,7 +573,7 @@ func openPipeline(ctx context.Context, cfg *fileConfig, name string, db *state.D
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s.destination: %w", field, err)
 	}
-	for _, w := range append(warnings, eng.Config().Warnings()...) {
+	for _, w := range eng.Config().Warnings() {
 		logger.Warn("anonymizer configuration: "+w, "pipeline", name)
 	}
 	deid := pipeline.NewEngineDeidentifier(eng)

@@ -113,7 +113,7 @@ func TestValidateErrors(t *testing.T) {
 	// Without strict, the misspelt path is a warning.
 	p0 := write("fhirdeid.yml", string(data)+"    anonymizer:\n      config: bad-rules.json\n")
 	code0, out0, _ := runExportCmd(t, nil, "validate", p0)
-	if code0 != 0 || !strings.Contains(out0, `warning: path "Patient.nmae", column 9: unknown element nmae on Patient: the step matches nothing`) {
+	if code0 != 0 || !strings.Contains(out0, `warning: rule 1 (redact) path "Patient.nmae": fhirpath: 1:1: unknown element nmae on Patient`) {
 		t.Errorf("non-strict misspelt path: exit %d, %s", code0, out0)
 	}
 

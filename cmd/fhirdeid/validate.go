@@ -43,16 +43,14 @@ no server and creates nothing.`)
 		if err := storage.CheckURL(pc.Destination); err != nil {
 			return &exitError{code: 2, err: &configError{File: fs.Arg(0), Field: field + ".destination", Msg: err.Error()}}
 		}
-		var warnings []string
-		eng, _, _, err := pc.loadAnonymizer(field, func(w string) { warnings = append(warnings, w) })
+		eng, _, _, err := pc.loadAnonymizer(field)
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
-		warnings = append(warnings, eng.Config().Warnings()...)
 		rules := eng.Config().NumRules()
 		fmt.Fprintf(e.stdout, "%s: %s → %s, %d anonymizer rules, schedule %q\n", name, pc.Source.URL,
 			storage.Redact(pc.Destination), rules, pc.Schedule)
-		for _, w := range warnings {
+		for _, w := range eng.Config().Warnings() {
 			fmt.Fprintf(e.stdout, "%s: warning: %s\n", name, w)
 		}
 	}

@@ -1,0 +1,509 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+
+	"fhirdeid/anonymize"
+	"fhirdeid/anonymize/defaultconfig"
+	"fhirdeid/bulk"
+	"fhirdeid/internal/ndjson"
+)
+
+func init() {
+	register(command{name: "anonymize", summary: "de-identify FHIR JSON/NDJSON files (Microsoft anonymizer compatible flags)", run: runAnonymize})
+}
+
+type anonymizeFlags struct {
+	input, output, config string
+	bulkData, recursive   bool
+	skip, verbose, strict bool
+	fhirVersion, today    string
+	workers               int
+}
+
+func runAnonymize(ctx context.Context, e *env, args []string) error {
+	var f anonymizeFlags
+	fl := flag.NewFlagSet("fhirdeid anonymize", flag.ContinueOnError)
+	fl.SetOutput(e.stderr)
+	for _, n := range []string{"i", "inputFolder"} {
+		fl.StringVar(&f.input, n, "", "input folder")
+	}
+	for _, n := range []string{"o", "outputFolder"} {
+		fl.StringVar(&f.output, n, "", "output folder")
+	}
+	for _, n := range []string{"c", "configFile"} {
+		fl.StringVar(&f.config, n, "", "anonymizer configuration (default: the built-in HIPAA Safe Harbor one)")
+	}
+	for _, n := range []string{"b", "bulkData"} {
+		fl.BoolVar(&f.bulkData, n, false, "the input folder holds NDJSON files (.ndjson, .ndjson.gz)")
+	}
+	for _, n := range []string{"r", "recursive"} {
+		fl.BoolVar(&f.recursive, n, false, "process subfolders too")
+	}
+	for _, n := range []string{"s", "skip"} {
+		fl.BoolVar(&f.skip, n, false, "skip files whose output already exists")
+	}
+	for _, n := range []string{"v", "verbose"} {
+		fl.BoolVar(&f.verbose, n, false, "print each file")
+	}
+	fl.StringVar(&f.fhirVersion, "fhir-version", "", "R4 or STU3 (default: the configuration's fhirVersion, else R4)")
+	fl.StringVar(&f.today, "today", "", "the date to treat as today (YYYY-MM-DD) for age rules; default: the local date")
+	fl.BoolVar(&f.strict, "strict", false, "reject rule paths that name unknown elements instead of warning")
+	fl.IntVar(&f.workers, "workers", 0, "de-identification goroutines (default: the number of CPUs)")
+	fl.Usage = func() {
+		fmt.Fprintln(e.stderr, `Usage:
+  fhirdeid anonymize -i INPUT_FOLDER -o OUTPUT_FOLDER [-c CONFIG] [-b] [-r] [-s] [-v]
+  fhirdeid anonymize [-c CONFIG] FILE... -o OUTPUT_FOLDER
+  fhirdeid anonymize [-c CONFIG] -  < in.ndjson > out.ndjson
+
+De-identifies FHIR resources: .json files (one resource each), .ndjson and
+.ndjson.gz files (one resource per line, processed on all cores with the
+output in input order). Each output keeps its input's name and form and is
+written under a temporary name, renamed only when complete. Flags follow
+Microsoft's FHIR anonymizer command line; configurations are compatible.`)
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	ctx, err := anonymizeContext(ctx, f.today)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	eng, warnings, err := loadEngine(f.config, f.fhirVersion, f.strict)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(e.stderr, "warning:", w)
+	}
+	a := &anonymizer{eng: eng, workers: f.workers, verbose: f.verbose, stderr: e.stderr, start: time.Now()}
+	if a.workers <= 0 {
+		a.workers = runtime.GOMAXPROCS(0)
+	}
+
+	if fl.NArg() == 1 && fl.Arg(0) == "-" {
+		if f.input != "" || f.output != "" {
+			return usageError{"- reads standard input and writes standard output: no -i or -o"}
+		}
+		err := a.stream(ctx, "stdin", e.stdin, e.stdout, false)
+		a.summary(e.stderr)
+		return err
+	}
+	jobs, err := f.jobs(fl.Args())
+	if err != nil {
+		return err
+	}
+	if len(jobs) == 0 {
+		return usageError{"no input files found"}
+	}
+	stop := func() {}
+	if isTerminal(e.stderr) && !f.verbose {
+		stop = a.showProgress(e.stderr, len(jobs))
+	}
+	err = a.files(ctx, jobs, f.skip)
+	stop()
+	a.summary(e.stderr)
+	return err
+}
+
+// anonymizeContext pins "today" when given.
+func anonymizeContext(ctx context.Context, today string) (context.Context, error) {
+	if today == "" {
+		return ctx, nil
+	}
+	t, err := time.Parse("2006-01-02", today)
+	if err != nil {
+		return nil, fmt.Errorf("-today must be a date such as 2026-11-28")
+	}
+	return anonymize.WithNow(ctx, t), nil
+}
+
+// loadEngine loads an anonymizer configuration (or the built-in one).
+func loadEngine(path, version string, strict bool) (*anonymize.Engine, []string, error) {
+	data, name := defaultconfig.SafeHarbor(), "built-in "+defaultconfig.Name
+	if path != "" {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return nil, nil, fmt.Errorf("read configuration: %w", err)
+		}
+		name = path
+	}
+	if version == "" {
+		version = fileVersion(data)
+	}
+	cfg, err := anonymize.ParseConfig(data, anonymize.Options{FHIRVersion: version, Compiler: checkedCompiler(version, strict)})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	eng, err := anonymize.NewEngine(cfg, anonymize.EngineOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return eng, cfg.Warnings(), nil
+}
+
+// fileVersion guesses the release from a configuration's fhirVersion, so
+// that an STU3 configuration works without --fhir-version.
+func fileVersion(data []byte) string {
+	i := bytes.Index(bytes.ToLower(data), []byte(`"fhirversion"`))
+	if i >= 0 {
+		rest := bytes.ToLower(data[i+13:])
+		if j := bytes.IndexByte(rest, '"'); j >= 0 && bytes.HasPrefix(bytes.TrimLeft(rest[j:], `"`), []byte("stu3")) {
+			return "STU3"
+		}
+	}
+	return "R4"
+}
+
+// job is one input file and where its output goes.
+type job struct {
+	in, out string
+	ndjson  bool
+	gz      bool
+}
+
+func (f *anonymizeFlags) jobs(args []string) ([]job, error) {
+	if f.output == "" {
+		return nil, usageError{"give the output folder with -o"}
+	}
+	var jobs []job
+	add := func(in, rel string) {
+		base := strings.ToLower(in)
+		j := job{in: in, out: filepath.Join(f.output, rel)}
+		switch {
+		case strings.HasSuffix(base, ".ndjson.gz"):
+			j.ndjson, j.gz = true, true
+		case strings.HasSuffix(base, ".ndjson"):
+			j.ndjson = true
+		case strings.HasSuffix(base, ".json"):
+		default:
+			return
+		}
+		if f.input != "" && f.bulkData != j.ndjson {
+			return // as Microsoft's tool: -b selects NDJSON, else JSON files
+		}
+		jobs = append(jobs, j)
+	}
+	if f.input != "" {
+		if len(args) > 0 {
+			return nil, usageError{"give either -i or files, not both"}
+		}
+		abs, _ := filepath.Abs(f.input)
+		absOut, _ := filepath.Abs(f.output)
+		if abs == absOut {
+			return nil, usageError{"the output folder must differ from the input folder"}
+		}
+		err := filepath.WalkDir(f.input, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				if path != f.input && (!f.recursive || filepath.Clean(path) == filepath.Clean(f.output)) {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			rel, _ := filepath.Rel(f.input, path)
+			add(path, rel)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read input folder: %w", err)
+		}
+	}
+	for _, a := range args {
+		n := len(jobs)
+		add(a, filepath.Base(a))
+		if len(jobs) == n {
+			return nil, usageError{fmt.Sprintf("%s: not a .json, .ndjson or .ndjson.gz file", a)}
+		}
+	}
+	sort.Slice(jobs, func(i, j int) bool { return jobs[i].in < jobs[j].in })
+	return jobs, nil
+}
+
+// anonymizer runs the engine over files and keeps the counts.
+type anonymizer struct {
+	eng     *anonymize.Engine
+	workers int
+	verbose bool
+	stderr  io.Writer
+	start   time.Time
+
+	mu        sync.Mutex
+	types     map[string]int64
+	ops       map[string]int64
+	nfiles    int
+	skipped   int64 // resources replaced by processingErrors: skip
+	resources atomic.Int64
+	bytesIn   atomic.Int64
+	filesDone atomic.Int64
+}
+
+// count records one processed resource.
+func (a *anonymizer) count(typ string, st anonymize.Stats) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.types == nil {
+		a.types, a.ops = map[string]int64{}, map[string]int64{}
+	}
+	a.types[typ]++
+	for _, op := range []anonymize.Operation{anonymize.OpRedact, anonymize.OpAbstract, anonymize.OpCryptoHash,
+		anonymize.OpEncrypt, anonymize.OpPerturb, anonymize.OpSubstitute, anonymize.OpGeneralize} {
+		if st.Operations.Has(op) {
+			a.ops[op.String()]++
+		}
+	}
+	if st.Skipped {
+		a.skipped++
+	}
+}
+
+// resource de-identifies one resource, appending it to dst.
+func (a *anonymizer) resource(ctx context.Context, fc anonymize.FileContext, data, dst []byte) ([]byte, error) {
+	typ, _ := bulk.ResourceType(data)
+	out, st, err := a.eng.AppendAnonymizedJSON(ctx, dst, data, fc)
+	if err != nil {
+		if typ != "" && validTypeName(typ) {
+			return dst, fmt.Errorf("%s: %w", typ, err)
+		}
+		return dst, err
+	}
+	a.resources.Add(1)
+	a.count(typ, st)
+	return out, nil
+}
+
+func validTypeName(s string) bool {
+	if len(s) == 0 || len(s) > 64 || s[0] < 'A' || s[0] > 'Z' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// stream de-identifies NDJSON from r to w.
+func (a *anonymizer) stream(ctx context.Context, name string, r io.Reader, w io.Writer, gz bool) error {
+	fc := anonymize.FileContext{FileName: name}
+	opts := ndjson.Options{Workers: a.workers}
+	var gzm *ndjson.GzipMembers
+	if gz {
+		gzm = ndjson.NewGzipMembers(a.workers, 0)
+		opts.Encode = gzm.Encode
+	}
+	st, err := ndjson.Transform(ctx, r, w, func(worker int, lineNo int64, line, dst []byte) ([]byte, error) {
+		return a.resource(ctx, fc, line, dst)
+	}, opts)
+	a.bytesIn.Add(st.BytesIn)
+	if err != nil {
+		return fmt.Errorf("%s:%w", name, lineSep(err))
+	}
+	if gz && st.BytesOut == 0 {
+		_, err := w.Write(gzm.Empty())
+		return err
+	}
+	return nil
+}
+
+// lineSep renders a *ndjson.LineError as "LINE: cause" after the file
+// name.
+func lineSep(err error) error {
+	var le *ndjson.LineError
+	if errors.As(err, &le) {
+		return fmt.Errorf("%d: %w", le.Line, le.Err)
+	}
+	return fmt.Errorf(" %w", err)
+}
+
+// files processes jobs: NDJSON files one at a time with every core on
+// each; JSON files several at a time.
+func (a *anonymizer) files(ctx context.Context, jobs []job, skip bool) error {
+	var jsonJobs []job
+	for _, j := range jobs {
+		if skip {
+			if _, err := os.Stat(j.out); err == nil {
+				if a.verbose {
+					fmt.Fprintf(a.stderr, "skip %s (output exists)\n", j.in)
+				}
+				a.filesDone.Add(1)
+				continue
+			}
+		}
+		if !j.ndjson {
+			jsonJobs = append(jsonJobs, j)
+			continue
+		}
+		if err := a.file(ctx, j); err != nil {
+			return err
+		}
+	}
+	if len(jsonJobs) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := make(chan job)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var firstErr error
+	for i := 0; i < a.workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range ch {
+				if err := a.file(ctx, j); err != nil {
+					once.Do(func() { firstErr = err; cancel() })
+				}
+			}
+		}()
+	}
+	for _, j := range jsonJobs {
+		select {
+		case ch <- j:
+		case <-ctx.Done():
+		}
+	}
+	close(ch)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// file de-identifies one file into a temporary file next to its output and
+// renames it into place when complete.
+func (a *anonymizer) file(ctx context.Context, j job) (err error) {
+	if err := os.MkdirAll(filepath.Dir(j.out), 0o755); err != nil {
+		return err
+	}
+	in, err := os.Open(j.in)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(j.out), "."+filepath.Base(j.out)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	t0 := time.Now()
+	name := filepath.Base(j.in)
+	if j.ndjson {
+		var r io.Reader = in
+		if j.gz {
+			zr, err := gzip.NewReader(in)
+			if err != nil {
+				return fmt.Errorf("%s: gunzip: %w", j.in, err)
+			}
+			defer zr.Close()
+			r = zr
+		}
+		if err := a.stream(ctx, j.in, r, tmp, j.gz); err != nil {
+			return err
+		}
+	} else {
+		data, err := io.ReadAll(in)
+		if err != nil {
+			return err
+		}
+		a.bytesIn.Add(int64(len(data)))
+		out, err := a.resource(ctx, anonymize.FileContext{FileName: name}, data, nil)
+		if err != nil {
+			return fmt.Errorf("%s: %w", j.in, err)
+		}
+		if _, err := tmp.Write(out); err != nil {
+			return err
+		}
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), j.out); err != nil {
+		return err
+	}
+	a.filesDone.Add(1)
+	a.mu.Lock()
+	a.nfiles++
+	a.mu.Unlock()
+	if a.verbose {
+		fmt.Fprintf(a.stderr, "%s → %s (%s)\n", j.in, j.out, time.Since(t0).Round(time.Millisecond))
+	}
+	return nil
+}
+
+func (a *anonymizer) summary(w io.Writer) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	el := time.Since(a.start)
+	n := a.resources.Load()
+	fmt.Fprintf(w, "%d resources in %d files, %s, %.0f resources/s, %.1f MB/s\n", n, a.nfiles, el.Round(time.Millisecond),
+		float64(n)/el.Seconds(), float64(a.bytesIn.Load())/el.Seconds()/1e6)
+	for _, k := range sortedNames(a.types) {
+		fmt.Fprintf(w, "  %-28s %9d\n", k, a.types[k])
+	}
+	if len(a.ops) > 0 {
+		fmt.Fprintln(w, "resources per operation:")
+		for _, k := range sortedNames(a.ops) {
+			fmt.Fprintf(w, "  %-28s %9d\n", k, a.ops[k])
+		}
+	}
+	if a.skipped > 0 {
+		fmt.Fprintf(w, "%d resources replaced by an empty one after a processing error (processingErrors: skip)\n", a.skipped)
+	}
+}
+
+func (a *anonymizer) showProgress(w io.Writer, total int) func() {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprint(w, "\r\033[K")
+				return
+			case <-t.C:
+				el := time.Since(a.start).Seconds()
+				n := a.resources.Load()
+				fmt.Fprintf(w, "\r\033[Kfiles %d/%d · %d resources · %.0f resources/s", a.filesDone.Load(), total, n, float64(n)/el)
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
+}
