@@ -46,8 +46,10 @@
 // nodesByType(T) and nodesByName(N) as the FHIR anonymizer defines them.
 // Terminology functions (memberOf, subsumes, subsumedBy), resolve(),
 // conformsTo() and htmlChecks() are compile errors ("not supported"). Unit
-// conversion of quantities knows common UCUM mass, length, time and volume
-// units only. The .NET named group syntax (?<name>...) of anonymizer
+// conversion of quantities covers a subset of UCUM: metric units with
+// prefixes (g, m, s, mol, L), time units, %, a few customary units
+// ([in_i], [lb_av], ...), combined with "." and "/" and exponents (mg/dL,
+// m2); other units compare only when written the same. The .NET named group syntax (?<name>...) of anonymizer
 // configurations is accepted in regular expressions, which otherwise use
 // Go's RE2 syntax, with "." matching newlines.
 package fhirpath

@@ -119,6 +119,8 @@ func TestEvaluate(t *testing.T) {
 		{patient, "1 'g' = 1000 'mg'", "boolean true"},
 		{patient, "1 'g' > 1 'kg'", "boolean false"},
 		{patient, "1 'g' > 1 'm'", ""},
+		{patient, "(1 'm' + 20 'cm').toString()", "string 1.20 'm'"},
+		{patient, "2.0 'cm' * 2.0 'm' = 0.040 'm2'", "boolean true"},
 		{patient, "1 'g' = 1 'm'", ""},
 		{patient, "@2012-04-15T15:00:00+02:00 = @2012-04-15T13:00:00Z", "boolean true"},
 		{patient, "(1 | 2 | 3).aggregate($this + $total, 0)", "integer 6"},

@@ -441,12 +441,17 @@ func arithQuantity(op string, x Quantity, vb any) (any, bool, error) {
 			switch op {
 			case "+", "-":
 				if normUnit(x.Unit, false) != normUnit(y.Unit, false) {
-					c, ok := quantityCompare(x, y, false)
-					_ = c
+					// Convert y to x's unit.
+					ux, okx := parseUCUM(normUnit(x.Unit, false))
+					uy, oky := parseUCUM(normUnit(y.Unit, false))
+					if !okx || !oky || ux.dims != uy.dims {
+						return nil, false, opError("incompatible units")
+					}
+					f, ok := uy.factor.Div(ux.factor)
 					if !ok {
 						return nil, false, opError("incompatible units")
 					}
-					return nil, false, nil
+					y = Quantity{Value: y.Value.Mul(f), Unit: x.Unit}
 				}
 				if op == "+" {
 					return Quantity{Value: x.Value.Add(y.Value), Unit: x.Unit}, true, nil

@@ -260,20 +260,6 @@ var calendarToUCUM = map[string]string{
 	"second": "s", "seconds": "s", "millisecond": "ms", "milliseconds": "ms",
 }
 
-// unitFactor gives the conversion of simple UCUM units to a base unit, for
-// comparing quantities with different but commensurable units.
-var unitFactor = map[string]struct {
-	base   string
-	factor string
-}{
-	"g": {"g", "1"}, "mg": {"g", "0.001"}, "kg": {"g", "1000"}, "ug": {"g", "0.000001"},
-	"m": {"m", "1"}, "cm": {"m", "0.01"}, "mm": {"m", "0.001"}, "km": {"m", "1000"}, "[in_i]": {"m", "0.0254"},
-	"s": {"s", "1"}, "ms": {"s", "0.001"}, "min": {"s", "60"}, "h": {"s", "3600"}, "d": {"s", "86400"}, "wk": {"s", "604800"},
-	"[lb_av]": {"g", "453.59237"}, "[oz_av]": {"g", "28.349523125"},
-	"L": {"L", "1"}, "mL": {"L", "0.001"}, "dL": {"L", "0.1"},
-	"1": {"1", "1"}, "%": {"1", "0.01"},
-}
-
 // normUnit canonicalizes a quantity's unit for comparison. strict is true
 // for equality, where calendar units above seconds are not equal to UCUM
 // units.
@@ -291,21 +277,20 @@ func normUnit(u string, strict bool) string {
 	return u
 }
 
-// baseQuantity converts q to the base unit of its dimension, keeping the
-// precision of its value.
-func baseQuantity(q Quantity) (Quantity, bool) {
+// baseQuantity converts q to the base units of its dimension, keeping the
+// significant digits of its value. ok is false for a unit this engine does
+// not know.
+func baseQuantity(q Quantity) (Quantity, dims, bool) {
 	u := normUnit(q.Unit, false)
-	f, ok := unitFactor[u]
+	uv, ok := parseUCUM(u)
 	if !ok {
-		return Quantity{Value: q.Value, Unit: u}, true
+		return Quantity{}, dims{}, false
 	}
-	x, _ := ParseDecimal(f.factor)
-	v := q.Value.Mul(x)
-	if x.scale > 0 {
-		// Keep the significant digits of the original value.
+	v := q.Value.Mul(uv.factor)
+	if uv.factor.scale > 0 {
 		v = v.trim()
 	}
-	return Quantity{Value: v, Unit: f.base}, true
+	return Quantity{Value: v}, uv.dims, true
 }
 
 // quantityCompare compares two quantities; ok is false when the units are
@@ -315,14 +300,15 @@ func quantityCompare(a, b Quantity, strict bool) (int, bool) {
 	if ua == ub {
 		return a.Value.Cmp(b.Value), true
 	}
-	fa, oka := unitFactor[ua]
-	fb, okb := unitFactor[ub]
-	if !oka || !okb || fa.base != fb.base {
+	if strings.HasPrefix(ua, "cal:") || strings.HasPrefix(ub, "cal:") {
 		return 0, false
 	}
-	x, _ := ParseDecimal(fa.factor)
-	y, _ := ParseDecimal(fb.factor)
-	return a.Value.Mul(x).Cmp(b.Value.Mul(y)), true
+	x, dx, okx := baseQuantity(Quantity{Value: a.Value, Unit: ua})
+	y, dy, oky := baseQuantity(Quantity{Value: b.Value, Unit: ub})
+	if !okx || !oky || dx != dy {
+		return 0, false
+	}
+	return x.Value.Cmp(y.Value), true
 }
 
 // itemValue returns the System value used to compare an item: the item's
@@ -520,9 +506,12 @@ func itemsEquivalent(a, b Item) bool {
 		if !ok {
 			return false
 		}
-		bx, okx := baseQuantity(x)
-		by, oky := baseQuantity(y)
-		if !okx || !oky || bx.Unit != by.Unit {
+		if normUnit(x.Unit, false) == normUnit(y.Unit, false) {
+			return itemsEquivalent(Item{val: x.Value}, Item{val: y.Value})
+		}
+		bx, dx, okx := baseQuantity(x)
+		by, dy, oky := baseQuantity(y)
+		if !okx || !oky || dx != dy {
 			return false
 		}
 		return itemsEquivalent(Item{val: bx.Value}, Item{val: by.Value})

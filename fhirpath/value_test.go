@@ -179,6 +179,13 @@ func TestQuantityCompare(t *testing.T) {
 		{Quantity{dec(t, "7"), "days"}, Quantity{dec(t, "1"), "week"}, 0, true},
 		{Quantity{dec(t, "1"), "cm"}, Quantity{dec(t, "1"), "s"}, 0, false},
 		{Quantity{dec(t, "1"), "year"}, Quantity{dec(t, "1"), "a"}, 0, false},
+		{Quantity{dec(t, "1"), "[in_i]"}, Quantity{dec(t, "2.54"), "cm"}, 0, true},
+		{Quantity{dec(t, "100"), "mg/dL"}, Quantity{dec(t, "1"), "g/L"}, 0, true},
+		{Quantity{dec(t, "1"), "m2"}, Quantity{dec(t, "10000"), "cm2"}, 0, true},
+		{Quantity{dec(t, "1"), "km/h"}, Quantity{dec(t, "1"), "m/s"}, -1, true},
+		{Quantity{dec(t, "1"), "mmol/L"}, Quantity{dec(t, "1"), "mg/dL"}, 0, false},
+		{Quantity{dec(t, "5"), "{cells}/uL"}, Quantity{dec(t, "5000"), "/mL"}, 0, true},
+		{Quantity{dec(t, "1"), "[foo]"}, Quantity{dec(t, "1"), "[bar]"}, 0, false},
 	}
 	for _, tt := range tests {
 		cmp, known := quantityCompare(tt.a, tt.b, true)
