@@ -79,10 +79,11 @@ written under a temporary name, renamed only when complete. Flags follow
 Microsoft's FHIR anonymizer command line; configurations are compatible.`)
 		fl.PrintDefaults()
 	}
-	if err := fl.Parse(args); err != nil {
+	pos, err := parseInterleaved(fl, args)
+	if err != nil {
 		return err
 	}
-	ctx, err := anonymizeContext(ctx, f.today)
+	ctx, err = anonymizeContext(ctx, f.today)
 	if err != nil {
 		return usageError{err.Error()}
 	}
@@ -98,7 +99,7 @@ Microsoft's FHIR anonymizer command line; configurations are compatible.`)
 		a.workers = runtime.GOMAXPROCS(0)
 	}
 
-	if fl.NArg() == 1 && fl.Arg(0) == "-" {
+	if len(pos) == 1 && pos[0] == "-" {
 		if f.input != "" || f.output != "" {
 			return usageError{"- reads standard input and writes standard output: no -i or -o"}
 		}
@@ -106,7 +107,7 @@ Microsoft's FHIR anonymizer command line; configurations are compatible.`)
 		a.summary(e.stderr)
 		return err
 	}
-	jobs, err := f.jobs(fl.Args())
+	jobs, err := f.jobs(pos)
 	if err != nil {
 		return err
 	}
