@@ -220,7 +220,9 @@ func (e *Expression) Evaluate(n *jsontree.Node, env *Env) ([]Item, error) {
 	return e.run(c, input)
 }
 
-// EvaluateItems evaluates the expression on an input collection.
+// EvaluateItems evaluates the expression on an input collection (which is
+// also %context and $this). The input is not modified; the returned slice
+// is the caller's.
 func (e *Expression) EvaluateItems(input []Item, env *Env) ([]Item, error) {
 	return e.run(e.newCtx(env), input)
 }
