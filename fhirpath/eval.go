@@ -469,6 +469,15 @@ func navigate(c *evalCtx, focus []Item, name string, jsonNames bool) []Item {
 	buf := c.scratch[:0]
 	for _, it := range focus {
 		if it.node == nil {
+			// A System Quantity has the properties value and unit.
+			if q, ok := it.val.(Quantity); ok {
+				switch name {
+				case "value":
+					buf = append(buf, Item{val: q.Value})
+				case "unit":
+					buf = append(buf, Item{val: q.Unit})
+				}
+			}
 			continue
 		}
 		n := len(buf)

@@ -452,3 +452,79 @@ func TestWarnings(t *testing.T) {
 		t.Errorf("error = %v, want a *CheckError at column 9", err)
 	}
 }
+
+func TestEvaluateItemsAndCallAPI(t *testing.T) {
+	patient := load(t, "patient.json")
+	now := time.Date(2021, 6, 1, 0, 0, 0, 0, time.UTC)
+	fn := &Function{Name: "stamp", MinArgs: 1, MaxArgs: 1, Eval: func(call *Call, focus []Item) ([]Item, error) {
+		arg, err := call.Arg(0)
+		if err != nil {
+			return nil, err
+		}
+		if len(arg) != 1 {
+			return nil, call.Errorf("want one argument item, got %d", len(arg))
+		}
+		s, _ := arg[0].Value()
+		return []Item{ValueItem(call.Now().Format("2006") + ":" + s.(string))}, nil
+	}}
+	e := MustCompile("stamp($this.id)", WithFunctions(fn))
+	if got := e.String(); got != "stamp($this.id)" {
+		t.Errorf("String() = %q", got)
+	}
+	if got := e.Tree(); got != "stamp($this.id)" {
+		t.Errorf("Tree() = %q", got)
+	}
+	res, err := e.EvaluateItems([]Item{NodeItem(patient)}, &Env{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := show(res); got != "string 2021:p1" {
+		t.Errorf("got %s", got)
+	}
+	_, err = MustCompile("stamp(name.given)", WithFunctions(fn)).Evaluate(patient, nil)
+	if err == nil || err.Error() != "fhirpath: 1:1: stamp(): want one argument item, got 3" {
+		t.Errorf("error = %v", err)
+	}
+	// %resource can be pinned by the caller.
+	contained := patient.Get("contained").Children[0]
+	res, err = MustCompile("%resource.id | %rootResource.id").Evaluate(contained.Get("name").Children[0], &Env{RootResource: patient})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := show(res); got != "Patient.contained[0].id id pr1; Patient.id id p1" {
+		t.Errorf("got %s", got)
+	}
+}
+
+func TestConversions(t *testing.T) {
+	patient := load(t, "patient.json")
+	tests := []struct{ src, want string }{
+		{"'2019-02-03T04:05:06Z'.toDate()", "date @2019-02-03"},
+		{"@2019-02-03T04:05:06Z.toDate()", "date @2019-02-03"},
+		{"@2019-02.toDateTime()", "dateTime @2019-02"},
+		{"'2019-02-03'.toDateTime()", "dateTime @2019-02-03"},
+		{"'T10:11'.toTime()", "time @T10:11"},
+		{"'x'.toTime()", ""},
+		{"birthDate.toDate()", "date @1970-05-06"},
+		{"'\\\\u0041\\\\n'.unescape('json').length()", "integer 2"},
+		{"'abc'.encode('hex').decode('hex')", "string abc"},
+		{"'abc?'.encode('urlbase64')", "string YWJjPw=="},
+		{"'<a>'.escape('html')", "string &lt;a&gt;"},
+		{"'1.5 \\'mg\\''.toQuantity('mg').value", "decimal 1.5"},
+		{"'5 days'.toQuantity()", "Quantity 5 days"},
+		{"(3 'mg' * 2).unit", "string mg"},
+		{"'yes'.toBoolean() and 'F'.toBoolean().not()", "boolean true"},
+		{"1.0.toBoolean()", "boolean true"},
+		{"2.toBoolean()", ""},
+	}
+	for _, tt := range tests {
+		res, err := MustCompile(tt.src).Evaluate(patient, nil)
+		if err != nil {
+			t.Errorf("Evaluate(%q): %v", tt.src, err)
+			continue
+		}
+		if got := show(res); got != tt.want {
+			t.Errorf("Evaluate(%q) = %s, want %s", tt.src, got, tt.want)
+		}
+	}
+}
