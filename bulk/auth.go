@@ -160,6 +160,18 @@ func (a *ClientCredentials) Invalidate(tok Secret) {
 	a.cache.invalidate(tok)
 }
 
+// Format prints the configuration without the secret.
+func (a *ClientCredentials) Format(f fmt.State, verb rune) {
+	fmt.Fprintf(f, "bulk.ClientCredentials{TokenURL:%s ClientID:%s Secret:%s Scope:%s Resource:%s}",
+		redactURL(a.TokenURL), a.ClientID, redacted, a.Scope, a.Resource)
+}
+
+// Format prints the configuration without the private key.
+func (a *SMARTBackend) Format(f fmt.State, verb rune) {
+	fmt.Fprintf(f, "bulk.SMARTBackend{TokenURL:%s ClientID:%s Key:%s KeyID:%s Alg:%s Scope:%s}",
+		redactURL(a.TokenURL), a.ClientID, redacted, a.KeyID, a.Alg, a.Scope)
+}
+
 func (a *ClientCredentials) fetch(ctx context.Context) (Secret, time.Duration, error) {
 	form := url.Values{"grant_type": {"client_credentials"}}
 	if a.Scope != "" {
@@ -175,7 +187,18 @@ func (a *ClientCredentials) fetch(ctx context.Context) (Secret, time.Duration, e
 	} else {
 		basic = [2]string{url.QueryEscape(a.ClientID), url.QueryEscape(a.Secret.Reveal())}
 	}
-	return postToken(ctx, a.HTTP, a.TokenURL, form, basic)
+	tok, life, err := postToken(ctx, a.HTTP, a.TokenURL, form, basic)
+	return tok, life, scrub(err, a.Secret.Reveal())
+}
+
+// scrub removes a secret from an error's server-provided text, in case a
+// server echoes what it was sent.
+func scrub(err error, secret string) error {
+	var he *HTTPError
+	if err != nil && len(secret) >= 4 && errors.As(err, &he) && strings.Contains(he.Outcome, secret) {
+		he.Outcome = strings.ReplaceAll(he.Outcome, secret, redacted)
+	}
+	return err
 }
 
 // postToken posts a token request and decodes the response.

@@ -299,8 +299,16 @@ func readSmall(resp *http.Response, limit int64) ([]byte, error) {
 func httpError(step string, resp *http.Response) *HTTPError {
 	body, _ := readSmall(resp, 1<<20)
 	summary, transient := parseOutcome(body)
-	return &HTTPError{Step: step, Method: resp.Request.Method, URL: redactURL(resp.Request.URL.String()),
+	he := &HTTPError{Step: step, Method: resp.Request.Method, URL: redactURL(resp.Request.URL.String()),
 		StatusCode: resp.StatusCode, Outcome: summary, Transient: transient}
+	// A server may echo what it was sent: never repeat the credentials.
+	if tok, ok := strings.CutPrefix(resp.Request.Header.Get("Authorization"), "Bearer "); ok {
+		_ = scrub(he, tok)
+	}
+	if _, pw, ok := resp.Request.BasicAuth(); ok {
+		_ = scrub(he, pw)
+	}
+	return he
 }
 
 // retryableStatus reports whether an HTTP status is worth retrying.

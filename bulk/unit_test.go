@@ -599,3 +599,45 @@ func TestReauthRetriesSpurious400(t *testing.T) {
 		t.Fatalf("re-auth token %q %v (want a retry after the spurious 400)", tok.Reveal(), err)
 	}
 }
+
+func TestEchoedCredentialsScrubbed(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		if strings.HasSuffix(r.URL.Path, "/token") {
+			_, pw, _ := r.BasicAuth()
+			fmt.Fprintf(w, `{"error":"invalid_client","error_description":"bad secret %s / %s"}`, pw, r.PostForm.Get("client_secret"))
+			return
+		}
+		fmt.Fprintf(w, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","diagnostics":"header was %s"}]}`, r.Header.Get("Authorization"))
+	}))
+	defer srv.Close()
+	for _, style := range []AuthStyle{AuthBasic, AuthPost} {
+		cc := &ClientCredentials{HTTP: srv.Client(), TokenURL: srv.URL + "/token", ClientID: "id", Secret: NewSecret("s3cretvalue"), Style: style}
+		_, err := cc.Token(context.Background())
+		if err == nil || strings.Contains(err.Error(), "s3cretvalue") || !strings.Contains(err.Error(), "[redacted]") {
+			t.Errorf("style %d: %v", style, err)
+		}
+	}
+	c, _ := NewClient(srv.URL+"/fhir", srv.Client())
+	c.Auth = StaticToken{Value: NewSecret("tok-abcdef")}
+	_, err := c.Kickoff(context.Background(), &Request{})
+	if err == nil || strings.Contains(err.Error(), "tok-abcdef") || !strings.Contains(err.Error(), "header was Bearer [redacted]") {
+		t.Errorf("kick-off error %v", err)
+	}
+	key, _, _, _ := ParsePrivateKey([]byte(testECKeyJWKS), "")
+	sb := &SMARTBackend{ClientID: "c", Key: key, KeyID: "k", TokenURL: "https://a/token?x=1"}
+	out := fmt.Sprintf("%v %+v %s", sb, sb, cc0())
+	if strings.Contains(out, "ecdsa") || strings.Contains(out, "s3") || !strings.Contains(out, "Key:[redacted]") {
+		t.Errorf("printed configuration: %s", out)
+	}
+}
+
+func cc0() *ClientCredentials {
+	return &ClientCredentials{ClientID: "x", Secret: NewSecret("s3cret")}
+}
+
+// testECKeyJWKS is a P-384 private key generated for these tests only.
+const testECKeyJWKS = `{"keys":[{"kty":"EC","crv":"P-384","kid":"k","d":"` + testD + `","x":"","y":""}]}`
+const testD = "O-b41m_Ik_KMupsE9tN7rf8PLsTwu1vQSh7JMV2em6EPBV7hOKmqSxtechVmFR8m"
