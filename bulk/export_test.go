@@ -507,11 +507,12 @@ func TestDuplicateResources(t *testing.T) {
 // are then throttled) and checks that nothing is lost.
 func TestManyFiles(t *testing.T) {
 	if testing.Short() {
-		t.Skip("1,500 downloads")
+		t.Skip("1,101 downloads")
 	}
-	pop := population(30, 48)
+	pop := population(22, 48) // 1,101 files
 	e := newEnv(t, bulktest.Options{Resources: pop, PartSize: 1})
 	e.exp.Concurrency = 8
+	e.exp.Sink = bulk.DirSink{Dir: e.dir, NoSync: true}
 	res, err := e.run(t, bulk.Request{})
 	if err != nil {
 		t.Fatal(err)
