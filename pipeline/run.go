@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 
 	"fhirdeid/bulk"
@@ -27,6 +30,14 @@ func Run(ctx context.Context, p *Pipeline) (*Report, error) {
 		owner = defaultOwner()
 	}
 	lease, err := p.State.Acquire(ctx, p.Name, owner, p.LeaseTTL)
+	var le *state.LockedError
+	if errors.As(err, &le) && deadLocalOwner(le.Owner) {
+		// The holder was a process of this host that died (killed, or the
+		// machine rebooted): take over rather than wait for the lease to
+		// expire.
+		p.Logger.Warn("taking over the lease of a dead process", "pipeline", p.Name, "owner", le.Owner)
+		lease, err = p.State.TakeOver(ctx, p.Name, le.Owner, owner, p.LeaseTTL)
+	}
 	if err != nil {
 		return nil, &Error{Step: "lock source", Outcome: Retryable, Err: err}
 	}
@@ -183,9 +194,25 @@ func (p *Pipeline) openLog(run *state.Run) (func(), error) {
 	}, nil
 }
 
+// defaultOwner names this process in leases: "host:pid:nonce".
 func defaultOwner() string {
 	host, _ := os.Hostname()
 	var b [4]byte
 	rand.Read(b[:])
 	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// deadLocalOwner reports whether a lease owner written by defaultOwner is a
+// process of this host that no longer runs.
+func deadLocalOwner(owner string) bool {
+	parts := strings.Split(owner, ":")
+	if len(parts) != 3 {
+		return false
+	}
+	host, _ := os.Hostname()
+	pid, err := strconv.Atoi(parts[1])
+	if err != nil || parts[0] != host || pid <= 0 || pid == os.Getpid() {
+		return false
+	}
+	return !processAlive(pid)
 }

@@ -81,6 +81,30 @@ func (d *DB) take(ctx context.Context, source, owner string, ttl time.Duration) 
 	return nil
 }
 
+// TakeOver acquires the lease on source for owner even though it has not
+// expired, provided that it is still held by holder — the caller has made
+// sure holder is dead (for example a process of this host that no longer
+// exists). If someone else took or renewed it meanwhile under another owner,
+// it fails with a *LockedError.
+func (d *DB) TakeOver(ctx context.Context, source, holder, owner string, ttl time.Duration) (*Lease, error) {
+	if ttl <= 0 {
+		return nil, errors.New("state: take over: ttl must be positive")
+	}
+	now := d.now()
+	res, err := d.db.ExecContext(ctx, `UPDATE leases SET owner=?, acquired=?, expires_at=? WHERE source=? AND owner=?`,
+		owner, now, now+ttl.Milliseconds(), source, holder)
+	if err != nil {
+		return nil, fmt.Errorf("state: take over %s: %w", source, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		// Released or taken meanwhile: try the normal way.
+		return d.Acquire(ctx, source, owner, ttl)
+	}
+	l := &Lease{d: d, source: source, owner: owner, ttl: ttl, stop: make(chan struct{}), done: make(chan struct{})}
+	go l.renew()
+	return l, nil
+}
+
 func (l *Lease) renew() {
 	defer close(l.done)
 	t := time.NewTicker(l.ttl / 3)

@@ -176,6 +176,32 @@ func TestLease(t *testing.T) {
 	l1.Release(ctx)
 }
 
+func TestLeaseTakeOver(t *testing.T) {
+	ctx := context.Background()
+	d, _ := open(t)
+	l1, err := d.Acquire(ctx, "ehr", "host:1:a", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l1.Release(ctx)
+	// Taking over from the wrong holder fails.
+	if _, err := d.TakeOver(ctx, "ehr", "host:2:b", "host:3:c", time.Hour); err == nil {
+		t.Fatal("took over a lease from a holder that does not hold it")
+	}
+	l2, err := d.TakeOver(ctx, "ehr", "host:1:a", "host:3:c", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Release(ctx)
+	if err := l1.Renew(ctx); err == nil {
+		t.Error("the dead holder could still renew")
+	}
+	var le *state.LockedError
+	if _, err := d.Acquire(ctx, "ehr", "host:4:d", time.Hour); !errors.As(err, &le) || le.Owner != "host:3:c" {
+		t.Errorf("after take over, Acquire = %v", err)
+	}
+}
+
 func TestLeaseRenewsInBackground(t *testing.T) {
 	ctx := context.Background()
 	d, _ := open(t)
