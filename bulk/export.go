@@ -34,6 +34,11 @@ type Exporter struct {
 	// Sink receives the files, gzip-compressed NDJSON in bulk layout, and
 	// manifest.json.
 	Sink Sink
+	// Lines, if set, receives the validated lines of each file instead of
+	// the Sink (which may then be nil): the pipeline mode, where a file is
+	// de-identified as it streams in. Checkpoints, retries and resume work
+	// as with a Sink.
+	Lines LineHandler
 	// Concurrency is the number of parallel downloads per host (default 4).
 	Concurrency int
 	// AllowCountMismatch turns a line count that differs from the manifest
@@ -58,6 +63,26 @@ type Exporter struct {
 	refreshMu sync.Mutex // serialises manifest refreshes
 	seen      map[uint64]struct{}
 	dups      int64
+}
+
+// LineHandler consumes the files of an export line by line.
+type LineHandler interface {
+	// Begin starts a file. After a failed attempt (a cut connection), the
+	// earlier LineWriter is aborted and Begin is called again for the same
+	// file, which is then streamed from its first line.
+	Begin(fs FileState) (LineWriter, error)
+}
+
+// LineWriter receives the lines of one file.
+type LineWriter interface {
+	// WriteLine receives one validated NDJSON line; the slice is only
+	// valid during the call.
+	WriteLine(line []byte) error
+	// Commit is called when the whole file was read and validated; the
+	// file is then recorded as done in the checkpoint.
+	Commit() error
+	// Abort discards what the writer received.
+	Abort() error
 }
 
 // Result summarises a finished export.
@@ -410,13 +435,25 @@ func (e *Exporter) downloadFile(ctx context.Context, m *Manifest, fs FileState) 
 		out = fs
 		out.Error = ""
 		out.Severity = nil
-		sf, err := e.Sink.Create(fs.Name)
+		var sf SinkFile
+		var lw LineWriter
+		var err error
+		if e.Lines != nil {
+			lw, err = e.Lines.Begin(fs)
+		} else {
+			sf, err = e.Sink.Create(fs.Name)
+		}
 		if err != nil {
 			return err
 		}
 		committed := false
 		defer func() {
-			if !committed {
+			if committed {
+				return
+			}
+			if lw != nil {
+				_ = lw.Abort()
+			} else {
 				_ = sf.Abort()
 			}
 		}()
@@ -432,7 +469,14 @@ func (e *Exporter) downloadFile(ctx context.Context, m *Manifest, fs FileState) 
 		}
 		var dec io.Reader
 		var gzw *gzip.Writer
-		if wireGzip {
+		if lw != nil {
+			r, closeDec, err := decode(br, encoding)
+			if err != nil {
+				return &bodyError{url: redactURL(fs.URL), err: err}
+			}
+			defer closeDec()
+			dec = r
+		} else if wireGzip {
 			// Keep the server's compressed bytes as they are; decompress
 			// only to validate.
 			zr, err := gzip.NewReader(io.TeeReader(br, sf))
@@ -455,6 +499,11 @@ func (e *Exporter) downloadFile(ctx context.Context, m *Manifest, fs FileState) 
 		for lr.Next() {
 			if err := v.Check(lr.Line(), lr.LineNumber()); err != nil {
 				return err
+			}
+			if lw != nil {
+				if err := lw.WriteLine(lr.Line()); err != nil {
+					return &sinkError{fmt.Errorf("handle %s line %d: %w", fs.Name, lr.LineNumber(), err)}
+				}
 			}
 			if e.CheckDuplicates && fs.Kind == KindOutput {
 				if id, err := topLevelString(lr.Line(), "id"); err == nil {
@@ -491,17 +540,24 @@ func (e *Exporter) downloadFile(ctx context.Context, m *Manifest, fs FileState) 
 			}
 			e.emit("download_error", map[string]any{"fileUrl": redactURL(fs.URL), "message": err.Error(), "warning": true})
 		}
-		if gzw != nil {
+		switch {
+		case lw != nil:
+		case gzw != nil:
 			if err := gzw.Close(); err != nil {
 				return err
 			}
-		} else {
+		default:
 			// Read the rest of the wire stream (gzip trailer) into the file.
 			if _, err := io.Copy(io.Discard, br); err != nil {
 				return &bodyError{url: redactURL(fs.URL), err: err}
 			}
 		}
-		if err := sf.Commit(); err != nil {
+		if lw != nil {
+			err = lw.Commit()
+		} else {
+			err = sf.Commit()
+		}
+		if err != nil {
 			return err
 		}
 		committed = true
@@ -540,6 +596,29 @@ func (e *Exporter) downloadFile(ctx context.Context, m *Manifest, fs FileState) 
 // finish writes manifest.json, removes stale files of the previous export,
 // DELETEs the job and marks the checkpoint complete.
 func (e *Exporter) finish(ctx context.Context, cp *Checkpoint, res *Result) error {
+	if e.Sink != nil {
+		if err := e.writeManifest(cp); err != nil {
+			return err
+		}
+	}
+	cp.PreviousFiles = nil
+	if !e.KeepJob && !cp.Deleted {
+		if err := e.Client.Delete(ctx, cp.StatusURL); err != nil {
+			e.emit("client_error", map[string]any{"message": "delete status URL: " + err.Error()})
+		}
+		cp.Deleted = true
+	}
+	cp.Complete = true
+	cp.CompletedAt = e.Client.clock().Now().UTC()
+	if !res.Partial {
+		cp.LastSuccessfulTransactionTime = cp.TransactionTime
+	}
+	return e.Store.Save(cp)
+}
+
+// writeManifest writes manifest.json and removes stale files of the
+// previous export.
+func (e *Exporter) writeManifest(cp *Checkpoint) error {
 	local := localManifest(cp)
 	b, err := json.MarshalIndent(local, "", " ")
 	if err != nil {
@@ -567,19 +646,7 @@ func (e *Exporter) finish(ctx context.Context, cp *Checkpoint, res *Result) erro
 			}
 		}
 	}
-	cp.PreviousFiles = nil
-	if !e.KeepJob && !cp.Deleted {
-		if err := e.Client.Delete(ctx, cp.StatusURL); err != nil {
-			e.emit("client_error", map[string]any{"message": "delete status URL: " + err.Error()})
-		}
-		cp.Deleted = true
-	}
-	cp.Complete = true
-	cp.CompletedAt = e.Client.clock().Now().UTC()
-	if !res.Partial {
-		cp.LastSuccessfulTransactionTime = cp.TransactionTime
-	}
-	return e.Store.Save(cp)
+	return nil
 }
 
 // localManifest is the manifest of the stored export: the server's fields

@@ -2,11 +2,15 @@ package bulk_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -528,5 +532,79 @@ func TestManyFiles(t *testing.T) {
 		if !f.Done {
 			t.Fatalf("file %s not marked done in the saved checkpoint", f.Name)
 		}
+	}
+}
+
+// memLines is a LineHandler that keeps committed lines in memory.
+type memLines struct {
+	mu        sync.Mutex
+	committed map[string][]string
+	begun     int
+	aborted   int
+}
+
+type memWriter struct {
+	h     *memLines
+	name  string
+	lines []string
+}
+
+func (h *memLines) Begin(fs bulk.FileState) (bulk.LineWriter, error) {
+	h.mu.Lock()
+	h.begun++
+	h.mu.Unlock()
+	return &memWriter{h: h, name: fs.Name}, nil
+}
+
+func (w *memWriter) WriteLine(line []byte) error {
+	w.lines = append(w.lines, string(line))
+	return nil
+}
+
+func (w *memWriter) Commit() error {
+	w.h.mu.Lock()
+	defer w.h.mu.Unlock()
+	if _, dup := w.h.committed[w.name]; dup {
+		return fmt.Errorf("%s committed twice", w.name)
+	}
+	w.h.committed[w.name] = w.lines
+	return nil
+}
+
+func (w *memWriter) Abort() error {
+	w.h.mu.Lock()
+	w.h.aborted++
+	w.h.mu.Unlock()
+	return nil
+}
+
+func TestLineHandlerMode(t *testing.T) {
+	pop := population(6, 15)
+	e := newEnv(t, bulktest.Options{Resources: pop, PartSize: 20, Faults: bulktest.Faults{CutDownloads: 2, Download5xx: 1}})
+	h := &memLines{committed: map[string][]string{}}
+	e.exp.Sink = nil
+	e.exp.Lines = h
+	e.exp.Concurrency = 1
+	res, err := e.run(t, bulk.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, lines := range h.committed {
+		for _, l := range lines {
+			var v struct{ ResourceType, ID string }
+			_ = json.Unmarshal([]byte(l), &v)
+			got = append(got, v.ResourceType+"/"+v.ID)
+		}
+	}
+	sort.Strings(got)
+	if want := ids(pop); !equalStrings(got, want) {
+		t.Fatal(diff(got, want))
+	}
+	if h.aborted != 2 || h.begun != len(res.Checkpoint.Files)+2 {
+		t.Errorf("begun %d, aborted %d for %d files with 2 cut downloads", h.begun, h.aborted, len(res.Checkpoint.Files))
+	}
+	if files, _ := filepath.Glob(filepath.Join(e.dir, "*.gz")); len(files) != 0 {
+		t.Errorf("files written in line mode: %v", files)
 	}
 }
