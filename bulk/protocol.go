@@ -80,6 +80,9 @@ func (c *Client) kickoffRequest(r *Request, post, lenient bool) (request, string
 	}
 	target := u.String()
 	prefer := "respond-async"
+	if r.SeparateExportStatus {
+		prefer += ", separate-export-status"
+	}
 	if lenient {
 		prefer += ", handling=lenient"
 	}

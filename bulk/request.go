@@ -65,6 +65,10 @@ type Request struct {
 	RepeatParams bool `json:"repeatParams,omitempty"`
 	// Lenient adds handling=lenient to the Prefer header.
 	Lenient bool `json:"lenient,omitempty"`
+	// SeparateExportStatus adds separate-export-status to the Prefer header
+	// (STU3): status answers are then 200 with the job state in
+	// X-Export-Status, which the client reads either way.
+	SeparateExportStatus bool `json:"separateExportStatus,omitempty"`
 }
 
 // Validate checks the request's consistency.

@@ -312,7 +312,7 @@ func TestWireHeaders(t *testing.T) {
 		c.Clock = &fixedClock{now: time.Now()}
 		c.Auth = StaticToken{Value: NewSecret("tok")}
 		ctx := context.Background()
-		status, err := c.Kickoff(ctx, &Request{Types: []string{"Patient"}, Lenient: true})
+		status, err := c.Kickoff(ctx, &Request{Types: []string{"Patient"}, Lenient: true, SeparateExportStatus: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -341,7 +341,7 @@ func TestWireHeaders(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := map[string]map[string]string{
-			"kickoff": {"Accept": "application/fhir+json", "Prefer": "respond-async, handling=lenient", "Authorization": "Bearer tok"},
+			"kickoff": {"Accept": "application/fhir+json", "Prefer": "respond-async, separate-export-status, handling=lenient", "Authorization": "Bearer tok"},
 			"status":  {"Accept": "application/json", "Authorization": "Bearer tok"},
 			"file":    {"Accept": "application/fhir+ndjson", "Accept-Encoding": "gzip", "Authorization": "Bearer tok"},
 			"delete":  {"Authorization": "Bearer tok"},

@@ -203,6 +203,7 @@ func New(opts Options) (*Server, error) {
 	mux.HandleFunc("DELETE /fhir/bulkstatus/{job}", s.deleteJob)
 	mux.HandleFunc("GET /fhir/bulkfiles/{job}/{file}", s.file)
 	mux.HandleFunc("GET /_bulktest/stats", s.statsHandler)
+	mux.HandleFunc("GET /fhir/Group", s.groups)
 	s.mux = mux
 	return s, nil
 }
@@ -245,6 +246,40 @@ func (s *Server) Stats() Stats {
 	return Stats{Kickoffs: s.kickoffs.Load(), StatusPolls: s.polls.Load(), Downloads: s.downloads.Load(),
 		Deletes: s.deletes.Load(), TokenRequests: s.tokenReqs.Load(), Unauthorized: s.unauth.Load(),
 		BadHeaders: s.badHeaders.Load(), DownloadBytes: s.dlBytes.Load()}
+}
+
+// groups answers a Group search with the groups the server knows (ids and
+// member counts only), so that clients can discover group ids.
+func (s *Server) groups(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(w, r) {
+		return
+	}
+	type entry struct {
+		Resource map[string]any `json:"resource"`
+	}
+	var entries []entry
+	ids := make([]string, 0, len(s.opts.Groups))
+	for id := range s.opts.Groups {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		entries = append(entries, entry{map[string]any{"resourceType": "Group", "id": id, "type": "person", "actual": true,
+			"quantity": len(s.opts.Groups[id])}})
+	}
+	_ = s.eachResource(func(line []byte) error {
+		if rt, _ := bulk.ResourceType(line); rt != "Group" {
+			return nil
+		}
+		var info resourceInfo
+		if json.Unmarshal(line, &info) == nil && info.ID != "" {
+			entries = append(entries, entry{map[string]any{"resourceType": "Group", "id": info.ID, "type": "person", "actual": true,
+				"quantity": len(info.Member)}})
+		}
+		return nil
+	})
+	w.Header().Set("Content-Type", "application/fhir+json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries})
 }
 
 // statsHandler serves Stats as JSON, for tests that run the server in

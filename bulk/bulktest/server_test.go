@@ -128,3 +128,23 @@ func TestSyntheticDeterministic(t *testing.T) {
 		t.Errorf("PatientIDs: %v, %v", ids, err)
 	}
 }
+
+func TestGroupSearch(t *testing.T) {
+	_, u := newServer(t, Options{Resources: Synthetic(3, 1), Groups: map[string][]string{"g2": {"pat00000"}}})
+	resp := get(t, http.MethodGet, u+"/Group", nil)
+	var b struct {
+		Total int
+		Entry []struct {
+			Resource struct {
+				ID       string
+				Quantity int
+			}
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
+		t.Fatal(err)
+	}
+	if b.Total != 2 || b.Entry[0].Resource.ID != "g2" || b.Entry[1].Resource.ID != "all" || b.Entry[1].Resource.Quantity != 3 {
+		t.Errorf("group search: %+v", b)
+	}
+}

@@ -94,6 +94,7 @@ type exportFlags struct {
 	keyFile, kid, alg                             string
 	storageAuth, storageConnEnv, storageSASEnv    string
 	statusURL                                     string
+	separateStatus                                bool
 }
 
 func runExport(ctx context.Context, e *env, args []string) error {
@@ -121,6 +122,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&f.post, "post", false, "kick off with POST and a Parameters body instead of GET")
 	fs.BoolVar(&f.repeat, "repeat-params", false, "repeat multi-valued parameters instead of joining them with commas")
 	fs.BoolVar(&f.lenient, "lenient", false, "send Prefer: handling=lenient")
+	fs.BoolVar(&f.separateStatus, "separate-export-status", false, "send Prefer: separate-export-status (STU3)")
 	fs.StringVar(&f.out, "out", "", "output directory (required)")
 	fs.StringVar(&f.statusURL, "status-url", "", "attach to an export already kicked off elsewhere: poll this status URL instead of kicking off")
 	fs.BoolVar(&f.restart, "restart", false, "abandon an unfinished export in --out (DELETE its job) and start anew")
@@ -166,7 +168,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	req := bulk.Request{Types: f.types, Until: f.until, TypeFilters: f.typeFilters, Elements: f.elements,
 		Patients: f.patients, IncludeAssociatedData: f.include, OutputFormat: f.outputFormat,
 		OrganizeOutputBy: f.organizeBy, AllowPartialManifests: f.partial, POST: f.post,
-		RepeatParams: f.repeat, Lenient: f.lenient}
+		RepeatParams: f.repeat, Lenient: f.lenient, SeparateExportStatus: f.separateStatus}
 	switch {
 	case f.group != "":
 		req.Level, req.GroupID = bulk.GroupLevel, f.group
