@@ -267,8 +267,9 @@ type chartPoint struct {
 }
 
 type chartTick struct {
-	Pos   float64
-	Label string
+	Pos    float64
+	Label  string
+	Anchor string // SVG text-anchor of an X label
 }
 
 // buildChart lays out the finished runs among runs (newest first) as points
@@ -322,11 +323,15 @@ func buildChart(runs []*state.Run) *chart {
 	c.Line = line.String()
 	for i := 0; i <= 4; i++ {
 		v := yMax * float64(i) / 4
-		c.YTicks = append(c.YTicks, chartTick{float64(c.Bottom) - float64(c.Bottom-c.Top)*float64(i)/4, fmtCount(int64(v))})
+		c.YTicks = append(c.YTicks, chartTick{Pos: float64(c.Bottom) - float64(c.Bottom-c.Top)*float64(i)/4, Label: fmtCount(int64(v))})
 	}
-	c.XTicks = append(c.XTicks, chartTick{float64(c.Left), t0.UTC().Format("Jan 2 15:04")})
+	layout := "2006-01-02 15:04"
+	if t1.Sub(t0) < time.Hour && t0.UTC().YearDay() == t1.UTC().YearDay() {
+		layout = "2006-01-02 15:04:05"
+	}
+	c.XTicks = append(c.XTicks, chartTick{Pos: float64(c.Left), Label: t0.UTC().Format(layout), Anchor: "start"})
 	if span > 0 {
-		c.XTicks = append(c.XTicks, chartTick{float64(c.Right), t1.UTC().Format("Jan 2 15:04")})
+		c.XTicks = append(c.XTicks, chartTick{Pos: float64(c.Right), Label: t1.UTC().Format(layout), Anchor: "end"})
 	}
 	return c
 }
