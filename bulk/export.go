@@ -267,6 +267,9 @@ func (e *Exporter) downloadAll(ctx context.Context, cp *Checkpoint, res *Result)
 		conc = 4
 	}
 	mu := &e.mu
+	mu.Lock()
+	e.seen, e.dups = nil, 0
+	mu.Unlock()
 	var wg sync.WaitGroup
 	var errs []error
 	// Per-host queues, each served by conc workers.

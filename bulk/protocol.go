@@ -207,8 +207,10 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 						if err != nil {
 							return nil, errors.New("status: manifest link next is not a URL")
 						}
-						next = resp.Request.URL.ResolveReference(u).String()
-						followed = true
+						nu := resp.Request.URL.ResolveReference(u).String()
+						if _, seen := byURL[nu]; !seen {
+							next, followed = nu, true
+						}
 					}
 				}
 			} else {
@@ -271,7 +273,11 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 				if err != nil {
 					return nil, errors.New("status: manifest link next is not a URL")
 				}
-				next = resp.Request.URL.ResolveReference(u).String()
+				nu := resp.Request.URL.ResolveReference(u).String()
+				if _, seen := byURL[nu]; seen {
+					return nil, errors.New("status: the manifest's next links form a loop")
+				}
+				next = nu
 				if len(order) > 10000 {
 					return nil, errors.New("status: more than 10000 manifest pages")
 				}

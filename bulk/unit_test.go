@@ -641,3 +641,21 @@ func cc0() *ClientCredentials {
 // testECKeyJWKS is a P-384 private key generated for these tests only.
 const testECKeyJWKS = `{"keys":[{"kty":"EC","crv":"P-384","kid":"k","d":"` + testD + `","x":"","y":""}]}`
 const testD = "O-b41m_Ik_KMupsE9tN7rf8PLsTwu1vQSh7JMV2em6EPBV7hOKmqSxtechVmFR8m"
+
+func TestManifestLinkLoop(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		next := "/status?page=2"
+		if r.URL.Query().Get("page") == "2" {
+			next = "/status" // back to the first page
+		}
+		fmt.Fprintf(w, `{"transactionTime":"2026-01-01T00:00:00Z","output":[],"error":[],"link":[{"relation":"next","url":%q}]}`, next)
+	}))
+	defer srv.Close()
+	c, _ := NewClient(srv.URL, srv.Client())
+	c.Clock = &fixedClock{now: time.Now()}
+	_, err := c.Poll(context.Background(), srv.URL+"/status", time.Now())
+	if err == nil || !strings.Contains(err.Error(), "loop") {
+		t.Fatalf("looping manifest links: %v", err)
+	}
+}
