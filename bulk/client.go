@@ -220,7 +220,7 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 		}
 		req, err := http.NewRequestWithContext(ctx, r.method, r.url, body)
 		if err != nil {
-			return nil, fmt.Errorf("%s: build request for %s: %w", r.step, redactURL(r.url), err)
+			return nil, fmt.Errorf("%s: build request for %s: %w", r.step, redactURL(r.url), cleanNetErr(err))
 		}
 		for k, v := range r.headers {
 			req.Header.Set(k, v)
