@@ -422,18 +422,37 @@ func asDateTime(v any) (DateTime, bool) {
 }
 
 // nodesEqual compares two complex nodes member by member.
-func nodesEqual(a, b *jsontree.Node) bool {
+func nodesEqual(a, b *jsontree.Node) bool { return nodesMatch(a, b, false) }
+
+// nodesMatch compares two nodes recursively: objects by member name (the
+// order of members does not matter, element ids are ignored), arrays item
+// by item, scalars by value, or by equivalence (case and whitespace of
+// strings, precision of numbers) when equiv is set.
+func nodesMatch(a, b *jsontree.Node, equiv bool) bool {
 	if a.Kind != b.Kind {
 		return false
 	}
 	switch a.Kind {
-	case jsontree.Object, jsontree.Array:
-		ac, bc := significant(a), significant(b)
-		if len(ac) != len(bc) {
+	case jsontree.Object:
+		if countSignificant(a) != countSignificant(b) {
 			return false
 		}
-		for i := range ac {
-			if ac[i].Key != bc[i].Key || !nodesEqual(ac[i], bc[i]) {
+		for _, ca := range a.Children {
+			if ignoredMember(a, ca) {
+				continue
+			}
+			cb := b.Get(ca.Key)
+			if cb == nil || !nodesMatch(ca, cb, equiv) {
+				return false
+			}
+		}
+		return true
+	case jsontree.Array:
+		if len(a.Children) != len(b.Children) {
+			return false
+		}
+		for i := range a.Children {
+			if !nodesMatch(a.Children[i], b.Children[i], equiv) {
 				return false
 			}
 		}
@@ -442,26 +461,34 @@ func nodesEqual(a, b *jsontree.Node) bool {
 		da, e1 := ParseDecimal(a.Value)
 		db, e2 := ParseDecimal(b.Value)
 		if e1 == nil && e2 == nil {
+			if equiv {
+				s := min(da.scale, db.scale)
+				return da.Round(int(s)).Cmp(db.Round(int(s))) == 0
+			}
 			return da.Cmp(db) == 0
+		}
+	case jsontree.String:
+		if equiv {
+			return normalizeString(a.Value) == normalizeString(b.Value)
 		}
 	}
 	return a.Value == b.Value
 }
 
-// significant returns the children of an object or array, without "id"
-// members (element ids do not take part in equality).
-func significant(n *jsontree.Node) []*jsontree.Node {
-	if n.Kind != jsontree.Object {
-		return n.Children
-	}
-	out := make([]*jsontree.Node, 0, len(n.Children))
-	for _, c := range n.Children {
-		if c.Key == "id" && n.Flags&jsontree.FlagResource == 0 {
-			continue
+// ignoredMember reports whether member c of object o takes no part in
+// equality: the id of an element (not of a resource).
+func ignoredMember(o, c *jsontree.Node) bool {
+	return c.Key == "id" && o.Flags&jsontree.FlagResource == 0
+}
+
+func countSignificant(o *jsontree.Node) int {
+	n := 0
+	for _, c := range o.Children {
+		if !ignoredMember(o, c) {
+			n++
 		}
-		out = append(out, c)
 	}
-	return out
+	return n
 }
 
 // itemsEquivalent implements ~ on two single items.
@@ -470,7 +497,7 @@ func itemsEquivalent(a, b Item) bool {
 	vb, okb := itemValue(b)
 	if !oka || !okb {
 		if a.node != nil && b.node != nil && !oka && !okb {
-			return nodesEqual(a.node, b.node)
+			return nodesMatch(a.node, b.node, true)
 		}
 		return false
 	}

@@ -2,6 +2,8 @@ package fhirpath
 
 import (
 	"testing"
+
+	"fhirdeid/jsontree"
 )
 
 func dec(t *testing.T, s string) Decimal {
@@ -211,6 +213,39 @@ func TestDotNetReplacement(t *testing.T) {
 		}
 		if got := re.ReplaceAllString(tt.in, dotNetReplacement(tt.repl)); got != tt.want {
 			t.Errorf("replace %q with %q in %q = %q, want %q", tt.pattern, tt.repl, tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestNodesMatch(t *testing.T) {
+	tests := []struct {
+		a, b         string
+		equal, equiv bool
+	}{
+		{`{"system":"s","value":"V"}`, `{"value":"V","system":"s"}`, true, true},
+		{`{"id":"x","value":"V"}`, `{"value":"V"}`, true, true},
+		{`{"value":"Hello  World"}`, `{"value":"hello world"}`, false, true},
+		{`{"value":1.50}`, `{"value":1.5}`, true, true},
+		{`{"value":1.55}`, `{"value":1.5}`, false, false},
+		{`{"value":1.5}`, `{"value":1.54}`, false, true},
+		{`{"a":[1,2]}`, `{"a":[2,1]}`, false, false},
+		{`{"a":1}`, `{"a":1,"b":2}`, false, false},
+		{`{"a":"1"}`, `{"a":1}`, false, false},
+	}
+	for _, tt := range tests {
+		a, err := jsontree.ParseString(tt.a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := jsontree.ParseString(tt.b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := nodesMatch(a, b, false); got != tt.equal {
+			t.Errorf("equal(%s, %s) = %v, want %v", tt.a, tt.b, got, tt.equal)
+		}
+		if got := nodesMatch(a, b, true); got != tt.equiv {
+			t.Errorf("equivalent(%s, %s) = %v, want %v", tt.a, tt.b, got, tt.equiv)
 		}
 	}
 }
