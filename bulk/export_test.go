@@ -608,3 +608,34 @@ func TestLineHandlerMode(t *testing.T) {
 		t.Errorf("files written in line mode: %v", files)
 	}
 }
+
+func TestOrganizeOutputByPatient(t *testing.T) {
+	pop := population(5, 3)
+	e := newEnv(t, bulktest.Options{Resources: pop, PartSize: 8})
+	res, err := e.run(t, bulk.Request{Level: bulk.PatientLevel, OrganizeOutputBy: "Patient"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Checkpoint.Manifest.OutputOrganizedBy != "Patient" || len(res.Checkpoint.Files) < 2 {
+		t.Fatalf("manifest organised by %q with %d files", res.Checkpoint.Manifest.OutputOrganizedBy, len(res.Checkpoint.Files))
+	}
+	var got []string
+	headers := 0
+	files, _ := filepath.Glob(filepath.Join(e.dir, "output.*.ndjson.gz"))
+	for _, f := range files {
+		for _, l := range readGz(t, f) {
+			var v struct{ ResourceType, ID string }
+			_ = json.Unmarshal(l, &v)
+			if v.ResourceType == "Parameters" {
+				headers++
+				continue
+			}
+			got = append(got, v.ResourceType+"/"+v.ID)
+		}
+	}
+	sort.Strings(got)
+	want := filterIDs(ids(pop), func(s string) bool { return !strings.HasPrefix(s, "Organization/") })
+	if !equalStrings(got, want) || headers != 5 {
+		t.Fatalf("%d headers; %s", headers, diff(got, want))
+	}
+}

@@ -533,6 +533,7 @@ type query struct {
 	since, until time.Time
 	patients     map[string]bool
 	partial      bool
+	organize     string
 }
 
 // part is one output file of a job.
@@ -606,7 +607,7 @@ func (s *Server) kickoff(w http.ResponseWriter, r *http.Request) {
 }
 
 var knownParams = map[string]bool{"_type": true, "_since": true, "_until": true, "_till": true, "_outputFormat": true,
-	"allowPartialManifests": true, "_container": true, "patient": true}
+	"allowPartialManifests": true, "_container": true, "patient": true, "organizeOutputBy": true}
 
 func (s *Server) parseKickoff(r *http.Request, lenient bool) (query, int, string) {
 	q := query{level: "system"}
@@ -696,6 +697,12 @@ func (s *Server) parseKickoff(r *http.Request, lenient bool) (query, int, string
 	if v := params["allowPartialManifests"]; len(v) > 0 && v[0] == "true" {
 		q.partial = true
 	}
+	if v := params["organizeOutputBy"]; len(v) > 0 {
+		if v[0] != "Patient" {
+			return q, http.StatusBadRequest, "organizeOutputBy supports only Patient"
+		}
+		q.organize = "Patient"
+	}
 	if q.level == "group" {
 		members, ok := s.groupMembers(q.group)
 		if !ok {
@@ -745,6 +752,8 @@ func (s *Server) build(j *job) {
 	}
 	open := map[string]*acc{}
 	var order []string
+	byPatient := map[string][][]byte{}
+	var patientOrder []string
 	flush := func(t string) {
 		a := open[t]
 		if a == nil || a.count == 0 {
@@ -789,6 +798,30 @@ func (s *Server) build(j *job) {
 				return nil
 			}
 		}
+		if q.organize == "Patient" {
+			pid := info.ID
+			if info.ResourceType != "Patient" {
+				pid = patientID(info.Subject)
+				if pid == "" {
+					pid = patientID(info.Patient)
+				}
+				if pid == "" {
+					pid = patientID(info.Beneficiary)
+				}
+			}
+			if pid == "" {
+				return nil
+			}
+			if _, ok := byPatient[pid]; !ok {
+				patientOrder = append(patientOrder, pid)
+			}
+			if info.ResourceType == "Patient" {
+				byPatient[pid] = append([][]byte{slices.Clone(line)}, byPatient[pid]...)
+			} else {
+				byPatient[pid] = append(byPatient[pid], slices.Clone(line))
+			}
+			return nil
+		}
 		a := open[info.ResourceType]
 		if a == nil {
 			a = &acc{}
@@ -812,6 +845,35 @@ func (s *Server) build(j *job) {
 	}
 	for _, t := range order {
 		flush(t)
+	}
+	if q.organize == "Patient" {
+		// Blocks: a Parameters header naming the patient, then the patient
+		// and its resources; files end at block boundaries.
+		var a *acc
+		end := func() {
+			if a != nil && a.count > 0 {
+				_ = a.zw.Close()
+				j.parts = append(j.parts, part{kind: "output", count: a.count, gz: slices.Clone(a.buf.Bytes())})
+			}
+			a = nil
+		}
+		for _, pid := range patientOrder {
+			if a == nil {
+				a = &acc{}
+				a.zw, _ = gzip.NewWriterLevel(&a.buf, gzip.BestSpeed)
+			}
+			hdr, _ := json.Marshal(map[string]any{"resourceType": "Parameters", "parameter": []map[string]any{
+				{"name": "header", "valueReference": map[string]string{"reference": "Patient/" + pid}}}})
+			for _, l := range append([][]byte{hdr}, byPatient[pid]...) {
+				_, _ = a.zw.Write(l)
+				_, _ = a.zw.Write([]byte{'\n'})
+				a.count++
+			}
+			if a.count >= int64(s.opts.PartSize) {
+				end()
+			}
+		}
+		end()
 	}
 	// Stable order: by type, then by sequence.
 	sort.SliceStable(j.parts, func(a, b int) bool { return j.parts[a].typ < j.parts[b].typ })
@@ -952,18 +1014,25 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	type item struct {
-		Type  string `json:"type"`
+		Type  string `json:"type,omitempty"`
 		URL   string `json:"url"`
 		Count int64  `json:"count"`
 	}
 	m := map[string]any{"request": j.request, "requiresAccessToken": s.opts.Auth != nil}
+	if j.q.organize != "" {
+		m["outputOrganizedBy"] = j.q.organize
+	}
 	if !invalid {
 		m["transactionTime"] = j.txTime
 	}
 	out, del, errs := []item{}, []item{}, []item{}
 	firstOutput := true
 	for i, p := range j.parts {
-		it := item{Type: p.typ, URL: fmt.Sprintf("%s/fhir/bulkfiles/%s/%d.%s.ndjson", base(r), j.id, i, p.typ), Count: p.count}
+		name := p.typ
+		if name == "" {
+			name = "output"
+		}
+		it := item{Type: p.typ, URL: fmt.Sprintf("%s/fhir/bulkfiles/%s/%d.%s.ndjson", base(r), j.id, i, name), Count: p.count}
 		switch p.kind {
 		case "output":
 			if firstOutput {
