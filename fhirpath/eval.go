@@ -155,8 +155,9 @@ type evalCtx struct {
 	slab     []Item
 	scratch  []Item
 	nodes    []*jsontree.Node
-	walk     []*jsontree.Node // stack of nodesByType/nodesByName
-	calls    []*Call          // free Call values for custom functions
+	col      collector                 // state of nodesByType/nodesByName
+	visit    func(*jsontree.Node) bool // col.visit, bound once
+	calls    []*Call                   // free Call values for custom functions
 	vars     []variable
 }
 
@@ -229,7 +230,8 @@ func (e *Expression) EvaluateItems(input []Item, env *Env) ([]Item, error) {
 
 func (e *Expression) newCtx(env *Env) *evalCtx {
 	c := ctxPool.Get().(*evalCtx)
-	*c = evalCtx{env: env, cfg: e.cfg, slab: c.slab[:0], scratch: c.scratch[:0], nodes: c.nodes[:0], walk: c.walk[:0], calls: c.calls, vars: c.vars[:0]}
+	// The bound method value c.visit points at c.col, which stays valid.
+	*c = evalCtx{env: env, cfg: e.cfg, slab: c.slab[:0], scratch: c.scratch[:0], nodes: c.nodes[:0], calls: c.calls, vars: c.vars[:0], visit: c.visit}
 	return c
 }
 
@@ -251,7 +253,6 @@ func release(c *evalCtx) {
 	clear(c.slab)
 	clear(c.scratch[:cap(c.scratch)])
 	clear(c.nodes[:cap(c.nodes)])
-	clear(c.walk[:cap(c.walk)])
 	c.env, c.this, c.context, c.total = nil, nil, nil, nil
 	clear(c.vars)
 	c.vars = c.vars[:0]

@@ -116,12 +116,18 @@ func nodesBy(cl *Call, focus []Item, byName bool) ([]Item, error) {
 		return nil, cl.Errorf("argument must be a string")
 	}
 	c := cl.c
-	out := c.scratch[:0]
+	col := &c.col
+	col.want, col.byName, col.out = want, byName, c.scratch[:0]
+	if c.visit == nil {
+		c.visit = col.visit // bound once per pooled context
+	}
 	for _, it := range focus {
 		if it.node != nil {
-			out = c.collect(it.node, want, byName, out)
+			typed.Walk(it.node, c.visit)
 		}
 	}
+	out := col.out
+	col.out = nil
 	c.scratch = out[:0]
 	if len(out) == 0 {
 		return nil, nil
@@ -129,26 +135,22 @@ func nodesBy(cl *Call, focus []Item, byName bool) ([]Item, error) {
 	return c.keep(out), nil
 }
 
-// collect appends n and its descendants whose type (or name) is want, in
-// pre-order, not entering nested resources: the traversal of typed.Walk.
-func (c *evalCtx) collect(n *jsontree.Node, want string, byName bool, out []Item) []Item {
+// collector gathers the nodes of nodesByType and nodesByName during
+// typed.Walk (which yields the focus and its descendants in pre-order, not
+// entering nested resources).
+type collector struct {
+	want   string
+	byName bool
+	out    []Item
+}
+
+func (k *collector) visit(n *jsontree.Node) bool {
 	key := n.Type
-	if byName {
+	if k.byName {
 		key = n.Name
 	}
-	if key == want {
-		out = append(out, Item{node: n})
+	if key == k.want {
+		k.out = append(k.out, Item{node: n})
 	}
-	start := len(c.walk)
-	c.walk = typed.AllChildren(n, c.walk)
-	end := len(c.walk)
-	for i := start; i < end; i++ {
-		k := c.walk[i]
-		if k.Flags&jsontree.FlagResource == 0 {
-			out = c.collect(k, want, byName, out)
-		}
-	}
-	clear(c.walk[start:end])
-	c.walk = c.walk[:start]
-	return out
+	return true
 }
