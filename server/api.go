@@ -41,8 +41,10 @@ type RunView struct {
 
 // PipelineView is a pipeline as the API lists it.
 type PipelineView struct {
-	Name     string     `json:"name"`
-	Schedule string     `json:"schedule"`
+	Name     string `json:"name"`
+	Schedule string `json:"schedule"`
+	// Timezone is the time zone of a cron schedule.
+	Timezone string     `json:"timezone,omitempty"`
 	NextRun  *time.Time `json:"nextRun,omitempty"`
 	Running  bool       `json:"running"`
 	// CurrentRun is the id of the run in progress, once known.
@@ -111,7 +113,7 @@ func (s *Server) pipelineViews(ctx context.Context) ([]PipelineView, error) {
 	out := make([]PipelineView, 0, len(s.jobs))
 	for _, j := range s.jobs {
 		sn := j.snapshot()
-		pv := PipelineView{Name: sn.Name, Schedule: sn.Schedule, Running: sn.Running || sn.Pending, CurrentRun: sn.RunID}
+		pv := PipelineView{Name: sn.Name, Schedule: sn.Schedule, Timezone: sn.Timezone, Running: sn.Running || sn.Pending, CurrentRun: sn.RunID}
 		if !sn.Next.IsZero() {
 			n := sn.Next
 			pv.NextRun = &n

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -147,6 +148,10 @@ func TestShutdownCheckpointsAndResumes(t *testing.T) {
 		t.Fatalf("after shutdown: %d runs, status %v; want 1 unfinished", len(rs), rs[0].Status)
 	}
 	id := rs[0].ID
+	// The log of the unfinished run is served from the local file.
+	if code, body, _ := do(t, s.Handler(), "GET", "/api/runs/"+id+"/log", nil, nil); code != 200 || !strings.Contains(body, `"eventId":"kickoff"`) {
+		t.Errorf("log of the unfinished run: %d %.300s", code, body)
+	}
 
 	// The next start resumes the run without a second kick-off.
 	close(g.open)

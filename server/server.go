@@ -236,12 +236,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	runCtx, stopRuns := context.WithCancel(ctx)
+	defer stopRuns()
 	runDone := make(chan struct{})
-	go func() { s.Run(ctx); close(runDone) }()
+	go func() { s.Run(runCtx); close(runDone) }()
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
+		stopRuns() // the HTTP server failed: stop the scheduler too
 	}
 	<-runDone
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -342,6 +345,7 @@ func (s *Server) markCancelled(ctx context.Context, id string) error {
 type snapshot struct {
 	Name     string
 	Schedule string
+	Timezone string
 	Running  bool
 	Pending  bool
 	RunID    string
@@ -353,6 +357,10 @@ type snapshot struct {
 func (j *jobState) snapshot() snapshot {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return snapshot{Name: j.job.Name, Schedule: j.job.Schedule.String(), Running: j.running, Pending: j.pending,
+	tz := ""
+	if c, ok := j.job.Schedule.(*Cron); ok && c.Location != nil {
+		tz = c.Location.String()
+	}
+	return snapshot{Name: j.job.Name, Schedule: j.job.Schedule.String(), Timezone: tz, Running: j.running, Pending: j.pending,
 		RunID: j.runID, Attempt: j.attempt, Progress: j.progress, Next: j.next}
 }

@@ -103,14 +103,14 @@ func TestServeCommand(t *testing.T) {
 		t.Errorf("API without the token: %d, want 401", code)
 	}
 	var pipes []struct {
-		Name, Schedule string
-		NextRun        time.Time
+		Name, Schedule, Timezone string
+		NextRun                  time.Time
 	}
 	if code := getJSON(t, base+"/api/pipelines", token, &pipes); code != 200 || len(pipes) != 1 {
 		t.Fatalf("pipelines: %d %v", code, pipes)
 	}
 	paris, _ := time.LoadLocation("Europe/Paris")
-	if p := pipes[0]; p.Name != "ehr" || p.Schedule != "0 3 * * *" || p.NextRun.In(paris).Hour() != 3 || p.NextRun.Minute() != 0 {
+	if p := pipes[0]; p.Name != "ehr" || p.Schedule != "0 3 * * *" || p.Timezone != "Europe/Paris" || p.NextRun.In(paris).Hour() != 3 || p.NextRun.Minute() != 0 {
 		t.Errorf("pipeline: %+v (next run %v in Paris)", p, p.NextRun.In(paris))
 	}
 
