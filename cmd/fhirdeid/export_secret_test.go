@@ -6,10 +6,13 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/klauspost/compress/gzip"
 
 	"fhirdeid/bulk"
 	"fhirdeid/bulk/bulktest"
@@ -94,12 +97,22 @@ func TestExportNoSecretLeak(t *testing.T) {
 	}
 }
 
+// gunzipFile returns the decompressed content of a gzip file (also used by
+// other tests of this package).
 func gunzipFile(t *testing.T, p string) []byte {
 	t.Helper()
-	for name, content := range exportedData(t, filepath.Dir(p)) {
-		if filepath.Base(name) == filepath.Base(p) {
-			return []byte(content)
-		}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return nil
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", p, err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("%s: %v", p, err)
+	}
+	return b
 }
