@@ -280,6 +280,9 @@ func (e *Engine) Anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 		env:     &fhirpath.Env{Now: now},
 		visited: map[*jsontree.Node]bool{},
 	}
+	if fn, ok := ctx.Value(traceKey{}).(func(TraceEvent)); ok {
+		r.trace = fn
+	}
 	ops, err := r.resource(root)
 	st := Stats{Operations: ops, Resources: r.resources, Changed: r.changed}
 	if err != nil {
@@ -378,6 +381,8 @@ type run struct {
 	// scratch holds the children lists of the nodes being walked, as a
 	// stack: each level appends its children and truncates them on return.
 	scratch []*jsontree.Node
+	// trace, when set (WithTrace), receives every element a rule processes.
+	trace func(TraceEvent)
 }
 
 // resource processes one resource and its nested resources, and returns the
@@ -504,7 +509,23 @@ func (r *run) process(node *jsontree.Node, rule *engineRule, res *jsontree.Node,
 	if r.visited[node] {
 		return nil
 	}
-	if err := r.apply(node, rule, res, ops); err != nil {
+	if r.trace != nil {
+		ev := TraceEvent{Rule: rule.Index, Method: rule.MethodName, Location: typed.Location(node), Type: node.Type,
+			HasValue: typed.HasValue(node)}
+		if ev.HasValue {
+			ev.Before = node.Value
+		}
+		if err := r.apply(node, rule, res, ops); err != nil {
+			return err
+		}
+		if ev.HasValue {
+			ev.Removed = node.Kind == jsontree.Null || (node.Parent == nil && node != r.root)
+			if !ev.Removed {
+				ev.After = node.Value
+			}
+		}
+		r.trace(ev)
+	} else if err := r.apply(node, rule, res, ops); err != nil {
 		return err
 	}
 	r.visited[node] = true
@@ -932,4 +953,33 @@ func pruneArrays(parent, a, b *jsontree.Node) {
 	}
 	fix(a, ea, eb)
 	fix(b, eb, ea)
+}
+
+// TraceEvent describes one element that a rule processed, for explaining a
+// configuration ("fhirdeid explain"). Before and After hold resource values:
+// they are for the authorised user's eyes, never for logs.
+type TraceEvent struct {
+	// Rule is the 1-based rule number and Method its method as written.
+	Rule   int
+	Method string
+	// Location is the element's FHIRPath location ("Patient.name[0].family")
+	// and Type its FHIR type.
+	Location string
+	Type     string
+	// HasValue reports whether the element is a primitive with a value;
+	// Before and After are then its value before and after the rule, and
+	// Removed reports that the rule removed it.
+	HasValue      bool
+	Before, After string
+	Removed       bool
+}
+
+type traceKey struct{}
+
+// WithTrace returns a context under which Anonymize calls fn for every
+// element a rule processes, in processing order (the first rule to reach an
+// element is the one that applies to it). Tracing costs time: use it to
+// explain a configuration, not in production runs.
+func WithTrace(ctx context.Context, fn func(TraceEvent)) context.Context {
+	return context.WithValue(ctx, traceKey{}, fn)
 }
