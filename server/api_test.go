@@ -3,10 +3,12 @@ package server_test
 import (
 	"encoding/json"
 	"fmt"
+	"html/template"
 	"strings"
 	"testing"
 	"time"
 
+	"fhirdeid/bulk/bulktest"
 	"fhirdeid/server"
 	"fhirdeid/server/internal/testenv"
 	"fhirdeid/state"
@@ -180,5 +182,41 @@ func TestPagination(t *testing.T) {
 	}
 	if len(page.Runs) != 5 || page.More || page.Runs[0].ID != "run0004" {
 		t.Errorf("last API page: %d runs, more %v", len(page.Runs), page.More)
+	}
+}
+
+// A run that fails for good shows its error on the dashboard, the API and
+// the metrics.
+func TestFailedRunShown(t *testing.T) {
+	e := testenv.NewWith(t, 2, func(o *bulktest.Options) {
+		o.Faults = bulktest.Faults{KickoffStatus: 403, KickoffDiagnostics: "export not permitted for this client"}
+	})
+	s, err := server.New(server.Options{State: e.DB, Jobs: []*server.Job{e.Job(t, "ehr", mustCron(t, "0 1 * * *"), nil)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startServer(t, s)
+	if err := s.Trigger("ehr"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the run", func() bool { return finishedRuns(t, e.DB, "ehr") == 1 })
+	waitFor(t, "the scheduler", func() bool { return !running(t, s) })
+	r := runs(t, e.DB, "ehr")[0]
+	if r.Status != state.RunFailed || !strings.Contains(r.Error, "kick-off") {
+		t.Fatalf("run: %s %q", r.Status, r.Error)
+	}
+	h := s.Handler()
+	for _, tt := range []struct{ path, want string }{
+		{"/", `<span class="status bad">failed</span>`},
+		{"/", template.HTMLEscapeString(r.Error)},
+		{"/runs/" + r.ID, `<pre class="error">` + template.HTMLEscapeString(r.Error) + `</pre>`},
+		{"/api/runs/" + r.ID, `"status": "failed"`},
+		{"/metrics", `fhirdeid_runs_total{outcome="failed",pipeline="ehr"} 1`},
+		{"/metrics", `fhirdeid_runs_total{outcome="succeeded",pipeline="ehr"} 0`},
+	} {
+		code, body, _ := do(t, h, "GET", tt.path, nil, nil)
+		if code != 200 || !strings.Contains(body, tt.want) {
+			t.Errorf("GET %s: %d, want %q in:\n%.3000s", tt.path, code, tt.want, body)
+		}
 	}
 }
