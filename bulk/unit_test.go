@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -657,5 +659,57 @@ func TestManifestLinkLoop(t *testing.T) {
 	_, err := c.Poll(context.Background(), srv.URL+"/status", time.Now())
 	if err == nil || !strings.Contains(err.Error(), "loop") {
 		t.Fatalf("looping manifest links: %v", err)
+	}
+}
+
+// TestManifestFixtures decodes the manifests in testdata/manifests: the
+// STU2 example, the SMART reference server's quirks, an STU4 manifest, a
+// Microsoft manifest, a page of a paged manifest and an invalid one.
+func TestManifestFixtures(t *testing.T) {
+	base, _ := url.Parse("https://srv.example/fhir/bulkstatus/7")
+	tests := []struct {
+		file                      string
+		output, deleted, errs     int
+		requiresToken             bool
+		firstCount                int64
+		next, firstURL, wantError string
+	}{
+		{"stu2.json", 2, 1, 1, true, -1, "", "https://example.com/output/patient_file_1.ndjson", ""},
+		{"smart-reference.json", 3, 0, 0, false, 100, "", "http://127.0.0.1:9443/fhir/bulkfiles/2.Patient.ndjson", ""},
+		{"stu4.json", 1, 0, 1, true, 3, "", "https://ehr.example/files/p1.ndjson", ""},
+		{"microsoft.json", 2, 0, 0, false, 1000, "", "https://acct.blob.core.windows.net/exports/20260821T010000-abc/Patient-1.ndjson", ""},
+		{"paged-page1.json", 1, 0, 0, false, -1, "https://srv.example/fhir/bulkstatus/7?page=2", "https://srv.example/fhir/bulkstatus/files/1.ndjson", ""},
+		{"invalid-no-transaction-time.json", 0, 0, 0, false, -1, "", "", "manifest: transactionTime missing"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.file, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join("testdata", "manifests", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := DecodeManifest(b, base)
+			if tc.wantError != "" {
+				if errStr(err) != tc.wantError {
+					t.Fatalf("error %v, want %q", err, tc.wantError)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(m.Output) != tc.output || len(m.Deleted) != tc.deleted || len(m.Error) != tc.errs || m.RequiresAccessToken != tc.requiresToken || m.Next() != tc.next {
+				t.Errorf("output %d deleted %d error %d token %v next %q", len(m.Output), len(m.Deleted), len(m.Error), m.RequiresAccessToken, m.Next())
+			}
+			if m.Output[0].URL != tc.firstURL {
+				t.Errorf("first url %q, want %q", m.Output[0].URL, tc.firstURL)
+			}
+			got := int64(-1)
+			if m.Output[0].Count != nil {
+				got = *m.Output[0].Count
+			}
+			if got != tc.firstCount {
+				t.Errorf("first count %d, want %d", got, tc.firstCount)
+			}
+		})
 	}
 }
