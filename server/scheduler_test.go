@@ -247,3 +247,38 @@ func TestRetryAfterRetryableFailure(t *testing.T) {
 		t.Errorf("runs: %d, %s", len(rs), rs[0].Status)
 	}
 }
+
+// Two servers on one state database (two processes) never run a pipeline at
+// the same time: the second finds the lease taken and retries later.
+func TestLeaseAcrossServers(t *testing.T) {
+	e := testenv.New(t, 5)
+	g := newGate()
+	a, err := server.New(server.Options{State: e.DB, Jobs: []*server.Job{e.Job(t, "ehr", mustCron(t, "0 1 * * *"), g.wrap)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuffer
+	b, err := server.New(server.Options{State: e.DB, Logger: logs.logger(),
+		Jobs: []*server.Job{e.Job(t, "ehr", mustCron(t, "0 1 * * *"), nil)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startServer(t, a)
+	startServer(t, b)
+	if err := a.Trigger("ehr"); err != nil {
+		t.Fatal(err)
+	}
+	<-g.entered
+	if err := b.Trigger("ehr"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second server's attempt", func() bool { return strings.Contains(logs.String(), "outcome=retryable") })
+	if !strings.Contains(logs.String(), "lock source") {
+		t.Errorf("the second server's attempt did not stop on the lease:\n%s", logs.String())
+	}
+	close(g.open)
+	waitFor(t, "the first server's run", func() bool { return finishedRuns(t, e.DB, "ehr") == 1 })
+	if rs := runs(t, e.DB, "ehr"); len(rs) != 1 || rs[0].Status != state.RunSucceeded {
+		t.Errorf("%d runs, want 1 succeeded", len(rs))
+	}
+}

@@ -31,6 +31,27 @@
 //	GET  /healthz, /readyz              liveness, readiness (state database)
 //	GET  /                              the dashboard
 //
+// # Metrics
+//
+// /metrics serves, from a registry of the server's own (plus the Go and
+// process collectors):
+//
+//	fhirdeid_runs_total{pipeline,outcome}            attempts by outcome
+//	fhirdeid_run_duration_seconds{pipeline,outcome}  histogram of attempt durations
+//	fhirdeid_resources_processed_total{pipeline}     resources de-identified and stored
+//	fhirdeid_bytes_read_total{pipeline}              NDJSON bytes read from the server
+//	fhirdeid_bytes_written_total{pipeline}           bytes written to the destination
+//	fhirdeid_export_wait_seconds{pipeline}           histogram of kick-off to manifest
+//	fhirdeid_retries_total{pipeline,cause}           retried requests (kickoff, status_error, download_error)
+//	fhirdeid_last_success_timestamp_seconds{pipeline}
+//	fhirdeid_next_run_timestamp_seconds{pipeline}
+//	fhirdeid_run_in_progress{pipeline}
+//
+// Outcomes are succeeded, partial, retryable (stopped; the next attempt
+// resumes the run), failed and cancelled.
+//
+// # Security
+//
 // When a token is configured, every path but /healthz, /readyz and the
 // dashboard's login and static assets requires it, as a bearer token or as
 // the session cookie the login form sets. Listen refuses a non-loopback
