@@ -55,9 +55,14 @@
 // When a token is configured, every path but /healthz, /readyz and the
 // dashboard's login and static assets requires it, as a bearer token or as
 // the session cookie the login form sets. Listen refuses a non-loopback
-// address without a token. Nothing the server answers, logs or labels holds a
-// resource value or a secret: runs' errors and warnings are written without
-// values by the pipeline, and metric labels are pipeline names and outcomes.
+// address without a token; without one, only requests whose Host names the
+// loopback interface are served (against DNS rebinding). A state-changing
+// request must be same-origin (its Origin, or Referer, names the server), and
+// the dashboard's forms carry a CSRF field derived from the token.
+//
+// Nothing the server answers, logs or labels holds a resource value or a
+// secret: runs' errors and warnings are written without values by the
+// pipeline, and metric labels are pipeline names and outcomes.
 package server
 
 import (
