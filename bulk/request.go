@@ -242,3 +242,42 @@ func (r *Request) Equal(o *Request) bool {
 	b, _ := json.Marshal(o)
 	return string(a) == string(b)
 }
+
+// ForMicrosoft adapts the request to the Microsoft FHIR server (Azure API
+// for FHIR, Azure Health Data Services), which rejects parameters it does
+// not know and accepts only GET: _until becomes Microsoft's _till, and
+// parameters it does not support are refused here with a clear error
+// instead of a 400 from the server.
+func (r Request) ForMicrosoft() (Request, error) {
+	var unsupported []string
+	if r.UsesPOST() {
+		unsupported = append(unsupported, "POST kick-off / patient")
+	}
+	if len(r.Elements) > 0 {
+		unsupported = append(unsupported, "_elements")
+	}
+	if r.OrganizeOutputBy != "" {
+		unsupported = append(unsupported, "organizeOutputBy")
+	}
+	if r.AllowPartialManifests {
+		unsupported = append(unsupported, "allowPartialManifests")
+	}
+	if r.SeparateExportStatus {
+		unsupported = append(unsupported, "Prefer: separate-export-status")
+	}
+	if len(r.TypeFilters) > 0 && len(r.Types) == 0 {
+		unsupported = append(unsupported, "_typeFilter without _type")
+	}
+	if len(unsupported) > 0 {
+		return r, fmt.Errorf("request: the Microsoft FHIR server does not support %s", strings.Join(unsupported, ", "))
+	}
+	if r.Until != "" {
+		extra := map[string][]string{}
+		for k, v := range r.Extra {
+			extra[k] = v
+		}
+		extra["_till"] = []string{r.Until}
+		r.Extra, r.Until = extra, ""
+	}
+	return r, nil
+}

@@ -713,3 +713,19 @@ func TestManifestFixtures(t *testing.T) {
 		})
 	}
 }
+
+func TestForMicrosoft(t *testing.T) {
+	r, err := Request{Types: []string{"Patient"}, Until: "2026-01-01T00:00:00Z", Extra: map[string][]string{"_container": {"c"}}}.ForMicrosoft()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Query().Encode(); got != "_container=c&_till=2026-01-01T00%3A00%3A00Z&_type=Patient" {
+		t.Errorf("query %s", got)
+	}
+	for _, bad := range []Request{{POST: true}, {Elements: []string{"id"}}, {AllowPartialManifests: true}, {TypeFilters: []string{"Observation?x=1"}},
+		{Level: PatientLevel, Patients: []string{"Patient/1"}}} {
+		if _, err := bad.ForMicrosoft(); err == nil || !strings.Contains(err.Error(), "Microsoft FHIR server does not support") {
+			t.Errorf("%+v: %v", bad, err)
+		}
+	}
+}

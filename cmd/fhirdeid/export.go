@@ -95,6 +95,7 @@ type exportFlags struct {
 	storageAuth, storageConnEnv, storageSASEnv    string
 	statusURL                                     string
 	separateStatus                                bool
+	vendor                                        string
 }
 
 func runExport(ctx context.Context, e *env, args []string) error {
@@ -119,6 +120,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&f.organizeBy, "organize-output-by", "", "organizeOutputBy resource type (STU3)")
 	fs.BoolVar(&f.partial, "allow-partial-manifests", false, "send allowPartialManifests=true (STU3)")
 	fs.Var(&f.params, "param", "a vendor parameter NAME=VALUE sent as is, e.g. _container=exports or _till=... (repeatable)")
+	fs.StringVar(&f.vendor, "vendor", "generic", "server quirks: generic or microsoft (GET only, _until sent as _till, unsupported parameters refused)")
 	fs.BoolVar(&f.post, "post", false, "kick off with POST and a Parameters body instead of GET")
 	fs.BoolVar(&f.repeat, "repeat-params", false, "repeat multi-valued parameters instead of joining them with commas")
 	fs.BoolVar(&f.lenient, "lenient", false, "send Prefer: handling=lenient")
@@ -205,6 +207,15 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		}
 	} else {
 		req.Since = f.since
+	}
+	switch f.vendor {
+	case "generic":
+	case "microsoft":
+		if req, err = req.ForMicrosoft(); err != nil {
+			return usageError{err.Error()}
+		}
+	default:
+		return usageError{"--vendor must be generic or microsoft"}
 	}
 	if err := req.Validate(); err != nil {
 		return usageError{err.Error()}

@@ -69,6 +69,8 @@ func TestExportCommandErrors(t *testing.T) {
 	}{
 		{"usage: no url", nil, []string{"--out", "X"}, 2, []string{"--url and --out are required"}},
 		{"usage: group and patient", nil, []string{"--url", "http://x/fhir", "--out", "X", "--group", "g", "--patient"}, 2, []string{"either --group or --patient"}},
+		{"usage: microsoft with POST", nil, []string{"--url", "http://x/fhir", "--out", "X", "--vendor", "microsoft", "--post"}, 2,
+			[]string{"the Microsoft FHIR server does not support POST kick-off"}},
 		{"usage: bad since", nil, []string{"--url", "http://x/fhir", "--out", "X", "--since", "yesterday"}, 2, []string{"_since is not a FHIR instant"}},
 		{"wrong URL", nil, []string{"--url", "http://127.0.0.1:1/fhir", "--out", "X", "--retries", "0"}, 1,
 			[]string{"kick-off: GET http://127.0.0.1:1/fhir/$export", "connection refused"}},
