@@ -162,7 +162,9 @@ func validTypeName(s string) bool {
 func (a *annotator) object(n *jsontree.Node, t *model.Type, name string) error {
 	n.Name, n.Type = name, t.Name
 	n.Shadow = nil
-	n.Flags &^= jsontree.FlagShadow | jsontree.FlagChoice
+	// FlagChoice of n was set by the caller (the member loop of n's
+	// parent), which also cleared n's other flags.
+	n.Flags &^= jsontree.FlagShadow
 	shadows := false
 	for _, c := range n.Children {
 		c.Name, c.Type, c.Shadow = "", "", nil

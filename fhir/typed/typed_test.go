@@ -239,3 +239,19 @@ func TestAnnotateSTU3(t *testing.T) {
 		t.Errorf("R4 typing of an STU3-only resource: %v", err)
 	}
 }
+
+func TestChoiceFlag(t *testing.T) {
+	root := parse(t, `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":1},"effectiveDateTime":"2020"}`)
+	if err := typed.Annotate(root, r4(t)); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"valueQuantity", "effectiveDateTime"} {
+		n := root.Get(key)
+		if n.Flags&jsontree.FlagChoice == 0 {
+			t.Errorf("%s lacks FlagChoice", key)
+		}
+	}
+	if root.Get("code").Flags&jsontree.FlagChoice != 0 {
+		t.Error("code has FlagChoice")
+	}
+}

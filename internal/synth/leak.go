@@ -3,6 +3,7 @@ package synth
 import (
 	"encoding/base64"
 	"sort"
+	"unicode/utf8"
 
 	"fhirdeid/jsontree"
 )
@@ -47,7 +48,9 @@ func (c *LeakChecker) CheckLine(line []byte) {
 		}
 		c.scan(n.Value)
 		if len(n.Value) >= 16 && len(n.Value)%4 == 0 {
-			if raw, err := base64.StdEncoding.DecodeString(n.Value); err == nil {
+			// Only text: hex hashes are valid base64 too, and their
+			// "decoded" bytes are noise that can spell a short name.
+			if raw, err := base64.StdEncoding.DecodeString(n.Value); err == nil && isText(raw) {
 				c.scan(string(raw))
 			}
 		}
@@ -55,8 +58,23 @@ func (c *LeakChecker) CheckLine(line []byte) {
 	})
 }
 
-// scan looks for identifiers starting at the beginning of s or after a
-// character that is not a letter or digit.
+// isText reports whether b is UTF-8 text without control characters other
+// than white space.
+func isText(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	for _, c := range b {
+		if c < 0x20 && c != '\n' && c != '\r' && c != '\t' {
+			return false
+		}
+	}
+	return true
+}
+
+// scan looks for identifiers that stand as words: starting at the
+// beginning of s or after a character that is not a letter or digit, and
+// ending at the end of s or before one.
 func (c *LeakChecker) scan(s string) {
 	for i := 0; i < len(s); i++ {
 		if i > 0 && isAlnum(s[i-1]) {
@@ -65,6 +83,9 @@ func (c *LeakChecker) scan(s string) {
 		for _, l := range c.lengths {
 			if i+l > len(s) {
 				break
+			}
+			if i+l < len(s) && isAlnum(s[i+l]) {
+				continue
 			}
 			if w := s[i : i+l]; c.set[w] {
 				c.found[w] = true

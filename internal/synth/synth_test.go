@@ -76,8 +76,18 @@ func TestLeakChecker(t *testing.T) {
 	if e.Found() != 0 {
 		t.Error("identifier inside a longer word counted")
 	}
+	e.CheckLine([]byte(`{"a":"MRN123456789"}`))
+	if e.Found() != 0 {
+		t.Error("identifier that is the start of a longer word counted")
+	}
 	e.CheckLine([]byte(`{"a":"(MRN12345678)"}`))
 	if e.Found() != 1 {
 		t.Error("identifier after punctuation missed")
+	}
+	// A hex hash is valid base64, but its bytes are not text: not scanned.
+	f := synth.NewLeakChecker([]string{"Gus"})
+	f.CheckLine([]byte(`{"id":"` + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" + `"}`))
+	if f.Found() != 0 {
+		t.Error("noise decoded from a hex string counted")
 	}
 }
