@@ -207,8 +207,10 @@ func TestCancelRun(t *testing.T) {
 	if err := e.DB.CreateRun(context.Background(), orphan); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Cancel(context.Background(), "orphan"); err != nil {
-		t.Fatal(err)
+	// (through the dashboard's form this time)
+	code, _, hdr := do(t, h, "POST", "/runs/orphan/cancel", map[string]string{"Origin": "http://127.0.0.1:8080"}, nil)
+	if code != 303 || hdr.Get("Location") != "/runs/orphan?flash=cancelling" {
+		t.Errorf("cancel form: %d, location %q", code, hdr.Get("Location"))
 	}
 	if r, _ := e.DB.Run(context.Background(), "orphan"); r.Status != state.RunCancelled {
 		t.Errorf("orphan: %s, want cancelled", r.Status)
