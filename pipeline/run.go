@@ -70,6 +70,16 @@ func Run(ctx context.Context, p *Pipeline) (*Report, error) {
 	if err := KickOff(ctx, p, run); err != nil {
 		return fail("kick-off", err)
 	}
+	if p.Progress != nil && p.Client.Progress == nil {
+		p.Client.Progress = func(x string) {
+			p.progMu.Lock()
+			p.prog.Run, p.prog.ExportStatus = run.ID, x
+			pr := p.prog
+			p.progMu.Unlock()
+			p.Progress(pr)
+		}
+		defer func() { p.Client.Progress = nil }()
+	}
 	if err := Poll(ctx, p, run); err != nil {
 		return fail("status", err)
 	}

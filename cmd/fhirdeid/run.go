@@ -152,7 +152,11 @@ func showProgress(w io.Writer, p *pipeline.Pipeline) func() {
 				mu.Unlock()
 				secs := time.Since(start).Seconds()
 				if pr.FilesTotal == 0 {
-					fmt.Fprintf(w, "\r\033[Kwaiting for the export… %s", time.Since(start).Round(time.Second))
+					status := ""
+					if pr.ExportStatus != "" {
+						status = " (server: " + sanitizeProgress(pr.ExportStatus) + ")"
+					}
+					fmt.Fprintf(w, "\r\033[Kwaiting for the export… %s%s", time.Since(start).Round(time.Second), status)
 					continue
 				}
 				fmt.Fprintf(w, "\r\033[Kfiles %d/%d · %d resources · %.1f MB/s in", pr.FilesDone, pr.FilesTotal,
@@ -161,4 +165,18 @@ func showProgress(w io.Writer, p *pipeline.Pipeline) func() {
 		}
 	}()
 	return func() { close(done); <-stopped }
+}
+
+// sanitizeProgress keeps a server's X-Progress text printable and short.
+func sanitizeProgress(s string) string {
+	b := []rune{}
+	for _, r := range s {
+		if r >= 0x20 && r != 0x7f {
+			b = append(b, r)
+		}
+		if len(b) == 60 {
+			break
+		}
+	}
+	return string(b)
 }
