@@ -21,14 +21,8 @@ type EngineDeidentifier struct {
 	resources atomic.Int64
 	skipped   atomic.Int64
 	changed   atomic.Int64
-	ops       [numOps]atomic.Int64
+	ops       [len(allOperations)]atomic.Int64
 }
-
-// The operations counted, in label order.
-var operations = []anonymize.Operation{anonymize.OpRedact, anonymize.OpAbstract, anonymize.OpCryptoHash,
-	anonymize.OpEncrypt, anonymize.OpPerturb, anonymize.OpSubstitute, anonymize.OpGeneralize}
-
-const numOps = 7
 
 // NewEngineDeidentifier returns a Deidentifier running e.
 func NewEngineDeidentifier(e *anonymize.Engine) *EngineDeidentifier {
@@ -37,22 +31,22 @@ func NewEngineDeidentifier(e *anonymize.Engine) *EngineDeidentifier {
 
 // Resource de-identifies one resource with the engine. file names the file
 // for the "file" date-shift scope.
-func (d *EngineDeidentifier) Resource(ctx context.Context, file string, line int64, res, dst []byte) ([]byte, error) {
+func (d *EngineDeidentifier) Resource(ctx context.Context, file string, line int64, res, dst []byte) ([]byte, anonymize.Stats, error) {
 	out, st, err := d.engine.AppendAnonymizedJSON(ctx, dst, res, anonymize.FileContext{FileName: file + ".ndjson", FolderName: d.Folder})
 	if err != nil {
-		return dst, err
+		return dst, st, err
 	}
 	d.resources.Add(1)
 	d.changed.Add(int64(st.Changed))
 	if st.Skipped {
 		d.skipped.Add(1)
 	}
-	for i, op := range operations {
+	for i, op := range allOperations {
 		if st.Operations.Has(op) {
 			d.ops[i].Add(1)
 		}
 	}
-	return out, nil
+	return out, st, nil
 }
 
 // ID de-identifies a resource id the way the engine's rules treat
@@ -91,7 +85,7 @@ func (d *EngineDeidentifier) Counts() (resources, skipped, changed int64) {
 // through that operation.
 func (d *EngineDeidentifier) ResourcesByOperation() map[string]int64 {
 	m := map[string]int64{}
-	for i, op := range operations {
+	for i, op := range allOperations {
 		if n := d.ops[i].Load(); n > 0 {
 			m[op.String()] = n
 		}

@@ -33,17 +33,20 @@ type Report struct {
 	BytesIn         int64                  `json:"bytesIn"`
 	BytesOut        int64                  `json:"bytesOut"`
 	Types           map[string]*TypeReport `json:"types"`
-	Warnings        []string               `json:"warnings,omitempty"`
-	ConfigHash      string                 `json:"configHash,omitempty"`
-	KeyFingerprints map[string]string      `json:"keyFingerprints,omitempty"`
+	// Deidentification totals what was done to the resources.
+	Deidentification Counts            `json:"deidentification"`
+	Warnings         []string          `json:"warnings,omitempty"`
+	ConfigHash       string            `json:"configHash,omitempty"`
+	KeyFingerprints  map[string]string `json:"keyFingerprints,omitempty"`
 }
 
 // TypeReport counts one resource type.
 type TypeReport struct {
-	Files     int   `json:"files"`
-	Resources int64 `json:"resources"`
-	BytesIn   int64 `json:"bytesIn"`
-	BytesOut  int64 `json:"bytesOut"`
+	Files            int    `json:"files"`
+	Resources        int64  `json:"resources"`
+	BytesIn          int64  `json:"bytesIn"`
+	BytesOut         int64  `json:"bytesOut"`
+	Deidentification Counts `json:"deidentification"`
 }
 
 // Finish completes run once every file is done: it writes the run's
@@ -94,6 +97,13 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 			}
 			t.Files++
 			t.Resources += f.Resources
+			if len(f.Ops) > 0 {
+				var c Counts
+				if err := json.Unmarshal(f.Ops, &c); err == nil {
+					t.Deidentification.Add(c)
+					rep.Deidentification.Add(c)
+				}
+			}
 			t.BytesIn += f.BytesIn
 			t.BytesOut += f.BytesOut
 			rep.Resources += f.Resources

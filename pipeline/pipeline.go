@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"fhirdeid/anonymize"
 	"fhirdeid/bulk"
 	"fhirdeid/state"
 	"fhirdeid/storage"
@@ -30,9 +31,9 @@ import (
 // Deidentifier de-identifies resources. It must be safe for concurrent use.
 type Deidentifier interface {
 	// Resource appends the de-identified form of one resource (a compact
-	// JSON document) to dst. Returning dst unchanged drops the resource.
-	// Errors must not quote values from the resource.
-	Resource(ctx context.Context, file string, line int64, resource, dst []byte) ([]byte, error)
+	// JSON document) to dst, and says what it did. Returning dst unchanged
+	// drops the resource. Errors must not quote values from the resource.
+	Resource(ctx context.Context, file string, line int64, resource, dst []byte) ([]byte, anonymize.Stats, error)
 	// ID returns the de-identified logical id of a resource of the given
 	// type, as Resource would write it, so that a deletion names the id the
 	// de-identified copy has. It returns "" when the configuration removes

@@ -20,6 +20,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	_ "gocloud.dev/blob/fileblob"
 
+	"fhirdeid/anonymize"
 	"fhirdeid/bulk"
 	"fhirdeid/bulk/bulktest"
 	"fhirdeid/internal/synth"
@@ -41,24 +42,25 @@ func hashID(id string) string {
 	return hex.EncodeToString(h[:8])
 }
 
-func (d *fakeDeid) Resource(ctx context.Context, file string, line int64, res, dst []byte) ([]byte, error) {
+func (d *fakeDeid) Resource(ctx context.Context, file string, line int64, res, dst []byte) ([]byte, anonymize.Stats, error) {
 	n := d.calls.Add(1)
 	if d.failAt > 0 && n == d.failAt {
 		if d.cancel != nil {
 			d.cancel() // simulate a kill: the context goes away mid-file
-			return dst, context.Canceled
+			return dst, anonymize.Stats{}, context.Canceled
 		}
-		return dst, errors.New("de-identification failed")
+		return dst, anonymize.Stats{}, errors.New("de-identification failed")
 	}
 	var r struct {
 		ResourceType string `json:"resourceType"`
 		ID           string `json:"id"`
 	}
 	if err := json.Unmarshal(res, &r); err != nil {
-		return dst, err
+		return dst, anonymize.Stats{}, err
 	}
 	out, _ := json.Marshal(map[string]string{"resourceType": r.ResourceType, "id": hashID(r.ID)})
-	return append(dst, out...), nil
+	st := anonymize.Stats{Operations: anonymize.Operations(0).Add(anonymize.OpCryptoHash).Add(anonymize.OpRedact), Resources: 1, Changed: 2}
+	return append(dst, out...), st, nil
 }
 
 func (d *fakeDeid) ID(ctx context.Context, typ, id string) (string, error) { return hashID(id), nil }
@@ -158,6 +160,13 @@ func TestRunEndToEnd(t *testing.T) {
 	latest, err := os.ReadFile(filepath.Join(e.dest, "latest"))
 	if err != nil || strings.TrimSpace(string(latest)) != rep.Run {
 		t.Fatalf("latest = %q, %v", latest, err)
+	}
+	n := int64(e.pop.Count())
+	if d := rep.Deidentification; d.Operations["CRYTOHASH"] != n || d.Operations["REDACTED"] != n || d.ValuesChanged != 2*n {
+		t.Errorf("report de-identification counts %+v, want %d resources hashed and redacted", d, n)
+	}
+	if pt := rep.Types["Patient"]; pt == nil || pt.Deidentification.Operations["REDACTED"] != int64(len(e.pop.Resources["Patient"])) {
+		t.Errorf("Patient counts %+v", pt)
 	}
 	for _, name := range []string{"_SUCCESS", "manifest.json", "report.json", "log.ndjson"} {
 		if _, err := os.Stat(filepath.Join(e.dest, rep.Run, name)); err != nil {

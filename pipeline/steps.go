@@ -237,6 +237,7 @@ func ProcessFile(ctx context.Context, p *Pipeline, run *state.Run, f *state.File
 	f.Resources, f.BytesIn, f.BytesOut = res.resources, res.bytesIn, res.bytesOut
 	f.OutKey = res.key
 	f.Error = res.warning
+	f.Ops = res.ops
 	return p.State.UpdateFile(ctx, f)
 }
 
@@ -248,12 +249,17 @@ type fileResult struct {
 	// warning is a problem that does not fail the file (a count mismatch
 	// allowed by configuration, issues in a server error file).
 	warning string
+	// ops is the JSON of the file's Counts.
+	ops []byte
 }
 
 // storeFile streams an output or deleted file into storage.
 func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifest, f *state.File, bf bulk.File) (fileResult, error) {
 	key := FileKey(run.ID, f)
 	fileName := fmt.Sprintf("%s.%03d", f.Type, f.Seq)
+	// counts has one slot per worker, so that workers count without
+	// locking; it is reset for every attempt at the file.
+	var counts []opCounts
 	var fn ndjson.Func
 	if f.Kind == bulk.KindDeleted {
 		fn = func(worker int, lineNo int64, line, dst []byte) ([]byte, error) {
@@ -270,7 +276,11 @@ func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifes
 					return dst, fmt.Errorf("resourceType %s in a file of %s", safeType(rt), f.Type)
 				}
 			}
-			return p.Deidentifier.Resource(ctx, fileName, lineNo, line, dst)
+			out, st, err := p.Deidentifier.Resource(ctx, fileName, lineNo, line, dst)
+			if err == nil {
+				counts[worker].add(st)
+			}
+			return out, err
 		}
 	}
 	gz := ndjson.NewGzipMembers(p.Workers, p.GzipLevel)
@@ -285,6 +295,7 @@ func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifes
 			defer zr.Close()
 			r = zr
 		}
+		counts = make([]opCounts, p.Workers)
 		w, err := p.Store.Create(ctx, key, "application/gzip")
 		if err != nil {
 			return err
@@ -314,6 +325,13 @@ func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifes
 			return err
 		}
 		res.resources, res.bytesIn, res.bytesOut, res.key = st.Written, st.BytesIn, st.BytesOut, key
+		if f.Kind == bulk.KindOutput {
+			var total opCounts
+			for i := range counts {
+				total.merge(&counts[i])
+			}
+			res.ops = total.json()
+		}
 		p.report(run.ID, st)
 		return nil
 	})

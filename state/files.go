@@ -38,7 +38,10 @@ type File struct {
 	BytesIn   int64
 	BytesOut  int64
 	// OutKey is the blob key of the stored result.
-	OutKey   string
+	OutKey string
+	// Ops is a JSON document owned by the pipeline: what de-identification
+	// did to the file's resources.
+	Ops      []byte
 	Attempts int
 	Error    string
 	Updated  time.Time
@@ -76,12 +79,12 @@ func (d *DB) AddFiles(ctx context.Context, runID string, files []File) error {
 }
 
 // UpdateFile writes the progress fields of f (Status, Resources, BytesIn,
-// BytesOut, OutKey, Attempts, Error).
+// BytesOut, OutKey, Attempts, Error, Ops).
 func (d *DB) UpdateFile(ctx context.Context, f *File) error {
 	now := d.now()
 	res, err := d.db.ExecContext(ctx, `UPDATE files SET status=?, resources=?, bytes_in=?, bytes_out=?, out_key=?,
-		attempts=?, error=?, updated_at=? WHERE run_id=? AND url=?`,
-		string(f.Status), f.Resources, f.BytesIn, f.BytesOut, f.OutKey, f.Attempts, f.Error, now, f.RunID, f.URL)
+		attempts=?, error=?, ops=?, updated_at=? WHERE run_id=? AND url=?`,
+		string(f.Status), f.Resources, f.BytesIn, f.BytesOut, f.OutKey, f.Attempts, f.Error, f.Ops, now, f.RunID, f.URL)
 	if err != nil {
 		return fmt.Errorf("state: update file %s/%s.%03d: %w", f.RunID, f.Type, f.Seq, err)
 	}
@@ -95,7 +98,7 @@ func (d *DB) UpdateFile(ctx context.Context, f *File) error {
 // Files returns the files of a run in manifest order (kind, type, seq).
 func (d *DB) Files(ctx context.Context, runID string) ([]*File, error) {
 	rows, err := d.db.QueryContext(ctx, `SELECT run_id, url, kind, type, seq, expected, status, resources, bytes_in,
-		bytes_out, out_key, attempts, error, updated_at FROM files WHERE run_id=?
+		bytes_out, out_key, attempts, error, ops, updated_at FROM files WHERE run_id=?
 		ORDER BY CASE kind WHEN 'output' THEN 0 WHEN 'deleted' THEN 1 ELSE 2 END, type, seq`, runID)
 	if err != nil {
 		return nil, fmt.Errorf("state: files of run %s: %w", runID, err)
@@ -107,7 +110,7 @@ func (d *DB) Files(ctx context.Context, runID string) ([]*File, error) {
 		var status string
 		var updated int64
 		if err := rows.Scan(&f.RunID, &f.URL, &f.Kind, &f.Type, &f.Seq, &f.Expected, &status, &f.Resources,
-			&f.BytesIn, &f.BytesOut, &f.OutKey, &f.Attempts, &f.Error, &updated); err != nil {
+			&f.BytesIn, &f.BytesOut, &f.OutKey, &f.Attempts, &f.Error, &f.Ops, &updated); err != nil {
 			return nil, fmt.Errorf("state: files of run %s: %w", runID, err)
 		}
 		f.Status = FileStatus(status)

@@ -75,6 +75,7 @@ var schema = []string{
 		acquired   INTEGER NOT NULL,
 		expires_at INTEGER NOT NULL
 	)`,
+	`ALTER TABLE files ADD COLUMN ops BLOB`,
 }
 
 // Open opens (creating if needed) the state database at path and brings its
