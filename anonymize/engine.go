@@ -129,8 +129,12 @@ type Engine struct {
 	// look up, the only ones the per-resource caches need.
 	fastTypes, fastNames map[string]bool
 	parsers              sync.Pool
-	preserveWhitespace   bool
-	custom               map[string]CustomMethod // by lower-case name
+	// runs recycles the per-call state (visited set, scratch stacks), so
+	// that its maps and slices keep their capacity from one resource to
+	// the next.
+	runs               sync.Pool
+	preserveWhitespace bool
+	custom             map[string]CustomMethod // by lower-case name
 }
 
 type fastKind uint8
@@ -271,15 +275,10 @@ func (e *Engine) Anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 		}
 	}
 	now := nowFrom(ctx)
-	r := &run{
-		e:       e,
-		ctx:     ctx,
-		fc:      fc,
-		root:    root,
-		today:   now,
-		env:     &fhirpath.Env{Now: now},
-		visited: map[*jsontree.Node]bool{},
-	}
+	r := e.getRun()
+	defer e.putRun(r)
+	r.ctx, r.fc, r.root, r.today = ctx, fc, root, now
+	*r.env = fhirpath.Env{Now: now}
 	if fn, ok := ctx.Value(traceKey{}).(func(TraceEvent)); ok {
 		r.trace = fn
 	}
@@ -295,6 +294,30 @@ func (e *Engine) Anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 	}
 	prune(root)
 	return st, nil
+}
+
+// getRun returns a clean per-call state.
+func (e *Engine) getRun() *run {
+	if r, ok := e.runs.Get().(*run); ok {
+		return r
+	}
+	return &run{e: e, env: &fhirpath.Env{}, visited: map[*jsontree.Node]bool{}}
+}
+
+// maxPooledVisited bounds the visited set kept for reuse, so that one huge
+// resource does not pin its memory.
+const maxPooledVisited = 1 << 15
+
+// putRun clears r and keeps it for reuse.
+func (e *Engine) putRun(r *run) {
+	if len(r.visited) > maxPooledVisited {
+		return
+	}
+	clear(r.visited)
+	clear(r.scratch)
+	*r = run{e: e, env: r.env, visited: r.visited, scratch: r.scratch[:0]}
+	*r.env = fhirpath.Env{}
+	e.runs.Put(r)
 }
 
 // normalize makes the tree look as the reference implementation reads it
