@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"fhirdeid/anonymize"
 	"fhirdeid/pipeline"
 	"fhirdeid/server"
 	"fhirdeid/state"
@@ -153,12 +154,12 @@ type gateRef struct {
 	inner pipeline.Deidentifier
 }
 
-func (r *gateRef) Resource(ctx context.Context, file string, line int64, res, dst []byte) ([]byte, error) {
+func (r *gateRef) Resource(ctx context.Context, file string, line int64, res, dst []byte) ([]byte, anonymize.Stats, error) {
 	r.g.once.Do(func() { close(r.g.entered) })
 	select {
 	case <-r.g.open:
 	case <-ctx.Done():
-		return dst, ctx.Err()
+		return dst, anonymize.Stats{}, ctx.Err()
 	}
 	return r.inner.Resource(ctx, file, line, res, dst)
 }

@@ -117,6 +117,8 @@ func TestSoak(t *testing.T) {
 	start := time.Now()
 	waitEnded(5) // warm up: caches, connection pools, the SQLite page cache
 	first := measure()
+	waitEnded(attempts / 2)
+	middle := measure()
 	waitEnded(attempts)
 	time.Sleep(100 * time.Millisecond) // let the scheduler record the last outcome
 	last := measure()
@@ -124,9 +126,9 @@ func TestSoak(t *testing.T) {
 	cancel()
 	wg.Wait()
 
-	t.Logf("%d attempts in %s; heap in use %.1f MiB after 5 attempts, %.1f MiB after %d; goroutines %d → %d",
-		attempts, elapsed.Round(time.Second), float64(first.heap)/(1<<20), float64(last.heap)/(1<<20), attempts,
-		first.goroutines, last.goroutines)
+	t.Logf("%d attempts in %s; heap in use %.1f MiB after 5 attempts, %.1f MiB after %d, %.1f MiB after %d; goroutines %d → %d → %d",
+		attempts, elapsed.Round(time.Second), float64(first.heap)/(1<<20), float64(middle.heap)/(1<<20), attempts/2,
+		float64(last.heap)/(1<<20), attempts, first.goroutines, middle.goroutines, last.goroutines)
 	if overlaps.Load() != 0 {
 		t.Errorf("%d attempts overlapped another", overlaps.Load())
 	}
