@@ -292,7 +292,7 @@ func (e *Engine) Anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 		}
 		return st, err
 	}
-	prune(root)
+	r.pr.prune(root)
 	return st, nil
 }
 
@@ -315,7 +315,16 @@ func (e *Engine) putRun(r *run) {
 	}
 	clear(r.visited)
 	clear(r.scratch)
-	*r = run{e: e, env: r.env, visited: r.visited, scratch: r.scratch[:0]}
+	clear(r.pr.nodes[:cap(r.pr.nodes)])
+	for _, m := range []map[string][]*jsontree.Node{r.byType, r.byName} {
+		for k, v := range m {
+			clear(v)
+			m[k] = v[:0]
+		}
+	}
+	*r = run{e: e, env: r.env, visited: r.visited, scratch: r.scratch[:0],
+		pr:     pruner{nodes: r.pr.nodes[:0], empty: r.pr.empty[:0]},
+		byType: r.byType, byName: r.byName, matches: r.matches[:0]}
 	*r.env = fhirpath.Env{}
 	e.runs.Put(r)
 }
@@ -406,6 +415,12 @@ type run struct {
 	scratch []*jsontree.Node
 	// trace, when set (WithTrace), receives every element a rule processes.
 	trace func(TraceEvent)
+	// pr prunes the emptied elements at the end.
+	pr pruner
+	// byType and byName are the fast-path caches of the resource being
+	// processed; matches collects a rule's matches.
+	byType, byName map[string][]*jsontree.Node
+	matches        []*jsontree.Node
 }
 
 // resource processes one resource and its nested resources, and returns the
@@ -434,7 +449,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 			return ops, &ConfigError{Rule: rule.Index, Method: rule.MethodName, Path: rule.Path,
 				Msg: fmt.Sprintf("anonymization method %s not supported (on %s)", strings.ToUpper(rule.MethodName), res.Type)}
 		}
-		var matches []*jsontree.Node
+		matches := r.matches[:0]
 		switch {
 		case rule.fast != fastNone:
 			cache := typeCache
@@ -449,7 +464,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 				}
 			}
 		case rule.IsResourceTypeRule:
-			matches = []*jsontree.Node{res}
+			matches = append(matches, res)
 		default:
 			items, err := rule.expr.Evaluate(res, r.env)
 			if err != nil {
@@ -461,12 +476,14 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 				}
 			}
 		}
+		r.matches = matches
 		for _, n := range matches {
 			if err := r.process(n, rule, res, &ops); err != nil {
 				return ops, err
 			}
 		}
 	}
+	clear(r.matches)
 	for _, nested := range nestedResources(res) {
 		nops, err := r.resource(nested)
 		if err != nil {
@@ -484,30 +501,42 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 // pre-order, not entering nested resources but including them (§3.3). Only
 // the types and names of the engine's fast-path rules are kept.
 func (r *run) buildCaches(res *jsontree.Node) (byType, byName map[string][]*jsontree.Node) {
-	byType = map[string][]*jsontree.Node{}
-	byName = map[string][]*jsontree.Node{}
-	types, names := r.e.fastTypes, r.e.fastNames
-	var walk func(n *jsontree.Node)
-	walk = func(n *jsontree.Node) {
-		start := len(r.scratch)
-		r.scratch = typed.AllChildren(n, r.scratch)
-		end := len(r.scratch)
-		for i := start; i < end; i++ {
-			c := r.scratch[i]
-			if types[c.Type] {
-				byType[c.Type] = append(byType[c.Type], c)
-			}
-			if names[c.Name] {
-				byName[c.Name] = append(byName[c.Name], c)
-			}
-			if !typed.IsResource(c) {
-				walk(c)
-			}
-		}
-		r.scratch = r.scratch[:start]
+	// The maps and their slices are reused from resource to resource (a
+	// nested resource is processed only after its container's rules ran,
+	// when the container's caches are no longer needed).
+	if r.byType == nil {
+		r.byType, r.byName = map[string][]*jsontree.Node{}, map[string][]*jsontree.Node{}
 	}
-	walk(res)
-	return byType, byName
+	for _, m := range []map[string][]*jsontree.Node{r.byType, r.byName} {
+		for k, v := range m {
+			clear(v)
+			m[k] = v[:0]
+		}
+	}
+	r.cacheWalk(res)
+	return r.byType, r.byName
+}
+
+// cacheWalk adds the descendant elements of n, not entering nested
+// resources, to the caches.
+func (r *run) cacheWalk(n *jsontree.Node) {
+	types, names := r.e.fastTypes, r.e.fastNames
+	start := len(r.scratch)
+	r.scratch = typed.AllChildren(n, r.scratch)
+	end := len(r.scratch)
+	for i := start; i < end; i++ {
+		c := r.scratch[i]
+		if types[c.Type] {
+			r.byType[c.Type] = append(r.byType[c.Type], c)
+		}
+		if names[c.Name] {
+			r.byName[c.Name] = append(r.byName[c.Name], c)
+		}
+		if !typed.IsResource(c) {
+			r.cacheWalk(c)
+		}
+	}
+	r.scratch = r.scratch[:start]
 }
 
 // nestedResources returns the resources directly nested in res (not in one
@@ -891,10 +920,17 @@ func addSecurityLabels(res *jsontree.Node, ops Operations) {
 	}
 }
 
+// pruner holds the scratch stacks of prune, so that pruning a resource
+// allocates nothing once they have grown.
+type pruner struct {
+	nodes []*jsontree.Node
+	empty []bool
+}
+
 // prune removes, bottom-up, every null value and every object or array left
 // empty, except resources, keeping a primitive array and its "_name" array
 // aligned (§2.2 RemoveEmptyNodes). It reports whether n itself is empty.
-func prune(n *jsontree.Node) bool {
+func (p *pruner) prune(n *jsontree.Node) bool {
 	switch n.Kind {
 	case jsontree.Null:
 		return true
@@ -902,14 +938,18 @@ func prune(n *jsontree.Node) bool {
 	default:
 		return false
 	}
-	done := map[*jsontree.Node]bool{}
-	for _, c := range append([]*jsontree.Node(nil), n.Children...) {
-		if done[c] {
-			continue
+	// Work on a copy of the members, since pruning removes some.
+	start := len(p.nodes)
+	p.nodes = append(p.nodes, n.Children...)
+	end := len(p.nodes)
+	defer func() { p.nodes = p.nodes[:start] }()
+	for i := start; i < end; i++ {
+		c := p.nodes[i]
+		if c == nil {
+			continue // the partner of an array pruned before
 		}
-		done[c] = true
 		if c.Kind != jsontree.Array {
-			if prune(c) && c.Flags&jsontree.FlagResource == 0 {
+			if p.prune(c) && c.Flags&jsontree.FlagResource == 0 {
 				n.Remove(c)
 			}
 			continue
@@ -925,57 +965,71 @@ func prune(n *jsontree.Node) bool {
 			partner = nil
 		}
 		if partner != nil {
-			done[partner] = true
+			for j := i + 1; j < end; j++ {
+				if p.nodes[j] == partner {
+					p.nodes[j] = nil
+				}
+			}
 		}
-		pruneArrays(n, c, partner)
+		p.pruneArrays(n, c, partner)
 	}
 	return len(n.Children) == 0 && n.Flags&jsontree.FlagResource == 0
 }
 
-// pruneArrays prunes the items of array a and of its partner array b (or
-// nil), dropping the indexes where both are empty and nulling the others.
-func pruneArrays(parent, a, b *jsontree.Node) {
-	emptyAt := func(arr *jsontree.Node, i int) bool {
-		if arr == nil || i >= len(arr.Children) {
-			return true
-		}
-		it := arr.Children[i]
-		return prune(it) && it.Flags&jsontree.FlagResource == 0
-	}
+// pruneArrays prunes the items of the array a and of its "_name" partner b
+// (or nil) together, keeping them aligned: an item goes only when both sides
+// are empty, and an empty side of a kept item becomes null. An array left
+// with no item is removed from parent.
+func (p *pruner) pruneArrays(parent, a, b *jsontree.Node) {
 	n := len(a.Children)
 	if b != nil && len(b.Children) > n {
 		n = len(b.Children)
 	}
-	ea := make([]bool, n)
-	eb := make([]bool, n)
+	start := len(p.empty)
+	p.empty = append(p.empty, make([]bool, 2*n)...)
+	defer func() { p.empty = p.empty[:start] }()
+	ea, eb := p.empty[start:start+n], p.empty[start+n:start+2*n]
 	for i := range n {
-		ea[i] = emptyAt(a, i)
-		eb[i] = emptyAt(b, i)
+		ea[i] = p.emptyAt(a, i)
+		eb[i] = p.emptyAt(b, i)
 	}
-	fix := func(arr *jsontree.Node, empty []bool, other []bool) {
-		if arr == nil {
-			return
-		}
-		items := append([]*jsontree.Node(nil), arr.Children...)
-		all := true
-		for i, it := range items {
-			switch {
-			case empty[i] && other[i]:
-				arr.Remove(it)
-			case empty[i]:
-				if it.Kind != jsontree.Null {
-					it.SetNull()
-				}
-			default:
-				all = false
+	p.fix(parent, a, ea, eb)
+	p.fix(parent, b, eb, ea)
+}
+
+func (p *pruner) emptyAt(arr *jsontree.Node, i int) bool {
+	if arr == nil || i >= len(arr.Children) {
+		return true
+	}
+	it := arr.Children[i]
+	return p.prune(it) && it.Flags&jsontree.FlagResource == 0
+}
+
+// fix removes the items of arr that are empty on both sides, nulls those
+// empty on its side only, and removes arr when nothing is left.
+func (p *pruner) fix(parent, arr *jsontree.Node, empty, other []bool) {
+	if arr == nil {
+		return
+	}
+	start := len(p.nodes)
+	p.nodes = append(p.nodes, arr.Children...)
+	defer func() { p.nodes = p.nodes[:start] }()
+	all := true
+	for i, it := range p.nodes[start:] {
+		switch {
+		case empty[i] && other[i]:
+			arr.Remove(it)
+		case empty[i]:
+			if it.Kind != jsontree.Null {
+				it.SetNull()
 			}
-		}
-		if all {
-			parent.Remove(arr)
+		default:
+			all = false
 		}
 	}
-	fix(a, ea, eb)
-	fix(b, eb, ea)
+	if all {
+		parent.Remove(arr)
+	}
 }
 
 // TraceEvent describes one element that a rule processed, for explaining a
