@@ -111,7 +111,9 @@ func Transform(ctx context.Context, r io.Reader, w io.Writer, fn Func, opts Opti
 	tokens := make(chan struct{}, 3*opts.Workers)
 
 	var readErr error
+	readDone := make(chan struct{})
 	go func() {
+		defer close(readDone)
 		defer close(work)
 		readErr = readBatches(ctx, r, opts, &pool, tokens, work)
 	}()
@@ -181,6 +183,12 @@ func Transform(ctx context.Context, r io.Reader, w io.Writer, fn Func, opts Opti
 			}
 		}
 	}
+	// Workers stop early when ctx is cancelled, so the reader may still be
+	// running: it stops at ctx's cancellation too. Wait for it.
+	if err != nil {
+		cancel()
+	}
+	<-readDone
 	if err == nil && readErr != nil {
 		err = readErr
 	}
