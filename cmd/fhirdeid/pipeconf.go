@@ -37,6 +37,8 @@ type fileConfig struct {
 	State string `yaml:"state"`
 	// Pipelines are the configured jobs, by name.
 	Pipelines map[string]*pipelineConfig `yaml:"pipelines"`
+	// Serve holds the settings of "fhirdeid serve"; its flags override them.
+	Serve serveConfig `yaml:"serve"`
 }
 
 type pipelineConfig struct {

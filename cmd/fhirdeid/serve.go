@@ -19,9 +19,8 @@ func init() {
 	register(command{name: "serve", summary: "run the configured pipelines on their schedules, with an HTTP API, a dashboard and metrics", run: runServe})
 }
 
-// serveConfig holds the settings of "fhirdeid serve". They come from flags
-// for now; the configuration file is meant to carry them as a top-level
-// "serve:" key (fileConfig.Serve), with flags overriding the file.
+// serveConfig holds the settings of "fhirdeid serve": the "serve:" key of the
+// configuration file (fileConfig.Serve), with flags overriding the file.
 type serveConfig struct {
 	// Addr is the listen address (default 127.0.0.1:8080).
 	Addr string `yaml:"addr"`
@@ -63,6 +62,14 @@ SIGINT stops the service: running runs checkpoint and resume at the next start.`
 	cfg, err := loadConfigFile(fs.Arg(0), e.getenv)
 	if err != nil {
 		return &exitError{code: 2, err: err}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["addr"] && cfg.Serve.Addr != "" {
+		sc.Addr = cfg.Serve.Addr
+	}
+	if !set["token-env"] && cfg.Serve.TokenEnv != "" {
+		sc.TokenEnv = cfg.Serve.TokenEnv
 	}
 	token := ""
 	if sc.TokenEnv != "" {

@@ -159,6 +159,8 @@ func TestServeCommand(t *testing.T) {
 func TestServeErrors(t *testing.T) {
 	good, _, _ := pipelineFixture(t, "")
 	badSched, _, _ := pipelineFixture(t, "    schedule: \"61 * * * *\"\n")
+	// The serve settings of the file apply unless flags override them.
+	fileAddr, _, _ := pipelineFixture(t, "serve:\n  addr: 0.0.0.0:0\n")
 	tests := []struct {
 		name string
 		args []string
@@ -169,6 +171,7 @@ func TestServeErrors(t *testing.T) {
 		{"token variable unset", []string{"serve", "-token-env", "NOPE", good}, 2, "environment variable NOPE is not set"},
 		{"bad schedule", []string{"serve", badSched}, 2, "pipelines.ehr.schedule: parse schedule: minute field at column 1: 61 out of range 0-59"},
 		{"no configuration", []string{"serve"}, 2, "need exactly one configuration file"},
+		{"file address without a token", []string{"serve", fileAddr}, 2, "-addr 0.0.0.0:0 is not a loopback address"},
 	}
 	for _, tt := range tests {
 		code, _, errOut := runExportCmd(t, nil, tt.args...)
