@@ -390,13 +390,22 @@ func emptyResource(root *jsontree.Node) {
 }
 
 func codingNode(c Coding) *jsontree.Node {
-	n := jsontree.NewObject()
-	if c.System != "" {
-		n.Set("system", jsontree.NewString(c.System))
+	// One allocation for the object and its members, one for the member
+	// list: a label is added to nearly every resource.
+	nodes := new([4]jsontree.Node)
+	obj := &nodes[0]
+	obj.Kind = jsontree.Object
+	obj.Children = make([]*jsontree.Node, 0, 3)
+	add := func(m *jsontree.Node, key, value string) {
+		m.Kind, m.Key, m.Value, m.Parent = jsontree.String, key, value, obj
+		obj.Children = append(obj.Children, m)
 	}
-	n.Set("code", jsontree.NewString(c.Code))
-	n.Set("display", jsontree.NewString(c.Display))
-	return n
+	if c.System != "" {
+		add(&nodes[1], "system", c.System)
+	}
+	add(&nodes[2], "code", c.Code)
+	add(&nodes[3], "display", c.Display)
+	return obj
 }
 
 // run is the state of one Anonymize call.

@@ -57,7 +57,30 @@ func (h *Hasher) sum(dst []byte, s string) []byte {
 // references, unknown types, ids with characters outside [A-Za-z0-9-.]) is
 // hashed whole.
 func (h *Hasher) HashReference(ref string) string {
-	return transformReference(ref, h.Hash, h.types)
+	if ref == "" {
+		return ref
+	}
+	start, end := 0, len(ref)
+	if strings.HasPrefix(ref, "#") {
+		start = 1
+	} else if s, e, ok := matchReference(ref, h.types); ok {
+		start, end = s, e
+	}
+	if start == end {
+		return ref[:start] + h.Hash("") + ref[end:]
+	}
+	// Build prefix + hex(HMAC(id)) + suffix in one allocation.
+	var sum [sha256.Size]byte
+	h.sum(sum[:0], ref[start:end])
+	var stack [256]byte
+	buf := stack[:0]
+	if n := len(ref) - (end - start) + 2*sha256.Size; n > len(stack) {
+		buf = make([]byte, 0, n)
+	}
+	buf = append(buf, ref[:start]...)
+	buf = hex.AppendEncode(buf, sum[:])
+	buf = append(buf, ref[end:]...)
+	return string(buf)
 }
 
 // transformReference is TransformReference without regular expressions.

@@ -34,7 +34,7 @@ type anonymizeFlags struct {
 	bulkData, recursive   bool
 	skip, verbose, strict bool
 	fhirVersion, today    string
-	workers               int
+	workers, gzipLevel    int
 }
 
 func runAnonymize(ctx context.Context, e *env, args []string) error {
@@ -66,6 +66,7 @@ func runAnonymize(ctx context.Context, e *env, args []string) error {
 	fl.StringVar(&f.today, "today", "", "the date to treat as today (YYYY-MM-DD) for age rules; default: the local date")
 	fl.BoolVar(&f.strict, "strict", false, "reject rule paths that name unknown elements instead of warning")
 	fl.IntVar(&f.workers, "workers", 0, "de-identification goroutines (default: the number of CPUs)")
+	fl.IntVar(&f.gzipLevel, "gzip-level", 3, "compression level of .gz outputs, 1 (fastest) to 9 (smallest)")
 	fl.Usage = func() {
 		fmt.Fprintln(e.stderr, `Usage:
   fhirdeid anonymize -i INPUT_FOLDER -o OUTPUT_FOLDER [-c CONFIG] [-b] [-r] [-s] [-v]
@@ -94,7 +95,10 @@ Microsoft's FHIR anonymizer command line; configurations are compatible.`)
 	for _, w := range warnings {
 		fmt.Fprintln(e.stderr, "warning:", w)
 	}
-	a := &anonymizer{eng: eng, workers: f.workers, verbose: f.verbose, stderr: e.stderr, start: time.Now()}
+	if f.gzipLevel < 1 || f.gzipLevel > 9 {
+		return usageError{"-gzip-level must be between 1 and 9"}
+	}
+	a := &anonymizer{eng: eng, workers: f.workers, gzipLevel: f.gzipLevel, verbose: f.verbose, stderr: e.stderr, start: time.Now()}
 	if a.workers <= 0 {
 		a.workers = runtime.GOMAXPROCS(0)
 	}
@@ -242,11 +246,12 @@ func (f *anonymizeFlags) jobs(args []string) ([]job, error) {
 
 // anonymizer runs the engine over files and keeps the counts.
 type anonymizer struct {
-	eng     *anonymize.Engine
-	workers int
-	verbose bool
-	stderr  io.Writer
-	start   time.Time
+	eng       *anonymize.Engine
+	workers   int
+	gzipLevel int
+	verbose   bool
+	stderr    io.Writer
+	start     time.Time
 
 	mu        sync.Mutex
 	types     map[string]int64
@@ -311,7 +316,7 @@ func (a *anonymizer) stream(ctx context.Context, name string, r io.Reader, w io.
 	opts := ndjson.Options{Workers: a.workers}
 	var gzm *ndjson.GzipMembers
 	if gz {
-		gzm = ndjson.NewGzipMembers(a.workers, 0)
+		gzm = ndjson.NewGzipMembers(a.workers, a.gzipLevel)
 		opts.Encode = gzm.Encode
 	}
 	st, err := ndjson.Transform(ctx, r, w, func(worker int, lineNo int64, line, dst []byte) ([]byte, error) {
