@@ -68,7 +68,7 @@ type Pipeline struct {
 	// Workers is the number of de-identification goroutines per file
 	// (default GOMAXPROCS).
 	Workers int
-	// GzipLevel is the compression level of output files (default 5).
+	// GzipLevel is the compression level of output files, 1–9 (default 3).
 	GzipLevel int
 	// AllowCountMismatch accepts a file whose line count differs from the
 	// manifest's count (the run is then partial instead of failed).
@@ -123,7 +123,7 @@ func (p *Pipeline) defaults() error {
 		p.Workers = runtime.GOMAXPROCS(0)
 	}
 	if p.GzipLevel == 0 {
-		p.GzipLevel = 5
+		p.GzipLevel = 3
 	}
 	if p.LeaseTTL <= 0 {
 		p.LeaseTTL = time.Minute
