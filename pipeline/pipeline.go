@@ -16,9 +16,9 @@ package pipeline
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -176,10 +176,15 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	if e.Run == "" {
-		return fmt.Sprintf("%s: %v", e.Step, e.Err)
+	msg := e.Err.Error()
+	if !strings.HasPrefix(msg, e.Step+":") {
+		// The bulk client's errors already name their step.
+		msg = e.Step + ": " + msg
 	}
-	return fmt.Sprintf("run %s: %s: %v", e.Run, e.Step, e.Err)
+	if e.Run == "" {
+		return msg
+	}
+	return "run " + e.Run + ": " + msg
 }
 
 func (e *Error) Unwrap() error { return e.Err }
