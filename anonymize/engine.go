@@ -430,6 +430,8 @@ type run struct {
 	// processed; matches collects a rule's matches.
 	byType, byName map[string][]*jsontree.Node
 	matches        []*jsontree.Node
+	// genEnv is the FHIRPath environment of generalize cases.
+	genEnv fhirpath.Env
 }
 
 // resource processes one resource and its nested resources, and returns the
@@ -735,7 +737,11 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 		if !typed.HasValue(node) {
 			return nil
 		}
-		g, changed, err := Generalize(rule.cases, rule.OtherValues, caseEvaluator{node: node, env: r.env})
+		// Generalize cases compare dates of different precisions as the
+		// reference implementation's FHIRPath engine does.
+		r.genEnv = *r.env
+		r.genEnv.PartialDatesAsRanges = true
+		g, changed, err := Generalize(rule.cases, rule.OtherValues, caseEvaluator{node: node, env: &r.genEnv})
 		if err != nil {
 			return r.processingError(rule, node, err)
 		}

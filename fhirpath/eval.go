@@ -123,6 +123,15 @@ type Env struct {
 	// Resource and RootResource set %resource and %rootResource; by default
 	// they are the nearest resource containing the input and the top one.
 	Resource, RootResource *jsontree.Node
+	// PartialDatesAsRanges makes =, <, <=, > and >= between dates, dateTimes
+	// or times of different precisions answer as the Firely engine does (the
+	// one Microsoft's FHIR anonymizer runs generalize cases with), instead
+	// of returning empty as the FHIRPath specification says: each value
+	// stands for the range of instants it covers (without a time zone it is
+	// taken as UTC); = is true when the ranges overlap, a < b (and a <= b)
+	// when some instant of a precedes some instant of b, a > b (and a >= b)
+	// when some instant of a follows some instant of b.
+	PartialDatesAsRanges bool
 }
 
 // EvalError is an error raised while evaluating an expression. It names the

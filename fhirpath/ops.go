@@ -2,6 +2,7 @@ package fhirpath
 
 import (
 	"strings"
+	"time"
 
 	"fhirdeid/jsontree"
 )
@@ -132,6 +133,9 @@ func binaryOp2(c *evalCtx, src string, pos int, op string, a, b []Item) ([]Item,
 		eq := true
 		for i := range a {
 			e, known := itemsEqual(a[i], b[i])
+			if !known && c.env != nil && c.env.PartialDatesAsRanges {
+				e, known = rangeCompare("=", a[i], b[i])
+			}
 			if !known {
 				return nil, nil
 			}
@@ -186,6 +190,9 @@ func binaryOp2(c *evalCtx, src string, pos int, op string, a, b []Item) ([]Item,
 		if ta, fa, ok := temporalOf(a[0]); ok {
 			if tb, fb, ok := temporalOf(b[0]); ok && fa == fb {
 				cmp, known := compareTemporal(ta, tb, fa)
+				if !known && c.env != nil && c.env.PartialDatesAsRanges {
+					return boolItems(rangeOrder(op, ta, tb, fa)), nil
+				}
 				if !known {
 					return nil, nil
 				}
@@ -571,4 +578,60 @@ outer:
 		return false
 	}
 	return true
+}
+
+// rangeCompare compares two date/time items as ranges of instants (see
+// Env.PartialDatesAsRanges); known is false when they are not two values of
+// the same temporal family.
+func rangeCompare(op string, a, b Item) (result, known bool) {
+	ta, fa, ok := temporalOf(a)
+	if !ok {
+		return false, false
+	}
+	tb, fb, ok := temporalOf(b)
+	if !ok || fa != fb {
+		return false, false
+	}
+	return rangeOrder(op, ta, tb, fa), true
+}
+
+// rangeOrder applies op to a and b taken as the ranges of instants they
+// cover.
+func rangeOrder(op string, a, b DateTime, first Precision) bool {
+	alo, ahi := instantRange(a, first)
+	blo, bhi := instantRange(b, first)
+	switch op {
+	case "<", "<=":
+		return alo.Before(bhi)
+	case ">", ">=":
+		return blo.Before(ahi)
+	}
+	// "=": the ranges overlap.
+	return alo.Before(bhi) && blo.Before(ahi)
+}
+
+// instantRange returns the half-open range [lo, hi) of instants d covers;
+// a value without a time zone is taken as UTC.
+func instantRange(d DateTime, first Precision) (lo, hi time.Time) {
+	if first == PrecHour {
+		d.Year, d.Month, d.Day = 2000, 1, 1 // times of day: any fixed date
+	}
+	lo = d.toTime(time.UTC)
+	switch d.Prec {
+	case PrecYear:
+		hi = lo.AddDate(1, 0, 0)
+	case PrecMonth:
+		hi = lo.AddDate(0, 1, 0)
+	case PrecDay:
+		hi = lo.AddDate(0, 0, 1)
+	case PrecHour:
+		hi = lo.Add(time.Hour)
+	case PrecMinute:
+		hi = lo.Add(time.Minute)
+	case PrecSecond:
+		hi = lo.Add(time.Second)
+	default:
+		hi = lo.Add(time.Millisecond)
+	}
+	return lo, hi
 }
