@@ -493,23 +493,9 @@ func (a *anonymizer) summary(w io.Writer) {
 }
 
 func (a *anonymizer) showProgress(w io.Writer, total int) func() {
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(250 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				fmt.Fprint(w, "\r\033[K")
-				return
-			case <-t.C:
-				el := time.Since(a.start).Seconds()
-				n := a.resources.Load()
-				fmt.Fprintf(w, "\r\033[Kfiles %d/%d · %d resources · %.0f resources/s", a.filesDone.Load(), total, n, float64(n)/el)
-			}
-		}
-	}()
-	return func() { close(done); <-stopped }
+	return statusLine(w, func() string {
+		n := a.resources.Load()
+		return fmt.Sprintf("files %d/%d · %d resources · %.0f resources/s", a.filesDone.Load(), total, n,
+			float64(n)/time.Since(a.start).Seconds())
+	})
 }

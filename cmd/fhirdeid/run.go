@@ -128,13 +128,9 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// showProgress draws a one-line progress display on w from p's progress
-// callback, and returns a function that clears it.
-func showProgress(w io.Writer, p *pipeline.Pipeline) func() {
-	var mu sync.Mutex
-	var last pipeline.Progress
-	p.Progress = func(pr pipeline.Progress) { mu.Lock(); last = pr; mu.Unlock() }
-	start := time.Now()
+// statusLine redraws one line on w every 250 ms with the text line
+// returns, until the returned function is called, which clears it.
+func statusLine(w io.Writer, line func() string) (stop func()) {
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
@@ -147,24 +143,34 @@ func showProgress(w io.Writer, p *pipeline.Pipeline) func() {
 				fmt.Fprint(w, "\r\033[K")
 				return
 			case <-t.C:
-				mu.Lock()
-				pr := last
-				mu.Unlock()
-				secs := time.Since(start).Seconds()
-				if pr.FilesTotal == 0 {
-					status := ""
-					if pr.ExportStatus != "" {
-						status = " (server: " + sanitizeProgress(pr.ExportStatus) + ")"
-					}
-					fmt.Fprintf(w, "\r\033[Kwaiting for the export… %s%s", time.Since(start).Round(time.Second), status)
-					continue
-				}
-				fmt.Fprintf(w, "\r\033[Kfiles %d/%d · %d resources · %.1f MB/s in", pr.FilesDone, pr.FilesTotal,
-					pr.Resources, float64(pr.BytesIn)/secs/1e6)
+				fmt.Fprint(w, "\r\033[K"+line())
 			}
 		}
 	}()
 	return func() { close(done); <-stopped }
+}
+
+// showProgress shows p's progress on the terminal w, and returns a
+// function that clears it.
+func showProgress(w io.Writer, p *pipeline.Pipeline) func() {
+	var mu sync.Mutex
+	var last pipeline.Progress
+	p.Progress = func(pr pipeline.Progress) { mu.Lock(); last = pr; mu.Unlock() }
+	start := time.Now()
+	return statusLine(w, func() string {
+		mu.Lock()
+		pr := last
+		mu.Unlock()
+		if pr.FilesTotal == 0 {
+			status := ""
+			if pr.ExportStatus != "" {
+				status = " (server: " + sanitizeProgress(pr.ExportStatus) + ")"
+			}
+			return fmt.Sprintf("waiting for the export… %s%s", time.Since(start).Round(time.Second), status)
+		}
+		return fmt.Sprintf("files %d/%d · %d resources · %.1f MB/s in", pr.FilesDone, pr.FilesTotal,
+			pr.Resources, float64(pr.BytesIn)/time.Since(start).Seconds()/1e6)
+	})
 }
 
 // sanitizeProgress keeps a server's X-Progress text printable and short.

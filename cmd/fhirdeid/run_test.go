@@ -1,12 +1,15 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"fhirdeid/bulk/bulktest"
 	"fhirdeid/internal/synth"
@@ -149,5 +152,38 @@ func TestValidateErrors(t *testing.T) {
 	}
 	if !strings.Contains(errOut2, "kick-off") {
 		t.Errorf("run error does not name the step: %s", errOut2)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for one writer goroutine and a reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestStatusLine(t *testing.T) {
+	var buf lockedBuffer
+	n := 0
+	stop := statusLine(&buf, func() string { n++; return fmt.Sprintf("step %d", n) })
+	time.Sleep(600 * time.Millisecond)
+	stop()
+	out := buf.String()
+	if !strings.Contains(out, "\r\033[Kstep 1") || !strings.HasSuffix(out, "\r\033[K") {
+		t.Errorf("status line output %q", out)
+	}
+	if strings.Contains(out, "\n") {
+		t.Error("the status line printed a newline")
 	}
 }
