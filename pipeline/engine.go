@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync/atomic"
 
 	"fhirdeid/anonymize"
 	"fhirdeid/jsontree"
@@ -17,11 +16,6 @@ type EngineDeidentifier struct {
 	// stable from run to run (the pipeline's name), so that incremental runs
 	// shift dates alike.
 	Folder string
-
-	resources atomic.Int64
-	skipped   atomic.Int64
-	changed   atomic.Int64
-	ops       [len(allOperations)]atomic.Int64
 }
 
 // NewEngineDeidentifier returns a Deidentifier running e.
@@ -32,21 +26,7 @@ func NewEngineDeidentifier(e *anonymize.Engine) *EngineDeidentifier {
 // Resource de-identifies one resource with the engine. file names the file
 // for the "file" date-shift scope.
 func (d *EngineDeidentifier) Resource(ctx context.Context, file string, line int64, res, dst []byte) ([]byte, anonymize.Stats, error) {
-	out, st, err := d.engine.AppendAnonymizedJSON(ctx, dst, res, anonymize.FileContext{FileName: file + ".ndjson", FolderName: d.Folder})
-	if err != nil {
-		return dst, st, err
-	}
-	d.resources.Add(1)
-	d.changed.Add(int64(st.Changed))
-	if st.Skipped {
-		d.skipped.Add(1)
-	}
-	for i, op := range allOperations {
-		if st.Operations.Has(op) {
-			d.ops[i].Add(1)
-		}
-	}
-	return out, st, nil
+	return d.engine.AppendAnonymizedJSON(ctx, dst, res, anonymize.FileContext{FileName: file + ".ndjson", FolderName: d.Folder})
 }
 
 // ID de-identifies a resource id the way the engine's rules treat
@@ -72,23 +52,4 @@ func (d *EngineDeidentifier) ID(ctx context.Context, typ, id string) (string, er
 		return n.Value, nil
 	}
 	return "", nil
-}
-
-// Counts returns the resources processed, those replaced by an empty one by
-// processingErrors "skip", and the element values changed, so far.
-func (d *EngineDeidentifier) Counts() (resources, skipped, changed int64) {
-	return d.resources.Load(), d.skipped.Load(), d.changed.Load()
-}
-
-// ResourcesByOperation returns, for each security label code (REDACTED,
-// CRYTOHASH, ...), the number of resources processed so far that went
-// through that operation.
-func (d *EngineDeidentifier) ResourcesByOperation() map[string]int64 {
-	m := map[string]int64{}
-	for i, op := range allOperations {
-		if n := d.ops[i].Load(); n > 0 {
-			m[op.String()] = n
-		}
-	}
-	return m
 }

@@ -167,6 +167,10 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 	return rep, nil
 }
 
-func logPath(p *Pipeline, run string) string {
-	return filepath.Join(p.LogDir, p.Name+"-"+run+".log.ndjson")
+// LogPath is where a pipeline keeps a run's export log until the run is
+// committed (then it is the run's log.ndjson in the destination).
+func LogPath(logDir, pipeline, run string) string {
+	return filepath.Join(logDir, pipeline+"-"+run+".log.ndjson")
 }
+
+func logPath(p *Pipeline, run string) string { return LogPath(p.LogDir, p.Name, run) }

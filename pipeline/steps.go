@@ -11,6 +11,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"fhirdeid/bulk"
+	"fhirdeid/fhir/typed"
 	"fhirdeid/internal/ndjson"
 	"fhirdeid/state"
 	"fhirdeid/storage"
@@ -341,14 +342,8 @@ func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifes
 // safeType returns t if it looks like a resource type name, so that a
 // resourceType value quoted in an error cannot carry data.
 func safeType(t string) string {
-	if t == "" || len(t) > 64 || t[0] < 'A' || t[0] > 'Z' {
+	if !typed.IsTypeName(t) {
 		return "(invalid)"
-	}
-	for i := 0; i < len(t); i++ {
-		c := t[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
-			return "(invalid)"
-		}
 	}
 	return t
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -262,8 +261,7 @@ func (s *Server) apiRunLog(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if body == nil && j.job.LogDir != "" {
-		// The pipeline's naming of local logs: <LogDir>/<pipeline>-<run>.log.ndjson.
-		f, err := os.Open(filepath.Join(j.job.LogDir, run.Source+"-"+run.ID+".log.ndjson"))
+		f, err := os.Open(pipeline.LogPath(j.job.LogDir, run.Source, run.ID))
 		if err == nil {
 			body = f
 		}

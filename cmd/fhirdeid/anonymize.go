@@ -22,6 +22,7 @@ import (
 	"fhirdeid/anonymize"
 	"fhirdeid/anonymize/defaultconfig"
 	"fhirdeid/bulk"
+	"fhirdeid/fhir/typed"
 	"fhirdeid/internal/ndjson"
 )
 
@@ -287,7 +288,7 @@ func (a *anonymizer) resource(ctx context.Context, fc anonymize.FileContext, dat
 	typ, _ := bulk.ResourceType(data)
 	out, st, err := a.eng.AppendAnonymizedJSON(ctx, dst, data, fc)
 	if err != nil {
-		if typ != "" && validTypeName(typ) {
+		if typ != "" && typed.IsTypeName(typ) {
 			return dst, fmt.Errorf("%s: %w", typ, err)
 		}
 		return dst, err
@@ -295,19 +296,6 @@ func (a *anonymizer) resource(ctx context.Context, fc anonymize.FileContext, dat
 	a.resources.Add(1)
 	a.count(typ, st)
 	return out, nil
-}
-
-func validTypeName(s string) bool {
-	if len(s) == 0 || len(s) > 64 || s[0] < 'A' || s[0] > 'Z' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 // stream de-identifies NDJSON from r to w.

@@ -119,10 +119,10 @@ the output.`)
 		return err
 	}
 	elapsed := time.Since(start)
-	resources, skipped, changed := deid.Counts()
+	d := rep.Deidentification
 	fmt.Fprintf(w, "   run %s %s in %s: %d resources, %d values changed, %d resources dropped on errors\n",
-		rep.Run, rep.Status, elapsed.Round(time.Millisecond), resources, changed, skipped)
-	ops := deid.ResourcesByOperation()
+		rep.Run, rep.Status, elapsed.Round(time.Millisecond), rep.Resources, d.ValuesChanged, d.Skipped)
+	ops := d.Operations
 	var names []string
 	for k := range ops {
 		names = append(names, k)

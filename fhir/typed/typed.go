@@ -136,7 +136,7 @@ func (a *annotator) resource(n *jsontree.Node, name string) error {
 	if t == nil || t.Kind != model.Resource || t.Abstract {
 		// The resource type is schema, not data, but an unknown one could be
 		// anything: quote it only when it looks like a type name.
-		if validTypeName(rt.Value) {
+		if IsTypeName(rt.Value) {
 			return a.errorf(n, "unknown resource type %q in FHIR %s", rt.Value, a.m.Version)
 		}
 		return a.errorf(n, "invalid resourceType")
@@ -145,7 +145,10 @@ func (a *annotator) resource(n *jsontree.Node, name string) error {
 	return a.object(n, t, name)
 }
 
-func validTypeName(s string) bool {
+// IsTypeName reports whether s has the shape of a FHIR type name (a capital
+// letter, then letters and digits, at most 64 bytes), so that a resourceType
+// read from data can be quoted in an error without quoting data.
+func IsTypeName(s string) bool {
 	if s == "" || len(s) > 64 || s[0] < 'A' || s[0] > 'Z' {
 		return false
 	}
@@ -648,7 +651,7 @@ func pathOf(n *jsontree.Node) string {
 		root = root.Parent
 	}
 	var b strings.Builder
-	if rt := root.Get("resourceType"); rt != nil && rt.Kind == jsontree.String && validTypeName(rt.Value) {
+	if rt := root.Get("resourceType"); rt != nil && rt.Kind == jsontree.String && IsTypeName(rt.Value) {
 		b.WriteString(rt.Value)
 	} else {
 		b.WriteString("$")
