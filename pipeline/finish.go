@@ -38,6 +38,9 @@ type Report struct {
 	Warnings         []string          `json:"warnings,omitempty"`
 	ConfigHash       string            `json:"configHash,omitempty"`
 	KeyFingerprints  map[string]string `json:"keyFingerprints,omitempty"`
+	// Snapshot is the merged snapshot made after the run (not part of
+	// report.json, which is written before).
+	Snapshot *SnapshotReport `json:"-"`
 }
 
 // TypeReport counts one resource type.

@@ -87,6 +87,13 @@ type Pipeline struct {
 	Progress func(Progress)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// NoSnapshot skips the merged snapshot after a run (see Snapshot).
+	NoSnapshot bool
+	// SnapshotMemory bounds the sort buffers of the snapshot merge, in
+	// bytes (default 64 MiB); SpillDir holds its temporary files (default
+	// the system's temporary folder).
+	SnapshotMemory int
+	SpillDir       string
 
 	progMu sync.Mutex
 	prog   Progress

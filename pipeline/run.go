@@ -42,6 +42,7 @@ func Run(ctx context.Context, p *Pipeline) (*Report, error) {
 		return nil, &Error{Step: "lock source", Outcome: Retryable, Err: err}
 	}
 	defer lease.Release(context.WithoutCancel(ctx))
+	resumeSnapshot(ctx, p)
 
 	run, _, err := Start(ctx, p)
 	if err != nil {
@@ -92,6 +93,13 @@ func Run(ctx context.Context, p *Pipeline) (*Report, error) {
 	rep, err := Finish(ctx, p, run)
 	if err != nil {
 		return fail("commit", err)
+	}
+	if !p.NoSnapshot {
+		// The run is committed: a failed merge fails the command, and the
+		// next run merges this run too.
+		if rep.Snapshot, err = Snapshot(ctx, p, SnapshotOptions{}); err != nil {
+			return rep, &Error{Step: "snapshot", Run: run.ID, Outcome: classify(err), Err: err}
+		}
 	}
 	return rep, nil
 }
