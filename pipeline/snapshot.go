@@ -102,8 +102,8 @@ const snapshotFileResources = 100_000
 type snapshotPlan struct {
 	ID string `json:"id"`
 	// Base is the published snapshot merged onto, and BaseRuns its runs.
-	Base     string   `json:"base,omitempty"`
-	BaseRuns []string `json:"baseRuns,omitempty"`
+	Base     string    `json:"base,omitempty"`
+	BaseRuns []string  `json:"baseRuns,omitempty"`
 	Runs     []planRun `json:"runs"`
 	// KeyFingerprints and TransactionTime come from the newest run.
 	KeyFingerprints map[string]string `json:"keyFingerprints,omitempty"`

@@ -305,7 +305,6 @@ func (m *mergeSource) add(src recordSource) {
 	m.h = append(m.h, &mergeItem{src: src})
 }
 
-
 func (m *mergeSource) next() (*record, error) {
 	if m.last == nil && len(m.h) > 0 && m.h[0].rec == nil {
 		// First call: read the first record of every source.
