@@ -385,3 +385,15 @@ func bump(v map[string]any, rng *rand.Rand) {
 		v["status"] = "stopped"
 	}
 }
+
+// AllResources returns every resource of opts' data (Dir and Resources),
+// for building a change set over it.
+func AllResources(opts Options) ([][]byte, error) {
+	s := &Server{opts: opts}
+	var out [][]byte
+	err := s.eachResource(func(line []byte) error {
+		out = append(out, slices.Clone(line))
+		return nil
+	})
+	return out, err
+}
