@@ -68,6 +68,8 @@ type Pipeline struct {
 	// AllowCountMismatch accepts files whose line count differs from the
 	// manifest (the run is then partial).
 	AllowCountMismatch bool `yaml:"allowCountMismatch"`
+	// Snapshot: false skips the merged snapshot (current) after each run.
+	Snapshot *bool `yaml:"snapshot"`
 }
 
 // Source is the FHIR server a pipeline exports from.

@@ -42,7 +42,10 @@ func Run(ctx context.Context, p *Pipeline) (*Report, error) {
 		return nil, &Error{Step: "lock source", Outcome: Retryable, Err: err}
 	}
 	defer lease.Release(context.WithoutCancel(ctx))
-	resumeSnapshot(ctx, p)
+	if rep, resumed, err := resumeSnapshot(ctx, p); resumed {
+		// The last run was interrupted while merging its snapshot.
+		return rep, err
+	}
 
 	run, _, err := Start(ctx, p)
 	if err != nil {

@@ -988,18 +988,38 @@ func (m *merger) integrity() error {
 	return ks.Err()
 }
 
-// resumeSnapshot finishes a merge interrupted by a crash before a new run
-// starts; a failure is logged, and the merge after the run tries again.
-func resumeSnapshot(ctx context.Context, p *Pipeline) {
+// resumeSnapshot finishes a merge interrupted by a crash, as the last step
+// of the run it belongs to, and returns that run's report. It returns
+// resumed false when there is no such merge, or when it failed for good:
+// then the merge is forgotten (the next snapshot merges its runs anew) and
+// a new run may start.
+func resumeSnapshot(ctx context.Context, p *Pipeline) (*Report, bool, error) {
 	if p.NoSnapshot {
-		return
+		return nil, false, nil
 	}
-	if _, err := p.State.BuildingSnapshot(ctx, p.Name); err != nil {
-		return
+	b, err := p.State.BuildingSnapshot(ctx, p.Name)
+	if err != nil {
+		return nil, false, nil
 	}
-	if _, err := Snapshot(ctx, p, SnapshotOptions{}); err != nil {
-		p.Logger.Warn("could not finish the interrupted snapshot", "err", err)
+	snap, err := Snapshot(ctx, p, SnapshotOptions{})
+	if err != nil {
+		if classify(err) == Retryable {
+			return nil, true, &Error{Step: "snapshot", Run: b.LastRun, Outcome: Retryable, Err: err}
+		}
+		p.Logger.Warn("could not finish the interrupted snapshot; it will be merged anew", "snapshot", b.ID, "err", err)
+		if derr := p.State.DropSnapshot(ctx, p.Name, b.ID); derr != nil {
+			return nil, true, &Error{Step: "snapshot", Run: b.LastRun, Outcome: Fatal, Err: derr}
+		}
+		return nil, false, nil
 	}
+	rep := &Report{Run: b.LastRun, Source: p.Name}
+	if run, err := p.State.Run(ctx, b.LastRun); err == nil && len(run.Report) > 0 {
+		if err := json.Unmarshal(run.Report, rep); err != nil {
+			rep = &Report{Run: b.LastRun, Source: p.Name, Status: string(run.Status)}
+		}
+	}
+	rep.Snapshot = snap
+	return rep, true, nil
 }
 
 // compareRunIDs orders run ids by start time, then by their "-N" suffix.
