@@ -379,4 +379,3 @@ pipelines:
 		t.Fatalf("only %d of 6 kills landed inside the merge", killed)
 	}
 }
-
