@@ -182,9 +182,10 @@ func Snapshot(ctx context.Context, p *Pipeline, opts SnapshotOptions) (*Snapshot
 	return buildSnapshot(ctx, p, plan, &snapshotProgress{})
 }
 
-// RebuildSnapshot takes the source's lease and rebuilds the snapshot from
-// every committed run (Snapshot with Rebuild).
-func RebuildSnapshot(ctx context.Context, p *Pipeline) (*SnapshotReport, error) {
+// RebuildSnapshot takes the source's lease and runs Snapshot with opts
+// (from the command line: a rebuild from every committed run, or the merge
+// of the pending runs).
+func RebuildSnapshot(ctx context.Context, p *Pipeline, opts SnapshotOptions) (*SnapshotReport, error) {
 	if err := p.defaults(); err != nil {
 		return nil, err
 	}
@@ -201,7 +202,7 @@ func RebuildSnapshot(ctx context.Context, p *Pipeline) (*SnapshotReport, error) 
 		return nil, err
 	}
 	defer lease.Release(context.WithoutCancel(ctx))
-	rep, err := Snapshot(ctx, p, SnapshotOptions{Rebuild: true})
+	rep, err := Snapshot(ctx, p, opts)
 	if err == nil {
 		err = lease.Err()
 	}

@@ -203,7 +203,7 @@ func TestSnapshotIncremental(t *testing.T) {
 	if os.Getenv("BIGMEM") != "" {
 		p.SnapshotMemory = 0
 	}
-	rb, err := pipeline.RebuildSnapshot(ctx, p)
+	rb, err := pipeline.RebuildSnapshot(ctx, p, pipeline.SnapshotOptions{Rebuild: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -266,22 +266,24 @@ func WriteChangeSet(w io.Writer, cs ChangeSet) error {
 // resources) under new ids. Patients are never deleted.
 func RandomChanges(resources [][]byte, seed uint64, updates, deletes, adds int) (ChangeSet, error) {
 	rng := rand.New(rand.NewPCG(seed, 0xc4a9))
+	// Only the resources picked are decoded whole.
 	type res struct {
 		typ, id string
-		v       map[string]any
+		line    []byte
 	}
 	var all []res
 	for i, line := range resources {
-		var v map[string]any
-		if err := json.Unmarshal(line, &v); err != nil {
+		var k struct {
+			ResourceType string `json:"resourceType"`
+			ID           string `json:"id"`
+		}
+		if err := json.Unmarshal(line, &k); err != nil {
 			return ChangeSet{}, fmt.Errorf("bulktest: resource %d: not a JSON object", i+1)
 		}
-		t, _ := v["resourceType"].(string)
-		id, _ := v["id"].(string)
-		if t == "" || id == "" {
+		if k.ResourceType == "" || k.ID == "" {
 			continue
 		}
-		all = append(all, res{t, id, v})
+		all = append(all, res{k.ResourceType, k.ID, line})
 	}
 	if updates+deletes > len(all) {
 		return ChangeSet{}, errors.New("bulktest: more changes asked than resources")
@@ -305,6 +307,11 @@ func RandomChanges(resources [][]byte, seed uint64, updates, deletes, adds int) 
 			cs.Delete = append(cs.Delete, r.typ+"/"+r.id)
 		}
 	}
+	decode := func(line []byte) map[string]any {
+		var v map[string]any
+		_ = json.Unmarshal(line, &v)
+		return v
+	}
 	for _, i := range perm {
 		if len(cs.Upsert) >= updates {
 			break
@@ -313,7 +320,7 @@ func RandomChanges(resources [][]byte, seed uint64, updates, deletes, adds int) 
 			continue
 		}
 		used[i] = true
-		v := cloneMap(all[i].v)
+		v := decode(all[i].line)
 		bump(v, rng)
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -334,7 +341,7 @@ func RandomChanges(resources [][]byte, seed uint64, updates, deletes, adds int) 
 		}
 	}
 	for k := 0; k < adds && len(models) > 0; k++ {
-		v := cloneMap(all[models[rng.IntN(len(models))]].v)
+		v := decode(all[models[rng.IntN(len(models))]].line)
 		v["id"] = fmt.Sprintf("%s-new%d", v["id"], k)
 		bump(v, rng)
 		b, err := json.Marshal(v)
@@ -343,17 +350,10 @@ func RandomChanges(resources [][]byte, seed uint64, updates, deletes, adds int) 
 		}
 		cs.Upsert = append(cs.Upsert, b)
 	}
-	if len(cs.Delete) < deletes || len(cs.Upsert) < updates+min(adds, len(models)*adds) {
+	if len(cs.Delete) < deletes || len(cs.Upsert) < updates+adds {
 		return cs, errors.New("bulktest: not enough resources for the change set")
 	}
 	return cs, nil
-}
-
-func cloneMap(v map[string]any) map[string]any {
-	b, _ := json.Marshal(v)
-	var out map[string]any
-	_ = json.Unmarshal(b, &out)
-	return out
 }
 
 // bump makes a new version of a resource: a changed value and versionId.

@@ -24,15 +24,18 @@ func runSnapshot(ctx context.Context, e *env, args []string) error {
 	fs.SetOutput(e.stderr)
 	name := fs.String("pipeline", "", "the pipeline (default: the only one in the file)")
 	verbose := fs.Bool("v", false, "log each step")
+	incremental := fs.Bool("incremental", false, "merge only the runs newer than the published snapshot onto it, as a run does")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, `Usage: fhirdeid snapshot [-pipeline NAME] [-v] CONFIG
+		fmt.Fprintln(e.stderr, `Usage: fhirdeid snapshot [-pipeline NAME] [-incremental] [-v] CONFIG
 
 Rebuilds the pipeline's merged snapshot from every committed run of its
 destination, reading them from the destination itself: the latest version of
 every resource, de-duplicated by type and id, deletions applied, written to
 snapshots/<id>/ with a manifest.json and a snapshot.json, then published by
-moving "current". Every run already does this incrementally; use this after
-deleting runs, or to check a snapshot.`)
+moving "current". Every run already does this incrementally (unless the
+pipeline says snapshot: false); use this after deleting runs, or to check a
+snapshot. With -incremental, only the runs newer than the published snapshot
+are merged onto it.`)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -68,7 +71,7 @@ deleting runs, or to check a snapshot.`)
 		return &exitError{code: 2, err: err}
 	}
 	defer store.Close()
-	rep, err := pipeline.RebuildSnapshot(ctx, p)
+	rep, err := pipeline.RebuildSnapshot(ctx, p, pipeline.SnapshotOptions{Rebuild: !*incremental})
 	if err != nil {
 		var le *state.LockedError
 		if errors.As(err, &le) || errors.Is(err, context.Canceled) {
@@ -77,7 +80,7 @@ deleting runs, or to check a snapshot.`)
 		return err
 	}
 	if rep == nil {
-		fmt.Fprintln(e.stdout, "no committed run: nothing to merge")
+		fmt.Fprintln(e.stdout, "no committed run to merge: the snapshot is up to date")
 		return nil
 	}
 	printSnapshot(e.stdout, store.String(), rep)

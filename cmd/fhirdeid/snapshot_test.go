@@ -16,6 +16,7 @@ import (
 
 	"fhirdeid/bulk/bulktest"
 	"fhirdeid/internal/synth"
+	"fhirdeid/internal/testshared"
 	"fhirdeid/pipeline"
 )
 
@@ -377,5 +378,40 @@ pipelines:
 	}
 	if killed < 3 {
 		t.Fatalf("only %d of 6 kills landed inside the merge", killed)
+	}
+}
+
+// TestSnapshotIntegritySynthea: on synthea-100 de-identified with keyed
+// Safe Harbor, every literal reference of the snapshot resolves.
+func TestSnapshotIntegritySynthea(t *testing.T) {
+	data := testshared.Dir(t, "data", "synthea-100")
+	base := newTestServer(t, bulktest.Options{Dir: data, Passthrough: true, RetryAfter: ""})
+	dir := t.TempDir()
+	lake := filepath.Join(dir, "lake")
+	cfg := filepath.Join(dir, "fhirdeid.yml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`state: state.db
+pipelines:
+  synthea:
+    source: {url: %s, maxPollInterval: 50ms}
+    anonymizer: {config: %s}
+    destination: file://%s
+`, base, keyedSafeHarbor(t, dir), filepath.ToSlash(lake))), 0o644)
+	code, out, errOut := runExportCmd(t, nil, "run", "-q", cfg)
+	if code != 0 {
+		t.Fatalf("run: exit %d\n%s%s", code, out, errOut)
+	}
+	lines, rep := snapshotLines(t, lake)
+	refs, dangling := unresolved(t, lines)
+	t.Logf("synthea-100: %d resources, %d references, %d unresolved", len(lines), rep.Integrity.References, rep.Integrity.Unresolved)
+	if rep.Integrity.References < 10000 || rep.Integrity.References != int64(refs) {
+		t.Errorf("%d references counted, %d independently", rep.Integrity.References, refs)
+	}
+	if rep.Integrity.Unresolved != 0 || dangling != 0 {
+		for p, c := range rep.Integrity.Paths {
+			if c.Unresolved > 0 {
+				t.Logf("%s: %d of %d unresolved", p, c.Unresolved, c.References)
+			}
+		}
+		t.Errorf("%d unresolved references (%d counted independently), want 0", rep.Integrity.Unresolved, dangling)
 	}
 }
