@@ -255,9 +255,9 @@ func readRun(ctx context.Context, p *Pipeline, id string) (*planRun, *runMeta, e
 		}
 		pr.Deleted = append(pr.Deleted, "deleted/"+name)
 	}
-	if m.report.Since == "" {
-		// A full export replaces what it covers, unless it was filtered
-		// or limited to patients.
+	if m.report.Since == "" && m.report.Status == string(state.RunSucceeded) {
+		// A full export replaces what it covers, unless it was filtered,
+		// limited to patients, or partial (files or resources missing).
 		u, err := url.Parse(m.manifest.Request)
 		if err == nil && strings.HasSuffix(u.Path, "/$export") && !strings.HasSuffix(u.Path, "/Patient/$export") &&
 			!strings.Contains(u.Path, "/Group/") && !u.Query().Has("_typeFilter") && !u.Query().Has("patient") {
