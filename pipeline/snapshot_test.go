@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -230,4 +231,33 @@ func openStore(t *testing.T, dir string) *storage.Store {
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
+}
+
+func TestSnapshotRefusesOtherKeys(t *testing.T) {
+	e := newEnv(t, bulktest.Options{})
+	ctx := context.Background()
+	p := e.pipeline(t, hashDeid{})
+	p.KeyFingerprints = map[string]string{"cryptoHashKey": "aaaa"}
+	if _, err := pipeline.Run(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := currentLines(t, e.dest)
+	p.KeyFingerprints = map[string]string{"cryptoHashKey": "bbbb"}
+	rep, err := pipeline.Run(ctx, p)
+	var pe *pipeline.Error
+	if !errors.As(err, &pe) || pe.Step != "snapshot" || !strings.Contains(err.Error(), "key fingerprints differ") || rep == nil {
+		t.Fatalf("incremental run with other keys: %v", err)
+	}
+	if got, _ := currentLines(t, e.dest); !slices.Equal(got, first) {
+		t.Fatal("the snapshot changed")
+	}
+	// A full export with the new keys starts a new snapshot.
+	p.SinceAuto = false
+	rep, err = pipeline.Run(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := rep.Snapshot; s == nil || len(s.Runs) != 1 || s.Runs[0] != rep.Run || s.Previous != "" || s.KeyFingerprints["cryptoHashKey"] != "bbbb" {
+		t.Fatalf("snapshot after a full export with new keys: %+v", rep.Snapshot)
+	}
 }
