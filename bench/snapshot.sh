@@ -28,6 +28,10 @@ work=$(mktemp -d)
 srv_pid=
 trap 'kill "$srv_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 go build -o "$work/fhirdeid" ./cmd/fhirdeid
+# Fixed keys: the sample leaves encryptKey empty (a random key per run), and
+# runs de-identified with other keys cannot be merged.
+sed '1s/^\xEF\xBB\xBF//' "$CONFIG" | jq '.parameters.encryptKey = "0123456789abcdef0123456789abcdef"' >"$work/anonymizer.json"
+CONFIG=$work/anonymizer.json
 
 # The doubled data: every file again, with ids and literal references
 # prefixed, so that the second copy is other resources.

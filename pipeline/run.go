@@ -42,10 +42,6 @@ func Run(ctx context.Context, p *Pipeline) (*Report, error) {
 		return nil, &Error{Step: "lock source", Outcome: Retryable, Err: err}
 	}
 	defer lease.Release(context.WithoutCancel(ctx))
-	if rep, resumed, err := resumeSnapshot(ctx, p); resumed {
-		// The last run was interrupted while merging its snapshot.
-		return rep, err
-	}
 
 	run, _, err := Start(ctx, p)
 	if err != nil {
@@ -97,12 +93,9 @@ func Run(ctx context.Context, p *Pipeline) (*Report, error) {
 	if err != nil {
 		return fail("commit", err)
 	}
-	if !p.NoSnapshot {
-		// The run is committed: a failed merge fails the command, and the
-		// next run merges this run too.
-		if rep.Snapshot, err = Snapshot(ctx, p, SnapshotOptions{}); err != nil {
-			return rep, &Error{Step: "snapshot", Run: run.ID, Outcome: classify(err), Err: err}
-		}
+	if rep.SnapshotError != "" {
+		// The run is committed, but the snapshot could not take it.
+		return rep, &Error{Step: "snapshot", Run: run.ID, Outcome: Fatal, Err: errors.New(rep.SnapshotError)}
 	}
 	return rep, nil
 }

@@ -159,7 +159,14 @@ func Snapshot(ctx context.Context, p *Pipeline, opts SnapshotOptions) (*Snapshot
 		}
 		p.Logger.Info("resuming snapshot", "snapshot", plan.ID, "typesWritten", len(prog.Done))
 		if rep, err = buildSnapshot(ctx, p, &plan, &prog); err != nil {
-			return nil, err
+			if classify(err) == Retryable {
+				return nil, err
+			}
+			// Forget it: the next plan merges its runs anew.
+			p.Logger.Warn("could not finish an interrupted snapshot", "snapshot", plan.ID, "err", err)
+			if derr := p.State.DropSnapshot(ctx, p.Name, b.ID); derr != nil {
+				return nil, derr
+			}
 		}
 	} else if !errors.Is(err, state.ErrNotFound) {
 		return nil, err
@@ -989,38 +996,25 @@ func (m *merger) integrity() error {
 	return ks.Err()
 }
 
-// resumeSnapshot finishes a merge interrupted by a crash, as the last step
-// of the run it belongs to, and returns that run's report. It returns
-// resumed false when there is no such merge, or when it failed for good:
-// then the merge is forgotten (the next snapshot merges its runs anew) and
-// a new run may start.
-func resumeSnapshot(ctx context.Context, p *Pipeline) (*Report, bool, error) {
+// afterCommit merges a committed run into the snapshot. An interruption
+// (or another retryable failure) is returned, so that the run stays
+// unfinished and its next attempt finishes the merge; any other failure is
+// logged and kept in rep.SnapshotError, and the run finishes.
+func (p *Pipeline) afterCommit(ctx context.Context, rep *Report) error {
 	if p.NoSnapshot {
-		return nil, false, nil
-	}
-	b, err := p.State.BuildingSnapshot(ctx, p.Name)
-	if err != nil {
-		return nil, false, nil
+		return nil
 	}
 	snap, err := Snapshot(ctx, p, SnapshotOptions{})
 	if err != nil {
 		if classify(err) == Retryable {
-			return nil, true, &Error{Step: "snapshot", Run: b.LastRun, Outcome: Retryable, Err: err}
+			return fmt.Errorf("snapshot: %w", err)
 		}
-		p.Logger.Warn("could not finish the interrupted snapshot; it will be merged anew", "snapshot", b.ID, "err", err)
-		if derr := p.State.DropSnapshot(ctx, p.Name, b.ID); derr != nil {
-			return nil, true, &Error{Step: "snapshot", Run: b.LastRun, Outcome: Fatal, Err: derr}
-		}
-		return nil, false, nil
-	}
-	rep := &Report{Run: b.LastRun, Source: p.Name}
-	if run, err := p.State.Run(ctx, b.LastRun); err == nil && len(run.Report) > 0 {
-		if err := json.Unmarshal(run.Report, rep); err != nil {
-			rep = &Report{Run: b.LastRun, Source: p.Name, Status: string(run.Status)}
-		}
+		p.Logger.Error("the snapshot was not updated", "run", rep.Run, "err", err)
+		rep.SnapshotError = err.Error()
+		return nil
 	}
 	rep.Snapshot = snap
-	return rep, true, nil
+	return nil
 }
 
 // compareRunIDs orders run ids by start time, then by their "-N" suffix.
