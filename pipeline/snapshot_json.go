@@ -23,6 +23,8 @@ type jsonWalker struct {
 	path []byte // "Observation.subject" while inside it
 	// onRef, if set, receives each literal reference with its path.
 	onRef func(path []byte, typ, id string)
+	// members is reused from resource to resource.
+	members []member
 }
 
 // resourceKey returns the top-level resourceType and id of a resource line,
@@ -40,7 +42,7 @@ func (w *jsonWalker) resourceKey(line []byte) (typ, id string, err error) {
 		return "", "", err
 	}
 	for _, m := range members {
-		switch m.key {
+		switch string(m.key) {
 		case "resourceType":
 			typ, _ = w.stringAt(m.val)
 		case "id":
@@ -55,7 +57,7 @@ func (w *jsonWalker) resourceKey(line []byte) (typ, id string, err error) {
 	}
 	w.path = append(w.path[:0], typ...)
 	for _, m := range members {
-		if m.key == "resourceType" || m.key == "id" || m.key == "contained" {
+		if k := string(m.key); k == "resourceType" || k == "id" || k == "contained" {
 			// Contained resources' references are local to them.
 			continue
 		}
@@ -70,13 +72,14 @@ func (w *jsonWalker) resourceKey(line []byte) (typ, id string, err error) {
 }
 
 type member struct {
-	key string
+	key []byte
 	val int
 }
 
 // topMembers lists the members of the object at b[i].
 func (w *jsonWalker) topMembers(i int) ([]member, error) {
-	var out []member
+	out := w.members[:0]
+	defer func() { w.members = out[:0] }()
 	b := w.b
 	i++
 	for {
@@ -94,7 +97,7 @@ func (w *jsonWalker) topMembers(i int) ([]member, error) {
 		default:
 			return nil, errBadJSON
 		}
-		key, j, err := w.str(i)
+		key, j, err := w.strBytes(i)
 		if err != nil {
 			return nil, err
 		}
@@ -157,7 +160,7 @@ func (w *jsonWalker) value(i, depth int) (int, error) {
 			default:
 				return 0, errBadJSON
 			}
-			key, j, err := w.str(i)
+			key, j, err := w.strBytes(i)
 			if err != nil {
 				return 0, err
 			}
@@ -166,7 +169,7 @@ func (w *jsonWalker) value(i, depth int) (int, error) {
 				return 0, errBadJSON
 			}
 			j = skipSpace(b, j+1)
-			if key == "reference" && j < len(b) && b[j] == '"' {
+			if string(key) == "reference" && j < len(b) && b[j] == '"' {
 				ref, end, err := w.str(j)
 				if err != nil {
 					return 0, err
@@ -251,6 +254,23 @@ func (w *jsonWalker) strBounds(i int) (esc bool, end int, err error) {
 		}
 	}
 	return false, 0, errBadJSON
+}
+
+// strBytes returns the content of the string at b[i] (decoded when it holds
+// escapes, else a slice of the input) and the index after it.
+func (w *jsonWalker) strBytes(i int) ([]byte, int, error) {
+	esc, end, err := w.strBounds(i)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !esc {
+		return w.b[i+1 : end-1], end, nil
+	}
+	var s string
+	if json.Unmarshal(w.b[i:end], &s) != nil {
+		return nil, 0, errBadJSON
+	}
+	return []byte(s), end, nil
 }
 
 // str decodes the string at b[i] and returns the index after it.
