@@ -3,9 +3,11 @@ package bulktest
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRandomChanges(t *testing.T) {
@@ -58,5 +60,38 @@ func TestRandomChanges(t *testing.T) {
 	}
 	if _, err := ReadChangeSet(strings.NewReader("{\"id\":\"x\"}\n")); err == nil {
 		t.Error("a line without resourceType was accepted")
+	}
+}
+
+func TestChangesEndpoint(t *testing.T) {
+	all := Synthetic(5, 1)
+	s, err := New(Options{Resources: all})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := s.Start()
+	defer s.Close()
+	cs, _ := RandomChanges(all, 1, 3, 2, 1)
+	var buf bytes.Buffer
+	WriteChangeSet(&buf, cs)
+	resp, err := http.Post(strings.TrimSuffix(base, "/fhir")+"/_bulktest/changes", "application/fhir+ndjson", &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST changes: %d", resp.StatusCode)
+	}
+	n := 0
+	s.eachResource(func([]byte) error { n++; return nil })
+	if n != len(all)-2+1 {
+		t.Errorf("%d resources after the change set, want %d", n, len(all)-1)
+	}
+	if dels := s.deletedSince(time.Now().Add(-time.Hour)); len(dels) != 2 {
+		t.Errorf("deleted since an hour ago: %v", dels)
+	}
+	resp, _ = http.Post(strings.TrimSuffix(base, "/fhir")+"/_bulktest/changes", "application/fhir+ndjson", strings.NewReader("not json\n"))
+	if resp.StatusCode != 400 {
+		t.Errorf("a bad change set: %d", resp.StatusCode)
 	}
 }

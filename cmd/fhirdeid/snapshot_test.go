@@ -415,3 +415,24 @@ pipelines:
 		t.Errorf("%d unresolved references (%d counted independently), want 0", rep.Integrity.Unresolved, dangling)
 	}
 }
+
+func TestBulkServerChangeFlags(t *testing.T) {
+	o := bulktest.Options{Resources: bulktest.Synthetic(10, 1), ChangesAfter: 1}
+	if err := changeSetFlags(&o, "", "5,2,3"); err != nil || o.Changes == nil || len(o.Changes.Upsert) != 8 || len(o.Changes.Delete) != 2 {
+		t.Fatalf("--random-changes: %v %+v", err, o.Changes)
+	}
+	f := filepath.Join(t.TempDir(), "changes.ndjson")
+	var buf bytes.Buffer
+	bulktest.WriteChangeSet(&buf, *o.Changes)
+	os.WriteFile(f, buf.Bytes(), 0o644)
+	o2 := bulktest.Options{ChangesAfter: 2}
+	if err := changeSetFlags(&o2, f, ""); err != nil || len(o2.Changes.Upsert) != 8 || len(o2.Changes.Delete) != 2 {
+		t.Fatalf("--changes: %v", err)
+	}
+	for _, bad := range [][2]string{{f, "1,1,1"}, {"", "1,x"}, {"", "-1,0,0"}, {f + ".missing", ""}} {
+		o3 := bulktest.Options{Resources: o.Resources, ChangesAfter: 1}
+		if err := changeSetFlags(&o3, bad[0], bad[1]); err == nil {
+			t.Errorf("flags %q accepted", bad)
+		}
+	}
+}
