@@ -261,3 +261,76 @@ func TestSnapshotRefusesOtherKeys(t *testing.T) {
 		t.Fatalf("snapshot after a full export with new keys: %+v", rep.Snapshot)
 	}
 }
+
+// checkSnapshot reads the published snapshot back through the store: it
+// is the run's, and holds its n resources.
+func checkSnapshot(t *testing.T, store *storage.Store, rep *pipeline.Report, n int) {
+	t.Helper()
+	ctx := context.Background()
+	cur, err := store.Current(ctx)
+	if err != nil || cur != rep.Run || rep.Snapshot == nil || rep.Snapshot.Snapshot != cur {
+		t.Fatalf("current = %q, %v (run %s)", cur, err, rep.Run)
+	}
+	keys, err := store.List(ctx, storage.SnapshotKey(cur, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for _, k := range keys {
+		if !strings.HasSuffix(k, ".ndjson.gz") {
+			continue
+		}
+		r, err := store.Open(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(zr)
+		sc.Buffer(nil, 1<<24)
+		for sc.Scan() {
+			got++
+		}
+		r.Close()
+	}
+	if got != n || rep.Snapshot.Resources != int64(n) {
+		t.Errorf("snapshot %s: %d resources read back, report %d, want %d", cur, got, rep.Snapshot.Resources, n)
+	}
+	for _, name := range []string{"manifest.json", "snapshot.json"} {
+		if ok, _ := store.Exists(ctx, storage.SnapshotKey(cur, name)); !ok {
+			t.Errorf("snapshot %s: missing %s", cur, name)
+		}
+	}
+}
+
+// TestSnapshotS3Incremental merges an incremental run onto a snapshot read
+// back from an S3 destination.
+func TestSnapshotS3Incremental(t *testing.T) {
+	e := newEnv(t, bulktest.Options{})
+	ctx := context.Background()
+	p := e.pipeline(t, hashDeid{})
+	p.Store = openStore(t, fakeS3(t, "lake", nil)+"&prefix=research/")
+	rep1, err := pipeline.Run(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all [][]byte
+	for _, typ := range e.pop.Types() {
+		all = append(all, e.pop.Resources[typ]...)
+	}
+	cs, _ := bulktest.RandomChanges(all, 3, 20, 10, 5)
+	if err := e.srv.Apply(cs); err != nil {
+		t.Fatal(err)
+	}
+	rep2, err := pipeline.Run(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := rep2.Snapshot
+	if s == nil || s.Previous != rep1.Run || s.Deleted != 10 || len(s.Runs) != 2 {
+		t.Fatalf("snapshot after the incremental run: %+v", s)
+	}
+	checkSnapshot(t, p.Store, rep2, e.pop.Count()-10+5)
+}
