@@ -56,7 +56,6 @@ func TestAnonymizerProfileAndKeys(t *testing.T) {
 	}
 }
 
-
 func TestAnonymizerBadInput(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.json")
