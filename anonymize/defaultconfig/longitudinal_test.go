@@ -361,3 +361,40 @@ func TestLongitudinalSynthea(t *testing.T) {
 		t.Errorf("other keys: %d ids and %d patient offsets unchanged", sameID, sameOffset)
 	}
 }
+
+// BenchmarkProfilesSynthea de-identifies the first maxPerFile resources of
+// each synthea-100 file with each built-in profile and the same keys.
+func BenchmarkProfilesSynthea(b *testing.B) {
+	dir := testshared.Dir(b, "data", "synthea-100")
+	files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson.gz"))
+	var lines [][]byte
+	for _, f := range files {
+		lines = append(lines, readNDJSONB(b, f, maxPerFile)...)
+	}
+	for _, name := range Profiles() {
+		b.Run(name, func(b *testing.B) {
+			data, _ := Profile(name)
+			cfg, err := anonymize.ParseConfig(data, anonymize.Options{Keys: testKeys, Compiler: anonymize.FHIRPathCompiler()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			eng, err := anonymize.NewEngine(cfg, anonymize.EngineOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := anonymize.WithNow(context.Background(), exportDay)
+			var out []byte
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				for _, l := range lines {
+					if out, _, err = eng.AppendAnonymizedJSON(ctx, out[:0], l, anonymize.FileContext{}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				n += len(lines)
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "resources/s")
+		})
+	}
+}
