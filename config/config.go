@@ -125,6 +125,9 @@ type Anonymizer struct {
 	// FHIRDEID_CRYPTO_HASH_KEY, FHIRDEID_DATE_SHIFT_KEY and
 	// FHIRDEID_ENCRYPT_KEY do, when set.
 	KeysFile string `yaml:"keysFile"`
+
+	// getenv reads the key variables: Parse's, os.Getenv when nil.
+	getenv func(string) string
 }
 
 // Error names the file, line and field of the configuration that is wrong.
@@ -225,6 +228,7 @@ func Parse(path string, data []byte, getenv func(string) string) (*File, error) 
 			err.File = path
 			return nil, err
 		}
+		pc.Anonymizer.getenv = getenv
 	}
 	return &cfg, nil
 }

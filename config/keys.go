@@ -59,7 +59,11 @@ func (a *Anonymizer) keys(field string) (anonymize.Keys, []string, error) {
 		}
 		return k, warnings, nil
 	}
-	k, err := keys.FromEnv(os.Getenv)
+	getenv := a.getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	k, err := keys.FromEnv(getenv)
 	if err != nil {
 		return k, nil, &Error{Field: field + ".anonymizer", Msg: err.Error()}
 	}

@@ -190,3 +190,42 @@ func TestAnonymizeBadKeys(t *testing.T) {
 		t.Errorf("keys from the environment: %q %q %q", o1, o2, o3)
 	}
 }
+
+// TestRunKeysMismatch runs a pipeline, replaces its key file, and runs it
+// again: the run stops with one error naming the keys and the fix, and
+// writes no run; with --new-keys it runs.
+func TestRunKeysMismatch(t *testing.T) {
+	cfgPath, lake, _ := pipelineFixture(t, "")
+	if code, out, errs := runExportCmd(t, nil, "run", "-q", cfgPath); code != 0 {
+		t.Fatalf("first run: exit %d\n%s%s", code, out, errs)
+	}
+	runs := func() []string {
+		entries, _ := os.ReadDir(lake)
+		var names []string
+		for _, e := range entries {
+			if e.IsDir() {
+				names = append(names, e.Name())
+			}
+		}
+		return names
+	}
+	before := runs()
+	kf := filepath.Join(filepath.Dir(cfgPath), "keys.json")
+	os.Remove(kf)
+	if code, _, errs := runCmd(t, "", nil, "keys", "init", kf); code != 0 {
+		t.Fatal(errs)
+	}
+	code, out, errs := runExportCmd(t, nil, "run", "-q", cfgPath)
+	if code != 1 || !strings.Contains(errs, "cryptoHashKey differ from those of run "+before[0]) || !strings.Contains(errs, "--new-keys") {
+		t.Errorf("mismatched keys: exit %d\n%s%s", code, out, errs)
+	}
+	if after := runs(); !slices.Equal(after, before) {
+		t.Errorf("runs %v after a refused run, %v before", after, before)
+	}
+	if code, out, errs := runExportCmd(t, nil, "run", "-q", "--new-keys", cfgPath); code != 0 {
+		t.Errorf("--new-keys: exit %d\n%s%s", code, out, errs)
+	}
+	if after := runs(); len(after) != len(before)+1 {
+		t.Errorf("runs after --new-keys: %v", after)
+	}
+}
