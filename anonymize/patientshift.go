@@ -30,7 +30,8 @@ import (
 //
 // The offset lies in [-range, -1] ∪ [1, range] (dateShiftRangeInDays,
 // default 50): never 0, which would leave a patient's dates as they are. It
-// is computed for each resource and written nowhere.
+// is computed for each resource and written nowhere. A
+// dateShiftFixedOffsetInDays, when set, is the offset of every resource.
 //
 // Unlike the other scopes, a shifted dateTime or instant keeps its time of
 // day and its zone (only the calendar date moves), so intervals between any

@@ -40,6 +40,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"fhirdeid/anonymize"
@@ -152,11 +153,31 @@ func Create(path string, rnd io.Reader, now time.Time) (anonymize.Keys, error) {
 		return anonymize.Keys{}, &Error{File: path, Msg: "cannot write the file", Err: pathErr(err)}
 	}
 	// A hard link fails if path appeared meanwhile: never overwrite.
-	if err := os.Link(tmp.Name(), path); err != nil {
+	err = os.Link(tmp.Name(), path)
+	switch {
+	case err == nil:
+		return k, nil
+	case errors.Is(err, fs.ErrExist):
+		return anonymize.Keys{}, &Error{File: path, Msg: "already exists: a key file is never overwritten"}
+	}
+	// A file system without hard links: create the file exclusively.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return anonymize.Keys{}, &Error{File: path, Msg: "already exists: a key file is never overwritten"}
 		}
 		return anonymize.Keys{}, &Error{File: path, Msg: "cannot create the file", Err: pathErr(err)}
+	}
+	_, werr := f.Write(Marshal(k, now))
+	if serr := f.Sync(); werr == nil {
+		werr = serr
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		os.Remove(path)
+		return anonymize.Keys{}, &Error{File: path, Msg: "cannot write the file", Err: pathErr(werr)}
 	}
 	return k, nil
 }
@@ -193,7 +214,7 @@ func Load(path string) (k anonymize.Keys, warnings []string, err error) {
 	if !st.Mode().IsRegular() {
 		return k, nil, &Error{File: path, Msg: "is not a regular file"}
 	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+	if perm := st.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
 		warnings = append(warnings, fmt.Sprintf("key file %s: mode %04o lets the group or others read the keys; restrict it with: chmod 600 %s", path, perm, path))
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxSize+1))
