@@ -230,3 +230,34 @@ func TestKeysOption(t *testing.T) {
 		}
 	}
 }
+
+// TestEnginePatientScopeSTU3 uses the STU3 compartment (Claim.patient,
+// AuditEvent.agent.reference).
+func TestEnginePatientScopeSTU3(t *testing.T) {
+	cfg := strings.Replace(strings.Replace(patientScopeConfig, "RANGE", "30", 1), `"fhirVersion":"R4"`, `"fhirVersion":"STU3"`, 1)
+	c, err := ParseConfig([]byte(cfg), Options{FHIRVersion: "STU3", Compiler: FHIRPathCompiler()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEngine(c, EngineOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := WithNow(context.Background(), time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC))
+	shift := func(in, field string) string {
+		t.Helper()
+		out, _, err := e.AnonymizeJSON(ctx, []byte(in), FileContext{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		json.Unmarshal(out, &m)
+		s, _ := m[field].(string)
+		return s
+	}
+	p := shift(`{"resourceType":"Patient","id":"x1","birthDate":"2000-03-01"}`, "birthDate")
+	a := shift(`{"resourceType":"AuditEvent","id":"a","type":{"code":"rest"},"recorded":"2000-03-01T08:00:00Z","agent":[{"requestor":true,"reference":{"reference":"Patient/x1"}}],"source":{"identifier":{"value":"s"}}}`, "recorded")
+	if p == "" || a == "" || p == "2000-03-01" || a[:10] != p || a[10:] != "T08:00:00Z" {
+		t.Errorf("STU3: Patient %q, AuditEvent %q", p, a)
+	}
+}
