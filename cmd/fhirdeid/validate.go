@@ -54,6 +54,9 @@ no server and creates nothing.`)
 		for _, w := range eng.Config().Warnings() {
 			fmt.Fprintf(e.stdout, "%s: warning: %s\n", name, w)
 		}
+		for _, w := range eng.Warnings {
+			fmt.Fprintf(e.stdout, "%s: warning: %s\n", name, w)
+		}
 	}
 	fmt.Fprintln(e.stdout, "configuration OK")
 	return nil
