@@ -336,15 +336,24 @@ func planSnapshot(ctx context.Context, p *Pipeline, rebuild bool) (*snapshotPlan
 			break
 		}
 	}
-	fp, from := baseFP, plan.Base
-	for i, m := range metas {
-		rf := m.report.KeyFingerprints
+	// Keys: a run de-identified with other keys than what it would be
+	// merged with starts a new snapshot if it is a full export (a new lake,
+	// fhirdeid run --new-keys), and is refused otherwise.
+	fp, from := baseFP, "snapshot "+plan.Base
+	for i := 0; i < len(metas); i++ {
+		rf := metas[i].report.KeyFingerprints
 		if len(rf) == 0 {
 			continue
 		}
 		if len(fp) > 0 && !sameFingerprints(fp, rf) {
-			return nil, fmt.Errorf("snapshot: run %s was de-identified with other keys than %s (the key fingerprints differ), "+
-				"so its pseudonyms cannot be merged with it; only a full export of every type starts a new snapshot", plan.Runs[i].ID, from)
+			if metas[i].report.Since != "" {
+				return nil, fmt.Errorf("snapshot: run %s was de-identified with other keys than %s (the key fingerprints differ), "+
+					"so its pseudonyms cannot be merged with it; only a full export starts a new snapshot", plan.Runs[i].ID, from)
+			}
+			p.Logger.Warn("a full export with other keys starts a new snapshot", "run", plan.Runs[i].ID)
+			plan.Runs, metas = plan.Runs[i:], metas[i:]
+			plan.Base, plan.BaseRuns = "", nil
+			i = 0
 		}
 		fp, from = rf, "run "+plan.Runs[i].ID
 	}
