@@ -115,7 +115,7 @@ resource.`)
 	deid := pipeline.NewEngineDeidentifier(eng)
 	deid.Folder = "demo"
 	p := &pipeline.Pipeline{Name: "demo", Client: client, Deidentifier: deid, Store: store, State: db,
-		LogDir: filepath.Join(stateDir, "logs"), SinceAuto: true}
+		LogDir: filepath.Join(stateDir, "logs")}
 	fmt.Fprintf(w, "3. Exporting, de-identifying (%d Safe Harbor rules) and storing into %s\n", cfg.NumRules(), lake)
 	start := time.Now()
 	rep, err := pipeline.Run(ctx, p)
@@ -219,6 +219,8 @@ func demoNightTwo(ctx context.Context, w io.Writer, p *pipeline.Pipeline, srv *b
 		return err
 	}
 	fmt.Fprintf(w, "6. Night two: the server's data changes: %d resources updated, %d deleted, %d new\n", ups, dels, news)
+	// Night one was a full export; night two asks for what changed since.
+	p.SinceAuto = true
 	start := time.Now()
 	rep, err := pipeline.Run(ctx, p)
 	if err != nil {
