@@ -142,9 +142,10 @@ type Client struct {
 	// warnings such as a job that makes no progress.
 	Progress func(xProgress string)
 
-	mu     sync.Mutex
-	rng    *rand.Rand
-	server *ServerInfo
+	mu      sync.Mutex
+	rng     *rand.Rand
+	server  *ServerInfo
+	trusted []string // origins trusted with the FHIR credentials (TrustHosts)
 }
 
 // NewClient returns a client for the FHIR base URL with default policies,
@@ -208,11 +209,23 @@ type request struct {
 	auth Authenticator
 	// signer, if set, signs the request after its headers are set.
 	signer RequestSigner
+	// storage marks auth as Azure Storage credentials, whose origin
+	// fileRequest checked, rather than the FHIR server's.
+	storage bool
+	// why says, in an *OriginError, what needed the credentials.
+	why string
 }
 
 // send performs r once, authorising it and, on a 401, invalidating the
 // token and trying once more with a fresh one. The caller closes the body.
 func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
+	if err := c.checkOrigin(r); err != nil {
+		return nil, err
+	}
+	hc := c.HTTP
+	if r.auth != nil || r.signer != nil {
+		hc = c.scopedClient()
+	}
 	for attempt := 0; ; attempt++ {
 		var body io.Reader
 		if r.body != nil {
@@ -243,7 +256,7 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 				return nil, fmt.Errorf("%s: sign request for %s: %w", r.step, redactURL(r.url), err)
 			}
 		}
-		resp, err := c.HTTP.Do(req)
+		resp, err := hc.Do(req)
 		if err != nil {
 			return nil, &netError{step: r.step, method: r.method, url: redactURL(r.url), err: cleanNetErr(err)}
 		}

@@ -47,21 +47,23 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 const azureVersion = "2021-08-06"
 
 // fileRequest builds the download exchange of f: the FHIR token when the
-// manifest requires it, else the storage credentials for files on another
-// host (Azure mode), else none.
+// manifest requires it (send refuses it for an untrusted origin), else the
+// storage credentials for files on an Azure Storage or trusted origin other
+// than the FHIR server's (Azure mode), else none.
 func (c *Client) fileRequest(m *Manifest, f File) request {
 	r := request{step: "download", method: http.MethodGet, url: f.URL,
 		headers: map[string]string{"Accept": fhirNDJSON, "Accept-Encoding": "gzip"}}
 	if m != nil && m.RequiresAccessToken {
 		r.auth = c.Auth
+		r.why = "the manifest sets requiresAccessToken"
 		return r
 	}
 	if c.StorageAuth == nil && c.StorageSigner == nil {
 		return r
 	}
-	if u, err := url.Parse(f.URL); err == nil && !strings.EqualFold(u.Host, c.Base.Host) {
+	if u, err := url.Parse(f.URL); err == nil && Origin(u) != Origin(c.Base) && c.storageOrigin(u) {
 		r.headers["x-ms-version"] = azureVersion
-		r.auth, r.signer = c.StorageAuth, c.StorageSigner
+		r.auth, r.signer, r.storage = c.StorageAuth, c.StorageSigner, true
 	}
 	return r
 }

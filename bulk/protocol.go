@@ -139,6 +139,12 @@ func (c *Client) kickoffResponse(r *Request, target string, resp *http.Response)
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return "", fmt.Errorf("kick-off: Content-Location has scheme %q", u.Scheme)
 	}
+	if c.Auth != nil && !c.trustedOrigin(u) {
+		detail["errorCode"] = resp.StatusCode
+		detail["errorBody"] = "Content-Location on another origin"
+		c.emit("kickoff", detail)
+		return "", &OriginError{Step: "kick-off", Origin: Origin(u), Why: "the status URL (Content-Location) polled with the token"}
+	}
 	detail["errorCode"] = nil
 	detail["responseHeaders"] = map[string]string{"content-location": redactURL(u.String())}
 	c.emit("kickoff", detail)
@@ -171,7 +177,7 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 			c.emit("status_error", map[string]any{"message": ErrDeadline.Error()})
 			return nil, fmt.Errorf("status: %w (%s after kick-off)", ErrDeadline, p.Deadline)
 		}
-		resp, err := c.send(ctx, request{step: "status", method: http.MethodGet, url: next, auth: c.Auth,
+		resp, err := c.send(ctx, request{step: "status", method: http.MethodGet, url: next, auth: c.Auth, why: "status polling",
 			headers: map[string]string{"Accept": "application/json"}})
 		if err != nil {
 			if !isRetryable(err) {
@@ -319,7 +325,7 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 // Delete sends DELETE to the status URL: it cancels a running export or
 // tells the server the files may be removed. A 404 counts as success.
 func (c *Client) Delete(ctx context.Context, statusURL string) error {
-	resp, err := c.send(ctx, request{step: "delete", method: http.MethodDelete, url: statusURL, auth: c.Auth,
+	resp, err := c.send(ctx, request{step: "delete", method: http.MethodDelete, url: statusURL, auth: c.Auth, why: "DELETE of the export job",
 		headers: map[string]string{"Accept": fhirJSON}})
 	if err != nil {
 		return err

@@ -46,8 +46,14 @@ Authentication (secrets are read from environment variables or files only):
                                           --kid, --alg RS384|ES384; the token URL is
                                           discovered unless --token-url is given)
   --storage-auth entra|connection-string|sas
-                                          Azure mode: credentials for files on another
-                                          host when requiresAccessToken is false
+                                          Azure mode: credentials for files on an Azure
+                                          blob host (or a --trusted-host) when
+                                          requiresAccessToken is false
+
+The token is sent only to the FHIR server's origin (scheme, host, port) and to
+each --trusted-host; never over http when the server is https, never after a
+redirect to another origin. A file that needs the token on another origin is
+refused with an error naming that origin.
 
 Exit status: 0 success, 1 failure, 2 usage error, 3 complete but the server
 reported errors (see error/).
@@ -96,6 +102,7 @@ type exportFlags struct {
 	statusURL                                     string
 	separateStatus                                bool
 	vendor                                        string
+	trustedHosts                                  stringList
 }
 
 func runExport(ctx context.Context, e *env, args []string) error {
@@ -149,6 +156,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&f.keyFile, "key", "", "SMART Backend Services private key file (PEM or JWKS)")
 	fs.StringVar(&f.kid, "kid", "", "key id (JWT kid header; selects the key in a JWKS)")
 	fs.StringVar(&f.alg, "alg", "", "signing algorithm RS384 or ES384 (default from the key)")
+	fs.Var(&f.trustedHosts, "trusted-host", "another origin (host[:port] or https://host[:port]) trusted with the FHIR server's token, e.g. the blob host of a server whose manifest sets requiresAccessToken (repeatable)")
 	fs.StringVar(&f.storageAuth, "storage-auth", "", "Azure mode, for files on another host when requiresAccessToken is false: entra (a storage token from the same client credentials), connection-string or sas")
 	fs.StringVar(&f.storageConnEnv, "storage-connection-string-env", "", "environment variable holding an Azure Storage connection string (AccountName/AccountKey or SharedAccessSignature)")
 	fs.StringVar(&f.storageSASEnv, "storage-sas-env", "", "environment variable holding an Azure Storage SAS token")
@@ -239,6 +247,9 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	client.Retries.MaxDelay = f.maxWait
 	if client.Retries.BaseDelay > f.maxWait {
 		client.Retries.BaseDelay = f.maxWait
+	}
+	if err := client.TrustHosts(f.trustedHosts...); err != nil {
+		return usageError{"--trusted-host: " + err.Error()}
 	}
 	auth, err := exportAuth(e, &f, hc, client.Base.String())
 	if err != nil {
