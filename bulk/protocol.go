@@ -298,6 +298,10 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 				m.appendPage(byURL[u])
 			}
 			m.Link = nil
+			if err := CheckManifest(&m, c.serverFHIRVersion()); err != nil {
+				c.emit("status_error", map[string]any{"message": err.Error()})
+				return nil, fmt.Errorf("status: %w", err)
+			}
 			c.emit("status_complete", map[string]any{"transactionTime": m.TransactionTime})
 			c.emit("manifest_complete", map[string]any{"transactionTime": m.TransactionTime,
 				"totalOutputFileCount": len(m.Output), "totalDeletedFileCount": len(m.Deleted),

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"fhirdeid/bulk"
@@ -78,7 +77,6 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 	if req, err := runRequest(run); err == nil {
 		out.Request = p.Client.KickoffURL(req)
 	}
-	base := strings.TrimSuffix(p.Store.String(), "/") + "/"
 	for _, f := range files {
 		if f.Status != state.FileDone {
 			return nil, fmt.Errorf("%s file %s.%03d is not done", f.Kind, f.Type, f.Seq)
@@ -89,7 +87,7 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 		n := f.Resources
 		switch f.Kind {
 		case bulk.KindOutput:
-			out.Output = append(out.Output, outFile{f.Type, base + f.OutKey, &n})
+			out.Output = append(out.Output, outFile{f.Type, p.Store.URL(f.OutKey), &n})
 			t := rep.Types[f.Type]
 			if t == nil {
 				t = &TypeReport{}
@@ -108,7 +106,7 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 			t.BytesOut += f.BytesOut
 			rep.Resources += f.Resources
 		case bulk.KindDeleted:
-			out.Deleted = append(out.Deleted, outFile{f.Type, base + f.OutKey, &n})
+			out.Deleted = append(out.Deleted, outFile{f.Type, p.Store.URL(f.OutKey), &n})
 			rep.Deleted += f.Resources
 		}
 		rep.BytesIn += f.BytesIn

@@ -153,12 +153,17 @@ func Poll(ctx context.Context, p *Pipeline, run *state.Run) error {
 	if err != nil {
 		return err
 	}
+	// The client checked the types against the FHIR model; the keys are
+	// built only from names that passed a type-name check here too.
+	if err := bulk.CheckManifest(m, ""); err != nil {
+		return err
+	}
 	var files []state.File
 	seq := map[string]int{}
 	add := func(kind string, fs []bulk.File) {
 		for _, f := range fs {
 			typ := f.Type
-			if typ == "" {
+			if typ == "" || !typed.IsTypeName(typ) {
 				typ = "Resource"
 			}
 			k := kind + "/" + typ
