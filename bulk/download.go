@@ -36,7 +36,9 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	if err != nil && err != io.EOF {
 		var be *bodyError
 		var se *sinkError
-		if !errors.As(err, &be) && !errors.As(err, &se) {
+		var le *LimitError
+		var ve *ValidationError
+		if !errors.As(err, &be) && !errors.As(err, &se) && !errors.As(err, &le) && !errors.As(err, &ve) {
 			err = &bodyError{url: b.url, err: cleanNetErr(err)}
 		}
 	}
@@ -78,13 +80,15 @@ func (c *Client) openRaw(ctx context.Context, m *Manifest, f File) (*http.Respon
 	for {
 		rctx, cancel := context.WithCancel(ctx)
 		w := newWatchdog(c.IdleTimeout, cancel)
+		lim := c.Limits.withDefaults()
 		resp, err := c.send(rctx, req)
 		if err != nil && w.fired() && ctx.Err() == nil {
 			err = &netError{step: "download", method: http.MethodGet, url: redactURL(f.URL),
 				err: fmt.Errorf("no response within %s", c.IdleTimeout)}
 		}
 		if err == nil && resp.StatusCode == http.StatusOK {
-			resp.Body = &idleBody{rc: resp.Body, w: w, cancel: cancel, idle: c.IdleTimeout}
+			resp.Body = &idleBody{rc: resp.Body, w: w, cancel: cancel, idle: c.IdleTimeout, url: redactURL(f.URL),
+				rate: newRateGuard(lim.MinBytes, lim.RateInterval, cancel)}
 			return resp, nil
 		}
 		retryAfter := ""
@@ -129,26 +133,37 @@ func (w *watchdog) stop() {
 
 func (w *watchdog) fired() bool { return w.fire.Load() }
 
-// idleBody feeds the watchdog on every read and reports a stall.
+// idleBody feeds the watchdog and the stalled-transfer rule on every read
+// and reports a stall (retried) or a trickle (terminal).
 type idleBody struct {
 	rc     io.ReadCloser
 	w      *watchdog
 	cancel func()
 	idle   time.Duration
+	rate   *rateGuard
+	url    string
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if n > 0 {
 		b.w.feed()
+		b.rate.add(n)
 	}
-	if err != nil && err != io.EOF && b.w.fired() {
-		err = fmt.Errorf("no data for %s", b.idle)
+	if err != nil && err != io.EOF {
+		switch {
+		case b.rate.tripped.Load():
+			err = &LimitError{File: b.url, Limit: "minBytes",
+				Msg: fmt.Sprintf("fewer than %d bytes in %s: the transfer trickles", b.rate.min, b.rate.every)}
+		case b.w.fired():
+			err = fmt.Errorf("no data for %s", b.idle)
+		}
 	}
 	return n, err
 }
 
 func (b *idleBody) Close() error {
+	b.rate.close()
 	b.w.stop()
 	err := b.rc.Close()
 	b.cancel()
@@ -198,10 +213,10 @@ func (c *Client) Open(ctx context.Context, m *Manifest, f File) (io.ReadCloser, 
 		return nil, err
 	}
 	body := &bodyReader{r: resp.Body, url: redactURL(f.URL)}
-	r, closeDec, err := decode(body, resp.Header.Get("Content-Encoding"))
+	r, closeDec, err := c.Decode(body, resp.Header.Get("Content-Encoding"), redactURL(f.URL))
 	if err != nil {
 		_ = resp.Body.Close()
-		return nil, &bodyError{url: redactURL(f.URL), err: err}
+		return nil, err
 	}
 	return readCloser{Reader: &bodyReader{r: r, url: redactURL(f.URL)}, close: func() error {
 		err := closeDec()

@@ -170,6 +170,28 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 		}
 		byURL[u] = pg
 	}
+	lim := c.Limits.withDefaults()
+	// readManifest reads one manifest page within the size limit.
+	readManifest := func(resp *http.Response) ([]byte, error) {
+		body, err := readSmall(resp, lim.MaxManifestBytes)
+		var tl *tooLarge
+		if errors.As(err, &tl) {
+			return nil, &LimitError{File: "manifest " + redactURL(statusURL), Limit: "maxManifestBytes",
+				Msg: fmt.Sprintf("manifest larger than %d bytes", lim.MaxManifestBytes)}
+		}
+		return body, err
+	}
+	countFiles := func() error {
+		files := 0
+		for _, pg := range byURL {
+			files += len(pg.Output) + len(pg.Deleted) + len(pg.Error)
+		}
+		if files > lim.MaxManifestFiles {
+			return &LimitError{File: "manifest " + redactURL(statusURL), Limit: "maxManifestFiles",
+				Msg: fmt.Sprintf("more than %d files listed", lim.MaxManifestFiles)}
+		}
+		return nil
+	}
 	next := statusURL
 	lastProgress, lastChange, warned := "", clk.Now(), false
 	for {
@@ -201,13 +223,19 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 			if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); strings.Contains(ct, "json") {
 				// STU3 allowPartialManifests: a 202 may carry a manifest of
 				// the files ready so far.
-				body, err := readSmall(resp, 256<<20)
+				body, err := readManifest(resp)
+				if IsLimit(err) {
+					return nil, err
+				}
 				if err == nil && bytes.Contains(body, []byte(`"transactionTime"`)) {
 					pg, err := DecodeManifest(body, resp.Request.URL)
 					if err != nil {
 						return nil, fmt.Errorf("status: partial %w", err)
 					}
 					addPage(next, pg)
+					if err := countFiles(); err != nil {
+						return nil, err
+					}
 					if n := pg.Next(); n != "" {
 						u, err := url.Parse(n)
 						if err != nil {
@@ -257,7 +285,10 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 				return nil, err
 			}
 		case code == http.StatusOK:
-			body, err := readSmall(resp, 256<<20)
+			body, err := readManifest(resp)
+			if IsLimit(err) {
+				return nil, err
+			}
 			if err != nil {
 				return nil, fmt.Errorf("status: read manifest: %w", cleanNetErr(err))
 			}
@@ -274,6 +305,9 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 			c.emit("status_page_complete", map[string]any{"transactionTime": pg.TransactionTime,
 				"outputFileCount": len(pg.Output), "deletedFileCount": len(pg.Deleted), "errorFileCount": len(pg.Error)})
 			addPage(next, pg)
+			if err := countFiles(); err != nil {
+				return nil, err
+			}
 			if n := pg.Next(); n != "" {
 				u, err := url.Parse(n)
 				if err != nil {

@@ -199,7 +199,7 @@ func classify(err error) Outcome {
 	case errors.As(err, &le):
 		return Retryable
 	case errors.As(err, &he):
-		if he.Transient || he.StatusCode == 429 || he.StatusCode >= 500 {
+		if he.Transient || he.StatusCode == 429 || (he.StatusCode >= 500 && !he.Permanent) {
 			return Retryable
 		}
 		return Fatal

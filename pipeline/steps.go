@@ -7,8 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
-
-	"github.com/klauspost/compress/gzip"
+	"sync/atomic"
 
 	"fhirdeid/bulk"
 	"fhirdeid/fhir/typed"
@@ -266,6 +265,7 @@ func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifes
 	// counts has one slot per worker, so that workers count without
 	// locking; it is reset for every attempt at the file.
 	var counts []opCounts
+	var seen atomic.Int64
 	var fn ndjson.Func
 	if f.Kind == bulk.KindDeleted {
 		fn = func(worker int, lineNo int64, line, dst []byte) ([]byte, error) {
@@ -273,6 +273,12 @@ func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifes
 		}
 	} else {
 		fn = func(worker int, lineNo int64, line, dst []byte) ([]byte, error) {
+			// The manifest count is checked while streaming: stop as soon
+			// as the lines exceed it.
+			if f.Expected >= 0 && !p.AllowCountMismatch && seen.Add(1) > f.Expected {
+				return dst, fmt.Errorf("more resources than the manifest count %d; "+
+					"if the server's counts are known to be wrong, allowCountMismatch: true accepts the file", f.Expected)
+			}
 			if f.Type != "Resource" {
 				rt, err := bulk.ResourceType(line)
 				if err != nil {
@@ -292,15 +298,12 @@ func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifes
 	gz := ndjson.NewGzipMembers(p.Workers, p.GzipLevel)
 	var res fileResult
 	err := p.Client.Fetch(ctx, m, bf, func(raw io.Reader, encoding string) error {
-		r := raw
-		if strings.EqualFold(encoding, "gzip") {
-			zr, err := gzip.NewReader(raw)
-			if err != nil {
-				return fmt.Errorf("gunzip: %w", err)
-			}
-			defer zr.Close()
-			r = zr
+		r, closeDec, err := p.Client.Decode(raw, encoding, fileName)
+		if err != nil {
+			return err
 		}
+		defer closeDec()
+		seen.Store(0)
 		counts = make([]opCounts, p.Workers)
 		w, err := p.Store.Create(ctx, key, "application/gzip")
 		if err != nil {
@@ -323,7 +326,7 @@ func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifes
 			msg := fmt.Sprintf("%d resources where the manifest says %d", st.Lines, f.Expected)
 			if !p.AllowCountMismatch {
 				w.Abort()
-				return errors.New(msg)
+				return errors.New(msg + "; if the server's counts are known to be wrong, allowCountMismatch: true accepts the file")
 			}
 			res.warning = msg
 		}
@@ -402,15 +405,11 @@ func tombstone(ctx context.Context, p *Pipeline, line, dst []byte) ([]byte, erro
 func readErrorFile(ctx context.Context, p *Pipeline, m *bulk.Manifest, bf bulk.File) (fileResult, error) {
 	var res fileResult
 	err := p.Client.Fetch(ctx, m, bf, func(raw io.Reader, encoding string) error {
-		r := raw
-		if strings.EqualFold(encoding, "gzip") {
-			zr, err := gzip.NewReader(raw)
-			if err != nil {
-				return fmt.Errorf("gunzip: %w", err)
-			}
-			defer zr.Close()
-			r = zr
+		r, closeDec, err := p.Client.Decode(raw, encoding, "error file "+bf.Type)
+		if err != nil {
+			return err
 		}
+		defer closeDec()
 		counts := map[string]int{}
 		lr := bulk.NewLineReader(r, p.Client.MaxLineBytes)
 		var n int64

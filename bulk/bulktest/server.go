@@ -125,6 +125,10 @@ type Faults struct {
 	MismatchType bool
 	// MismatchCount makes the first output entry's count one too many.
 	MismatchCount bool
+	// ErrorFileCount, if non-zero, is the count of the error file in the
+	// manifest instead of its number of lines: the number of resources that
+	// failed, as a widely used reference server reports it.
+	ErrorFileCount int64
 }
 
 // AuthOptions configures authorisation.
@@ -984,7 +988,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	j.polls++
 	polls := j.polls
 	invalid := f.InvalidManifest
-	mismatchType, mismatchCount := f.MismatchType, f.MismatchCount
+	mismatchType, mismatchCount, errorCount := f.MismatchType, f.MismatchCount, f.ErrorFileCount
 	s.mu.Unlock()
 	if polls > s.opts.PollsBeforeComplete {
 		select {
@@ -1051,6 +1055,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		case "deleted":
 			del = append(del, it)
 		case "error":
+			if errorCount != 0 {
+				it.Count = errorCount
+			}
 			errs = append(errs, it)
 		}
 	}

@@ -103,6 +103,10 @@ type exportFlags struct {
 	separateStatus                                bool
 	vendor                                        string
 	trustedHosts                                  stringList
+	maxLine, maxManifestFiles                     int
+	maxManifestBytes, maxFileBytes, minBytes      int64
+	maxRatio                                      float64
+	rateInterval                                  time.Duration
 }
 
 func runExport(ctx context.Context, e *env, args []string) error {
@@ -157,6 +161,14 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&f.kid, "kid", "", "key id (JWT kid header; selects the key in a JWKS)")
 	fs.StringVar(&f.alg, "alg", "", "signing algorithm RS384 or ES384 (default from the key)")
 	fs.Var(&f.trustedHosts, "trusted-host", "another origin (host[:port] or https://host[:port]) trusted with the FHIR server's token, e.g. the blob host of a server whose manifest sets requiresAccessToken (repeatable)")
+	lim := bulk.DefaultLimits()
+	fs.IntVar(&f.maxLine, "max-line-bytes", bulk.DefaultMaxLineBytes, "longest accepted NDJSON line")
+	fs.Int64Var(&f.maxFileBytes, "max-file-bytes", lim.MaxFileBytes, "most decompressed bytes of one file")
+	fs.Float64Var(&f.maxRatio, "max-ratio", lim.MaxRatio, "highest decompressed-to-compressed ratio of a gzip file (checked past 16 MiB)")
+	fs.Int64Var(&f.maxManifestBytes, "max-manifest-bytes", lim.MaxManifestBytes, "largest manifest page")
+	fs.IntVar(&f.maxManifestFiles, "max-manifest-files", lim.MaxManifestFiles, "most files a manifest may list")
+	fs.Int64Var(&f.minBytes, "min-bytes", lim.MinBytes, "stalled-transfer rule: a download receiving fewer bytes than this per --rate-interval fails (0: off)")
+	fs.DurationVar(&f.rateInterval, "rate-interval", lim.RateInterval, "interval of the stalled-transfer rule")
 	fs.StringVar(&f.storageAuth, "storage-auth", "", "Azure mode, for files on another host when requiresAccessToken is false: entra (a storage token from the same client credentials), connection-string or sas")
 	fs.StringVar(&f.storageConnEnv, "storage-connection-string-env", "", "environment variable holding an Azure Storage connection string (AccountName/AccountKey or SharedAccessSignature)")
 	fs.StringVar(&f.storageSASEnv, "storage-sas-env", "", "environment variable holding an Azure Storage SAS token")
@@ -244,6 +256,12 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	client.Polling.Deadline = f.deadline
 	client.Retries.MaxRetries = f.retries
 	client.IdleTimeout = f.idle
+	if f.maxLine <= 0 || f.maxFileBytes <= 0 || f.maxRatio <= 1 || f.maxManifestBytes <= 0 || f.maxManifestFiles <= 0 || f.rateInterval <= 0 {
+		return usageError{"the --max-* limits must be positive (--max-ratio above 1) and --rate-interval positive"}
+	}
+	client.MaxLineBytes = f.maxLine
+	client.Limits = bulk.Limits{MaxManifestBytes: f.maxManifestBytes, MaxManifestFiles: f.maxManifestFiles, MaxRatio: f.maxRatio,
+		RatioFloor: 16 << 20, MaxFileBytes: f.maxFileBytes, MinBytes: f.minBytes, RateInterval: f.rateInterval}
 	client.Retries.MaxDelay = f.maxWait
 	if client.Retries.BaseDelay > f.maxWait {
 		client.Retries.BaseDelay = f.maxWait
