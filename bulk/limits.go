@@ -26,7 +26,7 @@ type Limits struct {
 	// FHIR NDJSON file compresses about 10 to 30 times).
 	MaxRatio float64
 	// RatioFloor is the decompressed size below which the ratio is not
-	// checked (default 16 MiB).
+	// checked (default 8 MiB).
 	RatioFloor int64
 	// MaxFileBytes caps the decompressed bytes of one file (default 64 GiB).
 	MaxFileBytes int64
@@ -43,7 +43,7 @@ const DefaultMaxLineBytes = 64 << 20
 
 // DefaultLimits returns the default limits.
 func DefaultLimits() Limits {
-	return Limits{MaxManifestBytes: 64 << 20, MaxManifestFiles: 50000, MaxRatio: 200, RatioFloor: 16 << 20,
+	return Limits{MaxManifestBytes: 64 << 20, MaxManifestFiles: 50000, MaxRatio: 200, RatioFloor: 8 << 20,
 		MaxFileBytes: 64 << 30, MinBytes: 1 << 10, RateInterval: time.Minute}
 }
 

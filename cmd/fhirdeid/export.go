@@ -164,7 +164,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	lim := bulk.DefaultLimits()
 	fs.IntVar(&f.maxLine, "max-line-bytes", bulk.DefaultMaxLineBytes, "longest accepted NDJSON line")
 	fs.Int64Var(&f.maxFileBytes, "max-file-bytes", lim.MaxFileBytes, "most decompressed bytes of one file")
-	fs.Float64Var(&f.maxRatio, "max-ratio", lim.MaxRatio, "highest decompressed-to-compressed ratio of a gzip file (checked past 16 MiB)")
+	fs.Float64Var(&f.maxRatio, "max-ratio", lim.MaxRatio, "highest decompressed-to-compressed ratio of a gzip file (checked past 8 MiB)")
 	fs.Int64Var(&f.maxManifestBytes, "max-manifest-bytes", lim.MaxManifestBytes, "largest manifest page")
 	fs.IntVar(&f.maxManifestFiles, "max-manifest-files", lim.MaxManifestFiles, "most files a manifest may list")
 	fs.Int64Var(&f.minBytes, "min-bytes", lim.MinBytes, "stalled-transfer rule: a download receiving fewer bytes than this per --rate-interval fails (0: off)")
@@ -261,7 +261,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	}
 	client.MaxLineBytes = f.maxLine
 	client.Limits = bulk.Limits{MaxManifestBytes: f.maxManifestBytes, MaxManifestFiles: f.maxManifestFiles, MaxRatio: f.maxRatio,
-		RatioFloor: 16 << 20, MaxFileBytes: f.maxFileBytes, MinBytes: f.minBytes, RateInterval: f.rateInterval}
+		RatioFloor: 8 << 20, MaxFileBytes: f.maxFileBytes, MinBytes: f.minBytes, RateInterval: f.rateInterval}
 	client.Retries.MaxDelay = f.maxWait
 	if client.Retries.BaseDelay > f.maxWait {
 		client.Retries.BaseDelay = f.maxWait
