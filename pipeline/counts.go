@@ -15,6 +15,11 @@ type Counts struct {
 	Operations    map[string]int64 `json:"operations,omitempty"`
 	ValuesChanged int64            `json:"valuesChanged"`
 	Skipped       int64            `json:"skipped,omitempty"`
+	// Invalid counts the lines dropped as invalid (onInvalid: skip).
+	Invalid int64 `json:"invalid,omitempty"`
+	// InvalidLines lists them (per file only; moved to the report's
+	// invalidLines).
+	InvalidLines []InvalidLine `json:"invalidLines,omitempty"`
 }
 
 // Add adds o to c.
@@ -27,6 +32,7 @@ func (c *Counts) Add(o Counts) {
 	}
 	c.ValuesChanged += o.ValuesChanged
 	c.Skipped += o.Skipped
+	c.Invalid += o.Invalid
 }
 
 // allOperations are the operations counted, in label order.

@@ -35,6 +35,9 @@ type Report struct {
 	// Deidentification totals what was done to the resources.
 	Deidentification Counts            `json:"deidentification"`
 	Warnings         []string          `json:"warnings,omitempty"`
+	// InvalidLines lists the lines dropped as invalid (onInvalid: skip),
+	// by file and line number with a reason; never their content.
+	InvalidLines []InvalidLine `json:"invalidLines,omitempty"`
 	ConfigHash       string            `json:"configHash,omitempty"`
 	KeyFingerprints  map[string]string `json:"keyFingerprints,omitempty"`
 }
@@ -98,6 +101,8 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 			if len(f.Ops) > 0 {
 				var c Counts
 				if err := json.Unmarshal(f.Ops, &c); err == nil {
+					rep.InvalidLines = append(rep.InvalidLines, c.InvalidLines...)
+					c.InvalidLines = nil
 					t.Deidentification.Add(c)
 					rep.Deidentification.Add(c)
 				}

@@ -266,6 +266,23 @@ func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifes
 	// locking; it is reset for every attempt at the file.
 	var counts []opCounts
 	var seen atomic.Int64
+	var invalid *invalidTally
+	skip := p.OnInvalid == OnInvalidSkip
+	// drop records an invalid line when skipping, or returns err.
+	drop := func(lineNo int64, line, dst []byte, err error) ([]byte, error) {
+		if !skip {
+			return dst, err
+		}
+		reason, ok := InvalidReason(line, f.Type, err)
+		if !ok {
+			return dst, err
+		}
+		invalid.add(fileName, lineNo, reason)
+		if ev := p.Client.Events; ev != nil {
+			ev.Event("invalid_line", map[string]any{"file": fileName, "line": lineNo, "reason": reason})
+		}
+		return dst, nil
+	}
 	var fn ndjson.Func
 	if f.Kind == bulk.KindDeleted {
 		fn = func(worker int, lineNo int64, line, dst []byte) ([]byte, error) {
@@ -282,17 +299,18 @@ func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifes
 			if f.Type != "Resource" {
 				rt, err := bulk.ResourceType(line)
 				if err != nil {
-					return dst, err
+					return drop(lineNo, line, dst, err)
 				}
 				if rt != f.Type {
-					return dst, fmt.Errorf("resourceType %s in a file of %s", safeType(rt), f.Type)
+					return drop(lineNo, line, dst, fmt.Errorf("resourceType %s in a file of %s", safeType(rt), f.Type))
 				}
 			}
 			out, st, err := p.Deidentifier.Resource(ctx, fileName, lineNo, line, dst)
-			if err == nil {
-				counts[worker].add(st)
+			if err != nil {
+				return drop(lineNo, line, dst, err)
 			}
-			return out, err
+			counts[worker].add(st)
+			return out, nil
 		}
 	}
 	gz := ndjson.NewGzipMembers(p.Workers, p.GzipLevel)
@@ -304,6 +322,7 @@ func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifes
 		}
 		defer closeDec()
 		seen.Store(0)
+		invalid = &invalidTally{}
 		counts = make([]opCounts, p.Workers)
 		w, err := p.Store.Create(ctx, key, "application/gzip")
 		if err != nil {
@@ -339,7 +358,15 @@ func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifes
 			for i := range counts {
 				total.merge(&counts[i])
 			}
-			res.ops = total.json()
+			c := total.counts()
+			c.Invalid, c.InvalidLines = invalid.n, invalid.lines
+			res.ops, _ = json.Marshal(c)
+			if w := invalid.warning(); w != "" {
+				if res.warning != "" {
+					res.warning += "; "
+				}
+				res.warning += w
+			}
 		}
 		p.report(run.ID, st)
 		return nil
