@@ -47,7 +47,17 @@ func InvalidReason(line []byte, want string, err error) (reason string, ok bool)
 	}
 	var ie *anonymize.InputError
 	if errors.As(err, &ie) {
-		return "not a valid " + rt + " (the de-identifier could not parse or type it)", true
+		// Typing errors name the element path, never a value; the
+		// resource id is left out, since the report lands beside the
+		// de-identified data.
+		var te *typed.Error
+		if errors.As(err, &te) {
+			if te.Path != "" {
+				return "not a valid " + rt + ": " + te.Path + ": " + te.Msg, true
+			}
+			return "not a valid " + rt + ": " + te.Msg, true
+		}
+		return "not a valid " + rt + ": not valid JSON", true
 	}
 	return "", false
 }

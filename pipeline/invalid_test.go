@@ -78,8 +78,8 @@ func TestOnInvalidSkip(t *testing.T) {
 		if k != "" {
 			data, _ = e.store.ReadAll(ctx, k)
 		}
-		if strings.Contains(string(data), "PLANTED-VALUE-77") || strings.Contains(string(data), "bad1") {
-			t.Errorf("%s holds the invalid line's content", k)
+		if strings.Contains(string(data), "PLANTED-VALUE-77") || strings.Contains(string(data), "Patient/bad1") {
+			t.Errorf("%s holds the invalid line's content: %+v", k, rep.InvalidLines)
 		}
 	}
 	entries, _ := os.ReadDir(p.LogDir)
