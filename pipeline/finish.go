@@ -33,13 +33,13 @@ type Report struct {
 	BytesOut        int64                  `json:"bytesOut"`
 	Types           map[string]*TypeReport `json:"types"`
 	// Deidentification totals what was done to the resources.
-	Deidentification Counts            `json:"deidentification"`
-	Warnings         []string          `json:"warnings,omitempty"`
+	Deidentification Counts   `json:"deidentification"`
+	Warnings         []string `json:"warnings,omitempty"`
 	// InvalidLines lists the lines dropped as invalid (onInvalid: skip),
 	// by file and line number with a reason; never their content.
-	InvalidLines []InvalidLine `json:"invalidLines,omitempty"`
-	ConfigHash       string            `json:"configHash,omitempty"`
-	KeyFingerprints  map[string]string `json:"keyFingerprints,omitempty"`
+	InvalidLines    []InvalidLine     `json:"invalidLines,omitempty"`
+	ConfigHash      string            `json:"configHash,omitempty"`
+	KeyFingerprints map[string]string `json:"keyFingerprints,omitempty"`
 }
 
 // TypeReport counts one resource type.

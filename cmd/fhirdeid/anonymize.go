@@ -273,20 +273,20 @@ type anonymizer struct {
 	stderr    io.Writer
 	start     time.Time
 
-	mu        sync.Mutex
-	types     map[string]int64
-	ops       map[string]int64
-	nfiles    int
-	skipped   int64 // resources replaced by processingErrors: skip
+	mu      sync.Mutex
+	types   map[string]int64
+	ops     map[string]int64
+	nfiles  int
+	skipped int64 // resources replaced by processingErrors: skip
 	// skipInvalid drops lines that cannot be parsed or typed (-on-invalid
 	// skip); invalid lists them (capped) and nInvalid counts them.
 	skipInvalid bool
 	maxLine     int
 	invalid     []pipeline.InvalidLine
 	nInvalid    int64
-	resources atomic.Int64
-	bytesIn   atomic.Int64
-	filesDone atomic.Int64
+	resources   atomic.Int64
+	bytesIn     atomic.Int64
+	filesDone   atomic.Int64
 }
 
 // count records one processed resource.
