@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+
+	"fhirdeid/bulk"
+	"fhirdeid/bulk/bulktest"
+)
+
+// bombServer serves a manifest with one file: a gzip bomb of 1 GiB of 'a'
+// without a newline, about 1 MiB on the wire.
+func bombServer(t *testing.T) string {
+	t.Helper()
+	var member bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&member, gzip.BestCompression)
+	_, _ = zw.Write(bytes.Repeat([]byte("a"), 16<<20))
+	_ = zw.Close()
+	bomb := bytes.Repeat(member.Bytes(), 64)
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/$export"):
+			w.Header().Set("Content-Location", srv.URL+"/fhir/status")
+			w.WriteHeader(http.StatusAccepted)
+		case r.URL.Path == "/fhir/status" && r.Method == http.MethodGet:
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"transactionTime":"2026-01-01T00:00:00Z","request":"x","requiresAccessToken":false,"output":[{"type":"Patient","url":"%s/files/bomb.ndjson","count":1}],"error":[]}`, srv.URL)
+		case r.URL.Path == "/files/bomb.ndjson":
+			w.Header().Set("Content-Encoding", "gzip")
+			_, _ = w.Write(bomb)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/fhir"
+}
+
+// The peak RSS of `fhirdeid export` against a gzip bomb stays under 128 MB,
+// and the export fails on the ratio limit, naming the file.
+func TestExportGzipBombRSS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	base := bombServer(t)
+	cmd := exec.Command(bin, "export", "--url", base, "--out", t.TempDir(), "--min-wait", "10ms", "--quiet")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if err == nil {
+		t.Fatal("the export of a gzip bomb succeeded")
+	}
+	if !strings.Contains(stderr.String(), "limit: Patient.000.ndjson.gz line 1:") || !strings.Contains(stderr.String(), "maxRatio") {
+		t.Errorf("stderr: %s", stderr.String())
+	}
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		t.Skip("no rusage on this platform")
+	}
+	rss := ru.Maxrss * 1024 // KiB on Linux
+	t.Logf("peak RSS of fhirdeid export against a 1 GiB gzip bomb: %.1f MB", float64(rss)/1e6)
+	if rss >= 128e6 {
+		t.Errorf("peak RSS %.1f MB, want < 128 MB", float64(rss)/1e6)
+	}
+}
+
+// The reference server's cases through the command: a kick-off 500 with a
+// non-transient OperationOutcome fails within 10 s with exit 1; error files
+// whose count is the number of failed resources end in exit 3 with error/
+// stored; a count mismatch names --allow-count-mismatch.
+func TestExportReferenceServerFaults(t *testing.T) {
+	res := [][]byte{[]byte(`{"resourceType":"Patient","id":"1"}`), []byte(`{"resourceType":"Patient","id":"2"}`)}
+	base := newTestServer(t, bulktest.Options{Resources: res, Faults: bulktest.Faults{KickoffStatus: 500, KickoffDiagnostics: "An unknown error occurred"}})
+	start := time.Now()
+	code, _, stderr := runExportCmd(t, nil, "export", "--url", base, "--out", t.TempDir(), "--quiet")
+	if code != 1 || !strings.Contains(stderr, "HTTP 500: error/processing An unknown error occurred") {
+		t.Errorf("kick-off 500: exit %d: %s", code, stderr)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("kick-off 500 failed after %s, want within 10 s", d)
+	}
+
+	base = newTestServer(t, bulktest.Options{Resources: res, Errors: []bulk.Issue{{Severity: "error", Code: "processing", Diagnostics: "x"}},
+		Faults: bulktest.Faults{ErrorFileCount: 639}})
+	out := t.TempDir()
+	code, _, stderr = runExportCmd(t, nil, "export", "--url", base, "--out", out, "--min-wait", "10ms", "--quiet")
+	if code != 3 || !strings.Contains(stderr, "the server reported errors") {
+		t.Errorf("error file with a resource count: exit %d: %s", code, stderr)
+	}
+
+	base = newTestServer(t, bulktest.Options{Resources: res, Faults: bulktest.Faults{MismatchCount: true}})
+	code, _, stderr = runExportCmd(t, nil, "export", "--url", base, "--out", t.TempDir(), "--min-wait", "10ms", "--quiet")
+	if code != 1 || !strings.Contains(stderr, "--allow-count-mismatch") {
+		t.Errorf("count mismatch: exit %d: %s", code, stderr)
+	}
+}
+
