@@ -1,18 +1,14 @@
 package bulk
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/klauspost/compress/gzip"
 )
 
 // bodyError is a failure while reading a response body (a cut connection,
@@ -168,31 +164,6 @@ func (b *idleBody) Close() error {
 	err := b.rc.Close()
 	b.cancel()
 	return err
-}
-
-// decode wraps a wire body according to its Content-Encoding; with none it
-// sniffs the gzip magic number, since some servers send .gz files as they
-// are.
-func decode(raw io.Reader, encoding string) (io.Reader, func() error, error) {
-	switch strings.ToLower(strings.TrimSpace(encoding)) {
-	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(raw)
-		if err != nil {
-			return nil, nil, fmt.Errorf("gzip header: %w", err)
-		}
-		return zr, zr.Close, nil
-	case "", "identity":
-		br := bufio.NewReaderSize(raw, 64<<10)
-		if b, _ := br.Peek(2); len(b) == 2 && b[0] == 0x1f && b[1] == 0x8b {
-			zr, err := gzip.NewReader(br)
-			if err != nil {
-				return nil, nil, fmt.Errorf("gzip header: %w", err)
-			}
-			return zr, zr.Close, nil
-		}
-		return br, func() error { return nil }, nil
-	}
-	return nil, nil, fmt.Errorf("unsupported Content-Encoding %q", oneLine(encoding))
 }
 
 type readCloser struct {

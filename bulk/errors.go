@@ -106,20 +106,13 @@ type Issue struct {
 	} `json:"details,omitempty"`
 }
 
-// parseOutcome reads an OperationOutcome, or an OAuth error object, from a
-// response body. It returns a one-line summary and whether every issue is
-// transient.
-func parseOutcome(body []byte) (summary string, transient bool) {
-	summary, transient, _ = parseOutcomeKind(body)
-	return summary, transient
-}
-
 // transientCodes is the transient family of the FHIR issue-type codes.
 var transientCodes = map[string]bool{"transient": true, "lock-error": true, "no-store": true, "exception": true,
 	"timeout": true, "incomplete": true, "throttled": true}
 
-// parseOutcomeKind is parseOutcome that also reports whether the body is an
-// OperationOutcome with an error or fatal issue outside the transient
+// parseOutcomeKind reads an OperationOutcome, or an OAuth error object, from
+// a response body. It returns a one-line summary, whether every issue is
+// transient, and whether an error or fatal issue lies outside the transient
 // family (a permanent failure).
 func parseOutcomeKind(body []byte) (summary string, transient, permanent bool) {
 	var oo OperationOutcome

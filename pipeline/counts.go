@@ -1,8 +1,6 @@
 package pipeline
 
 import (
-	"encoding/json"
-
 	"fhirdeid/anonymize"
 )
 
@@ -77,9 +75,4 @@ func (c *opCounts) counts() Counts {
 		}
 	}
 	return out
-}
-
-func (c *opCounts) json() []byte {
-	b, _ := json.Marshal(c.counts())
-	return b
 }
