@@ -34,6 +34,7 @@ func endless(n int64, served *atomic.Int64) http.HandlerFunc {
 // A plain 1 GiB line without a newline fails within seconds, naming the
 // file and the limit, after one download, with bounded memory.
 func TestHugeLinePlain(t *testing.T) {
+	skipShort(t)
 	var served atomic.Int64
 	f := &fhir{files: endless(1<<30, &served), manifest: func(base string) string {
 		return Manifest(false, Entry{Type: "Patient", URL: base + "/files/big.ndjson", Count: 1})
@@ -70,6 +71,7 @@ var bombOnce = sync.OnceValue(func() []byte { return gzipBomb(64) }) // 1 GiB
 // A gzip bomb (1 GiB from about 1 MiB) fails on the ratio limit before the
 // line grows large, with bounded memory, sent gzip-encoded or as a raw .gz.
 func TestGzipBomb(t *testing.T) {
+	skipShort(t)
 	bomb := bombOnce()
 	for _, encoded := range []bool{true, false} {
 		t.Run(fmt.Sprintf("Content-Encoding=%t", encoded), func(t *testing.T) {
@@ -121,6 +123,7 @@ func TestCountCheckedWhileStreaming(t *testing.T) {
 // A server trickling one byte per second fails on the stalled-transfer rule
 // (not only an idle timeout), once, naming the limit.
 func TestTrickle(t *testing.T) {
+	skipShort(t)
 	var served atomic.Int64
 	f := &fhir{files: func(w http.ResponseWriter, r *http.Request) {
 		served.Add(1)
@@ -159,6 +162,7 @@ func TestTrickle(t *testing.T) {
 // A manifest of 100,000 files is refused by the file-count limit, quickly
 // and with bounded memory; with the limit raised it is accepted.
 func TestManifestOf100000Files(t *testing.T) {
+	skipShort(t)
 	var body string
 	f := &fhir{manifest: func(base string) string {
 		if body == "" {
@@ -207,6 +211,7 @@ func TestManifestTooLarge(t *testing.T) {
 // faster than the minimum delay, warned about, and given up at the
 // deadline.
 func TestStatus202Forever(t *testing.T) {
+	skipShort(t)
 	f := &fhir{status: func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "0")
 		w.Header().Set("X-Progress", "in progress")
@@ -338,5 +343,13 @@ func TestErrorFileCountNotValidated(t *testing.T) {
 		if fs.Kind == bulk.KindError && (fs.Count == nil || *fs.Count != 639 || fs.Resources != 1) {
 			t.Errorf("error file recorded count %v, lines %d; want 639 and 1", fs.Count, fs.Resources)
 		}
+	}
+}
+
+// skipShort skips the data-volume and timing cases under -short (the race
+// run of CI); the plain run has them.
+func skipShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a data-volume or timing case: not under -short")
 	}
 }
