@@ -34,13 +34,15 @@ func NewLineReader(r io.Reader, maxLine int) *LineReader {
 // Next advances to the next non-blank line.
 func (l *LineReader) Next() bool {
 	for l.err == nil {
-		if cap(l.big) > 8<<20 {
-			l.big = nil // do not pin the buffer of one huge line
-		}
 		line, err := l.r.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
-			// A long line: gather it in l.big, which never grows past the
-			// limit (one copy of the line at a time, plus the bufio buffer).
+			// A long line: gather it in l.big, allocated once at the limit
+			// and kept for the file, so that a line is held in one copy and
+			// no growth leaves copies behind. Memory the line does not reach
+			// is not touched.
+			if cap(l.big) < l.max+1 {
+				l.big = make([]byte, 0, l.max+1)
+			}
 			l.big = appendCapped(l.big[:0], line, l.max+1)
 			for errors.Is(err, bufio.ErrBufferFull) {
 				if len(l.big) > l.max {

@@ -46,32 +46,81 @@ func bombServer(t *testing.T) string {
 	return srv.URL + "/fhir"
 }
 
-// The peak RSS of `fhirdeid export` against a gzip bomb stays under 128 MB,
-// and the export fails on the ratio limit, naming the file.
-func TestExportGzipBombRSS(t *testing.T) {
+// hugeLineServer serves a manifest with one plain file: a 1 GiB line
+// without a newline, generated as it is sent.
+func hugeLineServer(t *testing.T) string {
+	t.Helper()
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/$export"):
+			w.Header().Set("Content-Location", srv.URL+"/fhir/status")
+			w.WriteHeader(http.StatusAccepted)
+		case r.URL.Path == "/fhir/status" && r.Method == http.MethodGet:
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"transactionTime":"2026-01-01T00:00:00Z","request":"x","requiresAccessToken":false,"output":[{"type":"Patient","url":"%s/files/line.ndjson","count":1}],"error":[]}`, srv.URL)
+		case r.URL.Path == "/files/line.ndjson":
+			chunk := bytes.Repeat([]byte("a"), 1<<20)
+			for range 1024 {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/fhir"
+}
+
+// `fhirdeid export` against a gzip bomb (1 GiB from 1 MiB) and against a
+// plain 1 GiB line: each fails within 10 s naming the file and the limit,
+// and the process's peak RSS (from rusage) stays under 128 MB.
+func TestExportHostileRSS(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the binary")
+		t.Skip("builds the binary and moves a gigabyte")
 	}
 	bin := buildBinary(t)
-	base := bombServer(t)
-	cmd := exec.Command(bin, "export", "--url", base, "--out", t.TempDir(), "--min-wait", "10ms", "--quiet")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	err := cmd.Run()
-	if err == nil {
-		t.Fatal("the export of a gzip bomb succeeded")
-	}
-	if !strings.Contains(stderr.String(), "limit: Patient.000.ndjson.gz line 1:") || !strings.Contains(stderr.String(), "maxRatio") {
-		t.Errorf("stderr: %s", stderr.String())
-	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		t.Skip("no rusage on this platform")
-	}
-	rss := ru.Maxrss * 1024 // KiB on Linux
-	t.Logf("peak RSS of fhirdeid export against a 1 GiB gzip bomb: %.1f MB", float64(rss)/1e6)
-	if rss >= 128e6 {
-		t.Errorf("peak RSS %.1f MB, want < 128 MB", float64(rss)/1e6)
+	for _, tc := range []struct {
+		name   string
+		base   func(*testing.T) string
+		want   []string
+		maxRSS float64
+	}{
+		{"gzip bomb", bombServer, []string{"limit: Patient.000.ndjson.gz line 1:", "maxRatio"}, 128e6},
+		// A 64 MiB line is the cap: one copy of it, and the growth step.
+		{"1 GiB line", hugeLineServer, []string{"limit: Patient.000.ndjson.gz line 1: longer than 67108864 bytes", "maxLineBytes"}, 256e6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := tc.base(t)
+			cmd := exec.Command(bin, "export", "--url", base, "--out", t.TempDir(), "--min-wait", "10ms", "--quiet")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			start := time.Now()
+			err := cmd.Run()
+			elapsed := time.Since(start)
+			if err == nil {
+				t.Fatal("the export succeeded")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr lacks %q: %s", w, stderr.String())
+				}
+			}
+			if elapsed > 10*time.Second {
+				t.Errorf("failed after %s, want within 10 s", elapsed)
+			}
+			ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+			if !ok {
+				t.Skip("no rusage on this platform")
+			}
+			rss := float64(ru.Maxrss) * 1024 // KiB on Linux
+			t.Logf("%s: failed after %s; peak RSS of fhirdeid export %.1f MB", tc.name, elapsed.Round(time.Millisecond), rss/1e6)
+			if rss >= tc.maxRSS {
+				t.Errorf("peak RSS %.1f MB, want < %.0f MB", rss/1e6, tc.maxRSS/1e6)
+			}
+		})
 	}
 }
 
