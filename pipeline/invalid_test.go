@@ -6,8 +6,10 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"fhirdeid/anonymize"
 	"fhirdeid/bulk/bulktest"
 	"fhirdeid/pipeline"
 	"fhirdeid/storage"
@@ -89,4 +91,50 @@ func TestOnInvalidSkip(t *testing.T) {
 			t.Error("the local log holds the invalid line's content")
 		}
 	}
+}
+
+// A line over the limit fails the run at once (fatal, not retried), naming
+// the file, the line and the limit.
+func TestLineLimitFailsRun(t *testing.T) {
+	big := `{"resourceType":"Patient","id":"big","text":{"status":"generated","div":"<div>` + strings.Repeat("x", 2<<20) + `</div>"}}`
+	e := newEnv(t, bulktest.Options{Resources: [][]byte{[]byte(`{"resourceType":"Patient","id":"a"}`), []byte(big)}})
+	p := e.pipeline(t, safeHarbor(t))
+	p.Client.MaxLineBytes = 1 << 20
+	_, err := pipeline.Run(context.Background(), p)
+	var pe *pipeline.Error
+	if !errors.As(err, &pe) || pe.Outcome != pipeline.Fatal {
+		t.Fatalf("error = %v, want fatal", err)
+	}
+	if !strings.Contains(err.Error(), "limit: Patient.000 line 2: longer than 1048576 bytes") || !strings.Contains(err.Error(), "maxLineBytes") {
+		t.Errorf("error %q", err)
+	}
+}
+
+// The manifest count is checked while streaming: a file whose count is 1
+// fails at its second line, with a message naming allowCountMismatch.
+func TestCountExceededStopsEarly(t *testing.T) {
+	e := newEnv(t, bulktest.Options{Faults: bulktest.Faults{CountOne: true}})
+	var seen atomic.Int64
+	p := e.pipeline(t, countingDeid{safeHarbor(t), &seen})
+	p.Concurrency = 1
+	_, err := pipeline.Run(context.Background(), p)
+	if err == nil || !strings.Contains(err.Error(), "more resources than the manifest count 1") || !strings.Contains(err.Error(), "allowCountMismatch") {
+		t.Fatalf("error %v", err)
+	}
+	if !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("error %q does not stop at line 2", err)
+	}
+	if n := seen.Load(); n > 20 {
+		t.Errorf("%d resources de-identified before the count check stopped the file", n)
+	}
+}
+
+type countingDeid struct {
+	pipeline.Deidentifier
+	n *atomic.Int64
+}
+
+func (d countingDeid) Resource(ctx context.Context, file string, line int64, res, dst []byte) ([]byte, anonymize.Stats, error) {
+	d.n.Add(1)
+	return d.Deidentifier.Resource(ctx, file, line, res, dst)
 }

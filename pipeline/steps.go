@@ -337,6 +337,11 @@ func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifes
 			// An empty file is still a valid gzip stream.
 			_, err = w.Write(gz.Empty())
 		}
+		var le *ndjson.LineError
+		if errors.As(err, &le) && errors.Is(err, ndjson.ErrLineTooLong) {
+			err = &bulk.LimitError{File: fileName, Line: le.Line, Limit: "maxLineBytes",
+				Msg: fmt.Sprintf("longer than %d bytes", p.Client.MaxLineBytes)}
+		}
 		if err != nil {
 			w.Abort()
 			return err

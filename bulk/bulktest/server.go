@@ -125,6 +125,8 @@ type Faults struct {
 	MismatchType bool
 	// MismatchCount makes the first output entry's count one too many.
 	MismatchCount bool
+	// CountOne makes the first output entry's count 1 whatever its lines.
+	CountOne bool
 	// ErrorFileCount, if non-zero, is the count of the error file in the
 	// manifest instead of its number of lines: the number of resources that
 	// failed, as a widely used reference server reports it.
@@ -988,7 +990,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	j.polls++
 	polls := j.polls
 	invalid := f.InvalidManifest
-	mismatchType, mismatchCount, errorCount := f.MismatchType, f.MismatchCount, f.ErrorFileCount
+	mismatchType, mismatchCount, errorCount, countOne := f.MismatchType, f.MismatchCount, f.ErrorFileCount, f.CountOne
 	s.mu.Unlock()
 	if polls > s.opts.PollsBeforeComplete {
 		select {
@@ -1049,6 +1051,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 				}
 				if mismatchCount {
 					it.Count++
+				}
+				if countOne {
+					it.Count = 1
 				}
 			}
 			out = append(out, it)
