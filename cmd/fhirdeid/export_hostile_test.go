@@ -154,4 +154,3 @@ func TestExportReferenceServerFaults(t *testing.T) {
 		t.Errorf("count mismatch: exit %d: %s", code, stderr)
 	}
 }
-
