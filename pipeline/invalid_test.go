@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"fhirdeid/anonymize"
+	"fhirdeid/bulk"
 	"fhirdeid/bulk/bulktest"
 	"fhirdeid/pipeline"
 	"fhirdeid/storage"
@@ -137,4 +138,20 @@ type countingDeid struct {
 func (d countingDeid) Resource(ctx context.Context, file string, line int64, res, dst []byte) ([]byte, anonymize.Stats, error) {
 	d.n.Add(1)
 	return d.Deidentifier.Resource(ctx, file, line, res, dst)
+}
+
+// A kick-off answered 500 with a non-transient OperationOutcome (the
+// reference server's case) fails the run at once as fatal, after one try.
+func TestKickoff500FailsRunAtOnce(t *testing.T) {
+	e := newEnv(t, bulktest.Options{Faults: bulktest.Faults{KickoffStatus: 500, KickoffDiagnostics: "An unknown error occurred"}})
+	p := e.pipeline(t, safeHarbor(t))
+	p.Client.Retries = bulk.DefaultRetryPolicy()
+	_, err := pipeline.Run(context.Background(), p)
+	var pe *pipeline.Error
+	if !errors.As(err, &pe) || pe.Outcome != pipeline.Fatal || pe.Step != "kick-off" {
+		t.Fatalf("error = %v, want a fatal kick-off error", err)
+	}
+	if n := e.srv.Stats().Kickoffs; n != 1 {
+		t.Errorf("%d kick-offs, want 1", n)
+	}
 }
