@@ -23,8 +23,9 @@ const token = "SECRET-FHIR-TOKEN-1234"
 
 // fakeClock advances on Sleep instead of waiting.
 type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu     sync.Mutex
+	now    time.Time
+	sleeps []time.Duration
 }
 
 func (c *fakeClock) Now() time.Time {
@@ -36,6 +37,7 @@ func (c *fakeClock) Now() time.Time {
 func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
+	c.sleeps = append(c.sleeps, d)
 	c.mu.Unlock()
 	return ctx.Err()
 }

@@ -56,6 +56,11 @@ each --trusted-host; never over http when the server is https, never after a
 redirect to another origin. A file that needs the token on another origin is
 refused with an error naming that origin.
 
+Limits (--max-line-bytes, --max-file-bytes, --max-ratio, --max-manifest-bytes,
+--max-manifest-files, --min-bytes per --rate-interval) bound what a server may
+cost; a violation stops at once with an error naming the file, the line and
+the limit. A 5xx answer with a non-transient OperationOutcome is not retried.
+
 Exit status: 0 success, 1 failure, 2 usage error, 3 complete but the server
 reported errors (see error/).
 
