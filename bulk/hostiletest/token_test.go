@@ -1,6 +1,7 @@
 package hostiletest
 
 import (
+	"net/http"
 	"net/url"
 	"testing"
 
@@ -162,4 +163,33 @@ func TestStorageCredentialsOnlyToStorageHosts(t *testing.T) {
 func originOf(u string) string {
 	p, _ := url.Parse(u)
 	return bulk.Origin(p)
+}
+
+// A file download answered 302 to the same host on another port (a typical
+// move to blob storage) follows the redirect without the token.
+func TestFileRedirectToOtherPortDropsToken(t *testing.T) {
+	other, err := Start("127.0.0.1", false, serveString(patients(3)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	f := &fhir{files: func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/blob/p.ndjson", http.StatusFound)
+	}, manifest: func(base string) string {
+		return Manifest(true, Entry{Type: "Patient", URL: base + "/files/p.ndjson", Count: 3},
+			Entry{Kind: "error", Type: "OperationOutcome", URL: base + "/files/e.ndjson", Count: -1})
+	}}
+	fo := startFHIR(t, f, false)
+	e := newExport(t, fo.URL, nil)
+	_, err = e.run(t)
+	// The error file redirects to Patient lines too: a validation error,
+	// after the redirect was followed without the token.
+	wantErr(t, err, "validate error/OperationOutcome.000.ndjson.gz line 1")
+	noToken(t, other)
+	if len(other.Requests()) < 2 {
+		t.Errorf("the redirects were not followed: %s", other)
+	}
+	if n := len(fo.WithToken(token)); n < 2 {
+		t.Errorf("the FHIR server received the token %d times", n)
+	}
 }
