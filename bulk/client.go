@@ -5,6 +5,13 @@
 // credentials, SMART Backend Services), checkpoints to resume an export
 // after a crash, and the log.ndjson event log of the SMART bulk-data-client.
 //
+// Servers, manifests and files are untrusted: the credentials go only to
+// the FHIR server's origin and trusted hosts (origin.go), manifest types are
+// checked against the FHIR model (manifestcheck.go), and lines, files,
+// decompression, manifests and transfer rates are bounded (limits.go); a
+// violation is a terminal error, never retried (see RetryPolicy for the
+// retry taxonomy).
+//
 // All HTTP goes through an injected *http.Client, and time through a Clock,
 // so tests run against a local server in milliseconds.
 package bulk

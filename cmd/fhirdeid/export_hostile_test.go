@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -152,5 +154,30 @@ func TestExportReferenceServerFaults(t *testing.T) {
 	code, _, stderr = runExportCmd(t, nil, "export", "--url", base, "--out", t.TempDir(), "--min-wait", "10ms", "--quiet")
 	if code != 1 || !strings.Contains(stderr, "--allow-count-mismatch") {
 		t.Errorf("count mismatch: exit %d: %s", code, stderr)
+	}
+}
+
+// The run summary names the run folder with the destination's prefix.
+func TestRunSummaryHasPrefix(t *testing.T) {
+	cfgPath, lake, _ := pipelineFixture(t, "")
+	data, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(data), "destination: file://"+filepath.ToSlash(lake), "destination: file://"+filepath.ToSlash(lake)+"?prefix=nightly/", 1)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runExportCmd(t, nil, "run", cfgPath)
+	if code != 0 {
+		t.Fatalf("run: exit %d\n%s%s", code, out, errOut)
+	}
+	latest, err := os.ReadFile(filepath.Join(lake, "nightly", "latest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "→ file://" + filepath.ToSlash(lake) + "/nightly/" + strings.TrimSpace(string(latest)) + "/"
+	if !strings.Contains(out, want) {
+		t.Errorf("summary %q does not name %q", out, want)
 	}
 }
