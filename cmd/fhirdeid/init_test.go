@@ -90,7 +90,7 @@ func TestInitAzureIdentity(t *testing.T) {
 	dir := t.TempDir()
 	params := filepath.Join(dir, "params.json")
 	doc := map[string]any{"parameters": map[string]any{
-		"fhirserver-url": map[string]string{"value": "https://ws-fhir.fhir.azurehealthcareapis.com"},
+		"fhirserver-url":      map[string]string{"value": "https://ws-fhir.fhir.azurehealthcareapis.com"},
 		"fhirserver-clientid": map[string]string{"value": "<<FHIR SERVER CLIENT ID>>"}, "fhirserver-clientSecret": map[string]string{"value": ""},
 		"fhirauth-tenantid": map[string]string{"value": ""}, "IntegrationStorageAccount": map[string]string{"value": ""}}}
 	b, _ := json.Marshal(doc)
