@@ -260,3 +260,103 @@ func mustRead(t *testing.T, p string) []byte {
 	}
 	return b
 }
+
+// deploy/kubernetes: the CronJob runs a command fhirdeid has, on the
+// template's schedule, as the image's non-root user with workload identity,
+// and its configuration validates with the container's environment.
+func TestKubernetesCronJob(t *testing.T) {
+	f, err := os.Open("../../deploy/kubernetes/fhirdeid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	var config string
+	var cron struct {
+		Spec struct {
+			Schedule    string `yaml:"schedule"`
+			JobTemplate struct {
+				Spec struct {
+					Template struct {
+						Metadata struct {
+							Labels map[string]string `yaml:"labels"`
+						} `yaml:"metadata"`
+						Spec struct {
+							ServiceAccountName string `yaml:"serviceAccountName"`
+							SecurityContext    struct {
+								RunAsNonRoot bool `yaml:"runAsNonRoot"`
+								RunAsUser    int  `yaml:"runAsUser"`
+							} `yaml:"securityContext"`
+							Containers []struct {
+								Args []string `yaml:"args"`
+								Env  []struct {
+									Name, Value string
+								} `yaml:"env"`
+								VolumeMounts []struct {
+									Name      string `yaml:"name"`
+									MountPath string `yaml:"mountPath"`
+								} `yaml:"volumeMounts"`
+							} `yaml:"containers"`
+						} `yaml:"spec"`
+					} `yaml:"template"`
+				} `yaml:"spec"`
+			} `yaml:"jobTemplate"`
+		} `yaml:"spec"`
+	}
+	kinds := map[string]bool{}
+	for {
+		var node yaml.Node
+		if err := dec.Decode(&node); err != nil {
+			break
+		}
+		var head struct {
+			Kind string            `yaml:"kind"`
+			Data map[string]string `yaml:"data"`
+		}
+		if err := node.Decode(&head); err != nil {
+			t.Fatal(err)
+		}
+		kinds[head.Kind] = true
+		switch head.Kind {
+		case "ConfigMap":
+			config = head.Data["fhirdeid.yml"]
+		case "CronJob":
+			if err := node.Decode(&cron); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, k := range []string{"ServiceAccount", "ConfigMap", "PersistentVolumeClaim", "CronJob"} {
+		if !kinds[k] {
+			t.Errorf("no %s", k)
+		}
+	}
+	pod := cron.Spec.JobTemplate.Spec.Template
+	if cron.Spec.Schedule != "0 1 * * *" || pod.Metadata.Labels["azure.workload.identity/use"] != "true" || pod.Spec.ServiceAccountName == "" ||
+		!pod.Spec.SecurityContext.RunAsNonRoot || pod.Spec.SecurityContext.RunAsUser != 10001 {
+		t.Errorf("cron job: %+v", cron.Spec.Schedule)
+	}
+	if len(pod.Spec.Containers) != 1 {
+		t.Fatal("containers")
+	}
+	c := pod.Spec.Containers[0]
+	if len(c.Args) != 2 || c.Args[0] != "run" || c.Args[1] != "/etc/fhirdeid/fhirdeid.yml" {
+		t.Fatalf("args %v", c.Args)
+	}
+	mounts := map[string]bool{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.MountPath] = true
+	}
+	if !mounts["/etc/fhirdeid"] || !mounts["/var/lib/fhirdeid"] {
+		t.Errorf("mounts %v", mounts)
+	}
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	p := filepath.Join(t.TempDir(), "fhirdeid.yml")
+	os.WriteFile(p, []byte(config), 0o644)
+	if code, stdout, stderr := runCmd(t, "", env, "validate", p); code != 0 {
+		t.Fatalf("validate: exit %d: %s%s", code, stdout, stderr)
+	}
+}
