@@ -292,3 +292,21 @@ func TestAzureIdentityAuth(t *testing.T) {
 		}
 	}
 }
+
+// Settings outside the file (the serve API token from the environment)
+// resolve through the same resolver; plain values pass through.
+func TestResolveValue(t *testing.T) {
+	v := newVault(t, map[string]string{"api-token": "tok-from-vault"})
+	kv := &KeyVault{Credential: &fakeCredential{}, HTTP: v.Client(), DisableChallengeResourceVerification: true}
+	got, err := ResolveValue(t.Context(), "-token-env T", "azurekeyvault://"+v.host()+"/api-token", kv)
+	if err != nil || got != "tok-from-vault" {
+		t.Fatalf("%q, %v", got, err)
+	}
+	if got, err := ResolveValue(t.Context(), "-token-env T", "plain", kv); err != nil || got != "plain" {
+		t.Fatalf("%q, %v", got, err)
+	}
+	_, err = ResolveValue(t.Context(), "-token-env T", "azurekeyvault://"+v.host()+"/absent", kv)
+	if err == nil || !strings.Contains(err.Error(), "-token-env T") || !strings.Contains(err.Error(), "no such secret") {
+		t.Fatalf("%v", err)
+	}
+}
