@@ -123,16 +123,16 @@ func (k *KeyVault) ResolveSecret(ctx context.Context, ref SecretRef) (bulk.Secre
 	}
 	c, err := k.client(ref.URL)
 	if err != nil {
-		return bulk.Secret{}, fmt.Errorf("Key Vault reference %s: %v", ref, err)
+		return bulk.Secret{}, fmt.Errorf("secret reference %s: %v", ref, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	resp, err := c.GetSecret(ctx, ref.Name, ref.Version, nil)
 	if err != nil {
-		return bulk.Secret{}, fmt.Errorf("Key Vault reference %s: %s", ref, vaultError(ref, err))
+		return bulk.Secret{}, fmt.Errorf("secret reference %s: %s", ref, vaultError(ref, err))
 	}
 	if resp.Value == nil || *resp.Value == "" {
-		return bulk.Secret{}, fmt.Errorf("Key Vault reference %s: the secret is empty", ref)
+		return bulk.Secret{}, fmt.Errorf("secret reference %s: the secret is empty", ref)
 	}
 	if k.cache == nil {
 		k.cache = map[string]bulk.Secret{}
