@@ -21,7 +21,7 @@ import (
 // Apps job runs: the managed identity endpoint (IDENTITY_ENDPOINT,
 // IDENTITY_HEADER) issues one token for the FHIR origin, sent only there,
 // and one for Azure Storage, sent only to the storage origin the manifest
-// names.
+// names. Then the same with fhirdeid export.
 func TestRunAzureIdentity(t *testing.T) {
 	for _, k := range []string{"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE",
 		"AZURE_AUTHORITY_HOST", "AZURE_TOKEN_CREDENTIALS", "MSI_ENDPOINT", "MSI_SECRET", "IDENTITY_SERVER_THUMBPRINT", "IMDS_ENDPOINT"} {
@@ -139,6 +139,32 @@ pipelines:
 	for _, r := range resources {
 		if !want[r] {
 			t.Fatalf("a token was asked for %s", r)
+		}
+	}
+
+	// fhirdeid export --azure-identity --storage-auth azure-identity, with
+	// the same identity (the process's credential is shared, so the same
+	// identity endpoint).
+	seen = map[string][]string{}
+	mu.Unlock()
+	outDir := filepath.Join(dir, "export")
+	code, out, errOut = runExportCmd(t, nil, "export", "--url", fhir.URL+"/fhir", "--out", outDir, "--azure-identity",
+		"--storage-auth", "azure-identity", "--min-wait", "10ms", "--quiet")
+	mu.Lock()
+	if code != 0 {
+		t.Fatalf("export: exit %d\n%s%s", code, out, errOut)
+	}
+	if got, _ := filepath.Glob(filepath.Join(outDir, "*.ndjson.gz")); len(got) == 0 {
+		t.Fatal("export: no files")
+	}
+	if len(seen["fhir"]) < 2 || len(seen["storage"]) == 0 {
+		t.Fatalf("export requests: %d FHIR, %d storage", len(seen["fhir"]), len(seen["storage"]))
+	}
+	for who, want := range map[string]string{"fhir": "Bearer fhir-token", "storage": "Bearer storage-token"} {
+		for _, h := range seen[who] {
+			if h != want {
+				t.Fatalf("export: %s request with Authorization %q", who, h)
+			}
 		}
 	}
 }
