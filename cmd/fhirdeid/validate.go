@@ -89,6 +89,9 @@ references (through the Azure credential of the environment).`)
 		for _, w := range eng.Config().Warnings() {
 			fmt.Fprintf(e.stdout, "%s: warning: %s\n", name, w)
 		}
+		for _, w := range eng.Warnings {
+			fmt.Fprintf(e.stdout, "%s: warning: %s\n", name, w)
+		}
 	}
 	fmt.Fprintln(e.stdout, "configuration OK")
 	return nil
