@@ -159,6 +159,12 @@ type Anonymizer struct {
 
 	// getenv reads the key variables: Parse's, os.Getenv when nil.
 	getenv func(string) string
+	// keysData is the key file read from Key Vault (KeysFile a reference),
+	// resolvedEnv the key variables that were references, by name.
+	keysData    []byte
+	resolvedEnv map[string]string
+	// offline: unread references get placeholder keys (File.MarkOffline).
+	offline bool
 }
 
 // Error names the file, line and field of the configuration that is wrong.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,6 +15,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
+	"fhirdeid/anonymize"
+	"fhirdeid/anonymize/keys"
 	"fhirdeid/bulk"
 )
 
@@ -309,4 +312,89 @@ func TestResolveValue(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "-token-env T") || !strings.Contains(err.Error(), "no such secret") {
 		t.Fatalf("%v", err)
 	}
+}
+
+// The anonymizer's key file, or its key variables, may be Key Vault
+// references: resolved, the engine has the vault's keys; offline, validate
+// compiles the rules with placeholders; unresolved otherwise, an error.
+func TestAnonymizerKeysFromVault(t *testing.T) {
+	k := anonymize.Keys{CryptoHashKey: "crypto-hash-key-from-vault-0001", DateShiftKey: "date-shift-key-from-vault-0001",
+		EncryptKey: "0123456789abcdef0123456789abcdef"}
+	keyFile := keys.Marshal(k, time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+	v := newVault(t, map[string]string{"anon-keys": string(keyFile), "hash-key": k.CryptoHashKey})
+	dir := t.TempDir()
+	onDisk := filepath.Join(dir, "keys.json")
+	if err := os.WriteFile(onDisk, keyFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := func(keysFile string) string {
+		s := "pipelines:\n  nightly:\n    source:\n      url: https://fhir.example.org/fhir\n      since: auto\n    destination: file:///tmp/lake\n"
+		if keysFile != "" {
+			s += "    anonymizer:\n      keysFile: " + keysFile + "\n"
+		}
+		return s
+	}
+	want, err := mustParse(t, conf(onDisk), nil).Pipelines["nightly"].LoadEngine("pipelines.nightly")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := &KeyVault{Credential: &fakeCredential{}, HTTP: v.Client(), DisableChallengeResourceVerification: true}
+
+	cfg := mustParse(t, conf("azurekeyvault://"+v.host()+"/anon-keys"), nil)
+	pc := cfg.Pipelines["nightly"]
+	if _, err := pc.LoadEngine("pipelines.nightly"); err == nil || !strings.Contains(err.Error(), "keysFile: Key Vault reference not resolved") {
+		t.Fatalf("unresolved: %v", err)
+	}
+	if err := cfg.ResolveSecrets(t.Context(), kv); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := pc.LoadEngine("pipelines.nightly")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, fp := range want.Fingerprints {
+		if eng.Fingerprints[name] != fp {
+			t.Errorf("%s: fingerprint %s, want %s (the key file's)", name, eng.Fingerprints[name], fp)
+		}
+	}
+
+	// Offline (validate): placeholders, a warning, and the rules compile.
+	cfg = mustParse(t, conf("azurekeyvault://"+v.host()+"/anon-keys"), nil)
+	cfg.MarkOffline()
+	eng, err = cfg.Pipelines["nightly"].LoadEngine("pipelines.nightly")
+	if err != nil || len(eng.Warnings) == 0 {
+		t.Fatalf("offline: %v", err)
+	}
+
+	// A key variable holding a reference.
+	envs := map[string]string{"FHIRDEID_CRYPTO_HASH_KEY": "azurekeyvault://" + v.host() + "/hash-key",
+		"FHIRDEID_DATE_SHIFT_KEY": k.DateShiftKey, "FHIRDEID_ENCRYPT_KEY": k.EncryptKey}
+	cfg = mustParse(t, conf(""), envs)
+	if refs := cfg.SecretRefs(); refs["pipelines.nightly.anonymizer (FHIRDEID_CRYPTO_HASH_KEY)"].Name != "hash-key" {
+		t.Fatalf("refs %v", refs)
+	}
+	if _, err := cfg.Pipelines["nightly"].LoadEngine("pipelines.nightly"); err == nil || !strings.Contains(err.Error(), "not resolved") {
+		t.Fatalf("unresolved variable: %v", err)
+	}
+	if err := cfg.ResolveSecrets(t.Context(), kv); err != nil {
+		t.Fatal(err)
+	}
+	eng, err = cfg.Pipelines["nightly"].LoadEngine("pipelines.nightly")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, fp := range want.Fingerprints {
+		if eng.Fingerprints[name] != fp {
+			t.Errorf("variables: %s: fingerprint differs from the key file's", name)
+		}
+	}
+}
+
+func mustParse(t *testing.T, text string, vars map[string]string) *File {
+	t.Helper()
+	cfg, err := Parse(filepath.Join(t.TempDir(), "p.yml"), []byte(text), env(vars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

@@ -8,32 +8,45 @@ import (
 	"fhirdeid/bulk"
 )
 
-// secretField is a configuration value that may be a Key Vault reference.
+// secretField is a configuration value that may be a Key Vault reference:
+// value is what the file (or the environment) says, set stores the secret.
 type secretField struct {
-	field string
-	p     *string
-	// key: the secret is a private key, kept in auth.keyPEM instead of
-	// replacing the field (a file path otherwise).
-	key  bool
-	auth *Auth
+	field, value string
+	set          func(v string)
 }
 
-// secretFields lists the secret-bearing fields of every pipeline.
+// secretFields lists the secret-bearing values of every pipeline: the
+// source's secrets, the private key and the anonymizer's key file (whose
+// contents the secret then holds), and the anonymizer key variables.
 func (f *File) secretFields() []secretField {
 	var out []secretField
+	str := func(field string, p *string) secretField {
+		return secretField{field: field, value: *p, set: func(v string) { *p = v }}
+	}
 	for _, name := range f.Names() {
 		pc := f.Pipelines[name]
 		if pc == nil {
 			continue
 		}
-		a := &pc.Source.Auth
-		base := "pipelines." + name + ".source."
+		a, an := &pc.Source.Auth, &pc.Anonymizer
+		base := "pipelines." + name + "."
 		out = append(out,
-			secretField{field: base + "auth.token", p: &a.Token},
-			secretField{field: base + "auth.clientSecret", p: &a.ClientSecret},
-			secretField{field: base + "auth.privateKeyFile", p: &a.PrivateKeyFile, key: true, auth: a},
-			secretField{field: base + "storageAuth.connectionString", p: &pc.Source.StorageAuth.ConnectionString},
-			secretField{field: base + "storageAuth.sasToken", p: &pc.Source.StorageAuth.SASToken})
+			str(base+"source.auth.token", &a.Token),
+			str(base+"source.auth.clientSecret", &a.ClientSecret),
+			secretField{field: base + "source.auth.privateKeyFile", value: a.PrivateKeyFile, set: func(v string) { a.keyPEM = []byte(v) }},
+			str(base+"source.storageAuth.connectionString", &pc.Source.StorageAuth.ConnectionString),
+			str(base+"source.storageAuth.sasToken", &pc.Source.StorageAuth.SASToken),
+			secretField{field: base + "anonymizer.keysFile", value: an.KeysFile, set: func(v string) { an.keysData = []byte(v) }})
+		if an.KeysFile == "" {
+			for _, env := range keyVars {
+				out = append(out, secretField{field: base + "anonymizer (" + env + ")", value: an.env(env), set: func(v string) {
+					if an.resolvedEnv == nil {
+						an.resolvedEnv = map[string]string{}
+					}
+					an.resolvedEnv[env] = v
+				}})
+			}
+		}
 	}
 	return out
 }
@@ -41,8 +54,8 @@ func (f *File) secretFields() []secretField {
 // checkSecretRefs checks the form of every Key Vault reference, offline.
 func (f *File) checkSecretRefs() *Error {
 	for _, s := range f.secretFields() {
-		if IsSecretRef(*s.p) {
-			if _, err := ParseSecretRef(*s.p); err != nil {
+		if IsSecretRef(s.value) {
+			if _, err := ParseSecretRef(s.value); err != nil {
 				return &Error{Field: s.field, Msg: err.Error()}
 			}
 		}
@@ -53,11 +66,11 @@ func (f *File) checkSecretRefs() *Error {
 // SecretRefs returns the Key Vault references of the file, by field.
 func (f *File) SecretRefs() map[string]SecretRef {
 	out := map[string]SecretRef{}
+	if f.resolved {
+		return out
+	}
 	for _, s := range f.secretFields() {
-		if s.key && s.auth.keyPEM != nil {
-			continue
-		}
-		if r, err := ParseSecretRef(*s.p); err == nil {
+		if r, err := ParseSecretRef(s.value); err == nil {
 			out[s.field] = r
 		}
 	}
@@ -87,18 +100,24 @@ func (f *File) ResolveSecrets(ctx context.Context, r SecretResolver) error {
 		values[field] = v
 	}
 	for _, s := range f.secretFields() {
-		v, ok := values[s.field]
-		if !ok {
-			continue
-		}
-		if s.key {
-			s.auth.keyPEM = []byte(v.Reveal())
-		} else {
-			*s.p = v.Reveal()
+		if v, ok := values[s.field]; ok {
+			s.set(v.Reveal())
 		}
 	}
 	f.resolved = true
 	return nil
+}
+
+// MarkOffline lets LoadEngine compile the rules of a file whose anonymizer
+// keys are unread Key Vault references (validate without --online):
+// placeholder keys stand in for them. Open resolves the references first
+// and never uses the placeholders.
+func (f *File) MarkOffline() {
+	for _, pc := range f.Pipelines {
+		if pc != nil {
+			pc.Anonymizer.offline = true
+		}
+	}
 }
 
 // ResolveValue returns value, or the secret it names when it is a Key Vault

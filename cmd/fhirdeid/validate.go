@@ -50,6 +50,7 @@ references (through the Azure credential of the environment).`)
 			fmt.Fprintf(e.stdout, "%d Key Vault references resolved\n", len(refs))
 		}
 	} else {
+		cfg.MarkOffline()
 		for _, field := range config.SortedKeys(refs) {
 			fmt.Fprintf(e.stdout, "%s: Key Vault reference %s (not contacted; --online reads it)\n", field, refs[field])
 		}
