@@ -213,7 +213,8 @@ func (c *initChoices) yaml() (string, []string) {
 		w("      url: %s\n", q(c.url))
 	}
 	w("      # Everything is exported at every run, as the Azure template did; with\n")
-	w("      # \"since: auto\" only what changed since the last successful run is.\n")
+	w("      # \"since: auto\" only what changed since the last successful run is\n")
+	w("      # (it needs stable anonymizer keys: keysFile below).\n")
 	w("      # since: auto\n")
 	azureFiles := c.from != "" // only Azure services get Azure Storage tokens
 	switch c.auth {
@@ -290,10 +291,13 @@ func (c *initChoices) yaml() (string, []string) {
 	}
 	w("\n    anonymizer:\n")
 	w("      # Empty: the built-in HIPAA Safe Harbor configuration (fhirdeid config\n")
-	w("      # show), as the template's default anonymizer settings. A file in the\n")
-	w("      # format of Microsoft's FHIR anonymizer, with stable cryptoHashKey,\n")
-	w("      # dateShiftKey and encryptKey, keeps ids and dates consistent between runs.\n")
+	w("      # show), as the template's default anonymizer settings; or a file in\n")
+	w("      # the format of Microsoft's FHIR anonymizer.\n")
 	w("      # config: anonymizer.json\n")
+	w("      # Without a key file, each run draws new keys and ids and dates do not\n")
+	w("      # line up between runs. \"fhirdeid keys init keys.json\" makes one; it\n")
+	w("      # may live in Key Vault: keysFile: azurekeyvault://VAULT/NAME.\n")
+	w("      # keysFile: keys.json\n")
 	w("      fhirVersion: R4\n\n")
 	w("    # Where de-identified runs land: one folder per run, \"latest\" names the\n")
 	w("    # newest complete one.\n")
