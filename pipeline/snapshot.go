@@ -448,9 +448,8 @@ func finishSnapshot(ctx context.Context, p *Pipeline, plan *snapshotPlan, m *mer
 			Deleted             []outFile `json:"deleted"`
 			Error               []outFile `json:"error"`
 		}{TransactionTime: plan.TransactionTime, Request: plan.Request, Output: []outFile{}, Deleted: []outFile{}, Error: []outFile{}}
-		base := strings.TrimSuffix(p.Store.String(), "/") + "/"
 		for _, f := range m.files {
-			man.Output = append(man.Output, outFile{f.typ, base + storage.SnapshotKey(plan.ID, f.name), f.count})
+			man.Output = append(man.Output, outFile{f.typ, p.Store.URL(storage.SnapshotKey(plan.ID, f.name)), f.count})
 		}
 		mj, err := json.MarshalIndent(&man, "", "  ")
 		if err != nil {
