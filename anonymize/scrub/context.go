@@ -150,11 +150,7 @@ func alnumOnly(s string) string {
 }
 
 // contextual marks the tokens matching the patient's identifiers.
-func (s *state) contextual() {
-	x := s.opts.Identifiers
-	if x.n == 0 {
-		return
-	}
+func (s *state) contextual(x *Identifiers) {
 	n := len(s.toks)
 	var buf []byte
 	for i := 0; i < n; i++ {
@@ -206,9 +202,6 @@ func (s *state) contextual() {
 				continue
 			}
 			break
-		}
-		if i > 0 && s.punct(i-1, '(') {
-			// keep going: the loop above handles it from the digits
 		}
 	}
 }

@@ -40,8 +40,8 @@ var relations = "husband wife son daughter dtr dau mother mom father dad brother
 var stops = "a an and or but the to of in on at by for with from as is was were be been are am has had have do did does not no yes this that these those it its he she they them his her their him we us our you your i me my re per via into onto over under after before then than so if when while who whom which what where why how all any some each every other both either neither here there now today tonight tomorrow yesterday also still just only very well up down out off again further once more most less least few many much such same own too can will would should could may might must shall aware notified called paged spoke said says states stated made saw seen see note notes team service office floor unit ward room bed pt patient family md rn np"
 
 type vocab struct {
-	words  map[string]uint8
-	places map[string]bool // multi-word place names ("san diego")
+	words         map[string]uint8
+	places        map[string]bool // multi-word place names ("san diego")
 	maxPlaceWords int
 }
 

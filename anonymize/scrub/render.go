@@ -64,14 +64,6 @@ func (s *state) render() Result {
 }
 
 func writeValid(b *strings.Builder, t string) {
-	for len(t) > 0 {
-		i := strings.IndexFunc(t, func(r rune) bool { return r == 0xFFFD })
-		if i < 0 {
-			break
-		}
-		_ = i
-		break
-	}
 	b.WriteString(strings.ToValidUTF8(t, "\uFFFD"))
 }
 

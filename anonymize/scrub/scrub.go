@@ -75,9 +75,10 @@ type Span struct {
 
 // Options are the per-call inputs of Scrub.
 type Options struct {
-	// Identifiers are the patient's own identifiers (the contextual
-	// layer); nil for none.
-	Identifiers *Identifiers
+	// Identifiers are the sets of the contextual layer: typically the
+	// patient's own and one shared by all notes (practitioners,
+	// organisations). Nil entries are ignored.
+	Identifiers []*Identifiers
 	// ShiftDays, when non-nil, shifts every full date (day and month known)
 	// by the days it returns instead of replacing it by [DATE]; dates
 	// without a year are shifted within ReferenceYear (or a non-leap year).
@@ -135,7 +136,7 @@ type state struct {
 	spans  []Span
 	dates  []dateInfo // per span: the parsed date of a DATE span
 	mdates []dateInfo // per merged span
-	marked []bool // per token: inside a span
+	marked []bool     // per token: inside a span
 	lower  []byte
 	voc    *vocab
 	cased  bool // the text uses capitals meaningfully (mixed case)
@@ -313,8 +314,10 @@ func (s *state) mark(i, j int, k Kind, l Layer) {
 func (s *state) detect() {
 	s.tokenize()
 	s.patterns()
-	if s.opts.Identifiers != nil {
-		s.contextual()
+	for _, x := range s.opts.Identifiers {
+		if x.Len() > 0 {
+			s.contextual(x)
+		}
 	}
 	s.vocabulary()
 }

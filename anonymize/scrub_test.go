@@ -1,0 +1,158 @@
+package anonymize
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"fhirdeid/anonymize/scrub"
+)
+
+const scrubTestConfig = `{
+  "fhirVersion": "R4",
+  "fhirPathRules": [
+    {"path": "DocumentReference.content.attachment", "method": "scrub"},
+    {"path": "Observation.value", "method": "scrub", "dates": "shift"},
+    {"path": "nodesByType('Narrative')", "method": "scrub"},
+    {"path": "nodesByType('Annotation').text", "method": "scrub"},
+    {"path": "Resource", "method": "keep"}
+  ],
+  "parameters": {"dateShiftFixedOffsetInDays": 10}
+}`
+
+func scrubAnon(t *testing.T, e *Engine, ctx context.Context, in string) map[string]any {
+	t.Helper()
+	out, _, err := e.AnonymizeJSON(ctx, []byte(in), FileContext{})
+	if err != nil {
+		t.Fatalf("anonymize: %v", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatalf("output is not JSON: %v", err)
+	}
+	return m
+}
+
+func TestScrubMethodAttachments(t *testing.T) {
+	e := newTestEngine(t, scrubTestConfig)
+	note := "Seen by Dr. Healey on 7/22/2019. Call 410-555-1234. Pt stable."
+	b64 := base64.StdEncoding.EncodeToString([]byte(note))
+	pdf := base64.StdEncoding.EncodeToString([]byte("%PDF-1.4 John Smith"))
+	in := `{"resourceType":"DocumentReference","id":"d1","status":"current","content":[
+	  {"attachment":{"contentType":"text/plain; charset=utf-8","data":"` + b64 + `","hash":"abc=","size":99}},
+	  {"attachment":{"contentType":"application/pdf","data":"` + pdf + `","title":"Smith.pdf"}}]}`
+	m := scrubAnon(t, e, context.Background(), in)
+	content := m["content"].([]any)
+	att := content[0].(map[string]any)["attachment"].(map[string]any)
+	raw, err := base64.StdEncoding.DecodeString(att["data"].(string))
+	if err != nil {
+		t.Fatalf("data not base64: %v", err)
+	}
+	want := scrub.Scrub(note, scrub.Options{}).Text
+	if string(raw) != want {
+		t.Errorf("scrubbed note = %q, want %q", raw, want)
+	}
+	for _, phi := range []string{"Healey", "7/22", "555-1234"} {
+		if strings.Contains(string(raw), phi) {
+			t.Errorf("scrubbed note keeps %q: %q", phi, raw)
+		}
+	}
+	if !strings.Contains(string(raw), "Pt stable") {
+		t.Errorf("scrubbed note lost its clinical text: %q", raw)
+	}
+	if _, ok := att["hash"]; ok {
+		t.Error("hash kept")
+	}
+	if sz, _ := att["size"].(float64); int(sz) != len(raw) {
+		t.Errorf("size = %v, want %d", att["size"], len(raw))
+	}
+	if len(content) > 1 {
+		if a2, ok := content[1].(map[string]any)["attachment"]; ok {
+			t.Errorf("non-text attachment not redacted: %v", a2)
+		}
+	}
+}
+
+func TestScrubMethodDatesAndContext(t *testing.T) {
+	e := newTestEngine(t, scrubTestConfig)
+	in := `{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},
+	  "valueString":"Brown visited on 2019-07-22 and 7/30/2019; MRN 00123456.",
+	  "note":[{"text":"Mrs Brown called about John."}]}`
+	// Without the contextual layer "Brown" is an English word.
+	m := scrubAnon(t, e, context.Background(), in)
+	vs := m["valueString"].(string)
+	if !strings.Contains(vs, "2019-08-01") || !strings.Contains(vs, "8/9/2019") {
+		t.Errorf("dates not shifted by 10 days: %q", vs)
+	}
+	if strings.Contains(vs, "00123456") {
+		t.Errorf("MRN kept: %q", vs)
+	}
+	ids := scrub.NewIdentifiers()
+	ids.AddName("Brown")
+	days := -3
+	ctx := WithScrubInput(context.Background(), ScrubInput{Identifiers: []*scrub.Identifiers{ids}, DateShiftDays: &days})
+	m = scrubAnon(t, e, ctx, in)
+	vs = m["valueString"].(string)
+	if strings.Contains(strings.ToLower(vs), "brown") {
+		t.Errorf("patient's name kept with the contextual layer: %q", vs)
+	}
+	if !strings.Contains(vs, "2019-07-19") {
+		t.Errorf("dates not shifted by the caller's offset: %q", vs)
+	}
+	if note := m["note"].([]any)[0].(map[string]any)["text"].(string); strings.Contains(note, "Brown") || strings.Contains(note, "John") {
+		t.Errorf("annotation keeps a name: %q", note)
+	}
+}
+
+func TestScrubMethodXHTMLStaysWellFormed(t *testing.T) {
+	e := newTestEngine(t, scrubTestConfig)
+	div := `<div xmlns=\"http://www.w3.org/1999/xhtml\"><p class=\"x\" title=\"Dr. Healey\">Seen by Dr. Healey &amp; Mrs. Vasquez on 7/22/2019 &lt;ok&gt;</p><table><tr><td>Phone 410-555-1234</td></tr></table></div>`
+	in := `{"resourceType":"Patient","id":"p1","text":{"status":"generated","div":"` + div + `"}}`
+	m := scrubAnon(t, e, context.Background(), in)
+	out := m["text"].(map[string]any)["div"].(string)
+	d := xml.NewDecoder(strings.NewReader(out))
+	for {
+		_, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("scrubbed div is not well-formed XML: %v\n%s", err, out)
+		}
+	}
+	for _, phi := range []string{"Healey", "Vasquez", "7/22", "555-1234"} {
+		if strings.Contains(out, phi) {
+			t.Errorf("div keeps %q: %s", phi, out)
+		}
+	}
+	for _, keep := range []string{`class="x"`, "&amp;", "&lt;ok&gt;", "<table><tr><td>"} {
+		if !strings.Contains(out, keep) {
+			t.Errorf("div lost markup %q: %s", keep, out)
+		}
+	}
+}
+
+func TestScrubIsNotACustomMethodName(t *testing.T) {
+	c, err := ParseConfig([]byte(scrubTestConfig), Options{Compiler: FHIRPathCompiler(), Rand: zeroRand()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewEngine(c, EngineOptions{CustomMethods: map[string]CustomMethod{"Scrub": {Apply: func(CustomCall) (string, bool, error) { return "", true, nil }}}}); err == nil {
+		t.Error("a custom method named scrub was accepted")
+	}
+}
+
+func TestScrubTrace(t *testing.T) {
+	e := newTestEngine(t, scrubTestConfig)
+	var evs []ScrubEvent
+	ctx := WithScrubTrace(context.Background(), func(ev ScrubEvent) { evs = append(evs, ev) })
+	scrubAnon(t, e, ctx, `{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},"valueString":"Call 410-555-1234"}`)
+	if len(evs) != 1 || len(evs[0].Spans) != 1 || evs[0].Spans[0].Kind != scrub.KindPhone || evs[0].Location != "Observation.value" && !strings.HasPrefix(evs[0].Location, "Observation.value") {
+		t.Fatalf("trace = %+v", evs)
+	}
+}
