@@ -149,56 +149,54 @@ func alnumOnly(s string) string {
 	return b.String()
 }
 
-// contextual marks the tokens matching the patient's identifiers.
+// contextual marks the tokens matching the identifiers of x.
 func (s *state) contextual(x *Identifiers) {
 	n := len(s.toks)
-	var buf []byte
 	for i := 0; i < n; i++ {
 		tk := s.toks[i]
 		if tk.kind != tWord && tk.kind != tNum {
 			continue
 		}
 		// Multi-word sequences (address lines, full names).
-		if tk.kind == tWord || tk.kind == tNum {
-			buf = append(buf[:0], s.lowerTok(i)...)
+		if x.maxSeq > 1 {
+			s.cbuf = s.appendLower(s.cbuf[:0], i)
 			j := i
 			for w := 1; w < x.maxSeq; w++ {
 				k := s.nextToken(j)
 				if k < 0 {
 					break
 				}
-				buf = append(buf, ' ')
-				buf = append(buf, s.lowerTok(k)...)
+				s.cbuf = append(s.cbuf, ' ')
+				s.cbuf = s.appendLower(s.cbuf, k)
 				j = k
-				if kd, ok := x.seqs[maphash.Bytes(x.seed, buf)]; ok {
+				if kd, ok := x.seqs[maphash.Bytes(x.seed, s.cbuf)]; ok {
 					s.mark(i, j, kd, LayerContext)
 				}
 			}
 		}
 		if tk.kind == tWord {
-			w := s.word(i)
-			if kd, ok := x.words[maphash.Bytes(x.seed, w)]; ok {
+			if kd, ok := x.words[maphash.Bytes(x.seed, s.word(i))]; ok {
 				s.mark(i, i, kd, LayerContext)
 				continue
 			}
 		}
-		// Identifier-like runs: letters and digits joined by - . / ( ) or
-		// single spaces ("(555) 123-4567", "MRN-00123").
-		buf = buf[:0]
-		j := i
+		// Identifier-like runs: letters and digits joined by - . / ( ) #
+		// or single spaces ("(555) 123-4567", "MRN-00123").
+		s.cbuf = s.cbuf[:0]
 		for k := i; k < n && k < i+12; k++ {
 			t := s.toks[k]
 			if t.kind == tWord || t.kind == tNum {
-				buf = append(buf, s.lowerTok(k)...)
-				j = k
-				if len(buf) >= 4 {
-					if kd, ok := x.ids[maphash.Bytes(x.seed, buf)]; ok {
-						s.mark(i, j, kd, LayerContext)
+				s.cbuf = s.appendLower(s.cbuf, k)
+				if len(s.cbuf) >= 4 {
+					if kd, ok := x.ids[maphash.Bytes(x.seed, s.cbuf)]; ok {
+						s.mark(i, k, kd, LayerContext)
 					}
 				}
 				continue
 			}
-			if t.kind == tPunct && containsByte("-./()#", s.text[t.start]) || s.sp(k) && t.end-t.start == 1 {
+			// Spaces join numbers only ("410 555 1234"): prose would make
+			// every word start a long run.
+			if t.kind == tPunct && containsByte("-./()#", s.text[t.start]) || s.sp(k) && t.end-t.start == 1 && s.is(k+1, tNum) && (s.is(k-1, tNum) || s.punct(k-1, ')')) {
 				continue
 			}
 			break
@@ -206,12 +204,12 @@ func (s *state) contextual(x *Identifiers) {
 	}
 }
 
-// lowerTok returns token i lower-cased (a scratch copy).
-func (s *state) lowerTok(i int) []byte {
+// appendLower appends token i lower-cased to b.
+func (s *state) appendLower(b []byte, i int) []byte {
 	if s.toks[i].kind == tNum {
-		return []byte(s.tok(i))
+		return append(b, s.tok(i)...)
 	}
-	return append([]byte(nil), s.word(i)...)
+	return append(b, s.word(i)...)
 }
 
 // nextToken returns the next word or number after i across spaces and

@@ -22,6 +22,9 @@ const (
 	wStop                       // a function word a name never is
 )
 
+// wPlaceStart marks the first word of a multi-word place name; it is kept
+// in its own map so that the eight flags above stay in a byte.
+
 var (
 	//go:embed lists/words.txt.gz
 	wordsGz []byte
@@ -42,11 +45,12 @@ var stops = "a an and or but the to of in on at by for with from as is was were 
 type vocab struct {
 	words         map[string]uint8
 	places        map[string]bool // multi-word place names ("san diego")
+	placeStarts   map[string]bool
 	maxPlaceWords int
 }
 
 var loadVocab = sync.OnceValue(func() *vocab {
-	v := &vocab{words: make(map[string]uint8, 220000), places: map[string]bool{}}
+	v := &vocab{words: make(map[string]uint8, 220000), places: map[string]bool{}, placeStarts: map[string]bool{}}
 	add := func(gz []byte, flag uint8) {
 		zr, err := gzip.NewReader(bytes.NewReader(gz))
 		if err != nil {
@@ -65,7 +69,9 @@ var loadVocab = sync.OnceValue(func() *vocab {
 			if strings.ContainsAny(w, " -") && flag == wPlace {
 				n := len(strings.FieldsFunc(w, func(r rune) bool { return r == ' ' || r == '-' }))
 				if n > 1 {
-					v.places[normWords(w)] = true
+					nw := normWords(w)
+					v.places[nw] = true
+					v.placeStarts[strings.SplitN(nw, " ", 2)[0]] = true
 					if n > v.maxPlaceWords {
 						v.maxPlaceWords = n
 					}

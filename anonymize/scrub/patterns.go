@@ -43,6 +43,8 @@ var idKeywords = map[string]bool{
 	"vin": true, "fax": true, "pager": true, "tel": true, "phone": true, "ph": true, "cell": true, "beeper": true,
 }
 
+var urlWords = map[string]bool{"http": true, "https": true, "ftp": true, "file": true, "www": true}
+
 var tlds = map[string]bool{"com": true, "org": true, "net": true, "edu": true, "gov": true, "io": true, "us": true, "info": true, "biz": true, "uk": true, "de": true, "ca": true}
 
 // patterns runs the pattern layer over the tokens.
@@ -102,7 +104,12 @@ func (s *state) urlEnd(i int) int {
 }
 
 func (s *state) wordPattern(i int) int {
-	w := string(s.word(i))
+	wb := s.word(i)
+	// Most words start no pattern: decide without allocating.
+	if _, ok := months[string(wb)]; !ok && !idKeywords[string(wb)] && !urlWords[string(wb)] && string(wb) != "box" && !s.punct(i+1, '.') && !hasDigit(s.tok(i)) {
+		return i
+	}
+	w := string(wb)
 	switch {
 	case (w == "http" || w == "https" || w == "ftp" || w == "file") && s.punct(i+1, ':') && s.punct(i+2, '/'):
 		j := s.urlEnd(i)

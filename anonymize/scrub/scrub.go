@@ -127,6 +127,7 @@ type token struct {
 	kind       tokKind
 	flags      uint8 // vocabulary flags of a word
 	newline    bool  // a space token with a line break
+	lo, hi     int32 // a word's lower-cased form in state.lows
 }
 
 type state struct {
@@ -137,6 +138,13 @@ type state struct {
 	dates  []dateInfo // per span: the parsed date of a DATE span
 	mdates []dateInfo // per merged span
 	marked []bool     // per token: inside a span
+	cls    []uint8    // per token: vocabulary flags of a word
+	nlc    []int8     // per token: nameLike cache (0 unknown, 1 yes, -1 no)
+	isName []bool     // per token, vocabulary layer
+	kinds  []Kind     // per token, vocabulary layer
+	pbuf   []byte     // scratch for place names
+	cbuf   []byte     // scratch for the contextual layer
+	lows   []byte     // the words lower-cased, possessive 's removed
 	lower  []byte
 	voc    *vocab
 	cased  bool // the text uses capitals meaningfully (mixed case)
@@ -156,7 +164,7 @@ func putState(s *state) {
 	s.text = ""
 	s.opts = Options{}
 	if cap(s.toks) > 1<<16 {
-		s.toks, s.marked, s.spans = nil, nil, nil
+		s.toks, s.marked, s.spans, s.cls, s.nlc, s.isName, s.kinds, s.dates, s.mdates = nil, nil, nil, nil, nil, nil, nil, nil, nil
 	}
 	s.out = strings.Builder{}
 	statePool.Put(s)
@@ -221,12 +229,32 @@ func (s *state) tokenize() {
 		}
 	}
 	s.cased = lower > 0 && upper > 0 && lower > 2*upper
-	if cap(s.marked) < len(s.toks) {
-		s.marked = make([]bool, len(s.toks))
-	} else {
-		s.marked = s.marked[:len(s.toks)]
-		clear(s.marked)
+	n := len(s.toks)
+	s.marked = resize(s.marked, n)
+	s.cls = resize(s.cls, n)
+	s.nlc = resize(s.nlc, n)
+	s.isName = resize(s.isName, n)
+	s.kinds = resize(s.kinds, n)
+	s.lows = s.lows[:0]
+	for i := range s.toks {
+		if s.toks[i].kind == tWord {
+			w := s.lowerWord(i)
+			s.toks[i].lo = int32(len(s.lows))
+			s.lows = append(s.lows, w...)
+			s.toks[i].hi = int32(len(s.lows))
+			s.cls[i] = s.voc.words[string(w)]
+		}
 	}
+}
+
+// resize returns b with length n, zeroed, reusing its storage.
+func resize[T any](b []T, n int) []T {
+	if cap(b) < n {
+		return make([]T, n)
+	}
+	b = b[:n]
+	clear(b)
+	return b
 }
 
 func startsLetter(t string) bool {
@@ -236,9 +264,19 @@ func startsLetter(t string) bool {
 
 func (s *state) tok(i int) string { return s.text[s.toks[i].start:s.toks[i].end] }
 
-// word returns the lower-cased word i (possessive 's removed) in a scratch
-// buffer valid until the next call.
+// word returns the lower-cased word i (possessive 's removed); the caller
+// must not change it.
 func (s *state) word(i int) []byte {
+	t := s.toks[i]
+	if t.kind != tWord {
+		return nil
+	}
+	return s.lows[t.lo:t.hi:t.hi]
+}
+
+// lowerWord lower-cases word i in a scratch buffer valid until the next
+// call.
+func (s *state) lowerWord(i int) []byte {
 	w := s.tok(i)
 	s.lower = s.lower[:0]
 	for j := 0; j < len(w); j++ {

@@ -10,10 +10,7 @@ var hospitalWords = map[string]bool{
 }
 
 // class returns the vocabulary flags of word token i.
-func (s *state) class(i int) uint8 {
-	f := s.voc.words[string(s.word(i))]
-	return f
-}
+func (s *state) class(i int) uint8 { return s.cls[i] }
 
 // nameLike reports a word that may be a name by itself: known only as a
 // name or proper noun, or unknown to every list.
@@ -21,6 +18,18 @@ func (s *state) nameLike(i int) bool {
 	if !s.is(i, tWord) {
 		return false
 	}
+	if c := s.nlc[i]; c != 0 {
+		return c > 0
+	}
+	r := s.nameLike1(i)
+	s.nlc[i] = -1
+	if r {
+		s.nlc[i] = 1
+	}
+	return r
+}
+
+func (s *state) nameLike1(i int) bool {
 	f := s.class(i)
 	if f&(wClinical|wStop|wTitle|wRelation) != 0 {
 		return false
@@ -189,8 +198,7 @@ func containsByte(s string, c byte) bool {
 // vocabulary runs the vocabulary layer: names, places, institutions.
 func (s *state) vocabulary() {
 	n := len(s.toks)
-	isName := make([]bool, n) // reuse would be nicer; small
-	kind := make([]Kind, n)
+	isName, kind := s.isName, s.kinds
 	for i := 0; i < n; i++ {
 		if s.toks[i].kind != tWord || s.marked[i] {
 			continue
@@ -278,16 +286,20 @@ func (s *state) vocabulary() {
 			if s.toks[i].kind != tWord || s.marked[i] {
 				continue
 			}
-			key := string(s.word(i))
+			if !s.voc.placeStarts[string(s.word(i))] {
+				continue
+			}
+			s.pbuf = append(s.pbuf[:0], s.word(i)...)
 			j := i
 			for w := 1; w < s.voc.maxPlaceWords; w++ {
 				k := s.nextWord(j, ".-")
 				if k < 0 || k-j > 3 {
 					break
 				}
-				key += " " + string(s.word(k))
+				s.pbuf = append(s.pbuf, ' ')
+				s.pbuf = append(s.pbuf, s.word(k)...)
 				j = k
-				if s.voc.places[key] && (!s.cased || s.capitalised(i)) {
+				if s.voc.places[string(s.pbuf)] && (!s.cased || s.capitalised(i)) {
 					for x := i; x <= j; x++ {
 						if s.toks[x].kind == tWord {
 							isName[x], kind[x] = true, KindLocation
