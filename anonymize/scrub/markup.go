@@ -138,12 +138,13 @@ func htmlSegments(t string) [][2]int {
 					return segs
 				}
 				// The attribute's name is before the '='.
+				// (Bounded scans: a tag of many quotes stays linear.)
 				k := j - 1
-				for k > i && (t[k] == ' ' || t[k] == '=') {
+				for k > i && k > j-16 && (t[k] == ' ' || t[k] == '=') {
 					k--
 				}
 				n := k
-				for n > i && t[n] != ' ' && t[n] != '\t' && t[n] != '\n' && t[n] != '\r' {
+				for n > i && n > k-64 && t[n] != ' ' && t[n] != '\t' && t[n] != '\n' && t[n] != '\r' {
 					n--
 				}
 				name := strings.ToLower(t[n+1 : k+1])

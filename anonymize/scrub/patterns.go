@@ -10,7 +10,8 @@ type dateInfo struct {
 	yDigits  int // 2 or 4
 	sep      byte
 	iso      bool // yyyy-mm-dd
-	monthLen int  // month written as a name: its length (3 abbreviated, more full)
+	monthLen int  // month written as a name: its length
+	full     bool // the month's full name
 }
 
 var months = map[string]int{
@@ -167,12 +168,15 @@ func (s *state) wordPattern(i int) int {
 		for k := 0; k < 4 && j < len(s.toks) && (s.toks[j].kind == tSpace && !s.toks[j].newline || s.toks[j].kind == tPunct && strings.IndexByte("#:.-=", s.text[s.toks[j].start]) >= 0 || s.lowerIs(j, "no", "number", "num", "is", "of")); k++ {
 			j++
 		}
-		if s.is(j, tNum) || s.is(j, tWord) && s.is(j+1, tNum) && s.toks[j+1].start == s.toks[j].end {
+		if s.is(j, tNum) || s.is(j, tWord) && (hasDigit(s.tok(j)) || s.idEnd(j) > j) {
 			end := s.idEnd(j)
 			if end >= 0 && s.digitsIn(j, end) >= 3 {
 				k := KindID
 				if w == "fax" || w == "pager" || w == "tel" || w == "phone" || w == "ph" || w == "cell" || w == "beeper" {
 					k = KindPhone
+					if s.sp(end+1) && s.is(end+2, tWord) && extension(s.word(end+2)) {
+						end += 2
+					}
 				}
 				s.mark(j, end, k, LayerPattern)
 				return end
@@ -215,7 +219,7 @@ func (s *state) monthDate(i, m int, w string) int {
 	if s.punct(j+1, '.') {
 		j++
 	}
-	info := dateInfo{m: m, monthLen: len(w)}
+	info := dateInfo{m: m, monthLen: len(w), full: w == strings.ToLower(monthNames[m])}
 	// Month day[st|nd|rd|th][,] [year]
 	k := j + 1
 	if s.sp(k) || s.punct(k, '-') {
@@ -316,7 +320,9 @@ func (s *state) numberPattern(i int) int {
 				if c2 := next(k + 3); c2 == '-' || c2 == '.' || c2 == '/' || s.sp(k+3) {
 					if _, n3, ok := s.num(k + 4); ok && n3 == 4 {
 						end := k + 4
-						if s.sp(end+1) && s.lowerIs(end+2, "x", "ext") {
+						if s.sp(end+1) && s.is(end+2, tWord) && extension(s.word(end+2)) {
+							end += 2
+						} else if s.sp(end+1) && s.lowerIs(end+2, "x", "ext") {
 							if _, _, ok := s.num(end + 3); ok {
 								end += 3
 							} else if s.punct(end+3, '.') && s.is(end+4, tNum) {
@@ -411,7 +417,7 @@ func (s *state) numberPattern(i int) int {
 		if s.is(k, tWord) {
 			if m, ok := months[string(s.word(k))]; ok && (s.toks[k].start == s.toks[i].end || !ambiguousMonths[string(s.word(k))] || s.tok(k)[0] < 'a') {
 				end := k
-				info := dateInfo{m: m, d: v, monthLen: s.toks[k].end - s.toks[k].start}
+				info := dateInfo{m: m, d: v, monthLen: s.toks[k].end - s.toks[k].start, full: string(s.word(k)) == strings.ToLower(monthNames[m])}
 				y := end + 1
 				if s.punct(y, '.') {
 					y++
@@ -586,4 +592,14 @@ func (s *state) streetEnd(i int) int {
 		k++
 	}
 	return 0
+}
+
+// extension reports "x12" or "ext123" after a phone number.
+func extension(w []byte) bool {
+	for _, p := range []string{"ext", "x"} {
+		if len(w) > len(p) && string(w[:len(p)]) == p && isAllDigits(string(w[len(p):])) {
+			return true
+		}
+	}
+	return false
 }

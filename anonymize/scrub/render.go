@@ -104,7 +104,7 @@ func (s *state) shiftDate(d dateInfo) string {
 		b.WriteString(twoDigits(t.Day()))
 	case d.monthLen > 0:
 		name := monthNames[t.Month()]
-		if d.monthLen <= 4 {
+		if !d.full {
 			name = name[:3]
 		}
 		b.WriteString(name)

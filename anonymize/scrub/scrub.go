@@ -143,6 +143,7 @@ type state struct {
 	isName []bool     // per token, vocabulary layer
 	kinds  []Kind     // per token, vocabulary layer
 	pbuf   []byte     // scratch for place names
+	work   []int      // scratch: name tokens to extend
 	cbuf   []byte     // scratch for the contextual layer
 	lows   []byte     // the words lower-cased, possessive 's removed
 	lower  []byte

@@ -126,7 +126,7 @@ func (s *state) maybeName(i int) bool {
 		return false
 	}
 	f := s.class(i)
-	if f&(wClinical|wStop) != 0 {
+	if f&(wClinical|wStop|wTitle|wRelation) != 0 {
 		return false
 	}
 	if f&wEnglish != 0 && f&(wName|wProper|wPlace) == 0 {
@@ -311,24 +311,29 @@ func (s *state) vocabulary() {
 	}
 	// Chains: next to a name, name-like words join it ("Art White",
 	// "V. DEGIORGIO", "Retterer-Moore").
-	for changed := true; changed; {
-		changed = false
-		for i := 0; i < n; i++ {
-			if !isName[i] {
-				continue
-			}
-			for _, j := range []int{s.nextWord(i, "-"), s.prevWord(i)} {
-				if j >= 0 && !isName[j] && !s.marked[j] && s.maybeName(j) && (s.nameLike(j) || s.cased && s.capitalised(j) && s.class(j)&(wName|wProper) != 0 ||
-					s.class(j)&wName != 0 && s.class(i)&wName != 0 && s.class(j)&(wStop|wClinical) == 0) {
-					isName[j], kind[j], changed = true, kind[i], true
-				}
-			}
-			// Initials: "V. Degiorgio", "Degiorgio, V."
-			if p := i - 1; s.sp(p) && s.punct(p-1, '.') && s.is(p-2, tWord) && s.toks[p-2].end-s.toks[p-2].start == 1 && !isName[p-2] {
-				isName[p-2], kind[p-2], changed = true, kind[i], true
-			}
+	work := s.work[:0]
+	for i := 0; i < n; i++ {
+		if isName[i] {
+			work = append(work, i)
 		}
 	}
+	for len(work) > 0 {
+		i := work[len(work)-1]
+		work = work[:len(work)-1]
+		for _, j := range [2]int{s.nextWord(i, "-"), s.prevWord(i)} {
+			if j >= 0 && !isName[j] && !s.marked[j] && s.maybeName(j) && (s.nameLike(j) || s.cased && s.capitalised(j) && s.class(j)&(wName|wProper) != 0 ||
+				s.class(j)&wName != 0 && s.class(i)&wName != 0 && s.class(j)&(wStop|wClinical) == 0) {
+				isName[j], kind[j] = true, kind[i]
+				work = append(work, j)
+			}
+		}
+		// Initials: "V. Degiorgio"
+		if p := i - 1; s.sp(p) && s.punct(p-1, '.') && s.is(p-2, tWord) && s.toks[p-2].end-s.toks[p-2].start == 1 && !isName[p-2] {
+			isName[p-2], kind[p-2] = true, kind[i]
+			work = append(work, p-2)
+		}
+	}
+	s.work = work
 	// Emit spans, joining adjacent name tokens.
 	for i := 0; i < n; i++ {
 		if !isName[i] || s.marked[i] {
