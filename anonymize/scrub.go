@@ -31,6 +31,12 @@ type ScrubInput struct {
 	// identifiers and those shared by every note (practitioners,
 	// organisations), collected by the caller in a first pass.
 	Identifiers []*scrub.Identifiers
+	// Patients, when non-nil, returns the identifier set of the patient
+	// with the given id (as written in the resource, or as the engine's
+	// cryptoHash rewrote it), or nil; the engine finds the id of the
+	// resource's patient (its own id, or its subject, patient or
+	// beneficiary reference). IdentifierCollector provides it.
+	Patients func(patientID string) *scrub.Identifiers
 	// DateShiftDays, when non-nil, is the offset for dates in text under
 	// "dates": "shift" (for example the patient's offset); nil means the
 	// offset the dateShift method uses for this resource.
@@ -66,6 +72,11 @@ func WithScrubTrace(ctx context.Context, fn func(ScrubEvent)) context.Context {
 func (r *run) scrubOptions(rule *engineRule) scrub.Options {
 	in, _ := r.ctx.Value(scrubInputKey{}).(ScrubInput)
 	opts := scrub.Options{Identifiers: in.Identifiers}
+	if in.Patients != nil {
+		if set := in.Patients(patientIDOf(r.root)); set != nil {
+			opts.Identifiers = append(opts.Identifiers[:len(opts.Identifiers):len(opts.Identifiers)], set)
+		}
+	}
 	if v, ok := rule.settings.Get("dates"); ok && v.Kind == StringValue && strings.EqualFold(v.Text, "shift") {
 		days := 0
 		if in.DateShiftDays != nil {
@@ -119,9 +130,24 @@ func (r *run) scrubNode(node *jsontree.Node, rule *engineRule, ops *Operations) 
 		if res.Text != node.Value {
 			r.setString(node, res.Text, true)
 		}
+	case scrubKeeps[node.Type]:
+		// Codes, numbers and booleans are not free text.
+	default:
+		// Values that are neither text nor codes (dates, URIs, ids,
+		// binary data) cannot be scrubbed: they go, as with redact. A
+		// configuration that shifts or hashes them names them in rules
+		// before the scrub rule.
+		if typed.HasValue(node) {
+			r.setString(node, "", false)
+			*ops = ops.Add(OpRedact)
+		}
 	}
 	return nil
 }
+
+// scrubKeeps are the primitive types the scrub method leaves as they are.
+var scrubKeeps = map[string]bool{"code": true, "boolean": true, "integer": true, "integer64": true,
+	"unsignedInt": true, "positiveInt": true, "decimal": true}
 
 func (r *run) traceScrub(rule *engineRule, node *jsontree.Node, before string, spans []scrub.Span) {
 	if fn, ok := r.ctx.Value(scrubTraceKey{}).(func(ScrubEvent)); ok {
@@ -159,6 +185,12 @@ func (r *run) scrubAttachment(node *jsontree.Node, rule *engineRule, ops *Operat
 	r.traceScrub(rule, data, string(raw), res.Spans)
 	r.setString(data, base64.StdEncoding.EncodeToString([]byte(res.Text)), true)
 	r.dropAttachmentDigest(node, len(res.Text))
+	// The data and size are done: the rule's walk of the attachment's
+	// children must not redact them.
+	r.visited[data] = true
+	if sz := node.Get("size"); sz != nil {
+		r.visited[sz] = true
+	}
 	*ops = ops.Add(OpRedact)
 	return nil
 }

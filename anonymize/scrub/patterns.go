@@ -29,6 +29,9 @@ var streetSuffixes = map[string]bool{
 	"blvd": true, "lane": true, "ln": true, "drive": true, "dr": true, "way": true, "court": true, "ct": true,
 	"place": true, "pl": true, "terrace": true, "ter": true, "circle": true, "cir": true, "parkway": true,
 	"pkwy": true, "highway": true, "hwy": true, "square": true, "sq": true, "trail": true, "trl": true, "pike": true,
+	"crescent": true, "cres": true, "close": true, "row": true, "walk": true, "path": true, "loop": true, "alley": true,
+	"bend": true, "crossing": true, "glen": true, "heights": true, "hollow": true, "ridge": true, "point": true,
+	"grove": true, "gardens": true, "plaza": true, "expressway": true, "turnpike": true, "tpke": true, "route": true, "rte": true,
 }
 
 var unitWords = map[string]bool{

@@ -52,7 +52,8 @@ func (s *state) nameLike1(i int) bool {
 		for l < len(w) && !isDigit(w[l]) {
 			l++
 		}
-		if l < 5 || len(w)-l > 2 || !isAllDigits(w[l:]) {
+		// Synthea-style Alva958 too: four letters or more, three digits at most.
+		if l < 4 || len(w)-l > 3 || !isAllDigits(w[l:]) {
 			return false
 		}
 		lw := string(s.word(i))[:l]
