@@ -116,6 +116,7 @@ func TestPhysioNetDeid(t *testing.T) {
 	kinds := map[string]*tally{}
 	var recall, retention tally
 	missed := map[string]int{}
+	missedClass := map[string]int{}
 	lost := map[string]int{}
 	for _, nt := range notes {
 		res := Scrub(nt.text, Options{})
@@ -145,6 +146,7 @@ func TestPhysioNetDeid(t *testing.T) {
 				recall.ok++
 			} else {
 				missed[nt.text[g[0]:g[1]]]++
+				missedClass[missClass(nt.text[g[0]:g[1]])]++
 				if os.Getenv("FHIRDEID_SCRUB_DEBUG") == "ctx" {
 					a, b := max(0, g[0]-40), min(len(nt.text), g[1]+30)
 					t.Logf("miss %q [%s] %q", nt.text[a:g[0]], nt.text[g[0]:g[1]], nt.text[g[1]:b])
@@ -190,6 +192,7 @@ func TestPhysioNetDeid(t *testing.T) {
 	}
 	t.Logf("recall    all            %4d/%4d = %.4f (target 0.97)", recall.ok, recall.n, recall.rate())
 	t.Logf("retention words outside gold %d/%d = %.4f (target 0.85)", retention.ok, retention.n, retention.rate())
+	t.Logf("missed spans by what they are made of: %v", missedClass)
 	if os.Getenv("FHIRDEID_SCRUB_DEBUG") != "" {
 		dump := func(title string, m map[string]int) {
 			type kv struct {
@@ -240,4 +243,30 @@ func checkRendered(text string, res Result) error {
 		return fmt.Errorf("output is not the input with its spans replaced")
 	}
 	return nil
+}
+
+// missClass says what a missed gold span is made of: only words of the
+// English or clinical lists that are not names ("common words"), only
+// numbers, or something else.
+func missClass(span string) string {
+	v := loadVocab()
+	words, common, nums := 0, 0, 0
+	for _, w := range strings.FieldsFunc(strings.ToLower(span), func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '\'') }) {
+		words++
+		switch f := v.words[w]; {
+		case isAllDigits(strings.Trim(w, "'")):
+			nums++
+		case f&(wEnglish|wClinical|wStop) != 0 && f&(wName|wProper) == 0:
+			common++
+		}
+	}
+	switch {
+	case words > 0 && common == words:
+		return "common words"
+	case words > 0 && nums == words:
+		return "numbers"
+	case words > 0 && common+nums == words:
+		return "common words and numbers"
+	}
+	return "other"
 }

@@ -587,6 +587,12 @@ func (s *state) streetEnd(i int) int {
 		words++
 		k++
 		if s.punct(k, '.') {
+			// Only initials and direction abbreviations take a period
+			// inside an address ("12 N. Oak St"); "2 hour period. Dr."
+			// is two sentences.
+			if s.toks[k-1].end-s.toks[k-1].start > 1 && !compass[w] && w != "mt" && w != "ft" {
+				return 0
+			}
 			k++
 		}
 		if !s.sp(k) {

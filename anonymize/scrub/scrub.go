@@ -229,7 +229,8 @@ func (s *state) tokenize() {
 			s.toks = append(s.toks, token{start: start, end: i, kind: tPunct})
 		}
 	}
-	s.cased = lower > 0 && upper > 0 && lower > 2*upper
+	// Mixed case: mostly lower-case, with enough capitals (2%) to carry meaning.
+	s.cased = lower > 2*upper && upper*50 >= lower
 	n := len(s.toks)
 	s.marked = resize(s.marked, n)
 	s.cls = resize(s.cls, n)

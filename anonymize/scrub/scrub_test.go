@@ -41,7 +41,7 @@ func TestVocabulary(t *testing.T) {
 	}{
 		{"Seen by Dr. Healey and dr small today.", "Seen by Dr. [NAME] and dr [NAME] today."},
 		{"Husband Rich Martino in to visit.", "Husband [NAME] in to visit."},
-		{"pt is a 57yo f followed by dr healey; arrived from kernan", "pt is a 57yo f followed by dr [NAME]; arrived from [NAME]"},
+		{"pt is a 57yo f followed by dr healey; arrived from kernan", "pt is a 57yo f followed by dr [NAME]; arrived from [LOCATION]"},
 		{"Transferred to Calvert Hospital, then to Quartermain 3.", "Transferred to [LOCATION], then to [NAME]."},
 		{"Dr. Art White signed. Q. Lander aware.", "Dr. [NAME] signed. [NAME] aware."},
 		{"PT ON LASIX, HEPARIN AND COUMADIN; FOLEY DRAINING.", "PT ON LASIX, HEPARIN AND COUMADIN; FOLEY DRAINING."},

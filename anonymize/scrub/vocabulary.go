@@ -232,7 +232,7 @@ func (s *state) vocabulary() {
 					kind[i] = KindLocation
 				}
 			}
-		} else if s.cased && s.capitalised(i) && !s.sentenceStart(i) && f&(wName|wProper|wPlace) != 0 && f&(wClinical|wStop) == 0 {
+		} else if s.casedAt(i) && s.capitalised(i) && !s.sentenceStart(i) && f&(wName|wProper|wPlace) != 0 && f&(wClinical|wStop) == 0 {
 			// A capitalised name-like English word mid-sentence ("seen by Green").
 			isName[i] = true
 			if kind[i] == 0 {
@@ -263,6 +263,11 @@ func (s *state) vocabulary() {
 					}
 				}
 			}
+		}
+		// Places after a movement: "transferred to Holy Cross", "went to
+		// Sacred Heart", "arrived from Kernan".
+		if movementWords[string(s.word(i))] {
+			s.movementPlace(i, isName, kind)
 		}
 		// University of X, U of X
 		if s.lowerIs(i, "university", "univ", "u") && s.sp(i+1) && s.lowerIs(i+2, "of") && s.sp(i+3) && s.is(i+4, tWord) {
@@ -322,8 +327,13 @@ func (s *state) vocabulary() {
 		i := work[len(work)-1]
 		work = work[:len(work)-1]
 		for _, j := range [2]int{s.nextWord(i, "-"), s.prevWord(i)} {
-			if j >= 0 && !isName[j] && !s.marked[j] && s.maybeName(j) && (s.nameLike(j) || s.cased && s.capitalised(j) && s.class(j)&(wName|wProper) != 0 ||
-				s.class(j)&wName != 0 && s.class(i)&wName != 0 && s.class(j)&(wStop|wClinical) == 0) {
+			if j < 0 || isName[j] || s.marked[j] {
+				continue
+			}
+			if s.maybeName(j) && (s.nameLike(j) || s.casedAt(j) && s.capitalised(j) && (s.class(j)&(wName|wProper) != 0 || j > i) ||
+				s.class(j)&wName != 0 && s.class(i)&wName != 0 && s.class(j)&(wStop|wClinical) == 0) ||
+				// "Bernard Foley": a name that is also a clinical word, title-case after a name.
+				j > i && s.titleCase(j) && s.titleCase(i) && s.class(j)&wName != 0 && s.class(j)&wStop == 0 {
 				isName[j], kind[j] = true, kind[i]
 				work = append(work, j)
 			}
@@ -353,7 +363,7 @@ func (s *state) vocabulary() {
 			break
 		}
 		// A ward or unit number after an institution-like name: "Blake 12".
-		if s.nameLike(j) && (s.capitalised(j) || !s.cased) {
+		if s.nameLike(j) {
 			k := j + 1
 			if s.sp(k) {
 				k++
@@ -397,3 +407,76 @@ func (s *state) prevWord(i int) int {
 
 // timeWords follow a count, not a ward number ("Smith 2 days ago").
 var timeWords = map[string]bool{"day": true, "days": true, "hour": true, "hours": true, "hr": true, "hrs": true, "h": true, "min": true, "mins": true, "minutes": true, "week": true, "weeks": true, "wk": true, "wks": true, "month": true, "months": true, "year": true, "years": true, "yr": true, "yrs": true, "times": true, "am": true, "pm": true, "of": true, "and": true, "or": true, "to": true}
+
+var movementWords = map[string]bool{
+	"transferred": true, "transfered": true, "transfer": true, "trans": true, "admitted": true, "readmitted": true,
+	"sent": true, "went": true, "go": true, "going": true, "taken": true, "brought": true, "discharged": true,
+	"arrived": true, "came": true, "flown": true, "flighted": true, "back": true, "returned": true, "moved": true,
+	"referred": true, "xfer": true, "xferred": true, "d/c'd": true,
+}
+
+// movementPlace marks the words after "to", "from" or "at" that follow a
+// movement word at i: up to three words that are neither function words nor
+// clinical vocabulary, on the same line, before any punctuation.
+func (s *state) movementPlace(i int, isName []bool, kind []Kind) {
+	j := s.nextWord(i, "")
+	if j < 0 || !s.lowerIs(j, "to", "from", "at") {
+		return
+	}
+	k := s.nextWord(j, "")
+	if k >= 0 && s.lowerIs(k, "the") {
+		k = s.nextWord(k, "")
+	}
+	var run []int
+	for k >= 0 && len(run) < 3 {
+		f := s.class(k)
+		if f&(wStop|wClinical|wTitle|wRelation) != 0 || s.marked[k] || hasDigit(s.tok(k)) || hospitalWords[string(s.word(k))] {
+			break
+		}
+		if s.casedAt(k) && !s.capitalised(k) && !s.nameLike(k) {
+			break
+		}
+		run = append(run, k)
+		k = s.nextWord(k, "")
+	}
+	for _, x := range run {
+		isName[x] = true
+		if kind[x] == 0 {
+			kind[x] = KindLocation
+		}
+	}
+}
+
+// titleCase reports a word written Xxxx.
+func (s *state) titleCase(i int) bool {
+	w := s.tok(i)
+	if len(w) < 2 || w[0] < 'A' || w[0] > 'Z' {
+		return false
+	}
+	for j := 1; j < len(w); j++ {
+		if w[j] >= 'A' && w[j] <= 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// casedAt reports whether capitals carry meaning at word i: the text is
+// mixed-case, or the word is title-case next to a lower-case word.
+func (s *state) casedAt(i int) bool {
+	if s.cased {
+		return true
+	}
+	if !s.titleCase(i) {
+		return false
+	}
+	for _, j := range [2]int{s.prevWord(i), s.nextWord(i, "")} {
+		if j >= 0 {
+			w := s.tok(j)
+			if len(w) > 1 && w[0] >= 'a' && w[0] <= 'z' {
+				return true
+			}
+		}
+	}
+	return false
+}
