@@ -288,3 +288,56 @@ func readGz(t testing.TB, path string) [][]byte {
 	}
 	return out
 }
+
+// BenchmarkScrubRulesSynthea1000 de-identifies synthea-1000-clone (381,066
+// resources) with the Safe Harbor configuration and with the same plus the
+// free-text scrub rules (Narrative, Attachment, Annotation.text,
+// Reference.display, CodeableConcept.text, Coding.display), in one run, one
+// goroutine, with the identifiers of a first pass: resources/s of each.
+func BenchmarkScrubRulesSynthea1000(b *testing.B) {
+	dir := testshared.Dir(b, "data", "synthea-1000-clone")
+	files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson.gz"))
+	if len(files) == 0 {
+		b.Skip("no synthea-1000-clone files")
+	}
+	var lines [][]byte
+	for _, f := range files {
+		lines = append(lines, readGz(b, f)...)
+	}
+	sh, err := ParseConfig(defaultconfig.SafeHarbor(), Options{Compiler: FHIRPathCompiler(), Rand: zeroRand()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	safe, err := NewEngine(sh, EngineOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	scrubbed := scrubEngine(b)
+	col := scrubbed.NewIdentifierCollector()
+	for _, line := range lines {
+		if bytes.Contains(line[:min(len(line), 40)], []byte(`"resourceType":"Patient"`)) || bytes.Contains(line[:min(len(line), 40)], []byte(`"resourceType":"Practitioner"`)) || bytes.Contains(line[:min(len(line), 40)], []byte(`"resourceType":"Organization"`)) {
+			if err := col.Add(line); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	ctx := WithNow(context.Background(), time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC))
+	for _, c := range []struct {
+		name string
+		e    *Engine
+		ctx  context.Context
+	}{{"safe-harbor", safe, ctx}, {"safe-harbor+scrub", scrubbed, WithScrubInput(ctx, col.Input())}} {
+		b.Run(c.name, func(b *testing.B) {
+			var out []byte
+			for b.Loop() {
+				for _, line := range lines {
+					var err error
+					if out, _, err = c.e.AppendAnonymizedJSON(c.ctx, out[:0], line, FileContext{}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(len(lines))*float64(b.N)/b.Elapsed().Seconds(), "resources/s")
+		})
+	}
+}

@@ -16,6 +16,7 @@ type Identifiers struct {
 	seed   maphash.Seed
 	words  map[uint64]Kind // one normalised word
 	seqs   map[uint64]Kind // several words, joined by single spaces
+	starts map[uint64]bool // the first words of seqs
 	maxSeq int
 	ids    map[uint64]Kind // letters and digits only, lower-cased
 	n      int
@@ -23,7 +24,7 @@ type Identifiers struct {
 
 // NewIdentifiers returns an empty set.
 func NewIdentifiers() *Identifiers {
-	return &Identifiers{seed: maphash.MakeSeed(), words: map[uint64]Kind{}, seqs: map[uint64]Kind{}, ids: map[uint64]Kind{}}
+	return &Identifiers{seed: maphash.MakeSeed(), words: map[uint64]Kind{}, seqs: map[uint64]Kind{}, starts: map[uint64]bool{}, ids: map[uint64]Kind{}}
 }
 
 // Len returns the number of hashed entries.
@@ -80,6 +81,7 @@ func (x *Identifiers) addWords(s string, k Kind, minLen int) {
 			keep = keep[:8]
 		}
 		x.seqs[x.h(strings.Join(keep, " "))] = k
+		x.starts[x.h(keep[0])] = true
 		x.n++
 		if len(keep) > x.maxSeq {
 			x.maxSeq = len(keep)
@@ -158,7 +160,7 @@ func (s *state) contextual(x *Identifiers) {
 			continue
 		}
 		// Multi-word sequences (address lines, full names).
-		if x.maxSeq > 1 {
+		if x.maxSeq > 1 && x.starts[maphash.Bytes(x.seed, s.appendLower(s.cbuf[:0], i))] {
 			s.cbuf = s.appendLower(s.cbuf[:0], i)
 			j := i
 			for w := 1; w < x.maxSeq; w++ {

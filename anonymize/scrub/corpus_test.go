@@ -253,7 +253,7 @@ func missClass(span string) string {
 	words, common, nums := 0, 0, 0
 	for _, w := range strings.FieldsFunc(strings.ToLower(span), func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '\'') }) {
 		words++
-		switch f := v.words[w]; {
+		switch f := v.flags(w); {
 		case isAllDigits(strings.Trim(w, "'")):
 			nums++
 		case f&(wEnglish|wClinical|wStop) != 0 && f&(wName|wProper) == 0:

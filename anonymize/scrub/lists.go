@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	_ "embed"
+	"hash/maphash"
 	"io"
 	"strings"
 	"sync"
@@ -12,14 +13,15 @@ import (
 
 // Word flags of the vocabulary layer.
 const (
-	wEnglish  uint8 = 1 << iota // a lower-case English word
-	wClinical                   // clinical vocabulary: never a name
-	wName                       // a given or family name
-	wProper                     // a proper noun of the English list
-	wPlace                      // a place name
-	wTitle                      // a title that a name follows (dr, mrs)
-	wRelation                   // a relation that a name may follow (wife)
-	wStop                       // a function word a name never is
+	wEnglish  uint16 = 1 << iota // a lower-case English word
+	wClinical                    // clinical vocabulary: never a name
+	wName                        // a given or family name
+	wProper                      // a proper noun of the English list
+	wPlace                       // a place name
+	wTitle                       // a title that a name follows (dr, mrs)
+	wRelation                    // a relation that a name may follow (wife)
+	wStop                        // a function word a name never is
+	wPattern                     // a word that may start a pattern (month, MRN, http)
 )
 
 // wPlaceStart marks the first word of a multi-word place name; it is kept
@@ -43,15 +45,16 @@ var relations = "husband wife son daughter dtr dau mother mom father dad brother
 var stops = "a an and or but the to of in on at by for with from as is was were be been are am has had have do did does not no yes this that these those it its he she they them his her their him we us our you your i me my re per via into onto over under after before then than so if when while who whom which what where why how all any some each every other both either neither here there now today tonight tomorrow yesterday also still just only very well up down out off again further once more most less least few many much such same own too can will would should could may might must shall aware notified called paged spoke said says states stated made saw seen see note notes team service office floor unit ward room bed pt patient family md rn np"
 
 type vocab struct {
-	words         map[string]uint8
-	places        map[string]bool // multi-word place names ("san diego")
+	seed          maphash.Seed
+	words         map[uint64]uint16 // by maphash of the lower-case word: no key compare
+	places        map[string]bool   // multi-word place names ("san diego")
 	placeStarts   map[string]bool
 	maxPlaceWords int
 }
 
 var loadVocab = sync.OnceValue(func() *vocab {
-	v := &vocab{words: make(map[string]uint8, 220000), places: map[string]bool{}, placeStarts: map[string]bool{}}
-	add := func(gz []byte, flag uint8) {
+	v := &vocab{seed: maphash.MakeSeed(), words: make(map[uint64]uint16, 300000), places: map[string]bool{}, placeStarts: map[string]bool{}}
+	add := func(gz []byte, flag uint16) {
 		zr, err := gzip.NewReader(bytes.NewReader(gz))
 		if err != nil {
 			panic("scrub: embedded list: " + err.Error())
@@ -78,7 +81,7 @@ var loadVocab = sync.OnceValue(func() *vocab {
 					continue
 				}
 			}
-			v.words[w] |= flag
+			v.words[v.h(w)] |= flag
 		}
 	}
 	add(wordsGz, wEnglish)
@@ -90,21 +93,29 @@ var loadVocab = sync.OnceValue(func() *vocab {
 			continue
 		}
 		for _, w := range strings.Fields(line) {
-			v.words[w] |= wClinical
+			v.words[v.h(w)] |= wClinical
 		}
 	}
 	for _, w := range strings.Fields(titles) {
-		v.words[w] |= wTitle
+		v.words[v.h(w)] |= wTitle
 	}
 	for _, w := range strings.Fields(relations) {
-		v.words[w] |= wRelation
+		v.words[v.h(w)] |= wRelation
 	}
 	for _, w := range strings.Fields(stops) {
-		v.words[w] |= wStop
+		v.words[v.h(w)] |= wStop
+	}
+	for _, m := range []map[string]bool{idKeywords, urlWords, {"box": true}} {
+		for w := range m {
+			v.words[v.h(w)] |= wPattern
+		}
+	}
+	for w := range months {
+		v.words[v.h(w)] |= wPattern
 	}
 	// Days and months are dates' business, not names.
 	for _, w := range strings.Fields("monday tuesday wednesday thursday friday saturday sunday english spanish american african asian hispanic caucasian latino christian jewish catholic muslim") {
-		v.words[w] = (v.words[w] | wEnglish) &^ (wName | wProper | wPlace)
+		v.words[v.h(w)] = (v.words[v.h(w)] | wEnglish) &^ (wName | wProper | wPlace)
 	}
 	return v
 })
@@ -115,3 +126,11 @@ func normWords(s string) string {
 		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r >= 0x80)
 	}), " ")
 }
+
+func (v *vocab) h(w string) uint64 { return maphash.String(v.seed, w) }
+
+// flags returns the flags of a lower-case word.
+func (v *vocab) flags(w string) uint16 { return v.words[maphash.String(v.seed, w)] }
+
+// flagsOf is flags for a byte slice.
+func (v *vocab) flagsOf(w []byte) uint16 { return v.words[maphash.Bytes(v.seed, w)] }

@@ -110,7 +110,7 @@ func (s *state) urlEnd(i int) int {
 func (s *state) wordPattern(i int) int {
 	wb := s.word(i)
 	// Most words start no pattern: decide without allocating.
-	if _, ok := months[string(wb)]; !ok && !idKeywords[string(wb)] && !urlWords[string(wb)] && string(wb) != "box" && !s.punct(i+1, '.') && !hasDigit(s.tok(i)) {
+	if s.cls[i]&wPattern == 0 && !s.punct(i+1, '.') && !hasDigit(s.tok(i)) {
 		return i
 	}
 	w := string(wb)
@@ -581,7 +581,7 @@ func (s *state) streetEnd(i int) int {
 			}
 			return end
 		}
-		if s.voc.words[w]&wStop != 0 || s.voc.words[w]&wClinical != 0 && !streetSuffixes[w] {
+		if f := s.voc.flags(w); f&wStop != 0 || f&wClinical != 0 && !streetSuffixes[w] {
 			return 0
 		}
 		words++

@@ -1,6 +1,7 @@
 package scrub
 
 import (
+	"hash/maphash"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,7 +126,6 @@ const (
 type token struct {
 	start, end int
 	kind       tokKind
-	flags      uint8 // vocabulary flags of a word
 	newline    bool  // a space token with a line break
 	lo, hi     int32 // a word's lower-cased form in state.lows
 }
@@ -138,7 +138,7 @@ type state struct {
 	dates  []dateInfo // per span: the parsed date of a DATE span
 	mdates []dateInfo // per merged span
 	marked []bool     // per token: inside a span
-	cls    []uint8    // per token: vocabulary flags of a word
+	cls    []uint16   // per token: vocabulary flags of a word
 	nlc    []int8     // per token: nameLike cache (0 unknown, 1 yes, -1 no)
 	isName []bool     // per token, vocabulary layer
 	kinds  []Kind     // per token, vocabulary layer
@@ -146,13 +146,23 @@ type state struct {
 	work   []int      // scratch: name tokens to extend
 	cbuf   []byte     // scratch for the contextual layer
 	lows   []byte     // the words lower-cased, possessive 's removed
+	hot    *[hotSize]hotEntry
 	lower  []byte
 	voc    *vocab
 	cased  bool // the text uses capitals meaningfully (mixed case)
 	out    strings.Builder
 }
 
-var statePool = sync.Pool{New: func() any { return new(state) }}
+// hotSize is the number of entries of a state's word cache.
+const hotSize = 4096
+
+type hotEntry struct {
+	h  uint64
+	f  uint16
+	ok bool
+}
+
+var statePool = sync.Pool{New: func() any { return &state{hot: new([hotSize]hotEntry)} }}
 
 func getState(text string, opts Options) *state {
 	s := statePool.Get().(*state)
@@ -244,7 +254,14 @@ func (s *state) tokenize() {
 			s.toks[i].lo = int32(len(s.lows))
 			s.lows = append(s.lows, w...)
 			s.toks[i].hi = int32(len(s.lows))
-			s.cls[i] = s.voc.words[string(w)]
+			// A small direct-mapped cache in front of the big map: words
+			// repeat, and the big map's probes miss the CPU caches.
+			h := maphash.Bytes(s.voc.seed, w)
+			c := &s.hot[h&(hotSize-1)]
+			if c.h != h || !c.ok {
+				*c = hotEntry{h: h, f: s.voc.words[h], ok: true}
+			}
+			s.cls[i] = c.f
 		}
 	}
 }

@@ -10,7 +10,7 @@ var hospitalWords = map[string]bool{
 }
 
 // class returns the vocabulary flags of word token i.
-func (s *state) class(i int) uint8 { return s.cls[i] }
+func (s *state) class(i int) uint16 { return s.cls[i] }
 
 // nameLike reports a word that may be a name by itself: known only as a
 // name or proper noun, or unknown to every list.
@@ -57,7 +57,7 @@ func (s *state) nameLike1(i int) bool {
 			return false
 		}
 		lw := string(s.word(i))[:l]
-		return s.voc.words[lw]&(wEnglish|wClinical|wStop) == 0 && !s.voc.derived(lw)
+		return s.voc.flags(lw)&(wEnglish|wClinical|wStop) == 0 && !s.voc.derived(lw)
 	}
 	return !s.voc.derived(string(s.word(i)))
 }
@@ -91,7 +91,7 @@ func (v *vocab) derived(w string) bool {
 	for _, pre := range medPrefixes {
 		if len(w) > len(pre)+3 && strings.HasPrefix(w, pre) {
 			rest := w[len(pre):]
-			if f := v.words[rest]; f&(wEnglish|wClinical) != 0 && f&(wName|wProper) == 0 || v.inflected(rest) {
+			if f := v.flags(rest); f&(wEnglish|wClinical) != 0 && f&(wName|wProper) == 0 || v.inflected(rest) {
 				return true
 			}
 		}
@@ -111,7 +111,7 @@ func (v *vocab) inflected(w string) bool {
 				cands = cands[:1]
 			}
 			for _, cand := range cands {
-				if f := v.words[cand]; f&(wEnglish|wClinical) != 0 && f&(wName|wProper) == 0 {
+				if f := v.flags(cand); f&(wEnglish|wClinical) != 0 && f&(wName|wProper) == 0 {
 					return true
 				}
 			}
