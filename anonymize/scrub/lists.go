@@ -131,6 +131,3 @@ func (v *vocab) h(w string) uint64 { return maphash.String(v.seed, w) }
 
 // flags returns the flags of a lower-case word.
 func (v *vocab) flags(w string) uint16 { return v.words[maphash.String(v.seed, w)] }
-
-// flagsOf is flags for a byte slice.
-func (v *vocab) flagsOf(w []byte) uint16 { return v.words[maphash.Bytes(v.seed, w)] }

@@ -3,6 +3,7 @@ package scrub
 import (
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -193,6 +194,42 @@ func wellFormed(s string) bool {
 		}
 		if _, ok := tok.(xml.StartElement); ok {
 			n++
+		}
+	}
+}
+
+// TestConcurrent scrubs from several goroutines (the engine does) and
+// checks each result against a sequential one: the pooled state and its word
+// cache are per call.
+func TestConcurrent(t *testing.T) {
+	texts := []string{
+		"Seen by Dr. Healey on 7/22/2019, call 410-555-1234.",
+		strings.Repeat("Pt stable, wife Mary at bedside, MRN 00123456. ", 200),
+		"<p>Mrs Vasquez &amp; son</p>",
+		"BROWN, will came from 12 green lane",
+	}
+	ids := NewIdentifiers()
+	ids.AddName("Will Brown")
+	want := make([]string, len(texts))
+	for i, s := range texts {
+		want[i] = ScrubMarkup(s, HTML, Options{Identifiers: []*Identifiers{ids}}).Text
+	}
+	done := make(chan error)
+	for g := 0; g < 4; g++ {
+		go func() {
+			var err error
+			for n := 0; n < 50; n++ {
+				i := (n + g) % len(texts)
+				if got := ScrubMarkup(texts[i], HTML, Options{Identifiers: []*Identifiers{ids}}).Text; got != want[i] {
+					err = fmt.Errorf("text %d differs when scrubbed concurrently", i)
+				}
+			}
+			done <- err
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-done; err != nil {
+			t.Error(err)
 		}
 	}
 }

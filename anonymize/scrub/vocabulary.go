@@ -244,7 +244,7 @@ func (s *state) vocabulary() {
 			a := i
 			for k := 0; k < 3; k++ {
 				p := a - 1
-				if s.sp(p) || s.punct(p, '-') || s.punct(p, '.') && s.sp(p-1) == false && s.is(p-1, tWord) {
+				if s.sp(p) || s.punct(p, '-') || s.punct(p, '.') && !s.sp(p-1) && s.is(p-1, tWord) {
 					p--
 				}
 				if !s.is(p, tWord) {
