@@ -722,7 +722,7 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 		return r.perturb(node, rule, res, ops)
 	case MethodCustom:
 		if isScrub(rule.MethodName) {
-			return r.scrubNode(node, rule, ops)
+			return r.scrubNode(node, rule, res, ops)
 		}
 		m := r.e.custom[strings.ToLower(rule.MethodName)]
 		if !typed.HasValue(node) {

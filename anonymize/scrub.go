@@ -67,13 +67,12 @@ func WithScrubTrace(ctx context.Context, fn func(ScrubEvent)) context.Context {
 	return context.WithValue(ctx, scrubTraceKey{}, fn)
 }
 
-// scrubOptions builds the scrubber's options for the rule on the current
-// resource.
-func (r *run) scrubOptions(rule *engineRule) scrub.Options {
+// scrubOptions builds the scrubber's options for the rule on resource res.
+func (r *run) scrubOptions(rule *engineRule, res *jsontree.Node) scrub.Options {
 	in, _ := r.ctx.Value(scrubInputKey{}).(ScrubInput)
 	opts := scrub.Options{Identifiers: in.Identifiers}
 	if in.Patients != nil {
-		if set := in.Patients(patientIDOf(r.root)); set != nil {
+		if set := in.Patients(r.scrubPatient(res)); set != nil {
 			opts.Identifiers = append(opts.Identifiers[:len(opts.Identifiers):len(opts.Identifiers)], set)
 		}
 	}
@@ -89,10 +88,25 @@ func (r *run) scrubOptions(rule *engineRule) scrub.Options {
 	return opts
 }
 
+// scrubPatient returns the id of res's patient: in date-shift scope
+// "patient" the one found before the rules ran, else the one its
+// compartment references give now (perhaps already hashed, which
+// IdentifierCollector also knows).
+func (r *run) scrubPatient(res *jsontree.Node) string {
+	if r.e.params.DateShiftScope == ScopePatient && r.pshift.ok {
+		return r.pshift.patient
+	}
+	id, _ := compartmentPatient(r.e, res)
+	return id
+}
+
 // dateShiftOffset is the offset the dateShift method uses for the current
-// resource (fixed, or keyed on the scope's prefix).
+// resource: the patient scope's, fixed, or keyed on the scope's prefix.
 func (r *run) dateShiftOffset() int {
 	p := &r.e.params
+	if p.DateShiftScope == ScopePatient {
+		return r.pshift.offset
+	}
 	if p.HasFixedOffset {
 		return p.DateShiftFixedOffsetInDays
 	}
@@ -112,10 +126,10 @@ func (r *run) dateShiftOffset() int {
 }
 
 // scrubNode applies the scrub method to one node.
-func (r *run) scrubNode(node *jsontree.Node, rule *engineRule, ops *Operations) error {
+func (r *run) scrubNode(node *jsontree.Node, rule *engineRule, res *jsontree.Node, ops *Operations) error {
 	switch {
 	case node.Type == "Attachment":
-		return r.scrubAttachment(node, rule, ops)
+		return r.scrubAttachment(node, rule, res, ops)
 	case node.Type == "string" || node.Type == "markdown" || node.Type == "xhtml":
 		if !typed.HasValue(node) || node.Kind != jsontree.String || node.Value == "" {
 			return nil
@@ -124,11 +138,11 @@ func (r *run) scrubNode(node *jsontree.Node, rule *engineRule, ops *Operations) 
 		if node.Type == "xhtml" {
 			f = scrub.HTML
 		}
-		res := scrub.ScrubMarkup(node.Value, f, r.scrubOptions(rule))
-		r.traceScrub(rule, node, node.Value, res.Spans)
+		out := scrub.ScrubMarkup(node.Value, f, r.scrubOptions(rule, res))
+		r.traceScrub(rule, node, node.Value, out.Spans)
 		*ops = ops.Add(OpRedact)
-		if res.Text != node.Value {
-			r.setString(node, res.Text, true)
+		if out.Text != node.Value {
+			r.setString(node, out.Text, true)
 		}
 	case scrubKeeps[node.Type]:
 		// Codes, numbers and booleans are not free text.
@@ -157,7 +171,7 @@ func (r *run) traceScrub(rule *engineRule, node *jsontree.Node, before string, s
 
 // scrubAttachment scrubs an attachment's text data, or redacts an
 // attachment that is not text.
-func (r *run) scrubAttachment(node *jsontree.Node, rule *engineRule, ops *Operations) error {
+func (r *run) scrubAttachment(node *jsontree.Node, rule *engineRule, resource *jsontree.Node, ops *Operations) error {
 	ct := node.Get("contentType")
 	f, isText := scrub.Format(0), false
 	if ct != nil && ct.Kind == jsontree.String {
@@ -181,7 +195,7 @@ func (r *run) scrubAttachment(node *jsontree.Node, rule *engineRule, ops *Operat
 		*ops = ops.Add(OpRedact)
 		return nil
 	}
-	res := scrub.ScrubMarkup(string(raw), f, r.scrubOptions(rule))
+	res := scrub.ScrubMarkup(string(raw), f, r.scrubOptions(rule, resource))
 	r.traceScrub(rule, data, string(raw), res.Spans)
 	r.setString(data, base64.StdEncoding.EncodeToString([]byte(res.Text)), true)
 	r.dropAttachmentDigest(node, len(res.Text))

@@ -156,3 +156,27 @@ func TestScrubTrace(t *testing.T) {
 		t.Fatalf("trace = %+v", evs)
 	}
 }
+
+// TestScrubShiftsLikeThePatientsDates checks that, in date-shift scope
+// "patient", dates in a note move by the same offset as the patient's
+// structured dates.
+func TestScrubShiftsLikeThePatientsDates(t *testing.T) {
+	e := newTestEngine(t, `{"fhirVersion":"R4","fhirPathRules":[
+	  {"path":"nodesByType('dateTime')","method":"dateShift"},
+	  {"path":"nodesByType('Annotation').text","method":"scrub","dates":"shift"},
+	  {"path":"Resource","method":"keep"}],
+	  "parameters":{"dateShiftKey":"k","dateShiftScope":"patient"}}`)
+	for _, patient := range []string{"p1", "p2", "p3"} {
+		in := `{"resourceType":"Condition","id":"c-` + patient + `","subject":{"reference":"Patient/` + patient + `"},
+		  "onsetDateTime":"2019-07-22","note":[{"text":"Onset 2019-07-22, seen again 7/22/2019."}]}`
+		m := scrubAnon(t, e, context.Background(), in)
+		onset := m["onsetDateTime"].(string)
+		note := m["note"].([]any)[0].(map[string]any)["text"].(string)
+		if onset == "2019-07-22" {
+			t.Fatalf("onset not shifted")
+		}
+		if want := "Onset " + onset + ","; !strings.HasPrefix(note, want) {
+			t.Errorf("patient %s: note %q, want it to start %q (the structured date's shift)", patient, note, want)
+		}
+	}
+}

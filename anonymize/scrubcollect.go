@@ -135,8 +135,8 @@ func (c *IdentifierCollector) patientSet(id string) *scrub.Identifiers {
 }
 
 // Input returns the scrub method's input for the resources of an export:
-// the shared set, and each resource's patient's set found through its
-// id (a Patient) or its subject, patient or beneficiary reference.
+// the shared set, and each resource's patient's set, found through the
+// resource's patient compartment (its own id for a Patient).
 func (c *IdentifierCollector) Input() ScrubInput {
 	return ScrubInput{Identifiers: []*scrub.Identifiers{c.shared}, Patients: c.lookup}
 }
@@ -156,22 +156,6 @@ func (c *IdentifierCollector) Patients() int {
 		}
 	}
 	return n
-}
-
-// patientIDOf returns the id of the patient a resource belongs to: its own
-// id for a Patient, else the id of its subject, patient or beneficiary
-// reference when that names a Patient (or is a urn:uuid).
-func patientIDOf(root *jsontree.Node) string {
-	if str(root.Get("resourceType")) == "Patient" {
-		return str(root.Get("id"))
-	}
-	for _, key := range []string{"subject", "patient", "beneficiary"} {
-		ref := str(getPath(root, key, "reference"))
-		if strings.HasPrefix(ref, "Patient/") || strings.Contains(ref, "/Patient/") || strings.HasPrefix(ref, "urn:uuid:") {
-			return refID(ref)
-		}
-	}
-	return ""
 }
 
 // refID returns the id part of a reference ("Patient/1/_history/2" -> "1").
