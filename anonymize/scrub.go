@@ -246,3 +246,15 @@ func (r *run) redactAll(node *jsontree.Node) {
 		r.redactAll(c)
 	}
 }
+
+// UsesScrub reports whether a rule of the configuration uses the scrub
+// method, so that a program runs the identifier-collecting first pass only
+// when it serves.
+func (c *Config) UsesScrub() bool {
+	for _, r := range c.Rules() {
+		if isScrub(r.MethodName) {
+			return true
+		}
+	}
+	return false
+}

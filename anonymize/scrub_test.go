@@ -142,6 +142,12 @@ func TestScrubIsNotACustomMethodName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !c.UsesScrub() {
+		t.Error("UsesScrub is false for a configuration with scrub rules")
+	}
+	if e := newTestEngine(t, `{"fhirVersion":"R4","fhirPathRules":[{"path":"Resource","method":"keep"}]}`); e.Config().UsesScrub() {
+		t.Error("UsesScrub is true without scrub rules")
+	}
 	if _, err := NewEngine(c, EngineOptions{CustomMethods: map[string]CustomMethod{"Scrub": {Apply: func(CustomCall) (string, bool, error) { return "", true, nil }}}}); err == nil {
 		t.Error("a custom method named scrub was accepted")
 	}
@@ -178,5 +184,60 @@ func TestScrubShiftsLikeThePatientsDates(t *testing.T) {
 		if want := "Onset " + onset + ","; !strings.HasPrefix(note, want) {
 			t.Errorf("patient %s: note %q, want it to start %q (the structured date's shift)", patient, note, want)
 		}
+	}
+}
+
+// TestIdentifierCollector builds the contextual sets from a Patient (with
+// a contact), a RelatedPerson and a Practitioner, and scrubs a note of an
+// Observation whose subject reference a rule hashed before the scrub rule
+// ran: the patient's, the relative's and the practitioner's words go, the
+// same words in another patient's note stay.
+func TestIdentifierCollector(t *testing.T) {
+	e := newTestEngine(t, `{"fhirVersion":"R4","fhirPathRules":[
+	  {"path":"nodesByType('Reference').reference","method":"cryptoHash"},
+	  {"path":"nodesByType('Annotation').text","method":"scrub"},
+	  {"path":"Resource","method":"keep"}],"parameters":{"cryptoHashKey":"k"}}`)
+	col := e.NewIdentifierCollector()
+	for _, r := range []string{
+		`{"resourceType":"Patient","id":"p1","name":[{"family":"Brown","given":["Rose"]}],"telecom":[{"system":"phone","value":"(410) 555-0199"}],
+		  "address":[{"line":["7 Orchard Way"],"city":"Bath"}],"identifier":[{"value":"MRN77812"}],"contact":[{"name":{"family":"Lake","given":["Sterling"]}}]}`,
+		`{"resourceType":"RelatedPerson","id":"r1","patient":{"reference":"Patient/p1"},"name":[{"given":["Violet"]}]}`,
+		`{"resourceType":"Practitioner","id":"d1","name":[{"family":"Major","given":["Cliff"]}]}`,
+		`{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"}}`,
+	} {
+		if err := col.Add([]byte(r)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if col.Patients() != 1 {
+		t.Fatalf("%d patients", col.Patients())
+	}
+	note := "Rose brown visited with violet and sterling lake from orchard way, bath; cliff major saw her; call 410 555 0199; mrn77812. Brown stool."
+	ctx := WithScrubInput(context.Background(), col.Input())
+	obs := func(patient string) string {
+		in := `{"resourceType":"Observation","id":"o2","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/` + patient + `"},"note":[{"text":"` + note + `"}]}`
+		m := scrubAnon(t, e, ctx, in)
+		if ref := m["subject"].(map[string]any)["reference"].(string); ref == "Patient/"+patient {
+			t.Fatalf("the reference was not hashed first")
+		}
+		return m["note"].([]any)[0].(map[string]any)["text"].(string)
+	}
+	got := strings.ToLower(obs("p1"))
+	for _, w := range []string{"rose", "brown", "violet", "sterling", "lake", "orchard", "bath", "cliff", "major", "0199", "77812"} {
+		if strings.Contains(got, w) {
+			t.Errorf("%q survives in the patient's note: %s", w, got)
+		}
+	}
+	if !strings.Contains(got, "stool") {
+		t.Errorf("clinical text lost: %s", got)
+	}
+	other := strings.ToLower(obs("p2"))
+	for _, w := range []string{"brown", "orchard", "bath"} {
+		if !strings.Contains(other, w) {
+			t.Errorf("%q removed from another patient's note: %s", w, other)
+		}
+	}
+	if strings.Contains(other, "major") || strings.Contains(other, "cliff") {
+		t.Errorf("a practitioner's name survives in another patient's note: %s", other)
 	}
 }
