@@ -4,9 +4,27 @@ import "strings"
 
 // hospitalWords end an institution's name ("Calvert Hospital").
 var hospitalWords = map[string]bool{
-	"hospital": true, "hosp": true, "memorial": true, "clinic": true, "infirmary": true, "medical": true,
-	"healthcare": true, "sanitarium": true, "hospice": true, "rehab": true, "center": true, "centre": true,
-	"university": true, "college": true, "school": true, "church": true, "county": true, "nursing": true, "regional": true, "general": true,
+	"hospital": true, "hosp": true, "memorial": true, "clinic": true, "infirmary": true, "healthcare": true,
+	"sanitarium": true, "hospice": true, "regional": true, "rehab": true,
+}
+
+// institutionHeads make an institution's last word of "center", "centre" or
+// "home" ("Medical Center", "Nursing Home").
+var institutionHeads = map[string]bool{
+	"medical": true, "health": true, "nursing": true, "rehab": true, "rehabilitation": true, "cancer": true,
+	"surgical": true, "heart": true, "care": true, "trauma": true,
+}
+
+// notPlaces are destinations inside or around a hospital, not
+// institutions: "went to step down", "back to bed".
+var notPlaces = map[string]bool{
+	"step": true, "stepdown": true, "floor": true, "home": true, "rehab": true, "or": true, "cath": true, "lab": true,
+	"unit": true, "bed": true, "room": true, "chair": true, "bathroom": true, "commode": true, "sleep": true,
+	"work": true, "radiology": true, "surgery": true, "dialysis": true, "ir": true, "ct": true, "mri": true,
+	"xray": true, "procedure": true, "ward": true, "baseline": true, "normal": true, "sinus": true, "nursing": true,
+	"care": true, "recovery": true, "pacu": true, "holding": true, "ambulance": true, "morgue": true, "hospital": true,
+	"hosp": true, "icu": true, "ccu": true, "micu": true, "sicu": true, "er": true, "ed": true, "sitting": true,
+	"bedside": true, "oob": true, "nh": true, "ecf": true, "snf": true, "rehabilitation": true, "clinic": true,
 }
 
 // class returns the vocabulary flags of word token i.
@@ -45,6 +63,17 @@ func (s *state) nameLike1(i int) bool {
 	w := s.tok(i)
 	if len(w) < 2 {
 		return false
+	}
+	// Contractions of abbreviations: "c'd", "con't", "d/c'ed" (but not
+	// O'Connell: the apostrophe there starts a long part).
+	if a := strings.LastIndexByte(w, '\''); a > 0 && len(w)-a-1 <= 2 {
+		stem := string(s.word(i))
+		stem = stem[:min(a, len(stem))]
+		if len(stem) <= 3 {
+			return false
+		}
+		f := s.voc.flags(stem)
+		return f&(wEnglish|wClinical|wStop) == 0 && !s.voc.derived(stem)
 	}
 	if hasDigit(w) {
 		// Quartermain3: a long unknown word glued to a short number.
@@ -101,7 +130,7 @@ func (v *vocab) derived(w string) bool {
 
 func (v *vocab) inflected(w string) bool {
 	for _, suf := range inflections {
-		if len(w) > len(suf)+3 && strings.HasSuffix(w, suf) {
+		if len(w) >= len(suf)+3 && strings.HasSuffix(w, suf) {
 			stem := w[:len(w)-len(suf)]
 			cands := []string{stem, stem + "e", stem + "y"}
 			if n := len(stem); stem[n-1] == stem[n-2] {
@@ -240,8 +269,11 @@ func (s *state) vocabulary() {
 			}
 		}
 		// Institutions: words before Hospital/Memorial/Clinic.
-		if hospitalWords[string(s.word(i))] && f&wStop == 0 {
+		if lw := string(s.word(i)); hospitalWords[lw] && f&wStop == 0 || (lw == "center" || lw == "centre" || lw == "home") && institutionHeads[string(s.word(max(s.prevWord(i), 0)))] && s.prevWord(i) >= 0 {
 			a := i
+			if !hospitalWords[lw] {
+				a = s.prevWord(i) // the head is part of the name
+			}
 			for k := 0; k < 3; k++ {
 				p := a - 1
 				if s.sp(p) || s.punct(p, '-') || s.punct(p, '.') && !s.sp(p-1) && s.is(p-1, tWord) {
@@ -430,7 +462,7 @@ func (s *state) movementPlace(i int, isName []bool, kind []Kind) {
 	var run []int
 	for k >= 0 && len(run) < 3 {
 		f := s.class(k)
-		if f&(wStop|wClinical|wTitle|wRelation) != 0 || s.marked[k] || hasDigit(s.tok(k)) || hospitalWords[string(s.word(k))] {
+		if f&(wStop|wClinical|wTitle|wRelation) != 0 || s.marked[k] || hasDigit(s.tok(k)) || hospitalWords[string(s.word(k))] || notPlaces[string(s.word(k))] {
 			break
 		}
 		if s.casedAt(k) && !s.capitalised(k) && !s.nameLike(k) {
