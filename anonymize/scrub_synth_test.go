@@ -316,8 +316,10 @@ func readGz(t testing.TB, path string) [][]byte {
 // BenchmarkScrubRulesSynthea1000 de-identifies synthea-1000-clone (381,066
 // resources) with the Safe Harbor configuration and with the same plus the
 // free-text scrub rules (Narrative, Attachment, Annotation.text,
-// Reference.display, CodeableConcept.text, Coding.display), in one run, one
-// goroutine, with the identifiers of a first pass: resources/s of each.
+// Reference.display, CodeableConcept.text, Coding.display), and with the
+// longitudinal profile as it is and with scrubbing (longitudinalScrubConfig),
+// in one run, one goroutine, with the identifiers of a first pass (which the
+// longitudinal engine finds by raw patient id): resources/s of each.
 func BenchmarkScrubRulesSynthea1000(b *testing.B) {
 	dir := testshared.Dir(b, "data", "synthea-1000-clone")
 	files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson.gz"))
@@ -337,6 +339,22 @@ func BenchmarkScrubRulesSynthea1000(b *testing.B) {
 		b.Fatal(err)
 	}
 	scrubbed := scrubEngine(b)
+	lc, err := ParseConfig(defaultconfig.Longitudinal(), Options{Compiler: FHIRPathCompiler(), Rand: zeroRand()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	long, err := NewEngine(lc, EngineOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	lsc, err := ParseConfig(longitudinalScrubConfig(b), Options{Compiler: FHIRPathCompiler(), Rand: zeroRand()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	longScrub, err := NewEngine(lsc, EngineOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
 	col := scrubbed.NewIdentifierCollector()
 	for _, line := range lines {
 		if bytes.Contains(line[:min(len(line), 40)], []byte(`"resourceType":"Patient"`)) || bytes.Contains(line[:min(len(line), 40)], []byte(`"resourceType":"Practitioner"`)) || bytes.Contains(line[:min(len(line), 40)], []byte(`"resourceType":"Organization"`)) {
@@ -350,7 +368,8 @@ func BenchmarkScrubRulesSynthea1000(b *testing.B) {
 		name string
 		e    *Engine
 		ctx  context.Context
-	}{{"safe-harbor", safe, ctx}, {"safe-harbor+scrub", scrubbed, WithScrubInput(ctx, col.Input())}} {
+	}{{"safe-harbor", safe, ctx}, {"safe-harbor+scrub", scrubbed, WithScrubInput(ctx, col.Input())},
+		{"longitudinal", long, ctx}, {"longitudinal+scrub", longScrub, WithScrubInput(ctx, col.Input())}} {
 		b.Run(c.name, func(b *testing.B) {
 			var out []byte
 			for b.Loop() {

@@ -159,9 +159,10 @@ func (s *state) contextual(x *Identifiers) {
 		if tk.kind != tWord && tk.kind != tNum {
 			continue
 		}
+		s.cbuf = s.appendLower(s.cbuf[:0], i)
+		h := maphash.Bytes(x.seed, s.cbuf)
 		// Multi-word sequences (address lines, full names).
-		if x.maxSeq > 1 && x.starts[maphash.Bytes(x.seed, s.appendLower(s.cbuf[:0], i))] {
-			s.cbuf = s.appendLower(s.cbuf[:0], i)
+		if x.maxSeq > 1 && x.starts[h] {
 			j := i
 			for w := 1; w < x.maxSeq; w++ {
 				k := s.nextToken(j)
@@ -177,10 +178,13 @@ func (s *state) contextual(x *Identifiers) {
 			}
 		}
 		if tk.kind == tWord {
-			if kd, ok := x.words[maphash.Bytes(x.seed, s.word(i))]; ok {
+			if kd, ok := x.words[h]; ok {
 				s.mark(i, i, kd, LayerContext)
 				continue
 			}
+		}
+		if len(x.ids) == 0 {
+			continue
 		}
 		// Identifier-like runs: letters and digits joined by - . / ( ) #
 		// or single spaces ("(555) 123-4567", "MRN-00123").

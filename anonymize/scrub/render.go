@@ -5,12 +5,16 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // mergedSpans returns the spans sorted and merged where they overlap or
 // touch; a merged span keeps the kind and layer of its first part, and is
 // Shifted only if it is one shiftable date.
 func (s *state) mergedSpans() []Span {
+	if len(s.spans) == 0 {
+		return nil
+	}
 	type sd struct {
 		sp Span
 		d  dateInfo
@@ -47,6 +51,9 @@ func (s *state) mergedSpans() []Span {
 
 func (s *state) render() Result {
 	spans := s.mergedSpans()
+	if len(spans) == 0 && isValidUTF8(s.text) {
+		return Result{Text: s.text}
+	}
 	var b strings.Builder
 	b.Grow(len(s.text) + 16)
 	pos := 0
@@ -136,3 +143,5 @@ func twoDigits(n int) string {
 	}
 	return strconv.Itoa(n)
 }
+
+func isValidUTF8(t string) bool { return utf8.ValidString(t) }
