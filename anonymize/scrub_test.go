@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"fhirdeid/anonymize/scrub"
 )
@@ -239,5 +240,91 @@ func TestIdentifierCollector(t *testing.T) {
 	}
 	if strings.Contains(other, "major") || strings.Contains(other, "cliff") {
 		t.Errorf("a practitioner's name survives in another patient's note: %s", other)
+	}
+}
+
+// FuzzScrubMethod feeds arbitrary text to the scrub method as an
+// Observation.valueString, as a text/html and a text/rtf attachment and as
+// a Narrative div: the output is valid JSON, the attachments' data is
+// base64 of valid UTF-8 with a matching size, and a well-formed div stays
+// well-formed.
+func FuzzScrubMethod(f *testing.F) {
+	for _, s := range []string{
+		"Seen by Dr. Healey on 7/22/2019, call 410-555-1234.",
+		`<p title="Dr. Smith">Mrs &amp; Jones 7/22</p>`,
+		`{\rtf1\ansi{\fonttbl{\f0 Arial;}}\f0 Dr. Smith\'e9 7/22\par}`,
+		"\xff\xfe Dr. \xc3 Smith",
+		`"quoted" \ backslash </div> ]]> & <`,
+	} {
+		f.Add(s)
+	}
+	e := newTestEngine(f, scrubTestConfig)
+	f.Fuzz(func(t *testing.T, text string) {
+		b64 := base64.StdEncoding.EncodeToString([]byte(text))
+		textJSON, _ := json.Marshal(text)
+		for _, in := range []string{
+			`{"resourceType":"Observation","id":"o","status":"final","code":{"text":"x"},"valueString":` + string(textJSON) + `}`,
+			`{"resourceType":"DocumentReference","id":"d","status":"current","content":[{"attachment":{"contentType":"text/html","data":"` + b64 + `"}},{"attachment":{"contentType":"text/rtf","data":"` + b64 + `","size":3}}]}`,
+		} {
+			out, _, err := e.AnonymizeJSON(context.Background(), []byte(in), FileContext{})
+			if err != nil {
+				var ie *InputError
+				if errors.As(err, &ie) {
+					continue // e.g. an empty string value
+				}
+				t.Fatalf("anonymize: %v", err)
+			}
+			var m map[string]any
+			if err := json.Unmarshal(out, &m); err != nil {
+				t.Fatalf("output is not JSON: %v", err)
+			}
+			if content, ok := m["content"].([]any); ok {
+				for _, c := range content {
+					att := c.(map[string]any)["attachment"].(map[string]any)
+					data, _ := att["data"].(string)
+					raw, err := base64.StdEncoding.DecodeString(data)
+					if err != nil {
+						t.Fatalf("data is not base64: %v", err)
+					}
+					if !utf8.Valid(raw) {
+						t.Fatalf("scrubbed attachment is not valid UTF-8")
+					}
+					if sz, _ := att["size"].(float64); len(raw) > 0 && int(sz) != len(raw) {
+						t.Fatalf("size %v, data %d bytes", att["size"], len(raw))
+					}
+				}
+			}
+		}
+		// A well-formed div stays well-formed.
+		div := `<div xmlns="http://www.w3.org/1999/xhtml">` + text + `</div>`
+		if !utf8.ValidString(text) || !scrubWellFormed(div) {
+			return
+		}
+		divJSON, _ := json.Marshal(div)
+		out, _, err := e.AnonymizeJSON(context.Background(), []byte(`{"resourceType":"Patient","id":"p","text":{"status":"generated","div":`+string(divJSON)+`}}`), FileContext{})
+		if err != nil {
+			return
+		}
+		var m map[string]any
+		if err := json.Unmarshal(out, &m); err != nil {
+			t.Fatalf("output is not JSON: %v", err)
+		}
+		if got, _ := m["text"].(map[string]any)["div"].(string); !scrubWellFormed(got) {
+			t.Fatalf("well-formed div became malformed: %q -> %q", div, got)
+		}
+	})
+}
+
+func scrubWellFormed(s string) bool {
+	d := xml.NewDecoder(strings.NewReader(s))
+	d.Strict = true
+	for {
+		_, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
 	}
 }
