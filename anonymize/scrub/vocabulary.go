@@ -237,7 +237,13 @@ func (s *state) vocabulary() {
 		switch {
 		case f&wTitle != 0:
 			// Dr. Smith, dr healey, Mrs. A. Jones
-			j := s.nextWord(i, ".")
+			// Abbreviated titles take a period ("Dr. Smith"); a word title
+			// ("fellow") ending a sentence is no title for the next one.
+			skip := ""
+			if s.toks[i].end-s.toks[i].start <= 4 {
+				skip = "."
+			}
+			j := s.nextWord(i, skip)
 			if j > 0 && !s.marked[j] && s.class(j)&wStop == 0 && !hasDigit(s.tok(j)) {
 				isName[j], kind[j] = true, KindName
 			}
