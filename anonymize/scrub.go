@@ -16,7 +16,8 @@ import (
 // xhtml values it replaces the PHI spans that package scrub finds by typed
 // placeholders; on an Attachment with a text/* content type it scrubs the
 // decoded data, re-encodes it, drops the hash and fixes the size; other
-// attachments are redacted. The rule setting "dates": "shift" shifts full
+// attachments are redacted. A value it changes records the REDACT
+// operation. The rule setting "dates": "shift" shifts full
 // dates in the text by the resource's date-shift offset instead of
 // replacing them by [DATE].
 const ScrubMethod = "scrub"
@@ -140,9 +141,9 @@ func (r *run) scrubNode(node *jsontree.Node, rule *engineRule, res *jsontree.Nod
 		}
 		out := scrub.ScrubMarkup(node.Value, f, r.scrubOptions(rule, res))
 		r.traceScrub(rule, node, node.Value, out.Spans)
-		*ops = ops.Add(OpRedact)
 		if out.Text != node.Value {
 			r.setString(node, out.Text, true)
+			*ops = ops.Add(OpRedact)
 		}
 	case scrubKeeps[node.Type]:
 		// Codes, numbers and booleans are not free text.
