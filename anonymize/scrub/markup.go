@@ -125,6 +125,13 @@ func htmlSegments(t string) [][2]int {
 			i += 9 + end + 3
 			continue
 		}
+		// <script> and <style> hold code, not text: skip to their end tag.
+		if name := tagName(t[i:]); name == "script" || name == "style" {
+			// Without an end tag it is all scrubbed as text: safer.
+			if end := indexFold(t[i:], "</"+name); end >= 0 {
+				i += end
+			}
+		}
 		// A tag: scan attributes.
 		j := i + 1
 		for j < len(t) && t[j] != '>' && t[j] != ' ' && t[j] != '\t' && t[j] != '\n' && t[j] != '\r' && t[j] != '/' {
@@ -242,4 +249,23 @@ func rtfSegments(t string) [][2]int {
 	}
 	flush(len(t))
 	return segs
+}
+
+// tagName returns the lower-cased name of the tag t starts with ("<p ...").
+func tagName(t string) string {
+	j := 1
+	for j < len(t) && j < 16 && isLetterByte(t[j]) {
+		j++
+	}
+	return strings.ToLower(t[1:j])
+}
+
+// indexFold is strings.Index ignoring ASCII case.
+func indexFold(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return i
+		}
+	}
+	return -1
 }

@@ -110,6 +110,10 @@ func TestMarkup(t *testing.T) {
 	if res.Text != want {
 		t.Errorf("HTML:\n got %s\nwant %s", res.Text, want)
 	}
+	styled := `<html><head><style>p { font-family: Arial }</style><script>var Healey = 1;</script></head><body><p>Dr. Healey</p></body></html>`
+	if got := ScrubMarkup(styled, HTML, Options{}).Text; got != `<html><head><style>p { font-family: Arial }</style><script>var Healey = 1;</script></head><body><p>Dr. [NAME]</p></body></html>` {
+		t.Errorf("HTML with style and script: %s", got)
+	}
 	rtf := `{\rtf1\ansi{\fonttbl{\f0 Healey Sans;}}\f0\fs20 Seen by Dr. Healey on 7/22/2019.\par Call 410-555-1234.}`
 	res = ScrubMarkup(rtf, RTF, Options{})
 	wantRTF := `{\rtf1\ansi{\fonttbl{\f0 Healey Sans;}}\f0\fs20 Seen by Dr. [NAME] on [DATE].\par Call [PHONE].}`
