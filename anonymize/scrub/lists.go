@@ -22,10 +22,8 @@ const (
 	wRelation                    // a relation that a name may follow (wife)
 	wStop                        // a function word a name never is
 	wPattern                     // a word that may start a pattern (month, MRN, http)
+	wTrigger                     // a word that starts a vocabulary rule (hospital, transferred, st)
 )
-
-// wPlaceStart marks the first word of a multi-word place name; it is kept
-// in its own map so that the eight flags above stay in a byte.
 
 var (
 	//go:embed lists/words.txt.gz
@@ -112,6 +110,12 @@ var loadVocab = sync.OnceValue(func() *vocab {
 	}
 	for w := range months {
 		v.words[v.h(w)] |= wPattern
+	}
+	for _, m := range []map[string]bool{hospitalWords, movementWords, {"center": true, "centre": true, "home": true,
+		"university": true, "univ": true, "u": true, "st": true, "saint": true}} {
+		for w := range m {
+			v.words[v.h(w)] |= wTrigger
+		}
 	}
 	// Days and months are dates' business, not names.
 	for _, w := range strings.Fields("monday tuesday wednesday thursday friday saturday sunday english spanish american african asian hispanic caucasian latino christian jewish catholic muslim") {

@@ -274,6 +274,9 @@ func (s *state) vocabulary() {
 				kind[i] = KindName
 			}
 		}
+		if f&wTrigger == 0 {
+			continue
+		}
 		// Institutions: words before Hospital/Memorial/Clinic.
 		if lw := string(s.word(i)); hospitalWords[lw] && f&wStop == 0 || (lw == "center" || lw == "centre" || lw == "home") && institutionHeads[string(s.word(max(s.prevWord(i), 0)))] && s.prevWord(i) >= 0 {
 			a := i
