@@ -131,6 +131,9 @@ func (r *run) scrubNode(node *jsontree.Node, rule *engineRule, res *jsontree.Nod
 	switch {
 	case node.Type == "Attachment":
 		return r.scrubAttachment(node, rule, res, ops)
+	case node.Type == "base64Binary" && node.Name == "data" && typed.Parent(node) != nil && typed.Parent(node).Type == "Attachment":
+		// A rule on Attachment.data itself: the attachment decides.
+		return r.scrubAttachment(typed.Parent(node), rule, res, ops)
 	case node.Type == "string" || node.Type == "markdown" || node.Type == "xhtml":
 		if !typed.HasValue(node) || node.Kind != jsontree.String || node.Value == "" {
 			return nil

@@ -328,3 +328,30 @@ func scrubWellFormed(s string) bool {
 		}
 	}
 }
+
+// TestScrubAttachmentData checks a rule that names Attachment.data rather
+// than the attachment: text is scrubbed (not redacted), other data goes.
+func TestScrubAttachmentData(t *testing.T) {
+	e := newTestEngine(t, `{"fhirVersion":"R4","fhirPathRules":[
+	  {"path":"nodesByType('Attachment').data","method":"scrub"},
+	  {"path":"Resource","method":"keep"}]}`)
+	note := base64.StdEncoding.EncodeToString([]byte("Dr. Healey called 410-555-1234."))
+	in := `{"resourceType":"DocumentReference","id":"d","status":"current","content":[
+	  {"attachment":{"contentType":"text/plain","data":"` + note + `","size":31,"hash":"x"}},
+	  {"attachment":{"contentType":"image/png","data":"` + note + `"}}]}`
+	m := scrubAnon(t, e, context.Background(), in)
+	content := m["content"].([]any)
+	att := content[0].(map[string]any)["attachment"].(map[string]any)
+	raw, _ := base64.StdEncoding.DecodeString(att["data"].(string))
+	if string(raw) != "Dr. [NAME] called [PHONE]." {
+		t.Errorf("text data = %q", raw)
+	}
+	if _, ok := att["hash"]; ok {
+		t.Error("hash kept")
+	}
+	if len(content) > 1 {
+		if a2 := content[1].(map[string]any)["attachment"].(map[string]any); a2["data"] != nil {
+			t.Errorf("image data kept")
+		}
+	}
+}
