@@ -386,20 +386,37 @@ func BenchmarkScrubRulesSynthea1000(b *testing.B) {
 }
 
 // withoutTerminologyDisplays removes the displays of LOINC, SNOMED CT and
-// RxNorm codings, which the longitudinal profile keeps: they are the
-// terminologies' text, the same for every patient ("White oak IgE Ab in
-// Serum" is no trace of a patient named White).
+// RxNorm codings, and the text of concepts coded in them (Synthea copies
+// the display there): they are the terminologies' text, the same for every
+// patient ("White oak IgE Ab in Serum" is no trace of a patient named
+// White), which the longitudinal profile keeps and the scrub method leaves
+// alone unless it is the patient's own name.
 func withoutTerminologyDisplays(t *testing.T, line []byte) []byte {
 	root, err := jsontree.Parse(line)
 	if err != nil {
 		t.Fatal(err)
 	}
+	standard := func(n *jsontree.Node) bool {
+		switch str(n.Get("system")) {
+		case "http://loinc.org", "http://snomed.info/sct", "http://www.nlm.nih.gov/research/umls/rxnorm":
+			return true
+		}
+		return false
+	}
 	root.Walk(func(n *jsontree.Node) bool {
-		if n.Kind == jsontree.Object {
-			switch str(n.Get("system")) {
-			case "http://loinc.org", "http://snomed.info/sct", "http://www.nlm.nih.gov/research/umls/rxnorm":
-				if d := n.Get("display"); d != nil {
-					n.Remove(d)
+		if n.Kind != jsontree.Object {
+			return true
+		}
+		if standard(n) {
+			if d := n.Get("display"); d != nil {
+				n.Remove(d)
+			}
+		}
+		if txt := n.Get("text"); txt != nil {
+			for _, c := range arr(n.Get("coding")) {
+				if standard(c) {
+					n.Remove(txt)
+					break
 				}
 			}
 		}

@@ -13,7 +13,8 @@ import (
 // Patient's names, addresses, telecom values, identifier values and
 // contacts, with its RelatedPersons'; and, shared by every note, the names,
 // addresses, telecom and identifiers of Practitioners, PractitionerRoles,
-// Organizations and Locations. It keeps only keyed hashes (package scrub's
+// Organizations and Locations (whose common words, "General", "Will",
+// count only within the whole name: see scrub.NewSharedIdentifiers). It keeps only keyed hashes (package scrub's
 // Identifiers), in memory. Add is safe for concurrent use; call Input only
 // after the first pass.
 type IdentifierCollector struct {
@@ -31,7 +32,7 @@ var IdentifierTypes = []string{"Patient", "RelatedPerson", "Practitioner", "Prac
 // rewrites them, so that a resource whose references a rule already hashed
 // still finds its patient.
 func (e *Engine) NewIdentifierCollector() *IdentifierCollector {
-	return &IdentifierCollector{hasher: e.hasher, patients: map[string]*scrub.Identifiers{}, shared: scrub.NewIdentifiers()}
+	return &IdentifierCollector{hasher: e.hasher, patients: map[string]*scrub.Identifiers{}, shared: scrub.NewSharedIdentifiers()}
 }
 
 // Add reads one resource of the first pass (other types are ignored).
@@ -93,9 +94,24 @@ func addPerson(set *scrub.Identifiers, n *jsontree.Node) {
 				continue
 			}
 			set.AddName(str(hn.Get("text")))
-			set.AddName(str(hn.Get("family")))
+			family := str(hn.Get("family"))
+			set.AddName(family)
+			var given []string
 			for _, g := range arr(hn.Get("given")) {
 				set.AddName(str(g))
+				given = append(given, str(g))
+			}
+			// The whole name, both ways round ("Cliff Major", "Major,
+			// Cliff"), and the first given name with the family name.
+			if family != "" && len(given) > 0 {
+				set.AddName(strings.Join(given, " ") + " " + family)
+				set.AddName(given[0] + " " + family)
+				set.AddName(family + " " + strings.Join(given, " "))
+			}
+			for _, p := range arr(hn.Get("prefix")) {
+				if family != "" {
+					set.AddName(str(p) + " " + family)
+				}
 			}
 		}
 	}

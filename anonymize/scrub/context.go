@@ -20,11 +20,25 @@ type Identifiers struct {
 	maxSeq int
 	ids    map[uint64]Kind // letters and digits only, lower-cased
 	n      int
+	// shared sets (NewSharedIdentifiers) keep common words only inside
+	// sequences.
+	shared bool
 }
 
 // NewIdentifiers returns an empty set.
 func NewIdentifiers() *Identifiers {
 	return &Identifiers{seed: maphash.MakeSeed(), words: map[uint64]Kind{}, seqs: map[uint64]Kind{}, starts: map[uint64]bool{}, ids: map[uint64]Kind{}}
+}
+
+// NewSharedIdentifiers returns an empty set for identifiers matched in
+// every patient's notes (practitioners, organisations): a word of a name
+// that is also an English or clinical word ("Will", "General", "Medical")
+// counts only as part of the whole name ("Will Tanner", "General Hospital
+// of Springfield"), so that it is not removed from every note.
+func NewSharedIdentifiers() *Identifiers {
+	x := NewIdentifiers()
+	x.shared = true
+	return x
 }
 
 // Len returns the number of hashed entries.
@@ -71,6 +85,9 @@ func (x *Identifiers) addWords(s string, k Kind, minLen int) {
 			continue
 		}
 		if len([]rune(w)) < minLen || k == KindAddress && (streetSuffixes[w] || compass[w]) {
+			continue
+		}
+		if x.shared && loadVocab().flags(w)&(wEnglish|wClinical|wStop) != 0 {
 			continue
 		}
 		x.words[x.h(w)] = k

@@ -237,3 +237,17 @@ func TestConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedIdentifiers checks that a shared set removes a practitioner's or
+// an organisation's whole name and its uncommon words, not its common
+// words alone.
+func TestSharedIdentifiers(t *testing.T) {
+	x := NewSharedIdentifiers()
+	x.AddName("Will Zanetti")
+	x.AddName("General Hospital of Springfield")
+	got := Scrub("will call back; general condition good; seen at general hospital of springfield by will zanetti", Options{Identifiers: []*Identifiers{x}}).Text
+	want := "will call back; general condition good; seen at [NAME] by [NAME]"
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
