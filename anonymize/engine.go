@@ -286,14 +286,32 @@ func (e *Engine) Anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 	st := Stats{Operations: ops, Resources: r.resources, Changed: r.changed}
 	if err != nil {
 		var pe *ProcessingError
+		clearMarks(root)
 		if errors.As(err, &pe) && e.cfg.ProcessingErrors() == Skip {
 			emptyResource(root)
 			return Stats{Operations: Operations(0).Add(OpRedact), Resources: 1, Skipped: true}, nil
 		}
 		return st, err
 	}
+	// prune also clears the visited marks.
 	r.pr.prune(root)
 	return st, nil
+}
+
+// visited reports whether a rule has processed n in this call. The mark is
+// a flag on the node rather than a set, which would cost a map entry per
+// element of the resource; Anonymize clears the marks before it returns.
+func visited(n *jsontree.Node) bool { return n.Flags&jsontree.FlagMark != 0 }
+
+// visit marks n visited.
+func visit(n *jsontree.Node) { n.Flags |= jsontree.FlagMark }
+
+// clearMarks clears the visited marks of the tree at n.
+func clearMarks(n *jsontree.Node) {
+	n.Walk(func(c *jsontree.Node) bool {
+		c.Flags &^= jsontree.FlagMark
+		return true
+	})
 }
 
 // getRun returns a clean per-call state.
@@ -301,19 +319,18 @@ func (e *Engine) getRun() *run {
 	if r, ok := e.runs.Get().(*run); ok {
 		return r
 	}
-	return &run{e: e, env: &fhirpath.Env{}, visited: map[*jsontree.Node]bool{}}
+	return &run{e: e, env: &fhirpath.Env{}}
 }
 
-// maxPooledVisited bounds the visited set kept for reuse, so that one huge
-// resource does not pin its memory.
-const maxPooledVisited = 1 << 15
+// maxPooledScratch bounds the scratch stacks kept for reuse, so that one
+// huge resource does not pin their memory.
+const maxPooledScratch = 1 << 15
 
 // putRun clears r and keeps it for reuse.
 func (e *Engine) putRun(r *run) {
-	if len(r.visited) > maxPooledVisited {
+	if cap(r.scratch) > maxPooledScratch || cap(r.pr.nodes) > maxPooledScratch || cap(r.matches) > maxPooledScratch {
 		return
 	}
-	clear(r.visited)
 	clear(r.scratch)
 	clear(r.pr.nodes[:cap(r.pr.nodes)])
 	for _, m := range []map[string][]*jsontree.Node{r.byType, r.byName} {
@@ -322,8 +339,8 @@ func (e *Engine) putRun(r *run) {
 			m[k] = v[:0]
 		}
 	}
-	*r = run{e: e, env: r.env, visited: r.visited, scratch: r.scratch[:0],
-		pr:     pruner{nodes: r.pr.nodes[:0], empty: r.pr.empty[:0]},
+	*r = run{e: e, env: r.env, scratch: r.scratch[:0],
+		pr:     pruner{nodes: r.pr.nodes[:0], drop: r.pr.drop[:0], empty: r.pr.empty[:0]},
 		byType: r.byType, byName: r.byName, matches: r.matches[:0]}
 	*r.env = fhirpath.Env{}
 	e.runs.Put(r)
@@ -416,7 +433,6 @@ type run struct {
 	root      *jsontree.Node
 	today     time.Time
 	env       *fhirpath.Env
-	visited   map[*jsontree.Node]bool
 	resources int
 	changed   int
 	// scratch holds the children lists of the nodes being walked, as a
@@ -569,7 +585,7 @@ func nestedResources(res *jsontree.Node) []*jsontree.Node {
 // process applies a rule to node and its descendants (ProcessNodeRecursive
 // of §2.2).
 func (r *run) process(node *jsontree.Node, rule *engineRule, res *jsontree.Node, ops *Operations) error {
-	if r.visited[node] {
+	if visited(node) {
 		return nil
 	}
 	if r.trace != nil {
@@ -591,7 +607,7 @@ func (r *run) process(node *jsontree.Node, rule *engineRule, res *jsontree.Node,
 	} else if err := r.apply(node, rule, res, ops); err != nil {
 		return err
 	}
-	r.visited[node] = true
+	visit(node)
 	start := len(r.scratch)
 	r.scratch = typed.AllChildren(node, r.scratch)
 	end := len(r.scratch)
@@ -614,7 +630,7 @@ func (r *run) markVisited(node *jsontree.Node) {
 		if typed.IsResource(c) {
 			continue
 		}
-		r.visited[c] = true
+		visit(c)
 		r.markVisited(c)
 	}
 }
@@ -834,7 +850,7 @@ func (r *run) perturb(node *jsontree.Node, rule *engineRule, res *jsontree.Node,
 			return nil
 		}
 	}
-	if !typed.HasValue(valNode) || r.visited[valNode] {
+	if !typed.HasValue(valNode) || visited(valNode) {
 		return nil
 	}
 	id := ""
@@ -851,7 +867,7 @@ func (r *run) perturb(node *jsontree.Node, rule *engineRule, res *jsontree.Node,
 	}
 	r.changed++
 	*ops = ops.Add(OpPerturb)
-	r.visited[valNode] = true
+	visit(valNode)
 	r.markVisited(node)
 	return nil
 }
@@ -939,13 +955,20 @@ func addSecurityLabels(res *jsontree.Node, ops Operations) {
 // allocates nothing once they have grown.
 type pruner struct {
 	nodes []*jsontree.Node
+	// drop is aligned with nodes: whether the member at the same index is
+	// to be removed from its object.
+	drop  []bool
 	empty []bool
 }
 
 // prune removes, bottom-up, every null value and every object or array left
 // empty, except resources, keeping a primitive array and its "_name" array
 // aligned (§2.2 RemoveEmptyNodes). It reports whether n itself is empty.
+// Its cost is linear in the size of the tree: each object and array is
+// compacted once, never one removal at a time. It clears the visited marks
+// of the nodes it keeps.
 func (p *pruner) prune(n *jsontree.Node) bool {
+	n.Flags &^= jsontree.FlagMark
 	switch n.Kind {
 	case jsontree.Null:
 		return true
@@ -953,11 +976,17 @@ func (p *pruner) prune(n *jsontree.Node) bool {
 	default:
 		return false
 	}
-	// Work on a copy of the members, since pruning removes some.
+	// Work on a copy of the members; n's members are only removed at the
+	// end, so n.Children[i] stays p.nodes[start+i] meanwhile.
 	start := len(p.nodes)
 	p.nodes = append(p.nodes, n.Children...)
+	p.drop = append(p.drop, make([]bool, len(n.Children))...)
 	end := len(p.nodes)
-	defer func() { p.nodes = p.nodes[:start] }()
+	defer func() {
+		clear(p.nodes[start:end])
+		p.nodes, p.drop = p.nodes[:start], p.drop[:start]
+	}()
+	anyDrop := false
 	for i := start; i < end; i++ {
 		c := p.nodes[i]
 		if c == nil {
@@ -965,7 +994,7 @@ func (p *pruner) prune(n *jsontree.Node) bool {
 		}
 		if c.Kind != jsontree.Array {
 			if p.prune(c) && c.Flags&jsontree.FlagResource == 0 {
-				n.Remove(c)
+				p.drop[i], anyDrop = true, true
 			}
 			continue
 		}
@@ -979,23 +1008,41 @@ func (p *pruner) prune(n *jsontree.Node) bool {
 		if partner != nil && partner.Kind != jsontree.Array {
 			partner = nil
 		}
+		pj := -1
 		if partner != nil {
-			for j := i + 1; j < end; j++ {
+			for j := start; j < end; j++ {
 				if p.nodes[j] == partner {
-					p.nodes[j] = nil
+					pj = j
 				}
 			}
+			if pj > i {
+				p.nodes[pj] = nil
+			}
 		}
-		p.pruneArrays(n, c, partner)
+		dropA, dropB := p.pruneArrays(c, partner)
+		if dropA {
+			p.drop[i], anyDrop = true, true
+		}
+		if dropB && pj >= 0 {
+			p.drop[pj], anyDrop = true, true
+		}
+	}
+	if anyDrop {
+		k := start
+		n.RemoveFunc(func(*jsontree.Node) bool {
+			d := p.drop[k]
+			k++
+			return d
+		})
 	}
 	return len(n.Children) == 0 && n.Flags&jsontree.FlagResource == 0
 }
 
 // pruneArrays prunes the items of the array a and of its "_name" partner b
 // (or nil) together, keeping them aligned: an item goes only when both sides
-// are empty, and an empty side of a kept item becomes null. An array left
-// with no item is removed from parent.
-func (p *pruner) pruneArrays(parent, a, b *jsontree.Node) {
+// are empty, and an empty side of a kept item becomes null. It reports
+// whether a and b are left with no item, to be removed from their object.
+func (p *pruner) pruneArrays(a, b *jsontree.Node) (dropA, dropB bool) {
 	n := len(a.Children)
 	if b != nil && len(b.Children) > n {
 		n = len(b.Children)
@@ -1008,8 +1055,7 @@ func (p *pruner) pruneArrays(parent, a, b *jsontree.Node) {
 		ea[i] = p.emptyAt(a, i)
 		eb[i] = p.emptyAt(b, i)
 	}
-	p.fix(parent, a, ea, eb)
-	p.fix(parent, b, eb, ea)
+	return p.fix(a, ea, eb), b != nil && p.fix(b, eb, ea)
 }
 
 func (p *pruner) emptyAt(arr *jsontree.Node, i int) bool {
@@ -1021,30 +1067,26 @@ func (p *pruner) emptyAt(arr *jsontree.Node, i int) bool {
 }
 
 // fix removes the items of arr that are empty on both sides, nulls those
-// empty on its side only, and removes arr when nothing is left.
-func (p *pruner) fix(parent, arr *jsontree.Node, empty, other []bool) {
-	if arr == nil {
-		return
-	}
-	start := len(p.nodes)
-	p.nodes = append(p.nodes, arr.Children...)
-	defer func() { p.nodes = p.nodes[:start] }()
-	all := true
-	for i, it := range p.nodes[start:] {
+// empty on its side only, and reports whether every item was empty on its
+// side, when arr is to be removed from its object.
+func (p *pruner) fix(arr *jsontree.Node, empty, other []bool) bool {
+	i, all := 0, true
+	arr.RemoveFunc(func(it *jsontree.Node) bool {
+		e, o := empty[i], other[i]
+		i++
 		switch {
-		case empty[i] && other[i]:
-			arr.Remove(it)
-		case empty[i]:
+		case e && o:
+			return true
+		case e:
 			if it.Kind != jsontree.Null {
 				it.SetNull()
 			}
 		default:
 			all = false
 		}
-	}
-	if all {
-		parent.Remove(arr)
-	}
+		return false
+	})
+	return all
 }
 
 // TraceEvent describes one element that a rule processed, for explaining a
