@@ -504,3 +504,46 @@ func TestEngineVisitorFacts(t *testing.T) {
 		t.Errorf("no MASKED label: %s", got)
 	}
 }
+
+// TestEngineClearsMarks checks that the visited marks (jsontree.FlagMark)
+// do not outlive a call, whether it succeeds or fails.
+func TestEngineClearsMarks(t *testing.T) {
+	in := `{"resourceType":"Patient","id":"example","name":[{"family":"X","given":["A","B"]}],"birthDate":"2000-01-01",` +
+		`"contained":[{"resourceType":"Patient","id":"c","name":[{"family":"Y"}]}],"telecom":[{"value":"1"},{"value":"2"}]}`
+	marked := func(root *jsontree.Node) int {
+		n := 0
+		root.Walk(func(c *jsontree.Node) bool {
+			if c.Flags&jsontree.FlagMark != 0 {
+				n++
+			}
+			return true
+		})
+		return n
+	}
+	for _, cfg := range []string{
+		rules(`{"path":"Resource.id","method":"cryptoHash"}`, `{"path":"nodesByType('HumanName').given","method":"keep"}`, `{"path":"nodesByType('HumanName')","method":"redact"}`, `{"path":"Patient","method":"keep"}`),
+		// The custom method fails on the telecom values.
+		rules(`{"path":"nodesByType('HumanName')","method":"keep"}`, `{"path":"nodesByType('ContactPoint').value","method":"failing"}`),
+	} {
+		c, err := ParseConfig([]byte(cfg), Options{Compiler: FHIRPathCompiler(), Rand: zeroRand()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := NewEngine(c, EngineOptions{CustomMethods: map[string]CustomMethod{"failing": {
+			Apply: func(CustomCall) (string, bool, error) { return "", false, errors.New("failing") }}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, err := jsontree.ParseString(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.Anonymize(WithNow(context.Background(), today), root, FileContext{})
+		if strings.Contains(cfg, "failing") == (err == nil) {
+			t.Errorf("error %v", err)
+		}
+		if k := marked(root); k != 0 {
+			t.Errorf("%d nodes still marked after a call (error %v)", k, err)
+		}
+	}
+}
