@@ -125,10 +125,10 @@ type Engine struct {
 	rules   []engineRule
 	hasher  *Hasher
 	enc     *Encryptor
-	// fastTypes and fastNames are the types and names the fast-path rules
-	// look up, the only ones the per-resource caches need.
-	fastTypes, fastNames map[string]bool
-	parsers              sync.Pool
+	// plans are the rules that apply to each resource type of the model,
+	// selected once here rather than for every resource.
+	plans   map[string]*typePlan
+	parsers sync.Pool
 	// runs recycles the per-call state (visited set, scratch stacks), so
 	// that its maps and slices keep their capacity from one resource to
 	// the next.
@@ -145,13 +145,25 @@ const (
 	fastName
 )
 
+// typePlan is what the engine does to a resource of one type: the rules
+// that apply to it in configuration order, and the types and names that the
+// fast-path ones among them look up.
+type typePlan struct {
+	rules                []*engineRule
+	fast                 bool
+	fastTypes, fastNames map[string]bool
+}
+
 type engineRule struct {
 	Rule
-	expr  *fhirpath.Expression
-	fast  fastKind
-	arg   string // the type or name of the fast path
-	tail  string // the identifier after it, or ""
-	cases []GeneralizeCase
+	// unsupported is a custom method that the engine does not have: an
+	// error when the rule applies.
+	unsupported bool
+	expr        *fhirpath.Expression
+	fast        fastKind
+	arg         string // the type or name of the fast path
+	tail        string // the identifier after it, or ""
+	cases       []GeneralizeCase
 }
 
 var fastPathRegexp = regexp.MustCompile(`^nodesBy(Type|Name)\(['|"]([A-Za-z0-9]+)['|"]\)(\.([A-Za-z0-9]+))?$`)
@@ -168,7 +180,7 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 	if m == nil {
 		return nil, fmt.Errorf("creating engine: no FHIR model for %s", cfg.Release())
 	}
-	e := &Engine{cfg: cfg, params: cfg.Parameters(), release: cfg.Release(), model: m, fastTypes: map[string]bool{}, fastNames: map[string]bool{}, preserveWhitespace: opts.PreserveWhitespace}
+	e := &Engine{cfg: cfg, params: cfg.Parameters(), release: cfg.Release(), model: m, preserveWhitespace: opts.PreserveWhitespace}
 	e.custom = map[string]CustomMethod{}
 	for name, m := range opts.CustomMethods {
 		if parseMethod(name) != MethodCustom {
@@ -199,9 +211,6 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 			er.fast, er.arg, er.tail = fastType, sm[2], sm[4]
 			if sm[1] == "Name" {
 				er.fast = fastName
-				e.fastNames[sm[2]] = true
-			} else {
-				e.fastTypes[sm[2]] = true
 			}
 		}
 		c, err := compile(r.ResourceType, r.Expression)
@@ -222,9 +231,46 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 			gc.CompiledCondition, gc.CompiledValue = cc, cv
 			er.cases = append(er.cases, gc)
 		}
+		if _, ok := e.custom[strings.ToLower(r.MethodName)]; r.Method == MethodCustom && !ok {
+			er.unsupported = true
+		}
 		e.rules = append(e.rules, er)
 	}
+	e.plans = map[string]*typePlan{}
+	for _, t := range m.ResourceTypes() {
+		e.plans[t] = e.newPlan(t)
+	}
 	return e, nil
+}
+
+// newPlan selects the rules that apply to resources of type t.
+func (e *Engine) newPlan(t string) *typePlan {
+	p := &typePlan{fastTypes: map[string]bool{}, fastNames: map[string]bool{}}
+	for i := range e.rules {
+		rule := &e.rules[i]
+		if !rule.AppliesTo(t) {
+			continue
+		}
+		p.rules = append(p.rules, rule)
+		switch rule.fast {
+		case fastType:
+			p.fast = true
+			p.fastTypes[rule.arg] = true
+		case fastName:
+			p.fast = true
+			p.fastNames[rule.arg] = true
+		}
+	}
+	return p
+}
+
+// plan returns the plan of resource type t.
+func (e *Engine) plan(t string) *typePlan {
+	if p := e.plans[t]; p != nil {
+		return p
+	}
+	// Typing accepts only the model's resource types; this is for safety.
+	return e.newPlan(t)
 }
 
 // Config returns the engine's configuration.
@@ -461,18 +507,12 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 	// The caches are built before any rule runs, as in the reference
 	// implementation: nodes that a substitute adds later are not in them.
 	var typeCache, nameCache map[string][]*jsontree.Node
-	for i := range r.e.rules {
-		if rule := &r.e.rules[i]; rule.fast != fastNone && rule.AppliesTo(res.Type) {
-			typeCache, nameCache = r.buildCaches(res)
-			break
-		}
+	plan := r.e.plan(res.Type)
+	if plan.fast {
+		typeCache, nameCache = r.buildCaches(res, plan)
 	}
-	for i := range r.e.rules {
-		rule := &r.e.rules[i]
-		if !rule.AppliesTo(res.Type) {
-			continue
-		}
-		if _, ok := r.e.custom[strings.ToLower(rule.MethodName)]; rule.Method == MethodCustom && !ok {
+	for _, rule := range plan.rules {
+		if rule.unsupported {
 			return ops, &ConfigError{Rule: rule.Index, Method: rule.MethodName, Path: rule.Path,
 				Msg: fmt.Sprintf("anonymization method %s not supported (on %s)", strings.ToUpper(rule.MethodName), res.Type)}
 		}
@@ -527,7 +567,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 // buildCaches indexes the descendant elements of res by type and by name, in
 // pre-order, not entering nested resources but including them (§3.3). Only
 // the types and names of the engine's fast-path rules are kept.
-func (r *run) buildCaches(res *jsontree.Node) (byType, byName map[string][]*jsontree.Node) {
+func (r *run) buildCaches(res *jsontree.Node, plan *typePlan) (byType, byName map[string][]*jsontree.Node) {
 	// The maps and their slices are reused from resource to resource (a
 	// nested resource is processed only after its container's rules ran,
 	// when the container's caches are no longer needed).
@@ -540,14 +580,14 @@ func (r *run) buildCaches(res *jsontree.Node) (byType, byName map[string][]*json
 			m[k] = v[:0]
 		}
 	}
-	r.cacheWalk(res)
+	r.cacheWalk(res, plan)
 	return r.byType, r.byName
 }
 
 // cacheWalk adds the descendant elements of n, not entering nested
 // resources, to the caches.
-func (r *run) cacheWalk(n *jsontree.Node) {
-	types, names := r.e.fastTypes, r.e.fastNames
+func (r *run) cacheWalk(n *jsontree.Node, plan *typePlan) {
+	types, names := plan.fastTypes, plan.fastNames
 	start := len(r.scratch)
 	r.scratch = typed.AllChildren(n, r.scratch)
 	end := len(r.scratch)
@@ -560,7 +600,7 @@ func (r *run) cacheWalk(n *jsontree.Node) {
 			r.byName[c.Name] = append(r.byName[c.Name], c)
 		}
 		if !typed.IsResource(c) {
-			r.cacheWalk(c)
+			r.cacheWalk(c, plan)
 		}
 	}
 	r.scratch = r.scratch[:start]
