@@ -955,40 +955,76 @@ func (c caseEvaluator) Value(expr Compiled) (Generalized, error) {
 }
 
 // addSecurityLabels appends to res's meta.security the labels of ops (§4),
-// creating meta (as the last member) and security when needed.
+// creating meta (as the last member) and security when needed. The labels
+// are those of SecurityLabels; their nodes are made in two allocations,
+// since nearly every resource gets some.
 func addSecurityLabels(res *jsontree.Node, ops Operations) {
 	if ops == 0 {
 		return
 	}
 	meta := res.Get("meta")
 	var sec *jsontree.Node
-	var codes []string
 	if meta != nil && meta.Kind == jsontree.Object {
-		if sec = meta.Get("security"); sec != nil && sec.Kind == jsontree.Array {
-			for _, c := range sec.Children {
-				if code := c.Get("code"); code != nil && code.Kind == jsontree.String {
-					codes = append(codes, code.Value)
-				}
-			}
-		} else {
+		if sec = meta.Get("security"); sec != nil && sec.Kind != jsontree.Array {
 			sec = nil
 		}
 	}
-	labels := SecurityLabels(ops, codes)
-	if len(labels) == 0 {
+	var labels [numOps]Coding
+	k := 0
+	for op := range numOps {
+		if ops.Has(op) && !hasSecurityCode(sec, securityLabels[op].Code) {
+			labels[k] = securityLabels[op]
+			k++
+		}
+	}
+	if k == 0 {
 		return
 	}
+	nodes := make([]jsontree.Node, 2+4*k)
+	ptrs := make([]*jsontree.Node, 1+4*k)
 	if meta == nil || meta.Kind != jsontree.Object {
-		meta = jsontree.NewObject()
+		meta = &nodes[0]
+		meta.Kind = jsontree.Object
+		meta.Children = ptrs[0:0:1]
 		res.Set("meta", meta)
 	}
 	if sec == nil {
-		sec = jsontree.NewArray()
+		sec = &nodes[1]
+		sec.Kind = jsontree.Array
+		sec.Children = ptrs[1:1 : 1+k]
 		meta.Set("security", sec)
 	}
-	for _, l := range labels {
-		sec.Append(codingNode(l))
+	nodes, ptrs = nodes[2:], ptrs[1+k:]
+	for _, l := range labels[:k] {
+		obj := &nodes[0]
+		obj.Kind = jsontree.Object
+		obj.Children = ptrs[0:0:3]
+		add := func(m *jsontree.Node, key, value string) {
+			m.Kind, m.Key, m.Value, m.Parent = jsontree.String, key, value, obj
+			obj.Children = append(obj.Children, m)
+		}
+		if l.System != "" {
+			add(&nodes[1], "system", l.System)
+		}
+		add(&nodes[2], "code", l.Code)
+		add(&nodes[3], "display", l.Display)
+		sec.Append(obj)
+		nodes, ptrs = nodes[4:], ptrs[3:]
 	}
+}
+
+// hasSecurityCode reports whether the security array sec (or nil) has a
+// Coding whose code is code, compared case-insensitively.
+func hasSecurityCode(sec *jsontree.Node, code string) bool {
+	if sec == nil {
+		return false
+	}
+	for _, c := range sec.Children {
+		if v := c.Get("code"); v != nil && v.Kind == jsontree.String && strings.EqualFold(v.Value, code) {
+			return true
+		}
+	}
+	return false
 }
 
 // pruner holds the scratch stacks of prune, so that pruning a resource

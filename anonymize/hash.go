@@ -24,8 +24,16 @@ type Hasher struct {
 func NewHasher(key, fhirVersion string) *Hasher {
 	k := []byte(key)
 	h := &Hasher{types: resourceTypeSet(fhirVersion)}
-	h.pool.New = func() any { return hmac.New(sha256.New, k) }
+	h.pool.New = func() any { return &hmacState{m: hmac.New(sha256.New, k)} }
 	return h
+}
+
+// hmacState is a keyed HMAC with its buffers, so that hashing a value
+// allocates nothing.
+type hmacState struct {
+	m   hash.Hash
+	in  []byte
+	sum [sha256.Size]byte
 }
 
 // Hash returns lower-case hex HMAC-SHA256 of s; an empty s is returned
@@ -35,19 +43,26 @@ func (h *Hasher) Hash(s string) string {
 		return s
 	}
 	var sum [sha256.Size]byte
-	h.sum(sum[:0], s)
+	h.sum(&sum, s)
 	var out [2 * sha256.Size]byte
 	hex.Encode(out[:], sum[:])
 	return string(out[:])
 }
 
-func (h *Hasher) sum(dst []byte, s string) []byte {
-	m := h.pool.Get().(hash.Hash)
-	m.Reset()
-	m.Write([]byte(s))
-	dst = m.Sum(dst)
-	h.pool.Put(m)
-	return dst
+// maxPooledInput bounds the input buffer a pooled HMAC keeps.
+const maxPooledInput = 64 << 10
+
+func (h *Hasher) sum(dst *[sha256.Size]byte, s string) {
+	st := h.pool.Get().(*hmacState)
+	st.m.Reset()
+	st.in = append(st.in[:0], s...)
+	st.m.Write(st.in)
+	st.m.Sum(st.sum[:0])
+	*dst = st.sum
+	if cap(st.in) > maxPooledInput {
+		st.in = nil
+	}
+	h.pool.Put(st)
 }
 
 // HashReference hashes only the id part of a Reference.reference value
@@ -71,7 +86,7 @@ func (h *Hasher) HashReference(ref string) string {
 	}
 	// Build prefix + hex(HMAC(id)) + suffix in one allocation.
 	var sum [sha256.Size]byte
-	h.sum(sum[:0], ref[start:end])
+	h.sum(&sum, ref[start:end])
 	var stack [256]byte
 	buf := stack[:0]
 	if n := len(ref) - (end - start) + 2*sha256.Size; n > len(stack) {
