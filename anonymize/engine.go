@@ -991,7 +991,7 @@ func addSecurityLabels(res *jsontree.Node, ops Operations) {
 	if sec == nil {
 		sec = &nodes[1]
 		sec.Kind = jsontree.Array
-		sec.Children = ptrs[1:1 : 1+k]
+		sec.Children = ptrs[1 : 1 : 1+k]
 		meta.Set("security", sec)
 	}
 	nodes, ptrs = nodes[2:], ptrs[1+k:]
