@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -36,9 +37,10 @@ type anonymizeFlags struct {
 	skip, verbose, strict bool
 	fhirVersion, today    string
 	workers, gzipLevel    int
+	cpuProfile, memProfile string
 }
 
-func runAnonymize(ctx context.Context, e *env, args []string) error {
+func runAnonymize(ctx context.Context, e *env, args []string) (err error) {
 	var f anonymizeFlags
 	fl := flag.NewFlagSet("fhirdeid anonymize", flag.ContinueOnError)
 	fl.SetOutput(e.stderr)
@@ -68,6 +70,8 @@ func runAnonymize(ctx context.Context, e *env, args []string) error {
 	fl.BoolVar(&f.strict, "strict", false, "reject rule paths that name unknown elements instead of warning")
 	fl.IntVar(&f.workers, "workers", 0, "de-identification goroutines (default: the number of CPUs)")
 	fl.IntVar(&f.gzipLevel, "gzip-level", 3, "compression level of .gz outputs, 1 (fastest) to 9 (smallest)")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+	fl.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile of the run to this file (go tool pprof)")
 	fl.Usage = func() {
 		fmt.Fprintln(e.stderr, `Usage:
   fhirdeid anonymize -i INPUT_FOLDER -o OUTPUT_FOLDER [-c CONFIG] [-b] [-r] [-s] [-v]
@@ -99,6 +103,15 @@ Microsoft's FHIR anonymizer command line; configurations are compatible.`)
 	if f.gzipLevel < 1 || f.gzipLevel > 9 {
 		return usageError{"-gzip-level must be between 1 and 9"}
 	}
+	stopProfiles, err := startProfiles(f.cpuProfile, f.memProfile)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if perr := stopProfiles(); perr != nil && err == nil {
+			err = perr
+		}
+	}()
 	a := &anonymizer{eng: eng, workers: f.workers, gzipLevel: f.gzipLevel, verbose: f.verbose, stderr: e.stderr, start: time.Now()}
 	if a.workers <= 0 {
 		a.workers = runtime.GOMAXPROCS(0)
@@ -486,4 +499,42 @@ func (a *anonymizer) showProgress(w io.Writer, total int) func() {
 		return fmt.Sprintf("files %d/%d · %d resources · %.0f resources/s", a.filesDone.Load(), total, n,
 			float64(n)/time.Since(a.start).Seconds())
 	})
+}
+
+// startProfiles starts a CPU profile into cpuFile and prepares an
+// allocation profile into memFile (either may be ""); the returned function
+// stops them and writes the files.
+func startProfiles(cpuFile, memFile string) (stop func() error, err error) {
+	var cpu *os.File
+	if cpuFile != "" {
+		if cpu, err = os.Create(cpuFile); err != nil {
+			return nil, fmt.Errorf("cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(cpu); err != nil {
+			cpu.Close()
+			return nil, fmt.Errorf("cpuprofile: %w", err)
+		}
+	}
+	return func() error {
+		var first error
+		if cpu != nil {
+			pprof.StopCPUProfile()
+			if err := cpu.Close(); err != nil {
+				first = fmt.Errorf("cpuprofile: %w", err)
+			}
+		}
+		if memFile != "" {
+			f, err := os.Create(memFile)
+			if err == nil {
+				err = pprof.Lookup("allocs").WriteTo(f, 0)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+			if err != nil && first == nil {
+				first = fmt.Errorf("memprofile: %w", err)
+			}
+		}
+		return first
+	}, nil
 }
