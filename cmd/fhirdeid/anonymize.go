@@ -32,11 +32,11 @@ func init() {
 }
 
 type anonymizeFlags struct {
-	input, output, config string
-	bulkData, recursive   bool
-	skip, verbose, strict bool
-	fhirVersion, today    string
-	workers, gzipLevel    int
+	input, output, config  string
+	bulkData, recursive    bool
+	skip, verbose, strict  bool
+	fhirVersion, today     string
+	workers, gzipLevel     int
 	cpuProfile, memProfile string
 }
 
