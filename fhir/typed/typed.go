@@ -76,7 +76,23 @@ const maxIDLen = 64
 // Annotate may be called again on the same tree (after edits): it resets what
 // it sets.
 func Annotate(root *jsontree.Node, m *model.Model) error {
-	a := annotator{m: m}
+	return AnnotateWith(root, m, Options{})
+}
+
+// Options are the options of AnnotateWith.
+type Options struct {
+	// WrapRepeating makes a repeating element given as a single value
+	// (and its "_name" object) an array of one item, as readers that bind
+	// FHIR JSON to the model do (the Firely SDK among them), instead of
+	// leaving it as it is. It does not apply inside the "_name" objects of
+	// primitives. The wrapping arrays are new nodes; they are typed like
+	// the arrays of the document.
+	WrapRepeating bool
+}
+
+// AnnotateWith is Annotate with options.
+func AnnotateWith(root *jsontree.Node, m *model.Model, opts Options) error {
+	a := annotator{m: m, wrap: opts.WrapRepeating}
 	if root == nil || root.Kind != jsontree.Object {
 		return &Error{Msg: "a resource must be a JSON object"}
 	}
@@ -107,6 +123,7 @@ func validID(s string) bool {
 
 type annotator struct {
 	m        *model.Model
+	wrap     bool
 	rootType string
 	rootID   string
 }
@@ -183,6 +200,9 @@ func (a *annotator) object(n *jsontree.Node, t *model.Type, name string) error {
 		el, typ, ok := t.Property(key)
 		if !ok {
 			return a.unknown(c, t, key)
+		}
+		if a.wrap && el.Repeats && c.Kind != jsontree.Array && t.Kind != model.Primitive {
+			c = wrapInArray(c)
 		}
 		c.Name = el.Name
 		if el.Choice {
@@ -307,6 +327,9 @@ func (a *annotator) shadows(n *jsontree.Node, t *model.Type) error {
 		if pt == nil {
 			return a.errorf(s, "primitive type %s is missing from the model", typ)
 		}
+		if a.wrap && el.Repeats && s.Kind != jsontree.Array && t.Kind != model.Primitive {
+			s = wrapInArray(s)
+		}
 		s.Flags |= jsontree.FlagShadow
 		s.Name = el.Name
 		if el.Choice {
@@ -380,6 +403,15 @@ func (a *annotator) shadowItem(s, v *jsontree.Node, el *model.Element, pt *model
 	s.Name, s.Type = "", ""
 	v.Shadow, s.Shadow = s, v
 	return nil
+}
+
+// wrapInArray puts a new array in c's place in its object and c in the
+// array, and returns the array.
+func wrapInArray(c *jsontree.Node) *jsontree.Node {
+	arr := jsontree.NewArray()
+	c.ReplaceWith(arr)
+	arr.Append(c)
+	return arr
 }
 
 // isPrimitive reports whether a FHIR type name is a primitive type: they are
