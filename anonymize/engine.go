@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 	"unicode"
+	"unsafe"
 
 	"fhirdeid/fhir/model"
 	"fhirdeid/fhir/typed"
@@ -127,8 +128,12 @@ type Engine struct {
 	enc     *Encryptor
 	// plans are the rules that apply to each resource type of the model,
 	// selected once here rather than for every resource.
-	plans   map[string]*typePlan
-	parsers sync.Pool
+	plans map[string]*typePlan
+	// slots numbers the types and then the names that fast-path rules look
+	// up: the per-resource caches are slices indexed by slot.
+	typeSlots, nameSlots map[string]int32
+	nslots               int
+	parsers              sync.Pool
 	// runs recycles the per-call state (visited set, scratch stacks), so
 	// that its maps and slices keep their capacity from one resource to
 	// the next.
@@ -149,9 +154,12 @@ const (
 // that apply to it in configuration order, and the types and names that the
 // fast-path ones among them look up.
 type typePlan struct {
-	rules                []*engineRule
-	fast                 bool
-	fastTypes, fastNames map[string]bool
+	rules []*engineRule
+	fast  bool
+	// want tells, by slot, which types and names the caches keep; slots
+	// lists them.
+	want  []bool
+	slots []int32
 }
 
 type engineRule struct {
@@ -162,6 +170,7 @@ type engineRule struct {
 	expr        *fhirpath.Expression
 	fast        fastKind
 	arg         string // the type or name of the fast path
+	slot        int32  // its cache slot
 	tail        string // the identifier after it, or ""
 	cases       []GeneralizeCase
 }
@@ -236,6 +245,30 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 		}
 		e.rules = append(e.rules, er)
 	}
+	e.typeSlots, e.nameSlots = map[string]int32{}, map[string]int32{}
+	for i := range e.rules {
+		if rule := &e.rules[i]; rule.fast == fastType {
+			if _, ok := e.typeSlots[rule.arg]; !ok {
+				e.typeSlots[rule.arg] = int32(len(e.typeSlots))
+			}
+		}
+	}
+	for i := range e.rules {
+		if rule := &e.rules[i]; rule.fast == fastName {
+			if _, ok := e.nameSlots[rule.arg]; !ok {
+				e.nameSlots[rule.arg] = int32(len(e.typeSlots) + len(e.nameSlots))
+			}
+		}
+	}
+	e.nslots = len(e.typeSlots) + len(e.nameSlots)
+	for i := range e.rules {
+		switch rule := &e.rules[i]; rule.fast {
+		case fastType:
+			rule.slot = e.typeSlots[rule.arg]
+		case fastName:
+			rule.slot = e.nameSlots[rule.arg]
+		}
+	}
 	e.plans = map[string]*typePlan{}
 	for _, t := range m.ResourceTypes() {
 		e.plans[t] = e.newPlan(t)
@@ -245,20 +278,19 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 
 // newPlan selects the rules that apply to resources of type t.
 func (e *Engine) newPlan(t string) *typePlan {
-	p := &typePlan{fastTypes: map[string]bool{}, fastNames: map[string]bool{}}
+	p := &typePlan{want: make([]bool, e.nslots)}
 	for i := range e.rules {
 		rule := &e.rules[i]
 		if !rule.AppliesTo(t) {
 			continue
 		}
 		p.rules = append(p.rules, rule)
-		switch rule.fast {
-		case fastType:
+		if rule.fast != fastNone {
 			p.fast = true
-			p.fastTypes[rule.arg] = true
-		case fastName:
-			p.fast = true
-			p.fastNames[rule.arg] = true
+			if !p.want[rule.slot] {
+				p.want[rule.slot] = true
+				p.slots = append(p.slots, rule.slot)
+			}
 		}
 	}
 	return p
@@ -383,15 +415,16 @@ func (e *Engine) putRun(r *run) {
 	}
 	clear(r.scratch)
 	clear(r.pr.nodes[:cap(r.pr.nodes)])
-	for _, m := range []map[string][]*jsontree.Node{r.byType, r.byName} {
-		for k, v := range m {
-			clear(v)
-			m[k] = v[:0]
+	for i, v := range r.cache {
+		if cap(v) > maxPooledScratch {
+			v = nil
 		}
+		clear(v)
+		r.cache[i] = v[:0]
 	}
 	*r = run{e: e, env: r.env, scratch: r.scratch[:0],
-		pr:     pruner{nodes: r.pr.nodes[:0], drop: r.pr.drop[:0], empty: r.pr.empty[:0]},
-		byType: r.byType, byName: r.byName, matches: r.matches[:0]}
+		pr:    pruner{nodes: r.pr.nodes[:0], drop: r.pr.drop[:0], empty: r.pr.empty[:0]},
+		cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, matches: r.matches[:0]}
 	*r.env = fhirpath.Env{}
 	e.runs.Put(r)
 }
@@ -517,8 +550,11 @@ type run struct {
 	pr pruner
 	// byType and byName are the fast-path caches of the resource being
 	// processed; matches collects a rule's matches.
-	byType, byName map[string][]*jsontree.Node
-	matches        []*jsontree.Node
+	// cache holds them by slot (see Engine.typeSlots); typeSym and nameSym
+	// find the slots of node types and names.
+	cache            [][]*jsontree.Node
+	typeSym, nameSym *symbols
+	matches          []*jsontree.Node
 	// genEnv is the FHIRPath environment of generalize cases.
 	genEnv fhirpath.Env
 }
@@ -533,10 +569,9 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 	var ops Operations
 	// The caches are built before any rule runs, as in the reference
 	// implementation: nodes that a substitute adds later are not in them.
-	var typeCache, nameCache map[string][]*jsontree.Node
 	plan := r.e.plan(res.Type)
 	if plan.fast {
-		typeCache, nameCache = r.buildCaches(res, plan)
+		r.buildCaches(res, plan)
 	}
 	for _, rule := range plan.rules {
 		if rule.unsupported {
@@ -546,11 +581,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 		matches := r.matches[:0]
 		switch {
 		case rule.fast != fastNone:
-			cache := typeCache
-			if rule.fast == fastName {
-				cache = nameCache
-			}
-			for _, n := range cache[rule.arg] {
+			for _, n := range r.cache[rule.slot] {
 				if rule.tail == "" {
 					matches = append(matches, n)
 				} else {
@@ -594,37 +625,34 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 // buildCaches indexes the descendant elements of res by type and by name, in
 // pre-order, not entering nested resources but including them (§3.3). Only
 // the types and names of the engine's fast-path rules are kept.
-func (r *run) buildCaches(res *jsontree.Node, plan *typePlan) (byType, byName map[string][]*jsontree.Node) {
-	// The maps and their slices are reused from resource to resource (a
-	// nested resource is processed only after its container's rules ran,
-	// when the container's caches are no longer needed).
-	if r.byType == nil {
-		r.byType, r.byName = map[string][]*jsontree.Node{}, map[string][]*jsontree.Node{}
+func (r *run) buildCaches(res *jsontree.Node, plan *typePlan) {
+	// The slices are reused from resource to resource (a nested resource
+	// is processed only after its container's rules ran, when the
+	// container's caches are no longer needed).
+	if r.cache == nil {
+		r.cache = make([][]*jsontree.Node, r.e.nslots)
+		r.typeSym, r.nameSym = newSymbols(r.e.typeSlots), newSymbols(r.e.nameSlots)
 	}
-	for _, m := range []map[string][]*jsontree.Node{r.byType, r.byName} {
-		for k, v := range m {
-			clear(v)
-			m[k] = v[:0]
-		}
+	for _, s := range plan.slots {
+		clear(r.cache[s])
+		r.cache[s] = r.cache[s][:0]
 	}
 	r.cacheWalk(res, plan)
-	return r.byType, r.byName
 }
 
 // cacheWalk adds the descendant elements of n, not entering nested
 // resources, to the caches.
 func (r *run) cacheWalk(n *jsontree.Node, plan *typePlan) {
-	types, names := plan.fastTypes, plan.fastNames
 	start := len(r.scratch)
 	r.scratch = typed.AllChildren(n, r.scratch)
 	end := len(r.scratch)
 	for i := start; i < end; i++ {
 		c := r.scratch[i]
-		if types[c.Type] {
-			r.byType[c.Type] = append(r.byType[c.Type], c)
+		if s := r.typeSym.slot(c.Type); s >= 0 && plan.want[s] {
+			r.cache[s] = append(r.cache[s], c)
 		}
-		if names[c.Name] {
-			r.byName[c.Name] = append(r.byName[c.Name], c)
+		if s := r.nameSym.slot(c.Name); s >= 0 && plan.want[s] {
+			r.cache[s] = append(r.cache[s], c)
 		}
 		if !typed.IsResource(c) {
 			r.cacheWalk(c, plan)
@@ -1219,4 +1247,42 @@ type traceKey struct{}
 // explain a configuration, not in production runs.
 func WithTrace(ctx context.Context, fn func(TraceEvent)) context.Context {
 	return context.WithValue(ctx, traceKey{}, fn)
+}
+
+// symbols finds the cache slot of a type or element name. Nodes' types and
+// names are the FHIR model's strings, so a small table keyed by the
+// string's address answers most lookups with one comparison of equal
+// pointers instead of hashing the string; a miss falls back to the map.
+// The table compares the strings themselves, so it is right for any
+// string.
+type symbols struct {
+	slots map[string]int32
+	tab   [symbolsSize]symbol
+}
+
+const symbolsSize = 512
+
+type symbol struct {
+	s    string
+	slot int32
+}
+
+func newSymbols(slots map[string]int32) *symbols { return &symbols{slots: slots} }
+
+// slot returns the slot of s, or -1.
+func (t *symbols) slot(s string) int32 {
+	if s == "" {
+		return -1
+	}
+	p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+	e := &t.tab[(p>>3^p>>12)%symbolsSize]
+	if e.s == s {
+		return e.slot
+	}
+	slot, ok := t.slots[s]
+	if !ok {
+		slot = -1
+	}
+	*e = symbol{s, slot}
+	return slot
 }
