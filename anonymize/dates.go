@@ -225,9 +225,9 @@ func ShiftDate(value string, t DateType, offset int, partial bool, today time.Ti
 	if d.Year() < 1 || d.Year() > 9999 {
 		return "", false, OpPerturb, fmt.Errorf("shifting %s: %w", t, ErrDateRange)
 	}
-	var b strings.Builder
-	b.Grow(len(value))
-	b.WriteString(d.Format("2006-01-02"))
+	// One allocation: the result is built on the stack.
+	var stack [64]byte
+	b := d.AppendFormat(stack[:0], "2006-01-02")
 	if p.timePart != "" {
 		// "T" HH:mm:ss(.fff) zone: zero every digit of the time, keep the zone.
 		tp := p.timePart
@@ -235,17 +235,17 @@ func ShiftDate(value string, t DateType, offset int, partial bool, today time.Ti
 		for end < len(tp) && tp[end] != 'Z' && tp[end] != '+' && tp[end] != '-' {
 			end++
 		}
-		b.WriteByte('T')
+		b = append(b, 'T')
 		for i := 1; i < end; i++ {
 			if c := tp[i]; c >= '0' && c <= '9' {
-				b.WriteByte('0')
+				b = append(b, '0')
 			} else {
-				b.WriteByte(c)
+				b = append(b, c)
 			}
 		}
-		b.WriteString(tp[end:])
+		b = append(b, tp[end:]...)
 	}
-	return b.String(), true, OpPerturb, nil
+	return string(b), true, OpPerturb, nil
 }
 
 // RedactDate applies redact to a date, dateTime or instant value (§2.4.1):
@@ -266,6 +266,10 @@ func redactDateParts(value string, p dateParts, partial bool, today time.Time) (
 	}
 	if p.ageOverThreshold(today) {
 		return "", false
+	}
+	if p.year >= 0 && p.year <= 9999 {
+		y := [4]byte{byte('0' + p.year/1000), byte('0' + p.year/100%10), byte('0' + p.year/10%10), byte('0' + p.year%10)}
+		return string(y[:]), true
 	}
 	return fmt.Sprintf("%04d", p.year), true
 }

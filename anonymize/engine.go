@@ -557,6 +557,10 @@ type run struct {
 	matches          []*jsontree.Node
 	// genEnv is the FHIRPath environment of generalize cases.
 	genEnv fhirpath.Env
+	// offset is the date-shift offset of offsetPrefix and offsetKey.
+	offset                  int
+	offsetPrefix, offsetKey string
+	offsetSet               bool
 }
 
 // resource processes one resource and its nested resources, and returns the
@@ -784,7 +788,7 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 					prefix = id.Value
 				}
 			}
-			offset = DateShiftOffset(prefix, p.DateShiftKey)
+			offset = r.dateShiftOffset(prefix, p.DateShiftKey)
 		}
 		out, keep, op, err := ShiftDate(node.Value, dt, offset, p.EnablePartialDatesForRedact, r.today)
 		if err != nil {
@@ -874,6 +878,15 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 		}
 	}
 	return nil
+}
+
+// dateShiftOffset is DateShiftOffset, remembered for the last prefix: the
+// dates of a resource share it.
+func (r *run) dateShiftOffset(prefix, key string) int {
+	if !r.offsetSet || prefix != r.offsetPrefix || key != r.offsetKey {
+		r.offset, r.offsetPrefix, r.offsetKey, r.offsetSet = DateShiftOffset(prefix, key), prefix, key, true
+	}
+	return r.offset
 }
 
 // setString sets a primitive's value to a string, or removes the value.
