@@ -547,3 +547,22 @@ func TestEngineClearsMarks(t *testing.T) {
 		}
 	}
 }
+
+// TestResourceTypeNamesAreLetters checks what matchLiteral relies on to
+// look up only a few suffixes of a reference: resource type names are
+// letters and start with a capital.
+func TestResourceTypeNamesAreLetters(t *testing.T) {
+	for _, v := range []string{"R4", "STU3"} {
+		ts := ResourceTypes(v)
+		if len(ts) < 100 {
+			t.Fatalf("%s: %d resource types", v, len(ts))
+		}
+		for _, n := range ts {
+			for i := 0; i < len(n); i++ {
+				if c := n[i]; !(c >= 'A' && c <= 'Z' || i > 0 && c >= 'a' && c <= 'z') {
+					t.Errorf("%s: resource type %q", v, n)
+				}
+			}
+		}
+	}
+}

@@ -164,8 +164,14 @@ func matchLiteral(s string, types map[string]bool) (idStart, idEnd int, ok bool)
 	head := s[:slash]
 	// The type is a suffix of head; what precedes it is empty or a scheme
 	// and host characters.
+	// Resource type names are letters, starting with a capital: only the
+	// capitals of head's trailing letters can start one.
 	for n := 1; n <= len(head) && n <= maxTypeNameLen; n++ {
-		if !types[head[len(head)-n:]] {
+		c := head[len(head)-n]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			break
+		}
+		if c > 'Z' || !types[head[len(head)-n:]] {
 			continue
 		}
 		if pre := head[:len(head)-n]; pre == "" || isURLPrefix(pre) {
