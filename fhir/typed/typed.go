@@ -296,10 +296,10 @@ func (a *annotator) item(n *jsontree.Node, el *model.Element, typ string, inArra
 		n.Name, n.Type = el.Name, typ
 		return nil
 	}
-	if typ == "Resource" || a.m.IsResource(typ) {
+	t := a.m.Type(typ)
+	if typ == "Resource" || t != nil && t.Kind == model.Resource {
 		return a.resource(n, el.Name)
 	}
-	t := a.m.Type(typ)
 	if t == nil {
 		return a.errorf(n, "element %s has type %s, which the model lacks", el.Name, typ)
 	}
