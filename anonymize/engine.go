@@ -342,13 +342,11 @@ func (e *Engine) Anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 		return Stats{}, &InputError{Err: errors.New("the resource is not a JSON object")}
 	}
 	if root.Flags&jsontree.FlagResource == 0 || root.Type == "" {
-		// Typing wraps single values of repeating elements in arrays as it
-		// goes (§2.12); only the strings are left to trim.
-		if err := typed.AnnotateWith(root, e.model, typed.Options{WrapRepeating: true}); err != nil {
+		// Typing normalizes as it goes (§2.12): it wraps single values of
+		// repeating elements in arrays and trims strings.
+		opts := typed.Options{WrapRepeating: true, TrimSpace: !e.preserveWhitespace}
+		if err := typed.AnnotateWith(root, e.model, opts); err != nil {
 			return Stats{}, &InputError{Err: err}
-		}
-		if !e.preserveWhitespace {
-			trimStrings(root)
 		}
 	} else if e.normalize(root) {
 		// Elements were wrapped in arrays: type the new containers.
@@ -472,29 +470,6 @@ func (e *Engine) normalize(root *jsontree.Node) bool {
 		return true
 	})
 	return wrapped
-}
-
-// trimStrings trims the leading and trailing white space of every string
-// value below n, as .NET's String.Trim does: the trimming of normalize.
-func trimStrings(n *jsontree.Node) {
-	for _, c := range n.Children {
-		switch c.Kind {
-		case jsontree.String:
-			if v := c.Value; v != "" && (isSpaceByte(v[0]) || isSpaceByte(v[len(v)-1])) {
-				if t := strings.TrimFunc(v, unicode.IsSpace); len(t) != len(v) {
-					c.SetString(t)
-				}
-			}
-		case jsontree.Object, jsontree.Array:
-			trimStrings(c)
-		}
-	}
-}
-
-// isSpaceByte reports whether a string starting or ending with the byte b
-// may start or end with white space: b is ASCII white space or not ASCII.
-func isSpaceByte(b byte) bool {
-	return b >= 0x80 || b == ' ' || b >= '\t' && b <= '\r'
 }
 
 // emptyResource replaces the content of a resource by the EmptyElement of

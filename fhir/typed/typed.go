@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"fhirdeid/fhir/model"
 	"fhirdeid/jsontree"
@@ -88,11 +89,15 @@ type Options struct {
 	// primitives. The wrapping arrays are new nodes; they are typed like
 	// the arrays of the document.
 	WrapRepeating bool
+	// TrimSpace trims the leading and trailing white space
+	// (unicode.IsSpace) of every string value, as the Firely SDK's parser
+	// does (.NET's String.Trim).
+	TrimSpace bool
 }
 
 // AnnotateWith is Annotate with options.
 func AnnotateWith(root *jsontree.Node, m *model.Model, opts Options) error {
-	a := annotator{m: m, wrap: opts.WrapRepeating}
+	a := annotator{m: m, wrap: opts.WrapRepeating, trim: opts.TrimSpace}
 	if root == nil || root.Kind != jsontree.Object {
 		return &Error{Msg: "a resource must be a JSON object"}
 	}
@@ -124,6 +129,7 @@ func validID(s string) bool {
 type annotator struct {
 	m        *model.Model
 	wrap     bool
+	trim     bool
 	rootType string
 	rootID   string
 }
@@ -294,6 +300,9 @@ func (a *annotator) item(n *jsontree.Node, el *model.Element, typ string, inArra
 			return a.errorf(n, "element %s of type %s cannot be a JSON %s", el.Name, typ, n.Kind)
 		}
 		n.Name, n.Type = el.Name, typ
+		if a.trim && n.Kind == jsontree.String {
+			trimSpace(n)
+		}
 		return nil
 	}
 	t := a.m.Type(typ)
@@ -403,6 +412,23 @@ func (a *annotator) shadowItem(s, v *jsontree.Node, el *model.Element, pt *model
 	s.Name, s.Type = "", ""
 	v.Shadow, s.Shadow = s, v
 	return nil
+}
+
+// trimSpace trims the white space around the value of String n.
+func trimSpace(n *jsontree.Node) {
+	v := n.Value
+	if v == "" || !maybeSpace(v[0]) && !maybeSpace(v[len(v)-1]) {
+		return
+	}
+	if t := strings.TrimFunc(v, unicode.IsSpace); len(t) != len(v) {
+		n.SetString(t)
+	}
+}
+
+// maybeSpace reports whether a string that starts or ends with the byte b
+// may start or end with white space: b is ASCII white space or not ASCII.
+func maybeSpace(b byte) bool {
+	return b >= 0x80 || b == ' ' || b >= '\t' && b <= '\r'
 }
 
 // wrapInArray puts a new array in c's place in its object and c in the

@@ -300,3 +300,24 @@ func TestAnnotateWrapRepeating(t *testing.T) {
 		t.Errorf("typing differs:\n%s\n---\n%s", strings.Join(a, "\n"), strings.Join(b, "\n"))
 	}
 }
+
+func TestAnnotateTrimSpace(t *testing.T) {
+	src := `{"resourceType":"Patient","id":" p ","name":[{"family":"\u00a0Doe\t","given":["Jo"," "]}],` +
+		`"_gender":{"extension":[{"url":" http://x","valueInteger":1}]}}`
+	plain := parse(t, src)
+	if err := typed.Annotate(plain, r4(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := plain.Get("id").Value; got != " p " {
+		t.Errorf("Annotate trimmed: %q", got)
+	}
+	root := parse(t, src)
+	if err := typed.AnnotateWith(root, r4(t), typed.Options{TrimSpace: true}); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"resourceType":"Patient","id":"p","name":[{"family":"Doe","given":["Jo",""]}],` +
+		`"_gender":{"extension":[{"url":"http://x","valueInteger":1}]}}`
+	if got := string(root.AppendJSON(nil)); got != want {
+		t.Errorf("trimmed:\n got %s\nwant %s", got, want)
+	}
+}
