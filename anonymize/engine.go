@@ -408,11 +408,12 @@ const maxPooledScratch = 1 << 15
 
 // putRun clears r and keeps it for reuse.
 func (e *Engine) putRun(r *run) {
-	if cap(r.scratch) > maxPooledScratch || cap(r.pr.nodes) > maxPooledScratch || cap(r.matches) > maxPooledScratch {
+	if cap(r.scratch) > maxPooledScratch || cap(r.pr.nodes) > maxPooledScratch || cap(r.matches) > maxPooledScratch || cap(r.nested) > maxPooledScratch {
 		return
 	}
 	clear(r.scratch)
 	clear(r.pr.nodes[:cap(r.pr.nodes)])
+	clear(r.nested[:cap(r.nested)])
 	for i, v := range r.cache {
 		if cap(v) > maxPooledScratch {
 			v = nil
@@ -421,8 +422,8 @@ func (e *Engine) putRun(r *run) {
 		r.cache[i] = v[:0]
 	}
 	*r = run{e: e, env: r.env, scratch: r.scratch[:0],
-		pr:    pruner{nodes: r.pr.nodes[:0], drop: r.pr.drop[:0], empty: r.pr.empty[:0]},
-		cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, matches: r.matches[:0]}
+		pr:     pruner{nodes: r.pr.nodes[:0], drop: r.pr.drop[:0], empty: r.pr.empty[:0]},
+		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, matches: r.matches[:0]}
 	*r.env = fhirpath.Env{}
 	e.runs.Put(r)
 }
@@ -523,10 +524,9 @@ type run struct {
 	trace func(TraceEvent)
 	// pr prunes the emptied elements at the end.
 	pr pruner
-	// byType and byName are the fast-path caches of the resource being
-	// processed; matches collects a rule's matches.
-	// cache holds them by slot (see Engine.typeSlots); typeSym and nameSym
-	// find the slots of node types and names.
+	// cache holds the fast-path caches of the resource being processed by
+	// slot (see Engine.typeSlots); typeSym and nameSym find the slots of
+	// node types and names; matches collects a rule's matches.
 	cache            [][]*jsontree.Node
 	typeSym, nameSym *symbols
 	matches          []*jsontree.Node
@@ -536,6 +536,11 @@ type run struct {
 	offset                  int
 	offsetPrefix, offsetKey string
 	offsetSet               bool
+	// nested is a stack of the resources nested in those being processed,
+	// collected by the cache walk; restructured reports that a rule
+	// changed the shape of the tree (substitute) since the walk.
+	nested       []*jsontree.Node
+	restructured bool
 }
 
 // resource processes one resource and its nested resources, and returns the
@@ -549,9 +554,11 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 	// The caches are built before any rule runs, as in the reference
 	// implementation: nodes that a substitute adds later are not in them.
 	plan := r.e.plan(res.Type)
+	nstart := len(r.nested)
 	if plan.fast {
 		r.buildCaches(res, plan)
 	}
+	r.restructured = false
 	for _, rule := range plan.rules {
 		if rule.unsupported {
 			return ops, &ConfigError{Rule: rule.Index, Method: rule.MethodName, Path: rule.Path,
@@ -588,13 +595,19 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 		}
 	}
 	clear(r.matches)
-	for _, nested := range nestedResources(res) {
-		nops, err := r.resource(nested)
+	if !plan.fast || r.restructured {
+		clear(r.nested[nstart:])
+		r.nested = append(r.nested[:nstart], nestedResources(res)...)
+	}
+	for i, end := nstart, len(r.nested); i < end; i++ {
+		nops, err := r.resource(r.nested[i])
 		if err != nil {
 			return ops, err
 		}
 		ops |= nops
 	}
+	clear(r.nested[nstart:])
+	r.nested = r.nested[:nstart]
 	if res.Name != "contained" {
 		addSecurityLabels(res, ops)
 	}
@@ -633,7 +646,9 @@ func (r *run) cacheWalk(n *jsontree.Node, plan *typePlan) {
 		if s := r.nameSym.slot(c.Name); s >= 0 && plan.want[s] {
 			r.cache[s] = append(r.cache[s], c)
 		}
-		if !typed.IsResource(c) {
+		if typed.IsResource(c) {
+			r.nested = append(r.nested, c)
+		} else {
 			r.cacheWalk(c, plan)
 		}
 	}
