@@ -318,26 +318,92 @@ func (e *Engine) AnonymizeJSON(ctx context.Context, data []byte, fc FileContext)
 // so that a caller can reuse its buffer. On error dst is returned
 // unchanged.
 func (e *Engine) AppendAnonymizedJSON(ctx context.Context, dst, data []byte, fc FileContext) ([]byte, Stats, error) {
-	p, _ := e.parsers.Get().(*jsontree.Parser)
-	if p == nil {
-		p = new(jsontree.Parser)
+	js, _ := e.parsers.Get().(*jsonState)
+	if js == nil {
+		js = new(jsonState)
 	}
-	defer e.parsers.Put(p)
-	root, err := p.Parse(data)
+	defer func() {
+		js.labels.reset()
+		e.parsers.Put(js)
+	}()
+	root, err := js.p.Parse(data)
 	if err != nil {
 		return dst, Stats{}, &InputError{Err: err}
 	}
-	st, err := e.Anonymize(ctx, root, fc)
+	// The tree is written before this call returns, so the nodes it gets
+	// (security labels) can come from memory reused from call to call.
+	st, err := e.anonymize(ctx, root, fc, &js.labels)
 	if err != nil {
 		return dst, st, err
 	}
 	return root.AppendJSON(dst), st, nil
 }
 
+// jsonState is the per-call memory of AppendAnonymizedJSON, reused from
+// call to call.
+type jsonState struct {
+	p      jsontree.Parser
+	labels nodeArena
+}
+
+// nodeArena hands out nodes and pointer slices that live until reset, for
+// the nodes the engine adds to a tree that is written before the call
+// returns. A nil *nodeArena allocates them afresh.
+type nodeArena struct {
+	nodes []jsontree.Node
+	ptrs  []*jsontree.Node
+	nused int
+	pused int
+}
+
+// maxArenaNodes bounds the nodes an arena keeps for the next call.
+const maxArenaNodes = 4096
+
+func (a *nodeArena) newNodes(n int) []jsontree.Node {
+	if a == nil {
+		return make([]jsontree.Node, n)
+	}
+	if a.nused+n > len(a.nodes) {
+		a.nodes, a.nused = make([]jsontree.Node, max(2*len(a.nodes), n, 256)), 0
+	}
+	s := a.nodes[a.nused : a.nused+n : a.nused+n]
+	a.nused += n
+	return s
+}
+
+func (a *nodeArena) newPtrs(n int) []*jsontree.Node {
+	if a == nil {
+		return make([]*jsontree.Node, n)
+	}
+	if a.pused+n > len(a.ptrs) {
+		a.ptrs, a.pused = make([]*jsontree.Node, max(2*len(a.ptrs), n, 512)), 0
+	}
+	s := a.ptrs[a.pused : a.pused+n : a.pused+n]
+	a.pused += n
+	return s
+}
+
+// reset makes the arena's memory available again; the nodes handed out
+// must no longer be used.
+func (a *nodeArena) reset() {
+	clear(a.nodes[:a.nused])
+	clear(a.ptrs[:a.pused])
+	a.nused, a.pused = 0, 0
+	if len(a.nodes) > maxArenaNodes {
+		a.nodes, a.ptrs = nil, nil
+	}
+}
+
 // Anonymize de-identifies the resource rooted at root in place, following
 // §2.2: see the package documentation. The tree is typed first if it is not
 // yet.
 func (e *Engine) Anonymize(ctx context.Context, root *jsontree.Node, fc FileContext) (Stats, error) {
+	return e.anonymize(ctx, root, fc, nil)
+}
+
+// anonymize is Anonymize, taking the nodes it adds from arena (nil: fresh
+// memory).
+func (e *Engine) anonymize(ctx context.Context, root *jsontree.Node, fc FileContext, arena *nodeArena) (Stats, error) {
 	if root == nil || root.Kind != jsontree.Object {
 		return Stats{}, &InputError{Err: errors.New("the resource is not a JSON object")}
 	}
@@ -357,7 +423,7 @@ func (e *Engine) Anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 	now := nowFrom(ctx)
 	r := e.getRun()
 	defer e.putRun(r)
-	r.ctx, r.fc, r.root, r.today = ctx, fc, root, now
+	r.ctx, r.fc, r.root, r.today, r.arena = ctx, fc, root, now, arena
 	*r.env = fhirpath.Env{Now: now}
 	if fn, ok := ctx.Value(traceKey{}).(func(TraceEvent)); ok {
 		r.trace = fn
@@ -541,6 +607,8 @@ type run struct {
 	// changed the shape of the tree (substitute) since the walk.
 	nested       []*jsontree.Node
 	restructured bool
+	// arena provides the nodes of security labels.
+	arena *nodeArena
 }
 
 // resource processes one resource and its nested resources, and returns the
@@ -609,7 +677,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 	clear(r.nested[nstart:])
 	r.nested = r.nested[:nstart]
 	if res.Name != "contained" {
-		addSecurityLabels(res, ops)
+		addSecurityLabels(res, ops, r.arena)
 	}
 	return ops, nil
 }
@@ -1016,7 +1084,7 @@ func (c caseEvaluator) Value(expr Compiled) (Generalized, error) {
 // creating meta (as the last member) and security when needed. The labels
 // are those of SecurityLabels; their nodes are made in two allocations,
 // since nearly every resource gets some.
-func addSecurityLabels(res *jsontree.Node, ops Operations) {
+func addSecurityLabels(res *jsontree.Node, ops Operations, arena *nodeArena) {
 	if ops == 0 {
 		return
 	}
@@ -1038,12 +1106,19 @@ func addSecurityLabels(res *jsontree.Node, ops Operations) {
 	if k == 0 {
 		return
 	}
-	nodes := make([]jsontree.Node, 2+4*k)
-	ptrs := make([]*jsontree.Node, 1+4*k)
+	nodes := arena.newNodes(2 + 4*k)
+	ptrs := arena.newPtrs(1 + 4*k)
 	if meta == nil || meta.Kind != jsontree.Object {
+		absent := meta == nil
 		meta = &nodes[0]
 		meta.Kind = jsontree.Object
 		meta.Children = ptrs[0:0:1]
+		if arena != nil && absent && len(res.Children) == cap(res.Children) {
+			// Room for the new member, from the arena too.
+			grown := arena.newPtrs(len(res.Children) + 1)
+			copy(grown, res.Children)
+			res.Children = grown[:len(res.Children)]
+		}
 		res.Set("meta", meta)
 	}
 	if sec == nil {
