@@ -133,7 +133,9 @@ type Engine struct {
 	// up: the per-resource caches are slices indexed by slot.
 	typeSlots, nameSlots map[string]int32
 	nslots               int
-	parsers              sync.Pool
+	// canonTypes and canonNames are the model's strings (see symbols).
+	canonTypes, canonNames map[string]symbol
+	parsers                sync.Pool
 	// runs recycles the per-call state (visited set, scratch stacks), so
 	// that its maps and slices keep their capacity from one resource to
 	// the next.
@@ -261,6 +263,7 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 		}
 	}
 	e.nslots = len(e.typeSlots) + len(e.nameSlots)
+	e.canonTypes, e.canonNames = canonSymbols(m, e.typeSlots, e.nameSlots)
 	for i := range e.rules {
 		switch rule := &e.rules[i]; rule.fast {
 		case fastType:
@@ -326,6 +329,10 @@ func (e *Engine) AppendAnonymizedJSON(ctx context.Context, dst, data []byte, fc 
 		js.labels.reset()
 		e.parsers.Put(js)
 	}()
+	// Neither the engine nor its errors keep a string of the tree once the
+	// output is written, so the parser may reuse the text memory too;
+	// custom methods and traces receive values, which they might keep.
+	js.p.ReuseText = len(e.custom) == 0 && ctx.Value(traceKey{}) == nil
 	root, err := js.p.Parse(data)
 	if err != nil {
 		return dst, Stats{}, &InputError{Err: err}
@@ -691,7 +698,7 @@ func (r *run) buildCaches(res *jsontree.Node, plan *typePlan) {
 	// container's caches are no longer needed).
 	if r.cache == nil {
 		r.cache = make([][]*jsontree.Node, r.e.nslots)
-		r.typeSym, r.nameSym = newSymbols(r.e.typeSlots), newSymbols(r.e.nameSlots)
+		r.typeSym, r.nameSym = newSymbols(r.e.canonTypes, r.e.typeSlots), newSymbols(r.e.canonNames, r.e.nameSlots)
 	}
 	for _, s := range plan.slots {
 		clear(r.cache[s])
@@ -1330,22 +1337,26 @@ func WithTrace(ctx context.Context, fn func(TraceEvent)) context.Context {
 // symbols finds the cache slot of a type or element name. Nodes' types and
 // names are the FHIR model's strings, so a small table keyed by the
 // string's address answers most lookups with one comparison of equal
-// pointers instead of hashing the string; a miss falls back to the map.
-// The table compares the strings themselves, so it is right for any
-// string.
+// pointers instead of hashing the string. The table holds only the model's
+// own strings (canon), which live as long as the program: a string that is
+// not one of them is looked up in the map every time, so the table never
+// holds memory that a parser may reuse (jsontree.Parser.ReuseText).
 type symbols struct {
+	canon map[string]symbol
 	slots map[string]int32
 	tab   [symbolsSize]symbol
 }
 
-const symbolsSize = 512
+const symbolsSize = 1024
 
 type symbol struct {
 	s    string
 	slot int32
 }
 
-func newSymbols(slots map[string]int32) *symbols { return &symbols{slots: slots} }
+func newSymbols(canon map[string]symbol, slots map[string]int32) *symbols {
+	return &symbols{canon: canon, slots: slots}
+}
 
 // slot returns the slot of s, or -1.
 func (t *symbols) slot(s string) int32 {
@@ -1353,14 +1364,43 @@ func (t *symbols) slot(s string) int32 {
 		return -1
 	}
 	p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
-	e := &t.tab[(p>>3^p>>12)%symbolsSize]
+	e := &t.tab[(p>>3^p>>13)%symbolsSize]
 	if e.s == s {
 		return e.slot
 	}
-	slot, ok := t.slots[s]
-	if !ok {
-		slot = -1
+	if c, ok := t.canon[s]; ok {
+		*e = c
+		return c.slot
 	}
-	*e = symbol{s, slot}
-	return slot
+	if slot, ok := t.slots[s]; ok {
+		return slot
+	}
+	return -1
+}
+
+// canonSymbols returns the model's type names and element types (types),
+// and its element names (names), each with its slot or -1.
+func canonSymbols(m *model.Model, typeSlots, nameSlots map[string]int32) (types, names map[string]symbol) {
+	types, names = map[string]symbol{}, map[string]symbol{}
+	add := func(dst map[string]symbol, slots map[string]int32, s string) {
+		if _, ok := dst[s]; ok {
+			return
+		}
+		slot, ok := slots[s]
+		if !ok {
+			slot = -1
+		}
+		dst[s] = symbol{s, slot}
+	}
+	for _, tn := range m.TypeNames() {
+		t := m.Type(tn)
+		add(types, typeSlots, t.Name)
+		for _, el := range t.Elements {
+			add(names, nameSlots, el.Name)
+			for _, typ := range el.Types {
+				add(types, typeSlots, typ)
+			}
+		}
+	}
+	return types, names
 }

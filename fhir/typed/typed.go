@@ -139,7 +139,9 @@ func (a *annotator) errorf(n *jsontree.Node, format string, args ...any) error {
 	if n.Parent != nil {
 		path = pathOf(n)
 	}
-	return &Error{ResourceType: a.rootType, ID: a.rootID, Path: path, Msg: fmt.Sprintf(format, args...)}
+	// The type and id are copied: the tree's strings may be reused once the
+	// error is returned (jsontree.Parser.ReuseText).
+	return &Error{ResourceType: strings.Clone(a.rootType), ID: strings.Clone(a.rootID), Path: path, Msg: fmt.Sprintf(format, args...)}
 }
 
 // resource types an object that holds a resource; name is its element name
