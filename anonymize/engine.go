@@ -174,7 +174,47 @@ type engineRule struct {
 	arg         string // the type or name of the fast path
 	slot        int32  // its cache slot
 	tail        string // the identifier after it, or ""
-	cases       []GeneralizeCase
+	// members is, for an expression that only navigates element names
+	// ("name.given"), those names: its matches are found without the
+	// FHIRPath evaluator, as it would find them (package typed's
+	// Children).
+	members []string
+	cases   []GeneralizeCase
+}
+
+var memberPathRegexp = regexp.MustCompile(`^[a-z][A-Za-z0-9]*(\.[a-z][A-Za-z0-9]*)*$`)
+
+// memberPath returns the element names of an expression that is only a
+// chain of them, or nil. Names that FHIRPath reads as keywords are left to
+// the evaluator.
+func memberPath(expr string) []string {
+	if !memberPathRegexp.MatchString(expr) {
+		return nil
+	}
+	names := strings.Split(expr, ".")
+	for _, n := range names {
+		switch n {
+		case "div", "mod", "and", "or", "xor", "implies", "is", "as", "in", "contains", "true", "false":
+			return nil
+		}
+	}
+	return names
+}
+
+// memberMatches appends to dst the elements that the member path names
+// reaches from res, as FHIRPath navigates: each name's children of every
+// element found so far, in order. step is a second buffer; both are
+// returned for reuse.
+func memberMatches(res *jsontree.Node, names []string, dst, step []*jsontree.Node) (matches, step2 []*jsontree.Node) {
+	matches = typed.Children(res, names[0], dst)
+	for _, name := range names[1:] {
+		next := step[:0]
+		for _, n := range matches {
+			next = typed.Children(n, name, next)
+		}
+		matches, step = next, matches[:0]
+	}
+	return matches, step
 }
 
 var fastPathRegexp = regexp.MustCompile(`^nodesBy(Type|Name)\(['|"]([A-Za-z0-9]+)['|"]\)(\.([A-Za-z0-9]+))?$`)
@@ -223,6 +263,8 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 			if sm[1] == "Name" {
 				er.fast = fastName
 			}
+		} else if !r.IsResourceTypeRule {
+			er.members = memberPath(r.Expression)
 		}
 		c, err := compile(r.ResourceType, r.Expression)
 		if err != nil {
@@ -481,12 +523,14 @@ const maxPooledScratch = 1 << 15
 
 // putRun clears r and keeps it for reuse.
 func (e *Engine) putRun(r *run) {
-	if cap(r.scratch) > maxPooledScratch || cap(r.pr.nodes) > maxPooledScratch || cap(r.matches) > maxPooledScratch || cap(r.nested) > maxPooledScratch {
+	if cap(r.scratch) > maxPooledScratch || cap(r.pr.nodes) > maxPooledScratch || cap(r.matches) > maxPooledScratch || cap(r.nested) > maxPooledScratch || cap(r.step) > maxPooledScratch {
 		return
 	}
 	clear(r.scratch)
 	clear(r.pr.nodes[:cap(r.pr.nodes)])
 	clear(r.nested[:cap(r.nested)])
+	clear(r.step[:cap(r.step)])
+	clear(r.matches[:cap(r.matches)])
 	for i, v := range r.cache {
 		if cap(v) > maxPooledScratch {
 			v = nil
@@ -496,7 +540,7 @@ func (e *Engine) putRun(r *run) {
 	}
 	*r = run{e: e, env: r.env, scratch: r.scratch[:0],
 		pr:     pruner{nodes: r.pr.nodes[:0], drop: r.pr.drop[:0], empty: r.pr.empty[:0]},
-		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, matches: r.matches[:0]}
+		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, matches: r.matches[:0], step: r.step[:0]}
 	*r.env = fhirpath.Env{}
 	e.runs.Put(r)
 }
@@ -603,6 +647,7 @@ type run struct {
 	cache            [][]*jsontree.Node
 	typeSym, nameSym *symbols
 	matches          []*jsontree.Node
+	step             []*jsontree.Node // the other buffer of member paths
 	// genEnv is the FHIRPath environment of generalize cases.
 	genEnv fhirpath.Env
 	// offset is the date-shift offset of offsetPrefix and offsetKey.
@@ -651,6 +696,8 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 			}
 		case rule.IsResourceTypeRule:
 			matches = append(matches, res)
+		case rule.members != nil:
+			matches, r.step = memberMatches(res, rule.members, matches, r.step)
 		default:
 			items, err := rule.expr.Evaluate(res, r.env)
 			if err != nil {
