@@ -227,7 +227,9 @@ func ShiftDate(value string, t DateType, offset int, partial bool, today time.Ti
 	}
 	// One allocation: the result is built on the stack.
 	var stack [64]byte
-	b := d.AppendFormat(stack[:0], "2006-01-02")
+	y, m, day := d.Date() // y is in 1..9999
+	b := append(stack[:0], byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+		byte('0'+int(m)/10), byte('0'+int(m)%10), '-', byte('0'+day/10), byte('0'+day%10))
 	if p.timePart != "" {
 		// "T" HH:mm:ss(.fff) zone: zero every digit of the time, keep the zone.
 		tp := p.timePart

@@ -247,12 +247,20 @@ func isRefID(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !isAlnum(c) && c != '-' && c != '.' {
+		if !refIDChars[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// refIDChars are the characters of an id: [A-Za-z0-9\-.].
+var refIDChars = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = isAlnum(byte(c)) || c == '-' || c == '.'
+	}
+	return t
+}()
 
 // isOID reports [0-2](\.(0|[1-9][0-9]*))+.
 func isOID(s string) bool {
