@@ -12,6 +12,9 @@
 # comparable with quiet ones), and the ratios the targets are stated in:
 # full configuration / zcat|gzip (target <= 1.2) and / empty rules (<= 1.5).
 #
+# ANON_ARGS adds flags to every fhirdeid anonymize run (e.g. "--gzip-level 1",
+# the level of the zcat | gzip -1 pass; the default is 3).
+#
 # Usage: bench/anonymize.sh [DATA_DIR]
 # Default data: ../shared/data/synthea-1000-clone (381,066 resources, 480 MB raw).
 # Results go to bench/out/anonymize-<date>.txt.
@@ -21,6 +24,7 @@ SHARED=${FHIRDEID_SHARED:-../shared}
 DATA=${1:-$SHARED/data/synthea-1000-clone}
 CONFIG=${CONFIG:-$SHARED/conformance/ms-anonymizer/FHIR/src/Microsoft.Health.Fhir.Anonymizer.R4.FunctionalTests/r4-configuration-sample.json}
 EXTRA_CONFIGS=${EXTRA_CONFIGS:-}
+read -r -a anon_args <<<"${ANON_ARGS:-}"
 [ -d "$DATA" ] || { echo "anonymize.sh: data directory $DATA not found (it is in ../shared)" >&2; exit 1; }
 [ -f "$CONFIG" ] || { echo "anonymize.sh: configuration $CONFIG not found" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "anonymize.sh: /usr/bin/time is needed for CPU and RSS figures" >&2; exit 1; }
@@ -54,7 +58,7 @@ measure() {
   local name=$1 cfg=$2 l line res
   shift 2
   l=$(load)
-  /usr/bin/time -v "$work/fhirdeid" anonymize -i "$DATA" -o "$work/out-$name" -b -c "$cfg" --today 2026-11-28 "$@" \
+  /usr/bin/time -v "$work/fhirdeid" anonymize -i "$DATA" -o "$work/out-$name" -b -c "$cfg" --today 2026-11-28 "${anon_args[@]}" "$@" \
     >/dev/null 2>"$work/$name.txt"
   line=$(grep -m1 'resources in' "$work/$name.txt")
   res=$(echo "$line" | sed -n 's/^\([0-9]*\) resources in.*/\1/p')
@@ -85,7 +89,7 @@ row() { # name resources seconds cpu rss_kb load
 }
 {
   echo "fhirdeid anonymize benchmark $(date -u +%FT%TZ) on $(nproc) cores, $(go version | cut -d' ' -f3)"
-  echo "data: $DATA ($fr resources, $((raw_bytes / 1000000)) MB uncompressed); read and written as .ndjson.gz"
+  echo "data: $DATA ($fr resources, $((raw_bytes / 1000000)) MB uncompressed); read and written as .ndjson.gz${ANON_ARGS:+; fhirdeid flags: $ANON_ARGS}"
   echo "load: the 1-minute load average when each pass started; figures under load are not comparable with quiet ones"
   printf "%-32s %9s %8s %11s %8s %7s %9s %6s\n" pass resources seconds resources/s MB/s cpu-s peakRSS-MB load
   row "zcat | gzip -1 (2 at a time)" "$fr" "$zs" "$zc" "$zk" "$zl"
