@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"fhirdeid/bulk"
+	"fhirdeid/config"
 )
 
 func init() {
@@ -45,7 +46,8 @@ Authentication (secrets are read from environment variables or files only):
   --client-id ID --key FILE               SMART Backend Services (PEM or JWKS key,
                                           --kid, --alg RS384|ES384; the token URL is
                                           discovered unless --token-url is given)
-  --storage-auth entra|connection-string|sas
+  --azure-identity [--client-id ID]       Azure managed or workload identity, no secret
+  --storage-auth entra|azure-identity|connection-string|sas
                                           Azure mode: credentials for files on another
                                           host when requiresAccessToken is false
 
@@ -93,6 +95,7 @@ type exportFlags struct {
 	tokenURL, authStyle, scope, resource, tenant  string
 	keyFile, kid, alg                             string
 	storageAuth, storageConnEnv, storageSASEnv    string
+	azureIdentity                                 bool
 	statusURL                                     string
 	separateStatus                                bool
 	vendor                                        string
@@ -139,6 +142,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&f.quiet, "quiet", false, "do not print progress")
 	fs.StringVar(&f.tokenEnv, "token-env", "", "environment variable holding a static bearer token")
 	fs.StringVar(&f.clientID, "client-id", "", "OAuth2 / SMART client id")
+	fs.BoolVar(&f.azureIdentity, "azure-identity", false, "Azure managed or workload identity (no secret; --client-id selects a user-assigned identity, --scope defaults to <origin>/.default)")
 	fs.StringVar(&f.secretEnv, "client-secret-env", "", "environment variable holding the client secret")
 	fs.StringVar(&f.secretFile, "client-secret-file", "", "file holding the client secret")
 	fs.StringVar(&f.tokenURL, "token-url", "", "token endpoint (SMART: discovered from .well-known/smart-configuration when empty)")
@@ -357,100 +361,100 @@ func runExport(ctx context.Context, e *env, args []string) error {
 }
 
 // exportAuth builds the authenticator from the flags, reading secrets from
-// the environment or files.
+// the environment or files. The flags become a config.Auth, so that export
+// and the pipelines build authenticators the same way.
 func exportAuth(e *env, f *exportFlags, hc *http.Client, base string) (bulk.Authenticator, error) {
 	modes := 0
-	for _, on := range []bool{f.tokenEnv != "", f.secretEnv != "" || f.secretFile != "", f.keyFile != ""} {
+	for _, on := range []bool{f.tokenEnv != "", f.secretEnv != "" || f.secretFile != "", f.keyFile != "", f.azureIdentity} {
 		if on {
 			modes++
 		}
 	}
 	if modes > 1 {
-		return nil, usageError{"give one of --token-env, --client-secret-env/--client-secret-file, --key"}
+		return nil, usageError{"give one of --token-env, --client-secret-env/--client-secret-file, --key, --azure-identity"}
 	}
+	var a config.Auth
 	switch {
 	case f.tokenEnv != "":
 		tok := strings.TrimSpace(e.getenv(f.tokenEnv))
 		if tok == "" {
 			return nil, usageError{"--token-env: environment variable " + f.tokenEnv + " is empty or unset"}
 		}
-		return bulk.StaticToken{Value: bulk.NewSecret(tok)}, nil
+		a = config.Auth{Type: "bearer", Token: tok}
 	case f.secretEnv != "" || f.secretFile != "":
 		if f.secretEnv != "" && f.secretFile != "" {
 			return nil, usageError{"give either --client-secret-env or --client-secret-file"}
 		}
-		var secret string
+		a = config.Auth{Type: "client-credentials", ClientID: f.clientID, ClientSecretFile: f.secretFile,
+			TokenURL: f.tokenURL, Tenant: f.tenant, Scope: f.scope, Resource: f.resource}
 		if f.secretEnv != "" {
-			secret = e.getenv(f.secretEnv)
-			if secret == "" {
+			if a.ClientSecret = e.getenv(f.secretEnv); a.ClientSecret == "" {
 				return nil, usageError{"--client-secret-env: environment variable " + f.secretEnv + " is empty or unset"}
 			}
-		} else {
-			b, err := os.ReadFile(f.secretFile)
-			if err != nil {
-				return nil, usageError{"--client-secret-file: cannot read the file"}
-			}
-			secret = strings.TrimSpace(string(b))
 		}
 		if f.clientID == "" {
 			return nil, usageError{"a client secret needs --client-id"}
 		}
-		tokenURL := f.tokenURL
-		if tokenURL == "" && f.tenant != "" {
-			v := 2
-			if f.resource != "" {
-				v = 1
-			}
-			tokenURL = bulk.EntraTokenURL(f.tenant, v)
-		}
-		if tokenURL == "" {
+		if f.tokenURL == "" && f.tenant == "" {
 			return nil, usageError{"a client secret needs --token-url or --tenant"}
 		}
-		style := bulk.AuthBasic
 		switch f.authStyle {
-		case "basic":
-		case "post":
-			style = bulk.AuthPost
+		case "basic", "post":
+			a.Style = f.authStyle
 		default:
 			return nil, usageError{"--auth-style must be basic or post"}
 		}
-		if f.tenant != "" && f.authStyle == "basic" {
-			style = bulk.AuthPost // Entra ID takes client_secret_post
+		if f.tenant != "" {
+			a.Style = "post" // Entra ID takes client_secret_post
 		}
-		return &bulk.ClientCredentials{HTTP: hc, TokenURL: tokenURL, ClientID: f.clientID, Secret: bulk.NewSecret(secret),
-			Style: style, Scope: f.scope, Resource: f.resource}, nil
 	case f.keyFile != "":
 		if f.clientID == "" {
 			return nil, usageError{"--key needs --client-id"}
 		}
-		data, err := os.ReadFile(f.keyFile)
-		if err != nil {
-			return nil, usageError{"--key: cannot read the key file"}
+		a = config.Auth{Type: "smart", ClientID: f.clientID, PrivateKeyFile: f.keyFile, KeyID: f.kid, Alg: f.alg,
+			TokenURL: f.tokenURL, Scope: f.scope}
+		if a.Scope == "" {
+			a.Scope = defaultScope(f)
 		}
-		key, kid, alg, err := bulk.ParsePrivateKey(data, f.kid)
-		if err != nil {
-			return nil, usageError{"--key: " + err.Error()}
-		}
-		if f.kid != "" {
-			kid = f.kid
-		}
-		if kid == "" {
-			return nil, usageError{"--key: the key has no kid; give --kid"}
-		}
-		if f.alg != "" {
-			alg = f.alg
-		}
-		if alg != "RS384" && alg != "ES384" {
-			return nil, usageError{"--alg must be RS384 or ES384"}
-		}
-		scope := f.scope
-		if scope == "" {
-			scope = defaultScope(f)
-		}
-		return &bulk.SMARTBackend{HTTP: hc, FHIRBase: base, TokenURL: f.tokenURL, ClientID: f.clientID, Key: key,
-			KeyID: kid, Alg: alg, Scope: scope}, nil
+	case f.azureIdentity:
+		a = config.Auth{Type: config.AzureIdentity, ClientID: f.clientID, Scope: f.scope}
+	default:
+		return nil, nil
 	}
-	return nil, nil
+	if err := a.Check("auth", ""); err != nil {
+		return nil, flagError(err)
+	}
+	auth, err := a.Authenticator("auth", hc, base)
+	if err != nil {
+		return nil, flagError(err)
+	}
+	return auth, nil
+}
+
+// exportAuthFlags names the flag of each authentication field.
+var exportAuthFlags = map[string]string{
+	"auth":                  "authentication flags",
+	"auth.clientID":         "--client-id",
+	"auth.clientSecretFile": "--client-secret-file",
+	"auth.tokenURL":         "--token-url",
+	"auth.style":            "--auth-style",
+	"auth.privateKeyFile":   "--key",
+	"auth.keyID":            "--kid",
+	"auth.alg":              "--alg",
+}
+
+// flagError rewords a configuration error of the authentication fields as
+// a usage error naming the flag.
+func flagError(err error) error {
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		return err
+	}
+	name, ok := exportAuthFlags[ce.Field]
+	if !ok {
+		name = ce.Field
+	}
+	return usageError{name + ": " + ce.Msg}
 }
 
 // storageAuth sets the Azure Storage credentials of Azure mode.
@@ -473,6 +477,12 @@ func storageAuth(e *env, f *exportFlags, hc *http.Client, fhirAuth bulk.Authenti
 			st.Scope = bulk.AzureStorageScope
 		}
 		client.StorageAuth = st
+	case config.AzureIdentity:
+		st, _, err := (&config.StorageAuth{Type: config.AzureIdentity}).Build("storage-auth", hc, fhirAuth)
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		client.StorageAuth = st
 	case "connection-string":
 		v := e.getenv(f.storageConnEnv)
 		if f.storageConnEnv == "" || v == "" {
@@ -490,7 +500,7 @@ func storageAuth(e *env, f *exportFlags, hc *http.Client, fhirAuth bulk.Authenti
 		}
 		client.StorageSigner = bulk.AzureSAS{Token: bulk.NewSecret(strings.TrimSpace(v))}
 	default:
-		return usageError{"--storage-auth must be entra, connection-string or sas"}
+		return usageError{"--storage-auth must be entra, azure-identity, connection-string or sas"}
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"fhirdeid/config"
 	"fhirdeid/pipeline"
 	"fhirdeid/state"
 )
@@ -32,8 +33,9 @@ func runRun(ctx context.Context, e *env, args []string) error {
 	name := fs.String("pipeline", "", "the pipeline to run (default: the only one in the file)")
 	verbose := fs.Bool("v", false, "log each step")
 	quiet := fs.Bool("q", false, "print no progress")
+	newKeys := fs.Bool("new-keys", false, "accept anonymizer keys that differ from the last successful run's: start a new lake with a full export")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, `Usage: fhirdeid run [-pipeline NAME] [-v] [-q] CONFIG
+		fmt.Fprintln(e.stderr, `Usage: fhirdeid run [-pipeline NAME] [-v] [-q] [-new-keys] CONFIG
 
 Runs one pipeline of the configuration file once: kicks off (or resumes) the
 export, de-identifies every file into the destination and commits the run.
@@ -49,13 +51,17 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 		fs.Usage()
 		return usageError{"need exactly one configuration file"}
 	}
-	cfg, err := loadConfigFile(fs.Arg(0), e.getenv)
+	cfg, err := config.Load(fs.Arg(0), e.getenv)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	pname, err := pickPipeline(cfg, *name)
+	pname, err := cfg.Pick(*name)
 	if err != nil {
 		return &exitError{code: 2, err: err}
+	}
+	// Key Vault references, before anything is created.
+	if err := cfg.ResolveSecrets(ctx, nil); err != nil {
+		return &exitError{code: 1, err: err}
 	}
 	level := slog.LevelWarn
 	if *verbose {
@@ -71,7 +77,7 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 		return err
 	}
 	defer db.Close()
-	p, store, err := openPipeline(ctx, cfg, pname, db, logger)
+	p, store, err := cfg.Open(ctx, pname, db, config.OpenOptions{UserAgent: userAgent(), Logger: logger, NewKeys: *newKeys})
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -101,21 +107,6 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 		return &exitError{code: exitPartial}
 	}
 	return nil
-}
-
-// pickPipeline returns the named pipeline, or the only one.
-func pickPipeline(cfg *fileConfig, name string) (string, error) {
-	if name != "" {
-		if _, ok := cfg.Pipelines[name]; !ok {
-			return "", fmt.Errorf("no pipeline %q in the configuration (have: %v)", name, sortedNames(cfg.Pipelines))
-		}
-		return name, nil
-	}
-	if len(cfg.Pipelines) != 1 {
-		return "", fmt.Errorf("the configuration has %d pipelines: choose one with -pipeline (have: %v)",
-			len(cfg.Pipelines), sortedNames(cfg.Pipelines))
-	}
-	return sortedNames(cfg.Pipelines)[0], nil
 }
 
 // isTerminal reports whether w is a character device (a terminal).
