@@ -4,8 +4,9 @@
 #   - an empty rule list (parse, type, serialize and compress only);
 #   - the Microsoft sample configuration (r4-configuration-sample.json,
 #     fixed keys) at the default number of workers, then at 1 and 2 workers;
-#   - any further configuration named in EXTRA_CONFIGS ("name=path ...",
-#     e.g. the longitudinal profile).
+#   - the built-in profiles (longitudinal, safe-harbor) with a fresh key
+#     file, and any further configuration named in EXTRA_CONFIGS
+#     ("name=path ...").
 # Reports wall seconds, resources/s, MB/s of uncompressed NDJSON, CPU seconds
 # and peak RSS (/usr/bin/time -v) for each, the 1-minute load average when
 # each started (the machine may be shared: figures taken under load are not
@@ -53,12 +54,12 @@ zcatgzip() {
   echo "$(elapsed "$work/zg.txt") $(cpu "$work/zg.txt") $(rss "$work/zg.txt") $l"
 }
 
-# measure NAME CONFIG [ARGS...]: prints "resources seconds cpu rss_kb load"
+# measure NAME ARGS...: prints "resources seconds cpu rss_kb load"
 measure() {
-  local name=$1 cfg=$2 l line res
-  shift 2
+  local name=$1 l line res
+  shift
   l=$(load)
-  /usr/bin/time -v "$work/fhirdeid" anonymize -i "$DATA" -o "$work/out-$name" -b -c "$cfg" --today 2026-11-28 "${anon_args[@]}" "$@" \
+  /usr/bin/time -v "$work/fhirdeid" anonymize -i "$DATA" -o "$work/out-$name" -b --today 2026-11-28 "${anon_args[@]}" "$@" \
     >/dev/null 2>"$work/$name.txt"
   line=$(grep -m1 'resources in' "$work/$name.txt")
   res=$(echo "$line" | sed -n 's/^\([0-9]*\) resources in.*/\1/p')
@@ -71,13 +72,20 @@ measure() {
 rm -rf "$work/warm"
 
 read -r zs zc zk zl < <(zcatgzip)
-read -r er es ec ek el < <(measure empty "$work/empty.json")
-read -r fr fs fc fk fl < <(measure full "$CONFIG")
-read -r w1r w1s w1c w1k w1l < <(measure w1 "$CONFIG" --workers 1)
-read -r w2r w2s w2c w2k w2l < <(measure w2 "$CONFIG" --workers 2)
+read -r er es ec ek el < <(measure empty -c "$work/empty.json")
+read -r fr fs fc fk fl < <(measure full -c "$CONFIG")
+read -r w1r w1s w1c w1k w1l < <(measure w1 -c "$CONFIG" --workers 1)
+read -r w2r w2s w2c w2k w2l < <(measure w2 -c "$CONFIG" --workers 2)
 extra=()
+# The built-in profiles, with a fresh key file.
+if "$work/fhirdeid" keys init "$work/keys.json" >/dev/null 2>&1; then
+  for p in longitudinal safe-harbor; do
+    read -r xr xs xc xk xl < <(measure "p-$p" --profile "$p" --keys "$work/keys.json")
+    extra+=("profile:$p $xr $xs $xc $xk $xl")
+  done
+fi
 for kv in $EXTRA_CONFIGS; do
-  read -r xr xs xc xk xl < <(measure "x-${kv%%=*}" "${kv#*=}")
+  read -r xr xs xc xk xl < <(measure "x-${kv%%=*}" -c "${kv#*=}")
   extra+=("${kv%%=*} $xr $xs $xc $xk $xl")
 done
 
