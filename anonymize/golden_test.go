@@ -29,8 +29,9 @@ var updateGolden = flag.Bool("update-golden", false, "rewrite testdata/golden-sy
 const goldenFile = "testdata/golden-synthea100.txt"
 
 // goldenConfigs are the configurations of the golden-output test: Microsoft's
-// sample configuration (its keys are in the file) and the built-in default,
-// whose empty keys are generated from a fixed seed.
+// sample configuration (its keys are in the file) and the built-in profiles
+// (safe-harbor, the default, and longitudinal), whose empty keys are
+// generated from a fixed seed.
 func goldenConfigs(t *testing.T) map[string]*anonymize.Engine {
 	t.Helper()
 	sample, err := os.ReadFile(filepath.Join(testshared.Dir(t, "conformance", "ms-anonymizer"), "FHIR", "src",
@@ -39,7 +40,8 @@ func goldenConfigs(t *testing.T) map[string]*anonymize.Engine {
 		t.Fatal(err)
 	}
 	engines := map[string]*anonymize.Engine{}
-	for name, data := range map[string][]byte{"r4-configuration-sample": sample, "safe-harbor": defaultconfig.SafeHarbor()} {
+	for name, data := range map[string][]byte{"r4-configuration-sample": sample, "safe-harbor": defaultconfig.SafeHarbor(),
+		"longitudinal": defaultconfig.Longitudinal()} {
 		cfg, err := anonymize.ParseConfig(data, anonymize.Options{FHIRVersion: "R4",
 			Compiler: anonymize.FHIRPathCompilerWithWarnings(), Rand: rand.NewChaCha8([32]byte{'g', 'o', 'l', 'd', 'e', 'n'})})
 		if err != nil {
