@@ -162,6 +162,9 @@ type typePlan struct {
 	// lists them.
 	want  []bool
 	slots []int32
+	// types and names report whether any slot is a type, or a name: the
+	// cache walk looks up only those.
+	types, names bool
 }
 
 type engineRule struct {
@@ -335,6 +338,11 @@ func (e *Engine) newPlan(t string) *typePlan {
 			if !p.want[rule.slot] {
 				p.want[rule.slot] = true
 				p.slots = append(p.slots, rule.slot)
+			}
+			if rule.fast == fastType {
+				p.types = true
+			} else {
+				p.names = true
 			}
 		}
 	}
@@ -767,11 +775,15 @@ func (r *run) cacheWalk(n *jsontree.Node, plan *typePlan) {
 	end := len(r.scratch)
 	for i := start; i < end; i++ {
 		c := r.scratch[i]
-		if s := r.typeSym.slot(c.Type); s >= 0 && plan.want[s] {
-			r.cache[s] = append(r.cache[s], c)
+		if plan.types {
+			if s := r.typeSym.slot(c.Type); s >= 0 && plan.want[s] {
+				r.cache[s] = append(r.cache[s], c)
+			}
 		}
-		if s := r.nameSym.slot(c.Name); s >= 0 && plan.want[s] {
-			r.cache[s] = append(r.cache[s], c)
+		if plan.names {
+			if s := r.nameSym.slot(c.Name); s >= 0 && plan.want[s] {
+				r.cache[s] = append(r.cache[s], c)
+			}
 		}
 		if typed.IsResource(c) {
 			r.nested = append(r.nested, c)
