@@ -382,6 +382,8 @@ func (e *Engine) AppendAnonymizedJSON(ctx context.Context, dst, data []byte, fc 
 	// Neither the engine nor its errors keep a string of the tree once the
 	// output is written, so the parser may reuse the text memory too;
 	// custom methods and traces receive values, which they might keep.
+	// Built-in methods must not keep a string of the tree (or a substring)
+	// beyond the call: copy it (strings.Clone) to keep it.
 	js.p.ReuseText = len(e.custom) == 0 && ctx.Value(traceKey{}) == nil
 	root, err := js.p.Parse(data)
 	if err != nil {
