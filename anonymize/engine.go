@@ -533,11 +533,10 @@ const maxPooledScratch = 1 << 15
 
 // putRun clears r and keeps it for reuse.
 func (e *Engine) putRun(r *run) {
-	if cap(r.scratch) > maxPooledScratch || cap(r.pr.nodes) > maxPooledScratch || cap(r.matches) > maxPooledScratch || cap(r.nested) > maxPooledScratch || cap(r.step) > maxPooledScratch {
+	if cap(r.scratch) > maxPooledScratch || cap(r.pr.state) > maxPooledScratch || cap(r.matches) > maxPooledScratch || cap(r.nested) > maxPooledScratch || cap(r.step) > maxPooledScratch {
 		return
 	}
 	clear(r.scratch)
-	clear(r.pr.nodes[:cap(r.pr.nodes)])
 	clear(r.nested[:cap(r.nested)])
 	clear(r.step[:cap(r.step)])
 	clear(r.matches[:cap(r.matches)])
@@ -549,7 +548,7 @@ func (e *Engine) putRun(r *run) {
 		r.cache[i] = v[:0]
 	}
 	*r = run{e: e, env: r.env, scratch: r.scratch[:0],
-		pr:     pruner{nodes: r.pr.nodes[:0], drop: r.pr.drop[:0], empty: r.pr.empty[:0]},
+		pr:     pruner{state: r.pr.state[:0], empty: r.pr.empty[:0]},
 		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, matches: r.matches[:0], step: r.step[:0]}
 	*r.env = fhirpath.Env{}
 	e.runs.Put(r)
@@ -1239,12 +1238,16 @@ func hasSecurityCode(sec *jsontree.Node, code string) bool {
 // pruner holds the scratch stacks of prune, so that pruning a resource
 // allocates nothing once they have grown.
 type pruner struct {
-	nodes []*jsontree.Node
-	// drop is aligned with nodes: whether the member at the same index is
-	// to be removed from its object.
-	drop  []bool
+	// state is a stack of the members of the objects being pruned: each
+	// level pushes one entry per member (pruneDrop, pruneDone).
+	state []uint8
 	empty []bool
 }
+
+const (
+	pruneDrop uint8 = 1 << iota // the member is to be removed
+	pruneDone                   // the member was pruned with its partner
+)
 
 // prune removes, bottom-up, every null value and every object or array left
 // empty, except resources, keeping a primitive array and its "_name" array
@@ -1261,66 +1264,67 @@ func (p *pruner) prune(n *jsontree.Node) bool {
 	default:
 		return false
 	}
-	// Work on a copy of the members; n's members are only removed at the
-	// end, so n.Children[i] stays p.nodes[start+i] meanwhile.
-	start := len(p.nodes)
-	p.nodes = append(p.nodes, n.Children...)
-	p.drop = append(p.drop, make([]bool, len(n.Children))...)
-	end := len(p.nodes)
-	defer func() {
-		clear(p.nodes[start:end])
-		p.nodes, p.drop = p.nodes[:start], p.drop[:start]
-	}()
+	// n's members are removed only at the end: meanwhile member i of n has
+	// the state p.state[start+i].
+	start := len(p.state)
+	p.state = append(p.state, make([]uint8, len(n.Children))...)
+	defer func() { p.state = p.state[:start] }()
 	anyDrop := false
-	for i := start; i < end; i++ {
-		c := p.nodes[i]
-		if c == nil {
+	for i, c := range n.Children {
+		if p.state[start+i]&pruneDone != 0 {
 			continue // the partner of an array pruned before
 		}
 		if c.Kind != jsontree.Array {
 			if p.prune(c) && c.Flags&jsontree.FlagResource == 0 {
-				p.drop[i], anyDrop = true, true
+				p.state[start+i] |= pruneDrop
+				anyDrop = true
 			}
 			continue
 		}
 		// An array, with its partner: "x" and "_x".
-		var partner *jsontree.Node
-		if k, ok := strings.CutPrefix(c.Key, "_"); ok {
-			partner = n.Get(k)
-		} else {
-			partner = n.Get("_" + c.Key)
-		}
-		if partner != nil && partner.Kind != jsontree.Array {
-			partner = nil
-		}
 		pj := -1
-		if partner != nil {
-			for j := start; j < end; j++ {
-				if p.nodes[j] == partner {
-					pj = j
-				}
-			}
-			if pj > i {
-				p.nodes[pj] = nil
-			}
+		if k, ok := strings.CutPrefix(c.Key, "_"); ok {
+			pj = memberIndex(n, k, "")
+		} else {
+			pj = memberIndex(n, "_", c.Key)
+		}
+		var partner *jsontree.Node
+		if pj >= 0 && n.Children[pj].Kind == jsontree.Array {
+			partner = n.Children[pj]
+			p.state[start+pj] |= pruneDone
+		} else {
+			pj = -1
 		}
 		dropA, dropB := p.pruneArrays(c, partner)
 		if dropA {
-			p.drop[i], anyDrop = true, true
+			p.state[start+i] |= pruneDrop
+			anyDrop = true
 		}
 		if dropB && pj >= 0 {
-			p.drop[pj], anyDrop = true, true
+			p.state[start+pj] |= pruneDrop
+			anyDrop = true
 		}
 	}
 	if anyDrop {
 		k := start
 		n.RemoveFunc(func(*jsontree.Node) bool {
-			d := p.drop[k]
+			d := p.state[k]&pruneDrop != 0
 			k++
 			return d
 		})
 	}
 	return len(n.Children) == 0 && n.Flags&jsontree.FlagResource == 0
+}
+
+// memberIndex returns the index of the member of object n named
+// prefix+name, or -1.
+func memberIndex(n *jsontree.Node, prefix, name string) int {
+	for i, c := range n.Children {
+		if len(c.Key) == len(prefix)+len(name) && strings.HasPrefix(c.Key, prefix) && c.Key[len(prefix):] == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // pruneArrays prunes the items of the array a and of its "_name" partner b
