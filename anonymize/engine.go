@@ -894,7 +894,7 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 				*ops = ops.Add(OpRedact)
 				return nil
 			}
-		case strings.EqualFold(node.Name, "postalCode"):
+		case len(node.Name) == len("postalCode") && strings.EqualFold(node.Name, "postalCode"):
 			out, keep, op = RedactPostalCode(node.Value, p.EnablePartialZipCodesForRedact, p.RestrictedZipCodeTabulationAreas)
 		}
 		r.setString(node, out, keep)
@@ -1039,7 +1039,7 @@ func isDateType(t string) bool {
 
 // isAgeValue reports a decimal node whose parent is an Age (§2.4.2).
 func isAgeValue(n *jsontree.Node) bool {
-	if !strings.EqualFold(n.Type, "decimal") {
+	if len(n.Type) != len("decimal") || !strings.EqualFold(n.Type, "decimal") {
 		return false
 	}
 	p := typed.Parent(n)
@@ -1048,7 +1048,7 @@ func isAgeValue(n *jsontree.Node) bool {
 
 // isReference reports the reference element of a Reference (§2.5).
 func isReference(n *jsontree.Node) bool {
-	if !strings.EqualFold(n.Name, "reference") {
+	if len(n.Name) != len("reference") || !strings.EqualFold(n.Name, "reference") {
 		return false
 	}
 	p := typed.Parent(n)
