@@ -67,6 +67,9 @@ func goldenConfigs(t *testing.T) map[string]*anonymize.Engine {
 //
 //	go test ./anonymize -run TestGoldenSynthea100 -update-golden
 func TestGoldenSynthea100(t *testing.T) {
+	if testing.Short() {
+		t.Skip("de-identifies all of synthea-100 three times (the plain test run covers it)")
+	}
 	dir := testshared.Dir(t, "data", "synthea-100")
 	files, err := filepath.Glob(filepath.Join(dir, "*.ndjson.gz"))
 	if err != nil || len(files) == 0 {
