@@ -138,7 +138,7 @@ func TestNoSignalDrowning(t *testing.T) {
 		`{"resourceType":"Organization","name":"Easthampton clinic","address":[{"state":"MA"}]}`, // a city alone
 		`{"resourceType":"Observation","valueString":"Abram saw Rose"}`,                          // parts of two different people
 		`{"resourceType":"Observation","valueString":"555-532"}`,                                 // part of a phone number
-		`{"resourceType":"Observation","code":{"coding":[{"code":"01027"}]}}`,                   // a postal code alone
+		`{"resourceType":"Observation","code":{"coding":[{"code":"01027"}]}}`,                    // a postal code alone
 		`{"resourceType":"Observation","id":"` + strings.Repeat("ab", 32) + `"}`,
 	} {
 		s := scan(c, out)

@@ -79,6 +79,9 @@ type Collector struct {
 	resources atomic.Int64
 	invalid   atomic.Int64
 	pool      sync.Pool
+	// naive turns the matching rules off (every value collected, weak words
+	// count alone): only to measure what the rules save.
+	naive bool
 }
 
 // NewCollector returns an empty collector with a fresh random key.
@@ -282,7 +285,7 @@ func (st *collectState) add(v []byte, k Kind) {
 	if n == 1 && k == KindName {
 		k = KindNamePart // a one-word name is only a part
 	}
-	if !accept(compact, k) {
+	if !st.c.naive && !accept(compact, k) {
 		return
 	}
 	c := st.c
@@ -336,13 +339,16 @@ func containsEnt(ents []uint32, e uint32) bool {
 }
 
 // accept decides whether a normalised identifier is distinctive enough to
-// look for: weak words need 3 characters (postal codes 5), everything else
+// look for: weak words need 2 letters (name parts; they count only when
+// corroborated) or 3 (cities), postal codes 5 characters, everything else
 // 5 characters, and 6 when it is only digits — so that "1", a year, a
 // house number or a two-letter state never match.
 func accept(compact []byte, k Kind) bool {
 	letter, digit := letters(compact)
 	switch k {
-	case KindNamePart, KindCity:
+	case KindNamePart:
+		return letter && len(compact) >= 2
+	case KindCity:
 		return letter && len(compact) >= 3
 	case KindPostalCode:
 		return len(compact) >= 5

@@ -235,7 +235,7 @@ func (s *Scanner) decide(file string, line int64) {
 	}
 	leaked := false
 	for i, x := range s.hits {
-		if x.info.kind.Weak() && !s.corroborated(i) {
+		if x.info.kind.Weak() && !s.c.naive && !s.corroborated(i) {
 			continue
 		}
 		leaked = true
