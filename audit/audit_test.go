@@ -57,6 +57,8 @@ const rawPatient = `{"resourceType":"Patient","id":"p1",
  "birthDate":"1965-01-13",
  "address":[{"line":["167 Nikolaus Gate"],"city":"Easthampton","state":"Massachusetts","postalCode":"01027"}]}`
 
+const rawThird = `{"resourceType":"Patient","id":"p3","name":[{"family":"van der Berg-Smith","given":["Quincy"]}]}`
+
 const rawOther = `{"resourceType":"Patient","id":"p2","name":[{"family":"Rose","given":["May"]}],"birthDate":"1980-02-03"}`
 
 // planted is every value of rawPatient, for the no-value checks.
@@ -90,7 +92,7 @@ func paths(s *Scanner) []string {
 }
 
 func TestPlanted(t *testing.T) {
-	c := collect(t, rawPatient, rawOther)
+	c := collect(t, rawPatient, rawOther, rawThird)
 	note := base64.StdEncoding.EncodeToString([]byte("Patient ABRAM LEMKE was seen today.\nPhone (555) 532 1156."))
 	for _, tc := range []struct {
 		name, out string
@@ -108,6 +110,8 @@ func TestPlanted(t *testing.T) {
 			[]string{"Basic.text.div=email", "Basic.text.div=date", "Basic.text.div=address-line"}},
 		{"kept name", `{"resourceType":"Patient","name":[{"family":"Lemke","given":["Abram"]}]}`,
 			[]string{"Patient.name.family=name-part", "Patient.name.given=name-part"}},
+		{"a multi-token family name inside the full name", `{"resourceType":"Encounter","subject":{"display":"Mr. Quincy van der Berg-Smith"}}`,
+			[]string{"Encounter.subject.display=name"}},
 		{"family then given in one string", `{"resourceType":"Encounter","subject":{"display":"Lemke, Abram"}}`,
 			[]string{"Encounter.subject.display=name"}},
 	} {

@@ -172,8 +172,9 @@ func (s *Scanner) str(path []string, v []byte) {
 }
 
 // scanText matches the tokens of v: at each token, the longest identifier
-// starting there, else the token itself. Tokens inside a matched phrase do
-// not match again on their own.
+// starting there, else the token itself. A match that lies inside an
+// earlier, longer one (the family name inside a full name) is a part of it
+// and not counted again.
 func (s *Scanner) scanText(path []string, v []byte) {
 	t := &s.t
 	t.split(v)
@@ -194,11 +195,12 @@ func (s *Scanner) scanText(path []string, v []byte) {
 				}
 				h2 := c.key.sum64(t.span(i, i+l))
 				if e2, ok := c.lookup(h2); ok && e2.info >= 0 {
-					s.hit(path, h2, c.info(h2, e2))
 					matched = true
-					if i+l > covered {
-						covered = i + l
+					if i+l <= covered {
+						break // inside a longer match: a part of it
 					}
+					s.hit(path, h2, c.info(h2, e2))
+					covered = i + l
 					break
 				}
 			}
