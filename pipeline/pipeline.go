@@ -87,6 +87,10 @@ type Pipeline struct {
 	Progress func(Progress)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Assurance, if set, audits every run's output for identifiers of its
+	// input and measures its patients' re-identification risk (assure.go).
+	Assurance *Assurance
+	assure    assureState
 
 	progMu sync.Mutex
 	prog   Progress
