@@ -68,6 +68,9 @@ type Pipeline struct {
 	// AllowCountMismatch accepts files whose line count differs from the
 	// manifest (the run is then partial).
 	AllowCountMismatch bool `yaml:"allowCountMismatch"`
+	// Audit and Risk are the privacy checks of every run (assure.go).
+	Audit Audit `yaml:"audit"`
+	Risk  Risk  `yaml:"risk"`
 }
 
 // Source is the FHIR server a pipeline exports from.

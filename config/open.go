@@ -178,6 +178,7 @@ func (f *File) Open(ctx context.Context, name string, db *state.DB, opts OpenOpt
 		Logger:             logger,
 		ConfigHash:         eng.Hash,
 		KeyFingerprints:    eng.Fingerprints,
+		Assurance:          pc.Assurance(),
 	}
 	return p, store, nil
 }
