@@ -18,6 +18,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"fhirdeid/audit"
+	"fhirdeid/pipeline"
 )
 
 func init() {
@@ -210,4 +211,19 @@ func printAudit(w io.Writer, r *audit.Report) {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", l.File, l.Line, l.Path, l.Kind)
 	}
 	tw.Flush()
+}
+
+// printAssurance prints one line per privacy check of a run's report.
+func printAssurance(w io.Writer, rep *pipeline.Report) {
+	if a := rep.Audit; a != nil {
+		fmt.Fprintf(w, "audit: %d leaks in %d resources (%d identifiers collected, %d strings scanned)\n",
+			a.Leaks, a.ResourcesWithLeaks, a.IdentifiersCollected, a.StringsScanned)
+		if a.Incomplete != "" {
+			fmt.Fprintln(w, "audit incomplete:", a.Incomplete)
+		}
+	}
+	if r := rep.Risk; r != nil {
+		fmt.Fprintf(w, "risk: %d patients in %d classes, smallest k = %d, %.1f %% below 5, %.1f %% below 11\n",
+			r.Records, r.Classes, r.MinK, 100*r.BelowK5, 100*r.BelowK11)
+	}
 }

@@ -98,6 +98,7 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 	for _, w := range rep.Warnings {
 		fmt.Fprintln(e.stdout, "warning:", w)
 	}
+	printAssurance(e.stdout, rep)
 	if rep.Status == "partial" {
 		return &exitError{code: exitPartial}
 	}
