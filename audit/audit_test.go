@@ -250,3 +250,47 @@ func sorted(s []string) []string {
 	}
 	return out
 }
+
+// TestConcurrentCollect collects from several goroutines at once (the
+// pipeline's workers do), then scans from several scanners.
+func TestConcurrentCollect(t *testing.T) {
+	c := NewCollector()
+	var raws []string
+	for i := range 200 {
+		raws = append(raws, fmt.Sprintf(`{"resourceType":"Patient","id":"p%d","identifier":[{"value":"MRN-%06d"}],"name":[{"family":"Fam%c%c","given":["Giv%c%c"]}]}`,
+			i, i, 'a'+i%26, 'a'+i/26, 'a'+i%26, 'a'+i/26))
+	}
+	done := make(chan bool)
+	for w := range 4 {
+		go func() {
+			for i := w; i < len(raws); i += 4 {
+				_ = c.Collect([]byte(raws[i]))
+			}
+			done <- true
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	if n := c.Identifiers(); n != 200*5 {
+		t.Errorf("%d identifiers, want 1000 (MRN, given, family and the name in two orders, per patient)", n)
+	}
+	reps := make(chan Report)
+	for w := range 4 {
+		go func() {
+			s := c.Scanner()
+			for i := w; i < len(raws); i += 4 {
+				s.Scan("Patient.000", int64(i+1), []byte(raws[i]))
+			}
+			reps <- s.Report()
+		}()
+	}
+	var total Report
+	for range 4 {
+		r := <-reps
+		total.Add(&r)
+	}
+	if total.ResourcesWithLeaks != 200 || total.ByPath["Patient.identifier.value"] != 200 || total.ByPath["Patient.name.family"] != 200 {
+		t.Errorf("report %+v", total)
+	}
+}

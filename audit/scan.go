@@ -110,7 +110,6 @@ type Scanner struct {
 	// the resource being scanned
 	rtype string
 	hits  []hit
-	key   []byte
 }
 
 type hit struct {
