@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 )
@@ -46,7 +47,19 @@ const (
 	// maxEntities is how many people a weak value may belong to before it
 	// is considered common and never counts on its own.
 	maxEntities = 16
+	// bloomBits is the size of the prefilter (128 KiB).
+	bloomBits = 1 << 20
 )
+
+func (c *Collector) bloomSet(b []byte) {
+	h := maphash.Bytes(c.seed, b) % bloomBits
+	c.bloom[h/64].Or(1 << (h % 64))
+}
+
+func (c *Collector) bloomHas(b []byte) bool {
+	h := maphash.Bytes(c.seed, b) % bloomBits
+	return c.bloom[h/64].Load()&(1<<(h%64)) != 0
+}
 
 // entry is what the index knows about one keyed hash: the identifier whose
 // normalised form hashes to it (info >= 0), and the lengths in tokens of the
@@ -79,6 +92,12 @@ type Collector struct {
 	resources atomic.Int64
 	invalid   atomic.Int64
 	pool      sync.Pool
+	// seed and bloom are a prefilter of the scan: a bit per (random-seeded)
+	// hash of every collected identifier and of the first token of every
+	// multi-token one, so that most output tokens are dismissed without a
+	// SipHash and a map lookup.
+	seed  maphash.Seed
+	bloom []atomic.Uint64
 	// naive turns the matching rules off (every value collected, weak words
 	// count alone): only to measure what the rules save.
 	naive bool
@@ -90,7 +109,8 @@ func NewCollector() *Collector {
 	if _, err := rand.Read(b[:]); err != nil {
 		panic("audit: no randomness: " + err.Error())
 	}
-	c := &Collector{key: sipKey{binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])}}
+	c := &Collector{key: sipKey{binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])},
+		seed: maphash.MakeSeed(), bloom: make([]atomic.Uint64, bloomBits/64)}
 	for i := range c.shards {
 		c.shards[i].m = map[uint64]entry{}
 	}
@@ -123,13 +143,6 @@ func (c *Collector) info(h uint64, e entry) *itemInfo {
 	return &c.shards[h%nShards].infos[e.info]
 }
 
-// markers are the member names under which collect looks; a resource with
-// none of them has nothing to collect and is not parsed.
-var markers = [][]byte{[]byte(`"family"`), []byte(`"given"`), []byte(`"telecom"`), []byte(`"identifier"`),
-	[]byte(`"address"`), []byte(`"valueAddress"`), []byte(`"birthDate"`), []byte(`"deceasedDateTime"`),
-	[]byte(`"contentType"`), []byte(`"valueContactPoint"`), []byte(`"valueIdentifier"`), []byte(`"valueHumanName"`),
-	[]byte(`"photo"`)}
-
 // Collect adds the direct identifiers of one raw resource (a JSON
 // document): the parts and wholes of every HumanName, every telecom value,
 // Identifier.value, address line, city, district and postal code, the birth
@@ -138,16 +151,6 @@ var markers = [][]byte{[]byte(`"family"`), []byte(`"given"`), []byte(`"telecom"`
 // counted and otherwise ignored; the error says so without quoting it.
 func (c *Collector) Collect(resource []byte) error {
 	c.resources.Add(1)
-	found := false
-	for _, m := range markers {
-		if bytes.Contains(resource, m) {
-			found = true
-			break
-		}
-	}
-	if !found {
-		return nil
-	}
 	st := c.pool.Get().(*collectState)
 	defer c.pool.Put(st)
 	st.entity = 0
@@ -179,17 +182,17 @@ func (st *collectState) entityID() uint32 {
 	return st.entity
 }
 
-func isNameKey(k string) bool { return k == "name" || k == "valueHumanName" }
+func isNameKey(k []byte) bool { return string(k) == "name" || string(k) == "valueHumanName" }
 
-func isAttachmentKey(k string) bool {
-	switch k {
+func isAttachmentKey(k []byte) bool {
+	switch string(k) {
 	case "attachment", "photo", "valueAttachment", "presentedForm", "contentAttachment", "sourceAttachment", "content":
 		return true
 	}
 	return false
 }
 
-func (st *collectState) objectStart(path []string) {
+func (st *collectState) objectStart(path [][]byte) {
 	if len(path) > 0 && isNameKey(path[len(path)-1]) {
 		st.inName = true
 		st.given = st.given[:0]
@@ -197,7 +200,7 @@ func (st *collectState) objectStart(path []string) {
 	}
 }
 
-func (st *collectState) objectEnd(path []string) {
+func (st *collectState) objectEnd(path [][]byte) {
 	if !st.inName || len(path) == 0 || !isNameKey(path[len(path)-1]) {
 		return
 	}
@@ -220,13 +223,13 @@ func (st *collectState) objectEnd(path []string) {
 	st.add(st.phrase, KindName)
 }
 
-func (st *collectState) str(path []string, v []byte) {
+func (st *collectState) str(path [][]byte, v []byte) {
 	n := len(path)
 	if n == 0 {
 		return
 	}
-	last := path[n-1]
-	parent := ""
+	last := string(path[n-1]) // no copy: compared only
+	var parent []byte
 	if n > 1 {
 		parent = path[n-2]
 	}
@@ -243,15 +246,15 @@ func (st *collectState) str(path []string, v []byte) {
 		}
 	case isNameKey(parent) && last == "text":
 		st.add(v, KindName)
-	case last == "value" && (parent == "telecom" || parent == "valueContactPoint"):
+	case last == "value" && (string(parent) == "telecom" || string(parent) == "valueContactPoint"):
 		if bytes.IndexByte(v, '@') >= 0 {
 			st.add(v, KindEmail)
 		} else {
 			st.add(v, KindTelecom)
 		}
-	case last == "value" && (parent == "identifier" || parent == "valueIdentifier"):
+	case last == "value" && (string(parent) == "identifier" || string(parent) == "valueIdentifier"):
 		st.add(v, KindIdentifier)
-	case parent == "address" || parent == "valueAddress":
+	case string(parent) == "address" || string(parent) == "valueAddress":
 		switch last {
 		case "line", "text":
 			st.add(v, KindAddressLine)
@@ -290,6 +293,10 @@ func (st *collectState) add(v []byte, k Kind) {
 	}
 	c := st.c
 	ent := st.entityID()
+	c.bloomSet(compact)
+	if n >= 2 {
+		c.bloomSet(t.span(0, 1))
+	}
 	h := c.key.sum64(compact)
 	s := &c.shards[h%nShards]
 	s.mu.Lock()

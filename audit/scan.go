@@ -108,8 +108,32 @@ type Scanner struct {
 	Keep  int
 	leaks []Leak
 	// the resource being scanned
-	rtype string
-	hits  []hit
+	rtype   string
+	hits    []hit
+	matched bool
+	// clean remembers short strings that matched nothing — codes, systems,
+	// units and display texts repeat throughout an export — so that they
+	// are tokenized once per scanner.
+	clean map[string]struct{}
+}
+
+const (
+	maxClean    = 8192
+	maxCleanLen = 128
+)
+
+// hexLike reports whether v looks like a hash or an id (hex digits and
+// dashes, 16 or more): unique values not worth remembering.
+func hexLike(v []byte) bool {
+	if len(v) < 16 {
+		return false
+	}
+	for _, c := range v {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 type hit struct {
@@ -147,17 +171,28 @@ func (s *Scanner) Scan(file string, line int64, resource []byte) {
 	s.decide(file, line)
 }
 
-func (s *Scanner) objectStart([]string) {}
-func (s *Scanner) objectEnd([]string)   {}
+func (s *Scanner) objectStart([][]byte) {}
+func (s *Scanner) objectEnd([][]byte)   {}
 
-func (s *Scanner) str(path []string, v []byte) {
-	if len(path) == 1 && path[0] == "resourceType" && s.rtype == "" {
+func (s *Scanner) str(path [][]byte, v []byte) {
+	if len(path) == 1 && string(path[0]) == "resourceType" && s.rtype == "" {
 		s.rtype = safeTypeName(v)
 		return
 	}
 	s.rep.StringsScanned++
-	s.scanText(path, v)
-	if len(path) > 0 && path[len(path)-1] == "data" && len(v) >= 8 {
+	if len(v) > maxCleanLen {
+		s.scanText(path, v)
+	} else if _, ok := s.clean[string(v)]; !ok {
+		s.matched = false
+		s.scanText(path, v)
+		if !s.matched && !hexLike(v) {
+			if s.clean == nil || len(s.clean) >= maxClean {
+				s.clean = make(map[string]struct{}, maxClean)
+			}
+			s.clean[string(v)] = struct{}{}
+		}
+	}
+	if len(path) > 0 && string(path[len(path)-1]) == "data" && len(v) >= 8 {
 		n := base64.StdEncoding.DecodedLen(len(v))
 		if cap(s.dec) < n {
 			s.dec = make([]byte, n)
@@ -174,13 +209,16 @@ func (s *Scanner) str(path []string, v []byte) {
 // starting there, else the token itself. A match that lies inside an
 // earlier, longer one (the family name inside a full name) is a part of it
 // and not counted again.
-func (s *Scanner) scanText(path []string, v []byte) {
+func (s *Scanner) scanText(path [][]byte, v []byte) {
 	t := &s.t
 	t.split(v)
 	n := t.n()
 	c := s.c
 	covered := 0
 	for i := 0; i < n; i++ {
+		if !c.bloomHas(t.span(i, i+1)) {
+			continue
+		}
 		h := c.key.sum64(t.span(i, i+1))
 		e, ok := c.lookup(h)
 		if !ok {
@@ -210,7 +248,8 @@ func (s *Scanner) scanText(path []string, v []byte) {
 	}
 }
 
-func (s *Scanner) hit(path []string, h uint64, in *itemInfo) {
+func (s *Scanner) hit(path [][]byte, h uint64, in *itemInfo) {
+	s.matched = true
 	if len(s.hits) >= maxHits {
 		return
 	}
@@ -286,14 +325,14 @@ func (s *Scanner) corroborated(i int) bool {
 // joinPath joins member names with dots; a name that is not a plain
 // identifier (it could only come from a malformed resource) is replaced, so
 // that a report path cannot carry data.
-func joinPath(path []string) string {
+func joinPath(path [][]byte) string {
 	var b strings.Builder
 	for i, k := range path {
 		if i > 0 {
 			b.WriteByte('.')
 		}
 		if plainName(k) {
-			b.WriteString(k)
+			b.Write(k)
 		} else {
 			b.WriteString("(invalid)")
 		}
@@ -301,8 +340,8 @@ func joinPath(path []string) string {
 	return b.String()
 }
 
-func plainName(k string) bool {
-	if k == "" || len(k) > 64 {
+func plainName(k []byte) bool {
+	if len(k) == 0 || len(k) > 64 {
 		return false
 	}
 	for i := 0; i < len(k); i++ {

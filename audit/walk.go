@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
 	"unicode/utf16"
@@ -16,9 +17,9 @@ var errSyntax = errors.New("invalid JSON")
 // the root to the current value; array indices are not in it. The slices
 // passed are only valid during the call.
 type visitor interface {
-	objectStart(path []string)
-	objectEnd(path []string)
-	str(path []string, v []byte)
+	objectStart(path [][]byte)
+	objectEnd(path [][]byte)
+	str(path [][]byte, v []byte)
 }
 
 // walker is a small JSON reader that reports every string value with its
@@ -27,30 +28,25 @@ type visitor interface {
 type walker struct {
 	b    []byte
 	i    int
-	path []string
+	path [][]byte
 	buf  []byte // unescaped string values
 	v    visitor
-	keys map[string]string // interned member names
+	keys []byte // unescaped member names of the resource
 }
 
-// key returns b as a string, interned so that member names do not allocate
-// for every resource.
-func (w *walker) key(b []byte) string {
-	if s, ok := w.keys[string(b)]; ok {
-		return s
+// key returns a member name that stays valid for the whole walk: b itself
+// when it aliases the document, else a copy (names with escapes).
+func (w *walker) key(b []byte) []byte {
+	if len(b) > 0 && len(w.buf) > 0 && &b[0] == &w.buf[0] {
+		start := len(w.keys)
+		w.keys = append(w.keys, b...)
+		return w.keys[start:len(w.keys):len(w.keys)]
 	}
-	s := string(b)
-	if w.keys == nil {
-		w.keys = map[string]string{}
-	}
-	if len(w.keys) < 4096 {
-		w.keys[s] = s
-	}
-	return s
+	return b
 }
 
 func (w *walker) walk(b []byte, v visitor) error {
-	w.b, w.i, w.path, w.v = b, 0, w.path[:0], v
+	w.b, w.i, w.path, w.v, w.keys = b, 0, w.path[:0], v, w.keys[:0]
 	w.space()
 	if err := w.value(0); err != nil {
 		return err
@@ -183,19 +179,15 @@ func (w *walker) string() ([]byte, error) {
 	}
 	w.i++
 	start := w.i
-	for w.i < len(w.b) {
-		c := w.b[w.i]
-		if c == '"' {
-			s := w.b[start:w.i]
-			w.i++
-			return s, nil
-		}
-		if c == '\\' {
-			return w.escaped(start)
-		}
-		w.i++
+	q := bytes.IndexByte(w.b[start:], '"')
+	if q < 0 {
+		return nil, errSyntax
 	}
-	return nil, errSyntax
+	if bytes.IndexByte(w.b[start:start+q], '\\') >= 0 {
+		return w.escaped(start)
+	}
+	w.i = start + q + 1
+	return w.b[start : start+q], nil
 }
 
 func (w *walker) escaped(start int) ([]byte, error) {
