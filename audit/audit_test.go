@@ -296,3 +296,15 @@ func TestConcurrentCollect(t *testing.T) {
 		t.Errorf("report %+v", total)
 	}
 }
+
+func TestIdentifierLimit(t *testing.T) {
+	c := NewCollector()
+	c.MaxIdentifiers = 3
+	_ = c.Collect([]byte(rawPatient))
+	if !c.Full() || c.Identifiers() != 3 {
+		t.Fatalf("full %v with %d identifiers", c.Full(), c.Identifiers())
+	}
+	if r := Summary(c); !strings.Contains(r.Incomplete, "limit (3)") {
+		t.Errorf("incomplete %q", r.Incomplete)
+	}
+}

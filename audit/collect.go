@@ -69,10 +69,31 @@ type entry struct {
 	lens uint32
 }
 
+// itemInfo is one collected identifier: its kind and the people (raw
+// resources) it belongs to, or common when they are more than maxEntities.
 type itemInfo struct {
 	kind   Kind
 	common bool
-	ents   []uint32
+	ent0   uint32
+	more   []uint32
+}
+
+func (in *itemInfo) has(e uint32) bool { return in.ent0 == e || containsEnt(in.more, e) }
+
+// shares reports whether in and o belong to a common person.
+func (in *itemInfo) shares(o *itemInfo) bool {
+	if in.common || o.common {
+		return false
+	}
+	if o.has(in.ent0) {
+		return true
+	}
+	for _, e := range in.more {
+		if o.has(e) {
+			return true
+		}
+	}
+	return false
 }
 
 type shard struct {
@@ -98,6 +119,12 @@ type Collector struct {
 	// SipHash and a map lookup.
 	seed  maphash.Seed
 	bloom []atomic.Uint64
+	// MaxIdentifiers bounds the identifiers kept (default
+	// DefaultMaxIdentifiers, about 60 bytes each); beyond it collection
+	// stops and the report says the audit is incomplete.
+	MaxIdentifiers int
+	count          atomic.Int64
+	full           atomic.Bool
 	// naive turns the matching rules off (every value collected, weak words
 	// count alone): only to measure what the rules save.
 	naive bool
@@ -117,6 +144,19 @@ func NewCollector() *Collector {
 	c.pool.New = func() any { return &collectState{c: c} }
 	return c
 }
+
+// DefaultMaxIdentifiers is the default Collector.MaxIdentifiers.
+const DefaultMaxIdentifiers = 4 << 20
+
+func (c *Collector) max() int {
+	if c.MaxIdentifiers > 0 {
+		return c.MaxIdentifiers
+	}
+	return DefaultMaxIdentifiers
+}
+
+// Full reports whether the collector reached its limit.
+func (c *Collector) Full() bool { return c.full.Load() }
 
 // Identifiers returns the number of distinct identifiers collected.
 func (c *Collector) Identifiers() int64 {
@@ -306,17 +346,23 @@ func (st *collectState) add(v []byte, k Kind) {
 	}
 	if e.info < 0 {
 		e.info = int32(len(s.infos))
-		s.infos = append(s.infos, itemInfo{kind: k, ents: []uint32{ent}})
+		if c.count.Add(1) > int64(c.max()) {
+			c.count.Add(-1)
+			c.full.Store(true)
+			s.mu.Unlock()
+			return
+		}
+		s.infos = append(s.infos, itemInfo{kind: k, ent0: ent})
 	} else {
 		in := &s.infos[e.info]
 		if in.kind.Weak() && !k.Weak() {
 			in.kind = k
 		}
-		if !in.common && !containsEnt(in.ents, ent) {
-			if len(in.ents) >= maxEntities {
-				in.common, in.ents = true, nil
+		if !in.common && !in.has(ent) {
+			if len(in.more)+1 >= maxEntities {
+				in.common, in.more = true, nil
 			} else {
-				in.ents = append(in.ents, ent)
+				in.more = append(in.more, ent)
 			}
 		}
 	}

@@ -78,5 +78,8 @@ func Summary(c *Collector, scanners ...*Scanner) Report {
 		r.Add(&rep)
 	}
 	r.Sort()
+	if c.Full() && r.Incomplete == "" {
+		r.Incomplete = fmt.Sprintf("the identifier limit (%d) was reached: identifiers beyond it were not collected", c.max())
+	}
 	return r
 }

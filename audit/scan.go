@@ -306,17 +306,9 @@ func (s *Scanner) decide(file string, line int64) {
 // person hits[i]'s belongs to, matched in the resource.
 func (s *Scanner) corroborated(i int) bool {
 	a := s.hits[i]
-	if a.info.common {
-		return false
-	}
 	for j, b := range s.hits {
-		if j == i || b.h == a.h || b.info.common {
-			continue
-		}
-		for _, e := range a.info.ents {
-			if containsEnt(b.info.ents, e) {
-				return true
-			}
+		if j != i && b.h != a.h && a.info.shares(b.info) {
+			return true
 		}
 	}
 	return false

@@ -190,7 +190,10 @@ func (p *Pipeline) audit(ctx context.Context, run *state.Run, outputs []*state.F
 	}
 	rep := audit.Summary(c, scanners...)
 	if incomplete > 0 {
-		rep.Incomplete = fmt.Sprintf("%d of %d output files were de-identified before a restart or by another process: their input's identifiers were not collected", incomplete, len(outputs))
+		if rep.Incomplete != "" {
+			rep.Incomplete += "; "
+		}
+		rep.Incomplete += fmt.Sprintf("%d of %d output files were de-identified before a restart or by another process: their input's identifiers were not collected", incomplete, len(outputs))
 	}
 	return &rep, nil
 }
