@@ -308,3 +308,32 @@ func TestIdentifierLimit(t *testing.T) {
 		t.Errorf("incomplete %q", r.Incomplete)
 	}
 }
+
+// TestPrefilter: every member name Collect reads makes a resource walked;
+// a resource without them is skipped.
+func TestPrefilter(t *testing.T) {
+	for _, list := range collectKeys {
+		for _, k := range list {
+			if !mayIdentify([]byte(`{"resourceType":"X","` + k + `":{}}`)) {
+				t.Errorf("%s: skipped", k)
+			}
+		}
+	}
+	for _, doc := range []string{
+		`{"resourceType":"Observation","status":"final","code":{"text":"names and identifiers"},"valueString":"given names"}`,
+		`{"resourceType":"Observation","identifiers":[]}`, `"`, ``,
+	} {
+		if mayIdentify([]byte(doc)) {
+			t.Errorf("%s: walked", doc)
+		}
+	}
+	// The hostile case: a quote at the very end.
+	if mayIdentify([]byte(`{"a":"b`)) {
+		t.Error("truncated document walked")
+	}
+	c := NewCollector()
+	_ = c.Collect([]byte(`{"resourceType":"Patient","name":[{"text":"Abram Lemke"}]}`))
+	if c.Identifiers() != 1 {
+		t.Errorf("a name with only text: %d identifiers", c.Identifiers())
+	}
+}

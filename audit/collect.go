@@ -191,6 +191,9 @@ func (c *Collector) info(h uint64, e entry) *itemInfo {
 // counted and otherwise ignored; the error says so without quoting it.
 func (c *Collector) Collect(resource []byte) error {
 	c.resources.Add(1)
+	if !mayIdentify(resource) {
+		return nil
+	}
 	st := c.pool.Get().(*collectState)
 	defer c.pool.Put(st)
 	st.entity = 0

@@ -113,27 +113,30 @@ type Scanner struct {
 	matched bool
 	// clean remembers short strings that matched nothing — codes, systems,
 	// units and display texts repeat throughout an export — so that they
-	// are tokenized once per scanner.
+	// are tokenized once per scanner (the first maxClean of them).
 	clean map[string]struct{}
 }
 
 const (
-	maxClean    = 8192
+	maxClean    = 1 << 15
 	maxCleanLen = 128
 )
 
-// hexLike reports whether v looks like a hash or an id (hex digits and
-// dashes, 16 or more): unique values not worth remembering.
+// hexLike reports whether v holds a run of 16 hex digits or more, as
+// hashes, ids and references to them do: unique values not worth
+// remembering.
 func hexLike(v []byte) bool {
-	if len(v) < 16 {
-		return false
-	}
+	run := 0
 	for _, c := range v {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == '-') {
-			return false
+		if c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' {
+			if run++; run >= 16 {
+				return true
+			}
+		} else {
+			run = 0
 		}
 	}
-	return true
+	return false
 }
 
 type hit struct {
@@ -185,9 +188,9 @@ func (s *Scanner) str(path [][]byte, v []byte) {
 	} else if _, ok := s.clean[string(v)]; !ok {
 		s.matched = false
 		s.scanText(path, v)
-		if !s.matched && !hexLike(v) {
-			if s.clean == nil || len(s.clean) >= maxClean {
-				s.clean = make(map[string]struct{}, maxClean)
+		if !s.matched && len(s.clean) < maxClean && !hexLike(v) {
+			if s.clean == nil {
+				s.clean = map[string]struct{}{}
 			}
 			s.clean[string(v)] = struct{}{}
 		}
