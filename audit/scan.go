@@ -178,11 +178,11 @@ func (s *Scanner) objectStart([][]byte) {}
 func (s *Scanner) objectEnd([][]byte)   {}
 
 func (s *Scanner) str(path [][]byte, v []byte) {
+	s.rep.StringsScanned++
 	if len(path) == 1 && string(path[0]) == "resourceType" && s.rtype == "" {
 		s.rtype = safeTypeName(v)
 		return
 	}
-	s.rep.StringsScanned++
 	if len(v) > maxCleanLen {
 		s.scanText(path, v)
 	} else if _, ok := s.clean[string(v)]; !ok {
@@ -219,7 +219,9 @@ func (s *Scanner) scanText(path [][]byte, v []byte) {
 	c := s.c
 	covered := 0
 	for i := 0; i < n; i++ {
-		if !c.bloomHas(t.span(i, i+1)) {
+		single := c.bloomHas(t.span(i, i+1))
+		phrase := i+1 < n && c.bloomHas(t.span(i, i+2))
+		if !single && !phrase {
 			continue
 		}
 		h := c.key.sum64(t.span(i, i+1))
@@ -228,7 +230,7 @@ func (s *Scanner) scanText(path [][]byte, v []byte) {
 			continue
 		}
 		matched := false
-		if e.lens != 0 {
+		if phrase && e.lens != 0 {
 			for l := maxTokens; l >= 2; l-- {
 				if e.lens&(1<<l) == 0 || i+l > n {
 					continue
