@@ -58,11 +58,20 @@ func (pc *Pipeline) check(field, dir string) *Error {
 	if err := pc.Source.Auth.Check(field+".source.auth", dir); err != nil {
 		return err
 	}
+	if err := pc.Source.StorageAuth.Check(field+".source.storageAuth", &pc.Source.Auth); err != nil {
+		return err
+	}
+	if err := pc.checkHostile(field); err != nil {
+		return err
+	}
 	if pc.Destination == "" {
 		return &Error{Field: field + ".destination", Msg: "missing (a storage URL: file:///path, s3://bucket, azblob://container, gs://bucket)"}
 	}
 	if pc.Anonymizer.Config != "" && !filepath.IsAbs(pc.Anonymizer.Config) {
 		pc.Anonymizer.Config = filepath.Join(dir, pc.Anonymizer.Config)
+	}
+	if err := pc.Anonymizer.check(field+".anonymizer", dir); err != nil {
+		return err
 	}
 	if pc.Schedule == "" {
 		pc.Schedule = DefaultSchedule

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"fhirdeid/audit"
@@ -35,10 +34,18 @@ type Report struct {
 	BytesOut        int64                  `json:"bytesOut"`
 	Types           map[string]*TypeReport `json:"types"`
 	// Deidentification totals what was done to the resources.
-	Deidentification Counts            `json:"deidentification"`
-	Warnings         []string          `json:"warnings,omitempty"`
-	ConfigHash       string            `json:"configHash,omitempty"`
-	KeyFingerprints  map[string]string `json:"keyFingerprints,omitempty"`
+	Deidentification Counts   `json:"deidentification"`
+	Warnings         []string `json:"warnings,omitempty"`
+	// InvalidLines lists the lines dropped as invalid (onInvalid: skip),
+	// by file and line number with a reason; never their content.
+	InvalidLines    []InvalidLine     `json:"invalidLines,omitempty"`
+	ConfigHash      string            `json:"configHash,omitempty"`
+	KeyFingerprints map[string]string `json:"keyFingerprints,omitempty"`
+	// Snapshot is the merged snapshot made after the run, or
+	// SnapshotError why it was not (not part of report.json, which is
+	// written before).
+	Snapshot      *SnapshotReport `json:"-"`
+	SnapshotError string          `json:"-"`
 	// Audit and Risk are the privacy checks of Pipeline.Assurance.
 	Audit *audit.Report `json:"audit,omitempty"`
 	Risk  *RiskReport   `json:"risk,omitempty"`
@@ -55,9 +62,10 @@ type TypeReport struct {
 
 // Finish completes run once every file is done: it writes the run's
 // manifest.json, report.json and log.ndjson, commits the run (its _SUCCESS
-// marker, then the "latest" pointer), records the run as finished — moving
-// the source's incremental cursor — and finally releases the export on the
-// server. It returns the report.
+// marker, then the "latest" pointer), merges it into the snapshot (see
+// Snapshot), records the run as finished — moving the source's incremental
+// cursor — and finally releases the export on the server. It returns the
+// report.
 func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 	files, err := p.State.Files(ctx, run.ID)
 	if err != nil {
@@ -82,7 +90,6 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 	if req, err := runRequest(run); err == nil {
 		out.Request = p.Client.KickoffURL(req)
 	}
-	base := strings.TrimSuffix(p.Store.String(), "/") + "/"
 	for _, f := range files {
 		if f.Status != state.FileDone {
 			return nil, fmt.Errorf("%s file %s.%03d is not done", f.Kind, f.Type, f.Seq)
@@ -93,7 +100,7 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 		n := f.Resources
 		switch f.Kind {
 		case bulk.KindOutput:
-			out.Output = append(out.Output, outFile{f.Type, base + f.OutKey, &n})
+			out.Output = append(out.Output, outFile{f.Type, p.Store.URL(f.OutKey), &n})
 			t := rep.Types[f.Type]
 			if t == nil {
 				t = &TypeReport{}
@@ -104,6 +111,8 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 			if len(f.Ops) > 0 {
 				var c Counts
 				if err := json.Unmarshal(f.Ops, &c); err == nil {
+					rep.InvalidLines = append(rep.InvalidLines, c.InvalidLines...)
+					c.InvalidLines = nil
 					t.Deidentification.Add(c)
 					rep.Deidentification.Add(c)
 				}
@@ -112,7 +121,7 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 			t.BytesOut += f.BytesOut
 			rep.Resources += f.Resources
 		case bulk.KindDeleted:
-			out.Deleted = append(out.Deleted, outFile{f.Type, base + f.OutKey, &n})
+			out.Deleted = append(out.Deleted, outFile{f.Type, p.Store.URL(f.OutKey), &n})
 			rep.Deleted += f.Resources
 		}
 		rep.BytesIn += f.BytesIn
@@ -168,6 +177,9 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 		return nil, &AssuranceError{Reasons: gate, Report: rep}
 	}
 	if err := p.Store.Commit(ctx, run.ID, rj); err != nil {
+		return nil, err
+	}
+	if err := p.afterCommit(ctx, rep); err != nil {
 		return nil, err
 	}
 	run.Status = status

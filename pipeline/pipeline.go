@@ -8,6 +8,10 @@
 // Run in this process, or a durable workflow engine — can call the steps and
 // pass only run ids, blob keys and counts between them, never NDJSON bodies.
 //
+// After a run commits, Snapshot merges it into the destination's merged
+// snapshot ("current"): the latest version of every resource, deletions
+// applied, with referential-integrity counts.
+//
 // The raw export never reaches the destination: files are streamed from the
 // server through the de-identifier into storage, and only de-identified bytes
 // are written.
@@ -73,6 +77,9 @@ type Pipeline struct {
 	// AllowCountMismatch accepts a file whose line count differs from the
 	// manifest's count (the run is then partial instead of failed).
 	AllowCountMismatch bool
+	// OnInvalid is OnInvalidFail ("" too) or OnInvalidSkip: what happens
+	// to a line that cannot be parsed or typed as a resource.
+	OnInvalid string
 	// LeaseTTL is how long the source lease lives without renewal
 	// (default 1 minute).
 	LeaseTTL time.Duration
@@ -81,6 +88,12 @@ type Pipeline struct {
 	// ConfigHash and KeyFingerprints go into the run report.
 	ConfigHash      string
 	KeyFingerprints map[string]string
+	// NewKeys lets a run use keys whose fingerprints differ from those of
+	// the source's last successful run (a new lake); without it such a run
+	// stops before writing anything (CheckKeys).
+	NewKeys bool
+	// newLake is set by CheckKeys when NewKeys let different keys through.
+	newLake bool
 	// Logger receives operational messages (never resource values).
 	Logger *slog.Logger
 	// Progress, if set, receives counters while files are processed.
@@ -91,6 +104,13 @@ type Pipeline struct {
 	// input and measures its patients' re-identification risk (assure.go).
 	Assurance *Assurance
 	assure    assureState
+	// NoSnapshot skips the merged snapshot after a run (see Snapshot).
+	NoSnapshot bool
+	// SnapshotMemory bounds the sort buffers of the snapshot merge, in
+	// bytes (default 64 MiB); SpillDir holds its temporary files (default
+	// the system's temporary folder).
+	SnapshotMemory int
+	SpillDir       string
 
 	progMu sync.Mutex
 	prog   Progress
@@ -203,7 +223,7 @@ func classify(err error) Outcome {
 	case errors.As(err, &le):
 		return Retryable
 	case errors.As(err, &he):
-		if he.Transient || he.StatusCode == 429 || he.StatusCode >= 500 {
+		if he.Transient || he.StatusCode == 429 || (he.StatusCode >= 500 && !he.Permanent) {
 			return Retryable
 		}
 		return Fatal

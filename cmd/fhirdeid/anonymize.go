@@ -21,10 +21,12 @@ import (
 
 	"fhirdeid/anonymize"
 	"fhirdeid/anonymize/defaultconfig"
+	"fhirdeid/anonymize/keys"
 	"fhirdeid/bulk"
 	"fhirdeid/config"
 	"fhirdeid/fhir/typed"
 	"fhirdeid/internal/ndjson"
+	"fhirdeid/pipeline"
 )
 
 func init() {
@@ -33,10 +35,13 @@ func init() {
 
 type anonymizeFlags struct {
 	input, output, config string
+	profile, keysFile     string
 	bulkData, recursive   bool
 	skip, verbose, strict bool
 	fhirVersion, today    string
 	workers, gzipLevel    int
+	onInvalid             string
+	maxLine               int
 }
 
 func runAnonymize(ctx context.Context, e *env, args []string) error {
@@ -52,6 +57,8 @@ func runAnonymize(ctx context.Context, e *env, args []string) error {
 	for _, n := range []string{"c", "configFile"} {
 		fl.StringVar(&f.config, n, "", "anonymizer configuration (default: the built-in HIPAA Safe Harbor one)")
 	}
+	fl.StringVar(&f.profile, "profile", "", "built-in configuration instead of -c: "+strings.Join(defaultconfig.Profiles(), " (default) or "))
+	fl.StringVar(&f.keysFile, "keys", "", "key file (fhirdeid keys init) whose keys replace the configuration's; default: FHIRDEID_*_KEY variables when set")
 	for _, n := range []string{"b", "bulkData"} {
 		fl.BoolVar(&f.bulkData, n, false, "the input folder holds NDJSON files (.ndjson, .ndjson.gz)")
 	}
@@ -69,11 +76,13 @@ func runAnonymize(ctx context.Context, e *env, args []string) error {
 	fl.BoolVar(&f.strict, "strict", false, "reject rule paths that name unknown elements instead of warning")
 	fl.IntVar(&f.workers, "workers", 0, "de-identification goroutines (default: the number of CPUs)")
 	fl.IntVar(&f.gzipLevel, "gzip-level", 3, "compression level of .gz outputs, 1 (fastest) to 9 (smallest)")
+	fl.StringVar(&f.onInvalid, "on-invalid", "fail", "a line that cannot be parsed or typed as a resource: fail (stop) or skip (drop it, report file, line and reason, exit 3)")
+	fl.IntVar(&f.maxLine, "max-line-bytes", bulk.DefaultMaxLineBytes, "longest accepted NDJSON line")
 	fl.Usage = func() {
 		fmt.Fprintln(e.stderr, `Usage:
-  fhirdeid anonymize -i INPUT_FOLDER -o OUTPUT_FOLDER [-c CONFIG] [-b] [-r] [-s] [-v]
-  fhirdeid anonymize [-c CONFIG] FILE... -o OUTPUT_FOLDER
-  fhirdeid anonymize [-c CONFIG] -  < in.ndjson > out.ndjson
+  fhirdeid anonymize -i INPUT_FOLDER -o OUTPUT_FOLDER [-c CONFIG | --profile NAME] [--keys FILE] [-b] [-r] [-s] [-v]
+  fhirdeid anonymize [-c CONFIG | --profile NAME] [--keys FILE] FILE... -o OUTPUT_FOLDER
+  fhirdeid anonymize [-c CONFIG | --profile NAME] [--keys FILE] -  < in.ndjson > out.ndjson
 
 De-identifies FHIR resources: .json files (one resource each), .ndjson and
 .ndjson.gz files (one resource per line, processed on all cores with the
@@ -90,7 +99,8 @@ Microsoft's FHIR anonymizer command line; configurations are compatible.`)
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	eng, warnings, err := loadEngine(f.config, f.fhirVersion, f.strict)
+	eng, warnings, err := loadEngineWith(engineSource{config: f.config, profile: f.profile, keysFile: f.keysFile,
+		version: f.fhirVersion, strict: f.strict, getenv: e.getenv})
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -100,7 +110,14 @@ Microsoft's FHIR anonymizer command line; configurations are compatible.`)
 	if f.gzipLevel < 1 || f.gzipLevel > 9 {
 		return usageError{"-gzip-level must be between 1 and 9"}
 	}
-	a := &anonymizer{eng: eng, workers: f.workers, gzipLevel: f.gzipLevel, verbose: f.verbose, stderr: e.stderr, start: time.Now()}
+	if f.onInvalid != "fail" && f.onInvalid != "skip" {
+		return usageError{"-on-invalid must be fail or skip"}
+	}
+	if f.maxLine <= 0 {
+		return usageError{"-max-line-bytes must be positive"}
+	}
+	a := &anonymizer{eng: eng, workers: f.workers, gzipLevel: f.gzipLevel, verbose: f.verbose, stderr: e.stderr, start: time.Now(),
+		skipInvalid: f.onInvalid == "skip", maxLine: f.maxLine}
 	if a.workers <= 0 {
 		a.workers = runtime.GOMAXPROCS(0)
 	}
@@ -111,6 +128,9 @@ Microsoft's FHIR anonymizer command line; configurations are compatible.`)
 		}
 		err := a.stream(ctx, "stdin", e.stdin, e.stdout, false)
 		a.summary(e.stderr)
+		if err == nil {
+			err = a.invalidErr()
+		}
 		return err
 	}
 	jobs, err := f.jobs(pos)
@@ -127,6 +147,9 @@ Microsoft's FHIR anonymizer command line; configurations are compatible.`)
 	err = a.files(ctx, jobs, f.skip)
 	stop()
 	a.summary(e.stderr)
+	if err == nil {
+		err = a.invalidErr()
+	}
 	return err
 }
 
@@ -144,18 +167,58 @@ func anonymizeContext(ctx context.Context, today string) (context.Context, error
 
 // loadEngine loads an anonymizer configuration (or the built-in one).
 func loadEngine(path, version string, strict bool) (*anonymize.Engine, []string, error) {
+	return loadEngineWith(engineSource{config: path, version: version, strict: strict})
+}
+
+// engineSource says where a command's anonymizer comes from: a
+// configuration file or a built-in profile, and the keys that replace the
+// configuration's (a key file, else the environment when getenv is set).
+type engineSource struct {
+	config, profile, keysFile string
+	version                   string
+	strict                    bool
+	getenv                    func(string) string
+}
+
+// loadEngineWith loads the anonymizer of src.
+func loadEngineWith(src engineSource) (*anonymize.Engine, []string, error) {
 	data, name := defaultconfig.SafeHarbor(), "built-in "+defaultconfig.Name
-	if path != "" {
+	if src.config != "" && src.profile != "" {
+		return nil, nil, errors.New("give -c (a configuration file) or --profile (a built-in one), not both")
+	}
+	if src.profile != "" {
+		var ok bool
+		if data, ok = defaultconfig.Profile(src.profile); !ok {
+			return nil, nil, fmt.Errorf("--profile: unknown profile %q: the built-in profiles are %s", src.profile, strings.Join(defaultconfig.Profiles(), " and "))
+		}
+		name = "built-in profile " + src.profile
+	}
+	if src.config != "" {
 		var err error
-		if data, err = os.ReadFile(path); err != nil {
+		if data, err = os.ReadFile(src.config); err != nil {
 			return nil, nil, fmt.Errorf("read configuration: %w", err)
 		}
-		name = path
+		name = src.config
 	}
+	var k anonymize.Keys
+	var warnings []string
+	switch {
+	case src.keysFile != "":
+		var err error
+		if k, warnings, err = keys.Load(src.keysFile); err != nil {
+			return nil, nil, err
+		}
+	case src.getenv != nil:
+		var err error
+		if k, err = keys.FromEnv(src.getenv); err != nil {
+			return nil, nil, err
+		}
+	}
+	version := src.version
 	if version == "" {
 		version = fileVersion(data)
 	}
-	cfg, err := anonymize.ParseConfig(data, anonymize.Options{FHIRVersion: version, Compiler: config.CheckedCompiler(version, strict)})
+	cfg, err := anonymize.ParseConfig(data, anonymize.Options{FHIRVersion: version, Compiler: config.CheckedCompiler(version, src.strict), Keys: k})
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -163,7 +226,7 @@ func loadEngine(path, version string, strict bool) (*anonymize.Engine, []string,
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return eng, cfg.Warnings(), nil
+	return eng, append(warnings, cfg.Warnings()...), nil
 }
 
 // fileVersion guesses the release from a configuration's fhirVersion, so
@@ -255,14 +318,20 @@ type anonymizer struct {
 	stderr    io.Writer
 	start     time.Time
 
-	mu        sync.Mutex
-	types     map[string]int64
-	ops       map[string]int64
-	nfiles    int
-	skipped   int64 // resources replaced by processingErrors: skip
-	resources atomic.Int64
-	bytesIn   atomic.Int64
-	filesDone atomic.Int64
+	mu      sync.Mutex
+	types   map[string]int64
+	ops     map[string]int64
+	nfiles  int
+	skipped int64 // resources replaced by processingErrors: skip
+	// skipInvalid drops lines that cannot be parsed or typed (-on-invalid
+	// skip); invalid lists them (capped) and nInvalid counts them.
+	skipInvalid bool
+	maxLine     int
+	invalid     []pipeline.InvalidLine
+	nInvalid    int64
+	resources   atomic.Int64
+	bytesIn     atomic.Int64
+	filesDone   atomic.Int64
 }
 
 // count records one processed resource.
@@ -308,8 +377,13 @@ func (a *anonymizer) stream(ctx context.Context, name string, r io.Reader, w io.
 		gzm = ndjson.NewGzipMembers(a.workers, a.gzipLevel)
 		opts.Encode = gzm.Encode
 	}
+	opts.MaxLine = a.maxLine
 	st, err := ndjson.Transform(ctx, r, w, func(worker int, lineNo int64, line, dst []byte) ([]byte, error) {
-		return a.resource(ctx, fc, line, dst)
+		out, err := a.resource(ctx, fc, line, dst)
+		if err != nil && a.dropInvalid(name, lineNo, line, err) {
+			return dst, nil
+		}
+		return out, err
 	}, opts)
 	a.bytesIn.Add(st.BytesIn)
 	if err != nil {
@@ -431,6 +505,12 @@ func (a *anonymizer) file(ctx context.Context, j job) (err error) {
 		}
 		a.bytesIn.Add(int64(len(data)))
 		out, err := a.resource(ctx, anonymize.FileContext{FileName: name}, data, nil)
+		if err != nil && a.dropInvalid(j.in, 1, data, err) {
+			tmp.Close()
+			os.Remove(tmp.Name())
+			a.filesDone.Add(1)
+			return nil // nothing written for an invalid resource
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", j.in, err)
 		}
@@ -458,6 +538,49 @@ func (a *anonymizer) file(ctx context.Context, j job) (err error) {
 		fmt.Fprintf(a.stderr, "%s → %s (%s)\n", j.in, j.out, time.Since(t0).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// dropInvalid records line lineNo of file as dropped when skipping invalid
+// lines and err says the line cannot be parsed or typed; the line itself is
+// never printed.
+func (a *anonymizer) dropInvalid(file string, lineNo int64, line []byte, err error) bool {
+	if !a.skipInvalid {
+		return false
+	}
+	reason, ok := pipeline.InvalidReason(line, "", err)
+	if !ok {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.nInvalid++
+	if len(a.invalid) < 1000 {
+		a.invalid = append(a.invalid, pipeline.InvalidLine{File: file, Line: lineNo, Reason: reason})
+	}
+	return true
+}
+
+// invalidErr lists the dropped lines and returns the exit-3 error, or nil
+// when none was dropped.
+func (a *anonymizer) invalidErr() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.nInvalid == 0 {
+		return nil
+	}
+	sort.Slice(a.invalid, func(i, j int) bool {
+		if a.invalid[i].File != a.invalid[j].File {
+			return a.invalid[i].File < a.invalid[j].File
+		}
+		return a.invalid[i].Line < a.invalid[j].Line
+	})
+	for _, il := range a.invalid {
+		fmt.Fprintf(a.stderr, "dropped %s:%d: %s\n", il.File, il.Line, il.Reason)
+	}
+	if n := a.nInvalid - int64(len(a.invalid)); n > 0 {
+		fmt.Fprintf(a.stderr, "dropped %d more invalid lines\n", n)
+	}
+	return &exitError{code: 3, err: fmt.Errorf("%d invalid lines dropped (-on-invalid skip); the other resources were de-identified", a.nInvalid)}
 }
 
 func (a *anonymizer) summary(w io.Writer) {

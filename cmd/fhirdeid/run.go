@@ -33,8 +33,9 @@ func runRun(ctx context.Context, e *env, args []string) error {
 	name := fs.String("pipeline", "", "the pipeline to run (default: the only one in the file)")
 	verbose := fs.Bool("v", false, "log each step")
 	quiet := fs.Bool("q", false, "print no progress")
+	newKeys := fs.Bool("new-keys", false, "accept anonymizer keys that differ from the last successful run's: start a new lake with a full export")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, `Usage: fhirdeid run [-pipeline NAME] [-v] [-q] CONFIG
+		fmt.Fprintln(e.stderr, `Usage: fhirdeid run [-pipeline NAME] [-v] [-q] [-new-keys] CONFIG
 
 Runs one pipeline of the configuration file once: kicks off (or resumes) the
 export, de-identifies every file into the destination and commits the run.
@@ -58,6 +59,10 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	// Key Vault references, before anything is created.
+	if err := cfg.ResolveSecrets(ctx, nil); err != nil {
+		return &exitError{code: 1, err: err}
+	}
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelInfo
@@ -72,7 +77,7 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 		return err
 	}
 	defer db.Close()
-	p, store, err := cfg.Open(ctx, pname, db, config.OpenOptions{UserAgent: userAgent(), Logger: logger})
+	p, store, err := cfg.Open(ctx, pname, db, config.OpenOptions{UserAgent: userAgent(), Logger: logger, NewKeys: *newKeys})
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -92,13 +97,14 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 		return err
 	}
 	elapsed := time.Since(start)
-	fmt.Fprintf(e.stdout, "run %s %s: %d resources (%d deletion bundles) in %s, %.0f resources/s → %s/%s/\n",
+	fmt.Fprintf(e.stdout, "run %s %s: %d resources (%d deletion bundles) in %s, %.0f resources/s → %s\n",
 		rep.Run, rep.Status, rep.Resources, rep.Deleted, elapsed.Round(time.Millisecond),
-		float64(rep.Resources)/elapsed.Seconds(), store.String(), rep.Run)
+		float64(rep.Resources)/elapsed.Seconds(), store.URL(rep.Run+"/"))
 	for _, w := range rep.Warnings {
 		fmt.Fprintln(e.stdout, "warning:", w)
 	}
 	printAssurance(e.stdout, rep)
+	printSnapshot(e.stdout, store.String(), rep.Snapshot)
 	if rep.Status == "partial" {
 		return &exitError{code: exitPartial}
 	}
