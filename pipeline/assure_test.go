@@ -82,6 +82,11 @@ func TestAssuranceCleanRun(t *testing.T) {
 	if r := rep.Risk; r.Records != int64(len(e.pop.Resources["Patient"])) || r.MinK < 1 || r.RequiredK != 1 || r.Action != "fail" {
 		t.Errorf("risk %+v", r)
 	}
+	for _, name := range []string{"latest", "current"} {
+		if _, err := os.Stat(filepath.Join(e.dest, name)); err != nil {
+			t.Errorf("a clean run did not publish %s: %v", name, err)
+		}
+	}
 	rj, err := os.ReadFile(filepath.Join(e.dest, rep.Run, "report.json"))
 	if err != nil || !bytes.Contains(rj, []byte(`"identifiersCollected"`)) || !bytes.Contains(rj, []byte(`"shareBelow5"`)) {
 		t.Errorf("report.json without audit and risk: %v %s", err, rj)
@@ -116,7 +121,7 @@ func TestAssuranceFailOnLeak(t *testing.T) {
 		}
 	}
 	// Nothing published: no _SUCCESS, no latest; the report is there.
-	for _, name := range []string{filepath.Join(rep.Run, "_SUCCESS"), "latest"} {
+	for _, name := range []string{filepath.Join(rep.Run, "_SUCCESS"), "latest", "current"} {
 		if _, err := os.Stat(filepath.Join(e.dest, name)); !os.IsNotExist(err) {
 			t.Errorf("%s exists after a failed audit: %v", name, err)
 		}
