@@ -26,17 +26,22 @@ for _ in $(seq 50); do grep -q "FHIR base" "$work/server.out" 2>/dev/null && bre
 base=$(sed -n 's/^bulkserver: FHIR base //p' "$work/server.out")
 [ -n "$base" ] || { echo "assure.sh: server did not start" >&2; cat "$work/server.err" >&2; exit 1; }
 
+# Fixed keys, so that the runs of a pipeline may follow each other; no
+# snapshot merge (it would add the same cost to both, and hide the checks').
+export FHIRDEID_CRYPTO_HASH_KEY=bench-hash-key-0123456789abcdef FHIRDEID_DATE_SHIFT_KEY=bench-shift-key FHIRDEID_ENCRYPT_KEY=0123456789abcdef0123456789abcdef
 cat >"$work/fhirdeid.yml" <<YAML
 state: $work/state/state.db
 pipelines:
   off:
     source: {url: $base, maxPollInterval: 1s}
     destination: file://$work/lake-off
+    snapshot: false
     audit: {enabled: false}
     risk: {enabled: false}
   on:
     source: {url: $base, maxPollInterval: 1s}
     destination: file://$work/lake-on
+    snapshot: false
     audit: {failOn: leak}
     risk: {minK: 1, action: fail}
 YAML
@@ -57,6 +62,7 @@ done
 res=$(sed -n 's/^run [^ ]* [a-z]*: \([0-9]*\) resources.*/\1/p' "$work/run-on.out")
 run=$(cat "$work/lake-on/latest")
 
+/usr/bin/time -v "$work/fhirdeid" version >/dev/null 2>"$work/version.time"
 /usr/bin/time -v "$work/fhirdeid" risk "$work/lake-on/$run" >"$work/risk.out" 2>"$work/risk.time"
 /usr/bin/time -v "$work/fhirdeid" risk "$DATA" >"$work/riskraw.out" 2>"$work/riskraw.time"
 /usr/bin/time -v "$work/fhirdeid" audit "$work/lake-on/$run" --raw "$DATA" >"$work/audit.out" 2>"$work/audit.time" || true
@@ -71,6 +77,7 @@ report="bench/out/assure-$(date -u +%Y%m%dT%H%M%SZ).txt"
   printf "%-34s %10.2f %10.2f\n" "fhirdeid run, audit + risk on" "${W[on]}" "${C[on]}"
   echo "cost of the checks: wall $(awk -v a="${W[on]}" -v b="${W[off]}" 'BEGIN{printf "%+.1f %%", 100*(a-b)/b}'), CPU $(awk -v a="${C[on]}" -v b="${C[off]}" 'BEGIN{printf "%+.1f %%", 100*(a-b)/b}')"
   grep -E '^(audit|risk):' "$work/run-on.out" || true
+  printf "fhirdeid version (the binary alone): peak RSS %.1f MB\n" "$(awk -v k="$(field "$work/version.time" 'Maximum resident set size (kbytes)')" 'BEGIN{print k/1024}')"
   printf "fhirdeid risk (de-identified run): peak RSS %.1f MB, %.2f s\n" "$(awk -v k="$(field "$work/risk.time" 'Maximum resident set size (kbytes)')" 'BEGIN{print k/1024}')" "$(wall "$work/risk.time")"
   printf "fhirdeid risk (raw data):          peak RSS %.1f MB, %.2f s\n" "$(awk -v k="$(field "$work/riskraw.time" 'Maximum resident set size (kbytes)')" 'BEGIN{print k/1024}')" "$(wall "$work/riskraw.time")"
   printf "fhirdeid audit (run vs raw data):  peak RSS %.1f MB, %.2f s, %s\n" "$(awk -v k="$(field "$work/audit.time" 'Maximum resident set size (kbytes)')" 'BEGIN{print k/1024}')" "$(wall "$work/audit.time")" "$(grep -E '^leaks' "$work/audit.out" | tr -s ' ')"

@@ -1,6 +1,7 @@
 package pipeline_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,10 +12,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/gzip"
+
 	"fhirdeid/anonymize"
 	"fhirdeid/anonymize/defaultconfig"
 	"fhirdeid/bulk/bulktest"
 	"fhirdeid/internal/synth"
+	"fhirdeid/internal/testshared"
 	"fhirdeid/pipeline"
 	"fhirdeid/state"
 )
@@ -169,6 +173,63 @@ func TestAssuranceRiskGate(t *testing.T) {
 		}
 		if err != nil || rep.Status != "partial" || rep.Audit != nil || rep.Risk.Action != "warn" {
 			t.Fatalf("action warn: %v %+v", err, rep)
+		}
+	}
+}
+
+// TestAssuranceSynthea100 runs synthea-100 through the pipeline with a
+// configuration that keeps Patient.name and failOn: leak: the run fails,
+// exactly the 100 patients leak, at Patient.name, and nothing is published.
+func TestAssuranceSynthea100(t *testing.T) {
+	if testing.Short() {
+		t.Skip("de-identifies synthea-100 twice: not with -short")
+	}
+	dir := testshared.Dir(t, "data", "synthea-100")
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.ndjson.gz"))
+	var res [][]byte
+	for _, p := range paths {
+		fh, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(fh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(zr)
+		sc.Buffer(nil, 64<<20)
+		for sc.Scan() {
+			res = append(res, append([]byte(nil), sc.Bytes()...))
+		}
+		fh.Close()
+	}
+	for _, keep := range []bool{false, true} {
+		e := newEnv(t, bulktest.Options{Resources: res, PartSize: 5000})
+		var extra []map[string]any
+		if keep {
+			extra = append(extra, map[string]any{"path": "Patient.name", "method": "keep"})
+		}
+		p := e.pipeline(t, engineDeid(t, extra...))
+		p.Assurance = &pipeline.Assurance{Audit: true, FailOnLeak: true, Risk: true}
+		rep, err := pipeline.Run(context.Background(), p)
+		if !keep {
+			if err != nil || rep.Audit.Leaks != 0 || rep.Audit.ResourcesScanned != int64(len(res)) || rep.Risk.Records != 100 {
+				t.Fatalf("default configuration: %v %+v", err, rep)
+			}
+			continue
+		}
+		var ae *pipeline.AssuranceError
+		if !errors.As(err, &ae) {
+			t.Fatalf("names kept: %v", err)
+		}
+		a := ae.Report.Audit
+		if a.ResourcesWithLeaks != 100 || a.ByPath["Patient.name.family"] < 100 || a.ByPath["Patient.name.given"] < 100 || len(a.ByPath) != 2 {
+			t.Errorf("audit %+v", a)
+		}
+		for _, name := range []string{"latest", "current", filepath.Join(ae.Report.Run, "_SUCCESS")} {
+			if _, err := os.Stat(filepath.Join(e.dest, name)); !os.IsNotExist(err) {
+				t.Errorf("%s published: %v", name, err)
+			}
 		}
 	}
 }
