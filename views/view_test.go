@@ -119,3 +119,27 @@ func TestValuesAndKinds(t *testing.T) {
 		t.Fatalf("patient: %d rows, %v", n, err)
 	}
 }
+
+func TestBuiltinsCompile(t *testing.T) {
+	vs, err := Builtins()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"conditions", "encounters", "immunizations", "medication_requests", "observations", "patient_demographics", "procedures"}
+	if len(vs) != len(want) {
+		t.Fatalf("%d built-in views, want %d", len(vs), len(want))
+	}
+	for i, v := range vs {
+		if v.Name != want[i] {
+			t.Errorf("view %d is %s, want %s", i, v.Name, want[i])
+		}
+		for _, c := range v.Columns {
+			if c.Kind == KindAny {
+				t.Errorf("%s.%s has no type", v.Name, c.Name)
+			}
+		}
+	}
+	if _, err := Builtin("../x"); err == nil {
+		t.Error("builtin ../x accepted")
+	}
+}

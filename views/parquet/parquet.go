@@ -1,0 +1,251 @@
+// Package parquet writes the rows of a view (package views) as an Apache
+// Parquet file with github.com/parquet-go/parquet-go. It is a separate
+// package so that only programs that write Parquet link that library.
+//
+// Columns keep the view's order and are typed from the column's kind:
+//
+//	string, code, id, uri..., date, dateTime, time, complex types, untyped → BYTE_ARRAY (STRING)
+//	integer, positiveInt, unsignedInt, integer64                         → INT64
+//	decimal                                                              → DOUBLE
+//	boolean                                                              → BOOLEAN
+//	instant                                                              → INT64 TIMESTAMP(MICROS, UTC)
+//
+// Dates and dateTimes stay text because FHIR allows partial precision
+// ("2020", "2020-02"), which a Parquet DATE or TIMESTAMP cannot hold; they
+// sort correctly as text. Every column is optional (null when the path gives
+// nothing); a column with collection: true is a repeated field (an empty
+// collection is an empty list). Data pages are compressed (snappy by
+// default, or zstd) and a row group is flushed every RowGroupRows rows or
+// RowGroupBytes bytes of buffered values, which bounds memory.
+package parquet
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"reflect"
+	"strconv"
+	"time"
+	"unsafe"
+
+	pq "github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
+	"github.com/parquet-go/parquet-go/compress/snappy"
+	"github.com/parquet-go/parquet-go/compress/zstd"
+	"github.com/parquet-go/parquet-go/encoding"
+
+	"fhirdeid/views"
+)
+
+// Options configure a Writer.
+type Options struct {
+	// Compression is "snappy" (default), "zstd" or "none".
+	Compression string
+	// RowGroupRows and RowGroupBytes bound a row group; defaults 128k rows
+	// and 32 MiB of buffered values.
+	RowGroupRows  int
+	RowGroupBytes int
+}
+
+// Writer writes rows of one view as a Parquet file.
+type Writer struct {
+	v                  *views.View
+	w                  *pq.Writer
+	leaf               []leafKind
+	row                pq.Row
+	rows               []pq.Row
+	buffered, maxBytes int
+	inGroup, maxRows   int
+	total              int64
+}
+
+type leafKind uint8
+
+const (
+	leafString leafKind = iota
+	leafInt
+	leafDouble
+	leafBool
+	leafTimestamp
+)
+
+// Schema returns the Parquet schema of a view.
+func Schema(v *views.View) *pq.Schema {
+	s, _ := schema(v)
+	return s
+}
+
+func schema(v *views.View) (*pq.Schema, []leafKind) {
+	g := &orderedGroup{}
+	var kinds []leafKind
+	for _, c := range v.Columns {
+		var n pq.Node
+		var k leafKind
+		switch c.Kind {
+		case views.KindInteger:
+			n, k = pq.Int(64), leafInt
+		case views.KindDecimal:
+			n, k = pq.Leaf(pq.DoubleType), leafDouble
+		case views.KindBoolean:
+			n, k = pq.Leaf(pq.BooleanType), leafBool
+		case views.KindInstant:
+			n, k = pq.TimestampAdjusted(pq.Microsecond, true), leafTimestamp
+		default:
+			n, k = pq.String(), leafString
+		}
+		if c.Collection {
+			n = pq.Repeated(n)
+		} else {
+			n = pq.Optional(n)
+		}
+		g.fields = append(g.fields, &field{Node: n, name: c.Name})
+		kinds = append(kinds, k)
+	}
+	return pq.NewSchema(v.Name, g), kinds
+}
+
+// NewWriter starts a Parquet file of the view's rows on w. Close writes the
+// footer; w is not closed.
+func NewWriter(w io.Writer, v *views.View, opt Options) (*Writer, error) {
+	var codec compress.Codec
+	switch opt.Compression {
+	case "", "snappy":
+		codec = &snappy.Codec{}
+	case "zstd":
+		codec = &zstd.Codec{Level: zstd.SpeedDefault}
+	case "none":
+		codec = nil
+	default:
+		return nil, fmt.Errorf("parquet: unknown compression %q (snappy, zstd or none)", opt.Compression)
+	}
+	if opt.RowGroupRows <= 0 {
+		opt.RowGroupRows = 128 << 10
+	}
+	if opt.RowGroupBytes <= 0 {
+		opt.RowGroupBytes = 32 << 20
+	}
+	s, kinds := schema(v)
+	opts := []pq.WriterOption{s, pq.CreatedBy("fhirdeid", "", ""), pq.PageBufferSize(256 << 10)}
+	if codec != nil {
+		opts = append(opts, pq.Compression(codec))
+	}
+	return &Writer{v: v, w: pq.NewWriter(w, opts...), leaf: kinds, rows: make([]pq.Row, 1),
+		maxRows: opt.RowGroupRows, maxBytes: opt.RowGroupBytes}, nil
+}
+
+// Rows returns the number of rows written.
+func (w *Writer) Rows() int64 { return w.total }
+
+// Write appends one row (as given by views.Runner.Eval).
+func (w *Writer) Write(row []views.Value) error {
+	r := w.row[:0]
+	for i, v := range row {
+		col := &w.v.Columns[i]
+		if col.Collection {
+			if len(v.List) == 0 {
+				r = append(r, pq.NullValue().Level(0, 0, i))
+				continue
+			}
+			for j, it := range v.List {
+				pv, err := w.value(i, it)
+				if err != nil {
+					return err
+				}
+				rep := 0
+				if j > 0 {
+					rep = 1
+				}
+				r = append(r, pv.Level(rep, 1, i))
+			}
+			continue
+		}
+		if v.Null {
+			r = append(r, pq.NullValue().Level(0, 0, i))
+			continue
+		}
+		pv, err := w.value(i, v)
+		if err != nil {
+			return err
+		}
+		r = append(r, pv.Level(0, 1, i))
+	}
+	w.row = r
+	w.rows[0] = r
+	if _, err := w.w.WriteRows(w.rows); err != nil {
+		return err
+	}
+	w.total++
+	w.inGroup++
+	if w.inGroup >= w.maxRows || w.buffered >= w.maxBytes {
+		if err := w.w.Flush(); err != nil {
+			return err
+		}
+		w.inGroup, w.buffered = 0, 0
+	}
+	return nil
+}
+
+func (w *Writer) value(i int, v views.Value) (pq.Value, error) {
+	switch w.leaf[i] {
+	case leafInt:
+		w.buffered += 8
+		return pq.Int64Value(v.Int), nil
+	case leafBool:
+		w.buffered++
+		return pq.BooleanValue(v.Int != 0), nil
+	case leafDouble:
+		f, err := strconv.ParseFloat(v.Text, 64)
+		if err != nil || math.IsInf(f, 0) {
+			return pq.Value{}, fmt.Errorf("view %s: column %s: a decimal out of the range of a double", w.v.Name, w.v.Columns[i].Name)
+		}
+		w.buffered += 8
+		return pq.DoubleValue(f), nil
+	case leafTimestamp:
+		t, err := time.Parse(time.RFC3339Nano, v.Text)
+		if err != nil {
+			return pq.Value{}, fmt.Errorf("view %s: column %s: an instant without full precision and time zone", w.v.Name, w.v.Columns[i].Name)
+		}
+		w.buffered += 8
+		return pq.Int64Value(t.UnixMicro()), nil
+	}
+	s := v.String()
+	w.buffered += len(s) + 4
+	// The writer copies byte arrays into its buffers during WriteRows, so
+	// the string's bytes are not retained.
+	return pq.ByteArrayValue(unsafe.Slice(unsafe.StringData(s), len(s))), nil
+}
+
+// Close flushes the last row group and writes the footer.
+func (w *Writer) Close() error { return w.w.Close() }
+
+// orderedGroup is a group whose fields keep the view's column order
+// (parquet.Group sorts them by name).
+type orderedGroup struct {
+	fields []pq.Field
+}
+
+func (g *orderedGroup) ID() int                     { return 0 }
+func (g *orderedGroup) String() string              { return "group" }
+func (g *orderedGroup) Type() pq.Type               { return pq.Group{}.Type() }
+func (g *orderedGroup) Optional() bool              { return false }
+func (g *orderedGroup) Repeated() bool              { return false }
+func (g *orderedGroup) Required() bool              { return true }
+func (g *orderedGroup) Leaf() bool                  { return false }
+func (g *orderedGroup) Fields() []pq.Field          { return g.fields }
+func (g *orderedGroup) Encoding() encoding.Encoding { return nil }
+func (g *orderedGroup) Compression() compress.Codec { return nil }
+func (g *orderedGroup) GoType() reflect.Type        { return reflect.TypeFor[map[string]any]() }
+
+type field struct {
+	pq.Node
+	name string
+}
+
+func (f *field) Name() string { return f.name }
+
+func (f *field) Value(base reflect.Value) reflect.Value {
+	if base.Kind() == reflect.Map {
+		return base.MapIndex(reflect.ValueOf(f.name))
+	}
+	return reflect.Value{}
+}
