@@ -243,7 +243,9 @@ func (r *Runner) fill(c *colNode, items []fhirpath.Item) error {
 			if err != nil {
 				return err
 			}
-			l = append(l, v)
+			if !v.Null { // a primitive with only extensions
+				l = append(l, v)
+			}
 		}
 		r.lists[c.slot] = l[:0]
 		r.row[c.slot] = Value{Kind: col.Kind, List: l}
@@ -304,6 +306,11 @@ func natural(it fhirpath.Item) Value {
 	n := it.Node()
 	x, ok := it.Value()
 	if !ok {
+		if n != nil && n.Kind == jsontree.Number && (n.Type == "decimal" || n.Type == "") {
+			// A JSON number FHIRPath does not read as a decimal (an
+			// exponent: 1e3): keep its literal.
+			return Value{Kind: KindDecimal, Text: n.Value}
+		}
 		if n != nil && n.Kind == jsontree.Object && !typed.IsPrimitive(n) {
 			return Value{Kind: KindJSON, Text: string(n.AppendJSON(nil))}
 		}

@@ -50,7 +50,7 @@ type Options struct {
 // Writer writes rows of one view as a Parquet file.
 type Writer struct {
 	v                  *views.View
-	w                  *pq.Writer
+	w                  *pq.GenericWriter[any]
 	leaf               []leafKind
 	row                pq.Row
 	rows               []pq.Row
@@ -129,7 +129,7 @@ func NewWriter(w io.Writer, v *views.View, opt Options) (*Writer, error) {
 	if codec != nil {
 		opts = append(opts, pq.Compression(codec))
 	}
-	return &Writer{v: v, w: pq.NewWriter(w, opts...), leaf: kinds, rows: make([]pq.Row, 1),
+	return &Writer{v: v, w: pq.NewGenericWriter[any](w, opts...), leaf: kinds, rows: make([]pq.Row, 1),
 		maxRows: opt.RowGroupRows, maxBytes: opt.RowGroupBytes}, nil
 }
 
