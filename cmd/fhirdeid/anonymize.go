@@ -22,6 +22,7 @@ import (
 	"fhirdeid/anonymize"
 	"fhirdeid/anonymize/defaultconfig"
 	"fhirdeid/bulk"
+	"fhirdeid/config"
 	"fhirdeid/fhir/typed"
 	"fhirdeid/internal/ndjson"
 )
@@ -154,7 +155,7 @@ func loadEngine(path, version string, strict bool) (*anonymize.Engine, []string,
 	if version == "" {
 		version = fileVersion(data)
 	}
-	cfg, err := anonymize.ParseConfig(data, anonymize.Options{FHIRVersion: version, Compiler: checkedCompiler(version, strict)})
+	cfg, err := anonymize.ParseConfig(data, anonymize.Options{FHIRVersion: version, Compiler: config.CheckedCompiler(version, strict)})
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -466,12 +467,12 @@ func (a *anonymizer) summary(w io.Writer) {
 	n := a.resources.Load()
 	fmt.Fprintf(w, "%d resources in %d files, %s, %.0f resources/s, %.1f MB/s\n", n, a.nfiles, el.Round(time.Millisecond),
 		float64(n)/el.Seconds(), float64(a.bytesIn.Load())/el.Seconds()/1e6)
-	for _, k := range sortedNames(a.types) {
+	for _, k := range config.SortedKeys(a.types) {
 		fmt.Fprintf(w, "  %-28s %9d\n", k, a.types[k])
 	}
 	if len(a.ops) > 0 {
 		fmt.Fprintln(w, "resources per operation:")
-		for _, k := range sortedNames(a.ops) {
+		for _, k := range config.SortedKeys(a.ops) {
 			fmt.Fprintf(w, "  %-28s %9d\n", k, a.ops[k])
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"fhirdeid/anonymize/defaultconfig"
 	"fhirdeid/bulk"
 	"fhirdeid/bulk/bulktest"
+	"fhirdeid/config"
 	"fhirdeid/internal/synth"
 	"fhirdeid/jsontree"
 	"fhirdeid/pipeline"
@@ -95,7 +96,7 @@ the output.`)
 		return err
 	}
 	defer store.Close()
-	cfg, err := anonymize.ParseConfig(defaultconfig.SafeHarbor(), anonymize.Options{FHIRVersion: "R4", Compiler: checkedCompiler("R4", true)})
+	cfg, err := anonymize.ParseConfig(defaultconfig.SafeHarbor(), anonymize.Options{FHIRVersion: "R4", Compiler: config.CheckedCompiler("R4", true)})
 	if err != nil {
 		return fmt.Errorf("built-in configuration: %w", err)
 	}

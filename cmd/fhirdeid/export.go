@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"fhirdeid/bulk"
+	"fhirdeid/config"
 )
 
 func init() {
@@ -357,7 +358,8 @@ func runExport(ctx context.Context, e *env, args []string) error {
 }
 
 // exportAuth builds the authenticator from the flags, reading secrets from
-// the environment or files.
+// the environment or files. The flags become a config.Auth, so that export
+// and the pipelines build authenticators the same way.
 func exportAuth(e *env, f *exportFlags, hc *http.Client, base string) (bulk.Authenticator, error) {
 	modes := 0
 	for _, on := range []bool{f.tokenEnv != "", f.secretEnv != "" || f.secretFile != "", f.keyFile != ""} {
@@ -368,89 +370,86 @@ func exportAuth(e *env, f *exportFlags, hc *http.Client, base string) (bulk.Auth
 	if modes > 1 {
 		return nil, usageError{"give one of --token-env, --client-secret-env/--client-secret-file, --key"}
 	}
+	var a config.Auth
 	switch {
 	case f.tokenEnv != "":
 		tok := strings.TrimSpace(e.getenv(f.tokenEnv))
 		if tok == "" {
 			return nil, usageError{"--token-env: environment variable " + f.tokenEnv + " is empty or unset"}
 		}
-		return bulk.StaticToken{Value: bulk.NewSecret(tok)}, nil
+		a = config.Auth{Type: "bearer", Token: tok}
 	case f.secretEnv != "" || f.secretFile != "":
 		if f.secretEnv != "" && f.secretFile != "" {
 			return nil, usageError{"give either --client-secret-env or --client-secret-file"}
 		}
-		var secret string
+		a = config.Auth{Type: "client-credentials", ClientID: f.clientID, ClientSecretFile: f.secretFile,
+			TokenURL: f.tokenURL, Tenant: f.tenant, Scope: f.scope, Resource: f.resource}
 		if f.secretEnv != "" {
-			secret = e.getenv(f.secretEnv)
-			if secret == "" {
+			if a.ClientSecret = e.getenv(f.secretEnv); a.ClientSecret == "" {
 				return nil, usageError{"--client-secret-env: environment variable " + f.secretEnv + " is empty or unset"}
 			}
-		} else {
-			b, err := os.ReadFile(f.secretFile)
-			if err != nil {
-				return nil, usageError{"--client-secret-file: cannot read the file"}
-			}
-			secret = strings.TrimSpace(string(b))
 		}
 		if f.clientID == "" {
 			return nil, usageError{"a client secret needs --client-id"}
 		}
-		tokenURL := f.tokenURL
-		if tokenURL == "" && f.tenant != "" {
-			v := 2
-			if f.resource != "" {
-				v = 1
-			}
-			tokenURL = bulk.EntraTokenURL(f.tenant, v)
-		}
-		if tokenURL == "" {
+		if f.tokenURL == "" && f.tenant == "" {
 			return nil, usageError{"a client secret needs --token-url or --tenant"}
 		}
-		style := bulk.AuthBasic
 		switch f.authStyle {
-		case "basic":
-		case "post":
-			style = bulk.AuthPost
+		case "basic", "post":
+			a.Style = f.authStyle
 		default:
 			return nil, usageError{"--auth-style must be basic or post"}
 		}
-		if f.tenant != "" && f.authStyle == "basic" {
-			style = bulk.AuthPost // Entra ID takes client_secret_post
+		if f.tenant != "" {
+			a.Style = "post" // Entra ID takes client_secret_post
 		}
-		return &bulk.ClientCredentials{HTTP: hc, TokenURL: tokenURL, ClientID: f.clientID, Secret: bulk.NewSecret(secret),
-			Style: style, Scope: f.scope, Resource: f.resource}, nil
 	case f.keyFile != "":
 		if f.clientID == "" {
 			return nil, usageError{"--key needs --client-id"}
 		}
-		data, err := os.ReadFile(f.keyFile)
-		if err != nil {
-			return nil, usageError{"--key: cannot read the key file"}
+		a = config.Auth{Type: "smart", ClientID: f.clientID, PrivateKeyFile: f.keyFile, KeyID: f.kid, Alg: f.alg,
+			TokenURL: f.tokenURL, Scope: f.scope}
+		if a.Scope == "" {
+			a.Scope = defaultScope(f)
 		}
-		key, kid, alg, err := bulk.ParsePrivateKey(data, f.kid)
-		if err != nil {
-			return nil, usageError{"--key: " + err.Error()}
-		}
-		if f.kid != "" {
-			kid = f.kid
-		}
-		if kid == "" {
-			return nil, usageError{"--key: the key has no kid; give --kid"}
-		}
-		if f.alg != "" {
-			alg = f.alg
-		}
-		if alg != "RS384" && alg != "ES384" {
-			return nil, usageError{"--alg must be RS384 or ES384"}
-		}
-		scope := f.scope
-		if scope == "" {
-			scope = defaultScope(f)
-		}
-		return &bulk.SMARTBackend{HTTP: hc, FHIRBase: base, TokenURL: f.tokenURL, ClientID: f.clientID, Key: key,
-			KeyID: kid, Alg: alg, Scope: scope}, nil
+	default:
+		return nil, nil
 	}
-	return nil, nil
+	if err := a.Check("auth", ""); err != nil {
+		return nil, flagError(err)
+	}
+	auth, err := a.Authenticator("auth", hc, base)
+	if err != nil {
+		return nil, flagError(err)
+	}
+	return auth, nil
+}
+
+// exportAuthFlags names the flag of each authentication field.
+var exportAuthFlags = map[string]string{
+	"auth":                  "authentication flags",
+	"auth.clientID":         "--client-id",
+	"auth.clientSecretFile": "--client-secret-file",
+	"auth.tokenURL":         "--token-url",
+	"auth.style":            "--auth-style",
+	"auth.privateKeyFile":   "--key",
+	"auth.keyID":            "--kid",
+	"auth.alg":              "--alg",
+}
+
+// flagError rewords a configuration error of the authentication fields as
+// a usage error naming the flag.
+func flagError(err error) error {
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		return err
+	}
+	name, ok := exportAuthFlags[ce.Field]
+	if !ok {
+		name = ce.Field
+	}
+	return usageError{name + ": " + ce.Msg}
 }
 
 // storageAuth sets the Azure Storage credentials of Azure mode.

@@ -149,3 +149,6 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 		args = rest[1:]
 	}
 }
+
+// userAgent is the User-Agent fhirdeid sends to FHIR servers.
+func userAgent() string { return "fhirdeid/" + Version }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"fhirdeid/config"
 	"fhirdeid/pipeline"
 	"fhirdeid/state"
 )
@@ -49,11 +50,11 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 		fs.Usage()
 		return usageError{"need exactly one configuration file"}
 	}
-	cfg, err := loadConfigFile(fs.Arg(0), e.getenv)
+	cfg, err := config.Load(fs.Arg(0), e.getenv)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	pname, err := pickPipeline(cfg, *name)
+	pname, err := cfg.Pick(*name)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -71,7 +72,7 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 		return err
 	}
 	defer db.Close()
-	p, store, err := openPipeline(ctx, cfg, pname, db, logger)
+	p, store, err := cfg.Open(ctx, pname, db, config.OpenOptions{UserAgent: userAgent(), Logger: logger})
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -101,21 +102,6 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 		return &exitError{code: exitPartial}
 	}
 	return nil
-}
-
-// pickPipeline returns the named pipeline, or the only one.
-func pickPipeline(cfg *fileConfig, name string) (string, error) {
-	if name != "" {
-		if _, ok := cfg.Pipelines[name]; !ok {
-			return "", fmt.Errorf("no pipeline %q in the configuration (have: %v)", name, sortedNames(cfg.Pipelines))
-		}
-		return name, nil
-	}
-	if len(cfg.Pipelines) != 1 {
-		return "", fmt.Errorf("the configuration has %d pipelines: choose one with -pipeline (have: %v)",
-			len(cfg.Pipelines), sortedNames(cfg.Pipelines))
-	}
-	return sortedNames(cfg.Pipelines)[0], nil
 }
 
 // isTerminal reports whether w is a character device (a terminal).

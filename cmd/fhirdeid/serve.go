@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"fhirdeid/config"
 	"fhirdeid/pipeline"
 	"fhirdeid/server"
 	"fhirdeid/state"
@@ -19,22 +20,13 @@ func init() {
 	register(command{name: "serve", summary: "run the configured pipelines on their schedules, with an HTTP API, a dashboard and metrics", run: runServe})
 }
 
-// serveConfig holds the settings of "fhirdeid serve": the "serve:" key of the
-// configuration file (fileConfig.Serve), with flags overriding the file.
-type serveConfig struct {
-	// Addr is the listen address (default 127.0.0.1:8080).
-	Addr string `yaml:"addr"`
-	// TokenEnv names the environment variable holding the API token.
-	TokenEnv string `yaml:"tokenEnv"`
-}
-
 // defaultServeAddr listens on the loopback interface only.
 const defaultServeAddr = "127.0.0.1:8080"
 
 func runServe(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("fhirdeid serve", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	var sc serveConfig
+	var sc config.Serve
 	fs.StringVar(&sc.Addr, "addr", defaultServeAddr, "listen address; a non-loopback address requires -token-env")
 	fs.StringVar(&sc.TokenEnv, "token-env", "", "environment variable holding the bearer token required by the API and dashboard")
 	verbose := fs.Bool("v", false, "log debug messages")
@@ -59,7 +51,7 @@ SIGINT stops the service: running runs checkpoint and resume at the next start.`
 		fs.Usage()
 		return usageError{"need exactly one configuration file"}
 	}
-	cfg, err := loadConfigFile(fs.Arg(0), e.getenv)
+	cfg, err := config.Load(fs.Arg(0), e.getenv)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -101,7 +93,7 @@ SIGINT stops the service: running runs checkpoint and resume at the next start.`
 	defer db.Close()
 
 	var jobs []*server.Job
-	for _, name := range sortedNames(cfg.Pipelines) {
+	for _, name := range cfg.Names() {
 		job, closeFn, err := serveJob(ctx, cfg, fs.Arg(0), name, db, logger)
 		if err != nil {
 			return &exitError{code: 2, err: err}
@@ -129,21 +121,21 @@ SIGINT stops the service: running runs checkpoint and resume at the next start.`
 // serveJob builds the server job of one configured pipeline. It wires the
 // pipeline once to check its configuration (the anonymizer rules, the
 // destination), then again for every run.
-func serveJob(ctx context.Context, cfg *fileConfig, path, name string, db *state.DB, logger *slog.Logger) (*server.Job, func() error, error) {
+func serveJob(ctx context.Context, cfg *config.File, path, name string, db *state.DB, logger *slog.Logger) (*server.Job, func() error, error) {
 	pc := cfg.Pipelines[name]
 	field := "pipelines." + name
 	loc := time.UTC
 	if pc.Timezone != "" {
 		var err error
 		if loc, err = time.LoadLocation(pc.Timezone); err != nil {
-			return nil, nil, &configError{File: path, Field: field + ".timezone", Msg: "unknown time zone"}
+			return nil, nil, &config.Error{File: path, Field: field + ".timezone", Msg: "unknown time zone"}
 		}
 	}
 	sched, err := server.ParseCron(pc.Schedule, loc)
 	if err != nil {
-		return nil, nil, &configError{File: path, Field: field + ".schedule", Msg: err.Error()}
+		return nil, nil, &config.Error{File: path, Field: field + ".schedule", Msg: err.Error()}
 	}
-	_, store, err := openPipeline(ctx, cfg, name, db, logger)
+	_, store, err := cfg.Open(ctx, name, db, config.OpenOptions{UserAgent: userAgent(), Logger: logger})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -158,9 +150,9 @@ func serveJob(ctx context.Context, cfg *fileConfig, path, name string, db *state
 		Schedule:  sched,
 		RunMissed: pc.RunMissed,
 		Store:     logStore,
-		LogDir:    filepath.Join(filepath.Dir(cfg.State), "logs"),
+		LogDir:    cfg.LogDir(),
 		Open: func(ctx context.Context) (*pipeline.Pipeline, func() error, error) {
-			p, store, err := openPipeline(ctx, cfg, name, db, quiet)
+			p, store, err := cfg.Open(ctx, name, db, config.OpenOptions{UserAgent: userAgent(), Logger: quiet})
 			if err != nil {
 				return nil, nil, err
 			}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 
+	"fhirdeid/config"
 	"fhirdeid/storage"
 )
 
@@ -30,20 +31,20 @@ no server and creates nothing.`)
 		fs.Usage()
 		return usageError{"need exactly one configuration file"}
 	}
-	cfg, err := loadConfigFile(fs.Arg(0), e.getenv)
+	cfg, err := config.Load(fs.Arg(0), e.getenv)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	for _, name := range sortedNames(cfg.Pipelines) {
+	for _, name := range cfg.Names() {
 		pc := cfg.Pipelines[name]
 		field := "pipelines." + name
-		if _, err := pc.Source.Auth.authenticator(field+".source.auth", nil, pc.Source.URL); err != nil {
+		if _, err := pc.Source.Auth.Authenticator(field+".source.auth", nil, pc.Source.URL); err != nil {
 			return &exitError{code: 2, err: err}
 		}
 		if err := storage.CheckURL(pc.Destination); err != nil {
-			return &exitError{code: 2, err: &configError{File: fs.Arg(0), Field: field + ".destination", Msg: err.Error()}}
+			return &exitError{code: 2, err: &config.Error{File: fs.Arg(0), Field: field + ".destination", Msg: err.Error()}}
 		}
-		eng, _, _, err := pc.loadAnonymizer(field)
+		eng, err := pc.LoadEngine(field)
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
