@@ -68,6 +68,13 @@ type Pipeline struct {
 	// AllowCountMismatch accepts files whose line count differs from the
 	// manifest (the run is then partial).
 	AllowCountMismatch bool `yaml:"allowCountMismatch"`
+	// Views are research tables computed from the de-identified resources
+	// of each run: "builtin" (every built-in view), "builtin:NAME", or
+	// ViewDefinition files (SQL on FHIR v2). Each run writes
+	// <run>/views/<name>/*.parquet.
+	Views []string `yaml:"views"`
+	// ViewsCSV also writes each table part as CSV.
+	ViewsCSV bool `yaml:"viewsCSV"`
 }
 
 // Source is the FHIR server a pipeline exports from.

@@ -179,5 +179,9 @@ func (f *File) Open(ctx context.Context, name string, db *state.DB, opts OpenOpt
 		ConfigHash:         eng.Hash,
 		KeyFingerprints:    eng.Fingerprints,
 	}
+	if p.Tables, err = pc.tablesFor(field, store); err != nil {
+		store.Close()
+		return nil, nil, err
+	}
 	return p, store, nil
 }

@@ -4,15 +4,17 @@
 //
 // Columns keep the view's order and are typed from the column's kind:
 //
-//	string, code, id, uri..., date, dateTime, time, complex types, untyped → BYTE_ARRAY (STRING)
-//	integer, positiveInt, unsignedInt, integer64                         → INT64
-//	decimal                                                              → DOUBLE
-//	boolean                                                              → BOOLEAN
-//	instant                                                              → INT64 TIMESTAMP(MICROS, UTC)
+//	string, code, id, uri..., date, dateTime, instant, time,
+//	complex types (JSON), untyped                  → BYTE_ARRAY (STRING)
+//	integer, positiveInt, unsignedInt, integer64  → INT64
+//	decimal                                       → DOUBLE
+//	boolean                                       → BOOLEAN
 //
-// Dates and dateTimes stay text because FHIR allows partial precision
-// ("2020", "2020-02"), which a Parquet DATE or TIMESTAMP cannot hold; they
-// sort correctly as text. Every column is optional (null when the path gives
+// Dates, dateTimes and instants stay text (their FHIR form) because FHIR
+// allows partial precision ("2020", "2020-02") and de-identification
+// generalizes even instants to a year, which a Parquet DATE or TIMESTAMP
+// cannot hold; the text sorts correctly and every engine casts it
+// (DuckDB: CAST(effective AS TIMESTAMPTZ) where the precision is full). Every column is optional (null when the path gives
 // nothing); a column with collection: true is a repeated field (an empty
 // collection is an empty list). Data pages are compressed (snappy by
 // default, or zstd) and a row group is flushed every RowGroupRows rows or
@@ -25,7 +27,6 @@ import (
 	"math"
 	"reflect"
 	"strconv"
-	"time"
 	"unsafe"
 
 	pq "github.com/parquet-go/parquet-go"
@@ -66,7 +67,6 @@ const (
 	leafInt
 	leafDouble
 	leafBool
-	leafTimestamp
 )
 
 // Schema returns the Parquet schema of a view.
@@ -88,8 +88,6 @@ func schema(v *views.View) (*pq.Schema, []leafKind) {
 			n, k = pq.Leaf(pq.DoubleType), leafDouble
 		case views.KindBoolean:
 			n, k = pq.Leaf(pq.BooleanType), leafBool
-		case views.KindInstant:
-			n, k = pq.TimestampAdjusted(pq.Microsecond, true), leafTimestamp
 		default:
 			n, k = pq.String(), leafString
 		}
@@ -200,13 +198,6 @@ func (w *Writer) value(i int, v views.Value) (pq.Value, error) {
 		}
 		w.buffered += 8
 		return pq.DoubleValue(f), nil
-	case leafTimestamp:
-		t, err := time.Parse(time.RFC3339Nano, v.Text)
-		if err != nil {
-			return pq.Value{}, fmt.Errorf("view %s: column %s: an instant without full precision and time zone", w.v.Name, w.v.Columns[i].Name)
-		}
-		w.buffered += 8
-		return pq.Int64Value(t.UnixMicro()), nil
 	}
 	s := v.String()
 	w.buffered += len(s) + 4
