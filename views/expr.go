@@ -314,7 +314,9 @@ func getResourceKey(cl *fhirpath.Call, focus []fhirpath.Item) ([]fhirpath.Item, 
 			}
 		}
 		if id := n.Get("id"); id != nil && id.Kind == jsontree.String {
-			out = append(out, fhirpath.ValueItem(id.Value))
+			// The id element itself: no conversion, and it compares
+			// equal to getReferenceKey()'s string.
+			out = append(out, fhirpath.NodeItem(id))
 		}
 	}
 	return out, nil

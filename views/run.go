@@ -2,6 +2,7 @@ package views
 
 import (
 	"fmt"
+	"strconv"
 
 	"fhirdeid/fhir/model"
 	"fhirdeid/fhir/typed"
@@ -16,7 +17,8 @@ type Runner struct {
 	env     fhirpath.Env
 	ri      []fhirpath.Item // the %rowIndex variable, changed in place
 	row     []Value
-	lists   [][]Value // per slot, reused list storage for collections
+	lists   [][]Value       // per slot, reused list storage for collections
+	buf     []fhirpath.Item // column results, consumed before the next column
 	emit    func([]Value) error
 	resName string
 	parser  jsontree.Parser
@@ -170,11 +172,16 @@ const maxRepeatDepth = 256
 // selects and its unionAll.
 func (r *Runner) body(s *selectNode, ctx fhirpath.Item, ri int, k func() error) error {
 	for _, c := range s.cols {
-		items, err := r.evalOn(c.expr, ctx, ri)
+		// A column's result is converted before the next evaluation, so
+		// one buffer serves every column.
+		items, err := r.evalInto(r.buf[:0], c.expr, ctx, ri)
 		if err != nil {
 			return err
 		}
-		if err := r.fill(c, items); err != nil {
+		err = r.fill(c, items)
+		clear(items)
+		r.buf = items[:0]
+		if err != nil {
 			return err
 		}
 	}
@@ -197,6 +204,23 @@ func (r *Runner) children(s *selectNode, i int, ctx fhirpath.Item, ri int, k fun
 		return r.sel(s.children[i], ctx, ri, k)
 	}
 	return r.sel(s.children[i], ctx, ri, func() error { return r.children(s, i+1, ctx, ri, k) })
+}
+
+// evalInto evaluates e on ctx, appending the result to dst.
+func (r *Runner) evalInto(dst []fhirpath.Item, e *cexpr, ctx fhirpath.Item, ri int) ([]fhirpath.Item, error) {
+	n := ctx.Node()
+	if n == nil {
+		items, err := r.evalOn(e, ctx, ri)
+		return append(dst, items...), err
+	}
+	if e.rowIndex {
+		r.ri[0] = fhirpath.ValueItem(int64(ri))
+	}
+	items, err := e.e.EvaluateAppend(dst, n, &r.env)
+	if err != nil {
+		return dst, r.evalErr(e, err)
+	}
+	return items, nil
 }
 
 func (r *Runner) evalOn(e *cexpr, ctx fhirpath.Item, ri int) ([]fhirpath.Item, error) {
@@ -304,6 +328,13 @@ func (r *Runner) value(c *colNode, it fhirpath.Item) (Value, error) {
 // natural converts an item to a Value of its own kind.
 func natural(it fhirpath.Item) Value {
 	n := it.Node()
+	if n != nil && n.Kind != jsontree.Object && n.Kind != jsontree.Array {
+		// A primitive with a value: read its text without converting it
+		// to a System value (which allocates).
+		if v, ok := primitive(n); ok {
+			return v
+		}
+	}
 	x, ok := it.Value()
 	if !ok {
 		if n != nil && n.Kind == jsontree.Number && (n.Type == "decimal" || n.Type == "") {
@@ -391,4 +422,48 @@ func (r *Runner) errorf(e *cexpr, format string, args ...any) error {
 func (r *Runner) evalErr(e *cexpr, err error) error {
 	err = e.fixPos(err)
 	return &Error{View: r.v.Name, Element: e.elem, Resource: r.resource(), Msg: err.Error(), Err: err}
+}
+
+// primitive converts a primitive node's JSON value by its FHIR type.
+func primitive(n *jsontree.Node) (Value, bool) {
+	switch n.Type {
+	case "string", "code", "id", "uri", "url", "canonical", "oid", "uuid", "markdown", "base64Binary", "xhtml":
+		if n.Kind == jsontree.String {
+			return Value{Kind: KindString, Text: n.Value}, true
+		}
+	case "boolean":
+		if n.Kind == jsontree.Bool {
+			if n.Value == "true" {
+				return Value{Kind: KindBoolean, Int: 1}, true
+			}
+			return Value{Kind: KindBoolean}, true
+		}
+	case "integer", "positiveInt", "unsignedInt":
+		if n.Kind == jsontree.Number {
+			if i, err := strconv.ParseInt(n.Value, 10, 64); err == nil {
+				return Value{Kind: KindInteger, Int: i}, true
+			}
+		}
+	case "decimal":
+		if n.Kind == jsontree.Number {
+			return Value{Kind: KindDecimal, Text: n.Value}, true
+		}
+	case "date":
+		if n.Kind == jsontree.String {
+			return Value{Kind: KindDate, Text: n.Value}, true
+		}
+	case "dateTime":
+		if n.Kind == jsontree.String {
+			return Value{Kind: KindDateTime, Text: n.Value}, true
+		}
+	case "instant":
+		if n.Kind == jsontree.String {
+			return Value{Kind: KindInstant, Text: n.Value}, true
+		}
+	case "time":
+		if n.Kind == jsontree.String {
+			return Value{Kind: KindTime, Text: n.Value}, true
+		}
+	}
+	return Value{}, false
 }

@@ -355,7 +355,7 @@ func (c *compiler) selectNode(x any, elem, ctxType string) (*selectNode, []*colG
 	}
 	inner := ctxType
 	switch {
-	case m["forEach"] != nil || hasKey(m, "forEach"):
+	case hasKey(m, "forEach"):
 		s.mode = iterForEach
 		e, err := c.expr(m["forEach"], elem+".forEach", ctxType, false)
 		if err != nil {

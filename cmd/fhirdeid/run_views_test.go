@@ -22,7 +22,7 @@ import (
 // (de-identified) NDJSON, and no planted identifier reaches a table.
 func TestRunWithViews(t *testing.T) {
 	cfgPath, lake, pop := pipelineFixture(t, "    views: [builtin]\n    viewsCSV: true\n    workers: 2\n")
-	if code, out, errOut := runExportCmd(t, nil, "validate", cfgPath); code != 0 {
+	if code, out, errOut := runExportCmd(t, nil, "validate", cfgPath); code != 0 || !strings.Contains(out, "ehr: 7 views: conditions, encounters,") {
 		t.Fatalf("validate: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut := runExportCmd(t, nil, "run", cfgPath)

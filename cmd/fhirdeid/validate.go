@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strings"
 
 	"fhirdeid/config"
 	"fhirdeid/storage"
@@ -53,6 +54,17 @@ no server and creates nothing.`)
 			storage.Redact(pc.Destination), rules, pc.Schedule)
 		for _, w := range eng.Config().Warnings() {
 			fmt.Fprintf(e.stdout, "%s: warning: %s\n", name, w)
+		}
+		if len(pc.Views) > 0 {
+			vs, err := pc.LoadViews(field)
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			names := make([]string, len(vs))
+			for i, v := range vs {
+				names[i] = v.Name
+			}
+			fmt.Fprintf(e.stdout, "%s: %d views: %s\n", name, len(vs), strings.Join(names, ", "))
 		}
 	}
 	fmt.Fprintln(e.stdout, "configuration OK")
