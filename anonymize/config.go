@@ -83,6 +83,10 @@ const (
 	ScopeFile
 	// ScopeFolder keys it on the input folder's last path segment.
 	ScopeFolder
+	// ScopePatient (a fhirdeid extension) keys it on the id of the patient
+	// whose compartment the resource is in, and keeps times of day: see
+	// patientshift.go.
+	ScopePatient
 )
 
 // String returns "resource", "file" or "folder".
@@ -92,6 +96,8 @@ func (s DateShiftScope) String() string {
 		return "file"
 	case ScopeFolder:
 		return "folder"
+	case ScopePatient:
+		return "patient"
 	}
 	return "resource"
 }
@@ -175,6 +181,9 @@ type Options struct {
 	Rand io.Reader
 	// Format is the file's syntax.
 	Format Format
+	// Keys, when its fields are set, replace the file's keys (from a key
+	// file or the environment; see Keys).
+	Keys Keys
 }
 
 // Parameters are the configuration's "parameters", with defaults filled in
@@ -190,6 +199,10 @@ type Parameters struct {
 	DateShiftFixedOffsetInDays int
 	// HasFixedOffset reports whether dateShiftFixedOffsetInDays was set.
 	HasFixedOffset bool
+	// DateShiftRangeInDays bounds the offsets of scope "patient" (and of
+	// its resource fallback): they lie in [-range, -1] ∪ [1, range].
+	// Default 50, as the Microsoft anonymizer's range.
+	DateShiftRangeInDays int
 	// CryptoHashKey keys cryptoHash (HMAC-SHA256) and the deterministic
 	// noise of perturb. Generated when empty.
 	CryptoHashKey string
@@ -483,7 +496,7 @@ func foldMembers(obj *Value, where string, known []string) (map[string]*Member, 
 var topKeys = []string{"fhirVersion", "processingErrors", "fhirPathRules", "parameters"}
 
 var paramKeys = []string{
-	"dateShiftKey", "dateShiftScope", "dateShiftFixedOffsetInDays", "cryptoHashKey", "encryptKey",
+	"dateShiftKey", "dateShiftScope", "dateShiftFixedOffsetInDays", "dateShiftRangeInDays", "cryptoHashKey", "encryptKey",
 	"enablePartialAgesForRedact", "enablePartialDatesForRedact", "enablePartialZipCodesForRedact",
 	"restrictedZipCodeTabulationAreas", "customSettings",
 }
@@ -561,6 +574,7 @@ func (l *loader) load(root Value) (*Config, error) {
 		}
 		c.rules = append(c.rules, r)
 	}
+	applyKeys(&c.params, l.opts.Keys)
 	if k := c.params.EncryptKey; k != "" {
 		if n := len(k) * 8; n != 128 && n != 192 && n != 256 {
 			return nil, &ConfigError{Msg: fmt.Sprintf("invalid encrypt key size : %d bits! Please provide key sizes of 128, 192 or 256 bits.", n)}
@@ -698,9 +712,14 @@ func (l *loader) parameters(v *Value, p *Parameters) error {
 			p.DateShiftScope = ScopeFile
 		case strings.EqualFold(s, "folder"):
 			p.DateShiftScope = ScopeFolder
+		case strings.EqualFold(s, "patient"):
+			p.DateShiftScope = ScopePatient
 		default:
-			return parseErr(&m.Value, "dateShiftScope must be \"resource\", \"file\" or \"folder\"")
+			return parseErr(&m.Value, "dateShiftScope must be \"resource\", \"file\", \"folder\" or \"patient\"")
 		}
+	}
+	if err := dateShiftRange(found["dateShiftRangeInDays"], p); err != nil {
+		return err
 	}
 	if m := found["dateShiftFixedOffsetInDays"]; m != nil && m.Value.Kind != NullValue {
 		mv := &m.Value

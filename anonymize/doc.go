@@ -67,6 +67,14 @@
 //  6. Emptied elements are pruned bottom-up, keeping resources and the
 //     alignment of primitive arrays with their "_name" arrays (§2.2).
 //
+// Date-shift scope "patient" (a fhirdeid extension, patientshift.go) shifts
+// every date of the resources in one patient's compartment by the same
+// keyed, non-zero number of days, keeping times of day, so that intervals
+// survive. Options.Keys replaces the configuration's keys with those of a
+// key file or the environment (package anonymize/keys); Config.UsedKeys,
+// RandomKeys and KeyFingerprints say which keys the rules use, which of
+// them were drawn at random, and their fingerprints for run reports.
+//
 // Programs can add methods of their own (EngineOptions.CustomMethods), as
 // the reference implementation's library API allows custom processors
 // (§2.11).

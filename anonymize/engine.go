@@ -432,6 +432,8 @@ type run struct {
 	matches        []*jsontree.Node
 	// genEnv is the FHIRPath environment of generalize cases.
 	genEnv fhirpath.Env
+	// pshift is the state of dateShiftScope "patient".
+	pshift patientShiftState
 }
 
 // resource processes one resource and its nested resources, and returns the
@@ -441,6 +443,9 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 		return 0, err
 	}
 	r.resources++
+	if r.e.params.DateShiftScope == ScopePatient {
+		defer func(prev patientShiftState) { r.pshift = prev }(r.enterPatientScope(res))
+	}
 	var ops Operations
 	// The caches are built before any rule runs, as in the reference
 	// implementation: nodes that a substitute adds later are not in them.
@@ -658,6 +663,9 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 		dt, ok := ParseDateType(node.Type)
 		if !ok || !typed.HasValue(node) || node.Value == "" {
 			return nil
+		}
+		if p.DateShiftScope == ScopePatient {
+			return r.shiftPatientDate(node, dt, rule, res, ops)
 		}
 		offset := p.DateShiftFixedOffsetInDays
 		if !p.HasFixedOffset {

@@ -64,6 +64,9 @@ func (pc *Pipeline) check(field, dir string) *Error {
 	if pc.Anonymizer.Config != "" && !filepath.IsAbs(pc.Anonymizer.Config) {
 		pc.Anonymizer.Config = filepath.Join(dir, pc.Anonymizer.Config)
 	}
+	if err := pc.Anonymizer.check(field+".anonymizer", dir); err != nil {
+		return err
+	}
 	if pc.Schedule == "" {
 		pc.Schedule = DefaultSchedule
 	}

@@ -124,6 +124,17 @@ type Anonymizer struct {
 	// Strict makes a rule path that names an unknown element an error
 	// instead of a warning.
 	Strict bool `yaml:"strict"`
+	// Profile names a built-in configuration ("safe-harbor", the default,
+	// or "longitudinal"); it excludes Config.
+	Profile string `yaml:"profile"`
+	// KeysFile is a key file (fhirdeid keys init) whose keys replace the
+	// configuration's. Without it, the environment variables
+	// FHIRDEID_CRYPTO_HASH_KEY, FHIRDEID_DATE_SHIFT_KEY and
+	// FHIRDEID_ENCRYPT_KEY do, when set.
+	KeysFile string `yaml:"keysFile"`
+
+	// getenv reads the key variables: Parse's, os.Getenv when nil.
+	getenv func(string) string
 }
 
 // Error names the file, line and field of the configuration that is wrong.
@@ -224,6 +235,7 @@ func Parse(path string, data []byte, getenv func(string) string) (*File, error) 
 			err.File = path
 			return nil, err
 		}
+		pc.Anonymizer.getenv = getenv
 	}
 	return &cfg, nil
 }

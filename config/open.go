@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
 	"fhirdeid/anonymize"
-	"fhirdeid/anonymize/defaultconfig"
 	"fhirdeid/bulk"
 	"fhirdeid/fhir/model"
 	"fhirdeid/fhirpath"
@@ -45,44 +43,43 @@ type Engine struct {
 	*anonymize.Engine
 	// Hash identifies the configuration's bytes ("sha256:...").
 	Hash string
-	// Fingerprints identify the keys without revealing them, by parameter
-	// name.
+	// Fingerprints identify the keys the configuration uses without
+	// revealing them, by parameter name.
 	Fingerprints map[string]string
+	// Warnings are about the keys (a key file others may read).
+	Warnings []string
 }
 
 // LoadEngine loads and compiles the pipeline's anonymizer configuration
-// (the built-in Safe Harbor one when none is given) and builds the engine.
-// field is the pipeline's field ("pipelines.NAME").
+// (its file, or the built-in profile it names, safe-harbor by default) with
+// its keys (keys.go), and builds the engine. field is the pipeline's field
+// ("pipelines.NAME").
 func (pc *Pipeline) LoadEngine(field string) (*Engine, error) {
-	data := defaultconfig.SafeHarbor()
-	name := "built-in " + defaultconfig.Name
-	if pc.Anonymizer.Config != "" {
-		var err error
-		data, err = os.ReadFile(pc.Anonymizer.Config)
-		if err != nil {
-			return nil, &Error{Field: field + ".anonymizer.config", Msg: "cannot read the file"}
-		}
-		name = pc.Anonymizer.Config
+	data, name, err := pc.Anonymizer.configData(field)
+	if err != nil {
+		return nil, err
+	}
+	k, keyWarnings, err := pc.Anonymizer.keys(field)
+	if err != nil {
+		return nil, err
 	}
 	version := pc.Anonymizer.FHIRVersion
 	if version == "" {
 		version = "R4"
 	}
-	cfg, err := anonymize.ParseConfig(data, anonymize.Options{FHIRVersion: version, Compiler: CheckedCompiler(version, pc.Anonymizer.Strict)})
+	cfg, err := anonymize.ParseConfig(data, anonymize.Options{FHIRVersion: version, Compiler: CheckedCompiler(version, pc.Anonymizer.Strict), Keys: k})
 	if err != nil {
 		return nil, fmt.Errorf("%s: anonymizer configuration %s: %w", field, name, err)
+	}
+	if err := pc.checkStableKeys(field, cfg); err != nil {
+		return nil, err
 	}
 	eng, err := anonymize.NewEngine(cfg, anonymize.EngineOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("%s: anonymizer configuration %s: %w", field, name, err)
 	}
 	sum := sha256.Sum256(data)
-	params := cfg.Parameters()
-	fps := map[string]string{}
-	for k, v := range map[string]string{"cryptoHashKey": params.CryptoHashKey, "dateShiftKey": params.DateShiftKey, "encryptKey": params.EncryptKey} {
-		fps[k] = Fingerprint(v)
-	}
-	return &Engine{Engine: eng, Hash: "sha256:" + hex.EncodeToString(sum[:]), Fingerprints: fps}, nil
+	return &Engine{Engine: eng, Hash: "sha256:" + hex.EncodeToString(sum[:]), Fingerprints: cfg.KeyFingerprints(), Warnings: keyWarnings}, nil
 }
 
 // CheckedCompiler compiles rule paths and checks them against the FHIR
@@ -104,10 +101,7 @@ func CheckedCompiler(version string, strict bool) anonymize.PathCompiler {
 
 // Fingerprint identifies a key without revealing it: the first 8 bytes of
 // SHA-256 over a domain-separated input.
-func Fingerprint(key string) string {
-	h := sha256.Sum256([]byte("fhirdeid key fingerprint\x00" + key))
-	return "sha256:" + hex.EncodeToString(h[:8])
-}
+func Fingerprint(key string) string { return anonymize.Fingerprint(key) }
 
 // OpenOptions are the process-wide settings Open wires into a pipeline.
 type OpenOptions struct {
@@ -115,6 +109,9 @@ type OpenOptions struct {
 	UserAgent string
 	// Logger receives the pipeline's log; nil discards it.
 	Logger *slog.Logger
+	// NewKeys lets a run use keys other than those of the pipeline's last
+	// successful run (pipeline.Pipeline.NewKeys).
+	NewKeys bool
 }
 
 // LogDir is the folder of the local run logs, beside the state database.
@@ -161,6 +158,9 @@ func (f *File) Open(ctx context.Context, name string, db *state.DB, opts OpenOpt
 	for _, w := range eng.Config().Warnings() {
 		logger.Warn("anonymizer configuration: "+w, "pipeline", name)
 	}
+	for _, w := range eng.Warnings {
+		logger.Warn(w, "pipeline", name)
+	}
 	deid := pipeline.NewEngineDeidentifier(eng.Engine)
 	deid.Folder = name
 	p := &pipeline.Pipeline{
@@ -178,6 +178,7 @@ func (f *File) Open(ctx context.Context, name string, db *state.DB, opts OpenOpt
 		Logger:             logger,
 		ConfigHash:         eng.Hash,
 		KeyFingerprints:    eng.Fingerprints,
+		NewKeys:            opts.NewKeys,
 	}
 	if p.Tables, err = pc.tablesFor(field, store); err != nil {
 		store.Close()

@@ -81,6 +81,12 @@ type Pipeline struct {
 	// ConfigHash and KeyFingerprints go into the run report.
 	ConfigHash      string
 	KeyFingerprints map[string]string
+	// NewKeys lets a run use keys whose fingerprints differ from those of
+	// the source's last successful run (a new lake); without it such a run
+	// stops before writing anything (CheckKeys).
+	NewKeys bool
+	// newLake is set by CheckKeys when NewKeys let different keys through.
+	newLake bool
 	// Logger receives operational messages (never resource values).
 	Logger *slog.Logger
 	// Tables, if set, computes research tables from each output file's

@@ -30,6 +30,9 @@ func Start(ctx context.Context, p *Pipeline) (run *state.Run, resumed bool, err 
 	if err := p.defaults(); err != nil {
 		return nil, false, err
 	}
+	if err := CheckKeys(ctx, p); err != nil {
+		return nil, false, err
+	}
 	old, err := p.State.UnfinishedRun(ctx, p.Name)
 	switch {
 	case err == nil:
@@ -55,7 +58,7 @@ func Start(ctx context.Context, p *Pipeline) (run *state.Run, resumed bool, err 
 	}
 
 	req := p.Request
-	if p.SinceAuto {
+	if p.SinceAuto && !p.newLake {
 		tt, _, err := p.State.Cursor(ctx, p.Name)
 		switch {
 		case err == nil:

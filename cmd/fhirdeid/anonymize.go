@@ -21,6 +21,7 @@ import (
 
 	"fhirdeid/anonymize"
 	"fhirdeid/anonymize/defaultconfig"
+	"fhirdeid/anonymize/keys"
 	"fhirdeid/bulk"
 	"fhirdeid/config"
 	"fhirdeid/fhir/typed"
@@ -33,6 +34,7 @@ func init() {
 
 type anonymizeFlags struct {
 	input, output, config string
+	profile, keysFile     string
 	bulkData, recursive   bool
 	skip, verbose, strict bool
 	fhirVersion, today    string
@@ -52,6 +54,8 @@ func runAnonymize(ctx context.Context, e *env, args []string) error {
 	for _, n := range []string{"c", "configFile"} {
 		fl.StringVar(&f.config, n, "", "anonymizer configuration (default: the built-in HIPAA Safe Harbor one)")
 	}
+	fl.StringVar(&f.profile, "profile", "", "built-in configuration instead of -c: "+strings.Join(defaultconfig.Profiles(), " (default) or "))
+	fl.StringVar(&f.keysFile, "keys", "", "key file (fhirdeid keys init) whose keys replace the configuration's; default: FHIRDEID_*_KEY variables when set")
 	for _, n := range []string{"b", "bulkData"} {
 		fl.BoolVar(&f.bulkData, n, false, "the input folder holds NDJSON files (.ndjson, .ndjson.gz)")
 	}
@@ -71,9 +75,9 @@ func runAnonymize(ctx context.Context, e *env, args []string) error {
 	fl.IntVar(&f.gzipLevel, "gzip-level", 3, "compression level of .gz outputs, 1 (fastest) to 9 (smallest)")
 	fl.Usage = func() {
 		fmt.Fprintln(e.stderr, `Usage:
-  fhirdeid anonymize -i INPUT_FOLDER -o OUTPUT_FOLDER [-c CONFIG] [-b] [-r] [-s] [-v]
-  fhirdeid anonymize [-c CONFIG] FILE... -o OUTPUT_FOLDER
-  fhirdeid anonymize [-c CONFIG] -  < in.ndjson > out.ndjson
+  fhirdeid anonymize -i INPUT_FOLDER -o OUTPUT_FOLDER [-c CONFIG | --profile NAME] [--keys FILE] [-b] [-r] [-s] [-v]
+  fhirdeid anonymize [-c CONFIG | --profile NAME] [--keys FILE] FILE... -o OUTPUT_FOLDER
+  fhirdeid anonymize [-c CONFIG | --profile NAME] [--keys FILE] -  < in.ndjson > out.ndjson
 
 De-identifies FHIR resources: .json files (one resource each), .ndjson and
 .ndjson.gz files (one resource per line, processed on all cores with the
@@ -90,7 +94,8 @@ Microsoft's FHIR anonymizer command line; configurations are compatible.`)
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	eng, warnings, err := loadEngine(f.config, f.fhirVersion, f.strict)
+	eng, warnings, err := loadEngineWith(engineSource{config: f.config, profile: f.profile, keysFile: f.keysFile,
+		version: f.fhirVersion, strict: f.strict, getenv: e.getenv})
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -144,18 +149,58 @@ func anonymizeContext(ctx context.Context, today string) (context.Context, error
 
 // loadEngine loads an anonymizer configuration (or the built-in one).
 func loadEngine(path, version string, strict bool) (*anonymize.Engine, []string, error) {
+	return loadEngineWith(engineSource{config: path, version: version, strict: strict})
+}
+
+// engineSource says where a command's anonymizer comes from: a
+// configuration file or a built-in profile, and the keys that replace the
+// configuration's (a key file, else the environment when getenv is set).
+type engineSource struct {
+	config, profile, keysFile string
+	version                   string
+	strict                    bool
+	getenv                    func(string) string
+}
+
+// loadEngineWith loads the anonymizer of src.
+func loadEngineWith(src engineSource) (*anonymize.Engine, []string, error) {
 	data, name := defaultconfig.SafeHarbor(), "built-in "+defaultconfig.Name
-	if path != "" {
+	if src.config != "" && src.profile != "" {
+		return nil, nil, errors.New("give -c (a configuration file) or --profile (a built-in one), not both")
+	}
+	if src.profile != "" {
+		var ok bool
+		if data, ok = defaultconfig.Profile(src.profile); !ok {
+			return nil, nil, fmt.Errorf("--profile: unknown profile %q: the built-in profiles are %s", src.profile, strings.Join(defaultconfig.Profiles(), " and "))
+		}
+		name = "built-in profile " + src.profile
+	}
+	if src.config != "" {
 		var err error
-		if data, err = os.ReadFile(path); err != nil {
+		if data, err = os.ReadFile(src.config); err != nil {
 			return nil, nil, fmt.Errorf("read configuration: %w", err)
 		}
-		name = path
+		name = src.config
 	}
+	var k anonymize.Keys
+	var warnings []string
+	switch {
+	case src.keysFile != "":
+		var err error
+		if k, warnings, err = keys.Load(src.keysFile); err != nil {
+			return nil, nil, err
+		}
+	case src.getenv != nil:
+		var err error
+		if k, err = keys.FromEnv(src.getenv); err != nil {
+			return nil, nil, err
+		}
+	}
+	version := src.version
 	if version == "" {
 		version = fileVersion(data)
 	}
-	cfg, err := anonymize.ParseConfig(data, anonymize.Options{FHIRVersion: version, Compiler: config.CheckedCompiler(version, strict)})
+	cfg, err := anonymize.ParseConfig(data, anonymize.Options{FHIRVersion: version, Compiler: config.CheckedCompiler(version, src.strict), Keys: k})
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -163,7 +208,7 @@ func loadEngine(path, version string, strict bool) (*anonymize.Engine, []string,
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return eng, cfg.Warnings(), nil
+	return eng, append(warnings, cfg.Warnings()...), nil
 }
 
 // fileVersion guesses the release from a configuration's fhirVersion, so

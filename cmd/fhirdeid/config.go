@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"fhirdeid/anonymize"
 	"fhirdeid/anonymize/defaultconfig"
@@ -23,7 +24,8 @@ func init() {
 }
 
 const configUsage = `Usage:
-  fhirdeid config show                    print the default configuration (HIPAA Safe Harbor, R4)
+  fhirdeid config show [--profile NAME]   print a built-in configuration: safe-harbor (HIPAA Safe
+                                          Harbor, R4; the default) or longitudinal (per-patient date shift)
   fhirdeid config check [flags] FILE|-    load and validate a configuration (JSON or YAML)
 
 The configuration format is that of Microsoft's FHIR anonymizer.
@@ -38,13 +40,18 @@ func runConfig(ctx context.Context, e *env, args []string) error {
 	case "show":
 		fs := flag.NewFlagSet("config show", flag.ContinueOnError)
 		fs.SetOutput(e.stderr)
+		profile := fs.String("profile", defaultconfig.DefaultProfile, "the built-in profile: "+strings.Join(defaultconfig.Profiles(), " or "))
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
 		if fs.NArg() != 0 {
 			return usageError{"config show takes no arguments"}
 		}
-		_, err := e.stdout.Write(defaultconfig.SafeHarbor())
+		data, ok := defaultconfig.Profile(*profile)
+		if !ok {
+			return usageError{fmt.Sprintf("--profile: unknown profile %q: the built-in profiles are %s", *profile, strings.Join(defaultconfig.Profiles(), " and "))}
+		}
+		_, err := e.stdout.Write(data)
 		return err
 	case "check":
 		return runConfigCheck(e, args[1:])

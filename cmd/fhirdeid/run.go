@@ -33,8 +33,9 @@ func runRun(ctx context.Context, e *env, args []string) error {
 	name := fs.String("pipeline", "", "the pipeline to run (default: the only one in the file)")
 	verbose := fs.Bool("v", false, "log each step")
 	quiet := fs.Bool("q", false, "print no progress")
+	newKeys := fs.Bool("new-keys", false, "accept anonymizer keys that differ from the last successful run's: start a new lake with a full export")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, `Usage: fhirdeid run [-pipeline NAME] [-v] [-q] CONFIG
+		fmt.Fprintln(e.stderr, `Usage: fhirdeid run [-pipeline NAME] [-v] [-q] [-new-keys] CONFIG
 
 Runs one pipeline of the configuration file once: kicks off (or resumes) the
 export, de-identifies every file into the destination and commits the run.
@@ -72,7 +73,7 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 		return err
 	}
 	defer db.Close()
-	p, store, err := cfg.Open(ctx, pname, db, config.OpenOptions{UserAgent: userAgent(), Logger: logger})
+	p, store, err := cfg.Open(ctx, pname, db, config.OpenOptions{UserAgent: userAgent(), Logger: logger, NewKeys: *newKeys})
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}

@@ -15,8 +15,13 @@ import (
 	"fhirdeid/internal/synth"
 )
 
+// fixtureAnonymizer is the pipeline fixture's anonymizer block: stable keys
+// from a key file, which an incremental pipeline (since: auto) needs.
+const fixtureAnonymizer = "    anonymizer: {keysFile: keys.json}\n"
+
 // pipelineFixture starts a Bulk Data server with a synthetic population and
-// writes a configuration file for it; extra is appended to the pipeline.
+// writes a configuration file for it, with a key file; extra is appended to
+// the pipeline.
 func pipelineFixture(t *testing.T, extra string) (cfgPath, lake string, pop *synth.Population) {
 	t.Helper()
 	pop = synth.Generate(synth.Options{Patients: 15})
@@ -34,8 +39,11 @@ pipelines:
       url: ` + base + `
       since: auto
     destination: file://` + filepath.ToSlash(lake) + `
-` + extra
+` + fixtureAnonymizer + extra
 	cfgPath = filepath.Join(dir, "fhirdeid.yml")
+	if code, _, errs := runCmd(t, "", nil, "keys", "init", filepath.Join(dir, "keys.json")); code != 0 {
+		t.Fatal(errs)
+	}
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -102,8 +110,8 @@ func TestValidateErrors(t *testing.T) {
 		{"unsupported scheme", strings.Replace(string(data), "destination: file://", "destination: ftp://", 1), `pipelines.ehr.destination: storage: unsupported destination scheme "ftp"`},
 		{"bad level", strings.Replace(string(data), "since: auto", "level: everything", 1), `pipelines.ehr.source.level: must be system, patient or group`},
 		{"bad url", strings.Replace(string(data), "url: http", "url: htp", 1), `pipelines.ehr.source.url: must be an http or https URL`},
-		{"invalid rules", string(data) + "    anonymizer:\n      config: bad-rules.json\n      strict: true\n", `pipelines.ehr: anonymizer configuration ` + badRules},
-		{"misspelt rule column", string(data) + "    anonymizer:\n      config: bad-rules.json\n      strict: true\n", `rule 1 (redact) path "Patient.nmae": invalid FHIR path at column 9`},
+		{"invalid rules", strings.Replace(string(data), fixtureAnonymizer, "    anonymizer:\n      config: bad-rules.json\n      strict: true\n", 1), `pipelines.ehr: anonymizer configuration ` + badRules},
+		{"misspelt rule column", strings.Replace(string(data), fixtureAnonymizer, "    anonymizer:\n      config: bad-rules.json\n      strict: true\n", 1), `rule 1 (redact) path "Patient.nmae": invalid FHIR path at column 9`},
 	}
 	for _, tt := range tests {
 		p := write("fhirdeid.yml", tt.cfg)
@@ -114,7 +122,7 @@ func TestValidateErrors(t *testing.T) {
 	}
 
 	// Without strict, the misspelt path is a warning.
-	p0 := write("fhirdeid.yml", string(data)+"    anonymizer:\n      config: bad-rules.json\n")
+	p0 := write("fhirdeid.yml", strings.Replace(string(data), fixtureAnonymizer, "    anonymizer:\n      config: bad-rules.json\n", 1))
 	code0, out0, _ := runExportCmd(t, nil, "validate", p0)
 	if code0 != 0 || !strings.Contains(out0, `warning: rule 1 (redact) path "Patient.nmae": fhirpath: 1:1: unknown element nmae on Patient`) {
 		t.Errorf("non-strict misspelt path: exit %d, %s", code0, out0)

@@ -55,6 +55,9 @@ no server and creates nothing.`)
 		for _, w := range eng.Config().Warnings() {
 			fmt.Fprintf(e.stdout, "%s: warning: %s\n", name, w)
 		}
+		for _, w := range eng.Warnings {
+			fmt.Fprintf(e.stdout, "%s: warning: %s\n", name, w)
+		}
 		if len(pc.Views) > 0 {
 			vs, err := pc.LoadViews(field)
 			if err != nil {

@@ -17,6 +17,12 @@
 // committed files match the generator's output. The package imports only
 // the standard library.
 //
+// The same files hold each version's Patient CompartmentDefinition
+// (PatientCompartment): the generator reads it from profiles-resources.json
+// and turns every parameter it names into element paths through the search
+// parameter's expression (search-parameters.json of the same package),
+// checking that each path ends at a Reference.
+//
 // Elements follow the definitions, with these choices: a primitive type's
 // "value" element, which has no JSON key of its own, is left out (see
 // PrimitiveSystemType); elements typed with FHIRPath system types in R4 get
@@ -134,6 +140,10 @@ type Model struct {
 	types   map[string]*Type
 	// resources lists the concrete resource types, sorted.
 	resources []string
+	// compartment is the Patient CompartmentDefinition by resource type;
+	// compartmentTypes its resource types, sorted.
+	compartment      map[string][]CompartmentParam
+	compartmentTypes []string
 }
 
 var (

@@ -501,14 +501,14 @@ func TestParseTable(t *testing.T) {
 
 func BenchmarkLoad(b *testing.B) {
 	for _, bc := range []struct {
-		v     Version
-		table string
-	}{{R4, r4Table}, {STU3, stu3Table}} {
+		v           Version
+		table, comp string
+	}{{R4, r4Table, r4PatientCompartment}, {STU3, stu3Table, stu3PatientCompartment}} {
 		b.Run(bc.v.String(), func(b *testing.B) {
 			b.SetBytes(int64(len(bc.table)))
 			b.ReportAllocs()
 			for b.Loop() {
-				m := decode(bc.v, bc.table)
+				m := decode(bc.v, bc.table, bc.comp)
 				m.index()
 			}
 		})

@@ -21,10 +21,13 @@ import (
 // decode builds the model of version v from its table. The table is
 // generated and tested, so a malformed one is a programming error: decode
 // panics, naming the line.
-func decode(v Version, table string) *Model {
+func decode(v Version, table, compartment string) *Model {
 	m, err := parseTable(v, table)
 	if err != nil {
 		panic(fmt.Sprintf("model: decoding the %s table: %v", v, err))
+	}
+	if m.compartment, m.compartmentTypes, err = parseCompartment(compartment); err != nil {
+		panic(fmt.Sprintf("model: decoding the %s compartment table: %v", v, err))
 	}
 	return m
 }

@@ -4,7 +4,9 @@
 
 package model
 
-func init() { register(R4, func() *Model { return decode(R4, r4Table) }) }
+func init() {
+	register(R4, func() *Model { return decode(R4, r4Table, r4PatientCompartment) })
+}
 
 // r4Table holds 684 types (20 primitive, 43 complex, 148 resource, 473 backbone) and 7458 elements.
 const r4Table = `
@@ -8150,4 +8152,75 @@ id 0 1 string
 extension 0 * Extension
 @xhtml primitive Element
 id 0 1 string
+`
+
+// r4PatientCompartment is the Patient CompartmentDefinition: for 66 resource types, the
+// search parameters that put a resource in a patient's compartment and the element paths they select.
+const r4PatientCompartment = `
+Account subject=subject
+AdverseEvent subject=subject
+AllergyIntolerance patient=patient recorder=recorder asserter=asserter
+Appointment actor=participant.actor
+AppointmentResponse actor=actor
+AuditEvent patient=agent.who,entity.what
+Basic patient=subject author=author
+BodyStructure patient=patient
+CarePlan patient=subject performer=activity.detail.performer
+CareTeam patient=subject participant=participant.member
+ChargeItem subject=subject
+Claim patient=patient payee=payee.party
+ClaimResponse patient=patient
+ClinicalImpression subject=subject
+Communication subject=subject sender=sender recipient=recipient
+CommunicationRequest subject=subject sender=sender recipient=recipient requester=requester
+Composition subject=subject author=author attester=attester.party
+Condition patient=subject asserter=asserter
+Consent patient=patient
+Coverage policy-holder=policyHolder subscriber=subscriber beneficiary=beneficiary payor=payor
+CoverageEligibilityRequest patient=patient
+CoverageEligibilityResponse patient=patient
+DetectedIssue patient=patient
+DeviceRequest subject=subject performer=performer
+DeviceUseStatement subject=subject
+DiagnosticReport subject=subject
+DocumentManifest subject=subject author=author recipient=recipient
+DocumentReference subject=subject author=author
+Encounter patient=subject
+EnrollmentRequest subject=candidate
+EpisodeOfCare patient=patient
+ExplanationOfBenefit patient=patient payee=payee.party
+FamilyMemberHistory patient=patient
+Flag patient=subject
+Goal patient=subject
+Group member=member.entity
+ImagingStudy patient=subject
+Immunization patient=patient
+ImmunizationEvaluation patient=patient
+ImmunizationRecommendation patient=patient
+Invoice subject=subject patient=subject recipient=recipient
+List subject=subject source=source
+MeasureReport patient=subject
+Media subject=subject
+MedicationAdministration patient=subject performer=performer.actor subject=subject
+MedicationDispense subject=subject patient=subject receiver=receiver
+MedicationRequest subject=subject
+MedicationStatement subject=subject
+MolecularSequence patient=patient
+NutritionOrder patient=patient
+Observation subject=subject performer=performer
+Patient link=link.other
+Person patient=link.target
+Procedure patient=subject performer=performer.actor
+Provenance patient=target
+QuestionnaireResponse subject=subject author=author
+RelatedPerson patient=patient
+RequestGroup subject=subject participant=action.participant
+ResearchSubject individual=individual
+RiskAssessment subject=subject
+Schedule actor=actor
+ServiceRequest subject=subject performer=performer
+Specimen subject=subject
+SupplyDelivery patient=patient
+SupplyRequest subject=deliverTo
+VisionPrescription patient=patient
 `

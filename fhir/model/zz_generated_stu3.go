@@ -4,7 +4,9 @@
 
 package model
 
-func init() { register(STU3, func() *Model { return decode(STU3, stu3Table) }) }
+func init() {
+	register(STU3, func() *Model { return decode(STU3, stu3Table, stu3PatientCompartment) })
+}
 
 // stu3Table holds 508 types (18 primitive, 36 complex, 119 resource, 335 backbone) and 5526 elements.
 const stu3Table = `
@@ -6042,4 +6044,74 @@ id 0 1 string
 extension 0 * Extension
 @xhtml primitive Element
 id 0 1 string
+`
+
+// stu3PatientCompartment is the Patient CompartmentDefinition: for 64 resource types, the
+// search parameters that put a resource in a patient's compartment and the element paths they select.
+// Chained parameters, which need the referenced resource, are left out: AuditEvent.agent.patient, AuditEvent.entity.patient, Provenance.target.patient, Provenance.target.subject.
+const stu3PatientCompartment = `
+Account subject=subject
+AdverseEvent subject=subject
+AllergyIntolerance patient=patient recorder=recorder asserter=asserter
+Appointment actor=participant.actor
+AppointmentResponse actor=actor
+AuditEvent patient=agent.reference,entity.reference
+Basic patient=subject author=author
+BodySite patient=patient
+CarePlan patient=subject performer=activity.detail.performer
+CareTeam patient=subject participant=participant.member
+ChargeItem subject=subject
+Claim patient=patient payee=payee.party
+ClaimResponse patient=patient
+ClinicalImpression subject=subject
+Communication subject=subject sender=sender recipient=recipient
+CommunicationRequest subject=subject sender=sender recipient=recipient requester=requester.agent
+Composition subject=subject author=author attester=attester.party
+Condition patient=subject asserter=asserter
+Consent patient=patient
+Coverage policy-holder=policyHolder subscriber=subscriber beneficiary=beneficiary payor=payor
+DetectedIssue patient=patient
+DeviceRequest subject=subject requester=requester.agent performer=performer
+DeviceUseStatement subject=subject
+DiagnosticReport subject=subject
+DocumentManifest subject=subject author=author recipient=recipient
+DocumentReference subject=subject author=author
+EligibilityRequest patient=patient
+Encounter patient=subject
+EnrollmentRequest subject=subject
+EpisodeOfCare patient=patient
+ExplanationOfBenefit patient=patient payee=payee.party
+FamilyMemberHistory patient=patient
+Flag patient=subject
+Goal patient=subject
+Group member=member.entity
+ImagingManifest patient=patient author=author
+ImagingStudy patient=patient
+Immunization patient=patient
+ImmunizationRecommendation patient=patient
+List subject=subject source=source
+MeasureReport patient=patient
+Media subject=subject
+MedicationAdministration patient=subject performer=performer.actor subject=subject
+MedicationDispense subject=subject patient=subject receiver=receiver
+MedicationRequest subject=subject
+MedicationStatement subject=subject
+NutritionOrder patient=patient
+Observation subject=subject performer=performer
+Patient link=link.other
+Person patient=link.target
+Procedure patient=subject performer=performer.actor
+ProcedureRequest subject=subject performer=performer
+Provenance patient=target
+QuestionnaireResponse subject=subject author=author
+ReferralRequest patient=subject requester=requester.agent
+RelatedPerson patient=patient
+RequestGroup subject=subject participant=action.participant
+ResearchSubject individual=individual
+RiskAssessment subject=subject
+Schedule actor=actor
+Specimen subject=subject
+SupplyDelivery patient=patient
+SupplyRequest requester=requester.agent
+VisionPrescription patient=patient
 `

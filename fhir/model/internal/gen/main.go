@@ -47,6 +47,12 @@ func run(out, tarballs string) error {
 	if err != nil {
 		return fmt.Errorf("building STU3: %w", err)
 	}
+	if err := r4.addPatientCompartment(medplumDefinitions, "package/dist/fhir/r4/", tarballs); err != nil {
+		return fmt.Errorf("building R4: %w", err)
+	}
+	if err := stu3.addPatientCompartment(fhirJS, "package/profiles/stu3/", tarballs); err != nil {
+		return fmt.Errorf("building STU3: %w", err)
+	}
 	for _, f := range []struct {
 		name string
 		m    *model
