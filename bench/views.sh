@@ -73,9 +73,10 @@ YAML
   res=$(sed -n 's/^run [^ ]* [a-z]*: \([0-9]*\) resources.*/\1/p' "$work/$mode.out")
   s=$(elapsed "$work/$mode.time")
   eval "secs_$mode=$s"
+  eval "cpu_$mode=$(cpu "$work/$mode.time")"
   printf "%-22s %9.2f %12.0f %8s %10s\n" "run, $mode" "$s" "$(awk -v r="$res" -v s="$s" 'BEGIN{print r/s}')" "$(cpu "$work/$mode.time")" "$(rss "$work/$mode.time")"
 done
 echo "tables written: $(find "$work"/lake-views/*/views -name '*.parquet' | wc -l) Parquet parts, $(du -sh "$work"/lake-views/*/views | cut -f1)"
-echo "with views / without: $(awk -v a="$secs_views" -v b="$secs_none" 'BEGIN{printf "%.2f", a/b}')x wall time"
+echo "with views / without: $(awk -v a="$secs_views" -v b="$secs_none" 'BEGIN{printf "%.2f", a/b}')x wall time, $(awk -v a="$cpu_views" -v b="$cpu_none" 'BEGIN{printf "%.2f", a/b}')x CPU time (on a loaded machine, CPU time is the stable figure)"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$report"
