@@ -24,6 +24,7 @@ type Runner struct {
 	parser  jsontree.Parser
 	root    *jsontree.Node
 	rows    int64
+	resRows int
 }
 
 // NewRunner returns a Runner for the view.
@@ -67,6 +68,7 @@ func (r *Runner) Eval(res *jsontree.Node, emit func(row []Value) error) error {
 	}
 	r.root = res
 	r.resName = ""
+	r.resRows = 0
 	defer func() { r.root = nil }()
 	for _, w := range r.v.where {
 		r.ri[0] = fhirpath.ValueItem(int64(0))
@@ -95,8 +97,17 @@ func (r *Runner) Eval(res *jsontree.Node, emit func(row []Value) error) error {
 	return r.sel(r.v.root, fhirpath.NodeItem(res), 0, r.done)
 }
 
+// MaxRowsPerResource bounds the rows one resource may produce (nested
+// forEach over large arrays multiply): beyond it, evaluation stops with an
+// error naming the view.
+const MaxRowsPerResource = 1 << 20
+
 func (r *Runner) done() error {
 	r.rows++
+	r.resRows++
+	if r.resRows > MaxRowsPerResource {
+		return &Error{View: r.v.Name, Resource: r.resource(), Msg: fmt.Sprintf("more than %d rows from one resource", MaxRowsPerResource)}
+	}
 	return r.emit(r.row)
 }
 

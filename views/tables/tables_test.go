@@ -92,3 +92,51 @@ func TestFileParts(t *testing.T) {
 		}
 	}
 }
+
+// Workers call Resource concurrently, each with its own index.
+func TestFileConcurrentWorkers(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	store, err := storage.Open(ctx, "file://"+filepath.ToSlash(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	vs, _ := views.Builtins()
+	s := New(store, vs, Options{})
+	f, err := s.File(ctx, "r", "Patient", 0, 4)
+	if err != nil || f == nil {
+		t.Fatal(f, err)
+	}
+	done := make(chan error, 4)
+	for w := 0; w < 4; w++ {
+		go func(w int) {
+			for i := 0; i < 200; i++ {
+				res := `{"resourceType":"Patient","id":"p` + strings.Repeat("x", w) + `","gender":"female","name":[{"given":["A","B"]}]}`
+				if i%50 == 0 {
+					res = `{"resourceType":"Patient","id":"q","extension":[{"url":"http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex","valueCode":"F"},{"url":"http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex","valueCode":"M"}]}`
+				}
+				if err := f.Resource(w, []byte(res)); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}(w)
+	}
+	for w := 0; w < 4; w++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	warn, err := f.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows := f.Rows()["patient_demographics"]; rows != 4*200 {
+		t.Fatalf("%d rows, want 800", rows)
+	}
+	if warn != "" {
+		t.Fatalf("warning %q", warn)
+	}
+}
