@@ -17,9 +17,11 @@
 // is used twice, a select with more than one of forEach, forEachOrNull and
 // repeat, unionAll branches whose columns differ in name, order or type, a
 // constant without a value, a reference to an undefined %constant, and
-// FHIRPath that does not compile (syntax, unknown functions, and, for
-// expressions evaluated on the resource itself, unknown elements). FHIRPath
-// errors carry the line and column in the expression.
+// FHIRPath that does not compile (syntax, unknown functions, unknown
+// elements: an expression on forEach items is checked as
+// (forEach).select((expression)) on the resource, so that the checker
+// knows the items' types; below a repeat, elements are not checked).
+// FHIRPath errors carry the line and column in the expression.
 //
 // # Evaluation
 //

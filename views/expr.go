@@ -26,10 +26,29 @@ type cexpr struct {
 // Variables every expression may use besides the view's constants.
 var builtinVars = map[string]bool{"rowIndex": true, "resource": true, "rootResource": true, "context": true, "ucum": true, "sct": true, "loinc": true}
 
-// expr compiles the FHIRPath at x (the JSON value of elem). With a context
-// type, the expression is checked against the model: unknown elements are
-// errors.
-func (c *compiler) expr(x any, elem, ctxType string, where bool) (*cexpr, error) {
+// scope is where an expression is evaluated: on the resource, on the items
+// of the enclosing forEach/forEachOrNull expressions (chain, their compiled
+// texts, outermost first), or below a repeat, where the checker cannot
+// follow the types (opaque).
+type scope struct {
+	resource string
+	chain    []string
+	opaque   bool
+}
+
+// into is the scope of the items of the forEach e.
+func (sc scope) into(e *cexpr) scope {
+	if sc.opaque {
+		return sc
+	}
+	chain := append(append([]string(nil), sc.chain...), e.e.String())
+	return scope{resource: sc.resource, chain: chain}
+}
+
+// expr compiles the FHIRPath at x (the JSON value of elem) and checks it
+// against the model: unknown elements are errors. An expression inside
+// forEach items is checked as (forEach).select((expr)) on the resource.
+func (c *compiler) expr(x any, elem string, sc scope) (*cexpr, error) {
 	src, ok := x.(string)
 	if !ok {
 		if x == nil {
@@ -58,8 +77,9 @@ func (c *compiler) expr(x any, elem, ctxType string, where bool) (*cexpr, error)
 		}
 	}
 	opts := []fhirpath.Option{fhirpath.WithModel(c.model), fhirpath.WithFunctions(c.funcs...)}
-	if ctxType != "" {
-		opts = append(opts, fhirpath.WithContextType(ctxType))
+	direct := !sc.opaque && len(sc.chain) == 0
+	if direct {
+		opts = append(opts, fhirpath.WithContextType(sc.resource))
 	}
 	e, err := fhirpath.Compile(text, opts...)
 	if err != nil {
@@ -67,7 +87,40 @@ func (c *compiler) expr(x any, elem, ctxType string, where bool) (*cexpr, error)
 		return nil, &Error{View: c.view, Element: elem, Msg: err.Error(), Err: err}
 	}
 	ce.e = e
+	if !direct && !sc.opaque {
+		if err := c.checkInChain(ce, sc); err != nil {
+			return nil, &Error{View: c.view, Element: elem, Msg: err.Error(), Err: err}
+		}
+	}
 	return ce, nil
+}
+
+// checkInChain checks an expression evaluated on forEach items: it
+// compiles (f1).select((f2).select((expr))) on the resource, so that the
+// checker follows the items' types, and maps a check error inside expr back
+// to expr's own position.
+func (c *compiler) checkInChain(ce *cexpr, sc scope) error {
+	var pre strings.Builder
+	for _, f := range sc.chain {
+		pre.WriteString("(")
+		pre.WriteString(f)
+		pre.WriteString("\n).select(")
+	}
+	pre.WriteString("(")
+	text := ce.e.String()
+	composed := pre.String() + text + "\n)" + strings.Repeat(")", len(sc.chain))
+	_, err := fhirpath.Compile(composed, fhirpath.WithModel(c.model), fhirpath.WithFunctions(c.funcs...), fhirpath.WithContextType(sc.resource))
+	var ke *fhirpath.CheckError
+	if err == nil || !errors.As(err, &ke) {
+		return nil // only type problems are new here; the rest compiled above
+	}
+	off := offsetOf(composed, ke.Line, ke.Column) - pre.Len()
+	if off < 0 || off > len(text) {
+		return nil // in an enclosing forEach, which reported it itself
+	}
+	k := *ke
+	k.Line, k.Column = lineColOf(text, off)
+	return ce.fixPos(&k)
 }
 
 type varRef struct {

@@ -239,7 +239,7 @@ func Compile(doc any, name string) (*View, error) {
 					return nil, c.errf(elem+".description", "must be a string")
 				}
 			}
-			e, err := c.expr(wm["path"], elem+".path", res, true)
+			e, err := c.expr(wm["path"], elem+".path", scope{resource: res})
 			if err != nil {
 				return nil, err
 			}
@@ -260,7 +260,7 @@ func Compile(doc any, name string) (*View, error) {
 	root := &selectNode{}
 	var groups []*colGroup
 	for i, x := range list {
-		child, g, err := c.selectNode(x, fmt.Sprintf("select[%d]", i), res)
+		child, g, err := c.selectNode(x, fmt.Sprintf("select[%d]", i), scope{resource: res})
 		if err != nil {
 			return nil, err
 		}
@@ -335,7 +335,7 @@ type colGroup struct {
 	refs []*int
 }
 
-func (c *compiler) selectNode(x any, elem, ctxType string) (*selectNode, []*colGroup, error) {
+func (c *compiler) selectNode(x any, elem string, sc scope) (*selectNode, []*colGroup, error) {
 	m, ok := x.(map[string]any)
 	if !ok {
 		return nil, nil, c.errf(elem, "must be an object")
@@ -353,22 +353,22 @@ func (c *compiler) selectNode(x any, elem, ctxType string) (*selectNode, []*colG
 	if n > 1 {
 		return nil, nil, c.errf(elem, "forEach, forEachOrNull and repeat cannot be used together")
 	}
-	inner := ctxType
+	inner := sc
 	switch {
 	case hasKey(m, "forEach"):
 		s.mode = iterForEach
-		e, err := c.expr(m["forEach"], elem+".forEach", ctxType, false)
+		e, err := c.expr(m["forEach"], elem+".forEach", sc)
 		if err != nil {
 			return nil, nil, err
 		}
-		s.iter, inner = e, ""
+		s.iter, inner = e, sc.into(e)
 	case hasKey(m, "forEachOrNull"):
 		s.mode = iterForEachOrNull
-		e, err := c.expr(m["forEachOrNull"], elem+".forEachOrNull", ctxType, false)
+		e, err := c.expr(m["forEachOrNull"], elem+".forEachOrNull", sc)
 		if err != nil {
 			return nil, nil, err
 		}
-		s.iter, inner = e, ""
+		s.iter, inner = e, sc.into(e)
 	case hasKey(m, "repeat"):
 		s.mode = iterRepeat
 		list, ok := m["repeat"].([]any)
@@ -376,14 +376,14 @@ func (c *compiler) selectNode(x any, elem, ctxType string) (*selectNode, []*colG
 			return nil, nil, c.errf(elem+".repeat", "must be a non-empty array of FHIRPath expressions")
 		}
 		for i, p := range list {
-			// Later levels are evaluated on the results: no context type.
-			e, err := c.expr(p, fmt.Sprintf("%s.repeat[%d]", elem, i), "", false)
+			// Later levels are evaluated on the results: not checked.
+			e, err := c.expr(p, fmt.Sprintf("%s.repeat[%d]", elem, i), scope{resource: sc.resource, opaque: true})
 			if err != nil {
 				return nil, nil, err
 			}
 			s.repeat = append(s.repeat, e)
 		}
-		inner = ""
+		inner = scope{resource: sc.resource, opaque: true}
 	}
 	var groups []*colGroup
 	if cols, ok := m["column"]; ok {
@@ -453,7 +453,7 @@ func (c *compiler) selectNode(x any, elem, ctxType string) (*selectNode, []*colG
 
 func hasKey(m map[string]any, k string) bool { _, ok := m[k]; return ok }
 
-func (c *compiler) column(x any, elem, ctxType string) (*colNode, error) {
+func (c *compiler) column(x any, elem string, sc scope) (*colNode, error) {
 	m, ok := x.(map[string]any)
 	if !ok {
 		return nil, c.errf(elem, "must be an object")
@@ -510,7 +510,7 @@ func (c *compiler) column(x any, elem, ctxType string) (*colNode, error) {
 			}
 		}
 	}
-	e, err := c.expr(m["path"], elem+".path", ctxType, false)
+	e, err := c.expr(m["path"], elem+".path", sc)
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,8 @@ func TestParseRejects(t *testing.T) {
 		{"unknown resource", `{"resource":"Patiant","select":[{"column":[{"name":"id","path":"id"}]}]}`, "resource", "not an R4 resource type"},
 		{"union mismatch", `{"resource":"Patient","select":[{"unionAll":[{"column":[{"name":"a","path":"id"}]},{"column":[{"name":"b","path":"id"}]}]}]}`, "select[0].unionAll[1].column[0]", "same columns"},
 		{"wrong type", `{"resource":"Patient","select":[{"forEach":1}]}`, "select[0].forEach", "must be a FHIRPath expression"},
+		{"unknown element in forEach", `{"resource":"Patient","select":[{"forEach":"contact","select":[{"forEach":"telecom","column":[{"name":"s","path":"system"},{"name":"v","path":"$this.valeu"}]}]}]}`, "select[0].select[0].column[1].path", "fhirpath: 1:7: unknown element valeu on ContactPoint"},
+		{"unknown element in forEachOrNull after ofType", `{"resource":"Observation","select":[{"forEachOrNull":"value.ofType(Quantity)","column":[{"name":"u","path":"unitt"}]}]}`, "select[0].column[0].path", "1:1: unknown element unitt on Quantity"},
 		{"reference key type", `{"resource":"Patient","select":[{"column":[{"name":"k","path":"link.other.getReferenceKey(Patient).nmae"}]}]}`, "select[0].column[0].path", "1:37: unknown element nmae"},
 	}
 	for _, tc := range cases {
@@ -39,6 +41,18 @@ func TestParseRejects(t *testing.T) {
 				t.Fatalf("got %q (element %q), want element %q and %q", err, ve.Element, tc.element, tc.reason)
 			}
 		})
+	}
+}
+
+func TestForEachScopesAccepted(t *testing.T) {
+	for _, view := range []string{
+		`{"resource":"Patient","select":[{"forEach":"name.where(use = 'official') // c","column":[{"name":"f","path":"family"},{"name":"i","path":"%rowIndex"}]}]}`,
+		`{"resource":"QuestionnaireResponse","select":[{"repeat":["item"],"column":[{"name":"l","path":"linkId"}],"select":[{"forEach":"answer","column":[{"name":"v","path":"value.ofType(string)"}]}]}]}`,
+		`{"resource":"Patient","select":[{"forEach":"link.other","column":[{"name":"k","path":"getReferenceKey(Patient)"}]}]}`,
+	} {
+		if _, err := Parse([]byte(view), "v"); err != nil {
+			t.Errorf("%s: %v", view, err)
+		}
 	}
 }
 
