@@ -104,6 +104,9 @@ func (t viewTables) File(ctx context.Context, run, typ string, seq, workers int)
 	return f, nil
 }
 
+// Finish completes the run's tables (see tables.Sink.Finish).
+func (t viewTables) Finish(ctx context.Context, run string) error { return t.s.Finish(ctx, run) }
+
 // tablesFor returns the pipeline's research tables, or nil without views.
 func (pc *Pipeline) tablesFor(field string, store *storage.Store) (pipeline.Tables, error) {
 	if len(pc.Views) == 0 {

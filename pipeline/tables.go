@@ -26,3 +26,9 @@ type TableFile interface {
 	// Abort discards the attempt's tables.
 	Abort()
 }
+
+// TablesFinisher is implemented by Tables that complete a run's tables
+// before it is committed (a table without rows still gets its schema).
+type TablesFinisher interface {
+	Finish(ctx context.Context, run string) error
+}

@@ -11,6 +11,9 @@
 // never leaves a stale part behind. Loaders read a table as the folder
 // (DuckDB: read_parquet('<run>/views/observations/*.parquet')).
 //
+// Finish gives a view whose resource type had no file in the run one empty
+// part (part-empty.parquet), so that every table exists with its schema.
+//
 // A resource that a view cannot evaluate (several values in a column that
 // is not a collection...) gives no rows for that view; the file's warning
 // counts them and quotes the first error (which names the view, column and
@@ -142,8 +145,13 @@ type part struct {
 
 func (p *part) open() error {
 	f := p.f
+	return p.openKeys(PartKey(f.run, p.v.Name, f.typ, f.seq, p.w, "parquet"), PartKey(f.run, p.v.Name, f.typ, f.seq, p.w, "csv"))
+}
+
+func (p *part) openKeys(pqKey, csvKey string) error {
+	f := p.f
 	var err error
-	p.pw, err = f.s.store.Create(f.ctx, PartKey(f.run, p.v.Name, f.typ, f.seq, p.w, "parquet"), "application/vnd.apache.parquet")
+	p.pw, err = f.s.store.Create(f.ctx, pqKey, "application/vnd.apache.parquet")
 	if err != nil {
 		return err
 	}
@@ -152,7 +160,7 @@ func (p *part) open() error {
 		return err
 	}
 	if f.s.opt.CSV {
-		p.cw, err = f.s.store.Create(f.ctx, PartKey(f.run, p.v.Name, f.typ, f.seq, p.w, "csv"), "text/csv")
+		p.cw, err = f.s.store.Create(f.ctx, csvKey, "text/csv")
 		if err != nil {
 			return err
 		}
@@ -308,4 +316,29 @@ func (f *File) Rows() map[string]int64 {
 		}
 	}
 	return out
+}
+
+// Finish writes an empty part for each view that has none in run.
+func (s *Sink) Finish(ctx context.Context, run string) error {
+	for _, v := range s.views {
+		prefix := storage.RunKey(run, "views/"+v.Name+"/")
+		keys, err := s.store.List(ctx, prefix)
+		if err != nil {
+			return err
+		}
+		if len(keys) > 0 {
+			continue
+		}
+		f := &File{s: s, ctx: ctx, run: run}
+		p := &part{f: f, v: v}
+		if err := p.openKeys(prefix+"part-empty.parquet", prefix+"part-empty.csv"); err != nil {
+			p.abort()
+			return err
+		}
+		if err := p.close(); err != nil {
+			p.abort()
+			return err
+		}
+	}
+	return nil
 }

@@ -74,6 +74,19 @@ func TestFileParts(t *testing.T) {
 	if strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Fatalf("parts %v, want %v", names, want)
 	}
+	// Finish gives the observations table (no file in r1) an empty part
+	// and leaves ids alone.
+	if err := s.Finish(ctx, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	empty, _ := filepath.Glob(filepath.Join(dir, "r1/views/*/part-empty.*"))
+	if len(empty) != 2 || !strings.Contains(empty[0], "observations") {
+		t.Fatalf("empty parts %v", empty)
+	}
+	ecsv, _ := os.ReadFile(filepath.Join(dir, "r1/views/observations/part-empty.csv"))
+	if !strings.HasPrefix(string(ecsv), "id,patient_id,") || strings.Count(string(ecsv), "\r\n") != 1 {
+		t.Fatalf("empty csv %q", ecsv)
+	}
 	csv0, _ := os.ReadFile(filepath.Join(dir, "r1/views/ids/part-003-00.csv"))
 	if string(csv0) != "id,given\r\na,Ann\r\nc,\r\n" {
 		t.Fatalf("csv %q", csv0)
