@@ -27,7 +27,6 @@ import (
 	"math"
 	"reflect"
 	"strconv"
-	"unsafe"
 
 	pq "github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
@@ -53,8 +52,9 @@ type Writer struct {
 	v                  *views.View
 	w                  *pq.GenericWriter[any]
 	leaf               []leafKind
-	row                pq.Row
-	rows               []pq.Row
+	batch              []pq.Row // rows not yet handed to w
+	n                  int
+	arena              []byte
 	buffered, maxBytes int
 	inGroup, maxRows   int
 	total              int64
@@ -127,7 +127,7 @@ func NewWriter(w io.Writer, v *views.View, opt Options) (*Writer, error) {
 	if codec != nil {
 		opts = append(opts, pq.Compression(codec))
 	}
-	return &Writer{v: v, w: pq.NewGenericWriter[any](w, opts...), leaf: kinds, rows: make([]pq.Row, 1),
+	return &Writer{v: v, w: pq.NewGenericWriter[any](w, opts...), leaf: kinds, batch: make([]pq.Row, batchRows),
 		maxRows: opt.RowGroupRows, maxBytes: opt.RowGroupBytes}, nil
 }
 
@@ -136,7 +136,7 @@ func (w *Writer) Rows() int64 { return w.total }
 
 // Write appends one row (as given by views.Runner.Eval).
 func (w *Writer) Write(row []views.Value) error {
-	r := w.row[:0]
+	r := w.batch[w.n][:0]
 	for i, v := range row {
 		col := &w.v.Columns[i]
 		if col.Collection {
@@ -167,20 +167,54 @@ func (w *Writer) Write(row []views.Value) error {
 		}
 		r = append(r, pv.Level(0, 1, i))
 	}
-	w.row = r
-	w.rows[0] = r
-	if _, err := w.w.WriteRows(w.rows); err != nil {
-		return err
-	}
+	w.batch[w.n] = r
+	w.n++
 	w.total++
 	w.inGroup++
+	if w.n == len(w.batch) {
+		if err := w.flushBatch(); err != nil {
+			return err
+		}
+	}
 	if w.inGroup >= w.maxRows || w.buffered >= w.maxBytes {
+		if err := w.flushBatch(); err != nil {
+			return err
+		}
 		if err := w.w.Flush(); err != nil {
 			return err
 		}
 		w.inGroup, w.buffered = 0, 0
 	}
 	return nil
+}
+
+// batchRows is the number of rows handed to parquet-go at once; their
+// strings are copied into the writer's arena, since the rows' own are valid
+// only during Write.
+const batchRows = 256
+
+func (w *Writer) flushBatch() error {
+	if w.n == 0 {
+		return nil
+	}
+	_, err := w.w.WriteRows(w.batch[:w.n])
+	for i := range w.batch[:w.n] {
+		w.batch[i] = w.batch[i][:0]
+	}
+	w.n = 0
+	w.arena = w.arena[:0]
+	return err
+}
+
+// bytesOf copies s into the arena. A full arena is replaced, not grown, so
+// that the slices already handed out stay valid until the batch is written.
+func (w *Writer) bytesOf(s string) []byte {
+	if len(w.arena)+len(s) > cap(w.arena) {
+		w.arena = make([]byte, 0, max(64<<10, len(s)))
+	}
+	start := len(w.arena)
+	w.arena = append(w.arena, s...)
+	return w.arena[start:len(w.arena):len(w.arena)]
 }
 
 func (w *Writer) value(i int, v views.Value) (pq.Value, error) {
@@ -201,13 +235,16 @@ func (w *Writer) value(i int, v views.Value) (pq.Value, error) {
 	}
 	s := v.String()
 	w.buffered += len(s) + 4
-	// The writer copies byte arrays into its buffers during WriteRows, so
-	// the string's bytes are not retained.
-	return pq.ByteArrayValue(unsafe.Slice(unsafe.StringData(s), len(s))), nil
+	return pq.ByteArrayValue(w.bytesOf(s)), nil
 }
 
 // Close flushes the last row group and writes the footer.
-func (w *Writer) Close() error { return w.w.Close() }
+func (w *Writer) Close() error {
+	if err := w.flushBatch(); err != nil {
+		return err
+	}
+	return w.w.Close()
+}
 
 // orderedGroup is a group whose fields keep the view's column order
 // (parquet.Group sorts them by name).
