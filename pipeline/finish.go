@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"fhirdeid/bulk"
@@ -34,10 +33,13 @@ type Report struct {
 	BytesOut        int64                  `json:"bytesOut"`
 	Types           map[string]*TypeReport `json:"types"`
 	// Deidentification totals what was done to the resources.
-	Deidentification Counts            `json:"deidentification"`
-	Warnings         []string          `json:"warnings,omitempty"`
-	ConfigHash       string            `json:"configHash,omitempty"`
-	KeyFingerprints  map[string]string `json:"keyFingerprints,omitempty"`
+	Deidentification Counts   `json:"deidentification"`
+	Warnings         []string `json:"warnings,omitempty"`
+	// InvalidLines lists the lines dropped as invalid (onInvalid: skip),
+	// by file and line number with a reason; never their content.
+	InvalidLines    []InvalidLine     `json:"invalidLines,omitempty"`
+	ConfigHash      string            `json:"configHash,omitempty"`
+	KeyFingerprints map[string]string `json:"keyFingerprints,omitempty"`
 }
 
 // TypeReport counts one resource type.
@@ -78,7 +80,6 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 	if req, err := runRequest(run); err == nil {
 		out.Request = p.Client.KickoffURL(req)
 	}
-	base := strings.TrimSuffix(p.Store.String(), "/") + "/"
 	for _, f := range files {
 		if f.Status != state.FileDone {
 			return nil, fmt.Errorf("%s file %s.%03d is not done", f.Kind, f.Type, f.Seq)
@@ -89,7 +90,7 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 		n := f.Resources
 		switch f.Kind {
 		case bulk.KindOutput:
-			out.Output = append(out.Output, outFile{f.Type, base + f.OutKey, &n})
+			out.Output = append(out.Output, outFile{f.Type, p.Store.URL(f.OutKey), &n})
 			t := rep.Types[f.Type]
 			if t == nil {
 				t = &TypeReport{}
@@ -100,6 +101,8 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 			if len(f.Ops) > 0 {
 				var c Counts
 				if err := json.Unmarshal(f.Ops, &c); err == nil {
+					rep.InvalidLines = append(rep.InvalidLines, c.InvalidLines...)
+					c.InvalidLines = nil
 					t.Deidentification.Add(c)
 					rep.Deidentification.Add(c)
 				}
@@ -108,7 +111,7 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 			t.BytesOut += f.BytesOut
 			rep.Resources += f.Resources
 		case bulk.KindDeleted:
-			out.Deleted = append(out.Deleted, outFile{f.Type, base + f.OutKey, &n})
+			out.Deleted = append(out.Deleted, outFile{f.Type, p.Store.URL(f.OutKey), &n})
 			rep.Deleted += f.Resources
 		}
 		rep.BytesIn += f.BytesIn

@@ -73,6 +73,9 @@ type Pipeline struct {
 	// AllowCountMismatch accepts a file whose line count differs from the
 	// manifest's count (the run is then partial instead of failed).
 	AllowCountMismatch bool
+	// OnInvalid is OnInvalidFail ("" too) or OnInvalidSkip: what happens
+	// to a line that cannot be parsed or typed as a resource.
+	OnInvalid string
 	// LeaseTTL is how long the source lease lives without renewal
 	// (default 1 minute).
 	LeaseTTL time.Duration
@@ -208,7 +211,7 @@ func classify(err error) Outcome {
 	case errors.As(err, &le):
 		return Retryable
 	case errors.As(err, &he):
-		if he.Transient || he.StatusCode == 429 || he.StatusCode >= 500 {
+		if he.Transient || he.StatusCode == 429 || (he.StatusCode >= 500 && !he.Permanent) {
 			return Retryable
 		}
 		return Fatal

@@ -125,6 +125,12 @@ type Faults struct {
 	MismatchType bool
 	// MismatchCount makes the first output entry's count one too many.
 	MismatchCount bool
+	// CountOne makes the first output entry's count 1 whatever its lines.
+	CountOne bool
+	// ErrorFileCount, if non-zero, is the count of the error file in the
+	// manifest instead of its number of lines: the number of resources that
+	// failed, as a widely used reference server reports it.
+	ErrorFileCount int64
 }
 
 // AuthOptions configures authorisation.
@@ -984,7 +990,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	j.polls++
 	polls := j.polls
 	invalid := f.InvalidManifest
-	mismatchType, mismatchCount := f.MismatchType, f.MismatchCount
+	mismatchType, mismatchCount, errorCount, countOne := f.MismatchType, f.MismatchCount, f.ErrorFileCount, f.CountOne
 	s.mu.Unlock()
 	if polls > s.opts.PollsBeforeComplete {
 		select {
@@ -1046,11 +1052,17 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 				if mismatchCount {
 					it.Count++
 				}
+				if countOne {
+					it.Count = 1
+				}
 			}
 			out = append(out, it)
 		case "deleted":
 			del = append(del, it)
 		case "error":
+			if errorCount != 0 {
+				it.Count = errorCount
+			}
 			errs = append(errs, it)
 		}
 	}

@@ -59,6 +59,10 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	// Key Vault references, before anything is created.
+	if err := cfg.ResolveSecrets(ctx, nil); err != nil {
+		return &exitError{code: 1, err: err}
+	}
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelInfo
@@ -93,9 +97,9 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 		return err
 	}
 	elapsed := time.Since(start)
-	fmt.Fprintf(e.stdout, "run %s %s: %d resources (%d deletion bundles) in %s, %.0f resources/s → %s/%s/\n",
+	fmt.Fprintf(e.stdout, "run %s %s: %d resources (%d deletion bundles) in %s, %.0f resources/s → %s\n",
 		rep.Run, rep.Status, rep.Resources, rep.Deleted, elapsed.Round(time.Millisecond),
-		float64(rep.Resources)/elapsed.Seconds(), store.String(), rep.Run)
+		float64(rep.Resources)/elapsed.Seconds(), store.URL(rep.Run+"/"))
 	for _, w := range rep.Warnings {
 		fmt.Fprintln(e.stdout, "warning:", w)
 	}
