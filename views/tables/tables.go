@@ -15,7 +15,8 @@
 // part (part-empty.parquet), so that every table exists with its schema.
 //
 // A resource that a view cannot evaluate (several values in a column that
-// is not a collection...) gives no rows for that view; the file's warning
+// is not a collection...) gives no rows for that view (its rows are held
+// back until the view has evaluated it); the file's warning
 // counts them and quotes the first error (which names the view, column and
 // expression, never a value), and the run is partial.
 package tables
@@ -141,6 +142,62 @@ type part struct {
 	cw   *storage.Writer
 	csv  *views.CSVWriter
 	rows int64
+
+	// The rows of the current resource, kept until the view has evaluated
+	// it without error (shallow copies: their strings live in the worker's
+	// parse buffer until the next resource).
+	held  [][]views.Value
+	lists [][]views.Value
+	n     int
+}
+
+// maxHeld bounds the rows held back per resource; a resource that fans out
+// further has its rows written as they come.
+const maxHeld = 4096
+
+// hold keeps a shallow copy of row.
+func (p *part) hold(row []views.Value) error {
+	if p.n == maxHeld {
+		if err := p.release(); err != nil {
+			return err
+		}
+	}
+	i := p.n
+	if i == len(p.held) {
+		p.held = append(p.held, nil)
+		p.lists = append(p.lists, nil)
+	}
+	r := append(p.held[i][:0], row...)
+	n := 0
+	for _, v := range row {
+		n += len(v.List)
+	}
+	l := p.lists[i][:0]
+	if l == nil || cap(l) < n {
+		l = make([]views.Value, 0, max(n, 4))
+	}
+	for j := range r {
+		if r[j].List != nil {
+			start := len(l)
+			l = append(l, r[j].List...)
+			r[j].List = l[start:len(l):len(l)]
+		}
+	}
+	p.held[i], p.lists[i] = r, l
+	p.n++
+	return nil
+}
+
+// release writes the held rows.
+func (p *part) release() error {
+	for i := 0; i < p.n; i++ {
+		if err := p.write(p.held[i]); err != nil {
+			p.n = 0
+			return err
+		}
+	}
+	p.n = 0
+	return nil
 }
 
 func (p *part) open() error {
@@ -243,8 +300,9 @@ func (f *File) Resource(w int, data []byte) error {
 	}
 	for _, p := range parts {
 		var werr error
+		p.n = 0
 		err := p.r.Eval(root, func(row []views.Value) error {
-			if werr = p.write(row); werr != nil {
+			if werr = p.hold(row); werr != nil {
 				return werr
 			}
 			return nil
@@ -253,7 +311,14 @@ func (f *File) Resource(w int, data []byte) error {
 			return werr
 		}
 		if err != nil {
+			// The resource gives no rows in this view (unless it fanned
+			// out beyond maxHeld rows before the error).
+			p.n = 0
 			f.viewError(p.v, err)
+			continue
+		}
+		if err := p.release(); err != nil {
+			return err
 		}
 	}
 	return nil

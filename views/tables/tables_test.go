@@ -26,8 +26,12 @@ func TestFileParts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	namesView, err := views.Parse([]byte(`{"name":"names","resource":"Patient","select":[{"column":[{"name":"id","path":"id"}]},{"forEach":"name","column":[{"name":"given","path":"given"}]}]}`), "names")
+	if err != nil {
+		t.Fatal(err)
+	}
 	obs, _ := views.Builtin("observations")
-	s := New(store, []*views.View{ids, obs}, Options{CSV: true})
+	s := New(store, []*views.View{ids, obs, namesView}, Options{CSV: true})
 
 	if f, err := s.File(ctx, "r1", "Encounter", 0, 2); f != nil || err != nil {
 		t.Fatalf("a file no view reads: %v %v", f, err)
@@ -39,6 +43,8 @@ func TestFileParts(t *testing.T) {
 	for _, res := range []string{
 		`{"resourceType":"Patient","id":"a","name":[{"given":["Ann"]}]}`,
 		`{"resourceType":"Patient","id":"b","name":[{"given":["SECRET","Two"]}]}`, // two values: no row, a warning
+		// The first name gives a row, the second fails: no row at all.
+		`{"resourceType":"Patient","id":"e","name":[{"given":["One"]},{"given":["SECRET","Two"]}]}`,
 		`{"resourceType":"Patient","id":"c"}`,
 	} {
 		if err := f.Resource(0, []byte(res)); err != nil {
@@ -55,11 +61,16 @@ func TestFileParts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(warn, "view ids: 1 resources gave no rows; first: view ids: select[0].column[1].path (on Patient/b)") || strings.Contains(warn, "SECRET") {
+	if !strings.Contains(warn, "view ids: 2 resources gave no rows; first: view ids: select[0].column[1].path (on Patient/b)") || strings.Contains(warn, "SECRET") {
 		t.Fatalf("warning %q", warn)
 	}
-	if rows := f.Rows(); rows["ids"] != 3 {
+	if rows := f.Rows(); rows["ids"] != 3 || rows["names"] != 1 {
 		t.Fatalf("rows %v", rows)
+	}
+	// e's first name gave a row before its second failed: not written.
+	ncsv, _ := os.ReadFile(filepath.Join(dir, "r1/views/names/part-003-00.csv"))
+	if string(ncsv) != "id,given\r\na,Ann\r\n" {
+		t.Fatalf("names csv %q", ncsv)
 	}
 	var names []string
 	filepath.Walk(filepath.Join(dir, "r1"), func(p string, info os.FileInfo, err error) error {
@@ -70,7 +81,8 @@ func TestFileParts(t *testing.T) {
 		return nil
 	})
 	sort.Strings(names)
-	want := []string{"r1/views/ids/part-003-00.csv", "r1/views/ids/part-003-00.parquet", "r1/views/ids/part-003-01.csv", "r1/views/ids/part-003-01.parquet"}
+	want := []string{"r1/views/ids/part-003-00.csv", "r1/views/ids/part-003-00.parquet", "r1/views/ids/part-003-01.csv", "r1/views/ids/part-003-01.parquet",
+		"r1/views/names/part-003-00.csv", "r1/views/names/part-003-00.parquet", "r1/views/names/part-003-01.csv", "r1/views/names/part-003-01.parquet"}
 	if strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Fatalf("parts %v, want %v", names, want)
 	}
