@@ -171,7 +171,7 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 	e := &Engine{cfg: cfg, params: cfg.Parameters(), release: cfg.Release(), model: m, fastTypes: map[string]bool{}, fastNames: map[string]bool{}, preserveWhitespace: opts.PreserveWhitespace}
 	e.custom = map[string]CustomMethod{}
 	for name, m := range opts.CustomMethods {
-		if parseMethod(name) != MethodCustom {
+		if parseMethod(name) != MethodCustom || isScrub(name) {
 			return nil, fmt.Errorf("creating engine: custom method %q has the name of a built-in method", name)
 		}
 		if m.Apply == nil {
@@ -461,7 +461,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 		if !rule.AppliesTo(res.Type) {
 			continue
 		}
-		if _, ok := r.e.custom[strings.ToLower(rule.MethodName)]; rule.Method == MethodCustom && !ok {
+		if _, ok := r.e.custom[strings.ToLower(rule.MethodName)]; rule.Method == MethodCustom && !ok && !isScrub(rule.MethodName) {
 			return ops, &ConfigError{Rule: rule.Index, Method: rule.MethodName, Path: rule.Path,
 				Msg: fmt.Sprintf("anonymization method %s not supported (on %s)", strings.ToUpper(rule.MethodName), res.Type)}
 		}
@@ -721,6 +721,9 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 	case MethodPerturb:
 		return r.perturb(node, rule, res, ops)
 	case MethodCustom:
+		if isScrub(rule.MethodName) {
+			return r.scrubNode(node, rule, res, ops)
+		}
 		m := r.e.custom[strings.ToLower(rule.MethodName)]
 		if !typed.HasValue(node) {
 			return nil

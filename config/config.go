@@ -77,6 +77,8 @@ type Pipeline struct {
 	Views []string `yaml:"views"`
 	// ViewsCSV also writes each table part as CSV.
 	ViewsCSV bool `yaml:"viewsCSV"`
+	// Snapshot: false skips the merged snapshot (current) after each run.
+	Snapshot *bool `yaml:"snapshot"`
 }
 
 // Source is the FHIR server a pipeline exports from.

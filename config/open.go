@@ -191,6 +191,7 @@ func (f *File) Open(ctx context.Context, name string, db *state.DB, opts OpenOpt
 		ConfigHash:         eng.Hash,
 		KeyFingerprints:    eng.Fingerprints,
 		NewKeys:            opts.NewKeys,
+		NoSnapshot:         pc.Snapshot != nil && !*pc.Snapshot,
 	}
 	if p.Tables, err = pc.tablesFor(field, store); err != nil {
 		store.Close()

@@ -40,6 +40,11 @@ type Report struct {
 	InvalidLines    []InvalidLine     `json:"invalidLines,omitempty"`
 	ConfigHash      string            `json:"configHash,omitempty"`
 	KeyFingerprints map[string]string `json:"keyFingerprints,omitempty"`
+	// Snapshot is the merged snapshot made after the run, or
+	// SnapshotError why it was not (not part of report.json, which is
+	// written before).
+	Snapshot      *SnapshotReport `json:"-"`
+	SnapshotError string          `json:"-"`
 }
 
 // TypeReport counts one resource type.
@@ -53,9 +58,10 @@ type TypeReport struct {
 
 // Finish completes run once every file is done: it writes the run's
 // manifest.json, report.json and log.ndjson, commits the run (its _SUCCESS
-// marker, then the "latest" pointer), records the run as finished — moving
-// the source's incremental cursor — and finally releases the export on the
-// server. It returns the report.
+// marker, then the "latest" pointer), merges it into the snapshot (see
+// Snapshot), records the run as finished — moving the source's incremental
+// cursor — and finally releases the export on the server. It returns the
+// report.
 func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 	files, err := p.State.Files(ctx, run.ID)
 	if err != nil {
@@ -159,6 +165,9 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 		}
 	}
 	if err := p.Store.Commit(ctx, run.ID, rj); err != nil {
+		return nil, err
+	}
+	if err := p.afterCommit(ctx, rep); err != nil {
 		return nil, err
 	}
 	run.Status = status

@@ -99,6 +99,7 @@ func checkStore(t *testing.T, store *storage.Store, rep *pipeline.Report, pop *s
 			t.Errorf("missing %s", name)
 		}
 	}
+	checkSnapshot(t, store, rep, n)
 }
 
 // runTo runs the pipeline over a fresh synthetic population into the

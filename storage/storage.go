@@ -14,6 +14,8 @@
 //	<run>/log.ndjson                   the export log
 //	<run>/_SUCCESS                     written last: the run is complete
 //	latest                             the id of the newest complete run
+//	snapshots/<id>/...                 merged snapshots (see PublishSnapshot)
+//	current                            the id of the newest complete snapshot
 //
 // # Commit protocol
 //
