@@ -32,62 +32,22 @@ func TestRunWithViews(t *testing.T) {
 	latest, _ := os.ReadFile(filepath.Join(lake, "latest"))
 	run := filepath.Join(lake, strings.TrimSpace(string(latest)))
 
-	// Expected: the views over the stored de-identified files.
 	vs, err := views.Builtins()
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored, _ := filepath.Glob(filepath.Join(run, "*.ndjson.gz"))
 	lc := synth.NewLeakChecker(pop.Identifiers)
-	total := 0
-	for _, v := range vs {
-		var want bytes.Buffer
-		cw, _ := views.NewCSVWriter(&want, v)
-		r := v.NewRunner()
-		for _, f := range stored {
-			eachGzipLine(t, f, func(line []byte) {
-				if err := r.ProcessJSON(line, cw.Write); err != nil {
-					t.Fatal(err)
-				}
-			})
-		}
-		cw.Close()
-		wantLines := csvRecords(t, want.String())
+	total := checkTables(t, run, vs, lc)
 
-		var gotLines []string
-		csvParts, _ := filepath.Glob(filepath.Join(run, "views", v.Name, "*.csv"))
-		for _, p := range csvParts {
-			data, _ := os.ReadFile(p)
-			gotLines = append(gotLines, csvRecords(t, string(data))...)
-			for _, l := range strings.Split(string(data), "\r\n") {
-				lc.CheckLine([]byte(l))
-			}
-		}
-		sort.Strings(wantLines)
-		sort.Strings(gotLines)
-		if strings.Join(gotLines, "\n") != strings.Join(wantLines, "\n") {
-			t.Errorf("%s: table differs from the view over the de-identified output: %d rows, want %d", v.Name, len(gotLines), len(wantLines))
-		}
-		pqParts, _ := filepath.Glob(filepath.Join(run, "views", v.Name, "*.parquet"))
-		if len(pqParts) != len(csvParts) || len(pqParts) == 0 {
-			t.Errorf("%s: %d parquet and %d csv parts", v.Name, len(pqParts), len(csvParts))
-		}
-		var rows int64
-		for _, p := range pqParts {
-			fh, _ := os.Open(p)
-			st, _ := fh.Stat()
-			pf, err := pq.OpenFile(fh, st.Size())
-			if err != nil {
-				t.Fatalf("%s: %v", p, err)
-			}
-			rows += pf.NumRows()
-			fh.Close()
-		}
-		if rows != int64(len(wantLines)) {
-			t.Errorf("%s: %d parquet rows, want %d", v.Name, rows, len(wantLines))
-		}
-		t.Logf("%s: %d rows in %d parts, equal to the view over the stored output", v.Name, len(wantLines), len(pqParts))
-		total += len(wantLines)
+	// The merged snapshot ("current") has its tables too, computed from
+	// the snapshot's own files.
+	cur, err := os.ReadFile(filepath.Join(lake, "current"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := filepath.Join(lake, "snapshots", strings.TrimSpace(string(cur)))
+	if n := checkTables(t, snap, vs, lc); n != total {
+		t.Errorf("snapshot tables: %d rows, run tables %d (one full run: the same data)", n, total)
 	}
 	if total == 0 {
 		t.Fatal("no rows in any table")
@@ -156,4 +116,66 @@ func csvRecords(t *testing.T, s string) []string {
 		out = append(out, strings.Join(r, "\x1f"))
 	}
 	return out
+}
+
+// checkTables compares the tables under dir/views with the views evaluated
+// over dir's de-identified NDJSON files, and feeds the tables to the leak
+// checker. It returns the number of rows.
+func checkTables(t *testing.T, run string, vs []*views.View, lc *synth.LeakChecker) int {
+	t.Helper()
+	stored, _ := filepath.Glob(filepath.Join(run, "*.ndjson.gz"))
+	if len(stored) == 0 {
+		t.Fatalf("no NDJSON files in %s", run)
+	}
+	total := 0
+	for _, v := range vs {
+		var want bytes.Buffer
+		cw, _ := views.NewCSVWriter(&want, v)
+		r := v.NewRunner()
+		for _, f := range stored {
+			eachGzipLine(t, f, func(line []byte) {
+				if err := r.ProcessJSON(line, cw.Write); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+		cw.Close()
+		wantLines := csvRecords(t, want.String())
+
+		var gotLines []string
+		csvParts, _ := filepath.Glob(filepath.Join(run, "views", v.Name, "*.csv"))
+		for _, p := range csvParts {
+			data, _ := os.ReadFile(p)
+			gotLines = append(gotLines, csvRecords(t, string(data))...)
+			for _, l := range strings.Split(string(data), "\r\n") {
+				lc.CheckLine([]byte(l))
+			}
+		}
+		sort.Strings(wantLines)
+		sort.Strings(gotLines)
+		if strings.Join(gotLines, "\n") != strings.Join(wantLines, "\n") {
+			t.Errorf("%s: table differs from the view over the de-identified output: %d rows, want %d", v.Name, len(gotLines), len(wantLines))
+		}
+		pqParts, _ := filepath.Glob(filepath.Join(run, "views", v.Name, "*.parquet"))
+		if len(pqParts) != len(csvParts) || len(pqParts) == 0 {
+			t.Errorf("%s: %d parquet and %d csv parts", v.Name, len(pqParts), len(csvParts))
+		}
+		var rows int64
+		for _, p := range pqParts {
+			fh, _ := os.Open(p)
+			st, _ := fh.Stat()
+			pf, err := pq.OpenFile(fh, st.Size())
+			if err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			rows += pf.NumRows()
+			fh.Close()
+		}
+		if rows != int64(len(wantLines)) {
+			t.Errorf("%s: %d parquet rows, want %d", v.Name, rows, len(wantLines))
+		}
+		t.Logf("%s: %d rows in %d parts, equal to the view over the stored output", v.Name, len(wantLines), len(pqParts))
+		total += len(wantLines)
+	}
+	return total
 }

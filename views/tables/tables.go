@@ -10,6 +10,8 @@
 // without rows (a Parquet file with the view's schema), so that a retry
 // never leaves a stale part behind. Loaders read a table as the folder
 // (DuckDB: read_parquet('<run>/views/observations/*.parquet')).
+// A merged snapshot gets its tables the same way, from its own files as
+// they are written: snapshots/<id>/views/<view>/.
 //
 // Finish gives a view whose resource type had no file in the run one empty
 // part (part-empty.parquet), so that every table exists with its schema.
