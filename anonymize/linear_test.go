@@ -93,14 +93,15 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// TestLinearInResourceSize checks that de-identifying a resource 8 times as
-// large costs at most 24 times as much: parsing, typing, the rules, pruning
-// and writing. The bound is generous — the benchmark, BenchmarkLargePatient,
-// is where the 12 times asked of linear work is measured; in a test on a
-// loaded machine the garbage collector's and the caches' share grows with
-// the heap (13.5 times was seen in CI) — yet below the quadratic pruning of
-// long arrays, which cost 33 times here. It
-// compares CPU time of the process in the same test, the best of a few
+// TestLinearInResourceSize checks that de-identifying a resource 16 times as
+// large costs at most 100 times as much: parsing, typing, the rules, pruning
+// and writing. The bound is generous — BenchmarkLargePatient is where the
+// issue's 12 times at 8 times the size is measured; in a test on a loaded
+// machine the share of the garbage collector and of cache misses grows with
+// the heap (21.8 times at 8 times the size was seen with a load average
+// over 20) — and still far below quadratic work: the one-at-a-time pruning
+// of long arrays cost 83 times at 8 times the size, several hundred at 16.
+// It compares CPU time of the process in the same test, the best of a few
 // runs, so that the load of a shared machine cancels out; it is a ratio,
 // not an absolute time. Both sizes are parsed into fresh memory
 // (jsontree.Parse): AppendAnonymizedJSON reuses its parser's memory for
@@ -110,10 +111,10 @@ func processCPU() time.Duration {
 // is measured in its own steady state.
 func TestLinearInResourceSize(t *testing.T) {
 	if testing.Short() {
-		t.Skip("de-identifies 18 MB of resources")
+		t.Skip("de-identifies 34 MB of resources")
 	}
 	eng := defaultEngine(t)
-	small, large := bigPatient(2<<20), bigPatient(16<<20)
+	small, large := bigPatient(2<<20), bigPatient(32<<20)
 	var out []byte
 	measure := func(in []byte, runs int) time.Duration {
 		best := time.Duration(-1)
@@ -141,10 +142,10 @@ func TestLinearInResourceSize(t *testing.T) {
 	}
 	ts := measure(small, 5)
 	measure(large, 1) // warm up
-	tl := measure(large, 3)
+	tl := measure(large, 2)
 	ratio := float64(tl) / float64(max(ts, time.Millisecond))
-	t.Logf("2 MB: %v CPU, 16 MB: %v CPU, ratio %.1f", ts, tl, ratio)
-	if ratio > 24 {
-		t.Errorf("16 MB took %.1f times the CPU time of 2 MB (%v vs %v), want at most 24", ratio, tl, ts)
+	t.Logf("2 MB: %v CPU, 32 MB: %v CPU, ratio %.1f", ts, tl, ratio)
+	if ratio > 100 {
+		t.Errorf("32 MB took %.1f times the CPU time of 2 MB (%v vs %v), want at most 100", ratio, tl, ts)
 	}
 }
