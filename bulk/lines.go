@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 )
 
 // LineReader splits NDJSON into lines without copying short ones. Lines may
@@ -128,7 +129,9 @@ func ResourceType(line []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if esc {
+	if esc || !utf8.Valid(raw) {
+		// encoding/json decodes escapes and turns invalid UTF-8 into
+		// U+FFFD, as the parsers after this scan do.
 		var s string
 		if json.Unmarshal(raw, &s) != nil {
 			return "", errors.New("invalid resourceType string")
