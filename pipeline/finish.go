@@ -123,6 +123,9 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 		rep.BytesIn += f.BytesIn
 		rep.BytesOut += f.BytesOut
 	}
+	if w := scrubReportWarning(p, run); w != "" {
+		rep.Warnings = append(rep.Warnings, w)
+	}
 	sort.Strings(rep.Warnings)
 	status := state.RunSucceeded
 	if len(rep.Warnings) > 0 {
