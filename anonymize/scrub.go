@@ -82,7 +82,7 @@ func (r *run) scrubOptions(rule *engineRule, res *jsontree.Node) scrub.Options {
 		if in.DateShiftDays != nil {
 			days = *in.DateShiftDays
 		} else {
-			days = r.dateShiftOffset()
+			days = r.scrubShiftOffset()
 		}
 		opts.ShiftDays = func() int { return days }
 	}
@@ -101,9 +101,9 @@ func (r *run) scrubPatient(res *jsontree.Node) string {
 	return id
 }
 
-// dateShiftOffset is the offset the dateShift method uses for the current
+// scrubShiftOffset is the offset the dateShift method uses for the current
 // resource: the patient scope's, fixed, or keyed on the scope's prefix.
-func (r *run) dateShiftOffset() int {
+func (r *run) scrubShiftOffset() int {
 	p := &r.e.params
 	if p.DateShiftScope == ScopePatient {
 		return r.pshift.offset
@@ -123,7 +123,7 @@ func (r *run) dateShiftOffset() int {
 			prefix = id.Value
 		}
 	}
-	return DateShiftOffset(prefix, p.DateShiftKey)
+	return r.dateShiftOffset(prefix, p.DateShiftKey)
 }
 
 // scrubNode applies the scrub method to one node.
@@ -205,9 +205,9 @@ func (r *run) scrubAttachment(node *jsontree.Node, rule *engineRule, resource *j
 	r.dropAttachmentDigest(node, len(res.Text))
 	// The data and size are done: the rule's walk of the attachment's
 	// children must not redact them.
-	r.visited[data] = true
+	visit(data)
 	if sz := node.Get("size"); sz != nil {
-		r.visited[sz] = true
+		visit(sz)
 	}
 	*ops = ops.Add(OpRedact)
 	return nil

@@ -70,6 +70,9 @@ type Pipeline struct {
 	// AllowCountMismatch accepts files whose line count differs from the
 	// manifest (the run is then partial).
 	AllowCountMismatch bool `yaml:"allowCountMismatch"`
+	// Audit and Risk are the privacy checks of every run (assure.go).
+	Audit Audit `yaml:"audit"`
+	Risk  Risk  `yaml:"risk"`
 	// Snapshot: false skips the merged snapshot (current) after each run.
 	Snapshot *bool `yaml:"snapshot"`
 }

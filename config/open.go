@@ -190,6 +190,7 @@ func (f *File) Open(ctx context.Context, name string, db *state.DB, opts OpenOpt
 		Logger:             logger,
 		ConfigHash:         eng.Hash,
 		KeyFingerprints:    eng.Fingerprints,
+		Assurance:          pc.Assurance(),
 		NewKeys:            opts.NewKeys,
 		NoSnapshot:         pc.Snapshot != nil && !*pc.Snapshot,
 	}

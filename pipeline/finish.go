@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	"fhirdeid/audit"
 	"fhirdeid/bulk"
 	"fhirdeid/state"
 	"fhirdeid/storage"
@@ -45,6 +46,9 @@ type Report struct {
 	// written before).
 	Snapshot      *SnapshotReport `json:"-"`
 	SnapshotError string          `json:"-"`
+	// Audit and Risk are the privacy checks of Pipeline.Assurance.
+	Audit *audit.Report `json:"audit,omitempty"`
+	Risk  *RiskReport   `json:"risk,omitempty"`
 }
 
 // TypeReport counts one resource type.
@@ -126,10 +130,18 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 	if w := scrubReportWarning(p, run); w != "" {
 		rep.Warnings = append(rep.Warnings, w)
 	}
+	gate, err := p.assureRun(ctx, run, files, rep)
+	if err != nil {
+		return nil, err
+	}
 	sort.Strings(rep.Warnings)
 	status := state.RunSucceeded
 	if len(rep.Warnings) > 0 {
 		status = state.RunPartial
+	}
+	if len(gate) > 0 {
+		rep.Warnings = append(rep.Warnings, gate...)
+		status = state.RunFailed
 	}
 	rep.Status = string(status)
 	rep.FinishedAt = p.Now().UTC()
@@ -161,6 +173,11 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 		if err := p.Store.WriteAll(ctx, storage.RunKey(run.ID, "log.ndjson"), "application/x-ndjson", logData); err != nil {
 			return nil, err
 		}
+	}
+	if len(gate) > 0 {
+		// The run folder keeps its report, unpublished.
+		run.Report = rj
+		return nil, &AssuranceError{Reasons: gate, Report: rep}
 	}
 	if err := p.Store.Commit(ctx, run.ID, rj); err != nil {
 		return nil, err

@@ -100,6 +100,10 @@ type Pipeline struct {
 	Progress func(Progress)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Assurance, if set, audits every run's output for identifiers of its
+	// input and measures its patients' re-identification risk (assure.go).
+	Assurance *Assurance
+	assure    assureState
 	// NoSnapshot skips the merged snapshot after a run (see Snapshot).
 	NoSnapshot bool
 	// SnapshotMemory bounds the sort buffers of the snapshot merge, in
