@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/klauspost/compress/gzip"
 
@@ -56,13 +57,42 @@ func (a *anonymizer) collectIdentifiers(ctx context.Context, jobs []job) (contex
 		return ctx, nil
 	}
 	col := a.eng.NewIdentifierCollector()
+	// Files are read a.workers at a time (gunzip is the main cost), each
+	// on one goroutine.
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	sem := make(chan struct{}, a.workers)
 	for _, j := range jobs {
-		if err := ctx.Err(); err != nil {
-			return ctx, err
+		sem <- struct{}{}
+		mu.Lock()
+		failed := firstErr != nil
+		mu.Unlock()
+		if failed || ctx.Err() != nil {
+			<-sem
+			break
 		}
-		if err := a.collectFile(ctx, col, j); err != nil {
-			return ctx, fmt.Errorf("reading identifiers for the scrub method: %w", err)
-		}
+		wg.Add(1)
+		go func(j job) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := a.collectFile(ctx, col, j); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}(j)
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return ctx, fmt.Errorf("reading identifiers for the scrub method: %w", firstErr)
+	}
+	if err := ctx.Err(); err != nil {
+		return ctx, err
 	}
 	if a.verbose {
 		fmt.Fprintf(a.stderr, "scrub: identifiers of %d patients collected from %d files\n", col.Patients(), len(jobs))
@@ -100,7 +130,7 @@ func (a *anonymizer) collectFile(ctx context.Context, col *anonymize.IdentifierC
 			_ = col.Add(line) // an invalid line is reported by the second pass
 		}
 		return dst, nil
-	}, ndjson.Options{Workers: a.workers, MaxLine: a.maxLine})
+	}, ndjson.Options{Workers: 1, MaxLine: a.maxLine})
 	if err != nil {
 		return fmt.Errorf("%s:%w", j.in, lineSep(err))
 	}
