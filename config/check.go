@@ -87,6 +87,9 @@ func (pc *Pipeline) check(field, dir string) *Error {
 	if err := pc.checkAssurance(field); err != nil {
 		return err
 	}
+	if err := pc.checkViews(field, dir); err != nil {
+		return err
+	}
 	return nil
 }
 

@@ -194,5 +194,9 @@ func (f *File) Open(ctx context.Context, name string, db *state.DB, opts OpenOpt
 		NewKeys:            opts.NewKeys,
 		NoSnapshot:         pc.Snapshot != nil && !*pc.Snapshot,
 	}
+	if p.Tables, err = pc.tablesFor(field, store); err != nil {
+		store.Close()
+		return nil, nil, err
+	}
 	return p, store, nil
 }

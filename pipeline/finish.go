@@ -151,6 +151,11 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 	if err := p.State.UpdateRun(ctx, run); err != nil {
 		return nil, err
 	}
+	if tf, ok := p.Tables.(TablesFinisher); ok {
+		if err := tf.Finish(ctx, run.ID); err != nil {
+			return nil, fmt.Errorf("views: %w", err)
+		}
+	}
 	mj, err := json.MarshalIndent(&out, "", "  ")
 	if err != nil {
 		return nil, err

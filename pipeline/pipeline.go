@@ -96,6 +96,9 @@ type Pipeline struct {
 	newLake bool
 	// Logger receives operational messages (never resource values).
 	Logger *slog.Logger
+	// Tables, if set, computes research tables from each output file's
+	// de-identified resources as they are written (see Tables).
+	Tables Tables
 	// Progress, if set, receives counters while files are processed.
 	Progress func(Progress)
 	// Now is the clock (default time.Now).
