@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"testing"
 
 	"fhirdeid/anonymize/defaultconfig"
@@ -16,52 +15,19 @@ import (
 	"fhirdeid/internal/testshared"
 )
 
-// longitudinalScrubConfig is the longitudinal profile with free text
-// scrubbed instead of removed, as the report of the scrub work recommends:
-// the dateShift rules move before the free-text rules (so that Attachment
-// and Annotation dates are shifted, not redacted by scrub), and every rule
-// that redacts free text (Narrative, Attachment, Annotation.text,
-// Reference.display, CodeableConcept.text, Coding.display, string,
-// markdown) becomes scrub with "dates": "shift".
+// longitudinalScrubConfig is the longitudinal profile, which scrubs free
+// text (its dateShift rules come before the free-text rules, so that
+// Attachment and Annotation dates are shifted, and every rule on free text
+// is scrub with "dates": "shift"; see defaultconfig's README).
 func longitudinalScrubConfig(t testing.TB) []byte {
 	t.Helper()
-	var cfg map[string]any
-	if err := json.Unmarshal(defaultconfig.Longitudinal(), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	rules := cfg["fhirPathRules"].([]any)
-	path := func(r any) string { return r.(map[string]any)["path"].(string) }
-	var dates, others []any
-	for _, r := range rules {
-		if r.(map[string]any)["method"] == "dateShift" {
-			dates = append(dates, r)
-		} else {
-			others = append(others, r)
-		}
-	}
-	scrubbed := []string{"nodesByType('Narrative')", "nodesByType('Attachment')", "nodesByType('Reference').display",
-		"nodesByType('CodeableConcept').text", "nodesByType('Coding').display", "nodesByType('string')", "nodesByType('markdown')"}
-	var out []any
-	for _, r := range others {
-		p := path(r)
-		if p == "nodesByType('Narrative')" {
-			out = append(out, dates...)
-		}
-		if p == "nodesByType('Annotation')" {
-			out = append(out, map[string]any{"path": "nodesByType('Annotation').text", "method": "scrub", "dates": "shift"})
-		}
-		if slices.Contains(scrubbed, p) && r.(map[string]any)["method"] == "redact" {
-			r = map[string]any{"path": p, "method": "scrub", "dates": "shift"}
-		}
-		out = append(out, r)
-	}
-	if len(out) != len(rules)+1 {
-		t.Fatalf("rules %d -> %d: the longitudinal profile changed shape", len(rules), len(out))
-	}
-	cfg["fhirPathRules"] = out
-	data, err := json.Marshal(cfg)
+	data := defaultconfig.Longitudinal()
+	c, err := ParseConfig(data, Options{Rand: zeroRand()})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !c.UsesScrub() {
+		t.Fatal("the longitudinal profile does not scrub")
 	}
 	return data
 }

@@ -12,6 +12,9 @@ import (
 // EngineDeidentifier is the Deidentifier backed by an anonymize.Engine.
 type EngineDeidentifier struct {
 	engine *anonymize.Engine
+	// scrubHolder holds the identifiers collected for the scrub method
+	// (scrub.go).
+	scrubHolder
 	// Folder is the prefix of the "folder" date-shift scope; it should be
 	// stable from run to run (the pipeline's name), so that incremental runs
 	// shift dates alike.
@@ -26,7 +29,7 @@ func NewEngineDeidentifier(e *anonymize.Engine) *EngineDeidentifier {
 // Resource de-identifies one resource with the engine. file names the file
 // for the "file" date-shift scope.
 func (d *EngineDeidentifier) Resource(ctx context.Context, file string, line int64, res, dst []byte) ([]byte, anonymize.Stats, error) {
-	return d.engine.AppendAnonymizedJSON(ctx, dst, res, anonymize.FileContext{FileName: file + ".ndjson", FolderName: d.Folder})
+	return d.engine.AppendAnonymizedJSON(d.scrubContext(ctx), dst, res, anonymize.FileContext{FileName: file + ".ndjson", FolderName: d.Folder})
 }
 
 // ID de-identifies a resource id the way the engine's rules treat

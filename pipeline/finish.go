@@ -127,6 +127,9 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 		rep.BytesIn += f.BytesIn
 		rep.BytesOut += f.BytesOut
 	}
+	if w := scrubReportWarning(p, run); w != "" {
+		rep.Warnings = append(rep.Warnings, w)
+	}
 	gate, err := p.assureRun(ctx, run, files, rep)
 	if err != nil {
 		return nil, err

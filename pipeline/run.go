@@ -84,6 +84,9 @@ func Run(ctx context.Context, p *Pipeline) (*Report, error) {
 	if err := Poll(ctx, p, run); err != nil {
 		return fail("status", err)
 	}
+	if err := CollectIdentifiers(ctx, p, run); err != nil {
+		return fail("collect identifiers", err)
+	}
 	if err := processAll(ctx, p, run); err != nil {
 		return fail("process", err)
 	}

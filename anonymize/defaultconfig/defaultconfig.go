@@ -5,9 +5,9 @@
 //   - safe-harbor (the default): HIPAA Safe Harbor (45 CFR 164.514(b)(2))
 //     for every FHIR R4 resource type;
 //   - longitudinal: the same, but dates shifted per patient instead of cut
-//     to the year, and the displays of published terminologies kept. It is
-//     not Safe Harbor: it is meant for Expert Determination or a data use
-//     agreement.
+//     to the year, the displays of published terminologies kept, and free
+//     text scrubbed (method scrub) instead of removed. It is not Safe
+//     Harbor: it is meant for Expert Determination or a data use agreement.
 //
 // README.md explains what each keeps and why.
 package defaultconfig

@@ -44,8 +44,11 @@ func longitudinalEngine(t testing.TB, k anonymize.Keys) *anonymize.Engine {
 }
 
 // TestLongitudinalIsSafeHarborButDates checks that the longitudinal profile
-// differs from safe-harbor only where the README says: the three date rules,
-// the display keep, and the date-shift parameters.
+// differs from safe-harbor only where the README says: the three date rules
+// (shifted, and moved before the free-text rules), the display keep, free
+// text scrubbed instead of redacted (with an Annotation.text rule before the
+// Annotation redaction), Device serial and lot numbers and distinct
+// identifier redacted before the string rule, and the date-shift parameters.
 func TestLongitudinalIsSafeHarborButDates(t *testing.T) {
 	if !slices.Equal(Profiles(), []string{"safe-harbor", "longitudinal"}) || !IsProfile("longitudinal") || IsProfile("Longitudinal") {
 		t.Errorf("profiles %v", Profiles())
@@ -66,24 +69,77 @@ func TestLongitudinalIsSafeHarborButDates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var shRules, loRules []string
+	var shRules, loRules, shDates, loDates []string
+	isDate := func(path string) bool {
+		return path == "nodesByType('date')" || path == "nodesByType('dateTime')" || path == "nodesByType('instant')"
+	}
 	for _, r := range sh.Rules() {
+		if isDate(r.Path) {
+			shDates = append(shDates, r.Path+" "+r.MethodName)
+			continue
+		}
 		shRules = append(shRules, r.Path+" "+r.MethodName)
 	}
-	for _, r := range lo.Rules() {
+	scrubbed := []string{"nodesByType('Narrative')", "nodesByType('Attachment')", "nodesByType('Reference').display",
+		"nodesByType('CodeableConcept').text", "nodesByType('Coding').display", "nodesByType('string')", "nodesByType('markdown')"}
+	added := []string{"nodesByType('Annotation').text scrub", "Device.serialNumber redact", "Device.lotNumber redact", "Device.distinctIdentifier redact"}
+	index := map[string]int{}
+	for i, r := range lo.Rules() {
+		index[r.Path] = i
 		if strings.HasSuffix(r.Path, ".display") && r.Method == anonymize.MethodKeep {
 			continue
 		}
+		if slices.Contains(added, r.Path+" "+r.MethodName) {
+			continue
+		}
 		m := r.MethodName
-		if m == "dateShift" {
+		if isDate(r.Path) {
+			if m != "dateShift" {
+				t.Errorf("%s: %s, want dateShift", r.Path, m)
+			}
+			loDates = append(loDates, r.Path+" redact")
+			continue
+		}
+		if m == anonymize.ScrubMethod {
+			if !slices.Contains(scrubbed, r.Path) {
+				t.Errorf("%s is scrubbed", r.Path)
+			}
+			if s := r.Settings(); !strings.EqualFold(settingText(&s, "dates"), "shift") {
+				t.Errorf("%s: scrub without \"dates\": \"shift\"", r.Path)
+			}
 			m = "redact"
+		} else if slices.Contains(scrubbed, r.Path) {
+			t.Errorf("%s is not scrubbed", r.Path)
 		}
 		loRules = append(loRules, r.Path+" "+m)
 	}
-	if !slices.Equal(shRules, loRules) {
-		t.Errorf("rules differ beyond dates and displays:\n%v\n%v", shRules, loRules)
+	if !slices.Equal(shRules, loRules) || !slices.Equal(shDates, loDates) {
+		t.Errorf("rules differ beyond dates, displays and scrubbing:\n%v\n%v", shRules, loRules)
 	}
-	if len(lo.Rules()) != len(sh.Rules())+1 {
+	for _, a := range added {
+		if _, ok := index[strings.Fields(a)[0]]; !ok {
+			t.Errorf("rule %s missing", a)
+		}
+	}
+	// The order the scrubbing needs: dates shifted before the free text
+	// that holds them (Attachment.creation, Annotation.time), the
+	// Annotation text scrubbed before the Annotation goes, device numbers
+	// removed before strings are scrubbed.
+	for _, order := range [][2]string{
+		{"nodesByType('instant')", "nodesByType('Narrative')"},
+		{"nodesByType('Annotation').text", "nodesByType('Annotation')"},
+		{"Device.serialNumber", "nodesByType('string')"},
+		{"Device.lotNumber", "nodesByType('string')"},
+		{"Device.distinctIdentifier", "nodesByType('string')"},
+	} {
+		if index[order[0]] >= index[order[1]] {
+			t.Errorf("%s (rule %d) must come before %s (rule %d)", order[0], index[order[0]], order[1], index[order[1]])
+		}
+	}
+	if !lo.UsesScrub() || sh.UsesScrub() {
+		t.Error("longitudinal must scrub, safe-harbor must not")
+	}
+	if len(lo.Rules()) != len(sh.Rules())+1+len(added) {
 		t.Errorf("%d rules, safe-harbor has %d", len(lo.Rules()), len(sh.Rules()))
 	}
 	p, q := lo.Parameters(), sh.Parameters()
@@ -96,36 +152,40 @@ func TestLongitudinalIsSafeHarborButDates(t *testing.T) {
 	}
 }
 
-// TestLongitudinalDisplays checks that Coding.display is kept for published
-// terminologies only.
+// TestLongitudinalDisplays checks that Coding.display is kept as it is for
+// published terminologies only; other displays and CodeableConcept.text are
+// scrubbed (the phone number in them goes, the clinical words stay).
 func TestLongitudinalDisplays(t *testing.T) {
 	eng := longitudinalEngine(t, testKeys)
 	kept := []string{"http://loinc.org", "http://snomed.info/sct", "http://www.nlm.nih.gov/research/umls/rxnorm",
 		"http://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd-9-cm", "http://www.cms.gov/Medicare/Coding/ICD10",
 		"http://www.ama-assn.org/go/cpt", "http://hl7.org/fhir/sid/cvx", "http://hl7.org/fhir/sid/ndc", "http://unitsofmeasure.org",
 		"http://terminology.hl7.org/CodeSystem/v3-ActCode", "http://hl7.org/fhir/observation-category"}
-	removed := []string{"http://hospital.example.org/codes", "urn:oid:1.2.3.4", "http://hl7.org/fhir/sid/us-ssn", "http://loinc.org.evil.example", ""}
+	scrubbed := []string{"http://hospital.example.org/codes", "urn:oid:1.2.3.4", "http://hl7.org/fhir/sid/us-ssn", "http://loinc.org.evil.example", ""}
 	var codings []string
-	for i, s := range append(slices.Clone(kept), removed...) {
-		codings = append(codings, fmt.Sprintf(`{"system":%q,"code":"c%d","display":"DISPLAY%d"}`, s, i, i))
+	for i, s := range append(slices.Clone(kept), scrubbed...) {
+		codings = append(codings, fmt.Sprintf(`{"system":%q,"code":"c%d","display":"fever call 617-555-01%02d"}`, s, i, i))
 	}
-	in := `{"resourceType":"Observation","id":"o","status":"final","code":{"coding":[` + strings.Join(codings, ",") + `],"text":"FREETEXT"},"subject":{"reference":"Patient/p"}}`
+	in := `{"resourceType":"Observation","id":"o","status":"final","code":{"coding":[` + strings.Join(codings, ",") + `],"text":"cough call 617-555-0199"},"subject":{"reference":"Patient/p"}}`
 	out, _, err := eng.AnonymizeJSON(anonymize.WithNow(context.Background(), exportDay), []byte(in), anonymize.FileContext{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range kept {
-		if !bytes.Contains(out, fmt.Appendf(nil, `"DISPLAY%d"`, i)) {
-			t.Errorf("display of %s removed", kept[i])
+		if !bytes.Contains(out, fmt.Appendf(nil, `"fever call 617-555-01%02d"`, i)) {
+			t.Errorf("display of %s changed", kept[i])
 		}
 	}
-	for i := range removed {
-		if bytes.Contains(out, fmt.Appendf(nil, `"DISPLAY%d"`, len(kept)+i)) {
-			t.Errorf("display of %q kept", removed[i])
+	for i := range scrubbed {
+		if bytes.Contains(out, fmt.Appendf(nil, `617-555-01%02d`, len(kept)+i)) {
+			t.Errorf("display of %q kept as it is", scrubbed[i])
 		}
 	}
-	if bytes.Contains(out, []byte("FREETEXT")) {
-		t.Error("CodeableConcept.text kept")
+	if got := bytes.Count(out, []byte(`"fever call [PHONE]"`)); got != len(scrubbed) {
+		t.Errorf("%d scrubbed displays, want %d: %s", got, len(scrubbed), out)
+	}
+	if bytes.Contains(out, []byte("0199")) || !bytes.Contains(out, []byte(`"cough call [PHONE]"`)) {
+		t.Errorf("CodeableConcept.text not scrubbed: %s", out)
 	}
 }
 
@@ -397,4 +457,12 @@ func BenchmarkProfilesSynthea(b *testing.B) {
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "resources/s")
 		})
 	}
+}
+
+// settingText returns a rule setting's string value, or "".
+func settingText(v *anonymize.Value, key string) string {
+	if s, ok := v.Get(key); ok && s.Kind == anonymize.StringValue {
+		return s.Text
+	}
+	return ""
 }

@@ -139,6 +139,9 @@ Microsoft's FHIR anonymizer command line; configurations are compatible.`)
 		if f.input != "" || f.output != "" {
 			return usageError{"- reads standard input and writes standard output: no -i or -o"}
 		}
+		if eng.Config().UsesScrub() {
+			fmt.Fprintln(e.stderr, stdinScrubWarning)
+		}
 		err := a.stream(ctx, "stdin", e.stdin, e.stdout, false)
 		a.summary(e.stderr)
 		if err == nil {
@@ -152,6 +155,9 @@ Microsoft's FHIR anonymizer command line; configurations are compatible.`)
 	}
 	if len(jobs) == 0 {
 		return usageError{"no input files found"}
+	}
+	if ctx, err = a.collectIdentifiers(ctx, jobs); err != nil {
+		return err
 	}
 	stop := func() {}
 	if isTerminal(e.stderr) && !f.verbose {
