@@ -524,7 +524,9 @@ func (p *jsonParser) str() (string, error) {
 				if p.pos+1 < len(p.s) && p.s[p.pos] == '\\' && p.s[p.pos+1] == 'u' {
 					save := p.pos
 					p.pos += 2
-					if lo, ok := p.hex4(); ok {
+					// Only a high surrogate followed by a low one is a
+					// pair; otherwise the next escape stands on its own.
+					if lo, ok := p.hex4(); ok && utf16.DecodeRune(r, lo) != utf8.RuneError {
 						r2 = utf16.DecodeRune(r, lo)
 					} else {
 						p.pos = save
