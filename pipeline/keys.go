@@ -48,7 +48,7 @@ func CheckKeys(ctx context.Context, p *Pipeline) error {
 		return fmt.Errorf("the report of run %s: %w", prev.ID, err)
 	}
 	rep.Run = prev.ID
-	newLake, err := CheckKeysAgainst(p, &rep)
+	newLake, err := CheckKeysAgainst(p, &rep, p.NewKeys)
 	if newLake {
 		p.newLake = true
 	}
@@ -56,10 +56,10 @@ func CheckKeys(ctx context.Context, p *Pipeline) error {
 }
 
 // CheckKeysAgainst is CheckKeys against the report of the source's last
-// successful run, prev (nil: none). It reports whether p.NewKeys let
-// different keys through, in which case the new run must not be
-// incremental.
-func CheckKeysAgainst(p *Pipeline, prev *Report) (newLake bool, err error) {
+// successful run, prev (nil: none), with newKeys in place of p.NewKeys. It
+// reports whether newKeys let different keys through, in which case the
+// new run must not be incremental. It does not change p.
+func CheckKeysAgainst(p *Pipeline, prev *Report, newKeys bool) (newLake bool, err error) {
 	if len(p.KeyFingerprints) == 0 || prev == nil {
 		return false, nil
 	}
@@ -73,7 +73,7 @@ func CheckKeysAgainst(p *Pipeline, prev *Report) (newLake bool, err error) {
 		return false, nil
 	}
 	slices.Sort(differ)
-	if p.NewKeys {
+	if newKeys {
 		p.Logger.Warn("the anonymizer keys differ from the last successful run's: starting a new lake with a full export (--new-keys)",
 			"pipeline", p.Name, "previous_run", prev.Run, "keys", strings.Join(differ, ","))
 		return true, nil

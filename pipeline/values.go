@@ -259,6 +259,10 @@ func ReleaseExport(ctx context.Context, p *Pipeline, run RunInfo) {
 	}
 }
 
+// Classify says whether a step's error may go away on a later attempt
+// (Retryable) or needs a change (Fatal), as Run decides.
+func Classify(err error) Outcome { return classify(err) }
+
 // runInfo is the value of a stored run.
 func runInfo(run *state.Run) (RunInfo, error) {
 	req, err := runRequest(run)
