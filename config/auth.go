@@ -15,7 +15,7 @@ import (
 func (a *Auth) Check(field, dir string) *Error {
 	if dir != "" {
 		for _, p := range []*string{&a.TokenFile, &a.ClientSecretFile, &a.PrivateKeyFile} {
-			if *p != "" && !filepath.IsAbs(*p) {
+			if *p != "" && !filepath.IsAbs(*p) && !IsSecretRef(*p) {
 				*p = filepath.Join(dir, *p)
 			}
 		}
@@ -53,10 +53,27 @@ func (a *Auth) Check(field, dir string) *Error {
 		default:
 			return &Error{Field: field + ".alg", Msg: "must be RS384 or ES384"}
 		}
+	case AzureIdentity:
+		for _, f := range []struct{ name, v string }{{"token", a.Token}, {"tokenFile", a.TokenFile}, {"tokenURL", a.TokenURL},
+			{"clientSecret", a.ClientSecret}, {"clientSecretFile", a.ClientSecretFile}, {"privateKeyFile", a.PrivateKeyFile},
+			{"tenant", a.Tenant}, {"resource", a.Resource}} {
+			if f.v != "" {
+				return &Error{Field: field + "." + f.name, Msg: "not used with azure-identity (the identity comes from the environment: managed identity, workload identity, AZURE_* variables or az login)"}
+			}
+		}
 	default:
-		return &Error{Field: field + ".type", Msg: "must be none, bearer, client-credentials, entra or smart"}
+		return &Error{Field: field + ".type", Msg: "must be none, bearer, client-credentials, entra, smart or azure-identity"}
 	}
 	return nil
+}
+
+// AzureIdentity is the auth type of Azure managed and workload identities.
+const AzureIdentity = "azure-identity"
+
+// unresolved is the error of an authenticator built from a configuration
+// whose Key Vault references were not resolved (validate without --online).
+func unresolved(field string) error {
+	return &Error{Field: field, Msg: "Key Vault reference not resolved (resolved at start-up, or by validate --online)"}
 }
 
 // ReadSecretFile reads a secret from a file, trimming surrounding space.
@@ -86,6 +103,9 @@ func (a *Auth) Authenticator(field string, hc *http.Client, base string) (bulk.A
 		return nil, nil
 	case "bearer":
 		tok := a.Token
+		if IsSecretRef(tok) {
+			return nil, unresolved(field + ".token")
+		}
 		if a.TokenFile != "" {
 			var err error
 			if tok, err = ReadSecretFile(field+".tokenFile", a.TokenFile); err != nil {
@@ -95,6 +115,9 @@ func (a *Auth) Authenticator(field string, hc *http.Client, base string) (bulk.A
 		return bulk.StaticToken{Value: bulk.NewSecret(tok)}, nil
 	case "client-credentials", "entra":
 		secret := a.ClientSecret
+		if IsSecretRef(secret) {
+			return nil, unresolved(field + ".clientSecret")
+		}
 		if a.ClientSecretFile != "" {
 			var err error
 			if secret, err = ReadSecretFile(field+".clientSecretFile", a.ClientSecretFile); err != nil {
@@ -117,9 +140,15 @@ func (a *Auth) Authenticator(field string, hc *http.Client, base string) (bulk.A
 		return &bulk.ClientCredentials{HTTP: hc, TokenURL: tokenURL, ClientID: a.ClientID, Secret: bulk.NewSecret(secret),
 			Style: style, Scope: a.Scope, Resource: a.Resource}, nil
 	case "smart":
-		data, err := os.ReadFile(a.PrivateKeyFile)
-		if err != nil {
-			return nil, &Error{Field: field + ".privateKeyFile", Msg: "cannot read the key file"}
+		data := a.keyPEM
+		if data == nil {
+			if IsSecretRef(a.PrivateKeyFile) {
+				return nil, unresolved(field + ".privateKeyFile")
+			}
+			var err error
+			if data, err = os.ReadFile(a.PrivateKeyFile); err != nil {
+				return nil, &Error{Field: field + ".privateKeyFile", Msg: "cannot read the key file"}
+			}
 		}
 		key, kid, alg, err := bulk.ParsePrivateKey(data, a.KeyID)
 		if err != nil {
@@ -143,6 +172,15 @@ func (a *Auth) Authenticator(field string, hc *http.Client, base string) (bulk.A
 		}
 		return &bulk.SMARTBackend{HTTP: hc, FHIRBase: base, TokenURL: a.TokenURL, ClientID: a.ClientID, Key: key,
 			KeyID: kid, Alg: alg, Scope: scope}, nil
+	case AzureIdentity:
+		scope := a.Scope
+		if scope == "" {
+			var err error
+			if scope, err = bulk.AzureScopeFor(base); err != nil {
+				return nil, &Error{Field: field + ".scope", Msg: "no default: the source URL is not an http(s) URL"}
+			}
+		}
+		return &bulk.AzureIdentity{Scope: scope, Credential: AzureCredential(a.ClientID)}, nil
 	}
 	return nil, &Error{Field: field + ".type", Msg: "unsupported"}
 }

@@ -58,6 +58,9 @@ func (pc *Pipeline) check(field, dir string) *Error {
 	if err := pc.Source.Auth.Check(field+".source.auth", dir); err != nil {
 		return err
 	}
+	if err := pc.Source.StorageAuth.Check(field+".source.storageAuth", &pc.Source.Auth); err != nil {
+		return err
+	}
 	if pc.Destination == "" {
 		return &Error{Field: field + ".destination", Msg: "missing (a storage URL: file:///path, s3://bucket, azblob://container, gs://bucket)"}
 	}

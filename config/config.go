@@ -41,6 +41,8 @@ type File struct {
 	Serve Serve `yaml:"serve"`
 
 	path string
+	// resolved is set once the Key Vault references are resolved.
+	resolved bool
 }
 
 // Serve holds the settings of "fhirdeid serve": the "serve:" key of the
@@ -83,15 +85,23 @@ type Source struct {
 	POST        bool                `yaml:"post"`
 	Params      map[string][]string `yaml:"params"`
 	Auth        Auth                `yaml:"auth"`
+	// StorageAuth authorises downloads of export files on another host
+	// than the FHIR server when the manifest says requiresAccessToken
+	// false (Azure: the export's storage account).
+	StorageAuth StorageAuth `yaml:"storageAuth"`
 	// Deadline bounds the whole export, kick-off to manifest ("30d").
 	Deadline string `yaml:"deadline"`
 	// MaxPollInterval caps the wait between status polls ("5m").
 	MaxPollInterval string `yaml:"maxPollInterval"`
 }
 
-// Auth is how fhirdeid authenticates to the source.
+// Auth is how fhirdeid authenticates to the source. Token, ClientSecret and
+// PrivateKeyFile may be Key Vault references (azurekeyvault://VAULT/NAME;
+// for PrivateKeyFile the secret holds the key itself).
 type Auth struct {
-	// Type is none, bearer, client-credentials (also entra) or smart.
+	// Type is none, bearer, client-credentials (also entra), smart or
+	// azure-identity (managed or workload identity; ClientID selects a
+	// user-assigned identity, Scope defaults to <origin of url>/.default).
 	Type             string `yaml:"type"`
 	Token            string `yaml:"token"`
 	TokenFile        string `yaml:"tokenFile"`
@@ -106,6 +116,27 @@ type Auth struct {
 	PrivateKeyFile   string `yaml:"privateKeyFile"`
 	KeyID            string `yaml:"keyID"`
 	Alg              string `yaml:"alg"`
+
+	// keyPEM is the private key read from Key Vault when PrivateKeyFile is
+	// a reference.
+	keyPEM []byte
+}
+
+// StorageAuth is how fhirdeid reads export files kept on another host than
+// the FHIR server (Azure API for FHIR and Azure Health Data Services write
+// them to a storage account and say requiresAccessToken false).
+type StorageAuth struct {
+	// Type is none (the default: no credentials, as Bulk Data requires),
+	// azure-identity (a managed or workload identity token for Azure
+	// Storage), entra (a storage token from the source's client
+	// credentials), connection-string or sas.
+	Type string `yaml:"type"`
+	// ClientID selects a user-assigned identity (azure-identity).
+	ClientID string `yaml:"clientID"`
+	// ConnectionString and SASToken are secrets: ${ENV} or a Key Vault
+	// reference.
+	ConnectionString string `yaml:"connectionString"`
+	SASToken         string `yaml:"sasToken"`
 }
 
 // Anonymizer selects the de-identification rules of a pipeline.
@@ -128,6 +159,12 @@ type Anonymizer struct {
 
 	// getenv reads the key variables: Parse's, os.Getenv when nil.
 	getenv func(string) string
+	// keysData is the key file read from Key Vault (KeysFile a reference),
+	// resolvedEnv the key variables that were references, by name.
+	keysData    []byte
+	resolvedEnv map[string]string
+	// offline: unread references get placeholder keys (File.MarkOffline).
+	offline bool
 }
 
 // Error names the file, line and field of the configuration that is wrong.
@@ -229,6 +266,10 @@ func Parse(path string, data []byte, getenv func(string) string) (*File, error) 
 			return nil, err
 		}
 		pc.Anonymizer.getenv = getenv
+	}
+	if err := cfg.checkSecretRefs(); err != nil {
+		err.File = path
+		return nil, err
 	}
 	return &cfg, nil
 }

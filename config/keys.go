@@ -23,7 +23,7 @@ func (a *Anonymizer) check(field, dir string) *Error {
 			return &Error{Field: field + ".profile", Msg: "give config (a configuration file) or profile (a built-in one), not both"}
 		}
 	}
-	if a.KeysFile != "" && !filepath.IsAbs(a.KeysFile) {
+	if a.KeysFile != "" && !filepath.IsAbs(a.KeysFile) && !IsSecretRef(a.KeysFile) {
 		a.KeysFile = filepath.Join(dir, a.KeysFile)
 	}
 	return nil
@@ -52,6 +52,19 @@ func (a *Anonymizer) configData(field string) ([]byte, string, error) {
 // keys returns the keys that replace the configuration's: the key file's,
 // or else those set in the environment.
 func (a *Anonymizer) keys(field string) (anonymize.Keys, []string, error) {
+	if a.keysData != nil {
+		k, err := keys.Parse(a.keysData)
+		if err != nil {
+			return k, nil, &Error{Field: field + ".anonymizer.keysFile", Msg: "the Key Vault secret is not a key file: " + err.Error()}
+		}
+		return k, nil, nil
+	}
+	if IsSecretRef(a.KeysFile) {
+		if a.offline {
+			return placeholderKeys, []string{"anonymizer keys: the Key Vault reference was not read (validate --online reads it)"}, nil
+		}
+		return anonymize.Keys{}, nil, unresolved(field + ".anonymizer.keysFile")
+	}
 	if a.KeysFile != "" {
 		k, warnings, err := keys.Load(a.KeysFile)
 		if err != nil {
@@ -59,16 +72,45 @@ func (a *Anonymizer) keys(field string) (anonymize.Keys, []string, error) {
 		}
 		return k, warnings, nil
 	}
-	getenv := a.getenv
-	if getenv == nil {
-		getenv = os.Getenv
+	var refErr error
+	getenv := func(name string) string {
+		v := a.env(name)
+		if !IsSecretRef(v) {
+			return v
+		}
+		if r, ok := a.resolvedEnv[name]; ok {
+			return r
+		}
+		if !a.offline && refErr == nil {
+			refErr = unresolved(field + ".anonymizer (" + name + ")")
+		}
+		return placeholderKeys.EncryptKey
 	}
 	k, err := keys.FromEnv(getenv)
+	if refErr != nil {
+		return anonymize.Keys{}, nil, refErr
+	}
 	if err != nil {
 		return k, nil, &Error{Field: field + ".anonymizer", Msg: err.Error()}
 	}
 	return k, nil, nil
 }
+
+// keyVars are the environment variables of the anonymizer keys.
+var keyVars = []string{keys.EnvCryptoHashKey, keys.EnvDateShiftKey, keys.EnvEncryptKey}
+
+// env reads a key variable.
+func (a *Anonymizer) env(name string) string {
+	if a.getenv == nil {
+		return os.Getenv(name)
+	}
+	return a.getenv(name)
+}
+
+// placeholderKeys stand in for keys in Key Vault when a file is checked
+// offline; they never reach an engine that processes data.
+var placeholderKeys = anonymize.Keys{CryptoHashKey: "offline-placeholder-key", DateShiftKey: "offline-placeholder-key",
+	EncryptKey: "offline-placehol"}
 
 // checkStableKeys refuses random per-run keys in an incremental pipeline
 // (since: auto): each run would pseudonymise and shift dates differently, and

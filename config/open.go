@@ -118,8 +118,9 @@ type OpenOptions struct {
 func (f *File) LogDir() string { return filepath.Join(filepath.Dir(f.State), "logs") }
 
 // Open wires the configured pipeline name: FHIR client and auth, engine,
-// destination and state. It contacts no server. The caller closes the
-// returned store.
+// destination and state. It contacts no server, except Azure Key Vault when
+// the file has references that ResolveSecrets has not resolved yet. The
+// caller closes the returned store.
 func (f *File) Open(ctx context.Context, name string, db *state.DB, opts OpenOptions) (*pipeline.Pipeline, *storage.Store, error) {
 	pc, ok := f.Pipelines[name]
 	if !ok {
@@ -130,6 +131,9 @@ func (f *File) Open(ctx context.Context, name string, db *state.DB, opts OpenOpt
 		logger = slog.New(slog.DiscardHandler)
 	}
 	field := "pipelines." + name
+	if err := f.ResolveSecrets(ctx, nil); err != nil {
+		return nil, nil, err
+	}
 	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 8,
 		ResponseHeaderTimeout: 10 * time.Minute, IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 30 * time.Second}}
 	client, err := bulk.NewClient(pc.Source.URL, hc)
@@ -144,6 +148,10 @@ func (f *File) Open(ctx context.Context, name string, db *state.DB, opts OpenOpt
 		client.Polling.MaxDelay, _ = ParseDuration(pc.Source.MaxPollInterval)
 	}
 	client.Auth, err = pc.Source.Auth.Authenticator(field+".source.auth", hc, pc.Source.URL)
+	if err != nil {
+		return nil, nil, err
+	}
+	client.StorageAuth, client.StorageSigner, err = pc.Source.StorageAuth.Build(field+".source.storageAuth", hc, client.Auth)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -46,7 +46,8 @@ Authentication (secrets are read from environment variables or files only):
   --client-id ID --key FILE               SMART Backend Services (PEM or JWKS key,
                                           --kid, --alg RS384|ES384; the token URL is
                                           discovered unless --token-url is given)
-  --storage-auth entra|connection-string|sas
+  --azure-identity [--client-id ID]       Azure managed or workload identity, no secret
+  --storage-auth entra|azure-identity|connection-string|sas
                                           Azure mode: credentials for files on another
                                           host when requiresAccessToken is false
 
@@ -94,6 +95,7 @@ type exportFlags struct {
 	tokenURL, authStyle, scope, resource, tenant  string
 	keyFile, kid, alg                             string
 	storageAuth, storageConnEnv, storageSASEnv    string
+	azureIdentity                                 bool
 	statusURL                                     string
 	separateStatus                                bool
 	vendor                                        string
@@ -140,6 +142,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&f.quiet, "quiet", false, "do not print progress")
 	fs.StringVar(&f.tokenEnv, "token-env", "", "environment variable holding a static bearer token")
 	fs.StringVar(&f.clientID, "client-id", "", "OAuth2 / SMART client id")
+	fs.BoolVar(&f.azureIdentity, "azure-identity", false, "Azure managed or workload identity (no secret; --client-id selects a user-assigned identity, --scope defaults to <origin>/.default)")
 	fs.StringVar(&f.secretEnv, "client-secret-env", "", "environment variable holding the client secret")
 	fs.StringVar(&f.secretFile, "client-secret-file", "", "file holding the client secret")
 	fs.StringVar(&f.tokenURL, "token-url", "", "token endpoint (SMART: discovered from .well-known/smart-configuration when empty)")
@@ -362,13 +365,13 @@ func runExport(ctx context.Context, e *env, args []string) error {
 // and the pipelines build authenticators the same way.
 func exportAuth(e *env, f *exportFlags, hc *http.Client, base string) (bulk.Authenticator, error) {
 	modes := 0
-	for _, on := range []bool{f.tokenEnv != "", f.secretEnv != "" || f.secretFile != "", f.keyFile != ""} {
+	for _, on := range []bool{f.tokenEnv != "", f.secretEnv != "" || f.secretFile != "", f.keyFile != "", f.azureIdentity} {
 		if on {
 			modes++
 		}
 	}
 	if modes > 1 {
-		return nil, usageError{"give one of --token-env, --client-secret-env/--client-secret-file, --key"}
+		return nil, usageError{"give one of --token-env, --client-secret-env/--client-secret-file, --key, --azure-identity"}
 	}
 	var a config.Auth
 	switch {
@@ -413,6 +416,8 @@ func exportAuth(e *env, f *exportFlags, hc *http.Client, base string) (bulk.Auth
 		if a.Scope == "" {
 			a.Scope = defaultScope(f)
 		}
+	case f.azureIdentity:
+		a = config.Auth{Type: config.AzureIdentity, ClientID: f.clientID, Scope: f.scope}
 	default:
 		return nil, nil
 	}
@@ -472,6 +477,12 @@ func storageAuth(e *env, f *exportFlags, hc *http.Client, fhirAuth bulk.Authenti
 			st.Scope = bulk.AzureStorageScope
 		}
 		client.StorageAuth = st
+	case config.AzureIdentity:
+		st, _, err := (&config.StorageAuth{Type: config.AzureIdentity}).Build("storage-auth", hc, fhirAuth)
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		client.StorageAuth = st
 	case "connection-string":
 		v := e.getenv(f.storageConnEnv)
 		if f.storageConnEnv == "" || v == "" {
@@ -489,7 +500,7 @@ func storageAuth(e *env, f *exportFlags, hc *http.Client, fhirAuth bulk.Authenti
 		}
 		client.StorageSigner = bulk.AzureSAS{Token: bulk.NewSecret(strings.TrimSpace(v))}
 	default:
-		return usageError{"--storage-auth must be entra, connection-string or sas"}
+		return usageError{"--storage-auth must be entra, azure-identity, connection-string or sas"}
 	}
 	return nil
 }

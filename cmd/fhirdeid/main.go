@@ -14,7 +14,8 @@ import (
 	"syscall"
 )
 
-// Version is set at build time with -ldflags "-X main.Version=...".
+// Version is set at build time with -ldflags "-X main.Version=..."; left
+// "dev", it is read from the build information (version.go).
 var Version = "dev"
 
 // command is one subcommand. Each lives in its own file and registers itself
@@ -79,7 +80,7 @@ func run(ctx context.Context, e *env, args []string) int {
 		return 0
 	}
 	if args[0] == "version" || args[0] == "--version" {
-		fmt.Fprintln(e.stdout, "fhirdeid", Version)
+		writeVersion(e.stdout)
 		return 0
 	}
 	c, ok := commands[args[0]]

@@ -59,6 +59,10 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	// Key Vault references, before anything is created.
+	if err := cfg.ResolveSecrets(ctx, nil); err != nil {
+		return &exitError{code: 1, err: err}
+	}
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelInfo

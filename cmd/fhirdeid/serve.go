@@ -55,6 +55,9 @@ SIGINT stops the service: running runs checkpoint and resume at the next start.`
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	if err := cfg.ResolveSecrets(ctx, nil); err != nil {
+		return &exitError{code: 1, err: err}
+	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if !set["addr"] && cfg.Serve.Addr != "" {
@@ -67,6 +70,9 @@ SIGINT stops the service: running runs checkpoint and resume at the next start.`
 	if sc.TokenEnv != "" {
 		if token = e.getenv(sc.TokenEnv); token == "" {
 			return &exitError{code: 2, err: fmt.Errorf("-token-env: environment variable %s is not set", sc.TokenEnv)}
+		}
+		if token, err = config.ResolveValue(ctx, "-token-env "+sc.TokenEnv, token, nil); err != nil {
+			return &exitError{code: 1, err: err}
 		}
 	}
 	if loop, err := server.IsLoopback(sc.Addr); err != nil {

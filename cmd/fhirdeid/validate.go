@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strings"
 
 	"fhirdeid/config"
 	"fhirdeid/storage"
@@ -17,32 +18,67 @@ func runValidate(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("fhirdeid validate", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, `Usage: fhirdeid validate CONFIG
+		fmt.Fprintln(e.stderr, `Usage: fhirdeid validate [--online] CONFIG
 
 Checks a pipeline configuration: its keys and values, that every referenced
-environment variable and secret file exists, that the anonymizer rules
+environment variable and secret file exists, that Azure Key Vault references
+(azurekeyvault://VAULT/NAME) are well formed, that the anonymizer rules
 compile, and that the destination's storage scheme is supported. It contacts
-no server and creates nothing.`)
+no server and creates nothing; with --online it also reads the Key Vault
+references (through the Azure credential of the environment).`)
 	}
-	if err := fs.Parse(args); err != nil {
+	online := fs.Bool("online", false, "also resolve the Azure Key Vault references")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		fs.Usage()
 		return usageError{"need exactly one configuration file"}
 	}
-	cfg, err := config.Load(fs.Arg(0), e.getenv)
+	path := pos[0]
+	cfg, err := config.Load(path, e.getenv)
 	if err != nil {
 		return &exitError{code: 2, err: err}
+	}
+	refs := cfg.SecretRefs()
+	if *online {
+		if err := cfg.ResolveSecrets(ctx, nil); err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		if len(refs) > 0 {
+			fmt.Fprintf(e.stdout, "%d Key Vault references resolved\n", len(refs))
+		}
+	} else {
+		cfg.MarkOffline()
+		for _, field := range config.SortedKeys(refs) {
+			fmt.Fprintf(e.stdout, "%s: Key Vault reference %s (not contacted; --online reads it)\n", field, refs[field])
+		}
+	}
+	// unresolved reports whether a field under prefix still holds a Key
+	// Vault reference (validate without --online).
+	unresolved := func(prefix string) bool {
+		for f := range refs {
+			if !*online && strings.HasPrefix(f, prefix) {
+				return true
+			}
+		}
+		return false
 	}
 	for _, name := range cfg.Names() {
 		pc := cfg.Pipelines[name]
 		field := "pipelines." + name
-		if _, err := pc.Source.Auth.Authenticator(field+".source.auth", nil, pc.Source.URL); err != nil {
-			return &exitError{code: 2, err: err}
+		if !unresolved(field + ".source.") {
+			auth, err := pc.Source.Auth.Authenticator(field+".source.auth", nil, pc.Source.URL)
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			if _, _, err := pc.Source.StorageAuth.Build(field+".source.storageAuth", nil, auth); err != nil {
+				return &exitError{code: 2, err: err}
+			}
 		}
 		if err := storage.CheckURL(pc.Destination); err != nil {
-			return &exitError{code: 2, err: &config.Error{File: fs.Arg(0), Field: field + ".destination", Msg: err.Error()}}
+			return &exitError{code: 2, err: &config.Error{File: path, Field: field + ".destination", Msg: err.Error()}}
 		}
 		eng, err := pc.LoadEngine(field)
 		if err != nil {
