@@ -89,7 +89,7 @@ func (a *Activities) Start(ctx context.Context, in StartInput) (pipeline.RunInfo
 	if prev != nil && !newLake {
 		since = prev.TransactionTime
 	}
-	run, err := pipeline.PlanRun(p, in.Now, since, "")
+	run, err := pipeline.PlanNewRun(ctx, p, in.Now, since)
 	return run, classify("start", err)
 }
 

@@ -121,6 +121,28 @@ func PlanRun(p *Pipeline, now time.Time, since, suffix string) (RunInfo, error) 
 	return RunInfo{ID: id, Source: p.Name, StartedAt: now, Since: req.Since, Request: req}, nil
 }
 
+// PlanNewRun is PlanRun with an id that no run folder of p's destination
+// has: the start time, with "-2", "-3", ... appended when taken.
+func PlanNewRun(ctx context.Context, p *Pipeline, now time.Time, since string) (RunInfo, error) {
+	for i := 1; ; i++ {
+		suffix := ""
+		if i > 1 {
+			suffix = fmt.Sprintf("-%d", i)
+		}
+		run, err := PlanRun(p, now, since, suffix)
+		if err != nil {
+			return RunInfo{}, err
+		}
+		keys, err := p.Store.List(ctx, run.ID+"/")
+		if err != nil {
+			return RunInfo{}, err
+		}
+		if len(keys) == 0 {
+			return run, nil
+		}
+	}
+}
+
 // LastCommitted returns the report of the newest committed run in p's
 // destination, or nil when it holds none.
 func LastCommitted(ctx context.Context, p *Pipeline) (*Report, error) {
