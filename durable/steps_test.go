@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
-	_ "gocloud.dev/blob/fileblob"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+	_ "gocloud.dev/blob/fileblob"
 
 	"fhirdeid/anonymize"
 	"fhirdeid/bulk"
