@@ -35,7 +35,7 @@ type Activities struct {
 	// pipeline.Prepare (NewActivities does it).
 	Pipelines map[string]*pipeline.Pipeline
 	// HeartbeatEvery is the period of ProcessFile's heartbeats when no
-	// bytes arrive (default 10 s).
+	// bytes arrive (default 1 s; the SDK throttles what it sends).
 	HeartbeatEvery time.Duration
 }
 
@@ -203,7 +203,7 @@ type heartbeat struct {
 
 func newHeartbeat(ctx context.Context, every time.Duration) *heartbeat {
 	if every <= 0 {
-		every = 10 * time.Second
+		every = time.Second
 	}
 	h := &heartbeat{ctx: ctx, done: make(chan struct{})}
 	h.wg.Add(1)

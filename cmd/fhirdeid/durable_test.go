@@ -1,0 +1,312 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"fhirdeid/internal/testshared"
+)
+
+// temporalAddr returns the address of the Temporal service for the
+// integration tests (FHIRDEID_TEMPORAL, set by .ci/run, which starts
+// "temporal server start-dev"), or skips.
+func temporalAddr(t *testing.T) string {
+	t.Helper()
+	addr := os.Getenv("FHIRDEID_TEMPORAL")
+	if addr == "" {
+		t.Skip("no Temporal service: start one with `temporal server start-dev --headless --ip 127.0.0.1` and set FHIRDEID_TEMPORAL=127.0.0.1:7233")
+	}
+	if testing.Short() {
+		t.Skip("builds the binary and runs workflows")
+	}
+	return addr
+}
+
+func randomName(prefix string) string {
+	var b [4]byte
+	rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// durableSetup is a Bulk Data server serving synthea-100, a key file and a
+// way to write pipeline configurations with or without temporal:.
+type durableSetup struct {
+	bin, base, keys, name, queue, addr string
+}
+
+func newDurableSetup(t *testing.T, serverArgs ...string) *durableSetup {
+	addr := temporalAddr(t)
+	data := testshared.Dir(t, "data", "synthea-100")
+	bin := buildBinary(t)
+	s := &durableSetup{bin: bin, addr: addr, name: randomName("it"), queue: randomName("q")}
+	s.base = startBulkServer(t, bin, append([]string{"--data", data, "--polls", "2", "--retry-after", "1"}, serverArgs...)...)
+	s.keys = filepath.Join(t.TempDir(), "keys.json")
+	if out, err := exec.Command(bin, "keys", "init", s.keys).CombinedOutput(); err != nil {
+		t.Fatalf("keys init: %v: %s", err, out)
+	}
+	return s
+}
+
+// config writes a configuration of one pipeline into dir, landing in
+// dir/lake, run by Temporal when durable is set.
+func (s *durableSetup) config(t *testing.T, dir string, durable bool) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`state: state.db
+pipelines:
+  %s:
+    source: {url: %s, maxPollInterval: 1s}
+    anonymizer: {keysFile: %s}
+    destination: file://%s
+    concurrency: 4
+`, s.name, s.base, s.keys, filepath.ToSlash(filepath.Join(dir, "lake")))
+	if durable {
+		cfg += fmt.Sprintf("temporal:\n  hostPort: %s\n  taskQueue: %s\n  heartbeatTimeout: 4s\n  workerFiles: 2\n", s.addr, s.queue)
+	}
+	p := filepath.Join(dir, "fhirdeid.yml")
+	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// proc is a started fhirdeid process.
+type proc struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func start(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), out: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+		}
+	})
+	return p
+}
+
+// wait waits for p to exit within d.
+func (p *proc) wait(t *testing.T, d time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return annotate(err, p.out.String())
+	case <-time.After(d):
+		t.Fatalf("%v did not end within %s: %s", p.cmd.Args, d, p.out.String())
+		return nil
+	}
+}
+
+// startWorkers starts n workers of cfg and waits until they are connected.
+func startWorkers(t *testing.T, bin, cfg string, n int) []*proc {
+	t.Helper()
+	var ws []*proc
+	for range n {
+		ws = append(ws, start(t, bin, "worker", cfg))
+	}
+	for _, w := range ws {
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(w.out.String(), "worker on task queue") {
+			select {
+			case err := <-w.done:
+				t.Fatalf("worker exited: %v: %s", err, w.out.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("worker did not start: %s", w.out.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return ws
+}
+
+// runFiles lists the objects of the latest committed run in lake, by name.
+func runFiles(t *testing.T, lake string) []string {
+	t.Helper()
+	latest, err := os.ReadFile(filepath.Join(lake, "latest"))
+	if err != nil {
+		t.Fatalf("no committed run: %v", err)
+	}
+	run := filepath.Join(lake, strings.TrimSpace(string(latest)))
+	var names []string
+	err = filepath.Walk(run, func(p string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(run, p)
+		names = append(names, rel)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// sameOutput checks that two runs' data files hold the same line sets.
+func sameOutput(t *testing.T, got, want map[string]string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d data files, want %d", len(got), len(want))
+	}
+	for name, w := range want {
+		g, ok := got[name]
+		if !ok {
+			t.Fatalf("%s is missing", name)
+		}
+		gl, wl := strings.Split(g, "\n"), strings.Split(w, "\n")
+		slices.Sort(gl)
+		slices.Sort(wl)
+		if !slices.Equal(gl, wl) {
+			t.Fatalf("%s: %d lines differ from pipeline.Run's %d", name, len(gl), len(wl))
+		}
+	}
+}
+
+// TestDurableRunMatchesInProcess: two workers and "fhirdeid run" with
+// temporal: produce the same de-identified output as "fhirdeid run" in
+// process, with the same keys, with one kick-off.
+func TestDurableRunMatchesInProcess(t *testing.T) {
+	s := newDurableSetup(t)
+	refDir := t.TempDir()
+	if err := start(t, s.bin, "run", "-q", s.config(t, refDir, false)).wait(t, 10*time.Minute); err != nil {
+		t.Fatalf("in-process run: %v", err)
+	}
+	want := runOutput(t, filepath.Join(refDir, "lake"))
+
+	dir := t.TempDir()
+	cfg := s.config(t, dir, true)
+	startWorkers(t, s.bin, cfg, 2)
+	before := serverStats(t, s.base).Kickoffs
+	r := start(t, s.bin, "run", "-q", cfg)
+	if err := r.wait(t, 10*time.Minute); err != nil {
+		t.Fatalf("durable run: %v", err)
+	}
+	if !strings.Contains(r.out.String(), "succeeded") || !strings.Contains(r.out.String(), "workflow fhirdeid-"+s.name) {
+		t.Errorf("run printed %q", r.out.String())
+	}
+	sameOutput(t, runOutput(t, filepath.Join(dir, "lake")), want)
+	if k := serverStats(t, s.base).Kickoffs - before; k != 1 {
+		t.Errorf("%d kick-offs", k)
+	}
+	wantFiles := runFiles(t, filepath.Join(refDir, "lake"))
+	gotFiles := runFiles(t, filepath.Join(dir, "lake"))
+	// The durable run keeps its export events in the workflow history,
+	// not in a log.ndjson.
+	wantFiles = slices.DeleteFunc(wantFiles, func(n string) bool { return n == "log.ndjson" })
+	if !slices.Equal(gotFiles, wantFiles) {
+		t.Errorf("run folder %v, want %v", gotFiles, wantFiles)
+	}
+	t.Logf("%d data files identical to the in-process run's", len(want))
+}
+
+// TestDurableWorkerCrash kills one of two workers with SIGKILL at random
+// points while files are processed, ten times: every run completes on the
+// survivor, with output identical to the in-process run, no duplicated or
+// extra file, and one kick-off.
+func TestDurableWorkerCrash(t *testing.T) {
+	// Slow downloads, so that files are in flight on both workers.
+	s := newDurableSetup(t, "--download-delay", "300ms", "--part-size", "2000")
+	refDir := t.TempDir()
+	if err := start(t, s.bin, "run", "-q", s.config(t, refDir, false)).wait(t, 10*time.Minute); err != nil {
+		t.Fatalf("in-process run: %v", err)
+	}
+	want := runOutput(t, filepath.Join(refDir, "lake"))
+	wantFiles := slices.DeleteFunc(runFiles(t, filepath.Join(refDir, "lake")), func(n string) bool { return n == "log.ndjson" })
+
+	// A run without a kill measures the processing time: from the first
+	// download to the end.
+	measure := func(dir string) (*proc, []*proc, time.Time) {
+		cfg := s.config(t, dir, true)
+		ws := startWorkers(t, s.bin, cfg, 2)
+		downloads := serverStats(t, s.base).Downloads
+		r := start(t, s.bin, "run", "-q", cfg)
+		for serverStats(t, s.base).Downloads == downloads {
+			select {
+			case err := <-r.done:
+				t.Fatalf("run ended before any download: %v: %s", err, r.out.String())
+			default:
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return r, ws, time.Now()
+	}
+	r, _, first := measure(t.TempDir())
+	if err := r.wait(t, 10*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	processing := time.Since(first)
+	t.Logf("uninterrupted durable run: %s of processing", processing.Round(time.Millisecond))
+
+	rng := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 17))
+	const iterations = 10
+	var killedAt []string
+	for i := range iterations {
+		dir := t.TempDir()
+		before := serverStats(t, s.base).Kickoffs
+		r, ws, first := measure(dir)
+		at := time.Duration(rng.Int64N(int64(processing * 8 / 10)))
+		time.Sleep(time.Until(first.Add(at)))
+		victim := ws[rng.IntN(2)]
+		if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		killedAt = append(killedAt, at.Round(time.Millisecond).String())
+		if err := r.wait(t, 10*time.Minute); err != nil {
+			t.Fatalf("iteration %d (kill after %s): %v", i, at, err)
+		}
+		sameOutput(t, runOutput(t, filepath.Join(dir, "lake")), want)
+		if got := runFiles(t, filepath.Join(dir, "lake")); !slices.Equal(got, wantFiles) {
+			t.Fatalf("iteration %d: run folder %v, want %v", i, got, wantFiles)
+		}
+		if k := serverStats(t, s.base).Kickoffs - before; k != 1 {
+			t.Fatalf("iteration %d: %d kick-offs", i, k)
+		}
+		// Stop the survivor: the next iteration starts two fresh workers.
+		for _, w := range ws {
+			_ = w.cmd.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	t.Logf("%d runs completed after a worker was killed %v into processing", iterations, killedAt)
+}
