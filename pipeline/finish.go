@@ -186,6 +186,9 @@ func commitRun(ctx context.Context, p *Pipeline, run RunInfo, kickoffURL string,
 			return nil, err
 		}
 	}
+	if err := removeStale(ctx, p, run.ID); err != nil {
+		return nil, err
+	}
 	if err := p.Store.Commit(ctx, run.ID, rj); err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"time"
 
 	"fhirdeid/bulk"
@@ -284,6 +285,30 @@ func ReleaseExport(ctx context.Context, p *Pipeline, run RunInfo) {
 // Classify says whether a step's error may go away on a later attempt
 // (Retryable) or needs a change (Fatal), as Run decides.
 func Classify(err error) Outcome { return classify(err) }
+
+// staleTemp matches the temporary files that a file:// destination (gocloud
+// fileblob) leaves beside a key when the writing process is killed:
+// "<key>.<hex nanoseconds>.tmp". No key of the run layout looks like that.
+var staleTemp = regexp.MustCompile(`\.[0-9a-f]{8,}\.tmp$`)
+
+// removeStale deletes from the run's folder the temporary files of writers
+// that died (a killed process or worker), before the run is committed.
+// Object stores keep no visible trace of an unfinished upload.
+func removeStale(ctx context.Context, p *Pipeline, runID string) error {
+	keys, err := p.Store.List(ctx, runID+"/")
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if staleTemp.MatchString(k) {
+			p.Logger.Info("removing the temporary file of an interrupted write", "run", runID, "key", k)
+			if err := p.Store.Delete(ctx, k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
 
 // runInfo is the value of a stored run.
 func runInfo(run *state.Run) (RunInfo, error) {

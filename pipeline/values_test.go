@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -96,9 +97,18 @@ func TestValueStepsMatchRun(t *testing.T) {
 		}
 		results = append(results, r)
 	}
+	// A writer killed mid-file leaves a temporary file beside the key in a
+	// file:// destination; the commit removes it.
+	stray := filepath.Join(dest2, run.ID, "Patient.000.ndjson.gz.18eed4ce8053331e.tmp")
+	if err := os.WriteFile(stray, []byte("partial"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	rep2, err := pipeline.FinishRun(ctx, q, run, results)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(stray); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the stray temporary file is still there: %v", err)
 	}
 	got := readRun(t, dest2, rep2.Run, "")
 	if !slices.Equal(got, want) || len(got) == 0 {

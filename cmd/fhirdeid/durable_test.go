@@ -272,11 +272,26 @@ func TestDurableWorkerCrash(t *testing.T) {
 		}
 		return r, ws, time.Now()
 	}
-	r, _, first := measure(t.TempDir())
+	// Workers of one task queue must share one configuration: each
+	// iteration stops its workers before the next starts others.
+	stop := func(ws []*proc) {
+		for _, w := range ws {
+			_ = w.cmd.Process.Signal(syscall.SIGTERM)
+		}
+		for _, w := range ws {
+			select {
+			case <-w.done:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("worker did not stop: %s", w.out.String())
+			}
+		}
+	}
+	r, ws, first := measure(t.TempDir())
 	if err := r.wait(t, 10*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	processing := time.Since(first)
+	stop(ws)
 	t.Logf("uninterrupted durable run: %s of processing", processing.Round(time.Millisecond))
 
 	rng := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 17))
@@ -303,10 +318,7 @@ func TestDurableWorkerCrash(t *testing.T) {
 		if k := serverStats(t, s.base).Kickoffs - before; k != 1 {
 			t.Fatalf("iteration %d: %d kick-offs", i, k)
 		}
-		// Stop the survivor: the next iteration starts two fresh workers.
-		for _, w := range ws {
-			_ = w.cmd.Process.Signal(syscall.SIGTERM)
-		}
+		stop(ws)
 	}
 	t.Logf("%d runs completed after a worker was killed %v into processing", iterations, killedAt)
 }
