@@ -87,6 +87,11 @@ func TestAzureMode(t *testing.T) {
 			c.Clock = &fixedClock{now: time.Now()}
 			c.Auth = StaticToken{Value: NewSecret("fhir-tok")}
 			c.StorageAuth, c.StorageSigner = tc.auth, tc.signer
+			// Storage credentials go only to Azure blob hosts and trusted
+			// origins: trust the local stand-in.
+			if err := c.TrustHosts(storage.URL); err != nil {
+				t.Fatal(err)
+			}
 			var events strings.Builder
 			c.Events = NewNDJSONLog(&events, "x")
 			m, err := c.Poll(context.Background(), fhir.URL+"/status", time.Now())

@@ -5,6 +5,13 @@
 // credentials, SMART Backend Services), checkpoints to resume an export
 // after a crash, and the log.ndjson event log of the SMART bulk-data-client.
 //
+// Servers, manifests and files are untrusted: the credentials go only to
+// the FHIR server's origin and trusted hosts (origin.go), manifest types are
+// checked against the FHIR model (manifestcheck.go), and lines, files,
+// decompression, manifests and transfer rates are bounded (limits.go); a
+// violation is a terminal error, never retried (see RetryPolicy for the
+// retry taxonomy).
+//
 // All HTTP goes through an injected *http.Client, and time through a Clock,
 // so tests run against a local server in milliseconds.
 package bulk
@@ -86,19 +93,36 @@ func DefaultPollPolicy() PollPolicy {
 		Factor: 1.5, Jitter: 0.2, Deadline: 30 * 24 * time.Hour, StuckAfter: 6 * time.Hour}
 }
 
-// RetryPolicy governs retries of transient failures: network errors, 429,
-// 500, 502, 503, 504 and transient OperationOutcomes.
+// RetryPolicy governs retries of transient failures.
+//
+// Retried: network errors (connection refused or reset, a cut or stalled
+// transfer), 429, and 500, 502, 503, 504 unless the body is an
+// OperationOutcome with an error outside the transient issue-type family
+// (transient, lock-error, no-store, exception, timeout, incomplete,
+// throttled); any status with an all-transient OperationOutcome.
+//
+// Terminal, at once: other 4xx, a 5xx with a non-transient
+// OperationOutcome, resource limits (*LimitError), validation errors, count
+// mismatches unless allowed, credentials refused for another origin
+// (*OriginError).
+//
+// Waits grow exponentially from BaseDelay, with jitter, clamped to
+// MaxDelay (Retry-After replaces the computed wait, clamped too), and all
+// the waits of one operation together stay within Budget.
 type RetryPolicy struct {
 	// MaxRetries is the number of retries after the first attempt.
 	MaxRetries int
 	// BaseDelay is the first wait; it doubles on each retry up to MaxDelay.
 	// A Retry-After header replaces the computed wait (clamped to MaxDelay).
 	BaseDelay, MaxDelay time.Duration
+	// Budget caps the total wait of one operation's retries (0: no cap).
+	Budget time.Duration
 }
 
-// DefaultRetryPolicy returns the defaults: 5 retries, 5 s doubling to 5 min.
+// DefaultRetryPolicy returns the defaults: 5 retries, 5 s doubling to
+// 5 min, within a 30 min budget.
 func DefaultRetryPolicy() RetryPolicy {
-	return RetryPolicy{MaxRetries: 5, BaseDelay: 5 * time.Second, MaxDelay: 5 * time.Minute}
+	return RetryPolicy{MaxRetries: 5, BaseDelay: 5 * time.Second, MaxDelay: 5 * time.Minute, Budget: 30 * time.Minute}
 }
 
 // Client talks to one FHIR server's bulk export endpoints.
@@ -128,8 +152,10 @@ type Client struct {
 	Events EventSink
 	// UserAgent is sent on every request.
 	UserAgent string
-	// MaxLineBytes caps an NDJSON line (default 256 MiB).
+	// MaxLineBytes caps an NDJSON line (default 64 MiB).
 	MaxLineBytes int
+	// Limits bound manifests and files (zero values: the defaults).
+	Limits Limits
 	// IdleTimeout cancels a download that receives no byte for this long
 	// (real time, not Clock); the file is then retried (default 5 min,
 	// 0: none).
@@ -142,9 +168,10 @@ type Client struct {
 	// warnings such as a job that makes no progress.
 	Progress func(xProgress string)
 
-	mu     sync.Mutex
-	rng    *rand.Rand
-	server *ServerInfo
+	mu      sync.Mutex
+	rng     *rand.Rand
+	server  *ServerInfo
+	trusted []string // origins trusted with the FHIR credentials (TrustHosts)
 }
 
 // NewClient returns a client for the FHIR base URL with default policies,
@@ -167,7 +194,8 @@ func NewClient(base string, hc *http.Client) (*Client, error) {
 		hc = http.DefaultClient
 	}
 	return &Client{HTTP: hc, Base: u, Polling: DefaultPollPolicy(), Retries: DefaultRetryPolicy(),
-		Clock: SystemClock{}, UserAgent: "fhirdeid", MaxLineBytes: 256 << 20, IdleTimeout: 5 * time.Minute}, nil
+		Clock: SystemClock{}, UserAgent: "fhirdeid", MaxLineBytes: DefaultMaxLineBytes, Limits: DefaultLimits(),
+		IdleTimeout: 5 * time.Minute}, nil
 }
 
 func (c *Client) clock() Clock {
@@ -208,11 +236,23 @@ type request struct {
 	auth Authenticator
 	// signer, if set, signs the request after its headers are set.
 	signer RequestSigner
+	// storage marks auth as Azure Storage credentials, whose origin
+	// fileRequest checked, rather than the FHIR server's.
+	storage bool
+	// why says, in an *OriginError, what needed the credentials.
+	why string
 }
 
 // send performs r once, authorising it and, on a 401, invalidating the
 // token and trying once more with a fresh one. The caller closes the body.
 func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
+	if err := c.checkOrigin(r); err != nil {
+		return nil, err
+	}
+	hc := c.HTTP
+	if r.auth != nil || r.signer != nil {
+		hc = c.scopedClient()
+	}
 	for attempt := 0; ; attempt++ {
 		var body io.Reader
 		if r.body != nil {
@@ -243,7 +283,7 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 				return nil, fmt.Errorf("%s: sign request for %s: %w", r.step, redactURL(r.url), err)
 			}
 		}
-		resp, err := c.HTTP.Do(req)
+		resp, err := hc.Do(req)
 		if err != nil {
 			return nil, &netError{step: r.step, method: r.method, url: redactURL(r.url), err: cleanNetErr(err)}
 		}
@@ -290,17 +330,22 @@ func readSmall(resp *http.Response, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("response body larger than %d bytes", limit)
+		return nil, &tooLarge{limit}
 	}
 	return b, nil
 }
 
+// tooLarge is a body over readSmall's limit.
+type tooLarge struct{ limit int64 }
+
+func (e *tooLarge) Error() string { return fmt.Sprintf("response body larger than %d bytes", e.limit) }
+
 // httpError builds an *HTTPError from a response, reading its body.
 func httpError(step string, resp *http.Response) *HTTPError {
 	body, _ := readSmall(resp, 1<<20)
-	summary, transient := parseOutcome(body)
+	summary, transient, permanent := parseOutcomeKind(body)
 	he := &HTTPError{Step: step, Method: resp.Request.Method, URL: redactURL(resp.Request.URL.String()),
-		StatusCode: resp.StatusCode, Outcome: summary, Transient: transient}
+		StatusCode: resp.StatusCode, Outcome: summary, Transient: transient, Permanent: permanent}
 	// A server may echo what it was sent: never repeat the credentials.
 	if tok, ok := strings.CutPrefix(resp.Request.Header.Get("Authorization"), "Bearer "); ok {
 		_ = scrub(he, tok)
@@ -340,7 +385,10 @@ func isRetryable(err error) bool {
 	}
 	var he *HTTPError
 	if errors.As(err, &he) {
-		return retryableStatus(he.StatusCode) || he.Transient
+		if he.StatusCode == http.StatusTooManyRequests || he.Transient {
+			return true
+		}
+		return retryableStatus(he.StatusCode) && !he.Permanent
 	}
 	var op *net.OpError
 	return errors.As(err, &op)
@@ -391,6 +439,7 @@ type retrier struct {
 	c     *Client
 	n     int
 	delay time.Duration
+	spent time.Duration
 }
 
 // wait sleeps before the next retry of err, or returns err when the policy
@@ -411,5 +460,9 @@ func (r *retrier) wait(ctx context.Context, err error, retryAfter string) error 
 		d = ra
 	}
 	d = clamp(d, r.c.Polling.MinDelay, p.MaxDelay)
+	if p.Budget > 0 && r.spent+d > p.Budget {
+		return fmt.Errorf("%w (gave up: the retry budget of %s is spent after %d retries)", err, p.Budget, r.n-1)
+	}
+	r.spent += d
 	return r.c.clock().Sleep(ctx, d)
 }

@@ -1,18 +1,14 @@
 package bulk
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/klauspost/compress/gzip"
 )
 
 // bodyError is a failure while reading a response body (a cut connection,
@@ -36,7 +32,9 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	if err != nil && err != io.EOF {
 		var be *bodyError
 		var se *sinkError
-		if !errors.As(err, &be) && !errors.As(err, &se) {
+		var le *LimitError
+		var ve *ValidationError
+		if !errors.As(err, &be) && !errors.As(err, &se) && !errors.As(err, &le) && !errors.As(err, &ve) {
 			err = &bodyError{url: b.url, err: cleanNetErr(err)}
 		}
 	}
@@ -47,21 +45,23 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 const azureVersion = "2021-08-06"
 
 // fileRequest builds the download exchange of f: the FHIR token when the
-// manifest requires it, else the storage credentials for files on another
-// host (Azure mode), else none.
+// manifest requires it (send refuses it for an untrusted origin), else the
+// storage credentials for files on an Azure Storage or trusted origin other
+// than the FHIR server's (Azure mode), else none.
 func (c *Client) fileRequest(m *Manifest, f File) request {
 	r := request{step: "download", method: http.MethodGet, url: f.URL,
 		headers: map[string]string{"Accept": fhirNDJSON, "Accept-Encoding": "gzip"}}
 	if m != nil && m.RequiresAccessToken {
 		r.auth = c.Auth
+		r.why = "the manifest sets requiresAccessToken"
 		return r
 	}
 	if c.StorageAuth == nil && c.StorageSigner == nil {
 		return r
 	}
-	if u, err := url.Parse(f.URL); err == nil && !strings.EqualFold(u.Host, c.Base.Host) {
+	if u, err := url.Parse(f.URL); err == nil && Origin(u) != Origin(c.Base) && c.storageOrigin(u) {
 		r.headers["x-ms-version"] = azureVersion
-		r.auth, r.signer = c.StorageAuth, c.StorageSigner
+		r.auth, r.signer, r.storage = c.StorageAuth, c.StorageSigner, true
 	}
 	return r
 }
@@ -76,13 +76,15 @@ func (c *Client) openRaw(ctx context.Context, m *Manifest, f File) (*http.Respon
 	for {
 		rctx, cancel := context.WithCancel(ctx)
 		w := newWatchdog(c.IdleTimeout, cancel)
+		lim := c.Limits.withDefaults()
 		resp, err := c.send(rctx, req)
 		if err != nil && w.fired() && ctx.Err() == nil {
 			err = &netError{step: "download", method: http.MethodGet, url: redactURL(f.URL),
 				err: fmt.Errorf("no response within %s", c.IdleTimeout)}
 		}
 		if err == nil && resp.StatusCode == http.StatusOK {
-			resp.Body = &idleBody{rc: resp.Body, w: w, cancel: cancel, idle: c.IdleTimeout}
+			resp.Body = &idleBody{rc: resp.Body, w: w, cancel: cancel, idle: c.IdleTimeout, url: redactURL(f.URL),
+				rate: newRateGuard(lim.MinBytes, lim.RateInterval, cancel)}
 			return resp, nil
 		}
 		retryAfter := ""
@@ -127,55 +129,41 @@ func (w *watchdog) stop() {
 
 func (w *watchdog) fired() bool { return w.fire.Load() }
 
-// idleBody feeds the watchdog on every read and reports a stall.
+// idleBody feeds the watchdog and the stalled-transfer rule on every read
+// and reports a stall (retried) or a trickle (terminal).
 type idleBody struct {
 	rc     io.ReadCloser
 	w      *watchdog
 	cancel func()
 	idle   time.Duration
+	rate   *rateGuard
+	url    string
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if n > 0 {
 		b.w.feed()
+		b.rate.add(n)
 	}
-	if err != nil && err != io.EOF && b.w.fired() {
-		err = fmt.Errorf("no data for %s", b.idle)
+	if err != nil && err != io.EOF {
+		switch {
+		case b.rate.tripped.Load():
+			err = &LimitError{File: b.url, Limit: "minBytes",
+				Msg: fmt.Sprintf("fewer than %d bytes in %s: the transfer trickles", b.rate.min, b.rate.every)}
+		case b.w.fired():
+			err = fmt.Errorf("no data for %s", b.idle)
+		}
 	}
 	return n, err
 }
 
 func (b *idleBody) Close() error {
+	b.rate.close()
 	b.w.stop()
 	err := b.rc.Close()
 	b.cancel()
 	return err
-}
-
-// decode wraps a wire body according to its Content-Encoding; with none it
-// sniffs the gzip magic number, since some servers send .gz files as they
-// are.
-func decode(raw io.Reader, encoding string) (io.Reader, func() error, error) {
-	switch strings.ToLower(strings.TrimSpace(encoding)) {
-	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(raw)
-		if err != nil {
-			return nil, nil, fmt.Errorf("gzip header: %w", err)
-		}
-		return zr, zr.Close, nil
-	case "", "identity":
-		br := bufio.NewReaderSize(raw, 64<<10)
-		if b, _ := br.Peek(2); len(b) == 2 && b[0] == 0x1f && b[1] == 0x8b {
-			zr, err := gzip.NewReader(br)
-			if err != nil {
-				return nil, nil, fmt.Errorf("gzip header: %w", err)
-			}
-			return zr, zr.Close, nil
-		}
-		return br, func() error { return nil }, nil
-	}
-	return nil, nil, fmt.Errorf("unsupported Content-Encoding %q", oneLine(encoding))
 }
 
 type readCloser struct {
@@ -196,10 +184,10 @@ func (c *Client) Open(ctx context.Context, m *Manifest, f File) (io.ReadCloser, 
 		return nil, err
 	}
 	body := &bodyReader{r: resp.Body, url: redactURL(f.URL)}
-	r, closeDec, err := decode(body, resp.Header.Get("Content-Encoding"))
+	r, closeDec, err := c.Decode(body, resp.Header.Get("Content-Encoding"), redactURL(f.URL))
 	if err != nil {
 		_ = resp.Body.Close()
-		return nil, &bodyError{url: redactURL(f.URL), err: err}
+		return nil, err
 	}
 	return readCloser{Reader: &bodyReader{r: r, url: redactURL(f.URL)}, close: func() error {
 		err := closeDec()

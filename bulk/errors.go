@@ -31,8 +31,14 @@ type HTTPError struct {
 	// Outcome summarises the OperationOutcome (or OAuth error) in the body,
 	// "" if none could be read.
 	Outcome string
-	// Transient is true when every issue had code "transient".
+	// Transient is true when every issue had a code of the transient
+	// family (transient, lock-error, no-store, exception, timeout,
+	// incomplete, throttled).
 	Transient bool
+	// Permanent is true when the body was an OperationOutcome with an
+	// error or fatal issue outside the transient family: a 5xx carrying it
+	// is not retried.
+	Permanent bool
 }
 
 // Error returns the one-line description: step, method, URL, status and
@@ -100,17 +106,25 @@ type Issue struct {
 	} `json:"details,omitempty"`
 }
 
-// parseOutcome reads an OperationOutcome, or an OAuth error object, from a
-// response body. It returns a one-line summary and whether every issue is
-// transient.
-func parseOutcome(body []byte) (summary string, transient bool) {
+// transientCodes is the transient family of the FHIR issue-type codes.
+var transientCodes = map[string]bool{"transient": true, "lock-error": true, "no-store": true, "exception": true,
+	"timeout": true, "incomplete": true, "throttled": true}
+
+// parseOutcomeKind reads an OperationOutcome, or an OAuth error object, from
+// a response body. It returns a one-line summary, whether every issue is
+// transient, and whether an error or fatal issue lies outside the transient
+// family (a permanent failure).
+func parseOutcomeKind(body []byte) (summary string, transient, permanent bool) {
 	var oo OperationOutcome
 	if json.Unmarshal(body, &oo) == nil && oo.ResourceType == "OperationOutcome" && len(oo.Issue) > 0 {
 		parts := make([]string, 0, len(oo.Issue))
 		transient = true
 		for _, is := range oo.Issue {
-			if is.Code != "transient" {
+			if !transientCodes[is.Code] {
 				transient = false
+				if is.Severity == "error" || is.Severity == "fatal" {
+					permanent = true
+				}
 			}
 			text := is.Diagnostics
 			if text == "" && is.Details != nil {
@@ -125,7 +139,7 @@ func parseOutcome(body []byte) (summary string, transient bool) {
 				break
 			}
 		}
-		return oneLine(strings.Join(parts, "; ")), transient
+		return oneLine(strings.Join(parts, "; ")), transient, permanent
 	}
 	var oauth struct {
 		Error       string `json:"error"`
@@ -136,9 +150,9 @@ func parseOutcome(body []byte) (summary string, transient bool) {
 		if oauth.Description != "" {
 			s += ": " + oauth.Description
 		}
-		return oneLine(s), false
+		return oneLine(s), false, false
 	}
-	return "", false
+	return "", false, false
 }
 
 // oneLine flattens s to a single line of at most 300 bytes.

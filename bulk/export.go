@@ -472,17 +472,21 @@ func (e *Exporter) downloadFile(ctx context.Context, m *Manifest, fs FileState) 
 		}
 		var dec io.Reader
 		var gzw *gzip.Writer
+		var guard *guardReader
+		lim := c.Limits.withDefaults()
 		if lw != nil {
-			r, closeDec, err := decode(br, encoding)
+			r, closeDec, err := c.Decode(br, encoding, fs.Name)
 			if err != nil {
-				return &bodyError{url: redactURL(fs.URL), err: err}
+				return err
 			}
 			defer closeDec()
 			dec = r
+			guard, _ = r.(*guardReader)
 		} else if wireGzip {
 			// Keep the server's compressed bytes as they are; decompress
 			// only to validate.
-			zr, err := gzip.NewReader(io.TeeReader(br, sf))
+			wire := &countingReader{r: io.TeeReader(br, sf)}
+			zr, err := gzip.NewReader(wire)
 			if err != nil {
 				var se *sinkError
 				if errors.As(err, &se) {
@@ -491,13 +495,23 @@ func (e *Exporter) downloadFile(ctx context.Context, m *Manifest, fs FileState) 
 				return &bodyError{url: redactURL(fs.URL), err: fmt.Errorf("gzip header: %w", err)}
 			}
 			defer zr.Close()
-			dec = zr
+			guard = &guardReader{r: zr, wire: wire, lim: lim, file: fs.Name}
+			dec = guard
 		} else {
 			gzw, _ = gzip.NewWriterLevel(sf, gzip.BestSpeed)
-			dec = io.TeeReader(br, gzw)
+			guard = &guardReader{r: io.TeeReader(br, gzw), lim: lim, file: fs.Name}
+			dec = guard
 		}
 		lr := NewLineReader(&bodyReader{r: dec, url: redactURL(fs.URL)}, c.MaxLineBytes)
-		v := Validator{File: fs.Name, Type: expect, Count: fs.Count}
+		if guard != nil {
+			guard.lineNumber = lr.LineNumber
+		}
+		v := Validator{File: fs.Name, Type: expect, Count: fs.Count, AllowMore: e.AllowCountMismatch}
+		if fs.Kind == KindError {
+			// An error file's count is the number of failed resources, not
+			// of lines: it is recorded, never checked.
+			v.Count = nil
+		}
 		hashes = hashes[:0]
 		for lr.Next() {
 			if err := v.Check(lr.Line(), lr.LineNumber()); err != nil {
@@ -532,6 +546,13 @@ func (e *Exporter) downloadFile(ctx context.Context, m *Manifest, fs FileState) 
 		if err := lr.Err(); err != nil {
 			var be *bodyError
 			var se *sinkError
+			var le *LimitError
+			if errors.As(err, &le) {
+				if le.File == "" {
+					le.File = fs.Name
+				}
+				return le
+			}
 			if errors.As(err, &be) || errors.As(err, &se) {
 				return err
 			}

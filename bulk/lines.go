@@ -36,13 +36,20 @@ func (l *LineReader) Next() bool {
 	for l.err == nil {
 		line, err := l.r.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
-			l.big = append(l.big[:0], line...)
+			// A long line: gather it in l.big, allocated once at the limit
+			// and kept for the file, so that a line is held in one copy and
+			// no growth leaves copies behind. Memory the line does not reach
+			// is not touched.
+			if cap(l.big) < l.max+1 {
+				l.big = make([]byte, 0, l.max+1)
+			}
+			l.big = appendCapped(l.big[:0], line, l.max+1)
 			for errors.Is(err, bufio.ErrBufferFull) {
 				if len(l.big) > l.max {
 					break
 				}
 				line, err = l.r.ReadSlice('\n')
-				l.big = append(l.big, line...)
+				l.big = appendCapped(l.big, line, l.max+1)
 			}
 			line = l.big
 		}
@@ -50,7 +57,8 @@ func (l *LineReader) Next() bool {
 			l.n++
 			l.read += int64(len(line))
 			if len(line) > l.max+1 || (len(line) > l.max && line[len(line)-1] != '\n') {
-				l.err = fmt.Errorf("line %d longer than %d bytes", l.n, l.max)
+				l.big = nil
+				l.err = &LimitError{Line: l.n, Limit: "maxLineBytes", Msg: fmt.Sprintf("longer than %d bytes", l.max)}
 				return false
 			}
 			if err != nil && !errors.Is(err, io.EOF) {
@@ -71,6 +79,26 @@ func (l *LineReader) Next() bool {
 		}
 	}
 	return false
+}
+
+// appendCapped appends p to b, growing b by doubling but never to a
+// capacity above limit; bytes beyond limit are dropped (the caller sees the
+// line is too long).
+func appendCapped(b, p []byte, limit int) []byte {
+	if room := limit - len(b); len(p) > room {
+		if room < 0 {
+			room = 0
+		}
+		p = p[:room]
+	}
+	if len(b)+len(p) > cap(b) {
+		n := max(2*cap(b), len(b)+len(p), 64<<10)
+		n = min(n, limit)
+		nb := make([]byte, len(b), n)
+		copy(nb, b)
+		b = nb
+	}
+	return append(b, p...)
 }
 
 // Line returns the current line without its end of line. It is valid until
@@ -242,6 +270,9 @@ type Validator struct {
 	Type string
 	// Count is the manifest count, or nil.
 	Count *int64
+	// AllowMore lets the lines exceed Count (the count is then checked
+	// only by Finish, whose error the caller may accept).
+	AllowMore bool
 
 	lines int64
 }
@@ -249,6 +280,10 @@ type Validator struct {
 // Check validates one line; n is its line number.
 func (v *Validator) Check(line []byte, n int64) error {
 	v.lines++
+	if v.Count != nil && !v.AllowMore && v.lines > *v.Count {
+		return &ValidationError{File: v.File, Line: n, Msg: fmt.Sprintf("more resources than the manifest count %d; "+
+			"if the server's counts are known to be wrong, --allow-count-mismatch (allowCountMismatch: true) accepts the file", *v.Count)}
+	}
 	if v.Type == "" {
 		if _, err := ResourceType(line); err != nil {
 			return &ValidationError{File: v.File, Line: n, Msg: err.Error()}
@@ -278,7 +313,8 @@ func (v *Validator) Lines() int64 { return v.lines }
 // Finish checks the line count against the manifest count.
 func (v *Validator) Finish() error {
 	if v.Count != nil && *v.Count != v.lines {
-		return &ValidationError{File: v.File, Msg: fmt.Sprintf("%d resources, manifest count %d", v.lines, *v.Count)}
+		return &ValidationError{File: v.File, Msg: fmt.Sprintf("%d resources, manifest count %d; "+
+			"if the server's counts are known to be wrong, --allow-count-mismatch (allowCountMismatch: true) accepts the file", v.lines, *v.Count)}
 	}
 	return nil
 }
@@ -369,7 +405,11 @@ func (fr *FileReader) Next() bool {
 		if err := fr.lr.Err(); err != nil {
 			fr.err = err
 			var be *bodyError
-			if !errors.As(err, &be) {
+			var le *LimitError
+			if errors.As(err, &le) && le.File == "" {
+				le.File = fr.v.File
+			}
+			if !errors.As(err, &be) && le == nil {
 				fr.err = &ValidationError{File: fr.v.File, Line: fr.lr.LineNumber(), Msg: err.Error()}
 			}
 			return false

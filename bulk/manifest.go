@@ -128,6 +128,9 @@ func DecodeManifest(data []byte, base *url.URL) (*Manifest, error) {
 			if u.Scheme != "http" && u.Scheme != "https" {
 				return nil, fmt.Errorf("manifest: %s[%d].url has scheme %q, want http or https", list.name, i, u.Scheme)
 			}
+			if u.Host == "" {
+				return nil, fmt.Errorf("manifest: %s[%d].url has no host", list.name, i)
+			}
 			if f.Type == "" && list.name == "output" && m.OutputOrganizedBy == "" {
 				return nil, fmt.Errorf("manifest: output[%d].type missing", i)
 			}

@@ -139,6 +139,12 @@ func (c *Client) kickoffResponse(r *Request, target string, resp *http.Response)
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return "", fmt.Errorf("kick-off: Content-Location has scheme %q", u.Scheme)
 	}
+	if c.Auth != nil && !c.trustedOrigin(u) {
+		detail["errorCode"] = resp.StatusCode
+		detail["errorBody"] = "Content-Location on another origin"
+		c.emit("kickoff", detail)
+		return "", &OriginError{Step: "kick-off", Origin: Origin(u), Why: "the status URL (Content-Location) polled with the token"}
+	}
 	detail["errorCode"] = nil
 	detail["responseHeaders"] = map[string]string{"content-location": redactURL(u.String())}
 	c.emit("kickoff", detail)
@@ -164,6 +170,28 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 		}
 		byURL[u] = pg
 	}
+	lim := c.Limits.withDefaults()
+	// readManifest reads one manifest page within the size limit.
+	readManifest := func(resp *http.Response) ([]byte, error) {
+		body, err := readSmall(resp, lim.MaxManifestBytes)
+		var tl *tooLarge
+		if errors.As(err, &tl) {
+			return nil, &LimitError{File: "manifest " + redactURL(statusURL), Limit: "maxManifestBytes",
+				Msg: fmt.Sprintf("manifest larger than %d bytes", lim.MaxManifestBytes)}
+		}
+		return body, err
+	}
+	countFiles := func() error {
+		files := 0
+		for _, pg := range byURL {
+			files += len(pg.Output) + len(pg.Deleted) + len(pg.Error)
+		}
+		if files > lim.MaxManifestFiles {
+			return &LimitError{File: "manifest " + redactURL(statusURL), Limit: "maxManifestFiles",
+				Msg: fmt.Sprintf("more than %d files listed", lim.MaxManifestFiles)}
+		}
+		return nil
+	}
 	next := statusURL
 	lastProgress, lastChange, warned := "", clk.Now(), false
 	for {
@@ -171,7 +199,7 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 			c.emit("status_error", map[string]any{"message": ErrDeadline.Error()})
 			return nil, fmt.Errorf("status: %w (%s after kick-off)", ErrDeadline, p.Deadline)
 		}
-		resp, err := c.send(ctx, request{step: "status", method: http.MethodGet, url: next, auth: c.Auth,
+		resp, err := c.send(ctx, request{step: "status", method: http.MethodGet, url: next, auth: c.Auth, why: "status polling",
 			headers: map[string]string{"Accept": "application/json"}})
 		if err != nil {
 			if !isRetryable(err) {
@@ -195,13 +223,19 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 			if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); strings.Contains(ct, "json") {
 				// STU3 allowPartialManifests: a 202 may carry a manifest of
 				// the files ready so far.
-				body, err := readSmall(resp, 256<<20)
+				body, err := readManifest(resp)
+				if IsLimit(err) {
+					return nil, err
+				}
 				if err == nil && bytes.Contains(body, []byte(`"transactionTime"`)) {
 					pg, err := DecodeManifest(body, resp.Request.URL)
 					if err != nil {
 						return nil, fmt.Errorf("status: partial %w", err)
 					}
 					addPage(next, pg)
+					if err := countFiles(); err != nil {
+						return nil, err
+					}
 					if n := pg.Next(); n != "" {
 						u, err := url.Parse(n)
 						if err != nil {
@@ -251,7 +285,10 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 				return nil, err
 			}
 		case code == http.StatusOK:
-			body, err := readSmall(resp, 256<<20)
+			body, err := readManifest(resp)
+			if IsLimit(err) {
+				return nil, err
+			}
 			if err != nil {
 				return nil, fmt.Errorf("status: read manifest: %w", cleanNetErr(err))
 			}
@@ -268,6 +305,9 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 			c.emit("status_page_complete", map[string]any{"transactionTime": pg.TransactionTime,
 				"outputFileCount": len(pg.Output), "deletedFileCount": len(pg.Deleted), "errorFileCount": len(pg.Error)})
 			addPage(next, pg)
+			if err := countFiles(); err != nil {
+				return nil, err
+			}
 			if n := pg.Next(); n != "" {
 				u, err := url.Parse(n)
 				if err != nil {
@@ -292,6 +332,10 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 				m.appendPage(byURL[u])
 			}
 			m.Link = nil
+			if err := CheckManifest(&m, c.serverFHIRVersion()); err != nil {
+				c.emit("status_error", map[string]any{"message": err.Error()})
+				return nil, fmt.Errorf("status: %w", err)
+			}
 			c.emit("status_complete", map[string]any{"transactionTime": m.TransactionTime})
 			c.emit("manifest_complete", map[string]any{"transactionTime": m.TransactionTime,
 				"totalOutputFileCount": len(m.Output), "totalDeletedFileCount": len(m.Deleted),
@@ -319,7 +363,7 @@ func (c *Client) Poll(ctx context.Context, statusURL string, started time.Time) 
 // Delete sends DELETE to the status URL: it cancels a running export or
 // tells the server the files may be removed. A 404 counts as success.
 func (c *Client) Delete(ctx context.Context, statusURL string) error {
-	resp, err := c.send(ctx, request{step: "delete", method: http.MethodDelete, url: statusURL, auth: c.Auth,
+	resp, err := c.send(ctx, request{step: "delete", method: http.MethodDelete, url: statusURL, auth: c.Auth, why: "DELETE of the export job",
 		headers: map[string]string{"Accept": fhirJSON}})
 	if err != nil {
 		return err

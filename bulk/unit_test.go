@@ -90,8 +90,8 @@ func TestLineReader(t *testing.T) {
 		{"no final newline", "a\nb", 0, []string{"a", "b"}, ""},
 		{"blank and CRLF", "a\r\n\n  \nb\r\n", 0, []string{"a", "b"}, ""},
 		{"long line", "a\n" + long + "\nb\n", 4 << 20, []string{"a", long, "b"}, ""},
-		{"too long", "a\n" + long + "\nb\n", 2 << 20, []string{"a"}, "line 2 longer than 2097152 bytes"},
-		{"too long at the end", "a\n" + long, 1 << 20, []string{"a"}, "line 2 longer than 1048576 bytes"},
+		{"too long", "a\n" + long + "\nb\n", 2 << 20, []string{"a"}, "limit: line 2: longer than 2097152 bytes (limit maxLineBytes; raise it in source.limits or with the matching flag if the data is genuine)"},
+		{"too long at the end", "a\n" + long, 1 << 20, []string{"a"}, "limit: line 2: longer than 1048576 bytes (limit maxLineBytes; raise it in source.limits or with the matching flag if the data is genuine)"},
 		{"empty", "", 0, nil, ""},
 	}
 	for _, tc := range tests {
@@ -514,7 +514,7 @@ func TestKickoffFallbacks(t *testing.T) {
 
 func TestFileReader(t *testing.T) {
 	three := int64(3)
-	two := int64(2)
+	two, four := int64(2), int64(4)
 	data := "{\"resourceType\":\"Patient\",\"id\":\"1\"}\n{\"resourceType\":\"Patient\",\"id\":\"2\"}\n\n{\"resourceType\":\"Patient\",\"id\":\"3\"}\n"
 	tests := []struct {
 		name  string
@@ -525,7 +525,11 @@ func TestFileReader(t *testing.T) {
 	}{
 		{"valid", data, File{Type: "Patient", Count: &three}, 3, ""},
 		{"no count", data, File{Type: "Patient"}, 3, ""},
-		{"count mismatch", data, File{Type: "Patient", Count: &two}, 3, "validate P.ndjson: 3 resources, manifest count 2"},
+		// More lines than the count: stopped at the first extra line.
+		{"count exceeded", data, File{Type: "Patient", Count: &two}, 2, "validate P.ndjson line 4: more resources than the manifest count 2; " +
+			"if the server's counts are known to be wrong, --allow-count-mismatch (allowCountMismatch: true) accepts the file"},
+		{"count not reached", data, File{Type: "Patient", Count: &four}, 3, "validate P.ndjson: 3 resources, manifest count 4; " +
+			"if the server's counts are known to be wrong, --allow-count-mismatch (allowCountMismatch: true) accepts the file"},
 		{"type mismatch", data, File{Type: "Observation"}, 0, `validate P.ndjson line 1: resourceType "Patient", manifest type "Observation"`},
 		{"not JSON", "{\"resourceType\":\"Patient\"}\nnot json\n", File{Type: "Patient"}, 1, "validate P.ndjson line 2: not a JSON object"},
 	}

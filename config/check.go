@@ -61,6 +61,9 @@ func (pc *Pipeline) check(field, dir string) *Error {
 	if err := pc.Source.StorageAuth.Check(field+".source.storageAuth", &pc.Source.Auth); err != nil {
 		return err
 	}
+	if err := pc.checkHostile(field); err != nil {
+		return err
+	}
 	if pc.Destination == "" {
 		return &Error{Field: field + ".destination", Msg: "missing (a storage URL: file:///path, s3://bucket, azblob://container, gs://bucket)"}
 	}

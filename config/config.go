@@ -72,6 +72,8 @@ type Pipeline struct {
 	// AllowCountMismatch accepts files whose line count differs from the
 	// manifest (the run is then partial).
 	AllowCountMismatch bool `yaml:"allowCountMismatch"`
+	// Snapshot: false skips the merged snapshot (current) after each run.
+	Snapshot *bool `yaml:"snapshot"`
 }
 
 // Source is the FHIR server a pipeline exports from.
@@ -95,6 +97,12 @@ type Source struct {
 	Deadline string `yaml:"deadline"`
 	// MaxPollInterval caps the wait between status polls ("5m").
 	MaxPollInterval string `yaml:"maxPollInterval"`
+	// TrustedHosts are other origins trusted with the source's token
+	// ("host", "host:port" or "https://host[:port]"), such as the blob host
+	// of a server whose manifest sets requiresAccessToken.
+	TrustedHosts []string `yaml:"trustedHosts"`
+	// Limits bound what the server, its manifests and files may cost.
+	Limits Limits `yaml:"limits"`
 }
 
 // Auth is how fhirdeid authenticates to the source. Token, ClientSecret and
@@ -150,6 +158,10 @@ type Anonymizer struct {
 	// Strict makes a rule path that names an unknown element an error
 	// instead of a warning.
 	Strict bool `yaml:"strict"`
+	// OnInvalid is fail (default) or skip: skip drops a line that cannot
+	// be parsed or typed as a resource, listing it (file, line, reason) in
+	// report.json and log.ndjson; the run is then partial.
+	OnInvalid string `yaml:"onInvalid"`
 	// Profile names a built-in configuration ("safe-harbor", the default,
 	// or "longitudinal"); it excludes Config.
 	Profile string `yaml:"profile"`

@@ -147,6 +147,9 @@ func (f *File) Open(ctx context.Context, name string, db *state.DB, opts OpenOpt
 	if pc.Source.MaxPollInterval != "" {
 		client.Polling.MaxDelay, _ = ParseDuration(pc.Source.MaxPollInterval)
 	}
+	if err := pc.Source.apply(client); err != nil {
+		return nil, nil, &Error{File: f.path, Field: field + ".source.trustedHosts", Msg: err.Error()}
+	}
 	client.Auth, err = pc.Source.Auth.Authenticator(field+".source.auth", hc, pc.Source.URL)
 	if err != nil {
 		return nil, nil, err
@@ -183,10 +186,12 @@ func (f *File) Open(ctx context.Context, name string, db *state.DB, opts OpenOpt
 		Concurrency:        pc.Concurrency,
 		Workers:            pc.Workers,
 		AllowCountMismatch: pc.AllowCountMismatch,
+		OnInvalid:          pc.Anonymizer.OnInvalid,
 		Logger:             logger,
 		ConfigHash:         eng.Hash,
 		KeyFingerprints:    eng.Fingerprints,
 		NewKeys:            opts.NewKeys,
+		NoSnapshot:         pc.Snapshot != nil && !*pc.Snapshot,
 	}
 	return p, store, nil
 }

@@ -1,8 +1,6 @@
 package pipeline
 
 import (
-	"encoding/json"
-
 	"fhirdeid/anonymize"
 )
 
@@ -15,6 +13,11 @@ type Counts struct {
 	Operations    map[string]int64 `json:"operations,omitempty"`
 	ValuesChanged int64            `json:"valuesChanged"`
 	Skipped       int64            `json:"skipped,omitempty"`
+	// Invalid counts the lines dropped as invalid (onInvalid: skip).
+	Invalid int64 `json:"invalid,omitempty"`
+	// InvalidLines lists them (per file only; moved to the report's
+	// invalidLines).
+	InvalidLines []InvalidLine `json:"invalidLines,omitempty"`
 }
 
 // Add adds o to c.
@@ -27,6 +30,7 @@ func (c *Counts) Add(o Counts) {
 	}
 	c.ValuesChanged += o.ValuesChanged
 	c.Skipped += o.Skipped
+	c.Invalid += o.Invalid
 }
 
 // allOperations are the operations counted, in label order.
@@ -71,9 +75,4 @@ func (c *opCounts) counts() Counts {
 		}
 	}
 	return out
-}
-
-func (c *opCounts) json() []byte {
-	b, _ := json.Marshal(c.counts())
-	return b
 }

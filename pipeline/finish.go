@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"fhirdeid/bulk"
@@ -34,10 +33,18 @@ type Report struct {
 	BytesOut        int64                  `json:"bytesOut"`
 	Types           map[string]*TypeReport `json:"types"`
 	// Deidentification totals what was done to the resources.
-	Deidentification Counts            `json:"deidentification"`
-	Warnings         []string          `json:"warnings,omitempty"`
-	ConfigHash       string            `json:"configHash,omitempty"`
-	KeyFingerprints  map[string]string `json:"keyFingerprints,omitempty"`
+	Deidentification Counts   `json:"deidentification"`
+	Warnings         []string `json:"warnings,omitempty"`
+	// InvalidLines lists the lines dropped as invalid (onInvalid: skip),
+	// by file and line number with a reason; never their content.
+	InvalidLines    []InvalidLine     `json:"invalidLines,omitempty"`
+	ConfigHash      string            `json:"configHash,omitempty"`
+	KeyFingerprints map[string]string `json:"keyFingerprints,omitempty"`
+	// Snapshot is the merged snapshot made after the run, or
+	// SnapshotError why it was not (not part of report.json, which is
+	// written before).
+	Snapshot      *SnapshotReport `json:"-"`
+	SnapshotError string          `json:"-"`
 }
 
 // TypeReport counts one resource type.
@@ -51,9 +58,10 @@ type TypeReport struct {
 
 // Finish completes run once every file is done: it writes the run's
 // manifest.json, report.json and log.ndjson, commits the run (its _SUCCESS
-// marker, then the "latest" pointer), records the run as finished — moving
-// the source's incremental cursor — and finally releases the export on the
-// server. It returns the report.
+// marker, then the "latest" pointer), merges it into the snapshot (see
+// Snapshot), records the run as finished — moving the source's incremental
+// cursor — and finally releases the export on the server. It returns the
+// report.
 func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 	files, err := p.State.Files(ctx, run.ID)
 	if err != nil {
@@ -81,6 +89,9 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 		return p.State.UpdateRun(ctx, run)
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := p.afterCommit(ctx, rep); err != nil {
 		return nil, err
 	}
 	run.Status = state.RunStatus(rep.Status)
@@ -116,7 +127,6 @@ func commitRun(ctx context.Context, p *Pipeline, run RunInfo, kickoffURL string,
 		Deleted             []outFile `json:"deleted,omitempty"`
 		Error               []outFile `json:"error"`
 	}{TransactionTime: run.TransactionTime, Request: kickoffURL, Output: []outFile{}, Error: []outFile{}}
-	base := strings.TrimSuffix(p.Store.String(), "/") + "/"
 	for _, f := range files {
 		if f.Warning != "" {
 			rep.Warnings = append(rep.Warnings, f.File.Name()+": "+f.Warning)
@@ -124,7 +134,7 @@ func commitRun(ctx context.Context, p *Pipeline, run RunInfo, kickoffURL string,
 		n := f.Resources
 		switch f.File.Kind {
 		case bulk.KindOutput:
-			out.Output = append(out.Output, outFile{f.File.Type, base + f.OutKey, &n})
+			out.Output = append(out.Output, outFile{f.File.Type, p.Store.URL(f.OutKey), &n})
 			t := rep.Types[f.File.Type]
 			if t == nil {
 				t = &TypeReport{}
@@ -135,6 +145,8 @@ func commitRun(ctx context.Context, p *Pipeline, run RunInfo, kickoffURL string,
 			if len(f.Ops) > 0 {
 				var c Counts
 				if err := json.Unmarshal(f.Ops, &c); err == nil {
+					rep.InvalidLines = append(rep.InvalidLines, c.InvalidLines...)
+					c.InvalidLines = nil
 					t.Deidentification.Add(c)
 					rep.Deidentification.Add(c)
 				}
@@ -143,7 +155,7 @@ func commitRun(ctx context.Context, p *Pipeline, run RunInfo, kickoffURL string,
 			t.BytesOut += f.BytesOut
 			rep.Resources += f.Resources
 		case bulk.KindDeleted:
-			out.Deleted = append(out.Deleted, outFile{f.File.Type, base + f.OutKey, &n})
+			out.Deleted = append(out.Deleted, outFile{f.File.Type, p.Store.URL(f.OutKey), &n})
 			rep.Deleted += f.Resources
 		}
 		rep.BytesIn += f.BytesIn

@@ -8,6 +8,10 @@
 // Run in this process, or a durable workflow engine — can call the steps and
 // pass only run ids, blob keys and counts between them, never NDJSON bodies.
 //
+// After a run commits, Snapshot merges it into the destination's merged
+// snapshot ("current"): the latest version of every resource, deletions
+// applied, with referential-integrity counts.
+//
 // The raw export never reaches the destination: files are streamed from the
 // server through the de-identifier into storage, and only de-identified bytes
 // are written.
@@ -73,6 +77,9 @@ type Pipeline struct {
 	// AllowCountMismatch accepts a file whose line count differs from the
 	// manifest's count (the run is then partial instead of failed).
 	AllowCountMismatch bool
+	// OnInvalid is OnInvalidFail ("" too) or OnInvalidSkip: what happens
+	// to a line that cannot be parsed or typed as a resource.
+	OnInvalid string
 	// LeaseTTL is how long the source lease lives without renewal
 	// (default 1 minute).
 	LeaseTTL time.Duration
@@ -93,6 +100,13 @@ type Pipeline struct {
 	Progress func(Progress)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// NoSnapshot skips the merged snapshot after a run (see Snapshot).
+	NoSnapshot bool
+	// SnapshotMemory bounds the sort buffers of the snapshot merge, in
+	// bytes (default 64 MiB); SpillDir holds its temporary files (default
+	// the system's temporary folder).
+	SnapshotMemory int
+	SpillDir       string
 
 	progMu sync.Mutex
 	prog   Progress
@@ -215,7 +229,7 @@ func classify(err error) Outcome {
 	case errors.As(err, &le):
 		return Retryable
 	case errors.As(err, &he):
-		if he.Transient || he.StatusCode == 429 || he.StatusCode >= 500 {
+		if he.Transient || he.StatusCode == 429 || (he.StatusCode >= 500 && !he.Permanent) {
 			return Retryable
 		}
 		return Fatal

@@ -74,7 +74,7 @@ type env struct {
 	store *storage.Store
 }
 
-func newEnv(t *testing.T, opts bulktest.Options) *env {
+func newEnv(t testing.TB, opts bulktest.Options) *env {
 	t.Helper()
 	e := &env{dir: t.TempDir()}
 	if opts.Resources == nil {
@@ -107,7 +107,7 @@ func newEnv(t *testing.T, opts bulktest.Options) *env {
 	return e
 }
 
-func (e *env) pipeline(t *testing.T, d pipeline.Deidentifier) *pipeline.Pipeline {
+func (e *env) pipeline(t testing.TB, d pipeline.Deidentifier) *pipeline.Pipeline {
 	t.Helper()
 	c, err := bulk.NewClient(e.srv.URL(), http.DefaultClient)
 	if err != nil {

@@ -93,6 +93,10 @@ func Run(ctx context.Context, p *Pipeline) (*Report, error) {
 	if err != nil {
 		return fail("commit", err)
 	}
+	if rep.SnapshotError != "" {
+		// The run is committed, but the snapshot could not take it.
+		return rep, &Error{Step: "snapshot", Run: run.ID, Outcome: Fatal, Err: errors.New(rep.SnapshotError)}
+	}
 	return rep, nil
 }
 

@@ -7,8 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
-
-	"github.com/klauspost/compress/gzip"
+	"sync/atomic"
 
 	"fhirdeid/bulk"
 	"fhirdeid/fhir/typed"
@@ -155,6 +154,11 @@ func Poll(ctx context.Context, p *Pipeline, run *state.Run) error {
 	if err != nil {
 		return err
 	}
+	// The client checked the types against the FHIR model; the keys are
+	// built only from names that passed a type-name check here too.
+	if err := bulk.CheckManifest(m, ""); err != nil {
+		return err
+	}
 	var files []state.File
 	for _, f := range ExportOf(m).Files {
 		files = append(files, state.File{URL: f.URL, Kind: f.Kind, Type: f.Type, Seq: f.Seq, Expected: f.Expected})
@@ -238,6 +242,24 @@ func storeFile(ctx context.Context, p *Pipeline, runID string, m *bulk.Manifest,
 	// counts has one slot per worker, so that workers count without
 	// locking; it is reset for every attempt at the file.
 	var counts []opCounts
+	var seen atomic.Int64
+	var invalid *invalidTally
+	skip := p.OnInvalid == OnInvalidSkip
+	// drop records an invalid line when skipping, or returns err.
+	drop := func(lineNo int64, line, dst []byte, err error) ([]byte, error) {
+		if !skip {
+			return dst, err
+		}
+		reason, ok := InvalidReason(line, f.Type, err)
+		if !ok {
+			return dst, err
+		}
+		invalid.add(fileName, lineNo, reason)
+		if ev := p.Client.Events; ev != nil {
+			ev.Event("invalid_line", map[string]any{"file": fileName, "line": lineNo, "reason": reason})
+		}
+		return dst, nil
+	}
 	var fn ndjson.Func
 	if f.Kind == bulk.KindDeleted {
 		fn = func(worker int, lineNo int64, line, dst []byte) ([]byte, error) {
@@ -245,20 +267,27 @@ func storeFile(ctx context.Context, p *Pipeline, runID string, m *bulk.Manifest,
 		}
 	} else {
 		fn = func(worker int, lineNo int64, line, dst []byte) ([]byte, error) {
+			// The manifest count is checked while streaming: stop as soon
+			// as the lines exceed it.
+			if f.Expected >= 0 && !p.AllowCountMismatch && seen.Add(1) > f.Expected {
+				return dst, fmt.Errorf("more resources than the manifest count %d; "+
+					"if the server's counts are known to be wrong, allowCountMismatch: true accepts the file", f.Expected)
+			}
 			if f.Type != "Resource" {
 				rt, err := bulk.ResourceType(line)
 				if err != nil {
-					return dst, err
+					return drop(lineNo, line, dst, err)
 				}
 				if rt != f.Type {
-					return dst, fmt.Errorf("resourceType %s in a file of %s", safeType(rt), f.Type)
+					return drop(lineNo, line, dst, fmt.Errorf("resourceType %s in a file of %s", safeType(rt), f.Type))
 				}
 			}
 			out, st, err := p.Deidentifier.Resource(ctx, fileName, lineNo, line, dst)
-			if err == nil {
-				counts[worker].add(st)
+			if err != nil {
+				return drop(lineNo, line, dst, err)
 			}
-			return out, err
+			counts[worker].add(st)
+			return out, nil
 		}
 	}
 	gz := ndjson.NewGzipMembers(p.Workers, p.GzipLevel)
@@ -266,15 +295,13 @@ func storeFile(ctx context.Context, p *Pipeline, runID string, m *bulk.Manifest,
 	attempt := 0
 	err := p.Client.Fetch(ctx, m, bf, func(raw io.Reader, encoding string) error {
 		raw = watch(raw, &attempt, progress)
-		r := raw
-		if strings.EqualFold(encoding, "gzip") {
-			zr, err := gzip.NewReader(raw)
-			if err != nil {
-				return fmt.Errorf("gunzip: %w", err)
-			}
-			defer zr.Close()
-			r = zr
+		r, closeDec, err := p.Client.Decode(raw, encoding, fileName)
+		if err != nil {
+			return err
 		}
+		defer closeDec()
+		seen.Store(0)
+		invalid = &invalidTally{}
 		counts = make([]opCounts, p.Workers)
 		w, err := p.Store.Create(ctx, key, "application/gzip")
 		if err != nil {
@@ -289,6 +316,11 @@ func storeFile(ctx context.Context, p *Pipeline, runID string, m *bulk.Manifest,
 			// An empty file is still a valid gzip stream.
 			_, err = w.Write(gz.Empty())
 		}
+		var le *ndjson.LineError
+		if errors.As(err, &le) && errors.Is(err, ndjson.ErrLineTooLong) {
+			err = &bulk.LimitError{File: fileName, Line: le.Line, Limit: "maxLineBytes",
+				Msg: fmt.Sprintf("longer than %d bytes", p.Client.MaxLineBytes)}
+		}
 		if err != nil {
 			w.Abort()
 			return err
@@ -297,7 +329,7 @@ func storeFile(ctx context.Context, p *Pipeline, runID string, m *bulk.Manifest,
 			msg := fmt.Sprintf("%d resources where the manifest says %d", st.Lines, f.Expected)
 			if !p.AllowCountMismatch {
 				w.Abort()
-				return errors.New(msg)
+				return errors.New(msg + "; if the server's counts are known to be wrong, allowCountMismatch: true accepts the file")
 			}
 			res.warning = msg
 		}
@@ -310,7 +342,15 @@ func storeFile(ctx context.Context, p *Pipeline, runID string, m *bulk.Manifest,
 			for i := range counts {
 				total.merge(&counts[i])
 			}
-			res.ops = total.json()
+			c := total.counts()
+			c.Invalid, c.InvalidLines = invalid.n, invalid.lines
+			res.ops, _ = json.Marshal(c)
+			if w := invalid.warning(); w != "" {
+				if res.warning != "" {
+					res.warning += "; "
+				}
+				res.warning += w
+			}
 		}
 		p.report(runID, st)
 		return nil
@@ -378,15 +418,11 @@ func readErrorFile(ctx context.Context, p *Pipeline, m *bulk.Manifest, bf bulk.F
 	attempt := 0
 	err := p.Client.Fetch(ctx, m, bf, func(raw io.Reader, encoding string) error {
 		raw = watch(raw, &attempt, progress)
-		r := raw
-		if strings.EqualFold(encoding, "gzip") {
-			zr, err := gzip.NewReader(raw)
-			if err != nil {
-				return fmt.Errorf("gunzip: %w", err)
-			}
-			defer zr.Close()
-			r = zr
+		r, closeDec, err := p.Client.Decode(raw, encoding, "error file "+bf.Type)
+		if err != nil {
+			return err
 		}
+		defer closeDec()
 		counts := map[string]int{}
 		lr := bulk.NewLineReader(r, p.Client.MaxLineBytes)
 		var n int64

@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -98,6 +99,7 @@ func checkStore(t *testing.T, store *storage.Store, rep *pipeline.Report, pop *s
 			t.Errorf("missing %s", name)
 		}
 	}
+	checkSnapshot(t, store, rep, n)
 }
 
 // runTo runs the pipeline over a fresh synthetic population into the
@@ -249,4 +251,74 @@ func TestEndToEndAzureBlob(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkStore(t, store, rep, pop)
+}
+
+// checkManifestURLs reads every URL of the run's manifest.json back from
+// the bucket root (the destination without its prefix): each must name an
+// existing object under the prefix.
+func checkManifestURLs(t *testing.T, dest string, store *storage.Store, rep *pipeline.Report, prefix string) {
+	t.Helper()
+	ctx := context.Background()
+	mj, err := store.ReadAll(ctx, storage.RunKey(rep.Run, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Output, Deleted []struct{ URL string }
+	}
+	if err := json.Unmarshal(mj, &m); err != nil {
+		t.Fatal(err)
+	}
+	pu, err := url.Parse(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := pu.Query()
+	q.Del("prefix")
+	pu.RawQuery = q.Encode()
+	root, err := storage.Open(ctx, pu.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	base := strings.TrimSuffix(root.String(), "/") + "/"
+	n := 0
+	for _, f := range append(m.Output, m.Deleted...) {
+		key, ok := strings.CutPrefix(f.URL, base+prefix+rep.Run+"/")
+		if !ok {
+			t.Errorf("manifest URL %s is not under %s%s%s/", f.URL, base, prefix, rep.Run)
+			continue
+		}
+		if ok, err := root.Exists(ctx, prefix+rep.Run+"/"+key); err != nil || !ok {
+			t.Errorf("manifest URL %s does not name an object (%v)", f.URL, err)
+		}
+		n++
+	}
+	if n == 0 {
+		t.Error("the manifest lists no files")
+	}
+}
+
+func TestManifestURLsWithPrefix(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dest func(t *testing.T) string
+	}{
+		{"file", func(t *testing.T) string { return "file://" + t.TempDir() }},
+		{"s3", func(t *testing.T) string { return fakeS3(t, "lake", nil) }},
+		{"azblob", func(t *testing.T) string { return azurite(t, fmt.Sprintf("pfx%d", time.Now().UnixNano())) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dest := tc.dest(t)
+			sep := "?"
+			if strings.Contains(dest, "?") {
+				sep = "&"
+			}
+			store, rep, _, err := runTo(t, dest+sep+"prefix=nightly/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkManifestURLs(t, dest, store, rep, "nightly/")
+		})
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"fhirdeid/bulk"
+	"fhirdeid/fhir/typed"
 	"fhirdeid/state"
 	"fhirdeid/storage"
 )
@@ -200,6 +201,10 @@ func PollExport(ctx context.Context, p *Pipeline, run RunInfo) (PollResult, erro
 	if err != nil {
 		return PollResult{}, err
 	}
+	// As Poll: blob keys are built only from checked type names.
+	if err := bulk.CheckManifest(m, ""); err != nil {
+		return PollResult{}, err
+	}
 	return PollResult{Export: ExportOf(m)}, nil
 }
 
@@ -211,7 +216,7 @@ func ExportOf(m *bulk.Manifest) *Export {
 	add := func(kind string, fs []bulk.File) {
 		for _, f := range fs {
 			typ := f.Type
-			if typ == "" {
+			if typ == "" || !typed.IsTypeName(typ) {
 				typ = "Resource"
 			}
 			k := kind + "/" + typ

@@ -70,6 +70,9 @@ type RunDetail struct {
 	Run    RunView          `json:"run"`
 	Report *pipeline.Report `json:"report,omitempty"`
 	Files  []FileView       `json:"files"`
+	// Snapshot is the merged snapshot published after the run, with its
+	// referential-integrity counts.
+	Snapshot *pipeline.SnapshotReport `json:"snapshot,omitempty"`
 }
 
 // runView builds the view of r, with live progress if it is running here.
@@ -164,6 +167,12 @@ func (s *Server) runDetail(ctx context.Context, id string) (*RunDetail, error) {
 	}
 	d := &RunDetail{Run: s.runView(r), Files: make([]FileView, len(files))}
 	d.Report = d.Run.report
+	if sn, err := s.db.SnapshotOfRun(ctx, r.Source, r.ID); err == nil && len(sn.Report) > 0 {
+		var rep pipeline.SnapshotReport
+		if json.Unmarshal(sn.Report, &rep) == nil {
+			d.Snapshot = &rep
+		}
+	}
 	for i, f := range files {
 		d.Files[i] = FileView{Kind: f.Kind, Type: f.Type, Seq: f.Seq, Status: string(f.Status), Resources: f.Resources,
 			BytesIn: f.BytesIn, BytesOut: f.BytesOut, Attempts: f.Attempts, Error: f.Error}

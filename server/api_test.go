@@ -72,7 +72,8 @@ func TestAPI(t *testing.T) {
 		// DNS rebinding: without a token only loopback Host names are served.
 		{"GET", "/api/pipelines", map[string]string{"Host": "evil.example"}, 403, []string{"host not allowed"}},
 		{"GET", "/", nil, 200, []string{"<h1>Pipelines</h1>", "ehr", "claims", `<svg class="chart"`, id, "succeeded"}},
-		{"GET", "/runs/" + id, nil, 200, []string{"Resources by type", "Patient", "succeeded"}},
+		{"GET", "/runs/" + id, nil, 200, []string{"Resources by type", "Patient", "succeeded", "Merged snapshot",
+			`<dd id="snapshot-unresolved">0</dd>`, "Referential integrity", "Observation.subject"}},
 		{"GET", "/runs/nosuch", nil, 404, []string{"no such run"}},
 		{"GET", "/static/style.css", nil, 200, []string{"svg.chart"}},
 		{"GET", "/metrics", nil, 200, []string{`fhirdeid_runs_total{outcome="succeeded",pipeline="ehr"} 1`,

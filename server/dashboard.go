@@ -175,6 +175,8 @@ func (s *Server) pageRun(w http.ResponseWriter, r *http.Request) {
 		"Types":    types,
 		"Files":    d.Files,
 		"Warnings": warnings,
+		"Snapshot": d.Snapshot,
+		"RefPaths": integrityRows(d.Snapshot),
 		"Refresh":  d.Run.Running,
 		"Over":     state.RunStatus(d.Run.Status).Terminal(),
 		"Flash":    flashText(r.URL.Query().Get("flash")),
@@ -425,4 +427,29 @@ func fmtBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// refRow is one line of a run page's referential-integrity table.
+type refRow struct {
+	Path string
+	*pipeline.PathIntegrity
+}
+
+// integrityRows lists the reference paths of a snapshot, those with
+// unresolved references first, at most 50.
+func integrityRows(rep *pipeline.SnapshotReport) []refRow {
+	if rep == nil {
+		return nil
+	}
+	rows := make([]refRow, 0, len(rep.Integrity.Paths))
+	for p, c := range rep.Integrity.Paths {
+		rows = append(rows, refRow{p, c})
+	}
+	sort.Slice(rows, func(a, b int) bool {
+		if rows[a].Unresolved != rows[b].Unresolved {
+			return rows[a].Unresolved > rows[b].Unresolved
+		}
+		return rows[a].Path < rows[b].Path
+	})
+	return rows[:min(len(rows), 50)]
 }

@@ -76,6 +76,17 @@ var schema = []string{
 		expires_at INTEGER NOT NULL
 	)`,
 	`ALTER TABLE files ADD COLUMN ops BLOB`,
+	`CREATE TABLE snapshots (
+		source     TEXT NOT NULL,
+		id         TEXT NOT NULL,
+		last_run   TEXT NOT NULL,
+		status     TEXT NOT NULL,
+		plan       BLOB,
+		progress   BLOB,
+		report     BLOB,
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (source, id)
+	)`,
 }
 
 // Open opens (creating if needed) the state database at path and brings its

@@ -66,6 +66,9 @@ func (s *Store) Runs(ctx context.Context) ([]RunInfo, error) {
 			continue
 		}
 		id := strings.TrimSuffix(obj.Key, "/")
+		if id == SnapshotsDir {
+			continue
+		}
 		ok, err := s.Committed(ctx, id)
 		if err != nil {
 			return nil, err

@@ -14,6 +14,8 @@
 //	<run>/log.ndjson                   the export log
 //	<run>/_SUCCESS                     written last: the run is complete
 //	latest                             the id of the newest complete run
+//	snapshots/<id>/...                 merged snapshots (see PublishSnapshot)
+//	current                            the id of the newest complete snapshot
 //
 // # Commit protocol
 //
@@ -54,6 +56,8 @@ type Store struct {
 	bucket *blob.Bucket
 	// display is the URL without its query, safe to print.
 	display string
+	// prefix is the URL's ?prefix=, which the bucket prepends to every key.
+	prefix string
 }
 
 // Open opens the destination at rawURL. A URL without a scheme is a local
@@ -72,7 +76,15 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: open %s: %w", display, scrub(err, rawURL))
 	}
-	return &Store{bucket: b, display: display}, nil
+	return &Store{bucket: b, display: display, prefix: urlPrefix(u)}, nil
+}
+
+// urlPrefix returns the ?prefix= of a destination URL.
+func urlPrefix(raw string) string {
+	if pu, err := url.Parse(raw); err == nil {
+		return pu.Query().Get("prefix")
+	}
+	return ""
 }
 
 // NewStore wraps an already open bucket; the Store takes ownership of it.
@@ -169,6 +181,13 @@ func Schemes() []string {
 
 // String returns the destination's URL without its query.
 func (s *Store) String() string { return s.display }
+
+// URL returns the printable URL of the object key: the destination's URL
+// without its query, followed by the ?prefix= (if any) and the key, as in
+// "s3://bucket/nightly/20260101T000000Z/Patient.000.ndjson.gz".
+func (s *Store) URL(key string) string {
+	return strings.TrimSuffix(s.display, "/") + "/" + s.prefix + key
+}
 
 // Bucket returns the underlying bucket.
 func (s *Store) Bucket() *blob.Bucket { return s.bucket }

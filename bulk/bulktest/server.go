@@ -83,6 +83,10 @@ type Options struct {
 	Faults Faults
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Changes, if set, is applied once ChangesAfter exports were built
+	// (see Apply).
+	Changes      *ChangeSet
+	ChangesAfter int
 }
 
 // Faults lists failures to inject. Counters are consumed in order; each
@@ -125,6 +129,12 @@ type Faults struct {
 	MismatchType bool
 	// MismatchCount makes the first output entry's count one too many.
 	MismatchCount bool
+	// CountOne makes the first output entry's count 1 whatever its lines.
+	CountOne bool
+	// ErrorFileCount, if non-zero, is the count of the error file in the
+	// manifest instead of its number of lines: the number of resources that
+	// failed, as a widely used reference server reports it.
+	ErrorFileCount int64
 }
 
 // AuthOptions configures authorisation.
@@ -164,6 +174,9 @@ type Server struct {
 	jtis    map[string]bool
 	counts  map[string]int64 // passthrough file → line count
 	ts      *httptest.Server
+	changes *changeState
+	created time.Time
+	builds  int
 }
 
 type token struct {
@@ -188,7 +201,7 @@ func New(opts Options) (*Server, error) {
 		}
 	}
 	s := &Server{opts: opts, faults: opts.Faults, jobs: map[string]*job{}, tokens: map[string]*token{},
-		jtis: map[string]bool{}, counts: map[string]int64{}}
+		jtis: map[string]bool{}, counts: map[string]int64{}, created: opts.Now()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /fhir/metadata", s.metadata)
 	mux.HandleFunc("GET /fhir/.well-known/smart-configuration", s.smartConfig)
@@ -203,6 +216,7 @@ func New(opts Options) (*Server, error) {
 	mux.HandleFunc("DELETE /fhir/bulkstatus/{job}", s.deleteJob)
 	mux.HandleFunc("GET /fhir/bulkfiles/{job}/{file}", s.file)
 	mux.HandleFunc("GET /_bulktest/stats", s.statsHandler)
+	mux.HandleFunc("POST /_bulktest/changes", s.changesHandler)
 	mux.HandleFunc("GET /fhir/Group", s.groups)
 	s.mux = mux
 	return s, nil
@@ -442,7 +456,13 @@ func patientID(r *ref) string {
 }
 
 // eachResource calls fn for every resource of Dir and Resources.
-func (s *Server) eachResource(fn func(line []byte) error) error {
+func (s *Server) eachResource(fn func(line []byte) error) (err error) {
+	fn, flush := s.withChanges(fn)
+	defer func() {
+		if err == nil {
+			err = flush()
+		}
+	}()
 	if s.opts.Dir != "" {
 		files, err := sourceFiles(s.opts.Dir)
 		if err != nil {
@@ -724,8 +744,9 @@ func (s *Server) parseKickoff(r *http.Request, lenient bool) (query, int, string
 // build prepares a job's files.
 func (s *Server) build(j *job) {
 	defer close(j.ready)
+	defer s.afterBuild()
 	q := j.q
-	if s.opts.Passthrough && q.level == "system" && q.since.IsZero() && q.until.IsZero() && q.patients == nil && len(s.opts.Resources) == 0 {
+	if s.opts.Passthrough && !s.changed() && q.level == "system" && q.since.IsZero() && q.until.IsZero() && q.patients == nil && len(s.opts.Resources) == 0 {
 		files, err := sourceFiles(s.opts.Dir)
 		if err != nil {
 			j.err = err
@@ -772,7 +793,11 @@ func (s *Server) build(j *job) {
 			return nil
 		}
 		if !q.since.IsZero() || !q.until.IsZero() {
-			if lu, err := time.Parse(time.RFC3339Nano, info.Meta.LastUpdated); err == nil {
+			lu, err := time.Parse(time.RFC3339Nano, info.Meta.LastUpdated)
+			if err != nil {
+				lu, err = s.defaultLastUpdated()
+			}
+			if err == nil {
 				if !q.since.IsZero() && !lu.After(q.since) {
 					return nil
 				}
@@ -882,16 +907,16 @@ func (s *Server) build(j *job) {
 
 // addExtras appends the deleted and error files and applies manifest faults.
 func (s *Server) addExtras(j *job) {
-	if len(s.opts.Deleted) > 0 && !j.q.since.IsZero() {
+	if dels := append(slices.Clone(s.opts.Deleted), s.deletedSince(j.q.since)...); len(dels) > 0 && !j.q.since.IsZero() {
 		var buf bytes.Buffer
 		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-		for _, ref := range s.opts.Deleted {
+		for _, ref := range dels {
 			b, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction",
 				"entry": []map[string]any{{"request": map[string]string{"method": "DELETE", "url": ref}}}})
 			_, _ = zw.Write(append(b, '\n'))
 		}
 		_ = zw.Close()
-		j.parts = append(j.parts, part{kind: "deleted", typ: "Bundle", count: int64(len(s.opts.Deleted)), gz: buf.Bytes()})
+		j.parts = append(j.parts, part{kind: "deleted", typ: "Bundle", count: int64(len(dels)), gz: buf.Bytes()})
 	}
 	if len(s.opts.Errors) > 0 {
 		var buf bytes.Buffer
@@ -984,7 +1009,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	j.polls++
 	polls := j.polls
 	invalid := f.InvalidManifest
-	mismatchType, mismatchCount := f.MismatchType, f.MismatchCount
+	mismatchType, mismatchCount, errorCount, countOne := f.MismatchType, f.MismatchCount, f.ErrorFileCount, f.CountOne
 	s.mu.Unlock()
 	if polls > s.opts.PollsBeforeComplete {
 		select {
@@ -1046,11 +1071,17 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 				if mismatchCount {
 					it.Count++
 				}
+				if countOne {
+					it.Count = 1
+				}
 			}
 			out = append(out, it)
 		case "deleted":
 			del = append(del, it)
 		case "error":
+			if errorCount != 0 {
+				it.Count = errorCount
+			}
 			errs = append(errs, it)
 		}
 	}

@@ -26,6 +26,7 @@ import (
 	"fhirdeid/config"
 	"fhirdeid/fhir/typed"
 	"fhirdeid/internal/ndjson"
+	"fhirdeid/pipeline"
 )
 
 func init() {
@@ -39,6 +40,8 @@ type anonymizeFlags struct {
 	skip, verbose, strict bool
 	fhirVersion, today    string
 	workers, gzipLevel    int
+	onInvalid             string
+	maxLine               int
 }
 
 func runAnonymize(ctx context.Context, e *env, args []string) error {
@@ -73,6 +76,8 @@ func runAnonymize(ctx context.Context, e *env, args []string) error {
 	fl.BoolVar(&f.strict, "strict", false, "reject rule paths that name unknown elements instead of warning")
 	fl.IntVar(&f.workers, "workers", 0, "de-identification goroutines (default: the number of CPUs)")
 	fl.IntVar(&f.gzipLevel, "gzip-level", 3, "compression level of .gz outputs, 1 (fastest) to 9 (smallest)")
+	fl.StringVar(&f.onInvalid, "on-invalid", "fail", "a line that cannot be parsed or typed as a resource: fail (stop) or skip (drop it, report file, line and reason, exit 3)")
+	fl.IntVar(&f.maxLine, "max-line-bytes", bulk.DefaultMaxLineBytes, "longest accepted NDJSON line")
 	fl.Usage = func() {
 		fmt.Fprintln(e.stderr, `Usage:
   fhirdeid anonymize -i INPUT_FOLDER -o OUTPUT_FOLDER [-c CONFIG | --profile NAME] [--keys FILE] [-b] [-r] [-s] [-v]
@@ -105,7 +110,14 @@ Microsoft's FHIR anonymizer command line; configurations are compatible.`)
 	if f.gzipLevel < 1 || f.gzipLevel > 9 {
 		return usageError{"-gzip-level must be between 1 and 9"}
 	}
-	a := &anonymizer{eng: eng, workers: f.workers, gzipLevel: f.gzipLevel, verbose: f.verbose, stderr: e.stderr, start: time.Now()}
+	if f.onInvalid != "fail" && f.onInvalid != "skip" {
+		return usageError{"-on-invalid must be fail or skip"}
+	}
+	if f.maxLine <= 0 {
+		return usageError{"-max-line-bytes must be positive"}
+	}
+	a := &anonymizer{eng: eng, workers: f.workers, gzipLevel: f.gzipLevel, verbose: f.verbose, stderr: e.stderr, start: time.Now(),
+		skipInvalid: f.onInvalid == "skip", maxLine: f.maxLine}
 	if a.workers <= 0 {
 		a.workers = runtime.GOMAXPROCS(0)
 	}
@@ -116,6 +128,9 @@ Microsoft's FHIR anonymizer command line; configurations are compatible.`)
 		}
 		err := a.stream(ctx, "stdin", e.stdin, e.stdout, false)
 		a.summary(e.stderr)
+		if err == nil {
+			err = a.invalidErr()
+		}
 		return err
 	}
 	jobs, err := f.jobs(pos)
@@ -132,6 +147,9 @@ Microsoft's FHIR anonymizer command line; configurations are compatible.`)
 	err = a.files(ctx, jobs, f.skip)
 	stop()
 	a.summary(e.stderr)
+	if err == nil {
+		err = a.invalidErr()
+	}
 	return err
 }
 
@@ -300,14 +318,20 @@ type anonymizer struct {
 	stderr    io.Writer
 	start     time.Time
 
-	mu        sync.Mutex
-	types     map[string]int64
-	ops       map[string]int64
-	nfiles    int
-	skipped   int64 // resources replaced by processingErrors: skip
-	resources atomic.Int64
-	bytesIn   atomic.Int64
-	filesDone atomic.Int64
+	mu      sync.Mutex
+	types   map[string]int64
+	ops     map[string]int64
+	nfiles  int
+	skipped int64 // resources replaced by processingErrors: skip
+	// skipInvalid drops lines that cannot be parsed or typed (-on-invalid
+	// skip); invalid lists them (capped) and nInvalid counts them.
+	skipInvalid bool
+	maxLine     int
+	invalid     []pipeline.InvalidLine
+	nInvalid    int64
+	resources   atomic.Int64
+	bytesIn     atomic.Int64
+	filesDone   atomic.Int64
 }
 
 // count records one processed resource.
@@ -353,8 +377,13 @@ func (a *anonymizer) stream(ctx context.Context, name string, r io.Reader, w io.
 		gzm = ndjson.NewGzipMembers(a.workers, a.gzipLevel)
 		opts.Encode = gzm.Encode
 	}
+	opts.MaxLine = a.maxLine
 	st, err := ndjson.Transform(ctx, r, w, func(worker int, lineNo int64, line, dst []byte) ([]byte, error) {
-		return a.resource(ctx, fc, line, dst)
+		out, err := a.resource(ctx, fc, line, dst)
+		if err != nil && a.dropInvalid(name, lineNo, line, err) {
+			return dst, nil
+		}
+		return out, err
 	}, opts)
 	a.bytesIn.Add(st.BytesIn)
 	if err != nil {
@@ -476,6 +505,12 @@ func (a *anonymizer) file(ctx context.Context, j job) (err error) {
 		}
 		a.bytesIn.Add(int64(len(data)))
 		out, err := a.resource(ctx, anonymize.FileContext{FileName: name}, data, nil)
+		if err != nil && a.dropInvalid(j.in, 1, data, err) {
+			tmp.Close()
+			os.Remove(tmp.Name())
+			a.filesDone.Add(1)
+			return nil // nothing written for an invalid resource
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", j.in, err)
 		}
@@ -503,6 +538,49 @@ func (a *anonymizer) file(ctx context.Context, j job) (err error) {
 		fmt.Fprintf(a.stderr, "%s → %s (%s)\n", j.in, j.out, time.Since(t0).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// dropInvalid records line lineNo of file as dropped when skipping invalid
+// lines and err says the line cannot be parsed or typed; the line itself is
+// never printed.
+func (a *anonymizer) dropInvalid(file string, lineNo int64, line []byte, err error) bool {
+	if !a.skipInvalid {
+		return false
+	}
+	reason, ok := pipeline.InvalidReason(line, "", err)
+	if !ok {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.nInvalid++
+	if len(a.invalid) < 1000 {
+		a.invalid = append(a.invalid, pipeline.InvalidLine{File: file, Line: lineNo, Reason: reason})
+	}
+	return true
+}
+
+// invalidErr lists the dropped lines and returns the exit-3 error, or nil
+// when none was dropped.
+func (a *anonymizer) invalidErr() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.nInvalid == 0 {
+		return nil
+	}
+	sort.Slice(a.invalid, func(i, j int) bool {
+		if a.invalid[i].File != a.invalid[j].File {
+			return a.invalid[i].File < a.invalid[j].File
+		}
+		return a.invalid[i].Line < a.invalid[j].Line
+	})
+	for _, il := range a.invalid {
+		fmt.Fprintf(a.stderr, "dropped %s:%d: %s\n", il.File, il.Line, il.Reason)
+	}
+	if n := a.nInvalid - int64(len(a.invalid)); n > 0 {
+		fmt.Fprintf(a.stderr, "dropped %d more invalid lines\n", n)
+	}
+	return &exitError{code: 3, err: fmt.Errorf("%d invalid lines dropped (-on-invalid skip); the other resources were de-identified", a.nInvalid)}
 }
 
 func (a *anonymizer) summary(w io.Writer) {

@@ -150,3 +150,44 @@ func TestAnonymizeBadInput(t *testing.T) {
 		t.Errorf("malformed line: exit %d %s", code, stderr)
 	}
 }
+
+// -on-invalid skip drops the lines that cannot be parsed or typed, lists
+// them by file, line and reason (never content), writes the rest and exits 3.
+func TestAnonymizeOnInvalidSkip(t *testing.T) {
+	pop := synth.Generate(synth.Options{Patients: 3})
+	in := t.TempDir()
+	out := t.TempDir()
+	secret := "Bartholomew-SECRET-NAME"
+	lines := append([][]byte{}, pop.Resources["Patient"]...)
+	lines = append(lines, []byte(`{"resourceType":"Patient","name":[{"family":"`+secret+`"}],"nmae":"`+secret+`"}`))
+	lines = append(lines, []byte(`{"resourceType":"Patient","id":"x",`))
+	lines = append(lines, pop.Resources["Patient"][0])
+	writeNDJSON(t, filepath.Join(in, "Patient.ndjson"), lines)
+	code, stdout, stderr := runExportCmd(t, nil, "anonymize", "-i", in, "-o", out, "-b", "--on-invalid", "skip")
+	if code != 3 {
+		t.Fatalf("exit %d, want 3: %s", code, stderr)
+	}
+	for _, want := range []string{"Patient.ndjson:4: not a valid Patient", "nmae", "Patient.ndjson:5: ", "2 invalid lines dropped"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q: %s", want, stderr)
+		}
+	}
+	if strings.Contains(stderr+stdout, secret) {
+		t.Errorf("a dropped line's value was printed: %s", stderr)
+	}
+	data, err := os.ReadFile(filepath.Join(out, "Patient.ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(data), "\n"); n != 4 {
+		t.Errorf("%d lines written, want 4", n)
+	}
+	if strings.Contains(string(data), secret) {
+		t.Error("the dropped line was written")
+	}
+	// fail (the default) keeps stopping at the first invalid line.
+	code, _, _ = runExportCmd(t, nil, "anonymize", "-i", in, "-o", t.TempDir(), "-b", "--on-invalid", "fail")
+	if code != 1 {
+		t.Errorf("--on-invalid fail: exit %d, want 1", code)
+	}
+}

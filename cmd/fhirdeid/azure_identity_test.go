@@ -106,6 +106,9 @@ pipelines:
       url: `+fhir.URL+`/fhir
       auth: {type: azure-identity}
       storageAuth: {type: azure-identity}
+      # Storage credentials go only to Azure blob hosts and trusted ones:
+      # trust the local stand-in.
+      trustedHosts: [`+strings.TrimPrefix(storage.URL, "http://")+`]
     destination: file://`+filepath.ToSlash(lake)+`
 `), 0o644)
 	code, out, errOut := runExportCmd(t, nil, "run", cfg)
@@ -149,7 +152,7 @@ pipelines:
 	mu.Unlock()
 	outDir := filepath.Join(dir, "export")
 	code, out, errOut = runExportCmd(t, nil, "export", "--url", fhir.URL+"/fhir", "--out", outDir, "--azure-identity",
-		"--storage-auth", "azure-identity", "--min-wait", "10ms", "--quiet")
+		"--storage-auth", "azure-identity", "--trusted-host", strings.TrimPrefix(storage.URL, "http://"), "--min-wait", "10ms", "--quiet")
 	mu.Lock()
 	if code != 0 {
 		t.Fatalf("export: exit %d\n%s%s", code, out, errOut)

@@ -31,6 +31,14 @@ Retry-After and X-Progress, gzip downloads, DELETE, a CapabilityStatement at
 authorisation. Fault switches reproduce misbehaving servers. Request counters
 are at /_bulktest/stats. It listens on loopback unless told otherwise.
 
+The data can change between exports, so that incremental exports are tested
+for real: --changes FILE (NDJSON: resources to add or update, and Bundles of
+DELETE entries) or --random-changes UPDATES,DELETES,NEW is applied once
+--changes-after exports were prepared; a change set can also be POSTed as
+NDJSON to /_bulktest/changes at any time. Changed resources get
+meta.lastUpdated = the time of the change, so _since returns them, and
+deleted ones are listed in the manifest's deleted array.
+
 Flags:
 `
 
@@ -62,6 +70,9 @@ func runBulkServer(ctx context.Context, e *env, args []string) error {
 	tokenLife := fs.Duration("token-lifetime", 300*time.Second, "access token lifetime")
 	tokenUses := fs.Int("token-max-uses", 0, "refuse a token after this many uses (simulates expiry mid-run)")
 	fs.Var(&groups, "group-of-all", "define these group ids as containing every patient")
+	changesFile := fs.String("changes", "", "NDJSON change set to apply after --changes-after exports")
+	randomChanges := fs.String("random-changes", "", "UPDATES,DELETES,NEW: a random change set over the data to apply after --changes-after exports")
+	fs.IntVar(&o.ChangesAfter, "changes-after", 1, "number of exports prepared before the change set is applied")
 	f := &o.Faults
 	fs.IntVar(&f.Kickoff429, "fault-kickoff-429", 0, "answer the first N kick-offs with 429")
 	fs.IntVar(&f.Status429, "fault-status-429", 0, "answer the first N polls with 429")
@@ -118,6 +129,9 @@ func runBulkServer(ctx context.Context, e *env, args []string) error {
 		}
 		o.Auth = a
 	}
+	if err := changeSetFlags(&o, *changesFile, *randomChanges); err != nil {
+		return err
+	}
 	srv, err := bulktest.New(o)
 	if err != nil {
 		return err
@@ -150,4 +164,41 @@ func runBulkServer(ctx context.Context, e *env, args []string) error {
 func allPatients(o bulktest.Options) []string {
 	ids, _ := bulktest.PatientIDs(o)
 	return ids
+}
+
+// changeSetFlags sets o.Changes from --changes or --random-changes.
+func changeSetFlags(o *bulktest.Options, file, random string) error {
+	switch {
+	case file != "" && random != "":
+		return usageError{"give --changes or --random-changes, not both"}
+	case file != "":
+		f, err := os.Open(file)
+		if err != nil {
+			return usageError{"--changes: cannot read the file"}
+		}
+		defer f.Close()
+		cs, err := bulktest.ReadChangeSet(f)
+		if err != nil {
+			return fmt.Errorf("--changes %s: %w", file, err)
+		}
+		o.Changes = &cs
+	case random != "":
+		var u, d, n int
+		if _, err := fmt.Sscanf(random, "%d,%d,%d", &u, &d, &n); err != nil || u < 0 || d < 0 || n < 0 {
+			return usageError{"--random-changes wants UPDATES,DELETES,NEW (three counts)"}
+		}
+		all, err := bulktest.AllResources(*o)
+		if err != nil {
+			return err
+		}
+		cs, err := bulktest.RandomChanges(all, 1, u, d, n)
+		if err != nil {
+			return fmt.Errorf("--random-changes: %w", err)
+		}
+		o.Changes = &cs
+	}
+	if o.Changes != nil && o.ChangesAfter < 1 {
+		return usageError{"--changes-after must be at least 1"}
+	}
+	return nil
 }

@@ -45,7 +45,10 @@ addresses, phone numbers, SSN/MRN/licence/passport numbers, birth dates,
 narratives, notes), serves it from a local Bulk Data server on 127.0.0.1,
 exports it with $export, de-identifies it with the built-in HIPAA Safe Harbor
 configuration into DIR/lake, and checks that no planted identifier reached
-the output.`)
+the output. Then a second night: the server's data changes (updates,
+deletions, new resources), an incremental export brings only the changes,
+and the merged snapshot (DIR/lake/current) holds the latest version of every
+resource.`)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -160,7 +163,12 @@ the output.`)
 			fmt.Fprintf(w, "   %s\n", root.AppendIndent(nil, "   ", "  "))
 		}
 	}
+	if err := demoNightTwo(ctx, w, p, srv, all, *seed, lake, pop); err != nil {
+		return err
+	}
 	fmt.Fprintf(w, "\nOutput: %s\n  manifest.json, report.json, log.ndjson, _SUCCESS, and the data as Type.NNN.ndjson.gz\n", runDir)
+	fmt.Fprintf(w, "Merged: %s names the snapshot folder under %s\n", filepath.Join(lake, storage.CurrentKey),
+		filepath.Join(lake, storage.SnapshotsDir))
 	fmt.Fprintf(w, "State:  %s (pipeline runs resume from it after a crash)\n", filepath.Join(stateDir, "state.db"))
 	return nil
 }
@@ -196,4 +204,56 @@ func scanFile(path string, lc *synth.LeakChecker) (int, string, error) {
 			return n, first, fmt.Errorf("%s: %w", path, err)
 		}
 	}
+}
+
+// demoNightTwo changes the server's data, runs the pipeline again (an
+// incremental export) and shows the merged snapshot that results.
+func demoNightTwo(ctx context.Context, w io.Writer, p *pipeline.Pipeline, srv *bulktest.Server, all [][]byte,
+	seed uint64, lake string, pop *synth.Population) error {
+	ups, dels, news := min(60, len(all)/8), min(25, len(all)/16), min(25, len(all)/16)
+	cs, err := bulktest.RandomChanges(all, seed, ups, dels, news)
+	if err != nil {
+		return err
+	}
+	if err := srv.Apply(cs); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "6. Night two: the server's data changes: %d resources updated, %d deleted, %d new\n", ups, dels, news)
+	// Night one was a full export; night two asks for what changed since.
+	p.SinceAuto = true
+	start := time.Now()
+	rep, err := pipeline.Run(ctx, p)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "   run %s %s in %s: an incremental export since %s brought %d resources and %d deletion bundles\n",
+		rep.Run, rep.Status, time.Since(start).Round(time.Millisecond), rep.Since, rep.Resources, rep.Deleted)
+	sn := rep.Snapshot
+	if sn == nil {
+		return fmt.Errorf("no snapshot after run %s", rep.Run)
+	}
+	fmt.Fprintf(w, "7. The merged snapshot %s (runs %s):\n", sn.Snapshot, strings.Join(sn.Runs, ", "))
+	fmt.Fprintf(w, "   %d resources, the latest version of each (%d deleted since night one)\n", sn.Resources, sn.Deleted)
+	var types []string
+	for t := range sn.Types {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	for _, t := range types {
+		fmt.Fprintf(w, "   %-18s %6d\n", t, sn.Types[t].Resources)
+	}
+	fmt.Fprintf(w, "   referential integrity: %d of %d references resolve to nothing in the snapshot\n",
+		sn.Integrity.Unresolved, sn.Integrity.References)
+	lc := synth.NewLeakChecker(pop.Identifiers)
+	files, _ := filepath.Glob(filepath.Join(lake, storage.SnapshotsDir, sn.Snapshot, "*.ndjson.gz"))
+	for _, f := range files {
+		if _, _, err := scanFile(f, lc); err != nil {
+			return err
+		}
+	}
+	if lc.Found() != 0 {
+		return &exitError{code: 1, err: fmt.Errorf("leak check FAILED: %d planted identifiers found in the snapshot", lc.Found())}
+	}
+	fmt.Fprintf(w, "   leak check of the snapshot: clean\n")
+	return nil
 }

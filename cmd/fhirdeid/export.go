@@ -48,8 +48,19 @@ Authentication (secrets are read from environment variables or files only):
                                           discovered unless --token-url is given)
   --azure-identity [--client-id ID]       Azure managed or workload identity, no secret
   --storage-auth entra|azure-identity|connection-string|sas
-                                          Azure mode: credentials for files on another
-                                          host when requiresAccessToken is false
+                                          Azure mode: credentials for files on an Azure
+                                          blob host (or a --trusted-host) when
+                                          requiresAccessToken is false
+
+The token is sent only to the FHIR server's origin (scheme, host, port) and to
+each --trusted-host; never over http when the server is https, never after a
+redirect to another origin. A file that needs the token on another origin is
+refused with an error naming that origin.
+
+Limits (--max-line-bytes, --max-file-bytes, --max-ratio, --max-manifest-bytes,
+--max-manifest-files, --min-bytes per --rate-interval) bound what a server may
+cost; a violation stops at once with an error naming the file, the line and
+the limit. A 5xx answer with a non-transient OperationOutcome is not retried.
 
 Exit status: 0 success, 1 failure, 2 usage error, 3 complete but the server
 reported errors (see error/).
@@ -99,6 +110,11 @@ type exportFlags struct {
 	statusURL                                     string
 	separateStatus                                bool
 	vendor                                        string
+	trustedHosts                                  stringList
+	maxLine, maxManifestFiles                     int
+	maxManifestBytes, maxFileBytes, minBytes      int64
+	maxRatio                                      float64
+	rateInterval                                  time.Duration
 }
 
 func runExport(ctx context.Context, e *env, args []string) error {
@@ -153,6 +169,15 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&f.keyFile, "key", "", "SMART Backend Services private key file (PEM or JWKS)")
 	fs.StringVar(&f.kid, "kid", "", "key id (JWT kid header; selects the key in a JWKS)")
 	fs.StringVar(&f.alg, "alg", "", "signing algorithm RS384 or ES384 (default from the key)")
+	fs.Var(&f.trustedHosts, "trusted-host", "another origin (host[:port] or https://host[:port]) trusted with the FHIR server's token, e.g. the blob host of a server whose manifest sets requiresAccessToken (repeatable)")
+	lim := bulk.DefaultLimits()
+	fs.IntVar(&f.maxLine, "max-line-bytes", bulk.DefaultMaxLineBytes, "longest accepted NDJSON line")
+	fs.Int64Var(&f.maxFileBytes, "max-file-bytes", lim.MaxFileBytes, "most decompressed bytes of one file")
+	fs.Float64Var(&f.maxRatio, "max-ratio", lim.MaxRatio, "highest decompressed-to-compressed ratio of a gzip file (checked past 8 MiB)")
+	fs.Int64Var(&f.maxManifestBytes, "max-manifest-bytes", lim.MaxManifestBytes, "largest manifest page")
+	fs.IntVar(&f.maxManifestFiles, "max-manifest-files", lim.MaxManifestFiles, "most files a manifest may list")
+	fs.Int64Var(&f.minBytes, "min-bytes", lim.MinBytes, "stalled-transfer rule: a download receiving fewer bytes than this per --rate-interval fails (0: off)")
+	fs.DurationVar(&f.rateInterval, "rate-interval", lim.RateInterval, "interval of the stalled-transfer rule")
 	fs.StringVar(&f.storageAuth, "storage-auth", "", "Azure mode, for files on another host when requiresAccessToken is false: entra (a storage token from the same client credentials), connection-string or sas")
 	fs.StringVar(&f.storageConnEnv, "storage-connection-string-env", "", "environment variable holding an Azure Storage connection string (AccountName/AccountKey or SharedAccessSignature)")
 	fs.StringVar(&f.storageSASEnv, "storage-sas-env", "", "environment variable holding an Azure Storage SAS token")
@@ -240,9 +265,18 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	client.Polling.Deadline = f.deadline
 	client.Retries.MaxRetries = f.retries
 	client.IdleTimeout = f.idle
+	if f.maxLine <= 0 || f.maxFileBytes <= 0 || f.maxRatio <= 1 || f.maxManifestBytes <= 0 || f.maxManifestFiles <= 0 || f.rateInterval <= 0 {
+		return usageError{"the --max-* limits must be positive (--max-ratio above 1) and --rate-interval positive"}
+	}
+	client.MaxLineBytes = f.maxLine
+	client.Limits = bulk.Limits{MaxManifestBytes: f.maxManifestBytes, MaxManifestFiles: f.maxManifestFiles, MaxRatio: f.maxRatio,
+		RatioFloor: 8 << 20, MaxFileBytes: f.maxFileBytes, MinBytes: f.minBytes, RateInterval: f.rateInterval}
 	client.Retries.MaxDelay = f.maxWait
 	if client.Retries.BaseDelay > f.maxWait {
 		client.Retries.BaseDelay = f.maxWait
+	}
+	if err := client.TrustHosts(f.trustedHosts...); err != nil {
+		return usageError{"--trusted-host: " + err.Error()}
 	}
 	auth, err := exportAuth(e, &f, hc, client.Base.String())
 	if err != nil {

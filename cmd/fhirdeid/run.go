@@ -100,12 +100,13 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 		return err
 	}
 	elapsed := time.Since(start)
-	fmt.Fprintf(e.stdout, "run %s %s: %d resources (%d deletion bundles) in %s, %.0f resources/s → %s/%s/\n",
+	fmt.Fprintf(e.stdout, "run %s %s: %d resources (%d deletion bundles) in %s, %.0f resources/s → %s\n",
 		rep.Run, rep.Status, rep.Resources, rep.Deleted, elapsed.Round(time.Millisecond),
-		float64(rep.Resources)/elapsed.Seconds(), store.String(), rep.Run)
+		float64(rep.Resources)/elapsed.Seconds(), store.URL(rep.Run+"/"))
 	for _, w := range rep.Warnings {
 		fmt.Fprintln(e.stdout, "warning:", w)
 	}
+	printSnapshot(e.stdout, store.String(), rep.Snapshot)
 	if rep.Status == "partial" {
 		return &exitError{code: exitPartial}
 	}
