@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -16,6 +17,8 @@ import (
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"fhirdeid/pipeline"
 )
@@ -36,6 +39,8 @@ type ConnectOptions struct {
 	Identity string
 	// Field names the configuration's settings in errors ("temporal").
 	Field string
+	// Timeout bounds the connection and the namespace check (default 15 s).
+	Timeout time.Duration
 }
 
 // DataConverter is the data converter of fhirdeid's workflows: JSON,
@@ -64,22 +69,46 @@ func Dial(ctx context.Context, o ConnectOptions) (client.Client, error) {
 	if o.APIKey != "" {
 		opts.Credentials = client.NewAPIKeyStaticCredentials(o.APIKey)
 	}
-	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	timeout := o.Timeout
+	if timeout <= 0 {
+		timeout = 15 * time.Second
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c, err := client.DialContext(dctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("%s.hostPort: cannot reach the Temporal service at %s: %w", field, o.HostPort, err)
+		return nil, dialError(field, o, err)
 	}
 	_, err = c.WorkflowService().DescribeNamespace(dctx, &workflowservice.DescribeNamespaceRequest{Namespace: o.Namespace})
 	if err != nil {
 		c.Close()
-		var nf *serviceerror.NamespaceNotFound
-		if errors.As(err, &nf) {
-			return nil, fmt.Errorf("%s.namespace: the Temporal service has no namespace %q", field, o.Namespace)
-		}
-		return nil, fmt.Errorf("%s: the Temporal service at %s: %w", field, o.HostPort, err)
+		return nil, dialError(field, o, err)
 	}
 	return c, nil
+}
+
+// dialError names the setting that a connection error points at.
+func dialError(field string, o ConnectOptions, err error) error {
+	var (
+		nf *serviceerror.NamespaceNotFound
+		pd *serviceerror.PermissionDenied
+	)
+	msg := err.Error()
+	switch {
+	case errors.As(err, &nf):
+		return fmt.Errorf("%s.namespace: the Temporal service at %s has no namespace %q", field, o.HostPort, o.Namespace)
+	case errors.As(err, &pd), status.Code(err) == codes.Unauthenticated:
+		setting := field + ".apiKey"
+		if o.APIKey == "" {
+			setting = field + ".tls"
+		}
+		return fmt.Errorf("%s: the Temporal service at %s refused the credentials: %w", setting, o.HostPort, err)
+	case o.TLS != nil && (strings.Contains(msg, "handshake") || strings.Contains(msg, "tls:") || strings.Contains(msg, "x509")):
+		return fmt.Errorf("%s.tls: the TLS connection to %s failed (does the service use TLS, with these certificates?): %w", field, o.HostPort, err)
+	case o.TLS == nil && (strings.Contains(msg, "connection reset") || strings.Contains(msg, "EOF")):
+		return fmt.Errorf("%s.hostPort: %s closed the connection (does it require TLS? set %s.tls): %w", field, o.HostPort, field, err)
+	}
+	return fmt.Errorf("%s.hostPort: cannot reach the Temporal service at %s: %w", field, o.HostPort, err)
 }
 
 // WorkerOptions tune a worker.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	mrand "math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -321,4 +322,51 @@ func TestDurableWorkerCrash(t *testing.T) {
 		stop(ws)
 	}
 	t.Logf("%d runs completed after a worker was killed %v into processing", iterations, killedAt)
+}
+
+// TestTemporalBadConfig: validate --online, worker and run name the
+// setting at fault when the Temporal service cannot be reached, has no such
+// namespace, or does not speak TLS. The unreachable case needs no server.
+func TestTemporalBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	// A port that nothing listens on.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	write := func(temporal string) string {
+		p := filepath.Join(dir, "p.yml")
+		cfg := fmt.Sprintf("state: state.db\npipelines:\n  ehr:\n    source: {url: http://127.0.0.1:1/fhir}\n    destination: file://%s\ntemporal:\n%s",
+			filepath.ToSlash(filepath.Join(dir, "lake")), temporal)
+		if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	check := func(cfg, want string) {
+		t.Helper()
+		for _, args := range [][]string{{"validate", "--online", cfg}, {"worker", cfg}, {"run", "-q", cfg}} {
+			code, _, stderr := runCmd(t, "", nil, args...)
+			if code != 2 || !strings.Contains(stderr, want) {
+				t.Errorf("%s: exit %d, stderr %q; want 2 and %q", args[0], code, stderr, want)
+			}
+		}
+	}
+	check(write("  hostPort: "+closed+"\n"), "temporal.hostPort: cannot reach the Temporal service at "+closed)
+	// Offline, validate only checks the section.
+	if code, out, _ := runCmd(t, "", nil, "validate", write("  hostPort: "+closed+"\n")); code != 0 || !strings.Contains(out, "not contacted") {
+		t.Errorf("offline validate: exit %d, %q", code, out)
+	}
+	if code, _, stderr := runCmd(t, "", nil, "validate", write("  hostPort: h:1\n  tls: {caFile: absent.pem}\n")); code != 2 || !strings.Contains(stderr, "temporal.tls.caFile: cannot read the file") {
+		t.Errorf("offline validate of a missing CA file: exit %d, %q", code, stderr)
+	}
+
+	addr := os.Getenv("FHIRDEID_TEMPORAL")
+	if addr == "" {
+		t.Skip("no Temporal service for the namespace and TLS cases (FHIRDEID_TEMPORAL)")
+	}
+	check(write("  hostPort: "+addr+"\n  namespace: no-such-namespace\n"), `temporal.namespace: the Temporal service at `+addr+` has no namespace "no-such-namespace"`)
+	check(write("  hostPort: "+addr+"\n  tls: {enabled: true}\n"), "temporal.tls: the TLS connection to "+addr+" failed")
 }

@@ -50,6 +50,9 @@ share the pipelines' destinations. "fhirdeid run CONFIG" starts a run.`)
 	if cfg.Temporal == nil {
 		return &exitError{code: 2, err: fmt.Errorf("%s: temporal: missing (a worker needs the Temporal service's hostPort)", cfg.Path())}
 	}
+	if err := cfg.ResolveSecrets(ctx, nil); err != nil {
+		return &exitError{code: 2, err: err}
+	}
 	logger := cmdLogger(e, *verbose)
 	pipelines := map[string]*pipeline.Pipeline{}
 	for _, name := range cfg.Names() {
@@ -111,6 +114,33 @@ func dialTemporal(ctx context.Context, cfg *config.File, logger *slog.Logger) (c
 		return nil, fmt.Errorf("%s: %w", cfg.Path(), err)
 	}
 	return c, nil
+}
+
+// validateTemporal checks the temporal: section of cfg, if any: its TLS
+// files and API key offline, and with online a connection and the
+// namespace.
+func validateTemporal(ctx context.Context, e *env, cfg *config.File, online bool) error {
+	tc := cfg.Temporal
+	if tc == nil {
+		return nil
+	}
+	if !online {
+		if _, err := tc.TLSConfig("temporal"); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("%s: %w", cfg.Path(), err)}
+		}
+		if _, err := tc.Key("temporal"); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("%s: %w", cfg.Path(), err)}
+		}
+		fmt.Fprintf(e.stdout, "temporal: %s, namespace %s, task queue %s (not contacted; --online connects)\n", tc.HostPort, tc.Namespace, tc.TaskQueue)
+		return nil
+	}
+	c, err := dialTemporal(ctx, cfg, nil)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	c.Close()
+	fmt.Fprintf(e.stdout, "temporal: %s, namespace %s reachable, task queue %s\n", tc.HostPort, tc.Namespace, tc.TaskQueue)
+	return nil
 }
 
 // runDurable is "fhirdeid run" with a temporal: section: it starts the
