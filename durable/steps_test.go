@@ -160,8 +160,8 @@ func TestWorkflowWithStepsMatchesRun(t *testing.T) {
 		t.Errorf("%d kick-offs", n)
 	}
 	// The bulk client clamps Retry-After to its MaxDelay (10 ms); the
-	// workflow's own backoff (2 s, 3 s) is longer.
-	if len(timers) != 2 || timers[0] != 2*time.Second || timers[1] != 3*time.Second {
+	// workflow's own backoff (by default 1 s, then 1.5 s) is longer.
+	if len(timers) != 2 || timers[0] != time.Second || timers[1] != 1500*time.Millisecond {
 		t.Errorf("poll timers %v", timers)
 	}
 	got := readLines(t, filepath.Join(dir, "durable"), rep.Run)

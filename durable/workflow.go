@@ -39,7 +39,7 @@ type Options struct {
 	Concurrency int
 	// PollInitial and PollMax bound the wait between status polls: the
 	// workflow waits the server's Retry-After, but no less than its own
-	// backoff, which starts at PollInitial (default 2 s) and grows by half
+	// backoff, which starts at PollInitial (default 1 s) and grows by half
 	// up to PollMax (default 5 min), so that an export of days costs a
 	// bounded history.
 	PollInitial, PollMax time.Duration
@@ -68,7 +68,7 @@ func (o Options) withDefaults() Options {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4
 	}
-	def(&o.PollInitial, 2*time.Second)
+	def(&o.PollInitial, time.Second)
 	def(&o.PollMax, 5*time.Minute)
 	def(&o.FileTimeout, 12*time.Hour)
 	def(&o.HeartbeatTimeout, time.Minute)
