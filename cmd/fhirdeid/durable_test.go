@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"fhirdeid/durable"
 	"fhirdeid/internal/testshared"
 )
 
@@ -369,4 +371,68 @@ func TestTemporalBadConfig(t *testing.T) {
 	}
 	check(write("  hostPort: "+addr+"\n  namespace: no-such-namespace\n"), `temporal.namespace: the Temporal service at `+addr+` has no namespace "no-such-namespace"`)
 	check(write("  hostPort: "+addr+"\n  tls: {enabled: true}\n"), "temporal.tls: the TLS connection to "+addr+" failed")
+}
+
+// TestServeTemporalSchedules: with temporal:, serve creates one Temporal
+// Schedule per pipeline, and a changed cron updates it at the next start.
+func TestServeTemporalSchedules(t *testing.T) {
+	addr := temporalAddr(t)
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	name := randomName("sv")
+	write := func(cron string) string {
+		p := filepath.Join(dir, "p.yml")
+		cfg := fmt.Sprintf("state: state.db\npipelines:\n  %s:\n    source: {url: http://127.0.0.1:1/fhir}\n    destination: file://%s\n    schedule: %q\n    timezone: Europe/Paris\ntemporal:\n  hostPort: %s\n  taskQueue: %s\n",
+			name, filepath.ToSlash(filepath.Join(dir, "lake")), cron, addr, randomName("q"))
+		if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	c, err := durable.Dial(context.Background(), durable.ConnectOptions{HostPort: addr, Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	h := c.ScheduleClient().GetHandle(context.Background(), durable.ScheduleID(name))
+	defer h.Delete(context.Background())
+
+	serve := func(cron, verb string) {
+		t.Helper()
+		s := start(t, bin, "serve", "-addr", "127.0.0.1:0", write(cron))
+		deadline := time.Now().Add(60 * time.Second)
+		for !strings.Contains(s.out.String(), "listening on") {
+			if time.Now().After(deadline) {
+				t.Fatalf("serve did not start: %s", s.out.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if want := "Temporal schedule " + durable.ScheduleID(name) + " " + verb; !strings.Contains(s.out.String(), want) {
+			t.Errorf("serve printed %q, want %q", s.out.String(), want)
+		}
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		if err := s.wait(t, 30*time.Second); err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	}
+	hourMinute := func() (int, int, string) {
+		t.Helper()
+		d, err := h.Describe(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp := d.Schedule.Spec
+		if len(sp.Calendars) != 1 || len(sp.Calendars[0].Hour) != 1 || len(sp.Calendars[0].Minute) != 1 {
+			t.Fatalf("schedule spec %+v", sp)
+		}
+		return sp.Calendars[0].Hour[0].Start, sp.Calendars[0].Minute[0].Start, sp.TimeZoneName
+	}
+	serve("0 1 * * *", "created")
+	if h, m, tz := hourMinute(); h != 1 || m != 0 || tz != "Europe/Paris" {
+		t.Errorf("schedule at %02d:%02d %s, want 01:00 Europe/Paris", h, m, tz)
+	}
+	serve("30 2 * * *", "updated")
+	if h, m, _ := hourMinute(); h != 2 || m != 30 {
+		t.Errorf("updated schedule at %02d:%02d, want 02:30", h, m)
+	}
 }

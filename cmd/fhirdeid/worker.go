@@ -16,6 +16,7 @@ import (
 	"fhirdeid/config"
 	"fhirdeid/durable"
 	"fhirdeid/pipeline"
+	"fhirdeid/server"
 	"fhirdeid/storage"
 )
 
@@ -142,6 +143,55 @@ func validateTemporal(ctx context.Context, e *env, cfg *config.File, online bool
 	fmt.Fprintf(e.stdout, "temporal: %s, namespace %s reachable, task queue %s\n", tc.HostPort, tc.Namespace, tc.TaskQueue)
 	return nil
 }
+
+// temporalSchedules creates or updates one Temporal Schedule per pipeline
+// of cfg (its cron, time zone, and with runMissed a catch-up window of a
+// day), and turns the service's own scheduling of the jobs off: the
+// pipelines run on the workers, never in this process.
+func temporalSchedules(ctx context.Context, e *env, cfg *config.File, jobs []*server.Job, logger *slog.Logger) error {
+	c, err := dialTemporal(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	tc := cfg.Temporal
+	for _, job := range jobs {
+		pc := cfg.Pipelines[job.Name]
+		window := time.Minute
+		if pc.RunMissed {
+			window = 24 * time.Hour
+		}
+		opts := durable.Options{Concurrency: tc.Concurrency, HeartbeatTimeout: tc.HeartbeatTimeoutDuration()}
+		if opts.Concurrency == 0 {
+			opts.Concurrency = pc.Concurrency
+		}
+		created, err := durable.EnsureSchedule(ctx, c, tc.TaskQueue, durable.ScheduleSpec{Pipeline: job.Name, Cron: pc.Schedule,
+			TimeZone: pc.Timezone, CatchupWindow: window, Options: opts})
+		if err != nil {
+			return fmt.Errorf("%s: temporal: %w", cfg.Path(), err)
+		}
+		verb := "updated"
+		if created {
+			verb = "created"
+		}
+		fmt.Fprintf(e.stdout, "fhirdeid serve: Temporal schedule %s %s: %q in %s\n", durable.ScheduleID(job.Name), verb, pc.Schedule, pc.Location())
+		name := job.Name
+		job.Schedule = temporalSchedule{expr: pc.Schedule}
+		job.RunMissed = false
+		job.Open = func(context.Context) (*pipeline.Pipeline, func() error, error) {
+			return nil, nil, fmt.Errorf("pipeline %s runs on Temporal (schedule %s): start a run with fhirdeid run or from the Temporal UI",
+				name, durable.ScheduleID(name))
+		}
+	}
+	return nil
+}
+
+// temporalSchedule is the schedule of a job that Temporal runs: never in
+// this process.
+type temporalSchedule struct{ expr string }
+
+func (temporalSchedule) Next(time.Time) time.Time { return time.Time{} }
+func (s temporalSchedule) String() string         { return s.expr + " (Temporal schedule)" }
 
 // runDurable is "fhirdeid run" with a temporal: section: it starts the
 // pipeline's workflow (or follows the one in progress) and waits for its
