@@ -117,3 +117,68 @@ func TestScheduleRunsAndUpdates(t *testing.T) {
 		t.Errorf("%d actions taken", d.Info.NumActions)
 	}
 }
+
+// TestContinueAsNewOnServer runs a workflow that continues as new every 3
+// files on the dev server, with the zlib data converter: Follow follows the
+// chain to the report, which counts every file once, and the progress query
+// reports the executions.
+func TestContinueAsNewOnServer(t *testing.T) {
+	c := devServer(t)
+	ctx := context.Background()
+	pop := synth.Generate(synth.Options{Patients: 10})
+	var res [][]byte
+	for _, typ := range pop.Types() {
+		res = append(res, pop.Resources[typ]...)
+	}
+	srv, err := bulktest.New(bulktest.Options{Resources: res, PartSize: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	defer srv.Close()
+	dir := t.TempDir()
+	name := "can" + time.Now().Format("150405.000000")
+	p := newPipeline(t, srv, filepath.Join(dir, "lake"))
+	p.Name = name
+	acts, err := NewActivities(map[string]*pipeline.Pipeline{name: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queue := "q-" + name
+	w := NewWorker(c, queue, acts, WorkerOptions{MaxFiles: 3})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	run, err := Start(ctx, c, queue, Input{Pipeline: name, Options: Options{FilesPerExecution: 3, Concurrency: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last Progress
+	rep, err := Follow(ctx, c, run, 100*time.Millisecond, func(pr Progress) { last = pr })
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := 0
+	for _, tr := range rep.Types {
+		files += tr.Files
+	}
+	if rep.Resources != int64(pop.Count()) || files < 7 {
+		t.Fatalf("report: %d resources in %d files, want %d resources in 7 or more files", rep.Resources, files, pop.Count())
+	}
+	if last.Executions < 2 {
+		t.Errorf("last progress %+v: want several executions", last)
+	}
+	// Starting again while nothing runs starts a new, incremental run.
+	run2, err := Start(ctx, c, queue, Input{Pipeline: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep2, err := Follow(ctx, c, run2, time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep2.Run == rep.Run || rep2.Since != rep.TransactionTime {
+		t.Errorf("second run %s since %q after %s (transactionTime %s)", rep2.Run, rep2.Since, rep.Run, rep.TransactionTime)
+	}
+}
