@@ -865,7 +865,9 @@ func (l *loader) rule(n int, v *Value) (Rule, error) {
 	}
 
 	if r.Method == MethodCustom {
-		l.warnf("rule %d: anonymization method %q is not a built-in method; the rule fails when it applies to a resource", n, r.MethodName)
+		if !isScrub(r.MethodName) {
+			l.warnf("rule %d: anonymization method %q is not a built-in method; the rule fails when it applies to a resource", n, r.MethodName)
+		}
 	} else {
 		known := methodKeys[r.Method]
 		for _, m := range v.Members {

@@ -188,15 +188,25 @@ func (p dateParts) ageOverThreshold(today time.Time) bool {
 // (§2.3): fold the UTF-8 bytes of prefix+key with o = (o*131 + b) mod 101,
 // then subtract 50.
 func DateShiftOffset(prefix, key string) int {
+	// o*131 + c ≡ o*30 + c (mod 101), and o*30 + c < len(mod101): a table
+	// lookup instead of a division per byte.
 	o := 0
 	for i := 0; i < len(prefix); i++ {
-		o = (o*131 + int(prefix[i])) % 101
+		o = int(mod101[o*30+int(prefix[i])])
 	}
 	for i := 0; i < len(key); i++ {
-		o = (o*131 + int(key[i])) % 101
+		o = int(mod101[o*30+int(key[i])])
 	}
 	return o - 50
 }
+
+// mod101 holds x % 101 for every x that DateShiftOffset computes.
+var mod101 = func() (t [100*30 + 256]uint8) {
+	for x := range t {
+		t[x] = uint8(x % 101)
+	}
+	return t
+}()
 
 // ErrDateRange reports a date that is not a valid calendar date, or that a
 // shift moves outside the years 1 to 9999.
@@ -225,9 +235,11 @@ func ShiftDate(value string, t DateType, offset int, partial bool, today time.Ti
 	if d.Year() < 1 || d.Year() > 9999 {
 		return "", false, OpPerturb, fmt.Errorf("shifting %s: %w", t, ErrDateRange)
 	}
-	var b strings.Builder
-	b.Grow(len(value))
-	b.WriteString(d.Format("2006-01-02"))
+	// One allocation: the result is built on the stack.
+	var stack [64]byte
+	y, m, day := d.Date() // y is in 1..9999
+	b := append(stack[:0], byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+		byte('0'+int(m)/10), byte('0'+int(m)%10), '-', byte('0'+day/10), byte('0'+day%10))
 	if p.timePart != "" {
 		// "T" HH:mm:ss(.fff) zone: zero every digit of the time, keep the zone.
 		tp := p.timePart
@@ -235,17 +247,17 @@ func ShiftDate(value string, t DateType, offset int, partial bool, today time.Ti
 		for end < len(tp) && tp[end] != 'Z' && tp[end] != '+' && tp[end] != '-' {
 			end++
 		}
-		b.WriteByte('T')
+		b = append(b, 'T')
 		for i := 1; i < end; i++ {
 			if c := tp[i]; c >= '0' && c <= '9' {
-				b.WriteByte('0')
+				b = append(b, '0')
 			} else {
-				b.WriteByte(c)
+				b = append(b, c)
 			}
 		}
-		b.WriteString(tp[end:])
+		b = append(b, tp[end:]...)
 	}
-	return b.String(), true, OpPerturb, nil
+	return string(b), true, OpPerturb, nil
 }
 
 // RedactDate applies redact to a date, dateTime or instant value (§2.4.1):
@@ -266,6 +278,10 @@ func redactDateParts(value string, p dateParts, partial bool, today time.Time) (
 	}
 	if p.ageOverThreshold(today) {
 		return "", false
+	}
+	if p.year >= 0 && p.year <= 9999 {
+		y := [4]byte{byte('0' + p.year/1000), byte('0' + p.year/100%10), byte('0' + p.year/10%10), byte('0' + p.year%10)}
+		return string(y[:]), true
 	}
 	return fmt.Sprintf("%04d", p.year), true
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 	"unicode"
+	"unsafe"
 
 	"fhirdeid/fhir/model"
 	"fhirdeid/fhir/typed"
@@ -125,10 +126,16 @@ type Engine struct {
 	rules   []engineRule
 	hasher  *Hasher
 	enc     *Encryptor
-	// fastTypes and fastNames are the types and names the fast-path rules
-	// look up, the only ones the per-resource caches need.
-	fastTypes, fastNames map[string]bool
-	parsers              sync.Pool
+	// plans are the rules that apply to each resource type of the model,
+	// selected once here rather than for every resource.
+	plans map[string]*typePlan
+	// slots numbers the types and then the names that fast-path rules look
+	// up: the per-resource caches are slices indexed by slot.
+	typeSlots, nameSlots map[string]int32
+	nslots               int
+	// canonTypes and canonNames are the model's strings (see symbols).
+	canonTypes, canonNames map[string]symbol
+	parsers                sync.Pool
 	// runs recycles the per-call state (visited set, scratch stacks), so
 	// that its maps and slices keep their capacity from one resource to
 	// the next.
@@ -145,13 +152,72 @@ const (
 	fastName
 )
 
+// typePlan is what the engine does to a resource of one type: the rules
+// that apply to it in configuration order, and the types and names that the
+// fast-path ones among them look up.
+type typePlan struct {
+	rules []*engineRule
+	fast  bool
+	// want tells, by slot, which types and names the caches keep; slots
+	// lists them.
+	want  []bool
+	slots []int32
+	// types and names report whether any slot is a type, or a name: the
+	// cache walk looks up only those.
+	types, names bool
+}
+
 type engineRule struct {
 	Rule
-	expr  *fhirpath.Expression
-	fast  fastKind
-	arg   string // the type or name of the fast path
-	tail  string // the identifier after it, or ""
-	cases []GeneralizeCase
+	// unsupported is a custom method that the engine does not have: an
+	// error when the rule applies.
+	unsupported bool
+	expr        *fhirpath.Expression
+	fast        fastKind
+	arg         string // the type or name of the fast path
+	slot        int32  // its cache slot
+	tail        string // the identifier after it, or ""
+	// members is, for an expression that only navigates element names
+	// ("name.given"), those names: its matches are found without the
+	// FHIRPath evaluator, as it would find them (package typed's
+	// Children).
+	members []string
+	cases   []GeneralizeCase
+}
+
+var memberPathRegexp = regexp.MustCompile(`^[a-z][A-Za-z0-9]*(\.[a-z][A-Za-z0-9]*)*$`)
+
+// memberPath returns the element names of an expression that is only a
+// chain of them, or nil. Names that FHIRPath reads as keywords are left to
+// the evaluator.
+func memberPath(expr string) []string {
+	if !memberPathRegexp.MatchString(expr) {
+		return nil
+	}
+	names := strings.Split(expr, ".")
+	for _, n := range names {
+		switch n {
+		case "div", "mod", "and", "or", "xor", "implies", "is", "as", "in", "contains", "true", "false":
+			return nil
+		}
+	}
+	return names
+}
+
+// memberMatches appends to dst the elements that the member path names
+// reaches from res, as FHIRPath navigates: each name's children of every
+// element found so far, in order. step is a second buffer; both are
+// returned for reuse.
+func memberMatches(res *jsontree.Node, names []string, dst, step []*jsontree.Node) (matches, step2 []*jsontree.Node) {
+	matches = typed.Children(res, names[0], dst)
+	for _, name := range names[1:] {
+		next := step[:0]
+		for _, n := range matches {
+			next = typed.Children(n, name, next)
+		}
+		matches, step = next, matches[:0]
+	}
+	return matches, step
 }
 
 var fastPathRegexp = regexp.MustCompile(`^nodesBy(Type|Name)\(['|"]([A-Za-z0-9]+)['|"]\)(\.([A-Za-z0-9]+))?$`)
@@ -168,10 +234,10 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 	if m == nil {
 		return nil, fmt.Errorf("creating engine: no FHIR model for %s", cfg.Release())
 	}
-	e := &Engine{cfg: cfg, params: cfg.Parameters(), release: cfg.Release(), model: m, fastTypes: map[string]bool{}, fastNames: map[string]bool{}, preserveWhitespace: opts.PreserveWhitespace}
+	e := &Engine{cfg: cfg, params: cfg.Parameters(), release: cfg.Release(), model: m, preserveWhitespace: opts.PreserveWhitespace}
 	e.custom = map[string]CustomMethod{}
 	for name, m := range opts.CustomMethods {
-		if parseMethod(name) != MethodCustom {
+		if parseMethod(name) != MethodCustom || isScrub(name) {
 			return nil, fmt.Errorf("creating engine: custom method %q has the name of a built-in method", name)
 		}
 		if m.Apply == nil {
@@ -199,10 +265,9 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 			er.fast, er.arg, er.tail = fastType, sm[2], sm[4]
 			if sm[1] == "Name" {
 				er.fast = fastName
-				e.fastNames[sm[2]] = true
-			} else {
-				e.fastTypes[sm[2]] = true
 			}
+		} else if !r.IsResourceTypeRule {
+			er.members = memberPath(r.Expression)
 		}
 		c, err := compile(r.ResourceType, r.Expression)
 		if err != nil {
@@ -222,9 +287,75 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 			gc.CompiledCondition, gc.CompiledValue = cc, cv
 			er.cases = append(er.cases, gc)
 		}
+		if _, ok := e.custom[strings.ToLower(r.MethodName)]; r.Method == MethodCustom && !ok && !isScrub(r.MethodName) {
+			er.unsupported = true
+		}
 		e.rules = append(e.rules, er)
 	}
+	e.typeSlots, e.nameSlots = map[string]int32{}, map[string]int32{}
+	for i := range e.rules {
+		if rule := &e.rules[i]; rule.fast == fastType {
+			if _, ok := e.typeSlots[rule.arg]; !ok {
+				e.typeSlots[rule.arg] = int32(len(e.typeSlots))
+			}
+		}
+	}
+	for i := range e.rules {
+		if rule := &e.rules[i]; rule.fast == fastName {
+			if _, ok := e.nameSlots[rule.arg]; !ok {
+				e.nameSlots[rule.arg] = int32(len(e.typeSlots) + len(e.nameSlots))
+			}
+		}
+	}
+	e.nslots = len(e.typeSlots) + len(e.nameSlots)
+	e.canonTypes, e.canonNames = canonSymbols(m, e.typeSlots, e.nameSlots)
+	for i := range e.rules {
+		switch rule := &e.rules[i]; rule.fast {
+		case fastType:
+			rule.slot = e.typeSlots[rule.arg]
+		case fastName:
+			rule.slot = e.nameSlots[rule.arg]
+		}
+	}
+	e.plans = map[string]*typePlan{}
+	for _, t := range m.ResourceTypes() {
+		e.plans[t] = e.newPlan(t)
+	}
 	return e, nil
+}
+
+// newPlan selects the rules that apply to resources of type t.
+func (e *Engine) newPlan(t string) *typePlan {
+	p := &typePlan{want: make([]bool, e.nslots)}
+	for i := range e.rules {
+		rule := &e.rules[i]
+		if !rule.AppliesTo(t) {
+			continue
+		}
+		p.rules = append(p.rules, rule)
+		if rule.fast != fastNone {
+			p.fast = true
+			if !p.want[rule.slot] {
+				p.want[rule.slot] = true
+				p.slots = append(p.slots, rule.slot)
+			}
+			if rule.fast == fastType {
+				p.types = true
+			} else {
+				p.names = true
+			}
+		}
+	}
+	return p
+}
+
+// plan returns the plan of resource type t.
+func (e *Engine) plan(t string) *typePlan {
+	if p := e.plans[t]; p != nil {
+		return p
+	}
+	// Typing accepts only the model's resource types; this is for safety.
+	return e.newPlan(t)
 }
 
 // Config returns the engine's configuration.
@@ -240,35 +371,109 @@ func (e *Engine) AnonymizeJSON(ctx context.Context, data []byte, fc FileContext)
 // so that a caller can reuse its buffer. On error dst is returned
 // unchanged.
 func (e *Engine) AppendAnonymizedJSON(ctx context.Context, dst, data []byte, fc FileContext) ([]byte, Stats, error) {
-	p, _ := e.parsers.Get().(*jsontree.Parser)
-	if p == nil {
-		p = new(jsontree.Parser)
+	js, _ := e.parsers.Get().(*jsonState)
+	if js == nil {
+		js = new(jsonState)
 	}
-	defer e.parsers.Put(p)
-	root, err := p.Parse(data)
+	defer func() {
+		js.labels.reset()
+		e.parsers.Put(js)
+	}()
+	// Neither the engine nor its errors keep a string of the tree once the
+	// output is written, so the parser may reuse the text memory too;
+	// custom methods and traces receive values, which they might keep.
+	// Built-in methods must not keep a string of the tree (or a substring)
+	// beyond the call: copy it (strings.Clone) to keep it.
+	js.p.ReuseText = len(e.custom) == 0 && ctx.Value(traceKey{}) == nil
+	root, err := js.p.Parse(data)
 	if err != nil {
 		return dst, Stats{}, &InputError{Err: err}
 	}
-	st, err := e.Anonymize(ctx, root, fc)
+	// The tree is written before this call returns, so the nodes it gets
+	// (security labels) can come from memory reused from call to call.
+	st, err := e.anonymize(ctx, root, fc, &js.labels)
 	if err != nil {
 		return dst, st, err
 	}
 	return root.AppendJSON(dst), st, nil
 }
 
+// jsonState is the per-call memory of AppendAnonymizedJSON, reused from
+// call to call.
+type jsonState struct {
+	p      jsontree.Parser
+	labels nodeArena
+}
+
+// nodeArena hands out nodes and pointer slices that live until reset, for
+// the nodes the engine adds to a tree that is written before the call
+// returns. A nil *nodeArena allocates them afresh.
+type nodeArena struct {
+	nodes []jsontree.Node
+	ptrs  []*jsontree.Node
+	nused int
+	pused int
+}
+
+// maxArenaNodes bounds the nodes an arena keeps for the next call.
+const maxArenaNodes = 4096
+
+func (a *nodeArena) newNodes(n int) []jsontree.Node {
+	if a == nil {
+		return make([]jsontree.Node, n)
+	}
+	if a.nused+n > len(a.nodes) {
+		a.nodes, a.nused = make([]jsontree.Node, max(2*len(a.nodes), n, 256)), 0
+	}
+	s := a.nodes[a.nused : a.nused+n : a.nused+n]
+	a.nused += n
+	return s
+}
+
+func (a *nodeArena) newPtrs(n int) []*jsontree.Node {
+	if a == nil {
+		return make([]*jsontree.Node, n)
+	}
+	if a.pused+n > len(a.ptrs) {
+		a.ptrs, a.pused = make([]*jsontree.Node, max(2*len(a.ptrs), n, 512)), 0
+	}
+	s := a.ptrs[a.pused : a.pused+n : a.pused+n]
+	a.pused += n
+	return s
+}
+
+// reset makes the arena's memory available again; the nodes handed out
+// must no longer be used.
+func (a *nodeArena) reset() {
+	clear(a.nodes[:a.nused])
+	clear(a.ptrs[:a.pused])
+	a.nused, a.pused = 0, 0
+	if len(a.nodes) > maxArenaNodes {
+		a.nodes, a.ptrs = nil, nil
+	}
+}
+
 // Anonymize de-identifies the resource rooted at root in place, following
 // §2.2: see the package documentation. The tree is typed first if it is not
 // yet.
 func (e *Engine) Anonymize(ctx context.Context, root *jsontree.Node, fc FileContext) (Stats, error) {
+	return e.anonymize(ctx, root, fc, nil)
+}
+
+// anonymize is Anonymize, taking the nodes it adds from arena (nil: fresh
+// memory).
+func (e *Engine) anonymize(ctx context.Context, root *jsontree.Node, fc FileContext, arena *nodeArena) (Stats, error) {
 	if root == nil || root.Kind != jsontree.Object {
 		return Stats{}, &InputError{Err: errors.New("the resource is not a JSON object")}
 	}
 	if root.Flags&jsontree.FlagResource == 0 || root.Type == "" {
-		if err := typed.Annotate(root, e.model); err != nil {
+		// Typing normalizes as it goes (§2.12): it wraps single values of
+		// repeating elements in arrays and trims strings.
+		opts := typed.Options{WrapRepeating: true, TrimSpace: !e.preserveWhitespace}
+		if err := typed.AnnotateWith(root, e.model, opts); err != nil {
 			return Stats{}, &InputError{Err: err}
 		}
-	}
-	if e.normalize(root) {
+	} else if e.normalize(root) {
 		// Elements were wrapped in arrays: type the new containers.
 		if err := typed.Annotate(root, e.model); err != nil {
 			return Stats{}, &InputError{Err: err}
@@ -277,7 +482,7 @@ func (e *Engine) Anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 	now := nowFrom(ctx)
 	r := e.getRun()
 	defer e.putRun(r)
-	r.ctx, r.fc, r.root, r.today = ctx, fc, root, now
+	r.ctx, r.fc, r.root, r.today, r.arena = ctx, fc, root, now, arena
 	*r.env = fhirpath.Env{Now: now}
 	if fn, ok := ctx.Value(traceKey{}).(func(TraceEvent)); ok {
 		r.trace = fn
@@ -286,14 +491,32 @@ func (e *Engine) Anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 	st := Stats{Operations: ops, Resources: r.resources, Changed: r.changed}
 	if err != nil {
 		var pe *ProcessingError
+		clearMarks(root)
 		if errors.As(err, &pe) && e.cfg.ProcessingErrors() == Skip {
 			emptyResource(root)
 			return Stats{Operations: Operations(0).Add(OpRedact), Resources: 1, Skipped: true}, nil
 		}
 		return st, err
 	}
+	// prune also clears the visited marks.
 	r.pr.prune(root)
 	return st, nil
+}
+
+// visited reports whether a rule has processed n in this call. The mark is
+// a flag on the node rather than a set, which would cost a map entry per
+// element of the resource; Anonymize clears the marks before it returns.
+func visited(n *jsontree.Node) bool { return n.Flags&jsontree.FlagMark != 0 }
+
+// visit marks n visited.
+func visit(n *jsontree.Node) { n.Flags |= jsontree.FlagMark }
+
+// clearMarks clears the visited marks of the tree at n.
+func clearMarks(n *jsontree.Node) {
+	n.Walk(func(c *jsontree.Node) bool {
+		c.Flags &^= jsontree.FlagMark
+		return true
+	})
 }
 
 // getRun returns a clean per-call state.
@@ -301,30 +524,32 @@ func (e *Engine) getRun() *run {
 	if r, ok := e.runs.Get().(*run); ok {
 		return r
 	}
-	return &run{e: e, env: &fhirpath.Env{}, visited: map[*jsontree.Node]bool{}}
+	return &run{e: e, env: &fhirpath.Env{}}
 }
 
-// maxPooledVisited bounds the visited set kept for reuse, so that one huge
-// resource does not pin its memory.
-const maxPooledVisited = 1 << 15
+// maxPooledScratch bounds the scratch stacks kept for reuse, so that one
+// huge resource does not pin their memory.
+const maxPooledScratch = 1 << 15
 
 // putRun clears r and keeps it for reuse.
 func (e *Engine) putRun(r *run) {
-	if len(r.visited) > maxPooledVisited {
+	if cap(r.scratch) > maxPooledScratch || cap(r.pr.state) > maxPooledScratch || cap(r.matches) > maxPooledScratch || cap(r.nested) > maxPooledScratch || cap(r.step) > maxPooledScratch {
 		return
 	}
-	clear(r.visited)
 	clear(r.scratch)
-	clear(r.pr.nodes[:cap(r.pr.nodes)])
-	for _, m := range []map[string][]*jsontree.Node{r.byType, r.byName} {
-		for k, v := range m {
-			clear(v)
-			m[k] = v[:0]
+	clear(r.nested[:cap(r.nested)])
+	clear(r.step[:cap(r.step)])
+	clear(r.matches[:cap(r.matches)])
+	for i, v := range r.cache {
+		if cap(v) > maxPooledScratch {
+			v = nil
 		}
+		clear(v)
+		r.cache[i] = v[:0]
 	}
-	*r = run{e: e, env: r.env, visited: r.visited, scratch: r.scratch[:0],
-		pr:     pruner{nodes: r.pr.nodes[:0], empty: r.pr.empty[:0]},
-		byType: r.byType, byName: r.byName, matches: r.matches[:0]}
+	*r = run{e: e, env: r.env, scratch: r.scratch[:0],
+		pr:     pruner{state: r.pr.state[:0], empty: r.pr.empty[:0]},
+		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, matches: r.matches[:0], step: r.step[:0]}
 	*r.env = fhirpath.Env{}
 	e.runs.Put(r)
 }
@@ -416,7 +641,6 @@ type run struct {
 	root      *jsontree.Node
 	today     time.Time
 	env       *fhirpath.Env
-	visited   map[*jsontree.Node]bool
 	resources int
 	changed   int
 	// scratch holds the children lists of the nodes being walked, as a
@@ -426,12 +650,26 @@ type run struct {
 	trace func(TraceEvent)
 	// pr prunes the emptied elements at the end.
 	pr pruner
-	// byType and byName are the fast-path caches of the resource being
-	// processed; matches collects a rule's matches.
-	byType, byName map[string][]*jsontree.Node
-	matches        []*jsontree.Node
+	// cache holds the fast-path caches of the resource being processed by
+	// slot (see Engine.typeSlots); typeSym and nameSym find the slots of
+	// node types and names; matches collects a rule's matches.
+	cache            [][]*jsontree.Node
+	typeSym, nameSym *symbols
+	matches          []*jsontree.Node
+	step             []*jsontree.Node // the other buffer of member paths
 	// genEnv is the FHIRPath environment of generalize cases.
 	genEnv fhirpath.Env
+	// offset is the date-shift offset of offsetPrefix and offsetKey.
+	offset                  int
+	offsetPrefix, offsetKey string
+	offsetSet               bool
+	// nested is a stack of the resources nested in those being processed,
+	// collected by the cache walk; restructured reports that a rule
+	// changed the shape of the tree (substitute) since the walk.
+	nested       []*jsontree.Node
+	restructured bool
+	// arena provides the nodes of security labels.
+	arena *nodeArena
 	// pshift is the state of dateShiftScope "patient".
 	pshift patientShiftState
 }
@@ -449,30 +687,21 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 	var ops Operations
 	// The caches are built before any rule runs, as in the reference
 	// implementation: nodes that a substitute adds later are not in them.
-	var typeCache, nameCache map[string][]*jsontree.Node
-	for i := range r.e.rules {
-		if rule := &r.e.rules[i]; rule.fast != fastNone && rule.AppliesTo(res.Type) {
-			typeCache, nameCache = r.buildCaches(res)
-			break
-		}
+	plan := r.e.plan(res.Type)
+	nstart := len(r.nested)
+	if plan.fast {
+		r.buildCaches(res, plan)
 	}
-	for i := range r.e.rules {
-		rule := &r.e.rules[i]
-		if !rule.AppliesTo(res.Type) {
-			continue
-		}
-		if _, ok := r.e.custom[strings.ToLower(rule.MethodName)]; rule.Method == MethodCustom && !ok {
+	r.restructured = false
+	for _, rule := range plan.rules {
+		if rule.unsupported {
 			return ops, &ConfigError{Rule: rule.Index, Method: rule.MethodName, Path: rule.Path,
 				Msg: fmt.Sprintf("anonymization method %s not supported (on %s)", strings.ToUpper(rule.MethodName), res.Type)}
 		}
 		matches := r.matches[:0]
 		switch {
 		case rule.fast != fastNone:
-			cache := typeCache
-			if rule.fast == fastName {
-				cache = nameCache
-			}
-			for _, n := range cache[rule.arg] {
+			for _, n := range r.cache[rule.slot] {
 				if rule.tail == "" {
 					matches = append(matches, n)
 				} else {
@@ -481,6 +710,8 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 			}
 		case rule.IsResourceTypeRule:
 			matches = append(matches, res)
+		case rule.members != nil:
+			matches, r.step = memberMatches(res, rule.members, matches, r.step)
 		default:
 			items, err := rule.expr.Evaluate(res, r.env)
 			if err != nil {
@@ -500,15 +731,21 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 		}
 	}
 	clear(r.matches)
-	for _, nested := range nestedResources(res) {
-		nops, err := r.resource(nested)
+	if !plan.fast || r.restructured {
+		clear(r.nested[nstart:])
+		r.nested = append(r.nested[:nstart], nestedResources(res)...)
+	}
+	for i, end := nstart, len(r.nested); i < end; i++ {
+		nops, err := r.resource(r.nested[i])
 		if err != nil {
 			return ops, err
 		}
 		ops |= nops
 	}
+	clear(r.nested[nstart:])
+	r.nested = r.nested[:nstart]
 	if res.Name != "contained" {
-		addSecurityLabels(res, ops)
+		addSecurityLabels(res, ops, r.arena)
 	}
 	return ops, nil
 }
@@ -516,40 +753,43 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 // buildCaches indexes the descendant elements of res by type and by name, in
 // pre-order, not entering nested resources but including them (§3.3). Only
 // the types and names of the engine's fast-path rules are kept.
-func (r *run) buildCaches(res *jsontree.Node) (byType, byName map[string][]*jsontree.Node) {
-	// The maps and their slices are reused from resource to resource (a
-	// nested resource is processed only after its container's rules ran,
-	// when the container's caches are no longer needed).
-	if r.byType == nil {
-		r.byType, r.byName = map[string][]*jsontree.Node{}, map[string][]*jsontree.Node{}
+func (r *run) buildCaches(res *jsontree.Node, plan *typePlan) {
+	// The slices are reused from resource to resource (a nested resource
+	// is processed only after its container's rules ran, when the
+	// container's caches are no longer needed).
+	if r.cache == nil {
+		r.cache = make([][]*jsontree.Node, r.e.nslots)
+		r.typeSym, r.nameSym = newSymbols(r.e.canonTypes, r.e.typeSlots), newSymbols(r.e.canonNames, r.e.nameSlots)
 	}
-	for _, m := range []map[string][]*jsontree.Node{r.byType, r.byName} {
-		for k, v := range m {
-			clear(v)
-			m[k] = v[:0]
-		}
+	for _, s := range plan.slots {
+		clear(r.cache[s])
+		r.cache[s] = r.cache[s][:0]
 	}
-	r.cacheWalk(res)
-	return r.byType, r.byName
+	r.cacheWalk(res, plan)
 }
 
 // cacheWalk adds the descendant elements of n, not entering nested
 // resources, to the caches.
-func (r *run) cacheWalk(n *jsontree.Node) {
-	types, names := r.e.fastTypes, r.e.fastNames
+func (r *run) cacheWalk(n *jsontree.Node, plan *typePlan) {
 	start := len(r.scratch)
 	r.scratch = typed.AllChildren(n, r.scratch)
 	end := len(r.scratch)
 	for i := start; i < end; i++ {
 		c := r.scratch[i]
-		if types[c.Type] {
-			r.byType[c.Type] = append(r.byType[c.Type], c)
+		if plan.types {
+			if s := r.typeSym.slot(c.Type); s >= 0 && plan.want[s] {
+				r.cache[s] = append(r.cache[s], c)
+			}
 		}
-		if names[c.Name] {
-			r.byName[c.Name] = append(r.byName[c.Name], c)
+		if plan.names {
+			if s := r.nameSym.slot(c.Name); s >= 0 && plan.want[s] {
+				r.cache[s] = append(r.cache[s], c)
+			}
 		}
-		if !typed.IsResource(c) {
-			r.cacheWalk(c)
+		if typed.IsResource(c) {
+			r.nested = append(r.nested, c)
+		} else {
+			r.cacheWalk(c, plan)
 		}
 	}
 	r.scratch = r.scratch[:start]
@@ -574,7 +814,7 @@ func nestedResources(res *jsontree.Node) []*jsontree.Node {
 // process applies a rule to node and its descendants (ProcessNodeRecursive
 // of §2.2).
 func (r *run) process(node *jsontree.Node, rule *engineRule, res *jsontree.Node, ops *Operations) error {
-	if r.visited[node] {
+	if visited(node) {
 		return nil
 	}
 	if r.trace != nil {
@@ -596,7 +836,7 @@ func (r *run) process(node *jsontree.Node, rule *engineRule, res *jsontree.Node,
 	} else if err := r.apply(node, rule, res, ops); err != nil {
 		return err
 	}
-	r.visited[node] = true
+	visit(node)
 	start := len(r.scratch)
 	r.scratch = typed.AllChildren(node, r.scratch)
 	end := len(r.scratch)
@@ -619,7 +859,7 @@ func (r *run) markVisited(node *jsontree.Node) {
 		if typed.IsResource(c) {
 			continue
 		}
-		r.visited[c] = true
+		visit(c)
 		r.markVisited(c)
 	}
 }
@@ -654,7 +894,7 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 				*ops = ops.Add(OpRedact)
 				return nil
 			}
-		case strings.EqualFold(node.Name, "postalCode"):
+		case len(node.Name) == len("postalCode") && strings.EqualFold(node.Name, "postalCode"):
 			out, keep, op = RedactPostalCode(node.Value, p.EnablePartialZipCodesForRedact, p.RestrictedZipCodeTabulationAreas)
 		}
 		r.setString(node, out, keep)
@@ -681,7 +921,7 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 					prefix = id.Value
 				}
 			}
-			offset = DateShiftOffset(prefix, p.DateShiftKey)
+			offset = r.dateShiftOffset(prefix, p.DateShiftKey)
 		}
 		out, keep, op, err := ShiftDate(node.Value, dt, offset, p.EnablePartialDatesForRedact, r.today)
 		if err != nil {
@@ -721,6 +961,9 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 	case MethodPerturb:
 		return r.perturb(node, rule, res, ops)
 	case MethodCustom:
+		if isScrub(rule.MethodName) {
+			return r.scrubNode(node, rule, res, ops)
+		}
 		m := r.e.custom[strings.ToLower(rule.MethodName)]
 		if !typed.HasValue(node) {
 			return nil
@@ -773,6 +1016,15 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 	return nil
 }
 
+// dateShiftOffset is DateShiftOffset, remembered for the last prefix: the
+// dates of a resource share it.
+func (r *run) dateShiftOffset(prefix, key string) int {
+	if !r.offsetSet || prefix != r.offsetPrefix || key != r.offsetKey {
+		r.offset, r.offsetPrefix, r.offsetKey, r.offsetSet = DateShiftOffset(prefix, key), prefix, key, true
+	}
+	return r.offset
+}
+
 // setString sets a primitive's value to a string, or removes the value.
 func (r *run) setString(node *jsontree.Node, s string, keep bool) {
 	r.changed++
@@ -790,7 +1042,7 @@ func isDateType(t string) bool {
 
 // isAgeValue reports a decimal node whose parent is an Age (§2.4.2).
 func isAgeValue(n *jsontree.Node) bool {
-	if !strings.EqualFold(n.Type, "decimal") {
+	if len(n.Type) != len("decimal") || !strings.EqualFold(n.Type, "decimal") {
 		return false
 	}
 	p := typed.Parent(n)
@@ -799,7 +1051,7 @@ func isAgeValue(n *jsontree.Node) bool {
 
 // isReference reports the reference element of a Reference (§2.5).
 func isReference(n *jsontree.Node) bool {
-	if !strings.EqualFold(n.Name, "reference") {
+	if len(n.Name) != len("reference") || !strings.EqualFold(n.Name, "reference") {
 		return false
 	}
 	p := typed.Parent(n)
@@ -842,7 +1094,7 @@ func (r *run) perturb(node *jsontree.Node, rule *engineRule, res *jsontree.Node,
 			return nil
 		}
 	}
-	if !typed.HasValue(valNode) || r.visited[valNode] {
+	if !typed.HasValue(valNode) || visited(valNode) {
 		return nil
 	}
 	id := ""
@@ -859,7 +1111,7 @@ func (r *run) perturb(node *jsontree.Node, rule *engineRule, res *jsontree.Node,
 	}
 	r.changed++
 	*ops = ops.Add(OpPerturb)
-	r.visited[valNode] = true
+	visit(valNode)
 	r.markVisited(node)
 	return nil
 }
@@ -907,53 +1159,107 @@ func (c caseEvaluator) Value(expr Compiled) (Generalized, error) {
 }
 
 // addSecurityLabels appends to res's meta.security the labels of ops (§4),
-// creating meta (as the last member) and security when needed.
-func addSecurityLabels(res *jsontree.Node, ops Operations) {
+// creating meta (as the last member) and security when needed. The labels
+// are those of SecurityLabels; their nodes are made in two allocations,
+// since nearly every resource gets some.
+func addSecurityLabels(res *jsontree.Node, ops Operations, arena *nodeArena) {
 	if ops == 0 {
 		return
 	}
 	meta := res.Get("meta")
 	var sec *jsontree.Node
-	var codes []string
 	if meta != nil && meta.Kind == jsontree.Object {
-		if sec = meta.Get("security"); sec != nil && sec.Kind == jsontree.Array {
-			for _, c := range sec.Children {
-				if code := c.Get("code"); code != nil && code.Kind == jsontree.String {
-					codes = append(codes, code.Value)
-				}
-			}
-		} else {
+		if sec = meta.Get("security"); sec != nil && sec.Kind != jsontree.Array {
 			sec = nil
 		}
 	}
-	labels := SecurityLabels(ops, codes)
-	if len(labels) == 0 {
+	var labels [numOps]Coding
+	k := 0
+	for op := range numOps {
+		if ops.Has(op) && !hasSecurityCode(sec, securityLabels[op].Code) {
+			labels[k] = securityLabels[op]
+			k++
+		}
+	}
+	if k == 0 {
 		return
 	}
+	nodes := arena.newNodes(2 + 4*k)
+	ptrs := arena.newPtrs(1 + 4*k)
 	if meta == nil || meta.Kind != jsontree.Object {
-		meta = jsontree.NewObject()
+		absent := meta == nil
+		meta = &nodes[0]
+		meta.Kind = jsontree.Object
+		meta.Children = ptrs[0:0:1]
+		if arena != nil && absent && len(res.Children) == cap(res.Children) {
+			// Room for the new member, from the arena too.
+			grown := arena.newPtrs(len(res.Children) + 1)
+			copy(grown, res.Children)
+			res.Children = grown[:len(res.Children)]
+		}
 		res.Set("meta", meta)
 	}
 	if sec == nil {
-		sec = jsontree.NewArray()
+		sec = &nodes[1]
+		sec.Kind = jsontree.Array
+		sec.Children = ptrs[1 : 1 : 1+k]
 		meta.Set("security", sec)
 	}
-	for _, l := range labels {
-		sec.Append(codingNode(l))
+	nodes, ptrs = nodes[2:], ptrs[1+k:]
+	for _, l := range labels[:k] {
+		obj := &nodes[0]
+		obj.Kind = jsontree.Object
+		obj.Children = ptrs[0:0:3]
+		add := func(m *jsontree.Node, key, value string) {
+			m.Kind, m.Key, m.Value, m.Parent = jsontree.String, key, value, obj
+			obj.Children = append(obj.Children, m)
+		}
+		if l.System != "" {
+			add(&nodes[1], "system", l.System)
+		}
+		add(&nodes[2], "code", l.Code)
+		add(&nodes[3], "display", l.Display)
+		sec.Append(obj)
+		nodes, ptrs = nodes[4:], ptrs[3:]
 	}
+}
+
+// hasSecurityCode reports whether the security array sec (or nil) has a
+// Coding whose code is code, compared case-insensitively.
+func hasSecurityCode(sec *jsontree.Node, code string) bool {
+	if sec == nil {
+		return false
+	}
+	for _, c := range sec.Children {
+		if v := c.Get("code"); v != nil && v.Kind == jsontree.String && strings.EqualFold(v.Value, code) {
+			return true
+		}
+	}
+	return false
 }
 
 // pruner holds the scratch stacks of prune, so that pruning a resource
 // allocates nothing once they have grown.
 type pruner struct {
-	nodes []*jsontree.Node
+	// state is a stack of the members of the objects being pruned: each
+	// level pushes one entry per member (pruneDrop, pruneDone).
+	state []uint8
 	empty []bool
 }
+
+const (
+	pruneDrop uint8 = 1 << iota // the member is to be removed
+	pruneDone                   // the member was pruned with its partner
+)
 
 // prune removes, bottom-up, every null value and every object or array left
 // empty, except resources, keeping a primitive array and its "_name" array
 // aligned (§2.2 RemoveEmptyNodes). It reports whether n itself is empty.
+// Its cost is linear in the size of the tree: each object and array is
+// compacted once, never one removal at a time. It clears the visited marks
+// of the nodes it keeps.
 func (p *pruner) prune(n *jsontree.Node) bool {
+	n.Flags &^= jsontree.FlagMark
 	switch n.Kind {
 	case jsontree.Null:
 		return true
@@ -961,49 +1267,74 @@ func (p *pruner) prune(n *jsontree.Node) bool {
 	default:
 		return false
 	}
-	// Work on a copy of the members, since pruning removes some.
-	start := len(p.nodes)
-	p.nodes = append(p.nodes, n.Children...)
-	end := len(p.nodes)
-	defer func() { p.nodes = p.nodes[:start] }()
-	for i := start; i < end; i++ {
-		c := p.nodes[i]
-		if c == nil {
+	// n's members are removed only at the end: meanwhile member i of n has
+	// the state p.state[start+i].
+	start := len(p.state)
+	p.state = append(p.state, make([]uint8, len(n.Children))...)
+	defer func() { p.state = p.state[:start] }()
+	anyDrop := false
+	for i, c := range n.Children {
+		if p.state[start+i]&pruneDone != 0 {
 			continue // the partner of an array pruned before
 		}
 		if c.Kind != jsontree.Array {
 			if p.prune(c) && c.Flags&jsontree.FlagResource == 0 {
-				n.Remove(c)
+				p.state[start+i] |= pruneDrop
+				anyDrop = true
 			}
 			continue
 		}
 		// An array, with its partner: "x" and "_x".
-		var partner *jsontree.Node
+		pj := -1
 		if k, ok := strings.CutPrefix(c.Key, "_"); ok {
-			partner = n.Get(k)
+			pj = memberIndex(n, k, "")
 		} else {
-			partner = n.Get("_" + c.Key)
+			pj = memberIndex(n, "_", c.Key)
 		}
-		if partner != nil && partner.Kind != jsontree.Array {
-			partner = nil
+		var partner *jsontree.Node
+		if pj >= 0 && n.Children[pj].Kind == jsontree.Array {
+			partner = n.Children[pj]
+			p.state[start+pj] |= pruneDone
+		} else {
+			pj = -1
 		}
-		if partner != nil {
-			for j := i + 1; j < end; j++ {
-				if p.nodes[j] == partner {
-					p.nodes[j] = nil
-				}
-			}
+		dropA, dropB := p.pruneArrays(c, partner)
+		if dropA {
+			p.state[start+i] |= pruneDrop
+			anyDrop = true
 		}
-		p.pruneArrays(n, c, partner)
+		if dropB && pj >= 0 {
+			p.state[start+pj] |= pruneDrop
+			anyDrop = true
+		}
+	}
+	if anyDrop {
+		k := start
+		n.RemoveFunc(func(*jsontree.Node) bool {
+			d := p.state[k]&pruneDrop != 0
+			k++
+			return d
+		})
 	}
 	return len(n.Children) == 0 && n.Flags&jsontree.FlagResource == 0
 }
 
+// memberIndex returns the index of the member of object n named
+// prefix+name, or -1.
+func memberIndex(n *jsontree.Node, prefix, name string) int {
+	for i, c := range n.Children {
+		if len(c.Key) == len(prefix)+len(name) && strings.HasPrefix(c.Key, prefix) && c.Key[len(prefix):] == name {
+			return i
+		}
+	}
+	return -1
+}
+
 // pruneArrays prunes the items of the array a and of its "_name" partner b
 // (or nil) together, keeping them aligned: an item goes only when both sides
-// are empty, and an empty side of a kept item becomes null. An array left
-// with no item is removed from parent.
-func (p *pruner) pruneArrays(parent, a, b *jsontree.Node) {
+// are empty, and an empty side of a kept item becomes null. It reports
+// whether a and b are left with no item, to be removed from their object.
+func (p *pruner) pruneArrays(a, b *jsontree.Node) (dropA, dropB bool) {
 	n := len(a.Children)
 	if b != nil && len(b.Children) > n {
 		n = len(b.Children)
@@ -1016,8 +1347,7 @@ func (p *pruner) pruneArrays(parent, a, b *jsontree.Node) {
 		ea[i] = p.emptyAt(a, i)
 		eb[i] = p.emptyAt(b, i)
 	}
-	p.fix(parent, a, ea, eb)
-	p.fix(parent, b, eb, ea)
+	return p.fix(a, ea, eb), b != nil && p.fix(b, eb, ea)
 }
 
 func (p *pruner) emptyAt(arr *jsontree.Node, i int) bool {
@@ -1029,30 +1359,26 @@ func (p *pruner) emptyAt(arr *jsontree.Node, i int) bool {
 }
 
 // fix removes the items of arr that are empty on both sides, nulls those
-// empty on its side only, and removes arr when nothing is left.
-func (p *pruner) fix(parent, arr *jsontree.Node, empty, other []bool) {
-	if arr == nil {
-		return
-	}
-	start := len(p.nodes)
-	p.nodes = append(p.nodes, arr.Children...)
-	defer func() { p.nodes = p.nodes[:start] }()
-	all := true
-	for i, it := range p.nodes[start:] {
+// empty on its side only, and reports whether every item was empty on its
+// side, when arr is to be removed from its object.
+func (p *pruner) fix(arr *jsontree.Node, empty, other []bool) bool {
+	i, all := 0, true
+	arr.RemoveFunc(func(it *jsontree.Node) bool {
+		e, o := empty[i], other[i]
+		i++
 		switch {
-		case empty[i] && other[i]:
-			arr.Remove(it)
-		case empty[i]:
+		case e && o:
+			return true
+		case e:
 			if it.Kind != jsontree.Null {
 				it.SetNull()
 			}
 		default:
 			all = false
 		}
-	}
-	if all {
-		parent.Remove(arr)
-	}
+		return false
+	})
+	return all
 }
 
 // TraceEvent describes one element that a rule processed, for explaining a
@@ -1082,4 +1408,75 @@ type traceKey struct{}
 // explain a configuration, not in production runs.
 func WithTrace(ctx context.Context, fn func(TraceEvent)) context.Context {
 	return context.WithValue(ctx, traceKey{}, fn)
+}
+
+// symbols finds the cache slot of a type or element name. Nodes' types and
+// names are the FHIR model's strings, so a small table keyed by the
+// string's address answers most lookups with one comparison of equal
+// pointers instead of hashing the string. The table holds only the model's
+// own strings (canon), which live as long as the program: a string that is
+// not one of them is looked up in the map every time, so the table never
+// holds memory that a parser may reuse (jsontree.Parser.ReuseText).
+type symbols struct {
+	canon map[string]symbol
+	slots map[string]int32
+	tab   [symbolsSize]symbol
+}
+
+const symbolsSize = 1024
+
+type symbol struct {
+	s    string
+	slot int32
+}
+
+func newSymbols(canon map[string]symbol, slots map[string]int32) *symbols {
+	return &symbols{canon: canon, slots: slots}
+}
+
+// slot returns the slot of s, or -1.
+func (t *symbols) slot(s string) int32 {
+	if s == "" {
+		return -1
+	}
+	p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+	e := &t.tab[(p>>3^p>>13)%symbolsSize]
+	if e.s == s {
+		return e.slot
+	}
+	if c, ok := t.canon[s]; ok {
+		*e = c
+		return c.slot
+	}
+	if slot, ok := t.slots[s]; ok {
+		return slot
+	}
+	return -1
+}
+
+// canonSymbols returns the model's type names and element types (types),
+// and its element names (names), each with its slot or -1.
+func canonSymbols(m *model.Model, typeSlots, nameSlots map[string]int32) (types, names map[string]symbol) {
+	types, names = map[string]symbol{}, map[string]symbol{}
+	add := func(dst map[string]symbol, slots map[string]int32, s string) {
+		if _, ok := dst[s]; ok {
+			return
+		}
+		slot, ok := slots[s]
+		if !ok {
+			slot = -1
+		}
+		dst[s] = symbol{s, slot}
+	}
+	for _, tn := range m.TypeNames() {
+		t := m.Type(tn)
+		add(types, typeSlots, t.Name)
+		for _, el := range t.Elements {
+			add(names, nameSlots, el.Name)
+			for _, typ := range el.Types {
+				add(types, typeSlots, typ)
+			}
+		}
+	}
+	return types, names
 }

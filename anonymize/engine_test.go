@@ -10,6 +10,9 @@ import (
 	"sync"
 	"testing"
 
+	"fhirdeid/fhir/model"
+	"fhirdeid/fhir/typed"
+	"fhirdeid/fhirpath"
 	"fhirdeid/jsontree"
 )
 
@@ -502,5 +505,128 @@ func TestEngineVisitorFacts(t *testing.T) {
 	}
 	if !strings.Contains(got, `"code":"MASKED"`) {
 		t.Errorf("no MASKED label: %s", got)
+	}
+}
+
+// TestEngineClearsMarks checks that the visited marks (jsontree.FlagMark)
+// do not outlive a call, whether it succeeds or fails.
+func TestEngineClearsMarks(t *testing.T) {
+	in := `{"resourceType":"Patient","id":"example","name":[{"family":"X","given":["A","B"]}],"birthDate":"2000-01-01",` +
+		`"contained":[{"resourceType":"Patient","id":"c","name":[{"family":"Y"}]}],"telecom":[{"value":"1"},{"value":"2"}]}`
+	marked := func(root *jsontree.Node) int {
+		n := 0
+		root.Walk(func(c *jsontree.Node) bool {
+			if c.Flags&jsontree.FlagMark != 0 {
+				n++
+			}
+			return true
+		})
+		return n
+	}
+	for _, cfg := range []string{
+		rules(`{"path":"Resource.id","method":"cryptoHash"}`, `{"path":"nodesByType('HumanName').given","method":"keep"}`, `{"path":"nodesByType('HumanName')","method":"redact"}`, `{"path":"Patient","method":"keep"}`),
+		// The custom method fails on the telecom values.
+		rules(`{"path":"nodesByType('HumanName')","method":"keep"}`, `{"path":"nodesByType('ContactPoint').value","method":"failing"}`),
+	} {
+		c, err := ParseConfig([]byte(cfg), Options{Compiler: FHIRPathCompiler(), Rand: zeroRand()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := NewEngine(c, EngineOptions{CustomMethods: map[string]CustomMethod{"failing": {
+			Apply: func(CustomCall) (string, bool, error) { return "", false, errors.New("failing") }}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, err := jsontree.ParseString(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.Anonymize(WithNow(context.Background(), today), root, FileContext{})
+		if strings.Contains(cfg, "failing") == (err == nil) {
+			t.Errorf("error %v", err)
+		}
+		if k := marked(root); k != 0 {
+			t.Errorf("%d nodes still marked after a call (error %v)", k, err)
+		}
+	}
+}
+
+// TestResourceTypeNamesAreLetters checks what matchLiteral relies on to
+// look up only a few suffixes of a reference: resource type names are
+// letters and start with a capital.
+func TestResourceTypeNamesAreLetters(t *testing.T) {
+	for _, v := range []string{"R4", "STU3"} {
+		ts := ResourceTypes(v)
+		if len(ts) < 100 {
+			t.Fatalf("%s: %d resource types", v, len(ts))
+		}
+		for _, n := range ts {
+			for i := 0; i < len(n); i++ {
+				if c := n[i]; !(c >= 'A' && c <= 'Z' || i > 0 && c >= 'a' && c <= 'z') {
+					t.Errorf("%s: resource type %q", v, n)
+				}
+			}
+		}
+	}
+}
+
+func TestMemberPath(t *testing.T) {
+	for expr, want := range map[string]string{
+		"address": "address", "name.given": "name|given", "entry.request.url": "entry|request|url",
+		"text.div": "", "name.where(use='x')": "", "Patient": "", "name[0]": "", "nodesByType('x')": "",
+		"value.as(Quantity)": "", "a.contains": "", "": "",
+	} {
+		if got := strings.Join(memberPath(expr), "|"); got != want {
+			t.Errorf("memberPath(%q) = %q, want %q", expr, got, want)
+		}
+	}
+}
+
+// TestMemberPathMatchesEvaluator checks that the member-path shortcut finds
+// what the FHIRPath evaluator finds, nested resources, shadows of
+// primitives and choice elements included.
+func TestMemberPathMatchesEvaluator(t *testing.T) {
+	in := `{"resourceType":"Patient","id":"p","name":[{"given":["A",null,"C"],"_given":[null,{"id":"g2"},{"id":"g3"}],"family":"F"},{"given":["D"]}],` +
+		`"contained":[{"resourceType":"Patient","id":"c","name":[{"given":["X"]}]}],` +
+		`"extension":[{"url":"u","valueString":"v"},{"url":"w","valueCode":"c"}],"_birthDate":{"id":"b"},` +
+		`"contact":[{"name":{"given":["E"]},"telecom":[{"value":"1"}]}]}`
+	for _, expr := range []string{"name", "name.given", "contained", "contained.name.given", "extension.value", "extension.url",
+		"birthDate", "birthDate.id", "contact.name.given", "contact.telecom.value", "name.given.id"} {
+		found := 0
+		defer func() {
+			if found == 0 {
+				t.Errorf("%s: nothing found", expr)
+			}
+		}()
+		root, err := jsontree.ParseString(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := typed.Annotate(root, model.Get(model.R4)); err != nil {
+			t.Fatal(err)
+		}
+		names := memberPath(expr)
+		if names == nil {
+			t.Fatalf("%s: not a member path", expr)
+		}
+		fast, _ := memberMatches(root, names, nil, nil)
+		found = len(fast)
+		e, err := fhirpath.Compile(expr, fhirpath.WithModel(model.Get(model.R4)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		items, err := e.Evaluate(root, &fhirpath.Env{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(items) != len(fast) {
+			t.Errorf("%s: evaluator %d items, member path %d", expr, len(items), len(fast))
+			continue
+		}
+		for i, it := range items {
+			if it.Node() != fast[i] {
+				t.Errorf("%s: item %d differs", expr, i)
+			}
+		}
 	}
 }

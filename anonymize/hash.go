@@ -24,8 +24,34 @@ type Hasher struct {
 func NewHasher(key, fhirVersion string) *Hasher {
 	k := []byte(key)
 	h := &Hasher{types: resourceTypeSet(fhirVersion)}
-	h.pool.New = func() any { return hmac.New(sha256.New, k) }
+	h.pool.New = func() any { return &hmacState{m: hmac.New(sha256.New, k)} }
 	return h
+}
+
+// hmacState is a keyed HMAC with its buffers, so that hashing a value
+// allocates nothing, and a small cache of recent results: the resources of
+// an export come grouped by patient, and references to the same patient or
+// encounter repeat from one resource to the next. A state is used by one
+// goroutine at a time (it lives in the Hasher's pool), so the cache needs
+// no lock.
+type hmacState struct {
+	m     hash.Hash
+	in    []byte
+	sum   [sha256.Size]byte
+	cache [hashCacheSize]hashEntry
+}
+
+// hashCacheSize is the number of entries of an hmacState's cache;
+// maxCachedInput the longest input it keeps.
+const (
+	hashCacheSize  = 256
+	maxCachedInput = 64
+)
+
+type hashEntry struct {
+	n   uint8 // length of the input; 0 for an empty entry
+	in  [maxCachedInput]byte
+	sum [sha256.Size]byte
 }
 
 // Hash returns lower-case hex HMAC-SHA256 of s; an empty s is returned
@@ -35,19 +61,44 @@ func (h *Hasher) Hash(s string) string {
 		return s
 	}
 	var sum [sha256.Size]byte
-	h.sum(sum[:0], s)
+	h.sum(&sum, s)
 	var out [2 * sha256.Size]byte
 	hex.Encode(out[:], sum[:])
 	return string(out[:])
 }
 
-func (h *Hasher) sum(dst []byte, s string) []byte {
-	m := h.pool.Get().(hash.Hash)
-	m.Reset()
-	m.Write([]byte(s))
-	dst = m.Sum(dst)
-	h.pool.Put(m)
-	return dst
+// maxPooledInput bounds the input buffer a pooled HMAC keeps.
+const maxPooledInput = 64 << 10
+
+func (h *Hasher) sum(dst *[sha256.Size]byte, s string) {
+	st := h.pool.Get().(*hmacState)
+	var e *hashEntry
+	if n := len(s); n > 0 && n <= maxCachedInput {
+		// FNV-1a picks the entry.
+		x := uint32(2166136261)
+		for i := 0; i < n; i++ {
+			x = (x ^ uint32(s[i])) * 16777619
+		}
+		e = &st.cache[x%hashCacheSize]
+		if int(e.n) == n && string(e.in[:n]) == s {
+			*dst = e.sum
+			h.pool.Put(st)
+			return
+		}
+	}
+	st.m.Reset()
+	st.in = append(st.in[:0], s...)
+	st.m.Write(st.in)
+	st.m.Sum(st.sum[:0])
+	*dst = st.sum
+	if e != nil {
+		e.n = uint8(copy(e.in[:], s))
+		e.sum = st.sum
+	}
+	if cap(st.in) > maxPooledInput {
+		st.in = nil
+	}
+	h.pool.Put(st)
 }
 
 // HashReference hashes only the id part of a Reference.reference value
@@ -71,7 +122,7 @@ func (h *Hasher) HashReference(ref string) string {
 	}
 	// Build prefix + hex(HMAC(id)) + suffix in one allocation.
 	var sum [sha256.Size]byte
-	h.sum(sum[:0], ref[start:end])
+	h.sum(&sum, ref[start:end])
 	var stack [256]byte
 	buf := stack[:0]
 	if n := len(ref) - (end - start) + 2*sha256.Size; n > len(stack) {
@@ -129,15 +180,16 @@ func matchReference(ref string, types map[string]bool) (idStart, idEnd int, ok b
 		return len("urn:uuid:"), len(ref), isUUID(id)
 	}
 	// Literal: head "/" id, optionally followed by "/_history/" version.
-	body := ref
-	if i := strings.LastIndex(ref, "/_history/"); i >= 0 && isRefID(ref[i+len("/_history/"):]) {
-		body = ref[:i]
-		if s, e, ok := matchLiteral(body, types); ok {
-			return s, e, true
+	// Most references have no version, and Contains is much faster than
+	// LastIndex.
+	if strings.Contains(ref, "/_history/") {
+		if i := strings.LastIndex(ref, "/_history/"); isRefID(ref[i+len("/_history/"):]) {
+			if s, e, ok := matchLiteral(ref[:i], types); ok {
+				return s, e, true
+			}
 		}
-		body = ref
 	}
-	return matchLiteral(body, types)
+	return matchLiteral(ref, types)
 }
 
 // matchLiteral matches "[http(s)://hostchars*]Type/id" exactly.
@@ -149,8 +201,14 @@ func matchLiteral(s string, types map[string]bool) (idStart, idEnd int, ok bool)
 	head := s[:slash]
 	// The type is a suffix of head; what precedes it is empty or a scheme
 	// and host characters.
+	// Resource type names are letters, starting with a capital: only the
+	// capitals of head's trailing letters can start one.
 	for n := 1; n <= len(head) && n <= maxTypeNameLen; n++ {
-		if !types[head[len(head)-n:]] {
+		c := head[len(head)-n]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			break
+		}
+		if c > 'Z' || !types[head[len(head)-n:]] {
 			continue
 		}
 		if pre := head[:len(head)-n]; pre == "" || isURLPrefix(pre) {
@@ -189,12 +247,20 @@ func isRefID(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !isAlnum(c) && c != '-' && c != '.' {
+		if !refIDChars[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// refIDChars are the characters of an id: [A-Za-z0-9\-.].
+var refIDChars = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = isAlnum(byte(c)) || c == '-' || c == '.'
+	}
+	return t
+}()
 
 // isOID reports [0-2](\.(0|[1-9][0-9]*))+.
 func isOID(s string) bool {

@@ -2,7 +2,11 @@ package anonymize
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"math/big"
 	"regexp"
 	"strconv"
@@ -656,5 +660,32 @@ func TestDatePartsAgreeWithPatterns(t *testing.T) {
 	}
 	if n < 10000 {
 		t.Errorf("only %d values compared", n)
+	}
+}
+
+// TestHasherCache checks the results of the Hasher's cache of recent
+// inputs against HMAC-SHA256 computed directly, with more inputs than the
+// cache has entries and inputs of every length around its limit.
+func TestHasherCache(t *testing.T) {
+	h := NewHasher("key", "R4")
+	want := func(s string) string {
+		m := hmac.New(sha256.New, []byte("key"))
+		m.Write([]byte(s))
+		return hex.EncodeToString(m.Sum(nil))
+	}
+	var inputs []string
+	for i := range 3 * hashCacheSize {
+		inputs = append(inputs, fmt.Sprintf("id-%d", i))
+	}
+	for n := maxCachedInput - 2; n <= maxCachedInput+2; n++ {
+		inputs = append(inputs, strings.Repeat("x", n), strings.Repeat("y", n))
+	}
+	for round := range 3 {
+		for i := range inputs {
+			s := inputs[(i*7+round)%len(inputs)]
+			if got := h.Hash(s); got != want(s) {
+				t.Fatalf("round %d: Hash(%q) = %s, want %s", round, s, got, want(s))
+			}
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 // substitute applies a substitute rule to one node (§2.7).
 func (r *run) substitute(node *jsontree.Node, rule *engineRule, ops *Operations) error {
+	r.restructured = true
 	rw := rule.replaceWith
 	if typed.IsPrimitive(node) {
 		text, keep := SubstitutePrimitive(rw)
@@ -60,7 +61,7 @@ func (r *run) substitute(node *jsontree.Node, rule *engineRule, ops *Operations)
 func (r *run) hasVisited(n *jsontree.Node) bool {
 	found := false
 	n.Walk(func(c *jsontree.Node) bool {
-		if r.visited[c] {
+		if visited(c) {
 			found = true
 		}
 		return !found
@@ -86,7 +87,7 @@ func (r *run) substituteObject(node *jsontree.Node, repl Value) error {
 			continue
 		}
 		switch {
-		case r.visited[c]:
+		case visited(c):
 		case r.hasVisited(c):
 			r.keepOnlyVisited(c)
 		default:
@@ -113,7 +114,7 @@ func (r *run) substituteObject(node *jsontree.Node, repl Value) error {
 
 // substituteMember substitutes one existing member by its replacement value.
 func (r *run) substituteMember(parent, old *jsontree.Node, repl Value) error {
-	if r.visited[old] {
+	if visited(old) {
 		return nil
 	}
 	switch {
@@ -128,7 +129,7 @@ func (r *run) substituteMember(parent, old *jsontree.Node, repl Value) error {
 				}
 				continue
 			}
-			if r.visited[it] {
+			if visited(it) {
 				continue // consumes the replacement item
 			}
 			if err := r.substituteValue(it, repl.Items[i]); err != nil {
@@ -162,7 +163,7 @@ func (r *run) substituteMember(parent, old *jsontree.Node, repl Value) error {
 
 // substituteValue substitutes a single (non-array) node.
 func (r *run) substituteValue(old *jsontree.Node, repl Value) error {
-	if r.visited[old] {
+	if visited(old) {
 		return nil
 	}
 	if old.Kind == jsontree.Object && repl.Kind == ObjectValue {
@@ -183,7 +184,7 @@ func (r *run) substituteValue(old *jsontree.Node, repl Value) error {
 // keepOnlyVisited substitutes n with an empty value: only its visited parts
 // survive.
 func (r *run) keepOnlyVisited(n *jsontree.Node) {
-	if r.visited[n] {
+	if visited(n) {
 		return
 	}
 	switch n.Kind {

@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
-# Benchmark of `fhirdeid anonymize` on a bulk export folder: the Microsoft
-# sample configuration (r4-configuration-sample.json, fixed keys) against an
-# empty rule list (parse, type and serialize only), in one run. Reports
-# resources/s, MB/s of uncompressed NDJSON, CPU seconds and peak RSS
-# (/usr/bin/time -v) for both, and their ratio.
+# Benchmark of `fhirdeid anonymize` on a bulk export folder, in one run:
+#   - the I/O floor: `zcat | gzip -1` of every file, two files at a time;
+#   - an empty rule list (parse, type, serialize and compress only);
+#   - the Microsoft sample configuration (r4-configuration-sample.json,
+#     fixed keys) at the default number of workers, then at 1 and 2 workers;
+#   - the built-in profiles (longitudinal, safe-harbor) with a fresh key
+#     file, and any further configuration named in EXTRA_CONFIGS
+#     ("name=path ...").
+# Reports wall seconds, resources/s, MB/s of uncompressed NDJSON, CPU seconds
+# and peak RSS (/usr/bin/time -v) for each, the 1-minute load average when
+# each started (the machine may be shared: figures taken under load are not
+# comparable with quiet ones), and the ratios the targets are stated in:
+# full configuration / zcat|gzip (target <= 1.2) and / empty rules (<= 1.5).
+#
+# ANON_ARGS adds flags to every fhirdeid anonymize run (e.g. "--gzip-level 1",
+# the level of the zcat | gzip -1 pass; the default is 3).
 #
 # Usage: bench/anonymize.sh [DATA_DIR]
 # Default data: ../shared/data/synthea-1000-clone (381,066 resources, 480 MB raw).
@@ -13,42 +24,94 @@ cd "$(dirname "$0")/.."
 SHARED=${FHIRDEID_SHARED:-../shared}
 DATA=${1:-$SHARED/data/synthea-1000-clone}
 CONFIG=${CONFIG:-$SHARED/conformance/ms-anonymizer/FHIR/src/Microsoft.Health.Fhir.Anonymizer.R4.FunctionalTests/r4-configuration-sample.json}
+EXTRA_CONFIGS=${EXTRA_CONFIGS:-}
+read -r -a anon_args <<<"${ANON_ARGS:-}"
 [ -d "$DATA" ] || { echo "anonymize.sh: data directory $DATA not found (it is in ../shared)" >&2; exit 1; }
 [ -f "$CONFIG" ] || { echo "anonymize.sh: configuration $CONFIG not found" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "anonymize.sh: /usr/bin/time is needed for CPU and RSS figures" >&2; exit 1; }
+ls "$DATA"/*.ndjson.gz >/dev/null 2>&1 || { echo "anonymize.sh: no .ndjson.gz files in $DATA" >&2; exit 1; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 go build -o "$work/fhirdeid" ./cmd/fhirdeid
 echo '{"fhirVersion":"R4","fhirPathRules":[],"parameters":{"cryptoHashKey":"bench","dateShiftKey":"bench"}}' >"$work/empty.json"
+raw_bytes=$(for f in "$DATA"/*.ndjson.gz; do zcat "$f"; done | wc -c)
 
-# measure NAME CONFIG: prints "resources seconds MB/s cpu rss_kb"
-measure() {
-  "$work/fhirdeid" anonymize -i "$DATA" -o "$work/out-$1" -b -c "$2" --today 2026-11-28 2>/dev/null >/dev/null || true
-  rm -rf "$work/out-$1"
-  /usr/bin/time -v "$work/fhirdeid" anonymize -i "$DATA" -o "$work/out-$1" -b -c "$2" --today 2026-11-28 \
-    >/dev/null 2>"$work/$1.txt"
-  local line res secs mbps user sys rss
-  line=$(grep -m1 'resources in' "$work/$1.txt")
-  res=$(echo "$line" | sed -n 's/^\([0-9]*\) resources in.*/\1/p')
-  mbps=$(echo "$line" | sed -n 's/.* \([0-9.]*\) MB\/s$/\1/p')
-  user=$(sed -n 's/^\s*User time (seconds): //p' "$work/$1.txt")
-  sys=$(sed -n 's/^\s*System time (seconds): //p' "$work/$1.txt")
-  secs=$(sed -n 's/^\s*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$work/$1.txt" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
-  rss=$(sed -n 's/^\s*Maximum resident set size (kbytes): //p' "$work/$1.txt")
-  rm -rf "$work/out-$1"
-  echo "$res $secs $mbps $(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%.1f", u+s}') $rss"
+load() { cut -d' ' -f1 /proc/loadavg; }
+elapsed() { sed -n 's/^\s*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$1" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }'; }
+cpu() { awk -v u="$(sed -n 's/^\s*User time (seconds): //p' "$1")" -v s="$(sed -n 's/^\s*System time (seconds): //p' "$1")" 'BEGIN{printf "%.1f", u+s}'; }
+rss() { sed -n 's/^\s*Maximum resident set size (kbytes): //p' "$1"; }
+
+# zcatgzip: prints "seconds cpu rss_kb load"
+zcatgzip() {
+  local l
+  l=$(load)
+  mkdir -p "$work/zg"
+  # shellcheck disable=SC2016
+  /usr/bin/time -v sh -c 'ls "$1"/*.ndjson.gz | xargs -P 2 -I{} sh -c "zcat {} | gzip -1 > $2/\$(basename {})"' sh "$DATA" "$work/zg" \
+    2>"$work/zg.txt" >/dev/null
+  rm -rf "$work/zg"
+  echo "$(elapsed "$work/zg.txt") $(cpu "$work/zg.txt") $(rss "$work/zg.txt") $l"
 }
 
-read -r r1 s1 m1 c1 k1 < <(measure sample "$CONFIG")
-read -r r2 s2 m2 c2 k2 < <(measure empty "$work/empty.json")
+# measure NAME ARGS...: prints "resources seconds cpu rss_kb load"
+measure() {
+  local name=$1 l line res
+  shift
+  l=$(load)
+  /usr/bin/time -v "$work/fhirdeid" anonymize -i "$DATA" -o "$work/out-$name" -b --today 2026-11-28 "${anon_args[@]}" "$@" \
+    >/dev/null 2>"$work/$name.txt"
+  line=$(grep -m1 'resources in' "$work/$name.txt")
+  res=$(echo "$line" | sed -n 's/^\([0-9]*\) resources in.*/\1/p')
+  rm -rf "$work/out-$name"
+  echo "$res $(elapsed "$work/$name.txt") $(cpu "$work/$name.txt") $(rss "$work/$name.txt") $l"
+}
+
+# Warm the page cache and the binary.
+"$work/fhirdeid" anonymize -i "$DATA" -o "$work/warm" -b -c "$work/empty.json" >/dev/null 2>&1 || true
+rm -rf "$work/warm"
+
+read -r zs zc zk zl < <(zcatgzip)
+read -r er es ec ek el < <(measure empty -c "$work/empty.json")
+read -r fr fs fc fk fl < <(measure full -c "$CONFIG")
+read -r w1r w1s w1c w1k w1l < <(measure w1 -c "$CONFIG" --workers 1)
+read -r w2r w2s w2c w2k w2l < <(measure w2 -c "$CONFIG" --workers 2)
+extra=()
+# The built-in profiles, with a fresh key file.
+if "$work/fhirdeid" keys init "$work/keys.json" >/dev/null 2>&1; then
+  for p in longitudinal safe-harbor; do
+    read -r xr xs xc xk xl < <(measure "p-$p" --profile "$p" --keys "$work/keys.json")
+    extra+=("profile:$p $xr $xs $xc $xk $xl")
+  done
+fi
+for kv in $EXTRA_CONFIGS; do
+  read -r xr xs xc xk xl < <(measure "x-${kv%%=*}" -c "${kv#*=}")
+  extra+=("${kv%%=*} $xr $xs $xc $xk $xl")
+done
+
 mkdir -p bench/out
 report="bench/out/anonymize-$(date -u +%Y%m%dT%H%M%SZ).txt"
+row() { # name resources seconds cpu rss_kb load
+  printf "%-32s %9s %8.2f %11.0f %8.1f %7s %9.0f %6s\n" "$1" "$2" "$3" "$(awk -v r="$2" -v s="$3" 'BEGIN{print r/s}')" \
+    "$(awk -v b="$raw_bytes" -v s="$3" 'BEGIN{print b/s/1e6}')" "$4" "$(awk -v k="$5" 'BEGIN{print k/1024}')" "$6"
+}
 {
   echo "fhirdeid anonymize benchmark $(date -u +%FT%TZ) on $(nproc) cores, $(go version | cut -d' ' -f3)"
-  echo "data: $DATA ($r1 resources); files read and written as .ndjson.gz"
-  printf "%-22s %10s %9s %12s %9s %9s %10s\n" configuration resources seconds resources/s MB/s cpu-s peakRSS-MB
-  printf "%-22s %10s %9.2f %12.0f %9s %9s %10.0f\n" "r4-configuration-sample" "$r1" "$s1" "$(awk -v r="$r1" -v s="$s1" 'BEGIN{print r/s}')" "$m1" "$c1" "$(awk -v k="$k1" 'BEGIN{print k/1024}')"
-  printf "%-22s %10s %9.2f %12.0f %9s %9s %10.0f\n" "empty rules" "$r2" "$s2" "$(awk -v r="$r2" -v s="$s2" 'BEGIN{print r/s}')" "$m2" "$c2" "$(awk -v k="$k2" 'BEGIN{print k/1024}')"
-  echo "full configuration / empty rules time: $(awk -v a="$s1" -v b="$s2" 'BEGIN{printf "%.2f", a/b}')x"
+  echo "data: $DATA ($fr resources, $((raw_bytes / 1000000)) MB uncompressed); read and written as .ndjson.gz${ANON_ARGS:+; fhirdeid flags: $ANON_ARGS}"
+  echo "load: the 1-minute load average when each pass started; figures under load are not comparable with quiet ones"
+  printf "%-32s %9s %8s %11s %8s %7s %9s %6s\n" pass resources seconds resources/s MB/s cpu-s peakRSS-MB load
+  row "zcat | gzip -1 (2 at a time)" "$fr" "$zs" "$zc" "$zk" "$zl"
+  row "empty rules" "$er" "$es" "$ec" "$ek" "$el"
+  row "r4-configuration-sample" "$fr" "$fs" "$fc" "$fk" "$fl"
+  row "r4-configuration-sample 1 worker" "$w1r" "$w1s" "$w1c" "$w1k" "$w1l"
+  row "r4-configuration-sample 2 workers" "$w2r" "$w2s" "$w2c" "$w2k" "$w2l"
+  for x in "${extra[@]}"; do
+    # shellcheck disable=SC2086
+    row $x
+  done
+  echo "full configuration / zcat|gzip -1: $(awk -v a="$fs" -v b="$zs" 'BEGIN{printf "%.2f", a/b}')x (target <= 1.2)"
+  echo "full configuration / empty rules:  $(awk -v a="$fs" -v b="$es" 'BEGIN{printf "%.2f", a/b}')x (target <= 1.5)"
+  echo "the same in CPU seconds, steadier on a loaded machine: $(awk -v a="$fc" -v b="$zc" 'BEGIN{printf "%.2f", a/b}')x and $(awk -v a="$fc" -v b="$ec" 'BEGIN{printf "%.2f", a/b}')x"
+  echo "2 workers / 1 worker throughput:   $(awk -v a="$w1s" -v b="$w2s" 'BEGIN{printf "%.2f", a/b}')x"
+  echo "peak RSS of the full configuration: $(awk -v k="$fk" 'BEGIN{printf "%.0f", k/1024}') MB (target < 256)"
 } | tee "$report"

@@ -84,6 +84,12 @@ func (pc *Pipeline) check(field, dir string) *Error {
 	if pc.Concurrency < 0 || pc.Workers < 0 {
 		return &Error{Field: field + ".concurrency", Msg: "must not be negative"}
 	}
+	if err := pc.checkAssurance(field); err != nil {
+		return err
+	}
+	if err := pc.checkViews(field, dir); err != nil {
+		return err
+	}
 	return nil
 }
 

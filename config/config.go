@@ -72,6 +72,16 @@ type Pipeline struct {
 	// AllowCountMismatch accepts files whose line count differs from the
 	// manifest (the run is then partial).
 	AllowCountMismatch bool `yaml:"allowCountMismatch"`
+	// Audit and Risk are the privacy checks of every run (assure.go).
+	Audit Audit `yaml:"audit"`
+	Risk  Risk  `yaml:"risk"`
+	// Views are research tables computed from the de-identified resources
+	// of each run: "builtin" (every built-in view), "builtin:NAME", or
+	// ViewDefinition files (SQL on FHIR v2). Each run writes
+	// <run>/views/<name>/*.parquet.
+	Views []string `yaml:"views"`
+	// ViewsCSV also writes each table part as CSV.
+	ViewsCSV bool `yaml:"viewsCSV"`
 	// Snapshot: false skips the merged snapshot (current) after each run.
 	Snapshot *bool `yaml:"snapshot"`
 }

@@ -190,8 +190,13 @@ func (f *File) Open(ctx context.Context, name string, db *state.DB, opts OpenOpt
 		Logger:             logger,
 		ConfigHash:         eng.Hash,
 		KeyFingerprints:    eng.Fingerprints,
+		Assurance:          pc.Assurance(),
 		NewKeys:            opts.NewKeys,
 		NoSnapshot:         pc.Snapshot != nil && !*pc.Snapshot,
+	}
+	if p.Tables, err = pc.tablesFor(field, store); err != nil {
+		store.Close()
+		return nil, nil, err
 	}
 	return p, store, nil
 }

@@ -532,3 +532,31 @@ func TestConversions(t *testing.T) {
 		}
 	}
 }
+
+func TestEvaluateAppend(t *testing.T) {
+	root, err := jsontree.Parse([]byte(`{"resourceType":"Patient","name":[{"given":["a","b"]},{"given":["c"]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := typed.Annotate(root, model.Get(model.R4)); err != nil {
+		t.Fatal(err)
+	}
+	e := MustCompile("name.given")
+	buf := make([]Item, 0, 8)
+	buf = append(buf, ValueItem("x"))
+	out, err := e.EvaluateAppend(buf, root, nil)
+	if err != nil || len(out) != 4 || &out[0] != &buf[:1][0] {
+		t.Fatalf("EvaluateAppend: %d items, %v", len(out), err)
+	}
+	var got []string
+	for _, it := range out {
+		v, _ := it.Value()
+		got = append(got, v.(string))
+	}
+	if strings.Join(got, ",") != "x,a,b,c" {
+		t.Fatalf("got %v", got)
+	}
+	if _, err := MustCompile("name.given.single()").EvaluateAppend(nil, root, nil); err == nil {
+		t.Fatal("no error from single() on 3 items")
+	}
+}

@@ -184,6 +184,26 @@ func (n *Node) Remove(child *Node) bool {
 	return false
 }
 
+// RemoveFunc removes, in one pass, every child of n (member or item) for
+// which del returns true, keeping the order of the others, and returns how
+// many it removed. Removed nodes keep their Key and subtree; their Parent
+// becomes nil. Its cost is linear in the number of children, where removing
+// k children one by one with Remove costs k times that. del must not edit n.
+func (n *Node) RemoveFunc(del func(*Node) bool) int {
+	kept := n.Children[:0]
+	for _, c := range n.Children {
+		if del(c) {
+			c.Parent = nil
+			continue
+		}
+		kept = append(kept, c)
+	}
+	removed := len(n.Children) - len(kept)
+	clear(n.Children[len(kept):])
+	n.Children = kept
+	return removed
+}
+
 // Detach removes n from its parent, if it has one; see Remove.
 func (n *Node) Detach() {
 	if n.Parent != nil {

@@ -533,3 +533,29 @@ func TestInsertAtLastPosition(t *testing.T) {
 	}
 	checkTree(t, root, nil)
 }
+
+func TestRemoveFunc(t *testing.T) {
+	n := mustParse(t, `[1,2,3,4,5,6]`)
+	items := append([]*Node(nil), n.Children...)
+	var seen []string
+	got := n.RemoveFunc(func(c *Node) bool {
+		seen = append(seen, c.Value)
+		return c.Value == "2" || c.Value == "3" || c.Value == "6"
+	})
+	if got != 3 || compact(n) != "[1,4,5]" || strings.Join(seen, ",") != "1,2,3,4,5,6" {
+		t.Errorf("RemoveFunc = %d, %s, visited %v", got, compact(n), seen)
+	}
+	for _, c := range items {
+		removed := c.Value == "2" || c.Value == "3" || c.Value == "6"
+		if removed != (c.Parent == nil) {
+			t.Errorf("item %s: parent %v", c.Value, c.Parent)
+		}
+	}
+	o := mustParse(t, `{"a":1,"b":2}`)
+	if o.RemoveFunc(func(c *Node) bool { return c.Key == "a" }) != 1 || compact(o) != `{"b":2}` || o.Get("a") != nil {
+		t.Errorf("object: %s", compact(o))
+	}
+	if o.RemoveFunc(func(*Node) bool { return false }) != 0 || compact(o) != `{"b":2}` {
+		t.Errorf("nothing removed: %s", compact(o))
+	}
+}

@@ -144,4 +144,10 @@ const (
 	// but writing never depends on it, since strings are always escaped as
 	// needed (see AppendJSON).
 	FlagEscaped
+	// FlagMark is free for a program's own bookkeeping during one pass over
+	// a tree, where a set of nodes would cost a map (package anonymize marks
+	// the elements a rule has processed, and clears the marks before it
+	// returns). The parser leaves it clear; nothing in this package reads
+	// it, and the Set methods and Clone keep it.
+	FlagMark
 )

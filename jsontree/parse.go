@@ -90,15 +90,26 @@ const (
 // strings and stay valid forever, but each one keeps alive the block of
 // text memory it lies in (256 KiB, shared by consecutive documents). A
 // program that keeps strings for long, such as keys of a cache that grows
-// over a whole export, should keep strings.Clone copies of them.
+// over a whole export, should keep strings.Clone copies of them. With
+// ReuseText set, they are valid only until the next Parse, like the nodes.
 type Parser struct {
+	// ReuseText makes the parser reuse the text memory of a document for
+	// the next one, as it reuses its nodes, so that a stream of small
+	// documents allocates nothing at all. The strings of a tree (Key,
+	// Value, and any substring of them) then change when the next document
+	// is parsed: set it only when no string of a tree is kept beyond the
+	// next Parse, not even in an error, a log line or a map. Documents
+	// larger than 64 KiB get text memory of their own either way.
+	ReuseText bool
+
 	nodes  [][]Node
 	ni, nj int // next node: nodes[ni][nj]
 
 	ptrs   [][]*Node
 	pi, pj int // next pointer: ptrs[pi][pj]
 
-	text []byte // free tail of the current text block
+	text  []byte // free tail of the current text block
+	block []byte // the current text block, for ReuseText
 
 	fresh    bool // allocate exactly; arenas are not reused
 	sizeHint int  // input size, to size a fresh parser's first chunks
@@ -220,7 +231,10 @@ func (p *Parser) reset(n int) {
 	if p.lastLen > bigDoc {
 		// Drop everything a big document used, so stale nodes do not pin it.
 		p.nodes, p.ptrs, p.frames, p.pending, p.dup = nil, nil, nil, nil, nil
-		p.text = nil
+		p.text, p.block = nil, nil
+	}
+	if p.ReuseText && p.block != nil {
+		p.text = p.block
 	}
 	p.lastLen = n
 	p.ni, p.nj, p.pi, p.pj = 0, 0, 0, 0
@@ -231,13 +245,15 @@ func (p *Parser) reset(n int) {
 	}
 }
 
-// textAlloc returns n bytes of memory that is never handed out again.
+// textAlloc returns n bytes of memory that is not handed out again before
+// the next Parse, and never without ReuseText.
 func (p *Parser) textAlloc(n int) []byte {
 	if p.fresh || n > textSlab/4 {
 		return make([]byte, n)
 	}
 	if n > len(p.text) {
 		p.text = make([]byte, textSlab)
+		p.block = p.text
 	}
 	b := p.text[:n:n]
 	p.text = p.text[n:]

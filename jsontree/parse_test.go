@@ -660,3 +660,30 @@ func TestParseConcurrent(t *testing.T) {
 		}
 	}
 }
+
+func TestParserReuseText(t *testing.T) {
+	var p Parser
+	a, err := p.Parse([]byte(`{"k":"first"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := a.Get("k").Value
+	if _, err := p.Parse([]byte(`{"k":"other"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if first != "first" {
+		t.Errorf("without ReuseText a string changed: %q", first)
+	}
+	p.ReuseText = true
+	a, _ = p.Parse([]byte(`{"k":"again"}`))
+	kept := a.Get("k").Value
+	b, _ := p.Parse([]byte(`{"k":"later"}`))
+	if kept != "later" || b.Get("k").Value != "later" {
+		t.Errorf("with ReuseText the text memory is not reused: %q, %q", kept, b.Get("k").Value)
+	}
+	// Steady state: no allocation at all.
+	doc := []byte(`{"resourceType":"Patient","name":[{"family":"Doe","given":["J"]}],"active":true}`)
+	if n := testing.AllocsPerRun(100, func() { p.Parse(doc) }); n != 0 {
+		t.Errorf("%v allocations per Parse with ReuseText", n)
+	}
+}

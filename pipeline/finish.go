@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	"fhirdeid/audit"
 	"fhirdeid/bulk"
 	"fhirdeid/state"
 	"fhirdeid/storage"
@@ -45,6 +46,9 @@ type Report struct {
 	// written before).
 	Snapshot      *SnapshotReport `json:"-"`
 	SnapshotError string          `json:"-"`
+	// Audit and Risk are the privacy checks of Pipeline.Assurance.
+	Audit *audit.Report `json:"audit,omitempty"`
+	Risk  *RiskReport   `json:"risk,omitempty"`
 }
 
 // TypeReport counts one resource type.
@@ -84,10 +88,15 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 		results = append(results, FileResult{File: fileSpec(f, false), Resources: f.Resources, BytesIn: f.BytesIn,
 			BytesOut: f.BytesOut, OutKey: f.OutKey, Warning: f.Error, Ops: f.Ops})
 	}
-	rep, err := commitRun(ctx, p, info, kickoffURL, results, func(status state.RunStatus) error {
+	assure := func(rep *Report) ([]string, error) { return p.assureRun(ctx, run, files, rep) }
+	rep, err := commitRun(ctx, p, info, kickoffURL, results, assure, func(status state.RunStatus) error {
 		run.Status = state.RunCommitting
 		return p.State.UpdateRun(ctx, run)
 	})
+	var ae *AssuranceError
+	if errors.As(err, &ae) {
+		run.Report, _ = json.MarshalIndent(ae.Report, "", "  ")
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -108,9 +117,13 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 }
 
 // commitRun writes run's manifest.json (naming kickoffURL), report.json and
-// export log and commits the run in the destination. before, if set, is called with the
-// run's final status once the report is built, before anything is written.
-func commitRun(ctx context.Context, p *Pipeline, run RunInfo, kickoffURL string, files []FileResult, before func(state.RunStatus) error) (*Report, error) {
+// export log and commits the run in the destination. assure, if set, runs
+// the privacy checks on the totals and returns the reasons that fail the
+// run: the run folder then keeps its report, unpublished, and commitRun
+// returns an *AssuranceError. before, if set, is called with the run's final
+// status once the report is built, before anything is written.
+func commitRun(ctx context.Context, p *Pipeline, run RunInfo, kickoffURL string, files []FileResult,
+	assure func(*Report) ([]string, error), before func(state.RunStatus) error) (*Report, error) {
 	rep := &Report{Run: run.ID, Source: run.Source, StartedAt: run.StartedAt, Since: run.Since,
 		TransactionTime: run.TransactionTime, Types: map[string]*TypeReport{},
 		ConfigHash: p.ConfigHash, KeyFingerprints: p.KeyFingerprints}
@@ -161,10 +174,21 @@ func commitRun(ctx context.Context, p *Pipeline, run RunInfo, kickoffURL string,
 		rep.BytesIn += f.BytesIn
 		rep.BytesOut += f.BytesOut
 	}
+	var gate []string
+	if assure != nil {
+		var err error
+		if gate, err = assure(rep); err != nil {
+			return nil, err
+		}
+	}
 	sort.Strings(rep.Warnings)
 	status := state.RunSucceeded
 	if len(rep.Warnings) > 0 {
 		status = state.RunPartial
+	}
+	if len(gate) > 0 {
+		rep.Warnings = append(rep.Warnings, gate...)
+		status = state.RunFailed
 	}
 	rep.Status = string(status)
 	rep.FinishedAt = p.Now().UTC()
@@ -173,6 +197,11 @@ func commitRun(ctx context.Context, p *Pipeline, run RunInfo, kickoffURL string,
 	if before != nil {
 		if err := before(status); err != nil {
 			return nil, err
+		}
+	}
+	if tf, ok := p.Tables.(TablesFinisher); ok {
+		if err := tf.Finish(ctx, run.ID); err != nil {
+			return nil, fmt.Errorf("views: %w", err)
 		}
 	}
 	mj, err := json.MarshalIndent(&out, "", "  ")
@@ -197,6 +226,10 @@ func commitRun(ctx context.Context, p *Pipeline, run RunInfo, kickoffURL string,
 		if err := p.Store.WriteAll(ctx, storage.RunKey(run.ID, "log.ndjson"), "application/x-ndjson", logData); err != nil {
 			return nil, err
 		}
+	}
+	if len(gate) > 0 {
+		// The run folder keeps its report, unpublished.
+		return nil, &AssuranceError{Reasons: gate, Report: rep}
 	}
 	if err := removeStale(ctx, p, run.ID); err != nil {
 		return nil, err

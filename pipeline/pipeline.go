@@ -96,10 +96,17 @@ type Pipeline struct {
 	newLake bool
 	// Logger receives operational messages (never resource values).
 	Logger *slog.Logger
+	// Tables, if set, computes research tables from each output file's
+	// de-identified resources as they are written (see Tables).
+	Tables Tables
 	// Progress, if set, receives counters while files are processed.
 	Progress func(Progress)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Assurance, if set, audits every run's output for identifiers of its
+	// input and measures its patients' re-identification risk (assure.go).
+	Assurance *Assurance
+	assure    assureState
 	// NoSnapshot skips the merged snapshot after a run (see Snapshot).
 	NoSnapshot bool
 	// SnapshotMemory bounds the sort buffers of the snapshot merge, in

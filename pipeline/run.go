@@ -52,6 +52,7 @@ func Run(ctx context.Context, p *Pipeline) (*Report, error) {
 		return nil, &Error{Step: "start", Run: run.ID, Outcome: Fatal, Err: err}
 	}
 	defer restore()
+	defer p.collectDuring(run)()
 
 	fail := func(step string, err error) (*Report, error) {
 		out := classify(err)

@@ -465,6 +465,11 @@ func finishSnapshot(ctx context.Context, p *Pipeline, plan *snapshotPlan, m *mer
 		if err := p.Store.WriteAll(ctx, storage.SnapshotKey(plan.ID, "snapshot.json"), "application/json", rj); err != nil {
 			return nil, err
 		}
+		if tf, ok := p.Tables.(TablesFinisher); ok {
+			if err := tf.Finish(ctx, snapshotTablesRun(plan.ID)); err != nil {
+				return nil, fmt.Errorf("snapshot %s: views: %w", plan.ID, err)
+			}
+		}
 		if prev, err := p.Store.Current(ctx); err == nil {
 			keep[prev] = true
 		}
@@ -523,6 +528,9 @@ type merger struct {
 	inFile  int64
 	typeRep *SnapshotType
 
+	// tables receives the resources of the file being written (views).
+	tables TableFile
+
 	keys   *os.File
 	keysW  *bufio.Writer
 	walker jsonWalker
@@ -551,7 +559,15 @@ func (m *merger) abort() {
 		m.w.Abort()
 		m.w = nil
 	}
+	if m.tables != nil {
+		m.tables.Abort()
+		m.tables = nil
+	}
 }
+
+// snapshotTablesRun is the "run" under which a snapshot's tables are
+// written: snapshots/<id>/views/<name>/.
+func snapshotTablesRun(id string) string { return storage.SnapshotsDir + "/" + id }
 
 func (m *merger) maxLine() int {
 	if m.p.Client != nil && m.p.Client.MaxLineBytes > 0 {
@@ -775,6 +791,13 @@ func (m *merger) emit(ctx context.Context, typ string, r *record) error {
 			}
 			m.w = w
 			m.cw = countWriter{w: w}
+			if m.p.Tables != nil {
+				t, err := m.p.Tables.File(ctx, snapshotTablesRun(m.plan.ID), typ, m.seq, 1)
+				if err != nil {
+					return fmt.Errorf("views: %w", err)
+				}
+				m.tables = t
+			}
 			if m.zw == nil {
 				m.zw, err = gzip.NewWriterLevel(&m.cw, m.p.GzipLevel)
 				if err != nil {
@@ -787,6 +810,11 @@ func (m *merger) emit(ctx context.Context, typ string, r *record) error {
 		m.zw.Write(r.data)
 		if _, err := m.zw.Write([]byte{'\n'}); err != nil {
 			return err
+		}
+		if m.tables != nil {
+			if err := m.tables.Resource(0, r.data); err != nil {
+				return err
+			}
 		}
 	}
 	m.inFile++
@@ -804,9 +832,20 @@ func (m *merger) closeFile() error {
 	}
 	if err := m.w.Close(); err != nil {
 		m.w = nil
+		m.abort()
 		return err
 	}
 	m.w = nil
+	if m.tables != nil {
+		warn, err := m.tables.Close(context.Background())
+		m.tables = nil
+		if err != nil {
+			return fmt.Errorf("views: %w", err)
+		}
+		if warn != "" {
+			m.p.Logger.Warn("snapshot views: "+warn, "snapshot", m.plan.ID)
+		}
+	}
 	m.files = append(m.files, snapFile{m.typ, storage.OutputName(m.typ, m.seq), m.inFile})
 	m.typeRep.Files++
 	m.typeRep.Bytes += m.cw.n

@@ -242,6 +242,8 @@ func storeFile(ctx context.Context, p *Pipeline, runID string, m *bulk.Manifest,
 	// counts has one slot per worker, so that workers count without
 	// locking; it is reset for every attempt at the file.
 	var counts []opCounts
+	// tables receives the de-identified resources of the current attempt.
+	var tables TableFile
 	var seen atomic.Int64
 	var invalid *invalidTally
 	skip := p.OnInvalid == OnInvalidSkip
@@ -287,6 +289,11 @@ func storeFile(ctx context.Context, p *Pipeline, runID string, m *bulk.Manifest,
 				return drop(lineNo, line, dst, err)
 			}
 			counts[worker].add(st)
+			if tables != nil && len(out) > len(dst) {
+				if terr := tables.Resource(worker, out[len(dst):]); terr != nil {
+					return dst, terr
+				}
+			}
 			return out, nil
 		}
 	}
@@ -303,8 +310,19 @@ func storeFile(ctx context.Context, p *Pipeline, runID string, m *bulk.Manifest,
 		seen.Store(0)
 		invalid = &invalidTally{}
 		counts = make([]opCounts, p.Workers)
+		tables = nil
+		if p.Tables != nil && f.Kind == bulk.KindOutput {
+			t, err := p.Tables.File(ctx, runID, f.Type, f.Seq, p.Workers)
+			if err != nil {
+				return fmt.Errorf("views: %w", err)
+			}
+			tables = t
+		}
 		w, err := p.Store.Create(ctx, key, "application/gzip")
 		if err != nil {
+			if tables != nil {
+				tables.Abort()
+			}
 			return err
 		}
 		st, err := ndjson.Transform(ctx, r, w, fn, ndjson.Options{
@@ -323,18 +341,39 @@ func storeFile(ctx context.Context, p *Pipeline, runID string, m *bulk.Manifest,
 		}
 		if err != nil {
 			w.Abort()
+			if tables != nil {
+				tables.Abort()
+			}
 			return err
 		}
 		if f.Kind == bulk.KindOutput && f.Expected >= 0 && st.Lines != f.Expected {
 			msg := fmt.Sprintf("%d resources where the manifest says %d", st.Lines, f.Expected)
 			if !p.AllowCountMismatch {
 				w.Abort()
+				if tables != nil {
+					tables.Abort()
+				}
 				return errors.New(msg + "; if the server's counts are known to be wrong, allowCountMismatch: true accepts the file")
 			}
 			res.warning = msg
 		}
 		if err := w.Close(); err != nil {
+			if tables != nil {
+				tables.Abort()
+			}
 			return err
+		}
+		if tables != nil {
+			warn, err := tables.Close(ctx)
+			if err != nil {
+				return fmt.Errorf("views: %w", err)
+			}
+			if warn != "" {
+				if res.warning != "" {
+					res.warning += "; "
+				}
+				res.warning += warn
+			}
 		}
 		res.resources, res.bytesIn, res.bytesOut, res.key = st.Written, st.BytesIn, st.BytesOut, key
 		if f.Kind == bulk.KindOutput {

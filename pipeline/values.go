@@ -268,7 +268,7 @@ func ProcessManifestFile(ctx context.Context, p *Pipeline, runID string, f FileS
 // and the "latest" pointer, and finally releases the export on the server
 // (a failure to release is logged). It returns the report.
 func FinishRun(ctx context.Context, p *Pipeline, run RunInfo, files []FileResult) (*Report, error) {
-	rep, err := commitRun(ctx, p, run, p.Client.KickoffURL(&run.Request), files, nil)
+	rep, err := commitRun(ctx, p, run, p.Client.KickoffURL(&run.Request), files, nil, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -33,6 +33,7 @@ var funcs = template.FuncMap{
 	"count":    fmtCount,
 	"bytes":    fmtBytes,
 	"statusOf": statusClass,
+	"percent":  percent,
 	"pct": func(done, total int) int {
 		if total == 0 {
 			return 0
@@ -175,6 +176,7 @@ func (s *Server) pageRun(w http.ResponseWriter, r *http.Request) {
 		"Types":    types,
 		"Files":    d.Files,
 		"Warnings": warnings,
+		"Risk":     riskOf(d.Report),
 		"Snapshot": d.Snapshot,
 		"RefPaths": integrityRows(d.Snapshot),
 		"Refresh":  d.Run.Running,

@@ -29,6 +29,7 @@ type metrics struct {
 	lastSuccess *prometheus.GaugeVec
 	inProgress  *prometheus.GaugeVec
 	nextRun     *prometheus.GaugeVec
+	assurance   *assuranceMetrics
 }
 
 // retryCauses are the bulk client events counted as retries when they say
@@ -65,6 +66,11 @@ func newMetrics(s *Server) *metrics {
 	m.reg.MustRegister(m.runs, m.resources, m.bytesIn, m.bytesOut, m.duration, m.exportWait, m.retries,
 		m.lastSuccess, m.inProgress, m.nextRun,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var names []string
+	for _, j := range s.jobs {
+		names = append(names, j.job.Name)
+	}
+	m.assurance = newAssuranceMetrics(m.reg, names)
 	for _, j := range s.jobs {
 		name := j.job.Name
 		for _, o := range outcomes {

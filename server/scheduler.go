@@ -180,6 +180,7 @@ func (s *Server) attempt(ctx context.Context, j *jobState) (runID, outcome, errT
 		}
 	}
 	rep, err := pipeline.Run(ctx, p)
+	s.metrics.assurance.observe(name, rep, err)
 	if err != nil {
 		var pe *pipeline.Error
 		if errors.As(err, &pe) {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -34,17 +35,18 @@ func init() {
 }
 
 type anonymizeFlags struct {
-	input, output, config string
-	profile, keysFile     string
-	bulkData, recursive   bool
-	skip, verbose, strict bool
-	fhirVersion, today    string
-	workers, gzipLevel    int
-	onInvalid             string
-	maxLine               int
+	input, output, config  string
+	profile, keysFile      string
+	bulkData, recursive    bool
+	skip, verbose, strict  bool
+	fhirVersion, today     string
+	workers, gzipLevel     int
+	onInvalid              string
+	maxLine                int
+	cpuProfile, memProfile string
 }
 
-func runAnonymize(ctx context.Context, e *env, args []string) error {
+func runAnonymize(ctx context.Context, e *env, args []string) (err error) {
 	var f anonymizeFlags
 	fl := flag.NewFlagSet("fhirdeid anonymize", flag.ContinueOnError)
 	fl.SetOutput(e.stderr)
@@ -78,6 +80,8 @@ func runAnonymize(ctx context.Context, e *env, args []string) error {
 	fl.IntVar(&f.gzipLevel, "gzip-level", 3, "compression level of .gz outputs, 1 (fastest) to 9 (smallest)")
 	fl.StringVar(&f.onInvalid, "on-invalid", "fail", "a line that cannot be parsed or typed as a resource: fail (stop) or skip (drop it, report file, line and reason, exit 3)")
 	fl.IntVar(&f.maxLine, "max-line-bytes", bulk.DefaultMaxLineBytes, "longest accepted NDJSON line")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+	fl.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile of the run to this file (go tool pprof)")
 	fl.Usage = func() {
 		fmt.Fprintln(e.stderr, `Usage:
   fhirdeid anonymize -i INPUT_FOLDER -o OUTPUT_FOLDER [-c CONFIG | --profile NAME] [--keys FILE] [-b] [-r] [-s] [-v]
@@ -116,6 +120,15 @@ Microsoft's FHIR anonymizer command line; configurations are compatible.`)
 	if f.maxLine <= 0 {
 		return usageError{"-max-line-bytes must be positive"}
 	}
+	stopProfiles, err := startProfiles(f.cpuProfile, f.memProfile)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if perr := stopProfiles(); perr != nil && err == nil {
+			err = perr
+		}
+	}()
 	a := &anonymizer{eng: eng, workers: f.workers, gzipLevel: f.gzipLevel, verbose: f.verbose, stderr: e.stderr, start: time.Now(),
 		skipInvalid: f.onInvalid == "skip", maxLine: f.maxLine}
 	if a.workers <= 0 {
@@ -610,4 +623,42 @@ func (a *anonymizer) showProgress(w io.Writer, total int) func() {
 		return fmt.Sprintf("files %d/%d · %d resources · %.0f resources/s", a.filesDone.Load(), total, n,
 			float64(n)/time.Since(a.start).Seconds())
 	})
+}
+
+// startProfiles starts a CPU profile into cpuFile and prepares an
+// allocation profile into memFile (either may be ""); the returned function
+// stops them and writes the files.
+func startProfiles(cpuFile, memFile string) (stop func() error, err error) {
+	var cpu *os.File
+	if cpuFile != "" {
+		if cpu, err = os.Create(cpuFile); err != nil {
+			return nil, fmt.Errorf("cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(cpu); err != nil {
+			cpu.Close()
+			return nil, fmt.Errorf("cpuprofile: %w", err)
+		}
+	}
+	return func() error {
+		var first error
+		if cpu != nil {
+			pprof.StopCPUProfile()
+			if err := cpu.Close(); err != nil {
+				first = fmt.Errorf("cpuprofile: %w", err)
+			}
+		}
+		if memFile != "" {
+			f, err := os.Create(memFile)
+			if err == nil {
+				err = pprof.Lookup("allocs").WriteTo(f, 0)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+			if err != nil && first == nil {
+				first = fmt.Errorf("memprofile: %w", err)
+			}
+		}
+		return first
+	}, nil
 }

@@ -151,6 +151,30 @@ func TestAnonymizeBadInput(t *testing.T) {
 	}
 }
 
+func TestAnonymizeProfiles(t *testing.T) {
+	pop := synth.Generate(synth.Options{Patients: 5})
+	in, dir := t.TempDir(), t.TempDir()
+	writeNDJSON(t, filepath.Join(in, "Patient.000.ndjson"), pop.Resources["Patient"])
+	cpu, mem := filepath.Join(dir, "cpu.pprof"), filepath.Join(dir, "mem.pprof")
+	code, stdout, stderr := runExportCmd(t, nil, "anonymize", "-i", in, "-o", filepath.Join(dir, "out"), "-b",
+		"--cpuprofile", cpu, "--memprofile", mem)
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, stdout, stderr)
+	}
+	for _, p := range []string{cpu, mem} {
+		data, err := os.ReadFile(p)
+		// A pprof profile is a gzip-compressed protocol buffer.
+		if err != nil || len(data) < 2 || data[0] != 0x1f || data[1] != 0x8b {
+			t.Errorf("%s: not a profile (%d bytes, %v)", p, len(data), err)
+		}
+	}
+	code, _, _ = runExportCmd(t, nil, "anonymize", "-i", in, "-o", filepath.Join(dir, "out2"), "-b",
+		"--cpuprofile", filepath.Join(dir, "missing", "cpu.pprof"))
+	if code == 0 {
+		t.Error("an unwritable --cpuprofile file is not an error")
+	}
+}
+
 // -on-invalid skip drops the lines that cannot be parsed or typed, lists
 // them by file, line and reason (never content), writes the rest and exits 3.
 func TestAnonymizeOnInvalidSkip(t *testing.T) {

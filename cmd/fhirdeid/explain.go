@@ -28,7 +28,7 @@ func runExplain(ctx context.Context, e *env, args []string) error {
 	fl := flag.NewFlagSet("fhirdeid explain", flag.ContinueOnError)
 	fl.SetOutput(e.stderr)
 	var config, version, today string
-	var showValues, all bool
+	var showValues, all, showPHI bool
 	for _, n := range []string{"c", "configFile"} {
 		fl.StringVar(&config, n, "", "anonymizer configuration (default: the built-in HIPAA Safe Harbor one)")
 	}
@@ -36,13 +36,17 @@ func runExplain(ctx context.Context, e *env, args []string) error {
 	fl.StringVar(&today, "today", "", "the date to treat as today (YYYY-MM-DD) for age rules")
 	fl.BoolVar(&showValues, "show-values", false, "print each value before and after (the values are the resource's: mind who sees them)")
 	fl.BoolVar(&all, "all", false, "list complex elements too, not only values")
+	fl.BoolVar(&showPHI, "show-phi", false, "with the scrub method, print the text of each replaced span (only on a terminal: it is PHI)")
 	fl.Usage = func() {
 		fmt.Fprintln(e.stderr, `Usage: fhirdeid explain [-c CONFIG] [--show-values] FILE|-
 
 For one resource (a JSON file, or the first line of an NDJSON(.gz) file),
 lists every element that a rule touches: its location, the number and method
 of the rule that applies to it (the first rule to reach an element wins), and
-what happened to its value. Values are printed only with --show-values.`)
+what happened to its value. Values are printed only with --show-values.
+For texts the scrub method scrubbed, lists the replaced spans (byte
+positions, kind, detection layer); their text only with --show-phi, and only
+when the output is a terminal.`)
 		fl.PrintDefaults()
 	}
 	pos, err := parseInterleaved(fl, args)
@@ -70,6 +74,12 @@ what happened to its value. Values are printed only with --show-values.`)
 	}
 	var events []anonymize.TraceEvent
 	tctx := anonymize.WithTrace(ctx, func(ev anonymize.TraceEvent) { events = append(events, ev) })
+	var scrubbed []anonymize.ScrubEvent
+	tctx = anonymize.WithScrubTrace(tctx, func(ev anonymize.ScrubEvent) { scrubbed = append(scrubbed, ev) })
+	if showPHI && !isTerminal(e.stdout) {
+		fmt.Fprintln(e.stderr, "warning: --show-phi ignored: the output is not a terminal")
+		showPHI = false
+	}
 	_, st, err := eng.AnonymizeJSON(tctx, data, anonymize.FileContext{FileName: pos[0]})
 	if err != nil {
 		return err
@@ -134,6 +144,7 @@ what happened to its value. Values are printed only with --show-values.`)
 		}
 	}
 	tw.Flush()
+	printScrubSpans(e.stdout, scrubbed, showPHI)
 	fmt.Fprintf(e.stdout, "%d elements touched by rules, %d values changed or removed; %d values no rule touches", shown, st.Changed, untouched)
 	if st.Skipped {
 		fmt.Fprint(e.stdout, "; a processing error replaced the resource (processingErrors: skip)")
@@ -184,4 +195,34 @@ func firstResource(path string, stdin io.Reader) ([]byte, error) {
 		return line, nil
 	}
 	return io.ReadAll(br)
+}
+
+// printScrubSpans lists, for each text the scrub method scrubbed, the spans
+// it replaced: positions, kind and layer, and the span's text only when
+// showPHI (the caller checked the output is a terminal).
+func printScrubSpans(w io.Writer, evs []anonymize.ScrubEvent, showPHI bool) {
+	for _, ev := range evs {
+		fmt.Fprintf(w, "\nscrubbed %s (rule %d): %d bytes, %d spans replaced\n", ev.Location, ev.Rule, len(ev.Text), len(ev.Spans))
+		if len(ev.Spans) == 0 {
+			continue
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		if showPHI {
+			fmt.Fprintln(tw, "  START\tEND\tKIND\tLAYER\tTEXT")
+		} else {
+			fmt.Fprintln(tw, "  START\tEND\tKIND\tLAYER")
+		}
+		for _, sp := range ev.Spans {
+			kind := sp.Kind.String()
+			if sp.Shifted {
+				kind += " (shifted)"
+			}
+			if showPHI {
+				fmt.Fprintf(tw, "  %d\t%d\t%s\t%s\t%s\n", sp.Start, sp.End, kind, sp.Layer, quote(ev.Text[sp.Start:sp.End]))
+			} else {
+				fmt.Fprintf(tw, "  %d\t%d\t%s\t%s\n", sp.Start, sp.End, kind, sp.Layer)
+			}
+		}
+		tw.Flush()
+	}
 }

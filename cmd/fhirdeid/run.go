@@ -106,6 +106,7 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 	for _, w := range rep.Warnings {
 		fmt.Fprintln(e.stdout, "warning:", w)
 	}
+	printAssurance(e.stdout, rep)
 	printSnapshot(e.stdout, store.String(), rep.Snapshot)
 	if rep.Status == "partial" {
 		return &exitError{code: exitPartial}

@@ -94,6 +94,17 @@ the Temporal service of a temporal: section.`)
 		for _, w := range eng.Warnings {
 			fmt.Fprintf(e.stdout, "%s: warning: %s\n", name, w)
 		}
+		if len(pc.Views) > 0 {
+			vs, err := pc.LoadViews(field)
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			names := make([]string, len(vs))
+			for i, v := range vs {
+				names[i] = v.Name
+			}
+			fmt.Fprintf(e.stdout, "%s: %d views: %s\n", name, len(vs), strings.Join(names, ", "))
+		}
 	}
 	if err := validateTemporal(ctx, e, cfg, *online); err != nil {
 		return err

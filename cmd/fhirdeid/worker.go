@@ -65,6 +65,13 @@ share the pipelines' destinations. "fhirdeid run CONFIG" starts a run.`)
 		// A run's export log would be split among the workers: durable runs
 		// keep their events in the workflow history instead.
 		p.LogDir = ""
+		// The privacy checks collect the identifiers of the whole run in one
+		// process: they cannot run across workers yet, and a pipeline that
+		// asks for them must not run without them.
+		if a := p.Assurance; a != nil && (a.Audit || a.Risk) {
+			return &exitError{code: 2, err: fmt.Errorf("%s: pipelines.%s: audit and risk checks do not run on Temporal yet: "+
+				"turn them off for this pipeline or run it in process (without temporal:)", cfg.Path(), name)}
+		}
 		pipelines[name] = p
 	}
 	acts, err := durable.NewActivities(pipelines)

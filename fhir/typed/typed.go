@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"fhirdeid/fhir/model"
 	"fhirdeid/jsontree"
@@ -76,7 +77,27 @@ const maxIDLen = 64
 // Annotate may be called again on the same tree (after edits): it resets what
 // it sets.
 func Annotate(root *jsontree.Node, m *model.Model) error {
-	a := annotator{m: m}
+	return AnnotateWith(root, m, Options{})
+}
+
+// Options are the options of AnnotateWith.
+type Options struct {
+	// WrapRepeating makes a repeating element given as a single value
+	// (and its "_name" object) an array of one item, as readers that bind
+	// FHIR JSON to the model do (the Firely SDK among them), instead of
+	// leaving it as it is. It does not apply inside the "_name" objects of
+	// primitives. The wrapping arrays are new nodes; they are typed like
+	// the arrays of the document.
+	WrapRepeating bool
+	// TrimSpace trims the leading and trailing white space
+	// (unicode.IsSpace) of every string value, as the Firely SDK's parser
+	// does (.NET's String.Trim).
+	TrimSpace bool
+}
+
+// AnnotateWith is Annotate with options.
+func AnnotateWith(root *jsontree.Node, m *model.Model, opts Options) error {
+	a := annotator{m: m, wrap: opts.WrapRepeating, trim: opts.TrimSpace}
 	if root == nil || root.Kind != jsontree.Object {
 		return &Error{Msg: "a resource must be a JSON object"}
 	}
@@ -107,6 +128,8 @@ func validID(s string) bool {
 
 type annotator struct {
 	m        *model.Model
+	wrap     bool
+	trim     bool
 	rootType string
 	rootID   string
 }
@@ -116,7 +139,9 @@ func (a *annotator) errorf(n *jsontree.Node, format string, args ...any) error {
 	if n.Parent != nil {
 		path = pathOf(n)
 	}
-	return &Error{ResourceType: a.rootType, ID: a.rootID, Path: path, Msg: fmt.Sprintf(format, args...)}
+	// The type and id are copied: the tree's strings may be reused once the
+	// error is returned (jsontree.Parser.ReuseText).
+	return &Error{ResourceType: strings.Clone(a.rootType), ID: strings.Clone(a.rootID), Path: path, Msg: fmt.Sprintf(format, args...)}
 }
 
 // resource types an object that holds a resource; name is its element name
@@ -183,6 +208,9 @@ func (a *annotator) object(n *jsontree.Node, t *model.Type, name string) error {
 		el, typ, ok := t.Property(key)
 		if !ok {
 			return a.unknown(c, t, key)
+		}
+		if a.wrap && el.Repeats && c.Kind != jsontree.Array && t.Kind != model.Primitive {
+			c = wrapInArray(c)
 		}
 		c.Name = el.Name
 		if el.Choice {
@@ -274,12 +302,15 @@ func (a *annotator) item(n *jsontree.Node, el *model.Element, typ string, inArra
 			return a.errorf(n, "element %s of type %s cannot be a JSON %s", el.Name, typ, n.Kind)
 		}
 		n.Name, n.Type = el.Name, typ
+		if a.trim && n.Kind == jsontree.String {
+			trimSpace(n)
+		}
 		return nil
 	}
-	if typ == "Resource" || a.m.IsResource(typ) {
+	t := a.m.Type(typ)
+	if typ == "Resource" || t != nil && t.Kind == model.Resource {
 		return a.resource(n, el.Name)
 	}
-	t := a.m.Type(typ)
 	if t == nil {
 		return a.errorf(n, "element %s has type %s, which the model lacks", el.Name, typ)
 	}
@@ -306,6 +337,9 @@ func (a *annotator) shadows(n *jsontree.Node, t *model.Type) error {
 		pt := a.m.Type(typ)
 		if pt == nil {
 			return a.errorf(s, "primitive type %s is missing from the model", typ)
+		}
+		if a.wrap && el.Repeats && s.Kind != jsontree.Array && t.Kind != model.Primitive {
+			s = wrapInArray(s)
 		}
 		s.Flags |= jsontree.FlagShadow
 		s.Name = el.Name
@@ -380,6 +414,32 @@ func (a *annotator) shadowItem(s, v *jsontree.Node, el *model.Element, pt *model
 	s.Name, s.Type = "", ""
 	v.Shadow, s.Shadow = s, v
 	return nil
+}
+
+// trimSpace trims the white space around the value of String n.
+func trimSpace(n *jsontree.Node) {
+	v := n.Value
+	if v == "" || !maybeSpace(v[0]) && !maybeSpace(v[len(v)-1]) {
+		return
+	}
+	if t := strings.TrimFunc(v, unicode.IsSpace); len(t) != len(v) {
+		n.SetString(t)
+	}
+}
+
+// maybeSpace reports whether a string that starts or ends with the byte b
+// may start or end with white space: b is ASCII white space or not ASCII.
+func maybeSpace(b byte) bool {
+	return b >= 0x80 || b == ' ' || b >= '\t' && b <= '\r'
+}
+
+// wrapInArray puts a new array in c's place in its object and c in the
+// array, and returns the array.
+func wrapInArray(c *jsontree.Node) *jsontree.Node {
+	arr := jsontree.NewArray()
+	c.ReplaceWith(arr)
+	arr.Append(c)
+	return arr
 }
 
 // isPrimitive reports whether a FHIR type name is a primitive type: they are

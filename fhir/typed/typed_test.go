@@ -255,3 +255,69 @@ func TestChoiceFlag(t *testing.T) {
 		t.Error("code has FlagChoice")
 	}
 }
+
+func TestAnnotateWrapRepeating(t *testing.T) {
+	src := `{"resourceType":"Patient","name":{"family":"Doe","given":"Jane","_given":{"id":"g"}},` +
+		`"_birthDate":{"extension":{"url":"http://x","valueCode":"u"}},"birthDate":"2000",` +
+		`"contained":{"resourceType":"Organization","alias":"A"}}`
+	// Without the option, single values stay as they are.
+	plain := parse(t, src)
+	if err := typed.Annotate(plain, r4(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(plain.AppendJSON(nil)); got != src {
+		t.Errorf("Annotate changed the document: %s", got)
+	}
+	root := parse(t, src)
+	if err := typed.AnnotateWith(root, r4(t), typed.Options{WrapRepeating: true}); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"resourceType":"Patient","name":[{"family":"Doe","given":["Jane"],"_given":[{"id":"g"}]}],` +
+		`"_birthDate":{"extension":{"url":"http://x","valueCode":"u"}},"birthDate":"2000",` +
+		`"contained":[{"resourceType":"Organization","alias":["A"]}]}`
+	if got := string(root.AppendJSON(nil)); got != want {
+		t.Errorf("wrapped:\n got %s\nwant %s", got, want)
+	}
+	// The result is typed as if the arrays had been in the document.
+	again := parse(t, want)
+	if err := typed.Annotate(again, r4(t)); err != nil {
+		t.Fatal(err)
+	}
+	var a, b []string
+	collect := func(dst *[]string) func(*jsontree.Node) bool {
+		return func(n *jsontree.Node) bool {
+			sh := ""
+			if n.Shadow != nil {
+				sh = n.Shadow.Key
+			}
+			*dst = append(*dst, fmt.Sprintf("%s|%s|%s|%d|%s", n.Key, n.Name, n.Type, n.Flags, sh))
+			return true
+		}
+	}
+	root.Walk(collect(&a))
+	again.Walk(collect(&b))
+	if strings.Join(a, "\n") != strings.Join(b, "\n") {
+		t.Errorf("typing differs:\n%s\n---\n%s", strings.Join(a, "\n"), strings.Join(b, "\n"))
+	}
+}
+
+func TestAnnotateTrimSpace(t *testing.T) {
+	src := `{"resourceType":"Patient","id":" p ","name":[{"family":"\u00a0Doe\t","given":["Jo"," "]}],` +
+		`"_gender":{"extension":[{"url":" http://x","valueInteger":1}]}}`
+	plain := parse(t, src)
+	if err := typed.Annotate(plain, r4(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := plain.Get("id").Value; got != " p " {
+		t.Errorf("Annotate trimmed: %q", got)
+	}
+	root := parse(t, src)
+	if err := typed.AnnotateWith(root, r4(t), typed.Options{TrimSpace: true}); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"resourceType":"Patient","id":"p","name":[{"family":"Doe","given":["Jo",""]}],` +
+		`"_gender":{"extension":[{"url":"http://x","valueInteger":1}]}}`
+	if got := string(root.AppendJSON(nil)); got != want {
+		t.Errorf("trimmed:\n got %s\nwant %s", got, want)
+	}
+}

@@ -235,7 +235,11 @@ func readBatches(ctx context.Context, r io.Reader, opts Options, pool *sync.Pool
 			if len(line) == 0 {
 				b.in = b.in[:start] // a blank line: dropped
 			} else {
-				n := copy(b.in[start:], line)
+				n := len(line)
+				if &line[0] != &b.in[start] {
+					// Leading white space: move the line to start.
+					copy(b.in[start:], line)
+				}
 				b.in = append(b.in[:start+n], '\n')
 				b.ends = append(b.ends, len(b.in))
 				b.nums = append(b.nums, lineNo)

@@ -163,3 +163,15 @@ func BenchmarkTransform(b *testing.B) {
 		}
 	}
 }
+
+func TestTransformTrimsLines(t *testing.T) {
+	in := "  {\"a\":1} \n\t{\"b\":2}\n{\"c\":3}\r\n"
+	var out bytes.Buffer
+	fn := func(w int, n int64, line, dst []byte) ([]byte, error) { return append(dst, line...), nil }
+	if _, err := ndjson.Transform(context.Background(), strings.NewReader(in), &out, fn, ndjson.Options{Workers: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n"; out.String() != want {
+		t.Errorf("out %q, want %q", out.String(), want)
+	}
+}

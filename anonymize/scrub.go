@@ -1,0 +1,264 @@
+package anonymize
+
+import (
+	"context"
+	"encoding/base64"
+	"strconv"
+	"strings"
+
+	"fhirdeid/anonymize/scrub"
+	"fhirdeid/fhir/typed"
+	"fhirdeid/jsontree"
+)
+
+// ScrubMethod is the name of the free-text scrubbing method, an extension
+// of the Microsoft format (see COMPATIBILITY.md): on string, markdown and
+// xhtml values it replaces the PHI spans that package scrub finds by typed
+// placeholders; on an Attachment with a text/* content type it scrubs the
+// decoded data, re-encodes it, drops the hash and fixes the size; other
+// attachments are redacted. A value it changes records the REDACT
+// operation. The rule setting "dates": "shift" shifts full
+// dates in the text by the resource's date-shift offset instead of
+// replacing them by [DATE].
+const ScrubMethod = "scrub"
+
+// isScrub reports a rule of the scrub method.
+func isScrub(name string) bool { return strings.EqualFold(name, ScrubMethod) }
+
+// ScrubInput is the per-call input of the scrub method, passed with
+// WithScrubInput: the engine itself holds no identifiers.
+type ScrubInput struct {
+	// Identifiers are the contextual layer's sets: the patient's own
+	// identifiers and those shared by every note (practitioners,
+	// organisations), collected by the caller in a first pass.
+	Identifiers []*scrub.Identifiers
+	// Patients, when non-nil, returns the identifier set of the patient
+	// with the given id (as written in the resource, or as the engine's
+	// cryptoHash rewrote it), or nil; the engine finds the id of the
+	// resource's patient (its own id, or its subject, patient or
+	// beneficiary reference). IdentifierCollector provides it.
+	Patients func(patientID string) *scrub.Identifiers
+	// DateShiftDays, when non-nil, is the offset for dates in text under
+	// "dates": "shift" (for example the patient's offset); nil means the
+	// offset the dateShift method uses for this resource.
+	DateShiftDays *int
+}
+
+type scrubInputKey struct{}
+
+// WithScrubInput returns a context carrying in for the scrub method.
+func WithScrubInput(ctx context.Context, in ScrubInput) context.Context {
+	return context.WithValue(ctx, scrubInputKey{}, in)
+}
+
+// ScrubEvent describes one scrubbed text, for "fhirdeid explain". Text is
+// the text before scrubbing: PHI, for the authorised user's eyes only.
+type ScrubEvent struct {
+	Rule     int
+	Location string
+	Spans    []scrub.Span
+	Text     string
+}
+
+type scrubTraceKey struct{}
+
+// WithScrubTrace returns a context under which the scrub method calls fn
+// for every text it scrubs.
+func WithScrubTrace(ctx context.Context, fn func(ScrubEvent)) context.Context {
+	return context.WithValue(ctx, scrubTraceKey{}, fn)
+}
+
+// scrubOptions builds the scrubber's options for the rule on resource res.
+func (r *run) scrubOptions(rule *engineRule, res *jsontree.Node) scrub.Options {
+	in, _ := r.ctx.Value(scrubInputKey{}).(ScrubInput)
+	opts := scrub.Options{Identifiers: in.Identifiers}
+	if in.Patients != nil {
+		if set := in.Patients(r.scrubPatient(res)); set != nil {
+			opts.Identifiers = append(opts.Identifiers[:len(opts.Identifiers):len(opts.Identifiers)], set)
+		}
+	}
+	if v, ok := rule.settings.Get("dates"); ok && v.Kind == StringValue && strings.EqualFold(v.Text, "shift") {
+		days := 0
+		if in.DateShiftDays != nil {
+			days = *in.DateShiftDays
+		} else {
+			days = r.scrubShiftOffset()
+		}
+		opts.ShiftDays = func() int { return days }
+	}
+	return opts
+}
+
+// scrubPatient returns the id of res's patient: in date-shift scope
+// "patient" the one found before the rules ran, else the one its
+// compartment references give now (perhaps already hashed, which
+// IdentifierCollector also knows).
+func (r *run) scrubPatient(res *jsontree.Node) string {
+	if r.e.params.DateShiftScope == ScopePatient && r.pshift.ok {
+		return r.pshift.patient
+	}
+	id, _ := compartmentPatient(r.e, res)
+	return id
+}
+
+// scrubShiftOffset is the offset the dateShift method uses for the current
+// resource: the patient scope's, fixed, or keyed on the scope's prefix.
+func (r *run) scrubShiftOffset() int {
+	p := &r.e.params
+	if p.DateShiftScope == ScopePatient {
+		return r.pshift.offset
+	}
+	if p.HasFixedOffset {
+		return p.DateShiftFixedOffsetInDays
+	}
+	prefix := ""
+	switch p.DateShiftScope {
+	case ScopeFile:
+		prefix = r.fc.FileName
+	case ScopeFolder:
+		prefix = r.fc.FolderName
+	}
+	if prefix == "" {
+		if id := r.root.Get("id"); id != nil && id.Kind == jsontree.String {
+			prefix = id.Value
+		}
+	}
+	return r.dateShiftOffset(prefix, p.DateShiftKey)
+}
+
+// scrubNode applies the scrub method to one node.
+func (r *run) scrubNode(node *jsontree.Node, rule *engineRule, res *jsontree.Node, ops *Operations) error {
+	switch {
+	case node.Type == "Attachment":
+		return r.scrubAttachment(node, rule, res, ops)
+	case node.Type == "base64Binary" && node.Name == "data" && typed.Parent(node) != nil && typed.Parent(node).Type == "Attachment":
+		// A rule on Attachment.data itself: the attachment decides.
+		return r.scrubAttachment(typed.Parent(node), rule, res, ops)
+	case node.Type == "string" || node.Type == "markdown" || node.Type == "xhtml":
+		if !typed.HasValue(node) || node.Kind != jsontree.String || node.Value == "" {
+			return nil
+		}
+		f := scrub.Plain
+		if node.Type == "xhtml" {
+			f = scrub.HTML
+		}
+		out := scrub.ScrubMarkup(node.Value, f, r.scrubOptions(rule, res))
+		r.traceScrub(rule, node, node.Value, out.Spans)
+		if out.Text != node.Value {
+			r.setString(node, out.Text, true)
+			*ops = ops.Add(OpRedact)
+		}
+	case scrubKeeps[node.Type]:
+		// Codes, numbers and booleans are not free text.
+	default:
+		// Values that are neither text nor codes (dates, URIs, ids,
+		// binary data) cannot be scrubbed: they go, as with redact. A
+		// configuration that shifts or hashes them names them in rules
+		// before the scrub rule.
+		if typed.HasValue(node) {
+			r.setString(node, "", false)
+			*ops = ops.Add(OpRedact)
+		}
+	}
+	return nil
+}
+
+// scrubKeeps are the primitive types the scrub method leaves as they are.
+var scrubKeeps = map[string]bool{"code": true, "boolean": true, "integer": true, "integer64": true,
+	"unsignedInt": true, "positiveInt": true, "decimal": true}
+
+func (r *run) traceScrub(rule *engineRule, node *jsontree.Node, before string, spans []scrub.Span) {
+	if fn, ok := r.ctx.Value(scrubTraceKey{}).(func(ScrubEvent)); ok {
+		fn(ScrubEvent{Rule: rule.Index, Location: typed.Location(node), Spans: spans, Text: before})
+	}
+}
+
+// scrubAttachment scrubs an attachment's text data, or redacts an
+// attachment that is not text.
+func (r *run) scrubAttachment(node *jsontree.Node, rule *engineRule, resource *jsontree.Node, ops *Operations) error {
+	ct := node.Get("contentType")
+	f, isText := scrub.Format(0), false
+	if ct != nil && ct.Kind == jsontree.String {
+		f, isText = scrub.FormatOf(ct.Value)
+	}
+	if !isText {
+		// Redacted as by the redact method: every value goes.
+		r.redactAll(node)
+		*ops = ops.Add(OpRedact)
+		return nil
+	}
+	data := node.Get("data")
+	if data == nil || data.Kind != jsontree.String {
+		return nil
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(data.Value))
+	if err != nil {
+		// Undecodable data cannot be scrubbed: it goes.
+		r.setString(data, "", false)
+		r.dropAttachmentDigest(node, -1)
+		*ops = ops.Add(OpRedact)
+		return nil
+	}
+	res := scrub.ScrubMarkup(string(raw), f, r.scrubOptions(rule, resource))
+	r.traceScrub(rule, data, string(raw), res.Spans)
+	r.setString(data, base64.StdEncoding.EncodeToString([]byte(res.Text)), true)
+	r.dropAttachmentDigest(node, len(res.Text))
+	// The data and size are done: the rule's walk of the attachment's
+	// children must not redact them.
+	visit(data)
+	if sz := node.Get("size"); sz != nil {
+		visit(sz)
+	}
+	*ops = ops.Add(OpRedact)
+	return nil
+}
+
+// dropAttachmentDigest removes the hash and sets the size (or removes it
+// when size < 0).
+func (r *run) dropAttachmentDigest(node *jsontree.Node, size int) {
+	if h := node.Get("hash"); h != nil {
+		r.setString(h, "", false)
+	}
+	if sz := node.Get("size"); sz != nil || size >= 0 {
+		if size < 0 {
+			if sz != nil {
+				r.setString(sz, "", false)
+			}
+			return
+		}
+		if sz != nil {
+			if sz.SetNumber(strconv.Itoa(size)) == nil {
+				r.changed++
+			}
+		} else if n, err := jsontree.NewNumber(strconv.Itoa(size)); err == nil {
+			n.Type = "unsignedInt"
+			node.Set("size", n)
+			r.changed++
+		}
+	}
+}
+
+// redactAll removes every primitive value under node.
+func (r *run) redactAll(node *jsontree.Node) {
+	for _, c := range typed.AllChildren(node, nil) {
+		if typed.IsResource(c) {
+			continue
+		}
+		if typed.HasValue(c) {
+			r.setString(c, "", false)
+		}
+		r.redactAll(c)
+	}
+}
+
+// UsesScrub reports whether a rule of the configuration uses the scrub
+// method, so that a program runs the identifier-collecting first pass only
+// when it serves.
+func (c *Config) UsesScrub() bool {
+	for _, r := range c.Rules() {
+		if isScrub(r.MethodName) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,256 @@
+package scrub
+
+import (
+	"hash/maphash"
+	"strings"
+	"unicode"
+)
+
+// Identifiers is the contextual layer's input: one patient's own identifiers
+// (names and their parts, addresses, phone numbers, identifier values) and
+// those of the people and organisations around it. Values are kept only as
+// keyed 64-bit hashes (the key is random and per set, never stored), matched
+// case- and punctuation-insensitively. Build it with the Add methods, then
+// share it read-only: it is safe for concurrent use once built.
+type Identifiers struct {
+	seed   maphash.Seed
+	words  map[uint64]Kind // one normalised word
+	seqs   map[uint64]Kind // several words, joined by single spaces
+	starts map[uint64]bool // the first words of seqs
+	maxSeq int
+	ids    map[uint64]Kind // letters and digits only, lower-cased
+	n      int
+	// shared sets (NewSharedIdentifiers) keep common words only inside
+	// sequences.
+	shared bool
+}
+
+// NewIdentifiers returns an empty set.
+func NewIdentifiers() *Identifiers {
+	return &Identifiers{seed: maphash.MakeSeed(), words: map[uint64]Kind{}, seqs: map[uint64]Kind{}, starts: map[uint64]bool{}, ids: map[uint64]Kind{}}
+}
+
+// NewSharedIdentifiers returns an empty set for identifiers matched in
+// every patient's notes (practitioners, organisations): a word of a name
+// that is also an English or clinical word ("Will", "General", "Medical")
+// counts only as part of the whole name ("Will Tanner", "General Hospital
+// of Springfield"), so that it is not removed from every note.
+func NewSharedIdentifiers() *Identifiers {
+	x := NewIdentifiers()
+	x.shared = true
+	return x
+}
+
+// Len returns the number of hashed entries.
+func (x *Identifiers) Len() int {
+	if x == nil {
+		return 0
+	}
+	return x.n
+}
+
+func (x *Identifiers) h(s string) uint64 { return maphash.String(x.seed, s) }
+
+func splitWords(s string) []string {
+	return strings.FieldsFunc(strings.ToLower(s), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '\'' })
+}
+
+// AddName adds a person's or organisation's name: every word of two
+// letters or more, and the whole name as a sequence.
+func (x *Identifiers) AddName(name string) { x.addWords(name, KindName, 2) }
+
+// AddAddress adds an address part (a line, a city, a district): its words
+// of three letters or more that are not street-type words, its numbers of
+// three digits or more, and the whole part as a sequence.
+func (x *Identifiers) AddAddress(part string) {
+	x.addWords(part, KindAddress, 3)
+}
+
+func (x *Identifiers) addWords(s string, k Kind, minLen int) {
+	ws := splitWords(s)
+	for i, w := range ws {
+		ws[i] = strings.TrimSuffix(strings.Trim(w, "'"), "'s")
+	}
+	var keep []string
+	for _, w := range ws {
+		if w == "" {
+			continue
+		}
+		keep = append(keep, w)
+		if isAllDigits(w) {
+			if len(w) >= 3 {
+				x.ids[x.h(w)] = k
+				x.n++
+			}
+			continue
+		}
+		if len([]rune(w)) < minLen || k == KindAddress && (streetSuffixes[w] || compass[w]) {
+			continue
+		}
+		if x.shared && loadVocab().flags(w)&(wEnglish|wClinical|wStop) != 0 {
+			continue
+		}
+		x.words[x.h(w)] = k
+		x.n++
+	}
+	if len(keep) > 1 {
+		if len(keep) > 8 {
+			keep = keep[:8]
+		}
+		x.seqs[x.h(strings.Join(keep, " "))] = k
+		x.starts[x.h(keep[0])] = true
+		x.n++
+		if len(keep) > x.maxSeq {
+			x.maxSeq = len(keep)
+		}
+	}
+}
+
+var compass = map[string]bool{"n": true, "s": true, "e": true, "w": true, "north": true, "south": true, "east": true, "west": true, "ne": true, "nw": true, "se": true, "sw": true}
+
+// AddPhone adds a telephone or fax number: its digits (and its last ten
+// and seven digits, as notes write them without a country or area code).
+func (x *Identifiers) AddPhone(phone string) {
+	d := digitsOnly(phone)
+	if len(d) < 7 {
+		x.AddIdentifier(phone)
+		return
+	}
+	for _, tail := range []int{len(d), 10, 7} {
+		if tail <= len(d) {
+			x.ids[x.h(d[len(d)-tail:])] = KindPhone
+			x.n++
+		}
+	}
+}
+
+// AddIdentifier adds an identifier value (MRN, SSN, member number, e-mail):
+// its letters and digits, lower-cased, when there are four or more.
+func (x *Identifiers) AddIdentifier(value string) {
+	a := alnumOnly(value)
+	if len(a) < 4 {
+		return
+	}
+	x.ids[x.h(a)] = KindID
+	x.n++
+	if d := digitsOnly(value); len(d) >= 4 && d != a {
+		x.ids[x.h(d)] = KindID
+		x.n++
+	}
+}
+
+func isAllDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func digitsOnly(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if isDigit(s[i]) {
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}
+
+func alnumOnly(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// contextual marks the tokens matching the identifiers of x.
+func (s *state) contextual(x *Identifiers) {
+	n := len(s.toks)
+	for i := 0; i < n; i++ {
+		tk := s.toks[i]
+		if tk.kind != tWord && tk.kind != tNum {
+			continue
+		}
+		s.cbuf = s.appendLower(s.cbuf[:0], i)
+		h := maphash.Bytes(x.seed, s.cbuf)
+		// Multi-word sequences (address lines, full names).
+		if x.maxSeq > 1 && x.starts[h] {
+			j := i
+			for w := 1; w < x.maxSeq; w++ {
+				k := s.nextToken(j)
+				if k < 0 {
+					break
+				}
+				s.cbuf = append(s.cbuf, ' ')
+				s.cbuf = s.appendLower(s.cbuf, k)
+				j = k
+				if kd, ok := x.seqs[maphash.Bytes(x.seed, s.cbuf)]; ok {
+					s.mark(i, j, kd, LayerContext)
+				}
+			}
+		}
+		if tk.kind == tWord {
+			if kd, ok := x.words[h]; ok {
+				s.mark(i, i, kd, LayerContext)
+				continue
+			}
+		}
+		if len(x.ids) == 0 {
+			continue
+		}
+		// Identifier-like runs: letters and digits joined by - . / ( ) #
+		// or single spaces ("(555) 123-4567", "MRN-00123").
+		s.cbuf = s.cbuf[:0]
+		for k := i; k < n && k < i+12; k++ {
+			t := s.toks[k]
+			if t.kind == tWord || t.kind == tNum {
+				s.cbuf = s.appendLower(s.cbuf, k)
+				if len(s.cbuf) >= 4 {
+					if kd, ok := x.ids[maphash.Bytes(x.seed, s.cbuf)]; ok {
+						s.mark(i, k, kd, LayerContext)
+					}
+				}
+				continue
+			}
+			// Spaces join numbers only ("410 555 1234"): prose would make
+			// every word start a long run.
+			if t.kind == tPunct && containsByte("-./()#", s.text[t.start]) || s.sp(k) && t.end-t.start == 1 && s.is(k+1, tNum) && (s.is(k-1, tNum) || s.punct(k-1, ')')) {
+				continue
+			}
+			break
+		}
+	}
+}
+
+// appendLower appends token i lower-cased to b.
+func (s *state) appendLower(b []byte, i int) []byte {
+	if s.toks[i].kind == tNum {
+		return append(b, s.tok(i)...)
+	}
+	return append(b, s.word(i)...)
+}
+
+// nextToken returns the next word or number after i across spaces and
+// light punctuation on the same line, or -1.
+func (s *state) nextToken(i int) int {
+	for j := i + 1; j < len(s.toks) && j < i+4; j++ {
+		switch s.toks[j].kind {
+		case tWord, tNum:
+			return j
+		case tSpace:
+			if s.toks[j].newline {
+				return -1
+			}
+		case tPunct:
+			if !containsByte(",.-#", s.text[s.toks[j].start]) {
+				return -1
+			}
+		}
+	}
+	return -1
+}

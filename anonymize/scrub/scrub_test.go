@@ -1,0 +1,253 @@
+package scrub
+
+import (
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestPatterns(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want string
+	}{
+		{"admitted 7/22, seen 7-22-92 and 07/22/1992", "admitted [DATE], seen [DATE] and [DATE]"},
+		{"on July 22nd and 22Jul and Jul 22, 1992", "on [DATE] and [DATE] and [DATE]"},
+		{"s/p MI '92, CABG 1995, cva 74'.", "s/p MI [DATE], CABG [DATE], cva [DATE]."},
+		{"due 2020-01-31 or nov. 2016", "due [DATE] or [DATE]"},
+		{"call (410) 555-1234 or 410.555.1234, fax 410-555-9876 x12", "call [PHONE] or [PHONE], fax [PHONE]"},
+		{"SSN 123-45-6789, MRN: 00123456, acct #A-4411", "SSN [ID], MRN: [ID], acct #[ID]"},
+		{"mail j.smith+x@example.org or see https://example.org/a?b=1.", "mail [EMAIL] or see [URL]."},
+		{"from 192.168.10.12 via www.example.com", "from [IP] via [URL]"},
+		{"lives at 1234 North Oak Street, Apt 5", "lives at [ADDRESS]"},
+		{"a 92 yo woman, age 95, 91-year-old", "a [AGE>89] woman, age [AGE>89], [AGE>89]"},
+		{"given at 14:30 and 2 pm", "given at [TIME] and [TIME]"},
+		{"BP 120/80, HR 88, 2.5 mg, 1/2 NS, K 3.8, temp 98.6", "BP 120/80, HR 88, 2.5 mg, [DATE] NS, K 3.8, temp 98.6"},
+		{"heparin 10000 units", "heparin 10000 units"},
+	} {
+		if got := Scrub(c.in, Options{}).Text; got != c.want {
+			t.Errorf("Scrub(%q)\n = %q\nwant %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestVocabulary(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want string
+	}{
+		{"Seen by Dr. Healey and dr small today.", "Seen by Dr. [NAME] and dr [NAME] today."},
+		{"Husband Rich Martino in to visit.", "Husband [NAME] in to visit."},
+		{"pt is a 57yo f followed by dr healey; arrived from kernan", "pt is a 57yo f followed by dr [NAME]; arrived from [LOCATION]"},
+		{"Transferred to Calvert Hospital, then to Quartermain 3.", "Transferred to [LOCATION], then to [NAME]."},
+		{"Dr. Art White signed. Q. Lander aware.", "Dr. [NAME] signed. [NAME] aware."},
+		{"PT ON LASIX, HEPARIN AND COUMADIN; FOLEY DRAINING.", "PT ON LASIX, HEPARIN AND COUMADIN; FOLEY DRAINING."},
+		{"E. coli in the sputum, spoke to wife.", "E. coli in the sputum, spoke to wife."},
+		{"Went to the University of Maryland.", "Went to the [LOCATION]."},
+	} {
+		if got := Scrub(c.in, Options{}).Text; got != c.want {
+			t.Errorf("Scrub(%q)\n = %q\nwant %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestContextual(t *testing.T) {
+	ids := NewIdentifiers()
+	ids.AddName("Will Brown")
+	ids.AddAddress("12 Green Lane")
+	ids.AddAddress("Springfield")
+	ids.AddPhone("+1 (410) 555-1234")
+	ids.AddIdentifier("MRN-0042")
+	in := "BROWN, will came from 12 green lane, springfield; ph 4105551234; mrn 0042. Brown stool."
+	res := Scrub(in, Options{Identifiers: []*Identifiers{nil, ids}})
+	low := strings.ToLower(res.Text)
+	for _, phi := range []string{"brown", "will", "green", "springfield", "4105551234", "0042"} {
+		if strings.Contains(low, phi) {
+			t.Errorf("%q survives: %q", phi, res.Text)
+		}
+	}
+	ctx := 0
+	for _, sp := range res.Spans {
+		if sp.Layer == LayerContext {
+			ctx++
+		}
+	}
+	if ctx == 0 {
+		t.Errorf("no span from the contextual layer: %+v", res.Spans)
+	}
+	if !strings.Contains(res.Text, "stool") {
+		t.Errorf("clinical text lost: %q", res.Text)
+	}
+	// Without the set, the English words stay.
+	if got := Scrub("Brown stool, will call.", Options{}).Text; got != "Brown stool, will call." {
+		t.Errorf("without identifiers: %q", got)
+	}
+}
+
+func TestShiftDates(t *testing.T) {
+	opts := Options{ShiftDays: func() int { return 10 }, ReferenceYear: 2001}
+	for _, c := range []struct{ in, want string }{
+		{"on 7/22/1992 and 12/25/99", "on 8/1/1992 and 1/4/00"},
+		{"on 2019-12-25", "on 2020-01-04"},
+		{"on July 22nd, 1992 and 30 Dec", "on August 1, 1992 and Jan 9"},
+		{"on 7/22 and in 1992", "on 8/1 and in [DATE]"},
+	} {
+		res := Scrub(c.in, opts)
+		if res.Text != c.want {
+			t.Errorf("Scrub(%q) = %q, want %q", c.in, res.Text, c.want)
+		}
+	}
+}
+
+func TestMarkup(t *testing.T) {
+	html := `<div xmlns="http://www.w3.org/1999/xhtml"><!-- Dr. Healey --><p title="Dr. Healey" class="Healey">Dr. Healey &amp; Mrs Vasquez<br/>on 7/22/2019</p><![CDATA[call 410-555-1234]]></div>`
+	res := ScrubMarkup(html, HTML, Options{})
+	want := `<div xmlns="http://www.w3.org/1999/xhtml"><!-- Dr. Healey --><p title="Dr. [NAME]" class="Healey">Dr. [NAME] &amp; Mrs [NAME]<br/>on [DATE]</p><![CDATA[call [PHONE]]]></div>`
+	if res.Text != want {
+		t.Errorf("HTML:\n got %s\nwant %s", res.Text, want)
+	}
+	styled := `<html><head><style>p { font-family: Arial }</style><script>var Healey = 1;</script></head><body><p>Dr. Healey</p></body></html>`
+	if got := ScrubMarkup(styled, HTML, Options{}).Text; got != `<html><head><style>p { font-family: Arial }</style><script>var Healey = 1;</script></head><body><p>Dr. [NAME]</p></body></html>` {
+		t.Errorf("HTML with style and script: %s", got)
+	}
+	rtf := `{\rtf1\ansi{\fonttbl{\f0 Healey Sans;}}\f0\fs20 Seen by Dr. Healey on 7/22/2019.\par Call 410-555-1234.}`
+	res = ScrubMarkup(rtf, RTF, Options{})
+	wantRTF := `{\rtf1\ansi{\fonttbl{\f0 Healey Sans;}}\f0\fs20 Seen by Dr. [NAME] on [DATE].\par Call [PHONE].}`
+	if res.Text != wantRTF {
+		t.Errorf("RTF:\n got %s\nwant %s", res.Text, wantRTF)
+	}
+	for _, ct := range []struct {
+		ct   string
+		f    Format
+		text bool
+	}{{"text/plain; charset=UTF-8", Plain, true}, {"TEXT/HTML", HTML, true}, {"application/rtf", RTF, true}, {"text/rtf", RTF, true}, {"application/pdf", Plain, false}, {"image/png", Plain, false}} {
+		if f, ok := FormatOf(ct.ct); f != ct.f || ok != ct.text {
+			t.Errorf("FormatOf(%q) = %v, %v", ct.ct, f, ok)
+		}
+	}
+}
+
+// FuzzScrub checks that the scrubber never panics, that its output is valid
+// UTF-8 made of the input with its spans replaced, that the spans are in
+// order within the input, and that well-formed XHTML stays well-formed.
+func FuzzScrub(f *testing.F) {
+	for _, s := range []string{
+		"Seen by Dr. Healey on 7/22/2019, call 410-555-1234.",
+		`<div xmlns="http://www.w3.org/1999/xhtml"><p title="Dr. Smith">Mrs &amp; Jones 7/22</p></div>`,
+		`{\rtf1\ansi{\fonttbl{\f0 Arial;}}\f0 Dr. Smith\'e9 \u1234? 7/22\par}`,
+		"\xff\xfe Dr. \xc3 Smith 7/\xe2\x82",
+		strings.Repeat("A", 70000) + " 7/22",
+		strings.Repeat("7/", 5000),
+		"'92 '", "1-", "(410) 555-", "a@", "@b.com", "http://", "St. ", "Dr.", "u of", "12 Oak",
+	} {
+		f.Add(s)
+	}
+	ids := NewIdentifiers()
+	ids.AddName("Healey Smith")
+	ids.AddPhone("410-555-1234")
+	ids.AddAddress("12 Oak Street")
+	f.Fuzz(func(t *testing.T, in string) {
+		for _, opts := range []Options{{}, {Identifiers: []*Identifiers{ids}, ShiftDays: func() int { return -400 }}} {
+			res := Scrub(in, opts)
+			if !utf8.ValidString(res.Text) {
+				t.Fatalf("output is not valid UTF-8")
+			}
+			if opts.ShiftDays == nil {
+				if err := checkRendered(in, res); err != nil {
+					t.Fatal(err)
+				}
+			}
+			prev := 0
+			for _, sp := range res.Spans {
+				if sp.Start < prev || sp.End > len(in) || sp.Start >= sp.End {
+					t.Fatalf("bad span %+v", sp)
+				}
+				prev = sp.End
+			}
+			for _, fm := range []Format{HTML, RTF} {
+				r := ScrubMarkup(in, fm, opts)
+				if !utf8.ValidString(r.Text) {
+					t.Fatalf("format %d: output is not valid UTF-8", fm)
+				}
+			}
+		}
+		if utf8.ValidString(in) && wellFormed(in) {
+			out := ScrubMarkup(in, HTML, Options{}).Text
+			if !wellFormed(out) {
+				t.Fatalf("well-formed XML became malformed:\n%q\n%q", in, out)
+			}
+		}
+	})
+}
+
+func wellFormed(s string) bool {
+	d := xml.NewDecoder(strings.NewReader(s))
+	d.Strict = true
+	n := 0
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return n > 0
+		}
+		if err != nil {
+			return false
+		}
+		if _, ok := tok.(xml.StartElement); ok {
+			n++
+		}
+	}
+}
+
+// TestConcurrent scrubs from several goroutines (the engine does) and
+// checks each result against a sequential one: the pooled state and its word
+// cache are per call.
+func TestConcurrent(t *testing.T) {
+	texts := []string{
+		"Seen by Dr. Healey on 7/22/2019, call 410-555-1234.",
+		strings.Repeat("Pt stable, wife Mary at bedside, MRN 00123456. ", 200),
+		"<p>Mrs Vasquez &amp; son</p>",
+		"BROWN, will came from 12 green lane",
+	}
+	ids := NewIdentifiers()
+	ids.AddName("Will Brown")
+	want := make([]string, len(texts))
+	for i, s := range texts {
+		want[i] = ScrubMarkup(s, HTML, Options{Identifiers: []*Identifiers{ids}}).Text
+	}
+	done := make(chan error)
+	for g := 0; g < 4; g++ {
+		go func() {
+			var err error
+			for n := 0; n < 50; n++ {
+				i := (n + g) % len(texts)
+				if got := ScrubMarkup(texts[i], HTML, Options{Identifiers: []*Identifiers{ids}}).Text; got != want[i] {
+					err = fmt.Errorf("text %d differs when scrubbed concurrently", i)
+				}
+			}
+			done <- err
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestSharedIdentifiers checks that a shared set removes a practitioner's or
+// an organisation's whole name and its uncommon words, not its common
+// words alone.
+func TestSharedIdentifiers(t *testing.T) {
+	x := NewSharedIdentifiers()
+	x.AddName("Will Zanetti")
+	x.AddName("General Hospital of Springfield")
+	got := Scrub("will call back; general condition good; seen at general hospital of springfield by will zanetti", Options{Identifiers: []*Identifiers{x}}).Text
+	want := "will call back; general condition good; seen at [NAME] by [NAME]"
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}

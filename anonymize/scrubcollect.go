@@ -1,0 +1,217 @@
+package anonymize
+
+import (
+	"strings"
+	"sync"
+
+	"fhirdeid/anonymize/scrub"
+	"fhirdeid/jsontree"
+)
+
+// IdentifierCollector gathers, in a first pass over an export, the
+// identifiers that the scrub method's contextual layer looks for: each
+// Patient's names, addresses, telecom values, identifier values and
+// contacts, with its RelatedPersons'; and, shared by every note, the names,
+// addresses, telecom and identifiers of Practitioners, PractitionerRoles,
+// Organizations and Locations (whose common words, "General", "Will",
+// count only within the whole name: see scrub.NewSharedIdentifiers). It keeps only keyed hashes (package scrub's
+// Identifiers), in memory. Add is safe for concurrent use; call Input only
+// after the first pass.
+type IdentifierCollector struct {
+	hasher   *Hasher
+	mu       sync.Mutex
+	patients map[string]*scrub.Identifiers // by patient id, raw and as the engine hashes it
+	shared   *scrub.Identifiers
+}
+
+// IdentifierTypes are the resource types the first pass reads.
+var IdentifierTypes = []string{"Patient", "RelatedPerson", "Practitioner", "PractitionerRole", "Organization", "Location"}
+
+// NewIdentifierCollector returns a collector for resources that e will
+// de-identify: patients are also found by their ids as e's cryptoHash
+// rewrites them, so that a resource whose references a rule already hashed
+// still finds its patient.
+func (e *Engine) NewIdentifierCollector() *IdentifierCollector {
+	return &IdentifierCollector{hasher: e.hasher, patients: map[string]*scrub.Identifiers{}, shared: scrub.NewSharedIdentifiers()}
+}
+
+// Add reads one resource of the first pass (other types are ignored).
+func (c *IdentifierCollector) Add(resource []byte) error {
+	root, err := jsontree.Parse(resource)
+	if err != nil {
+		return &InputError{Err: err}
+	}
+	c.AddNode(root)
+	return nil
+}
+
+// AddNode is Add for a parsed resource; it does not change it.
+func (c *IdentifierCollector) AddNode(root *jsontree.Node) {
+	rt := str(root.Get("resourceType"))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var set *scrub.Identifiers
+	switch rt {
+	case "Patient":
+		set = c.patientSet(str(root.Get("id")))
+		for _, ct := range arr(root.Get("contact")) {
+			addPerson(set, ct)
+		}
+		for _, l := range arr(root.Get("link")) {
+			if o := l.Get("other"); o != nil {
+				set.AddName(str(o.Get("display")))
+			}
+		}
+	case "RelatedPerson":
+		set = c.patientSet(refID(str(getPath(root, "patient", "reference"))))
+	case "Practitioner", "PractitionerRole", "Organization", "Location":
+		set = c.shared
+		if rt == "Organization" || rt == "Location" {
+			set.AddName(str(root.Get("name")))
+			for _, a := range arr(root.Get("alias")) {
+				set.AddName(str(a))
+			}
+		}
+	default:
+		return
+	}
+	if set == nil {
+		return
+	}
+	addPerson(set, root)
+	for _, id := range arr(root.Get("identifier")) {
+		set.AddIdentifier(str(id.Get("value")))
+	}
+}
+
+// addPerson adds the name(s), telecom and address(es) of a resource or a
+// Patient.contact.
+func addPerson(set *scrub.Identifiers, n *jsontree.Node) {
+	for _, key := range []string{"name"} {
+		for _, hn := range arr(n.Get(key)) {
+			if hn.Kind == jsontree.String {
+				set.AddName(hn.Value)
+				continue
+			}
+			set.AddName(str(hn.Get("text")))
+			family := str(hn.Get("family"))
+			set.AddName(family)
+			var given []string
+			for _, g := range arr(hn.Get("given")) {
+				set.AddName(str(g))
+				given = append(given, str(g))
+			}
+			// The whole name, both ways round ("Cliff Major", "Major,
+			// Cliff"), and the first given name with the family name.
+			if family != "" && len(given) > 0 {
+				set.AddName(strings.Join(given, " ") + " " + family)
+				set.AddName(given[0] + " " + family)
+				set.AddName(family + " " + strings.Join(given, " "))
+			}
+			for _, p := range arr(hn.Get("prefix")) {
+				if family != "" {
+					set.AddName(str(p) + " " + family)
+				}
+			}
+		}
+	}
+	for _, tc := range arr(n.Get("telecom")) {
+		v := str(tc.Get("value"))
+		switch str(tc.Get("system")) {
+		case "phone", "fax", "pager", "sms":
+			set.AddPhone(v)
+		default:
+			set.AddIdentifier(v)
+		}
+	}
+	for _, a := range arr(n.Get("address")) {
+		for _, l := range arr(a.Get("line")) {
+			set.AddAddress(str(l))
+		}
+		set.AddAddress(str(a.Get("text")))
+		set.AddAddress(str(a.Get("city")))
+		set.AddAddress(str(a.Get("district")))
+		set.AddIdentifier(str(a.Get("postalCode")))
+	}
+}
+
+func (c *IdentifierCollector) patientSet(id string) *scrub.Identifiers {
+	if id == "" {
+		return nil
+	}
+	if s, ok := c.patients[id]; ok {
+		return s
+	}
+	s := scrub.NewIdentifiers()
+	c.patients[id] = s
+	if c.hasher != nil {
+		c.patients[c.hasher.Hash(id)] = s
+	}
+	return s
+}
+
+// Input returns the scrub method's input for the resources of an export:
+// the shared set, and each resource's patient's set, found through the
+// resource's patient compartment (its own id for a Patient).
+func (c *IdentifierCollector) Input() ScrubInput {
+	return ScrubInput{Identifiers: []*scrub.Identifiers{c.shared}, Patients: c.lookup}
+}
+
+func (c *IdentifierCollector) lookup(patientID string) *scrub.Identifiers {
+	return c.patients[patientID]
+}
+
+// Patients returns the number of patients with identifiers.
+func (c *IdentifierCollector) Patients() int {
+	n := 0
+	seen := map[*scrub.Identifiers]bool{}
+	for _, s := range c.patients {
+		if !seen[s] {
+			seen[s] = true
+			n++
+		}
+	}
+	return n
+}
+
+// refID returns the id part of a reference ("Patient/1/_history/2" -> "1").
+func refID(ref string) string {
+	if i := strings.Index(ref, "/_history/"); i >= 0 {
+		ref = ref[:i]
+	}
+	if strings.HasPrefix(ref, "urn:uuid:") {
+		return ref[len("urn:uuid:"):]
+	}
+	if i := strings.LastIndexByte(ref, '/'); i >= 0 {
+		return ref[i+1:]
+	}
+	return ref
+}
+
+func str(n *jsontree.Node) string {
+	if n == nil || n.Kind != jsontree.String {
+		return ""
+	}
+	return n.Value
+}
+
+// arr returns the items of an array node, or the node itself.
+func arr(n *jsontree.Node) []*jsontree.Node {
+	if n == nil {
+		return nil
+	}
+	if n.Kind == jsontree.Array {
+		return n.Children
+	}
+	return []*jsontree.Node{n}
+}
+
+func getPath(n *jsontree.Node, keys ...string) *jsontree.Node {
+	for _, k := range keys {
+		if n == nil || n.Kind != jsontree.Object {
+			return nil
+		}
+		n = n.Get(k)
+	}
+	return n
+}

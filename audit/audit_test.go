@@ -1,0 +1,339 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestSipHashVector(t *testing.T) {
+	// The test vector of the SipHash paper (appendix A): key 00..0f,
+	// message 00..0e.
+	var key [16]byte
+	msg := make([]byte, 15)
+	for i := range key {
+		key[i] = byte(i)
+	}
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	k := sipKey{0x0706050403020100, 0x0f0e0d0c0b0a0908}
+	if got := k.sum64(msg); got != 0xa129ca6149be45e5 {
+		t.Fatalf("sum64 = %#x, want 0xa129ca6149be45e5", got)
+	}
+}
+
+func TestTokens(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []string
+	}{
+		{"555-532-1156", []string{"555", "532", "1156"}},
+		{"(555) 532 1156", []string{"555", "532", "1156"}},
+		{"Alva958 KUHN96", []string{"alva958", "kuhn96"}},
+		{"1965-01-13T08:00:00Z", []string{"1965", "01", "13", "08", "00", "00z"}},
+		{"Tea at 5t", []string{"tea", "at", "5t"}},
+		{strings.Repeat("a3", 32), []string{strings.Repeat("a3", 32)}},
+		{"O'Brien, Zoë", []string{"o", "brien", "zoë"}},
+		{"  ", nil},
+	} {
+		var tk tokens
+		tk.split([]byte(c.in))
+		var got []string
+		for i := 0; i < tk.n(); i++ {
+			got = append(got, string(tk.span(i, i+1)))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("split(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+const rawPatient = `{"resourceType":"Patient","id":"p1",
+ "identifier":[{"system":"http://hl7.org/fhir/sid/us-ssn","value":"999-18-8203"},{"value":"1"}],
+ "name":[{"use":"official","family":"Lemke","given":["Abram","Quincy"],"prefix":["Mr."]}],
+ "telecom":[{"system":"phone","value":"555-532-1156"},{"system":"email","value":"abram.lemke@example.org"}],
+ "birthDate":"1965-01-13",
+ "address":[{"line":["167 Nikolaus Gate"],"city":"Easthampton","state":"Massachusetts","postalCode":"01027"}]}`
+
+const rawThird = `{"resourceType":"Patient","id":"p3","name":[{"family":"van der Berg-Smith","given":["Quincy"]}]}`
+
+const rawOther = `{"resourceType":"Patient","id":"p2","name":[{"family":"Rose","given":["May"]}],"birthDate":"1980-02-03"}`
+
+// planted is every value of rawPatient, for the no-value checks.
+var planted = []string{"999-18-8203", "9991888203", "Lemke", "Abram", "Quincy", "555-532-1156", "5555321156",
+	"abram.lemke", "1965-01-13", "19650113", "Nikolaus", "Easthampton", "01027"}
+
+func collect(t *testing.T, raws ...string) *Collector {
+	t.Helper()
+	c := NewCollector()
+	for _, r := range raws {
+		if err := c.Collect([]byte(r)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+func scan(c *Collector, out string) *Scanner {
+	s := c.Scanner()
+	s.Keep = 100
+	s.Scan("Out.000", 1, []byte(out))
+	return s
+}
+
+func paths(s *Scanner) []string {
+	var p []string
+	for _, l := range s.Leaks() {
+		p = append(p, l.Path+"="+l.Kind)
+	}
+	return p
+}
+
+func TestPlanted(t *testing.T) {
+	c := collect(t, rawPatient, rawOther, rawThird)
+	note := base64.StdEncoding.EncodeToString([]byte("Patient ABRAM LEMKE was seen today.\nPhone (555) 532 1156."))
+	for _, tc := range []struct {
+		name, out string
+		want      []string
+	}{
+		{"extension", `{"resourceType":"Observation","extension":[{"url":"http://x/ssn","valueString":"ssn 999188203 on file"}]}`,
+			[]string{"Observation.extension.valueString=identifier"}},
+		{"valueString", `{"resourceType":"Observation","valueString":"call (555) 532-1156"}`,
+			[]string{"Observation.valueString=telecom"}},
+		{"contained", `{"resourceType":"Observation","contained":[{"resourceType":"Patient","identifier":[{"value":"999-18-8203"}]}]}`,
+			[]string{"Observation.contained.identifier.value=identifier"}},
+		{"base64 note", `{"resourceType":"DocumentReference","content":[{"attachment":{"contentType":"text/plain","data":"` + note + `"}}]}`,
+			[]string{"DocumentReference.content.attachment.data=name", "DocumentReference.content.attachment.data=telecom"}},
+		{"email, date, address", `{"resourceType":"Basic","text":{"div":"<div>Abram.Lemke@example.org born 1965-01-13T10:00:00Z at 167 Nikolaus gate</div>"}}`,
+			[]string{"Basic.text.div=email", "Basic.text.div=date", "Basic.text.div=address-line"}},
+		{"kept name", `{"resourceType":"Patient","name":[{"family":"Lemke","given":["Abram"]}]}`,
+			[]string{"Patient.name.family=name-part", "Patient.name.given=name-part"}},
+		{"a multi-token family name inside the full name", `{"resourceType":"Encounter","subject":{"display":"Mr. Quincy van der Berg-Smith"}}`,
+			[]string{"Encounter.subject.display=name"}},
+		{"family then given in one string", `{"resourceType":"Encounter","subject":{"display":"Lemke, Abram"}}`,
+			[]string{"Encounter.subject.display=name"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := scan(c, tc.out)
+			got := paths(s)
+			if fmt.Sprint(sorted(got)) != fmt.Sprint(sorted(tc.want)) {
+				t.Errorf("leaks %q, want %q", got, tc.want)
+			}
+			rep := s.Report()
+			if rep.Leaks != int64(len(tc.want)) || rep.ResourcesWithLeaks != 1 {
+				t.Errorf("report counts %d leaks in %d resources", rep.Leaks, rep.ResourcesWithLeaks)
+			}
+			noValues(t, &rep)
+		})
+	}
+}
+
+// TestNoSignalDrowning: short and common tokens, a given name alone, a
+// year, a city alone and another person's parts do not count.
+func TestNoSignalDrowning(t *testing.T) {
+	c := collect(t, rawPatient, rawOther)
+	for _, out := range []string{
+		`{"resourceType":"Observation","valueString":"1"}`,                                       // identifier "1" is not collected
+		`{"resourceType":"Observation","valueString":"born 1965"}`,                               // a year
+		`{"resourceType":"Condition","note":[{"text":"Abram"}]}`,                                 // a given name alone
+		`{"resourceType":"Condition","note":[{"text":"a rose in may"}]}`,                         // common words that are another patient's name parts, not corroborated by each other? they are: see below
+		`{"resourceType":"Organization","name":"Easthampton clinic","address":[{"state":"MA"}]}`, // a city alone
+		`{"resourceType":"Observation","valueString":"Abram saw Rose"}`,                          // parts of two different people
+		`{"resourceType":"Observation","valueString":"555-532"}`,                                 // part of a phone number
+		`{"resourceType":"Observation","code":{"coding":[{"code":"01027"}]}}`,                    // a postal code alone
+		`{"resourceType":"Observation","id":"` + strings.Repeat("ab", 32) + `"}`,
+	} {
+		s := scan(c, out)
+		got := paths(s)
+		if strings.Contains(out, "a rose in may") {
+			// Both words belong to the same person (May Rose): corroborated.
+			if len(got) != 2 {
+				t.Errorf("%s: leaks %q, want the two parts of one person's name", out, got)
+			}
+			continue
+		}
+		if len(got) != 0 {
+			t.Errorf("%s: leaks %q, want none", out, got)
+		}
+	}
+}
+
+func TestCommonWeakValue(t *testing.T) {
+	var raws []string
+	for i := range maxEntities + 1 {
+		raws = append(raws, fmt.Sprintf(`{"resourceType":"Patient","id":"p%d","name":[{"family":"Family%c%c","given":["Given%c%c"]}],"address":[{"city":"Springfield"}]}`, i, 'a'+i, 'a'+i, 'a'+i, 'a'+i))
+	}
+	c := collect(t, raws...)
+	// Springfield belongs to 17 people: with one person's given name it
+	// does not count, but that given name alone is not corroborated either.
+	s := scan(c, `{"resourceType":"Observation","valueString":"Givenaa of Springfield"}`)
+	if got := paths(s); len(got) != 0 {
+		t.Errorf("leaks %q, want none", got)
+	}
+	s = scan(c, `{"resourceType":"Observation","valueString":"Givenaa Familyaa of Springfield"}`)
+	if got := paths(s); fmt.Sprint(got) != "[Observation.valueString=name]" {
+		t.Errorf("leaks %q, want the whole name only", got)
+	}
+}
+
+func TestNDJSONAndSummary(t *testing.T) {
+	c := NewCollector()
+	if err := c.CollectNDJSON(strings.NewReader(rawCompact(rawPatient)+"\n\nnot json \"identifier\"\n"+rawCompact(rawOther)), 0); err != nil {
+		t.Fatal(err)
+	}
+	if read, invalid := c.Resources(); read != 3 || invalid != 1 {
+		t.Errorf("resources %d read, %d invalid; want 3, 1", read, invalid)
+	}
+	s := c.Scanner()
+	s.Keep = 10
+	out := `{"resourceType":"Observation","valueString":"ok"}` + "\n" + `{"resourceType":"Observation","valueString":"SSN 999-18-8203"}` + "\n" + `not json 555 532 1156`
+	if err := s.ScanNDJSON("Observation.000", strings.NewReader(out), 0); err != nil {
+		t.Fatal(err)
+	}
+	rep := Summary(c, s)
+	if rep.IdentifiersCollected < 10 || rep.ResourcesCollected != 3 || rep.ResourcesScanned != 3 || rep.Unreadable != 1 || rep.Leaks != 2 {
+		t.Fatalf("summary %+v", rep)
+	}
+	if l := rep.Examples[0]; l.File != "Observation.000" || l.Line != 2 || l.Path != "Observation.valueString" {
+		t.Errorf("first example %+v", l)
+	}
+	if l := rep.Examples[1]; l.Line != 3 || l.Path != "(unreadable)" {
+		t.Errorf("second example %+v", l)
+	}
+	if err := s.ScanNDJSON("x", strings.NewReader(strings.Repeat("a", 100)), 50); err == nil {
+		t.Error("a line over the limit was accepted")
+	}
+	noValues(t, &rep)
+}
+
+func TestHostileMemberNames(t *testing.T) {
+	c := collect(t, rawPatient)
+	s := scan(c, `{"resourceType":"Observation","Abram Lemke 999-18-8203":"999-18-8203"}`)
+	rep := s.Report()
+	if rep.Leaks != 1 {
+		t.Fatalf("leaks %d", rep.Leaks)
+	}
+	noValues(t, &rep)
+}
+
+func rawCompact(s string) string {
+	var b bytes.Buffer
+	if err := json.Compact(&b, []byte(s)); err != nil {
+		panic(err)
+	}
+	return b.String()
+}
+
+// noValues fails if the report's JSON holds any planted value, in any case
+// or without punctuation.
+func noValues(t *testing.T, rep *Report) {
+	t.Helper()
+	j, _ := json.Marshal(rep)
+	low := strings.ToLower(string(j))
+	for _, v := range planted {
+		if strings.Contains(low, strings.ToLower(v)) {
+			t.Errorf("report contains a planted value: %s", j)
+		}
+	}
+}
+
+func sorted(s []string) []string {
+	out := append([]string(nil), s...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j] < out[i] {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}
+
+// TestConcurrentCollect collects from several goroutines at once (the
+// pipeline's workers do), then scans from several scanners.
+func TestConcurrentCollect(t *testing.T) {
+	c := NewCollector()
+	var raws []string
+	for i := range 200 {
+		raws = append(raws, fmt.Sprintf(`{"resourceType":"Patient","id":"p%d","identifier":[{"value":"MRN-%06d"}],"name":[{"family":"Fam%c%c","given":["Giv%c%c"]}]}`,
+			i, i, 'a'+i%26, 'a'+i/26, 'a'+i%26, 'a'+i/26))
+	}
+	done := make(chan bool)
+	for w := range 4 {
+		go func() {
+			for i := w; i < len(raws); i += 4 {
+				_ = c.Collect([]byte(raws[i]))
+			}
+			done <- true
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	if n := c.Identifiers(); n != 200*5 {
+		t.Errorf("%d identifiers, want 1000 (MRN, given, family and the name in two orders, per patient)", n)
+	}
+	reps := make(chan Report)
+	for w := range 4 {
+		go func() {
+			s := c.Scanner()
+			for i := w; i < len(raws); i += 4 {
+				s.Scan("Patient.000", int64(i+1), []byte(raws[i]))
+			}
+			reps <- s.Report()
+		}()
+	}
+	var total Report
+	for range 4 {
+		r := <-reps
+		total.Add(&r)
+	}
+	if total.ResourcesWithLeaks != 200 || total.ByPath["Patient.identifier.value"] != 200 || total.ByPath["Patient.name.family"] != 200 {
+		t.Errorf("report %+v", total)
+	}
+}
+
+func TestIdentifierLimit(t *testing.T) {
+	c := NewCollector()
+	c.MaxIdentifiers = 3
+	_ = c.Collect([]byte(rawPatient))
+	if !c.Full() || c.Identifiers() != 3 {
+		t.Fatalf("full %v with %d identifiers", c.Full(), c.Identifiers())
+	}
+	if r := Summary(c); !strings.Contains(r.Incomplete, "limit (3)") {
+		t.Errorf("incomplete %q", r.Incomplete)
+	}
+}
+
+// TestPrefilter: every member name Collect reads makes a resource walked;
+// a resource without them is skipped.
+func TestPrefilter(t *testing.T) {
+	for _, list := range collectKeys {
+		for _, k := range list {
+			if !mayIdentify([]byte(`{"resourceType":"X","` + k + `":{}}`)) {
+				t.Errorf("%s: skipped", k)
+			}
+		}
+	}
+	for _, doc := range []string{
+		`{"resourceType":"Observation","status":"final","code":{"text":"names and identifiers"},"valueString":"given names"}`,
+		`{"resourceType":"Observation","identifiers":[]}`, `"`, ``,
+	} {
+		if mayIdentify([]byte(doc)) {
+			t.Errorf("%s: walked", doc)
+		}
+	}
+	// The hostile case: a quote at the very end.
+	if mayIdentify([]byte(`{"a":"b`)) {
+		t.Error("truncated document walked")
+	}
+	c := NewCollector()
+	_ = c.Collect([]byte(`{"resourceType":"Patient","name":[{"text":"Abram Lemke"}]}`))
+	if c.Identifiers() != 1 {
+		t.Errorf("a name with only text: %d identifiers", c.Identifiers())
+	}
+}

@@ -1,0 +1,426 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+)
+
+// Kind is the kind of a collected identifier.
+type Kind uint8
+
+const (
+	KindName        Kind = iota + 1 // a whole name: given and family, or a name's text
+	KindNamePart                    // one given name or the family name alone (weak)
+	KindTelecom                     // a telephone number or other contact point
+	KindEmail                       // an e-mail address
+	KindIdentifier                  // Identifier.value: MRN, SSN, licence, passport, ...
+	KindAddressLine                 // an address line or an address's text
+	KindCity                        // a city or district (weak)
+	KindPostalCode                  // a postal code (weak)
+	KindDate                        // a birth or death date, whole (year, month and day)
+	KindURL                         // Attachment.url
+)
+
+var kindNames = [...]string{"", "name", "name-part", "telecom", "email", "identifier", "address-line", "city", "postal-code", "date", "url"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// Weak kinds are single words that are often also ordinary words or shared
+// by many people (a given name, a city): a match counts only when another
+// identifier of the same person is found in the same output resource.
+func (k Kind) Weak() bool { return k == KindNamePart || k == KindCity || k == KindPostalCode }
+
+const (
+	nShards = 64
+	// maxTokens is the longest identifier, in tokens, that is matched as
+	// a whole; longer ones are matched on their first maxTokens tokens.
+	maxTokens = 31
+	// maxEntities is how many people a weak value may belong to before it
+	// is considered common and never counts on its own.
+	maxEntities = 16
+	// bloomBits is the size of the prefilter (1 MiB, within a core's L2), a Bloom filter with
+	// two probes: about 4 % false candidates per token with a million
+	// identifiers.
+	bloomBits = 1 << 23
+)
+
+func bloomProbes(h uint64) (uint32, uint32) {
+	return uint32(h) & (bloomBits - 1), uint32(h>>32) & (bloomBits - 1)
+}
+
+func (c *Collector) bloomSet(b []byte) {
+	p1, p2 := bloomProbes(maphash.Bytes(c.seed, b))
+	c.bloom[p1/64].Or(1 << (p1 % 64))
+	c.bloom[p2/64].Or(1 << (p2 % 64))
+}
+
+func (c *Collector) bloomHas(b []byte) bool {
+	p1, p2 := bloomProbes(maphash.Bytes(c.seed, b))
+	return c.bloom[p1/64].Load()&(1<<(p1%64)) != 0 && c.bloom[p2/64].Load()&(1<<(p2%64)) != 0
+}
+
+// entry is what the index knows about one keyed hash: the identifier whose
+// normalised form hashes to it (info >= 0), and the lengths in tokens of the
+// identifiers whose first token hashes to it (bit L set).
+type entry struct {
+	info int32
+	lens uint32
+}
+
+// itemInfo is one collected identifier: its kind and the people (raw
+// resources) it belongs to, or common when they are more than maxEntities.
+type itemInfo struct {
+	kind   Kind
+	common bool
+	ent0   uint32
+	more   []uint32
+}
+
+func (in *itemInfo) has(e uint32) bool { return in.ent0 == e || containsEnt(in.more, e) }
+
+// shares reports whether in and o belong to a common person.
+func (in *itemInfo) shares(o *itemInfo) bool {
+	if in.common || o.common {
+		return false
+	}
+	if o.has(in.ent0) {
+		return true
+	}
+	for _, e := range in.more {
+		if o.has(e) {
+			return true
+		}
+	}
+	return false
+}
+
+type shard struct {
+	mu    sync.Mutex
+	m     map[uint64]entry
+	infos []itemInfo
+}
+
+// Collector gathers the direct identifiers of raw resources as keyed hashes
+// (SipHash-2-4 under a random key that never leaves the process) of their
+// normalised tokens: it keeps no value. Collect is safe for concurrent use;
+// scanning starts when collection is over.
+type Collector struct {
+	key       sipKey
+	shards    [nShards]shard
+	entities  atomic.Uint32
+	resources atomic.Int64
+	invalid   atomic.Int64
+	pool      sync.Pool
+	// seed and bloom are a prefilter of the scan: bits per (random-seeded)
+	// hash of every collected identifier and of the first two tokens of
+	// every multi-token one, so that most output tokens are dismissed
+	// without a SipHash and a map lookup.
+	seed  maphash.Seed
+	bloom []atomic.Uint64
+	// MaxIdentifiers bounds the identifiers kept (default
+	// DefaultMaxIdentifiers, about 60 bytes each); beyond it collection
+	// stops and the report says the audit is incomplete.
+	MaxIdentifiers int
+	count          atomic.Int64
+	full           atomic.Bool
+	// naive turns the matching rules off (every value collected, weak words
+	// count alone): only to measure what the rules save.
+	naive bool
+}
+
+// NewCollector returns an empty collector with a fresh random key.
+func NewCollector() *Collector {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("audit: no randomness: " + err.Error())
+	}
+	c := &Collector{key: sipKey{binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])},
+		seed: maphash.MakeSeed(), bloom: make([]atomic.Uint64, bloomBits/64)}
+	for i := range c.shards {
+		c.shards[i].m = map[uint64]entry{}
+	}
+	c.pool.New = func() any { return &collectState{c: c} }
+	return c
+}
+
+// DefaultMaxIdentifiers is the default Collector.MaxIdentifiers.
+const DefaultMaxIdentifiers = 4 << 20
+
+func (c *Collector) max() int {
+	if c.MaxIdentifiers > 0 {
+		return c.MaxIdentifiers
+	}
+	return DefaultMaxIdentifiers
+}
+
+// Full reports whether the collector reached its limit.
+func (c *Collector) Full() bool { return c.full.Load() }
+
+// Identifiers returns the number of distinct identifiers collected.
+func (c *Collector) Identifiers() int64 {
+	var n int64
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		n += int64(len(s.infos))
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// Resources returns the number of resources collected from, and how many
+// of them could not be read as JSON.
+func (c *Collector) Resources() (read, invalid int64) { return c.resources.Load(), c.invalid.Load() }
+
+func (c *Collector) lookup(h uint64) (entry, bool) {
+	e, ok := c.shards[h%nShards].m[h]
+	return e, ok
+}
+
+func (c *Collector) info(h uint64, e entry) *itemInfo {
+	return &c.shards[h%nShards].infos[e.info]
+}
+
+// Collect adds the direct identifiers of one raw resource (a JSON
+// document): the parts and wholes of every HumanName, every telecom value,
+// Identifier.value, address line, city, district and postal code, the birth
+// and death dates, and Attachment.url, wherever they appear (extensions and
+// contained resources included). A document that is not valid JSON is
+// counted and otherwise ignored; the error says so without quoting it.
+func (c *Collector) Collect(resource []byte) error {
+	c.resources.Add(1)
+	if !mayIdentify(resource) {
+		return nil
+	}
+	st := c.pool.Get().(*collectState)
+	defer c.pool.Put(st)
+	st.entity = 0
+	st.inName = false
+	if err := st.w.walk(resource, st); err != nil {
+		c.invalid.Add(1)
+		return err
+	}
+	return nil
+}
+
+// collectState is one Collect call's scratch.
+type collectState struct {
+	c      *Collector
+	w      walker
+	t      tokens
+	entity uint32
+	// the HumanName being read
+	inName bool
+	given  [][]byte
+	family []byte
+	phrase []byte
+}
+
+func (st *collectState) entityID() uint32 {
+	if st.entity == 0 {
+		st.entity = st.c.entities.Add(1)
+	}
+	return st.entity
+}
+
+func isNameKey(k []byte) bool { return string(k) == "name" || string(k) == "valueHumanName" }
+
+func isAttachmentKey(k []byte) bool {
+	switch string(k) {
+	case "attachment", "photo", "valueAttachment", "presentedForm", "contentAttachment", "sourceAttachment", "content":
+		return true
+	}
+	return false
+}
+
+func (st *collectState) objectStart(path [][]byte) {
+	if len(path) > 0 && isNameKey(path[len(path)-1]) {
+		st.inName = true
+		st.given = st.given[:0]
+		st.family = st.family[:0]
+	}
+}
+
+func (st *collectState) objectEnd(path [][]byte) {
+	if !st.inName || len(path) == 0 || !isNameKey(path[len(path)-1]) {
+		return
+	}
+	st.inName = false
+	if len(st.family) == 0 || len(st.given) == 0 {
+		return
+	}
+	// given family, all givens family, family given.
+	st.phrase = append(append(append(st.phrase[:0], st.given[0]...), ' '), st.family...)
+	st.add(st.phrase, KindName)
+	if len(st.given) > 1 {
+		st.phrase = st.phrase[:0]
+		for _, g := range st.given {
+			st.phrase = append(append(st.phrase, g...), ' ')
+		}
+		st.phrase = append(st.phrase, st.family...)
+		st.add(st.phrase, KindName)
+	}
+	st.phrase = append(append(append(st.phrase[:0], st.family...), ' '), st.given[0]...)
+	st.add(st.phrase, KindName)
+}
+
+func (st *collectState) str(path [][]byte, v []byte) {
+	n := len(path)
+	if n == 0 {
+		return
+	}
+	last := string(path[n-1]) // no copy: compared only
+	var parent []byte
+	if n > 1 {
+		parent = path[n-2]
+	}
+	switch {
+	case isNameKey(parent) && (last == "family" || last == "given"):
+		if !st.inName {
+			return
+		}
+		st.add(v, KindNamePart)
+		if last == "family" {
+			st.family = append(st.family[:0], v...)
+		} else if len(st.given) < 8 {
+			st.given = append(st.given, append([]byte(nil), v...))
+		}
+	case isNameKey(parent) && last == "text":
+		st.add(v, KindName)
+	case last == "value" && (string(parent) == "telecom" || string(parent) == "valueContactPoint"):
+		if bytes.IndexByte(v, '@') >= 0 {
+			st.add(v, KindEmail)
+		} else {
+			st.add(v, KindTelecom)
+		}
+	case last == "value" && (string(parent) == "identifier" || string(parent) == "valueIdentifier"):
+		st.add(v, KindIdentifier)
+	case string(parent) == "address" || string(parent) == "valueAddress":
+		switch last {
+		case "line", "text":
+			st.add(v, KindAddressLine)
+		case "city", "district":
+			st.add(v, KindCity)
+		case "postalCode":
+			st.add(v, KindPostalCode)
+		}
+	case last == "birthDate" || last == "deceasedDateTime":
+		if len(v) >= 10 {
+			st.add(v[:10], KindDate)
+		}
+	case last == "url" && isAttachmentKey(parent):
+		st.add(v, KindURL)
+	}
+}
+
+// add indexes one identifier value of kind k, if it is distinctive enough
+// to be matched without drowning the signal (see accept).
+func (st *collectState) add(v []byte, k Kind) {
+	t := &st.t
+	t.split(v)
+	n := t.n()
+	if n == 0 {
+		return
+	}
+	if n > maxTokens {
+		n = maxTokens
+	}
+	compact := t.span(0, n)
+	if n == 1 && k == KindName {
+		k = KindNamePart // a one-word name is only a part
+	}
+	if !st.c.naive && !accept(compact, k) {
+		return
+	}
+	c := st.c
+	ent := st.entityID()
+	c.bloomSet(compact)
+	if n >= 2 {
+		c.bloomSet(t.span(0, 2)) // the first two tokens: years and house numbers alone are everywhere
+	}
+	h := c.key.sum64(compact)
+	s := &c.shards[h%nShards]
+	s.mu.Lock()
+	e, ok := s.m[h]
+	if !ok {
+		e.info = -1
+	}
+	if e.info < 0 {
+		e.info = int32(len(s.infos))
+		if c.count.Add(1) > int64(c.max()) {
+			c.count.Add(-1)
+			c.full.Store(true)
+			s.mu.Unlock()
+			return
+		}
+		s.infos = append(s.infos, itemInfo{kind: k, ent0: ent})
+	} else {
+		in := &s.infos[e.info]
+		if in.kind.Weak() && !k.Weak() {
+			in.kind = k
+		}
+		if !in.common && !in.has(ent) {
+			if len(in.more)+1 >= maxEntities {
+				in.common, in.more = true, nil
+			} else {
+				in.more = append(in.more, ent)
+			}
+		}
+	}
+	s.m[h] = e
+	s.mu.Unlock()
+	if n >= 2 {
+		hf := c.key.sum64(t.span(0, 1))
+		s := &c.shards[hf%nShards]
+		s.mu.Lock()
+		e, ok := s.m[hf]
+		if !ok {
+			e.info = -1
+		}
+		e.lens |= 1 << n
+		s.m[hf] = e
+		s.mu.Unlock()
+	}
+}
+
+func containsEnt(ents []uint32, e uint32) bool {
+	for _, x := range ents {
+		if x == e {
+			return true
+		}
+	}
+	return false
+}
+
+// accept decides whether a normalised identifier is distinctive enough to
+// look for: weak words need 2 letters (name parts; they count only when
+// corroborated) or 3 (cities), postal codes 5 characters, everything else
+// 5 characters, and 6 when it is only digits — so that "1", a year, a
+// house number or a two-letter state never match.
+func accept(compact []byte, k Kind) bool {
+	letter, digit := letters(compact)
+	switch k {
+	case KindNamePart:
+		return letter && len(compact) >= 2
+	case KindCity:
+		return letter && len(compact) >= 3
+	case KindPostalCode:
+		return len(compact) >= 5
+	}
+	if len(compact) < 5 {
+		return false
+	}
+	if digit && !letter && len(compact) < 6 {
+		return false
+	}
+	return true
+}

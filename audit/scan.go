@@ -1,0 +1,380 @@
+package audit
+
+import (
+	"encoding/base64"
+	"sort"
+	"strings"
+	"unicode/utf8"
+)
+
+// Report is what an audit found. It holds counts and locations (file, line,
+// member path), never a value.
+type Report struct {
+	// IdentifiersCollected is the number of distinct identifiers (after
+	// normalisation) collected from the raw resources.
+	IdentifiersCollected int64 `json:"identifiersCollected"`
+	// ResourcesCollected is the number of raw resources read.
+	ResourcesCollected int64 `json:"resourcesCollected"`
+	// ResourcesScanned and StringsScanned count the de-identified output
+	// read; AttachmentsDecoded the base64 values decoded to text and
+	// scanned too.
+	ResourcesScanned   int64 `json:"resourcesScanned"`
+	StringsScanned     int64 `json:"stringsScanned"`
+	AttachmentsDecoded int64 `json:"attachmentsDecoded"`
+	// Unreadable counts output lines that were not valid JSON; they are
+	// scanned as plain text.
+	Unreadable int64 `json:"unreadable,omitempty"`
+	// Leaks is the number of identifier occurrences found in the output
+	// (one per identifier, resource and path).
+	Leaks              int64 `json:"leaks"`
+	ResourcesWithLeaks int64 `json:"resourcesWithLeaks"`
+	// ByPath counts leaks by output resource type and member path
+	// ("Patient.name.family"); ByKind by kind of identifier.
+	ByPath map[string]int64 `json:"byPath,omitempty"`
+	ByKind map[string]int64 `json:"byKind,omitempty"`
+	// Examples locates the first leaks (at most MaxExamples).
+	Examples []Leak `json:"examples,omitempty"`
+	// Incomplete says why the audit did not see the whole run, if it did
+	// not.
+	Incomplete string `json:"incomplete,omitempty"`
+}
+
+// MaxExamples is how many leaks a Report locates.
+const MaxExamples = 20
+
+// Leak locates one identifier found in the output: where, and what kind of
+// identifier — never which.
+type Leak struct {
+	File string `json:"file"`
+	Line int64  `json:"line"`
+	Path string `json:"path"`
+	Kind string `json:"kind"`
+}
+
+// Add adds the counts of o to r.
+func (r *Report) Add(o *Report) {
+	r.ResourcesScanned += o.ResourcesScanned
+	r.StringsScanned += o.StringsScanned
+	r.AttachmentsDecoded += o.AttachmentsDecoded
+	r.Unreadable += o.Unreadable
+	r.Leaks += o.Leaks
+	r.ResourcesWithLeaks += o.ResourcesWithLeaks
+	for k, v := range o.ByPath {
+		if r.ByPath == nil {
+			r.ByPath = map[string]int64{}
+		}
+		r.ByPath[k] += v
+	}
+	for k, v := range o.ByKind {
+		if r.ByKind == nil {
+			r.ByKind = map[string]int64{}
+		}
+		r.ByKind[k] += v
+	}
+	for _, l := range o.Examples {
+		if len(r.Examples) < MaxExamples {
+			r.Examples = append(r.Examples, l)
+		}
+	}
+	if r.Incomplete == "" {
+		r.Incomplete = o.Incomplete
+	}
+}
+
+// Sort orders the examples by file and line, for stable output.
+func (r *Report) Sort() {
+	sort.Slice(r.Examples, func(i, j int) bool {
+		a, b := r.Examples[i], r.Examples[j]
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Path < b.Path
+	})
+}
+
+// Scanner looks for the collected identifiers in de-identified resources.
+// Get one per goroutine from Collector.Scanner once collection is over.
+type Scanner struct {
+	c   *Collector
+	w   walker
+	t   tokens
+	dec []byte
+	rep Report
+	// Keep, if positive, is how many leaks Leaks returns (default 0:
+	// only the report's examples).
+	Keep  int
+	leaks []Leak
+	// the resource being scanned
+	rtype   string
+	hits    []hit
+	matched bool
+	// clean remembers short strings that matched nothing — codes, systems,
+	// units and display texts repeat throughout an export — so that they
+	// are tokenized once per scanner (the first maxClean of them).
+	clean map[string]struct{}
+}
+
+const (
+	maxClean    = 1 << 15
+	maxCleanLen = 128
+)
+
+// hexLike reports whether v holds a run of 16 hex digits or more, as
+// hashes, ids and references to them do: unique values not worth
+// remembering.
+func hexLike(v []byte) bool {
+	run := 0
+	for _, c := range v {
+		if c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' {
+			if run++; run >= 16 {
+				return true
+			}
+		} else {
+			run = 0
+		}
+	}
+	return false
+}
+
+type hit struct {
+	h    uint64
+	info *itemInfo
+	path string
+}
+
+// maxHits bounds the matches remembered for one resource.
+const maxHits = 4096
+
+// Scanner returns a scanner of the identifiers collected so far.
+func (c *Collector) Scanner() *Scanner { return &Scanner{c: c} }
+
+// Report returns what s found so far.
+func (s *Scanner) Report() Report { return s.rep }
+
+// Leaks returns the first s.Keep leaks found.
+func (s *Scanner) Leaks() []Leak { return s.leaks }
+
+// Scan scans one de-identified resource, found at line of file: every
+// string value, and the text of every base64 "data" value (attachments),
+// token by token and phrase by phrase. A line that is not JSON is scanned
+// as text.
+func (s *Scanner) Scan(file string, line int64, resource []byte) {
+	s.rep.ResourcesScanned++
+	s.rtype = ""
+	s.hits = s.hits[:0]
+	if err := s.w.walk(resource, s); err != nil {
+		s.rep.Unreadable++
+		s.hits = s.hits[:0]
+		s.rtype = "(unreadable)"
+		s.scanText(nil, resource)
+	}
+	s.decide(file, line)
+}
+
+func (s *Scanner) objectStart([][]byte) {}
+func (s *Scanner) objectEnd([][]byte)   {}
+
+func (s *Scanner) str(path [][]byte, v []byte) {
+	s.rep.StringsScanned++
+	if len(path) == 1 && string(path[0]) == "resourceType" && s.rtype == "" {
+		s.rtype = safeTypeName(v)
+		return
+	}
+	if len(v) > maxCleanLen {
+		s.scanText(path, v)
+	} else if _, ok := s.clean[string(v)]; !ok {
+		s.matched = false
+		s.scanText(path, v)
+		if !s.matched && len(s.clean) < maxClean && !hexLike(v) {
+			if s.clean == nil {
+				s.clean = map[string]struct{}{}
+			}
+			s.clean[string(v)] = struct{}{}
+		}
+	}
+	if len(path) > 0 && string(path[len(path)-1]) == "data" && len(v) >= 8 {
+		n := base64.StdEncoding.DecodedLen(len(v))
+		if cap(s.dec) < n {
+			s.dec = make([]byte, n)
+		}
+		m, err := base64.StdEncoding.Decode(s.dec[:n], v)
+		if err == nil && isText(s.dec[:m]) {
+			s.rep.AttachmentsDecoded++
+			s.scanText(path, s.dec[:m])
+		}
+	}
+}
+
+// scanText matches the tokens of v: at each token, the longest identifier
+// starting there, else the token itself. A match that lies inside an
+// earlier, longer one (the family name inside a full name) is a part of it
+// and not counted again.
+func (s *Scanner) scanText(path [][]byte, v []byte) {
+	t := &s.t
+	t.split(v)
+	n := t.n()
+	c := s.c
+	covered := 0
+	for i := 0; i < n; i++ {
+		single := c.bloomHas(t.span(i, i+1))
+		phrase := i+1 < n && c.bloomHas(t.span(i, i+2))
+		if !single && !phrase {
+			continue
+		}
+		h := c.key.sum64(t.span(i, i+1))
+		e, ok := c.lookup(h)
+		if !ok {
+			continue
+		}
+		matched := false
+		if phrase && e.lens != 0 {
+			for l := maxTokens; l >= 2; l-- {
+				if e.lens&(1<<l) == 0 || i+l > n {
+					continue
+				}
+				h2 := c.key.sum64(t.span(i, i+l))
+				if e2, ok := c.lookup(h2); ok && e2.info >= 0 {
+					matched = true
+					if i+l <= covered {
+						break // inside a longer match: a part of it
+					}
+					s.hit(path, h2, c.info(h2, e2))
+					covered = i + l
+					break
+				}
+			}
+		}
+		if !matched && e.info >= 0 && i >= covered {
+			s.hit(path, h, c.info(h, e))
+		}
+	}
+}
+
+func (s *Scanner) hit(path [][]byte, h uint64, in *itemInfo) {
+	s.matched = true
+	if len(s.hits) >= maxHits {
+		return
+	}
+	p := joinPath(path)
+	for _, x := range s.hits {
+		if x.h == h && x.path == p {
+			return
+		}
+	}
+	s.hits = append(s.hits, hit{h: h, info: in, path: p})
+}
+
+// decide turns the resource's matches into leaks: every strong match, and
+// a weak match (a name part, a city, a postal code) when another identifier
+// of the same person matched in the same resource.
+func (s *Scanner) decide(file string, line int64) {
+	if len(s.hits) == 0 {
+		return
+	}
+	typ := s.rtype
+	if typ == "" {
+		typ = "Resource"
+	}
+	leaked := false
+	for i, x := range s.hits {
+		if x.info.kind.Weak() && !s.c.naive && !s.corroborated(i) {
+			continue
+		}
+		leaked = true
+		p := typ
+		if x.path != "" {
+			p += "." + x.path
+		}
+		s.rep.Leaks++
+		if s.rep.ByPath == nil {
+			s.rep.ByPath, s.rep.ByKind = map[string]int64{}, map[string]int64{}
+		}
+		s.rep.ByPath[p]++
+		s.rep.ByKind[x.info.kind.String()]++
+		l := Leak{File: file, Line: line, Path: p, Kind: x.info.kind.String()}
+		if len(s.rep.Examples) < MaxExamples {
+			s.rep.Examples = append(s.rep.Examples, l)
+		}
+		if len(s.leaks) < s.Keep {
+			s.leaks = append(s.leaks, l)
+		}
+	}
+	if leaked {
+		s.rep.ResourcesWithLeaks++
+	}
+}
+
+// corroborated reports whether another identifier than hits[i]'s, of a
+// person hits[i]'s belongs to, matched in the resource.
+func (s *Scanner) corroborated(i int) bool {
+	a := s.hits[i]
+	for j, b := range s.hits {
+		if j != i && b.h != a.h && a.info.shares(b.info) {
+			return true
+		}
+	}
+	return false
+}
+
+// joinPath joins member names with dots; a name that is not a plain
+// identifier (it could only come from a malformed resource) is replaced, so
+// that a report path cannot carry data.
+func joinPath(path [][]byte) string {
+	var b strings.Builder
+	for i, k := range path {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		if plainName(k) {
+			b.Write(k)
+		} else {
+			b.WriteString("(invalid)")
+		}
+	}
+	return b.String()
+}
+
+func plainName(k []byte) bool {
+	if len(k) == 0 || len(k) > 64 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// safeTypeName returns v if it looks like a resource type name, so that a
+// report path cannot carry data.
+func safeTypeName(v []byte) string {
+	if len(v) == 0 || len(v) > 64 || v[0] < 'A' || v[0] > 'Z' {
+		return "(invalid)"
+	}
+	for _, c := range v {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return "(invalid)"
+		}
+	}
+	return string(v)
+}
+
+// isText reports whether b is UTF-8 text without control characters other
+// than white space: hex hashes are valid base64 too, and their decoded
+// bytes are noise.
+func isText(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	for _, c := range b {
+		if c < 0x20 && c != '\n' && c != '\r' && c != '\t' {
+			return false
+		}
+	}
+	return true
+}

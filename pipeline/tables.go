@@ -1,0 +1,34 @@
+package pipeline
+
+import "context"
+
+// Tables computes research tables (SQL on FHIR views) from the
+// de-identified resources of a run, in the same streaming pass as the
+// de-identification: they never see a raw resource. Package views/tables
+// implements it; config wires it from a pipeline's "views:".
+type Tables interface {
+	// File starts the tables of one attempt at an output file of run (its
+	// resource type and sequence number) processed by workers concurrent
+	// workers. It returns nil when no table uses resources of that type.
+	File(ctx context.Context, run, typ string, seq, workers int) (TableFile, error)
+}
+
+// TableFile receives the de-identified resources of one file attempt.
+type TableFile interface {
+	// Resource is called with each de-identified resource (compact JSON) by
+	// worker w (0 ≤ w < workers); calls with the same w are sequential. The
+	// bytes are valid only during the call. An error fails the file.
+	Resource(w int, resource []byte) error
+	// Close completes the tables once the file is stored. It returns a
+	// warning (resources a view could not turn into rows: the run is then
+	// partial) or an error that fails the file.
+	Close(ctx context.Context) (warning string, err error)
+	// Abort discards the attempt's tables.
+	Abort()
+}
+
+// TablesFinisher is implemented by Tables that complete a run's tables
+// before it is committed (a table without rows still gets its schema).
+type TablesFinisher interface {
+	Finish(ctx context.Context, run string) error
+}

@@ -1,0 +1,279 @@
+// Package parquet writes the rows of a view (package views) as an Apache
+// Parquet file with github.com/parquet-go/parquet-go. It is a separate
+// package so that only programs that write Parquet link that library.
+//
+// Columns keep the view's order and are typed from the column's kind:
+//
+//	string, code, id, uri..., date, dateTime, instant, time,
+//	complex types (JSON), untyped                  → BYTE_ARRAY (STRING)
+//	integer, positiveInt, unsignedInt, integer64  → INT64
+//	decimal                                       → DOUBLE
+//	boolean                                       → BOOLEAN
+//
+// Dates, dateTimes and instants stay text (their FHIR form) because FHIR
+// allows partial precision ("2020", "2020-02") and de-identification
+// generalizes even instants to a year, which a Parquet DATE or TIMESTAMP
+// cannot hold; the text sorts correctly and every engine casts it
+// (DuckDB: CAST(effective AS TIMESTAMPTZ) where the precision is full). Every column is optional (null when the path gives
+// nothing); a column with collection: true is a repeated field (an empty
+// collection is an empty list). Data pages are compressed (snappy by
+// default, or zstd) and a row group is flushed every RowGroupRows rows or
+// RowGroupBytes bytes of buffered values, which bounds memory.
+package parquet
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"reflect"
+	"strconv"
+
+	pq "github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
+	"github.com/parquet-go/parquet-go/compress/snappy"
+	"github.com/parquet-go/parquet-go/compress/zstd"
+	"github.com/parquet-go/parquet-go/encoding"
+
+	"fhirdeid/views"
+)
+
+// Options configure a Writer.
+type Options struct {
+	// Compression is "snappy" (default), "zstd" or "none".
+	Compression string
+	// RowGroupRows and RowGroupBytes bound a row group; defaults 128k rows
+	// and 32 MiB of buffered values.
+	RowGroupRows  int
+	RowGroupBytes int
+}
+
+// Writer writes rows of one view as a Parquet file.
+type Writer struct {
+	v                  *views.View
+	w                  *pq.GenericWriter[any]
+	leaf               []leafKind
+	batch              []pq.Row // rows not yet handed to w
+	n                  int
+	arena              []byte
+	buffered, maxBytes int
+	inGroup, maxRows   int
+	total              int64
+}
+
+type leafKind uint8
+
+const (
+	leafString leafKind = iota
+	leafInt
+	leafDouble
+	leafBool
+)
+
+// Schema returns the Parquet schema of a view.
+func Schema(v *views.View) *pq.Schema {
+	s, _ := schema(v)
+	return s
+}
+
+func schema(v *views.View) (*pq.Schema, []leafKind) {
+	g := &orderedGroup{}
+	var kinds []leafKind
+	for _, c := range v.Columns {
+		var n pq.Node
+		var k leafKind
+		switch c.Kind {
+		case views.KindInteger:
+			n, k = pq.Int(64), leafInt
+		case views.KindDecimal:
+			n, k = pq.Leaf(pq.DoubleType), leafDouble
+		case views.KindBoolean:
+			n, k = pq.Leaf(pq.BooleanType), leafBool
+		default:
+			n, k = pq.String(), leafString
+		}
+		if c.Collection {
+			n = pq.Repeated(n)
+		} else {
+			n = pq.Optional(n)
+		}
+		g.fields = append(g.fields, &field{Node: n, name: c.Name})
+		kinds = append(kinds, k)
+	}
+	return pq.NewSchema(v.Name, g), kinds
+}
+
+// NewWriter starts a Parquet file of the view's rows on w. Close writes the
+// footer; w is not closed.
+func NewWriter(w io.Writer, v *views.View, opt Options) (*Writer, error) {
+	var codec compress.Codec
+	switch opt.Compression {
+	case "", "snappy":
+		codec = &snappy.Codec{}
+	case "zstd":
+		codec = &zstd.Codec{Level: zstd.SpeedDefault}
+	case "none":
+		codec = nil
+	default:
+		return nil, fmt.Errorf("parquet: unknown compression %q (snappy, zstd or none)", opt.Compression)
+	}
+	if opt.RowGroupRows <= 0 {
+		opt.RowGroupRows = 128 << 10
+	}
+	if opt.RowGroupBytes <= 0 {
+		opt.RowGroupBytes = 32 << 20
+	}
+	s, kinds := schema(v)
+	opts := []pq.WriterOption{s, pq.CreatedBy("fhirdeid", "", ""), pq.PageBufferSize(256 << 10)}
+	if codec != nil {
+		opts = append(opts, pq.Compression(codec))
+	}
+	return &Writer{v: v, w: pq.NewGenericWriter[any](w, opts...), leaf: kinds, batch: make([]pq.Row, batchRows),
+		maxRows: opt.RowGroupRows, maxBytes: opt.RowGroupBytes}, nil
+}
+
+// Rows returns the number of rows written.
+func (w *Writer) Rows() int64 { return w.total }
+
+// Write appends one row (as given by views.Runner.Eval).
+func (w *Writer) Write(row []views.Value) error {
+	r := w.batch[w.n][:0]
+	for i, v := range row {
+		col := &w.v.Columns[i]
+		if col.Collection {
+			if len(v.List) == 0 {
+				r = append(r, pq.NullValue().Level(0, 0, i))
+				continue
+			}
+			for j, it := range v.List {
+				pv, err := w.value(i, it)
+				if err != nil {
+					return err
+				}
+				rep := 0
+				if j > 0 {
+					rep = 1
+				}
+				r = append(r, pv.Level(rep, 1, i))
+			}
+			continue
+		}
+		if v.Null {
+			r = append(r, pq.NullValue().Level(0, 0, i))
+			continue
+		}
+		pv, err := w.value(i, v)
+		if err != nil {
+			return err
+		}
+		r = append(r, pv.Level(0, 1, i))
+	}
+	w.batch[w.n] = r
+	w.n++
+	w.total++
+	w.inGroup++
+	if w.n == len(w.batch) {
+		if err := w.flushBatch(); err != nil {
+			return err
+		}
+	}
+	if w.inGroup >= w.maxRows || w.buffered >= w.maxBytes {
+		if err := w.flushBatch(); err != nil {
+			return err
+		}
+		if err := w.w.Flush(); err != nil {
+			return err
+		}
+		w.inGroup, w.buffered = 0, 0
+	}
+	return nil
+}
+
+// batchRows is the number of rows handed to parquet-go at once; their
+// strings are copied into the writer's arena, since the rows' own are valid
+// only during Write.
+const batchRows = 256
+
+func (w *Writer) flushBatch() error {
+	if w.n == 0 {
+		return nil
+	}
+	_, err := w.w.WriteRows(w.batch[:w.n])
+	for i := range w.batch[:w.n] {
+		w.batch[i] = w.batch[i][:0]
+	}
+	w.n = 0
+	w.arena = w.arena[:0]
+	return err
+}
+
+// bytesOf copies s into the arena. A full arena is replaced, not grown, so
+// that the slices already handed out stay valid until the batch is written.
+func (w *Writer) bytesOf(s string) []byte {
+	if len(w.arena)+len(s) > cap(w.arena) {
+		w.arena = make([]byte, 0, max(64<<10, len(s)))
+	}
+	start := len(w.arena)
+	w.arena = append(w.arena, s...)
+	return w.arena[start:len(w.arena):len(w.arena)]
+}
+
+func (w *Writer) value(i int, v views.Value) (pq.Value, error) {
+	switch w.leaf[i] {
+	case leafInt:
+		w.buffered += 8
+		return pq.Int64Value(v.Int), nil
+	case leafBool:
+		w.buffered++
+		return pq.BooleanValue(v.Int != 0), nil
+	case leafDouble:
+		f, err := strconv.ParseFloat(v.Text, 64)
+		if err != nil || math.IsInf(f, 0) {
+			return pq.Value{}, fmt.Errorf("view %s: column %s: a decimal out of the range of a double", w.v.Name, w.v.Columns[i].Name)
+		}
+		w.buffered += 8
+		return pq.DoubleValue(f), nil
+	}
+	s := v.String()
+	w.buffered += len(s) + 4
+	return pq.ByteArrayValue(w.bytesOf(s)), nil
+}
+
+// Close flushes the last row group and writes the footer.
+func (w *Writer) Close() error {
+	if err := w.flushBatch(); err != nil {
+		return err
+	}
+	return w.w.Close()
+}
+
+// orderedGroup is a group whose fields keep the view's column order
+// (parquet.Group sorts them by name).
+type orderedGroup struct {
+	fields []pq.Field
+}
+
+func (g *orderedGroup) ID() int                     { return 0 }
+func (g *orderedGroup) String() string              { return "group" }
+func (g *orderedGroup) Type() pq.Type               { return pq.Group{}.Type() }
+func (g *orderedGroup) Optional() bool              { return false }
+func (g *orderedGroup) Repeated() bool              { return false }
+func (g *orderedGroup) Required() bool              { return true }
+func (g *orderedGroup) Leaf() bool                  { return false }
+func (g *orderedGroup) Fields() []pq.Field          { return g.fields }
+func (g *orderedGroup) Encoding() encoding.Encoding { return nil }
+func (g *orderedGroup) Compression() compress.Codec { return nil }
+func (g *orderedGroup) GoType() reflect.Type        { return reflect.TypeFor[map[string]any]() }
+
+type field struct {
+	pq.Node
+	name string
+}
+
+func (f *field) Name() string { return f.name }
+
+func (f *field) Value(base reflect.Value) reflect.Value {
+	if base.Kind() == reflect.Map {
+		return base.MapIndex(reflect.ValueOf(f.name))
+	}
+	return reflect.Value{}
+}
