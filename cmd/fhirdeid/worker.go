@@ -66,11 +66,18 @@ share the pipelines' destinations. "fhirdeid run CONFIG" starts a run.`)
 		// keep their events in the workflow history instead.
 		p.LogDir = ""
 		// The privacy checks collect the identifiers of the whole run in one
-		// process: they cannot run across workers yet, and a pipeline that
-		// asks for them must not run without them.
+		// process: they cannot run across workers yet. A pipeline that asks
+		// for them explicitly must not run without them; the default checks
+		// are turned off, with a warning.
+		pc := cfg.Pipelines[name]
+		explicit := func(b *bool) bool { return b != nil && *b }
+		if pc.Audit.FailOn == "leak" || pc.Risk.MinK > 0 || explicit(pc.Audit.Enabled) || explicit(pc.Risk.Enabled) {
+			return &exitError{code: 2, err: fmt.Errorf("%s: pipelines.%s: the audit and risk checks it asks for do not run on Temporal yet: "+
+				"run it in process (without temporal:), or turn them off", cfg.Path(), name)}
+		}
 		if a := p.Assurance; a != nil && (a.Audit || a.Risk) {
-			return &exitError{code: 2, err: fmt.Errorf("%s: pipelines.%s: audit and risk checks do not run on Temporal yet: "+
-				"turn them off for this pipeline or run it in process (without temporal:)", cfg.Path(), name)}
+			fmt.Fprintf(e.stderr, "warning: pipelines.%s: the audit and risk checks (on by default) do not run on Temporal yet: its durable runs are not audited\n", name)
+			p.Assurance = nil
 		}
 		pipelines[name] = p
 	}
