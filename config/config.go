@@ -39,6 +39,8 @@ type File struct {
 	Pipelines map[string]*Pipeline `yaml:"pipelines"`
 	// Serve holds the settings of "fhirdeid serve"; its flags override them.
 	Serve Serve `yaml:"serve"`
+	// Temporal, when set, runs the pipelines as Temporal workflows.
+	Temporal *Temporal `yaml:"temporal"`
 
 	path string
 	// resolved is set once the Key Vault references are resolved.
@@ -274,6 +276,12 @@ func Parse(path string, data []byte, getenv func(string) string) (*File, error) 
 	}
 	if !filepath.IsAbs(cfg.State) {
 		cfg.State = filepath.Join(dir, cfg.State)
+	}
+	if cfg.Temporal != nil {
+		if err := cfg.Temporal.check("temporal", dir); err != nil {
+			err.File = path
+			return nil, err
+		}
 	}
 	if len(cfg.Pipelines) == 0 {
 		return nil, &Error{File: path, Field: "pipelines", Msg: "no pipeline configured"}

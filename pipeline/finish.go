@@ -71,6 +71,59 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	kickoffURL := ""
+	info, err := runInfo(run)
+	if err == nil {
+		kickoffURL = p.Client.KickoffURL(&info.Request)
+	} else {
+		// The stored request only names the kick-off in manifest.json.
+		info = RunInfo{ID: run.ID, Source: run.Source, StartedAt: run.StartedAt, Since: run.Since,
+			StatusURL: run.StatusURL, TransactionTime: run.TransactionTime}
+	}
+	results := make([]FileResult, 0, len(files))
+	for _, f := range files {
+		if f.Status != state.FileDone {
+			return nil, fmt.Errorf("%s file %s.%03d is not done", f.Kind, f.Type, f.Seq)
+		}
+		results = append(results, FileResult{File: fileSpec(f, false), Resources: f.Resources, BytesIn: f.BytesIn,
+			BytesOut: f.BytesOut, OutKey: f.OutKey, Warning: f.Error, Ops: f.Ops})
+	}
+	assure := func(rep *Report) ([]string, error) { return p.assureRun(ctx, run, files, rep) }
+	rep, err := commitRun(ctx, p, info, kickoffURL, results, assure, func(status state.RunStatus) error {
+		run.Status = state.RunCommitting
+		return p.State.UpdateRun(ctx, run)
+	})
+	var ae *AssuranceError
+	if errors.As(err, &ae) {
+		run.Report, _ = json.MarshalIndent(ae.Report, "", "  ")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := p.afterCommit(ctx, rep); err != nil {
+		return nil, err
+	}
+	run.Status = state.RunStatus(rep.Status)
+	run.Report, err = json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	run.Error = ""
+	if err := p.State.FinishRun(ctx, run, run.TransactionTime); err != nil {
+		return nil, err
+	}
+	ReleaseExport(ctx, p, info)
+	return rep, nil
+}
+
+// commitRun writes run's manifest.json (naming kickoffURL), report.json and
+// export log and commits the run in the destination. assure, if set, runs
+// the privacy checks on the totals and returns the reasons that fail the
+// run: the run folder then keeps its report, unpublished, and commitRun
+// returns an *AssuranceError. before, if set, is called with the run's final
+// status once the report is built, before anything is written.
+func commitRun(ctx context.Context, p *Pipeline, run RunInfo, kickoffURL string, files []FileResult,
+	assure func(*Report) ([]string, error), before func(state.RunStatus) error) (*Report, error) {
 	rep := &Report{Run: run.ID, Source: run.Source, StartedAt: run.StartedAt, Since: run.Since,
 		TransactionTime: run.TransactionTime, Types: map[string]*TypeReport{},
 		ConfigHash: p.ConfigHash, KeyFingerprints: p.KeyFingerprints}
@@ -86,25 +139,19 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 		Output              []outFile `json:"output"`
 		Deleted             []outFile `json:"deleted,omitempty"`
 		Error               []outFile `json:"error"`
-	}{TransactionTime: run.TransactionTime, Output: []outFile{}, Error: []outFile{}}
-	if req, err := runRequest(run); err == nil {
-		out.Request = p.Client.KickoffURL(req)
-	}
+	}{TransactionTime: run.TransactionTime, Request: kickoffURL, Output: []outFile{}, Error: []outFile{}}
 	for _, f := range files {
-		if f.Status != state.FileDone {
-			return nil, fmt.Errorf("%s file %s.%03d is not done", f.Kind, f.Type, f.Seq)
-		}
-		if f.Error != "" {
-			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s file %s.%03d: %s", f.Kind, f.Type, f.Seq, f.Error))
+		if f.Warning != "" {
+			rep.Warnings = append(rep.Warnings, f.File.Name()+": "+f.Warning)
 		}
 		n := f.Resources
-		switch f.Kind {
+		switch f.File.Kind {
 		case bulk.KindOutput:
-			out.Output = append(out.Output, outFile{f.Type, p.Store.URL(f.OutKey), &n})
-			t := rep.Types[f.Type]
+			out.Output = append(out.Output, outFile{f.File.Type, p.Store.URL(f.OutKey), &n})
+			t := rep.Types[f.File.Type]
 			if t == nil {
 				t = &TypeReport{}
-				rep.Types[f.Type] = t
+				rep.Types[f.File.Type] = t
 			}
 			t.Files++
 			t.Resources += f.Resources
@@ -121,18 +168,21 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 			t.BytesOut += f.BytesOut
 			rep.Resources += f.Resources
 		case bulk.KindDeleted:
-			out.Deleted = append(out.Deleted, outFile{f.Type, p.Store.URL(f.OutKey), &n})
+			out.Deleted = append(out.Deleted, outFile{f.File.Type, p.Store.URL(f.OutKey), &n})
 			rep.Deleted += f.Resources
 		}
 		rep.BytesIn += f.BytesIn
 		rep.BytesOut += f.BytesOut
 	}
-	if w := scrubReportWarning(p, run); w != "" {
+	if w := scrubReportWarning(p, run.ID); w != "" {
 		rep.Warnings = append(rep.Warnings, w)
 	}
-	gate, err := p.assureRun(ctx, run, files, rep)
-	if err != nil {
-		return nil, err
+	var gate []string
+	if assure != nil {
+		var err error
+		if gate, err = assure(rep); err != nil {
+			return nil, err
+		}
 	}
 	sort.Strings(rep.Warnings)
 	status := state.RunSucceeded
@@ -147,9 +197,10 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 	rep.FinishedAt = p.Now().UTC()
 	rep.DurationSeconds = rep.FinishedAt.Sub(run.StartedAt).Seconds()
 
-	run.Status = state.RunCommitting
-	if err := p.State.UpdateRun(ctx, run); err != nil {
-		return nil, err
+	if before != nil {
+		if err := before(status); err != nil {
+			return nil, err
+		}
 	}
 	if tf, ok := p.Tables.(TablesFinisher); ok {
 		if err := tf.Finish(ctx, run.ID); err != nil {
@@ -181,25 +232,13 @@ func Finish(ctx context.Context, p *Pipeline, run *state.Run) (*Report, error) {
 	}
 	if len(gate) > 0 {
 		// The run folder keeps its report, unpublished.
-		run.Report = rj
 		return nil, &AssuranceError{Reasons: gate, Report: rep}
+	}
+	if err := removeStale(ctx, p, run.ID); err != nil {
+		return nil, err
 	}
 	if err := p.Store.Commit(ctx, run.ID, rj); err != nil {
 		return nil, err
-	}
-	if err := p.afterCommit(ctx, rep); err != nil {
-		return nil, err
-	}
-	run.Status = status
-	run.Report = rj
-	run.Error = ""
-	if err := p.State.FinishRun(ctx, run, run.TransactionTime); err != nil {
-		return nil, err
-	}
-	if run.StatusURL != "" {
-		if err := p.Client.Delete(ctx, run.StatusURL); err != nil {
-			p.Logger.Warn("could not release the export on the server", "run", run.ID, "err", err)
-		}
 	}
 	return rep, nil
 }

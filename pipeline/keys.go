@@ -43,29 +43,42 @@ func CheckKeys(ctx context.Context, p *Pipeline) error {
 	if err != nil || prev == nil {
 		return err
 	}
-	var rep struct {
-		KeyFingerprints map[string]string `json:"keyFingerprints"`
-	}
+	var rep Report
 	if err := json.Unmarshal(prev.Report, &rep); err != nil {
 		return fmt.Errorf("the report of run %s: %w", prev.ID, err)
 	}
+	rep.Run = prev.ID
+	newLake, err := CheckKeysAgainst(p, &rep, p.NewKeys)
+	if newLake {
+		p.newLake = true
+	}
+	return err
+}
+
+// CheckKeysAgainst is CheckKeys against the report of the source's last
+// successful run, prev (nil: none), with newKeys in place of p.NewKeys. It
+// reports whether newKeys let different keys through, in which case the
+// new run must not be incremental. It does not change p.
+func CheckKeysAgainst(p *Pipeline, prev *Report, newKeys bool) (newLake bool, err error) {
+	if len(p.KeyFingerprints) == 0 || prev == nil {
+		return false, nil
+	}
 	var differ []string
 	for name, fp := range p.KeyFingerprints {
-		if old, ok := rep.KeyFingerprints[name]; ok && old != fp {
+		if old, ok := prev.KeyFingerprints[name]; ok && old != fp {
 			differ = append(differ, name)
 		}
 	}
 	if len(differ) == 0 {
-		return nil
+		return false, nil
 	}
 	slices.Sort(differ)
-	if p.NewKeys {
+	if newKeys {
 		p.Logger.Warn("the anonymizer keys differ from the last successful run's: starting a new lake with a full export (--new-keys)",
-			"pipeline", p.Name, "previous_run", prev.ID, "keys", strings.Join(differ, ","))
-		p.newLake = true
-		return nil
+			"pipeline", p.Name, "previous_run", prev.Run, "keys", strings.Join(differ, ","))
+		return true, nil
 	}
-	return &KeyMismatchError{Pipeline: p.Name, Run: prev.ID, Keys: differ}
+	return false, &KeyMismatchError{Pipeline: p.Name, Run: prev.Run, Keys: differ}
 }
 
 // lastCommittedRun returns the newest succeeded or partial run of source

@@ -131,6 +131,18 @@ type Progress struct {
 }
 
 func (p *Pipeline) defaults() error {
+	if err := p.stepDefaults(); err != nil {
+		return err
+	}
+	if p.State == nil {
+		return errors.New("pipeline: no state database")
+	}
+	return nil
+}
+
+// stepDefaults checks and completes what the steps need; the value steps
+// (values.go) do without a state database.
+func (p *Pipeline) stepDefaults() error {
 	switch {
 	case p.Name == "":
 		return errors.New("pipeline: no name")
@@ -140,8 +152,6 @@ func (p *Pipeline) defaults() error {
 		return errors.New("pipeline: no de-identifier")
 	case p.Store == nil:
 		return errors.New("pipeline: no destination")
-	case p.State == nil:
-		return errors.New("pipeline: no state database")
 	}
 	if p.Concurrency <= 0 {
 		p.Concurrency = 2

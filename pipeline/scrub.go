@@ -214,9 +214,17 @@ func collectFile(ctx context.Context, p *Pipeline, col *anonymize.IdentifierColl
 }
 
 // scrubReportWarning adds the scrub warning recorded for run, if any.
-func scrubReportWarning(p *Pipeline, run *state.Run) string {
+func scrubReportWarning(p *Pipeline, run string) string {
 	if sc, ok := p.Deidentifier.(scrubCollector); ok {
-		return sc.scrubWarning(run.ID)
+		return sc.scrubWarning(run)
 	}
 	return ""
+}
+
+// Scrubs reports whether p's de-identifier scrubs free text, and so needs
+// the identifier-collecting first pass (CollectIdentifiers) before its files
+// are processed.
+func Scrubs(p *Pipeline) bool {
+	sc, ok := p.Deidentifier.(scrubCollector)
+	return ok && sc.newCollector() != nil
 }

@@ -56,30 +56,29 @@ func Start(ctx context.Context, p *Pipeline) (run *state.Run, resumed bool, err 
 		return nil, false, err
 	}
 
-	req := p.Request
+	since := ""
 	if p.SinceAuto && !p.newLake {
 		tt, _, err := p.State.Cursor(ctx, p.Name)
 		switch {
 		case err == nil:
-			req.Since = tt
+			since = tt
 		case !errors.Is(err, state.ErrNotFound):
 			return nil, false, err
 		}
 	}
-	if err := req.Validate(); err != nil {
-		return nil, false, fmt.Errorf("export request: %w", err)
-	}
-	reqJSON, err := json.Marshal(&req)
+	info, err := PlanRun(p, p.Now(), since, "")
 	if err != nil {
 		return nil, false, err
 	}
-	now := p.Now().UTC()
-	run = &state.Run{Source: p.Name, Status: state.RunExporting, StartedAt: now, Since: req.Since, Request: reqJSON}
-	base := now.Format(runIDLayout)
+	reqJSON, err := json.Marshal(&info.Request)
+	if err != nil {
+		return nil, false, err
+	}
+	run = &state.Run{Source: p.Name, Status: state.RunExporting, StartedAt: info.StartedAt, Since: info.Since, Request: reqJSON}
 	for i := 1; ; i++ {
-		run.ID = base
+		run.ID = info.ID
 		if i > 1 {
-			run.ID = fmt.Sprintf("%s-%d", base, i)
+			run.ID = fmt.Sprintf("%s-%d", info.ID, i)
 		}
 		_, err := p.State.Run(ctx, run.ID)
 		if errors.Is(err, state.ErrNotFound) {
@@ -92,7 +91,7 @@ func Start(ctx context.Context, p *Pipeline) (run *state.Run, resumed bool, err 
 	if err := p.State.CreateRun(ctx, run); err != nil {
 		return nil, false, err
 	}
-	p.Logger.Info("new run", "run", run.ID, "since", req.Since)
+	p.Logger.Info("new run", "run", run.ID, "since", info.Since)
 	return run, false, nil
 }
 
@@ -120,11 +119,11 @@ func KickOff(ctx context.Context, p *Pipeline, run *state.Run) error {
 	if run.StatusURL != "" || run.Manifest != nil {
 		return nil
 	}
-	req, err := runRequest(run)
+	info, err := runInfo(run)
 	if err != nil {
 		return err
 	}
-	statusURL, err := p.Client.Kickoff(ctx, req)
+	statusURL, err := KickOffExport(ctx, p, info)
 	if err != nil {
 		return err
 	}
@@ -161,25 +160,9 @@ func Poll(ctx context.Context, p *Pipeline, run *state.Run) error {
 		return err
 	}
 	var files []state.File
-	seq := map[string]int{}
-	add := func(kind string, fs []bulk.File) {
-		for _, f := range fs {
-			typ := f.Type
-			if typ == "" || !typed.IsTypeName(typ) {
-				typ = "Resource"
-			}
-			k := kind + "/" + typ
-			exp := int64(-1)
-			if f.Count != nil {
-				exp = *f.Count
-			}
-			files = append(files, state.File{URL: f.URL, Kind: kind, Type: typ, Seq: seq[k], Expected: exp})
-			seq[k]++
-		}
+	for _, f := range ExportOf(m).Files {
+		files = append(files, state.File{URL: f.URL, Kind: f.Kind, Type: f.Type, Seq: f.Seq, Expected: f.Expected})
 	}
-	add(bulk.KindOutput, m.Output)
-	add(bulk.KindDeleted, m.Deleted)
-	add(bulk.KindError, m.Error)
 	if err := p.State.AddFiles(ctx, run.ID, files); err != nil {
 		return err
 	}
@@ -200,11 +183,13 @@ func manifest(run *state.Run) (*bulk.Manifest, error) {
 
 // FileKey returns the blob key where the result of f is stored; error
 // files are not stored.
-func FileKey(run string, f *state.File) string {
-	if f.Kind == bulk.KindDeleted {
-		return storage.RunKey(run, storage.DeletedName(f.Type, f.Seq))
+func FileKey(run string, f *state.File) string { return fileKey(run, f.Kind, f.Type, f.Seq) }
+
+func fileKey(run, kind, typ string, seq int) string {
+	if kind == bulk.KindDeleted {
+		return storage.RunKey(run, storage.DeletedName(typ, seq))
 	}
-	return storage.RunKey(run, storage.OutputName(f.Type, f.Seq))
+	return storage.RunKey(run, storage.OutputName(typ, seq))
 }
 
 // ProcessFile downloads one file of run's manifest, de-identifies it and
@@ -221,31 +206,20 @@ func ProcessFile(ctx context.Context, p *Pipeline, run *state.Run, f *state.File
 	if err != nil {
 		return err
 	}
-	bf := bulk.File{Type: f.Type, URL: f.URL}
-	if f.Expected >= 0 {
-		n := f.Expected
-		bf.Count = &n
-	}
 	f.Attempts++
-	var res fileResult
-	switch f.Kind {
-	case bulk.KindError:
-		res, err = readErrorFile(ctx, p, m, bf)
-	default:
-		res, err = storeFile(ctx, p, run, m, f, bf)
-	}
+	res, err := ProcessManifestFile(ctx, p, run.ID, fileSpec(f, m.RequiresAccessToken), nil)
 	if err != nil {
-		f.Error = err.Error()
+		f.Error = errors.Unwrap(err).Error()
 		if uerr := p.State.UpdateFile(ctx, f); uerr != nil {
 			p.Logger.Error("could not record a file failure", "run", run.ID, "err", uerr)
 		}
-		return fmt.Errorf("%s file %s.%03d: %w", f.Kind, f.Type, f.Seq, err)
+		return err
 	}
 	f.Status = state.FileDone
-	f.Resources, f.BytesIn, f.BytesOut = res.resources, res.bytesIn, res.bytesOut
-	f.OutKey = res.key
-	f.Error = res.warning
-	f.Ops = res.ops
+	f.Resources, f.BytesIn, f.BytesOut = res.Resources, res.BytesIn, res.BytesOut
+	f.OutKey = res.OutKey
+	f.Error = res.Warning
+	f.Ops = res.Ops
 	return p.State.UpdateFile(ctx, f)
 }
 
@@ -262,8 +236,8 @@ type fileResult struct {
 }
 
 // storeFile streams an output or deleted file into storage.
-func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifest, f *state.File, bf bulk.File) (fileResult, error) {
-	key := FileKey(run.ID, f)
+func storeFile(ctx context.Context, p *Pipeline, runID string, m *bulk.Manifest, f FileSpec, bf bulk.File, progress func(FileProgress)) (fileResult, error) {
+	key := fileKey(runID, f.Kind, f.Type, f.Seq)
 	fileName := fmt.Sprintf("%s.%03d", f.Type, f.Seq)
 	// counts has one slot per worker, so that workers count without
 	// locking; it is reset for every attempt at the file.
@@ -325,7 +299,9 @@ func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifes
 	}
 	gz := ndjson.NewGzipMembers(p.Workers, p.GzipLevel)
 	var res fileResult
+	attempt := 0
 	err := p.Client.Fetch(ctx, m, bf, func(raw io.Reader, encoding string) error {
+		raw = watch(raw, &attempt, progress)
 		r, closeDec, err := p.Client.Decode(raw, encoding, fileName)
 		if err != nil {
 			return err
@@ -336,7 +312,7 @@ func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifes
 		counts = make([]opCounts, p.Workers)
 		tables = nil
 		if p.Tables != nil && f.Kind == bulk.KindOutput {
-			t, err := p.Tables.File(ctx, run.ID, f.Type, f.Seq, p.Workers)
+			t, err := p.Tables.File(ctx, runID, f.Type, f.Seq, p.Workers)
 			if err != nil {
 				return fmt.Errorf("views: %w", err)
 			}
@@ -415,7 +391,7 @@ func storeFile(ctx context.Context, p *Pipeline, run *state.Run, m *bulk.Manifes
 				res.warning += w
 			}
 		}
-		p.report(run.ID, st)
+		p.report(runID, st)
 		return nil
 	})
 	return res, err
@@ -476,9 +452,11 @@ func tombstone(ctx context.Context, p *Pipeline, line, dst []byte) ([]byte, erro
 // readErrorFile reads a server error file (OperationOutcome lines) and
 // summarises its issues by severity. The file is not copied to the
 // destination: diagnostics may quote patient data.
-func readErrorFile(ctx context.Context, p *Pipeline, m *bulk.Manifest, bf bulk.File) (fileResult, error) {
+func readErrorFile(ctx context.Context, p *Pipeline, m *bulk.Manifest, bf bulk.File, progress func(FileProgress)) (fileResult, error) {
 	var res fileResult
+	attempt := 0
 	err := p.Client.Fetch(ctx, m, bf, func(raw io.Reader, encoding string) error {
+		raw = watch(raw, &attempt, progress)
 		r, closeDec, err := p.Client.Decode(raw, encoding, "error file "+bf.Type)
 		if err != nil {
 			return err

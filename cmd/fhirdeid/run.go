@@ -68,6 +68,9 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 		level = slog.LevelInfo
 	}
 	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	if cfg.Temporal != nil {
+		return runDurable(ctx, e, cfg, pname, *newKeys, *quiet, logger)
+	}
 
 	if err := os.MkdirAll(filepath.Dir(cfg.State), 0o755); err != nil {
 		return fmt.Errorf("state directory: %w", err)

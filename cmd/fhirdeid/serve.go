@@ -107,6 +107,11 @@ SIGINT stops the service: running runs checkpoint and resume at the next start.`
 		defer closeFn()
 		jobs = append(jobs, job)
 	}
+	if cfg.Temporal != nil {
+		if err := temporalSchedules(ctx, e, cfg, jobs, logger); err != nil {
+			return &exitError{code: 2, err: err}
+		}
+	}
 	srv, err := server.New(server.Options{State: db, Jobs: jobs, Token: token, Logger: logger})
 	if err != nil {
 		return err

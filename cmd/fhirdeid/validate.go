@@ -25,9 +25,10 @@ environment variable and secret file exists, that Azure Key Vault references
 (azurekeyvault://VAULT/NAME) are well formed, that the anonymizer rules
 compile, and that the destination's storage scheme is supported. It contacts
 no server and creates nothing; with --online it also reads the Key Vault
-references (through the Azure credential of the environment).`)
+references (through the Azure credential of the environment) and connects to
+the Temporal service of a temporal: section.`)
 	}
-	online := fs.Bool("online", false, "also resolve the Azure Key Vault references")
+	online := fs.Bool("online", false, "also resolve the Azure Key Vault references and connect to Temporal")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -104,6 +105,9 @@ references (through the Azure credential of the environment).`)
 			}
 			fmt.Fprintf(e.stdout, "%s: %d views: %s\n", name, len(vs), strings.Join(names, ", "))
 		}
+	}
+	if err := validateTemporal(ctx, e, cfg, *online); err != nil {
+		return err
 	}
 	fmt.Fprintln(e.stdout, "configuration OK")
 	return nil

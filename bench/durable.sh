@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Benchmark of the durable (Temporal) pipeline against the in-process one:
+# a local `fhirdeid bulkserver` serves a data set over loopback in parts of
+# PART_SIZE resources; `fhirdeid run` exports, de-identifies (the built-in
+# profile, a key file) and stores it into a file:// destination, first in
+# one process (pipeline.Run), then as a Temporal workflow run by two
+# `fhirdeid worker` processes on this machine, ROUNDS times each (default
+# 3), interleaved so that both see the same machine load. Reports the median
+# wall time of each, the overhead of Temporal, the activities per run and
+# the size of the workflow history (`temporal workflow show -o json`). The
+# merged snapshot is off in both (durable runs do not make one yet).
+#
+# Needs the Temporal CLI (go install github.com/temporalio/cli/cmd/temporal@v1.5.1);
+# uses the server at FHIRDEID_TEMPORAL, or starts a dev server of its own.
+#
+# Usage: bench/durable.sh [DATA_DIR]
+# Default data: ../shared/data/synthea-1000-clone. Results: bench/out/durable-<date>.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHARED=${FHIRDEID_SHARED:-../shared}
+DATA=${1:-$SHARED/data/synthea-1000-clone}
+PART_SIZE=${PART_SIZE:-5000}
+ROUNDS=${ROUNDS:-3}
+TEMPORAL=${TEMPORAL:-$(go env GOPATH)/bin/temporal}
+[ -d "$DATA" ] || { echo "durable.sh: data directory $DATA not found (it is in ../shared)" >&2; exit 1; }
+[ -x "$TEMPORAL" ] || { echo "durable.sh: the Temporal CLI is needed: go install github.com/temporalio/cli/cmd/temporal@v1.5.1" >&2; exit 1; }
+
+work=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+go build -o "$work/fhirdeid" ./cmd/fhirdeid
+
+addr=${FHIRDEID_TEMPORAL:-}
+if [ -z "$addr" ]; then
+  port=$((20000 + RANDOM % 20000))
+  "$TEMPORAL" server start-dev --headless --ip 127.0.0.1 --port "$port" --http-port $((port + 1)) --log-level error >"$work/temporal.log" 2>&1 &
+  pids+=($!)
+  addr=127.0.0.1:$port
+  for _ in $(seq 150); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.2; done
+fi
+
+"$work/fhirdeid" bulkserver --data "$DATA" --part-size "$PART_SIZE" --polls 1 --retry-after 1 >"$work/server.out" 2>"$work/server.err" &
+pids+=($!)
+for _ in $(seq 100); do grep -q "FHIR base" "$work/server.out" 2>/dev/null && break; sleep 0.1; done
+base=$(sed -n 's/^bulkserver: FHIR base //p' "$work/server.out")
+[ -n "$base" ] || { echo "durable.sh: server did not start" >&2; cat "$work/server.err" >&2; exit 1; }
+"$work/fhirdeid" keys init "$work/keys.json" >/dev/null
+
+name=bench$RANDOM
+config() { # config DIR [temporal]
+  mkdir -p "$1"
+  cat >"$1/fhirdeid.yml" <<YAML
+state: $1/state/state.db
+pipelines:
+  $name:
+    source: {url: $base, maxPollInterval: 1s}
+    anonymizer: {keysFile: $work/keys.json}
+    destination: file://$1/lake
+    concurrency: 2
+    snapshot: false
+YAML
+  if [ -n "${2:-}" ]; then
+    printf 'temporal:\n  hostPort: %s\n  taskQueue: %s\n  concurrency: 4\n  workerFiles: 2\n' "$addr" "q$name" >>"$1/fhirdeid.yml"
+  fi
+  echo "$1/fhirdeid.yml"
+}
+now() { date +%s.%N; }
+
+icfg=$(config "$work/inproc")
+dcfg=$(config "$work/durable" temporal)
+for i in 1 2; do "$work/fhirdeid" worker "$dcfg" >"$work/worker$i.log" 2>&1 & pids+=($!); done
+for i in 1 2; do for _ in $(seq 300); do grep -q "worker on task queue" "$work/worker$i.log" && break; sleep 0.1; done; done
+median() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+: >"$work/inproc.times"; : >"$work/durable.times"
+for r in $(seq "$ROUNDS"); do
+  t0=$(now); "$work/fhirdeid" run -q "$icfg" >"$work/inproc.out"; t1=$(now)
+  awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}' >>"$work/inproc.times"
+  t0=$(now); "$work/fhirdeid" run -q "$dcfg" >"$work/durable.out"; t1=$(now)
+  awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}' >>"$work/durable.times"
+done
+inproc=$(median <"$work/inproc.times")
+durable=$(median <"$work/durable.times")
+res=$(sed -n 's/^run [^ ]* [a-z]*: \([0-9]*\) resources.*/\1/p' "$work/inproc.out")
+dres=$(sed -n 's/^run [^ ]* [a-z]*: \([0-9]*\) resources.*/\1/p' "$work/durable.out")
+
+"$TEMPORAL" workflow show --address "$addr" -w "fhirdeid-$name" -o json >"$work/history.json"
+hist=$(wc -c <"$work/history.json")
+events=$(grep -c '"eventId"' "$work/history.json")
+acts=$(grep -c '"EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"' "$work/history.json")
+files=$(grep -c '"name": "ProcessFile"' "$work/history.json" || true)
+
+mkdir -p bench/out
+report="bench/out/durable-$(date -u +%Y%m%dT%H%M%SZ).txt"
+{
+  echo "fhirdeid durable benchmark $(date -u +%FT%TZ) on $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(go version | cut -d' ' -f3)"
+  echo "data: $DATA in parts of $PART_SIZE, $res resources (durable: $dres), bulkserver over loopback, file:// destination"
+  echo "rounds (interleaved): pipeline.Run $(paste -sd' ' "$work/inproc.times") s; workflow $(paste -sd' ' "$work/durable.times") s"
+  printf "%-40s %9s %12s\n" "median" seconds resources/s
+  printf "%-40s %9.2f %12.0f\n" "pipeline.Run (one process)" "$inproc" "$(awk -v r="$res" -v s="$inproc" 'BEGIN{print r/s}')"
+  printf "%-40s %9.2f %12.0f\n" "Temporal workflow, two workers" "$durable" "$(awk -v r="$dres" -v s="$durable" 'BEGIN{print r/s}')"
+  echo "overhead of Temporal: $(awk -v a="$durable" -v b="$inproc" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}')"
+  echo "workflow history: $events events, $hist bytes of JSON; $acts activities ($files ProcessFile)"
+} | tee "$report"

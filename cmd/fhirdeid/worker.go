@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"fhirdeid/config"
+	"fhirdeid/durable"
+	"fhirdeid/pipeline"
+	"fhirdeid/server"
+	"fhirdeid/storage"
+)
+
+func init() {
+	register(command{name: "worker", summary: "run the pipelines' Temporal workflows and activities (temporal: in CONFIG)", run: runWorker})
+}
+
+func runWorker(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("fhirdeid worker", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	verbose := fs.Bool("v", false, "log each step")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, `Usage: fhirdeid worker [-v] CONFIG
+
+Runs the workflows and activities of every pipeline of the configuration file
+on the Temporal service of its temporal: section, until interrupted. Start
+any number of workers, on any number of machines, with the same file; they
+share the pipelines' destinations. "fhirdeid run CONFIG" starts a run.`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return usageError{"need exactly one configuration file"}
+	}
+	cfg, err := config.Load(fs.Arg(0), e.getenv)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	if cfg.Temporal == nil {
+		return &exitError{code: 2, err: fmt.Errorf("%s: temporal: missing (a worker needs the Temporal service's hostPort)", cfg.Path())}
+	}
+	if err := cfg.ResolveSecrets(ctx, nil); err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	logger := cmdLogger(e, *verbose)
+	pipelines := map[string]*pipeline.Pipeline{}
+	for _, name := range cfg.Names() {
+		p, store, err := cfg.Open(ctx, name, nil, config.OpenOptions{UserAgent: userAgent(), Logger: logger})
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		defer store.Close()
+		// A run's export log would be split among the workers: durable runs
+		// keep their events in the workflow history instead.
+		p.LogDir = ""
+		// The privacy checks collect the identifiers of the whole run in one
+		// process: they cannot run across workers yet. A pipeline that asks
+		// for them explicitly must not run without them; the default checks
+		// are turned off, with a warning.
+		pc := cfg.Pipelines[name]
+		explicit := func(b *bool) bool { return b != nil && *b }
+		if pc.Audit.FailOn == "leak" || pc.Risk.MinK > 0 || explicit(pc.Audit.Enabled) || explicit(pc.Risk.Enabled) {
+			return &exitError{code: 2, err: fmt.Errorf("%s: pipelines.%s: the audit and risk checks it asks for do not run on Temporal yet: "+
+				"run it in process (without temporal:), or turn them off", cfg.Path(), name)}
+		}
+		if a := p.Assurance; a != nil && (a.Audit || a.Risk) {
+			fmt.Fprintf(e.stderr, "warning: pipelines.%s: the audit and risk checks (on by default) do not run on Temporal yet: its durable runs are not audited\n", name)
+			p.Assurance = nil
+		}
+		// The scrub method's first pass collects the patients' identifiers
+		// in the process that runs the files; durable activities do not run
+		// it yet, so notes are scrubbed by patterns and vocabulary only.
+		if pipeline.Scrubs(p) {
+			fmt.Fprintf(e.stderr, "warning: pipelines.%s: on Temporal the scrub method does not yet know the patients' own identifiers: "+
+				"free text is scrubbed by patterns and vocabulary only\n", name)
+		}
+		pipelines[name] = p
+	}
+	acts, err := durable.NewActivities(pipelines)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	c, err := dialTemporal(ctx, cfg, logger)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	defer c.Close()
+	w := durable.NewWorker(c, cfg.Temporal.TaskQueue, acts, durable.WorkerOptions{MaxFiles: cfg.Temporal.WorkerFiles})
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("temporal worker: %w", err)
+	}
+	logger.Info("worker started", "taskQueue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace, "pipelines", len(pipelines))
+	fmt.Fprintf(e.stderr, "worker on task queue %s of %s (namespace %s): %d pipelines; interrupt to stop\n",
+		cfg.Temporal.TaskQueue, cfg.Temporal.HostPort, cfg.Temporal.Namespace, len(pipelines))
+	<-ctx.Done()
+	w.Stop()
+	return nil
+}
+
+// cmdLogger logs warnings, or every step with verbose, to stderr.
+func cmdLogger(e *env, verbose bool) *slog.Logger {
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// dialTemporal connects to the Temporal service of cfg's temporal: section.
+func dialTemporal(ctx context.Context, cfg *config.File, logger *slog.Logger) (client.Client, error) {
+	tc := cfg.Temporal
+	tlsConf, err := tc.TLSConfig("temporal")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Path(), err)
+	}
+	key, err := tc.Key("temporal")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Path(), err)
+	}
+	host, _ := os.Hostname()
+	c, err := durable.Dial(ctx, durable.ConnectOptions{HostPort: tc.HostPort, Namespace: tc.Namespace, TLS: tlsConf,
+		APIKey: key, Logger: logger, Identity: fmt.Sprintf("fhirdeid@%s:%d", host, os.Getpid()), Field: "temporal"})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Path(), err)
+	}
+	return c, nil
+}
+
+// validateTemporal checks the temporal: section of cfg, if any: its TLS
+// files and API key offline, and with online a connection and the
+// namespace.
+func validateTemporal(ctx context.Context, e *env, cfg *config.File, online bool) error {
+	tc := cfg.Temporal
+	if tc == nil {
+		return nil
+	}
+	if !online {
+		if _, err := tc.TLSConfig("temporal"); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("%s: %w", cfg.Path(), err)}
+		}
+		if _, err := tc.Key("temporal"); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("%s: %w", cfg.Path(), err)}
+		}
+		fmt.Fprintf(e.stdout, "temporal: %s, namespace %s, task queue %s (not contacted; --online connects)\n", tc.HostPort, tc.Namespace, tc.TaskQueue)
+		return nil
+	}
+	c, err := dialTemporal(ctx, cfg, nil)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	c.Close()
+	fmt.Fprintf(e.stdout, "temporal: %s, namespace %s reachable, task queue %s\n", tc.HostPort, tc.Namespace, tc.TaskQueue)
+	return nil
+}
+
+// temporalSchedules creates or updates one Temporal Schedule per pipeline
+// of cfg (its cron, time zone, and with runMissed a catch-up window of a
+// day), and turns the service's own scheduling of the jobs off: the
+// pipelines run on the workers, never in this process.
+func temporalSchedules(ctx context.Context, e *env, cfg *config.File, jobs []*server.Job, logger *slog.Logger) error {
+	c, err := dialTemporal(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	tc := cfg.Temporal
+	for _, job := range jobs {
+		pc := cfg.Pipelines[job.Name]
+		window := time.Minute
+		if pc.RunMissed {
+			window = 24 * time.Hour
+		}
+		opts := durable.Options{Concurrency: tc.Concurrency, HeartbeatTimeout: tc.HeartbeatTimeoutDuration()}
+		if opts.Concurrency == 0 {
+			opts.Concurrency = pc.Concurrency
+		}
+		created, err := durable.EnsureSchedule(ctx, c, tc.TaskQueue, durable.ScheduleSpec{Pipeline: job.Name, Cron: pc.Schedule,
+			TimeZone: pc.Timezone, CatchupWindow: window, Options: opts})
+		if err != nil {
+			return fmt.Errorf("%s: temporal: %w", cfg.Path(), err)
+		}
+		verb := "updated"
+		if created {
+			verb = "created"
+		}
+		fmt.Fprintf(e.stdout, "fhirdeid serve: Temporal schedule %s %s: %q in %s\n", durable.ScheduleID(job.Name), verb, pc.Schedule, pc.Location())
+		name := job.Name
+		job.Schedule = temporalSchedule{expr: pc.Schedule}
+		job.RunMissed = false
+		job.Open = func(context.Context) (*pipeline.Pipeline, func() error, error) {
+			return nil, nil, fmt.Errorf("pipeline %s runs on Temporal (schedule %s): start a run with fhirdeid run or from the Temporal UI",
+				name, durable.ScheduleID(name))
+		}
+	}
+	return nil
+}
+
+// temporalSchedule is the schedule of a job that Temporal runs: never in
+// this process.
+type temporalSchedule struct{ expr string }
+
+func (temporalSchedule) Next(time.Time) time.Time { return time.Time{} }
+func (s temporalSchedule) String() string         { return s.expr + " (Temporal schedule)" }
+
+// runDurable is "fhirdeid run" with a temporal: section: it starts the
+// pipeline's workflow (or follows the one in progress) and waits for its
+// end, with the same summary and exit codes as a run in process.
+func runDurable(ctx context.Context, e *env, cfg *config.File, name string, newKeys, quiet bool, logger *slog.Logger) error {
+	c, err := dialTemporal(ctx, cfg, logger)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	defer c.Close()
+	tc := cfg.Temporal
+	opts := durable.Options{Concurrency: tc.Concurrency, HeartbeatTimeout: tc.HeartbeatTimeoutDuration()}
+	if opts.Concurrency == 0 {
+		opts.Concurrency = cfg.Pipelines[name].Concurrency
+	}
+	start := time.Now()
+	wr, err := durable.Start(ctx, c, tc.TaskQueue, durable.Input{Pipeline: name, NewKeys: newKeys, Options: opts})
+	if err != nil {
+		return &exitError{code: exitRetryable, err: fmt.Errorf("start the workflow: %w", err)}
+	}
+	logger.Info("following workflow", "workflowID", wr.GetID(), "runID", wr.GetRunID())
+	var progress func(durable.Progress)
+	stop := func() {}
+	if !quiet && isTerminal(e.stderr) {
+		var mu sync.Mutex
+		var last durable.Progress
+		progress = func(pr durable.Progress) { mu.Lock(); last = pr; mu.Unlock() }
+		stop = statusLine(e.stderr, func() string {
+			mu.Lock()
+			pr := last
+			mu.Unlock()
+			if pr.FilesTotal == 0 {
+				return fmt.Sprintf("waiting for the export… %s (workflow %s)", time.Since(start).Round(time.Second), wr.GetID())
+			}
+			return fmt.Sprintf("files %d/%d · %d resources · %.1f MB/s in", pr.FilesDone, pr.FilesTotal,
+				pr.Resources, float64(pr.BytesIn)/time.Since(start).Seconds()/1e6)
+		})
+	}
+	rep, err := durable.Follow(ctx, c, wr, time.Second, progress)
+	stop()
+	if err != nil {
+		var ae *temporal.ApplicationError
+		switch {
+		case ctx.Err() != nil:
+			return &exitError{code: exitRetryable, err: fmt.Errorf("workflow %s continues on the workers (run again to follow it)", wr.GetID())}
+		case errors.As(err, &ae) && (ae.Type() == durable.ErrTypeFatal || ae.Type() == durable.ErrTypeDeadline):
+			return fmt.Errorf("workflow %s: %w", wr.GetID(), err)
+		}
+		return &exitError{code: exitRetryable, err: fmt.Errorf("workflow %s: %w (run again for a new run)", wr.GetID(), err)}
+	}
+	elapsed := time.Since(start)
+	store := cfg.Pipelines[name].Destination
+	fmt.Fprintf(e.stdout, "run %s %s: %d resources (%d deletion bundles) in %s, %.0f resources/s → %s/%s/ (workflow %s)\n",
+		rep.Run, rep.Status, rep.Resources, rep.Deleted, elapsed.Round(time.Millisecond),
+		float64(rep.Resources)/elapsed.Seconds(), storage.Redact(store), rep.Run, wr.GetID())
+	for _, w := range rep.Warnings {
+		fmt.Fprintln(e.stdout, "warning:", w)
+	}
+	if rep.Status == "partial" {
+		return &exitError{code: exitPartial}
+	}
+	return nil
+}

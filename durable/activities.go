@@ -1,0 +1,241 @@
+package durable
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"fhirdeid/bulk"
+	"fhirdeid/pipeline"
+)
+
+// Error types of the non-retryable application errors the activities
+// return; the workflow matches them.
+const (
+	// ErrTypeFatal: the run cannot succeed without a change (bad
+	// configuration, a 4xx other than 429, keys that differ, invalid data).
+	ErrTypeFatal = "fatal"
+	// ErrTypeJobGone: the server forgot the export; kick it off again.
+	ErrTypeJobGone = "jobGone"
+	// ErrTypeDeadline: the export did not complete within its deadline.
+	ErrTypeDeadline = "deadline"
+)
+
+// Activities adapts the pipeline steps to Temporal. It holds no logic: each
+// method looks its pipeline up and calls one step. Any state shared by the
+// worker among the activities is stored here.
+type Activities struct {
+	// Pipelines are the configured pipelines by name, readied with
+	// pipeline.Prepare (NewActivities does it).
+	Pipelines map[string]*pipeline.Pipeline
+	// HeartbeatEvery is the period of ProcessFile's heartbeats when no
+	// bytes arrive (default 1 s; the SDK throttles what it sends).
+	HeartbeatEvery time.Duration
+}
+
+// NewActivities prepares the pipelines and returns their activities.
+func NewActivities(ps map[string]*pipeline.Pipeline) (*Activities, error) {
+	for name, p := range ps {
+		if p.Name != name {
+			return nil, fmt.Errorf("pipeline %q is registered as %q", p.Name, name)
+		}
+		if err := pipeline.Prepare(p); err != nil {
+			return nil, fmt.Errorf("pipeline %s: %w", name, err)
+		}
+	}
+	return &Activities{Pipelines: ps}, nil
+}
+
+func (a *Activities) pipeline(name string) (*pipeline.Pipeline, error) {
+	p, ok := a.Pipelines[name]
+	if !ok {
+		return nil, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("this worker has no pipeline %q: start workers with the same configuration", name), ErrTypeFatal, nil)
+	}
+	return p, nil
+}
+
+// StartInput is the input of Start.
+type StartInput struct {
+	Pipeline string
+	// Now is the run's start time (the workflow's), which names the run.
+	Now time.Time
+	// NewKeys accepts keys that differ from the last committed run's.
+	NewKeys bool
+}
+
+// Start plans a run: it checks the keys against the destination's last
+// committed run and takes that run's transactionTime as _since.
+func (a *Activities) Start(ctx context.Context, in StartInput) (pipeline.RunInfo, error) {
+	p, err := a.pipeline(in.Pipeline)
+	if err != nil {
+		return pipeline.RunInfo{}, err
+	}
+	prev, err := pipeline.LastCommitted(ctx, p)
+	if err != nil {
+		return pipeline.RunInfo{}, classify("start", err)
+	}
+	newLake, err := pipeline.CheckKeysAgainst(p, prev, in.NewKeys)
+	if err != nil {
+		return pipeline.RunInfo{}, classify("start", err)
+	}
+	since := ""
+	if prev != nil && !newLake {
+		since = prev.TransactionTime
+	}
+	run, err := pipeline.PlanNewRun(ctx, p, in.Now, since)
+	return run, classify("start", err)
+}
+
+// RunInput names a pipeline and its run.
+type RunInput struct {
+	Pipeline string
+	Run      pipeline.RunInfo
+}
+
+// KickOff kicks the run's export off and returns its status URL.
+func (a *Activities) KickOff(ctx context.Context, in RunInput) (string, error) {
+	p, err := a.pipeline(in.Pipeline)
+	if err != nil {
+		return "", err
+	}
+	u, err := pipeline.KickOffExport(ctx, p, in.Run)
+	return u, classify("kick-off", err)
+}
+
+// Poll asks once whether the export is complete.
+func (a *Activities) Poll(ctx context.Context, in RunInput) (pipeline.PollResult, error) {
+	p, err := a.pipeline(in.Pipeline)
+	if err != nil {
+		return pipeline.PollResult{}, err
+	}
+	res, err := pipeline.PollExport(ctx, p, in.Run)
+	return res, classify("status", err)
+}
+
+// Release tells the server that the export may be removed (or cancels it).
+func (a *Activities) Release(ctx context.Context, in RunInput) error {
+	p, err := a.pipeline(in.Pipeline)
+	if err != nil {
+		return err
+	}
+	pipeline.ReleaseExport(ctx, p, in.Run)
+	return nil
+}
+
+// FileInput is one file of a run to process.
+type FileInput struct {
+	Pipeline string
+	Run      string
+	File     pipeline.FileSpec
+}
+
+// ProcessFile processes one file, heartbeating its progress (bytes read,
+// download attempt). A retried attempt restarts the file: a blob is written
+// whole or not at all.
+func (a *Activities) ProcessFile(ctx context.Context, in FileInput) (pipeline.FileResult, error) {
+	p, err := a.pipeline(in.Pipeline)
+	if err != nil {
+		return pipeline.FileResult{}, err
+	}
+	hb := newHeartbeat(ctx, a.HeartbeatEvery)
+	defer hb.stop()
+	res, err := pipeline.ProcessManifestFile(ctx, p, in.Run, in.File, hb.progress)
+	return res, classify("process", err)
+}
+
+// FinishInput is the input of Finish.
+type FinishInput struct {
+	Pipeline string
+	Run      pipeline.RunInfo
+	Files    []pipeline.FileResult
+}
+
+// Finish commits the run and releases the export.
+func (a *Activities) Finish(ctx context.Context, in FinishInput) (*pipeline.Report, error) {
+	p, err := a.pipeline(in.Pipeline)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := pipeline.FinishRun(ctx, p, in.Run, in.Files)
+	return rep, classify("commit", err)
+}
+
+// classify turns a step's error into a Temporal error: non-retryable for
+// what pipeline.Classify calls fatal and for a forgotten or overdue export
+// (the workflow decides), as is otherwise. Messages are the pipeline's,
+// which never quote resource values.
+func classify(step string, err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if !strings.HasPrefix(msg, step+":") {
+		msg = step + ": " + msg
+	}
+	switch {
+	case errors.Is(err, bulk.ErrJobGone):
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeJobGone, nil)
+	case errors.Is(err, bulk.ErrDeadline):
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeDeadline, nil)
+	case pipeline.Classify(err) == pipeline.Fatal:
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeFatal, nil)
+	}
+	return temporal.NewApplicationError(msg, "retryable")
+}
+
+// heartbeat records the progress of an activity: at every progress call
+// (the SDK throttles them) and every period when none comes, so that a
+// slow but live attempt is not timed out.
+type heartbeat struct {
+	ctx  context.Context
+	mu   sync.Mutex
+	last pipeline.FileProgress
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+func newHeartbeat(ctx context.Context, every time.Duration) *heartbeat {
+	if every <= 0 {
+		every = time.Second
+	}
+	h := &heartbeat{ctx: ctx, done: make(chan struct{})}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-h.done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				h.mu.Lock()
+				last := h.last
+				h.mu.Unlock()
+				activity.RecordHeartbeat(ctx, last)
+			}
+		}
+	}()
+	return h
+}
+
+func (h *heartbeat) progress(fp pipeline.FileProgress) {
+	h.mu.Lock()
+	h.last = fp
+	h.mu.Unlock()
+	activity.RecordHeartbeat(h.ctx, fp)
+}
+
+func (h *heartbeat) stop() {
+	close(h.done)
+	h.wg.Wait()
+}
