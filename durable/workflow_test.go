@@ -133,6 +133,27 @@ func okFile(ctx context.Context, in FileInput) (pipeline.FileResult, error) {
 
 func TestWorkflowPollsOnTimersAndCapsConcurrency(t *testing.T) {
 	e := newMockEnv(t, 9)
+	// The first three files wait until all three run, so that the peak
+	// reaches the cap whatever the scheduling of the test's goroutines
+	// (a workflow that ran files one at a time would wait out the timeout
+	// and show a peak of 1).
+	var (
+		startedMu sync.Mutex
+		started   int
+		allIn     = make(chan struct{})
+	)
+	e.processFile = func(ctx context.Context, in FileInput) (pipeline.FileResult, error) {
+		startedMu.Lock()
+		if started++; started == 3 {
+			close(allIn)
+		}
+		startedMu.Unlock()
+		select {
+		case <-allIn:
+		case <-time.After(5 * time.Second):
+		}
+		return okFile(ctx, in)
+	}
 	e.ExecuteWorkflow(Workflow, Input{Pipeline: "ehr", Options: Options{Concurrency: 3, PollInitial: 2 * time.Second, PollMax: time.Minute}})
 	if err := e.GetWorkflowError(); err != nil {
 		t.Fatal(err)
