@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -153,10 +154,16 @@ func Start(ctx context.Context, c client.Client, taskQueue string, in Input) (cl
 // Follow waits for run to end, calling progress (if set) about every
 // period with the run's progress, and returns its report.
 func Follow(ctx context.Context, c client.Client, run client.WorkflowRun, period time.Duration, progress func(Progress)) (*pipeline.Report, error) {
+	// The progress goroutine has ended when Follow returns, so that the
+	// caller may read what progress wrote without synchronising.
 	done := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	defer close(done)
 	if progress != nil {
+		wg.Add(1)
 		go func() {
+			defer wg.Done()
 			t := time.NewTicker(period)
 			defer t.Stop()
 			for {
