@@ -28,7 +28,7 @@ func (n *Node) AppendJSON(dst []byte) []byte {
 	}
 	switch n.Kind {
 	case String:
-		return appendString(dst, n.Value)
+		return AppendString(dst, n.Value)
 	case Number:
 		if n.Value == "" {
 			return append(dst, "null"...)
@@ -45,10 +45,10 @@ func (n *Node) AppendJSON(dst []byte) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendString(dst, c.Key)
+			dst = AppendString(dst, c.Key)
 			dst = append(dst, ':')
 			if c.Kind == String {
-				dst = appendString(dst, c.Value)
+				dst = AppendString(dst, c.Value)
 			} else {
 				dst = c.AppendJSON(dst)
 			}
@@ -61,7 +61,7 @@ func (n *Node) AppendJSON(dst []byte) []byte {
 				dst = append(dst, ',')
 			}
 			if c.Kind == String {
-				dst = appendString(dst, c.Value)
+				dst = AppendString(dst, c.Value)
 			} else {
 				dst = c.AppendJSON(dst)
 			}
@@ -103,7 +103,7 @@ func (n *Node) appendIndent(dst []byte, prefix, indent string, depth int) []byte
 		}
 		dst = newline(dst, prefix, indent, depth+1)
 		if n.Kind == Object {
-			dst = appendString(dst, c.Key)
+			dst = AppendString(dst, c.Key)
 			dst = append(dst, ':', ' ')
 		}
 		dst = c.appendIndent(dst, prefix, indent, depth+1)
@@ -133,8 +133,9 @@ var needsEscape = [utf8.RuneSelf]bool{
 
 const hexDigits = "0123456789abcdef"
 
-// appendString appends s as a JSON string with minimal escaping.
-func appendString(dst []byte, s string) []byte {
+// AppendString appends s as a JSON string with minimal escaping; bytes of
+// invalid UTF-8 become U+FFFD, so the result is always valid JSON.
+func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0 // s[start:i] is pending, to be copied as is
 	i := 0

@@ -183,7 +183,7 @@ func rowJSON(v *View, row []Value) string {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, c.Name)
+		b = jsontree.AppendString(b, c.Name)
 		b = append(b, ':')
 		b = row[i].AppendJSON(b)
 	}

@@ -1,6 +1,7 @@
 package views
 
 import (
+	"fhirdeid/jsontree"
 	"strconv"
 	"strings"
 )
@@ -109,7 +110,7 @@ func (v Value) AppendJSON(dst []byte) []byte {
 	case KindDecimal, KindJSON:
 		return append(dst, v.Text...)
 	}
-	return appendJSONString(dst, v.Text)
+	return jsontree.AppendString(dst, v.Text)
 }
 
 // String formats a non-list value as text: "true"/"false", the integer, the
@@ -128,42 +129,4 @@ func (v Value) String() string {
 		return strconv.FormatInt(v.Int, 10)
 	}
 	return v.Text
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string, escaping '"', '\' and control
-// characters (and U+2028/U+2029 for JavaScript consumers).
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			if c == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xA8 || s[i+2] == 0xA9) {
-				dst = append(dst, s[start:i]...)
-				dst = append(dst, `\u202`...)
-				dst = append(dst, hexDigits[s[i+2]&0xF])
-				i += 2
-				start = i + 1
-			}
-			continue
-		}
-		dst = append(dst, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			dst = append(dst, '\\', c)
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		default:
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-		}
-		start = i + 1
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

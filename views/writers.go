@@ -2,6 +2,7 @@ package views
 
 import (
 	"bufio"
+	"fhirdeid/jsontree"
 	"io"
 	"strings"
 )
@@ -34,7 +35,7 @@ func NewNDJSONWriter(w io.Writer, v *View) *NDJSONWriter {
 		} else {
 			k = append(k, ',')
 		}
-		k = appendJSONString(k, c.Name)
+		k = jsontree.AppendString(k, c.Name)
 		nw.key = append(nw.key, append(k, ':'))
 	}
 	return nw

@@ -72,10 +72,7 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 		return runDurable(ctx, e, cfg, pname, *newKeys, *quiet, logger)
 	}
 
-	if err := os.MkdirAll(filepath.Dir(cfg.State), 0o755); err != nil {
-		return fmt.Errorf("state directory: %w", err)
-	}
-	db, err := state.Open(ctx, cfg.State)
+	db, err := openState(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -181,4 +178,12 @@ func sanitizeProgress(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// openState opens the state database of cfg, creating its folder.
+func openState(ctx context.Context, cfg *config.File) (*state.DB, error) {
+	if err := os.MkdirAll(filepath.Dir(cfg.State), 0o755); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	return state.Open(ctx, cfg.State)
 }

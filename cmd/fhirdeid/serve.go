@@ -5,8 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"time"
 
 	"fhirdeid/config"
@@ -89,10 +87,7 @@ SIGINT stops the service: running runs checkpoint and resume at the next start.`
 	}
 	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 
-	if err := os.MkdirAll(filepath.Dir(cfg.State), 0o755); err != nil {
-		return fmt.Errorf("state directory: %w", err)
-	}
-	db, err := state.Open(ctx, cfg.State)
+	db, err := openState(ctx, cfg)
 	if err != nil {
 		return err
 	}

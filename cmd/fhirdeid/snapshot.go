@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 
 	"fhirdeid/config"
 	"fhirdeid/pipeline"
@@ -53,15 +51,16 @@ are merged onto it.`)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	// Key Vault references, before anything is created, as run does.
+	if err := cfg.ResolveSecrets(ctx, nil); err != nil {
+		return &exitError{code: 1, err: err}
+	}
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelInfo
 	}
 	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
-	if err := os.MkdirAll(filepath.Dir(cfg.State), 0o755); err != nil {
-		return fmt.Errorf("state directory: %w", err)
-	}
-	db, err := state.Open(ctx, cfg.State)
+	db, err := openState(ctx, cfg)
 	if err != nil {
 		return err
 	}
