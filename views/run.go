@@ -25,11 +25,15 @@ type Runner struct {
 	root    *jsontree.Node
 	rows    int64
 	resRows int
+	// scratch of the fast paths
+	fa, fb []*jsontree.Node
+	fids   []string
+	model  *model.Model
 }
 
 // NewRunner returns a Runner for the view.
 func (v *View) NewRunner() *Runner {
-	r := &Runner{v: v, row: make([]Value, len(v.Columns)), lists: make([][]Value, len(v.Columns))}
+	r := &Runner{v: v, row: make([]Value, len(v.Columns)), lists: make([][]Value, len(v.Columns)), model: model.Get(model.R4)}
 	r.ri = []fhirpath.Item{fhirpath.ValueItem(int64(0))}
 	r.env.Vars = make(map[string][]fhirpath.Item, len(v.consts)+1)
 	for k, c := range v.consts {
@@ -182,7 +186,14 @@ const maxRepeatDepth = 256
 // body fills the select's columns on ctx and cross-joins its nested
 // selects and its unionAll.
 func (r *Runner) body(s *selectNode, ctx fhirpath.Item, ri int, k func() error) error {
+	n := ctx.Node()
 	for _, c := range s.cols {
+		if c.expr.fast != nil && n != nil && !noFastPaths {
+			if err := r.fillFast(c, n); err != nil {
+				return err
+			}
+			continue
+		}
 		// A column's result is converted before the next evaluation, so
 		// one buffer serves every column.
 		items, err := r.evalInto(r.buf[:0], c.expr, ctx, ri)
@@ -301,9 +312,84 @@ func (r *Runner) fill(c *colNode, items []fhirpath.Item) error {
 	return r.errorf(c.expr, "column %s: the path gave %d values; set \"collection\": true to keep them all", col.Name, len(items))
 }
 
+// noFastPaths makes every column go through the FHIRPath engine (tests
+// compare the two).
+var noFastPaths bool
+
+// fillFast fills c's slot with the result of its fast path on n, as fill
+// does with the engine's result.
+func (r *Runner) fillFast(c *colNode, n *jsontree.Node) error {
+	fp := c.expr.fast
+	col := &c.col
+	if fp.literal {
+		if fp.empty {
+			if col.Collection {
+				r.row[c.slot] = Value{Kind: col.Kind, List: r.list(c.slot)}
+			} else {
+				r.row[c.slot] = Value{Kind: col.Kind, Null: true}
+			}
+			return nil
+		}
+		return r.fillValues(c, 1, func(int) (Value, *jsontree.Node) { return Value{Kind: KindString, Text: fp.text}, nil })
+	}
+	var nodes []*jsontree.Node
+	nodes, r.fb, r.fids = fp.eval(r.model, n, r.fa, r.fb, r.fids)
+	var err error
+	if ids := r.fids; len(ids) > 0 {
+		err = r.fillValues(c, len(ids), func(i int) (Value, *jsontree.Node) { return Value{Kind: KindString, Text: ids[i]}, nil })
+	} else {
+		err = r.fillValues(c, len(nodes), func(i int) (Value, *jsontree.Node) {
+			return natural(fhirpath.NodeItem(nodes[i])), nodes[i]
+		})
+	}
+	clear(nodes)
+	r.fa = nodes[:0]
+	return err
+}
+
+// fillValues is fill for n values given by at.
+func (r *Runner) fillValues(c *colNode, n int, at func(int) (Value, *jsontree.Node)) error {
+	col := &c.col
+	if col.Collection {
+		l := r.list(c.slot)
+		for i := 0; i < n; i++ {
+			x, xn := at(i)
+			v, err := r.convert(c, x, xn)
+			if err != nil {
+				return err
+			}
+			if !v.Null {
+				l = append(l, v)
+			}
+		}
+		r.lists[c.slot] = l[:0]
+		r.row[c.slot] = Value{Kind: col.Kind, List: l}
+		return nil
+	}
+	switch n {
+	case 0:
+		r.row[c.slot] = Value{Kind: col.Kind, Null: true}
+		return nil
+	case 1:
+		x, xn := at(0)
+		v, err := r.convert(c, x, xn)
+		if err != nil {
+			return err
+		}
+		r.row[c.slot] = v
+		return nil
+	}
+	return r.errorf(c.expr, "column %s: the path gave %d values; set \"collection\": true to keep them all", col.Name, n)
+}
+
 // value converts an item to the column's kind.
 func (r *Runner) value(c *colNode, it fhirpath.Item) (Value, error) {
-	v := natural(it)
+	return r.convert(c, natural(it), it.Node())
+}
+
+// convert converts v, the natural value of node n (nil for a System
+// value), to the column's kind.
+func (r *Runner) convert(c *colNode, v Value, n *jsontree.Node) (Value, error) {
 	want := c.col.Kind
 	if want == KindAny || v.Null || v.Kind == want {
 		return v, nil
@@ -328,7 +414,7 @@ func (r *Runner) value(c *colNode, it fhirpath.Item) (Value, error) {
 			return v, nil
 		}
 	case KindJSON:
-		if n := it.Node(); n != nil {
+		if n != nil {
 			return Value{Kind: KindJSON, Text: string(n.AppendJSON(nil))}, nil
 		}
 		return Value{Kind: KindJSON, Text: string(v.AppendJSON(nil))}, nil

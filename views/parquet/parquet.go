@@ -28,6 +28,7 @@ import (
 	"reflect"
 	"strconv"
 
+	"github.com/klauspost/compress/s2"
 	pq "github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
 	"github.com/parquet-go/parquet-go/compress/snappy"
@@ -108,7 +109,7 @@ func NewWriter(w io.Writer, v *views.View, opt Options) (*Writer, error) {
 	var codec compress.Codec
 	switch opt.Compression {
 	case "", "snappy":
-		codec = &snappy.Codec{}
+		codec = &fastSnappy{}
 	case "zstd":
 		codec = &zstd.Codec{Level: zstd.SpeedDefault}
 	case "none":
@@ -245,6 +246,14 @@ func (w *Writer) Close() error {
 	}
 	return w.w.Close()
 }
+
+// fastSnappy is the SNAPPY codec with the faster of the Snappy-compatible
+// block encoders of klauspost/compress (parquet-go's own codec uses the
+// "better" one, which costs about twice the CPU for a few percent smaller
+// pages). Decoding is the standard Snappy block decoder.
+type fastSnappy struct{ snappy.Codec }
+
+func (*fastSnappy) Encode(dst, src []byte) ([]byte, error) { return s2.EncodeSnappy(dst, src), nil }
 
 // orderedGroup is a group whose fields keep the view's column order
 // (parquet.Group sorts them by name).
