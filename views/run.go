@@ -388,8 +388,33 @@ func (r *Runner) value(c *colNode, it fhirpath.Item) (Value, error) {
 }
 
 // convert converts v, the natural value of node n (nil for a System
-// value), to the column's kind.
+// value), to the column's kind and, with an ansi/type date or timestamp,
+// its SQL type.
 func (r *Runner) convert(c *colNode, v Value, n *jsontree.Node) (Value, error) {
+	v, err := r.convertKind(c, v, n)
+	if err != nil || c.col.SQLType == "" || v.Null {
+		return v, err
+	}
+	var ok bool
+	switch c.col.SQLType {
+	case SQLDate:
+		v.Int, ok = parseDate(v.Text)
+		if ok {
+			v.Text = v.Text[:10]
+		}
+	case SQLTimestamp:
+		v.Int, ok = parseTimestamp(v.Text, false)
+	case SQLTimestampTZ:
+		v.Int, ok = parseTimestamp(v.Text, true)
+	}
+	if !ok {
+		return Value{}, r.errorf(c.expr, "column %s: a %s value without the precision of the column's ansi/type %s (a partial date, no time or no time zone)", c.col.Name, v.Kind, c.col.SQLType)
+	}
+	return v, nil
+}
+
+// convertKind converts v to the column's kind.
+func (r *Runner) convertKind(c *colNode, v Value, n *jsontree.Node) (Value, error) {
 	want := c.col.Kind
 	if want == KindAny || v.Null || v.Kind == want {
 		return v, nil

@@ -10,11 +10,27 @@
 //	decimal                                       → DOUBLE
 //	boolean                                       → BOOLEAN
 //
-// Dates, dateTimes and instants stay text (their FHIR form) because FHIR
-// allows partial precision ("2020", "2020-02") and de-identification
-// generalizes even instants to a year, which a Parquet DATE or TIMESTAMP
-// cannot hold; the text sorts correctly and every engine casts it
-// (DuckDB: CAST(effective AS TIMESTAMPTZ) where the precision is full). Every column is optional (null when the path gives
+// Dates, dateTimes and instants are text (their FHIR form) by default, as
+// the SQL on FHIR default type mapping has it for date and dateTime: FHIR
+// allows partial precision ("2020", "2020-02"), and de-identification
+// generalizes dates, dateTimes and even instants to a year (the Safe
+// Harbor profile writes "issued": "2011"), which a Parquet DATE or
+// TIMESTAMP cannot hold without inventing a day. The text sorts correctly
+// and every engine casts it (DuckDB: CAST(effective AS TIMESTAMPTZ) where
+// the precision is full, or CAST(left(effective, 4) AS INTEGER) for the
+// year). A column whose values have full precision (the longitudinal
+// profile shifts dates and keeps it) gets a native type with the SQL on
+// FHIR "ansi/type" tag (see views.Column.SQLType):
+//
+//	DATE                      → INT32 (DATE)
+//	TIMESTAMP                 → INT64 (TIMESTAMP(MICROS, isAdjustedToUTC=false))
+//	TIMESTAMP WITH TIME ZONE  → INT64 (TIMESTAMP(MICROS, isAdjustedToUTC=true))
+//
+// which DuckDB reads as DATE, TIMESTAMP and TIMESTAMP WITH TIME ZONE and
+// pandas as datetime64; a value without that precision is then an error
+// of the view (the resource gives no rows), never a made-up date.
+//
+// Every column is optional (null when the path gives
 // nothing); a column with collection: true is a repeated field (an empty
 // collection is an empty list). Data pages are compressed (snappy by
 // default, or zstd) and a row group is flushed every RowGroupRows rows or
@@ -68,6 +84,8 @@ const (
 	leafInt
 	leafDouble
 	leafBool
+	leafDate      // INT32 days
+	leafTimestamp // INT64 microseconds
 )
 
 // Schema returns the Parquet schema of a view.
@@ -82,12 +100,21 @@ func schema(v *views.View) (*pq.Schema, []leafKind) {
 	for _, c := range v.Columns {
 		var n pq.Node
 		var k leafKind
-		switch c.Kind {
-		case views.KindInteger:
+		switch {
+		case c.SQLType == views.SQLDate:
+			n, k = pq.Date(), leafDate
+		case c.SQLType == views.SQLTimestamp:
+			n, k = pq.TimestampAdjusted(pq.Microsecond, false), leafTimestamp
+		case c.SQLType == views.SQLTimestampTZ:
+			n, k = pq.TimestampAdjusted(pq.Microsecond, true), leafTimestamp
+		}
+		switch {
+		case k != leafString:
+		case c.Kind == views.KindInteger:
 			n, k = pq.Int(64), leafInt
-		case views.KindDecimal:
+		case c.Kind == views.KindDecimal:
 			n, k = pq.Leaf(pq.DoubleType), leafDouble
-		case views.KindBoolean:
+		case c.Kind == views.KindBoolean:
 			n, k = pq.Leaf(pq.BooleanType), leafBool
 		default:
 			n, k = pq.String(), leafString
@@ -226,6 +253,12 @@ func (w *Writer) value(i int, v views.Value) (pq.Value, error) {
 	case leafBool:
 		w.buffered++
 		return pq.BooleanValue(v.Int != 0), nil
+	case leafDate:
+		w.buffered += 4
+		return pq.Int32Value(int32(v.Int)), nil
+	case leafTimestamp:
+		w.buffered += 8
+		return pq.Int64Value(v.Int), nil
 	case leafDouble:
 		f, err := strconv.ParseFloat(v.Text, 64)
 		if err != nil || math.IsInf(f, 0) {
