@@ -89,7 +89,7 @@ func (c *compiler) expr(x any, elem string, sc scope) (*cexpr, error) {
 		return nil, &Error{View: c.view, Element: elem, Msg: err.Error(), Err: err}
 	}
 	ce.e = e
-	ce.fast = compileFast(text)
+	ce.fast = compileFast(text, c.model)
 	if !direct && !sc.opaque {
 		if err := c.checkInChain(ce, sc); err != nil {
 			return nil, &Error{View: c.view, Element: elem, Msg: err.Error(), Err: err}

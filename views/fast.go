@@ -1,6 +1,7 @@
 package views
 
 import (
+	"slices"
 	"strings"
 
 	"fhirdeid/fhir/model"
@@ -40,6 +41,11 @@ const (
 type fastStep struct {
 	op   fastOp
 	name string // element name, type name, or reference type ("" for any)
+	// subs are, for ofType of a complex or resource type, the model's
+	// types derived from it (few: Quantity has Age, Count...), so that the
+	// walk compares names instead of climbing the model's type tree; nil
+	// when there are many.
+	subs []string
 }
 
 // fhirpathKeywords cannot be element names without backticks.
@@ -48,7 +54,7 @@ var fhirpathKeywords = map[string]bool{"and": true, "or": true, "xor": true, "im
 
 // compileFast returns the fast path of a prepared expression (getReferenceKey's
 // argument already quoted), or nil when the expression is not that simple.
-func compileFast(text string) *fastPath {
+func compileFast(text string, m *model.Model) *fastPath {
 	if text == "{}" {
 		return &fastPath{literal: true, empty: true}
 	}
@@ -92,7 +98,7 @@ func compileFast(text string) *fastPath {
 			if !isName(t) {
 				return nil
 			}
-			fp.steps = append(fp.steps, fastStep{op: fastOfType, name: t})
+			fp.steps = append(fp.steps, fastStep{op: fastOfType, name: t, subs: subtypes(m, t)})
 		default:
 			// An element name: lower case first (an upper-case first name
 			// may be a type filter), not a keyword.
@@ -174,7 +180,7 @@ func (fp *fastPath) eval(m *model.Model, n *jsontree.Node, dst, tmp []*jsontree.
 		case fastOfType:
 			k := 0
 			for _, x := range cur {
-				if ofType(m, x, s.name) {
+				if s.ofType(m, x) {
 					cur[k] = x
 					k++
 				}
@@ -220,16 +226,41 @@ func (fp *fastPath) eval(m *model.Model, n *jsontree.Node, dst, tmp []*jsontree.
 	return cur, tmp, ids
 }
 
-// ofType is FHIRPath's ofType(T) on a node, T unqualified: a primitive
-// matches only its own type, a complex or resource type its subtypes too.
-func ofType(m *model.Model, n *jsontree.Node, t string) bool {
-	if n.Type == t {
+// ofType is FHIRPath's ofType(T) on a node, T unqualified (s.name): a
+// primitive matches only its own type, a complex or resource type its
+// subtypes too.
+func (s *fastStep) ofType(m *model.Model, n *jsontree.Node) bool {
+	if n.Type == s.name {
 		return true
 	}
 	if isPrimitiveName(n.Type) || m == nil {
 		return false
 	}
-	return m.IsSubtype(n.Type, t)
+	if s.subs != nil {
+		return slices.Contains(s.subs, n.Type)
+	}
+	return m.IsSubtype(n.Type, s.name)
+}
+
+// maxSubtypes bounds the subtypes listed in a fastStep.
+const maxSubtypes = 16
+
+// subtypes lists the model's types derived from t (t excluded), or nil
+// when t is primitive, unknown or has more than maxSubtypes.
+func subtypes(m *model.Model, t string) []string {
+	if m == nil || isPrimitiveName(t) || m.Type(t) == nil {
+		return nil
+	}
+	subs := []string{}
+	for _, name := range m.TypeNames() {
+		if name != t && m.IsSubtype(name, t) {
+			if len(subs) == maxSubtypes {
+				return nil
+			}
+			subs = append(subs, name)
+		}
+	}
+	return subs
 }
 
 func isPrimitiveName(t string) bool { return t != "" && t[0] >= 'a' && t[0] <= 'z' }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -11,6 +12,20 @@ import (
 	"fhirdeid/fhir/typed"
 	"fhirdeid/jsontree"
 )
+
+func TestSubtypes(t *testing.T) {
+	m := model.Get(model.R4)
+	q := subtypes(m, "Quantity")
+	if !slices.Contains(q, "Age") || !slices.Contains(q, "Duration") || slices.Contains(q, "Quantity") || slices.Contains(q, "Coding") {
+		t.Errorf("subtypes of Quantity: %v", q)
+	}
+	if s := subtypes(m, "Coding"); s == nil || len(s) != 0 {
+		t.Errorf("subtypes of Coding: %v, want an empty list", s)
+	}
+	if subtypes(m, "Resource") != nil || subtypes(m, "string") != nil || subtypes(m, "Nope") != nil {
+		t.Error("subtypes of Resource, string or an unknown type listed")
+	}
+}
 
 func TestCompileFast(t *testing.T) {
 	for _, c := range []struct {
@@ -40,7 +55,7 @@ func TestCompileFast(t *testing.T) {
 		{"name.first(1)", false},
 		{"extension('http://x.org/a').value", false},
 	} {
-		if got := compileFast(c.text) != nil; got != c.fast {
+		if got := compileFast(c.text, model.Get(model.R4)) != nil; got != c.fast {
 			t.Errorf("compileFast(%q) = %v, want %v", c.text, got, c.fast)
 		}
 	}
