@@ -90,6 +90,7 @@ func (c *compiler) expr(x any, elem string, sc scope) (*cexpr, error) {
 	}
 	ce.e = e
 	ce.fast = compileFast(text, c.model)
+	c.noteMembers(text)
 	if !direct && !sc.opaque {
 		if err := c.checkInChain(ce, sc); err != nil {
 			return nil, &Error{View: c.view, Element: elem, Msg: err.Error(), Err: err}

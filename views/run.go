@@ -47,7 +47,8 @@ func (v *View) NewRunner() *Runner {
 func (r *Runner) Rows() int64 { return r.rows }
 
 // ProcessJSON parses one resource (JSON), types it and evaluates the view
-// on it (see Eval). Resources of other types are skipped before typing.
+// on it (see Eval); members the view cannot read are left out before
+// typing (see Members). Resources of other types are skipped before typing.
 func (r *Runner) ProcessJSON(data []byte, emit func(row []Value) error) error {
 	root, err := r.parser.Parse(data)
 	if err != nil {
@@ -57,6 +58,7 @@ func (r *Runner) ProcessJSON(data []byte, emit func(row []Value) error) error {
 	if rt == nil || rt.Kind != jsontree.String || rt.Value != r.v.Resource {
 		return nil
 	}
+	Members(r.v.members).Prune(root)
 	if err := typed.Annotate(root, model.Get(model.R4)); err != nil {
 		return err
 	}

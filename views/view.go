@@ -27,6 +27,9 @@ type View struct {
 	where  []*cexpr
 	root   *selectNode
 	consts map[string][]fhirpath.Item
+	// members are the names an expression of the view may read at the
+	// resource's top level (see Members); nil when it cannot be told.
+	members map[string]bool
 }
 
 // Column is one output column.
@@ -163,6 +166,10 @@ type compiler struct {
 	model  *model.Model
 	consts map[string][]fhirpath.Item
 	funcs  []*fhirpath.Function
+	// members collects the identifiers of the expressions; allMembers is
+	// set by one that may read members it does not name.
+	members    map[string]bool
+	allMembers bool
 }
 
 func (c *compiler) errf(elem, format string, args ...any) error {
@@ -296,6 +303,17 @@ func Compile(doc any, name string) (*View, error) {
 	}
 	finishSlots(root)
 	v.root = root
+	v.members = c.members
+	for _, col := range v.Columns {
+		// A complex or untyped column may hold the resource itself as
+		// JSON, which must not lose members.
+		if col.Kind == KindJSON || col.Kind == KindAny {
+			c.allMembers = true
+		}
+	}
+	if c.allMembers {
+		v.members = nil
+	}
 	return v, nil
 }
 

@@ -56,6 +56,8 @@ type Sink struct {
 	views  []*views.View
 	opt    Options
 	byType map[string][]int
+	// members are the top-level members the views of each type may read.
+	members map[string]views.Members
 }
 
 // New returns a Sink of views writing into store.
@@ -63,9 +65,16 @@ func New(store *storage.Store, vs []*views.View, opt Options) *Sink {
 	if opt.RowGroupBytes <= 0 {
 		opt.RowGroupBytes = 4 << 20
 	}
-	s := &Sink{store: store, views: vs, opt: opt, byType: map[string][]int{}}
+	s := &Sink{store: store, views: vs, opt: opt, byType: map[string][]int{}, members: map[string]views.Members{}}
 	for i, v := range vs {
 		s.byType[v.Resource] = append(s.byType[v.Resource], i)
+	}
+	for typ, idx := range s.byType {
+		var tv []*views.View
+		for _, i := range idx {
+			tv = append(tv, vs[i])
+		}
+		s.members[typ] = views.MembersOf(tv...)
 	}
 	return s
 }
@@ -101,7 +110,7 @@ func (s *Sink) File(ctx context.Context, run, typ string, seq, workers int) (*Fi
 		f.typ = typ
 	}
 	for w := range f.workers {
-		wk := &worker{parts: map[string][]*part{}}
+		wk := &worker{parts: map[string][]*part{}, members: s.members}
 		for _, i := range idx {
 			v := s.views[i]
 			wk.parts[v.Resource] = append(wk.parts[v.Resource], &part{f: f, v: v, w: w, r: v.NewRunner()})
@@ -133,6 +142,9 @@ type viewErrors struct {
 type worker struct {
 	parser jsontree.Parser
 	parts  map[string][]*part // by resource type
+	// members are, by resource type, the top-level members its views may
+	// read; the others are pruned before typing.
+	members map[string]views.Members
 }
 
 // part is one worker's output of one view: created on the first row.
@@ -299,6 +311,7 @@ func (f *File) Resource(w int, data []byte) error {
 	if len(parts) == 0 {
 		return nil
 	}
+	wk.members[rt.Value].Prune(root)
 	if err := typed.Annotate(root, model.Get(model.R4)); err != nil {
 		return fmt.Errorf("views: de-identified resource: %w", err)
 	}
