@@ -48,8 +48,12 @@ func (r *Runner) Rows() int64 { return r.rows }
 
 // ProcessJSON parses one resource (JSON), types it and evaluates the view
 // on it (see Eval); members the view cannot read are left out before
-// typing (see Members). Resources of other types are skipped before typing.
+// typing (see Members). The rows' strings are valid only during emit, and
+// at the latest until the next call. Resources of other types are skipped before typing.
 func (r *Runner) ProcessJSON(data []byte, emit func(row []Value) error) error {
+	// Nothing of a tree outlives the next resource (rows are valid only
+	// during emit, errors hold copies): the parser reuses its text memory.
+	r.parser.ReuseText = true
 	root, err := r.parser.Parse(data)
 	if err != nil {
 		return err

@@ -72,6 +72,7 @@ type Writer struct {
 	batch              []pq.Row // rows not yet handed to w
 	n                  int
 	arena              []byte
+	used, spare        [][]byte // full arena chunks of the batch; chunks to reuse
 	buffered, maxBytes int
 	inGroup, maxRows   int
 	total              int64
@@ -231,14 +232,32 @@ func (w *Writer) flushBatch() error {
 	}
 	w.n = 0
 	w.arena = w.arena[:0]
+	for _, c := range w.used {
+		if cap(c) == arenaChunk {
+			w.spare = append(w.spare, c[:0])
+		}
+	}
+	clear(w.used)
+	w.used = w.used[:0]
 	return err
 }
 
-// bytesOf copies s into the arena. A full arena is replaced, not grown, so
-// that the slices already handed out stay valid until the batch is written.
+// arenaChunk is the size of the arena's chunks.
+const arenaChunk = 64 << 10
+
+// bytesOf copies s into the arena. A full arena chunk is replaced, not
+// grown, so that the slices already handed out stay valid until the batch
+// is written (parquet-go copies them); the chunks are then reused.
 func (w *Writer) bytesOf(s string) []byte {
 	if len(w.arena)+len(s) > cap(w.arena) {
-		w.arena = make([]byte, 0, max(64<<10, len(s)))
+		if w.arena != nil {
+			w.used = append(w.used, w.arena)
+		}
+		if n := len(w.spare); n > 0 && len(s) <= arenaChunk {
+			w.arena, w.spare = w.spare[n-1], w.spare[:n-1]
+		} else {
+			w.arena = make([]byte, 0, max(arenaChunk, len(s)))
+		}
 	}
 	start := len(w.arena)
 	w.arena = append(w.arena, s...)

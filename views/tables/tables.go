@@ -299,6 +299,9 @@ func (p *part) abort() {
 // Resource evaluates the views on one de-identified resource.
 func (f *File) Resource(w int, data []byte) error {
 	wk := f.workers[w]
+	// The rows' strings are written (copied) before the next resource, and
+	// errors hold copies: the parser reuses its text memory.
+	wk.parser.ReuseText = true
 	root, err := wk.parser.Parse(data)
 	if err != nil {
 		return fmt.Errorf("views: de-identified resource: %w", err)
