@@ -13,6 +13,9 @@
 # RUNS (default 1) repeats the pair of runs, alternating without and with
 # views, and reports the ratio of the CPU time summed over the repeats: on
 # a shared machine, one pair is too noisy to judge a 1.3x budget.
+# SNAPSHOT=false in the environment turns the merged snapshot off in both
+# runs (by default each run also merges its snapshot, whose tables are
+# computed again from the snapshot's own files).
 # Results go to bench/out/views-<date>.txt. On a shared machine, note the
 # load average the report prints; the with/without ratio is measured in the
 # same run.
@@ -55,7 +58,7 @@ for name in $("$work/fhirdeid" view --list | sed -n 's/^builtin:\([a-z_]*\) *\([
 done
 
 echo
-echo "2. fhirdeid run (export from a local bulkserver, Safe Harbor, file:// destination), without and with views: [builtin]"
+echo "2. fhirdeid run (export from a local bulkserver, Safe Harbor, file:// destination, snapshot ${SNAPSHOT:-true}), without and with views: [builtin]"
 "$work/fhirdeid" bulkserver --data "$DATA" --passthrough --polls 1 --retry-after 1 >"$work/server.out" 2>"$work/server.err" &
 srv_pid=$!
 for _ in $(seq 50); do grep -q "FHIR base" "$work/server.out" 2>/dev/null && break; sleep 0.1; done
@@ -67,6 +70,8 @@ for i in $(seq "$RUNS"); do
 for mode in none views; do
   extra=""
   [ "$mode" = views ] && extra="    views: [builtin]"
+  [ "${SNAPSHOT:-}" = false ] && extra="$extra
+    snapshot: false"
   rm -rf "$work/state-$mode" "$work/lake-$mode"
   cat >"$work/$mode.yml" <<YAML
 state: $work/state-$mode/state.db
