@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestSyntaxErrors(t *testing.T) {
@@ -685,5 +686,62 @@ func TestParserReuseText(t *testing.T) {
 	doc := []byte(`{"resourceType":"Patient","name":[{"family":"Doe","given":["J"]}],"active":true}`)
 	if n := testing.AllocsPerRun(100, func() { p.Parse(doc) }); n != 0 {
 		t.Errorf("%v allocations per Parse with ReuseText", n)
+	}
+}
+
+func TestParserBorrow(t *testing.T) {
+	p := Parser{Borrow: true}
+	data := []byte(`{"k":"plain","e":"a\"b\\c\u00e9\n","n":1.50,"` + "\xc3\xa9" + `":"\ud800x"}`)
+	orig := string(data)
+	n, err := p.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(data) != orig {
+		t.Fatalf("the input was written: %q", data)
+	}
+	want, err := Parse([]byte(orig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, w := n.AppendJSON(nil), want.AppendJSON(nil); !bytes.Equal(got, w) {
+		t.Fatalf("borrowed tree differs:\n%s\n%s", got, w)
+	}
+	// Unescaped strings and numbers are the input's own bytes.
+	within := func(s string) bool {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		b := uintptr(unsafe.Pointer(&data[0]))
+		return p >= b && p < b+uintptr(len(data))
+	}
+	for _, s := range []string{n.Get("k").Value, n.Get("k").Key, n.Get("n").Value} {
+		if !within(s) {
+			t.Errorf("%q is not a slice of the input", s)
+		}
+	}
+	if e := n.Get("e").Value; within(e) || e != "a\"b\\c\u00e9\n" {
+		t.Errorf("escaped string %q decoded into the input or wrongly", e)
+	}
+	// Errors inside and after escaped strings are located as without Borrow.
+	for _, doc := range []string{`{"a":"x\qy"}`, `["ab\"c`, `["a\\"b"]`, `{"a":"\u12"}`, "[\"\\n\x01\"]", `{"a\"":1,"a\"":2}`} {
+		_, e1 := Parse([]byte(doc))
+		_, e2 := p.Parse([]byte(doc))
+		se1, ok1 := e1.(*SyntaxError)
+		se2, ok2 := e2.(*SyntaxError)
+		if !ok1 || !ok2 || *se1 != *se2 {
+			t.Errorf("%s: errors differ: %v / %v", doc, e1, e2)
+		}
+	}
+	// A document without escapes costs no text memory at all.
+	big := bytes.Repeat([]byte(`{"system":"phone","value":"555-0100","use":"home"},`), 2000)
+	big = append(append([]byte(`[`), big[:len(big)-1]...), ']')
+	p.Parse(big) // warm the arenas up
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	if _, err := p.Parse(big); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&m1)
+	if d := m1.TotalAlloc - m0.TotalAlloc; d > uint64(len(big))/4 {
+		t.Errorf("a borrowed parse of %d bytes allocated %d bytes", len(big), d)
 	}
 }
