@@ -713,6 +713,17 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 		}
 		matches := r.matches[:0]
 		switch {
+		case rule.fast != fastNone && rule.tail == "":
+			// The cache is the list of matches: no copy of it (on a large
+			// resource it holds most of its nodes). The rules do not change
+			// the caches, and r.matches does not take this slice, so that
+			// the next rule does not append over the cache.
+			for _, n := range r.cache[rule.slot] {
+				if err := r.process(n, rule, res, &ops); err != nil {
+					return ops, err
+				}
+			}
+			continue
 		case rule.fast != fastNone:
 			for _, n := range r.cache[rule.slot] {
 				if rule.tail == "" {
