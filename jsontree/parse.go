@@ -222,6 +222,9 @@ func (p *Parser) Parse(data []byte) (*Node, error) {
 		base = 3
 	}
 	p.reset(len(data))
+	if len(data) > bigDoc {
+		p.sizeArenas(data)
+	}
 	var b []byte
 	if p.borrow = p.Borrow; p.borrow {
 		// Strings without escapes are slices of data; those with escapes
@@ -277,6 +280,20 @@ func (p *Parser) reset(n int) {
 	if p.dup != nil {
 		clear(p.dup)
 	}
+}
+
+// sizeArenas gives the parser, for the large document data, arenas of one
+// chunk each that hold all its nodes and child pointers, allocated at once
+// rather than in thousands of chunks over the parse: the heap then grows in
+// one step and the garbage collector does not scan the growing tree again
+// at each doubling of the heap. The sizes are bounds: every value but the
+// top-level one follows a ',' or opens a non-empty container's first item,
+// so a document has at most 1 + #',' + #'{' + #'[' values (exactly that
+// many unless those bytes occur in strings) and one fewer child pointers.
+func (p *Parser) sizeArenas(data []byte) {
+	n := 1 + bytes.Count(data, []byte{','}) + bytes.Count(data, []byte{'{'}) + bytes.Count(data, []byte{'['})
+	p.nodes = append(p.nodes[:0], make([]Node, n))
+	p.ptrs = append(p.ptrs[:0], make([]*Node, n))
 }
 
 // textAlloc returns n bytes of memory that is not handed out again before
