@@ -122,6 +122,11 @@ type Parser struct {
 	text  []byte // free tail of the current text block
 	block []byte // the current text block, for ReuseText
 
+	// For a large document (over bigDoc): an upper bound on its values,
+	// its length, and the offset of the value being read, to size the
+	// arena chunks (see estimate).
+	bound, docLen, pos int
+
 	fresh    bool // allocate exactly; arenas are not reused
 	borrow   bool // the document being parsed is borrowed (Borrow)
 	sizeHint int  // input size, to size a fresh parser's first chunks
@@ -222,8 +227,9 @@ func (p *Parser) Parse(data []byte) (*Node, error) {
 		base = 3
 	}
 	p.reset(len(data))
+	p.bound, p.pos, p.docLen = 0, 0, len(data)-base
 	if len(data) > bigDoc {
-		p.sizeArenas(data)
+		p.bound = nodeBound(data[base:])
 	}
 	var b []byte
 	if p.borrow = p.Borrow; p.borrow {
@@ -282,18 +288,32 @@ func (p *Parser) reset(n int) {
 	}
 }
 
-// sizeArenas gives the parser, for the large document data, arenas of one
-// chunk each that hold all its nodes and child pointers, allocated at once
-// rather than in thousands of chunks over the parse: the heap then grows in
-// one step and the garbage collector does not scan the growing tree again
-// at each doubling of the heap. The sizes are bounds: every value but the
-// top-level one follows a ',' or opens a non-empty container's first item,
-// so a document has at most 1 + #',' + #'{' + #'[' values (exactly that
-// many unless those bytes occur in strings) and one fewer child pointers.
-func (p *Parser) sizeArenas(data []byte) {
-	n := 1 + bytes.Count(data, []byte{','}) + bytes.Count(data, []byte{'{'}) + bytes.Count(data, []byte{'['})
-	p.nodes = append(p.nodes[:0], make([]Node, n))
-	p.ptrs = append(p.ptrs[:0], make([]*Node, n))
+// nodeBound returns an upper bound on the number of values in data: every
+// value but the top-level one follows a ',' or opens a non-empty
+// container's first item, so a document has at most 1 + #',' + #'{' + #'['
+// values (exactly that many unless those bytes occur in strings). A
+// document has one child pointer fewer than values.
+func nodeBound(data []byte) int {
+	return 1 + bytes.Count(data, []byte{','}) + bytes.Count(data, []byte{'{'}) + bytes.Count(data, []byte{'['})
+}
+
+// estimate returns the size of the next arena chunk of a large document
+// (see Parser.bound), given the number of slots (nodes or pointers) of the
+// chunks used so far, or 0 if it has no estimate. It extrapolates the
+// density of values read so far to the rest of the document, with a
+// margin, and never exceeds what the document's bound allows: a large
+// document gets its tree in a few large allocations rather than thousands
+// of small ones, so that the heap grows in few steps and the collector does
+// not rescan the growing tree at each doubling of the heap; yet a document
+// whose bound is high only because its strings hold ',' '{' '[' (or whose
+// first part is denser than the rest) does not get more than a document of
+// that density would use.
+func (p *Parser) estimate(used int) int {
+	if p.bound == 0 || p.pos <= 0 || p.pos >= p.docLen {
+		return 0
+	}
+	rest := int(int64(used) * int64(p.docLen-p.pos) / int64(p.pos))
+	return min(rest+rest/4, p.bound-used)
 }
 
 // textAlloc returns n bytes of memory that is not handed out again before
@@ -329,6 +349,13 @@ func (p *Parser) newNode() *Node {
 		// FHIR JSON has about one node per 24 bytes.
 		size = min(max(p.sizeHint/bytesPerNode, minNodeChunk), maxNodeChunk)
 	}
+	if size == maxNodeChunk && p.bound > 0 {
+		used := 0
+		for _, c := range p.nodes {
+			used += len(c)
+		}
+		size = max(size, p.estimate(used))
+	}
 	p.nodes = append(p.nodes, make([]Node, size))
 	p.ni = len(p.nodes) - 1
 	p.nj = 1
@@ -353,6 +380,13 @@ func (p *Parser) ptrAlloc(n int) []*Node {
 		size = min(2*len(p.ptrs[k-1]), maxPtrChunk)
 	} else if p.fresh {
 		size = min(max(p.sizeHint/bytesPerNode, minPtrChunk), maxPtrChunk)
+	}
+	if size == maxPtrChunk && p.bound > 0 {
+		used := 0
+		for _, c := range p.ptrs {
+			used += len(c)
+		}
+		size = max(size, p.estimate(used))
 	}
 	size = max(size, n)
 	p.ptrs = append(p.ptrs, make([]*Node, size))
@@ -394,6 +428,7 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 	var errMsg string
 	for {
 		// A value starts at b[i] (whitespace skipped).
+		p.pos = i
 		n = p.newNode()
 		var parent *Node
 		var key string

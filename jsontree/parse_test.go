@@ -745,3 +745,65 @@ func TestParserBorrow(t *testing.T) {
 		t.Errorf("a borrowed parse of %d bytes allocated %d bytes", len(big), d)
 	}
 }
+
+// TestParseLargeArenas parses documents over 4 MB, whose arenas are sized
+// from the density of their first part and a bound counted from their
+// bytes: dense, dense then sparse, sparse then dense. Each is reproduced
+// byte for byte, and a document whose bound is high only because a string
+// is full of commas does not get memory for the values it does not have.
+func TestParseLargeArenas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("parses 60 MB of documents")
+	}
+	dense := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"a":%d,"b":[1,{}],"c":"x"}`, i%10)
+		}
+		return b.String()
+	}
+	commas := strings.Repeat(",{[", 2<<20)
+	docs := map[string]string{
+		"dense":          `[` + dense(200000) + `]`,
+		"dense commas":   `[` + strings.Repeat(`{"system":"phone","value":"555-0100","use":"home"},`, 20000) + `"` + commas + `"]`,
+		"commas dense":   `["` + commas + `",` + dense(200000) + `]`,
+		"sparse dense":   `["` + strings.Repeat("x", 5<<20) + `",` + dense(200000) + `]`,
+		"dense in array": `{"k":[[` + dense(100000) + `],[` + dense(100000) + `]]}`,
+	}
+	var p Parser
+	for name, doc := range docs {
+		for _, borrow := range []bool{false, true} {
+			p.Borrow = borrow
+			var m0, m1 runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&m0)
+			n, err := p.Parse([]byte(doc))
+			runtime.ReadMemStats(&m1)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if out := n.AppendJSON(nil); string(out) != doc {
+				t.Fatalf("%s: not reproduced (%d bytes, want %d)", name, len(out), len(doc))
+			}
+			if name == "dense commas" {
+				// 20,000 elements of 13 bytes per value, extrapolated to
+				// the rest: about 600,000 nodes (67 MB), plus the input
+				// copy unless borrowed. Its bound alone would ask for 6.4
+				// million nodes (720 MB).
+				if d := m1.TotalAlloc - m0.TotalAlloc; d > 150<<20 {
+					t.Errorf("%s (borrow %v): %d MB allocated for a %d MB document", name, borrow, d>>20, len(doc)>>20)
+				}
+			}
+		}
+		f, err := Parse([]byte(doc))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if out := f.AppendJSON(nil); string(out) != doc {
+			t.Fatalf("%s: not reproduced by Parse", name)
+		}
+	}
+}
