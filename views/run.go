@@ -48,12 +48,13 @@ func (r *Runner) Rows() int64 { return r.rows }
 
 // ProcessJSON parses one resource (JSON), types it and evaluates the view
 // on it (see Eval); members the view cannot read are left out before
-// typing (see Members). The rows' strings are valid only during emit, and
-// at the latest until the next call. Resources of other types are skipped before typing.
+// typing (see Members). The rows' strings are valid only during emit
+// (they may be slices of data). Resources of other types are skipped before typing.
 func (r *Runner) ProcessJSON(data []byte, emit func(row []Value) error) error {
-	// Nothing of a tree outlives the next resource (rows are valid only
-	// during emit, errors hold copies): the parser reuses its text memory.
-	r.parser.ReuseText = true
+	// Nothing of a tree outlives the call (rows are valid only during
+	// emit, errors hold copies): the tree's strings are borrowed from data
+	// and the parser reuses its text memory for the escaped ones.
+	r.parser.ReuseText, r.parser.Borrow = true, true
 	root, err := r.parser.Parse(data)
 	if err != nil {
 		return err

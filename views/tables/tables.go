@@ -161,8 +161,8 @@ type part struct {
 	rows int64
 
 	// The rows of the current resource, kept until the view has evaluated
-	// it without error (shallow copies: their strings live in the worker's
-	// parse buffer until the next resource).
+	// it without error (shallow copies: their strings are the resource's,
+	// valid until Resource returns, which writes them first).
 	held  [][]views.Value
 	lists [][]views.Value
 	n     int
@@ -300,9 +300,10 @@ func (p *part) abort() {
 // Resource evaluates the views on one de-identified resource.
 func (f *File) Resource(w int, data []byte) error {
 	wk := f.workers[w]
-	// The rows' strings are written (copied) before the next resource, and
-	// errors hold copies: the parser reuses its text memory.
-	wk.parser.ReuseText = true
+	// The rows' strings are written (copied) before the call returns, and
+	// errors hold copies: the tree's strings are borrowed from data, and
+	// the parser reuses its text memory for the escaped ones.
+	wk.parser.ReuseText, wk.parser.Borrow = true, true
 	root, err := wk.parser.Parse(data)
 	if err != nil {
 		return fmt.Errorf("views: de-identified resource: %w", err)
