@@ -342,7 +342,12 @@ func (r *Runner) fillFast(c *colNode, n *jsontree.Node) error {
 	var nodes []*jsontree.Node
 	nodes, r.fb, r.fids = fp.eval(r.model, n, r.fa, r.fb, r.fids)
 	var err error
-	if ids := r.fids; len(ids) > 0 {
+	if len(nodes) == 1 && !col.Collection {
+		// The common case, without the copies of fillValues.
+		dst := &r.row[c.slot]
+		*dst = natural(fhirpath.NodeItem(nodes[0]))
+		err = r.convertInPlace(c, dst, nodes[0])
+	} else if ids := r.fids; len(ids) > 0 {
 		err = r.fillValues(c, len(ids), func(i int) (Value, *jsontree.Node) { return Value{Kind: KindString, Text: ids[i]}, nil })
 	} else {
 		err = r.fillValues(c, len(nodes), func(i int) (Value, *jsontree.Node) {
@@ -418,6 +423,21 @@ func (r *Runner) convert(c *colNode, v Value, n *jsontree.Node) (Value, error) {
 		return Value{}, r.errorf(c.expr, "column %s: a %s value without the precision of the column's ansi/type %s (a partial date, no time or no time zone)", c.col.Name, v.Kind, c.col.SQLType)
 	}
 	return v, nil
+}
+
+// convertInPlace is convert on *v; a value of the column's kind and no SQL
+// type is left as it is without copying it.
+func (r *Runner) convertInPlace(c *colNode, v *Value, n *jsontree.Node) error {
+	if c.col.SQLType == "" && (c.col.Kind == KindAny || v.Null || v.Kind == c.col.Kind) {
+		return nil
+	}
+	x, err := r.convert(c, *v, n)
+	if err != nil {
+		*v = Value{Kind: c.col.Kind, Null: true}
+		return err
+	}
+	*v = x
+	return nil
 }
 
 // convertKind converts v to the column's kind.

@@ -166,15 +166,16 @@ func (w *Writer) Rows() int64 { return w.total }
 // Write appends one row (as given by views.Runner.Eval).
 func (w *Writer) Write(row []views.Value) error {
 	r := w.batch[w.n][:0]
-	for i, v := range row {
+	for i := range row {
+		v := &row[i]
 		col := &w.v.Columns[i]
 		if col.Collection {
 			if len(v.List) == 0 {
 				r = append(r, pq.NullValue().Level(0, 0, i))
 				continue
 			}
-			for j, it := range v.List {
-				pv, err := w.value(i, it)
+			for j := range v.List {
+				pv, err := w.value(i, &v.List[j])
 				if err != nil {
 					return err
 				}
@@ -264,7 +265,7 @@ func (w *Writer) bytesOf(s string) []byte {
 	return w.arena[start:len(w.arena):len(w.arena)]
 }
 
-func (w *Writer) value(i int, v views.Value) (pq.Value, error) {
+func (w *Writer) value(i int, v *views.Value) (pq.Value, error) {
 	switch w.leaf[i] {
 	case leafInt:
 		w.buffered += 8
