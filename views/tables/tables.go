@@ -47,7 +47,8 @@ type Options struct {
 	// values, about 20,000 observation rows): a run writes a part per
 	// worker and view of each of the files it processes at once, and each
 	// buffers its row group. Over synthea-1000-clone without a snapshot,
-	// all built-in views add 26 MB of peak RSS at 2 MiB, 35-43 MB at 4 MiB.
+	// all built-in views added 26 MB of peak RSS at 2 MiB, 35-43 MB at
+	// 4 MiB (23 MB at 2 MiB with pages of 64 KiB).
 	RowGroupBytes int
 }
 
