@@ -44,6 +44,20 @@ type FileContext struct {
 	// FolderName is the last path segment of the input folder, the prefix
 	// of scope "folder".
 	FolderName string
+	// Inspector, if set, is shown the tree of the resource that
+	// AppendAnonymizedJSON parsed, before and after de-identification (the
+	// pipeline's leak audit reads them instead of the JSON text).
+	Inspector Inspector
+}
+
+// Inspector reads a resource's tree around its de-identification. It must
+// not change the tree, nor keep any of it (the memory is reused).
+type Inspector interface {
+	// Raw is called with the parsed input, before it is de-identified.
+	Raw(root *jsontree.Node)
+	// Output is called with the de-identified resource, as it is about to
+	// be written.
+	Output(root *jsontree.Node)
 }
 
 // Stats describes what one Anonymize call did. It holds no values.
@@ -389,11 +403,17 @@ func (e *Engine) AppendAnonymizedJSON(ctx context.Context, dst, data []byte, fc 
 	if err != nil {
 		return dst, Stats{}, &InputError{Err: err}
 	}
+	if fc.Inspector != nil {
+		fc.Inspector.Raw(root)
+	}
 	// The tree is written before this call returns, so the nodes it gets
 	// (security labels) can come from memory reused from call to call.
 	st, err := e.anonymize(ctx, root, fc, &js.labels)
 	if err != nil {
 		return dst, st, err
+	}
+	if fc.Inspector != nil {
+		fc.Inspector.Output(root)
 	}
 	return root.AppendJSON(dst), st, nil
 }

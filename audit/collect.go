@@ -111,10 +111,16 @@ type shard struct {
 
 // Collector gathers the direct identifiers of raw resources as keyed hashes
 // (SipHash-2-4 under a random key that never leaves the process) of their
-// normalised tokens: it keeps no value. Collect is safe for concurrent use;
-// scanning starts when collection is over.
+// normalised tokens: it keeps no value. Collect is safe for concurrent use,
+// and so is scanning while collection goes on: a scan sees the identifiers
+// collected before it, and Gen says whether any changed since (see
+// FileScan).
 type Collector struct {
-	key       sipKey
+	key sipKey
+	// gen counts the changes to the index (an identifier added, a person
+	// or a kind added to one): a scan that began at generation g saw every
+	// identifier as it is if Gen is still g.
+	gen       atomic.Int64
 	shards    [nShards]shard
 	entities  atomic.Uint32
 	resources atomic.Int64
@@ -181,13 +187,23 @@ func (c *Collector) Identifiers() int64 {
 // of them could not be read as JSON.
 func (c *Collector) Resources() (read, invalid int64) { return c.resources.Load(), c.invalid.Load() }
 
-func (c *Collector) lookup(h uint64) (entry, bool) {
-	e, ok := c.shards[h%nShards].m[h]
-	return e, ok
-}
+// Gen returns the number of changes made to the index so far.
+func (c *Collector) Gen() int64 { return c.gen.Load() }
 
-func (c *Collector) info(h uint64, e entry) *itemInfo {
-	return &c.shards[h%nShards].infos[e.info]
+// lookup returns the entry of h and, when it is an identifier, a copy of
+// what is known of it, read under the shard's lock so that collection may go
+// on. The copy's list of people may be appended to later, beyond its
+// length: what the copy holds stays as it was.
+func (c *Collector) lookup(h uint64) (entry, itemInfo, bool) {
+	s := &c.shards[h%nShards]
+	s.mu.Lock()
+	e, ok := s.m[h]
+	var in itemInfo
+	if ok && e.info >= 0 {
+		in = s.infos[e.info]
+	}
+	s.mu.Unlock()
+	return e, in, ok
 }
 
 // Collect adds the direct identifiers of one raw resource (a JSON
@@ -216,6 +232,7 @@ func (c *Collector) Collect(resource []byte) error {
 type collectState struct {
 	c      *Collector
 	w      walker
+	tw     treeWalker
 	t      tokens
 	entity uint32
 	// the HumanName being read
@@ -363,10 +380,12 @@ func (st *collectState) add(v []byte, k Kind) {
 			return
 		}
 		s.infos = append(s.infos, itemInfo{kind: k, ent0: ent})
+		c.gen.Add(1)
 	} else {
 		in := &s.infos[e.info]
 		if in.kind.Weak() && !k.Weak() {
 			in.kind = k
+			c.gen.Add(1)
 		}
 		if !in.common && !in.has(ent) {
 			if len(in.more)+1 >= maxEntities {
@@ -374,6 +393,7 @@ func (st *collectState) add(v []byte, k Kind) {
 			} else {
 				in.more = append(in.more, ent)
 			}
+			c.gen.Add(1)
 		}
 	}
 	s.m[h] = e
@@ -386,8 +406,11 @@ func (st *collectState) add(v []byte, k Kind) {
 		if !ok {
 			e.info = -1
 		}
-		e.lens |= 1 << n
-		s.m[hf] = e
+		if e.lens&(1<<n) == 0 {
+			e.lens |= 1 << n
+			s.m[hf] = e
+			c.gen.Add(1)
+		}
 		s.mu.Unlock()
 	}
 }

@@ -34,6 +34,12 @@ type Report struct {
 	ByKind map[string]int64 `json:"byKind,omitempty"`
 	// Examples locates the first leaks (at most MaxExamples).
 	Examples []Leak `json:"examples,omitempty"`
+	// FilesScannedInStream counts the output files scanned while they
+	// were written, and FilesScannedAgain those read again from storage
+	// because identifiers were collected after their scan began (a
+	// pipeline run's audit; zero otherwise).
+	FilesScannedInStream int `json:"filesScannedInStream,omitempty"`
+	FilesScannedAgain    int `json:"filesScannedAgain,omitempty"`
 	// Incomplete says why the audit did not see the whole run, if it did
 	// not.
 	Incomplete string `json:"incomplete,omitempty"`
@@ -100,6 +106,7 @@ func (r *Report) Sort() {
 type Scanner struct {
 	c   *Collector
 	w   walker
+	tw  treeWalker
 	t   tokens
 	dec []byte
 	rep Report
@@ -141,7 +148,7 @@ func hexLike(v []byte) bool {
 
 type hit struct {
 	h    uint64
-	info *itemInfo
+	info itemInfo
 	path string
 }
 
@@ -225,7 +232,7 @@ func (s *Scanner) scanText(path [][]byte, v []byte) {
 			continue
 		}
 		h := c.key.sum64(t.span(i, i+1))
-		e, ok := c.lookup(h)
+		e, in, ok := c.lookup(h)
 		if !ok {
 			continue
 		}
@@ -236,19 +243,19 @@ func (s *Scanner) scanText(path [][]byte, v []byte) {
 					continue
 				}
 				h2 := c.key.sum64(t.span(i, i+l))
-				if e2, ok := c.lookup(h2); ok && e2.info >= 0 {
+				if e2, in2, ok := c.lookup(h2); ok && e2.info >= 0 {
 					matched = true
 					if i+l <= covered {
 						break // inside a longer match: a part of it
 					}
-					s.hit(path, h2, c.info(h2, e2))
+					s.hit(path, h2, &in2)
 					covered = i + l
 					break
 				}
 			}
 		}
 		if !matched && e.info >= 0 && i >= covered {
-			s.hit(path, h, c.info(h, e))
+			s.hit(path, h, &in)
 		}
 	}
 }
@@ -264,7 +271,7 @@ func (s *Scanner) hit(path [][]byte, h uint64, in *itemInfo) {
 			return
 		}
 	}
-	s.hits = append(s.hits, hit{h: h, info: in, path: p})
+	s.hits = append(s.hits, hit{h: h, info: *in, path: p})
 }
 
 // decide turns the resource's matches into leaks: every strong match, and
@@ -312,7 +319,7 @@ func (s *Scanner) decide(file string, line int64) {
 func (s *Scanner) corroborated(i int) bool {
 	a := s.hits[i]
 	for j, b := range s.hits {
-		if j != i && b.h != a.h && a.info.shares(b.info) {
+		if j != i && b.h != a.h && a.info.shares(&b.info) {
 			return true
 		}
 	}
