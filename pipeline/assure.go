@@ -96,12 +96,12 @@ func (p *Pipeline) collectDuring(run *state.Run) func() {
 // the tree it parses (an anonymize.Inspector); another de-identifier's
 // resources are read from their JSON text.
 type auditFile struct {
-	st    *assureState
-	name  string
-	c     *audit.Collector
-	fs    *audit.FileScan
-	insp  []fileInspector
-	ctxs  []context.Context
+	st   *assureState
+	name string
+	c    *audit.Collector
+	fs   *audit.FileScan
+	insp []fileInspector
+	ctxs []context.Context
 }
 
 // fileInspector is one worker's anonymize.Inspector.
