@@ -57,15 +57,33 @@ func bloomProbes(h uint64) (uint32, uint32) {
 	return uint32(h) & (bloomBits - 1), uint32(h>>32) & (bloomBits - 1)
 }
 
-func (c *Collector) bloomSet(b []byte) {
-	p1, p2 := bloomProbes(maphash.Bytes(c.seed, b))
+// quick is the prefilter's hash of a token or phrase; it also names the
+// anchors of a FileScan.
+func (c *Collector) quick(b []byte) uint64 { return maphash.Bytes(c.seed, b) }
+
+func (c *Collector) bloomSet(h uint64) {
+	p1, p2 := bloomProbes(h)
 	c.bloom[p1/64].Or(1 << (p1 % 64))
 	c.bloom[p2/64].Or(1 << (p2 % 64))
 }
 
-func (c *Collector) bloomHas(b []byte) bool {
-	p1, p2 := bloomProbes(maphash.Bytes(c.seed, b))
+func (c *Collector) bloomHas(h uint64) bool {
+	p1, p2 := bloomProbes(h)
 	return c.bloom[p1/64].Load()&(1<<(p1%64)) != 0 && c.bloom[p2/64].Load()&(1<<(p2%64)) != 0
+}
+
+// longHex reports a token of 32 hex digits or more: the hashed ids and
+// references of de-identified output, which FileScan does not remember.
+func longHex(tok []byte) bool {
+	if len(tok) < 32 {
+		return false
+	}
+	for _, c := range tok {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // entry is what the index knows about one keyed hash: the identifier whose
@@ -81,8 +99,16 @@ type entry struct {
 type itemInfo struct {
 	kind   Kind
 	common bool
-	ent0   uint32
-	more   []uint32
+	// hexAnchor: the anchor holds a longHex token.
+	hexAnchor bool
+	ent0      uint32
+	more      []uint32
+	// gen is the generation of the identifier's last change, and anchor
+	// the prefilter hash of its first token (one token) or first two
+	// tokens: a scan that began before gen and saw no token (or adjacent
+	// pair of tokens) hashing to anchor could not have matched it.
+	gen    int64
+	anchor uint64
 }
 
 func (in *itemInfo) has(e uint32) bool { return in.ent0 == e || containsEnt(in.more, e) }
@@ -138,6 +164,9 @@ type Collector struct {
 	MaxIdentifiers int
 	count          atomic.Int64
 	full           atomic.Bool
+	// hexAnchors is set once an identifier's anchor holds a longHex
+	// token: until then scans skip the hashed ids of the output.
+	hexAnchors atomic.Bool
 	// naive turns the matching rules off (every value collected, weak words
 	// count alone): only to measure what the rules save.
 	naive bool
@@ -360,9 +389,12 @@ func (st *collectState) add(v []byte, k Kind) {
 	}
 	c := st.c
 	ent := st.entityID()
-	c.bloomSet(compact)
+	c.bloomSet(c.quick(compact))
+	anchor, hexAnchor := c.quick(compact), longHex(compact)
 	if n >= 2 {
-		c.bloomSet(t.span(0, 2)) // the first two tokens: years and house numbers alone are everywhere
+		anchor = c.quick(t.span(0, 2))
+		hexAnchor = longHex(t.span(0, 1)) || longHex(t.span(1, 2))
+		c.bloomSet(anchor) // the first two tokens: years and house numbers alone are everywhere
 	}
 	h := c.key.sum64(compact)
 	s := &c.shards[h%nShards]
@@ -379,13 +411,15 @@ func (st *collectState) add(v []byte, k Kind) {
 			s.mu.Unlock()
 			return
 		}
-		s.infos = append(s.infos, itemInfo{kind: k, ent0: ent})
-		c.gen.Add(1)
+		if hexAnchor {
+			c.hexAnchors.Store(true) // before the change is counted
+		}
+		s.infos = append(s.infos, itemInfo{kind: k, ent0: ent, anchor: anchor, hexAnchor: hexAnchor, gen: c.gen.Add(1)})
 	} else {
 		in := &s.infos[e.info]
 		if in.kind.Weak() && !k.Weak() {
 			in.kind = k
-			c.gen.Add(1)
+			in.gen = c.gen.Add(1)
 		}
 		if !in.common && !in.has(ent) {
 			if len(in.more)+1 >= maxEntities {
@@ -393,7 +427,7 @@ func (st *collectState) add(v []byte, k Kind) {
 			} else {
 				in.more = append(in.more, ent)
 			}
-			c.gen.Add(1)
+			in.gen = c.gen.Add(1)
 		}
 	}
 	s.m[h] = e

@@ -109,7 +109,9 @@ type Scanner struct {
 	tw  treeWalker
 	t   tokens
 	dec []byte
-	rep Report
+	// mask is maskHex's memory.
+	mask []byte
+	rep  Report
 	// Keep, if positive, is how many leaks Leaks returns (default 0:
 	// only the report's examples).
 	Keep  int
@@ -118,6 +120,9 @@ type Scanner struct {
 	rtype   string
 	hits    []hit
 	matched bool
+	// anchors, when not nil, records the prefilter hash of every token and
+	// adjacent pair of tokens scanned (but hashed ids), for FileScan.
+	anchors map[uint64]struct{}
 	// clean remembers short strings that matched nothing — codes, systems,
 	// units and display texts repeat throughout an export — so that they
 	// are tokenized once per scanner (the first maxClean of them).
@@ -128,6 +133,77 @@ const (
 	maxClean    = 1 << 15
 	maxCleanLen = 128
 )
+
+// maskHex returns v with every run of letters and digits that is a longHex
+// token replaced by a zero byte (then in s's scratch memory; v itself when
+// it has none). Runs holding other bytes (non-ASCII letters) are left
+// alone: they are not such tokens.
+func (s *Scanner) maskHex(v []byte) []byte {
+	if !hexRun32(v) {
+		return v
+	}
+	var m []byte
+	copied := 0 // v[:copied] is in m, when m is not nil
+	for i := 0; i < len(v); {
+		c := v[i]
+		if c < 0x80 && asciiClass[c] == classOther {
+			i++
+			continue
+		}
+		j := i
+		for j < len(v) && (v[j] >= 0x80 || asciiClass[v[j]] != classOther) {
+			j++
+		}
+		if j-i >= 32 && allHex(v[i:j]) {
+			if m == nil {
+				m = s.mask[:0]
+			}
+			m = append(append(m, v[copied:i]...), 0)
+			copied = j
+		}
+		i = j
+	}
+	if m == nil {
+		return v
+	}
+	m = append(m, v[copied:]...)
+	s.mask = m
+	return m
+}
+
+// hexRun32 reports whether v may hold 32 hex digits in a row: such a run
+// covers one of the positions 31, 63, 95, ..., so only the runs around those
+// are measured.
+func hexRun32(v []byte) bool {
+	for k := 31; k < len(v); k += 32 {
+		if !isHex(v[k]) {
+			continue
+		}
+		l, r := k, k+1
+		for l > 0 && isHex(v[l-1]) {
+			l--
+		}
+		for r < len(v) && isHex(v[r]) {
+			r++
+		}
+		if r-l >= 32 {
+			return true
+		}
+		// A shorter run covers no other position.
+	}
+	return false
+}
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+func allHex(b []byte) bool {
+	for _, c := range b {
+		if !isHex(c) {
+			return false
+		}
+	}
+	return true
+}
 
 // hexLike reports whether v holds a run of 16 hex digits or more, as
 // hashes, ids and references to them do: unique values not worth
@@ -192,14 +268,25 @@ func (s *Scanner) str(path [][]byte, v []byte) {
 	}
 	if len(v) > maxCleanLen {
 		s.scanText(path, v)
-	} else if _, ok := s.clean[string(v)]; !ok {
-		s.matched = false
-		s.scanText(path, v)
-		if !s.matched && len(s.clean) < maxClean && !hexLike(v) {
-			if s.clean == nil {
-				s.clean = map[string]struct{}{}
+	} else {
+		// Until an identifier holds a hashed id, a string's hashed ids are
+		// skipped (scanText): strings that differ only by them ("Patient/"
+		// and a hash) are remembered as one.
+		key, hex := v, false
+		if !s.c.hexAnchors.Load() {
+			key = s.maskHex(v)
+		} else {
+			hex = hexLike(v)
+		}
+		if _, ok := s.clean[string(key)]; !ok {
+			s.matched = false
+			s.scanText(path, v)
+			if !s.matched && len(s.clean) < maxClean && !hex && !hexLike(key) {
+				if s.clean == nil {
+					s.clean = map[string]struct{}{}
+				}
+				s.clean[string(key)] = struct{}{}
 			}
-			s.clean[string(v)] = struct{}{}
 		}
 	}
 	if len(path) > 0 && string(path[len(path)-1]) == "data" && len(v) >= 8 {
@@ -225,9 +312,30 @@ func (s *Scanner) scanText(path [][]byte, v []byte) {
 	n := t.n()
 	c := s.c
 	covered := 0
+	// A hashed id (longHex) cannot start an identifier, nor be the second
+	// token of one, until one is collected (hexAnchors): a scan that
+	// skips them and began before is incomplete (FileScan.Complete).
+	skipHex := !c.hexAnchors.Load()
+	nextHex := n > 0 && longHex(t.span(0, 1))
 	for i := 0; i < n; i++ {
-		single := c.bloomHas(t.span(i, i+1))
-		phrase := i+1 < n && c.bloomHas(t.span(i, i+2))
+		hex := nextHex
+		nextHex = i+1 < n && longHex(t.span(i+1, i+2))
+		if hex && skipHex {
+			continue
+		}
+		h1 := c.quick(t.span(i, i+1))
+		single := c.bloomHas(h1)
+		if s.anchors != nil && !hex {
+			s.anchors[h1] = struct{}{}
+		}
+		phrase := false
+		if i+1 < n && !(nextHex && skipHex) {
+			h2 := c.quick(t.span(i, i+2))
+			phrase = c.bloomHas(h2)
+			if s.anchors != nil && !hex && !nextHex {
+				s.anchors[h2] = struct{}{}
+			}
+		}
 		if !single && !phrase {
 			continue
 		}

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"slices"
 	"unsafe"
 
 	"fhirdeid/jsontree"
@@ -43,9 +44,17 @@ func (w *treeWalker) node(n *jsontree.Node, v visitor) {
 
 // CollectTree is Collect for a resource already parsed (before it is
 // de-identified: the tree is only read).
-func (c *Collector) CollectTree(root *jsontree.Node) {
+func (c *Collector) CollectTree(root *jsontree.Node) { c.CollectParsed(nil, root) }
+
+// CollectParsed is CollectTree for a resource whose JSON text is at hand
+// too (raw, nil if not): the text tells faster whether it has anything to
+// collect.
+func (c *Collector) CollectParsed(raw []byte, root *jsontree.Node) {
 	c.resources.Add(1)
-	if root == nil || root.Kind != jsontree.Object || !treeMayIdentify(root) {
+	if root == nil || root.Kind != jsontree.Object {
+		return
+	}
+	if raw != nil && !mayIdentify(raw) || raw == nil && !treeMayIdentify(root) {
 		return
 	}
 	st := c.pool.Get().(*collectState)
@@ -93,6 +102,9 @@ type FileScan struct {
 	file     string
 	gen0     int64
 	scanners []*Scanner
+	// anchors is the sorted set of the scanners' anchors, once sealed.
+	anchors []uint64
+	sealed  bool
 }
 
 // ScanFile starts the scan of the output file named file (the name leaks
@@ -101,6 +113,7 @@ func (c *Collector) ScanFile(file string, workers int) *FileScan {
 	f := &FileScan{c: c, file: file, gen0: c.Gen(), scanners: make([]*Scanner, max(workers, 1))}
 	for i := range f.scanners {
 		f.scanners[i] = c.Scanner()
+		f.scanners[i].anchors = map[uint64]struct{}{}
 	}
 	return f
 }
@@ -116,10 +129,59 @@ func (f *FileScan) ScanTree(worker int, line int64, root *jsontree.Node) {
 	f.scanners[worker].ScanTree(f.file, line, root)
 }
 
-// Complete reports whether every identifier collected so far was known as
-// it is now when the scan began, so that the scan is that of a finished
-// collection.
-func (f *FileScan) Complete() bool { return f.c.Gen() == f.gen0 }
+// Seal ends the scan: the scanners' memory of tokens is kept as a sorted
+// set of hashes, 8 bytes per distinct token or pair.
+func (f *FileScan) Seal() {
+	if f.sealed {
+		return
+	}
+	f.sealed = true
+	n := 0
+	for _, s := range f.scanners {
+		n += len(s.anchors)
+	}
+	a := make([]uint64, 0, n)
+	for _, s := range f.scanners {
+		for h := range s.anchors {
+			a = append(a, h)
+		}
+		s.anchors, s.clean = nil, nil
+	}
+	slices.Sort(a)
+	f.anchors = slices.Compact(a)
+}
+
+// Anchors returns the number of distinct tokens and pairs the sealed scan
+// remembers.
+func (f *FileScan) Anchors() int { return len(f.anchors) }
+
+// Complete reports whether the scan found all there is to find against
+// the identifiers collected so far: no identifier changed after it began,
+// or none of those that did could have matched in the file — their first
+// token (or first two) is nowhere in it. A scan that is not complete must
+// be done again. It seals the scan.
+func (f *FileScan) Complete() bool {
+	f.Seal()
+	if f.c.Gen() == f.gen0 {
+		return true
+	}
+	for i := range f.c.shards {
+		sh := &f.c.shards[i]
+		sh.mu.Lock()
+		for j := range sh.infos {
+			in := &sh.infos[j]
+			if in.gen <= f.gen0 {
+				continue
+			}
+			if _, found := slices.BinarySearch(f.anchors, in.anchor); found || in.hexAnchor {
+				sh.mu.Unlock()
+				return false
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return true
+}
 
 // Report returns what the file's scanners found.
 func (f *FileScan) Report() Report {

@@ -109,12 +109,13 @@ type fileInspector struct {
 	f      *auditFile
 	worker int
 	line   int64
-	raw    bool // the engine showed the raw tree
-	out    bool // and the de-identified one
+	text   []byte // the raw resource
+	raw    bool   // the engine showed the raw tree
+	out    bool   // and the de-identified one
 }
 
 func (i *fileInspector) Raw(root *jsontree.Node) {
-	i.f.c.CollectTree(root)
+	i.f.c.CollectParsed(i.text, root)
 	i.raw = true
 }
 
@@ -158,10 +159,11 @@ func (p *Pipeline) auditFile(ctx context.Context, runID, file, object string, wo
 	return f
 }
 
-// begin returns the context in which worker de-identifies line.
-func (f *auditFile) begin(worker int, line int64) context.Context {
+// begin returns the context in which worker de-identifies raw, found at
+// line.
+func (f *auditFile) begin(worker int, line int64, raw []byte) context.Context {
 	i := &f.insp[worker]
-	i.line, i.raw, i.out = line, false, false
+	i.line, i.text, i.raw, i.out = line, raw, false, false
 	return f.ctxs[worker]
 }
 
@@ -169,6 +171,7 @@ func (f *auditFile) begin(worker int, line int64) context.Context {
 // show as trees.
 func (f *auditFile) end(worker int, line int64, raw, out []byte) {
 	i := &f.insp[worker]
+	i.text = nil
 	if !i.raw {
 		_ = f.c.Collect(raw) // a resource that is not JSON fails in the engine
 	}
@@ -179,6 +182,7 @@ func (f *auditFile) end(worker int, line int64, raw, out []byte) {
 
 // commit keeps the scan of a complete attempt at the file.
 func (f *auditFile) commit() {
+	f.fs.Seal()
 	f.st.mu.Lock()
 	if f.st.scans != nil {
 		f.st.scans[f.name] = f.fs

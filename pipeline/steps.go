@@ -289,7 +289,7 @@ func storeFile(ctx context.Context, p *Pipeline, runID string, m *bulk.Manifest,
 			}
 			rctx := ctx
 			if aud != nil {
-				rctx = aud.begin(worker, lineNo)
+				rctx = aud.begin(worker, lineNo, line)
 			}
 			out, st, err := p.Deidentifier.Resource(rctx, fileName, lineNo, line, dst)
 			if err != nil {
