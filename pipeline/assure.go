@@ -313,6 +313,32 @@ func (p *Pipeline) audit(ctx context.Context, run *state.Run, outputs []*state.F
 	return &rep, nil
 }
 
+// snapshotRisk returns the analyzer of a snapshot's patients when the
+// risk analysis is on, else nil.
+func (p *Pipeline) snapshotRisk() (*risk.Analyzer, error) {
+	if p.Assurance == nil || !p.Assurance.Risk {
+		return nil, nil
+	}
+	a, err := risk.New(p.Assurance.QuasiIdentifiers)
+	if err != nil {
+		return nil, fmt.Errorf("risk: %w", err)
+	}
+	return a, nil
+}
+
+// riskOf reports a, with the check the pipeline applies (a snapshot's
+// risk is reported, not gated: the run it follows is already committed).
+func (p *Pipeline) riskOf(a *risk.Analyzer) *RiskReport {
+	rr := &RiskReport{Report: a.Report(0, nil)}
+	if p.Assurance.MinK > 0 {
+		rr.RequiredK, rr.Action = p.Assurance.MinK, "warn"
+		if p.Assurance.RiskFail {
+			rr.Action = "fail"
+		}
+	}
+	return rr
+}
+
 // riskReport analyses the run's Patient output.
 func (p *Pipeline) riskReport(ctx context.Context, outputs []*state.File) (*RiskReport, error) {
 	a, err := risk.New(p.Assurance.QuasiIdentifiers)
@@ -331,14 +357,7 @@ func (p *Pipeline) riskReport(ctx context.Context, outputs []*state.File) (*Risk
 	if err != nil {
 		return nil, err
 	}
-	rr := &RiskReport{Report: a.Report(0, nil)}
-	if p.Assurance.MinK > 0 {
-		rr.RequiredK, rr.Action = p.Assurance.MinK, "warn"
-		if p.Assurance.RiskFail {
-			rr.Action = "fail"
-		}
-	}
-	return rr, nil
+	return p.riskOf(a), nil
 }
 
 // eachOutput reads stored output files (gzip), workers at a time.

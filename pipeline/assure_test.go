@@ -91,6 +91,24 @@ func TestAssuranceCleanRun(t *testing.T) {
 			t.Errorf("a clean run did not publish %s: %v", name, err)
 		}
 	}
+	// The merged snapshot's patients are analysed too; after a second run
+	// of the same export they are the same patients, not twice as many.
+	patients := int64(len(e.pop.Resources["Patient"]))
+	if s := rep.Snapshot; s == nil || s.Risk == nil || s.Risk.Records != patients || s.Risk.MinK != rep.Risk.MinK {
+		t.Fatalf("snapshot %+v", s)
+	}
+	rep2, err := pipeline.Run(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := rep2.Snapshot; s == nil || s.Risk == nil || len(s.Runs) != 2 || s.Risk.Records != patients || s.Risk.Classes != rep.Risk.Classes {
+		t.Errorf("snapshot of two runs: %+v", s)
+	}
+	sj, err := os.ReadFile(filepath.Join(e.dest, "snapshots", rep2.Snapshot.Snapshot, "snapshot.json"))
+	if err != nil || !bytes.Contains(sj, []byte(`"risk"`)) || !bytes.Contains(sj, []byte(`"histogram"`)) {
+		t.Errorf("snapshot.json without risk: %v %.300s", err, sj)
+	}
+	noPHI(t, e.pop, "snapshot.json", sj)
 	rj, err := os.ReadFile(filepath.Join(e.dest, rep.Run, "report.json"))
 	if err != nil || !bytes.Contains(rj, []byte(`"identifiersCollected"`)) || !bytes.Contains(rj, []byte(`"shareBelow5"`)) {
 		t.Errorf("report.json without audit and risk: %v %s", err, rj)

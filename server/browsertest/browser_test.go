@@ -186,6 +186,10 @@ func TestDashboardRunNow(t *testing.T) {
 	if want := len(e.Pop.Resources["Patient"]); patients != want {
 		t.Errorf("the risk histogram's bars hold %d patients, want %d", patients, want)
 	}
+	// The merged snapshot's patients are analysed too.
+	if sr := text(t, ctx, `#snapshot-risk`); !strings.Contains(sr, fmtCount(len(e.Pop.Resources["Patient"]))+" patients") {
+		t.Errorf("the snapshot's risk: %q", sr)
+	}
 	shot = filepath.Join(dir, "run.png")
 	if err := os.WriteFile(shot, png, 0o644); err != nil {
 		t.Fatal(err)
