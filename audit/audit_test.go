@@ -185,7 +185,7 @@ func TestCommonWeakValue(t *testing.T) {
 
 func TestNDJSONAndSummary(t *testing.T) {
 	c := NewCollector()
-	if err := c.CollectNDJSON(strings.NewReader(rawCompact(rawPatient)+"\n\nnot json \"identifier\"\n"+rawCompact(rawOther)), 0); err != nil {
+	if err := c.CollectNDJSON(strings.NewReader(rawCompact(rawPatient)+"\n\nnot json \"identifier\": [\n"+rawCompact(rawOther)), 0); err != nil {
 		t.Fatal(err)
 	}
 	if read, invalid := c.Resources(); read != 3 || invalid != 1 {
@@ -317,14 +317,16 @@ func TestIdentifierLimit(t *testing.T) {
 func TestPrefilter(t *testing.T) {
 	for _, list := range collectKeys {
 		for _, k := range list {
-			if !mayIdentify([]byte(`{"resourceType":"X","` + k + `":{}}`)) {
-				t.Errorf("%s: skipped", k)
+			for _, doc := range []string{`{"resourceType":"X","` + k + `":{}}`, `{"` + k + `" :1}`, "{\n  \"" + k + "\"\t\n: []}", `{"a":{"` + k + `":"x"}}`} {
+				if !mayIdentify([]byte(doc)) {
+					t.Errorf("%s: skipped", doc)
+				}
 			}
 		}
 	}
 	for _, doc := range []string{
 		`{"resourceType":"Observation","status":"final","code":{"text":"names and identifiers"},"valueString":"given names"}`,
-		`{"resourceType":"Observation","identifiers":[]}`, `"`, ``,
+		`{"resourceType":"Observation","identifiers":[]}`, `"`, ``, `:`, `":`, `"":1`, `{"x":"name"}`, `{"x":"http://name"}`,
 	} {
 		if mayIdentify([]byte(doc)) {
 			t.Errorf("%s: walked", doc)
@@ -423,7 +425,8 @@ func TestMaskHex(t *testing.T) {
 	h := strings.Repeat("0123456789abcdef", 4)
 	s := NewCollector().Scanner()
 	for in, want := range map[string]string{
-		"Patient/" + h:                    "Patient/\x00",
+		"Patient/" + h:                    "Patient/", // the same tokens and pairs
+		h:                                 "",
 		"urn:uuid:" + h[:31]:              "urn:uuid:" + h[:31], // too short
 		h + "-" + strings.ToUpper(h[:32]): "\x00-\x00",
 		"x" + h:                           "x" + h, // one token, not all hex

@@ -139,6 +139,18 @@ const (
 // it has none). Runs holding other bytes (non-ASCII letters) are left
 // alone: they are not such tokens.
 func (s *Scanner) maskHex(v []byte) []byte {
+	// The shapes of hashed ids and references first: a hash alone, or a
+	// hash after the last "/" ("Patient/<hash>"), where dropping the hash
+	// leaves the same tokens and pairs to scan.
+	if len(v) >= 32 {
+		i := len(v) - 1
+		for i >= 0 && hexDigit[v[i]] {
+			i--
+		}
+		if len(v)-1-i >= 32 && (i < 0 || v[i] == '/') {
+			return v[:i+1]
+		}
+	}
 	if !hexRun32(v) {
 		return v
 	}
@@ -171,6 +183,14 @@ func (s *Scanner) maskHex(v []byte) []byte {
 	return m
 }
 
+// hexDigit marks the bytes of hex digits.
+var hexDigit = func() (t [256]bool) {
+	for _, c := range []byte("0123456789abcdefABCDEF") {
+		t[c] = true
+	}
+	return
+}()
+
 // hexRun32 reports whether v may hold 32 hex digits in a row: such a run
 // covers one of the positions 31, 63, 95, ..., so only the runs around those
 // are measured.
@@ -194,7 +214,7 @@ func hexRun32(v []byte) bool {
 	return false
 }
 
-func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+func isHex(c byte) bool { return hexDigit[c] }
 
 func allHex(b []byte) bool {
 	for _, c := range b {
