@@ -61,7 +61,42 @@ func (c *Collector) CollectParsed(raw []byte, root *jsontree.Node) {
 	defer c.pool.Put(st)
 	st.entity = 0
 	st.inName = false
-	st.tw.walk(root, st)
+	st.tw.path = st.tw.path[:0]
+	st.tw.seek(root, st)
+}
+
+// seek walks the tree down to the members named like collectKeys and
+// shows the visitor those members only, with their paths: the cases of
+// collectState.str all lie within such a member.
+func (w *treeWalker) seek(n *jsontree.Node, v visitor) {
+	for _, c := range n.Children {
+		if c.Kind != jsontree.Object && c.Kind != jsontree.Array && c.Kind != jsontree.String {
+			continue
+		}
+		if n.Kind == jsontree.Object {
+			w.path = append(w.path, view(c.Key))
+			if isCollectKey(c.Key) {
+				w.node(c, v)
+			} else if c.Kind != jsontree.String {
+				w.seek(c, v)
+			}
+			w.path = w.path[:len(w.path)-1]
+		} else if c.Kind != jsontree.String {
+			w.seek(c, v)
+		}
+	}
+}
+
+func isCollectKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for _, name := range collectKeys[k[0]] {
+		if k == name {
+			return true
+		}
+	}
+	return false
 }
 
 // treeMayIdentify is mayIdentify for a tree: whether a member of the
