@@ -25,14 +25,17 @@ import (
 // "risk"); either can stop a run before it is published.
 type Assurance struct {
 	// Audit collects the identifiers of every raw resource (as keyed
-	// hashes, in memory) while it is de-identified, and scans the stored
-	// output for them before the run commits.
+	// hashes, in memory) while it is de-identified, and scans the
+	// de-identified resource in the same pass; a file whose scan may have
+	// missed identifiers collected after it began is read back from
+	// storage and scanned again before the run commits.
 	Audit bool
 	// FailOnLeak fails a run with any leak: report.json is written to the
 	// run folder, but neither _SUCCESS nor "latest" is, and the cursor does
 	// not move. Without it a leak makes the run partial.
 	FailOnLeak bool
-	// Risk analyses the run's Patient output.
+	// Risk analyses the run's Patient output, and the merged snapshot's
+	// patients (SnapshotReport.Risk).
 	Risk bool
 	// QuasiIdentifiers of the risk analysis (default risk.DefaultQI).
 	QuasiIdentifiers []string
