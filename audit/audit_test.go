@@ -418,6 +418,18 @@ func TestTreesAsText(t *testing.T) {
 	if fs2 := c.ScanFile("x", 1); !fs2.Complete() {
 		t.Error("a scan that began after the last change is not complete")
 	}
+	// Many scans at once: the one that began before the change and holds
+	// it, the one that began after it, and one that began before but
+	// holds none of what changed.
+	early, other := c.ScanFile("a", 1), c.ScanFile("b", 1)
+	early.ScanTree(0, 1, parse(outs[4])) // "Lemke, Abram"
+	other.ScanTree(0, 1, parse(outs[5]))
+	c.CollectTree(parse(`{"resourceType":"Patient","name":[{"family":"Lemke","given":["Abram"]}]}`))
+	late := c.ScanFile("c", 1)
+	late.ScanTree(0, 1, parse(outs[4]))
+	if got := CompleteScans(c, early, late, other); fmt.Sprint(got) != "[false true true]" {
+		t.Errorf("CompleteScans: %v, want [false true true]", got)
+	}
 	noValues(t, &got)
 }
 

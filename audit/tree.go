@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"cmp"
 	"slices"
 	"unsafe"
 
@@ -194,28 +195,56 @@ func (f *FileScan) Anchors() int { return len(f.anchors) }
 // the identifiers collected so far: no identifier changed after it began,
 // or none of those that did could have matched in the file — their first
 // token (or first two) is nowhere in it. A scan that is not complete must
-// be done again. It seals the scan.
-func (f *FileScan) Complete() bool {
-	f.Seal()
-	if f.c.Gen() == f.gen0 {
-		return true
+// be done again. It seals the scan. Complete of many scans is cheaper with
+// CompleteScans.
+func (f *FileScan) Complete() bool { return CompleteScans(f.c, f)[0] }
+
+// changed is what Complete needs of an identifier changed after a scan
+// began.
+type changed struct {
+	gen    int64
+	anchor uint64
+	hex    bool
+}
+
+// CompleteScans is Complete for each of scans (of c's identifiers): the
+// identifiers changed since the oldest of them began are listed once,
+// newest first, and each scan looks at those changed since it began.
+func CompleteScans(c *Collector, scans ...*FileScan) []bool {
+	gen := c.Gen()
+	oldest := gen
+	for _, f := range scans {
+		f.Seal()
+		oldest = min(oldest, f.gen0)
 	}
-	for i := range f.c.shards {
-		sh := &f.c.shards[i]
-		sh.mu.Lock()
-		for j := range sh.infos {
-			in := &sh.infos[j]
-			if in.gen <= f.gen0 {
-				continue
+	var late []changed
+	if oldest < gen {
+		for i := range c.shards {
+			sh := &c.shards[i]
+			sh.mu.Lock()
+			for j := range sh.infos {
+				if in := &sh.infos[j]; in.gen > oldest {
+					late = append(late, changed{in.gen, in.anchor, in.hexAnchor})
+				}
 			}
-			if _, found := slices.BinarySearch(f.anchors, in.anchor); found || in.hexAnchor {
-				sh.mu.Unlock()
-				return false
+			sh.mu.Unlock()
+		}
+		slices.SortFunc(late, func(a, b changed) int { return cmp.Compare(b.gen, a.gen) })
+	}
+	ok := make([]bool, len(scans))
+	for i, f := range scans {
+		ok[i] = true
+		for _, x := range late {
+			if x.gen <= f.gen0 {
+				break
+			}
+			if _, found := slices.BinarySearch(f.anchors, x.anchor); found || x.hex {
+				ok[i] = false
+				break
 			}
 		}
-		sh.mu.Unlock()
 	}
-	return true
+	return ok
 }
 
 // Report returns what the file's scanners found.

@@ -278,17 +278,26 @@ func (p *Pipeline) audit(ctx context.Context, run *state.Run, outputs []*state.F
 	}
 	var reps []audit.Report
 	var again []*state.File
+	var fss []*audit.FileScan
+	var fssFiles []*state.File
 	incomplete := 0
 	for _, f := range outputs {
 		fs := scans[fmt.Sprintf("%s.%03d", f.Type, f.Seq)]
 		switch {
-		case fs != nil && fs.Complete():
-			reps = append(reps, fs.Report())
-		case fs == nil && f.Resources > 0:
+		case fs != nil:
+			fss, fssFiles = append(fss, fs), append(fssFiles, f)
+		case f.Resources > 0:
 			incomplete++
 			again = append(again, f)
 		default:
 			again = append(again, f)
+		}
+	}
+	for i, ok := range audit.CompleteScans(c, fss...) {
+		if ok {
+			reps = append(reps, fss[i].Report())
+		} else {
+			again = append(again, fssFiles[i])
 		}
 	}
 	workers := max(1, min(p.Workers, len(again)))
