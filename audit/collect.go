@@ -248,10 +248,15 @@ func (c *Collector) Collect(resource []byte) error {
 	}
 	st := c.pool.Get().(*collectState)
 	defer c.pool.Put(st)
+	return st.text(resource)
+}
+
+// text collects from one resource's JSON text that mayIdentify.
+func (st *collectState) text(resource []byte) error {
 	st.entity = 0
 	st.inName = false
 	if err := st.w.walk(resource, st); err != nil {
-		c.invalid.Add(1)
+		st.c.invalid.Add(1)
 		return err
 	}
 	return nil

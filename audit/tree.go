@@ -52,18 +52,55 @@ func (c *Collector) CollectTree(root *jsontree.Node) { c.CollectParsed(nil, root
 // collect.
 func (c *Collector) CollectParsed(raw []byte, root *jsontree.Node) {
 	c.resources.Add(1)
+	st := c.pool.Get().(*collectState)
+	defer c.pool.Put(st)
+	st.parsed(raw, root)
+}
+
+func (st *collectState) parsed(raw []byte, root *jsontree.Node) {
 	if root == nil || root.Kind != jsontree.Object {
 		return
 	}
 	if raw != nil && !mayIdentify(raw) || raw == nil && !treeMayIdentify(root) {
 		return
 	}
-	st := c.pool.Get().(*collectState)
-	defer c.pool.Put(st)
 	st.entity = 0
 	st.inName = false
 	st.tw.path = st.tw.path[:0]
 	st.tw.seek(root, st)
+}
+
+// Gatherer collects into its Collector for one goroutine, with memory of
+// its own and its count of resources kept until Flush: what the pipeline
+// gives each of its workers.
+type Gatherer struct {
+	st collectState
+	n  int64
+}
+
+// Gatherer returns a gatherer into c.
+func (c *Collector) Gatherer() *Gatherer { return &Gatherer{st: collectState{c: c}} }
+
+// Parsed is CollectParsed.
+func (g *Gatherer) Parsed(raw []byte, root *jsontree.Node) {
+	g.n++
+	g.st.parsed(raw, root)
+}
+
+// Text is Collect.
+func (g *Gatherer) Text(resource []byte) error {
+	g.n++
+	if !mayIdentify(resource) {
+		return nil
+	}
+	return g.st.text(resource)
+}
+
+// Flush adds the resources read since the last Flush to the collector's
+// count (Resources).
+func (g *Gatherer) Flush() {
+	g.st.c.resources.Add(g.n)
+	g.n = 0
 }
 
 // seek walks the tree down to the members named like collectKeys and

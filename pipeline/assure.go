@@ -103,6 +103,7 @@ type auditFile struct {
 	name string
 	c    *audit.Collector
 	fs   *audit.FileScan
+	g    []*audit.Gatherer // one per worker
 	insp []fileInspector
 	ctxs []context.Context
 }
@@ -118,7 +119,7 @@ type fileInspector struct {
 }
 
 func (i *fileInspector) Raw(root *jsontree.Node) {
-	i.f.c.CollectParsed(i.text, root)
+	i.f.g[i.worker].Parsed(i.text, root)
 	i.raw = true
 }
 
@@ -155,7 +156,9 @@ func (p *Pipeline) auditFile(ctx context.Context, runID, file, object string, wo
 	}
 	f := &auditFile{st: st, name: file, c: c, fs: c.ScanFile(object, workers),
 		insp: make([]fileInspector, workers), ctxs: make([]context.Context, workers)}
+	f.g = make([]*audit.Gatherer, workers)
 	for w := range workers {
+		f.g[w] = c.Gatherer()
 		f.insp[w] = fileInspector{f: f, worker: w}
 		f.ctxs[w] = context.WithValue(ctx, inspectorKey{}, &f.insp[w])
 	}
@@ -176,7 +179,7 @@ func (f *auditFile) end(worker int, line int64, raw, out []byte) {
 	i := &f.insp[worker]
 	i.text = nil
 	if !i.raw {
-		_ = f.c.Collect(raw) // a resource that is not JSON fails in the engine
+		_ = f.g[worker].Text(raw) // a resource that is not JSON fails in the engine
 	}
 	if !i.out && len(out) > 0 {
 		f.fs.Scan(worker, line, out)
@@ -185,6 +188,9 @@ func (f *auditFile) end(worker int, line int64, raw, out []byte) {
 
 // commit keeps the scan of a complete attempt at the file.
 func (f *auditFile) commit() {
+	for _, g := range f.g {
+		g.Flush()
+	}
 	f.fs.Seal()
 	f.st.mu.Lock()
 	if f.st.scans != nil {
