@@ -161,8 +161,36 @@ func (s *Scanner) ScanTree(file string, line int64, root *jsontree.Node) {
 	s.rep.ResourcesScanned++
 	s.rtype = ""
 	s.hits = s.hits[:0]
-	s.tw.walk(root, s)
+	s.tw.path = s.tw.path[:0]
+	s.tree(root)
 	s.decide(file, line)
+}
+
+// tree is treeWalker.node for the scanner, with direct calls: it runs for
+// every node of the output.
+func (s *Scanner) tree(n *jsontree.Node) {
+	switch n.Kind {
+	case jsontree.String:
+		s.str(s.tw.path, view(n.Value))
+	case jsontree.Object:
+		for _, c := range n.Children {
+			s.tw.path = append(s.tw.path, view(c.Key))
+			if c.Kind == jsontree.String {
+				s.str(s.tw.path, view(c.Value))
+			} else {
+				s.tree(c)
+			}
+			s.tw.path = s.tw.path[:len(s.tw.path)-1]
+		}
+	case jsontree.Array:
+		for _, c := range n.Children {
+			if c.Kind == jsontree.String {
+				s.str(s.tw.path, view(c.Value))
+			} else {
+				s.tree(c)
+			}
+		}
+	}
 }
 
 // FileScan scans the de-identified resources of one output file while it
