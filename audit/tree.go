@@ -19,11 +19,6 @@ type treeWalker struct {
 // what they are given (and copy what they keep).
 func view(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
-func (w *treeWalker) walk(root *jsontree.Node, v visitor) {
-	w.path = w.path[:0]
-	w.node(root, v)
-}
-
 func (w *treeWalker) node(n *jsontree.Node, v visitor) {
 	switch n.Kind {
 	case jsontree.String:
