@@ -48,6 +48,12 @@ func TestVocabulary(t *testing.T) {
 		{"PT ON LASIX, HEPARIN AND COUMADIN; FOLEY DRAINING.", "PT ON LASIX, HEPARIN AND COUMADIN; FOLEY DRAINING."},
 		{"E. coli in the sputum, spoke to wife.", "E. coli in the sputum, spoke to wife."},
 		{"Went to the University of Maryland.", "Went to the [LOCATION]."},
+		// A name before its relation; an English word only in parentheses.
+		{"spoke with sue (dtr) re plan", "spoke with [NAME] (dtr) re plan"},
+		{"Mary, pt's wife, called. plan, pt's wife agrees", "[NAME], pt's wife, called. plan, pt's wife agrees"},
+		// Residence cues; a generic nursing home is no institution.
+		{"pt is resident of brookline, lives in a nursing home", "pt is resident of [LOCATION], lives in a nursing home"},
+		{"LIVES IN ELDERLY HOUSING. NATIVE OF IRELAND", "LIVES IN ELDERLY HOUSING. NATIVE OF [LOCATION]"},
 	} {
 		if got := Scrub(c.in, Options{}).Text; got != c.want {
 			t.Errorf("Scrub(%q)\n = %q\nwant %q", c.in, got, c.want)
