@@ -87,6 +87,9 @@ type Options struct {
 	ReferenceYear int
 	// KeepTimes leaves times of day ("14:30", "2 pm") in place.
 	KeepTimes bool
+	// Safe, when non-nil, holds extra words the vocabulary layer keeps as
+	// clinical vocabulary (the drug names of an export's codes).
+	Safe *Words
 }
 
 // Result is the output of Scrub.
@@ -262,6 +265,10 @@ func (s *state) tokenize() {
 				*c = hotEntry{h: h, f: s.voc.words[h], ok: true}
 			}
 			s.cls[i] = c.f
+			// A word no list knows may be a drug of the export's codes.
+			if c.f&(wEnglish|wClinical|wStop) == 0 && s.opts.Safe != nil && s.opts.Safe.has(h) {
+				s.cls[i] |= wClinical
+			}
 		}
 	}
 }

@@ -51,6 +51,7 @@ func TestVocabulary(t *testing.T) {
 		// A name before its relation; an English word only in parentheses.
 		{"spoke with sue (dtr) re plan", "spoke with [NAME] (dtr) re plan"},
 		{"Mary, pt's wife, called. plan, pt's wife agrees", "[NAME], pt's wife, called. plan, pt's wife agrees"},
+		{"J.Smith, RN aware; E.Coli in urine", "[NAME], RN aware; E.Coli in urine"},
 		// Residence cues; a generic nursing home is no institution.
 		{"pt is resident of brookline, lives in a nursing home", "pt is resident of [LOCATION], lives in a nursing home"},
 		{"LIVES IN ELDERLY HOUSING. NATIVE OF IRELAND", "LIVES IN ELDERLY HOUSING. NATIVE OF [LOCATION]"},
@@ -58,6 +59,30 @@ func TestVocabulary(t *testing.T) {
 		if got := Scrub(c.in, Options{}).Text; got != c.want {
 			t.Errorf("Scrub(%q)\n = %q\nwant %q", c.in, got, c.want)
 		}
+	}
+}
+
+// TestSafeWords: words of an export's drug codes are kept as clinical by
+// the vocabulary layer, while the contextual layer still removes a patient's
+// name that happens to be one of them.
+func TestSafeWords(t *testing.T) {
+	in := "started Aggrestat drip per Dr. Quillfeather; ambisone held"
+	if got := Scrub(in, Options{}).Text; got != "started [NAME] drip per Dr. [NAME]; [NAME] held" {
+		t.Fatalf("without safe words: %q (the test needs words no list knows)", got)
+	}
+	safe := NewWords()
+	safe.AddText("Aggrestat 12.5 MG/250ML Injection")
+	safe.AddText("AmBisome") // a different word: "ambisone" stays unknown
+	if safe.Len() != 3 {
+		t.Errorf("%d safe words, want 3 (aggrestat, injection, ambisome; mg is short, 250ml has digits)", safe.Len())
+	}
+	if got := Scrub(in, Options{Safe: safe}).Text; got != "started Aggrestat drip per Dr. [NAME]; [NAME] held" {
+		t.Errorf("with safe words: %q", got)
+	}
+	ids := NewIdentifiers()
+	ids.AddName("Aggrestat")
+	if got := Scrub(in, Options{Safe: safe, Identifiers: []*Identifiers{ids}}).Text; strings.Contains(got, "Aggrestat") {
+		t.Errorf("a patient's own name survives as a safe word: %q", got)
 	}
 }
 

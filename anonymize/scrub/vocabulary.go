@@ -266,6 +266,13 @@ func (s *state) vocabulary() {
 			isName[i], kind[i] = true, KindName
 			isName[i+3], kind[i+3] = true, KindName
 		}
+		// An initial glued to a name: "J.Smith" (capital initial, title-case
+		// name that is neither a function word nor clinical: not "E.Coli").
+		if s.toks[i].end-s.toks[i].start == 1 && s.capitalised(i) && s.punct(i+1, '.') && s.is(i+2, tWord) && !s.marked[i+2] &&
+			s.titleCase(i+2) && s.class(i+2)&(wStop|wClinical) == 0 && !hasDigit(s.tok(i+2)) {
+			isName[i], kind[i] = true, KindName
+			isName[i+2], kind[i+2] = true, KindName
+		}
 		if s.nameLike(i) {
 			isName[i] = true
 			if kind[i] == 0 {
@@ -290,7 +297,7 @@ func (s *state) vocabulary() {
 			if !hospitalWords[lw] {
 				a = s.prevWord(i) // the head is part of the name
 			}
-			head := a // a name needs a word before it: "a nursing home" is none
+			head := a
 			for k := 0; k < 3; k++ {
 				p := a - 1
 				if s.sp(p) || s.punct(p, '-') || s.punct(p, '.') && !s.sp(p-1) && s.is(p-1, tWord) {
@@ -305,7 +312,7 @@ func (s *state) vocabulary() {
 				}
 				a = p
 			}
-			if a < head {
+			if a < head || !hospitalWords[lw] && !s.genericBefore(head) {
 				for x := a; x <= i; x++ {
 					if s.toks[x].kind == tWord {
 						isName[x], kind[x] = true, KindLocation
@@ -434,6 +441,24 @@ func (s *state) vocabulary() {
 		i = j
 	}
 }
+
+// genericBefore reports an institution word at i used generically: after a
+// function word that stands alone ("a nursing home", "to medical center";
+// not "WALK-IN MEDICAL CENTER"), or at the start of the line.
+func (s *state) genericBefore(i int) bool {
+	p := i - 1
+	if !s.sp(p) {
+		return p < 0 || s.is(p, tSpace)
+	}
+	p--
+	if !s.is(p, tWord) {
+		return p < 0 || s.is(p, tSpace)
+	}
+	return genericWords[string(s.word(p))] && !s.marked[p] && (p == 0 || s.is(p-1, tSpace))
+}
+
+// genericWords make the institution word after them generic.
+var genericWords = map[string]bool{"a": true, "an": true, "the": true, "to": true, "at": true, "in": true, "into": true, "from": true, "of": true, "for": true, "by": true}
 
 // possessives stand between a name and its relation ("Mary, his wife").
 var possessives = map[string]bool{"pt": true, "pts": true, "patient": true, "patients": true, "his": true, "her": true, "their": true, "the": true}

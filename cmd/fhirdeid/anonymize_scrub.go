@@ -16,10 +16,11 @@ import (
 
 // The first pass of "fhirdeid anonymize" for configurations that use the
 // scrub method: before anything is de-identified, every input file is read
-// once and the resources of anonymize.IdentifierTypes (Patient,
-// RelatedPerson, Practitioner, ...) go to an IdentifierCollector, whose
-// keyed hashes the scrub method then looks for in each patient's texts (the
-// contextual layer). Files are read whatever their names say, because an
+// once and the resources of anonymize.FirstPassTypes (Patient,
+// RelatedPerson, Practitioner, ..., and the medication and immunization
+// types whose coded drug names become safe words) go to an
+// IdentifierCollector, whose keyed hashes the scrub method then looks for in
+// each patient's texts (the contextual layer). Files are read whatever their names say, because an
 // export's file names are only a convention. Standard input is not
 // buffered: "anonymize -" scrubs without the contextual layer and says so.
 
@@ -31,7 +32,7 @@ import (
 // resource's identifiers (patterns and vocabulary still apply).
 var identifierTypeTokens = func() [][]byte {
 	var t [][]byte
-	for _, typ := range anonymize.IdentifierTypes {
+	for _, typ := range anonymize.FirstPassTypes {
 		t = append(t, []byte(`"`+typ+`"`))
 	}
 	return t
