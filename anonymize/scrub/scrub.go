@@ -153,6 +153,9 @@ type state struct {
 	lower  []byte
 	voc    *vocab
 	cased  bool // the text uses capitals meaningfully (mixed case)
+	// hostFail is the last token of a dotted run (host.example) that is no
+	// host name, -1 before any.
+	hostFail int
 	out    strings.Builder
 }
 
@@ -171,6 +174,7 @@ func getState(text string, opts Options) *state {
 	s := statePool.Get().(*state)
 	s.text, s.opts, s.voc = text, opts, loadVocab()
 	s.toks, s.spans, s.marked, s.dates = s.toks[:0], s.spans[:0], s.marked[:0], s.dates[:0]
+	s.hostFail = -1
 	return s
 }
 
