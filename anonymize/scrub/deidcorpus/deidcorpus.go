@@ -29,12 +29,15 @@ import (
 )
 
 // RecallFloor is the span recall below which the corpus tests fail: the
-// recall the scrubber reached, less a small margin (the target is
-// 0.97; see the package scrub README for what the misses are made of).
+// recall the scrubber reached (0.930), less a small margin (the issue's
+// target is 0.97; see the package scrub README for what the misses are made
+// of).
 const RecallFloor = 0.925
 
-// RetentionFloor is the retention target.
-const RetentionFloor = 0.85
+// RetentionFloor is the retention below which the corpus tests fail: the
+// retention reached (0.960) less a margin, so that a change that removes
+// much more clinical text shows; the target is 0.85.
+const RetentionFloor = 0.95
 
 // Note is one note of the corpus with its gold spans (byte offsets into
 // Text).
@@ -258,6 +261,6 @@ func (e *Eval) Check(tb testing.TB, title string) {
 		tb.Errorf("%s: recall %.4f below %.3f (target 0.97)", title, e.Recall.Rate(), RecallFloor)
 	}
 	if e.Retention.Rate() < RetentionFloor {
-		tb.Errorf("%s: retention %.4f below %.2f", title, e.Retention.Rate(), RetentionFloor)
+		tb.Errorf("%s: retention %.4f below %.2f (target 0.85)", title, e.Retention.Rate(), RetentionFloor)
 	}
 }
