@@ -28,7 +28,7 @@ func loadDeidCorpus(tb testing.TB) []deidNote {
 
 // TestPhysioNetDeid measures recall and retention on the PhysioNet deid
 // development notes (see package deidcorpus for the definitions) and fails
-// below deidcorpus.RecallFloor or a retention of 0.85.
+// below deidcorpus.RecallFloor or deidcorpus.RetentionFloor.
 // FHIRDEID_SCRUB_DEBUG=1 logs the missed spans and lost words,
 // FHIRDEID_SCRUB_DEBUG=ctx each missed span in its context (note text: for
 // a developer's terminal only).
