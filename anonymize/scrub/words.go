@@ -10,16 +10,17 @@ import (
 // treats as clinical vocabulary, never as names, such as the drug names that
 // an export's medication codes display ("Aggrestat", "Jolivette"). Only the
 // vocabulary layer reads it: the contextual layer (a patient's own names)
-// and the patterns still apply to these words. Add is safe for concurrent
-// use; Scrub may read the set while it is filled (the words seen so far
-// count).
+// and the patterns still apply to these words. AddText is safe for
+// concurrent use; fill the set first, then share it read-only: Scrub reads
+// it without locking.
 type Words struct {
-	mu  sync.RWMutex
-	set map[uint64]struct{}
+	mu   sync.RWMutex
+	set  map[uint64]struct{}
+	seen map[uint64]struct{} // displays already added: exports repeat them
 }
 
 // NewWords returns an empty set.
-func NewWords() *Words { return &Words{set: map[uint64]struct{}{}} }
+func NewWords() *Words { return &Words{set: map[uint64]struct{}{}, seen: map[uint64]struct{}{}} }
 
 // AddText adds the words of a terminology display ("Acetaminophen 325 MG
 // Oral Tablet"): every run of three letters or more, lower-cased; words with
@@ -29,6 +30,13 @@ func (w *Words) AddText(display string) {
 		return
 	}
 	v := loadVocab()
+	dh := v.h(display)
+	w.mu.RLock()
+	_, done := w.seen[dh]
+	w.mu.RUnlock()
+	if done {
+		return
+	}
 	var hs []uint64
 	for _, f := range strings.FieldsFunc(display, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
 		if len(f) < 3 || strings.IndexFunc(f, unicode.IsDigit) >= 0 {
@@ -36,10 +44,8 @@ func (w *Words) AddText(display string) {
 		}
 		hs = append(hs, v.h(strings.ToLower(f)))
 	}
-	if len(hs) == 0 {
-		return
-	}
 	w.mu.Lock()
+	w.seen[dh] = struct{}{}
 	for _, h := range hs {
 		w.set[h] = struct{}{}
 	}
@@ -58,8 +64,6 @@ func (w *Words) Len() int {
 
 // has reports a word by its vocabulary hash.
 func (w *Words) has(h uint64) bool {
-	w.mu.RLock()
 	_, ok := w.set[h]
-	w.mu.RUnlock()
 	return ok
 }

@@ -24,29 +24,52 @@ import (
 // export's file names are only a convention. Standard input is not
 // buffered: "anonymize -" scrubs without the contextual layer and says so.
 
-// identifierTypeTokens are the JSON strings a line must contain to be a
-// resource of an identifier type. References ("Patient/1") do not match,
-// so most lines of other types are skipped without being parsed. A server
-// that escapes letters of the resourceType value ("\u0050atient") hides the
-// resource from the first pass: its texts are then scrubbed without that
-// resource's identifiers (patterns and vocabulary still apply).
-var identifierTypeTokens = func() [][]byte {
-	var t [][]byte
+// firstPassTypes are the resource types of the first pass.
+var firstPassTypes = func() map[string]bool {
+	m := map[string]bool{}
 	for _, typ := range anonymize.FirstPassTypes {
-		t = append(t, []byte(`"`+typ+`"`))
+		m[typ] = true
 	}
-	return t
+	return m
 }()
 
-// mayBeIdentifierType reports whether line may be a resource of an
-// identifier type.
+var resourceTypeKey = []byte(`"resourceType"`)
+
+// mayBeIdentifierType reports whether line may be a resource of a
+// first-pass type: a "resourceType" key of the line (the resource's or a
+// contained one's) has one of those types as its value. One scan for the
+// key, whatever the number of types, so most lines of other types are
+// skipped without being parsed. A server that escapes letters of the key or
+// the value ("\u0050atient") hides the resource from the first pass: its
+// texts are then scrubbed without that resource's identifiers (patterns and
+// vocabulary still apply).
 func mayBeIdentifierType(line []byte) bool {
-	for _, t := range identifierTypeTokens {
-		if bytes.Contains(line, t) {
+	rest := line
+	for {
+		i := bytes.Index(rest, resourceTypeKey)
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+len(resourceTypeKey):]
+		j := skipSpace(rest, 0)
+		if j >= len(rest) || rest[j] != ':' {
+			continue
+		}
+		j = skipSpace(rest, j+1)
+		if j >= len(rest) || rest[j] != '"' {
+			continue
+		}
+		if k := bytes.IndexByte(rest[j+1:], '"'); k >= 0 && firstPassTypes[string(rest[j+1:j+1+k])] {
 			return true
 		}
 	}
-	return false
+}
+
+func skipSpace(b []byte, j int) int {
+	for j < len(b) && (b[j] == ' ' || b[j] == '\t' || b[j] == '\n' || b[j] == '\r') {
+		j++
+	}
+	return j
 }
 
 // collectIdentifiers runs the first pass over jobs and returns ctx carrying
