@@ -156,7 +156,7 @@ type state struct {
 	// hostFail is the last token of a dotted run (host.example) that is no
 	// host name, -1 before any.
 	hostFail int
-	out    strings.Builder
+	out      strings.Builder
 }
 
 // hotSize is the number of entries of a state's word cache.
