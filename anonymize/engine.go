@@ -177,6 +177,12 @@ type engineRule struct {
 	arg         string // the type or name of the fast path
 	slot        int32  // its cache slot
 	tail        string // the identifier after it, or ""
+	// viaHead is set for an expression that begins with nodesByType or
+	// nodesByName and goes on (nodesByType('Coding').where(...).display):
+	// fast and arg describe that call, whose result comes from the caches
+	// (fhirpath.Expression.EvaluateWithHead) rather than a walk of the
+	// resource per rule.
+	viaHead bool
 	// members is, for an expression that only navigates element names
 	// ("name.given"), those names: its matches are found without the
 	// FHIRPath evaluator, as it would find them (package typed's
@@ -275,6 +281,14 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 			return nil, ce
 		}
 		er.expr = c.(*fhirpath.Expression)
+		if name, arg, ok := er.expr.HeadCall(); ok && er.fast == fastNone && er.members == nil && !r.IsResourceTypeRule {
+			switch name {
+			case "nodesByType":
+				er.viaHead, er.fast, er.arg = true, fastType, arg
+			case "nodesByName":
+				er.viaHead, er.fast, er.arg = true, fastName, arg
+			}
+		}
 		for i, gc := range r.Cases() {
 			cc, err := compile("", gc.Condition)
 			if err != nil {
@@ -533,7 +547,7 @@ const maxPooledScratch = 1 << 15
 
 // putRun clears r and keeps it for reuse.
 func (e *Engine) putRun(r *run) {
-	if cap(r.scratch) > maxPooledScratch || cap(r.pr.state) > maxPooledScratch || cap(r.matches) > maxPooledScratch || cap(r.nested) > maxPooledScratch || cap(r.step) > maxPooledScratch {
+	if cap(r.scratch) > maxPooledScratch || cap(r.pr.state) > maxPooledScratch || cap(r.matches) > maxPooledScratch || cap(r.nested) > maxPooledScratch || cap(r.step) > maxPooledScratch || cap(r.head) > maxPooledScratch {
 		return
 	}
 	clear(r.scratch)
@@ -549,7 +563,8 @@ func (e *Engine) putRun(r *run) {
 	}
 	*r = run{e: e, env: r.env, scratch: r.scratch[:0],
 		pr:     pruner{state: r.pr.state[:0], empty: r.pr.empty[:0]},
-		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, matches: r.matches[:0], step: r.step[:0]}
+		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, matches: r.matches[:0], step: r.step[:0],
+		head: r.head[:0], pmemo: r.pmemo}
 	*r.env = fhirpath.Env{}
 	e.runs.Put(r)
 }
@@ -657,6 +672,7 @@ type run struct {
 	typeSym, nameSym *symbols
 	matches          []*jsontree.Node
 	step             []*jsontree.Node // the other buffer of member paths
+	head             []*jsontree.Node // the head items of viaHead rules
 	// genEnv is the FHIRPath environment of generalize cases.
 	genEnv fhirpath.Env
 	// offset is the date-shift offset of offsetPrefix and offsetKey.
@@ -670,8 +686,10 @@ type run struct {
 	restructured bool
 	// arena provides the nodes of security labels.
 	arena *nodeArena
-	// pshift is the state of dateShiftScope "patient".
+	// pshift is the state of dateShiftScope "patient"; pmemo, kept from
+	// call to call, the last patient's offset.
 	pshift patientShiftState
+	pmemo  patientMemo
 }
 
 // resource processes one resource and its nested resources, and returns the
@@ -700,7 +718,33 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 		}
 		matches := r.matches[:0]
 		switch {
-		case rule.fast != fastNone:
+		case rule.viaHead && !r.restructured:
+			// What the head call would find: res itself if it matches,
+			// then the cached descendants, not the nested resources (the
+			// call does not return them). A substitute that changed the
+			// tree since the caches were built sends the rule to the
+			// evaluator instead.
+			head := r.head[:0]
+			if rule.fast == fastType && res.Type == rule.arg || rule.fast == fastName && res.Name == rule.arg {
+				head = append(head, res)
+			}
+			for _, n := range r.cache[rule.slot] {
+				if n.Flags&jsontree.FlagResource == 0 {
+					head = append(head, n)
+				}
+			}
+			items, err := rule.expr.EvaluateWithHead(res, head, r.env)
+			clear(head)
+			r.head = head[:0]
+			if err != nil {
+				return ops, fmt.Errorf("anonymizing: rule %d (%s) on %s: evaluating the path: %w", rule.Index, rule.MethodName, typed.Location(res), err)
+			}
+			for _, it := range items {
+				if n := it.Node(); n != nil {
+					matches = append(matches, n)
+				}
+			}
+		case rule.fast != fastNone && !rule.viaHead:
 			for _, n := range r.cache[rule.slot] {
 				if rule.tail == "" {
 					matches = append(matches, n)
