@@ -1322,6 +1322,11 @@ func (p *pruner) prune(n *jsontree.Node) bool {
 			continue // the partner of an array pruned before
 		}
 		if c.Kind != jsontree.Array {
+			if isValue(c) {
+				// Most members: a value stays, only its mark goes.
+				c.Flags &^= jsontree.FlagMark
+				continue
+			}
 			if p.prune(c) && c.Flags&jsontree.FlagResource == 0 {
 				p.state[start+i] |= pruneDrop
 				anyDrop = true
@@ -1387,9 +1392,14 @@ func (p *pruner) pruneArrays(a, b *jsontree.Node) (dropA, dropB bool) {
 	p.empty = append(p.empty, make([]bool, 2*n)...)
 	defer func() { p.empty = p.empty[:start] }()
 	ea, eb := p.empty[start:start+n], p.empty[start+n:start+2*n]
+	anyEmpty := false
 	for i := range n {
 		ea[i] = p.emptyAt(a, i)
 		eb[i] = p.emptyAt(b, i)
+		anyEmpty = anyEmpty || ea[i] || eb[i]
+	}
+	if n > 0 && !anyEmpty {
+		return false, false // nothing to remove or null on either side
 	}
 	return p.fix(a, ea, eb), b != nil && p.fix(b, eb, ea)
 }
@@ -1399,7 +1409,16 @@ func (p *pruner) emptyAt(arr *jsontree.Node, i int) bool {
 		return true
 	}
 	it := arr.Children[i]
+	if isValue(it) {
+		it.Flags &^= jsontree.FlagMark
+		return false
+	}
 	return p.prune(it) && it.Flags&jsontree.FlagResource == 0
+}
+
+// isValue reports a string, number or boolean: what prune keeps as it is.
+func isValue(n *jsontree.Node) bool {
+	return n.Kind == jsontree.String || n.Kind == jsontree.Number || n.Kind == jsontree.Bool
 }
 
 // fix removes the items of arr that are empty on both sides, nulls those
