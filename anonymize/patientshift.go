@@ -219,16 +219,15 @@ func ShiftDateKeepTime(value string, t DateType, offset int, partial, birthDate 
 		out, keep = RedactDate(value, t, partial, today)
 		return out, keep, OpRedact, nil
 	}
-	date := time.Date(y, time.Month(m), d, 12, 0, 0, 0, time.UTC)
-	if date.Day() != d {
+	sy, sm, sd, valid, inRange := addDays(y, m, d, offset)
+	if !valid {
 		return "", false, OpPerturb, fmt.Errorf("shifting %s: %w: not a calendar date", t, ErrDateRange)
 	}
-	sy, sm, sd := date.AddDate(0, 0, offset).Date()
-	if sy < 1 || sy > 9999 {
+	if !inRange {
 		return "", false, OpPerturb, fmt.Errorf("shifting %s: %w", t, ErrDateRange)
 	}
 	before := dateParts{year: y, month: m, day: d, ok: true}
-	after := dateParts{year: sy, month: int(sm), day: sd, ok: true}
+	after := dateParts{year: sy, month: sm, day: sd, ok: true}
 	if before.ageOverThreshold(today) || after.ageOverThreshold(today) {
 		if birthDate {
 			return fmt.Sprintf("%04d", today.Year()-90), true, OpRedact, nil
@@ -242,7 +241,7 @@ func ShiftDateKeepTime(value string, t DateType, offset int, partial, birthDate 
 		buf = make([]byte, 0, n)
 	}
 	buf = append(buf, byte('0'+sy/1000), byte('0'+sy/100%10), byte('0'+sy/10%10), byte('0'+sy%10), '-',
-		byte('0'+int(sm)/10), byte('0'+int(sm)%10), '-', byte('0'+sd/10), byte('0'+sd%10))
+		byte('0'+sm/10), byte('0'+sm%10), '-', byte('0'+sd/10), byte('0'+sd%10))
 	buf = append(buf, rest...)
 	return string(buf), true, OpPerturb, nil
 }
