@@ -6,70 +6,55 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
 
 	"fhirdeid/anonymize"
+	"fhirdeid/bulk"
 	"fhirdeid/internal/ndjson"
 )
 
 // The first pass of "fhirdeid anonymize" for configurations that use the
 // scrub method: before anything is de-identified, every input file is read
 // once and the resources of anonymize.FirstPassTypes (Patient,
-// RelatedPerson, Practitioner, ..., and the medication and immunization
-// types whose coded drug names become safe words) go to an
-// IdentifierCollector, whose keyed hashes the scrub method then looks for in
-// each patient's texts (the contextual layer). Files are read whatever their names say, because an
+// RelatedPerson, Practitioner, ...) go to an IdentifierCollector, whose
+// keyed hashes the scrub method then looks for in each patient's texts (the
+// contextual layer). Files are read whatever their names say, because an
 // export's file names are only a convention. Standard input is not
 // buffered: "anonymize -" scrubs without the contextual layer and says so.
 
-// firstPassTypes are the resource types of the first pass.
-var firstPassTypes = func() map[string]bool {
-	m := map[string]bool{}
+// identifierTypeTokens are the JSON strings a line must contain to be a
+// resource of an identifier type, for the lines whose top-level
+// resourceType the quick scan cannot read (an escaped member name).
+var identifierTypeTokens = func() [][]byte {
+	var t [][]byte
 	for _, typ := range anonymize.FirstPassTypes {
-		m[typ] = true
+		t = append(t, []byte(`"`+typ+`"`))
 	}
-	return m
+	return t
 }()
 
-var resourceTypeKey = []byte(`"resourceType"`)
-
 // mayBeIdentifierType reports whether line may be a resource of a
-// first-pass type: a "resourceType" key of the line (the resource's or a
-// contained one's) has one of those types as its value. One scan for the
-// key, whatever the number of types, so most lines of other types are
-// skipped without being parsed. A server that escapes letters of the key or
-// the value ("\u0050atient") hides the resource from the first pass: its
-// texts are then scrubbed without that resource's identifiers (patterns and
-// vocabulary still apply).
+// first-pass type. The collector reads only the top-level resource
+// (anonymize.IdentifierCollector.AddNode), so the line's top-level
+// resourceType decides: bulk.ResourceType finds it without parsing the line
+// (its escapes decoded, as the collector's parser does), usually as the
+// first member. Searching the whole line for every type name instead cost
+// as much CPU as decompressing the file. A line where the scan finds no
+// resourceType (an escaped member name, invalid JSON) is kept when it
+// contains one of the type names, and left to the collector's parser.
 func mayBeIdentifierType(line []byte) bool {
-	rest := line
-	for {
-		i := bytes.Index(rest, resourceTypeKey)
-		if i < 0 {
-			return false
-		}
-		rest = rest[i+len(resourceTypeKey):]
-		j := skipSpace(rest, 0)
-		if j >= len(rest) || rest[j] != ':' {
-			continue
-		}
-		j = skipSpace(rest, j+1)
-		if j >= len(rest) || rest[j] != '"' {
-			continue
-		}
-		if k := bytes.IndexByte(rest[j+1:], '"'); k >= 0 && firstPassTypes[string(rest[j+1:j+1+k])] {
+	if t, err := bulk.ResourceType(line); err == nil {
+		return slices.Contains(anonymize.FirstPassTypes, t)
+	}
+	for _, t := range identifierTypeTokens {
+		if bytes.Contains(line, t) {
 			return true
 		}
 	}
-}
-
-func skipSpace(b []byte, j int) int {
-	for j < len(b) && (b[j] == ' ' || b[j] == '\t' || b[j] == '\n' || b[j] == '\r') {
-		j++
-	}
-	return j
+	return false
 }
 
 // collectIdentifiers runs the first pass over jobs and returns ctx carrying

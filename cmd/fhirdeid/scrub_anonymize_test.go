@@ -279,27 +279,3 @@ func withoutStandardDisplays(t *testing.T, line []byte) []byte {
 	})
 	return root.AppendJSON(nil)
 }
-
-// TestMayBeIdentifierType: the first pass's line filter finds the resources
-// of its types by their resourceType (the resource's or a contained one's),
-// not by a reference or a type name elsewhere.
-func TestMayBeIdentifierType(t *testing.T) {
-	for _, c := range []struct {
-		line string
-		want bool
-	}{
-		{`{"resourceType":"Patient","id":"1"}`, true},
-		{`{"id":"1", "resourceType" : "Practitioner"}`, true},
-		{`{"resourceType":"MedicationRequest","id":"m"}`, true},
-		{`{"resourceType":"Observation","subject":{"reference":"Patient/1"},"code":{"text":"Patient"}}`, false},
-		{`{"resourceType":"Observation","contained":[{"resourceType":"Organization","name":"x"}]}`, true},
-		{`{"resourceType":"Observation","note":[{"text":"\"resourceType\":\"Patient\""}]}`, false},
-		{`{"resourceType":"PatientX"}`, false},
-		{`{"resourceType":`, false},
-		{``, false},
-	} {
-		if got := mayBeIdentifierType([]byte(c.line)); got != c.want {
-			t.Errorf("mayBeIdentifierType(%s) = %v, want %v", c.line, got, c.want)
-		}
-	}
-}
