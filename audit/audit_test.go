@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
+
+	"fhirdeid/jsontree"
 )
 
 func TestSipHashVector(t *testing.T) {
@@ -182,7 +185,7 @@ func TestCommonWeakValue(t *testing.T) {
 
 func TestNDJSONAndSummary(t *testing.T) {
 	c := NewCollector()
-	if err := c.CollectNDJSON(strings.NewReader(rawCompact(rawPatient)+"\n\nnot json \"identifier\"\n"+rawCompact(rawOther)), 0); err != nil {
+	if err := c.CollectNDJSON(strings.NewReader(rawCompact(rawPatient)+"\n\nnot json \"identifier\": [\n"+rawCompact(rawOther)), 0); err != nil {
 		t.Fatal(err)
 	}
 	if read, invalid := c.Resources(); read != 3 || invalid != 1 {
@@ -314,14 +317,16 @@ func TestIdentifierLimit(t *testing.T) {
 func TestPrefilter(t *testing.T) {
 	for _, list := range collectKeys {
 		for _, k := range list {
-			if !mayIdentify([]byte(`{"resourceType":"X","` + k + `":{}}`)) {
-				t.Errorf("%s: skipped", k)
+			for _, doc := range []string{`{"resourceType":"X","` + k + `":{}}`, `{"` + k + `" :1}`, "{\n  \"" + k + "\"\t\n: []}", `{"a":{"` + k + `":"x"}}`} {
+				if !mayIdentify([]byte(doc)) {
+					t.Errorf("%s: skipped", doc)
+				}
 			}
 		}
 	}
 	for _, doc := range []string{
 		`{"resourceType":"Observation","status":"final","code":{"text":"names and identifiers"},"valueString":"given names"}`,
-		`{"resourceType":"Observation","identifiers":[]}`, `"`, ``,
+		`{"resourceType":"Observation","identifiers":[]}`, `"`, ``, `:`, `":`, `"":1`, `{"x":"name"}`, `{"x":"http://name"}`,
 	} {
 		if mayIdentify([]byte(doc)) {
 			t.Errorf("%s: walked", doc)
@@ -335,5 +340,114 @@ func TestPrefilter(t *testing.T) {
 	_ = c.Collect([]byte(`{"resourceType":"Patient","name":[{"text":"Abram Lemke"}]}`))
 	if c.Identifiers() != 1 {
 		t.Errorf("a name with only text: %d identifiers", c.Identifiers())
+	}
+}
+
+// TestTreesAsText: collecting from and scanning parsed trees (as the
+// pipeline does, from the engine's trees) finds what the JSON text gives,
+// while collection goes on in other goroutines.
+func TestTreesAsText(t *testing.T) {
+	parse := func(s string) *jsontree.Node {
+		n, err := jsontree.Parse([]byte(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	c := NewCollector()
+	for _, r := range []string{rawPatient, rawOther, rawThird} {
+		c.CollectTree(parse(r))
+	}
+	if n, _ := c.Resources(); n != 3 || c.Identifiers() != collect(t, rawPatient, rawOther, rawThird).Identifiers() {
+		t.Fatalf("tree collection: %d resources, %d identifiers", n, c.Identifiers())
+	}
+	note := base64.StdEncoding.EncodeToString([]byte("Patient ABRAM LEMKE was seen today."))
+	outs := []string{
+		`{"resourceType":"Observation","extension":[{"url":"http://x/ssn","valueString":"ssn 999188203 on file"}]}`,
+		`{"resourceType":"Observation","contained":[{"resourceType":"Patient","identifier":[{"value":"999-18-8203"}]}]}`,
+		`{"resourceType":"DocumentReference","content":[{"attachment":{"contentType":"text/plain","data":"` + note + `"}}]}`,
+		`{"resourceType":"Patient","name":[{"family":"Lemke","given":["Abram"]}]}`,
+		`{"resourceType":"Encounter","subject":{"display":"Lemke, Abram"}}`,
+		`{"resourceType":"Encounter","subject":{"display":"May"}}`,
+	}
+	gen0 := c.Gen()
+	fs := c.ScanFile("Out.000.ndjson.gz", 2)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // collection of unrelated people goes on meanwhile
+		defer wg.Done()
+		for i := range 200 {
+			c.CollectTree(parse(fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"value":"MRN%08d"}]}`, i)))
+		}
+	}()
+	for i, o := range outs {
+		fs.ScanTree(i%2, int64(i+1), parse(o))
+	}
+	wg.Wait()
+	text := c.Scanner()
+	for i, o := range outs {
+		text.Scan("Out.000.ndjson.gz", int64(i+1), []byte(o))
+	}
+	got, want := fs.Report(), text.Report()
+	got.Sort()
+	want.Sort()
+	if fmt.Sprint(got.ByPath, got.Examples, got.Leaks, got.StringsScanned) != fmt.Sprint(want.ByPath, want.Examples, want.Leaks, want.StringsScanned) {
+		t.Errorf("trees: %+v\ntext: %+v", got, want)
+	}
+	if got.Leaks != 6 { // the given name alone ("May") is not one
+		t.Errorf("%d leaks, want 6: %+v", got.Leaks, got.ByPath)
+	}
+	// The identifiers collected meanwhile are nowhere in the output: the
+	// scan stands.
+	if c.Gen() == gen0 || !fs.Complete() {
+		t.Errorf("generation %d → %d: the scan is not complete, though what changed is not in the file", gen0, c.Gen())
+	}
+	if fs.Anchors() == 0 {
+		t.Error("the sealed scan remembers no token")
+	}
+	// One that is there (a display's family name, new as an identifier,
+	// and the kept given name, now of a second person) makes it incomplete.
+	fs = c.ScanFile("Out.000.ndjson.gz", 1)
+	for i, o := range outs {
+		fs.ScanTree(0, int64(i+1), parse(o))
+	}
+	c.CollectTree(parse(`{"resourceType":"Patient","identifier":[{"value":"ssn 999188203"}]}`))
+	if fs.Complete() {
+		t.Error("an identifier collected after the scan and present in the file: the scan says it is complete")
+	}
+	if fs2 := c.ScanFile("x", 1); !fs2.Complete() {
+		t.Error("a scan that began after the last change is not complete")
+	}
+	// Many scans at once: the one that began before the change and holds
+	// it, the one that began after it, and one that began before but
+	// holds none of what changed.
+	early, other := c.ScanFile("a", 1), c.ScanFile("b", 1)
+	early.ScanTree(0, 1, parse(outs[4])) // "Lemke, Abram"
+	other.ScanTree(0, 1, parse(outs[5]))
+	c.CollectTree(parse(`{"resourceType":"Patient","name":[{"family":"Lemke","given":["Abram"]}]}`))
+	late := c.ScanFile("c", 1)
+	late.ScanTree(0, 1, parse(outs[4]))
+	if got := CompleteScans(c, early, late, other); fmt.Sprint(got) != "[false true true]" {
+		t.Errorf("CompleteScans: %v, want [false true true]", got)
+	}
+	noValues(t, &got)
+}
+
+func TestMaskHex(t *testing.T) {
+	h := strings.Repeat("0123456789abcdef", 4)
+	s := NewCollector().Scanner()
+	for in, want := range map[string]string{
+		"Patient/" + h:                    "Patient/", // the same tokens and pairs
+		h:                                 "",
+		"urn:uuid:" + h[:31]:              "urn:uuid:" + h[:31], // too short
+		h + "-" + strings.ToUpper(h[:32]): "\x00-\x00",
+		"x" + h:                           "x" + h, // one token, not all hex
+		"é" + h + " " + h:                 "é" + h + " \x00",
+		"code 1234":                       "code 1234",
+		strings.Repeat("a", 40) + "g":     strings.Repeat("a", 40) + "g",
+	} {
+		if got := string(s.maskHex([]byte(in))); got != want {
+			t.Errorf("maskHex(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -57,15 +57,33 @@ func bloomProbes(h uint64) (uint32, uint32) {
 	return uint32(h) & (bloomBits - 1), uint32(h>>32) & (bloomBits - 1)
 }
 
-func (c *Collector) bloomSet(b []byte) {
-	p1, p2 := bloomProbes(maphash.Bytes(c.seed, b))
+// quick is the prefilter's hash of a token or phrase; it also names the
+// anchors of a FileScan.
+func (c *Collector) quick(b []byte) uint64 { return maphash.Bytes(c.seed, b) }
+
+func (c *Collector) bloomSet(h uint64) {
+	p1, p2 := bloomProbes(h)
 	c.bloom[p1/64].Or(1 << (p1 % 64))
 	c.bloom[p2/64].Or(1 << (p2 % 64))
 }
 
-func (c *Collector) bloomHas(b []byte) bool {
-	p1, p2 := bloomProbes(maphash.Bytes(c.seed, b))
+func (c *Collector) bloomHas(h uint64) bool {
+	p1, p2 := bloomProbes(h)
 	return c.bloom[p1/64].Load()&(1<<(p1%64)) != 0 && c.bloom[p2/64].Load()&(1<<(p2%64)) != 0
+}
+
+// longHex reports a token of 32 hex digits or more: the hashed ids and
+// references of de-identified output, which FileScan does not remember.
+func longHex(tok []byte) bool {
+	if len(tok) < 32 {
+		return false
+	}
+	for _, c := range tok {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // entry is what the index knows about one keyed hash: the identifier whose
@@ -81,8 +99,16 @@ type entry struct {
 type itemInfo struct {
 	kind   Kind
 	common bool
-	ent0   uint32
-	more   []uint32
+	// hexAnchor: the anchor holds a longHex token.
+	hexAnchor bool
+	ent0      uint32
+	more      []uint32
+	// gen is the generation of the identifier's last change, and anchor
+	// the prefilter hash of its first token (one token) or first two
+	// tokens: a scan that began before gen and saw no token (or adjacent
+	// pair of tokens) hashing to anchor could not have matched it.
+	gen    int64
+	anchor uint64
 }
 
 func (in *itemInfo) has(e uint32) bool { return in.ent0 == e || containsEnt(in.more, e) }
@@ -111,10 +137,16 @@ type shard struct {
 
 // Collector gathers the direct identifiers of raw resources as keyed hashes
 // (SipHash-2-4 under a random key that never leaves the process) of their
-// normalised tokens: it keeps no value. Collect is safe for concurrent use;
-// scanning starts when collection is over.
+// normalised tokens: it keeps no value. Collect is safe for concurrent use,
+// and so is scanning while collection goes on: a scan sees the identifiers
+// collected before it, and Gen says whether any changed since (see
+// FileScan).
 type Collector struct {
-	key       sipKey
+	key sipKey
+	// gen counts the changes to the index (an identifier added, a person
+	// or a kind added to one): a scan that began at generation g saw every
+	// identifier as it is if Gen is still g.
+	gen       atomic.Int64
 	shards    [nShards]shard
 	entities  atomic.Uint32
 	resources atomic.Int64
@@ -132,6 +164,9 @@ type Collector struct {
 	MaxIdentifiers int
 	count          atomic.Int64
 	full           atomic.Bool
+	// hexAnchors is set once an identifier's anchor holds a longHex
+	// token: until then scans skip the hashed ids of the output.
+	hexAnchors atomic.Bool
 	// naive turns the matching rules off (every value collected, weak words
 	// count alone): only to measure what the rules save.
 	naive bool
@@ -181,13 +216,23 @@ func (c *Collector) Identifiers() int64 {
 // of them could not be read as JSON.
 func (c *Collector) Resources() (read, invalid int64) { return c.resources.Load(), c.invalid.Load() }
 
-func (c *Collector) lookup(h uint64) (entry, bool) {
-	e, ok := c.shards[h%nShards].m[h]
-	return e, ok
-}
+// Gen returns the number of changes made to the index so far.
+func (c *Collector) Gen() int64 { return c.gen.Load() }
 
-func (c *Collector) info(h uint64, e entry) *itemInfo {
-	return &c.shards[h%nShards].infos[e.info]
+// lookup returns the entry of h and, when it is an identifier, a copy of
+// what is known of it, read under the shard's lock so that collection may go
+// on. The copy's list of people may be appended to later, beyond its
+// length: what the copy holds stays as it was.
+func (c *Collector) lookup(h uint64) (entry, itemInfo, bool) {
+	s := &c.shards[h%nShards]
+	s.mu.Lock()
+	e, ok := s.m[h]
+	var in itemInfo
+	if ok && e.info >= 0 {
+		in = s.infos[e.info]
+	}
+	s.mu.Unlock()
+	return e, in, ok
 }
 
 // Collect adds the direct identifiers of one raw resource (a JSON
@@ -203,10 +248,15 @@ func (c *Collector) Collect(resource []byte) error {
 	}
 	st := c.pool.Get().(*collectState)
 	defer c.pool.Put(st)
+	return st.text(resource)
+}
+
+// text collects from one resource's JSON text that mayIdentify.
+func (st *collectState) text(resource []byte) error {
 	st.entity = 0
 	st.inName = false
 	if err := st.w.walk(resource, st); err != nil {
-		c.invalid.Add(1)
+		st.c.invalid.Add(1)
 		return err
 	}
 	return nil
@@ -216,6 +266,7 @@ func (c *Collector) Collect(resource []byte) error {
 type collectState struct {
 	c      *Collector
 	w      walker
+	tw     treeWalker
 	t      tokens
 	entity uint32
 	// the HumanName being read
@@ -343,9 +394,12 @@ func (st *collectState) add(v []byte, k Kind) {
 	}
 	c := st.c
 	ent := st.entityID()
-	c.bloomSet(compact)
+	c.bloomSet(c.quick(compact))
+	anchor, hexAnchor := c.quick(compact), longHex(compact)
 	if n >= 2 {
-		c.bloomSet(t.span(0, 2)) // the first two tokens: years and house numbers alone are everywhere
+		anchor = c.quick(t.span(0, 2))
+		hexAnchor = longHex(t.span(0, 1)) || longHex(t.span(1, 2))
+		c.bloomSet(anchor) // the first two tokens: years and house numbers alone are everywhere
 	}
 	h := c.key.sum64(compact)
 	s := &c.shards[h%nShards]
@@ -362,11 +416,15 @@ func (st *collectState) add(v []byte, k Kind) {
 			s.mu.Unlock()
 			return
 		}
-		s.infos = append(s.infos, itemInfo{kind: k, ent0: ent})
+		if hexAnchor {
+			c.hexAnchors.Store(true) // before the change is counted
+		}
+		s.infos = append(s.infos, itemInfo{kind: k, ent0: ent, anchor: anchor, hexAnchor: hexAnchor, gen: c.gen.Add(1)})
 	} else {
 		in := &s.infos[e.info]
 		if in.kind.Weak() && !k.Weak() {
 			in.kind = k
+			in.gen = c.gen.Add(1)
 		}
 		if !in.common && !in.has(ent) {
 			if len(in.more)+1 >= maxEntities {
@@ -374,6 +432,7 @@ func (st *collectState) add(v []byte, k Kind) {
 			} else {
 				in.more = append(in.more, ent)
 			}
+			in.gen = c.gen.Add(1)
 		}
 	}
 	s.m[h] = e
@@ -386,8 +445,11 @@ func (st *collectState) add(v []byte, k Kind) {
 		if !ok {
 			e.info = -1
 		}
-		e.lens |= 1 << n
-		s.m[hf] = e
+		if e.lens&(1<<n) == 0 {
+			e.lens |= 1 << n
+			s.m[hf] = e
+			c.gen.Add(1)
+		}
 		s.mu.Unlock()
 	}
 }

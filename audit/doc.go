@@ -17,5 +17,12 @@
 // person is found in the same resource (see the README's "How matches are
 // chosen").
 //
+// Collection and scanning can go on together, as in the pipeline, which
+// collects each raw resource and scans its de-identified form while a file
+// streams through the engine (CollectParsed, FileScan.ScanTree, on the
+// engine's trees): a FileScan remembers hashes of the file's tokens, so that
+// FileScan.Complete can tell whether an identifier collected after the scan
+// began could be in the file, and the file must be scanned again.
+//
 // Reports hold counts, member paths and file positions, never a value.
 package audit

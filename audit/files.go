@@ -70,12 +70,21 @@ func (s *Scanner) ScanNDJSON(file string, r io.Reader, maxLine int) error {
 // Summary combines the collection counts of c with the reports of the
 // scanners that scanned the output.
 func Summary(c *Collector, scanners ...*Scanner) Report {
+	reps := make([]Report, len(scanners))
+	for i, s := range scanners {
+		reps[i] = s.Report()
+	}
+	return SummaryOf(c, reps...)
+}
+
+// SummaryOf combines the collection counts of c with scan reports (of
+// scanners or FileScans).
+func SummaryOf(c *Collector, reps ...Report) Report {
 	var r Report
 	r.IdentifiersCollected = c.Identifiers()
 	r.ResourcesCollected, _ = c.Resources()
-	for _, s := range scanners {
-		rep := s.Report()
-		r.Add(&rep)
+	for i := range reps {
+		r.Add(&reps[i])
 	}
 	r.Sort()
 	if c.Full() && r.Incomplete == "" {

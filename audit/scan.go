@@ -34,6 +34,12 @@ type Report struct {
 	ByKind map[string]int64 `json:"byKind,omitempty"`
 	// Examples locates the first leaks (at most MaxExamples).
 	Examples []Leak `json:"examples,omitempty"`
+	// FilesScannedInStream counts the output files scanned while they
+	// were written, and FilesScannedAgain those read again from storage
+	// because identifiers were collected after their scan began (a
+	// pipeline run's audit; zero otherwise).
+	FilesScannedInStream int `json:"filesScannedInStream,omitempty"`
+	FilesScannedAgain    int `json:"filesScannedAgain,omitempty"`
 	// Incomplete says why the audit did not see the whole run, if it did
 	// not.
 	Incomplete string `json:"incomplete,omitempty"`
@@ -100,9 +106,12 @@ func (r *Report) Sort() {
 type Scanner struct {
 	c   *Collector
 	w   walker
+	tw  treeWalker
 	t   tokens
 	dec []byte
-	rep Report
+	// mask is maskHex's memory.
+	mask []byte
+	rep  Report
 	// Keep, if positive, is how many leaks Leaks returns (default 0:
 	// only the report's examples).
 	Keep  int
@@ -111,6 +120,9 @@ type Scanner struct {
 	rtype   string
 	hits    []hit
 	matched bool
+	// anchors, when not nil, records the prefilter hash of every token and
+	// adjacent pair of tokens scanned (but hashed ids), for FileScan.
+	anchors map[uint64]struct{}
 	// clean remembers short strings that matched nothing — codes, systems,
 	// units and display texts repeat throughout an export — so that they
 	// are tokenized once per scanner (the first maxClean of them).
@@ -121,6 +133,97 @@ const (
 	maxClean    = 1 << 15
 	maxCleanLen = 128
 )
+
+// maskHex returns v with every run of letters and digits that is a longHex
+// token replaced by a zero byte (then in s's scratch memory; v itself when
+// it has none). Runs holding other bytes (non-ASCII letters) are left
+// alone: they are not such tokens.
+func (s *Scanner) maskHex(v []byte) []byte {
+	// The shapes of hashed ids and references first: a hash alone, or a
+	// hash after the last "/" ("Patient/<hash>"), where dropping the hash
+	// leaves the same tokens and pairs to scan.
+	if len(v) >= 32 {
+		i := len(v) - 1
+		for i >= 0 && hexDigit[v[i]] {
+			i--
+		}
+		if len(v)-1-i >= 32 && (i < 0 || v[i] == '/') {
+			return v[:i+1]
+		}
+	}
+	if !hexRun32(v) {
+		return v
+	}
+	var m []byte
+	copied := 0 // v[:copied] is in m, when m is not nil
+	for i := 0; i < len(v); {
+		c := v[i]
+		if c < 0x80 && asciiClass[c] == classOther {
+			i++
+			continue
+		}
+		j := i
+		for j < len(v) && (v[j] >= 0x80 || asciiClass[v[j]] != classOther) {
+			j++
+		}
+		if j-i >= 32 && allHex(v[i:j]) {
+			if m == nil {
+				m = s.mask[:0]
+			}
+			m = append(append(m, v[copied:i]...), 0)
+			copied = j
+		}
+		i = j
+	}
+	if m == nil {
+		return v
+	}
+	m = append(m, v[copied:]...)
+	s.mask = m
+	return m
+}
+
+// hexDigit marks the bytes of hex digits.
+var hexDigit = func() (t [256]bool) {
+	for _, c := range []byte("0123456789abcdefABCDEF") {
+		t[c] = true
+	}
+	return
+}()
+
+// hexRun32 reports whether v may hold 32 hex digits in a row: such a run
+// covers one of the positions 31, 63, 95, ..., so only the runs around those
+// are measured.
+func hexRun32(v []byte) bool {
+	for k := 31; k < len(v); k += 32 {
+		if !isHex(v[k]) {
+			continue
+		}
+		l, r := k, k+1
+		for l > 0 && isHex(v[l-1]) {
+			l--
+		}
+		for r < len(v) && isHex(v[r]) {
+			r++
+		}
+		if r-l >= 32 {
+			return true
+		}
+		// A shorter run covers no other position.
+	}
+	return false
+}
+
+func isHex(c byte) bool { return hexDigit[c] }
+
+func allHex(b []byte) bool {
+	for _, c := range b {
+		if !isHex(c) {
+			return false
+		}
+	}
+	return true
+}
 
 // hexLike reports whether v holds a run of 16 hex digits or more, as
 // hashes, ids and references to them do: unique values not worth
@@ -141,7 +244,7 @@ func hexLike(v []byte) bool {
 
 type hit struct {
 	h    uint64
-	info *itemInfo
+	info itemInfo
 	path string
 }
 
@@ -185,14 +288,25 @@ func (s *Scanner) str(path [][]byte, v []byte) {
 	}
 	if len(v) > maxCleanLen {
 		s.scanText(path, v)
-	} else if _, ok := s.clean[string(v)]; !ok {
-		s.matched = false
-		s.scanText(path, v)
-		if !s.matched && len(s.clean) < maxClean && !hexLike(v) {
-			if s.clean == nil {
-				s.clean = map[string]struct{}{}
+	} else {
+		// Until an identifier holds a hashed id, a string's hashed ids are
+		// skipped (scanText): strings that differ only by them ("Patient/"
+		// and a hash) are remembered as one.
+		key, hex := v, false
+		if !s.c.hexAnchors.Load() {
+			key = s.maskHex(v)
+		} else {
+			hex = hexLike(v)
+		}
+		if _, ok := s.clean[string(key)]; !ok {
+			s.matched = false
+			s.scanText(path, v)
+			if !s.matched && len(s.clean) < maxClean && !hex && !hexLike(key) {
+				if s.clean == nil {
+					s.clean = map[string]struct{}{}
+				}
+				s.clean[string(key)] = struct{}{}
 			}
-			s.clean[string(v)] = struct{}{}
 		}
 	}
 	if len(path) > 0 && string(path[len(path)-1]) == "data" && len(v) >= 8 {
@@ -218,14 +332,35 @@ func (s *Scanner) scanText(path [][]byte, v []byte) {
 	n := t.n()
 	c := s.c
 	covered := 0
+	// A hashed id (longHex) cannot start an identifier, nor be the second
+	// token of one, until one is collected (hexAnchors): a scan that
+	// skips them and began before is incomplete (FileScan.Complete).
+	skipHex := !c.hexAnchors.Load()
+	nextHex := n > 0 && longHex(t.span(0, 1))
 	for i := 0; i < n; i++ {
-		single := c.bloomHas(t.span(i, i+1))
-		phrase := i+1 < n && c.bloomHas(t.span(i, i+2))
+		hex := nextHex
+		nextHex = i+1 < n && longHex(t.span(i+1, i+2))
+		if hex && skipHex {
+			continue
+		}
+		h1 := c.quick(t.span(i, i+1))
+		single := c.bloomHas(h1)
+		if s.anchors != nil && !hex {
+			s.anchors[h1] = struct{}{}
+		}
+		phrase := false
+		if i+1 < n && !(nextHex && skipHex) {
+			h2 := c.quick(t.span(i, i+2))
+			phrase = c.bloomHas(h2)
+			if s.anchors != nil && !hex && !nextHex {
+				s.anchors[h2] = struct{}{}
+			}
+		}
 		if !single && !phrase {
 			continue
 		}
 		h := c.key.sum64(t.span(i, i+1))
-		e, ok := c.lookup(h)
+		e, in, ok := c.lookup(h)
 		if !ok {
 			continue
 		}
@@ -236,19 +371,19 @@ func (s *Scanner) scanText(path [][]byte, v []byte) {
 					continue
 				}
 				h2 := c.key.sum64(t.span(i, i+l))
-				if e2, ok := c.lookup(h2); ok && e2.info >= 0 {
+				if e2, in2, ok := c.lookup(h2); ok && e2.info >= 0 {
 					matched = true
 					if i+l <= covered {
 						break // inside a longer match: a part of it
 					}
-					s.hit(path, h2, c.info(h2, e2))
+					s.hit(path, h2, &in2)
 					covered = i + l
 					break
 				}
 			}
 		}
 		if !matched && e.info >= 0 && i >= covered {
-			s.hit(path, h, c.info(h, e))
+			s.hit(path, h, &in)
 		}
 	}
 }
@@ -264,7 +399,7 @@ func (s *Scanner) hit(path [][]byte, h uint64, in *itemInfo) {
 			return
 		}
 	}
-	s.hits = append(s.hits, hit{h: h, info: in, path: p})
+	s.hits = append(s.hits, hit{h: h, info: *in, path: p})
 }
 
 // decide turns the resource's matches into leaks: every strong match, and
@@ -312,7 +447,7 @@ func (s *Scanner) decide(file string, line int64) {
 func (s *Scanner) corroborated(i int) bool {
 	a := s.hits[i]
 	for j, b := range s.hits {
-		if j != i && b.h != a.h && a.info.shares(b.info) {
+		if j != i && b.h != a.h && a.info.shares(&b.info) {
 			return true
 		}
 	}

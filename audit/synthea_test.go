@@ -17,6 +17,7 @@ import (
 	"fhirdeid/anonymize/defaultconfig"
 	"fhirdeid/audit"
 	"fhirdeid/internal/testshared"
+	"fhirdeid/jsontree"
 )
 
 type syntheaFile struct {
@@ -196,4 +197,41 @@ func TestSyntheaKeptNames(t *testing.T) {
 		t.Errorf("paths %v for %d patients", paths, len(want))
 	}
 	t.Logf("%d female patients with kept names found, %d leaks: %s", len(got), rep.Leaks, fmt.Sprint(paths))
+}
+
+// TestSyntheaTreesAsText: collecting synthea-100 from parsed trees (as the
+// pipeline does) gives the identifiers collecting from the JSON text gives:
+// scanning the raw resources themselves finds the same leaks, at the same
+// paths, with either collector.
+func TestSyntheaTreesAsText(t *testing.T) {
+	files := readSynthea(t)
+	text, trees := audit.NewCollector(), audit.NewCollector()
+	var p jsontree.Parser
+	for _, f := range files {
+		for _, l := range f.lines {
+			_ = text.Collect(l)
+			root, err := p.Parse(l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			trees.CollectParsed(l, root)
+		}
+	}
+	if a, b := text.Identifiers(), trees.Identifiers(); a != b || a < 1000 {
+		t.Fatalf("%d identifiers from the text, %d from the trees", a, b)
+	}
+	var reps []audit.Report
+	for _, c := range []*audit.Collector{text, trees} {
+		s := c.Scanner()
+		for _, f := range files {
+			for i, l := range f.lines {
+				s.Scan(f.name, int64(i+1), l)
+			}
+		}
+		reps = append(reps, audit.Summary(c, s))
+	}
+	a, b := reps[0], reps[1]
+	if a.Leaks == 0 || a.Leaks != b.Leaks || a.ResourcesWithLeaks != b.ResourcesWithLeaks || fmt.Sprint(a.ByPath) != fmt.Sprint(b.ByPath) {
+		t.Errorf("the raw data scanned against the text's identifiers: %d leaks %v\nagainst the trees': %d leaks %v", a.Leaks, a.ByPath, b.Leaks, b.ByPath)
+	}
 }

@@ -77,6 +77,7 @@ report="bench/out/assure-$(date -u +%Y%m%dT%H%M%SZ).txt"
   printf "%-34s %10.2f %10.2f\n" "fhirdeid run, audit + risk on" "${W[on]}" "${C[on]}"
   echo "cost of the checks: wall $(awk -v a="${W[on]}" -v b="${W[off]}" 'BEGIN{printf "%+.1f %%", 100*(a-b)/b}'), CPU $(awk -v a="${C[on]}" -v b="${C[off]}" 'BEGIN{printf "%+.1f %%", 100*(a-b)/b}')"
   grep -E '^(audit|risk):' "$work/run-on.out" || true
+  echo "output files scanned while written / read again: $(grep -o '"filesScannedInStream": *[0-9]*' "$work/lake-on/$run/report.json" | grep -o '[0-9]*$' || echo 0) / $(grep -o '"filesScannedAgain": *[0-9]*' "$work/lake-on/$run/report.json" | grep -o '[0-9]*$' || echo 0)"
   printf "fhirdeid version (the binary alone): peak RSS %.1f MB\n" "$(awk -v k="$(field "$work/version.time" 'Maximum resident set size (kbytes)')" 'BEGIN{print k/1024}')"
   printf "fhirdeid risk (de-identified run): peak RSS %.1f MB, %.2f s\n" "$(awk -v k="$(field "$work/risk.time" 'Maximum resident set size (kbytes)')" 'BEGIN{print k/1024}')" "$(wall "$work/risk.time")"
   printf "fhirdeid risk (raw data):          peak RSS %.1f MB, %.2f s\n" "$(awk -v k="$(field "$work/riskraw.time" 'Maximum resident set size (kbytes)')" 'BEGIN{print k/1024}')" "$(wall "$work/riskraw.time")"

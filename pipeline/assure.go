@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"sort"
 	"strings"
 	"sync"
 
@@ -13,6 +14,7 @@ import (
 	"fhirdeid/anonymize"
 	"fhirdeid/audit"
 	"fhirdeid/bulk"
+	"fhirdeid/jsontree"
 	"fhirdeid/risk"
 	"fhirdeid/state"
 )
@@ -23,14 +25,17 @@ import (
 // "risk"); either can stop a run before it is published.
 type Assurance struct {
 	// Audit collects the identifiers of every raw resource (as keyed
-	// hashes, in memory) while it is de-identified, and scans the stored
-	// output for them before the run commits.
+	// hashes, in memory) while it is de-identified, and scans the
+	// de-identified resource in the same pass; a file whose scan may have
+	// missed identifiers collected after it began is read back from
+	// storage and scanned again before the run commits.
 	Audit bool
 	// FailOnLeak fails a run with any leak: report.json is written to the
 	// run folder, but neither _SUCCESS nor "latest" is, and the cursor does
 	// not move. Without it a leak makes the run partial.
 	FailOnLeak bool
-	// Risk analyses the run's Patient output.
+	// Risk analyses the run's Patient output, and the merged snapshot's
+	// patients (SnapshotReport.Risk).
 	Risk bool
 	// QuasiIdentifiers of the risk analysis (default risk.DefaultQI).
 	QuasiIdentifiers []string
@@ -59,33 +64,21 @@ func (e *AssuranceError) Error() string {
 	return "not published: " + strings.Join(e.Reasons, "; ")
 }
 
-// assureState is the identifiers collected for the run in progress.
+// assureState is the audit of the run in progress: the identifiers
+// collected from its raw resources, and the scans of the output files
+// written so far.
 type assureState struct {
 	mu        sync.Mutex
 	run       string
 	collector *audit.Collector
-	files     sync.Map // "Type.seq" of the files collected from
+	// scans holds, by output file name ("Type.seq"), the scan of the
+	// file's last complete attempt.
+	scans map[string]*audit.FileScan
 }
 
-// collectingDeidentifier collects the identifiers of every raw resource
-// before de-identifying it.
-type collectingDeidentifier struct {
-	Deidentifier
-	st *assureState
-	c  *audit.Collector
-}
-
-func (d *collectingDeidentifier) Resource(ctx context.Context, file string, line int64, res, dst []byte) ([]byte, anonymize.Stats, error) {
-	_ = d.c.Collect(res) // a resource that is not JSON fails in the engine
-	if _, ok := d.st.files.Load(file); !ok {
-		d.st.files.Store(file, true)
-	}
-	return d.Deidentifier.Resource(ctx, file, line, res, dst)
-}
-
-// collectDuring makes p's de-identifier collect identifiers for run, when
-// the audit is on, and returns the function that restores it. A run resumed
-// in the same process keeps what was collected before.
+// collectDuring makes storeFile collect identifiers and scan the output
+// for run, when the audit is on, and returns the function that ends it. A
+// run resumed in the same process keeps what was collected before.
 func (p *Pipeline) collectDuring(run *state.Run) func() {
 	if p.Assurance == nil || !p.Assurance.Audit {
 		return func() {}
@@ -94,13 +87,129 @@ func (p *Pipeline) collectDuring(run *state.Run) func() {
 	st.mu.Lock()
 	if st.run != run.ID || st.collector == nil {
 		st.run, st.collector = run.ID, audit.NewCollector()
-		st.files = sync.Map{}
+		st.scans = map[string]*audit.FileScan{}
 	}
-	c := st.collector
 	st.mu.Unlock()
-	inner := p.Deidentifier
-	p.Deidentifier = &collectingDeidentifier{Deidentifier: inner, st: st, c: c}
-	return func() { p.Deidentifier = inner }
+	return func() {}
+}
+
+// auditFile is the audit of one attempt at an output file: each raw
+// resource's identifiers are collected, and its de-identified form scanned,
+// as the file streams through the de-identifier. With the engine, both read
+// the tree it parses (an anonymize.Inspector); another de-identifier's
+// resources are read from their JSON text.
+type auditFile struct {
+	st   *assureState
+	name string
+	c    *audit.Collector
+	fs   *audit.FileScan
+	g    []*audit.Gatherer // one per worker
+	insp []fileInspector
+	ctxs []context.Context
+}
+
+// fileInspector is one worker's anonymize.Inspector.
+type fileInspector struct {
+	f      *auditFile
+	worker int
+	line   int64
+	text   []byte // the raw resource
+	raw    bool   // the engine showed the raw tree
+	out    bool   // and the de-identified one
+}
+
+func (i *fileInspector) Raw(root *jsontree.Node) {
+	i.f.g[i.worker].Parsed(i.text, root)
+	i.raw = true
+}
+
+func (i *fileInspector) Output(root *jsontree.Node) {
+	i.f.fs.ScanTree(i.worker, i.line, root)
+	i.out = true
+}
+
+type inspectorKey struct{}
+
+// inspectorFrom returns the inspector a worker's context carries, if any.
+func inspectorFrom(ctx context.Context) anonymize.Inspector {
+	if i, ok := ctx.Value(inspectorKey{}).(*fileInspector); ok {
+		return i
+	}
+	return nil
+}
+
+// auditFile starts the audit of an attempt at the output file name (the
+// name of its stored object), when the audit of runID is on.
+func (p *Pipeline) auditFile(ctx context.Context, runID, file, object string, workers int) *auditFile {
+	if p.Assurance == nil || !p.Assurance.Audit {
+		return nil
+	}
+	st := &p.assure
+	st.mu.Lock()
+	c := st.collector
+	if st.run != runID {
+		c = nil
+	}
+	st.mu.Unlock()
+	if c == nil {
+		return nil // not collected in this process (ProcessFile from another orchestrator): the audit rescans
+	}
+	f := &auditFile{st: st, name: file, c: c, fs: c.ScanFile(object, workers),
+		insp: make([]fileInspector, workers), ctxs: make([]context.Context, workers)}
+	f.g = make([]*audit.Gatherer, workers)
+	for w := range workers {
+		f.g[w] = c.Gatherer()
+		f.insp[w] = fileInspector{f: f, worker: w}
+		f.ctxs[w] = context.WithValue(ctx, inspectorKey{}, &f.insp[w])
+	}
+	return f
+}
+
+// begin returns the context in which worker de-identifies raw, found at
+// line.
+func (f *auditFile) begin(worker int, line int64, raw []byte) context.Context {
+	i := &f.insp[worker]
+	i.line, i.text, i.raw, i.out = line, raw, false, false
+	return f.ctxs[worker]
+}
+
+// end collects and scans, from their text, what the de-identifier did not
+// show as trees.
+func (f *auditFile) end(worker int, line int64, raw, out []byte) {
+	i := &f.insp[worker]
+	i.text = nil
+	if !i.raw {
+		_ = f.g[worker].Text(raw) // a resource that is not JSON fails in the engine
+	}
+	if !i.out && len(out) > 0 {
+		f.fs.Scan(worker, line, out)
+	}
+}
+
+// commit keeps the scan of a complete attempt at the file.
+func (f *auditFile) commit() {
+	for _, g := range f.g {
+		g.Flush()
+	}
+	f.fs.Seal()
+	f.st.mu.Lock()
+	if f.st.scans != nil {
+		f.st.scans[f.name] = f.fs
+	}
+	f.st.mu.Unlock()
+}
+
+// assureOrder puts the files of the identifying resource types (Patient,
+// Practitioner, ...) first when the audit is on, so that most files are
+// scanned after their identifiers were collected and need no second
+// reading (see Pipeline.audit).
+func (p *Pipeline) assureOrder(files []*state.File) {
+	if p.Assurance == nil || !p.Assurance.Audit {
+		return
+	}
+	sort.SliceStable(files, func(i, j int) bool {
+		return isIdentifierType(files[i].Type) && !isIdentifierType(files[j].Type)
+	})
 }
 
 // assureRun runs the checks of p.Assurance on run's stored output, puts the
@@ -158,37 +267,61 @@ func (p *Pipeline) assureRun(ctx context.Context, run *state.Run, files []*state
 	return gate, nil
 }
 
-// audit scans the stored output files for the identifiers collected while
-// they were de-identified.
+// audit completes the audit of run: the scans made while the files were
+// written stand for the files whose scan saw every identifier of the run
+// (no identifier was collected or changed after it began); the other
+// output files are read again from storage and scanned.
 func (p *Pipeline) audit(ctx context.Context, run *state.Run, outputs []*state.File) (*audit.Report, error) {
 	st := &p.assure
 	st.mu.Lock()
-	c := st.collector
+	c, scans := st.collector, st.scans
 	if st.run != run.ID {
-		c = nil
+		c, scans = nil, nil
 	}
 	st.mu.Unlock()
-	incomplete := 0
 	if c == nil {
 		c = audit.NewCollector()
 	}
+	var reps []audit.Report
+	var again []*state.File
+	var fss []*audit.FileScan
+	var fssFiles []*state.File
+	incomplete := 0
 	for _, f := range outputs {
-		if _, ok := st.files.Load(fmt.Sprintf("%s.%03d", f.Type, f.Seq)); !ok && f.Resources > 0 {
+		fs := scans[fmt.Sprintf("%s.%03d", f.Type, f.Seq)]
+		switch {
+		case fs != nil:
+			fss, fssFiles = append(fss, fs), append(fssFiles, f)
+		case f.Resources > 0:
 			incomplete++
+			again = append(again, f)
+		default:
+			again = append(again, f)
 		}
 	}
-	workers := max(1, min(p.Workers, len(outputs)))
+	for i, ok := range audit.CompleteScans(c, fss...) {
+		if ok {
+			reps = append(reps, fss[i].Report())
+		} else {
+			again = append(again, fssFiles[i])
+		}
+	}
+	workers := max(1, min(p.Workers, len(again)))
 	scanners := make([]*audit.Scanner, workers)
 	for i := range scanners {
 		scanners[i] = c.Scanner()
 	}
-	err := p.eachOutput(ctx, outputs, workers, func(w int, f *state.File, r io.Reader) error {
+	err := p.eachOutput(ctx, again, workers, func(w int, f *state.File, r io.Reader) error {
 		return scanners[w].ScanNDJSON(path.Base(f.OutKey), r, p.Client.MaxLineBytes)
 	})
 	if err != nil {
 		return nil, err
 	}
-	rep := audit.Summary(c, scanners...)
+	for _, s := range scanners {
+		reps = append(reps, s.Report())
+	}
+	rep := audit.SummaryOf(c, reps...)
+	rep.FilesScannedInStream, rep.FilesScannedAgain = len(outputs)-len(again), len(again)
 	if incomplete > 0 {
 		if rep.Incomplete != "" {
 			rep.Incomplete += "; "
@@ -196,6 +329,32 @@ func (p *Pipeline) audit(ctx context.Context, run *state.Run, outputs []*state.F
 		rep.Incomplete += fmt.Sprintf("%d of %d output files were de-identified before a restart or by another process: their input's identifiers were not collected", incomplete, len(outputs))
 	}
 	return &rep, nil
+}
+
+// snapshotRisk returns the analyzer of a snapshot's patients when the
+// risk analysis is on, else nil.
+func (p *Pipeline) snapshotRisk() (*risk.Analyzer, error) {
+	if p.Assurance == nil || !p.Assurance.Risk {
+		return nil, nil
+	}
+	a, err := risk.New(p.Assurance.QuasiIdentifiers)
+	if err != nil {
+		return nil, fmt.Errorf("risk: %w", err)
+	}
+	return a, nil
+}
+
+// riskOf reports a, with the check the pipeline applies (a snapshot's
+// risk is reported, not gated: the run it follows is already committed).
+func (p *Pipeline) riskOf(a *risk.Analyzer) *RiskReport {
+	rr := &RiskReport{Report: a.Report(0, nil)}
+	if p.Assurance.MinK > 0 {
+		rr.RequiredK, rr.Action = p.Assurance.MinK, "warn"
+		if p.Assurance.RiskFail {
+			rr.Action = "fail"
+		}
+	}
+	return rr
 }
 
 // riskReport analyses the run's Patient output.
@@ -216,14 +375,7 @@ func (p *Pipeline) riskReport(ctx context.Context, outputs []*state.File) (*Risk
 	if err != nil {
 		return nil, err
 	}
-	rr := &RiskReport{Report: a.Report(0, nil)}
-	if p.Assurance.MinK > 0 {
-		rr.RequiredK, rr.Action = p.Assurance.MinK, "warn"
-		if p.Assurance.RiskFail {
-			rr.Action = "fail"
-		}
-	}
-	return rr, nil
+	return p.riskOf(a), nil
 }
 
 // eachOutput reads stored output files (gzip), workers at a time.

@@ -29,7 +29,8 @@ func NewEngineDeidentifier(e *anonymize.Engine) *EngineDeidentifier {
 // Resource de-identifies one resource with the engine. file names the file
 // for the "file" date-shift scope.
 func (d *EngineDeidentifier) Resource(ctx context.Context, file string, line int64, res, dst []byte) ([]byte, anonymize.Stats, error) {
-	return d.engine.AppendAnonymizedJSON(d.scrubContext(ctx), dst, res, anonymize.FileContext{FileName: file + ".ndjson", FolderName: d.Folder})
+	return d.engine.AppendAnonymizedJSON(d.scrubContext(ctx), dst, res,
+		anonymize.FileContext{FileName: file + ".ndjson", FolderName: d.Folder, Inspector: inspectorFrom(ctx)})
 }
 
 // ID de-identifies a resource id the way the engine's rules treat

@@ -125,6 +125,7 @@ func processAll(ctx context.Context, p *Pipeline, run *state.Run) error {
 		}
 	}
 	p.progress(Progress{Run: run.ID, FilesDone: done, FilesTotal: len(files)})
+	p.assureOrder(files)
 	sem := make(chan struct{}, p.Concurrency)
 	for _, f := range files {
 		if f.Status == state.FileDone {

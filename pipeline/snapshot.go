@@ -21,6 +21,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"fhirdeid/bulk"
+	"fhirdeid/risk"
 	"fhirdeid/state"
 	"fhirdeid/storage"
 )
@@ -51,6 +52,9 @@ type SnapshotReport struct {
 	Skipped         int64             `json:"skipped,omitempty"`
 	KeyFingerprints map[string]string `json:"keyFingerprints,omitempty"`
 	Integrity       Integrity         `json:"integrity"`
+	// Risk is the re-identification risk of the snapshot's patients, when
+	// the pipeline's risk analysis is on (assure.go).
+	Risk *RiskReport `json:"risk,omitempty"`
 	// Merge describes the merge itself.
 	Merge MergeStats `json:"merge"`
 }
@@ -402,11 +406,17 @@ func buildSnapshot(ctx context.Context, p *Pipeline, plan *snapshotPlan, prog *s
 		rep: &SnapshotReport{Snapshot: plan.ID, Source: p.Name, TransactionTime: plan.TransactionTime,
 			Previous: plan.Base, Types: map[string]*SnapshotType{}, KeyFingerprints: plan.KeyFingerprints,
 			Integrity: Integrity{Paths: map[string]*PathIntegrity{}}}}
+	if m.risk, err = p.snapshotRisk(); err != nil {
+		return nil, err
+	}
 	defer m.delta.close()
 	defer m.refs.close()
 	if err := m.run(ctx); err != nil {
 		m.abort()
 		return nil, fmt.Errorf("snapshot %s: %w", plan.ID, err)
+	}
+	if m.risk != nil {
+		m.rep.Risk = p.riskOf(m.risk)
 	}
 	m.rep.Merge.Spills = m.delta.spills + m.refs.spills
 	m.rep.Merge.Seconds = time.Since(started).Seconds()
@@ -509,7 +519,10 @@ func finishSnapshot(ctx context.Context, p *Pipeline, plan *snapshotPlan, m *mer
 
 // merger is one attempt at building a snapshot.
 type merger struct {
-	p     *Pipeline
+	p *Pipeline
+	// risk counts the snapshot's patients for the risk analysis (nil when
+	// it is off).
+	risk  *risk.Analyzer
 	plan  *snapshotPlan
 	prog  *snapshotProgress
 	tmp   string
@@ -767,6 +780,9 @@ func (m *merger) emit(ctx context.Context, typ string, r *record) error {
 	if m.keysW != nil {
 		m.keysW.Write(r.key)
 		m.keysW.WriteByte('\n')
+	}
+	if m.risk != nil && typ == "Patient" {
+		m.risk.Add(r.data)
 	}
 	// References: walk the resource again, now with paths.
 	if _, _, err := m.walker.resourceKey(r.data); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"strings"
 	"sync/atomic"
 
@@ -246,6 +247,8 @@ func storeFile(ctx context.Context, p *Pipeline, runID string, m *bulk.Manifest,
 	var counts []opCounts
 	// tables receives the de-identified resources of the current attempt.
 	var tables TableFile
+	// aud collects and scans for the leak audit (assure.go).
+	var aud *auditFile
 	var seen atomic.Int64
 	var invalid *invalidTally
 	skip := p.OnInvalid == OnInvalidSkip
@@ -286,9 +289,16 @@ func storeFile(ctx context.Context, p *Pipeline, runID string, m *bulk.Manifest,
 					return drop(lineNo, line, dst, fmt.Errorf("resourceType %s in a file of %s", safeType(rt), f.Type))
 				}
 			}
-			out, st, err := p.Deidentifier.Resource(ctx, fileName, lineNo, line, dst)
+			rctx := ctx
+			if aud != nil {
+				rctx = aud.begin(worker, lineNo, line)
+			}
+			out, st, err := p.Deidentifier.Resource(rctx, fileName, lineNo, line, dst)
 			if err != nil {
 				return drop(lineNo, line, dst, err)
+			}
+			if aud != nil {
+				aud.end(worker, lineNo, line, out[len(dst):])
 			}
 			counts[worker].add(st)
 			if tables != nil && len(out) > len(dst) {
@@ -313,6 +323,9 @@ func storeFile(ctx context.Context, p *Pipeline, runID string, m *bulk.Manifest,
 		invalid = &invalidTally{}
 		counts = make([]opCounts, p.Workers)
 		tables = nil
+		if f.Kind == bulk.KindOutput {
+			aud = p.auditFile(ctx, runID, fileName, path.Base(key), p.Workers)
+		}
 		if p.Tables != nil && f.Kind == bulk.KindOutput {
 			t, err := p.Tables.File(ctx, runID, f.Type, f.Seq, p.Workers)
 			if err != nil {
@@ -379,6 +392,9 @@ func storeFile(ctx context.Context, p *Pipeline, runID string, m *bulk.Manifest,
 				}
 				res.warning += warn
 			}
+		}
+		if aud != nil {
+			aud.commit()
 		}
 		res.resources, res.bytesIn, res.bytesOut, res.key = st.Written, st.BytesIn, st.BytesOut, key
 		if f.Kind == bulk.KindOutput {

@@ -183,6 +183,9 @@ type Analyzer struct {
 	records int64
 	invalid int64
 	key     []byte
+	// p parses the resources of Add, reusing its memory: no string of a
+	// tree outlives the call (the key is copied into classes).
+	p jsontree.Parser
 }
 
 // New returns an analyzer over the named quasi-identifiers (DefaultQI when
@@ -194,6 +197,7 @@ func New(qi []string) (*Analyzer, error) {
 		qi = DefaultQI
 	}
 	a := &Analyzer{qi: append([]string(nil), qi...), classes: map[string]int64{}}
+	a.p.ReuseText = true
 	for _, q := range qi {
 		if e, ok := named[q]; ok {
 			a.ext = append(a.ext, e)
@@ -232,7 +236,7 @@ func (a *Analyzer) Add(resource []byte) {
 	if !bytes.Contains(resource, patientMarker) {
 		return
 	}
-	root, err := jsontree.Parse(resource)
+	root, err := a.p.Parse(resource)
 	if err != nil || root.Kind != jsontree.Object {
 		a.invalid++
 		return

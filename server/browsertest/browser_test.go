@@ -14,6 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"fhirdeid/pipeline"
 	"fhirdeid/server"
 	"fhirdeid/server/internal/testenv"
 	"fhirdeid/state"
@@ -73,7 +74,10 @@ func TestDashboardRunNow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := server.New(server.Options{State: e.DB, Jobs: []*server.Job{e.Job(t, "ehr", cron, nil)}})
+	// The privacy checks on, so that the run page shows the leak audit
+	// and the risk histogram.
+	assure := func(p *pipeline.Pipeline) { p.Assurance = &pipeline.Assurance{Audit: true, Risk: true} }
+	s, err := server.New(server.Options{State: e.DB, Jobs: []*server.Job{e.Job(t, "ehr", cron, assure)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,6 +169,26 @@ func TestDashboardRunNow(t *testing.T) {
 		if !strings.Contains(facts, w) {
 			t.Errorf("the run page lacks %q", w)
 		}
+	}
+	// The privacy checks: no leak, and a histogram of the class sizes whose
+	// bars add up to the run's patients.
+	if leaks := text(t, ctx, `#audit-leaks`); leaks != "0" {
+		t.Errorf("the run page shows %q leaks", leaks)
+	}
+	if bars := count(t, ctx, `svg#risk-histogram rect.bar`); bars == 0 {
+		t.Error("the run page has no risk histogram")
+	}
+	patients, err := chromedp.Run(ctx, chromedp.Evaluate[int](`Array.from(document.querySelectorAll("svg#risk-histogram rect.bar title")).
+		map(t => parseInt(t.textContent.split(": ")[1], 10)).reduce((a, b) => a + b, 0)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(e.Pop.Resources["Patient"]); patients != want {
+		t.Errorf("the risk histogram's bars hold %d patients, want %d", patients, want)
+	}
+	// The merged snapshot's patients are analysed too.
+	if sr := text(t, ctx, `#snapshot-risk`); !strings.Contains(sr, fmtCount(len(e.Pop.Resources["Patient"]))+" patients") {
+		t.Errorf("the snapshot's risk: %q", sr)
 	}
 	shot = filepath.Join(dir, "run.png")
 	if err := os.WriteFile(shot, png, 0o644); err != nil {

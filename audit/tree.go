@@ -1,0 +1,318 @@
+package audit
+
+import (
+	"cmp"
+	"slices"
+	"unsafe"
+
+	"fhirdeid/jsontree"
+)
+
+// treeWalker reports the string values of a parsed resource (a jsontree)
+// with their member paths, as walker does for JSON text: the same events,
+// without reading the text again.
+type treeWalker struct {
+	path [][]byte
+}
+
+// view returns the bytes of s without copying them. The visitors only read
+// what they are given (and copy what they keep).
+func view(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+func (w *treeWalker) node(n *jsontree.Node, v visitor) {
+	switch n.Kind {
+	case jsontree.String:
+		v.str(w.path, view(n.Value))
+	case jsontree.Object:
+		v.objectStart(w.path)
+		for _, c := range n.Children {
+			w.path = append(w.path, view(c.Key))
+			w.node(c, v)
+			w.path = w.path[:len(w.path)-1]
+		}
+		v.objectEnd(w.path)
+	case jsontree.Array:
+		for _, c := range n.Children {
+			w.node(c, v)
+		}
+	}
+}
+
+// CollectTree is Collect for a resource already parsed (before it is
+// de-identified: the tree is only read).
+func (c *Collector) CollectTree(root *jsontree.Node) { c.CollectParsed(nil, root) }
+
+// CollectParsed is CollectTree for a resource whose JSON text is at hand
+// too (raw, nil if not): the text tells faster whether it has anything to
+// collect.
+func (c *Collector) CollectParsed(raw []byte, root *jsontree.Node) {
+	c.resources.Add(1)
+	st := c.pool.Get().(*collectState)
+	defer c.pool.Put(st)
+	st.parsed(raw, root)
+}
+
+func (st *collectState) parsed(raw []byte, root *jsontree.Node) {
+	if root == nil || root.Kind != jsontree.Object {
+		return
+	}
+	if raw != nil && !mayIdentify(raw) || raw == nil && !treeMayIdentify(root) {
+		return
+	}
+	st.entity = 0
+	st.inName = false
+	st.tw.path = st.tw.path[:0]
+	st.tw.seek(root, st)
+}
+
+// Gatherer collects into its Collector for one goroutine, with memory of
+// its own and its count of resources kept until Flush: what the pipeline
+// gives each of its workers.
+type Gatherer struct {
+	st collectState
+	n  int64
+}
+
+// Gatherer returns a gatherer into c.
+func (c *Collector) Gatherer() *Gatherer { return &Gatherer{st: collectState{c: c}} }
+
+// Parsed is CollectParsed.
+func (g *Gatherer) Parsed(raw []byte, root *jsontree.Node) {
+	g.n++
+	g.st.parsed(raw, root)
+}
+
+// Text is Collect.
+func (g *Gatherer) Text(resource []byte) error {
+	g.n++
+	if !mayIdentify(resource) {
+		return nil
+	}
+	return g.st.text(resource)
+}
+
+// Flush adds the resources read since the last Flush to the collector's
+// count (Resources).
+func (g *Gatherer) Flush() {
+	g.st.c.resources.Add(g.n)
+	g.n = 0
+}
+
+// seek walks the tree down to the members named like collectKeys and
+// shows the visitor those members only, with their paths: the cases of
+// collectState.str all lie within such a member.
+func (w *treeWalker) seek(n *jsontree.Node, v visitor) {
+	for _, c := range n.Children {
+		if c.Kind != jsontree.Object && c.Kind != jsontree.Array && c.Kind != jsontree.String {
+			continue
+		}
+		if n.Kind == jsontree.Object {
+			w.path = append(w.path, view(c.Key))
+			if isCollectKey(c.Key) {
+				w.node(c, v)
+			} else if c.Kind != jsontree.String {
+				w.seek(c, v)
+			}
+			w.path = w.path[:len(w.path)-1]
+		} else if c.Kind != jsontree.String {
+			w.seek(c, v)
+		}
+	}
+}
+
+func isCollectKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for _, name := range collectKeys[k[0]] {
+		if k == name {
+			return true
+		}
+	}
+	return false
+}
+
+// treeMayIdentify is mayIdentify for a tree: whether a member of the
+// resource, at any depth, has one of collectKeys' names.
+func treeMayIdentify(n *jsontree.Node) bool {
+	for _, c := range n.Children {
+		if n.Kind == jsontree.Object && c.Key != "" {
+			for _, k := range collectKeys[c.Key[0]] {
+				if c.Key == k {
+					return true
+				}
+			}
+		}
+		if (c.Kind == jsontree.Object || c.Kind == jsontree.Array) && treeMayIdentify(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// ScanTree is Scan for a de-identified resource held as a tree (the tree
+// that is written as the output line).
+func (s *Scanner) ScanTree(file string, line int64, root *jsontree.Node) {
+	s.rep.ResourcesScanned++
+	s.rtype = ""
+	s.hits = s.hits[:0]
+	s.tw.path = s.tw.path[:0]
+	s.tree(root)
+	s.decide(file, line)
+}
+
+// tree is treeWalker.node for the scanner, with direct calls: it runs for
+// every node of the output.
+func (s *Scanner) tree(n *jsontree.Node) {
+	switch n.Kind {
+	case jsontree.String:
+		s.str(s.tw.path, view(n.Value))
+	case jsontree.Object:
+		for _, c := range n.Children {
+			s.tw.path = append(s.tw.path, view(c.Key))
+			if c.Kind == jsontree.String {
+				s.str(s.tw.path, view(c.Value))
+			} else {
+				s.tree(c)
+			}
+			s.tw.path = s.tw.path[:len(s.tw.path)-1]
+		}
+	case jsontree.Array:
+		for _, c := range n.Children {
+			if c.Kind == jsontree.String {
+				s.str(s.tw.path, view(c.Value))
+			} else {
+				s.tree(c)
+			}
+		}
+	}
+}
+
+// FileScan scans the de-identified resources of one output file while it
+// is written, one Scanner per worker, against the identifiers collected so
+// far — collection of the same export may go on meanwhile. The scan is
+// exact when no identifier changed after it began (Complete); otherwise the
+// caller scans the stored file again once collection is over.
+type FileScan struct {
+	c        *Collector
+	file     string
+	gen0     int64
+	scanners []*Scanner
+	// anchors is the sorted set of the scanners' anchors, once sealed.
+	anchors []uint64
+	sealed  bool
+}
+
+// ScanFile starts the scan of the output file named file (the name leaks
+// are located in) by workers goroutines.
+func (c *Collector) ScanFile(file string, workers int) *FileScan {
+	f := &FileScan{c: c, file: file, gen0: c.Gen(), scanners: make([]*Scanner, max(workers, 1))}
+	for i := range f.scanners {
+		f.scanners[i] = c.Scanner()
+		f.scanners[i].anchors = map[uint64]struct{}{}
+	}
+	return f
+}
+
+// Scan scans one de-identified resource (JSON text) found at line of the
+// file, on the worker's scanner.
+func (f *FileScan) Scan(worker int, line int64, resource []byte) {
+	f.scanners[worker].Scan(f.file, line, resource)
+}
+
+// ScanTree scans one de-identified resource held as a tree.
+func (f *FileScan) ScanTree(worker int, line int64, root *jsontree.Node) {
+	f.scanners[worker].ScanTree(f.file, line, root)
+}
+
+// Seal ends the scan: the scanners' memory of tokens is kept as a sorted
+// set of hashes, 8 bytes per distinct token or pair.
+func (f *FileScan) Seal() {
+	if f.sealed {
+		return
+	}
+	f.sealed = true
+	n := 0
+	for _, s := range f.scanners {
+		n += len(s.anchors)
+	}
+	a := make([]uint64, 0, n)
+	for _, s := range f.scanners {
+		for h := range s.anchors {
+			a = append(a, h)
+		}
+		s.anchors, s.clean = nil, nil
+	}
+	slices.Sort(a)
+	f.anchors = slices.Compact(a)
+}
+
+// Anchors returns the number of distinct tokens and pairs the sealed scan
+// remembers.
+func (f *FileScan) Anchors() int { return len(f.anchors) }
+
+// Complete reports whether the scan found all there is to find against
+// the identifiers collected so far: no identifier changed after it began,
+// or none of those that did could have matched in the file — their first
+// token (or first two) is nowhere in it. A scan that is not complete must
+// be done again. It seals the scan. Complete of many scans is cheaper with
+// CompleteScans.
+func (f *FileScan) Complete() bool { return CompleteScans(f.c, f)[0] }
+
+// changed is what Complete needs of an identifier changed after a scan
+// began.
+type changed struct {
+	gen    int64
+	anchor uint64
+	hex    bool
+}
+
+// CompleteScans is Complete for each of scans (of c's identifiers): the
+// identifiers changed since the oldest of them began are listed once,
+// newest first, and each scan looks at those changed since it began.
+func CompleteScans(c *Collector, scans ...*FileScan) []bool {
+	gen := c.Gen()
+	oldest := gen
+	for _, f := range scans {
+		f.Seal()
+		oldest = min(oldest, f.gen0)
+	}
+	var late []changed
+	if oldest < gen {
+		for i := range c.shards {
+			sh := &c.shards[i]
+			sh.mu.Lock()
+			for j := range sh.infos {
+				if in := &sh.infos[j]; in.gen > oldest {
+					late = append(late, changed{in.gen, in.anchor, in.hexAnchor})
+				}
+			}
+			sh.mu.Unlock()
+		}
+		slices.SortFunc(late, func(a, b changed) int { return cmp.Compare(b.gen, a.gen) })
+	}
+	ok := make([]bool, len(scans))
+	for i, f := range scans {
+		ok[i] = true
+		for _, x := range late {
+			if x.gen <= f.gen0 {
+				break
+			}
+			if _, found := slices.BinarySearch(f.anchors, x.anchor); found || x.hex {
+				ok[i] = false
+				break
+			}
+		}
+	}
+	return ok
+}
+
+// Report returns what the file's scanners found.
+func (f *FileScan) Report() Report {
+	var r Report
+	for _, s := range f.scanners {
+		rep := s.Report()
+		r.Add(&rep)
+	}
+	return r
+}
