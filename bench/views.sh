@@ -61,6 +61,9 @@ echo
 echo "2. fhirdeid run (export from a local bulkserver, Safe Harbor, file:// destination, snapshot ${SNAPSHOT:-true}), without and with views: [builtin]"
 "$work/fhirdeid" bulkserver --data "$DATA" --passthrough --polls 1 --retry-after 1 >"$work/server.out" 2>"$work/server.err" &
 srv_pid=$!
+# This block runs in a subshell (it is piped to tee): the script's EXIT trap
+# does not see srv_pid, so the subshell stops the server itself.
+trap 'kill "$srv_pid" 2>/dev/null || true' EXIT
 for _ in $(seq 50); do grep -q "FHIR base" "$work/server.out" 2>/dev/null && break; sleep 0.1; done
 base=$(sed -n 's/^bulkserver: FHIR base //p' "$work/server.out")
 [ -n "$base" ] || { echo "views.sh: server did not start" >&2; cat "$work/server.err" >&2; exit 1; }
