@@ -7,13 +7,18 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -480,5 +485,124 @@ func TestServeTemporalSchedules(t *testing.T) {
 	serve("30 2 * * *", "updated")
 	if h, m, _ := hourMinute(); h != 2 || m != 30 {
 		t.Errorf("updated schedule at %02d:%02d, want 02:30", h, m)
+	}
+}
+
+// TestServeShowsTemporalRuns: with temporal:, serve's "Run now" starts a
+// workflow on the workers, a second one while it runs is refused, and the
+// API, the dashboard and the metrics show the run from Temporal: workflow
+// id and run id, status, the run's folder, its report and a link to the
+// Temporal UI.
+func TestServeShowsTemporalRuns(t *testing.T) {
+	s := newDurableSetup(t)
+	dir := t.TempDir()
+	cfg := s.config(t, dir, true)
+	c, err := durable.Dial(context.Background(), durable.ConnectOptions{HostPort: s.addr, Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	defer c.ScheduleClient().GetHandle(context.Background(), durable.ScheduleID(s.name)).Delete(context.Background())
+	startWorkers(t, s.bin, cfg, 1)
+	sv := start(t, s.bin, "serve", "-addr", "127.0.0.1:0", cfg)
+	re := regexp.MustCompile(`listening on (http://[0-9.:]+)/`)
+	var base string
+	for deadline := time.Now().Add(60 * time.Second); base == ""; time.Sleep(50 * time.Millisecond) {
+		if m := re.FindStringSubmatch(sv.out.String()); m != nil {
+			base = m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("serve did not start: %s", sv.out.String())
+		}
+	}
+	call := func(method, path string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, nil)
+		req.Header.Set("Origin", base)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := call("POST", "/api/pipelines/"+s.name+"/run"); code != http.StatusAccepted {
+		t.Fatalf("run now: %d %s", code, body)
+	}
+	var pipes []struct {
+		Running    bool       `json:"running"`
+		CurrentRun string     `json:"currentRun"`
+		NextRun    *time.Time `json:"nextRun"`
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		_, body := call("GET", "/api/pipelines")
+		if err := json.Unmarshal([]byte(body), &pipes); err != nil || len(pipes) != 1 {
+			t.Fatalf("pipelines: %v: %s", err, body)
+		}
+		if pipes[0].Running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the run did not show as running: %s", body)
+		}
+	}
+	if pipes[0].NextRun == nil || pipes[0].NextRun.UTC().Hour() != 1 {
+		t.Errorf("next run %v, want the Schedule's next 01:00 UTC", pipes[0].NextRun)
+	}
+	if code, body := call("POST", "/api/pipelines/"+s.name+"/run"); code != http.StatusConflict {
+		t.Errorf("a second run now while one runs: %d %s, want 409", code, body)
+	}
+	type runView struct {
+		ID        string `json:"id"`
+		Status    string `json:"status"`
+		Folder    string `json:"folder"`
+		Resources int64  `json:"resources"`
+		Workflow  *struct {
+			ID, RunID, Status, URL string
+		} `json:"workflow"`
+	}
+	var list struct{ Runs []runView }
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		_, body := call("GET", "/api/runs")
+		if err := json.Unmarshal([]byte(body), &list); err != nil {
+			t.Fatalf("runs: %v: %s", err, body)
+		}
+		if len(list.Runs) == 1 && list.Runs[0].Status == "succeeded" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the run did not succeed: %s", body)
+		}
+	}
+	r := list.Runs[0]
+	latest, _ := os.ReadFile(filepath.Join(dir, "lake", "latest"))
+	if r.Folder == "" || r.Folder != strings.TrimSpace(string(latest)) || r.Resources == 0 {
+		t.Errorf("run %+v, want the folder %q with its resources", r, latest)
+	}
+	host, port, _ := net.SplitHostPort(s.addr)
+	n, _ := strconv.Atoi(port)
+	wantURL := "http://" + net.JoinHostPort(host, strconv.Itoa(n+1000)) // the dev server's UI
+	if w := r.Workflow; w == nil || w.ID != durable.WorkflowID(s.name) || w.RunID != r.ID || w.Status != "Completed" ||
+		!strings.HasPrefix(w.URL, wantURL) || !strings.HasSuffix(w.URL, "/namespaces/default/workflows/"+w.ID+"/"+w.RunID+"/history") {
+		t.Errorf("workflow %+v", r.Workflow)
+	}
+	if code, body := call("GET", "/api/runs/"+r.ID); code != 200 || !strings.Contains(body, `"report": {`) {
+		t.Errorf("run detail: %d %s", code, body)
+	}
+	if _, body := call("GET", "/runs/"+r.ID); !strings.Contains(body, "open in the Temporal UI") {
+		t.Errorf("the run page has no link to the Temporal UI: %s", body)
+	}
+	if _, body := call("GET", "/"); !strings.Contains(body, r.Folder) {
+		t.Errorf("the dashboard does not list the run")
+	}
+	want := fmt.Sprintf(`fhirdeid_runs_total{outcome="succeeded",pipeline=%q} 1`, s.name)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
+		_, body := call("GET", "/metrics")
+		if strings.Contains(body, want) && strings.Contains(body, fmt.Sprintf(`fhirdeid_run_in_progress{pipeline=%q} 0`, s.name)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack %s", want)
+		}
 	}
 }

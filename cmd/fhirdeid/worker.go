@@ -167,25 +167,32 @@ func validateTemporal(ctx context.Context, e *env, cfg *config.File, online bool
 
 // temporalSchedules creates or updates one Temporal Schedule per pipeline
 // of cfg (its cron, time zone, and with runMissed a catch-up window of a
-// day), and turns the service's own scheduling of the jobs off: the
-// pipelines run on the workers, never in this process.
-func temporalSchedules(ctx context.Context, e *env, cfg *config.File, jobs []*server.Job, logger *slog.Logger) error {
+// day), and hands the jobs to Temporal: the pipelines run on the workers,
+// never in this process, and the server shows their workflows. It returns
+// the connection, which the caller closes after the server.
+func temporalSchedules(ctx context.Context, e *env, cfg *config.File, jobs []*server.Job, logger *slog.Logger) (client.Client, error) {
 	c, err := dialTemporal(ctx, cfg, logger)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer c.Close()
+	if err := ensureSchedules(ctx, e, c, cfg, jobs); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func ensureSchedules(ctx context.Context, e *env, c client.Client, cfg *config.File, jobs []*server.Job) error {
 	tc := cfg.Temporal
+	monitor := &durable.Monitor{Client: c, Namespace: tc.Namespace, TaskQueue: tc.TaskQueue, UI: tc.UIURL(),
+		Options: func(name string) durable.Options { return durableOptions(cfg, name) }}
 	for _, job := range jobs {
 		pc := cfg.Pipelines[job.Name]
 		window := time.Minute
 		if pc.RunMissed {
 			window = 24 * time.Hour
 		}
-		opts := durable.Options{Concurrency: tc.Concurrency, HeartbeatTimeout: tc.HeartbeatTimeoutDuration()}
-		if opts.Concurrency == 0 {
-			opts.Concurrency = pc.Concurrency
-		}
+		opts := durableOptions(cfg, job.Name)
 		created, err := durable.EnsureSchedule(ctx, c, tc.TaskQueue, durable.ScheduleSpec{Pipeline: job.Name, Cron: pc.Schedule,
 			TimeZone: pc.Timezone, CatchupWindow: window, Options: opts})
 		if err != nil {
@@ -196,15 +203,23 @@ func temporalSchedules(ctx context.Context, e *env, cfg *config.File, jobs []*se
 			verb = "created"
 		}
 		fmt.Fprintf(e.stdout, "fhirdeid serve: Temporal schedule %s %s: %q in %s\n", durable.ScheduleID(job.Name), verb, pc.Schedule, pc.Location())
-		name := job.Name
 		job.Schedule = temporalSchedule{expr: pc.Schedule}
 		job.RunMissed = false
-		job.Open = func(context.Context) (*pipeline.Pipeline, func() error, error) {
-			return nil, nil, fmt.Errorf("pipeline %s runs on Temporal (schedule %s): start a run with fhirdeid run or from the Temporal UI",
-				name, durable.ScheduleID(name))
-		}
+		job.Open = nil
+		job.Remote = monitor
 	}
 	return nil
+}
+
+// durableOptions are the workflow options of a pipeline's runs: the
+// temporal: section's concurrency, else the pipeline's.
+func durableOptions(cfg *config.File, name string) durable.Options {
+	tc := cfg.Temporal
+	opts := durable.Options{Concurrency: tc.Concurrency, HeartbeatTimeout: tc.HeartbeatTimeoutDuration()}
+	if opts.Concurrency == 0 {
+		opts.Concurrency = cfg.Pipelines[name].Concurrency
+	}
+	return opts
 }
 
 // temporalSchedule is the schedule of a job that Temporal runs: never in
@@ -224,10 +239,7 @@ func runDurable(ctx context.Context, e *env, cfg *config.File, name string, newK
 	}
 	defer c.Close()
 	tc := cfg.Temporal
-	opts := durable.Options{Concurrency: tc.Concurrency, HeartbeatTimeout: tc.HeartbeatTimeoutDuration()}
-	if opts.Concurrency == 0 {
-		opts.Concurrency = cfg.Pipelines[name].Concurrency
-	}
+	opts := durableOptions(cfg, name)
 	start := time.Now()
 	wr, err := durable.Start(ctx, c, tc.TaskQueue, durable.Input{Pipeline: name, NewKeys: newKeys, Options: opts})
 	if err != nil {
