@@ -25,6 +25,9 @@ const (
 	ErrTypeJobGone = "jobGone"
 	// ErrTypeDeadline: the export did not complete within its deadline.
 	ErrTypeDeadline = "deadline"
+	// ErrTypeOverlap: another run of the pipeline, started earlier, is in
+	// progress; this one is skipped before it kicks anything off.
+	ErrTypeOverlap = "overlap"
 )
 
 // Activities adapts the pipeline steps to Temporal. It holds no logic: each
@@ -37,6 +40,10 @@ type Activities struct {
 	// HeartbeatEvery is the period of ProcessFile's heartbeats when no
 	// bytes arrive (default 1 s; the SDK throttles what it sends).
 	HeartbeatEvery time.Duration
+	// Earlier, if set, returns the workflow id of a run of the pipeline in
+	// progress that started before the workflow (wid, rid), "" when there
+	// is none: Start then skips the run (Monitor.Earlier is one).
+	Earlier func(ctx context.Context, pipeline, wid, rid string) (string, error)
 }
 
 // NewActivities prepares the pipelines and returns their activities.
@@ -76,6 +83,20 @@ func (a *Activities) Start(ctx context.Context, in StartInput) (pipeline.RunInfo
 	p, err := a.pipeline(in.Pipeline)
 	if err != nil {
 		return pipeline.RunInfo{}, err
+	}
+	// One run of a pipeline at a time: a scheduled run that fires while a
+	// run started by hand is in progress (or the reverse, in a race) yields
+	// to the one that started first.
+	if a.Earlier != nil {
+		we := activity.GetInfo(ctx).WorkflowExecution
+		other, err := a.Earlier(ctx, in.Pipeline, we.ID, we.RunID)
+		if err != nil {
+			return pipeline.RunInfo{}, classify("start", err)
+		}
+		if other != "" {
+			return pipeline.RunInfo{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("start: skipped: workflow %s, a run of pipeline %s started earlier, is in progress", other, in.Pipeline), ErrTypeOverlap, nil)
+		}
 	}
 	prev, err := pipeline.LastCommitted(ctx, p)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"fhirdeid/pipeline"
 	"fhirdeid/server"
@@ -153,7 +154,7 @@ func (m *Monitor) remoteRun(ctx context.Context, ex *workflowpb.WorkflowExecutio
 		if !rep.StartedAt.IsZero() {
 			r.StartedAt = rep.StartedAt // the run's, not its last execution's
 		}
-	case st == enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED || st == enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED:
+	case st == enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED || st == enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED || isOverlap(err):
 		r.Status = string(state.RunCancelled)
 	default:
 		r.Status = string(state.RunFailed)
@@ -170,6 +171,13 @@ func (m *Monitor) remoteRun(ctx context.Context, ex *workflowpb.WorkflowExecutio
 		m.mu.Unlock()
 	}
 	return r
+}
+
+// isOverlap reports whether err is the failure of a run skipped because
+// another was in progress.
+func isOverlap(err error) bool {
+	var ae *temporal.ApplicationError
+	return errors.As(err, &ae) && ae.Type() == ErrTypeOverlap
 }
 
 // failureText is the innermost message of a workflow's failure: the
@@ -229,6 +237,41 @@ func (m *Monitor) Run(ctx context.Context, id string) (*server.RemoteRun, error)
 // running lists the runs of a pipeline in progress.
 func (m *Monitor) running(ctx context.Context, name string) ([]server.RemoteRun, error) {
 	return m.list(ctx, m.query("ExecutionStatus = 'Running'"), name, 10)
+}
+
+// InProgress returns the workflow id of a run of the pipeline in progress
+// (the oldest when several are), "" when there is none.
+func (m *Monitor) InProgress(ctx context.Context, name string) (string, error) {
+	runs, err := m.running(ctx, name)
+	if err != nil || len(runs) == 0 {
+		return "", err
+	}
+	return runs[len(runs)-1].Workflow.ID, nil
+}
+
+// Earlier returns the workflow id of a run of the pipeline in progress
+// that started before the execution (wid, rid) — or at the same time with
+// a smaller workflow id —, "" when there is none. It is Activities.Earlier.
+func (m *Monitor) Earlier(ctx context.Context, name, wid, rid string) (string, error) {
+	d, err := m.Client.DescribeWorkflowExecution(ctx, wid, rid)
+	if err != nil {
+		return "", fmt.Errorf("describe workflow %s: %w", wid, err)
+	}
+	own := d.GetWorkflowExecutionInfo().GetStartTime().AsTime()
+	runs, err := m.running(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	for _, r := range runs {
+		w := r.Workflow
+		if w.ID == wid {
+			continue
+		}
+		if t := r.StartedAt; t.Before(own) || (t.Equal(own) && w.ID < wid) {
+			return w.ID, nil
+		}
+	}
+	return "", nil
 }
 
 // Start implements server.Remote: it starts a run unless one of the

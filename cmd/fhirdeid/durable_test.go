@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+	"go.temporal.io/sdk/client"
 
 	"fhirdeid/durable"
 	"fhirdeid/internal/testshared"
@@ -604,5 +605,58 @@ func TestServeShowsTemporalRuns(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("metrics lack %s", want)
 		}
+	}
+}
+
+// TestRunFollowsScheduledRun: "fhirdeid run" while a run that the Schedule
+// started is in progress follows that run instead of starting a second
+// one: one kick-off, and run reports the scheduled workflow's result.
+func TestRunFollowsScheduledRun(t *testing.T) {
+	s := newDurableSetup(t)
+	dir := t.TempDir()
+	cfg := s.config(t, dir, true)
+	ctx := context.Background()
+	c, err := durable.Dial(ctx, durable.ConnectOptions{HostPort: s.addr, Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	startWorkers(t, s.bin, cfg, 1)
+	if _, err := durable.EnsureSchedule(ctx, c, s.queue, durable.ScheduleSpec{Pipeline: s.name, Cron: "0 1 1 1 *"}); err != nil {
+		t.Fatal(err)
+	}
+	h := c.ScheduleClient().GetHandle(ctx, durable.ScheduleID(s.name))
+	defer h.Delete(context.Background())
+	before := serverStats(t, s.base).Kickoffs
+	if err := h.Trigger(ctx, client.ScheduleTriggerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m := &durable.Monitor{Client: c, Namespace: "default", TaskQueue: s.queue}
+	var cur string
+	for deadline := time.Now().Add(30 * time.Second); cur == ""; time.Sleep(100 * time.Millisecond) {
+		if cur, err = m.InProgress(ctx, s.name); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the scheduled run did not start")
+		}
+	}
+	if !strings.HasPrefix(cur, durable.WorkflowID(s.name)+"-") {
+		t.Fatalf("run in progress %q is not the Schedule's", cur)
+	}
+	r := start(t, s.bin, "run", "-q", cfg)
+	if err := r.wait(t, 5*time.Minute); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	out := r.out.String()
+	if !strings.Contains(out, "is in progress (workflow "+cur+"): following it") || !strings.Contains(out, "succeeded") ||
+		!strings.Contains(out, "(workflow "+cur+")") {
+		t.Errorf("run printed %q", out)
+	}
+	if k := serverStats(t, s.base).Kickoffs - before; k != 1 {
+		t.Errorf("%d kick-offs, want 1", k)
+	}
+	if n := len(lineSets(t, filepath.Join(dir, "lake"))); n == 0 {
+		t.Error("no data file committed")
 	}
 }

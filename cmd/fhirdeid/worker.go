@@ -97,6 +97,7 @@ share the pipelines' destinations. "fhirdeid run CONFIG" starts a run.`)
 		return &exitError{code: 2, err: err}
 	}
 	defer c.Close()
+	acts.Earlier = (&durable.Monitor{Client: c, Namespace: cfg.Temporal.Namespace, TaskQueue: cfg.Temporal.TaskQueue}).Earlier
 	w := durable.NewWorker(c, cfg.Temporal.TaskQueue, acts, durable.WorkerOptions{MaxFiles: cfg.Temporal.WorkerFiles})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("temporal worker: %w", err)
@@ -241,8 +242,21 @@ func runDurable(ctx context.Context, e *env, cfg *config.File, name string, newK
 	tc := cfg.Temporal
 	opts := durableOptions(cfg, name)
 	start := time.Now()
-	wr, err := durable.Start(ctx, c, tc.TaskQueue, durable.Input{Pipeline: name, NewKeys: newKeys, Options: opts})
+	// One run of a pipeline at a time: a run in progress, started by hand or
+	// by the Schedule, is followed rather than doubled.
+	monitor := &durable.Monitor{Client: c, Namespace: tc.Namespace, TaskQueue: tc.TaskQueue}
+	cur, err := monitor.InProgress(ctx, name)
 	if err != nil {
+		return &exitError{code: exitRetryable, err: fmt.Errorf("look for a run in progress: %w", err)}
+	}
+	var wr client.WorkflowRun
+	if cur != "" {
+		fmt.Fprintf(e.stderr, "a run of pipeline %s is in progress (workflow %s): following it\n", name, cur)
+		if newKeys {
+			fmt.Fprintln(e.stderr, "warning: -new-keys applies to a new run only; it is ignored")
+		}
+		wr = c.GetWorkflow(ctx, cur, "")
+	} else if wr, err = durable.Start(ctx, c, tc.TaskQueue, durable.Input{Pipeline: name, NewKeys: newKeys, Options: opts}); err != nil {
 		return &exitError{code: exitRetryable, err: fmt.Errorf("start the workflow: %w", err)}
 	}
 	logger.Info("following workflow", "workflowID", wr.GetID(), "runID", wr.GetRunID())
@@ -270,6 +284,8 @@ func runDurable(ctx context.Context, e *env, cfg *config.File, name string, newK
 		switch {
 		case ctx.Err() != nil:
 			return &exitError{code: exitRetryable, err: fmt.Errorf("workflow %s continues on the workers (run again to follow it)", wr.GetID())}
+		case errors.As(err, &ae) && ae.Type() == durable.ErrTypeOverlap:
+			return &exitError{code: exitRetryable, err: fmt.Errorf("workflow %s: %w (run again to follow the run in progress)", wr.GetID(), err)}
 		case errors.As(err, &ae) && (ae.Type() == durable.ErrTypeFatal || ae.Type() == durable.ErrTypeDeadline):
 			return fmt.Errorf("workflow %s: %w", wr.GetID(), err)
 		}
