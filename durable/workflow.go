@@ -209,7 +209,9 @@ func Workflow(ctx workflow.Context, in Input) (*pipeline.Report, error) {
 			cmp.Compare(x.File.Type, y.File.Type), cmp.Compare(x.File.Seq, y.File.Seq))
 	})
 	var rep *pipeline.Report
-	err := workflow.ExecuteActivity(short, a.Finish, FinishInput{Pipeline: in.Pipeline, Run: run, Files: done}).Get(ctx, &rep)
+	// The commit merges the snapshot too, which may take long on a big lake.
+	commit := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: o.FileTimeout, RetryPolicy: retry})
+	err := workflow.ExecuteActivity(commit, a.Finish, FinishInput{Pipeline: in.Pipeline, Run: run, Files: done}).Get(ctx, &rep)
 	if err != nil {
 		return nil, err
 	}

@@ -265,12 +265,26 @@ func ProcessManifestFile(ctx context.Context, p *Pipeline, runID string, f FileS
 
 // FinishRun commits run once every file of its export is processed:
 // manifest.json, report.json and the export log, then the _SUCCESS marker
-// and the "latest" pointer, and finally releases the export on the server
-// (a failure to release is logged). It returns the report.
+// and the "latest" pointer; then, when p has a state database (where an
+// interrupted merge is remembered) and its snapshot is on, merges the
+// committed runs into the snapshot ("current") under the pipeline's lease,
+// as Run does; and finally releases the export on the server (a failure to
+// release is logged). A snapshot that fails is logged and kept in
+// rep.SnapshotError: the run stays committed, and the next run's merge
+// takes its runs. It returns the report.
 func FinishRun(ctx context.Context, p *Pipeline, run RunInfo, files []FileResult) (*Report, error) {
 	rep, err := commitRun(ctx, p, run, p.Client.KickoffURL(&run.Request), files, nil, nil)
 	if err != nil {
 		return nil, err
+	}
+	if p.State != nil && !p.NoSnapshot {
+		snap, err := RebuildSnapshot(ctx, p, SnapshotOptions{})
+		if err != nil {
+			p.Logger.Error("the snapshot was not updated", "run", rep.Run, "err", err)
+			rep.SnapshotError = err.Error()
+		} else {
+			rep.Snapshot = snap
+		}
 	}
 	ReleaseExport(ctx, p, run)
 	return rep, nil

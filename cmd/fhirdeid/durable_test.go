@@ -209,7 +209,23 @@ func lineSets(t *testing.T, lake string) map[string]string {
 	if err != nil {
 		t.Fatalf("no committed run: %v", err)
 	}
-	run := filepath.Join(lake, strings.TrimSpace(string(latest)))
+	return folderLineSets(t, filepath.Join(lake, strings.TrimSpace(string(latest))))
+}
+
+// snapshotLineSets is lineSets of the merged snapshot that lake's
+// "current" names.
+func snapshotLineSets(t *testing.T, lake string) map[string]string {
+	t.Helper()
+	cur, err := os.ReadFile(filepath.Join(lake, "current"))
+	if err != nil {
+		t.Fatalf("no snapshot: %v", err)
+	}
+	return folderLineSets(t, filepath.Join(lake, "snapshots", strings.TrimSpace(string(cur))))
+}
+
+// folderLineSets is lineSets of the data files of one folder.
+func folderLineSets(t *testing.T, run string) map[string]string {
+	t.Helper()
 	out := map[string]string{}
 	for _, pat := range []string{"*.ndjson.gz", "deleted/*.ndjson.gz"} {
 		files, _ := filepath.Glob(filepath.Join(run, pat))
@@ -285,6 +301,12 @@ func TestDurableRunMatchesInProcess(t *testing.T) {
 	if k := serverStats(t, s.base).Kickoffs - before; k != 1 {
 		t.Errorf("%d kick-offs", k)
 	}
+	// The workers merge the run into the snapshot, as pipeline.Run does.
+	wantSnap := snapshotLineSets(t, filepath.Join(refDir, "lake"))
+	if len(wantSnap) == 0 {
+		t.Fatal("the in-process run made an empty snapshot")
+	}
+	sameOutput(t, snapshotLineSets(t, filepath.Join(dir, "lake")), wantSnap)
 	wantFiles := runFiles(t, filepath.Join(refDir, "lake"))
 	gotFiles := runFiles(t, filepath.Join(dir, "lake"))
 	// The durable run keeps its export events in the workflow history,

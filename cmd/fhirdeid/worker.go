@@ -55,9 +55,23 @@ share the pipelines' destinations. "fhirdeid run CONFIG" starts a run.`)
 		return &exitError{code: 2, err: err}
 	}
 	logger := cmdLogger(e, *verbose)
+	// The worker's local state database remembers only an interrupted
+	// snapshot merge (the runs live in the workflow histories): a merge cut
+	// short on one worker is planned anew from the destination by the next.
+	// Workers started together on one machine may create the database at
+	// once: a migration that lost the race succeeds when tried again.
+	db, err := openState(ctx, cfg)
+	for try := 1; err != nil && try < 5 && ctx.Err() == nil; try++ {
+		time.Sleep(time.Duration(try) * 200 * time.Millisecond)
+		db, err = openState(ctx, cfg)
+	}
+	if err != nil {
+		return err
+	}
+	defer db.Close()
 	pipelines := map[string]*pipeline.Pipeline{}
 	for _, name := range cfg.Names() {
-		p, store, err := cfg.Open(ctx, name, nil, config.OpenOptions{UserAgent: userAgent(), Logger: logger})
+		p, store, err := cfg.Open(ctx, name, db, config.OpenOptions{UserAgent: userAgent(), Logger: logger})
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
