@@ -35,6 +35,10 @@ type Temporal struct {
 	// WorkerFiles is the number of files one worker process handles at
 	// once (default 2).
 	WorkerFiles int `yaml:"workerFiles"`
+	// HostFiles is the number of files one worker process downloads at
+	// once from one host, across all its pipelines (default: no cap but
+	// workerFiles).
+	HostFiles int `yaml:"hostFiles"`
 	// HeartbeatTimeout is how long a file may go without a heartbeat before
 	// another worker takes it over (default "1m").
 	HeartbeatTimeout string `yaml:"heartbeatTimeout"`
@@ -102,6 +106,9 @@ func (t *Temporal) check(field, dir string) *Error {
 	}
 	if t.WorkerFiles < 0 {
 		return &Error{Field: field + ".workerFiles", Msg: "must not be negative"}
+	}
+	if t.HostFiles < 0 {
+		return &Error{Field: field + ".hostFiles", Msg: "must not be negative"}
 	}
 	if t.UI != "" {
 		if u, err := url.Parse(t.UI); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

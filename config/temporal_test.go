@@ -73,6 +73,7 @@ func TestTemporalErrors(t *testing.T) {
 		{"temporal:\n  hostPort: h:1\n  tls: {certFile: c.pem}\n", "temporal.tls: certFile and keyFile go together"},
 		{"temporal:\n  hostPort: h:1\n  heartbeatTimeout: soon\n", "temporal.heartbeatTimeout:"},
 		{"temporal:\n  hostPort: h:1\n  concurrency: -1\n", "temporal.concurrency:"},
+		{"temporal:\n  hostPort: h:1\n  hostFiles: -2\n", "temporal.hostFiles:"},
 		{"temporal:\n  hostPort: h:1\n  ui: javascript:alert(1)\n", "temporal.ui: must be an http(s) URL"},
 		{"temporal:\n  hostPort: h:1\n  apiKey: ${NOPE}\n", "temporal.apiKey: environment variable NOPE is not set"},
 		{"temporal:\n  hostPort: h:1\n  hostport: h:2\n", "hostport"},

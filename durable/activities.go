@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,55 @@ type Activities struct {
 	// progress that started before the workflow (wid, rid), "" when there
 	// is none: Start then skips the run (Monitor.Earlier is one).
 	Earlier func(ctx context.Context, pipeline, wid, rid string) (string, error)
+	// HostFiles caps the files that this worker downloads at once from one
+	// host, across all its pipelines (0: no cap but the worker's own).
+	// Several pipelines exporting from one FHIR server then load it with at
+	// most HostFiles × workers downloads, whatever their own concurrency.
+	HostFiles int
+
+	hosts hostLimiter
+}
+
+// hostLimiter counts the files in progress per host.
+type hostLimiter struct {
+	mu    sync.Mutex
+	slots map[string]chan struct{}
+	// peak is the most files seen at once per host (tests).
+	peak map[string]int
+}
+
+// acquire waits for a slot of host among limit, or for ctx.
+func (l *hostLimiter) acquire(ctx context.Context, host string, limit int) (release func(), err error) {
+	l.mu.Lock()
+	if l.slots == nil {
+		l.slots, l.peak = map[string]chan struct{}{}, map[string]int{}
+	}
+	ch := l.slots[host]
+	if ch == nil {
+		ch = make(chan struct{}, limit)
+		l.slots[host] = ch
+	}
+	l.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	l.mu.Lock()
+	l.peak[host] = max(l.peak[host], len(ch))
+	l.mu.Unlock()
+	return func() { <-ch }, nil
+}
+
+// fileHost is the host a file is downloaded from.
+func fileHost(p *pipeline.Pipeline, f pipeline.FileSpec) string {
+	if u, err := url.Parse(f.URL); err == nil && u.Host != "" {
+		return strings.ToLower(u.Host)
+	}
+	if p.Client != nil && p.Client.Base != nil {
+		return strings.ToLower(p.Client.Base.Host)
+	}
+	return ""
 }
 
 // NewActivities prepares the pipelines and returns their activities.
@@ -167,6 +217,14 @@ func (a *Activities) ProcessFile(ctx context.Context, in FileInput) (pipeline.Fi
 	}
 	hb := newHeartbeat(ctx, a.HeartbeatEvery)
 	defer hb.stop()
+	if a.HostFiles > 0 {
+		// Heartbeats go on while the file waits for its host.
+		release, err := a.hosts.acquire(ctx, fileHost(p, in.File), a.HostFiles)
+		if err != nil {
+			return pipeline.FileResult{}, temporal.NewApplicationError("process: "+in.File.Name()+": waiting for the host: "+err.Error(), "retryable")
+		}
+		defer release()
+	}
 	res, err := pipeline.ProcessManifestFile(ctx, p, in.Run, in.File, hb.progress)
 	return res, classify("process", err)
 }

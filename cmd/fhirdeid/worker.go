@@ -111,6 +111,7 @@ share the pipelines' destinations. "fhirdeid run CONFIG" starts a run.`)
 		return &exitError{code: 2, err: err}
 	}
 	defer c.Close()
+	acts.HostFiles = cfg.Temporal.HostFiles
 	acts.Earlier = (&durable.Monitor{Client: c, Namespace: cfg.Temporal.Namespace, TaskQueue: cfg.Temporal.TaskQueue}).Earlier
 	w := durable.NewWorker(c, cfg.Temporal.TaskQueue, acts, durable.WorkerOptions{MaxFiles: cfg.Temporal.WorkerFiles})
 	if err := w.Start(); err != nil {
