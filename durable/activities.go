@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"fhirdeid/bulk"
@@ -50,8 +51,64 @@ type Activities struct {
 	// Several pipelines exporting from one FHIR server then load it with at
 	// most HostFiles × workers downloads, whatever their own concurrency.
 	HostFiles int
+	// Client, if set, lets ProcessFile ask its workflow for the run's
+	// identifier files (QueryScrubInput) when the pipeline scrubs free
+	// text: every worker collects the identifiers of a run once, before
+	// its first file of that run. Without it such files are scrubbed by
+	// patterns and vocabulary only.
+	Client client.Client
 
 	hosts hostLimiter
+
+	scrubMu sync.Mutex
+	scrub   map[string]*scrubOnce // by pipeline
+}
+
+// scrubOnce records the run whose identifiers a pipeline's de-identifier
+// holds in this worker.
+type scrubOnce struct {
+	mu  sync.Mutex
+	run string
+}
+
+// collect makes p's de-identifier hold the identifiers of in's run, once
+// per run in this worker.
+func (a *Activities) collect(ctx context.Context, p *pipeline.Pipeline, in FileInput) error {
+	if a.Client == nil || in.File.Kind != bulk.KindOutput || !pipeline.Scrubs(p) {
+		return nil
+	}
+	a.scrubMu.Lock()
+	if a.scrub == nil {
+		a.scrub = map[string]*scrubOnce{}
+	}
+	s := a.scrub[in.Pipeline]
+	if s == nil {
+		s = &scrubOnce{}
+		a.scrub[in.Pipeline] = s
+	}
+	a.scrubMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.run == in.Run {
+		return nil
+	}
+	we := activity.GetInfo(ctx).WorkflowExecution
+	v, err := a.Client.QueryWorkflow(ctx, we.ID, "", QueryScrubInput)
+	if err != nil {
+		return fmt.Errorf("identifiers for scrubbing: ask workflow %s for the run's files: %w", we.ID, err)
+	}
+	var si ScrubInput
+	if err := v.Get(&si); err != nil {
+		return fmt.Errorf("identifiers for scrubbing: %w", err)
+	}
+	if si.Run.ID != in.Run {
+		return fmt.Errorf("identifiers for scrubbing: workflow %s runs %s, not %s", we.ID, si.Run.ID, in.Run)
+	}
+	if err := pipeline.CollectRunIdentifiers(ctx, p, si.Run, si.Files); err != nil {
+		return err
+	}
+	s.run = in.Run
+	return nil
 }
 
 // hostLimiter counts the files in progress per host.
@@ -224,6 +281,9 @@ func (a *Activities) ProcessFile(ctx context.Context, in FileInput) (pipeline.Fi
 			return pipeline.FileResult{}, temporal.NewApplicationError("process: "+in.File.Name()+": waiting for the host: "+err.Error(), "retryable")
 		}
 		defer release()
+	}
+	if err := a.collect(ctx, p, in); err != nil {
+		return pipeline.FileResult{}, classify("process", err)
 	}
 	res, err := pipeline.ProcessManifestFile(ctx, p, in.Run, in.File, hb.progress)
 	return res, classify("process", err)

@@ -33,6 +33,18 @@ const WorkflowName = "fhirdeid.Pipeline"
 // QueryProgress is the name of the query that returns a run's Progress.
 const QueryProgress = "progress"
 
+// QueryScrubInput is the name of the query that returns a run's
+// ScrubInput, once its export is complete.
+const QueryScrubInput = "scrubInput"
+
+// ScrubInput is what a worker needs to collect the identifiers of a run
+// for the scrub method (pipeline.CollectRunIdentifiers): the run and its
+// identifier files.
+type ScrubInput struct {
+	Run   pipeline.RunInfo
+	Files []pipeline.FileSpec
+}
+
 // Options tune a run's workflow; zero values take the defaults.
 type Options struct {
 	// Concurrency is the number of files processed at once (default 4).
@@ -145,6 +157,22 @@ func Workflow(ctx workflow.Context, in Input) (*pipeline.Report, error) {
 		in.Run, in.Pending = &run, exp.Files
 	}
 	run := *in.Run
+	// The identifier files, for the workers that scrub free text (queries
+	// leave no trace in the history).
+	scrub := ScrubInput{Run: run}
+	for _, f := range in.Pending {
+		if pipeline.IsIdentifierFile(f) {
+			scrub.Files = append(scrub.Files, f)
+		}
+	}
+	for _, r := range in.Done {
+		if pipeline.IsIdentifierFile(r.File) && r.File.URL != "" {
+			scrub.Files = append(scrub.Files, r.File)
+		}
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryScrubInput, func() (ScrubInput, error) { return scrub, nil }); err != nil {
+		return nil, err
+	}
 	prog.Run, prog.Phase, prog.FilesTotal, prog.FilesDone = run.ID, "processing", len(in.Pending)+len(in.Done), len(in.Done)
 	prog.Executions = in.Executions + 1
 	for _, r := range in.Done {
@@ -177,8 +205,12 @@ func Workflow(ctx workflow.Context, in Input) (*pipeline.Report, error) {
 					}
 					return
 				}
-				// The URL is not needed to commit; it would only grow the history.
-				r.File.URL = ""
+				// The URL is not needed to commit; it would only grow the
+				// history. Identifier files keep theirs: a worker that joins
+				// after a continue-as-new collects from them.
+				if !pipeline.IsIdentifierFile(r.File) {
+					r.File.URL = ""
+				}
 				done = append(done, r)
 				prog.FilesDone++
 				prog.Resources += r.Resources

@@ -93,13 +93,8 @@ share the pipelines' destinations. "fhirdeid run CONFIG" starts a run.`)
 			fmt.Fprintf(e.stderr, "warning: pipelines.%s: the audit and risk checks (on by default) do not run on Temporal yet: its durable runs are not audited\n", name)
 			p.Assurance = nil
 		}
-		// The scrub method's first pass collects the patients' identifiers
-		// in the process that runs the files; durable activities do not run
-		// it yet, so notes are scrubbed by patterns and vocabulary only.
-		if pipeline.Scrubs(p) {
-			fmt.Fprintf(e.stderr, "warning: pipelines.%s: on Temporal the scrub method does not yet know the patients' own identifiers: "+
-				"free text is scrubbed by patterns and vocabulary only\n", name)
-		}
+		// The scrub method's first pass (the patients' identifiers) runs in
+		// every worker, once per run, before its first file of the run.
 		pipelines[name] = p
 	}
 	acts, err := durable.NewActivities(pipelines)
@@ -112,6 +107,7 @@ share the pipelines' destinations. "fhirdeid run CONFIG" starts a run.`)
 	}
 	defer c.Close()
 	acts.HostFiles = cfg.Temporal.HostFiles
+	acts.Client = c
 	acts.Earlier = (&durable.Monitor{Client: c, Namespace: cfg.Temporal.Namespace, TaskQueue: cfg.Temporal.TaskQueue}).Earlier
 	w := durable.NewWorker(c, cfg.Temporal.TaskQueue, acts, durable.WorkerOptions{MaxFiles: cfg.Temporal.WorkerFiles})
 	if err := w.Start(); err != nil {
