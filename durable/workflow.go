@@ -12,6 +12,14 @@
 // activity, Options.Concurrency at a time, heartbeating its progress; very
 // large manifests continue as new executions. It is the only package that
 // imports the Temporal SDK (cmd wires it); it holds no business logic.
+//
+// Monitor shows the runs on Temporal to fhirdeid serve (server.Remote) and
+// keeps one run of a pipeline at a time: a run that starts while an
+// earlier one is in progress is skipped by its Start activity
+// (ErrTypeOverlap). Workers whose pipelines scrub free text collect the
+// run's identifiers once each, from the files the workflow names
+// (QueryScrubInput); Activities.HostFiles caps a worker's downloads per
+// host across its pipelines.
 package durable
 
 import (

@@ -19,6 +19,12 @@
 // running runs' contexts: the pipeline checkpoints and leaves them
 // resumable, and the next start resumes them.
 //
+// A job with a Remote (a workflow engine such as Temporal, see Remote) is
+// not run here: the engine schedules and runs it, and the server lists its
+// runs beside the state database's (with the engine's workflow id, run id,
+// status and UI link), sends "run now" and cancellations to the engine,
+// and reads the engine every Options.RemotePoll for the metrics.
+//
 // # HTTP
 //
 //	GET  /api/pipelines                 pipelines: schedule, next run, last run
