@@ -376,15 +376,23 @@ func (e *Engine) AppendAnonymizedJSON(ctx context.Context, dst, data []byte, fc 
 		js = new(jsonState)
 	}
 	defer func() {
+		if len(data) > maxPooledDoc {
+			// The parser's arenas hold the large tree, which borrows data:
+			// keep neither alive.
+			return
+		}
 		js.labels.reset()
 		e.parsers.Put(js)
 	}()
 	// Neither the engine nor its errors keep a string of the tree once the
-	// output is written, so the parser may reuse the text memory too;
-	// custom methods and traces receive values, which they might keep.
-	// Built-in methods must not keep a string of the tree (or a substring)
-	// beyond the call: copy it (strings.Clone) to keep it.
+	// output is written, so the parser may reuse the text memory too, and
+	// take the strings from data itself rather than from a copy of it (the
+	// caller's data outlives the call); custom methods and traces receive
+	// values, which they might keep. Built-in methods must not keep a
+	// string of the tree (or a substring) beyond the call: copy it
+	// (strings.Clone) to keep it.
 	js.p.ReuseText = len(e.custom) == 0 && ctx.Value(traceKey{}) == nil
+	js.p.Borrow = js.p.ReuseText
 	root, err := js.p.Parse(data)
 	if err != nil {
 		return dst, Stats{}, &InputError{Err: err}
@@ -397,6 +405,11 @@ func (e *Engine) AppendAnonymizedJSON(ctx context.Context, dst, data []byte, fc 
 	}
 	return root.AppendJSON(dst), st, nil
 }
+
+// maxPooledDoc is the size of input above which AppendAnonymizedJSON does
+// not keep its parser for the next call, so that a large document's tree
+// (and the caller's input, which the tree borrows) is not kept alive.
+const maxPooledDoc = 4 << 20
 
 // jsonState is the per-call memory of AppendAnonymizedJSON, reused from
 // call to call.
@@ -700,6 +713,17 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 		}
 		matches := r.matches[:0]
 		switch {
+		case rule.fast != fastNone && rule.tail == "":
+			// The cache is the list of matches: no copy of it (on a large
+			// resource it holds most of its nodes). The rules do not change
+			// the caches, and r.matches does not take this slice, so that
+			// the next rule does not append over the cache.
+			for _, n := range r.cache[rule.slot] {
+				if err := r.process(n, rule, res, &ops); err != nil {
+					return ops, err
+				}
+			}
+			continue
 		case rule.fast != fastNone:
 			for _, n := range r.cache[rule.slot] {
 				if rule.tail == "" {

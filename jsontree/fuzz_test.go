@@ -39,11 +39,23 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	var p Parser
+	pb := Parser{Borrow: true, ReuseText: true}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		n, err := Parse(data)
 		n2, err2 := p.Parse(data)
 		if (err == nil) != (err2 == nil) {
 			t.Fatalf("fresh and reused parsers disagree: %v / %v", err, err2)
+		}
+		// A borrowing parser and ParseString read the input in place: they
+		// must not write it, and must give the same trees and errors.
+		orig := string(data)
+		n3, err3 := pb.Parse(data)
+		if string(data) != orig {
+			t.Fatalf("a borrowing parser changed its input:\n%q\n%q", orig, data)
+		}
+		n4, err4 := ParseString(orig)
+		if (err == nil) != (err3 == nil) || (err == nil) != (err4 == nil) {
+			t.Fatalf("copying and borrowing parsers disagree: %v / %v / %v", err, err3, err4)
 		}
 		if err != nil {
 			var se *SyntaxError
@@ -52,6 +64,9 @@ func FuzzParse(f *testing.F) {
 			}
 			if se2 := err2.(*SyntaxError); *se != *se2 {
 				t.Fatalf("fresh and reused errors differ: %v / %v", se, se2)
+			}
+			if se3, se4 := err3.(*SyntaxError), err4.(*SyntaxError); *se != *se3 || *se != *se4 {
+				t.Fatalf("copying and borrowing errors differ: %v / %v / %v", se, se3, se4)
 			}
 			if se.Offset < 0 || se.Offset > int64(len(data)) || se.Line < 1 || se.Column < 1 {
 				t.Fatalf("bad position in %v", se)
@@ -65,6 +80,12 @@ func FuzzParse(f *testing.F) {
 		out := n.AppendJSON(nil)
 		if out2 := n2.AppendJSON(nil); !bytes.Equal(out, out2) {
 			t.Fatalf("fresh and reused trees differ:\n%s\n%s", out, out2)
+		}
+		if out3 := n3.AppendJSON(nil); !bytes.Equal(out, out3) || !Equal(n, n3) {
+			t.Fatalf("copying and borrowing trees differ:\n%s\n%s", out, out3)
+		}
+		if out4 := n4.AppendJSON(nil); !bytes.Equal(out, out4) || !Equal(n, n4) {
+			t.Fatalf("Parse and ParseString trees differ:\n%s\n%s", out, out4)
 		}
 		if !json.Valid(out) {
 			t.Fatalf("output is not valid JSON: %q", out)

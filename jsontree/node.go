@@ -12,7 +12,9 @@
 // the next document, so that a worker parsing resource after resource
 // allocates almost nothing. The trees it returns are valid only until its
 // next Parse; Clone copies a tree out of the arena. The function Parse
-// allocates a fresh, independent tree instead.
+// allocates a fresh, independent tree instead. With Parser.Borrow set (and
+// in ParseString) the tree's strings are slices of the input rather than of
+// a copy of it, so that a large document is not held twice.
 //
 // Parsing is strict RFC 8259, with these choices:
 //   - Invalid UTF-8 is an error, not replaced (RFC 8259 requires UTF-8 and

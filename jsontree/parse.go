@@ -1,6 +1,7 @@
 package jsontree
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/bits"
 	"strconv"
@@ -102,6 +103,16 @@ type Parser struct {
 	// larger than 64 KiB get text memory of their own either way.
 	ReuseText bool
 
+	// Borrow makes the strings of a tree (Key, Value) slices of the input
+	// itself, instead of slices of a copy of it: the parser then holds no
+	// copy of the document, only the text of strings with escape sequences,
+	// which are decoded into text memory of its own (see ReuseText). The
+	// input must not change while any string of the tree is used, and the
+	// parser keeps a reference to it until its next Parse. Set it only
+	// when the input outlives every use of the tree, as when one call
+	// parses, edits and writes a document it was lent.
+	Borrow bool
+
 	nodes  [][]Node
 	ni, nj int // next node: nodes[ni][nj]
 
@@ -111,7 +122,13 @@ type Parser struct {
 	text  []byte // free tail of the current text block
 	block []byte // the current text block, for ReuseText
 
+	// For a large document (over bigDoc): an upper bound on its values,
+	// its length, and the offset of the value being read, to size the
+	// arena chunks (see estimate).
+	bound, docLen, pos int
+
 	fresh    bool // allocate exactly; arenas are not reused
+	borrow   bool // the document being parsed is borrowed (Borrow)
 	sizeHint int  // input size, to size a fresh parser's first chunks
 
 	frames  []frame
@@ -167,17 +184,31 @@ type scratch struct {
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
-// ParseString is like Parse but takes a string.
+// ParseString is like Parse but takes a string. The tree's strings are
+// substrings of s (strings are immutable), so it makes no copy of the
+// document; they keep s alive.
 func ParseString(s string) (*Node, error) {
-	// Parse only reads its input, so the string's bytes can be lent to it.
-	return Parse(unsafe.Slice(unsafe.StringData(s), len(s)))
+	p := Parser{fresh: true, sizeHint: len(s), Borrow: true}
+	sc := scratchPool.Get().(*scratch)
+	p.frames, p.pending, p.dup = sc.frames, sc.pending, sc.dup
+	// The parser only reads its input, and with Borrow it writes decoded
+	// strings elsewhere, so the string's bytes can be lent to it.
+	n, err := p.Parse(unsafe.Slice(unsafe.StringData(s), len(s)))
+	clear(p.frames[:cap(p.frames)])
+	clear(p.pending[:cap(p.pending)])
+	if p.dup != nil {
+		clear(p.dup)
+	}
+	sc.frames, sc.pending, sc.dup = p.frames[:0], p.pending[:0], p.dup
+	scratchPool.Put(sc)
+	return n, err
 }
 
 // Parse parses data, which must hold exactly one JSON value, into a tree
 // whose nodes are valid only until the next call to Parse on p (see
 // Parser): do not keep them, nor insert them into a tree that outlives that
-// call, without cloning them. data is not retained; it may be reused as
-// soon as Parse returns.
+// call, without cloning them. data is not retained (unless p.Borrow is
+// set); it may be reused as soon as Parse returns.
 //
 // Parsing is strict RFC 8259: trailing commas, comments, single quotes,
 // NaN and Infinity, leading zeros and leading '+' in numbers, control
@@ -196,12 +227,24 @@ func (p *Parser) Parse(data []byte) (*Node, error) {
 		base = 3
 	}
 	p.reset(len(data))
-	// One owned copy of the document: strings without escapes are slices of
-	// it and strings with escapes are decoded in place (decoding never
-	// lengthens a string). No byte of the copy is written after a string
-	// has been made over it, which keeps the strings immutable.
-	b := p.textAlloc(len(data) - base)
-	copy(b, data[base:])
+	p.bound, p.pos, p.docLen = 0, 0, len(data)-base
+	if len(data) > bigDoc {
+		p.bound = nodeBound(data[base:])
+	}
+	var b []byte
+	if p.borrow = p.Borrow; p.borrow {
+		// Strings without escapes are slices of data; those with escapes
+		// are copied and decoded into text memory (see scanString).
+		b = data[base:]
+	} else {
+		// One owned copy of the document: strings without escapes are
+		// slices of it and strings with escapes are decoded in place
+		// (decoding never lengthens a string). No byte of the copy is
+		// written after a string has been made over it, which keeps the
+		// strings immutable.
+		b = p.textAlloc(len(data) - base)
+		copy(b, data[base:])
+	}
 	root, off, msg, path := p.parse(b)
 	if msg != "" {
 		return nil, newSyntaxError(data, int64(off+base), path, msg)
@@ -245,6 +288,34 @@ func (p *Parser) reset(n int) {
 	}
 }
 
+// nodeBound returns an upper bound on the number of values in data: every
+// value but the top-level one follows a ',' or opens a non-empty
+// container's first item, so a document has at most 1 + #',' + #'{' + #'['
+// values (exactly that many unless those bytes occur in strings). A
+// document has one child pointer fewer than values.
+func nodeBound(data []byte) int {
+	return 1 + bytes.Count(data, []byte{','}) + bytes.Count(data, []byte{'{'}) + bytes.Count(data, []byte{'['})
+}
+
+// estimate returns the size of the next arena chunk of a large document
+// (see Parser.bound), given the number of slots (nodes or pointers) of the
+// chunks used so far, or 0 if it has no estimate. It extrapolates the
+// density of values read so far to the rest of the document, with a
+// margin, and never exceeds what the document's bound allows: a large
+// document gets its tree in a few large allocations rather than thousands
+// of small ones, so that the heap grows in few steps and the collector does
+// not rescan the growing tree at each doubling of the heap; yet a document
+// whose bound is high only because its strings hold ',' '{' '[' (or whose
+// first part is denser than the rest) does not get more than a document of
+// that density would use.
+func (p *Parser) estimate(used int) int {
+	if p.bound == 0 || p.pos <= 0 || p.pos >= p.docLen {
+		return 0
+	}
+	rest := int(int64(used) * int64(p.docLen-p.pos) / int64(p.pos))
+	return min(rest+rest/4, p.bound-used)
+}
+
 // textAlloc returns n bytes of memory that is not handed out again before
 // the next Parse, and never without ReuseText.
 func (p *Parser) textAlloc(n int) []byte {
@@ -278,6 +349,13 @@ func (p *Parser) newNode() *Node {
 		// FHIR JSON has about one node per 24 bytes.
 		size = min(max(p.sizeHint/bytesPerNode, minNodeChunk), maxNodeChunk)
 	}
+	if size == maxNodeChunk && p.bound > 0 {
+		used := 0
+		for _, c := range p.nodes {
+			used += len(c)
+		}
+		size = max(size, p.estimate(used))
+	}
 	p.nodes = append(p.nodes, make([]Node, size))
 	p.ni = len(p.nodes) - 1
 	p.nj = 1
@@ -302,6 +380,13 @@ func (p *Parser) ptrAlloc(n int) []*Node {
 		size = min(2*len(p.ptrs[k-1]), maxPtrChunk)
 	} else if p.fresh {
 		size = min(max(p.sizeHint/bytesPerNode, minPtrChunk), maxPtrChunk)
+	}
+	if size == maxPtrChunk && p.bound > 0 {
+		used := 0
+		for _, c := range p.ptrs {
+			used += len(c)
+		}
+		size = max(size, p.estimate(used))
 	}
 	size = max(size, n)
 	p.ptrs = append(p.ptrs, make([]*Node, size))
@@ -343,6 +428,7 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 	var errMsg string
 	for {
 		// A value starts at b[i] (whitespace skipped).
+		p.pos = i
 		n = p.newNode()
 		var parent *Node
 		var key string
@@ -771,6 +857,9 @@ func (p *Parser) scanString(b []byte, i int) (s string, end int, esc bool, msg s
 					return "", start + off, false, "invalid UTF-8 in string"
 				}
 			}
+			if p.borrow {
+				return p.unescapeCopy(b, start, j)
+			}
 			return unescape(b, start, j)
 		case c < 0x20:
 			return "", j, false, "control character in string"
@@ -889,6 +978,37 @@ func unescape(b []byte, start, j int) (string, int, bool, string) {
 			r += size
 		}
 	}
+}
+
+// unescapeCopy is unescape for a borrowed document, which must not be
+// written: the string that starts at b[start] (first backslash at b[j]) is
+// copied, up to its closing quote, into text memory and decoded there.
+// Offsets returned are offsets in b.
+func (p *Parser) unescapeCopy(b []byte, start, j int) (string, int, bool, string) {
+	// The closing quote is the first '"' after j not escaped by an odd run
+	// of backslashes; without one, the rest of the input is copied and
+	// unescape reports where it goes wrong.
+	end := len(b)
+	for k := j; k < len(b); {
+		q := bytes.IndexByte(b[k:], '"')
+		if q < 0 {
+			break
+		}
+		k += q
+		n := 0
+		for i := k - 1; i >= start && b[i] == '\\'; i-- {
+			n++
+		}
+		k++
+		if n%2 == 0 {
+			end = k
+			break
+		}
+	}
+	t := p.textAlloc(end - start)
+	copy(t, b[start:end])
+	s, off, esc, msg := unescape(t, 0, j-start)
+	return s, off + start, esc, msg
 }
 
 // hex4 decodes the four hex digits at b[i:].

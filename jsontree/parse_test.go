@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestSyntaxErrors(t *testing.T) {
@@ -685,5 +686,124 @@ func TestParserReuseText(t *testing.T) {
 	doc := []byte(`{"resourceType":"Patient","name":[{"family":"Doe","given":["J"]}],"active":true}`)
 	if n := testing.AllocsPerRun(100, func() { p.Parse(doc) }); n != 0 {
 		t.Errorf("%v allocations per Parse with ReuseText", n)
+	}
+}
+
+func TestParserBorrow(t *testing.T) {
+	p := Parser{Borrow: true}
+	data := []byte(`{"k":"plain","e":"a\"b\\c\u00e9\n","n":1.50,"` + "\xc3\xa9" + `":"\ud800x"}`)
+	orig := string(data)
+	n, err := p.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(data) != orig {
+		t.Fatalf("the input was written: %q", data)
+	}
+	want, err := Parse([]byte(orig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, w := n.AppendJSON(nil), want.AppendJSON(nil); !bytes.Equal(got, w) {
+		t.Fatalf("borrowed tree differs:\n%s\n%s", got, w)
+	}
+	// Unescaped strings and numbers are the input's own bytes.
+	within := func(s string) bool {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		b := uintptr(unsafe.Pointer(&data[0]))
+		return p >= b && p < b+uintptr(len(data))
+	}
+	for _, s := range []string{n.Get("k").Value, n.Get("k").Key, n.Get("n").Value} {
+		if !within(s) {
+			t.Errorf("%q is not a slice of the input", s)
+		}
+	}
+	if e := n.Get("e").Value; within(e) || e != "a\"b\\c\u00e9\n" {
+		t.Errorf("escaped string %q decoded into the input or wrongly", e)
+	}
+	// Errors inside and after escaped strings are located as without Borrow.
+	for _, doc := range []string{`{"a":"x\qy"}`, `["ab\"c`, `["a\\"b"]`, `{"a":"\u12"}`, "[\"\\n\x01\"]", `{"a\"":1,"a\"":2}`} {
+		_, e1 := Parse([]byte(doc))
+		_, e2 := p.Parse([]byte(doc))
+		se1, ok1 := e1.(*SyntaxError)
+		se2, ok2 := e2.(*SyntaxError)
+		if !ok1 || !ok2 || *se1 != *se2 {
+			t.Errorf("%s: errors differ: %v / %v", doc, e1, e2)
+		}
+	}
+	// A document without escapes costs no text memory at all.
+	big := bytes.Repeat([]byte(`{"system":"phone","value":"555-0100","use":"home"},`), 2000)
+	big = append(append([]byte(`[`), big[:len(big)-1]...), ']')
+	p.Parse(big) // warm the arenas up
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	if _, err := p.Parse(big); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&m1)
+	if d := m1.TotalAlloc - m0.TotalAlloc; d > uint64(len(big))/4 {
+		t.Errorf("a borrowed parse of %d bytes allocated %d bytes", len(big), d)
+	}
+}
+
+// TestParseLargeArenas parses documents over 4 MB, whose arenas are sized
+// from the density of their first part and a bound counted from their
+// bytes: dense, dense then sparse, sparse then dense. Each is reproduced
+// byte for byte, and a document whose bound is high only because a string
+// is full of commas does not get memory for the values it does not have.
+func TestParseLargeArenas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("parses 60 MB of documents")
+	}
+	dense := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"a":%d,"b":[1,{}],"c":"x"}`, i%10)
+		}
+		return b.String()
+	}
+	commas := strings.Repeat(",{[", 2<<20)
+	docs := map[string]string{
+		"dense":          `[` + dense(200000) + `]`,
+		"dense commas":   `[` + strings.Repeat(`{"system":"phone","value":"555-0100","use":"home"},`, 20000) + `"` + commas + `"]`,
+		"commas dense":   `["` + commas + `",` + dense(200000) + `]`,
+		"sparse dense":   `["` + strings.Repeat("x", 5<<20) + `",` + dense(200000) + `]`,
+		"dense in array": `{"k":[[` + dense(100000) + `],[` + dense(100000) + `]]}`,
+	}
+	var p Parser
+	for name, doc := range docs {
+		for _, borrow := range []bool{false, true} {
+			p.Borrow = borrow
+			var m0, m1 runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&m0)
+			n, err := p.Parse([]byte(doc))
+			runtime.ReadMemStats(&m1)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if out := n.AppendJSON(nil); string(out) != doc {
+				t.Fatalf("%s: not reproduced (%d bytes, want %d)", name, len(out), len(doc))
+			}
+			if name == "dense commas" {
+				// 20,000 elements of 13 bytes per value, extrapolated to
+				// the rest: about 600,000 nodes (67 MB), plus the input
+				// copy unless borrowed. Its bound alone would ask for 6.4
+				// million nodes (720 MB).
+				if d := m1.TotalAlloc - m0.TotalAlloc; d > 150<<20 {
+					t.Errorf("%s (borrow %v): %d MB allocated for a %d MB document", name, borrow, d>>20, len(doc)>>20)
+				}
+			}
+		}
+		f, err := Parse([]byte(doc))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if out := f.AppendJSON(nil); string(out) != doc {
+			t.Fatalf("%s: not reproduced by Parse", name)
+		}
 	}
 }

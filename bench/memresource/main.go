@@ -4,7 +4,7 @@
 // above the process's baseline, once the input line is in memory, as a
 // multiple of the resource's size. Linux only.
 //
-// Usage: go run ./bench/memresource [-mb 64] [-shape document|patient|all]
+// Usage: go run ./bench/memresource [-mb 64] [-shape document|patient|all] [-memprofile file]
 //
 // Shapes: "document" is a DocumentReference whose attachment holds the
 // bulk of the size as base64 (the usual large resource: PDFs, images);
@@ -23,6 +23,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +35,7 @@ import (
 func main() {
 	mb := flag.Int("mb", 64, "size of the resource in MB")
 	shape := flag.String("shape", "all", "document, patient or all")
+	memprofile := flag.String("memprofile", "", "write an allocation profile of the large resources to `file`")
 	flag.Parse()
 	cfg, err := anonymize.ParseConfig(defaultconfig.SafeHarbor(), anonymize.Options{Compiler: anonymize.FHIRPathCompiler()})
 	if err != nil {
@@ -48,6 +50,12 @@ func main() {
 	// its code and pools.
 	if _, _, err := eng.AnonymizeJSON(ctx, document(1<<10), anonymize.FileContext{}); err != nil {
 		fail(err)
+	}
+	if *memprofile != "" {
+		// Count the allocations of the large resources only.
+		runtime.MemProfileRate = 64 << 10
+		runtime.GC()
+		runtime.MemProfile(nil, true)
 	}
 	for _, s := range []string{"document", "patient"} {
 		if *shape != "all" && *shape != s {
@@ -73,6 +81,19 @@ func main() {
 		fmt.Printf("%-9s %6.1f MB in, %8d bytes out, %6.2fs: baseline RSS %6.1f MB, peak %6.1f MB, %.2fx the resource above baseline (GOGC %s)\n",
 			s, float64(len(in))/(1<<20), len(out), el.Seconds(), float64(base)/(1<<20), float64(peak)/(1<<20),
 			float64(peak-base)/float64(len(in)), gogc())
+	}
+	if *memprofile != "" {
+		runtime.GC() // publish the last allocations in the profile
+		f, err := os.Create(*memprofile)
+		if err != nil {
+			fail(err)
+		}
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			fail(err)
+		}
+		if err := f.Close(); err != nil {
+			fail(err)
+		}
 	}
 }
 
