@@ -253,11 +253,11 @@ func (m *Monitor) InProgress(ctx context.Context, name string) (string, error) {
 // that started before the execution (wid, rid) — or at the same time with
 // a smaller workflow id —, "" when there is none. It is Activities.Earlier.
 func (m *Monitor) Earlier(ctx context.Context, name, wid, rid string) (string, error) {
-	d, err := m.Client.DescribeWorkflowExecution(ctx, wid, rid)
+	d, err := m.Client.DescribeWorkflow(ctx, wid, rid)
 	if err != nil {
 		return "", fmt.Errorf("describe workflow %s: %w", wid, err)
 	}
-	own := d.GetWorkflowExecutionInfo().GetStartTime().AsTime()
+	own := d.WorkflowStartTime
 	runs, err := m.running(ctx, name)
 	if err != nil {
 		return "", err
