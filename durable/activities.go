@@ -302,6 +302,8 @@ func (a *Activities) Finish(ctx context.Context, in FinishInput) (*pipeline.Repo
 	if err != nil {
 		return nil, err
 	}
+	hb := newHeartbeat(ctx, a.HeartbeatEvery)
+	defer hb.stop()
 	rep, err := pipeline.FinishRun(ctx, p, in.Run, in.Files)
 	return rep, classify("commit", err)
 }

@@ -249,8 +249,11 @@ func Workflow(ctx workflow.Context, in Input) (*pipeline.Report, error) {
 			cmp.Compare(x.File.Type, y.File.Type), cmp.Compare(x.File.Seq, y.File.Seq))
 	})
 	var rep *pipeline.Report
-	// The commit merges the snapshot too, which may take long on a big lake.
-	commit := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: o.FileTimeout, RetryPolicy: retry})
+	// The commit merges the snapshot too, which may take long on a big lake:
+	// it heartbeats, so that another worker takes over a commit whose
+	// worker died (the commit and the merge are idempotent).
+	commit := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: o.FileTimeout,
+		HeartbeatTimeout: o.HeartbeatTimeout, RetryPolicy: retry})
 	err := workflow.ExecuteActivity(commit, a.Finish, FinishInput{Pipeline: in.Pipeline, Run: run, Files: done}).Get(ctx, &rep)
 	if err != nil {
 		return nil, err
