@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"fhirdeid/anonymize"
+	"fhirdeid/anonymize/defaultconfig"
 	"fhirdeid/internal/testshared"
 )
 
@@ -40,6 +41,38 @@ func BenchmarkResource(b *testing.B) {
 		b.Fatal(err)
 	}
 	cfg, err := anonymize.ParseConfig(data, anonymize.Options{FHIRVersion: "R4", Compiler: anonymize.FHIRPathCompilerWithWarnings()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	eng, err := anonymize.NewEngine(cfg, anonymize.EngineOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, typ := range []string{"Observation", "Patient"} {
+		in := firstResource(b, typ)
+		b.Run(typ, func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			b.ReportAllocs()
+			var out []byte
+			for b.Loop() {
+				if out, _, err = eng.AppendAnonymizedJSON(bigCtx, out[:0], in, anonymize.FileContext{FileName: typ + ".ndjson"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkResourceLongitudinal is BenchmarkResource with the built-in
+// longitudinal profile (fixed keys, no first pass: scrubbing without the
+// contextual layer): patient date shifting, the display keep rule, scrub.
+func BenchmarkResourceLongitudinal(b *testing.B) {
+	data, ok := defaultconfig.Profile(defaultconfig.LongitudinalProfile)
+	if !ok {
+		b.Fatal("no longitudinal profile")
+	}
+	cfg, err := anonymize.ParseConfig(data, anonymize.Options{FHIRVersion: "R4", Compiler: anonymize.FHIRPathCompiler(),
+		Keys: anonymize.Keys{CryptoHashKey: "bench-hash", DateShiftKey: "bench-shift"}})
 	if err != nil {
 		b.Fatal(err)
 	}

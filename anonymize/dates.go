@@ -227,19 +227,17 @@ func ShiftDate(value string, t DateType, offset int, partial bool, today time.Ti
 		out, keep = redactDateParts(value, p, partial, today)
 		return out, keep, OpRedact, nil
 	}
-	d := time.Date(p.year, time.Month(p.month), p.day, 12, 0, 0, 0, time.UTC)
-	if d.Day() != p.day {
+	y, m, day, valid, inRange := addDays(p.year, p.month, p.day, offset)
+	if !valid {
 		return "", false, OpPerturb, fmt.Errorf("shifting %s: %w: not a calendar date", t, ErrDateRange)
 	}
-	d = d.AddDate(0, 0, offset)
-	if d.Year() < 1 || d.Year() > 9999 {
+	if !inRange {
 		return "", false, OpPerturb, fmt.Errorf("shifting %s: %w", t, ErrDateRange)
 	}
 	// One allocation: the result is built on the stack.
 	var stack [64]byte
-	y, m, day := d.Date() // y is in 1..9999
 	b := append(stack[:0], byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
-		byte('0'+int(m)/10), byte('0'+int(m)%10), '-', byte('0'+day/10), byte('0'+day%10))
+		byte('0'+m/10), byte('0'+m%10), '-', byte('0'+day/10), byte('0'+day%10))
 	if p.timePart != "" {
 		// "T" HH:mm:ss(.fff) zone: zero every digit of the time, keep the zone.
 		tp := p.timePart

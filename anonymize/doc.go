@@ -56,7 +56,11 @@
 //  3. A rule's matches come from the nodesByType/nodesByName fast path over
 //     per-resource caches built before the resource's rules run (§3.2, §3.3),
 //     from the resource itself for a bare type rule, or from evaluating the
-//     compiled expression with the resource as focus.
+//     compiled expression with the resource as focus. An expression that
+//     begins with nodesByType/nodesByName and goes on
+//     (nodesByType('Coding').where(...).display) is evaluated with that
+//     call's result taken from the caches (fhirpath's EvaluateWithHead),
+//     unless a substitute changed the tree since they were built.
 //  4. Each match is processed recursively: the method is applied to the node
 //     and then to its descendants, skipping nested resources. One visited set
 //     per top-level call makes the first rule win for every node, including

@@ -177,6 +177,12 @@ type engineRule struct {
 	arg         string // the type or name of the fast path
 	slot        int32  // its cache slot
 	tail        string // the identifier after it, or ""
+	// viaHead is set for an expression that begins with nodesByType or
+	// nodesByName and goes on (nodesByType('Coding').where(...).display):
+	// fast and arg describe that call, whose result comes from the caches
+	// (fhirpath.Expression.EvaluateWithHead) rather than a walk of the
+	// resource per rule.
+	viaHead bool
 	// members is, for an expression that only navigates element names
 	// ("name.given"), those names: its matches are found without the
 	// FHIRPath evaluator, as it would find them (package typed's
@@ -275,6 +281,14 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 			return nil, ce
 		}
 		er.expr = c.(*fhirpath.Expression)
+		if name, arg, ok := er.expr.HeadCall(); ok && er.fast == fastNone && er.members == nil && !r.IsResourceTypeRule {
+			switch name {
+			case "nodesByType":
+				er.viaHead, er.fast, er.arg = true, fastType, arg
+			case "nodesByName":
+				er.viaHead, er.fast, er.arg = true, fastName, arg
+			}
+		}
 		for i, gc := range r.Cases() {
 			cc, err := compile("", gc.Condition)
 			if err != nil {
@@ -546,7 +560,7 @@ const maxPooledScratch = 1 << 15
 
 // putRun clears r and keeps it for reuse.
 func (e *Engine) putRun(r *run) {
-	if cap(r.scratch) > maxPooledScratch || cap(r.pr.state) > maxPooledScratch || cap(r.matches) > maxPooledScratch || cap(r.nested) > maxPooledScratch || cap(r.step) > maxPooledScratch {
+	if cap(r.scratch) > maxPooledScratch || cap(r.pr.state) > maxPooledScratch || cap(r.matches) > maxPooledScratch || cap(r.nested) > maxPooledScratch || cap(r.step) > maxPooledScratch || cap(r.head) > maxPooledScratch {
 		return
 	}
 	clear(r.scratch)
@@ -562,7 +576,8 @@ func (e *Engine) putRun(r *run) {
 	}
 	*r = run{e: e, env: r.env, scratch: r.scratch[:0],
 		pr:     pruner{state: r.pr.state[:0], empty: r.pr.empty[:0]},
-		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, matches: r.matches[:0], step: r.step[:0]}
+		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, matches: r.matches[:0], step: r.step[:0],
+		head: r.head[:0], pmemo: r.pmemo}
 	*r.env = fhirpath.Env{}
 	e.runs.Put(r)
 }
@@ -670,6 +685,7 @@ type run struct {
 	typeSym, nameSym *symbols
 	matches          []*jsontree.Node
 	step             []*jsontree.Node // the other buffer of member paths
+	head             []*jsontree.Node // the head items of viaHead rules
 	// genEnv is the FHIRPath environment of generalize cases.
 	genEnv fhirpath.Env
 	// offset is the date-shift offset of offsetPrefix and offsetKey.
@@ -683,8 +699,10 @@ type run struct {
 	restructured bool
 	// arena provides the nodes of security labels.
 	arena *nodeArena
-	// pshift is the state of dateShiftScope "patient".
+	// pshift is the state of dateShiftScope "patient"; pmemo, kept from
+	// call to call, the last patient's offset.
 	pshift patientShiftState
+	pmemo  patientMemo
 }
 
 // resource processes one resource and its nested resources, and returns the
@@ -713,7 +731,33 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 		}
 		matches := r.matches[:0]
 		switch {
-		case rule.fast != fastNone && rule.tail == "":
+		case rule.viaHead && !r.restructured:
+			// What the head call would find: res itself if it matches,
+			// then the cached descendants, not the nested resources (the
+			// call does not return them). A substitute that changed the
+			// tree since the caches were built sends the rule to the
+			// evaluator instead.
+			head := r.head[:0]
+			if rule.fast == fastType && res.Type == rule.arg || rule.fast == fastName && res.Name == rule.arg {
+				head = append(head, res)
+			}
+			for _, n := range r.cache[rule.slot] {
+				if n.Flags&jsontree.FlagResource == 0 {
+					head = append(head, n)
+				}
+			}
+			items, err := rule.expr.EvaluateWithHead(res, head, r.env)
+			clear(head)
+			r.head = head[:0]
+			if err != nil {
+				return ops, fmt.Errorf("anonymizing: rule %d (%s) on %s: evaluating the path: %w", rule.Index, rule.MethodName, typed.Location(res), err)
+			}
+			for _, it := range items {
+				if n := it.Node(); n != nil {
+					matches = append(matches, n)
+				}
+			}
+		case rule.fast != fastNone && rule.tail == "" && !rule.viaHead:
 			// The cache is the list of matches: no copy of it (on a large
 			// resource it holds most of its nodes). The rules do not change
 			// the caches, and r.matches does not take this slice, so that
@@ -724,7 +768,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 				}
 			}
 			continue
-		case rule.fast != fastNone:
+		case rule.fast != fastNone && !rule.viaHead:
 			for _, n := range r.cache[rule.slot] {
 				if rule.tail == "" {
 					matches = append(matches, n)
@@ -1302,6 +1346,11 @@ func (p *pruner) prune(n *jsontree.Node) bool {
 			continue // the partner of an array pruned before
 		}
 		if c.Kind != jsontree.Array {
+			if isValue(c) {
+				// Most members: a value stays, only its mark goes.
+				c.Flags &^= jsontree.FlagMark
+				continue
+			}
 			if p.prune(c) && c.Flags&jsontree.FlagResource == 0 {
 				p.state[start+i] |= pruneDrop
 				anyDrop = true
@@ -1367,9 +1416,14 @@ func (p *pruner) pruneArrays(a, b *jsontree.Node) (dropA, dropB bool) {
 	p.empty = append(p.empty, make([]bool, 2*n)...)
 	defer func() { p.empty = p.empty[:start] }()
 	ea, eb := p.empty[start:start+n], p.empty[start+n:start+2*n]
+	anyEmpty := false
 	for i := range n {
 		ea[i] = p.emptyAt(a, i)
 		eb[i] = p.emptyAt(b, i)
+		anyEmpty = anyEmpty || ea[i] || eb[i]
+	}
+	if n > 0 && !anyEmpty {
+		return false, false // nothing to remove or null on either side
 	}
 	return p.fix(a, ea, eb), b != nil && p.fix(b, eb, ea)
 }
@@ -1379,7 +1433,16 @@ func (p *pruner) emptyAt(arr *jsontree.Node, i int) bool {
 		return true
 	}
 	it := arr.Children[i]
+	if isValue(it) {
+		it.Flags &^= jsontree.FlagMark
+		return false
+	}
 	return p.prune(it) && it.Flags&jsontree.FlagResource == 0
+}
+
+// isValue reports a string, number or boolean: what prune keeps as it is.
+func isValue(n *jsontree.Node) bool {
+	return n.Kind == jsontree.String || n.Kind == jsontree.Number || n.Kind == jsontree.Bool
 }
 
 // fix removes the items of arr that are empty on both sides, nulls those

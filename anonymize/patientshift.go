@@ -74,12 +74,36 @@ func (r *run) enterPatientScope(res *jsontree.Node) patientShiftState {
 	case p.HasFixedOffset:
 		r.pshift.offset = p.DateShiftFixedOffsetInDays
 	case ok:
-		r.pshift.offset = PatientDateShiftOffset(p.DateShiftKey, "patient", id, p.DateShiftRangeInDays)
+		r.pshift.offset = r.patientOffset(id)
 	default:
 		r.pshift.offset = PatientDateShiftOffset(p.DateShiftKey, "resource", r.pshift.rootID, p.DateShiftRangeInDays)
 	}
 	r.pshift.patient, r.pshift.ok = id, ok
 	return prev
+}
+
+// patientOffset returns the offset of the patient id. The last one is
+// remembered from resource to resource (the run is pooled): an export's
+// files hold a patient's resources one after another, and the keyed hash
+// cost as much as the rest of the date shifting.
+func (r *run) patientOffset(id string) int {
+	m := &r.pmemo
+	if m.set && m.id == id {
+		return m.offset
+	}
+	p := &r.e.params
+	o := PatientDateShiftOffset(p.DateShiftKey, "patient", id, p.DateShiftRangeInDays)
+	// The id may be text memory that the parser reuses: keep a copy.
+	*m = patientMemo{id: strings.Clone(id), offset: o, set: true}
+	return o
+}
+
+// patientMemo is the offset of the last patient whose offset a run
+// computed.
+type patientMemo struct {
+	id     string
+	offset int
+	set    bool
 }
 
 // compartmentPatient returns the id of the patient whose compartment res is
@@ -195,21 +219,29 @@ func ShiftDateKeepTime(value string, t DateType, offset int, partial, birthDate 
 		out, keep = RedactDate(value, t, partial, today)
 		return out, keep, OpRedact, nil
 	}
-	date := time.Date(y, time.Month(m), d, 12, 0, 0, 0, time.UTC)
-	if date.Day() != d {
+	sy, sm, sd, valid, inRange := addDays(y, m, d, offset)
+	if !valid {
 		return "", false, OpPerturb, fmt.Errorf("shifting %s: %w: not a calendar date", t, ErrDateRange)
 	}
-	shifted := date.AddDate(0, 0, offset)
-	if shifted.Year() < 1 || shifted.Year() > 9999 {
+	if !inRange {
 		return "", false, OpPerturb, fmt.Errorf("shifting %s: %w", t, ErrDateRange)
 	}
 	before := dateParts{year: y, month: m, day: d, ok: true}
-	after := dateParts{year: shifted.Year(), month: int(shifted.Month()), day: shifted.Day(), ok: true}
+	after := dateParts{year: sy, month: sm, day: sd, ok: true}
 	if before.ageOverThreshold(today) || after.ageOverThreshold(today) {
 		if birthDate {
 			return fmt.Sprintf("%04d", today.Year()-90), true, OpRedact, nil
 		}
 		return "", false, OpRedact, nil
 	}
-	return shifted.Format("2006-01-02") + rest, true, OpPerturb, nil
+	// "YYYY-MM-DD" and the rest, in one allocation.
+	var stack [64]byte
+	buf := stack[:0]
+	if n := 10 + len(rest); n > len(stack) {
+		buf = make([]byte, 0, n)
+	}
+	buf = append(buf, byte('0'+sy/1000), byte('0'+sy/100%10), byte('0'+sy/10%10), byte('0'+sy%10), '-',
+		byte('0'+sm/10), byte('0'+sm%10), '-', byte('0'+sd/10), byte('0'+sd%10))
+	buf = append(buf, rest...)
+	return string(buf), true, OpPerturb, nil
 }

@@ -167,6 +167,11 @@ func TestEnginePatientScope(t *testing.T) {
 		if off == 0 || off < -20 || off > 20 {
 			t.Errorf("%s: offset %d out of range", pid, off)
 		}
+		// Each patient's own offset, not the one the engine remembered
+		// from the patient before.
+		if want := PatientDateShiftOffset("k", "patient", pid, 20); off != want {
+			t.Errorf("%s: offset %d, want %d", pid, off, want)
+		}
 		for what, v := range map[string]string{"Observation": o, "Encounter": enc, "contained Organization": cont} {
 			if got := days("2000-01-01", v); got != off {
 				t.Errorf("%s: %s shifted by %d, Patient by %d", pid, what, got, off)

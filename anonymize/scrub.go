@@ -38,6 +38,10 @@ type ScrubInput struct {
 	// resource's patient (its own id, or its subject, patient or
 	// beneficiary reference). IdentifierCollector provides it.
 	Patients func(patientID string) *scrub.Identifiers
+	// Safe, when non-nil, holds words the vocabulary layer keeps as clinical
+	// (the drug and vaccine names of the export's codes; IdentifierCollector
+	// gathers them).
+	Safe *scrub.Words
 	// DateShiftDays, when non-nil, is the offset for dates in text under
 	// "dates": "shift" (for example the patient's offset); nil means the
 	// offset the dateShift method uses for this resource.
@@ -71,7 +75,7 @@ func WithScrubTrace(ctx context.Context, fn func(ScrubEvent)) context.Context {
 // scrubOptions builds the scrubber's options for the rule on resource res.
 func (r *run) scrubOptions(rule *engineRule, res *jsontree.Node) scrub.Options {
 	in, _ := r.ctx.Value(scrubInputKey{}).(ScrubInput)
-	opts := scrub.Options{Identifiers: in.Identifiers}
+	opts := scrub.Options{Identifiers: in.Identifiers, Safe: in.Safe}
 	if in.Patients != nil {
 		if set := in.Patients(r.scrubPatient(res)); set != nil {
 			opts.Identifiers = append(opts.Identifiers[:len(opts.Identifiers):len(opts.Identifiers)], set)

@@ -5,14 +5,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
-	"regexp"
 	"testing"
 
 	"fhirdeid/anonymize/defaultconfig"
 	"fhirdeid/anonymize/scrub"
-	"fhirdeid/internal/testshared"
+	"fhirdeid/anonymize/scrub/deidcorpus"
 )
 
 // longitudinalScrubConfig is the longitudinal profile, which scrubs free
@@ -35,16 +32,12 @@ func longitudinalScrubConfig(t testing.TB) []byte {
 // TestScrubPhysioNetLongitudinal runs the PhysioNet deid development notes
 // as DocumentReference attachments and as Observation.valueString of their
 // corpus patient through the longitudinal profile with scrubbing (above),
-// and checks that the spans the engine replaces are exactly the scrubber's
-// (so package scrub's recall and retention figures hold for it) and that the
-// notes' dates move with the patient's offset.
+// measures recall and retention per PHI kind on the spans the engine
+// replaced, for each form (failing below deidcorpus' floors), checks that
+// those spans are exactly the scrubber's and that the notes' dates move with
+// the patient's offset.
 func TestScrubPhysioNetLongitudinal(t *testing.T) {
-	dir := testshared.Dir(t, "data", "physionet-deid-dev")
-	raw, err := os.ReadFile(filepath.Join(dir, "id.text"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	notes := regexp.MustCompile(`(?s)START_OF_RECORD=(\d+)\|\|\|\|\d+\|\|\|\|\n(.*?)\|\|\|\|END_OF_RECORD`).FindAllStringSubmatch(string(raw), -1)
+	notes := deidcorpus.Load(t)
 	if len(notes) != 931 {
 		t.Fatalf("%d notes, want 931", len(notes))
 	}
@@ -56,19 +49,25 @@ func TestScrubPhysioNetLongitudinal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	forms := []string{"DocumentReference", "Observation"}
+	evals := map[string]*deidcorpus.Eval{}
+	for _, form := range forms {
+		evals[form] = deidcorpus.NewEval()
+	}
 	shifted := 0
-	for i, m := range notes {
-		note := m[2]
+	for i, nt := range notes {
+		note := nt.Text
 		want := scrub.Detect(note, scrub.Options{})
-		for _, form := range []string{"DocumentReference", "Observation"} {
+		for _, form := range forms {
 			var res map[string]any
+			patient := fmt.Sprint("Patient/deid-", nt.Patient)
 			if form == "DocumentReference" {
 				res = map[string]any{"resourceType": "DocumentReference", "id": fmt.Sprint("d", i), "status": "current",
-					"subject": map[string]any{"reference": "Patient/deid-" + m[1]},
+					"subject": map[string]any{"reference": patient},
 					"content": []any{map[string]any{"attachment": map[string]any{"contentType": "text/plain", "data": base64.StdEncoding.EncodeToString([]byte(note))}}}}
 			} else {
 				res = map[string]any{"resourceType": "Observation", "id": fmt.Sprint("o", i), "status": "final", "code": map[string]any{"text": "nursing note"},
-					"subject": map[string]any{"reference": "Patient/deid-" + m[1]}, "valueString": note}
+					"subject": map[string]any{"reference": patient}, "valueString": note}
 			}
 			in, _ := json.Marshal(res)
 			var evs []ScrubEvent
@@ -88,6 +87,11 @@ func TestScrubPhysioNetLongitudinal(t *testing.T) {
 				t.Fatalf("note %d as %s: %d scrub events for the note, want 1", i+1, form, len(evs))
 			}
 			got := evs[0].Spans
+			var replaced [][2]int
+			for _, sp := range got {
+				replaced = append(replaced, [2]int{sp.Start, sp.End})
+			}
+			evals[form].Add(i, note, nt.Gold, replaced)
 			if len(got) != len(want) {
 				t.Fatalf("note %d as %s: %d spans, the scrubber finds %d", i+1, form, len(got), len(want))
 			}
@@ -100,6 +104,16 @@ func TestScrubPhysioNetLongitudinal(t *testing.T) {
 				}
 			}
 		}
+	}
+	for _, form := range forms {
+		title := "longitudinal " + form
+		if form == "Observation" {
+			title += ".valueString"
+		} else {
+			title += " attachment"
+		}
+		evals[form].Report(t, title)
+		evals[form].Check(t, title)
 	}
 	if shifted == 0 {
 		t.Error("no date in the notes was shifted")

@@ -205,6 +205,11 @@ func TestIdentifierCollector(t *testing.T) {
 		`{"resourceType":"RelatedPerson","id":"r1","patient":{"reference":"Patient/p1"},"name":[{"given":["Violet"]}]}`,
 		`{"resourceType":"Practitioner","id":"d1","name":[{"family":"Major","given":["Cliff"]}]}`,
 		`{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"}}`,
+		// Drug names of codes with a system become safe words; a coding
+		// without a system and a concept's text do not.
+		`{"resourceType":"MedicationRequest","id":"m1","status":"active","intent":"order","subject":{"reference":"Patient/p1"},
+		  "medicationCodeableConcept":{"coding":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"1","display":"Aggrestat 12.5 MG Injection"},
+		  {"display":"Quillfeather"}],"text":"Zorbanek"}}`,
 	} {
 		if err := col.Add([]byte(r)); err != nil {
 			t.Fatal(err)
@@ -212,6 +217,9 @@ func TestIdentifierCollector(t *testing.T) {
 	}
 	if col.Patients() != 1 {
 		t.Fatalf("%d patients", col.Patients())
+	}
+	if n := col.Input().Safe.Len(); n != 2 {
+		t.Errorf("%d safe words, want 2 (aggrestat, injection)", n)
 	}
 	note := "Rose brown visited with violet and sterling lake from orchard way, bath; cliff major saw her; call 410 555 0199; mrn77812. Brown stool."
 	ctx := WithScrubInput(context.Background(), col.Input())
@@ -232,6 +240,10 @@ func TestIdentifierCollector(t *testing.T) {
 	if !strings.Contains(got, "stool") {
 		t.Errorf("clinical text lost: %s", got)
 	}
+	drugs := strings.ToLower(obs2(t, e, ctx, "started aggrestat; quillfeather and zorbanek saw her"))
+	if !strings.Contains(drugs, "aggrestat") || strings.Contains(drugs, "quillfeather") || strings.Contains(drugs, "zorbanek") {
+		t.Errorf("the coded drug name should survive, the uncoded words not: %s", drugs)
+	}
 	other := strings.ToLower(obs("p2"))
 	for _, w := range []string{"brown", "orchard", "bath"} {
 		if !strings.Contains(other, w) {
@@ -241,6 +253,12 @@ func TestIdentifierCollector(t *testing.T) {
 	if strings.Contains(other, "major") || strings.Contains(other, "cliff") {
 		t.Errorf("a practitioner's name survives in another patient's note: %s", other)
 	}
+}
+
+// obs2 scrubs note as the note of an Observation of patient p1 and returns it.
+func obs2(t *testing.T, e *Engine, ctx context.Context, note string) string {
+	in := `{"resourceType":"Observation","id":"o3","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p1"},"note":[{"text":"` + note + `"}]}`
+	return scrubAnon(t, e, ctx, in)["note"].([]any)[0].(map[string]any)["text"].(string)
 }
 
 // FuzzScrubMethod feeds arbitrary text to the scrub method as an

@@ -14,25 +14,52 @@ import (
 // contacts, with its RelatedPersons'; and, shared by every note, the names,
 // addresses, telecom and identifiers of Practitioners, PractitionerRoles,
 // Organizations and Locations (whose common words, "General", "Will",
-// count only within the whole name: see scrub.NewSharedIdentifiers). It keeps only keyed hashes (package scrub's
-// Identifiers), in memory. Add is safe for concurrent use; call Input only
-// after the first pass.
+// count only within the whole name: see scrub.NewSharedIdentifiers). It
+// keeps only keyed hashes (package scrub's Identifiers), in memory. It also
+// gathers the drug and vaccine names of the export's codes (VocabularyTypes)
+// as safe words, so that the vocabulary layer does not take an unusual drug
+// name for a person's. Add is safe for concurrent use; call Input only after
+// the first pass.
 type IdentifierCollector struct {
 	hasher   *Hasher
 	mu       sync.Mutex
 	patients map[string]*scrub.Identifiers // by patient id, raw and as the engine hashes it
 	shared   *scrub.Identifiers
+	safe     *scrub.Words
 }
 
-// IdentifierTypes are the resource types the first pass reads.
+// IdentifierTypes are the resource types whose identifiers the first pass
+// collects.
 var IdentifierTypes = []string{"Patient", "RelatedPerson", "Practitioner", "PractitionerRole", "Organization", "Location"}
+
+// VocabularyTypes are the resource types whose coded drug and vaccine names
+// the first pass collects as safe words (scrub.Words): the displays of the
+// codings (with a system) of Medication.code, Medication*.medication[x]
+// and Immunization.vaccineCode. Unlike the identifier types, they are read
+// from the run's own files only.
+var VocabularyTypes = []string{"Medication", "MedicationRequest", "MedicationStatement", "MedicationAdministration", "MedicationDispense", "Immunization"}
+
+// FirstPassTypes are the resource types the first pass reads:
+// IdentifierTypes and VocabularyTypes.
+var FirstPassTypes = append(append([]string(nil), IdentifierTypes...), VocabularyTypes...)
+
+// vocabularyPaths are the CodeableConcepts (or CodeableReferences, whose
+// concept is read) of the vocabulary types that name drugs and vaccines.
+var vocabularyPaths = map[string][]string{
+	"Medication":               {"code"},
+	"MedicationRequest":        {"medicationCodeableConcept", "medication"},
+	"MedicationStatement":      {"medicationCodeableConcept", "medication"},
+	"MedicationAdministration": {"medicationCodeableConcept", "medication"},
+	"MedicationDispense":       {"medicationCodeableConcept", "medication"},
+	"Immunization":             {"vaccineCode"},
+}
 
 // NewIdentifierCollector returns a collector for resources that e will
 // de-identify: patients are also found by their ids as e's cryptoHash
 // rewrites them, so that a resource whose references a rule already hashed
 // still finds its patient.
 func (e *Engine) NewIdentifierCollector() *IdentifierCollector {
-	return &IdentifierCollector{hasher: e.hasher, patients: map[string]*scrub.Identifiers{}, shared: scrub.NewSharedIdentifiers()}
+	return &IdentifierCollector{hasher: e.hasher, patients: map[string]*scrub.Identifiers{}, shared: scrub.NewSharedIdentifiers(), safe: scrub.NewWords()}
 }
 
 // Add reads one resource of the first pass (other types are ignored).
@@ -48,6 +75,25 @@ func (c *IdentifierCollector) Add(resource []byte) error {
 // AddNode is Add for a parsed resource; it does not change it.
 func (c *IdentifierCollector) AddNode(root *jsontree.Node) {
 	rt := str(root.Get("resourceType"))
+	if paths, ok := vocabularyPaths[rt]; ok {
+		for _, p := range paths {
+			cc := root.Get(p)
+			if cc != nil && cc.Kind == jsontree.Object && cc.Get("concept") != nil {
+				cc = cc.Get("concept") // R5 CodeableReference
+			}
+			if cc == nil || cc.Kind != jsontree.Object {
+				continue
+			}
+			for _, cd := range arr(cc.Get("coding")) {
+				// Only a terminology's display: the text of a coding without
+				// a system, or the concept's text, may be anything.
+				if str(cd.Get("system")) != "" {
+					c.safe.AddText(str(cd.Get("display")))
+				}
+			}
+		}
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var set *scrub.Identifiers
@@ -154,7 +200,7 @@ func (c *IdentifierCollector) patientSet(id string) *scrub.Identifiers {
 // the shared set, and each resource's patient's set, found through the
 // resource's patient compartment (its own id for a Patient).
 func (c *IdentifierCollector) Input() ScrubInput {
-	return ScrubInput{Identifiers: []*scrub.Identifiers{c.shared}, Patients: c.lookup}
+	return ScrubInput{Identifiers: []*scrub.Identifiers{c.shared}, Patients: c.lookup, Safe: c.safe}
 }
 
 func (c *IdentifierCollector) lookup(patientID string) *scrub.Identifiers {

@@ -7,6 +7,12 @@
 #   - the built-in profiles (longitudinal, safe-harbor) with a fresh key
 #     file, and any further configuration named in EXTRA_CONFIGS
 #     ("name=path ...").
+# Then a per-stage CPU profile (--cpuprofile) of the full configuration and
+# of the longitudinal profile: the share of CPU time in reading and
+# decompressing, parsing, typing, the rules (scrubbing among them), pruning,
+# serialising, compressing, the lines of the scrub method's first pass
+# (its reading is counted with the second pass's) and the garbage
+# collector.
 # Reports wall seconds, resources/s, MB/s of uncompressed NDJSON, CPU seconds
 # and peak RSS (/usr/bin/time -v) for each, the 1-minute load average when
 # each started (the machine may be shared: figures taken under load are not
@@ -14,7 +20,7 @@
 # full configuration / zcat|gzip (target <= 1.2) and / empty rules (<= 1.5).
 #
 # ANON_ARGS adds flags to every fhirdeid anonymize run (e.g. "--gzip-level 1",
-# the level of the zcat | gzip -1 pass; the default is 3).
+# the level of the zcat | gzip -1 pass; the default is 2).
 #
 # Usage: bench/anonymize.sh [DATA_DIR]
 # Default data: ../shared/data/synthea-1000-clone (381,066 resources, 480 MB raw).
@@ -89,6 +95,29 @@ for kv in $EXTRA_CONFIGS; do
   extra+=("${kv%%=*} $xr $xs $xc $xk $xl")
 done
 
+# stages NAME ARGS...: the CPU seconds (cumulative, in profile samples) of
+# each stage of one run with --cpuprofile, and their share of all samples.
+stages() {
+  local name=$1
+  shift
+  "$work/fhirdeid" anonymize -i "$DATA" -o "$work/out-$name" -b --today 2026-11-28 "${anon_args[@]}" "$@" \
+    --cpuprofile "$work/$name.prof" >/dev/null 2>&1
+  rm -rf "$work/out-$name"
+  go tool pprof -top -cum -nodecount=100000 "$work/fhirdeid" "$work/$name.prof" 2>/dev/null | awk -v name="$name" '
+    function sec(v) { if (v ~ /ms$/) return substr(v, 1, length(v)-2)/1000; if (v ~ /us$/) return substr(v, 1, length(v)-2)/1e6; return substr(v, 1, length(v)-1) + 0 }
+    /^Duration:/ { for (i = 1; i <= NF; i++) if ($i == "samples") total = sec($(i+2)) }
+    NF >= 6 { cum[$6] = sec($4) }
+    END {
+      n = split("read+gunzip:fhirdeid/internal/ndjson.readBatches parse:fhirdeid/jsontree.(*Parser).Parse typing:fhirdeid/fhir/typed.AnnotateWith rules:fhirdeid/anonymize.(*run).resource scrub(in-rules):fhirdeid/anonymize.(*run).scrubNode fhirpath(in-rules):fhirdeid/fhirpath.(*Expression).run prune:fhirdeid/anonymize.(*pruner).prune serialise:fhirdeid/jsontree.(*Node).AppendJSON gzip:fhirdeid/internal/ndjson.(*GzipMembers).Encode first-pass-lines:main.(*anonymizer).collectFile.func1 gc:runtime.gcBgMarkWorker", st, " ")
+      printf "per-stage CPU of %s (%.2f s of profile samples):", name, total
+      for (i = 1; i <= n; i++) { k = index(st[i], ":"); f = substr(st[i], k+1); share = total > 0 ? 100*cum[f]/total : 0; printf " %s %.2f s (%.0f%%)", substr(st[i], 1, k-1), cum[f], share }
+      printf "\n"
+    }'
+}
+stage_full=$(stages full-profile -c "$CONFIG")
+stage_long=""
+[ -f "$work/keys.json" ] && stage_long=$(stages longitudinal-profile --profile longitudinal --keys "$work/keys.json")
+
 mkdir -p bench/out
 report="bench/out/anonymize-$(date -u +%Y%m%dT%H%M%SZ).txt"
 row() { # name resources seconds cpu rss_kb load
@@ -114,4 +143,6 @@ row() { # name resources seconds cpu rss_kb load
   echo "the same in CPU seconds, steadier on a loaded machine: $(awk -v a="$fc" -v b="$zc" 'BEGIN{printf "%.2f", a/b}')x and $(awk -v a="$fc" -v b="$ec" 'BEGIN{printf "%.2f", a/b}')x"
   echo "2 workers / 1 worker throughput:   $(awk -v a="$w1s" -v b="$w2s" 'BEGIN{printf "%.2f", a/b}')x"
   echo "peak RSS of the full configuration: $(awk -v k="$fk" 'BEGIN{printf "%.0f", k/1024}') MB (target < 256)"
+  echo "$stage_full"
+  [ -z "$stage_long" ] || echo "$stage_long"
 } | tee "$report"

@@ -216,7 +216,7 @@ func (cp *compiler) call(e *callExpr) (evalFn, error) {
 		k.args = append(k.args, &argument{ast: a, fn: fn})
 	}
 	eval := f.Eval
-	return func(c *evalCtx, in []Item) ([]Item, error) {
+	fn := func(c *evalCtx, in []Item) ([]Item, error) {
 		focus := in
 		if x != nil {
 			var err error
@@ -235,7 +235,21 @@ func (cp *compiler) call(e *callExpr) (evalFn, error) {
 		*cl = Call{}
 		c.calls = append(c.calls, cl)
 		return res, err
-	}, nil
+	}
+	if e == cp.head && len(e.args) == 1 {
+		if lit, ok := e.args[0].(*literalExpr); ok && lit.kind == litString {
+			// The head call: EvaluateWithHead gives its result.
+			cp.headUsed = true
+			return func(c *evalCtx, in []Item) ([]Item, error) {
+				if c.headSet {
+					c.headSet = false
+					return c.headItems, nil
+				}
+				return fn(c, in)
+			}, nil
+		}
+	}
+	return fn, nil
 }
 
 // checkInfo describes a call of a custom function.

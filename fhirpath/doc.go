@@ -43,7 +43,11 @@
 // # Extensions and limits
 //
 // Custom functions are added with WithFunctions; AnonymizerFunctions returns
-// nodesByType(T) and nodesByName(N) as the FHIR anonymizer defines them.
+// nodesByType(T) and nodesByName(N) as the FHIR anonymizer defines them. A
+// caller that already has the result of the custom call that begins an
+// expression (HeadCall) gives it to EvaluateWithHead instead of having it
+// computed again. A chain of "or" over comparisons of one path with string
+// literals (system = 'a' or system = 'b' ...) evaluates the path once.
 // Terminology functions (memberOf, subsumes, subsumedBy), resolve(),
 // conformsTo() and htmlChecks() are compile errors ("not supported"). Unit
 // conversion of quantities covers a subset of UCUM: metric units with

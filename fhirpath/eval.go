@@ -18,6 +18,8 @@ type Expression struct {
 	ast  expr
 	root evalFn
 	cfg  *config
+	// headName and headArg are the head call's (see HeadCall).
+	headName, headArg string
 }
 
 // config is the compile-time configuration built from Options.
@@ -82,7 +84,7 @@ func Compile(src string, opts ...Option) (*Expression, error) {
 	if err != nil {
 		return nil, err
 	}
-	cp := &compiler{src: src, cfg: cfg}
+	cp := &compiler{src: src, cfg: cfg, head: headCall(ast)}
 	if err := cp.check(ast); err != nil {
 		return nil, err
 	}
@@ -90,7 +92,11 @@ func Compile(src string, opts ...Option) (*Expression, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Expression{src: src, ast: ast, root: fn, cfg: cfg}, nil
+	x := &Expression{src: src, ast: ast, root: fn, cfg: cfg}
+	if cp.headUsed {
+		x.headName, x.headArg = cp.head.name, cp.head.args[0].(*literalExpr).text
+	}
+	return x, nil
 }
 
 // MustCompile is like Compile but panics on an error. It is meant for
@@ -168,6 +174,10 @@ type evalCtx struct {
 	visit    func(*jsontree.Node) bool // col.visit, bound once
 	calls    []*Call                   // free Call values for custom functions
 	vars     []variable
+	// headItems, when headSet, is the result of the head call (see
+	// EvaluateWithHead).
+	headItems []Item
+	headSet   bool
 }
 
 // variable is a variable set by defineVariable().
@@ -262,7 +272,7 @@ func release(c *evalCtx) {
 	clear(c.slab)
 	clear(c.scratch[:cap(c.scratch)])
 	clear(c.nodes[:cap(c.nodes)])
-	c.env, c.this, c.context, c.total = nil, nil, nil, nil
+	c.env, c.this, c.context, c.total, c.headItems = nil, nil, nil, nil, nil
 	clear(c.vars)
 	c.vars = c.vars[:0]
 	if cap(c.slab) > 1<<16 {
@@ -303,6 +313,11 @@ type compiler struct {
 	// focusTypes records the focus types of custom function calls found by
 	// the check phase.
 	focusTypes map[*callExpr]typeSet
+	// head is the call that begins the expression's leftmost chain, or
+	// nil; headUsed reports that it is a custom function call with a
+	// string literal argument, compiled to return the given head items.
+	head     *callExpr
+	headUsed bool
 }
 
 func (cp *compiler) errorf(pos int, format string, args ...any) error {

@@ -36,6 +36,11 @@ func boolItems(b bool) []Item {
 }
 
 func (cp *compiler) binary(e *binaryExpr) (evalFn, error) {
+	if e.op == "or" {
+		if fn, ok, err := cp.orChain(e); ok || err != nil {
+			return fn, err
+		}
+	}
 	l, err := cp.compile(e.l)
 	if err != nil {
 		return nil, err

@@ -18,8 +18,10 @@ import (
 //
 // When the de-identifier's configuration uses the scrub method, a run first
 // reads the files of the identifying resource types (anonymize.
-// IdentifierTypes: Patient, RelatedPerson, Practitioner, ...) of its export
-// and hands every resource to an anonymize.IdentifierCollector; only then
+// IdentifierTypes: Patient, RelatedPerson, Practitioner, ...) and of the
+// medication and immunization types (anonymize.VocabularyTypes, whose drug
+// names become safe words) of its export and hands every resource to an
+// anonymize.IdentifierCollector; only then
 // are the files de-identified, each resource's texts scrubbed with its
 // patient's identifiers and the shared ones. The collector keeps keyed
 // hashes in memory only: nothing of it is stored, so a resumed run reads
@@ -90,12 +92,17 @@ func (d *EngineDeidentifier) scrubContext(ctx context.Context) context.Context {
 	return ctx
 }
 
-// isIdentifierType reports a resource type of the first pass.
-func isIdentifierType(t string) bool { return slices.Contains(anonymize.IdentifierTypes, t) }
+// isIdentifierType reports a resource type of the first pass over the
+// run's own files (identifiers, and the drug names of codes).
+func isIdentifierType(t string) bool { return slices.Contains(anonymize.FirstPassTypes, t) }
+
+// isFullExportType reports a resource type read from the full export of an
+// incremental run: identifiers only (the run's own files give its codes).
+func isFullExportType(t string) bool { return slices.Contains(anonymize.IdentifierTypes, t) }
 
 // CollectIdentifiers is the first pass of a run whose de-identifier scrubs
 // free text: it reads every output file of run whose type is one of
-// anonymize.IdentifierTypes (those already processed too) and, for an
+// anonymize.FirstPassTypes (those already processed too) and, for an
 // incremental run, a full export of those types, and gives the identifiers
 // to the de-identifier. It does nothing for a de-identifier that does not
 // scrub. Run calls it before processing files; another orchestrator must
@@ -185,7 +192,7 @@ func collectFullExport(ctx context.Context, p *Pipeline, run *state.Run, col *an
 	}
 	n := 0
 	for i, f := range m.Output {
-		if !isIdentifierType(f.Type) {
+		if !isFullExportType(f.Type) {
 			continue
 		}
 		if err := collectFile(ctx, p, col, m, bulk.File{Type: f.Type, URL: f.URL}, fmt.Sprintf("identifiers.%s.%03d", safeType(f.Type), i)); err != nil {

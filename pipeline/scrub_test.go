@@ -276,10 +276,10 @@ func TestRunScrubResumed(t *testing.T) {
 		t.Errorf("note after the resumption not scrubbed with the patient's name: %q", note)
 	}
 	// Every file but the done Patient files, plus every file of an
-	// identifier type (done or not) for the first pass.
+	// first-pass type (done or not) for the first pass.
 	want := int64(len(files) - patientFiles)
 	for _, f := range files {
-		if slices.Contains(anonymize.IdentifierTypes, f.Type) {
+		if slices.Contains(anonymize.FirstPassTypes, f.Type) {
 			want++
 		}
 	}

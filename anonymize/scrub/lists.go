@@ -111,7 +111,7 @@ var loadVocab = sync.OnceValue(func() *vocab {
 	for w := range months {
 		v.words[v.h(w)] |= wPattern
 	}
-	for _, m := range []map[string]bool{hospitalWords, movementWords, {"center": true, "centre": true, "home": true,
+	for _, m := range []map[string]bool{hospitalWords, movementWords, residenceWords, {"center": true, "centre": true, "home": true,
 		"university": true, "univ": true, "u": true, "st": true, "saint": true}} {
 		for w := range m {
 			v.words[v.h(w)] |= wTrigger

@@ -125,7 +125,9 @@ func (s *state) wordPattern(i int) int {
 		return j
 	}
 	// host.example.com
-	if s.punct(i+1, '.') && s.is(i+2, tWord) {
+	// A dotted run that ended in no top-level domain ends there from any of
+	// its words too: hostFail keeps "A.A.A.…" linear.
+	if i > s.hostFail && s.punct(i+1, '.') && s.is(i+2, tWord) {
 		j := i
 		for s.punct(j+1, '.') && (s.is(j+2, tWord) || s.is(j+2, tNum)) {
 			j += 2
@@ -135,6 +137,7 @@ func (s *state) wordPattern(i int) int {
 			s.mark(i, j, KindURL, LayerPattern)
 			return j
 		}
+		s.hostFail = j
 	}
 	if hasDigit(w) {
 		// A word with digits: an identifier when it has five or more.

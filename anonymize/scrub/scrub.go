@@ -87,6 +87,9 @@ type Options struct {
 	ReferenceYear int
 	// KeepTimes leaves times of day ("14:30", "2 pm") in place.
 	KeepTimes bool
+	// Safe, when non-nil, holds extra words the vocabulary layer keeps as
+	// clinical vocabulary (the drug names of an export's codes).
+	Safe *Words
 }
 
 // Result is the output of Scrub.
@@ -150,7 +153,10 @@ type state struct {
 	lower  []byte
 	voc    *vocab
 	cased  bool // the text uses capitals meaningfully (mixed case)
-	out    strings.Builder
+	// hostFail is the last token of a dotted run (host.example) that is no
+	// host name, -1 before any.
+	hostFail int
+	out      strings.Builder
 }
 
 // hotSize is the number of entries of a state's word cache.
@@ -168,6 +174,7 @@ func getState(text string, opts Options) *state {
 	s := statePool.Get().(*state)
 	s.text, s.opts, s.voc = text, opts, loadVocab()
 	s.toks, s.spans, s.marked, s.dates = s.toks[:0], s.spans[:0], s.marked[:0], s.dates[:0]
+	s.hostFail = -1
 	return s
 }
 
@@ -262,6 +269,10 @@ func (s *state) tokenize() {
 				*c = hotEntry{h: h, f: s.voc.words[h], ok: true}
 			}
 			s.cls[i] = c.f
+			// A word no list knows may be a drug of the export's codes.
+			if c.f&(wEnglish|wClinical|wStop) == 0 && s.opts.Safe != nil && s.opts.Safe.has(h) {
+				s.cls[i] |= wClinical
+			}
 		}
 	}
 }

@@ -48,10 +48,41 @@ func TestVocabulary(t *testing.T) {
 		{"PT ON LASIX, HEPARIN AND COUMADIN; FOLEY DRAINING.", "PT ON LASIX, HEPARIN AND COUMADIN; FOLEY DRAINING."},
 		{"E. coli in the sputum, spoke to wife.", "E. coli in the sputum, spoke to wife."},
 		{"Went to the University of Maryland.", "Went to the [LOCATION]."},
+		// A name before its relation; an English word only in parentheses.
+		{"spoke with sue (dtr) re plan", "spoke with [NAME] (dtr) re plan"},
+		{"Mary, pt's wife, called. plan, pt's wife agrees", "[NAME], pt's wife, called. plan, pt's wife agrees"},
+		{"J.Smith, RN aware; E.Coli in urine", "[NAME], RN aware; E.Coli in urine"},
+		// Residence cues; a generic nursing home is no institution.
+		{"pt is resident of brookline, lives in a nursing home", "pt is resident of [LOCATION], lives in a nursing home"},
+		{"LIVES IN ELDERLY HOUSING. NATIVE OF IRELAND", "LIVES IN ELDERLY HOUSING. NATIVE OF [LOCATION]"},
 	} {
 		if got := Scrub(c.in, Options{}).Text; got != c.want {
 			t.Errorf("Scrub(%q)\n = %q\nwant %q", c.in, got, c.want)
 		}
+	}
+}
+
+// TestSafeWords: words of an export's drug codes are kept as clinical by
+// the vocabulary layer, while the contextual layer still removes a patient's
+// name that happens to be one of them.
+func TestSafeWords(t *testing.T) {
+	in := "started Aggrestat drip per Dr. Quillfeather; ambisone held"
+	if got := Scrub(in, Options{}).Text; got != "started [NAME] drip per Dr. [NAME]; [NAME] held" {
+		t.Fatalf("without safe words: %q (the test needs words no list knows)", got)
+	}
+	safe := NewWords()
+	safe.AddText("Aggrestat 12.5 MG/250ML Injection")
+	safe.AddText("AmBisome") // a different word: "ambisone" stays unknown
+	if safe.Len() != 3 {
+		t.Errorf("%d safe words, want 3 (aggrestat, injection, ambisome; mg is short, 250ml has digits)", safe.Len())
+	}
+	if got := Scrub(in, Options{Safe: safe}).Text; got != "started Aggrestat drip per Dr. [NAME]; [NAME] held" {
+		t.Errorf("with safe words: %q", got)
+	}
+	ids := NewIdentifiers()
+	ids.AddName("Aggrestat")
+	if got := Scrub(in, Options{Safe: safe, Identifiers: []*Identifiers{ids}}).Text; strings.Contains(got, "Aggrestat") {
+		t.Errorf("a patient's own name survives as a safe word: %q", got)
 	}
 }
 
@@ -142,6 +173,7 @@ func FuzzScrub(f *testing.F) {
 		"\xff\xfe Dr. \xc3 Smith 7/\xe2\x82",
 		strings.Repeat("A", 70000) + " 7/22",
 		strings.Repeat("7/", 5000),
+		strings.Repeat("A.", 20000), // a dotted run that is no host name: linear, not quadratic
 		"'92 '", "1-", "(410) 555-", "a@", "@b.com", "http://", "St. ", "Dr.", "u of", "12 Oak",
 	} {
 		f.Add(s)

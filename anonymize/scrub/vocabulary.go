@@ -252,12 +252,26 @@ func (s *state) vocabulary() {
 			if j > 0 && !s.marked[j] && s.maybeName(j) && (s.class(j)&(wName|wProper) != 0 || s.nameLike(j) || s.cased && s.capitalised(j)) {
 				isName[j], kind[j] = true, KindName
 			}
+			// The name before its relation: "sue (dtr)", "Mary, pt's wife".
+			// A word that is also English ("plan, pt's wife") only in
+			// parentheses or capitalised in mixed-case text.
+			if j, paren := s.nameBeforeRelation(i); j >= 0 && !s.marked[j] && s.maybeName(j) &&
+				(s.nameLike(j) || s.class(j)&(wName|wProper) != 0 && (paren || s.class(j)&wEnglish == 0) || s.casedAt(j) && s.capitalised(j)) {
+				isName[j], kind[j] = true, KindName
+			}
 		}
 		// An initial before a word: "Q. Lander", "j smith" is not taken.
 		if s.toks[i].end-s.toks[i].start == 1 && s.punct(i+1, '.') && s.sp(i+2) && s.is(i+3, tWord) && !s.marked[i+3] &&
 			s.class(i+3)&(wStop|wClinical) == 0 && (s.capitalised(i+3) || !s.cased) && s.toks[i+3].end-s.toks[i+3].start > 2 && !hasDigit(s.tok(i+3)) {
 			isName[i], kind[i] = true, KindName
 			isName[i+3], kind[i+3] = true, KindName
+		}
+		// An initial glued to a name: "J.Smith" (capital initial, title-case
+		// name that is neither a function word nor clinical: not "E.Coli").
+		if s.toks[i].end-s.toks[i].start == 1 && s.capitalised(i) && s.punct(i+1, '.') && s.is(i+2, tWord) && !s.marked[i+2] &&
+			s.titleCase(i+2) && s.class(i+2)&(wStop|wClinical) == 0 && !hasDigit(s.tok(i+2)) {
+			isName[i], kind[i] = true, KindName
+			isName[i+2], kind[i+2] = true, KindName
 		}
 		if s.nameLike(i) {
 			isName[i] = true
@@ -283,6 +297,7 @@ func (s *state) vocabulary() {
 			if !hospitalWords[lw] {
 				a = s.prevWord(i) // the head is part of the name
 			}
+			head := a
 			for k := 0; k < 3; k++ {
 				p := a - 1
 				if s.sp(p) || s.punct(p, '-') || s.punct(p, '.') && !s.sp(p-1) && s.is(p-1, tWord) {
@@ -297,7 +312,7 @@ func (s *state) vocabulary() {
 				}
 				a = p
 			}
-			if a < i {
+			if a < head || !hospitalWords[lw] && !s.genericBefore(head) {
 				for x := a; x <= i; x++ {
 					if s.toks[x].kind == tWord {
 						isName[x], kind[x] = true, KindLocation
@@ -308,7 +323,10 @@ func (s *state) vocabulary() {
 		// Places after a movement: "transferred to Holy Cross", "went to
 		// Sacred Heart", "arrived from Kernan".
 		if movementWords[string(s.word(i))] {
-			s.movementPlace(i, isName, kind)
+			s.movementPlace(i, isName, kind, false, "to", "from", "at")
+		} else if residenceWords[string(s.word(i))] {
+			// "lives in Quincy", "resident of Brookline".
+			s.movementPlace(i, isName, kind, true, "in", "of", "at", "near", "from")
 		}
 		// University of X, U of X
 		if s.lowerIs(i, "university", "univ", "u") && s.sp(i+1) && s.lowerIs(i+2, "of") && s.sp(i+3) && s.is(i+4, tWord) {
@@ -424,6 +442,56 @@ func (s *state) vocabulary() {
 	}
 }
 
+// genericBefore reports an institution word at i used generically: after a
+// function word that stands alone ("a nursing home", "to medical center";
+// not "WALK-IN MEDICAL CENTER"), or at the start of the line.
+func (s *state) genericBefore(i int) bool {
+	p := i - 1
+	if !s.sp(p) {
+		return p < 0 || s.is(p, tSpace)
+	}
+	p--
+	if !s.is(p, tWord) {
+		return p < 0 || s.is(p, tSpace)
+	}
+	return genericWords[string(s.word(p))] && !s.marked[p] && (p == 0 || s.is(p-1, tSpace))
+}
+
+// genericWords make the institution word after them generic.
+var genericWords = map[string]bool{"a": true, "an": true, "the": true, "to": true, "at": true, "in": true, "into": true, "from": true, "of": true, "for": true, "by": true}
+
+// possessives stand between a name and its relation ("Mary, his wife").
+var possessives = map[string]bool{"pt": true, "pts": true, "patient": true, "patients": true, "his": true, "her": true, "their": true, "the": true}
+
+// nameBeforeRelation returns the word that names the relation word at i
+// when it stands before it in parentheses or apposition, on the same line:
+// "Sue (dtr)", "Sue, pt's daughter", "Sue - his wife"; else -1. paren
+// reports the parenthesised form.
+func (s *state) nameBeforeRelation(i int) (int, bool) {
+	p := i - 1
+	if s.sp(p) {
+		p--
+	}
+	if s.is(p, tWord) && possessives[string(s.word(p))] {
+		p--
+		if s.sp(p) {
+			p--
+		}
+	}
+	paren := s.punct(p, '(')
+	if !(paren || s.punct(p, ',') || s.punct(p, '-')) {
+		return -1, false
+	}
+	p--
+	if s.sp(p) {
+		p--
+	}
+	if !s.is(p, tWord) {
+		return -1, false
+	}
+	return p, paren
+}
+
 func (s *state) prevWord(i int) int {
 	j := i - 1
 	for j >= 0 {
@@ -456,12 +524,20 @@ var movementWords = map[string]bool{
 	"referred": true, "xfer": true, "xferred": true, "d/c'd": true,
 }
 
-// movementPlace marks the words after "to", "from" or "at" that follow a
-// movement word at i: up to three words that are neither function words nor
-// clinical vocabulary, on the same line, before any punctuation.
-func (s *state) movementPlace(i int, isName []bool, kind []Kind) {
+// residenceWords say where someone lives or comes from.
+var residenceWords = map[string]bool{
+	"lives": true, "lived": true, "living": true, "resides": true, "resided": true, "residing": true, "resident": true,
+	"native": true, "born": true, "raised": true, "hometown": true, "originally": true,
+}
+
+// movementPlace marks the words after one of preps ("to", "from", "at")
+// that follow a movement or residence word at i: up to three words that are
+// neither function words nor clinical vocabulary, on the same line, before
+// any punctuation. With strict, an English word in text without meaningful
+// capitals is no place ("lives in ELDERLY HOUSING").
+func (s *state) movementPlace(i int, isName []bool, kind []Kind, strict bool, preps ...string) {
 	j := s.nextWord(i, "")
-	if j < 0 || !s.lowerIs(j, "to", "from", "at") {
+	if j < 0 || !s.lowerIs(j, preps...) {
 		return
 	}
 	k := s.nextWord(j, "")
@@ -475,6 +551,9 @@ func (s *state) movementPlace(i int, isName []bool, kind []Kind) {
 			break
 		}
 		if s.casedAt(k) && !s.capitalised(k) && !s.nameLike(k) {
+			break
+		}
+		if strict && !s.casedAt(k) && !s.nameLike(k) && f&(wName|wProper|wPlace) == 0 {
 			break
 		}
 		run = append(run, k)

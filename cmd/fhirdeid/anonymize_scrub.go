@@ -6,17 +6,19 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
 
 	"fhirdeid/anonymize"
+	"fhirdeid/bulk"
 	"fhirdeid/internal/ndjson"
 )
 
 // The first pass of "fhirdeid anonymize" for configurations that use the
 // scrub method: before anything is de-identified, every input file is read
-// once and the resources of anonymize.IdentifierTypes (Patient,
+// once and the resources of anonymize.FirstPassTypes (Patient,
 // RelatedPerson, Practitioner, ...) go to an IdentifierCollector, whose
 // keyed hashes the scrub method then looks for in each patient's texts (the
 // contextual layer). Files are read whatever their names say, because an
@@ -24,22 +26,29 @@ import (
 // buffered: "anonymize -" scrubs without the contextual layer and says so.
 
 // identifierTypeTokens are the JSON strings a line must contain to be a
-// resource of an identifier type. References ("Patient/1") do not match,
-// so most lines of other types are skipped without being parsed. A server
-// that escapes letters of the resourceType value ("\u0050atient") hides the
-// resource from the first pass: its texts are then scrubbed without that
-// resource's identifiers (patterns and vocabulary still apply).
+// resource of an identifier type, for the lines whose top-level
+// resourceType the quick scan cannot read (an escaped member name).
 var identifierTypeTokens = func() [][]byte {
 	var t [][]byte
-	for _, typ := range anonymize.IdentifierTypes {
+	for _, typ := range anonymize.FirstPassTypes {
 		t = append(t, []byte(`"`+typ+`"`))
 	}
 	return t
 }()
 
-// mayBeIdentifierType reports whether line may be a resource of an
-// identifier type.
+// mayBeIdentifierType reports whether line may be a resource of a
+// first-pass type. The collector reads only the top-level resource
+// (anonymize.IdentifierCollector.AddNode), so the line's top-level
+// resourceType decides: bulk.ResourceType finds it without parsing the line
+// (its escapes decoded, as the collector's parser does), usually as the
+// first member. Searching the whole line for every type name instead cost
+// as much CPU as decompressing the file. A line where the scan finds no
+// resourceType (an escaped member name, invalid JSON) is kept when it
+// contains one of the type names, and left to the collector's parser.
 func mayBeIdentifierType(line []byte) bool {
+	if t, err := bulk.ResourceType(line); err == nil {
+		return slices.Contains(anonymize.FirstPassTypes, t)
+	}
 	for _, t := range identifierTypeTokens {
 		if bytes.Contains(line, t) {
 			return true
