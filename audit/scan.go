@@ -2,6 +2,7 @@ package audit
 
 import (
 	"encoding/base64"
+	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -120,6 +121,18 @@ type Scanner struct {
 	rtype   string
 	hits    []hit
 	matched bool
+	// rewritten is set while the string being scanned is a date or
+	// dateTime value that de-identification gave its node (ScanTree, a
+	// jsontree.FlagSet node): a birth date matched there is a shifted date
+	// that happens to equal one, not the input's value.
+	rewritten bool
+	// dates, in a FileScan's scanners, records each whole date (its day,
+	// "YYYY-MM-DD", by hash) of the output as dateRewritten and/or
+	// dateKept, for a second reading of the file (RewrittenDates).
+	dates map[uint64]uint8
+	// rdates, while a stored file is read again, are the days that its
+	// first scan saw only in rewritten date values (sorted hashes).
+	rdates []uint64
 	// anchors, when not nil, records the prefilter hash of every token and
 	// adjacent pair of tokens scanned (but hashed ids), for FileScan.
 	anchors map[uint64]struct{}
@@ -246,6 +259,10 @@ type hit struct {
 	h    uint64
 	info itemInfo
 	path string
+	// rewritten: a date matched in a date value that de-identification
+	// wrote (Scanner.rewritten); a leak only when corroborated, like a
+	// weak kind.
+	rewritten bool
 }
 
 // maxHits bounds the matches remembered for one resource.
@@ -282,6 +299,12 @@ func (s *Scanner) objectEnd([][]byte)   {}
 
 func (s *Scanner) str(path [][]byte, v []byte) {
 	s.rep.StringsScanned++
+	if s.rdates != nil && !s.rewritten && dateValue(v) {
+		if _, ok := slices.BinarySearch(s.rdates, s.c.quick(v[:10])); ok {
+			s.rewritten = true
+			defer func() { s.rewritten = false }()
+		}
+	}
 	if len(path) == 1 && string(path[0]) == "resourceType" && s.rtype == "" {
 		s.rtype = safeTypeName(v)
 		return
@@ -394,12 +417,14 @@ func (s *Scanner) hit(path [][]byte, h uint64, in *itemInfo) {
 		return
 	}
 	p := joinPath(path)
-	for _, x := range s.hits {
-		if x.h == h && x.path == p {
+	rewritten := s.rewritten && in.kind == KindDate
+	for i := range s.hits {
+		if x := &s.hits[i]; x.h == h && x.path == p {
+			x.rewritten = x.rewritten && rewritten
 			return
 		}
 	}
-	s.hits = append(s.hits, hit{h: h, info: *in, path: p})
+	s.hits = append(s.hits, hit{h: h, info: *in, path: p, rewritten: rewritten})
 }
 
 // decide turns the resource's matches into leaks: every strong match, and
@@ -415,7 +440,7 @@ func (s *Scanner) decide(file string, line int64) {
 	}
 	leaked := false
 	for i, x := range s.hits {
-		if x.info.kind.Weak() && !s.c.naive && !s.corroborated(i) {
+		if (x.info.kind.Weak() || x.rewritten) && !s.c.naive && !s.corroborated(i) {
 			continue
 		}
 		leaked = true

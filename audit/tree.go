@@ -166,12 +166,12 @@ func (s *Scanner) ScanTree(file string, line int64, root *jsontree.Node) {
 func (s *Scanner) tree(n *jsontree.Node) {
 	switch n.Kind {
 	case jsontree.String:
-		s.str(s.tw.path, view(n.Value))
+		s.strNode(n)
 	case jsontree.Object:
 		for _, c := range n.Children {
 			s.tw.path = append(s.tw.path, view(c.Key))
 			if c.Kind == jsontree.String {
-				s.str(s.tw.path, view(c.Value))
+				s.strNode(c)
 			} else {
 				s.tree(c)
 			}
@@ -180,12 +180,52 @@ func (s *Scanner) tree(n *jsontree.Node) {
 	case jsontree.Array:
 		for _, c := range n.Children {
 			if c.Kind == jsontree.String {
-				s.str(s.tw.path, view(c.Value))
+				s.strNode(c)
 			} else {
 				s.tree(c)
 			}
 		}
 	}
+}
+
+// strNode scans a string node of the output; see Scanner.rewritten.
+func (s *Scanner) strNode(n *jsontree.Node) {
+	v := view(n.Value)
+	if !dateValue(v) {
+		s.str(s.tw.path, v)
+		return
+	}
+	set := n.Flags&jsontree.FlagSet != 0
+	if s.dates != nil {
+		bit := dateKept
+		if set {
+			bit = dateRewritten
+		}
+		s.dates[s.c.quick(v[:10])] |= bit
+	}
+	s.rewritten = set
+	s.str(s.tw.path, v)
+	s.rewritten = false
+}
+
+// The uses of a day seen in a file's date values (Scanner.dates).
+const (
+	dateRewritten uint8 = 1 << iota // in a value de-identification wrote
+	dateKept                        // in a value as the input had it
+)
+
+// dateValue reports whether v is a FHIR date or dateTime of a whole day
+// ("2010-05-03", "2010-05-03T10:00:00Z") and nothing else.
+func dateValue(v []byte) bool {
+	if len(v) < 10 || (len(v) > 10 && v[10] != 'T') || v[4] != '-' || v[7] != '-' {
+		return false
+	}
+	for _, i := range [...]int{0, 1, 2, 3, 5, 6, 8, 9} {
+		if v[i] < '0' || v[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // FileScan scans the de-identified resources of one output file while it
@@ -200,7 +240,10 @@ type FileScan struct {
 	scanners []*Scanner
 	// anchors is the sorted set of the scanners' anchors, once sealed.
 	anchors []uint64
-	sealed  bool
+	// rdates is the sorted set of the days seen only in rewritten date
+	// values, once sealed (RewrittenDates).
+	rdates []uint64
+	sealed bool
 }
 
 // ScanFile starts the scan of the output file named file (the name leaks
@@ -210,6 +253,7 @@ func (c *Collector) ScanFile(file string, workers int) *FileScan {
 	for i := range f.scanners {
 		f.scanners[i] = c.Scanner()
 		f.scanners[i].anchors = map[uint64]struct{}{}
+		f.scanners[i].dates = map[uint64]uint8{}
 	}
 	return f
 }
@@ -237,14 +281,39 @@ func (f *FileScan) Seal() {
 		n += len(s.anchors)
 	}
 	a := make([]uint64, 0, n)
+	dates := map[uint64]uint8{}
 	for _, s := range f.scanners {
 		for h := range s.anchors {
 			a = append(a, h)
 		}
-		s.anchors, s.clean = nil, nil
+		for h, b := range s.dates {
+			dates[h] |= b
+		}
+		s.anchors, s.clean, s.dates = nil, nil, nil
 	}
 	slices.Sort(a)
 	f.anchors = slices.Compact(a)
+	f.rdates = f.rdates[:0]
+	for h, b := range dates {
+		if b == dateRewritten {
+			f.rdates = append(f.rdates, h)
+		}
+	}
+	slices.Sort(f.rdates)
+}
+
+// RewrittenDates prepares s to read the stored file of the sealed scan f
+// again: a birth date found there in a date value whose day the first scan
+// saw only in values that de-identification wrote (a shifted date) is
+// judged as it was then, a leak only when corroborated. A day the file also
+// holds as the input had it counts as kept. Nil f: none (s scans as it
+// does by default).
+func (s *Scanner) RewrittenDates(f *FileScan) {
+	s.rdates = nil
+	if f != nil {
+		f.Seal()
+		s.rdates = f.rdates
+	}
 }
 
 // Anchors returns the number of distinct tokens and pairs the sealed scan

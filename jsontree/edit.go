@@ -264,7 +264,7 @@ func (n *Node) setScalar(k Kind, v string) {
 	}
 	n.Children = nil
 	n.Kind, n.Value = k, v
-	n.Flags &^= FlagEscaped
+	n.Flags = n.Flags&^FlagEscaped | FlagSet
 }
 
 func (n *Node) mustBe(k Kind, op string) {

@@ -238,10 +238,13 @@ func TestSetScalars(t *testing.T) {
 	if a.Flags&FlagEscaped == 0 {
 		t.Error("escaped string not flagged")
 	}
+	if a.Flags&FlagSet != 0 || root.Get("c").Flags&FlagSet != 0 {
+		t.Error("parsed values flagged as set")
+	}
 	a.Flags |= FlagChoice
 	a.Name, a.Type = "a", "string"
 	a.SetString(`q"uote`)
-	if a.Flags != FlagChoice || a.Name != "a" || a.Type != "string" {
+	if a.Flags != FlagChoice|FlagSet || a.Name != "a" || a.Type != "string" {
 		t.Errorf("SetString changed typing: flags %b name %q type %q", a.Flags, a.Name, a.Type)
 	}
 	b := root.Get("b")
@@ -256,10 +259,13 @@ func TestSetScalars(t *testing.T) {
 	if err := c.SetNumber("1,5"); err == nil {
 		t.Error("SetNumber accepted an invalid literal")
 	}
-	if c.Kind != Number || c.Value != "1" {
+	if c.Kind != Number || c.Value != "1" || c.Flags&FlagSet != 0 {
 		t.Error("failed SetNumber changed the node")
 	}
 	c.SetBool(true)
+	if b.Flags&FlagSet == 0 || c.Flags&FlagSet == 0 {
+		t.Error("SetNumber or SetBool left FlagSet clear")
+	}
 	root.Set("d", NewString("x"))
 	root.Get("d").SetNull()
 	if got := compact(root); got != `{"a":"q\"uote","b":2.50,"c":true,"d":null}` {

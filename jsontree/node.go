@@ -152,4 +152,10 @@ const (
 	// returns). The parser leaves it clear; nothing in this package reads
 	// it, and the Set methods and Clone keep it.
 	FlagMark
+	// FlagSet marks a scalar whose value a Set method (SetString,
+	// SetNumber, SetBool, SetNull) gave it after parsing, so that a
+	// program's edits can be told from the input's values (the leak audit
+	// reads it: a date that de-identification rewrote is not the input's
+	// date). The parser leaves it clear; Clone keeps it.
+	FlagSet
 )

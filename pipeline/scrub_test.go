@@ -45,12 +45,18 @@ func runOutput(t *testing.T, e *env, run string) []string {
 func TestRunScrubDemoPopulation(t *testing.T) {
 	e := newEnv(t, bulktest.Options{})
 	p := e.pipeline(t, longitudinalDeid(t))
+	// The default checks: a shifted date equal to someone's birth date is
+	// no leak, so the run publishes.
+	p.Assurance = &pipeline.Assurance{Audit: true, FailOnLeak: true}
 	rep, err := pipeline.Run(context.Background(), p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(rep.Warnings) != 0 {
 		t.Errorf("warnings: %v", rep.Warnings)
+	}
+	if a := rep.Audit; a == nil || a.Leaks != 0 || a.IdentifiersCollected == 0 {
+		t.Errorf("audit %+v", a)
 	}
 	lines := runOutput(t, e, rep.Run)
 	if len(lines) != e.pop.Count() {

@@ -86,10 +86,9 @@ pipelines:
     destination: file://%s
     concurrency: 4
 `, s.name, s.base, s.keys, profileSetting(s.profile), filepath.ToSlash(filepath.Join(dir, "lake")))
-	if s.profile != "" {
-		// In process, the audit's collecting wrapper hides the engine from
-		// the scrub method's first pass (the run then scrubs without the
-		// patients' identifiers); durable runs have no audit.
+	if s.profile != "" && durable {
+		// Durable runs have no audit yet; the in-process reference keeps
+		// its default checks, which must not change what is scrubbed.
 		cfg += "    audit: {enabled: false}\n    risk: {enabled: false}\n"
 	}
 	if durable {
