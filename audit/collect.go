@@ -158,6 +158,8 @@ type Collector struct {
 	// without a SipHash and a map lookup.
 	seed  maphash.Seed
 	bloom []atomic.Uint64
+	// cleanSeed hashes the strings the scanners found clean (cleanSet).
+	cleanSeed maphash.Seed
 	// MaxIdentifiers bounds the identifiers kept (default
 	// DefaultMaxIdentifiers, about 60 bytes each); beyond it collection
 	// stops and the report says the audit is incomplete.
@@ -179,7 +181,7 @@ func NewCollector() *Collector {
 		panic("audit: no randomness: " + err.Error())
 	}
 	c := &Collector{key: sipKey{binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])},
-		seed: maphash.MakeSeed(), bloom: make([]atomic.Uint64, bloomBits/64)}
+		seed: maphash.MakeSeed(), cleanSeed: maphash.MakeSeed(), bloom: make([]atomic.Uint64, bloomBits/64)}
 	for i := range c.shards {
 		c.shards[i].m = map[uint64]entry{}
 	}

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"encoding/base64"
+	"hash/maphash"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -126,7 +127,60 @@ type Scanner struct {
 	// clean remembers short strings that matched nothing — codes, systems,
 	// units and display texts repeat throughout an export — so that they
 	// are tokenized once per scanner (the first maxClean of them).
-	clean map[string]struct{}
+	clean cleanSet
+}
+
+// cleanSet is a set of strings held as their 64-bit hashes (maphash under
+// a seed of the scanner's collector), in an open-addressing table of
+// 2*maxClean slots (512 KiB, within a core's L2): no copy of the strings,
+// no comparison of their bytes, one cache line per lookup. Two strings
+// with the same hash are taken as one; the identifiers themselves are
+// matched by their 64-bit keyed hashes too, and the chance that one of the
+// 10 million strings of a large export meets another's hash among 32,768
+// is below 1e-8.
+type cleanSet struct {
+	slots []uint64 // 0: empty
+	n     int
+}
+
+func cleanHash(c *Collector, b []byte) uint64 {
+	h := maphash.Bytes(c.cleanSeed, b)
+	if h == 0 {
+		h = 1
+	}
+	return h
+}
+
+func (cs *cleanSet) has(h uint64) bool {
+	if cs.slots == nil {
+		return false
+	}
+	m := uint64(len(cs.slots) - 1)
+	for i := h & m; ; i = (i + 1) & m {
+		switch cs.slots[i] {
+		case h:
+			return true
+		case 0:
+			return false
+		}
+	}
+}
+
+// add adds h, which is not in the set, unless it holds maxClean hashes.
+func (cs *cleanSet) add(h uint64) {
+	if cs.n >= maxClean {
+		return
+	}
+	if cs.slots == nil {
+		cs.slots = make([]uint64, 2*maxClean)
+	}
+	m := uint64(len(cs.slots) - 1)
+	i := h & m
+	for cs.slots[i] != 0 {
+		i = (i + 1) & m
+	}
+	cs.slots[i] = h
+	cs.n++
 }
 
 const (
@@ -298,14 +352,11 @@ func (s *Scanner) str(path [][]byte, v []byte) {
 		} else {
 			hex = hexLike(v)
 		}
-		if _, ok := s.clean[string(key)]; !ok {
+		if h := cleanHash(s.c, key); !s.clean.has(h) {
 			s.matched = false
 			s.scanText(path, v)
-			if !s.matched && len(s.clean) < maxClean && !hex && !hexLike(key) {
-				if s.clean == nil {
-					s.clean = map[string]struct{}{}
-				}
-				s.clean[string(key)] = struct{}{}
+			if !s.matched && !hex && !hexLike(key) {
+				s.clean.add(h)
 			}
 		}
 	}

@@ -56,9 +56,9 @@ func (st *collectState) parsed(raw []byte, root *jsontree.Node) {
 	if root == nil || root.Kind != jsontree.Object {
 		return
 	}
-	if raw != nil && !mayIdentify(raw) || raw == nil && !treeMayIdentify(root) {
-		return
-	}
+	// No prefilter (mayIdentify): seek reads the tree once, as a
+	// prefilter would read the text, and shows the visitor only what it
+	// needs.
 	st.entity = 0
 	st.inName = false
 	st.tw.path = st.tw.path[:0]
@@ -126,24 +126,6 @@ func isCollectKey(k string) bool {
 	}
 	for _, name := range collectKeys[k[0]] {
 		if k == name {
-			return true
-		}
-	}
-	return false
-}
-
-// treeMayIdentify is mayIdentify for a tree: whether a member of the
-// resource, at any depth, has one of collectKeys' names.
-func treeMayIdentify(n *jsontree.Node) bool {
-	for _, c := range n.Children {
-		if n.Kind == jsontree.Object && c.Key != "" {
-			for _, k := range collectKeys[c.Key[0]] {
-				if c.Key == k {
-					return true
-				}
-			}
-		}
-		if (c.Kind == jsontree.Object || c.Kind == jsontree.Array) && treeMayIdentify(c) {
 			return true
 		}
 	}
@@ -241,7 +223,7 @@ func (f *FileScan) Seal() {
 		for h := range s.anchors {
 			a = append(a, h)
 		}
-		s.anchors, s.clean = nil, nil
+		s.anchors, s.clean = nil, cleanSet{}
 	}
 	slices.Sort(a)
 	f.anchors = slices.Compact(a)
