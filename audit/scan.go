@@ -141,6 +141,9 @@ type Scanner struct {
 type cleanSet struct {
 	slots []uint64 // 0: empty
 	n     int
+	// recent holds hashes found in slots lately, by their low bits (2 KiB,
+	// within a core's L1): the codes and systems that fill most resources.
+	recent *[256]uint64
 }
 
 func cleanHash(c *Collector, b []byte) uint64 {
@@ -155,10 +158,14 @@ func (cs *cleanSet) has(h uint64) bool {
 	if cs.slots == nil {
 		return false
 	}
+	if cs.recent[h&255] == h {
+		return true
+	}
 	m := uint64(len(cs.slots) - 1)
 	for i := h & m; ; i = (i + 1) & m {
 		switch cs.slots[i] {
 		case h:
+			cs.recent[h&255] = h
 			return true
 		case 0:
 			return false
@@ -172,7 +179,7 @@ func (cs *cleanSet) add(h uint64) {
 		return
 	}
 	if cs.slots == nil {
-		cs.slots = make([]uint64, 2*maxClean)
+		cs.slots, cs.recent = make([]uint64, 2*maxClean), new([256]uint64)
 	}
 	m := uint64(len(cs.slots) - 1)
 	i := h & m
