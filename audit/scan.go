@@ -126,24 +126,21 @@ type Scanner struct {
 	anchors map[uint64]struct{}
 	// clean remembers short strings that matched nothing — codes, systems,
 	// units and display texts repeat throughout an export — so that they
-	// are tokenized once per scanner (the first maxClean of them).
+	// are tokenized once per scanner (as long as they repeat).
 	clean cleanSet
 }
 
-// cleanSet is a set of strings held as their 64-bit hashes (maphash under
-// a seed of the scanner's collector), in an open-addressing table of
-// 2*maxClean slots (512 KiB, within a core's L2): no copy of the strings,
-// no comparison of their bytes, one cache line per lookup. Two strings
-// with the same hash are taken as one; the identifiers themselves are
-// matched by their 64-bit keyed hashes too, and the chance that one of the
-// 10 million strings of a large export meets another's hash among 32,768
-// is below 1e-8.
+// cleanSet remembers strings as their 64-bit hashes (maphash under a seed
+// of the scanner's collector) in a direct-mapped table of cleanSlots
+// slots (128 KiB, small beside the de-identifier's memory in a core's L2):
+// no copy of the strings, no comparison of their bytes, one cache line per
+// lookup, and a string seen later replaces the one in its slot, so that
+// the table follows what repeats. Two strings with the same hash are taken
+// as one; the identifiers themselves are matched by their 64-bit keyed
+// hashes too, and the chance that one of the 10 million strings of a large
+// export meets another's hash among 16,384 is below 1e-8.
 type cleanSet struct {
 	slots []uint64 // 0: empty
-	n     int
-	// recent holds hashes found in slots lately, by their low bits (2 KiB,
-	// within a core's L1): the codes and systems that fill most resources.
-	recent *[256]uint64
 }
 
 func cleanHash(c *Collector, b []byte) uint64 {
@@ -155,43 +152,18 @@ func cleanHash(c *Collector, b []byte) uint64 {
 }
 
 func (cs *cleanSet) has(h uint64) bool {
-	if cs.slots == nil {
-		return false
-	}
-	if cs.recent[h&255] == h {
-		return true
-	}
-	m := uint64(len(cs.slots) - 1)
-	for i := h & m; ; i = (i + 1) & m {
-		switch cs.slots[i] {
-		case h:
-			cs.recent[h&255] = h
-			return true
-		case 0:
-			return false
-		}
-	}
+	return cs.slots != nil && cs.slots[h&(cleanSlots-1)] == h
 }
 
-// add adds h, which is not in the set, unless it holds maxClean hashes.
 func (cs *cleanSet) add(h uint64) {
-	if cs.n >= maxClean {
-		return
-	}
 	if cs.slots == nil {
-		cs.slots, cs.recent = make([]uint64, 2*maxClean), new([256]uint64)
+		cs.slots = make([]uint64, cleanSlots)
 	}
-	m := uint64(len(cs.slots) - 1)
-	i := h & m
-	for cs.slots[i] != 0 {
-		i = (i + 1) & m
-	}
-	cs.slots[i] = h
-	cs.n++
+	cs.slots[h&(cleanSlots-1)] = h
 }
 
 const (
-	maxClean    = 1 << 15
+	cleanSlots  = 1 << 14
 	maxCleanLen = 128
 )
 
@@ -394,6 +366,7 @@ func (s *Scanner) scanText(path [][]byte, v []byte) {
 	// token of one, until one is collected (hexAnchors): a scan that
 	// skips them and began before is incomplete (FileScan.Complete).
 	skipHex := !c.hexAnchors.Load()
+	bloom, bits := c.prefilter()
 	nextHex := n > 0 && longHex(t.span(0, 1))
 	for i := 0; i < n; i++ {
 		hex := nextHex
@@ -402,14 +375,14 @@ func (s *Scanner) scanText(path [][]byte, v []byte) {
 			continue
 		}
 		h1 := c.quick(t.span(i, i+1))
-		single := c.bloomHas(h1)
+		single := bloomHas(bloom, bits, h1)
 		if s.anchors != nil && !hex {
 			s.anchors[h1] = struct{}{}
 		}
 		phrase := false
 		if i+1 < n && !(nextHex && skipHex) {
 			h2 := c.quick(t.span(i, i+2))
-			phrase = c.bloomHas(h2)
+			phrase = bloomHas(bloom, bits, h2)
 			if s.anchors != nil && !hex && !nextHex {
 				s.anchors[h2] = struct{}{}
 			}
