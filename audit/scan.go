@@ -119,6 +119,7 @@ type Scanner struct {
 	leaks []Leak
 	// the resource being scanned
 	rtype   string
+	types   map[string]string // the resource type names seen, not to allocate them again
 	hits    []hit
 	matched bool
 	// anchors, when not nil, records the prefilter hash of every token and
@@ -316,7 +317,17 @@ func (s *Scanner) objectEnd([][]byte)   {}
 func (s *Scanner) str(path [][]byte, v []byte) {
 	s.rep.StringsScanned++
 	if len(path) == 1 && string(path[0]) == "resourceType" && s.rtype == "" {
+		if t, ok := s.types[string(v)]; ok {
+			s.rtype = t
+			return
+		}
 		s.rtype = safeTypeName(v)
+		if s.rtype != "(invalid)" && len(s.types) < 1024 {
+			if s.types == nil {
+				s.types = map[string]string{}
+			}
+			s.types[s.rtype] = s.rtype
+		}
 		return
 	}
 	if len(v) > maxCleanLen {

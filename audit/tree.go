@@ -107,10 +107,14 @@ func (w *treeWalker) seek(n *jsontree.Node, v visitor) {
 			continue
 		}
 		if n.Kind == jsontree.Object {
+			collect := isCollectKey(c.Key)
+			if !collect && c.Kind == jsontree.String {
+				continue
+			}
 			w.path = append(w.path, view(c.Key))
-			if isCollectKey(c.Key) {
+			if collect {
 				w.node(c, v)
-			} else if c.Kind != jsontree.String {
+			} else {
 				w.seek(c, v)
 			}
 			w.path = w.path[:len(w.path)-1]
