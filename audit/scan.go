@@ -342,11 +342,15 @@ func (s *Scanner) str(path [][]byte, v []byte) {
 		} else {
 			hex = hexLike(v)
 		}
-		if h := cleanHash(s.c, key); !s.clean.has(h) {
-			s.matched = false
-			s.scanText(path, v)
-			if !s.matched && !hex && !hexLike(key) {
-				s.clean.add(h)
+		// An empty key is an empty string or a hashed id alone: nothing
+		// to scan.
+		if len(key) > 0 {
+			if h := cleanHash(s.c, key); !s.clean.has(h) {
+				s.matched = false
+				s.scanText(path, v)
+				if !s.matched && !hex && !hexLike(key) {
+					s.clean.add(h)
+				}
 			}
 		}
 	}
