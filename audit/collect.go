@@ -47,9 +47,10 @@ const (
 	// maxEntities is how many people a weak value may belong to before it
 	// is considered common and never counts on its own.
 	maxEntities = 16
-	// bloomBits is the size of the prefilter (1 MiB, within a core's L2), a Bloom filter with
+	// bloomBits is the size of the prefilter (1 MiB), a Bloom filter with
 	// two probes: about 4 % false candidates per token with a million
-	// identifiers.
+	// identifiers. While it holds few entries, scans consult a smaller
+	// copy instead (smallBloomBits).
 	bloomBits = 1 << 23
 )
 
