@@ -5,10 +5,14 @@
 # profile, a key file) and stores it into a file:// destination, first in
 # one process (pipeline.Run), then as a Temporal workflow run by two
 # `fhirdeid worker` processes on this machine, ROUNDS times each (default
-# 3), interleaved so that both see the same machine load. Reports the median
-# wall time of each, the overhead of Temporal, the activities per run and
-# the size of the workflow history (`temporal workflow show -o json`). The
-# merged snapshot is off in both (durable runs do not make one yet).
+# 5), back to back so that both see the same machine load. Reports the
+# median wall time of each, the overhead of Temporal (the median of the
+# per-round ratios too, which cancels slow load drifts), the CPU seconds of
+# each (user+sys: the run process; for the durable runs the two workers'
+# too), the load average before and after, the activities per run and the
+# size of the workflow history (`temporal workflow show -o json`). The
+# merged snapshot and the audit and risk checks are off in both (the
+# durable runs have no audit; the snapshot is measured by snapshot.sh).
 #
 # Needs the Temporal CLI (go install github.com/temporalio/cli/cmd/temporal@v1.5.1);
 # uses the server at FHIRDEID_TEMPORAL, or starts a dev server of its own.
@@ -20,7 +24,7 @@ cd "$(dirname "$0")/.."
 SHARED=${FHIRDEID_SHARED:-../shared}
 DATA=${1:-$SHARED/data/synthea-1000-clone}
 PART_SIZE=${PART_SIZE:-5000}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 TEMPORAL=${TEMPORAL:-$(go env GOPATH)/bin/temporal}
 [ -d "$DATA" ] || { echo "durable.sh: data directory $DATA not found (it is in ../shared)" >&2; exit 1; }
 [ -x "$TEMPORAL" ] || { echo "durable.sh: the Temporal CLI is needed: go install github.com/temporalio/cli/cmd/temporal@v1.5.1" >&2; exit 1; }
@@ -58,6 +62,8 @@ pipelines:
     destination: file://$1/lake
     concurrency: 2
     snapshot: false
+    audit: {enabled: false}
+    risk: {enabled: false}
 YAML
   if [ -n "${2:-}" ]; then
     printf 'temporal:\n  hostPort: %s\n  taskQueue: %s\n  concurrency: 4\n  workerFiles: 2\n' "$addr" "q$name" >>"$1/fhirdeid.yml"
@@ -68,18 +74,29 @@ now() { date +%s.%N; }
 
 icfg=$(config "$work/inproc")
 dcfg=$(config "$work/durable" temporal)
-for i in 1 2; do "$work/fhirdeid" worker "$dcfg" >"$work/worker$i.log" 2>&1 & pids+=($!); done
+wpids=()
+for i in 1 2; do "$work/fhirdeid" worker "$dcfg" >"$work/worker$i.log" 2>&1 & pids+=($!); wpids+=($!); done
 for i in 1 2; do for _ in $(seq 300); do grep -q "worker on task queue" "$work/worker$i.log" && break; sleep 0.1; done; done
 median() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
-: >"$work/inproc.times"; : >"$work/durable.times"
+# cpu PID...: user+sys seconds of the processes so far.
+cpu() { for p in "$@"; do awk '{print ($14+$15)/100}' "/proc/$p/stat"; done | awk '{s+=$1} END{printf "%.2f\n", s}'; }
+: >"$work/inproc.times"; : >"$work/durable.times"; : >"$work/inproc.cpu"; : >"$work/durable.cpu"; : >"$work/ratios"
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 for r in $(seq "$ROUNDS"); do
-  t0=$(now); "$work/fhirdeid" run -q "$icfg" >"$work/inproc.out"; t1=$(now)
+  t0=$(now); /usr/bin/time -f "%U %S" -o "$work/time.out" "$work/fhirdeid" run -q "$icfg" >"$work/inproc.out"; t1=$(now)
   awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}' >>"$work/inproc.times"
-  t0=$(now); "$work/fhirdeid" run -q "$dcfg" >"$work/durable.out"; t1=$(now)
+  awk '{printf "%.2f\n", $1+$2}' "$work/time.out" >>"$work/inproc.cpu"
+  w0=$(cpu "${wpids[@]}")
+  t0=$(now); /usr/bin/time -f "%U %S" -o "$work/time.out" "$work/fhirdeid" run -q "$dcfg" >"$work/durable.out"; t1=$(now)
+  w1=$(cpu "${wpids[@]}")
   awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}' >>"$work/durable.times"
+  awk -v w0="$w0" -v w1="$w1" '{printf "%.2f\n", $1+$2+w1-w0}' "$work/time.out" >>"$work/durable.cpu"
+  paste "$work/inproc.times" "$work/durable.times" | tail -1 | awk '{printf "%.4f\n", $2/$1}' >>"$work/ratios"
 done
+load1=$(cut -d' ' -f1-3 /proc/loadavg)
 inproc=$(median <"$work/inproc.times")
 durable=$(median <"$work/durable.times")
+ratio=$(median <"$work/ratios")
 res=$(sed -n 's/^run [^ ]* [a-z]*: \([0-9]*\) resources.*/\1/p' "$work/inproc.out")
 dres=$(sed -n 's/^run [^ ]* [a-z]*: \([0-9]*\) resources.*/\1/p' "$work/durable.out")
 
@@ -92,12 +109,13 @@ files=$(grep -c '"name": "ProcessFile"' "$work/history.json" || true)
 mkdir -p bench/out
 report="bench/out/durable-$(date -u +%Y%m%dT%H%M%SZ).txt"
 {
-  echo "fhirdeid durable benchmark $(date -u +%FT%TZ) on $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(go version | cut -d' ' -f3)"
+  echo "fhirdeid durable benchmark $(date -u +%FT%TZ) on $(nproc) cores, load average $load0 before, $load1 after, $(go version | cut -d' ' -f3)"
   echo "data: $DATA in parts of $PART_SIZE, $res resources (durable: $dres), bulkserver over loopback, file:// destination"
-  echo "rounds (interleaved): pipeline.Run $(paste -sd' ' "$work/inproc.times") s; workflow $(paste -sd' ' "$work/durable.times") s"
+  echo "rounds (back to back): pipeline.Run $(paste -sd' ' "$work/inproc.times") s; workflow $(paste -sd' ' "$work/durable.times") s"
+  echo "CPU seconds (user+sys) per round: pipeline.Run $(paste -sd' ' "$work/inproc.cpu"); workflow (run + workers) $(paste -sd' ' "$work/durable.cpu")"
   printf "%-40s %9s %12s\n" "median" seconds resources/s
   printf "%-40s %9.2f %12.0f\n" "pipeline.Run (one process)" "$inproc" "$(awk -v r="$res" -v s="$inproc" 'BEGIN{print r/s}')"
   printf "%-40s %9.2f %12.0f\n" "Temporal workflow, two workers" "$durable" "$(awk -v r="$dres" -v s="$durable" 'BEGIN{print r/s}')"
-  echo "overhead of Temporal: $(awk -v a="$durable" -v b="$inproc" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}')"
+  echo "overhead of Temporal: $(awk -v a="$durable" -v b="$inproc" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}') of the medians; median of the per-round ratios $(awk -v r="$ratio" 'BEGIN{printf "%+.1f %%", (r-1)*100}'); CPU $(awk -v a="$(median <"$work/durable.cpu")" -v b="$(median <"$work/inproc.cpu")" 'BEGIN{printf "%.1f s vs %.1f s (%+.1f %%)", a, b, (a/b-1)*100}')"
   echo "workflow history: $events events, $hist bytes of JSON; $acts activities ($files ProcessFile)"
 } | tee "$report"

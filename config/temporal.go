@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,9 +35,17 @@ type Temporal struct {
 	// WorkerFiles is the number of files one worker process handles at
 	// once (default 2).
 	WorkerFiles int `yaml:"workerFiles"`
+	// HostFiles is the number of files one worker process downloads at
+	// once from one host, across all its pipelines (default: no cap but
+	// workerFiles).
+	HostFiles int `yaml:"hostFiles"`
 	// HeartbeatTimeout is how long a file may go without a heartbeat before
 	// another worker takes it over (default "1m").
 	HeartbeatTimeout string `yaml:"heartbeatTimeout"`
+	// UI is the base URL of the Temporal web UI, to which fhirdeid serve's
+	// dashboard links each run (default: for a loopback hostPort, the dev
+	// server's UI at the port 1000 above it; otherwise no links).
+	UI string `yaml:"ui"`
 }
 
 // TemporalTLS are the TLS settings of the connection to Temporal.
@@ -98,6 +107,14 @@ func (t *Temporal) check(field, dir string) *Error {
 	if t.WorkerFiles < 0 {
 		return &Error{Field: field + ".workerFiles", Msg: "must not be negative"}
 	}
+	if t.HostFiles < 0 {
+		return &Error{Field: field + ".hostFiles", Msg: "must not be negative"}
+	}
+	if t.UI != "" {
+		if u, err := url.Parse(t.UI); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return &Error{Field: field + ".ui", Msg: "must be an http(s) URL such as https://temporal.example.org"}
+		}
+	}
 	if t.HeartbeatTimeout != "" {
 		if d, err := ParseDuration(t.HeartbeatTimeout); err != nil || d < 0 {
 			return &Error{Field: field + ".heartbeatTimeout", Msg: "must be a duration such as 1m"}
@@ -154,6 +171,24 @@ func (t *Temporal) Key(field string) (string, error) {
 		return ReadSecretFile(field+".apiKeyFile", t.APIKeyFile)
 	}
 	return t.APIKey, nil
+}
+
+// UIURL is the base URL of the Temporal web UI: UI, or for a loopback
+// hostPort the development server's (port + 1000, as "temporal server
+// start-dev" serves it), else "".
+func (t *Temporal) UIURL() string {
+	if t.UI != "" {
+		return t.UI
+	}
+	host, port, err := net.SplitHostPort(t.HostPort)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil || n+1000 > 65535 {
+		return ""
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return ""
+	}
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(n+1000))
 }
 
 // HeartbeatTimeoutDuration is the checked heartbeatTimeout (0: default).

@@ -32,6 +32,9 @@ func TestTemporalDefaultsAndSecrets(t *testing.T) {
 	if c, err := tc.TLSConfig("temporal"); c != nil || err != nil {
 		t.Errorf("TLSConfig without TLS = %v, %v", c, err)
 	}
+	if u := tc.UIURL(); u != "http://127.0.0.1:8233" {
+		t.Errorf("UIURL of a loopback dev server = %q", u)
+	}
 
 	src = "temporal:\n  hostPort: temporal.example:7233\n  namespace: research.acme\n  apiKeyFile: key.txt\n  heartbeatTimeout: 30s\n" + minimal
 	cfg, err = Parse(filepath.Join(dir, "p.yml"), []byte(src), env(nil))
@@ -40,6 +43,9 @@ func TestTemporalDefaultsAndSecrets(t *testing.T) {
 	}
 	if k, err := cfg.Temporal.Key("temporal"); err != nil || k != "sekrit-key" {
 		t.Errorf("Key = %q, %v", k, err)
+	}
+	if u := cfg.Temporal.UIURL(); u != "" {
+		t.Errorf("UIURL of a remote service without ui: = %q, want none", u)
 	}
 	if !cfg.Temporal.UsesTLS() || cfg.Temporal.HeartbeatTimeoutDuration() != 30*time.Second {
 		t.Errorf("an API key must use TLS; heartbeat %s", cfg.Temporal.HeartbeatTimeoutDuration())
@@ -67,6 +73,8 @@ func TestTemporalErrors(t *testing.T) {
 		{"temporal:\n  hostPort: h:1\n  tls: {certFile: c.pem}\n", "temporal.tls: certFile and keyFile go together"},
 		{"temporal:\n  hostPort: h:1\n  heartbeatTimeout: soon\n", "temporal.heartbeatTimeout:"},
 		{"temporal:\n  hostPort: h:1\n  concurrency: -1\n", "temporal.concurrency:"},
+		{"temporal:\n  hostPort: h:1\n  hostFiles: -2\n", "temporal.hostFiles:"},
+		{"temporal:\n  hostPort: h:1\n  ui: javascript:alert(1)\n", "temporal.ui: must be an http(s) URL"},
 		{"temporal:\n  hostPort: h:1\n  apiKey: ${NOPE}\n", "temporal.apiKey: environment variable NOPE is not set"},
 		{"temporal:\n  hostPort: h:1\n  hostport: h:2\n", "hostport"},
 	} {

@@ -104,6 +104,15 @@ func (t viewTables) File(ctx context.Context, run, typ string, seq, workers int)
 	return f, nil
 }
 
+// Names names the tables (the views), for report.json.
+func (t viewTables) Names() []string {
+	var out []string
+	for _, v := range t.s.Views() {
+		out = append(out, v.Name)
+	}
+	return out
+}
+
 // Finish completes the run's tables (see tables.Sink.Finish).
 func (t viewTables) Finish(ctx context.Context, run string) error { return t.s.Finish(ctx, run) }
 

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"fhirdeid/bulk"
@@ -25,6 +27,9 @@ const (
 	ErrTypeJobGone = "jobGone"
 	// ErrTypeDeadline: the export did not complete within its deadline.
 	ErrTypeDeadline = "deadline"
+	// ErrTypeOverlap: another run of the pipeline, started earlier, is in
+	// progress; this one is skipped before it kicks anything off.
+	ErrTypeOverlap = "overlap"
 )
 
 // Activities adapts the pipeline steps to Temporal. It holds no logic: each
@@ -37,6 +42,115 @@ type Activities struct {
 	// HeartbeatEvery is the period of ProcessFile's heartbeats when no
 	// bytes arrive (default 1 s; the SDK throttles what it sends).
 	HeartbeatEvery time.Duration
+	// Earlier, if set, returns the workflow id of a run of the pipeline in
+	// progress that started before the workflow (wid, rid), "" when there
+	// is none: Start then skips the run (Monitor.Earlier is one).
+	Earlier func(ctx context.Context, pipeline, wid, rid string) (string, error)
+	// HostFiles caps the files that this worker downloads at once from one
+	// host, across all its pipelines (0: no cap but the worker's own).
+	// Several pipelines exporting from one FHIR server then load it with at
+	// most HostFiles × workers downloads, whatever their own concurrency.
+	HostFiles int
+	// Client, if set, lets ProcessFile ask its workflow for the run's
+	// identifier files (QueryScrubInput) when the pipeline scrubs free
+	// text: every worker collects the identifiers of a run once, before
+	// its first file of that run. Without it such files are scrubbed by
+	// patterns and vocabulary only.
+	Client client.Client
+
+	hosts hostLimiter
+
+	scrubMu sync.Mutex
+	scrub   map[string]*scrubOnce // by pipeline
+}
+
+// scrubOnce records the run whose identifiers a pipeline's de-identifier
+// holds in this worker.
+type scrubOnce struct {
+	mu  sync.Mutex
+	run string
+}
+
+// collect makes p's de-identifier hold the identifiers of in's run, once
+// per run in this worker.
+func (a *Activities) collect(ctx context.Context, p *pipeline.Pipeline, in FileInput) error {
+	if a.Client == nil || in.File.Kind != bulk.KindOutput || !pipeline.Scrubs(p) {
+		return nil
+	}
+	a.scrubMu.Lock()
+	if a.scrub == nil {
+		a.scrub = map[string]*scrubOnce{}
+	}
+	s := a.scrub[in.Pipeline]
+	if s == nil {
+		s = &scrubOnce{}
+		a.scrub[in.Pipeline] = s
+	}
+	a.scrubMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.run == in.Run {
+		return nil
+	}
+	we := activity.GetInfo(ctx).WorkflowExecution
+	v, err := a.Client.QueryWorkflow(ctx, we.ID, "", QueryScrubInput)
+	if err != nil {
+		return fmt.Errorf("identifiers for scrubbing: ask workflow %s for the run's files: %w", we.ID, err)
+	}
+	var si ScrubInput
+	if err := v.Get(&si); err != nil {
+		return fmt.Errorf("identifiers for scrubbing: %w", err)
+	}
+	if si.Run.ID != in.Run {
+		return fmt.Errorf("identifiers for scrubbing: workflow %s runs %s, not %s", we.ID, si.Run.ID, in.Run)
+	}
+	if err := pipeline.CollectRunIdentifiers(ctx, p, si.Run, si.Files); err != nil {
+		return err
+	}
+	s.run = in.Run
+	return nil
+}
+
+// hostLimiter counts the files in progress per host.
+type hostLimiter struct {
+	mu    sync.Mutex
+	slots map[string]chan struct{}
+	// peak is the most files seen at once per host (tests).
+	peak map[string]int
+}
+
+// acquire waits for a slot of host among limit, or for ctx.
+func (l *hostLimiter) acquire(ctx context.Context, host string, limit int) (release func(), err error) {
+	l.mu.Lock()
+	if l.slots == nil {
+		l.slots, l.peak = map[string]chan struct{}{}, map[string]int{}
+	}
+	ch := l.slots[host]
+	if ch == nil {
+		ch = make(chan struct{}, limit)
+		l.slots[host] = ch
+	}
+	l.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	l.mu.Lock()
+	l.peak[host] = max(l.peak[host], len(ch))
+	l.mu.Unlock()
+	return func() { <-ch }, nil
+}
+
+// fileHost is the host a file is downloaded from.
+func fileHost(p *pipeline.Pipeline, f pipeline.FileSpec) string {
+	if u, err := url.Parse(f.URL); err == nil && u.Host != "" {
+		return strings.ToLower(u.Host)
+	}
+	if p.Client != nil && p.Client.Base != nil {
+		return strings.ToLower(p.Client.Base.Host)
+	}
+	return ""
 }
 
 // NewActivities prepares the pipelines and returns their activities.
@@ -76,6 +190,20 @@ func (a *Activities) Start(ctx context.Context, in StartInput) (pipeline.RunInfo
 	p, err := a.pipeline(in.Pipeline)
 	if err != nil {
 		return pipeline.RunInfo{}, err
+	}
+	// One run of a pipeline at a time: a scheduled run that fires while a
+	// run started by hand is in progress (or the reverse, in a race) yields
+	// to the one that started first.
+	if a.Earlier != nil {
+		we := activity.GetInfo(ctx).WorkflowExecution
+		other, err := a.Earlier(ctx, in.Pipeline, we.ID, we.RunID)
+		if err != nil {
+			return pipeline.RunInfo{}, classify("start", err)
+		}
+		if other != "" {
+			return pipeline.RunInfo{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("start: skipped: workflow %s, a run of pipeline %s started earlier, is in progress", other, in.Pipeline), ErrTypeOverlap, nil)
+		}
 	}
 	prev, err := pipeline.LastCommitted(ctx, p)
 	if err != nil {
@@ -146,6 +274,17 @@ func (a *Activities) ProcessFile(ctx context.Context, in FileInput) (pipeline.Fi
 	}
 	hb := newHeartbeat(ctx, a.HeartbeatEvery)
 	defer hb.stop()
+	if a.HostFiles > 0 {
+		// Heartbeats go on while the file waits for its host.
+		release, err := a.hosts.acquire(ctx, fileHost(p, in.File), a.HostFiles)
+		if err != nil {
+			return pipeline.FileResult{}, temporal.NewApplicationError("process: "+in.File.Name()+": waiting for the host: "+err.Error(), "retryable")
+		}
+		defer release()
+	}
+	if err := a.collect(ctx, p, in); err != nil {
+		return pipeline.FileResult{}, classify("process", err)
+	}
 	res, err := pipeline.ProcessManifestFile(ctx, p, in.Run, in.File, hb.progress)
 	return res, classify("process", err)
 }
@@ -163,6 +302,8 @@ func (a *Activities) Finish(ctx context.Context, in FinishInput) (*pipeline.Repo
 	if err != nil {
 		return nil, err
 	}
+	hb := newHeartbeat(ctx, a.HeartbeatEvery)
+	defer hb.stop()
 	rep, err := pipeline.FinishRun(ctx, p, in.Run, in.Files)
 	return rep, classify("commit", err)
 }

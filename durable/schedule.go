@@ -37,7 +37,7 @@ func ScheduleID(pipelineName string) string { return "fhirdeid-" + pipelineName 
 func EnsureSchedule(ctx context.Context, c client.Client, taskQueue string, s ScheduleSpec) (created bool, err error) {
 	spec := client.ScheduleSpec{CronExpressions: []string{s.Cron}, TimeZoneName: s.TimeZone}
 	action := &client.ScheduleWorkflowAction{ID: WorkflowID(s.Pipeline), Workflow: WorkflowName,
-		Args: []any{Input{Pipeline: s.Pipeline, Options: s.Options}}, TaskQueue: taskQueue}
+		Args: []any{Input{Pipeline: s.Pipeline, Options: s.Options}}, TaskQueue: taskQueue, Memo: memo(s.Pipeline)}
 	window := max(s.CatchupWindow, 10*time.Second)
 	_, err = c.ScheduleClient().Create(ctx, client.ScheduleOptions{ID: ScheduleID(s.Pipeline), Spec: spec, Action: action,
 		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP, CatchupWindow: window})

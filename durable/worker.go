@@ -148,6 +148,7 @@ func Start(ctx context.Context, c client.Client, taskQueue string, in Input) (cl
 		TaskQueue:                taskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		Memo:                     memo(in.Pipeline),
 	}, WorkflowName, in)
 }
 

@@ -12,6 +12,14 @@
 // activity, Options.Concurrency at a time, heartbeating its progress; very
 // large manifests continue as new executions. It is the only package that
 // imports the Temporal SDK (cmd wires it); it holds no business logic.
+//
+// Monitor shows the runs on Temporal to fhirdeid serve (server.Remote) and
+// keeps one run of a pipeline at a time: a run that starts while an
+// earlier one is in progress is skipped by its Start activity
+// (ErrTypeOverlap). Workers whose pipelines scrub free text collect the
+// run's identifiers once each, from the files the workflow names
+// (QueryScrubInput); Activities.HostFiles caps a worker's downloads per
+// host across its pipelines.
 package durable
 
 import (
@@ -32,6 +40,18 @@ const WorkflowName = "fhirdeid.Pipeline"
 
 // QueryProgress is the name of the query that returns a run's Progress.
 const QueryProgress = "progress"
+
+// QueryScrubInput is the name of the query that returns a run's
+// ScrubInput, once its export is complete.
+const QueryScrubInput = "scrubInput"
+
+// ScrubInput is what a worker needs to collect the identifiers of a run
+// for the scrub method (pipeline.CollectRunIdentifiers): the run and its
+// identifier files.
+type ScrubInput struct {
+	Run   pipeline.RunInfo
+	Files []pipeline.FileSpec
+}
 
 // Options tune a run's workflow; zero values take the defaults.
 type Options struct {
@@ -145,6 +165,22 @@ func Workflow(ctx workflow.Context, in Input) (*pipeline.Report, error) {
 		in.Run, in.Pending = &run, exp.Files
 	}
 	run := *in.Run
+	// The identifier files, for the workers that scrub free text (queries
+	// leave no trace in the history).
+	scrub := ScrubInput{Run: run}
+	for _, f := range in.Pending {
+		if pipeline.IsIdentifierFile(f) {
+			scrub.Files = append(scrub.Files, f)
+		}
+	}
+	for _, r := range in.Done {
+		if pipeline.IsIdentifierFile(r.File) && r.File.URL != "" {
+			scrub.Files = append(scrub.Files, r.File)
+		}
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryScrubInput, func() (ScrubInput, error) { return scrub, nil }); err != nil {
+		return nil, err
+	}
 	prog.Run, prog.Phase, prog.FilesTotal, prog.FilesDone = run.ID, "processing", len(in.Pending)+len(in.Done), len(in.Done)
 	prog.Executions = in.Executions + 1
 	for _, r := range in.Done {
@@ -177,8 +213,12 @@ func Workflow(ctx workflow.Context, in Input) (*pipeline.Report, error) {
 					}
 					return
 				}
-				// The URL is not needed to commit; it would only grow the history.
-				r.File.URL = ""
+				// The URL is not needed to commit; it would only grow the
+				// history. Identifier files keep theirs: a worker that joins
+				// after a continue-as-new collects from them.
+				if !pipeline.IsIdentifierFile(r.File) {
+					r.File.URL = ""
+				}
 				done = append(done, r)
 				prog.FilesDone++
 				prog.Resources += r.Resources
@@ -209,7 +249,12 @@ func Workflow(ctx workflow.Context, in Input) (*pipeline.Report, error) {
 			cmp.Compare(x.File.Type, y.File.Type), cmp.Compare(x.File.Seq, y.File.Seq))
 	})
 	var rep *pipeline.Report
-	err := workflow.ExecuteActivity(short, a.Finish, FinishInput{Pipeline: in.Pipeline, Run: run, Files: done}).Get(ctx, &rep)
+	// The commit merges the snapshot too, which may take long on a big lake:
+	// it heartbeats, so that another worker takes over a commit whose
+	// worker died (the commit and the merge are idempotent).
+	commit := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: o.FileTimeout,
+		HeartbeatTimeout: o.HeartbeatTimeout, RetryPolicy: retry})
+	err := workflow.ExecuteActivity(commit, a.Finish, FinishInput{Pipeline: in.Pipeline, Run: run, Files: done}).Get(ctx, &rep)
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,9 @@ type Counts struct {
 	// InvalidLines lists them (per file only; moved to the report's
 	// invalidLines).
 	InvalidLines []InvalidLine `json:"invalidLines,omitempty"`
+	// Tables counts the rows written to the research tables (views), by
+	// table (per file only; moved to the report's tables).
+	Tables map[string]int64 `json:"tables,omitempty"`
 }
 
 // Add adds o to c.

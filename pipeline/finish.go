@@ -38,7 +38,9 @@ type Report struct {
 	Warnings         []string `json:"warnings,omitempty"`
 	// InvalidLines lists the lines dropped as invalid (onInvalid: skip),
 	// by file and line number with a reason; never their content.
-	InvalidLines    []InvalidLine     `json:"invalidLines,omitempty"`
+	InvalidLines []InvalidLine `json:"invalidLines,omitempty"`
+	// Tables counts the rows of each research table (views) of the run.
+	Tables          map[string]int64  `json:"tables,omitempty"`
 	ConfigHash      string            `json:"configHash,omitempty"`
 	KeyFingerprints map[string]string `json:"keyFingerprints,omitempty"`
 	// Snapshot is the merged snapshot made after the run, or
@@ -160,6 +162,13 @@ func commitRun(ctx context.Context, p *Pipeline, run RunInfo, kickoffURL string,
 				if err := json.Unmarshal(f.Ops, &c); err == nil {
 					rep.InvalidLines = append(rep.InvalidLines, c.InvalidLines...)
 					c.InvalidLines = nil
+					for name, n := range c.Tables {
+						if rep.Tables == nil {
+							rep.Tables = map[string]int64{}
+						}
+						rep.Tables[name] += n
+					}
+					c.Tables = nil
 					t.Deidentification.Add(c)
 					rep.Deidentification.Add(c)
 				}
@@ -173,6 +182,14 @@ func commitRun(ctx context.Context, p *Pipeline, run RunInfo, kickoffURL string,
 		}
 		rep.BytesIn += f.BytesIn
 		rep.BytesOut += f.BytesOut
+	}
+	if tn, ok := p.Tables.(TableNames); ok {
+		for _, name := range tn.Names() {
+			if rep.Tables == nil {
+				rep.Tables = map[string]int64{}
+			}
+			rep.Tables[name] += 0
+		}
 	}
 	if w := scrubReportWarning(p, run.ID); w != "" {
 		rep.Warnings = append(rep.Warnings, w)

@@ -234,6 +234,8 @@ type fileResult struct {
 	warning string
 	// ops is the JSON of the file's Counts.
 	ops []byte
+	// tables counts the rows of the research tables, by view.
+	tables map[string]int64
 }
 
 // storeFile streams an output or deleted file into storage.
@@ -381,6 +383,9 @@ func storeFile(ctx context.Context, p *Pipeline, runID string, m *bulk.Manifest,
 			if err != nil {
 				return fmt.Errorf("views: %w", err)
 			}
+			if tr, ok := tables.(TableRows); ok {
+				res.tables = tr.Rows()
+			}
 			if warn != "" {
 				if res.warning != "" {
 					res.warning += "; "
@@ -399,6 +404,7 @@ func storeFile(ctx context.Context, p *Pipeline, runID string, m *bulk.Manifest,
 			}
 			c := total.counts()
 			c.Invalid, c.InvalidLines = invalid.n, invalid.lines
+			c.Tables = res.tables
 			res.ops, _ = json.Marshal(c)
 			if w := invalid.warning(); w != "" {
 				if res.warning != "" {

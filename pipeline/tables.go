@@ -32,3 +32,16 @@ type TableFile interface {
 type TablesFinisher interface {
 	Finish(ctx context.Context, run string) error
 }
+
+// TableRows is implemented by a TableFile that counts its rows: after
+// Close, Rows returns the rows written, by view (table) name. The file's
+// counts carry them into report.json ("tables").
+type TableRows interface {
+	Rows() map[string]int64
+}
+
+// TableNames is implemented by Tables that name their tables, so that
+// report.json lists a table without rows too.
+type TableNames interface {
+	Names() []string
+}

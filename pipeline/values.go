@@ -265,15 +265,85 @@ func ProcessManifestFile(ctx context.Context, p *Pipeline, runID string, f FileS
 
 // FinishRun commits run once every file of its export is processed:
 // manifest.json, report.json and the export log, then the _SUCCESS marker
-// and the "latest" pointer, and finally releases the export on the server
-// (a failure to release is logged). It returns the report.
+// and the "latest" pointer; then, when p has a state database (where an
+// interrupted merge is remembered) and its snapshot is on, merges the
+// committed runs into the snapshot ("current") under the pipeline's lease,
+// as Run does; and finally releases the export on the server (a failure to
+// release is logged). A snapshot that fails is logged and kept in
+// rep.SnapshotError: the run stays committed, and the next run's merge
+// takes its runs. It returns the report.
 func FinishRun(ctx context.Context, p *Pipeline, run RunInfo, files []FileResult) (*Report, error) {
 	rep, err := commitRun(ctx, p, run, p.Client.KickoffURL(&run.Request), files, nil, nil)
 	if err != nil {
 		return nil, err
 	}
+	if p.State != nil && !p.NoSnapshot {
+		snap, err := RebuildSnapshot(ctx, p, SnapshotOptions{})
+		if err != nil {
+			p.Logger.Error("the snapshot was not updated", "run", rep.Run, "err", err)
+			rep.SnapshotError = err.Error()
+		} else {
+			rep.Snapshot = snap
+		}
+	}
 	ReleaseExport(ctx, p, run)
 	return rep, nil
+}
+
+// IsIdentifierFile reports whether f is an output file that the scrub
+// method's first pass reads (a type of anonymize.IdentifierTypes).
+func IsIdentifierFile(f FileSpec) bool { return f.Kind == bulk.KindOutput && isIdentifierType(f.Type) }
+
+// CollectRunIdentifiers is CollectIdentifiers for an orchestrator that
+// keeps the run as values: it reads the identifier files among files
+// (IsIdentifierFile; their URLs are needed) and, for an incremental run, a
+// full export of the identifier types, and gives the identifiers to p's
+// de-identifier for run. It does nothing when p does not scrub (Scrubs).
+// Every process that calls ProcessManifestFile for a run of such a
+// pipeline calls it first, once.
+func CollectRunIdentifiers(ctx context.Context, p *Pipeline, run RunInfo, files []FileSpec) error {
+	sc, ok := p.Deidentifier.(scrubCollector)
+	if !ok {
+		return nil
+	}
+	col := sc.newCollector()
+	if col == nil {
+		return nil
+	}
+	n := 0
+	for _, f := range files {
+		if !IsIdentifierFile(f) {
+			continue
+		}
+		m := &bulk.Manifest{RequiresAccessToken: f.Token}
+		if err := collectFile(ctx, p, col, m, bulk.File{Type: f.Type, URL: f.URL}, fmt.Sprintf("%s.%03d", f.Type, f.Seq)); err != nil {
+			return fmt.Errorf("identifiers for scrubbing: file %s.%03d: %w", f.Type, f.Seq, err)
+		}
+		n++
+	}
+	warning := ""
+	if run.Since != "" {
+		req, err := json.Marshal(run.Request)
+		if err != nil {
+			return err
+		}
+		full, err := collectFullExport(ctx, p, &state.Run{ID: run.ID, Source: run.Source, Since: run.Since, Request: req}, col)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			p.Logger.Warn("scrub: the export of the identifier types without _since failed; "+
+				"the contextual layer covers only the patients in this run", "run", run.ID, "err", err)
+			warning = "scrub: the export of the identifier types without _since failed (" + err.Error() +
+				"): free text was scrubbed with the identifiers of the patients in this run only; " +
+				"notes of other patients were scrubbed by patterns and vocabulary alone"
+		} else {
+			n += full
+		}
+	}
+	p.Logger.Info("scrub: identifiers collected", "run", run.ID, "files", n, "patients", col.Patients())
+	sc.useCollected(run.ID, col, warning)
+	return nil
 }
 
 // ReleaseExport tells the server that run's export files may be removed;

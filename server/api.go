@@ -34,6 +34,12 @@ type RunView struct {
 	TransactionTime string     `json:"transactionTime,omitempty"`
 	Warnings        int        `json:"warnings"`
 	Error           string     `json:"error,omitempty"`
+	// Folder is the run's folder in the destination, for a run on a
+	// workflow engine (whose ID is the engine's).
+	Folder string `json:"folder,omitempty"`
+	// Workflow identifies a run on a workflow engine (Temporal): workflow
+	// id, run id, status and a link to the engine's UI.
+	Workflow *WorkflowRef `json:"workflow,omitempty"`
 
 	report *pipeline.Report
 }
@@ -120,6 +126,20 @@ func (s *Server) pipelineViews(ctx context.Context) ([]PipelineView, error) {
 			n := sn.Next
 			pv.NextRun = &n
 		}
+		if j.job.Remote != nil {
+			rr, err := s.remoteRuns(ctx, sn.Name, 1)
+			if err != nil {
+				return nil, err
+			}
+			if len(rr) > 0 {
+				pv.LastRun = &rr[0]
+				if rr[0].Running {
+					pv.Running, pv.CurrentRun = true, rr[0].ID
+				}
+				out = append(out, pv)
+				continue
+			}
+		}
 		runs, err := s.db.Runs(ctx, sn.Name, 1)
 		if err != nil {
 			return nil, err
@@ -143,21 +163,38 @@ func (s *Server) listRuns(ctx context.Context, pipelineName string, offset, limi
 	if err != nil {
 		return nil, false, err
 	}
-	more := len(runs) > offset+limit
-	if offset > len(runs) {
-		offset = len(runs)
-	}
-	runs = runs[offset:min(len(runs), offset+limit)]
-	out := make([]RunView, len(runs))
+	out := make([]RunView, len(runs), len(runs)+offset+limit+1)
 	for i, r := range runs {
 		out[i] = s.runView(r)
 	}
-	return out, more, nil
+	// The runs of a workflow engine are merged in by start time.
+	remote, err := s.remoteRuns(ctx, pipelineName, offset+limit+1)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(remote) > 0 {
+		out = append(out, remote...)
+		sortRuns(out)
+	}
+	more := len(out) > offset+limit
+	offset = min(offset, len(out))
+	return out[offset:min(len(out), offset+limit)], more, nil
 }
 
 // runDetail returns a run with its report and files.
 func (s *Server) runDetail(ctx context.Context, id string) (*RunDetail, error) {
 	r, err := s.db.Run(ctx, id)
+	if errors.Is(err, state.ErrNotFound) {
+		rr, _, rerr := s.remoteRun(ctx, id)
+		if rerr != nil {
+			return nil, rerr
+		}
+		// The files of a durable run are in the engine's history, not
+		// listed here; its snapshot is the destination's.
+		d := &RunDetail{Run: s.remoteView(rr), Files: []FileView{}}
+		d.Report = d.Run.report
+		return d, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -247,8 +284,22 @@ func (s *Server) apiRunLog(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	run, err := s.db.Run(ctx, r.PathValue("id"))
 	if errors.Is(err, state.ErrNotFound) {
-		httpError(w, r, http.StatusNotFound, "no such run")
-		return
+		// A run of a workflow engine: its log, if its commit wrote one.
+		rr, j, rerr := s.remoteRun(ctx, r.PathValue("id"))
+		if errors.Is(rerr, state.ErrNotFound) {
+			httpError(w, r, http.StatusNotFound, "no such run")
+			return
+		}
+		if rerr != nil {
+			s.internalError(w, r, "read run", rerr)
+			return
+		}
+		run = &state.Run{ID: rr.Folder, Source: rr.Pipeline}
+		if rr.Folder == "" || j.job.Store == nil {
+			httpError(w, r, http.StatusNotFound, "the run has no log")
+			return
+		}
+		err = nil
 	}
 	if err != nil {
 		s.internalError(w, r, "read run", err)

@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -89,7 +88,7 @@ func (s *Server) pageIndex(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "list runs", err)
 		return
 	}
-	chartRuns, err := s.db.Runs(ctx, filter, chartMax)
+	chartRuns, _, err := s.listRuns(ctx, filter, 0, chartMax)
 	if err != nil {
 		s.internalError(w, r, "list runs", err)
 		return
@@ -278,7 +277,7 @@ type chartTick struct {
 
 // buildChart lays out the finished runs among runs (newest first) as points
 // of resources over start time; nil when there are none.
-func buildChart(runs []*state.Run) *chart {
+func buildChart(runs []RunView) *chart {
 	type pt struct {
 		at  time.Time
 		n   int64
@@ -288,16 +287,10 @@ func buildChart(runs []*state.Run) *chart {
 	var pts []pt
 	for i := len(runs) - 1; i >= 0; i-- {
 		r := runs[i]
-		if len(r.Report) == 0 {
+		if r.report == nil {
 			continue
 		}
-		var rep struct {
-			Resources int64 `json:"resources"`
-		}
-		if err := json.Unmarshal(r.Report, &rep); err != nil {
-			continue
-		}
-		pts = append(pts, pt{r.StartedAt, rep.Resources, r.ID, statusClass(string(r.Status))})
+		pts = append(pts, pt{r.StartedAt, r.report.Resources, r.ID, statusClass(r.Status)})
 	}
 	if len(pts) == 0 {
 		return nil

@@ -24,6 +24,10 @@ var outcomes = []string{OutcomeSucceeded, OutcomePartial, OutcomeRetryable, Outc
 
 // loop is the scheduler of one job.
 func (s *Server) loop(ctx context.Context, j *jobState) {
+	if j.job.Remote != nil {
+		s.remoteLoop(ctx, j)
+		return
+	}
 	if s.startup {
 		if reason := s.startupReason(ctx, j); reason != "" {
 			s.runOnce(ctx, j, reason)

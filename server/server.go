@@ -19,6 +19,12 @@
 // running runs' contexts: the pipeline checkpoints and leaves them
 // resumable, and the next start resumes them.
 //
+// A job with a Remote (a workflow engine such as Temporal, see Remote) is
+// not run here: the engine schedules and runs it, and the server lists its
+// runs beside the state database's (with the engine's workflow id, run id,
+// status and UI link), sends "run now" and cancellations to the engine,
+// and reads the engine every Options.RemotePoll for the metrics.
+//
 // # HTTP
 //
 //	GET  /api/pipelines                 pipelines: schedule, next run, last run
@@ -100,6 +106,10 @@ type Job struct {
 	// LogDir is the pipeline's LogDir, where the log of an unfinished run
 	// is kept.
 	LogDir string
+	// Remote, if set, runs the pipeline instead of this process (a
+	// workflow engine): Schedule is only shown, Open is not called, and
+	// the job's runs are read from Remote (see remoteLoop).
+	Remote Remote
 }
 
 // Options configure a Server.
@@ -124,6 +134,9 @@ type Options struct {
 	// DisableStartup skips the start-up resume and missed-run checks
 	// (tests).
 	DisableStartup bool
+	// RemotePoll is how often the runs of jobs with a Remote are read for
+	// the metrics and the next run (default 15 s).
+	RemotePoll time.Duration
 }
 
 // Errors returned by Trigger and Cancel.
@@ -144,19 +157,20 @@ var errOperatorCancel = errors.New("cancelled by an operator")
 
 // Server runs jobs and serves the HTTP interface. Create one with New.
 type Server struct {
-	db       *state.DB
-	jobs     []*jobState
-	byName   map[string]*jobState
-	token    string
-	clock    Clock
-	log      *slog.Logger
-	retry    time.Duration
-	pageSize int
-	startup  bool
-	metrics  *metrics
-	handler  http.Handler
-	started  time.Time
-	owner    string
+	db         *state.DB
+	jobs       []*jobState
+	byName     map[string]*jobState
+	token      string
+	clock      Clock
+	log        *slog.Logger
+	retry      time.Duration
+	pageSize   int
+	startup    bool
+	remotePoll time.Duration
+	metrics    *metrics
+	handler    http.Handler
+	started    time.Time
+	owner      string
 }
 
 // jobState is a job and what the scheduler knows of it.
@@ -195,13 +209,17 @@ func New(opts Options) (*Server, error) {
 	if s.pageSize <= 0 {
 		s.pageSize = 25
 	}
+	s.remotePoll = opts.RemotePoll
+	if s.remotePoll <= 0 {
+		s.remotePoll = 15 * time.Second
+	}
 	for _, j := range opts.Jobs {
 		switch {
 		case j == nil || j.Name == "":
 			return nil, errors.New("server: a job has no name")
 		case j.Schedule == nil:
 			return nil, fmt.Errorf("server: job %s: no schedule", j.Name)
-		case j.Open == nil:
+		case j.Open == nil && j.Remote == nil:
 			return nil, fmt.Errorf("server: job %s: no Open function", j.Name)
 		}
 		if _, dup := s.byName[j.Name]; dup {
@@ -305,6 +323,9 @@ func (s *Server) Trigger(name string) error {
 	if j == nil {
 		return ErrUnknownPipeline
 	}
+	if j.job.Remote != nil {
+		return s.remoteTrigger(j)
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.running || j.pending {
@@ -322,6 +343,16 @@ func (s *Server) Trigger(name string) error {
 // ErrRunElsewhere.
 func (s *Server) Cancel(ctx context.Context, id string) error {
 	run, err := s.db.Run(ctx, id)
+	if errors.Is(err, state.ErrNotFound) {
+		rr, j, rerr := s.remoteRun(ctx, id)
+		if rerr != nil {
+			return rerr
+		}
+		if !rr.Running {
+			return ErrRunOver
+		}
+		return j.job.Remote.Cancel(ctx, id)
+	}
 	if err != nil {
 		return err
 	}

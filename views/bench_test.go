@@ -72,7 +72,7 @@ func BenchmarkWriters(b *testing.B) {
 	}
 }
 
-func readLines(b *testing.B, path string) ([][]byte, int64) {
+func readLines(b testing.TB, path string) ([][]byte, int64) {
 	f, err := os.Open(path)
 	if err != nil {
 		b.Fatal(err)

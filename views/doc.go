@@ -53,6 +53,21 @@
 // a list. A column without a type takes each value as it comes; typed
 // writers store such a column as text.
 //
+// A column tagged "ansi/type" DATE (on date or dateTime), TIMESTAMP or
+// TIMESTAMP WITH TIME ZONE (on dateTime or instant) has Column.SQLType set:
+// its values must have that precision (a full date; a time to the second,
+// and a zone for the latter), else the resource gives an error, and
+// Value.Int holds the days or microseconds since the epoch, which the
+// Parquet writer stores natively. Other ansi/type values are accepted and
+// change nothing.
+//
+// # Fast paths
+//
+// Columns whose path is a chain of element names, first(), ofType(T),
+// getReferenceKey([T]) or getResourceKey() (most columns of real views)
+// are evaluated by a direct walk of the typed tree rather than by the
+// FHIRPath engine; tests hold the two to the same rows.
+//
 // # Writers
 //
 // NDJSONWriter and CSVWriter (RFC 4180, header row) are in this package;

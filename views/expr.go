@@ -21,6 +21,8 @@ type cexpr struct {
 	src      string
 	quotes   []int
 	rowIndex bool // uses %rowIndex
+	// fast is the direct walk of a simple path (fast.go), or nil.
+	fast *fastPath
 }
 
 // Variables every expression may use besides the view's constants.
@@ -87,6 +89,8 @@ func (c *compiler) expr(x any, elem string, sc scope) (*cexpr, error) {
 		return nil, &Error{View: c.view, Element: elem, Msg: err.Error(), Err: err}
 	}
 	ce.e = e
+	ce.fast = compileFast(text, c.model)
+	c.noteMembers(text)
 	if !direct && !sc.opaque {
 		if err := c.checkInChain(ce, sc); err != nil {
 			return nil, &Error{View: c.view, Element: elem, Msg: err.Error(), Err: err}

@@ -25,11 +25,15 @@ type Runner struct {
 	root    *jsontree.Node
 	rows    int64
 	resRows int
+	// scratch of the fast paths
+	fa, fb []*jsontree.Node
+	fids   []string
+	model  *model.Model
 }
 
 // NewRunner returns a Runner for the view.
 func (v *View) NewRunner() *Runner {
-	r := &Runner{v: v, row: make([]Value, len(v.Columns)), lists: make([][]Value, len(v.Columns))}
+	r := &Runner{v: v, row: make([]Value, len(v.Columns)), lists: make([][]Value, len(v.Columns)), model: model.Get(model.R4)}
 	r.ri = []fhirpath.Item{fhirpath.ValueItem(int64(0))}
 	r.env.Vars = make(map[string][]fhirpath.Item, len(v.consts)+1)
 	for k, c := range v.consts {
@@ -43,8 +47,14 @@ func (v *View) NewRunner() *Runner {
 func (r *Runner) Rows() int64 { return r.rows }
 
 // ProcessJSON parses one resource (JSON), types it and evaluates the view
-// on it (see Eval). Resources of other types are skipped before typing.
+// on it (see Eval); members the view cannot read are left out before
+// typing (see Members). The rows' strings are valid only during emit
+// (they may be slices of data). Resources of other types are skipped before typing.
 func (r *Runner) ProcessJSON(data []byte, emit func(row []Value) error) error {
+	// Nothing of a tree outlives the call (rows are valid only during
+	// emit, errors hold copies): the tree's strings are borrowed from data
+	// and the parser reuses its text memory for the escaped ones.
+	r.parser.ReuseText, r.parser.Borrow = true, true
 	root, err := r.parser.Parse(data)
 	if err != nil {
 		return err
@@ -53,6 +63,7 @@ func (r *Runner) ProcessJSON(data []byte, emit func(row []Value) error) error {
 	if rt == nil || rt.Kind != jsontree.String || rt.Value != r.v.Resource {
 		return nil
 	}
+	Members(r.v.members).Prune(root)
 	if err := typed.Annotate(root, model.Get(model.R4)); err != nil {
 		return err
 	}
@@ -182,7 +193,14 @@ const maxRepeatDepth = 256
 // body fills the select's columns on ctx and cross-joins its nested
 // selects and its unionAll.
 func (r *Runner) body(s *selectNode, ctx fhirpath.Item, ri int, k func() error) error {
+	n := ctx.Node()
 	for _, c := range s.cols {
+		if c.expr.fast != nil && n != nil && !noFastPaths {
+			if err := r.fillFast(c, n); err != nil {
+				return err
+			}
+			continue
+		}
 		// A column's result is converted before the next evaluation, so
 		// one buffer serves every column.
 		items, err := r.evalInto(r.buf[:0], c.expr, ctx, ri)
@@ -301,9 +319,129 @@ func (r *Runner) fill(c *colNode, items []fhirpath.Item) error {
 	return r.errorf(c.expr, "column %s: the path gave %d values; set \"collection\": true to keep them all", col.Name, len(items))
 }
 
+// noFastPaths makes every column go through the FHIRPath engine (tests
+// compare the two).
+var noFastPaths bool
+
+// fillFast fills c's slot with the result of its fast path on n, as fill
+// does with the engine's result.
+func (r *Runner) fillFast(c *colNode, n *jsontree.Node) error {
+	fp := c.expr.fast
+	col := &c.col
+	if fp.literal {
+		if fp.empty {
+			if col.Collection {
+				r.row[c.slot] = Value{Kind: col.Kind, List: r.list(c.slot)}
+			} else {
+				r.row[c.slot] = Value{Kind: col.Kind, Null: true}
+			}
+			return nil
+		}
+		return r.fillValues(c, 1, func(int) (Value, *jsontree.Node) { return Value{Kind: KindString, Text: fp.text}, nil })
+	}
+	var nodes []*jsontree.Node
+	nodes, r.fb, r.fids = fp.eval(r.model, n, r.fa, r.fb, r.fids)
+	var err error
+	if len(nodes) == 1 && !col.Collection {
+		// The common case, without the copies of fillValues.
+		dst := &r.row[c.slot]
+		*dst = natural(fhirpath.NodeItem(nodes[0]))
+		err = r.convertInPlace(c, dst, nodes[0])
+	} else if ids := r.fids; len(ids) > 0 {
+		err = r.fillValues(c, len(ids), func(i int) (Value, *jsontree.Node) { return Value{Kind: KindString, Text: ids[i]}, nil })
+	} else {
+		err = r.fillValues(c, len(nodes), func(i int) (Value, *jsontree.Node) {
+			return natural(fhirpath.NodeItem(nodes[i])), nodes[i]
+		})
+	}
+	clear(nodes)
+	r.fa = nodes[:0]
+	return err
+}
+
+// fillValues is fill for n values given by at.
+func (r *Runner) fillValues(c *colNode, n int, at func(int) (Value, *jsontree.Node)) error {
+	col := &c.col
+	if col.Collection {
+		l := r.list(c.slot)
+		for i := 0; i < n; i++ {
+			x, xn := at(i)
+			v, err := r.convert(c, x, xn)
+			if err != nil {
+				return err
+			}
+			if !v.Null {
+				l = append(l, v)
+			}
+		}
+		r.lists[c.slot] = l[:0]
+		r.row[c.slot] = Value{Kind: col.Kind, List: l}
+		return nil
+	}
+	switch n {
+	case 0:
+		r.row[c.slot] = Value{Kind: col.Kind, Null: true}
+		return nil
+	case 1:
+		x, xn := at(0)
+		v, err := r.convert(c, x, xn)
+		if err != nil {
+			return err
+		}
+		r.row[c.slot] = v
+		return nil
+	}
+	return r.errorf(c.expr, "column %s: the path gave %d values; set \"collection\": true to keep them all", col.Name, n)
+}
+
 // value converts an item to the column's kind.
 func (r *Runner) value(c *colNode, it fhirpath.Item) (Value, error) {
-	v := natural(it)
+	return r.convert(c, natural(it), it.Node())
+}
+
+// convert converts v, the natural value of node n (nil for a System
+// value), to the column's kind and, with an ansi/type date or timestamp,
+// its SQL type.
+func (r *Runner) convert(c *colNode, v Value, n *jsontree.Node) (Value, error) {
+	v, err := r.convertKind(c, v, n)
+	if err != nil || c.col.SQLType == "" || v.Null {
+		return v, err
+	}
+	var ok bool
+	switch c.col.SQLType {
+	case SQLDate:
+		v.Int, ok = parseDate(v.Text)
+		if ok {
+			v.Text = v.Text[:10]
+		}
+	case SQLTimestamp:
+		v.Int, ok = parseTimestamp(v.Text, false)
+	case SQLTimestampTZ:
+		v.Int, ok = parseTimestamp(v.Text, true)
+	}
+	if !ok {
+		return Value{}, r.errorf(c.expr, "column %s: a %s value without the precision of the column's ansi/type %s (a partial date, no time or no time zone)", c.col.Name, v.Kind, c.col.SQLType)
+	}
+	return v, nil
+}
+
+// convertInPlace is convert on *v; a value of the column's kind and no SQL
+// type is left as it is without copying it.
+func (r *Runner) convertInPlace(c *colNode, v *Value, n *jsontree.Node) error {
+	if c.col.SQLType == "" && (c.col.Kind == KindAny || v.Null || v.Kind == c.col.Kind) {
+		return nil
+	}
+	x, err := r.convert(c, *v, n)
+	if err != nil {
+		*v = Value{Kind: c.col.Kind, Null: true}
+		return err
+	}
+	*v = x
+	return nil
+}
+
+// convertKind converts v to the column's kind.
+func (r *Runner) convertKind(c *colNode, v Value, n *jsontree.Node) (Value, error) {
 	want := c.col.Kind
 	if want == KindAny || v.Null || v.Kind == want {
 		return v, nil
@@ -328,7 +466,7 @@ func (r *Runner) value(c *colNode, it fhirpath.Item) (Value, error) {
 			return v, nil
 		}
 	case KindJSON:
-		if n := it.Node(); n != nil {
+		if n != nil {
 			return Value{Kind: KindJSON, Text: string(n.AppendJSON(nil))}, nil
 		}
 		return Value{Kind: KindJSON, Text: string(v.AppendJSON(nil))}, nil

@@ -1,9 +1,11 @@
 package views
 
 import (
-	"fhirdeid/jsontree"
 	"strconv"
 	"strings"
+	"time"
+
+	"fhirdeid/jsontree"
 )
 
 // Kind is the type of a column's values.
@@ -69,6 +71,12 @@ func kindOfType(t string) Kind {
 // (0 or 1). A collection column holds its items in List (Kind is the
 // column's kind, Null false, even when the list is empty).
 //
+// In a column with an ansi/type date or timestamp (Column.SQLType), Int
+// also holds the value as a number: days since 1970-01-01 for SQLDate (and
+// Text is then the date alone), microseconds since 1970-01-01T00:00:00 for
+// SQLTimestamp (the time as written, its offset ignored) and
+// SQLTimestampTZ (the instant, in UTC).
+//
 // Text may point into the resource's parse buffer: a Value is valid only
 // during the callback that receives it; writers copy what they keep.
 type Value struct {
@@ -129,4 +137,42 @@ func (v Value) String() string {
 		return strconv.FormatInt(v.Int, 10)
 	}
 	return v.Text
+}
+
+// parseDate reads a full date, alone or at the start of a dateTime
+// ("2020-02-03", "2020-02-03T04:05:06Z"), as days since 1970-01-01.
+func parseDate(s string) (int64, bool) {
+	if len(s) < 10 || (len(s) > 10 && s[10] != 'T') {
+		return 0, false
+	}
+	t, err := time.Parse("2006-01-02", s[:10])
+	if err != nil {
+		return 0, false
+	}
+	return t.Unix() / 86400, true
+}
+
+// parseTimestamp reads a dateTime or instant with at least seconds
+// ("2020-02-03T04:05:06.789+02:00") as microseconds since 1970-01-01: of
+// the instant (in UTC) with utc, which then needs the time zone; of the
+// time as written otherwise.
+func parseTimestamp(s string, utc bool) (int64, bool) {
+	if len(s) < 19 || s[10] != 'T' {
+		return 0, false
+	}
+	t, err := time.Parse("2006-01-02T15:04:05Z07:00", s)
+	if err != nil {
+		if utc {
+			return 0, false
+		}
+		if t, err = time.Parse("2006-01-02T15:04:05", s); err != nil {
+			return 0, false
+		}
+	}
+	if utc {
+		return t.UnixMicro(), true
+	}
+	y, mo, d := t.Date()
+	h, mi, sec := t.Clock()
+	return time.Date(y, mo, d, h, mi, sec, t.Nanosecond(), time.UTC).UnixMicro(), true
 }

@@ -27,6 +27,9 @@ type View struct {
 	where  []*cexpr
 	root   *selectNode
 	consts map[string][]fhirpath.Item
+	// members are the names an expression of the view may read at the
+	// resource's top level (see Members); nil when it cannot be told.
+	members map[string]bool
 }
 
 // Column is one output column.
@@ -38,7 +41,23 @@ type Column struct {
 	Kind        Kind
 	Collection  bool
 	Description string
+	// SQLType is the column's "ansi/type" tag when it asks for a native
+	// date or timestamp: SQLDate, SQLTimestamp or SQLTimestampTZ ("" for
+	// none or another SQL type, which writers do not act on). Values then
+	// must have the precision of that type (see Value).
+	SQLType string
 }
+
+// The SQL types of an "ansi/type" tag that typed writers (Parquet) store
+// natively. Without one, dates, dateTimes and instants are text, as the
+// SQL on FHIR default type mapping says for date and dateTime: FHIR allows
+// partial precision ("2020", "2020-02"), and de-identification
+// generalizes dates, dateTimes and even instants to a year.
+const (
+	SQLDate        = "DATE"
+	SQLTimestamp   = "TIMESTAMP"
+	SQLTimestampTZ = "TIMESTAMP WITH TIME ZONE"
+)
 
 // Error is a problem in a view: invalid at Parse, or raised while
 // evaluating it. It names the view, the element of the ViewDefinition
@@ -147,6 +166,10 @@ type compiler struct {
 	model  *model.Model
 	consts map[string][]fhirpath.Item
 	funcs  []*fhirpath.Function
+	// members collects the identifiers of the expressions; allMembers is
+	// set by one that may read members it does not name.
+	members    map[string]bool
+	allMembers bool
 }
 
 func (c *compiler) errf(elem, format string, args ...any) error {
@@ -280,6 +303,17 @@ func Compile(doc any, name string) (*View, error) {
 	}
 	finishSlots(root)
 	v.root = root
+	v.members = c.members
+	for _, col := range v.Columns {
+		// A complex or untyped column may hold the resource itself as
+		// JSON, which must not lose members.
+		if col.Kind == KindJSON || col.Kind == KindAny {
+			c.allMembers = true
+		}
+	}
+	if c.allMembers {
+		v.members = nil
+	}
 	return v, nil
 }
 
@@ -508,6 +542,19 @@ func (c *compiler) column(x any, elem string, sc scope) (*colNode, error) {
 			if err := checkKeys(c, tm, tagKeys, te); err != nil {
 				return nil, err
 			}
+			name, ok1 := tm["name"].(string)
+			value, ok2 := tm["value"].(string)
+			if !ok1 || !ok2 {
+				return nil, c.errf(te, "must have a name and a value (strings)")
+			}
+			if name != "ansi/type" {
+				continue
+			}
+			sqlType, err := ansiTemporal(value, col)
+			if err != nil {
+				return nil, c.errf(te+".value", "%v", err)
+			}
+			col.SQLType = sqlType
 		}
 	}
 	e, err := c.expr(m["path"], elem+".path", sc)
@@ -515,6 +562,30 @@ func (c *compiler) column(x any, elem string, sc scope) (*colNode, error) {
 		return nil, err
 	}
 	return &colNode{expr: e, col: col}, nil
+}
+
+// ansiTemporal returns the SQLType of an ansi/type tag value for col: a
+// date or timestamp type (checked against the column's FHIR type), or ""
+// for another SQL type.
+func ansiTemporal(value string, col Column) (string, error) {
+	t := strings.ToUpper(strings.Join(strings.Fields(value), " "))
+	switch t {
+	case "DATE":
+		t = SQLDate
+	case "TIMESTAMP", "TIMESTAMP WITHOUT TIME ZONE":
+		t = SQLTimestamp
+	case "TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ":
+		t = SQLTimestampTZ
+	default:
+		return "", nil
+	}
+	switch {
+	case t == SQLDate && (col.Kind == KindDate || col.Kind == KindDateTime):
+		return t, nil
+	case t != SQLDate && (col.Kind == KindDateTime || col.Kind == KindInstant):
+		return t, nil
+	}
+	return "", fmt.Errorf("ansi/type %s needs a column of type %s", t, map[bool]string{true: "date or dateTime", false: "dateTime or instant"}[t == SQLDate])
 }
 
 // constants compiles the constant list into FHIRPath values.

@@ -25,6 +25,9 @@ func TestParseRejects(t *testing.T) {
 		{"wrong type", `{"resource":"Patient","select":[{"forEach":1}]}`, "select[0].forEach", "must be a FHIRPath expression"},
 		{"unknown element in forEach", `{"resource":"Patient","select":[{"forEach":"contact","select":[{"forEach":"telecom","column":[{"name":"s","path":"system"},{"name":"v","path":"$this.valeu"}]}]}]}`, "select[0].select[0].column[1].path", "fhirpath: 1:7: unknown element valeu on ContactPoint"},
 		{"unknown element in forEachOrNull after ofType", `{"resource":"Observation","select":[{"forEachOrNull":"value.ofType(Quantity)","column":[{"name":"u","path":"unitt"}]}]}`, "select[0].column[0].path", "1:1: unknown element unitt on Quantity"},
+		{"ansi/type on a string", `{"resource":"Patient","select":[{"column":[{"name":"g","path":"gender","type":"code","tag":[{"name":"ansi/type","value":"DATE"}]}]}]}`, "select[0].column[0].tag[0].value", "ansi/type DATE needs a column of type date or dateTime"},
+		{"timestamp on a date", `{"resource":"Patient","select":[{"column":[{"name":"b","path":"birthDate","type":"date","tag":[{"name":"ansi/type","value":"timestamptz"}]}]}]}`, "select[0].column[0].tag[0].value", "needs a column of type dateTime or instant"},
+		{"tag without value", `{"resource":"Patient","select":[{"column":[{"name":"b","path":"birthDate","type":"date","tag":[{"name":"ansi/type"}]}]}]}`, "select[0].column[0].tag[0]", "must have a name and a value"},
 		{"reference key type", `{"resource":"Patient","select":[{"column":[{"name":"k","path":"link.other.getReferenceKey(Patient).nmae"}]}]}`, "select[0].column[0].path", "1:37: unknown element nmae"},
 	}
 	for _, tc := range cases {
@@ -41,6 +44,48 @@ func TestParseRejects(t *testing.T) {
 				t.Fatalf("got %q (element %q), want element %q and %q", err, ve.Element, tc.element, tc.reason)
 			}
 		})
+	}
+}
+
+// TestAnsiTypeColumns checks the ansi/type tags of date and timestamp
+// columns: the SQL type, the number in Value.Int and the date text, and
+// that another SQL type leaves the column as it is.
+func TestAnsiTypeColumns(t *testing.T) {
+	v, err := Parse([]byte(`{"name":"t","resource":"Patient","select":[{"column":[
+	 {"name":"b","path":"birthDate","type":"date","tag":[{"name":"ansi/type","value":" date "}]},
+	 {"name":"d","path":"deceased.ofType(dateTime)","type":"dateTime","tag":[{"name":"ansi/type","value":"DATE"}]},
+	 {"name":"l","path":"deceased.ofType(dateTime)","type":"dateTime","tag":[{"name":"ansi/type","value":"TIMESTAMP"}]},
+	 {"name":"u","path":"deceased.ofType(dateTime)","type":"dateTime","tag":[{"name":"ansi/type","value":"TIMESTAMP WITH TIME ZONE"}]},
+	 {"name":"g","path":"gender","type":"code","tag":[{"name":"ansi/type","value":"VARCHAR(10)"},{"name":"other","value":"x"}]}]}]}`), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{SQLDate, SQLDate, SQLTimestamp, SQLTimestampTZ, ""}
+	for i, c := range v.Columns {
+		if c.SQLType != want[i] {
+			t.Errorf("column %s: SQL type %q, want %q", c.Name, c.SQLType, want[i])
+		}
+	}
+	var got []Value
+	err = v.NewRunner().ProcessJSON([]byte(`{"resourceType":"Patient","birthDate":"1970-01-11","deceasedDateTime":"1970-01-02T01:00:00.5-01:00","gender":"other"}`), func(row []Value) error {
+		got = append(got, row...)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Int != 10 || got[0].Text != "1970-01-11" || got[1].Int != 1 || got[1].Text != "1970-01-02" ||
+		got[2].Int != 86400e6+3600e6+5e5 || got[3].Int != 86400e6+2*3600e6+5e5 || got[2].Text != "1970-01-02T01:00:00.5-01:00" || got[4].Text != "other" {
+		t.Fatalf("values %+v", got)
+	}
+	for _, doc := range []string{
+		`{"resourceType":"Patient","birthDate":"1970-01"}`,
+		`{"resourceType":"Patient","deceasedDateTime":"1970-01-02"}`,
+	} {
+		err := v.NewRunner().ProcessJSON([]byte(doc), func([]Value) error { return nil })
+		if err == nil || !strings.Contains(err.Error(), "without the precision of the column's ansi/type") || strings.Contains(err.Error(), "1970") {
+			t.Errorf("%s: error %v, want a precision error without the value", doc, err)
+		}
 	}
 }
 

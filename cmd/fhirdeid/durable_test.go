@@ -7,13 +7,18 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +26,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+	"go.temporal.io/sdk/client"
 
 	"fhirdeid/durable"
 	"fhirdeid/internal/testshared"
@@ -51,6 +57,8 @@ func randomName(prefix string) string {
 // way to write pipeline configurations with or without temporal:.
 type durableSetup struct {
 	bin, base, keys, name, queue, addr string
+	// profile is the anonymizer's built-in profile ("": the default).
+	profile string
 }
 
 func newDurableSetup(t *testing.T, serverArgs ...string) *durableSetup {
@@ -74,10 +82,16 @@ func (s *durableSetup) config(t *testing.T, dir string, durable bool) string {
 pipelines:
   %s:
     source: {url: %s, maxPollInterval: 1s}
-    anonymizer: {keysFile: %s}
+    anonymizer: {keysFile: %s%s}
     destination: file://%s
     concurrency: 4
-`, s.name, s.base, s.keys, filepath.ToSlash(filepath.Join(dir, "lake")))
+`, s.name, s.base, s.keys, profileSetting(s.profile), filepath.ToSlash(filepath.Join(dir, "lake")))
+	if s.profile != "" {
+		// In process, the audit's collecting wrapper hides the engine from
+		// the scrub method's first pass (the run then scrubs without the
+		// patients' identifiers); durable runs have no audit.
+		cfg += "    audit: {enabled: false}\n    risk: {enabled: false}\n"
+	}
 	if durable {
 		cfg += fmt.Sprintf("temporal:\n  hostPort: %s\n  taskQueue: %s\n  heartbeatTimeout: 4s\n  workerFiles: 2\n", s.addr, s.queue)
 	}
@@ -86,6 +100,13 @@ pipelines:
 		t.Fatal(err)
 	}
 	return p
+}
+
+func profileSetting(profile string) string {
+	if profile == "" {
+		return ""
+	}
+	return ", profile: " + profile
 }
 
 // proc is a started fhirdeid process.
@@ -203,7 +224,23 @@ func lineSets(t *testing.T, lake string) map[string]string {
 	if err != nil {
 		t.Fatalf("no committed run: %v", err)
 	}
-	run := filepath.Join(lake, strings.TrimSpace(string(latest)))
+	return folderLineSets(t, filepath.Join(lake, strings.TrimSpace(string(latest))))
+}
+
+// snapshotLineSets is lineSets of the merged snapshot that lake's
+// "current" names.
+func snapshotLineSets(t *testing.T, lake string) map[string]string {
+	t.Helper()
+	cur, err := os.ReadFile(filepath.Join(lake, "current"))
+	if err != nil {
+		t.Fatalf("no snapshot: %v", err)
+	}
+	return folderLineSets(t, filepath.Join(lake, "snapshots", strings.TrimSpace(string(cur))))
+}
+
+// folderLineSets is lineSets of the data files of one folder.
+func folderLineSets(t *testing.T, run string) map[string]string {
+	t.Helper()
 	out := map[string]string{}
 	for _, pat := range []string{"*.ndjson.gz", "deleted/*.ndjson.gz"} {
 		files, _ := filepath.Glob(filepath.Join(run, pat))
@@ -257,7 +294,20 @@ func sameOutput(t *testing.T, got, want map[string]string) {
 // temporal: produce the same de-identified output as "fhirdeid run" in
 // process, with the same keys, with one kick-off.
 func TestDurableRunMatchesInProcess(t *testing.T) {
+	testDurableRunMatchesInProcess(t, "")
+}
+
+// TestDurableScrubMatchesInProcess: with the longitudinal profile, whose
+// scrub method needs the patients' identifiers collected first, the
+// workers' output equals the in-process run's: each worker collects them
+// from the files the workflow names.
+func TestDurableScrubMatchesInProcess(t *testing.T) {
+	testDurableRunMatchesInProcess(t, "longitudinal")
+}
+
+func testDurableRunMatchesInProcess(t *testing.T, profile string) {
 	s := newDurableSetup(t)
+	s.profile = profile
 	refDir := t.TempDir()
 	if err := start(t, s.bin, "run", "-q", s.config(t, refDir, false)).wait(t, 10*time.Minute); err != nil {
 		t.Fatalf("in-process run: %v", err)
@@ -279,6 +329,12 @@ func TestDurableRunMatchesInProcess(t *testing.T) {
 	if k := serverStats(t, s.base).Kickoffs - before; k != 1 {
 		t.Errorf("%d kick-offs", k)
 	}
+	// The workers merge the run into the snapshot, as pipeline.Run does.
+	wantSnap := snapshotLineSets(t, filepath.Join(refDir, "lake"))
+	if len(wantSnap) == 0 {
+		t.Fatal("the in-process run made an empty snapshot")
+	}
+	sameOutput(t, snapshotLineSets(t, filepath.Join(dir, "lake")), wantSnap)
 	wantFiles := runFiles(t, filepath.Join(refDir, "lake"))
 	gotFiles := runFiles(t, filepath.Join(dir, "lake"))
 	// The durable run keeps its export events in the workflow history,
@@ -480,5 +536,177 @@ func TestServeTemporalSchedules(t *testing.T) {
 	serve("30 2 * * *", "updated")
 	if h, m, _ := hourMinute(); h != 2 || m != 30 {
 		t.Errorf("updated schedule at %02d:%02d, want 02:30", h, m)
+	}
+}
+
+// TestServeShowsTemporalRuns: with temporal:, serve's "Run now" starts a
+// workflow on the workers, a second one while it runs is refused, and the
+// API, the dashboard and the metrics show the run from Temporal: workflow
+// id and run id, status, the run's folder, its report and a link to the
+// Temporal UI.
+func TestServeShowsTemporalRuns(t *testing.T) {
+	s := newDurableSetup(t)
+	dir := t.TempDir()
+	cfg := s.config(t, dir, true)
+	c, err := durable.Dial(context.Background(), durable.ConnectOptions{HostPort: s.addr, Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	defer c.ScheduleClient().GetHandle(context.Background(), durable.ScheduleID(s.name)).Delete(context.Background())
+	startWorkers(t, s.bin, cfg, 1)
+	sv := start(t, s.bin, "serve", "-addr", "127.0.0.1:0", cfg)
+	re := regexp.MustCompile(`listening on (http://[0-9.:]+)/`)
+	var base string
+	for deadline := time.Now().Add(60 * time.Second); base == ""; time.Sleep(50 * time.Millisecond) {
+		if m := re.FindStringSubmatch(sv.out.String()); m != nil {
+			base = m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("serve did not start: %s", sv.out.String())
+		}
+	}
+	call := func(method, path string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, nil)
+		req.Header.Set("Origin", base)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := call("POST", "/api/pipelines/"+s.name+"/run"); code != http.StatusAccepted {
+		t.Fatalf("run now: %d %s", code, body)
+	}
+	var pipes []struct {
+		Running    bool       `json:"running"`
+		CurrentRun string     `json:"currentRun"`
+		NextRun    *time.Time `json:"nextRun"`
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		_, body := call("GET", "/api/pipelines")
+		if err := json.Unmarshal([]byte(body), &pipes); err != nil || len(pipes) != 1 {
+			t.Fatalf("pipelines: %v: %s", err, body)
+		}
+		if pipes[0].Running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the run did not show as running: %s", body)
+		}
+	}
+	if pipes[0].NextRun == nil || pipes[0].NextRun.UTC().Hour() != 1 {
+		t.Errorf("next run %v, want the Schedule's next 01:00 UTC", pipes[0].NextRun)
+	}
+	if code, body := call("POST", "/api/pipelines/"+s.name+"/run"); code != http.StatusConflict {
+		t.Errorf("a second run now while one runs: %d %s, want 409", code, body)
+	}
+	type runView struct {
+		ID        string `json:"id"`
+		Status    string `json:"status"`
+		Folder    string `json:"folder"`
+		Resources int64  `json:"resources"`
+		Workflow  *struct {
+			ID, RunID, Status, URL string
+		} `json:"workflow"`
+	}
+	var list struct{ Runs []runView }
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		_, body := call("GET", "/api/runs")
+		if err := json.Unmarshal([]byte(body), &list); err != nil {
+			t.Fatalf("runs: %v: %s", err, body)
+		}
+		if len(list.Runs) == 1 && list.Runs[0].Status == "succeeded" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the run did not succeed: %s", body)
+		}
+	}
+	r := list.Runs[0]
+	latest, _ := os.ReadFile(filepath.Join(dir, "lake", "latest"))
+	if r.Folder == "" || r.Folder != strings.TrimSpace(string(latest)) || r.Resources == 0 {
+		t.Errorf("run %+v, want the folder %q with its resources", r, latest)
+	}
+	host, port, _ := net.SplitHostPort(s.addr)
+	n, _ := strconv.Atoi(port)
+	wantURL := "http://" + net.JoinHostPort(host, strconv.Itoa(n+1000)) // the dev server's UI
+	if w := r.Workflow; w == nil || w.ID != durable.WorkflowID(s.name) || w.RunID != r.ID || w.Status != "Completed" ||
+		!strings.HasPrefix(w.URL, wantURL) || !strings.HasSuffix(w.URL, "/namespaces/default/workflows/"+w.ID+"/"+w.RunID+"/history") {
+		t.Errorf("workflow %+v", r.Workflow)
+	}
+	if code, body := call("GET", "/api/runs/"+r.ID); code != 200 || !strings.Contains(body, `"report": {`) {
+		t.Errorf("run detail: %d %s", code, body)
+	}
+	if _, body := call("GET", "/runs/"+r.ID); !strings.Contains(body, "open in the Temporal UI") {
+		t.Errorf("the run page has no link to the Temporal UI: %s", body)
+	}
+	if _, body := call("GET", "/"); !strings.Contains(body, r.Folder) {
+		t.Errorf("the dashboard does not list the run")
+	}
+	want := fmt.Sprintf(`fhirdeid_runs_total{outcome="succeeded",pipeline=%q} 1`, s.name)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
+		_, body := call("GET", "/metrics")
+		if strings.Contains(body, want) && strings.Contains(body, fmt.Sprintf(`fhirdeid_run_in_progress{pipeline=%q} 0`, s.name)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack %s", want)
+		}
+	}
+}
+
+// TestRunFollowsScheduledRun: "fhirdeid run" while a run that the Schedule
+// started is in progress follows that run instead of starting a second
+// one: one kick-off, and run reports the scheduled workflow's result.
+func TestRunFollowsScheduledRun(t *testing.T) {
+	s := newDurableSetup(t)
+	dir := t.TempDir()
+	cfg := s.config(t, dir, true)
+	ctx := context.Background()
+	c, err := durable.Dial(ctx, durable.ConnectOptions{HostPort: s.addr, Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	startWorkers(t, s.bin, cfg, 1)
+	if _, err := durable.EnsureSchedule(ctx, c, s.queue, durable.ScheduleSpec{Pipeline: s.name, Cron: "0 1 1 1 *"}); err != nil {
+		t.Fatal(err)
+	}
+	h := c.ScheduleClient().GetHandle(ctx, durable.ScheduleID(s.name))
+	defer h.Delete(context.Background())
+	before := serverStats(t, s.base).Kickoffs
+	if err := h.Trigger(ctx, client.ScheduleTriggerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m := &durable.Monitor{Client: c, Namespace: "default", TaskQueue: s.queue}
+	var cur string
+	for deadline := time.Now().Add(30 * time.Second); cur == ""; time.Sleep(100 * time.Millisecond) {
+		if cur, err = m.InProgress(ctx, s.name); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the scheduled run did not start")
+		}
+	}
+	if !strings.HasPrefix(cur, durable.WorkflowID(s.name)+"-") {
+		t.Fatalf("run in progress %q is not the Schedule's", cur)
+	}
+	r := start(t, s.bin, "run", "-q", cfg)
+	if err := r.wait(t, 5*time.Minute); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	out := r.out.String()
+	if !strings.Contains(out, "is in progress (workflow "+cur+"): following it") || !strings.Contains(out, "succeeded") ||
+		!strings.Contains(out, "(workflow "+cur+")") {
+		t.Errorf("run printed %q", out)
+	}
+	if k := serverStats(t, s.base).Kickoffs - before; k != 1 {
+		t.Errorf("%d kick-offs, want 1", k)
+	}
+	if n := len(lineSets(t, filepath.Join(dir, "lake"))); n == 0 {
+		t.Error("no data file committed")
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/csv"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -37,7 +39,22 @@ func TestRunWithViews(t *testing.T) {
 		t.Fatal(err)
 	}
 	lc := synth.NewLeakChecker(pop.Identifiers)
-	total := checkTables(t, run, vs, lc)
+	total, byView := checkTables(t, run, vs, lc)
+
+	// report.json counts each table's rows.
+	var rep struct {
+		Tables map[string]int `json:"tables"`
+	}
+	data, err := os.ReadFile(filepath.Join(run, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(rep.Tables, byView) {
+		t.Errorf("report.json tables %v, want %v", rep.Tables, byView)
+	}
 
 	// The merged snapshot ("current") has its tables too, computed from
 	// the snapshot's own files.
@@ -46,7 +63,7 @@ func TestRunWithViews(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap := filepath.Join(lake, "snapshots", strings.TrimSpace(string(cur)))
-	if n := checkTables(t, snap, vs, lc); n != total {
+	if n, _ := checkTables(t, snap, vs, lc); n != total {
 		t.Errorf("snapshot tables: %d rows, run tables %d (one full run: the same data)", n, total)
 	}
 	if total == 0 {
@@ -120,14 +137,15 @@ func csvRecords(t *testing.T, s string) []string {
 
 // checkTables compares the tables under dir/views with the views evaluated
 // over dir's de-identified NDJSON files, and feeds the tables to the leak
-// checker. It returns the number of rows.
-func checkTables(t *testing.T, run string, vs []*views.View, lc *synth.LeakChecker) int {
+// checker. It returns the number of rows, in all and by view.
+func checkTables(t *testing.T, run string, vs []*views.View, lc *synth.LeakChecker) (int, map[string]int) {
 	t.Helper()
 	stored, _ := filepath.Glob(filepath.Join(run, "*.ndjson.gz"))
 	if len(stored) == 0 {
 		t.Fatalf("no NDJSON files in %s", run)
 	}
 	total := 0
+	byView := map[string]int{}
 	for _, v := range vs {
 		var want bytes.Buffer
 		cw, _ := views.NewCSVWriter(&want, v)
@@ -176,6 +194,7 @@ func checkTables(t *testing.T, run string, vs []*views.View, lc *synth.LeakCheck
 		}
 		t.Logf("%s: %d rows in %d parts, equal to the view over the stored output", v.Name, len(wantLines), len(pqParts))
 		total += len(wantLines)
+		byView[v.Name] = len(wantLines)
 	}
-	return total
+	return total, byView
 }

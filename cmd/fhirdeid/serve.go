@@ -103,9 +103,11 @@ SIGINT stops the service: running runs checkpoint and resume at the next start.`
 		jobs = append(jobs, job)
 	}
 	if cfg.Temporal != nil {
-		if err := temporalSchedules(ctx, e, cfg, jobs, logger); err != nil {
+		c, err := temporalSchedules(ctx, e, cfg, jobs, logger)
+		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
+		defer c.Close()
 	}
 	srv, err := server.New(server.Options{State: db, Jobs: jobs, Token: token, Logger: logger})
 	if err != nil {

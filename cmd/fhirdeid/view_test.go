@@ -130,6 +130,7 @@ func TestViewSynthea100Builtins(t *testing.T) {
 			if f.NumRows() != int64(want[name]) {
 				t.Fatalf("parquet: %d rows, want %d", f.NumRows(), want[name])
 			}
+			t.Logf("%s: %d rows as NDJSON, CSV and Parquet, equal to the independent count", name, want[name])
 			// No temporary files left behind.
 			if left, _ := filepath.Glob(filepath.Join(out, ".*.tmp")); len(left) > 0 {
 				t.Fatalf("temporary files left: %v", left)

@@ -55,9 +55,23 @@ share the pipelines' destinations. "fhirdeid run CONFIG" starts a run.`)
 		return &exitError{code: 2, err: err}
 	}
 	logger := cmdLogger(e, *verbose)
+	// The worker's local state database remembers only an interrupted
+	// snapshot merge (the runs live in the workflow histories): a merge cut
+	// short on one worker is planned anew from the destination by the next.
+	// Workers started together on one machine may create the database at
+	// once: a migration that lost the race succeeds when tried again.
+	db, err := openState(ctx, cfg)
+	for try := 1; err != nil && try < 5 && ctx.Err() == nil; try++ {
+		time.Sleep(time.Duration(try) * 200 * time.Millisecond)
+		db, err = openState(ctx, cfg)
+	}
+	if err != nil {
+		return err
+	}
+	defer db.Close()
 	pipelines := map[string]*pipeline.Pipeline{}
 	for _, name := range cfg.Names() {
-		p, store, err := cfg.Open(ctx, name, nil, config.OpenOptions{UserAgent: userAgent(), Logger: logger})
+		p, store, err := cfg.Open(ctx, name, db, config.OpenOptions{UserAgent: userAgent(), Logger: logger})
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
@@ -79,13 +93,8 @@ share the pipelines' destinations. "fhirdeid run CONFIG" starts a run.`)
 			fmt.Fprintf(e.stderr, "warning: pipelines.%s: the audit and risk checks (on by default) do not run on Temporal yet: its durable runs are not audited\n", name)
 			p.Assurance = nil
 		}
-		// The scrub method's first pass collects the patients' identifiers
-		// in the process that runs the files; durable activities do not run
-		// it yet, so notes are scrubbed by patterns and vocabulary only.
-		if pipeline.Scrubs(p) {
-			fmt.Fprintf(e.stderr, "warning: pipelines.%s: on Temporal the scrub method does not yet know the patients' own identifiers: "+
-				"free text is scrubbed by patterns and vocabulary only\n", name)
-		}
+		// The scrub method's first pass (the patients' identifiers) runs in
+		// every worker, once per run, before its first file of the run.
 		pipelines[name] = p
 	}
 	acts, err := durable.NewActivities(pipelines)
@@ -97,6 +106,9 @@ share the pipelines' destinations. "fhirdeid run CONFIG" starts a run.`)
 		return &exitError{code: 2, err: err}
 	}
 	defer c.Close()
+	acts.HostFiles = cfg.Temporal.HostFiles
+	acts.Client = c
+	acts.Earlier = (&durable.Monitor{Client: c, Namespace: cfg.Temporal.Namespace, TaskQueue: cfg.Temporal.TaskQueue}).Earlier
 	w := durable.NewWorker(c, cfg.Temporal.TaskQueue, acts, durable.WorkerOptions{MaxFiles: cfg.Temporal.WorkerFiles})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("temporal worker: %w", err)
@@ -167,25 +179,32 @@ func validateTemporal(ctx context.Context, e *env, cfg *config.File, online bool
 
 // temporalSchedules creates or updates one Temporal Schedule per pipeline
 // of cfg (its cron, time zone, and with runMissed a catch-up window of a
-// day), and turns the service's own scheduling of the jobs off: the
-// pipelines run on the workers, never in this process.
-func temporalSchedules(ctx context.Context, e *env, cfg *config.File, jobs []*server.Job, logger *slog.Logger) error {
+// day), and hands the jobs to Temporal: the pipelines run on the workers,
+// never in this process, and the server shows their workflows. It returns
+// the connection, which the caller closes after the server.
+func temporalSchedules(ctx context.Context, e *env, cfg *config.File, jobs []*server.Job, logger *slog.Logger) (client.Client, error) {
 	c, err := dialTemporal(ctx, cfg, logger)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer c.Close()
+	if err := ensureSchedules(ctx, e, c, cfg, jobs); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func ensureSchedules(ctx context.Context, e *env, c client.Client, cfg *config.File, jobs []*server.Job) error {
 	tc := cfg.Temporal
+	monitor := &durable.Monitor{Client: c, Namespace: tc.Namespace, TaskQueue: tc.TaskQueue, UI: tc.UIURL(),
+		Options: func(name string) durable.Options { return durableOptions(cfg, name) }}
 	for _, job := range jobs {
 		pc := cfg.Pipelines[job.Name]
 		window := time.Minute
 		if pc.RunMissed {
 			window = 24 * time.Hour
 		}
-		opts := durable.Options{Concurrency: tc.Concurrency, HeartbeatTimeout: tc.HeartbeatTimeoutDuration()}
-		if opts.Concurrency == 0 {
-			opts.Concurrency = pc.Concurrency
-		}
+		opts := durableOptions(cfg, job.Name)
 		created, err := durable.EnsureSchedule(ctx, c, tc.TaskQueue, durable.ScheduleSpec{Pipeline: job.Name, Cron: pc.Schedule,
 			TimeZone: pc.Timezone, CatchupWindow: window, Options: opts})
 		if err != nil {
@@ -196,15 +215,23 @@ func temporalSchedules(ctx context.Context, e *env, cfg *config.File, jobs []*se
 			verb = "created"
 		}
 		fmt.Fprintf(e.stdout, "fhirdeid serve: Temporal schedule %s %s: %q in %s\n", durable.ScheduleID(job.Name), verb, pc.Schedule, pc.Location())
-		name := job.Name
 		job.Schedule = temporalSchedule{expr: pc.Schedule}
 		job.RunMissed = false
-		job.Open = func(context.Context) (*pipeline.Pipeline, func() error, error) {
-			return nil, nil, fmt.Errorf("pipeline %s runs on Temporal (schedule %s): start a run with fhirdeid run or from the Temporal UI",
-				name, durable.ScheduleID(name))
-		}
+		job.Open = nil
+		job.Remote = monitor
 	}
 	return nil
+}
+
+// durableOptions are the workflow options of a pipeline's runs: the
+// temporal: section's concurrency, else the pipeline's.
+func durableOptions(cfg *config.File, name string) durable.Options {
+	tc := cfg.Temporal
+	opts := durable.Options{Concurrency: tc.Concurrency, HeartbeatTimeout: tc.HeartbeatTimeoutDuration()}
+	if opts.Concurrency == 0 {
+		opts.Concurrency = cfg.Pipelines[name].Concurrency
+	}
+	return opts
 }
 
 // temporalSchedule is the schedule of a job that Temporal runs: never in
@@ -224,13 +251,23 @@ func runDurable(ctx context.Context, e *env, cfg *config.File, name string, newK
 	}
 	defer c.Close()
 	tc := cfg.Temporal
-	opts := durable.Options{Concurrency: tc.Concurrency, HeartbeatTimeout: tc.HeartbeatTimeoutDuration()}
-	if opts.Concurrency == 0 {
-		opts.Concurrency = cfg.Pipelines[name].Concurrency
-	}
+	opts := durableOptions(cfg, name)
 	start := time.Now()
-	wr, err := durable.Start(ctx, c, tc.TaskQueue, durable.Input{Pipeline: name, NewKeys: newKeys, Options: opts})
+	// One run of a pipeline at a time: a run in progress, started by hand or
+	// by the Schedule, is followed rather than doubled.
+	monitor := &durable.Monitor{Client: c, Namespace: tc.Namespace, TaskQueue: tc.TaskQueue}
+	cur, err := monitor.InProgress(ctx, name)
 	if err != nil {
+		return &exitError{code: exitRetryable, err: fmt.Errorf("look for a run in progress: %w", err)}
+	}
+	var wr client.WorkflowRun
+	if cur != "" {
+		fmt.Fprintf(e.stderr, "a run of pipeline %s is in progress (workflow %s): following it\n", name, cur)
+		if newKeys {
+			fmt.Fprintln(e.stderr, "warning: -new-keys applies to a new run only; it is ignored")
+		}
+		wr = c.GetWorkflow(ctx, cur, "")
+	} else if wr, err = durable.Start(ctx, c, tc.TaskQueue, durable.Input{Pipeline: name, NewKeys: newKeys, Options: opts}); err != nil {
 		return &exitError{code: exitRetryable, err: fmt.Errorf("start the workflow: %w", err)}
 	}
 	logger.Info("following workflow", "workflowID", wr.GetID(), "runID", wr.GetRunID())
@@ -258,6 +295,8 @@ func runDurable(ctx context.Context, e *env, cfg *config.File, name string, newK
 		switch {
 		case ctx.Err() != nil:
 			return &exitError{code: exitRetryable, err: fmt.Errorf("workflow %s continues on the workers (run again to follow it)", wr.GetID())}
+		case errors.As(err, &ae) && ae.Type() == durable.ErrTypeOverlap:
+			return &exitError{code: exitRetryable, err: fmt.Errorf("workflow %s: %w (run again to follow the run in progress)", wr.GetID(), err)}
 		case errors.As(err, &ae) && (ae.Type() == durable.ErrTypeFatal || ae.Type() == durable.ErrTypeDeadline):
 			return fmt.Errorf("workflow %s: %w", wr.GetID(), err)
 		}

@@ -2,12 +2,15 @@ package tables
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 
+	pq "github.com/parquet-go/parquet-go"
 	_ "gocloud.dev/blob/fileblob"
 
 	"fhirdeid/storage"
@@ -164,4 +167,74 @@ func TestFileConcurrentWorkers(t *testing.T) {
 	if warn != "" {
 		t.Fatalf("warning %q", warn)
 	}
+}
+
+// The resource's bytes are valid only during Resource (the pipeline reuses
+// its buffer): the tables hold nothing of them afterwards, although the
+// trees borrow their strings. One buffer serves every resource, and is
+// overwritten before Close; the Parquet and CSV parts have the right rows.
+func TestResourceBytesReused(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	store, err := storage.Open(ctx, "file://"+filepath.ToSlash(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	v, err := views.Parse([]byte(`{"name":"pt","resource":"Patient","select":[{"column":[{"name":"id","path":"id","type":"id"},{"name":"family","path":"name.family.first()","type":"string"},{"name":"b","path":"birthDate","type":"date"}]}]}`), "pt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(store, []*views.View{v}, Options{CSV: true})
+	f, err := s.File(ctx, "r", "Patient", 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 0, 4096)
+	var want strings.Builder
+	want.WriteString("id,family,b\r\n")
+	for i := range 300 { // more than a Parquet batch of rows
+		buf = fmt.Appendf(buf[:0], `{"resourceType":"Patient","id":"p%d","name":[{"family":"Fam\u00e9%03d"}],"birthDate":"19%02d"}`, i, i, i%100)
+		if err := f.Resource(0, buf); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&want, "p%d,Famé%03d,19%02d\r\n", i, i, i%100)
+		for j := range buf {
+			buf[j] = 'X'
+		}
+	}
+	if _, err := f.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(filepath.Join(dir, "r/views/pt/part-000-00.csv"))
+	if string(got) != want.String() {
+		t.Fatalf("csv differs from the resources:\n%.300s", got)
+	}
+	fh, err := os.Open(filepath.Join(dir, "r/views/pt/part-000-00.parquet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	pf, err := pq.OpenFile(fh, fileSize(t, fh))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := pq.NewReader(pf)
+	rows := make([]pq.Row, 400)
+	n, err := r.ReadRows(rows)
+	if err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	cell := func(i, c int) string { return string(rows[i][c].ByteArray()) }
+	if n != 300 || cell(299, 0) != "p299" || cell(123, 1) != "Famé123" || cell(7, 2) != "1907" {
+		t.Fatalf("parquet rows: %d, row 299 %v", n, rows[299])
+	}
+}
+
+func fileSize(t *testing.T, f *os.File) int64 {
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
 }

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	apq "github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
@@ -75,6 +76,13 @@ func readParquet(t *testing.T, path string) ([]column, [][]any) {
 					total, m, err = x.ReadBatch(1024, buf, d, r)
 					for _, b := range buf[:m] {
 						got = append(got, string(b))
+					}
+				case *file.Int32ColumnChunkReader:
+					buf := make([]int32, 1024)
+					var m int
+					total, m, err = x.ReadBatch(1024, buf, d, r)
+					for _, b := range buf[:m] {
+						got = append(got, b)
 					}
 				case *file.Int64ColumnChunkReader:
 					buf := make([]int64, 1024)
@@ -141,10 +149,11 @@ func expected(v *views.View, row []views.Value) []any {
 	out := make([]any, len(row))
 	for i, val := range row {
 		k := v.Columns[i].Kind
+		sqlType := v.Columns[i].SQLType
 		if v.Columns[i].Collection {
 			l := []any{}
 			for _, it := range val.List {
-				l = append(l, goValue(k, it))
+				l = append(l, goValue(k, sqlType, it))
 			}
 			out[i] = l
 			continue
@@ -152,12 +161,35 @@ func expected(v *views.View, row []views.Value) []any {
 		if val.Null {
 			continue
 		}
-		out[i] = goValue(k, val)
+		out[i] = goValue(k, sqlType, val)
 	}
 	return out
 }
 
-func goValue(k views.Kind, v views.Value) any {
+// goValue is the value the reader gives for v. Dates and timestamps are
+// computed from the text with package time, not from v.Int.
+func goValue(k views.Kind, sqlType string, v views.Value) any {
+	switch sqlType {
+	case views.SQLDate:
+		t, err := time.Parse(time.DateOnly, v.Text[:10])
+		if err != nil {
+			panic(err)
+		}
+		return int32(t.Sub(time.Unix(0, 0).UTC()).Hours() / 24)
+	case views.SQLTimestampTZ:
+		t, err := time.Parse(time.RFC3339Nano, v.Text)
+		if err != nil {
+			panic(err)
+		}
+		return t.UnixMicro()
+	case views.SQLTimestamp:
+		t, err := time.Parse(time.RFC3339Nano, v.Text)
+		if err != nil {
+			panic(err)
+		}
+		_, off := t.Zone()
+		return t.UnixMicro() + int64(off)*1e6
+	}
 	switch k {
 	case views.KindInteger:
 		return v.Int
@@ -191,6 +223,19 @@ func checkTypes(t *testing.T, v *views.View, cols []column) {
 		}
 		if got.maxDef != 1 || got.maxRep != wantRep {
 			t.Errorf("%s.%s: definition/repetition levels %d/%d, want 1/%d", v.Name, c.Name, got.maxDef, got.maxRep, wantRep)
+		}
+		switch c.SQLType {
+		case views.SQLDate:
+			if _, ok := got.logical.(schema.DateLogicalType); got.physical != apq.Types.Int32 || !ok {
+				t.Errorf("%s.%s: %v %v, want INT32 DATE", v.Name, c.Name, got.physical, got.logical)
+			}
+			continue
+		case views.SQLTimestamp, views.SQLTimestampTZ:
+			ts, ok := got.logical.(schema.TimestampLogicalType)
+			if got.physical != apq.Types.Int64 || !ok || ts.TimeUnit() != schema.TimeUnitMicros || ts.IsAdjustedToUTC() != (c.SQLType == views.SQLTimestampTZ) {
+				t.Errorf("%s.%s: %v %v, want INT64 TIMESTAMP(MICROS, isAdjustedToUTC=%v)", v.Name, c.Name, got.physical, got.logical, c.SQLType == views.SQLTimestampTZ)
+			}
+			continue
 		}
 		switch c.Kind {
 		case views.KindInteger:
@@ -293,6 +338,67 @@ func TestReadBackAllKinds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReadBackTemporal writes columns tagged ansi/type DATE, TIMESTAMP and
+// TIMESTAMP WITH TIME ZONE and checks their Parquet types and values (days
+// and microseconds since the epoch, in UTC for the instant) against
+// literals; a partial date in such a column gives no row.
+func TestReadBackTemporal(t *testing.T) {
+	v, err := views.Parse([]byte(`{"name":"temporal","resource":"Patient","select":[{"column":[
+	 {"name":"id","path":"id","type":"id"},
+	 {"name":"birth","path":"birthDate","type":"date","tag":[{"name":"ansi/type","value":"DATE"}]},
+	 {"name":"died_local","path":"deceased.ofType(dateTime)","type":"dateTime","tag":[{"name":"ansi/type","value":"timestamp"}]},
+	 {"name":"died_utc","path":"deceased.ofType(dateTime)","type":"dateTime","tag":[{"name":"ansi/type","value":"TIMESTAMP WITH TIME ZONE"}]},
+	 {"name":"died_day","path":"deceased.ofType(dateTime)","type":"dateTime","tag":[{"name":"ansi/type","value":"DATE"}]},
+	 {"name":"updated","path":"meta.lastUpdated","type":"instant","tag":[{"name":"ansi/type","value":"TIMESTAMPTZ"}]}]}]}`), "temporal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := []string{
+		`{"resourceType":"Patient","id":"a","birthDate":"1970-01-02","deceasedDateTime":"2020-02-03T04:05:06.789+02:00","meta":{"lastUpdated":"2021-01-01T00:00:00Z"}}`,
+		`{"resourceType":"Patient","id":"b","birthDate":"1969-12-31"}`,
+		`{"resourceType":"Patient","id":"c","birthDate":"1965"}`, // partial: no row
+	}
+	path := filepath.Join(t.TempDir(), "temporal.parquet")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := vpq.NewWriter(f, v, vpq.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := v.NewRunner()
+	var want [][]any
+	var errs []error
+	for _, d := range docs {
+		err := r.ProcessJSON([]byte(d), func(row []views.Value) error {
+			want = append(want, expected(v, row))
+			return w.Write(row)
+		})
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "column birth") || strings.Contains(errs[0].Error(), "1965") {
+		t.Fatalf("errors %v, want one for the partial birth date, naming the column and not the value", errs)
+	}
+	cols, got := readParquet(t, path)
+	checkTypes(t, v, cols)
+	compareRows(t, "temporal", got, want)
+	// 2020-02-03T04:05:06.789+02:00 is 2020-02-03T02:05:06.789Z.
+	utc := time.Date(2020, 2, 3, 2, 5, 6, 789e6, time.UTC).UnixMicro()
+	local := time.Date(2020, 2, 3, 4, 5, 6, 789e6, time.UTC).UnixMicro()
+	lit := [][]any{
+		{"a", int32(1), local, utc, int32(18295), time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()},
+		{"b", int32(-1), nil, nil, nil, nil},
+	}
+	compareRows(t, "temporal literals", got, lit)
 }
 
 // TestReadBackSyntheaBuiltins writes every built-in view over synthea-100
