@@ -47,29 +47,53 @@ const (
 	// maxEntities is how many people a weak value may belong to before it
 	// is considered common and never counts on its own.
 	maxEntities = 16
-	// bloomBits is the size of the prefilter (1 MiB, within a core's L2), a Bloom filter with
+	// bloomBits is the size of the prefilter (1 MiB), a Bloom filter with
 	// two probes: about 4 % false candidates per token with a million
-	// identifiers.
+	// identifiers. While it holds few entries, scans consult a smaller
+	// copy instead (smallBloomBits).
 	bloomBits = 1 << 23
 )
 
-func bloomProbes(h uint64) (uint32, uint32) {
-	return uint32(h) & (bloomBits - 1), uint32(h>>32) & (bloomBits - 1)
+func bloomProbes(h uint64, bits uint32) (uint32, uint32) {
+	return uint32(h) & (bits - 1), uint32(h>>32) & (bits - 1)
 }
+
+const (
+	// smallBloomBits is the size of a second prefilter (32 KiB, within a
+	// core's L1 and L2 beside the de-identifier's own memory), consulted
+	// instead of the large one while it holds at most smallBloomMax
+	// entries: about 1.5 % false candidates per token then. Both filters
+	// hold every entry, so either may be consulted at any time.
+	smallBloomBits = 1 << 18
+	smallBloomMax  = 16 << 10
+)
 
 // quick is the prefilter's hash of a token or phrase; it also names the
 // anchors of a FileScan.
 func (c *Collector) quick(b []byte) uint64 { return maphash.Bytes(c.seed, b) }
 
 func (c *Collector) bloomSet(h uint64) {
-	p1, p2 := bloomProbes(h)
+	c.bloomN.Add(1)
+	p1, p2 := bloomProbes(h, smallBloomBits)
+	c.small[p1/64].Or(1 << (p1 % 64))
+	c.small[p2/64].Or(1 << (p2 % 64))
+	p1, p2 = bloomProbes(h, bloomBits)
 	c.bloom[p1/64].Or(1 << (p1 % 64))
 	c.bloom[p2/64].Or(1 << (p2 % 64))
 }
 
-func (c *Collector) bloomHas(h uint64) bool {
-	p1, p2 := bloomProbes(h)
-	return c.bloom[p1/64].Load()&(1<<(p1%64)) != 0 && c.bloom[p2/64].Load()&(1<<(p2%64)) != 0
+// prefilter returns the filter a scan consults for now: the small one
+// while it is sparse.
+func (c *Collector) prefilter() (bloom []atomic.Uint64, bits uint32) {
+	if c.bloomN.Load() <= smallBloomMax {
+		return c.small, smallBloomBits
+	}
+	return c.bloom, bloomBits
+}
+
+func bloomHas(bloom []atomic.Uint64, bits uint32, h uint64) bool {
+	p1, p2 := bloomProbes(h, bits)
+	return bloom[p1/64].Load()&(1<<(p1%64)) != 0 && bloom[p2/64].Load()&(1<<(p2%64)) != 0
 }
 
 // longHex reports a token of 32 hex digits or more: the hashed ids and
@@ -158,6 +182,12 @@ type Collector struct {
 	// without a SipHash and a map lookup.
 	seed  maphash.Seed
 	bloom []atomic.Uint64
+	// small is the same filter, smaller (see smallBloomBits); bloomN
+	// counts the entries added to both.
+	small  []atomic.Uint64
+	bloomN atomic.Int64
+	// cleanSeed hashes the strings the scanners found clean (cleanSet).
+	cleanSeed maphash.Seed
 	// MaxIdentifiers bounds the identifiers kept (default
 	// DefaultMaxIdentifiers, about 60 bytes each); beyond it collection
 	// stops and the report says the audit is incomplete.
@@ -179,7 +209,8 @@ func NewCollector() *Collector {
 		panic("audit: no randomness: " + err.Error())
 	}
 	c := &Collector{key: sipKey{binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])},
-		seed: maphash.MakeSeed(), bloom: make([]atomic.Uint64, bloomBits/64)}
+		seed: maphash.MakeSeed(), cleanSeed: maphash.MakeSeed(), bloom: make([]atomic.Uint64, bloomBits/64),
+		small: make([]atomic.Uint64, smallBloomBits/64)}
 	for i := range c.shards {
 		c.shards[i].m = map[uint64]entry{}
 	}

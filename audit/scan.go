@@ -2,6 +2,7 @@ package audit
 
 import (
 	"encoding/base64"
+	"hash/maphash"
 	"slices"
 	"sort"
 	"strings"
@@ -119,6 +120,7 @@ type Scanner struct {
 	leaks []Leak
 	// the resource being scanned
 	rtype   string
+	types   map[string]string // the resource type names seen, not to allocate them again
 	hits    []hit
 	matched bool
 	// rewritten is set while the string being scanned is a date or
@@ -138,12 +140,44 @@ type Scanner struct {
 	anchors map[uint64]struct{}
 	// clean remembers short strings that matched nothing — codes, systems,
 	// units and display texts repeat throughout an export — so that they
-	// are tokenized once per scanner (the first maxClean of them).
-	clean map[string]struct{}
+	// are tokenized once per scanner (as long as they repeat).
+	clean cleanSet
+}
+
+// cleanSet remembers strings as their 64-bit hashes (maphash under a seed
+// of the scanner's collector) in a direct-mapped table of cleanSlots
+// slots (128 KiB, small beside the de-identifier's memory in a core's L2):
+// no copy of the strings, no comparison of their bytes, one cache line per
+// lookup, and a string seen later replaces the one in its slot, so that
+// the table follows what repeats. Two strings with the same hash are taken
+// as one; the identifiers themselves are matched by their 64-bit keyed
+// hashes too, and the chance that one of the 10 million strings of a large
+// export meets another's hash among 16,384 is below 1e-8.
+type cleanSet struct {
+	slots []uint64 // 0: empty
+}
+
+func cleanHash(c *Collector, b []byte) uint64 {
+	h := maphash.Bytes(c.cleanSeed, b)
+	if h == 0 {
+		h = 1
+	}
+	return h
+}
+
+func (cs *cleanSet) has(h uint64) bool {
+	return cs.slots != nil && cs.slots[h&(cleanSlots-1)] == h
+}
+
+func (cs *cleanSet) add(h uint64) {
+	if cs.slots == nil {
+		cs.slots = make([]uint64, cleanSlots)
+	}
+	cs.slots[h&(cleanSlots-1)] = h
 }
 
 const (
-	maxClean    = 1 << 15
+	cleanSlots  = 1 << 14
 	maxCleanLen = 128
 )
 
@@ -306,7 +340,17 @@ func (s *Scanner) str(path [][]byte, v []byte) {
 		}
 	}
 	if len(path) == 1 && string(path[0]) == "resourceType" && s.rtype == "" {
+		if t, ok := s.types[string(v)]; ok {
+			s.rtype = t
+			return
+		}
 		s.rtype = safeTypeName(v)
+		if s.rtype != "(invalid)" && len(s.types) < 1024 {
+			if s.types == nil {
+				s.types = map[string]string{}
+			}
+			s.types[s.rtype] = s.rtype
+		}
 		return
 	}
 	if len(v) > maxCleanLen {
@@ -321,14 +365,15 @@ func (s *Scanner) str(path [][]byte, v []byte) {
 		} else {
 			hex = hexLike(v)
 		}
-		if _, ok := s.clean[string(key)]; !ok {
-			s.matched = false
-			s.scanText(path, v)
-			if !s.matched && len(s.clean) < maxClean && !hex && !hexLike(key) {
-				if s.clean == nil {
-					s.clean = map[string]struct{}{}
+		// An empty key is an empty string or a hashed id alone: nothing
+		// to scan.
+		if len(key) > 0 {
+			if h := cleanHash(s.c, key); !s.clean.has(h) {
+				s.matched = false
+				s.scanText(path, v)
+				if !s.matched && !hex && !hexLike(key) {
+					s.clean.add(h)
 				}
-				s.clean[string(key)] = struct{}{}
 			}
 		}
 	}
@@ -359,6 +404,7 @@ func (s *Scanner) scanText(path [][]byte, v []byte) {
 	// token of one, until one is collected (hexAnchors): a scan that
 	// skips them and began before is incomplete (FileScan.Complete).
 	skipHex := !c.hexAnchors.Load()
+	bloom, bits := c.prefilter()
 	nextHex := n > 0 && longHex(t.span(0, 1))
 	for i := 0; i < n; i++ {
 		hex := nextHex
@@ -367,14 +413,14 @@ func (s *Scanner) scanText(path [][]byte, v []byte) {
 			continue
 		}
 		h1 := c.quick(t.span(i, i+1))
-		single := c.bloomHas(h1)
+		single := bloomHas(bloom, bits, h1)
 		if s.anchors != nil && !hex {
 			s.anchors[h1] = struct{}{}
 		}
 		phrase := false
 		if i+1 < n && !(nextHex && skipHex) {
 			h2 := c.quick(t.span(i, i+2))
-			phrase = c.bloomHas(h2)
+			phrase = bloomHas(bloom, bits, h2)
 			if s.anchors != nil && !hex && !nextHex {
 				s.anchors[h2] = struct{}{}
 			}

@@ -43,8 +43,9 @@ func (w *treeWalker) node(n *jsontree.Node, v visitor) {
 func (c *Collector) CollectTree(root *jsontree.Node) { c.CollectParsed(nil, root) }
 
 // CollectParsed is CollectTree for a resource whose JSON text is at hand
-// too (raw, nil if not): the text tells faster whether it has anything to
-// collect.
+// too (raw, nil if not). The text is not read: walking the tree down to
+// the members that hold identifiers costs less than a prefilter over the
+// text did (mayIdentify, which Collect still uses).
 func (c *Collector) CollectParsed(raw []byte, root *jsontree.Node) {
 	c.resources.Add(1)
 	st := c.pool.Get().(*collectState)
@@ -56,9 +57,9 @@ func (st *collectState) parsed(raw []byte, root *jsontree.Node) {
 	if root == nil || root.Kind != jsontree.Object {
 		return
 	}
-	if raw != nil && !mayIdentify(raw) || raw == nil && !treeMayIdentify(root) {
-		return
-	}
+	// No prefilter (mayIdentify): seek reads the tree once, as a
+	// prefilter would read the text, and shows the visitor only what it
+	// needs.
 	st.entity = 0
 	st.inName = false
 	st.tw.path = st.tw.path[:0]
@@ -107,10 +108,14 @@ func (w *treeWalker) seek(n *jsontree.Node, v visitor) {
 			continue
 		}
 		if n.Kind == jsontree.Object {
+			collect := isCollectKey(c.Key)
+			if !collect && c.Kind == jsontree.String {
+				continue
+			}
 			w.path = append(w.path, view(c.Key))
-			if isCollectKey(c.Key) {
+			if collect {
 				w.node(c, v)
-			} else if c.Kind != jsontree.String {
+			} else {
 				w.seek(c, v)
 			}
 			w.path = w.path[:len(w.path)-1]
@@ -126,24 +131,6 @@ func isCollectKey(k string) bool {
 	}
 	for _, name := range collectKeys[k[0]] {
 		if k == name {
-			return true
-		}
-	}
-	return false
-}
-
-// treeMayIdentify is mayIdentify for a tree: whether a member of the
-// resource, at any depth, has one of collectKeys' names.
-func treeMayIdentify(n *jsontree.Node) bool {
-	for _, c := range n.Children {
-		if n.Kind == jsontree.Object && c.Key != "" {
-			for _, k := range collectKeys[c.Key[0]] {
-				if c.Key == k {
-					return true
-				}
-			}
-		}
-		if (c.Kind == jsontree.Object || c.Kind == jsontree.Array) && treeMayIdentify(c) {
 			return true
 		}
 	}
@@ -289,7 +276,7 @@ func (f *FileScan) Seal() {
 		for h, b := range s.dates {
 			dates[h] |= b
 		}
-		s.anchors, s.clean, s.dates = nil, nil, nil
+		s.anchors, s.clean, s.dates = nil, cleanSet{}, nil
 	}
 	slices.Sort(a)
 	f.anchors = slices.Compact(a)
