@@ -127,13 +127,31 @@ func CollectIdentifiers(ctx context.Context, p *Pipeline, run *state.Run) error 
 	if !slices.ContainsFunc(files, func(f *state.File) bool { return f.Kind == bulk.KindOutput && f.Status != state.FileDone }) {
 		return nil // nothing left to de-identify
 	}
+	var idFiles []identifierFile
+	for _, f := range files {
+		if f.Kind == bulk.KindOutput && isIdentifierType(f.Type) {
+			idFiles = append(idFiles, identifierFile{m: m, f: bulk.File{Type: f.Type, URL: f.URL}, name: fmt.Sprintf("%s.%03d", f.Type, f.Seq)})
+		}
+	}
+	return collectScrubInput(ctx, p, sc, col, run, idFiles)
+}
+
+// identifierFile is a file of the first pass: the manifest it is listed
+// in, the file, and its name in errors.
+type identifierFile struct {
+	m    *bulk.Manifest
+	f    bulk.File
+	name string
+}
+
+// collectScrubInput reads files into col and, for an incremental run, a
+// full export of the identifier types (a failure there is a warning), and
+// gives the identifiers to the de-identifier for run.
+func collectScrubInput(ctx context.Context, p *Pipeline, sc scrubCollector, col *anonymize.IdentifierCollector, run *state.Run, files []identifierFile) error {
 	n := 0
 	for _, f := range files {
-		if f.Kind != bulk.KindOutput || !isIdentifierType(f.Type) {
-			continue
-		}
-		if err := collectFile(ctx, p, col, m, bulk.File{Type: f.Type, URL: f.URL}, fmt.Sprintf("%s.%03d", f.Type, f.Seq)); err != nil {
-			return fmt.Errorf("identifiers for scrubbing: file %s.%03d: %w", f.Type, f.Seq, err)
+		if err := collectFile(ctx, p, col, f.m, f.f, f.name); err != nil {
+			return fmt.Errorf("identifiers for scrubbing: file %s: %w", f.name, err)
 		}
 		n++
 	}

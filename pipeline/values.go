@@ -310,40 +310,22 @@ func CollectRunIdentifiers(ctx context.Context, p *Pipeline, run RunInfo, files 
 	if col == nil {
 		return nil
 	}
-	n := 0
+	var idFiles []identifierFile
 	for _, f := range files {
-		if !IsIdentifierFile(f) {
-			continue
+		if IsIdentifierFile(f) {
+			idFiles = append(idFiles, identifierFile{m: &bulk.Manifest{RequiresAccessToken: f.Token},
+				f: bulk.File{Type: f.Type, URL: f.URL}, name: fmt.Sprintf("%s.%03d", f.Type, f.Seq)})
 		}
-		m := &bulk.Manifest{RequiresAccessToken: f.Token}
-		if err := collectFile(ctx, p, col, m, bulk.File{Type: f.Type, URL: f.URL}, fmt.Sprintf("%s.%03d", f.Type, f.Seq)); err != nil {
-			return fmt.Errorf("identifiers for scrubbing: file %s.%03d: %w", f.Type, f.Seq, err)
-		}
-		n++
 	}
-	warning := ""
+	st := &state.Run{ID: run.ID, Source: run.Source, Since: run.Since}
 	if run.Since != "" {
 		req, err := json.Marshal(run.Request)
 		if err != nil {
 			return err
 		}
-		full, err := collectFullExport(ctx, p, &state.Run{ID: run.ID, Source: run.Source, Since: run.Since, Request: req}, col)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			p.Logger.Warn("scrub: the export of the identifier types without _since failed; "+
-				"the contextual layer covers only the patients in this run", "run", run.ID, "err", err)
-			warning = "scrub: the export of the identifier types without _since failed (" + err.Error() +
-				"): free text was scrubbed with the identifiers of the patients in this run only; " +
-				"notes of other patients were scrubbed by patterns and vocabulary alone"
-		} else {
-			n += full
-		}
+		st.Request = req
 	}
-	p.Logger.Info("scrub: identifiers collected", "run", run.ID, "files", n, "patients", col.Patients())
-	sc.useCollected(run.ID, col, warning)
-	return nil
+	return collectScrubInput(ctx, p, sc, col, st, idFiles)
 }
 
 // ReleaseExport tells the server that run's export files may be removed;
