@@ -36,28 +36,14 @@ func NewLineReader(r io.Reader, maxLine int) *LineReader {
 func (l *LineReader) Next() bool {
 	for l.err == nil {
 		line, err := l.r.ReadSlice('\n')
+		tooLong := false
 		if errors.Is(err, bufio.ErrBufferFull) {
-			// A long line: gather it in l.big, allocated once at the limit
-			// and kept for the file, so that a line is held in one copy and
-			// no growth leaves copies behind. Memory the line does not reach
-			// is not touched.
-			if cap(l.big) < l.max+1 {
-				l.big = make([]byte, 0, l.max+1)
-			}
-			l.big = appendCapped(l.big[:0], line, l.max+1)
-			for errors.Is(err, bufio.ErrBufferFull) {
-				if len(l.big) > l.max {
-					break
-				}
-				line, err = l.r.ReadSlice('\n')
-				l.big = appendCapped(l.big, line, l.max+1)
-			}
-			line = l.big
+			line, tooLong, err = l.long(line)
 		}
-		if len(line) > 0 {
+		if len(line) > 0 || tooLong {
 			l.n++
 			l.read += int64(len(line))
-			if len(line) > l.max+1 || (len(line) > l.max && line[len(line)-1] != '\n') {
+			if tooLong || len(line) > l.max+1 || (len(line) > l.max && line[len(line)-1] != '\n') {
 				l.big = nil
 				l.err = &LimitError{Line: l.n, Limit: "maxLineBytes", Msg: fmt.Sprintf("longer than %d bytes", l.max)}
 				return false
@@ -82,24 +68,49 @@ func (l *LineReader) Next() bool {
 	return false
 }
 
-// appendCapped appends p to b, growing b by doubling but never to a
-// capacity above limit; bytes beyond limit are dropped (the caller sees the
-// line is too long).
-func appendCapped(b, p []byte, limit int) []byte {
-	if room := limit - len(b); len(p) > room {
-		if room < 0 {
-			room = 0
+// long gathers a line longer than the read buffer, whose first part is
+// first. Parts are copied into chunks of the read buffer's size until the
+// line ends or passes the limit, so that a line over the limit (a hostile
+// server's endless line, a compression bomb) costs at most the limit,
+// touched as it arrives. A line within the limit is then copied once into
+// l.big, reused across the file's long lines and allocated at the line's
+// exact size, never at the limit: a make at the limit may be zeroed by the
+// runtime, touching all of it. The returned line is l.big or, past the
+// limit, nil and tooLong.
+func (l *LineReader) long(first []byte) (line []byte, tooLong bool, err error) {
+	size := l.r.Size()
+	var chunks [][]byte
+	total := 0
+	add := func(p []byte) {
+		for len(p) > 0 && total <= l.max {
+			if len(chunks) == 0 || len(chunks[len(chunks)-1]) == size {
+				chunks = append(chunks, make([]byte, 0, size))
+			}
+			c := chunks[len(chunks)-1]
+			n := min(len(p), size-len(c), l.max+1-total)
+			chunks[len(chunks)-1] = append(c, p[:n]...)
+			p = p[n:]
+			total += n
 		}
-		p = p[:room]
 	}
-	if len(b)+len(p) > cap(b) {
-		n := max(2*cap(b), len(b)+len(p), 64<<10)
-		n = min(n, limit)
-		nb := make([]byte, len(b), n)
-		copy(nb, b)
-		b = nb
+	add(first)
+	err = bufio.ErrBufferFull
+	for errors.Is(err, bufio.ErrBufferFull) && total <= l.max {
+		var part []byte
+		part, err = l.r.ReadSlice('\n')
+		add(part)
 	}
-	return append(b, p...)
+	if last := chunks[len(chunks)-1]; total > l.max+1 || (total > l.max && last[len(last)-1] != '\n') {
+		return nil, true, err
+	}
+	if cap(l.big) < total {
+		l.big = make([]byte, 0, total)
+	}
+	l.big = l.big[:0]
+	for _, c := range chunks {
+		l.big = append(l.big, c...)
+	}
+	return l.big, false, err
 }
 
 // Line returns the current line without its end of line. It is valid until

@@ -92,6 +92,10 @@ func TestLineReader(t *testing.T) {
 		{"long line", "a\n" + long + "\nb\n", 4 << 20, []string{"a", long, "b"}, ""},
 		{"too long", "a\n" + long + "\nb\n", 2 << 20, []string{"a"}, "limit: line 2: longer than 2097152 bytes (limit maxLineBytes; raise it in source.limits or with the matching flag if the data is genuine)"},
 		{"too long at the end", "a\n" + long, 1 << 20, []string{"a"}, "limit: line 2: longer than 1048576 bytes (limit maxLineBytes; raise it in source.limits or with the matching flag if the data is genuine)"},
+		{"two long lines", long + "\n" + strings.Repeat("y", 2<<20+7) + "\n", 4 << 20, []string{long, strings.Repeat("y", 2<<20+7)}, ""},
+		{"exactly at the limit", long + "\n" + long, 3 << 20, []string{long, long}, ""},
+		{"one over the limit", long + "z\n", 3 << 20, nil, "limit: line 1: longer than 3145728 bytes (limit maxLineBytes; raise it in source.limits or with the matching flag if the data is genuine)"},
+		{"one over at the end", "a\n" + long + "z", 3 << 20, []string{"a"}, "limit: line 2: longer than 3145728 bytes (limit maxLineBytes; raise it in source.limits or with the matching flag if the data is genuine)"},
 		{"empty", "", 0, nil, ""},
 	}
 	for _, tc := range tests {
