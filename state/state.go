@@ -15,7 +15,7 @@ import (
 	"fmt"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // registers the "sqlite" driver
 )
 
 // ErrNotFound is returned when a run or file does not exist.
@@ -91,7 +91,36 @@ var schema = []string{
 
 // Open opens (creating if needed) the state database at path and brings its
 // schema up to date.
+//
+// Processes that open a new database at once (workers started together)
+// can meet SQLite's deadlock avoidance, which answers SQLITE_BUSY at once
+// instead of waiting: one switches the file to WAL while another holds the
+// lock to create the tables. Open then tries again, for up to openPatience.
 func Open(ctx context.Context, path string) (*DB, error) {
+	deadline := time.Now().Add(openPatience)
+	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 250*time.Millisecond) {
+		d, err := open(ctx, path)
+		if err == nil || !isBusy(err) || time.Now().Add(delay).After(deadline) {
+			return d, err
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("state: open %s: %w", path, ctx.Err())
+		}
+	}
+}
+
+// openPatience is how long Open tries again while the database is busy.
+const openPatience = 15 * time.Second
+
+// isBusy reports whether err is SQLITE_BUSY (or one of its extended codes).
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == 5
+}
+
+func open(ctx context.Context, path string) (*DB, error) {
 	// busy_timeout comes first: the pragmas run in order, and switching a
 	// new database to WAL must wait for another process doing the same.
 	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(ON)"
