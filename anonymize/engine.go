@@ -513,7 +513,7 @@ func (e *Engine) anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 	if root == nil || root.Kind != jsontree.Object {
 		return Stats{}, &InputError{Err: errors.New("the resource is not a JSON object")}
 	}
-	if root.Flags&jsontree.FlagResource == 0 || root.Type == "" {
+	if root.Flags&jsontree.FlagResource == 0 || root.Type() == "" {
 		// Typing normalizes as it goes (§2.12): it wraps single values of
 		// repeating elements in arrays and trims strings.
 		opts := typed.Options{WrapRepeating: true, TrimSpace: !e.preserveWhitespace}
@@ -619,10 +619,10 @@ func (e *Engine) normalize(root *jsontree.Node) bool {
 				}
 			}
 		case jsontree.Object:
-			if n.Type == "" || typed.IsPrimitive(n) {
+			if n.Type() == "" || typed.IsPrimitive(n) {
 				return true
 			}
-			t := e.model.Type(n.Type)
+			t := e.model.Type(n.Type())
 			if t == nil {
 				return true
 			}
@@ -738,7 +738,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 	var ops Operations
 	// The caches are built before any rule runs, as in the reference
 	// implementation: nodes that a substitute adds later are not in them.
-	plan := r.e.plan(res.Type)
+	plan := r.e.plan(res.Type())
 	nstart := len(r.nested)
 	if plan.fast {
 		r.buildCaches(res, plan)
@@ -747,7 +747,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 	for _, rule := range plan.rules {
 		if rule.unsupported {
 			return ops, &ConfigError{Rule: rule.Index, Method: rule.MethodName, Path: rule.Path,
-				Msg: fmt.Sprintf("anonymization method %s not supported (on %s)", strings.ToUpper(rule.MethodName), res.Type)}
+				Msg: fmt.Sprintf("anonymization method %s not supported (on %s)", strings.ToUpper(rule.MethodName), res.Type())}
 		}
 		matches := r.matches[:0]
 		switch {
@@ -758,7 +758,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 			// tree since the caches were built sends the rule to the
 			// evaluator instead.
 			head := r.head[:0]
-			if rule.fast == fastType && res.Type == rule.arg || rule.fast == fastName && res.Name == rule.arg {
+			if rule.fast == fastType && res.Type() == rule.arg || rule.fast == fastName && res.Name() == rule.arg {
 				head = append(head, res)
 			}
 			for _, n := range r.cache[rule.slot] {
@@ -832,7 +832,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 	}
 	clear(r.nested[nstart:])
 	r.nested = r.nested[:nstart]
-	if res.Name != "contained" {
+	if res.Name() != "contained" {
 		addSecurityLabels(res, ops, r.arena)
 	}
 	return ops, nil
@@ -865,12 +865,12 @@ func (r *run) cacheWalk(n *jsontree.Node, plan *typePlan) {
 	for i := start; i < end; i++ {
 		c := r.scratch[i]
 		if plan.types {
-			if s := r.typeSym.slot(c.Type); s >= 0 && plan.want[s] {
+			if s := r.typeSym.slot(c.Type()); s >= 0 && plan.want[s] {
 				r.cache[s] = append(r.cache[s], c)
 			}
 		}
 		if plan.names {
-			if s := r.nameSym.slot(c.Name); s >= 0 && plan.want[s] {
+			if s := r.nameSym.slot(c.Name()); s >= 0 && plan.want[s] {
 				r.cache[s] = append(r.cache[s], c)
 			}
 		}
@@ -906,7 +906,7 @@ func (r *run) process(node *jsontree.Node, rule *engineRule, res *jsontree.Node,
 		return nil
 	}
 	if r.trace != nil {
-		ev := TraceEvent{Rule: rule.Index, Method: rule.MethodName, Location: typed.Location(node), Type: node.Type,
+		ev := TraceEvent{Rule: rule.Index, Method: rule.MethodName, Location: typed.Location(node), Type: node.Type(),
 			HasValue: typed.HasValue(node)}
 		if ev.HasValue {
 			ev.Before = node.Value
@@ -953,7 +953,7 @@ func (r *run) markVisited(node *jsontree.Node) {
 }
 
 func (r *run) processingError(rule *engineRule, node *jsontree.Node, err error) error {
-	return &ProcessingError{Rule: rule.Index, Method: rule.MethodName, ResourceType: typed.Resource(node).Type, Location: typed.Location(node), Err: err}
+	return &ProcessingError{Rule: rule.Index, Method: rule.MethodName, ResourceType: typed.Resource(node).Type(), Location: typed.Location(node), Err: err}
 }
 
 // apply applies the rule's method to one node.
@@ -969,8 +969,8 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 		op := OpRedact
 		out, keep := "", false
 		switch {
-		case isDateType(node.Type):
-			dt, _ := ParseDateType(node.Type)
+		case isDateType(node.Type()):
+			dt, _ := ParseDateType(node.Type())
 			out, keep = RedactDate(node.Value, dt, p.EnablePartialDatesForRedact, r.today)
 		case isAgeValue(node):
 			var err error
@@ -982,13 +982,13 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 				*ops = ops.Add(OpRedact)
 				return nil
 			}
-		case len(node.Name) == len("postalCode") && strings.EqualFold(node.Name, "postalCode"):
+		case len(node.Name()) == len("postalCode") && strings.EqualFold(node.Name(), "postalCode"):
 			out, keep, op = RedactPostalCode(node.Value, p.EnablePartialZipCodesForRedact, p.RestrictedZipCodeTabulationAreas)
 		}
 		r.setString(node, out, keep)
 		*ops = ops.Add(op)
 	case MethodDateShift:
-		dt, ok := ParseDateType(node.Type)
+		dt, ok := ParseDateType(node.Type())
 		if !ok || !typed.HasValue(node) || node.Value == "" {
 			return nil
 		}
@@ -1057,7 +1057,7 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 			return nil
 		}
 		old := csharpText(node)
-		v, keep, err := m.Apply(CustomCall{Value: old, Type: node.Type, Location: typed.Location(node),
+		v, keep, err := m.Apply(CustomCall{Value: old, Type: node.Type(), Location: typed.Location(node),
 			Settings: &rule.settings, CustomSettings: &r.e.params.CustomSettings})
 		if err != nil {
 			return r.processingError(rule, node, err)
@@ -1071,7 +1071,7 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 	case MethodGeneralize:
 		if !typed.IsPrimitive(node) {
 			return &ConfigError{Rule: rule.Index, Method: rule.MethodName, Path: rule.Path,
-				Msg: fmt.Sprintf("generalization is not applicable on the node with type %s at %s: only FHIR primitive nodes are applicable", node.Type, typed.Location(node))}
+				Msg: fmt.Sprintf("generalization is not applicable on the node with type %s at %s: only FHIR primitive nodes are applicable", node.Type(), typed.Location(node))}
 		}
 		if !typed.HasValue(node) {
 			return nil
@@ -1130,20 +1130,20 @@ func isDateType(t string) bool {
 
 // isAgeValue reports a decimal node whose parent is an Age (§2.4.2).
 func isAgeValue(n *jsontree.Node) bool {
-	if len(n.Type) != len("decimal") || !strings.EqualFold(n.Type, "decimal") {
+	if len(n.Type()) != len("decimal") || !strings.EqualFold(n.Type(), "decimal") {
 		return false
 	}
 	p := typed.Parent(n)
-	return p != nil && p.Type == "Age"
+	return p != nil && p.Type() == "Age"
 }
 
 // isReference reports the reference element of a Reference (§2.5).
 func isReference(n *jsontree.Node) bool {
-	if len(n.Name) != len("reference") || !strings.EqualFold(n.Name, "reference") {
+	if len(n.Name()) != len("reference") || !strings.EqualFold(n.Name(), "reference") {
 		return false
 	}
 	p := typed.Parent(n)
-	return p != nil && p.Type == "Reference"
+	return p != nil && p.Type() == "Reference"
 }
 
 // csharpText returns the text the reference implementation hashes or
@@ -1166,7 +1166,7 @@ func csharpText(n *jsontree.Node) string {
 }
 
 func (r *run) perturb(node *jsontree.Node, rule *engineRule, res *jsontree.Node, ops *Operations) error {
-	target := PerturbTargetOf(node.Type, r.e.release)
+	target := PerturbTargetOf(node.Type(), r.e.release)
 	valNode := node
 	switch target {
 	case PerturbNone:
@@ -1177,7 +1177,7 @@ func (r *run) perturb(node *jsontree.Node, rule *engineRule, res *jsontree.Node,
 			return nil
 		}
 		valNode = vs[0]
-		target = PerturbTargetOf(valNode.Type, r.e.release)
+		target = PerturbTargetOf(valNode.Type(), r.e.release)
 		if target == PerturbNone || target == PerturbQuantity {
 			return nil
 		}
@@ -1189,7 +1189,7 @@ func (r *run) perturb(node *jsontree.Node, rule *engineRule, res *jsontree.Node,
 	if n := res.Get("id"); n != nil {
 		id = n.Value
 	}
-	u := PerturbNoise(r.e.params.CryptoHashKey, res.Type, id, typed.Location(valNode))
+	u := PerturbNoise(r.e.params.CryptoHashKey, res.Type(), id, typed.Location(valNode))
 	out, err := Perturb(valNode.Value, target, rule.Span, rule.RangeType, rule.RoundTo, u)
 	if err != nil {
 		return r.processingError(rule, valNode, err)

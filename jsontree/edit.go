@@ -379,20 +379,12 @@ type cloner struct {
 	remap                map[*Node]*Node
 }
 
-// nameShared reports whether n.Name can be cut from the copy of n.Key.
-func nameShared(n *Node) bool {
-	return strings.HasPrefix(n.Key, n.Name)
-}
-
 func (c *cloner) count(n *Node) {
 	c.nNodes++
 	c.nPtrs += len(n.Children)
-	c.nText += len(n.Key) + len(n.Type)
+	c.nText += len(n.Key)
 	if n.Kind != Bool {
 		c.nText += len(n.Value)
-	}
-	if !nameShared(n) {
-		c.nText += len(n.Name)
 	}
 	if n.Shadow != nil {
 		c.shadows = true
@@ -416,14 +408,9 @@ func (c *cloner) str(s string) string {
 func (c *cloner) clone(n *Node, parent *Node) *Node {
 	m := &c.nodes[0]
 	c.nodes = c.nodes[1:]
-	*m = Node{Kind: n.Kind, Flags: n.Flags, Parent: parent, Shadow: n.Shadow}
+	// Elems are shared and immutable: the copy points at the same one.
+	*m = Node{Kind: n.Kind, Flags: n.Flags, Parent: parent, Elem: n.Elem, Shadow: n.Shadow}
 	m.Key = c.str(n.Key)
-	if nameShared(n) {
-		m.Name = m.Key[:len(n.Name)]
-	} else {
-		m.Name = c.str(n.Name)
-	}
-	m.Type = c.str(n.Type)
 	if n.Kind == Bool {
 		m.Value = boolText(n.Value == "true")
 	} else {

@@ -49,8 +49,8 @@
 // same name. A node inserted while it has a parent is moved out of it
 // first. SetString, SetNumber, SetBool and SetNull change a node's value in
 // place. Get, Index, Path and Walk navigate; Clone copies; Equal compares.
-// None of them changes typing fields (Name, Type, Shadow and the typing
-// flags): a program that edits a typed tree types what it inserts. The
+// None of them changes typing fields (Elem, Shadow and the typing flags):
+// a program that edits a typed tree types what it inserts. The
 // editing methods panic on programming errors only: a node of the wrong
 // kind, a nil node, an index out of range, or an edit that would make a
 // node its own descendant.
@@ -114,6 +114,20 @@ type Node struct {
 	// before it. An Array node is only a container: its items carry the
 	// element's Name and Type.
 
+	// Elem is the node's FHIR typing, its element name and type (see Name
+	// and Type); nil for an untyped node. Typing shares one Elem between all
+	// the nodes of the same element and type, so that a node spends one
+	// pointer on it rather than two strings; an Elem is never changed once
+	// set on a node.
+	Elem *Elem
+	// Shadow is, for a primitive value, its "_name" object (or the matching
+	// item of the "_name" array) holding the element's id and extensions.
+	Shadow *Node
+}
+
+// Elem is the FHIR typing of a node: its element name and type. Elems are
+// shared and must not be changed once a node points at one.
+type Elem struct {
 	// Name is the FHIR element name: "birthDate"; "value" for the choice
 	// member "valueQuantity"; "contained" for a contained resource.
 	Name string
@@ -121,9 +135,22 @@ type Node struct {
 	// type ("HumanName"), a resource type ("Patient") or a backbone element's
 	// path ("Patient.contact").
 	Type string
-	// Shadow is, for a primitive value, its "_name" object (or the matching
-	// item of the "_name" array) holding the element's id and extensions.
-	Shadow *Node
+}
+
+// Name returns the FHIR element name of n (see Elem), or "" if n is untyped.
+func (n *Node) Name() string {
+	if e := n.Elem; e != nil {
+		return e.Name
+	}
+	return ""
+}
+
+// Type returns the FHIR type of n (see Elem), or "" if n is untyped.
+func (n *Node) Type() string {
+	if e := n.Elem; e != nil {
+		return e.Type
+	}
+	return ""
 }
 
 // Flags are bits stored on a node.

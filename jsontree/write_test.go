@@ -150,7 +150,7 @@ func TestAppendJSONOddNodes(t *testing.T) {
 		{NewNull(), "null"},
 		{NewObject(), "{}"},
 		{NewArray(), "[]"},
-		{&Node{Kind: String, Value: "x", Name: "n", Type: "string", Flags: FlagShadow | FlagChoice}, `"x"`},
+		{&Node{Kind: String, Value: "x", Elem: &Elem{Name: "n", Type: "string"}, Flags: FlagShadow | FlagChoice}, `"x"`},
 	}
 	for _, tc := range tests {
 		if got := string(tc.n.AppendJSON(nil)); got != tc.want {
