@@ -596,7 +596,7 @@ func (e *Engine) putRun(r *run) {
 	}
 	*r = run{e: e, env: r.env, scratch: r.scratch[:0],
 		pr:     pruner{state: r.pr.state[:0], empty: r.pr.empty[:0]},
-		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, matches: r.matches[:0], step: r.step[:0],
+		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, elemSlots: r.elemSlots, matches: r.matches[:0], step: r.step[:0],
 		head: r.head[:0], pmemo: r.pmemo}
 	*r.env = fhirpath.Env{}
 	e.runs.Put(r)
@@ -700,9 +700,11 @@ type run struct {
 	pr pruner
 	// cache holds the fast-path caches of the resource being processed by
 	// slot (see Engine.typeSlots); typeSym and nameSym find the slots of
-	// node types and names; matches collects a rule's matches.
+	// node types and names, elemSlots both at once by a node's Elem;
+	// matches collects a rule's matches.
 	cache            [][]*jsontree.Node
 	typeSym, nameSym *symbols
+	elemSlots        *elemSlots
 	matches          []*jsontree.Node
 	step             []*jsontree.Node // the other buffer of member paths
 	head             []*jsontree.Node // the head items of viaHead rules
@@ -848,6 +850,7 @@ func (r *run) buildCaches(res *jsontree.Node, plan *typePlan) {
 	if r.cache == nil {
 		r.cache = make([][]*jsontree.Node, r.e.nslots)
 		r.typeSym, r.nameSym = newSymbols(r.e.canonTypes, r.e.typeSlots), newSymbols(r.e.canonNames, r.e.nameSlots)
+		r.elemSlots = new(elemSlots)
 	}
 	for _, s := range plan.slots {
 		clear(r.cache[s])
@@ -864,14 +867,13 @@ func (r *run) cacheWalk(n *jsontree.Node, plan *typePlan) {
 	end := len(r.scratch)
 	for i := start; i < end; i++ {
 		c := r.scratch[i]
-		if plan.types {
-			if s := r.typeSym.slot(c.Type()); s >= 0 && plan.want[s] {
-				r.cache[s] = append(r.cache[s], c)
+		if c.Elem != nil {
+			ts, ns := r.slotsOf(c.Elem)
+			if plan.types && ts >= 0 && plan.want[ts] {
+				r.cache[ts] = append(r.cache[ts], c)
 			}
-		}
-		if plan.names {
-			if s := r.nameSym.slot(c.Name()); s >= 0 && plan.want[s] {
-				r.cache[s] = append(r.cache[s], c)
+			if plan.names && ns >= 0 && plan.want[ns] {
+				r.cache[ns] = append(r.cache[ns], c)
 			}
 		}
 		if typed.IsResource(c) {
@@ -1559,6 +1561,31 @@ func (t *symbols) slot(s string) int32 {
 		return slot
 	}
 	return -1
+}
+
+// elemSlots caches the type and name slots of typed nodes by the address of
+// their jsontree.Elem, which typing shares between all the nodes of one
+// element and type and never changes: one comparison of pointers answers
+// both lookups of most nodes. It is direct-mapped; an entry keeps its Elem
+// alive, which holds only the model's strings, never a document's.
+type elemSlots [elemSlotsSize]elemSlot
+
+const elemSlotsSize = 512
+
+type elemSlot struct {
+	e                  *jsontree.Elem
+	typeSlot, nameSlot int32
+}
+
+// slotsOf returns the type slot and the name slot of the nodes typed e
+// (-1 for none).
+func (r *run) slotsOf(e *jsontree.Elem) (typeSlot, nameSlot int32) {
+	p := uintptr(unsafe.Pointer(e))
+	s := &r.elemSlots[(p>>4^p>>13)%elemSlotsSize]
+	if s.e != e {
+		*s = elemSlot{e, r.typeSym.slot(e.Type), r.nameSym.slot(e.Name)}
+	}
+	return s.typeSlot, s.nameSlot
 }
 
 // canonSymbols returns the model's type names and element types (types),
