@@ -105,7 +105,8 @@ func AnnotateWith(root *jsontree.Node, m *model.Model, opts Options) error {
 	if rt != nil && rt.Kind == jsontree.String {
 		a.rootType = rt.Value
 	}
-	if id := root.Get("id"); id != nil && id.Kind == jsontree.String && len(id.Value) <= maxIDLen && validID(id.Value) {
+	if id := root.Get("id"); id != nil && id.Kind == jsontree.String {
+		// Checked only when an error quotes it (see errorf).
 		a.rootID = id.Value
 	}
 	return a.resource(root, "")
@@ -142,7 +143,11 @@ func (a *annotator) errorf(n *jsontree.Node, format string, args ...any) error {
 	}
 	// The type and id are copied: the tree's strings may be reused once the
 	// error is returned (jsontree.Parser.ReuseText).
-	return &Error{ResourceType: strings.Clone(a.rootType), ID: strings.Clone(a.rootID), Path: path, Msg: fmt.Sprintf(format, args...)}
+	id := ""
+	if len(a.rootID) <= maxIDLen && validID(a.rootID) {
+		id = strings.Clone(a.rootID)
+	}
+	return &Error{ResourceType: strings.Clone(a.rootType), ID: id, Path: path, Msg: fmt.Sprintf(format, args...)}
 }
 
 // resource types an object that holds a resource; name is its element name

@@ -321,3 +321,24 @@ func TestAnnotateTrimSpace(t *testing.T) {
 		t.Errorf("trimmed:\n got %s\nwant %s", got, want)
 	}
 }
+
+// TestErrorQuotesValidIDOnly checks that a typing error names the resource
+// by its id only when the id has the syntax of one (checked when the error
+// is made, not for every resource).
+func TestErrorQuotesValidIDOnly(t *testing.T) {
+	for _, c := range []struct{ id, want string }{
+		{"abc-123", "abc-123"},
+		{"John Smith 1970", ""},
+		{strings.Repeat("a", 65), ""},
+	} {
+		root := parse(t, `{"resourceType":"Patient","id":"`+c.id+`","nmae":1}`)
+		err := typed.Annotate(root, r4(t))
+		var te *typed.Error
+		if !errors.As(err, &te) {
+			t.Fatalf("id %q: error %v", c.id, err)
+		}
+		if te.ID != c.want {
+			t.Errorf("id %q: error names id %q, want %q", c.id, te.ID, c.want)
+		}
+	}
+}
