@@ -23,12 +23,22 @@ type typeInfo struct {
 	// props are the type's members by JSON key, as model.Type.Property
 	// finds them ("valueQuantity" for value[x]).
 	props map[string]*prop
+	// table finds the props by key faster than the map (see lookup).
+	table []slot
+	mask  uint32
 	// unnamed is the Elem of an object of this type without element name
 	// (the object of a "_name" shadow that belongs to a value).
 	unnamed *jsontree.Elem
 	// named are, for a resource type, its Elems under each element name
 	// that may hold a resource ("" for a root, "contained", "resource"...).
 	named map[string]*jsontree.Elem
+}
+
+// slot is an entry of a typeInfo's table: a key and its prop (nil for an
+// empty slot).
+type slot struct {
+	key string
+	p   *prop
 }
 
 // prop is one member of a type.
@@ -102,6 +112,7 @@ func buildInfo(m *model.Model) *modelInfo {
 				pr.ti = info.types[pr.t]
 			}
 		}
+		ti.buildTable()
 	}
 	for _, t := range all {
 		if t.Kind != model.Resource {
@@ -123,4 +134,46 @@ func upperFirst(s string) string {
 		return s
 	}
 	return string(s[0]-'a'+'A') + s[1:]
+}
+
+// buildTable fills the open-addressing table of ti's props: a power of two
+// at least twice their number, linear probing from keyHash.
+func (ti *typeInfo) buildTable() {
+	size := 4
+	for size < 2*len(ti.props) {
+		size *= 2
+	}
+	ti.table = make([]slot, size)
+	ti.mask = uint32(size - 1)
+	for key, pr := range ti.props {
+		i := keyHash(key) & ti.mask
+		for ti.table[i].p != nil {
+			i = (i + 1) & ti.mask
+		}
+		ti.table[i] = slot{key, pr}
+	}
+}
+
+// keyHash hashes a member key from its length and three of its bytes,
+// which tell apart most keys of one type at the cost of a few operations
+// (a map hashes every byte); the table's probing sorts out the rest.
+func keyHash(key string) uint32 {
+	n := uint32(len(key))
+	if n == 0 {
+		return 0
+	}
+	h := n*0x9E3779B1 ^ uint32(key[0])*0x85EBCA6B ^ uint32(key[n-1])*0xC2B2AE35 ^ uint32(key[n/2])*0x27D4EB2F
+	return h ^ h>>15
+}
+
+// lookup returns the member of ti whose JSON key is key, or nil.
+func (ti *typeInfo) lookup(key string) *prop {
+	i := keyHash(key) & ti.mask
+	for {
+		s := &ti.table[i]
+		if s.p == nil || s.key == key {
+			return s.p
+		}
+		i = (i + 1) & ti.mask
+	}
 }

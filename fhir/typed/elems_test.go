@@ -28,7 +28,18 @@ func TestTablesMatchModel(t *testing.T) {
 			if ti.unnamed.Name != "" || ti.unnamed.Type != name {
 				t.Errorf("%v %s: unnamed elem %+v", v, name, *ti.unnamed)
 			}
+			for _, bad := range []string{"", "x", "nmae", "valueFoo", "_id", "resourceType"} {
+				if _, _, ok := ty.Property(bad); !ok && ti.lookup(bad) != nil {
+					t.Errorf("%v %s: the table finds %q", v, name, bad)
+				}
+			}
 			for key, pr := range ti.props {
+				if ti.lookup(key) != pr {
+					t.Errorf("%v %s: the table does not find %q", v, name, key)
+				}
+				if ti.lookup(key+"x") != nil || len(key) > 1 && ti.lookup(key[:len(key)-1]) != nil && ti.props[key[:len(key)-1]] == nil {
+					t.Errorf("%v %s: the table finds a key near %q", v, name, key)
+				}
 				el, typ, ok := ty.Property(key)
 				if !ok || el != pr.el || typ != pr.typ {
 					t.Errorf("%v %s.%s: table has %s %s, model %v %s", v, name, key, pr.el.Name, pr.typ, ok, typ)

@@ -219,8 +219,8 @@ func (a *annotator) object(n *jsontree.Node, t *model.Type, ti *typeInfo, e *jso
 			shadows = true
 			continue
 		}
-		pr, ok := ti.props[key]
-		if !ok {
+		pr := ti.lookup(key)
+		if pr == nil {
 			return a.unknown(c, t, key)
 		}
 		el := pr.el
@@ -344,8 +344,8 @@ func (a *annotator) shadows(n *jsontree.Node, t *model.Type, ti *typeInfo) error
 			continue
 		}
 		key := s.Key[1:]
-		pr, ok := ti.props[key]
-		if !ok {
+		pr := ti.lookup(key)
+		if pr == nil {
 			return a.unknown(s, t, s.Key)
 		}
 		el, typ := pr.el, pr.typ
