@@ -14,6 +14,7 @@ import (
 	"unicode"
 	"unsafe"
 
+	"fhirdeid/anonymize/scrub"
 	"fhirdeid/fhir/model"
 	"fhirdeid/fhir/typed"
 	"fhirdeid/fhirpath"
@@ -720,6 +721,15 @@ type run struct {
 	// changed the shape of the tree (substitute) since the walk.
 	nested       []*jsontree.Node
 	restructured bool
+	// ruleSeq counts the rules applied in this run (to resources, nested
+	// ones included), so that what one application of a rule to a resource
+	// computes once (scrub options) can be told from the next's.
+	ruleSeq uint64
+	// scrub holds the scrub options of application scrub.seq.
+	scrub struct {
+		seq  uint64
+		opts scrub.Options
+	}
 	// arena provides the nodes of security labels.
 	arena *nodeArena
 	// pshift is the state of dateShiftScope "patient"; pmemo, kept from
@@ -748,6 +758,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 	}
 	r.restructured = false
 	for _, rule := range plan.rules {
+		r.ruleSeq++
 		if rule.unsupported {
 			return ops, &ConfigError{Rule: rule.Index, Method: rule.MethodName, Path: rule.Path,
 				Msg: fmt.Sprintf("anonymization method %s not supported (on %s)", strings.ToUpper(rule.MethodName), res.Type())}

@@ -74,6 +74,19 @@ func WithScrubTrace(ctx context.Context, fn func(ScrubEvent)) context.Context {
 
 // scrubOptions builds the scrubber's options for the rule on resource res.
 func (r *run) scrubOptions(rule *engineRule, res *jsontree.Node) scrub.Options {
+	// One application of a rule to a resource scrubs many nodes with the
+	// same options: the patient (and so its identifiers and date shift)
+	// changes only when a later rule rewrites the references.
+	if r.scrub.seq == r.ruleSeq && r.ruleSeq != 0 {
+		return r.scrub.opts
+	}
+	opts := r.newScrubOptions(rule, res)
+	r.scrub.seq, r.scrub.opts = r.ruleSeq, opts
+	return opts
+}
+
+// newScrubOptions makes the options of scrubOptions.
+func (r *run) newScrubOptions(rule *engineRule, res *jsontree.Node) scrub.Options {
 	in, _ := r.ctx.Value(scrubInputKey{}).(ScrubInput)
 	opts := scrub.Options{Identifiers: in.Identifiers, Safe: in.Safe}
 	if in.Patients != nil {
