@@ -244,7 +244,7 @@ func TestSetScalars(t *testing.T) {
 	a.Flags |= FlagChoice
 	a.Elem = &Elem{Name: "a", Type: "string"}
 	a.SetString(`q"uote`)
-	if a.Flags != FlagChoice|FlagSet || a.Name() != "a" || a.Type() != "string" {
+	if a.Flags != FlagChoice|FlagSet|FlagRawKey || a.Name() != "a" || a.Type() != "string" {
 		t.Errorf("SetString changed typing: flags %b name %q type %q", a.Flags, a.Name(), a.Type())
 	}
 	b := root.Get("b")

@@ -92,8 +92,9 @@ func (k Kind) String() string {
 // next Parse (see Parser); Clone copies a tree out of it. Programs edit a
 // tree through the methods (Set, Append, Remove, ReplaceWith, SetString...),
 // which keep Parent, Key and Children consistent; assigning Value of a
-// String directly is safe too, as writing escapes strings as needed, but a
-// Number's Value must remain a valid literal (see SetNumber).
+// String directly is safe too if FlagRaw is cleared with it, as writing
+// escapes strings as needed, but a Number's Value must remain a valid
+// literal (see SetNumber).
 type Node struct {
 	// Kind is the node's JSON kind.
 	Kind Kind
@@ -185,4 +186,15 @@ const (
 	// reads it: a date that de-identification rewrote is not the input's
 	// date). The parser leaves it clear; Clone keeps it.
 	FlagSet
+	// FlagRaw marks a String whose Value is the text of the input between
+	// its quotes (no escape sequence): it holds no character that writing
+	// escapes, so AppendJSON copies it without scanning it. The parser sets
+	// it and the Set methods clear it; a program that assigns Value of such
+	// a node directly must clear it too.
+	FlagRaw
+	// FlagRawKey marks a member whose Key is the text of the input between
+	// its quotes, copied without scanning like FlagRaw. The parser sets it;
+	// the methods that give a node another Key clear it, and a program that
+	// assigns Key of such a node directly must clear it too.
+	FlagRawKey
 )
