@@ -25,6 +25,7 @@ package typed
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -595,7 +596,11 @@ func appendMember(c *jsontree.Node, dst []*jsontree.Node) []*jsontree.Node {
 		return dst
 	}
 	sh := c.Shadow
-	for i := 0; i < itemCount(c); i++ {
+	n := itemCount(c)
+	// One growth for the whole array: appending item by item would grow
+	// the slice of a long array by a quarter at a time.
+	dst = slices.Grow(dst, n)
+	for i := 0; i < n; i++ {
 		if e := arrayElement(c, sh, i); e != nil {
 			dst = append(dst, e)
 		}
