@@ -162,11 +162,11 @@ func TestLinearInResourceSize(t *testing.T) {
 // runs): a DocumentReference whose size is one base64 attachment allocates
 // a small fraction of its size (its strings are read from the input, not
 // from a copy), and a Patient made of small removable elements at most 10
-// times its size (8.9 today: 6.0 for the tree's nodes at 88 bytes per
-// node of ~15 bytes of input, 0.6 for their child lists, about 2 for the
-// rule caches and their growth; it was 10.5 with 112-byte nodes, and a
-// second copy of the input would exceed the bound). bench/memresource measures the peak resident memory of the same
-// shapes at 64 MB.
+// times its size (7.8 today: 6.0 for the tree's nodes at 88 bytes per
+// node of ~15 bytes of input, 0.6 for their child lists, about 1 for the
+// rule caches and the walks' stacks; it was 10.5 with 112-byte nodes, and a
+// second copy of the input would exceed the bound). bench/memresource
+// measures the peak resident memory of the same shapes at 64 MB.
 func TestMemoryInResourceSize(t *testing.T) {
 	if testing.Short() {
 		t.Skip("de-identifies 32 MB of resources")
