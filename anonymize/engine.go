@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"unicode"
 	"unsafe"
 
+	"fhirdeid/anonymize/scrub"
 	"fhirdeid/fhir/model"
 	"fhirdeid/fhir/typed"
 	"fhirdeid/fhirpath"
@@ -513,7 +515,7 @@ func (e *Engine) anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 	if root == nil || root.Kind != jsontree.Object {
 		return Stats{}, &InputError{Err: errors.New("the resource is not a JSON object")}
 	}
-	if root.Flags&jsontree.FlagResource == 0 || root.Type == "" {
+	if root.Flags&jsontree.FlagResource == 0 || root.Type() == "" {
 		// Typing normalizes as it goes (§2.12): it wraps single values of
 		// repeating elements in arrays and trims strings.
 		opts := typed.Options{WrapRepeating: true, TrimSpace: !e.preserveWhitespace}
@@ -596,7 +598,7 @@ func (e *Engine) putRun(r *run) {
 	}
 	*r = run{e: e, env: r.env, scratch: r.scratch[:0],
 		pr:     pruner{state: r.pr.state[:0], empty: r.pr.empty[:0]},
-		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, matches: r.matches[:0], step: r.step[:0],
+		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, elemSlots: r.elemSlots, matches: r.matches[:0], step: r.step[:0],
 		head: r.head[:0], pmemo: r.pmemo}
 	*r.env = fhirpath.Env{}
 	e.runs.Put(r)
@@ -619,10 +621,10 @@ func (e *Engine) normalize(root *jsontree.Node) bool {
 				}
 			}
 		case jsontree.Object:
-			if n.Type == "" || typed.IsPrimitive(n) {
+			if n.Type() == "" || typed.IsPrimitive(n) {
 				return true
 			}
-			t := e.model.Type(n.Type)
+			t := e.model.Type(n.Type())
 			if t == nil {
 				return true
 			}
@@ -700,9 +702,11 @@ type run struct {
 	pr pruner
 	// cache holds the fast-path caches of the resource being processed by
 	// slot (see Engine.typeSlots); typeSym and nameSym find the slots of
-	// node types and names; matches collects a rule's matches.
+	// node types and names, elemSlots both at once by a node's Elem;
+	// matches collects a rule's matches.
 	cache            [][]*jsontree.Node
 	typeSym, nameSym *symbols
+	elemSlots        *elemSlots
 	matches          []*jsontree.Node
 	step             []*jsontree.Node // the other buffer of member paths
 	head             []*jsontree.Node // the head items of viaHead rules
@@ -717,6 +721,15 @@ type run struct {
 	// changed the shape of the tree (substitute) since the walk.
 	nested       []*jsontree.Node
 	restructured bool
+	// ruleSeq counts the rules applied in this run (to resources, nested
+	// ones included), so that what one application of a rule to a resource
+	// computes once (scrub options) can be told from the next's.
+	ruleSeq uint64
+	// scrub holds the scrub options of application scrub.seq.
+	scrub struct {
+		seq  uint64
+		opts scrub.Options
+	}
 	// arena provides the nodes of security labels.
 	arena *nodeArena
 	// pshift is the state of dateShiftScope "patient"; pmemo, kept from
@@ -738,16 +751,17 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 	var ops Operations
 	// The caches are built before any rule runs, as in the reference
 	// implementation: nodes that a substitute adds later are not in them.
-	plan := r.e.plan(res.Type)
+	plan := r.e.plan(res.Type())
 	nstart := len(r.nested)
 	if plan.fast {
 		r.buildCaches(res, plan)
 	}
 	r.restructured = false
 	for _, rule := range plan.rules {
+		r.ruleSeq++
 		if rule.unsupported {
 			return ops, &ConfigError{Rule: rule.Index, Method: rule.MethodName, Path: rule.Path,
-				Msg: fmt.Sprintf("anonymization method %s not supported (on %s)", strings.ToUpper(rule.MethodName), res.Type)}
+				Msg: fmt.Sprintf("anonymization method %s not supported (on %s)", strings.ToUpper(rule.MethodName), res.Type())}
 		}
 		matches := r.matches[:0]
 		switch {
@@ -758,7 +772,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 			// tree since the caches were built sends the rule to the
 			// evaluator instead.
 			head := r.head[:0]
-			if rule.fast == fastType && res.Type == rule.arg || rule.fast == fastName && res.Name == rule.arg {
+			if rule.fast == fastType && res.Type() == rule.arg || rule.fast == fastName && res.Name() == rule.arg {
 				head = append(head, res)
 			}
 			for _, n := range r.cache[rule.slot] {
@@ -832,7 +846,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 	}
 	clear(r.nested[nstart:])
 	r.nested = r.nested[:nstart]
-	if res.Name != "contained" {
+	if res.Name() != "contained" {
 		addSecurityLabels(res, ops, r.arena)
 	}
 	return ops, nil
@@ -848,6 +862,7 @@ func (r *run) buildCaches(res *jsontree.Node, plan *typePlan) {
 	if r.cache == nil {
 		r.cache = make([][]*jsontree.Node, r.e.nslots)
 		r.typeSym, r.nameSym = newSymbols(r.e.canonTypes, r.e.typeSlots), newSymbols(r.e.canonNames, r.e.nameSlots)
+		r.elemSlots = new(elemSlots)
 	}
 	for _, s := range plan.slots {
 		clear(r.cache[s])
@@ -864,14 +879,13 @@ func (r *run) cacheWalk(n *jsontree.Node, plan *typePlan) {
 	end := len(r.scratch)
 	for i := start; i < end; i++ {
 		c := r.scratch[i]
-		if plan.types {
-			if s := r.typeSym.slot(c.Type); s >= 0 && plan.want[s] {
-				r.cache[s] = append(r.cache[s], c)
+		if c.Elem != nil {
+			ts, ns := r.slotsOf(c.Elem)
+			if plan.types && ts >= 0 && plan.want[ts] {
+				r.cache[ts] = appendDoubling(r.cache[ts], c)
 			}
-		}
-		if plan.names {
-			if s := r.nameSym.slot(c.Name); s >= 0 && plan.want[s] {
-				r.cache[s] = append(r.cache[s], c)
+			if plan.names && ns >= 0 && plan.want[ns] {
+				r.cache[ns] = appendDoubling(r.cache[ns], c)
 			}
 		}
 		if typed.IsResource(c) {
@@ -906,7 +920,7 @@ func (r *run) process(node *jsontree.Node, rule *engineRule, res *jsontree.Node,
 		return nil
 	}
 	if r.trace != nil {
-		ev := TraceEvent{Rule: rule.Index, Method: rule.MethodName, Location: typed.Location(node), Type: node.Type,
+		ev := TraceEvent{Rule: rule.Index, Method: rule.MethodName, Location: typed.Location(node), Type: node.Type(),
 			HasValue: typed.HasValue(node)}
 		if ev.HasValue {
 			ev.Before = node.Value
@@ -953,7 +967,7 @@ func (r *run) markVisited(node *jsontree.Node) {
 }
 
 func (r *run) processingError(rule *engineRule, node *jsontree.Node, err error) error {
-	return &ProcessingError{Rule: rule.Index, Method: rule.MethodName, ResourceType: typed.Resource(node).Type, Location: typed.Location(node), Err: err}
+	return &ProcessingError{Rule: rule.Index, Method: rule.MethodName, ResourceType: typed.Resource(node).Type(), Location: typed.Location(node), Err: err}
 }
 
 // apply applies the rule's method to one node.
@@ -969,8 +983,8 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 		op := OpRedact
 		out, keep := "", false
 		switch {
-		case isDateType(node.Type):
-			dt, _ := ParseDateType(node.Type)
+		case isDateType(node.Type()):
+			dt, _ := ParseDateType(node.Type())
 			out, keep = RedactDate(node.Value, dt, p.EnablePartialDatesForRedact, r.today)
 		case isAgeValue(node):
 			var err error
@@ -982,13 +996,13 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 				*ops = ops.Add(OpRedact)
 				return nil
 			}
-		case len(node.Name) == len("postalCode") && strings.EqualFold(node.Name, "postalCode"):
+		case len(node.Name()) == len("postalCode") && strings.EqualFold(node.Name(), "postalCode"):
 			out, keep, op = RedactPostalCode(node.Value, p.EnablePartialZipCodesForRedact, p.RestrictedZipCodeTabulationAreas)
 		}
 		r.setString(node, out, keep)
 		*ops = ops.Add(op)
 	case MethodDateShift:
-		dt, ok := ParseDateType(node.Type)
+		dt, ok := ParseDateType(node.Type())
 		if !ok || !typed.HasValue(node) || node.Value == "" {
 			return nil
 		}
@@ -1057,7 +1071,7 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 			return nil
 		}
 		old := csharpText(node)
-		v, keep, err := m.Apply(CustomCall{Value: old, Type: node.Type, Location: typed.Location(node),
+		v, keep, err := m.Apply(CustomCall{Value: old, Type: node.Type(), Location: typed.Location(node),
 			Settings: &rule.settings, CustomSettings: &r.e.params.CustomSettings})
 		if err != nil {
 			return r.processingError(rule, node, err)
@@ -1071,7 +1085,7 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 	case MethodGeneralize:
 		if !typed.IsPrimitive(node) {
 			return &ConfigError{Rule: rule.Index, Method: rule.MethodName, Path: rule.Path,
-				Msg: fmt.Sprintf("generalization is not applicable on the node with type %s at %s: only FHIR primitive nodes are applicable", node.Type, typed.Location(node))}
+				Msg: fmt.Sprintf("generalization is not applicable on the node with type %s at %s: only FHIR primitive nodes are applicable", node.Type(), typed.Location(node))}
 		}
 		if !typed.HasValue(node) {
 			return nil
@@ -1130,20 +1144,20 @@ func isDateType(t string) bool {
 
 // isAgeValue reports a decimal node whose parent is an Age (§2.4.2).
 func isAgeValue(n *jsontree.Node) bool {
-	if len(n.Type) != len("decimal") || !strings.EqualFold(n.Type, "decimal") {
+	if len(n.Type()) != len("decimal") || !strings.EqualFold(n.Type(), "decimal") {
 		return false
 	}
 	p := typed.Parent(n)
-	return p != nil && p.Type == "Age"
+	return p != nil && p.Type() == "Age"
 }
 
 // isReference reports the reference element of a Reference (§2.5).
 func isReference(n *jsontree.Node) bool {
-	if len(n.Name) != len("reference") || !strings.EqualFold(n.Name, "reference") {
+	if len(n.Name()) != len("reference") || !strings.EqualFold(n.Name(), "reference") {
 		return false
 	}
 	p := typed.Parent(n)
-	return p != nil && p.Type == "Reference"
+	return p != nil && p.Type() == "Reference"
 }
 
 // csharpText returns the text the reference implementation hashes or
@@ -1166,7 +1180,7 @@ func csharpText(n *jsontree.Node) string {
 }
 
 func (r *run) perturb(node *jsontree.Node, rule *engineRule, res *jsontree.Node, ops *Operations) error {
-	target := PerturbTargetOf(node.Type, r.e.release)
+	target := PerturbTargetOf(node.Type(), r.e.release)
 	valNode := node
 	switch target {
 	case PerturbNone:
@@ -1177,7 +1191,7 @@ func (r *run) perturb(node *jsontree.Node, rule *engineRule, res *jsontree.Node,
 			return nil
 		}
 		valNode = vs[0]
-		target = PerturbTargetOf(valNode.Type, r.e.release)
+		target = PerturbTargetOf(valNode.Type(), r.e.release)
 		if target == PerturbNone || target == PerturbQuantity {
 			return nil
 		}
@@ -1189,7 +1203,7 @@ func (r *run) perturb(node *jsontree.Node, rule *engineRule, res *jsontree.Node,
 	if n := res.Get("id"); n != nil {
 		id = n.Value
 	}
-	u := PerturbNoise(r.e.params.CryptoHashKey, res.Type, id, typed.Location(valNode))
+	u := PerturbNoise(r.e.params.CryptoHashKey, res.Type(), id, typed.Location(valNode))
 	out, err := Perturb(valNode.Value, target, rule.Span, rule.RangeType, rule.RoundTo, u)
 	if err != nil {
 		return r.processingError(rule, valNode, err)
@@ -1559,6 +1573,43 @@ func (t *symbols) slot(s string) int32 {
 		return slot
 	}
 	return -1
+}
+
+// appendDoubling appends n to s, doubling its capacity when it is full.
+// append grows a large slice by a quarter only, so that a slice of k
+// pointers built by appends allocates about 5k and copies about 4k; one
+// built by doubling allocates at most 2k and copies at most k (the caches of
+// a resource of 16 MB hold hundreds of thousands of nodes).
+func appendDoubling(s []*jsontree.Node, n *jsontree.Node) []*jsontree.Node {
+	if len(s) == cap(s) {
+		s = slices.Grow(s, max(len(s), 16))
+	}
+	return append(s, n)
+}
+
+// elemSlots caches the type and name slots of typed nodes by the address of
+// their jsontree.Elem, which typing shares between all the nodes of one
+// element and type and never changes: one comparison of pointers answers
+// both lookups of most nodes. It is direct-mapped; an entry keeps its Elem
+// alive, which holds only the model's strings, never a document's.
+type elemSlots [elemSlotsSize]elemSlot
+
+const elemSlotsSize = 512
+
+type elemSlot struct {
+	e                  *jsontree.Elem
+	typeSlot, nameSlot int32
+}
+
+// slotsOf returns the type slot and the name slot of the nodes typed e
+// (-1 for none).
+func (r *run) slotsOf(e *jsontree.Elem) (typeSlot, nameSlot int32) {
+	p := uintptr(unsafe.Pointer(e))
+	s := &r.elemSlots[(p>>4^p>>13)%elemSlotsSize]
+	if s.e != e {
+		*s = elemSlot{e, r.typeSym.slot(e.Type), r.nameSym.slot(e.Name)}
+	}
+	return s.typeSlot, s.nameSlot
 }
 
 // canonSymbols returns the model's type names and element types (types),

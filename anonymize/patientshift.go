@@ -66,7 +66,7 @@ func (r *run) enterPatientScope(res *jsontree.Node) patientShiftState {
 		prev.ok = false
 	}
 	id, ok := compartmentPatient(r.e, res)
-	if !ok && res.Name == "contained" && prev.ok {
+	if !ok && res.Name() == "contained" && prev.ok {
 		id, ok = prev.patient, true
 	}
 	p := &r.e.params
@@ -109,7 +109,7 @@ type patientMemo struct {
 // compartmentPatient returns the id of the patient whose compartment res is
 // in.
 func compartmentPatient(e *Engine, res *jsontree.Node) (string, bool) {
-	if res.Type == "Patient" {
+	if res.Type() == "Patient" {
 		if id := res.Get("id"); id != nil && id.Kind == jsontree.String && id.Value != "" {
 			return id.Value, true
 		}
@@ -117,7 +117,7 @@ func compartmentPatient(e *Engine, res *jsontree.Node) (string, bool) {
 	}
 	var buf [8]*jsontree.Node
 	var rbuf [2]*jsontree.Node
-	for _, param := range e.model.PatientCompartment(res.Type) {
+	for _, param := range e.model.PatientCompartment(res.Type()) {
 		for _, path := range param.Paths {
 			nodes := append(buf[:0], res)
 			for step := range strings.SplitSeq(path, ".") {
@@ -188,7 +188,7 @@ func PatientDateShiftOffset(key, scope, id string, rangeDays int) int {
 // shiftPatientDate applies dateShift in scope "patient" to one date node of
 // res.
 func (r *run) shiftPatientDate(node *jsontree.Node, dt DateType, rule *engineRule, res *jsontree.Node, ops *Operations) error {
-	birthDate := res.Type == "Patient" && node.Name == "birthDate" && typed.Parent(node) == res
+	birthDate := res.Type() == "Patient" && node.Name() == "birthDate" && typed.Parent(node) == res
 	out, keep, op, err := ShiftDateKeepTime(node.Value, dt, r.pshift.offset, r.e.params.EnablePartialDatesForRedact, birthDate, r.today)
 	if err != nil {
 		return r.processingError(rule, node, err)

@@ -74,6 +74,19 @@ func WithScrubTrace(ctx context.Context, fn func(ScrubEvent)) context.Context {
 
 // scrubOptions builds the scrubber's options for the rule on resource res.
 func (r *run) scrubOptions(rule *engineRule, res *jsontree.Node) scrub.Options {
+	// One application of a rule to a resource scrubs many nodes with the
+	// same options: the patient (and so its identifiers and date shift)
+	// changes only when a later rule rewrites the references.
+	if r.scrub.seq == r.ruleSeq && r.ruleSeq != 0 {
+		return r.scrub.opts
+	}
+	opts := r.newScrubOptions(rule, res)
+	r.scrub.seq, r.scrub.opts = r.ruleSeq, opts
+	return opts
+}
+
+// newScrubOptions makes the options of scrubOptions.
+func (r *run) newScrubOptions(rule *engineRule, res *jsontree.Node) scrub.Options {
 	in, _ := r.ctx.Value(scrubInputKey{}).(ScrubInput)
 	opts := scrub.Options{Identifiers: in.Identifiers, Safe: in.Safe}
 	if in.Patients != nil {
@@ -133,17 +146,17 @@ func (r *run) scrubShiftOffset() int {
 // scrubNode applies the scrub method to one node.
 func (r *run) scrubNode(node *jsontree.Node, rule *engineRule, res *jsontree.Node, ops *Operations) error {
 	switch {
-	case node.Type == "Attachment":
+	case node.Type() == "Attachment":
 		return r.scrubAttachment(node, rule, res, ops)
-	case node.Type == "base64Binary" && node.Name == "data" && typed.Parent(node) != nil && typed.Parent(node).Type == "Attachment":
+	case node.Type() == "base64Binary" && node.Name() == "data" && typed.Parent(node) != nil && typed.Parent(node).Type() == "Attachment":
 		// A rule on Attachment.data itself: the attachment decides.
 		return r.scrubAttachment(typed.Parent(node), rule, res, ops)
-	case node.Type == "string" || node.Type == "markdown" || node.Type == "xhtml":
+	case node.Type() == "string" || node.Type() == "markdown" || node.Type() == "xhtml":
 		if !typed.HasValue(node) || node.Kind != jsontree.String || node.Value == "" {
 			return nil
 		}
 		f := scrub.Plain
-		if node.Type == "xhtml" {
+		if node.Type() == "xhtml" {
 			f = scrub.HTML
 		}
 		out := scrub.ScrubMarkup(node.Value, f, r.scrubOptions(rule, res))
@@ -152,7 +165,7 @@ func (r *run) scrubNode(node *jsontree.Node, rule *engineRule, res *jsontree.Nod
 			r.setString(node, out.Text, true)
 			*ops = ops.Add(OpRedact)
 		}
-	case scrubKeeps[node.Type]:
+	case scrubKeeps[node.Type()]:
 		// Codes, numbers and booleans are not free text.
 	default:
 		// Values that are neither text nor codes (dates, URIs, ids,
@@ -217,6 +230,9 @@ func (r *run) scrubAttachment(node *jsontree.Node, rule *engineRule, resource *j
 	return nil
 }
 
+// unsignedIntElem types the size that dropAttachmentDigest adds.
+var unsignedIntElem = &jsontree.Elem{Type: "unsignedInt"}
+
 // dropAttachmentDigest removes the hash and sets the size (or removes it
 // when size < 0).
 func (r *run) dropAttachmentDigest(node *jsontree.Node, size int) {
@@ -235,7 +251,7 @@ func (r *run) dropAttachmentDigest(node *jsontree.Node, size int) {
 				r.changed++
 			}
 		} else if n, err := jsontree.NewNumber(strconv.Itoa(size)); err == nil {
-			n.Type = "unsignedInt"
+			n.Elem = unsignedIntElem
 			node.Set("size", n)
 			r.changed++
 		}

@@ -74,7 +74,7 @@ func (r *run) hasVisited(n *jsontree.Node) bool {
 // members missing from the replacement are removed unless they hold visited
 // nodes, and new members are appended in the type's definition order.
 func (r *run) substituteObject(node *jsontree.Node, repl Value) error {
-	order := r.elementOrder(node.Type)
+	order := r.elementOrder(node.Type())
 	members := append([]Member(nil), repl.Members...)
 	sort.SliceStable(members, func(i, j int) bool { return order(members[i].Key) < order(members[j].Key) })
 	inRepl := map[string]bool{}

@@ -187,7 +187,7 @@ func runCase(root *jsontree.Node, src, invalid, mode, predicate string, ordered 
 	}()
 	opts := []Option{WithModel(m), WithFunctions(AnonymizerFunctions()...)}
 	if root != nil {
-		opts = append(opts, WithContextType(root.Type))
+		opts = append(opts, WithContextType(root.Type()))
 	}
 	if ordered {
 		opts = append(opts, WithOrderedFunctionsCheck())

@@ -668,7 +668,7 @@ func nodeIsType(m *model.Model, n *jsontree.Node, base string) bool {
 	if m == nil && (base == "Resource" || base == "DomainResource") {
 		return n.Flags&jsontree.FlagResource != 0
 	}
-	return isSubtype(m, n.Type, base)
+	return isSubtype(m, n.Type(), base)
 }
 
 // isType implements "is" (and, with exact, "as" and ofType()): FHIR types
@@ -680,8 +680,8 @@ func isType(m *model.Model, it Item, ts typeSpec, exact bool) bool {
 		if ts.namespace == "System" {
 			return false
 		}
-		if exact && isPrimitiveType(it.node.Type) {
-			return it.node.Type == ts.name
+		if exact && isPrimitiveType(it.node.Type()) {
+			return it.node.Type() == ts.name
 		}
 		return nodeIsType(m, it.node, ts.name)
 	}

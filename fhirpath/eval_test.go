@@ -151,7 +151,7 @@ func TestEvaluate(t *testing.T) {
 		{obs, "effective", "Observation.effectiveDateTime dateTime @2016-03-28"},
 	}
 	for _, tt := range tests {
-		e, err := Compile(tt.src, WithModel(m), WithContextType(tt.root.Type), WithFunctions(AnonymizerFunctions()...))
+		e, err := Compile(tt.src, WithModel(m), WithContextType(tt.root.Type()), WithFunctions(AnonymizerFunctions()...))
 		if err != nil {
 			t.Errorf("Compile(%q): %v", tt.src, err)
 			continue

@@ -424,6 +424,13 @@ func fnAs(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 	return fnOfType(c, k, in, f)
 }
 
+// The typing of the nodes of a TypeInfo (see fnType).
+var (
+	typeInfoElem      = &jsontree.Elem{Type: "TypeInfo"}
+	typeInfoNamespace = &jsontree.Elem{Name: "namespace", Type: "string"}
+	typeInfoName      = &jsontree.Elem{Name: "name", Type: "string"}
+)
+
 // typeInfo is the item returned by type(): it has a namespace and a name.
 // It is represented as a synthetic object node.
 func fnType(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
@@ -431,14 +438,14 @@ func fnType(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 	for _, it := range f {
 		ns, name := "System", ""
 		if it.node != nil {
-			ns, name = "FHIR", it.node.Type
+			ns, name = "FHIR", it.node.Type()
 		} else {
 			name = systemType(it.val)
 		}
-		obj := &jsontree.Node{Kind: jsontree.Object, Type: "TypeInfo"}
+		obj := &jsontree.Node{Kind: jsontree.Object, Elem: typeInfoElem}
 		obj.Children = []*jsontree.Node{
-			{Kind: jsontree.String, Key: "namespace", Name: "namespace", Type: "string", Value: ns, Parent: obj},
-			{Kind: jsontree.String, Key: "name", Name: "name", Type: "string", Value: name, Parent: obj},
+			{Kind: jsontree.String, Key: "namespace", Elem: typeInfoNamespace, Value: ns, Parent: obj},
+			{Kind: jsontree.String, Key: "name", Elem: typeInfoName, Value: name, Parent: obj},
 		}
 		out = append(out, Item{node: obj})
 	}

@@ -38,16 +38,16 @@ func jsonMember(n *jsontree.Node, key string, dst []Item) []Item {
 		return dst
 	}
 	for _, ch := range n.Children {
-		if ch.Key != key || ch.Name == "" || ch.Name == key {
+		if ch.Key != key || ch.Name() == "" || ch.Name() == key {
 			continue
 		}
 		if ch.Kind == jsontree.Array {
 			for _, it := range ch.Children {
-				if it.Type != "" {
+				if it.Type() != "" {
 					dst = append(dst, Item{node: it})
 				}
 			}
-		} else if ch.Type != "" {
+		} else if ch.Type() != "" {
 			dst = append(dst, Item{node: ch})
 		}
 	}

@@ -270,7 +270,7 @@ func temporalOf(it Item) (DateTime, Precision, bool) {
 		if n.Kind != jsontree.String {
 			return DateTime{}, 0, false
 		}
-		switch n.Type {
+		switch n.Type() {
 		case "date":
 			d, err := ParseDate(n.Value)
 			return DateTime(d), PrecYear, err == nil

@@ -145,9 +145,9 @@ type collector struct {
 }
 
 func (k *collector) visit(n *jsontree.Node) bool {
-	key := n.Type
+	key := n.Type()
 	if k.byName {
-		key = n.Name
+		key = n.Name()
 	}
 	if key == k.want {
 		k.out = append(k.out, Item{node: n})

@@ -65,7 +65,7 @@ func (it Item) Value() (v any, ok bool) {
 // "string", "date", "dateTime", "time", "Quantity").
 func (it Item) TypeName() string {
 	if it.node != nil {
-		return it.node.Type
+		return it.node.Type()
 	}
 	return systemTypeName(it.val)
 }
@@ -145,14 +145,14 @@ var quantityTypes = map[string]bool{
 func nodeValue(n *jsontree.Node) (any, bool) {
 	switch n.Kind {
 	case jsontree.Object:
-		if quantityTypes[n.Type] {
+		if quantityTypes[n.Type()] {
 			return quantityFromNode(n)
 		}
 		return nil, false
 	case jsontree.Null, jsontree.Array, jsontree.Invalid:
 		return nil, false
 	}
-	t := n.Type
+	t := n.Type()
 	switch primitiveSystemType(t) {
 	case "Boolean":
 		return n.Value == "true", true
@@ -322,7 +322,7 @@ func itemValue(it Item) (any, bool) {
 func stringOf(it Item) (string, bool) {
 	if it.node != nil {
 		n := it.node
-		if n.Kind == jsontree.String && primitiveSystemType(n.Type) == "String" {
+		if n.Kind == jsontree.String && primitiveSystemType(n.Type()) == "String" {
 			return n.Value, true
 		}
 		return "", false

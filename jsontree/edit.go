@@ -105,7 +105,8 @@ func (n *Node) Set(key string, v *Node) {
 	if v.Parent != nil {
 		v.Detach()
 	}
-	v.Parent, v.Key = n, key
+	v.setKey(key)
+	v.Parent = n
 	for i, c := range n.Children {
 		if c.Key == key {
 			c.Parent = nil
@@ -123,7 +124,8 @@ func (n *Node) Append(v *Node) {
 	if v.Parent != nil {
 		v.Detach()
 	}
-	v.Parent, v.Key = n, ""
+	v.setKey("")
+	v.Parent = n
 	n.Children = append(n.Children, v)
 }
 
@@ -161,7 +163,8 @@ func (n *Node) InsertAt(i int, v *Node) {
 	if old != nil && old != v {
 		n.Remove(old)
 	}
-	v.Parent, v.Key = n, key
+	v.setKey(key)
+	v.Parent = n
 	n.Children = slices.Insert(n.Children, i, v)
 }
 
@@ -229,6 +232,7 @@ func (n *Node) ReplaceWith(v *Node) {
 	i := n.Index()
 	p.Children[i] = v
 	v.Parent, v.Key = p, n.Key
+	v.Flags = v.Flags&^FlagRawKey | n.Flags&FlagRawKey
 	n.Parent = nil
 }
 
@@ -264,7 +268,16 @@ func (n *Node) setScalar(k Kind, v string) {
 	}
 	n.Children = nil
 	n.Kind, n.Value = k, v
-	n.Flags = n.Flags&^FlagEscaped | FlagSet
+	n.Flags = n.Flags&^(FlagEscaped|FlagRaw) | FlagSet
+}
+
+// setKey gives n the member name key, clearing FlagRawKey unless the name
+// stays the same (the flag is a property of the name's text).
+func (n *Node) setKey(key string) {
+	if n.Key != key {
+		n.Key = key
+		n.Flags &^= FlagRawKey
+	}
 }
 
 func (n *Node) mustBe(k Kind, op string) {
@@ -379,20 +392,12 @@ type cloner struct {
 	remap                map[*Node]*Node
 }
 
-// nameShared reports whether n.Name can be cut from the copy of n.Key.
-func nameShared(n *Node) bool {
-	return strings.HasPrefix(n.Key, n.Name)
-}
-
 func (c *cloner) count(n *Node) {
 	c.nNodes++
 	c.nPtrs += len(n.Children)
-	c.nText += len(n.Key) + len(n.Type)
+	c.nText += len(n.Key)
 	if n.Kind != Bool {
 		c.nText += len(n.Value)
-	}
-	if !nameShared(n) {
-		c.nText += len(n.Name)
 	}
 	if n.Shadow != nil {
 		c.shadows = true
@@ -416,14 +421,9 @@ func (c *cloner) str(s string) string {
 func (c *cloner) clone(n *Node, parent *Node) *Node {
 	m := &c.nodes[0]
 	c.nodes = c.nodes[1:]
-	*m = Node{Kind: n.Kind, Flags: n.Flags, Parent: parent, Shadow: n.Shadow}
+	// Elems are shared and immutable: the copy points at the same one.
+	*m = Node{Kind: n.Kind, Flags: n.Flags, Parent: parent, Elem: n.Elem, Shadow: n.Shadow}
 	m.Key = c.str(n.Key)
-	if nameShared(n) {
-		m.Name = m.Key[:len(n.Name)]
-	} else {
-		m.Name = c.str(n.Name)
-	}
-	m.Type = c.str(n.Type)
 	if n.Kind == Bool {
 		m.Value = boolText(n.Value == "true")
 	} else {

@@ -242,10 +242,10 @@ func TestSetScalars(t *testing.T) {
 		t.Error("parsed values flagged as set")
 	}
 	a.Flags |= FlagChoice
-	a.Name, a.Type = "a", "string"
+	a.Elem = &Elem{Name: "a", Type: "string"}
 	a.SetString(`q"uote`)
-	if a.Flags != FlagChoice|FlagSet || a.Name != "a" || a.Type != "string" {
-		t.Errorf("SetString changed typing: flags %b name %q type %q", a.Flags, a.Name, a.Type)
+	if a.Flags != FlagChoice|FlagSet|FlagRawKey || a.Name() != "a" || a.Type() != "string" {
+		t.Errorf("SetString changed typing: flags %b name %q type %q", a.Flags, a.Name(), a.Type())
 	}
 	b := root.Get("b")
 	inner := b.Get("x")
@@ -326,12 +326,12 @@ func TestClone(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Simulate typing.
-	root.Type, root.Flags = "Patient", FlagResource
+	root.Elem, root.Flags = &Elem{Type: "Patient"}, FlagResource
 	bd, shadow := root.Get("birthDate"), root.Get("_birthDate")
-	bd.Name, bd.Type, bd.Shadow = "birthDate", "date", shadow
+	bd.Elem, bd.Shadow = &Elem{Name: "birthDate", Type: "date"}, shadow
 	shadow.Flags = FlagShadow
 	vq := root.Get("valueQuantity")
-	vq.Name, vq.Type, vq.Flags = "value", "Quantity", FlagChoice
+	vq.Elem, vq.Flags = &Elem{Name: "value", Type: "Quantity"}, FlagChoice
 	root.Get("deceasedBoolean").Shadow = root // a link out of a cloned subtree
 
 	c := root.Clone()
@@ -340,14 +340,14 @@ func TestClone(t *testing.T) {
 	}
 	checkTree(t, c, nil)
 	cbd := c.Get("birthDate")
-	if cbd.Name != "birthDate" || cbd.Type != "date" || cbd.Shadow != c.Get("_birthDate") {
-		t.Errorf("clone typing: name %q type %q shadow ok %v", cbd.Name, cbd.Type, cbd.Shadow == c.Get("_birthDate"))
+	if cbd.Name() != "birthDate" || cbd.Type() != "date" || cbd.Shadow != c.Get("_birthDate") {
+		t.Errorf("clone typing: name %q type %q shadow ok %v", cbd.Name(), cbd.Type(), cbd.Shadow == c.Get("_birthDate"))
 	}
-	if c.Get("_birthDate").Flags != FlagShadow || c.Type != "Patient" || c.Flags != FlagResource {
+	if c.Get("_birthDate").Flags != FlagShadow || c.Type() != "Patient" || c.Flags != FlagResource {
 		t.Error("flags or type not copied")
 	}
-	if cv := c.Get("valueQuantity"); cv.Name != "value" || cv.Type != "Quantity" || cv.Flags != FlagChoice {
-		t.Errorf("choice: %q %q %b", cv.Name, cv.Type, cv.Flags)
+	if cv := c.Get("valueQuantity"); cv.Name() != "value" || cv.Type() != "Quantity" || cv.Flags != FlagChoice {
+		t.Errorf("choice: %q %q %b", cv.Name(), cv.Type(), cv.Flags)
 	}
 	if c.Get("deceasedBoolean").Shadow != c {
 		t.Error("shadow inside the clone not remapped")

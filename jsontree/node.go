@@ -49,8 +49,8 @@
 // same name. A node inserted while it has a parent is moved out of it
 // first. SetString, SetNumber, SetBool and SetNull change a node's value in
 // place. Get, Index, Path and Walk navigate; Clone copies; Equal compares.
-// None of them changes typing fields (Name, Type, Shadow and the typing
-// flags): a program that edits a typed tree types what it inserts. The
+// None of them changes typing fields (Elem, Shadow and the typing flags):
+// a program that edits a typed tree types what it inserts. The
 // editing methods panic on programming errors only: a node of the wrong
 // kind, a nil node, an index out of range, or an edit that would make a
 // node its own descendant.
@@ -92,8 +92,9 @@ func (k Kind) String() string {
 // next Parse (see Parser); Clone copies a tree out of it. Programs edit a
 // tree through the methods (Set, Append, Remove, ReplaceWith, SetString...),
 // which keep Parent, Key and Children consistent; assigning Value of a
-// String directly is safe too, as writing escapes strings as needed, but a
-// Number's Value must remain a valid literal (see SetNumber).
+// String directly is safe too if FlagRaw is cleared with it, as writing
+// escapes strings as needed, but a Number's Value must remain a valid
+// literal (see SetNumber).
 type Node struct {
 	// Kind is the node's JSON kind.
 	Kind Kind
@@ -114,6 +115,20 @@ type Node struct {
 	// before it. An Array node is only a container: its items carry the
 	// element's Name and Type.
 
+	// Elem is the node's FHIR typing, its element name and type (see Name
+	// and Type); nil for an untyped node. Typing shares one Elem between all
+	// the nodes of the same element and type, so that a node spends one
+	// pointer on it rather than two strings; an Elem is never changed once
+	// set on a node.
+	Elem *Elem
+	// Shadow is, for a primitive value, its "_name" object (or the matching
+	// item of the "_name" array) holding the element's id and extensions.
+	Shadow *Node
+}
+
+// Elem is the FHIR typing of a node: its element name and type. Elems are
+// shared and must not be changed once a node points at one.
+type Elem struct {
 	// Name is the FHIR element name: "birthDate"; "value" for the choice
 	// member "valueQuantity"; "contained" for a contained resource.
 	Name string
@@ -121,9 +136,22 @@ type Node struct {
 	// type ("HumanName"), a resource type ("Patient") or a backbone element's
 	// path ("Patient.contact").
 	Type string
-	// Shadow is, for a primitive value, its "_name" object (or the matching
-	// item of the "_name" array) holding the element's id and extensions.
-	Shadow *Node
+}
+
+// Name returns the FHIR element name of n (see Elem), or "" if n is untyped.
+func (n *Node) Name() string {
+	if e := n.Elem; e != nil {
+		return e.Name
+	}
+	return ""
+}
+
+// Type returns the FHIR type of n (see Elem), or "" if n is untyped.
+func (n *Node) Type() string {
+	if e := n.Elem; e != nil {
+		return e.Type
+	}
+	return ""
 }
 
 // Flags are bits stored on a node.
@@ -158,4 +186,15 @@ const (
 	// reads it: a date that de-identification rewrote is not the input's
 	// date). The parser leaves it clear; Clone keeps it.
 	FlagSet
+	// FlagRaw marks a String whose Value is the text of the input between
+	// its quotes (no escape sequence): it holds no character that writing
+	// escapes, so AppendJSON copies it without scanning it. The parser sets
+	// it and the Set methods clear it; a program that assigns Value of such
+	// a node directly must clear it too.
+	FlagRaw
+	// FlagRawKey marks a member whose Key is the text of the input between
+	// its quotes, copied without scanning like FlagRaw. The parser sets it;
+	// the methods that give a node another Key clear it, and a program that
+	// assigns Key of such a node directly must clear it too.
+	FlagRawKey
 )

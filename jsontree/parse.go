@@ -144,6 +144,7 @@ type frame struct {
 	start  int    // index in pending of the container's first child
 	key    string // current member name (objects)
 	keyed  bool   // key holds the member being read
+	keyEsc bool   // key had escape sequences
 	hashed bool   // member names are in Parser.dup
 	serial uint32
 }
@@ -432,10 +433,14 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 		n = p.newNode()
 		var parent *Node
 		var key string
+		var kf Flags // FlagRawKey for a member whose name had no escapes
 		if k := len(p.frames); k > 0 {
 			f := &p.frames[k-1]
 			parent = f.node
 			key = f.key
+			if !f.keyEsc && f.node.Kind == Object {
+				kf = FlagRawKey
+			}
 			p.pending = append(p.pending, n)
 		}
 		if i >= len(b) {
@@ -448,9 +453,9 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 			if m != "" {
 				return nil, end, m, p.errPath(true)
 			}
-			fl := Flags(0)
+			fl := kf | FlagRaw
 			if esc {
-				fl = FlagEscaped
+				fl = kf | FlagEscaped
 			}
 			*n = Node{Kind: String, Flags: fl, Key: key, Value: s, Parent: parent}
 			i = end
@@ -459,7 +464,7 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 			if c == '[' {
 				k = Array
 			}
-			*n = Node{Kind: k, Key: key, Parent: parent}
+			*n = Node{Kind: k, Flags: kf, Key: key, Parent: parent}
 			if len(p.frames) >= MaxDepth {
 				return nil, i, "nesting depth exceeds " + strconv.Itoa(MaxDepth), p.errPath(true)
 			}
@@ -491,28 +496,28 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 			if m != "" {
 				return nil, end, m, p.errPath(true)
 			}
-			*n = Node{Kind: Number, Key: key, Value: unsafeString(b[i:end]), Parent: parent}
+			*n = Node{Kind: Number, Flags: kf, Key: key, Value: unsafeString(b[i:end]), Parent: parent}
 			i = end
 		case c == 't':
 			if len(b)-i < 4 || string(b[i:i+4]) != "true" {
 				off, m := literalError(b, i, "true")
 				return nil, off, m, p.errPath(true)
 			}
-			*n = Node{Kind: Bool, Key: key, Value: "true", Parent: parent}
+			*n = Node{Kind: Bool, Flags: kf, Key: key, Value: "true", Parent: parent}
 			i += 4
 		case c == 'f':
 			if len(b)-i < 5 || string(b[i:i+5]) != "false" {
 				off, m := literalError(b, i, "false")
 				return nil, off, m, p.errPath(true)
 			}
-			*n = Node{Kind: Bool, Key: key, Value: "false", Parent: parent}
+			*n = Node{Kind: Bool, Flags: kf, Key: key, Value: "false", Parent: parent}
 			i += 5
 		case c == 'n':
 			if len(b)-i < 4 || string(b[i:i+4]) != "null" {
 				off, m := literalError(b, i, "null")
 				return nil, off, m, p.errPath(true)
 			}
-			*n = Node{Kind: Null, Key: key, Parent: parent}
+			*n = Node{Kind: Null, Flags: kf, Key: key, Parent: parent}
 			i += 4
 		default:
 			return nil, i, valueMsg(c), p.errPath(true)
@@ -582,10 +587,11 @@ func (p *Parser) readKey(b []byte, i int) (int, string) {
 	if b[i] != '"' {
 		return i, afterMsg(b[i], "expected string for object key")
 	}
-	key, end, _, m := p.scanString(b, i)
+	key, end, esc, m := p.scanString(b, i)
 	if m != "" {
 		return end, m
 	}
+	f.keyEsc = esc
 	// Duplicate check against the members read so far.
 	members := p.pending[f.start:]
 	if f.hashed {

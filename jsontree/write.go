@@ -19,7 +19,7 @@ import (
 // use exactly this escaping (as Synthea's and most servers' output does)
 // is reproduced byte for byte by Parse followed by AppendJSON.
 //
-// Typing fields (Name, Type, Shadow) and Flags are not written. A Number
+// Typing fields (Elem, Shadow) and Flags are not written. A Number
 // whose Value is empty and a node of kind Invalid are written as null. A nil
 // node is written as null.
 func (n *Node) AppendJSON(dst []byte) []byte {
@@ -28,7 +28,7 @@ func (n *Node) AppendJSON(dst []byte) []byte {
 	}
 	switch n.Kind {
 	case String:
-		return AppendString(dst, n.Value)
+		return n.appendString(dst)
 	case Number:
 		if n.Value == "" {
 			return append(dst, "null"...)
@@ -45,10 +45,16 @@ func (n *Node) AppendJSON(dst []byte) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = AppendString(dst, c.Key)
-			dst = append(dst, ':')
+			if c.Flags&FlagRawKey != 0 {
+				dst = append(dst, '"')
+				dst = append(dst, c.Key...)
+				dst = append(dst, '"', ':')
+			} else {
+				dst = AppendString(dst, c.Key)
+				dst = append(dst, ':')
+			}
 			if c.Kind == String {
-				dst = AppendString(dst, c.Value)
+				dst = c.appendString(dst)
 			} else {
 				dst = c.AppendJSON(dst)
 			}
@@ -61,7 +67,7 @@ func (n *Node) AppendJSON(dst []byte) []byte {
 				dst = append(dst, ',')
 			}
 			if c.Kind == String {
-				dst = AppendString(dst, c.Value)
+				dst = c.appendString(dst)
 			} else {
 				dst = c.AppendJSON(dst)
 			}
@@ -69,6 +75,17 @@ func (n *Node) AppendJSON(dst []byte) []byte {
 		return append(dst, ']')
 	}
 	return append(dst, "null"...)
+}
+
+// appendString appends String n's value as JSON: as it is when it is the
+// input's text (FlagRaw), else escaped by AppendString.
+func (n *Node) appendString(dst []byte) []byte {
+	if n.Flags&FlagRaw != 0 {
+		dst = append(dst, '"')
+		dst = append(dst, n.Value...)
+		return append(dst, '"')
+	}
+	return AppendString(dst, n.Value)
 }
 
 // AppendIndent appends the indented JSON text of n to dst and returns the

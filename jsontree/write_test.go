@@ -150,11 +150,58 @@ func TestAppendJSONOddNodes(t *testing.T) {
 		{NewNull(), "null"},
 		{NewObject(), "{}"},
 		{NewArray(), "[]"},
-		{&Node{Kind: String, Value: "x", Name: "n", Type: "string", Flags: FlagShadow | FlagChoice}, `"x"`},
+		{&Node{Kind: String, Value: "x", Elem: &Elem{Name: "n", Type: "string"}, Flags: FlagShadow | FlagChoice}, `"x"`},
 	}
 	for _, tc := range tests {
 		if got := string(tc.n.AppendJSON(nil)); got != tc.want {
 			t.Errorf("got %s, want %s", got, tc.want)
 		}
+	}
+}
+
+// TestRawFlags checks the copy without scanning of the input's strings
+// (FlagRaw, FlagRawKey): set by the parser only for strings without escapes,
+// cleared when a value or a member name changes, so that the output is
+// always escaped as AppendString escapes.
+func TestRawFlags(t *testing.T) {
+	var p Parser
+	root, err := p.Parse([]byte(`{"a":"plain","b\"":"q\"uote","c":["x","y\\z"],"d":{"e":"é"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, c := root.Get("a"), root.Get("c")
+	if a.Flags&(FlagRaw|FlagRawKey) != FlagRaw|FlagRawKey || root.Get(`b"`).Flags&(FlagRaw|FlagRawKey) != 0 {
+		t.Errorf("flags: a %b, b %b", a.Flags, root.Get(`b"`).Flags)
+	}
+	if c.Children[0].Flags&FlagRaw == 0 || c.Children[1].Flags&FlagRaw != 0 || c.Children[0].Flags&FlagRawKey != 0 {
+		t.Errorf("array item flags %b %b", c.Children[0].Flags, c.Children[1].Flags)
+	}
+	if got, want := string(root.AppendJSON(nil)), `{"a":"plain","b\"":"q\"uote","c":["x","y\\z"],"d":{"e":"é"}}`; got != want {
+		t.Errorf("round trip: got %s, want %s", got, want)
+	}
+	// Edits: a new value, a member renamed by Set, a member replaced.
+	a.SetString("new\"line\n")
+	c.Children[0].SetString("tab\t")
+	root.Get("d").Detach()
+	moved := root.Get(`b"`)
+	root.Set(`k\`, moved)
+	nv := NewString("v")
+	a.ReplaceWith(nv)
+	if nv.Flags&FlagRawKey == 0 {
+		t.Error("a replacement under the same plain name should be copied as it is")
+	}
+	if moved.Flags&FlagRawKey != 0 {
+		t.Error("a renamed member keeps FlagRawKey")
+	}
+	want := `{"a":"v","c":["tab\t","y\\z"],"k\\":"q\"uote"}`
+	if got := string(root.AppendJSON(nil)); got != want {
+		t.Errorf("after edits: got %s, want %s", got, want)
+	}
+	// The same document written from an unflagged copy of the tree.
+	clear := func(n *Node) bool { n.Flags &^= FlagRaw | FlagRawKey; return true }
+	c2 := root.Clone()
+	c2.Walk(clear)
+	if got := string(c2.AppendJSON(nil)); got != want {
+		t.Errorf("without the flags: got %s, want %s", got, want)
 	}
 }

@@ -230,16 +230,16 @@ func (fp *fastPath) eval(m *model.Model, n *jsontree.Node, dst, tmp []*jsontree.
 // primitive matches only its own type, a complex or resource type its
 // subtypes too.
 func (s *fastStep) ofType(m *model.Model, n *jsontree.Node) bool {
-	if n.Type == s.name {
+	if n.Type() == s.name {
 		return true
 	}
-	if isPrimitiveName(n.Type) || m == nil {
+	if isPrimitiveName(n.Type()) || m == nil {
 		return false
 	}
 	if s.subs != nil {
-		return slices.Contains(s.subs, n.Type)
+		return slices.Contains(s.subs, n.Type())
 	}
-	return m.IsSubtype(n.Type, s.name)
+	return m.IsSubtype(n.Type(), s.name)
 }
 
 // maxSubtypes bounds the subtypes listed in a fastStep.

@@ -74,7 +74,7 @@ func (r *Runner) ProcessJSON(data []byte, emit func(row []Value) error) error {
 // calls emit for each row. The row and its strings are valid only during
 // the call. Resources of another type than the view's give no rows.
 func (r *Runner) Eval(res *jsontree.Node, emit func(row []Value) error) error {
-	if res == nil || res.Type != r.v.Resource {
+	if res == nil || res.Type() != r.v.Resource {
 		return nil
 	}
 	r.root = res
@@ -486,7 +486,7 @@ func natural(it fhirpath.Item) Value {
 	}
 	x, ok := it.Value()
 	if !ok {
-		if n != nil && n.Kind == jsontree.Number && (n.Type == "decimal" || n.Type == "") {
+		if n != nil && n.Kind == jsontree.Number && (n.Type() == "decimal" || n.Type() == "") {
 			// A JSON number FHIRPath does not read as a decimal (an
 			// exponent: 1e3): keep its literal.
 			return Value{Kind: KindDecimal, Text: n.Value}
@@ -518,7 +518,7 @@ func natural(it fhirpath.Item) Value {
 		return Value{Kind: KindDate, Text: x.String()}
 	case fhirpath.DateTime:
 		k := KindDateTime
-		if n != nil && n.Type == "instant" {
+		if n != nil && n.Type() == "instant" {
 			k = KindInstant
 		}
 		if n != nil && n.Kind == jsontree.String {
@@ -541,7 +541,7 @@ func natural(it fhirpath.Item) Value {
 
 func (r *Runner) resource() string {
 	if r.resName == "" && r.root != nil {
-		r.resName = r.root.Type
+		r.resName = r.root.Type()
 		if id := r.root.Get("id"); id != nil && id.Kind == jsontree.String && validID(id.Value) {
 			r.resName += "/" + id.Value
 		}
@@ -575,7 +575,7 @@ func (r *Runner) evalErr(e *cexpr, err error) error {
 
 // primitive converts a primitive node's JSON value by its FHIR type.
 func primitive(n *jsontree.Node) (Value, bool) {
-	switch n.Type {
+	switch n.Type() {
 	case "string", "code", "id", "uri", "url", "canonical", "oid", "uuid", "markdown", "base64Binary", "xhtml":
 		if n.Kind == jsontree.String {
 			return Value{Kind: KindString, Text: n.Value}, true

@@ -200,7 +200,7 @@ func dates(t *testing.T, m *model.Model, data []byte) (*jsontree.Node, map[strin
 	}
 	out := map[string]string{}
 	root.Walk(func(n *jsontree.Node) bool {
-		if (n.Type == "date" || n.Type == "dateTime" || n.Type == "instant") && n.Kind == jsontree.String {
+		if (n.Type() == "date" || n.Type() == "dateTime" || n.Type() == "instant") && n.Kind == jsontree.String {
 			out[typed.Location(n)] = n.Value
 		}
 		return true
@@ -221,10 +221,10 @@ func daysBetween(a, b time.Time) int { return int(b.Sub(a).Round(time.Hour).Hour
 
 // patientOf returns the patient whose compartment an input resource is in.
 func patientOf(m *model.Model, root *jsontree.Node) string {
-	if root.Type == "Patient" {
+	if root.Type() == "Patient" {
 		return root.Get("id").Value
 	}
-	for _, p := range m.PatientCompartment(root.Type) {
+	for _, p := range m.PatientCompartment(root.Type()) {
 		for _, path := range p.Paths {
 			nodes := []*jsontree.Node{root}
 			for step := range strings.SplitSeq(path, ".") {
@@ -298,11 +298,11 @@ func TestLongitudinalSynthea(t *testing.T) {
 		outRoot, out := dates(t, m, run.out[i])
 		pid := patientOf(m, root)
 		if outRoot.Get("id").Value == root.Get("id").Value {
-			t.Fatalf("%s: id kept", root.Type)
+			t.Fatalf("%s: id kept", root.Type())
 		}
 		for loc, v := range in {
 			o, ok := out[loc]
-			where := root.Type + "." + strings.SplitN(loc, ".", 2)[1]
+			where := root.Type() + "." + strings.SplitN(loc, ".", 2)[1]
 			if len(v) < 10 {
 				if len(v) == 4 && o != v {
 					t.Errorf("%s: year-only date changed", where)
@@ -318,7 +318,7 @@ func TestLongitudinalSynthea(t *testing.T) {
 				continue
 			}
 			if len(o) == 4 {
-				if root.Type != "Patient" || !strings.HasSuffix(loc, ".birthDate") || o != fmt.Sprint(exportDay.Year()-90) {
+				if root.Type() != "Patient" || !strings.HasSuffix(loc, ".birthDate") || o != fmt.Sprint(exportDay.Year()-90) {
 					t.Errorf("%s: cut to the year %s", where, o)
 				}
 				aggregated[pid] = true
@@ -341,16 +341,16 @@ func TestLongitudinalSynthea(t *testing.T) {
 			}
 			offsets[pid] = off
 		}
-		switch root.Type {
+		switch root.Type() {
 		case "Patient":
-			birth[pid] = day(t, in[root.Type+".birthDate"])
+			birth[pid] = day(t, in[root.Type()+".birthDate"])
 		case "Encounter", "Claim":
 			p := "period"
-			if root.Type == "Claim" {
+			if root.Type() == "Claim" {
 				p = "billablePeriod"
 			}
-			s, e := in[root.Type+"."+p+".start"], in[root.Type+"."+p+".end"]
-			outS, outE := out[root.Type+"."+p+".start"], out[root.Type+"."+p+".end"]
+			s, e := in[root.Type()+"."+p+".start"], in[root.Type()+"."+p+".end"]
+			outS, outE := out[root.Type()+"."+p+".start"], out[root.Type()+"."+p+".end"]
 			if s == "" || e == "" {
 				continue
 			}
@@ -362,10 +362,10 @@ func TestLongitudinalSynthea(t *testing.T) {
 			tos, err1 := time.Parse(time.RFC3339, outS)
 			toe, err2 := time.Parse(time.RFC3339, outE)
 			if err1 != nil || err2 != nil || toe.Sub(tos) != te.Sub(ts) {
-				t.Errorf("%s %d: period length %v became %v", root.Type, i, te.Sub(ts), toe.Sub(tos))
+				t.Errorf("%s %d: period length %v became %v", root.Type(), i, te.Sub(ts), toe.Sub(tos))
 			}
 			periods++
-			if root.Type == "Encounter" {
+			if root.Type() == "Encounter" {
 				encounters = append(encounters, enc{pid, s, outS})
 			}
 		}

@@ -20,6 +20,11 @@ type Identifiers struct {
 	maxSeq int
 	ids    map[uint64]Kind // letters and digits only, lower-cased
 	n      int
+	// filter has the bit of every hash in the maps set (the bit at the
+	// hash modulo its size, at least 16 bits per entry), so that most
+	// lookups of a token that is no identifier are answered without the
+	// maps: a set of a few thousand entries does not fit in a cache.
+	filter []uint64
 	// shared sets (NewSharedIdentifiers) keep common words only inside
 	// sequences.
 	shared bool
@@ -51,6 +56,37 @@ func (x *Identifiers) Len() int {
 
 func (x *Identifiers) h(s string) uint64 { return maphash.String(x.seed, s) }
 
+// added counts an entry whose hash h was just put in a map and sets its
+// bit in the filter, which grows (and is filled again from the maps) to
+// keep at least 16 bits per entry.
+func (x *Identifiers) added(h uint64) {
+	x.n++
+	if bits := len(x.filter) * 64; bits >= 16*x.n {
+		x.filter[(h%uint64(bits))/64] |= 1 << (h % 64)
+		return
+	}
+	size := 1024
+	for size < 32*x.n {
+		size *= 2
+	}
+	x.filter = make([]uint64, size/64)
+	for _, m := range []map[uint64]Kind{x.words, x.seqs, x.ids} {
+		for k := range m {
+			x.filter[(k%uint64(size))/64] |= 1 << (k % 64)
+		}
+	}
+	for k := range x.starts {
+		x.filter[(k%uint64(size))/64] |= 1 << (k % 64)
+	}
+}
+
+// mayHave reports whether h may be a key of one of the maps: false means
+// it is in none.
+func (x *Identifiers) mayHave(h uint64) bool {
+	bits := uint64(len(x.filter) * 64)
+	return bits > 0 && x.filter[(h%bits)/64]&(1<<(h%64)) != 0
+}
+
 func splitWords(s string) []string {
 	return strings.FieldsFunc(strings.ToLower(s), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '\'' })
 }
@@ -79,8 +115,9 @@ func (x *Identifiers) addWords(s string, k Kind, minLen int) {
 		keep = append(keep, w)
 		if isAllDigits(w) {
 			if len(w) >= 3 {
-				x.ids[x.h(w)] = k
-				x.n++
+				h := x.h(w)
+				x.ids[h] = k
+				x.added(h)
 			}
 			continue
 		}
@@ -90,16 +127,20 @@ func (x *Identifiers) addWords(s string, k Kind, minLen int) {
 		if x.shared && loadVocab().flags(w)&(wEnglish|wClinical|wStop) != 0 {
 			continue
 		}
-		x.words[x.h(w)] = k
-		x.n++
+		h := x.h(w)
+		x.words[h] = k
+		x.added(h)
 	}
 	if len(keep) > 1 {
 		if len(keep) > 8 {
 			keep = keep[:8]
 		}
-		x.seqs[x.h(strings.Join(keep, " "))] = k
-		x.starts[x.h(keep[0])] = true
-		x.n++
+		h, h0 := x.h(strings.Join(keep, " ")), x.h(keep[0])
+		x.seqs[h] = k
+		x.starts[h0] = true
+		x.added(h)
+		x.added(h0)
+		x.n--
 		if len(keep) > x.maxSeq {
 			x.maxSeq = len(keep)
 		}
@@ -118,8 +159,9 @@ func (x *Identifiers) AddPhone(phone string) {
 	}
 	for _, tail := range []int{len(d), 10, 7} {
 		if tail <= len(d) {
-			x.ids[x.h(d[len(d)-tail:])] = KindPhone
-			x.n++
+			h := x.h(d[len(d)-tail:])
+			x.ids[h] = KindPhone
+			x.added(h)
 		}
 	}
 }
@@ -131,11 +173,13 @@ func (x *Identifiers) AddIdentifier(value string) {
 	if len(a) < 4 {
 		return
 	}
-	x.ids[x.h(a)] = KindID
-	x.n++
+	h := x.h(a)
+	x.ids[h] = KindID
+	x.added(h)
 	if d := digitsOnly(value); len(d) >= 4 && d != a {
-		x.ids[x.h(d)] = KindID
-		x.n++
+		h := x.h(d)
+		x.ids[h] = KindID
+		x.added(h)
 	}
 }
 
@@ -179,7 +223,7 @@ func (s *state) contextual(x *Identifiers) {
 		s.cbuf = s.appendLower(s.cbuf[:0], i)
 		h := maphash.Bytes(x.seed, s.cbuf)
 		// Multi-word sequences (address lines, full names).
-		if x.maxSeq > 1 && x.starts[h] {
+		if x.maxSeq > 1 && x.mayHave(h) && x.starts[h] {
 			j := i
 			for w := 1; w < x.maxSeq; w++ {
 				k := s.nextToken(j)
@@ -189,12 +233,14 @@ func (s *state) contextual(x *Identifiers) {
 				s.cbuf = append(s.cbuf, ' ')
 				s.cbuf = s.appendLower(s.cbuf, k)
 				j = k
-				if kd, ok := x.seqs[maphash.Bytes(x.seed, s.cbuf)]; ok {
-					s.mark(i, j, kd, LayerContext)
+				if hs := maphash.Bytes(x.seed, s.cbuf); x.mayHave(hs) {
+					if kd, ok := x.seqs[hs]; ok {
+						s.mark(i, j, kd, LayerContext)
+					}
 				}
 			}
 		}
-		if tk.kind == tWord {
+		if tk.kind == tWord && x.mayHave(h) {
 			if kd, ok := x.words[h]; ok {
 				s.mark(i, i, kd, LayerContext)
 				continue
@@ -211,8 +257,10 @@ func (s *state) contextual(x *Identifiers) {
 			if t.kind == tWord || t.kind == tNum {
 				s.cbuf = s.appendLower(s.cbuf, k)
 				if len(s.cbuf) >= 4 {
-					if kd, ok := x.ids[maphash.Bytes(x.seed, s.cbuf)]; ok {
-						s.mark(i, k, kd, LayerContext)
+					if hi := maphash.Bytes(x.seed, s.cbuf); x.mayHave(hi) {
+						if kd, ok := x.ids[hi]; ok {
+							s.mark(i, k, kd, LayerContext)
+						}
 					}
 				}
 				continue

@@ -283,3 +283,49 @@ func TestSharedIdentifiers(t *testing.T) {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
 }
+
+// TestIdentifierFilter checks the filter in front of the maps of an
+// Identifiers set: every key of the maps passes it, through the growths of
+// the filter, and most other hashes do not.
+func TestIdentifierFilter(t *testing.T) {
+	x := NewIdentifiers()
+	for i := range 3000 {
+		x.AddName(fmt.Sprintf("Given%d Family%d", i, i))
+		x.AddPhone(fmt.Sprintf("555-%03d-%04d", i%1000, i))
+		x.AddIdentifier(fmt.Sprintf("MRN-%06d", i))
+		x.AddAddress(fmt.Sprintf("%d Elm%d Street", 100+i, i))
+	}
+	if len(x.filter)*64 < 16*x.n {
+		t.Fatalf("filter of %d bits for %d entries", len(x.filter)*64, x.n)
+	}
+	keys := 0
+	for _, m := range []map[uint64]Kind{x.words, x.seqs, x.ids} {
+		for h := range m {
+			keys++
+			if !x.mayHave(h) {
+				t.Fatalf("key %x not in the filter", h)
+			}
+		}
+	}
+	for h := range x.starts {
+		if !x.mayHave(h) {
+			t.Fatalf("start %x not in the filter", h)
+		}
+	}
+	passed := 0
+	for i := range 100000 {
+		if x.mayHave(x.h(fmt.Sprintf("other%d", i))) {
+			passed++
+		}
+	}
+	if passed > 10000 {
+		t.Errorf("%d of 100000 other hashes pass the filter of %d keys", passed, keys)
+	}
+	// And the scrubber still finds them all.
+	out := Scrub("Seen by Given17 Family17 at 555-017-0017, MRN-000017, 117 Elm17 Street.", Options{Identifiers: []*Identifiers{x}})
+	for _, w := range []string{"Given17", "Family17", "0017", "000017", "Elm17"} {
+		if strings.Contains(out.Text, w) {
+			t.Errorf("%q left in %q", w, out.Text)
+		}
+	}
+}

@@ -84,7 +84,7 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	}
 	opts := []fhirpath.Option{
 		fhirpath.WithModel(m),
-		fhirpath.WithContextType(root.Type),
+		fhirpath.WithContextType(root.Type()),
 		fhirpath.WithFunctions(fhirpath.AnonymizerFunctions()...),
 	}
 	if *jsonNames {

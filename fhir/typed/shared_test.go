@@ -59,7 +59,7 @@ func TestAnnotateSynthea(t *testing.T) {
 			t.Fatalf("line %d: %v", i+1, err)
 		}
 		typed.Walk(root, func(n *jsontree.Node) bool {
-			if n.Type == "date" || n.Type == "dateTime" {
+			if n.Type() == "date" || n.Type() == "dateTime" {
 				dates++
 			}
 			return true
@@ -155,7 +155,7 @@ func BenchmarkWalkDates(b *testing.B) {
 			}
 			found = found[:0]
 			typed.Walk(root, func(n *jsontree.Node) bool {
-				if n.Type == "date" {
+				if n.Type() == "date" {
 					found = append(found, n)
 				}
 				return true

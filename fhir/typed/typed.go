@@ -25,6 +25,7 @@ package typed
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -97,7 +98,7 @@ type Options struct {
 
 // AnnotateWith is Annotate with options.
 func AnnotateWith(root *jsontree.Node, m *model.Model, opts Options) error {
-	a := annotator{m: m, wrap: opts.WrapRepeating, trim: opts.TrimSpace}
+	a := annotator{m: m, info: infoOf(m), wrap: opts.WrapRepeating, trim: opts.TrimSpace}
 	if root == nil || root.Kind != jsontree.Object {
 		return &Error{Msg: "a resource must be a JSON object"}
 	}
@@ -105,7 +106,8 @@ func AnnotateWith(root *jsontree.Node, m *model.Model, opts Options) error {
 	if rt != nil && rt.Kind == jsontree.String {
 		a.rootType = rt.Value
 	}
-	if id := root.Get("id"); id != nil && id.Kind == jsontree.String && len(id.Value) <= maxIDLen && validID(id.Value) {
+	if id := root.Get("id"); id != nil && id.Kind == jsontree.String {
+		// Checked only when an error quotes it (see errorf).
 		a.rootID = id.Value
 	}
 	return a.resource(root, "")
@@ -128,6 +130,7 @@ func validID(s string) bool {
 
 type annotator struct {
 	m        *model.Model
+	info     *modelInfo
 	wrap     bool
 	trim     bool
 	rootType string
@@ -141,7 +144,11 @@ func (a *annotator) errorf(n *jsontree.Node, format string, args ...any) error {
 	}
 	// The type and id are copied: the tree's strings may be reused once the
 	// error is returned (jsontree.Parser.ReuseText).
-	return &Error{ResourceType: strings.Clone(a.rootType), ID: strings.Clone(a.rootID), Path: path, Msg: fmt.Sprintf(format, args...)}
+	id := ""
+	if len(a.rootID) <= maxIDLen && validID(a.rootID) {
+		id = strings.Clone(a.rootID)
+	}
+	return &Error{ResourceType: strings.Clone(a.rootType), ID: id, Path: path, Msg: fmt.Sprintf(format, args...)}
 }
 
 // resource types an object that holds a resource; name is its element name
@@ -167,7 +174,14 @@ func (a *annotator) resource(n *jsontree.Node, name string) error {
 		return a.errorf(n, "invalid resourceType")
 	}
 	n.Flags |= jsontree.FlagResource
-	return a.object(n, t, name)
+	ti := a.info.types[t]
+	e := ti.named[name]
+	if e == nil {
+		// Not an element name that holds resources in the model (the
+		// table has them all): a record of its own.
+		e = &jsontree.Elem{Name: name, Type: t.Name}
+	}
+	return a.object(n, t, ti, e)
 }
 
 // IsTypeName reports whether s has the shape of a FHIR type name (a capital
@@ -186,16 +200,17 @@ func IsTypeName(s string) bool {
 	return true
 }
 
-// object types the members of an object of type t and the object itself.
-func (a *annotator) object(n *jsontree.Node, t *model.Type, name string) error {
-	n.Name, n.Type = name, t.Name
+// object types the members of an object of type t (whose table is ti) and
+// the object itself, as element e.
+func (a *annotator) object(n *jsontree.Node, t *model.Type, ti *typeInfo, e *jsontree.Elem) error {
+	n.Elem = e
 	n.Shadow = nil
 	// FlagChoice of n was set by the caller (the member loop of n's
 	// parent), which also cleared n's other flags.
 	n.Flags &^= jsontree.FlagShadow
 	shadows := false
 	for _, c := range n.Children {
-		c.Name, c.Type, c.Shadow = "", "", nil
+		c.Elem, c.Shadow = nil, nil
 		c.Flags &^= jsontree.FlagShadow | jsontree.FlagChoice | jsontree.FlagResource
 		key := c.Key
 		if key == "resourceType" && t.Kind == model.Resource {
@@ -205,23 +220,24 @@ func (a *annotator) object(n *jsontree.Node, t *model.Type, name string) error {
 			shadows = true
 			continue
 		}
-		el, typ, ok := t.Property(key)
-		if !ok {
+		pr := ti.lookup(key)
+		if pr == nil {
 			return a.unknown(c, t, key)
 		}
+		el := pr.el
 		if a.wrap && el.Repeats && c.Kind != jsontree.Array && t.Kind != model.Primitive {
 			c = wrapInArray(c)
 		}
-		c.Name = el.Name
+		c.Elem = pr.name
 		if el.Choice {
 			c.Flags |= jsontree.FlagChoice
 		}
-		if err := a.member(c, el, typ); err != nil {
+		if err := a.member(c, pr); err != nil {
 			return err
 		}
 	}
 	if shadows {
-		if err := a.shadows(n, t); err != nil {
+		if err := a.shadows(n, t, ti); err != nil {
 			return err
 		}
 	}
@@ -232,16 +248,16 @@ func (a *annotator) object(n *jsontree.Node, t *model.Type, name string) error {
 // whose "_name" shadow holds its extensions.
 func (a *annotator) nulls(n *jsontree.Node) error {
 	for _, c := range n.Children {
-		if c.Kind == jsontree.Null && c.Name != "" && c.Shadow == nil {
-			return a.errorf(c, "element %s is null", c.Name)
+		if c.Kind == jsontree.Null && c.Name() != "" && c.Shadow == nil {
+			return a.errorf(c, "element %s is null", c.Name())
 		}
-		if c.Kind == jsontree.Array && c.Name != "" && c.Flags&jsontree.FlagShadow == 0 {
+		if c.Kind == jsontree.Array && c.Name() != "" && c.Flags&jsontree.FlagShadow == 0 {
 			for i, it := range c.Children {
 				if it.Kind != jsontree.Null {
 					continue
 				}
 				if c.Shadow == nil || i >= len(c.Shadow.Children) || c.Shadow.Children[i].Kind != jsontree.Object {
-					return a.errorf(it, "element %s is null", c.Name)
+					return a.errorf(it, "element %s is null", c.Name())
 				}
 			}
 		}
@@ -272,25 +288,26 @@ func validKey(key string) bool {
 }
 
 // member types the value of one member: an array of items or a single item.
-func (a *annotator) member(c *jsontree.Node, el *model.Element, typ string) error {
+func (a *annotator) member(c *jsontree.Node, pr *prop) error {
 	if c.Kind != jsontree.Array {
-		return a.item(c, el, typ, false)
+		return a.item(c, pr)
 	}
-	if !el.Repeats {
-		return a.errorf(c, "element %s does not repeat but has an array", el.Name)
+	if !pr.el.Repeats {
+		return a.errorf(c, "element %s does not repeat but has an array", pr.el.Name)
 	}
 	for _, it := range c.Children {
-		it.Name, it.Type, it.Shadow = "", "", nil
+		it.Elem, it.Shadow = nil, nil
 		it.Flags &^= jsontree.FlagShadow | jsontree.FlagChoice | jsontree.FlagResource
-		if err := a.item(it, el, typ, true); err != nil {
+		if err := a.item(it, pr); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// item types one value of element el with type typ.
-func (a *annotator) item(n *jsontree.Node, el *model.Element, typ string, inArray bool) error {
+// item types one value of element pr.el with type pr.typ.
+func (a *annotator) item(n *jsontree.Node, pr *prop) error {
+	el, typ := pr.el, pr.typ
 	if n.Kind == jsontree.Null {
 		// A null is allowed where a "_name" shadow holds the element; the
 		// shadow pass checks that. A null elsewhere is kept untyped: it is
@@ -301,13 +318,13 @@ func (a *annotator) item(n *jsontree.Node, el *model.Element, typ string, inArra
 		if !fits(n.Kind, typ) {
 			return a.errorf(n, "element %s of type %s cannot be a JSON %s", el.Name, typ, n.Kind)
 		}
-		n.Name, n.Type = el.Name, typ
+		n.Elem = pr.elem
 		if a.trim && n.Kind == jsontree.String {
 			trimSpace(n)
 		}
 		return nil
 	}
-	t := a.m.Type(typ)
+	t := pr.t
 	if typ == "Resource" || t != nil && t.Kind == model.Resource {
 		return a.resource(n, el.Name)
 	}
@@ -317,24 +334,26 @@ func (a *annotator) item(n *jsontree.Node, el *model.Element, typ string, inArra
 	if n.Kind != jsontree.Object {
 		return a.errorf(n, "element %s of type %s must be a JSON object, not %s", el.Name, typ, n.Kind)
 	}
-	return a.object(n, t, el.Name)
+	return a.object(n, t, pr.ti, pr.elem)
 }
 
-// shadows pairs each "_name" member of n with its value member and types it.
-func (a *annotator) shadows(n *jsontree.Node, t *model.Type) error {
+// shadows pairs each "_name" member of n (of type t, whose table is ti)
+// with its value member and types it.
+func (a *annotator) shadows(n *jsontree.Node, t *model.Type, ti *typeInfo) error {
 	for _, s := range n.Children {
 		if !strings.HasPrefix(s.Key, "_") {
 			continue
 		}
 		key := s.Key[1:]
-		el, typ, ok := t.Property(key)
-		if !ok {
+		pr := ti.lookup(key)
+		if pr == nil {
 			return a.unknown(s, t, s.Key)
 		}
+		el, typ := pr.el, pr.typ
 		if !isPrimitive(typ) {
 			return a.errorf(s, "%s is not a primitive element and cannot have %s", key, s.Key)
 		}
-		pt := a.m.Type(typ)
+		pt := pr.t
 		if pt == nil {
 			return a.errorf(s, "primitive type %s is missing from the model", typ)
 		}
@@ -342,7 +361,7 @@ func (a *annotator) shadows(n *jsontree.Node, t *model.Type) error {
 			s = wrapInArray(s)
 		}
 		s.Flags |= jsontree.FlagShadow
-		s.Name = el.Name
+		s.Elem = pr.name
 		if el.Choice {
 			s.Flags |= jsontree.FlagChoice
 		}
@@ -354,7 +373,7 @@ func (a *annotator) shadows(n *jsontree.Node, t *model.Type) error {
 			if v != nil && v.Kind == jsontree.Array {
 				return a.errorf(s, "%s must be an array like %s", s.Key, key)
 			}
-			if err := a.shadowItem(s, v, el, pt); err != nil {
+			if err := a.shadowItem(s, v, pr, pt); err != nil {
 				return err
 			}
 			continue
@@ -373,13 +392,13 @@ func (a *annotator) shadows(n *jsontree.Node, t *model.Type) error {
 			vs = v.Children
 		}
 		for i, si := range s.Children {
-			si.Name, si.Type, si.Shadow = "", "", nil
+			si.Elem, si.Shadow = nil, nil
 			si.Flags &^= jsontree.FlagShadow | jsontree.FlagChoice | jsontree.FlagResource
 			var vi *jsontree.Node
 			if i < len(vs) {
 				vi = vs[i]
 			}
-			if err := a.shadowItem(si, vi, el, pt); err != nil {
+			if err := a.shadowItem(si, vi, pr, pt); err != nil {
 				return err
 			}
 		}
@@ -387,9 +406,10 @@ func (a *annotator) shadows(n *jsontree.Node, t *model.Type) error {
 	return nil
 }
 
-// shadowItem types one shadow object s of a primitive element whose value
-// node is v (nil when absent).
-func (a *annotator) shadowItem(s, v *jsontree.Node, el *model.Element, pt *model.Type) error {
+// shadowItem types one shadow object s of a primitive element pr.el, whose
+// type is pt, and whose value node is v (nil when absent).
+func (a *annotator) shadowItem(s, v *jsontree.Node, pr *prop, pt *model.Type) error {
+	el := pr.el
 	if s.Kind == jsontree.Null {
 		if v == nil || v.Kind == jsontree.Null {
 			return a.errorf(s, "element %s has neither a value nor extensions", el.Name)
@@ -399,19 +419,19 @@ func (a *annotator) shadowItem(s, v *jsontree.Node, el *model.Element, pt *model
 	if s.Kind != jsontree.Object {
 		return a.errorf(s, "%s must hold JSON objects, not %s", "_"+el.Name, s.Kind)
 	}
-	if err := a.object(s, pt, ""); err != nil {
+	if err := a.object(s, pt, pr.ti, pr.ti.unnamed); err != nil {
 		return err
 	}
 	s.Flags |= jsontree.FlagShadow
 	if v == nil || v.Kind == jsontree.Null {
 		// No value: the shadow is the element.
-		s.Name, s.Type = el.Name, pt.Name
+		s.Elem = pr.elem
 		if v != nil {
 			v.Shadow, s.Shadow = s, v
 		}
 		return nil
 	}
-	s.Name, s.Type = "", ""
+	s.Elem = nil
 	v.Shadow, s.Shadow = s, v
 	return nil
 }
@@ -459,11 +479,11 @@ func fits(k jsontree.Kind, typ string) bool {
 
 // IsPrimitive reports whether n is a primitive element (with or without a
 // value).
-func IsPrimitive(n *jsontree.Node) bool { return isPrimitive(n.Type) }
+func IsPrimitive(n *jsontree.Node) bool { return isPrimitive(n.Type()) }
 
 // HasValue reports whether n is a primitive element with a value.
 func HasValue(n *jsontree.Node) bool {
-	return isPrimitive(n.Type) && (n.Kind == jsontree.String || n.Kind == jsontree.Number || n.Kind == jsontree.Bool)
+	return isPrimitive(n.Type()) && (n.Kind == jsontree.String || n.Kind == jsontree.Number || n.Kind == jsontree.Bool)
 }
 
 // IsResource reports whether n is a resource (the root, a contained
@@ -489,12 +509,12 @@ func Parent(n *jsontree.Node) *jsontree.Node {
 		switch {
 		case p.Kind == jsontree.Array:
 			p = p.Parent
-		case p.Type == "" && p.Flags&jsontree.FlagShadow != 0 && p.Shadow != nil:
+		case p.Type() == "" && p.Flags&jsontree.FlagShadow != 0 && p.Shadow != nil:
 			// A shadow object that belongs to a value: the value is the
 			// element. For an item of a "_name" array, Shadow of the item
 			// points at the value item.
 			return p.Shadow
-		case p.Type == "":
+		case p.Type() == "":
 			p = p.Parent
 		default:
 			return p
@@ -520,7 +540,7 @@ func shadowOf(n *jsontree.Node) *jsontree.Node {
 
 // container returns the object whose members are n's children.
 func container(n *jsontree.Node) *jsontree.Node {
-	if isPrimitive(n.Type) {
+	if isPrimitive(n.Type()) {
 		return shadowOf(n)
 	}
 	if n.Kind == jsontree.Object {
@@ -538,7 +558,7 @@ func Children(n *jsontree.Node, name string, dst []*jsontree.Node) []*jsontree.N
 		return dst
 	}
 	for _, c := range o.Children {
-		if c.Name == name {
+		if c.Name() == name {
 			dst = appendMember(c, dst)
 		}
 	}
@@ -552,7 +572,7 @@ func AllChildren(n *jsontree.Node, dst []*jsontree.Node) []*jsontree.Node {
 		return dst
 	}
 	for _, c := range o.Children {
-		if c.Name != "" {
+		if c.Name() != "" {
 			dst = appendMember(c, dst)
 		}
 	}
@@ -567,16 +587,20 @@ func appendMember(c *jsontree.Node, dst []*jsontree.Node) []*jsontree.Node {
 		return dst
 	}
 	if c.Kind != jsontree.Array {
-		if c.Type != "" {
+		if c.Type() != "" {
 			return append(dst, c)
 		}
-		if s := c.Shadow; s != nil && s.Type != "" {
+		if s := c.Shadow; s != nil && s.Type() != "" {
 			return append(dst, s)
 		}
 		return dst
 	}
 	sh := c.Shadow
-	for i := 0; i < itemCount(c); i++ {
+	n := itemCount(c)
+	// One growth for the whole array: appending item by item would grow
+	// the slice of a long array by a quarter at a time.
+	dst = slices.Grow(dst, n)
+	for i := 0; i < n; i++ {
 		if e := arrayElement(c, sh, i); e != nil {
 			dst = append(dst, e)
 		}
@@ -597,10 +621,10 @@ func itemCount(c *jsontree.Node) int {
 // arrayElement returns the element at index i of array member c whose
 // shadow array is sh (or nil), or nil when there is none.
 func arrayElement(c, sh *jsontree.Node, i int) *jsontree.Node {
-	if i < len(c.Children) && c.Children[i].Type != "" {
+	if i < len(c.Children) && c.Children[i].Type() != "" {
 		return c.Children[i]
 	}
-	if sh != nil && i < len(sh.Children) && sh.Children[i].Type != "" {
+	if sh != nil && i < len(sh.Children) && sh.Children[i].Type() != "" {
 		return sh.Children[i]
 	}
 	return nil
@@ -625,14 +649,14 @@ func walkChildren(n *jsontree.Node, fn func(*jsontree.Node) bool) {
 		return
 	}
 	for _, c := range o.Children {
-		if c.Name == "" || c.Flags&jsontree.FlagShadow != 0 && c.Shadow != nil {
+		if c.Name() == "" || c.Flags&jsontree.FlagShadow != 0 && c.Shadow != nil {
 			continue
 		}
 		if c.Kind != jsontree.Array {
 			e := c
-			if e.Type == "" {
+			if e.Type() == "" {
 				e = c.Shadow
-				if e == nil || e.Type == "" {
+				if e == nil || e.Type() == "" {
 					continue
 				}
 			}
@@ -671,8 +695,8 @@ func appendLocation(b []byte, n *jsontree.Node) []byte {
 	}
 	p := Parent(n)
 	if p == nil {
-		if n.Type != "" {
-			return append(b, n.Type...)
+		if n.Type() != "" {
+			return append(b, n.Type()...)
 		}
 		return append(b, '$')
 	}

@@ -56,7 +56,7 @@ func TestAnnotateTypes(t *testing.T) {
 		if typed.HasValue(n) {
 			v = "=" + n.Value
 		}
-		got = append(got, fmt.Sprintf("%s:%s%s", typed.Location(n), n.Type, v))
+		got = append(got, fmt.Sprintf("%s:%s%s", typed.Location(n), n.Type(), v))
 		return true
 	})
 	want := []string{
@@ -100,7 +100,7 @@ func TestAnnotateTypes(t *testing.T) {
 func names(ns []*jsontree.Node) []string {
 	var s []string
 	for _, n := range ns {
-		s = append(s, typed.Location(n)+":"+n.Type)
+		s = append(s, typed.Location(n)+":"+n.Type())
 	}
 	return s
 }
@@ -145,7 +145,7 @@ func TestChildren(t *testing.T) {
 		t.Error("contained Organization is not its name's resource")
 	}
 	ext := typed.Children(typed.Children(root, "birthDate", nil)[0], "extension", nil)[0]
-	if p := typed.Parent(ext); p == nil || p.Type != "date" {
+	if p := typed.Parent(ext); p == nil || p.Type() != "date" {
 		t.Errorf("parent of a primitive's extension = %v", p)
 	}
 	g1 := typed.Children(typed.Children(root, "name", nil)[0], "given", nil)[1]
@@ -205,7 +205,7 @@ func TestWalkSkipsNestedResources(t *testing.T) {
 		t.Fatal(err)
 	}
 	var types []string
-	typed.Walk(root, func(n *jsontree.Node) bool { types = append(types, n.Type); return true })
+	typed.Walk(root, func(n *jsontree.Node) bool { types = append(types, n.Type()); return true })
 	if got := strings.Join(types, " "); got != "Bundle code Bundle.entry uri Bundle.entry" {
 		t.Errorf("Walk entered a nested resource: %s", got)
 	}
@@ -213,7 +213,7 @@ func TestWalkSkipsNestedResources(t *testing.T) {
 	obs := typed.Children(entries[1], "resource", nil)[0]
 	var dates []string
 	typed.Walk(obs, func(n *jsontree.Node) bool {
-		if n.Type == "dateTime" {
+		if n.Type() == "dateTime" {
 			dates = append(dates, typed.Location(n))
 		}
 		return true
@@ -290,7 +290,7 @@ func TestAnnotateWrapRepeating(t *testing.T) {
 			if n.Shadow != nil {
 				sh = n.Shadow.Key
 			}
-			*dst = append(*dst, fmt.Sprintf("%s|%s|%s|%d|%s", n.Key, n.Name, n.Type, n.Flags, sh))
+			*dst = append(*dst, fmt.Sprintf("%s|%s|%s|%d|%s", n.Key, n.Name(), n.Type(), n.Flags, sh))
 			return true
 		}
 	}
@@ -319,5 +319,26 @@ func TestAnnotateTrimSpace(t *testing.T) {
 		`"_gender":{"extension":[{"url":"http://x","valueInteger":1}]}}`
 	if got := string(root.AppendJSON(nil)); got != want {
 		t.Errorf("trimmed:\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestErrorQuotesValidIDOnly checks that a typing error names the resource
+// by its id only when the id has the syntax of one (checked when the error
+// is made, not for every resource).
+func TestErrorQuotesValidIDOnly(t *testing.T) {
+	for _, c := range []struct{ id, want string }{
+		{"abc-123", "abc-123"},
+		{"John Smith 1970", ""},
+		{strings.Repeat("a", 65), ""},
+	} {
+		root := parse(t, `{"resourceType":"Patient","id":"`+c.id+`","nmae":1}`)
+		err := typed.Annotate(root, r4(t))
+		var te *typed.Error
+		if !errors.As(err, &te) {
+			t.Fatalf("id %q: error %v", c.id, err)
+		}
+		if te.ID != c.want {
+			t.Errorf("id %q: error names id %q, want %q", c.id, te.ID, c.want)
+		}
 	}
 }
