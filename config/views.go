@@ -2,6 +2,8 @@ package config
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -116,6 +118,50 @@ func (t viewTables) Names() []string {
 // Finish completes the run's tables (see tables.Sink.Finish).
 func (t viewTables) Finish(ctx context.Context, run string) error { return t.s.Finish(ctx, run) }
 
+// ViewsOf, Reuse and Clear let a snapshot copy tables (see
+// pipeline.TablesReuser).
+func (t viewTables) ViewsOf(typ string) []string { return t.s.ViewsOf(typ) }
+
+func (t viewTables) Reuse(ctx context.Context, src, dst, typ string, seqs []int) (bool, error) {
+	return t.s.Reuse(ctx, src, dst, typ, seqs)
+}
+
+func (t viewTables) Clear(ctx context.Context, run, typ string) error {
+	return t.s.Clear(ctx, run, typ)
+}
+
+// viewsFingerprint digests the sources of the pipeline's views ("" when
+// one cannot be read: tables are then never reused).
+func (pc *Pipeline) viewsFingerprint() string {
+	h := sha256.New()
+	for _, entry := range pc.Views {
+		var data []byte
+		var err error
+		switch {
+		case entry == "builtin":
+			for _, name := range views.BuiltinNames() {
+				b, berr := views.BuiltinJSON(name)
+				if berr != nil {
+					return ""
+				}
+				fmt.Fprintf(h, "builtin:%s\x00%d\x00", name, len(b))
+				h.Write(b)
+			}
+			continue
+		case strings.HasPrefix(entry, "builtin:"):
+			data, err = views.BuiltinJSON(strings.TrimPrefix(entry, "builtin:"))
+		default:
+			data, err = os.ReadFile(entry)
+		}
+		if err != nil {
+			return ""
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", entry, len(data))
+		h.Write(data)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 // tablesFor returns the pipeline's research tables, or nil without views.
 func (pc *Pipeline) tablesFor(field string, store *storage.Store) (pipeline.Tables, error) {
 	if len(pc.Views) == 0 {
@@ -125,5 +171,5 @@ func (pc *Pipeline) tablesFor(field string, store *storage.Store) (pipeline.Tabl
 	if err != nil {
 		return nil, err
 	}
-	return viewTables{tables.New(store, vs, tables.Options{CSV: pc.ViewsCSV})}, nil
+	return viewTables{tables.New(store, vs, tables.Options{CSV: pc.ViewsCSV, Fingerprint: pc.viewsFingerprint()})}, nil
 }

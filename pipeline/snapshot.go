@@ -55,6 +55,9 @@ type SnapshotReport struct {
 	// Risk is the re-identification risk of the snapshot's patients, when
 	// the pipeline's risk analysis is on (assure.go).
 	Risk *RiskReport `json:"risk,omitempty"`
+	// Tables counts the rows of each research table (view) of the
+	// snapshot, when the pipeline has views.
+	Tables map[string]int64 `json:"tables,omitempty"`
 	// Merge describes the merge itself.
 	Merge MergeStats `json:"merge"`
 }
@@ -91,6 +94,11 @@ type MergeStats struct {
 	// ResumedTypes are the types written by an interrupted attempt and not
 	// written again.
 	ResumedTypes []string `json:"resumedTypes,omitempty"`
+	// TablesReused maps each resource type whose research tables were
+	// copied instead of computed to where they were copied from: the run
+	// that alone wrote that type's resources, or the previous snapshot
+	// ("snapshots/<id>") when the merged runs did not touch the type.
+	TablesReused map[string]string `json:"tablesReused,omitempty"`
 }
 
 // maxIntegrityPaths bounds the paths counted one by one; further paths are
@@ -130,6 +138,10 @@ type planRun struct {
 // snapshotProgress is what an attempt at a plan has written.
 type snapshotProgress struct {
 	Done map[string]*SnapshotType `json:"done"`
+	// Tables are the rows of the research tables of each type written,
+	// and Reused where the tables of a type were copied from.
+	Tables map[string]map[string]int64 `json:"tables,omitempty"`
+	Reused map[string]string           `json:"reused,omitempty"`
 }
 
 // SnapshotOptions tunes Snapshot.
@@ -543,6 +555,17 @@ type merger struct {
 
 	// tables receives the resources of the file being written (views).
 	tables TableFile
+	// typeRows counts the table rows of the type being written.
+	typeRows map[string]int64
+	// cand is where the tables of the type being written may be copied
+	// from (nil: they are computed).
+	cand *reuseCand
+	// srcs counts, by type, what the runs hold; floors are the full
+	// exports' floors; base is the report of the snapshot merged onto.
+	srcs    map[string]*typeSources
+	floors  map[string]uint64
+	base    *SnapshotReport
+	reports map[int]*Report
 
 	keys   *os.File
 	keysW  *bufio.Writer
@@ -553,6 +576,7 @@ type merger struct {
 
 type snapFile struct {
 	typ, name string
+	seq       int
 	count     int64
 }
 
@@ -612,6 +636,8 @@ func (m *merger) openGz(ctx context.Context, key string) (*bulk.LineReader, func
 func (m *merger) run(ctx context.Context) error {
 	// Deletion and full-export floors, and the runs' records, sorted.
 	floors := map[string]uint64{}
+	m.floors = floors
+	m.srcs = map[string]*typeSources{}
 	var rec record
 	for k, r := range m.plan.Runs {
 		runBase := uint64(k+1) << 48
@@ -622,6 +648,11 @@ func (m *merger) run(ctx context.Context) error {
 		}
 		var ord uint64
 		for _, name := range r.Output {
+			parts := strings.Split(name, ".")
+			ftyp := parts[0]
+			fseq, _ := strconv.Atoi(parts[1])
+			fst := m.sources(ftyp)
+			fst.seqs[k] = append(fst.seqs[k], fseq)
 			lr, done, err := m.openGz(ctx, storage.RunKey(r.ID, name))
 			if err != nil {
 				return err
@@ -630,8 +661,18 @@ func (m *merger) run(ctx context.Context) error {
 				typ, id, err := m.walker.resourceKey(lr.Line())
 				if err != nil || !validID(id) {
 					m.rep.Skipped++
+					fst.tainted[k] = true
 					continue
 				}
+				st := fst
+				if string(typ) != ftyp {
+					// A resource in a file of another type: its rows are
+					// in that file's tables.
+					fst.tainted[k] = true
+					st = m.sources(string(typ))
+					st.tainted[k] = true
+				}
+				st.res[k]++
 				ord++
 				rec = record{key: append(append(append(rec.key[:0], typ...), 0), id...), seq: runBase | 1<<47 | ord,
 					kind: kindResource, data: lr.Line()}
@@ -662,6 +703,7 @@ func (m *merger) run(ctx context.Context) error {
 					if !ok {
 						continue
 					}
+					m.sources(string(typ)).tomb = true
 					ord++
 					rec = record{key: append(append(append(rec.key[:0], typ...), 0), id...), seq: runBase | ord, kind: kindTombstone}
 					if err := m.delta.add(&rec); err != nil {
@@ -682,6 +724,16 @@ func (m *merger) run(ctx context.Context) error {
 	}
 	var extra []recordSource
 	if m.plan.Base != "" {
+		if _, ok := m.p.Tables.(TablesReuser); ok {
+			data, err := m.p.Store.ReadAll(ctx, storage.SnapshotKey(m.plan.Base, "snapshot.json"))
+			if err != nil {
+				return err
+			}
+			m.base = &SnapshotReport{}
+			if err := json.Unmarshal(data, m.base); err != nil {
+				return fmt.Errorf("snapshot %s: snapshot.json: %w", m.plan.Base, err)
+			}
+		}
 		bs, err := m.baseSource(ctx)
 		if err != nil {
 			return err
@@ -747,6 +799,14 @@ func (m *merger) run(ctx context.Context) error {
 	if err := m.endType(ctx); err != nil {
 		return err
 	}
+	if tn, ok := m.p.Tables.(TableNames); ok {
+		for _, name := range tn.Names() {
+			if m.rep.Tables == nil {
+				m.rep.Tables = map[string]int64{}
+			}
+			m.rep.Tables[name] += 0
+		}
+	}
 	if err := m.keysW.Flush(); err != nil {
 		return fmt.Errorf("temporary file: %w", err)
 	}
@@ -773,9 +833,15 @@ func (m *merger) emit(ctx context.Context, typ string, r *record) error {
 		m.typeRep = &SnapshotType{}
 		m.rep.Types[typ] = m.typeRep
 		_, m.dry = m.prog.Done[typ]
+		m.typeRows = map[string]int64{}
 		if m.dry {
 			m.rep.Merge.ResumedTypes = append(m.rep.Merge.ResumedTypes, typ)
+		} else if err := m.startTables(ctx, typ); err != nil {
+			return err
 		}
+	}
+	if m.cand != nil && r.seq>>48 != m.cand.run {
+		m.cand.other++
 	}
 	if m.keysW != nil {
 		m.keysW.Write(r.key)
@@ -807,7 +873,7 @@ func (m *merger) emit(ctx context.Context, typ string, r *record) error {
 			}
 			m.w = w
 			m.cw = countWriter{w: w}
-			if m.p.Tables != nil {
+			if m.p.Tables != nil && m.cand == nil {
 				t, err := m.p.Tables.File(ctx, snapshotTablesRun(m.plan.ID), typ, m.seq, 1)
 				if err != nil {
 					return fmt.Errorf("views: %w", err)
@@ -854,6 +920,11 @@ func (m *merger) closeFile() error {
 	m.w = nil
 	if m.tables != nil {
 		warn, err := m.tables.Close(context.Background())
+		if tr, ok := m.tables.(TableRows); ok && err == nil {
+			for name, n := range tr.Rows() {
+				m.typeRows[name] += n
+			}
+		}
 		m.tables = nil
 		if err != nil {
 			return fmt.Errorf("views: %w", err)
@@ -862,7 +933,7 @@ func (m *merger) closeFile() error {
 			m.p.Logger.Warn("snapshot views: "+warn, "snapshot", m.plan.ID)
 		}
 	}
-	m.files = append(m.files, snapFile{m.typ, storage.OutputName(m.typ, m.seq), m.inFile})
+	m.files = append(m.files, snapFile{m.typ, storage.OutputName(m.typ, m.seq), m.seq, m.inFile})
 	m.typeRep.Files++
 	m.typeRep.Bytes += m.cw.n
 	m.rep.Merge.BytesWritten += m.cw.n
@@ -873,7 +944,7 @@ func (m *merger) closeFile() error {
 
 // closeDry accounts for a file of a type written by an earlier attempt.
 func (m *merger) closeDry() {
-	m.files = append(m.files, snapFile{m.typ, storage.OutputName(m.typ, m.seq), m.inFile})
+	m.files = append(m.files, snapFile{m.typ, storage.OutputName(m.typ, m.seq), m.seq, m.inFile})
 	m.typeRep.Files++
 	m.seq++
 	m.inFile = 0
@@ -889,6 +960,7 @@ func (m *merger) endType(ctx context.Context) error {
 			m.closeDry()
 		}
 		m.typeRep.Bytes = m.prog.Done[m.typ].Bytes
+		m.addRows(m.typ, m.prog.Tables[m.typ], m.prog.Reused[m.typ])
 		m.typ = ""
 		return nil
 	}
@@ -896,6 +968,9 @@ func (m *merger) endType(ctx context.Context) error {
 		if err := m.closeFile(); err != nil {
 			return err
 		}
+	}
+	if err := m.endTables(ctx); err != nil {
+		return err
 	}
 	m.prog.Done[m.typ] = m.typeRep
 	m.typ = ""

@@ -45,3 +45,19 @@ type TableRows interface {
 type TableNames interface {
 	Names() []string
 }
+
+// TablesReuser is implemented by Tables that can copy the tables of a type
+// from a run or snapshot that computed them with the same views, instead of
+// computing them again (the merged snapshot, when a type holds exactly the
+// resources of one source: snapshot.go).
+type TablesReuser interface {
+	// ViewsOf names the views (tables) of resource type typ.
+	ViewsOf(typ string) []string
+	// Reuse copies the tables of type typ from src (a run id or
+	// snapshots/<id>) into dst after deleting dst's; false (nothing changed)
+	// when src's tables cannot be told to be of the same views, or, with
+	// seqs non-nil, of exactly those output files of typ.
+	Reuse(ctx context.Context, src, dst, typ string, seqs []int) (bool, error)
+	// Clear deletes dst's tables of type typ.
+	Clear(ctx context.Context, run, typ string) error
+}
