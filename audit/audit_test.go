@@ -332,6 +332,14 @@ func TestPrefilter(t *testing.T) {
 			t.Errorf("%s: walked", doc)
 		}
 	}
+	// Escaped member names are decoded by the parsers (the engine sees
+	// "name"): the prefilter must not skip them.
+	for _, doc := range []string{`{"resourceType":"Patient","n\u0061me":[{"family":"X"}]}`, `{"\u0074elecom":[]}`,
+		`{"\u0069\u0064\u0065\u006e\u0074\u0069\u0066\u0069\u0065\u0072":[]}`, `{"a":{"birth\u0044ate" : "1970-01-01"}}`} {
+		if !mayIdentify([]byte(doc)) {
+			t.Errorf("%s: skipped", doc)
+		}
+	}
 	// The hostile case: a quote at the very end.
 	if mayIdentify([]byte(`{"a":"b`)) {
 		t.Error("truncated document walked")
@@ -340,6 +348,10 @@ func TestPrefilter(t *testing.T) {
 	_ = c.Collect([]byte(`{"resourceType":"Patient","name":[{"text":"Abram Lemke"}]}`))
 	if c.Identifiers() != 1 {
 		t.Errorf("a name with only text: %d identifiers", c.Identifiers())
+	}
+	_ = c.Collect([]byte(`{"resourceType":"Patient","n\u0061me":[{"text":"Maren Olde"}]}`))
+	if c.Identifiers() != 2 {
+		t.Errorf("a name under an escaped member name: %d identifiers, want 2", c.Identifiers())
 	}
 }
 

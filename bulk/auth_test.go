@@ -55,6 +55,12 @@ func TestSMARTBackendAuth(t *testing.T) {
 				Auth: &bulktest.AuthOptions{ClientID: "client-1", JWKS: &bulk.JWKS{Keys: []bulk.JWK{pub}}, TokenMaxUses: 5}})
 			e.exp.Client.Auth = &bulk.SMARTBackend{FHIRBase: e.url, ClientID: "client-1", Key: key, KeyID: "k1",
 				Alg: alg, Scope: "system/*.read", Clock: e.clock}
+			// One download at a time: the server counts a token's uses, and
+			// with parallel downloads others can use up a fresh token before
+			// a refused request's one retry gets to it (a refusal no real
+			// server makes of a token minutes from expiry; the test was
+			// flaky under load).
+			e.exp.Concurrency = 1
 			res, err := e.run(t, bulk.Request{})
 			if err != nil {
 				t.Fatal(err)

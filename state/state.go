@@ -92,7 +92,9 @@ var schema = []string{
 // Open opens (creating if needed) the state database at path and brings its
 // schema up to date.
 func Open(ctx context.Context, path string) (*DB, error) {
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)"
+	// busy_timeout comes first: the pragmas run in order, and switching a
+	// new database to WAL must wait for another process doing the same.
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(ON)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", path, err)
@@ -111,32 +113,42 @@ func Open(ctx context.Context, path string) (*DB, error) {
 // Close closes the database.
 func (d *DB) Close() error { return d.db.Close() }
 
-func (d *DB) migrate(ctx context.Context) error {
+// migrate brings the schema up to date. The version is read and the steps
+// applied in one IMMEDIATE transaction, which takes SQLite's write lock
+// before reading: processes that open a new database at once (workers
+// started together) wait for each other instead of each seeing version 0
+// and creating the same tables.
+func (d *DB) migrate(ctx context.Context) (err error) {
+	conn, err := d.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_, _ = conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`)
+		}
+	}()
 	var v int
-	if err := d.db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
+	if err := conn.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
 		return err
 	}
 	if v > len(schema) {
 		return fmt.Errorf("database schema version %d is newer than this fhirdeid (%d)", v, len(schema))
 	}
 	for ; v < len(schema); v++ {
-		tx, err := d.db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, schema[v]); err != nil {
-			tx.Rollback()
+		if _, err := conn.ExecContext(ctx, schema[v]); err != nil {
 			return fmt.Errorf("migrate to version %d: %w", v+1, err)
 		}
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v+1)); err != nil {
-			tx.Rollback()
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			return err
-		}
 	}
-	return nil
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v)); err != nil {
+		return err
+	}
+	_, err = conn.ExecContext(ctx, `COMMIT`)
+	return err
 }
 
 func (d *DB) now() int64 { return d.Now().UnixMilli() }

@@ -3,6 +3,7 @@ package state_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -220,5 +221,33 @@ func TestLeaseRenewsInBackground(t *testing.T) {
 	}
 	if err := l.Err(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Workers that start together open one new database at once: each must
+// find the schema in place, none fail with "table runs already exists".
+func TestOpenConcurrentCreate(t *testing.T) {
+	for round := range 5 {
+		path := filepath.Join(t.TempDir(), fmt.Sprintf("state-%d.db", round))
+		const n = 6
+		errs := make(chan error, n)
+		start := make(chan struct{})
+		for range n {
+			go func() {
+				<-start
+				d, err := state.Open(context.Background(), path)
+				if err == nil {
+					_, err = d.Runs(context.Background(), "p", 1)
+					d.Close()
+				}
+				errs <- err
+			}()
+		}
+		close(start)
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
 	}
 }
