@@ -561,3 +561,44 @@ func TestRewrittenDateReadAgain(t *testing.T) {
 		}
 	}
 }
+
+// TestRewrittenDayHashesAcrossProcesses: a file scanned first by one
+// collector (a worker) and read again by another (the worker that
+// completes the run's audit) keeps the first scan's judgement of its dates
+// when both share a day key, and not otherwise.
+func TestRewrittenDayHashesAcrossProcesses(t *testing.T) {
+	out := `{"resourceType":"Claim","created":"1961-04-12"}`
+	root, err := jsontree.Parse([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := root.Get("created")
+	n.SetString(n.Value)
+	key := [16]byte{1, 2, 3}
+	first := NewCollector()
+	first.SetDayKey(key)
+	fs := first.ScanFile("Claim.000.ndjson.gz", 1)
+	fs.ScanTree(0, 1, root)
+	h := fs.RewrittenDayHashes()
+	if len(h) != 1 {
+		t.Fatalf("%d rewritten days, want 1", len(h))
+	}
+	for _, shared := range []bool{true, false} {
+		c := NewCollector()
+		if shared {
+			c.SetDayKey(key)
+		}
+		if err := c.Collect([]byte(`{"resourceType":"Patient","birthDate":"1961-04-12"}`)); err != nil {
+			t.Fatal(err)
+		}
+		s := c.Scanner()
+		s.RewrittenDayHashes(h)
+		if err := s.ScanNDJSON("Claim.000.ndjson.gz", strings.NewReader(out+"\n"), 1<<20); err != nil {
+			t.Fatal(err)
+		}
+		want := map[bool]int64{true: 0, false: 1}[shared]
+		if got := s.Report().Leaks; got != want {
+			t.Errorf("day key shared %v: %d leaks, want %d", shared, got, want)
+		}
+	}
+}

@@ -334,7 +334,7 @@ func (s *Scanner) objectEnd([][]byte)   {}
 func (s *Scanner) str(path [][]byte, v []byte) {
 	s.rep.StringsScanned++
 	if s.rdates != nil && !s.rewritten && dateValue(v) {
-		if _, ok := slices.BinarySearch(s.rdates, s.c.quick(v[:10])); ok {
+		if _, ok := slices.BinarySearch(s.rdates, s.c.day(v[:10])); ok {
 			s.rewritten = true
 			defer func() { s.rewritten = false }()
 		}

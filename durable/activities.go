@@ -316,6 +316,9 @@ func (a *Activities) ProcessFile(ctx context.Context, in FileInput) (pipeline.Fi
 	defer logPart(ctx, p, in.Run)()
 	pipeline.AuditDuring(p, in.Run)
 	res, err := pipeline.ProcessManifestFile(ctx, p, in.Run, in.File, hb.progress)
+	if err == nil {
+		err = pipeline.StoreRewrittenDays(ctx, p, in.Run, res)
+	}
 	return res, classify("process", err)
 }
 

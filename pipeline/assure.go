@@ -80,17 +80,26 @@ type assureState struct {
 // for run, when the audit is on, and returns the function that ends it. A
 // run resumed in the same process keeps what was collected before.
 func (p *Pipeline) collectDuring(run *state.Run) func() {
+	p.collectFor(run.ID, nil)
+	return func() {}
+}
+
+// collectFor makes storeFile collect and scan for the run runID, when the
+// audit is on; a new collector gets dayKey, if set (AuditDuring).
+func (p *Pipeline) collectFor(runID string, dayKey *[16]byte) {
 	if p.Assurance == nil || !p.Assurance.Audit {
-		return func() {}
+		return
 	}
 	st := &p.assure
 	st.mu.Lock()
-	if st.run != run.ID || st.collector == nil {
-		st.run, st.collector = run.ID, audit.NewCollector()
+	if st.run != runID || st.collector == nil {
+		st.run, st.collector = runID, audit.NewCollector()
+		if dayKey != nil {
+			st.collector.SetDayKey(*dayKey)
+		}
 		st.scans = map[string]*audit.FileScan{}
 	}
 	st.mu.Unlock()
-	return func() {}
 }
 
 // auditFile is the audit of one attempt at an output file: each raw
@@ -225,10 +234,10 @@ func (p *Pipeline) assureRun(ctx context.Context, run *state.Run, files []*state
 
 // assureFiles runs the checks of p.Assurance on the stored output files
 // among files, and returns their results (nil when no check is on).
-// recollected names the output files ("Type.seq") whose input's identifiers
+// recollected, if set, names the output files whose input's identifiers
 // were collected by reading the input again, not while the file was
-// de-identified (AssureRun).
-func (p *Pipeline) assureFiles(ctx context.Context, runID string, files []*state.File, recollected map[string]bool) (*Assured, error) {
+// de-identified here (AssureRun).
+func (p *Pipeline) assureFiles(ctx context.Context, runID string, files []*state.File, recollected *recollection) (*Assured, error) {
 	a := p.Assurance
 	if a == nil || (!a.Audit && !a.Risk) {
 		return nil, nil
@@ -284,7 +293,7 @@ func (p *Pipeline) assureFiles(ctx context.Context, runID string, files []*state
 // written stand for the files whose scan saw every identifier of the run
 // (no identifier was collected or changed after it began); the other
 // output files are read again from storage and scanned.
-func (p *Pipeline) audit(ctx context.Context, runID string, outputs []*state.File, recollected map[string]bool) (*audit.Report, error) {
+func (p *Pipeline) audit(ctx context.Context, runID string, outputs []*state.File, recollected *recollection) (*audit.Report, error) {
 	st := &p.assure
 	st.mu.Lock()
 	c, scans := st.collector, st.scans
@@ -306,7 +315,7 @@ func (p *Pipeline) audit(ctx context.Context, runID string, outputs []*state.Fil
 		switch {
 		case fs != nil:
 			fss, fssFiles = append(fss, fs), append(fssFiles, f)
-		case f.Resources > 0 && !recollected[name]:
+		case f.Resources > 0 && !recollected.has(name):
 			incomplete++
 			again = append(again, f)
 		default:
@@ -328,7 +337,13 @@ func (p *Pipeline) audit(ctx context.Context, runID string, outputs []*state.Fil
 	err := p.eachOutput(ctx, again, workers, func(w int, f *state.File, r io.Reader) error {
 		// Dates the first scan saw de-identification write stay judged
 		// as such (a shifted date equal to a birth date is no leak).
-		scanners[w].RewrittenDates(scans[fmt.Sprintf("%s.%03d", f.Type, f.Seq)])
+		name := fmt.Sprintf("%s.%03d", f.Type, f.Seq)
+		if fs := scans[name]; fs != nil || !recollected.has(name) {
+			scanners[w].RewrittenDates(fs)
+		} else {
+			// First scanned by another process (AuditDuring).
+			scanners[w].RewrittenDayHashes(recollected.days[name])
+		}
 		return scanners[w].ScanNDJSON(path.Base(f.OutKey), r, p.Client.MaxLineBytes)
 	})
 	if err != nil {

@@ -2,6 +2,9 @@ package pipeline
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -9,6 +12,7 @@ import (
 	"fhirdeid/audit"
 	"fhirdeid/bulk"
 	"fhirdeid/state"
+	"fhirdeid/storage"
 )
 
 // The privacy checks as value steps, for an orchestrator whose files are
@@ -50,7 +54,90 @@ func (as *Assured) apply(rep *Report) []string {
 // was collected for run so far, and drops what was collected for another
 // run.
 func AuditDuring(p *Pipeline, run string) {
-	p.collectDuring(&state.Run{ID: run})
+	key := runDayKey(p.Name, run)
+	p.collectFor(run, &key)
+}
+
+// runDayKey is the day key (audit.Collector.SetDayKey) of the processes
+// that audit run: the same in all of them, so that a file's rewritten days
+// (StoreRewrittenDays) can be read by another. The day hashes are of the
+// de-identified output's dates, which the output holds anyway: the key
+// need not be secret. The identifiers' key stays random per process.
+func runDayKey(pipeline, run string) [16]byte {
+	sum := sha256.Sum256([]byte("fhirdeid audit days\x00" + pipeline + "\x00" + run))
+	var k [16]byte
+	copy(k[:], sum[:16])
+	return k
+}
+
+// auditDir is the folder, in a run's folder, of the days that each output
+// file's first scan saw only in rewritten date values (StoreRewrittenDays);
+// it is deleted when the run is committed.
+const auditDir = "_audit/"
+
+// StoreRewrittenDays stores, beside the run, what the audit of the output
+// file of f in this process (AuditDuring) needs to be read again by
+// another process (AssureRun): the days it saw only in date values that
+// de-identification rewrote (a shifted date equal to a birth date is no
+// leak alone), as hashes under the run's day key. It does nothing when
+// the file was not audited here or has no such day.
+func StoreRewrittenDays(ctx context.Context, p *Pipeline, run string, f FileResult) error {
+	if f.File.Kind != bulk.KindOutput || f.OutKey == "" {
+		return nil
+	}
+	name := fmt.Sprintf("%s.%03d", f.File.Type, f.File.Seq)
+	st := &p.assure
+	st.mu.Lock()
+	var fs *audit.FileScan
+	if st.run == run {
+		fs = st.scans[name]
+	}
+	st.mu.Unlock()
+	if fs == nil {
+		return nil
+	}
+	h := fs.RewrittenDayHashes()
+	if len(h) == 0 {
+		return nil
+	}
+	b := make([]byte, 8*len(h))
+	for i, x := range h {
+		binary.LittleEndian.PutUint64(b[8*i:], x)
+	}
+	if err := p.Store.WriteAll(ctx, storage.RunKey(run, auditDir+name+".days"), "application/octet-stream", b); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+// recollection is what AssureRun gathered about the output files that
+// another process de-identified: their names, and the rewritten days of
+// their first scans.
+type recollection struct {
+	files map[string]bool
+	days  map[string][]uint64
+}
+
+func (r *recollection) has(name string) bool { return r != nil && r.files[name] }
+
+// readRewrittenDays reads the days stored for the output file name of run
+// by StoreRewrittenDays, nil when there are none.
+func (p *Pipeline) readRewrittenDays(ctx context.Context, run, name string) ([]uint64, error) {
+	b, err := p.Store.ReadAll(ctx, storage.RunKey(run, auditDir+name+".days"))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(b)%8 != 0 {
+		return nil, fmt.Errorf("%s: %d bytes, not a list of hashes", auditDir+name+".days", len(b))
+	}
+	h := make([]uint64, len(b)/8)
+	for i := range h {
+		h[i] = binary.LittleEndian.Uint64(b[8*i:])
+	}
+	return h, nil
 }
 
 // AssureRun runs the privacy checks of p.Assurance on a run whose files
@@ -74,7 +161,7 @@ func AssureRun(ctx context.Context, p *Pipeline, run RunInfo, files []FileResult
 		sfs = append(sfs, &state.File{URL: r.File.URL, Kind: r.File.Kind, Type: r.File.Type, Seq: r.File.Seq,
 			Expected: r.File.Expected, Status: state.FileDone, Resources: r.Resources, OutKey: r.OutKey})
 	}
-	var recollected map[string]bool
+	var recollected *recollection
 	if a.Audit {
 		AuditDuring(p, run.ID)
 		var err error
@@ -89,7 +176,7 @@ func AssureRun(ctx context.Context, p *Pipeline, run RunInfo, files []FileResult
 // among files that this process did not de-identify for run, reading them
 // from the server again, p.Workers files at a time; it returns their names
 // ("Type.seq").
-func (p *Pipeline) recollect(ctx context.Context, runID string, files []FileResult) (map[string]bool, error) {
+func (p *Pipeline) recollect(ctx context.Context, runID string, files []FileResult) (*recollection, error) {
 	st := &p.assure
 	st.mu.Lock()
 	c := st.collector
@@ -107,7 +194,7 @@ func (p *Pipeline) recollect(ctx context.Context, runID string, files []FileResu
 	if c == nil {
 		return nil, fmt.Errorf("no audit in progress for run %s", runID)
 	}
-	done := make(map[string]bool, len(todo))
+	done := &recollection{files: make(map[string]bool, len(todo)), days: map[string][]uint64{}}
 	if len(todo) == 0 {
 		return done, nil
 	}
@@ -131,6 +218,7 @@ func (p *Pipeline) recollect(ctx context.Context, runID string, files []FileResu
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
+	var daysMu sync.Mutex
 	for w := range workers {
 		wg.Add(1)
 		go func() {
@@ -143,7 +231,17 @@ func (p *Pipeline) recollect(ctx context.Context, runID string, files []FileResu
 				if err := p.collectInput(ctx, c, name, byName[name].File); err != nil {
 					errs[w] = fmt.Errorf("%s: read the input again: %w", byName[name].File.Name(), err)
 					cancel()
+					continue
 				}
+				h, err := p.readRewrittenDays(ctx, runID, name)
+				if err != nil {
+					errs[w] = err
+					cancel()
+					continue
+				}
+				daysMu.Lock()
+				done.days[name] = h
+				daysMu.Unlock()
 			}
 		}()
 	}
@@ -164,7 +262,7 @@ func (p *Pipeline) recollect(ctx context.Context, runID string, files []FileResu
 		return nil, err
 	}
 	for name := range byName {
-		done[name] = true
+		done.files[name] = true
 	}
 	return done, nil
 }

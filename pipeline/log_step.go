@@ -172,21 +172,22 @@ func (p *Pipeline) mergeLogParts(ctx context.Context, run string) error {
 	return p.Store.WriteAll(ctx, logKey, "application/x-ndjson", out.Bytes())
 }
 
-// removeLogParts deletes the parts of run's log once merged; a failure is
-// logged (the parts are merged again, without repeats, by a retry).
-func (p *Pipeline) removeLogParts(ctx context.Context, run string) {
-	if p.parts == nil {
-		return
-	}
-	keys, err := p.Store.List(ctx, storage.RunKey(run, logPartsDir))
-	if err == nil {
-		for _, k := range keys {
-			if err = p.Store.Delete(ctx, k); err != nil {
-				break
+// removeRunScratch deletes, once the run is committed (or kept
+// unpublished by its checks), the parts of its log — merged, or merged
+// again without repeats by a retry — and the audit's rewritten days
+// (StoreRewrittenDays); a failure is logged.
+func (p *Pipeline) removeRunScratch(ctx context.Context, run string) {
+	for _, dir := range []string{logPartsDir, auditDir} {
+		keys, err := p.Store.List(ctx, storage.RunKey(run, dir))
+		if err == nil {
+			for _, k := range keys {
+				if err = p.Store.Delete(ctx, k); err != nil {
+					break
+				}
 			}
 		}
-	}
-	if err != nil {
-		p.Logger.Warn("could not remove the parts of the export log", "run", run, "err", err)
+		if err != nil {
+			p.Logger.Warn("could not remove the run's temporary objects", "run", run, "folder", dir, "err", err)
+		}
 	}
 }

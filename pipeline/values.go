@@ -293,7 +293,7 @@ func FinishAssuredRun(ctx context.Context, p *Pipeline, run RunInfo, files []Fil
 	rep, err := commitRun(ctx, p, run, p.Client.KickoffURL(&run.Request), files, assure, nil)
 	var ae *AssuranceError
 	if err == nil || errors.As(err, &ae) {
-		p.removeLogParts(ctx, run.ID)
+		p.removeRunScratch(ctx, run.ID)
 	}
 	if err != nil {
 		return nil, err
