@@ -10,8 +10,13 @@
 // polling is a durable timer honouring Retry-After, so that an export that
 // takes days costs no worker; each manifest file is one ProcessFile
 // activity, Options.Concurrency at a time, heartbeating its progress; very
-// large manifests continue as new executions. It is the only package that
-// imports the Temporal SDK (cmd wires it); it holds no business logic.
+// large manifests continue as new executions. Before the commit an Assure
+// activity completes the run's privacy checks (each worker audits the
+// files it de-identifies in stream; see pipeline.AssureRun), and Finish
+// commits with their results, or keeps the run unpublished. Each activity
+// stores its worker's export events as a part of the run's log, which
+// Finish merges into log.ndjson. It is the only package that imports the
+// Temporal SDK (cmd wires it); it holds no business logic.
 //
 // Monitor shows the runs on Temporal to fhirdeid serve (server.Remote) and
 // keeps one run of a pipeline at a time: a run that starts while an
@@ -125,7 +130,8 @@ type Input struct {
 
 // Progress is what the progress query returns.
 type Progress struct {
-	// Phase is starting, exporting, processing or committing.
+	// Phase is starting, exporting, processing or committing (the
+	// privacy checks included).
 	Phase      string
 	Run        string
 	FilesDone  int
