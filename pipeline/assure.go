@@ -109,6 +109,7 @@ func (p *Pipeline) collectFor(runID string, dayKey *[16]byte) {
 // resources are read from their JSON text.
 type auditFile struct {
 	st   *assureState
+	run  string
 	name string
 	c    *audit.Collector
 	fs   *audit.FileScan
@@ -163,7 +164,7 @@ func (p *Pipeline) auditFile(ctx context.Context, runID, file, object string, wo
 	if c == nil {
 		return nil // not collected in this process (ProcessFile from another orchestrator): the audit rescans
 	}
-	f := &auditFile{st: st, name: file, c: c, fs: c.ScanFile(object, workers),
+	f := &auditFile{st: st, run: runID, name: file, c: c, fs: c.ScanFile(object, workers),
 		insp: make([]fileInspector, workers), ctxs: make([]context.Context, workers)}
 	f.g = make([]*audit.Gatherer, workers)
 	for w := range workers {
@@ -202,7 +203,9 @@ func (f *auditFile) commit() {
 	}
 	f.fs.Seal()
 	f.st.mu.Lock()
-	if f.st.scans != nil {
+	// A file of another run (a late attempt of a cancelled run, in a
+	// durable worker) is not this run's scan.
+	if f.st.scans != nil && f.st.run == f.run {
 		f.st.scans[f.name] = f.fs
 	}
 	f.st.mu.Unlock()
