@@ -359,7 +359,28 @@ func (a *Activities) Finish(ctx context.Context, in FinishInput) (*pipeline.Repo
 	defer hb.stop()
 	pipeline.BeginLogPart(p, in.Run.ID)
 	rep, err := pipeline.FinishAssuredRun(ctx, p, in.Run, in.Files, in.Assured)
+	var ae *pipeline.AssuranceError
+	if errors.As(err, &ae) {
+		// The run's report (counts, never a value) goes with the failure,
+		// for "run" and the dashboard (ChecksReport).
+		return nil, temporal.NewNonRetryableApplicationError("commit: "+err.Error(), ErrTypeFatal, nil, ae.Report)
+	}
 	return rep, classify("commit", err)
+}
+
+// ChecksReport returns the report of a run that its privacy checks kept
+// unpublished, from the run's failure (a workflow's error), or nil when
+// the failure is another.
+func ChecksReport(err error) *pipeline.Report {
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != ErrTypeFatal || !ae.HasDetails() {
+		return nil
+	}
+	var rep pipeline.Report
+	if ae.Details(&rep) != nil || rep.Run == "" {
+		return nil
+	}
+	return &rep
 }
 
 // classify turns a step's error into a Temporal error: non-retryable for

@@ -200,7 +200,8 @@ func TestDurableChecksMatchInProcess(t *testing.T) {
 	startWorkers(t, s.bin, cfg, 2)
 	r = start(t, s.bin, "run", "-q", cfg)
 	err := r.wait(t, 10*time.Minute)
-	if err == nil || r.cmd.ProcessState.ExitCode() != 1 || !strings.Contains(r.out.String(), "failOn: leak") {
+	if err == nil || r.cmd.ProcessState.ExitCode() != 1 || !strings.Contains(r.out.String(), "failOn: leak") ||
+		!strings.Contains(r.out.String(), "failed its privacy checks: not published; report: ") {
 		t.Fatalf("durable run with the names kept: %v (exit %d): %s", err, r.cmd.ProcessState.ExitCode(), r.out.String())
 	}
 	lake = filepath.Join(dir, "lake")

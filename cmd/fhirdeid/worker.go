@@ -286,6 +286,10 @@ func runDurable(ctx context.Context, e *env, cfg *config.File, name string, newK
 		case errors.As(err, &ae) && ae.Type() == durable.ErrTypeOverlap:
 			return &exitError{code: exitRetryable, err: fmt.Errorf("workflow %s: %w (run again to follow the run in progress)", wr.GetID(), err)}
 		case errors.As(err, &ae) && (ae.Type() == durable.ErrTypeFatal || ae.Type() == durable.ErrTypeDeadline):
+			if rep := durable.ChecksReport(err); rep != nil {
+				fmt.Fprintf(e.stdout, "run %s failed its privacy checks: not published; report: %s/%s/report.json (workflow %s)\n",
+					rep.Run, storage.Redact(cfg.Pipelines[name].Destination), rep.Run, wr.GetID())
+			}
 			return fmt.Errorf("workflow %s: %w", wr.GetID(), err)
 		}
 		return &exitError{code: exitRetryable, err: fmt.Errorf("workflow %s: %w (run again for a new run)", wr.GetID(), err)}
