@@ -229,6 +229,13 @@ func (p *Pipeline) recollect(ctx context.Context, runID string, files []FileResu
 				}
 				name := fmt.Sprintf("%s.%03d", f.Type, f.Seq)
 				if err := p.collectInput(ctx, c, name, byName[name].File); err != nil {
+					if ctx.Err() == nil && Classify(err) == Fatal {
+						// Gone from the server (released, expired): the
+						// audit says it is incomplete, as after a restart.
+						p.Logger.Warn("audit: the input of a file could not be read again: its identifiers are not collected",
+							"run", runID, "file", name, "err", err)
+						continue
+					}
 					errs[w] = fmt.Errorf("%s: read the input again: %w", byName[name].File.Name(), err)
 					cancel()
 					continue
@@ -261,7 +268,7 @@ func (p *Pipeline) recollect(ctx context.Context, runID string, files []FileResu
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	for name := range byName {
+	for name := range done.days {
 		done.files[name] = true
 	}
 	return done, nil

@@ -191,3 +191,55 @@ func sameChecks(t *testing.T, got, want *pipeline.Report) {
 		t.Errorf("risk\n%s\nRun's\n%s", g, w)
 	}
 }
+
+// TestAssureRunInputGone: when the export was released before the checks,
+// the input files de-identified by another process cannot be read again:
+// the audit is complete for the files of this process, says it is
+// incomplete for the others, and the checks do not fail.
+func TestAssureRunInputGone(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, bulktest.Options{PartSize: 20})
+	workers := make([]*pipeline.Pipeline, 2)
+	for i := range workers {
+		q := e.pipeline(t, engineDeid(t))
+		q.State, q.LogDir, q.Assurance = nil, "", &pipeline.Assurance{Audit: true, FailOnLeak: true}
+		if err := pipeline.Prepare(q); err != nil {
+			t.Fatal(err)
+		}
+		workers[i] = q
+	}
+	run, err := pipeline.PlanRun(workers[0], time.Now(), "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.StatusURL, err = pipeline.KickOffExport(ctx, workers[0], run); err != nil {
+		t.Fatal(err)
+	}
+	var exp *pipeline.Export
+	for exp == nil {
+		res, err := pipeline.PollExport(ctx, workers[0], run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exp = res.Export
+		time.Sleep(res.Wait)
+	}
+	var results []pipeline.FileResult
+	for i, f := range exp.Files {
+		q := workers[i%2]
+		pipeline.AuditDuring(q, run.ID)
+		r, err := pipeline.ProcessManifestFile(ctx, q, run.ID, f, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		results = append(results, r)
+	}
+	pipeline.ReleaseExport(ctx, workers[0], run)
+	as, err := pipeline.AssureRun(ctx, workers[1], run, results)
+	if err != nil {
+		t.Fatalf("checks after the export was released: %v", err)
+	}
+	if as.Audit == nil || as.Audit.Incomplete == "" || len(as.Gate) != 0 || as.Audit.ResourcesScanned == 0 {
+		t.Errorf("audit %+v, gate %v: want incomplete, not failed", as.Audit, as.Gate)
+	}
+}
