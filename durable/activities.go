@@ -310,10 +310,10 @@ func (a *Activities) ProcessFile(ctx context.Context, in FileInput) (pipeline.Fi
 		}
 		defer release()
 	}
+	defer logPart(ctx, p, in.Run)()
 	if err := a.collect(ctx, p, in); err != nil {
 		return pipeline.FileResult{}, classify("process", err)
 	}
-	defer logPart(ctx, p, in.Run)()
 	pipeline.AuditDuring(p, in.Run)
 	res, err := pipeline.ProcessManifestFile(ctx, p, in.Run, in.File, hb.progress)
 	if err == nil {
