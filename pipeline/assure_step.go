@@ -70,10 +70,10 @@ func runDayKey(pipeline, run string) [16]byte {
 	return k
 }
 
-// auditDir is the folder, in a run's folder, of the days that each output
-// file's first scan saw only in rewritten date values (StoreRewrittenDays);
-// it is deleted when the run is committed.
-const auditDir = "_audit/"
+// auditDir begins the names, in a run's folder, of the days that each
+// output file's first scan saw only in rewritten date values
+// (StoreRewrittenDays); they are deleted when the run is committed.
+const auditDir = "_audit-"
 
 // StoreRewrittenDays stores, beside the run, what the audit of the output
 // file of f in this process (AuditDuring) needs to be read again by

@@ -162,8 +162,8 @@ func testAssureStepsAcrossProcesses(t *testing.T, keep bool) {
 	if err != nil || !bytes.Contains(lg, []byte(`"eventId":"kickoff"`)) || !bytes.Contains(lg, []byte(`"eventId":"status_complete"`)) {
 		t.Errorf("log.ndjson: %v\n%s", err, lg)
 	}
-	for _, dir := range []string{"_log", "_audit"} {
-		if left, _ := filepath.Glob(filepath.Join(dest, run.ID, dir, "*")); len(left) > 0 {
+	for _, pat := range []string{"_log*", "_audit*"} {
+		if left, _ := filepath.Glob(filepath.Join(dest, run.ID, pat)); len(left) > 0 {
 			t.Errorf("left in the run folder: %v", left)
 		}
 	}

@@ -18,13 +18,15 @@ import (
 // A run's export log (log.ndjson) when its steps run in several processes
 // (package durable): each process keeps the events of its steps in memory
 // (PartLog), each step stores them as a part of the log in the run's folder
-// (FlushLogPart, "<run>/_log/<part>.ndjson"), and FinishRun merges the
+// (FlushLogPart, "<run>/_log-<part>.ndjson"), and FinishRun merges the
 // parts into log.ndjson, in time order, before the run is committed, then
 // deletes them. Parts of different steps never share an object, so any
 // number of processes may write them at once.
 
-// logPartsDir is the folder of the log parts in a run's folder.
-const logPartsDir = "_log/"
+// logPartsDir begins the names of the log parts in a run's folder (not a
+// folder of its own, which a file:// destination would keep, empty, once
+// the parts are deleted).
+const logPartsDir = "_log-"
 
 // PartLog is a pipeline's sink of export events in one process, for the
 // run in progress (one at a time per pipeline).

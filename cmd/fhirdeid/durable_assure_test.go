@@ -218,7 +218,9 @@ func TestDurableChecksMatchInProcess(t *testing.T) {
 	}
 	sameJSON(t, "audit with the names kept", ga, wa)
 	sameJSON(t, "status with the names kept", got["status"], want["status"])
-	parts, _ := filepath.Glob(filepath.Join(lake, run, "_log", "*"))
+	parts, _ := filepath.Glob(filepath.Join(lake, run, "_log-*"))
+	days, _ := filepath.Glob(filepath.Join(lake, run, "_audit-*"))
+	parts = append(parts, days...)
 	if len(parts) > 0 {
 		t.Errorf("the log's parts are left: %v", parts)
 	}
