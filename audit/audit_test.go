@@ -602,3 +602,38 @@ func TestRewrittenDayHashesAcrossProcesses(t *testing.T) {
 		}
 	}
 }
+
+// TestExamplesOrderIndependent: a report keeps the first leaks in file and
+// line order, whichever order they were found and reports combined in.
+func TestExamplesOrderIndependent(t *testing.T) {
+	var leaks []Leak
+	for f := range 3 {
+		for line := range 15 {
+			leaks = append(leaks, Leak{File: fmt.Sprintf("Patient.%03d.ndjson.gz", f), Line: int64(line + 1), Path: "Patient.name.family", Kind: "name-part"})
+		}
+	}
+	combine := func(order []int) Report {
+		// Two reports of interleaved leaks, added in either order.
+		var a, b Report
+		for i, k := range order {
+			if i%2 == 0 {
+				a.Examples = keepExample(a.Examples, leaks[k])
+			} else {
+				b.Examples = keepExample(b.Examples, leaks[k])
+			}
+		}
+		var r Report
+		r.Add(&b)
+		r.Add(&a)
+		return r
+	}
+	fwd := make([]int, len(leaks))
+	rev := make([]int, len(leaks))
+	for i := range leaks {
+		fwd[i], rev[i] = i, len(leaks)-1-i
+	}
+	x, y := combine(fwd), combine(rev)
+	if len(x.Examples) != MaxExamples || fmt.Sprint(x.Examples) != fmt.Sprint(y.Examples) || fmt.Sprint(x.Examples) != fmt.Sprint(leaks[:MaxExamples]) {
+		t.Errorf("examples depend on the order:\n%v\n%v", x.Examples, y.Examples)
+	}
+}
