@@ -396,7 +396,8 @@ func TestDurableWorkerCrash(t *testing.T) {
 		}
 		for _, w := range ws {
 			select {
-			case <-w.done:
+			case err := <-w.done:
+				w.done <- err // for the cleanup, which waits for it too
 			case <-time.After(30 * time.Second):
 				t.Fatalf("worker did not stop: %s", w.out.String())
 			}
