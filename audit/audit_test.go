@@ -561,3 +561,79 @@ func TestRewrittenDateReadAgain(t *testing.T) {
 		}
 	}
 }
+
+// TestRewrittenDayHashesAcrossProcesses: a file scanned first by one
+// collector (a worker) and read again by another (the worker that
+// completes the run's audit) keeps the first scan's judgement of its dates
+// when both share a day key, and not otherwise.
+func TestRewrittenDayHashesAcrossProcesses(t *testing.T) {
+	out := `{"resourceType":"Claim","created":"1961-04-12"}`
+	root, err := jsontree.Parse([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := root.Get("created")
+	n.SetString(n.Value)
+	key := [16]byte{1, 2, 3}
+	first := NewCollector()
+	first.SetDayKey(key)
+	fs := first.ScanFile("Claim.000.ndjson.gz", 1)
+	fs.ScanTree(0, 1, root)
+	h := fs.RewrittenDayHashes()
+	if len(h) != 1 {
+		t.Fatalf("%d rewritten days, want 1", len(h))
+	}
+	for _, shared := range []bool{true, false} {
+		c := NewCollector()
+		if shared {
+			c.SetDayKey(key)
+		}
+		if err := c.Collect([]byte(`{"resourceType":"Patient","birthDate":"1961-04-12"}`)); err != nil {
+			t.Fatal(err)
+		}
+		s := c.Scanner()
+		s.RewrittenDayHashes(h)
+		if err := s.ScanNDJSON("Claim.000.ndjson.gz", strings.NewReader(out+"\n"), 1<<20); err != nil {
+			t.Fatal(err)
+		}
+		want := map[bool]int64{true: 0, false: 1}[shared]
+		if got := s.Report().Leaks; got != want {
+			t.Errorf("day key shared %v: %d leaks, want %d", shared, got, want)
+		}
+	}
+}
+
+// TestExamplesOrderIndependent: a report keeps the first leaks in file and
+// line order, whichever order they were found and reports combined in.
+func TestExamplesOrderIndependent(t *testing.T) {
+	var leaks []Leak
+	for f := range 3 {
+		for line := range 15 {
+			leaks = append(leaks, Leak{File: fmt.Sprintf("Patient.%03d.ndjson.gz", f), Line: int64(line + 1), Path: "Patient.name.family", Kind: "name-part"})
+		}
+	}
+	combine := func(order []int) Report {
+		// Two reports of interleaved leaks, added in either order.
+		var a, b Report
+		for i, k := range order {
+			if i%2 == 0 {
+				a.Examples = keepExample(a.Examples, leaks[k])
+			} else {
+				b.Examples = keepExample(b.Examples, leaks[k])
+			}
+		}
+		var r Report
+		r.Add(&b)
+		r.Add(&a)
+		return r
+	}
+	fwd := make([]int, len(leaks))
+	rev := make([]int, len(leaks))
+	for i := range leaks {
+		fwd[i], rev[i] = i, len(leaks)-1-i
+	}
+	x, y := combine(fwd), combine(rev)
+	if len(x.Examples) != MaxExamples || fmt.Sprint(x.Examples) != fmt.Sprint(y.Examples) || fmt.Sprint(x.Examples) != fmt.Sprint(leaks[:MaxExamples]) {
+		t.Errorf("examples depend on the order:\n%v\n%v", x.Examples, y.Examples)
+	}
+}

@@ -167,6 +167,9 @@ type shard struct {
 // FileScan).
 type Collector struct {
 	key sipKey
+	// dayKey hashes the days of the output's date values that FileScans
+	// record (see SetDayKey).
+	dayKey sipKey
 	// gen counts the changes to the index (an identifier added, a person
 	// or a kind added to one): a scan that began at generation g saw every
 	// identifier as it is if Gen is still g.
@@ -208,7 +211,8 @@ func NewCollector() *Collector {
 	if _, err := rand.Read(b[:]); err != nil {
 		panic("audit: no randomness: " + err.Error())
 	}
-	c := &Collector{key: sipKey{binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])},
+	k := sipKey{binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])}
+	c := &Collector{key: k, dayKey: k,
 		seed: maphash.MakeSeed(), cleanSeed: maphash.MakeSeed(), bloom: make([]atomic.Uint64, bloomBits/64),
 		small: make([]atomic.Uint64, smallBloomBits/64)}
 	for i := range c.shards {
@@ -217,6 +221,19 @@ func NewCollector() *Collector {
 	c.pool.New = func() any { return &collectState{c: c} }
 	return c
 }
+
+// SetDayKey sets the key of the hashes of days (of the output's date
+// values) that FileScan.RewrittenDayHashes returns and
+// Scanner.RewrittenDayHashes takes, so that the processes of one run that
+// share it can hand each other those hashes (the identifiers' own key
+// stays random and in the process). By default it is random. Call it
+// before any scan.
+func (c *Collector) SetDayKey(key [16]byte) {
+	c.dayKey = sipKey{binary.LittleEndian.Uint64(key[:8]), binary.LittleEndian.Uint64(key[8:])}
+}
+
+// day hashes the day of a date value ("YYYY-MM-DD").
+func (c *Collector) day(v []byte) uint64 { return c.dayKey.sum64(v) }
 
 // DefaultMaxIdentifiers is the default Collector.MaxIdentifiers.
 const DefaultMaxIdentifiers = 4 << 20

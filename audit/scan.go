@@ -34,7 +34,9 @@ type Report struct {
 	// ("Patient.name.family"); ByKind by kind of identifier.
 	ByPath map[string]int64 `json:"byPath,omitempty"`
 	ByKind map[string]int64 `json:"byKind,omitempty"`
-	// Examples locates the first leaks (at most MaxExamples).
+	// Examples locates the first leaks in file, line and path order (at
+	// most MaxExamples): the same whatever the order in which files and
+	// lines were scanned.
 	Examples []Leak `json:"examples,omitempty"`
 	// FilesScannedInStream counts the output files scanned while they
 	// were written, and FilesScannedAgain those read again from storage
@@ -80,9 +82,7 @@ func (r *Report) Add(o *Report) {
 		r.ByKind[k] += v
 	}
 	for _, l := range o.Examples {
-		if len(r.Examples) < MaxExamples {
-			r.Examples = append(r.Examples, l)
-		}
+		r.Examples = keepExample(r.Examples, l)
 	}
 	if r.Incomplete == "" {
 		r.Incomplete = o.Incomplete
@@ -91,16 +91,37 @@ func (r *Report) Add(o *Report) {
 
 // Sort orders the examples by file and line, for stable output.
 func (r *Report) Sort() {
-	sort.Slice(r.Examples, func(i, j int) bool {
-		a, b := r.Examples[i], r.Examples[j]
-		if a.File != b.File {
-			return a.File < b.File
-		}
-		if a.Line != b.Line {
-			return a.Line < b.Line
-		}
+	sort.Slice(r.Examples, func(i, j int) bool { return leakLess(r.Examples[i], r.Examples[j]) })
+}
+
+// leakLess orders leaks by file, line, path and kind.
+func leakLess(a, b Leak) bool {
+	if a.File != b.File {
+		return a.File < b.File
+	}
+	if a.Line != b.Line {
+		return a.Line < b.Line
+	}
+	if a.Path != b.Path {
 		return a.Path < b.Path
-	})
+	}
+	return a.Kind < b.Kind
+}
+
+// keepExample adds l to ex, kept sorted (leakLess) and at most
+// MaxExamples long: the first leaks in that order are kept, whatever the
+// order they come in (several workers, files read in any order).
+func keepExample(ex []Leak, l Leak) []Leak {
+	i := sort.Search(len(ex), func(i int) bool { return leakLess(l, ex[i]) })
+	if i >= MaxExamples {
+		return ex
+	}
+	if len(ex) < MaxExamples {
+		ex = append(ex, Leak{})
+	}
+	copy(ex[i+1:], ex[i:])
+	ex[i] = l
+	return ex
 }
 
 // Scanner looks for the collected identifiers in de-identified resources.
@@ -334,7 +355,7 @@ func (s *Scanner) objectEnd([][]byte)   {}
 func (s *Scanner) str(path [][]byte, v []byte) {
 	s.rep.StringsScanned++
 	if s.rdates != nil && !s.rewritten && dateValue(v) {
-		if _, ok := slices.BinarySearch(s.rdates, s.c.quick(v[:10])); ok {
+		if _, ok := slices.BinarySearch(s.rdates, s.c.day(v[:10])); ok {
 			s.rewritten = true
 			defer func() { s.rewritten = false }()
 		}
@@ -501,9 +522,7 @@ func (s *Scanner) decide(file string, line int64) {
 		s.rep.ByPath[p]++
 		s.rep.ByKind[x.info.kind.String()]++
 		l := Leak{File: file, Line: line, Path: p, Kind: x.info.kind.String()}
-		if len(s.rep.Examples) < MaxExamples {
-			s.rep.Examples = append(s.rep.Examples, l)
-		}
+		s.rep.Examples = keepExample(s.rep.Examples, l)
 		if len(s.leaks) < s.Keep {
 			s.leaks = append(s.leaks, l)
 		}

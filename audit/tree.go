@@ -188,7 +188,7 @@ func (s *Scanner) strNode(n *jsontree.Node) {
 		if set {
 			bit = dateRewritten
 		}
-		s.dates[s.c.quick(v[:10])] |= bit
+		s.dates[s.c.day(v[:10])] |= bit
 	}
 	s.rewritten = set
 	s.str(s.tw.path, v)
@@ -300,6 +300,25 @@ func (s *Scanner) RewrittenDates(f *FileScan) {
 	if f != nil {
 		f.Seal()
 		s.rdates = f.rdates
+	}
+}
+
+// RewrittenDayHashes returns the days that the sealed scan f saw only in
+// rewritten date values, as sorted hashes under the collector's day key
+// (SetDayKey), for Scanner.RewrittenDayHashes in another process.
+func (f *FileScan) RewrittenDayHashes() []uint64 {
+	f.Seal()
+	return slices.Clone(f.rdates)
+}
+
+// RewrittenDayHashes is RewrittenDates for a file whose first scan was made
+// by another process, whose collector had the same day key: h is what its
+// FileScan.RewrittenDayHashes returned. Nil h: none.
+func (s *Scanner) RewrittenDayHashes(h []uint64) {
+	s.rdates = nil
+	if h != nil {
+		s.rdates = slices.Clone(h)
+		slices.Sort(s.rdates)
 	}
 }
 

@@ -11,8 +11,9 @@
 # each (user+sys: the run process; for the durable runs the two workers'
 # too), the load average before and after, the activities per run and the
 # size of the workflow history (`temporal workflow show -o json`). The
-# merged snapshot and the audit and risk checks are off in both (the
-# durable runs have no audit; the snapshot is measured by snapshot.sh).
+# merged snapshot is off in both (snapshot.sh measures it); so are the
+# audit and risk checks, unless CHECKS=1 (then both run them: in the
+# durable runs, in stream on each worker and in the Assure activity).
 #
 # Needs the Temporal CLI (go install github.com/temporalio/cli/cmd/temporal@v1.5.1);
 # uses the server at FHIRDEID_TEMPORAL, or starts a dev server of its own.
@@ -25,6 +26,7 @@ SHARED=${FHIRDEID_SHARED:-../shared}
 DATA=${1:-$SHARED/data/synthea-1000-clone}
 PART_SIZE=${PART_SIZE:-5000}
 ROUNDS=${ROUNDS:-5}
+CHECKS=${CHECKS:-0}
 TEMPORAL=${TEMPORAL:-$(go env GOPATH)/bin/temporal}
 [ -d "$DATA" ] || { echo "durable.sh: data directory $DATA not found (it is in ../shared)" >&2; exit 1; }
 [ -x "$TEMPORAL" ] || { echo "durable.sh: the Temporal CLI is needed: go install github.com/temporalio/cli/cmd/temporal@v1.5.1" >&2; exit 1; }
@@ -62,9 +64,10 @@ pipelines:
     destination: file://$1/lake
     concurrency: 2
     snapshot: false
-    audit: {enabled: false}
-    risk: {enabled: false}
 YAML
+  if [ "$CHECKS" != 1 ]; then
+    printf '    audit: {enabled: false}\n    risk: {enabled: false}\n' >>"$1/fhirdeid.yml"
+  fi
   if [ -n "${2:-}" ]; then
     printf 'temporal:\n  hostPort: %s\n  taskQueue: %s\n  concurrency: 4\n  workerFiles: 2\n' "$addr" "q$name" >>"$1/fhirdeid.yml"
   fi
@@ -110,7 +113,7 @@ mkdir -p bench/out
 report="bench/out/durable-$(date -u +%Y%m%dT%H%M%SZ).txt"
 {
   echo "fhirdeid durable benchmark $(date -u +%FT%TZ) on $(nproc) cores, load average $load0 before, $load1 after, $(go version | cut -d' ' -f3)"
-  echo "data: $DATA in parts of $PART_SIZE, $res resources (durable: $dres), bulkserver over loopback, file:// destination"
+  echo "data: $DATA in parts of $PART_SIZE, $res resources (durable: $dres), bulkserver over loopback, file:// destination, privacy checks $([ "$CHECKS" = 1 ] && echo on || echo off)"
   echo "rounds (back to back): pipeline.Run $(paste -sd' ' "$work/inproc.times") s; workflow $(paste -sd' ' "$work/durable.times") s"
   echo "CPU seconds (user+sys) per round: pipeline.Run $(paste -sd' ' "$work/inproc.cpu"); workflow (run + workers) $(paste -sd' ' "$work/durable.cpu")"
   printf "%-40s %9s %12s\n" "median" seconds resources/s

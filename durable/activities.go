@@ -163,7 +163,32 @@ func NewActivities(ps map[string]*pipeline.Pipeline) (*Activities, error) {
 			return nil, fmt.Errorf("pipeline %s: %w", name, err)
 		}
 	}
+	for _, p := range ps {
+		// A durable run's export log: each activity stores the events of
+		// its worker as a part of the run's log, merged into log.ndjson at
+		// commit; no local file (a run's steps are spread over workers).
+		p.LogDir = ""
+		pipeline.InstallPartLog(p)
+	}
 	return &Activities{Pipelines: ps}, nil
+}
+
+// logPart makes p's events belong to run and returns the function, to be
+// deferred, that stores them as a part of the run's log: one part per
+// activity attempt, named by the workflow execution, the activity and the
+// attempt. A part that cannot be stored is logged, not fatal: its events
+// stay for the next part.
+func logPart(ctx context.Context, p *pipeline.Pipeline, run string) func() {
+	pipeline.BeginLogPart(p, run)
+	return func() {
+		info := activity.GetInfo(ctx)
+		part := fmt.Sprintf("%s-%s-%d", info.WorkflowExecution.RunID, info.ActivityID, info.Attempt)
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := pipeline.FlushLogPart(fctx, p, run, part); err != nil {
+			p.Logger.Warn("could not store a part of the export log", "run", run, "err", err)
+		}
+	}
 }
 
 func (a *Activities) pipeline(name string) (*pipeline.Pipeline, error) {
@@ -233,6 +258,7 @@ func (a *Activities) KickOff(ctx context.Context, in RunInput) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	defer logPart(ctx, p, in.Run.ID)()
 	u, err := pipeline.KickOffExport(ctx, p, in.Run)
 	return u, classify("kick-off", err)
 }
@@ -243,6 +269,7 @@ func (a *Activities) Poll(ctx context.Context, in RunInput) (pipeline.PollResult
 	if err != nil {
 		return pipeline.PollResult{}, err
 	}
+	defer logPart(ctx, p, in.Run.ID)()
 	res, err := pipeline.PollExport(ctx, p, in.Run)
 	return res, classify("status", err)
 }
@@ -266,7 +293,8 @@ type FileInput struct {
 
 // ProcessFile processes one file, heartbeating its progress (bytes read,
 // download attempt). A retried attempt restarts the file: a blob is written
-// whole or not at all.
+// whole or not at all. With the pipeline's audit on, the worker audits the
+// file in stream (pipeline.AuditDuring): Assure completes the run's audit.
 func (a *Activities) ProcessFile(ctx context.Context, in FileInput) (pipeline.FileResult, error) {
 	p, err := a.pipeline(in.Pipeline)
 	if err != nil {
@@ -282,21 +310,46 @@ func (a *Activities) ProcessFile(ctx context.Context, in FileInput) (pipeline.Fi
 		}
 		defer release()
 	}
+	defer logPart(ctx, p, in.Run)()
 	if err := a.collect(ctx, p, in); err != nil {
 		return pipeline.FileResult{}, classify("process", err)
 	}
+	pipeline.AuditDuring(p, in.Run)
 	res, err := pipeline.ProcessManifestFile(ctx, p, in.Run, in.File, hb.progress)
+	if err == nil {
+		err = pipeline.StoreRewrittenDays(ctx, p, in.Run, res)
+	}
 	return res, classify("process", err)
 }
 
-// FinishInput is the input of Finish.
+// FinishInput is the input of Assure and Finish.
 type FinishInput struct {
 	Pipeline string
 	Run      pipeline.RunInfo
 	Files    []pipeline.FileResult
+	// Assured is what Assure returned (Finish only; nil: no checks).
+	Assured *pipeline.Assured `json:",omitempty"`
 }
 
-// Finish commits the run and releases the export.
+// Assure runs the run's privacy checks (the leak audit and the risk
+// analysis), once every file is stored, and returns their results:
+// counts and paths, never a value. It reads again the input files that
+// this worker did not de-identify (for their identifiers) and the output
+// files whose in-stream scan does not stand here.
+func (a *Activities) Assure(ctx context.Context, in FinishInput) (*pipeline.Assured, error) {
+	p, err := a.pipeline(in.Pipeline)
+	if err != nil {
+		return nil, err
+	}
+	hb := newHeartbeat(ctx, a.HeartbeatEvery)
+	defer hb.stop()
+	defer logPart(ctx, p, in.Run.ID)()
+	as, err := pipeline.AssureRun(ctx, p, in.Run, in.Files)
+	return as, classify("assure", err)
+}
+
+// Finish commits the run, with the results of its checks, and releases the
+// export. A failed check keeps the run unpublished: a non-retryable error.
 func (a *Activities) Finish(ctx context.Context, in FinishInput) (*pipeline.Report, error) {
 	p, err := a.pipeline(in.Pipeline)
 	if err != nil {
@@ -304,8 +357,30 @@ func (a *Activities) Finish(ctx context.Context, in FinishInput) (*pipeline.Repo
 	}
 	hb := newHeartbeat(ctx, a.HeartbeatEvery)
 	defer hb.stop()
-	rep, err := pipeline.FinishRun(ctx, p, in.Run, in.Files)
+	pipeline.BeginLogPart(p, in.Run.ID)
+	rep, err := pipeline.FinishAssuredRun(ctx, p, in.Run, in.Files, in.Assured)
+	var ae *pipeline.AssuranceError
+	if errors.As(err, &ae) {
+		// The run's report (counts, never a value) goes with the failure,
+		// for "run" and the dashboard (ChecksReport).
+		return nil, temporal.NewNonRetryableApplicationError("commit: "+err.Error(), ErrTypeFatal, nil, ae.Report)
+	}
 	return rep, classify("commit", err)
+}
+
+// ChecksReport returns the report of a run that its privacy checks kept
+// unpublished, from the run's failure (a workflow's error), or nil when
+// the failure is another.
+func ChecksReport(err error) *pipeline.Report {
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != ErrTypeFatal || !ae.HasDetails() {
+		return nil
+	}
+	var rep pipeline.Report
+	if ae.Details(&rep) != nil || rep.Run == "" {
+		return nil
+	}
+	return &rep
 }
 
 // classify turns a step's error into a Temporal error: non-retryable for

@@ -158,6 +158,10 @@ func (m *Monitor) remoteRun(ctx context.Context, ex *workflowpb.WorkflowExecutio
 		r.Status = string(state.RunCancelled)
 	default:
 		r.Status = string(state.RunFailed)
+		if rep := ChecksReport(err); rep != nil {
+			// Kept unpublished by its checks: the report says why.
+			r.Report, r.Folder = rep, rep.Run
+		}
 	}
 	if err != nil {
 		r.Error = failureText(err)

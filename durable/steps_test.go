@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -219,4 +220,61 @@ func countFiles(rep *pipeline.Report) int {
 		n += t.Files
 	}
 	return n
+}
+
+// TestWorkflowChecksWithSteps runs the workflow with the real activities
+// and the privacy checks on: the audit runs (in stream, in this one
+// process) and the risk check fails the run (minK above the population,
+// action: fail): the workflow fails with the run's report, which says why,
+// the run folder keeps report.json and log.ndjson, and nothing is
+// published.
+func TestWorkflowChecksWithSteps(t *testing.T) {
+	pop := synth.Generate(synth.Options{Patients: 20})
+	var res [][]byte
+	for _, typ := range pop.Types() {
+		res = append(res, pop.Resources[typ]...)
+	}
+	srv, err := bulktest.New(bulktest.Options{Resources: res, PartSize: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	defer srv.Close()
+	dest := t.TempDir()
+	q := newPipeline(t, srv, dest)
+	q.Assurance = &pipeline.Assurance{Audit: true, Risk: true, MinK: 1000, RiskFail: true}
+	acts, err := NewActivities(map[string]*pipeline.Pipeline{"ehr": q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s testsuite.WorkflowTestSuite
+	e := s.NewTestWorkflowEnvironment()
+	e.SetDataConverter(DataConverter())
+	e.SetWorkerOptions(worker.Options{DeadlockDetectionTimeout: 20 * time.Second})
+	e.SetTestTimeout(time.Minute)
+	e.RegisterWorkflowWithOptions(Workflow, workflow.RegisterOptions{Name: WorkflowName})
+	e.RegisterActivity(acts)
+	e.ExecuteWorkflow(Workflow, Input{Pipeline: "ehr"})
+	err = e.GetWorkflowError()
+	rep := ChecksReport(err)
+	if rep == nil {
+		t.Fatalf("workflow error %v, want a failure with the checks' report", err)
+	}
+	if rep.Status != "failed" || rep.Risk == nil || rep.Risk.RequiredK != 1000 || rep.Risk.Records != 20 ||
+		rep.Audit == nil || rep.Audit.ResourcesScanned != int64(pop.Count()) || rep.Audit.FilesScannedAgain != 0 {
+		t.Errorf("report: status %s, risk %+v, audit %+v", rep.Status, rep.Risk, rep.Audit)
+	}
+	for _, name := range []string{"latest", "current", filepath.Join(rep.Run, "_SUCCESS")} {
+		if _, err := os.Stat(filepath.Join(dest, name)); !os.IsNotExist(err) {
+			t.Errorf("%s published: %v", name, err)
+		}
+	}
+	for _, name := range []string{"report.json", "log.ndjson"} {
+		if _, err := os.Stat(filepath.Join(dest, rep.Run, name)); err != nil {
+			t.Errorf("the unpublished run has no %s: %v", name, err)
+		}
+	}
+	if ChecksReport(errors.New("other")) != nil {
+		t.Error("ChecksReport of another error")
+	}
 }

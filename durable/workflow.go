@@ -10,8 +10,13 @@
 // polling is a durable timer honouring Retry-After, so that an export that
 // takes days costs no worker; each manifest file is one ProcessFile
 // activity, Options.Concurrency at a time, heartbeating its progress; very
-// large manifests continue as new executions. It is the only package that
-// imports the Temporal SDK (cmd wires it); it holds no business logic.
+// large manifests continue as new executions. Before the commit an Assure
+// activity completes the run's privacy checks (each worker audits the
+// files it de-identifies in stream; see pipeline.AssureRun), and Finish
+// commits with their results, or keeps the run unpublished. Each activity
+// stores its worker's export events as a part of the run's log, which
+// Finish merges into log.ndjson. It is the only package that imports the
+// Temporal SDK (cmd wires it); it holds no business logic.
 //
 // Monitor shows the runs on Temporal to fhirdeid serve (server.Remote) and
 // keeps one run of a pipeline at a time: a run that starts while an
@@ -125,7 +130,8 @@ type Input struct {
 
 // Progress is what the progress query returns.
 type Progress struct {
-	// Phase is starting, exporting, processing or committing.
+	// Phase is starting, exporting, processing or committing (the
+	// privacy checks included).
 	Phase      string
 	Run        string
 	FilesDone  int
@@ -165,6 +171,16 @@ func Workflow(ctx workflow.Context, in Input) (*pipeline.Report, error) {
 		in.Run, in.Pending = &run, exp.Files
 	}
 	run := *in.Run
+	// Version 1 runs the privacy checks (Assure) before the commit: the
+	// identifying types' files first, as pipeline.Run orders them for its
+	// audit, and file URLs kept for the audit's second reading. Histories
+	// recorded before it replay without them.
+	checks := workflow.GetVersion(ctx, "assure", workflow.DefaultVersion, 1) >= 1
+	if checks {
+		slices.SortStableFunc(in.Pending, func(x, y pipeline.FileSpec) int {
+			return cmp.Compare(identifierRank(x), identifierRank(y))
+		})
+	}
 	// The identifier files, for the workers that scrub free text (queries
 	// leave no trace in the history).
 	scrub := ScrubInput{Run: run}
@@ -213,10 +229,11 @@ func Workflow(ctx workflow.Context, in Input) (*pipeline.Report, error) {
 					}
 					return
 				}
-				// The URL is not needed to commit; it would only grow the
-				// history. Identifier files keep theirs: a worker that joins
-				// after a continue-as-new collects from them.
-				if !pipeline.IsIdentifierFile(r.File) {
+				// The URL is not needed to commit, but the audit reads the
+				// input files again (Assure). Before version 1, only the
+				// identifier files kept theirs: a worker that joins after a
+				// continue-as-new collects from them.
+				if !checks && !pipeline.IsIdentifierFile(r.File) {
 					r.File.URL = ""
 				}
 				done = append(done, r)
@@ -251,10 +268,17 @@ func Workflow(ctx workflow.Context, in Input) (*pipeline.Report, error) {
 	var rep *pipeline.Report
 	// The commit merges the snapshot too, which may take long on a big lake:
 	// it heartbeats, so that another worker takes over a commit whose
-	// worker died (the commit and the merge are idempotent).
+	// worker died (the commit and the merge are idempotent). So do the
+	// checks, which may read the run again.
 	commit := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: o.FileTimeout,
 		HeartbeatTimeout: o.HeartbeatTimeout, RetryPolicy: retry})
-	err := workflow.ExecuteActivity(commit, a.Finish, FinishInput{Pipeline: in.Pipeline, Run: run, Files: done}).Get(ctx, &rep)
+	fin := FinishInput{Pipeline: in.Pipeline, Run: run, Files: done}
+	if checks {
+		if err := workflow.ExecuteActivity(commit, a.Assure, fin).Get(ctx, &fin.Assured); err != nil {
+			return nil, err
+		}
+	}
+	err := workflow.ExecuteActivity(commit, a.Finish, fin).Get(ctx, &rep)
 	if err != nil {
 		return nil, err
 	}
@@ -316,6 +340,15 @@ func release(ctx workflow.Context, name string, run pipeline.RunInfo) {
 	if err := workflow.ExecuteActivity(dctx, a.Release, RunInput{Pipeline: name, Run: run}).Get(dctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("could not release the export", "run", run.ID, "error", err)
 	}
+}
+
+// identifierRank puts the output files of the identifying resource types
+// first.
+func identifierRank(f pipeline.FileSpec) int {
+	if pipeline.IsIdentifierFile(f) {
+		return 0
+	}
+	return 1
 }
 
 // kindRank orders files as the state database lists them.

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"fhirdeid/audit"
 	"fhirdeid/bulk"
 	"fhirdeid/pipeline"
 )
@@ -46,6 +47,13 @@ type mockEnv struct {
 	polls    int
 	finished []pipeline.FileResult
 	released int
+	// assured is what Assure returned, assuredFiles what it got, and
+	// finishAssured what Finish got from it.
+	assured       *pipeline.Assured
+	assuredFiles  []pipeline.FileResult
+	finishAssured *pipeline.Assured
+	// assure, if set, replaces the default Assure (which returns assured).
+	assure func(ctx context.Context, in FinishInput) (*pipeline.Assured, error)
 	// poll and processFile, if set, replace the default Poll and
 	// ProcessFile.
 	poll        func(ctx context.Context, in RunInput) (pipeline.PollResult, error)
@@ -113,9 +121,19 @@ func newMockEnv(t *testing.T, nFiles int) *mockEnv {
 		e.mu.Unlock()
 		return nil
 	})
+	e.OnActivity(a.Assure, mock.Anything, mock.Anything).Return(func(ctx context.Context, in FinishInput) (*pipeline.Assured, error) {
+		e.mu.Lock()
+		e.assuredFiles = in.Files
+		e.mu.Unlock()
+		if e.assure != nil {
+			return e.assure(ctx, in)
+		}
+		return e.assured, nil
+	})
 	e.OnActivity(a.Finish, mock.Anything, mock.Anything).Return(func(ctx context.Context, in FinishInput) (*pipeline.Report, error) {
 		e.mu.Lock()
 		e.finished = in.Files
+		e.finishAssured = in.Assured
 		e.mu.Unlock()
 		rep := &pipeline.Report{Run: in.Run.ID, Status: "succeeded", TransactionTime: in.Run.TransactionTime}
 		for _, f := range in.Files {
@@ -210,6 +228,7 @@ func TestWorkflowBackoffWithoutRetryAfter(t *testing.T) {
 		return pipeline.PollResult{Export: &pipeline.Export{Files: files(1)}}, nil
 	})
 	e.OnActivity(a.ProcessFile, mock.Anything, mock.Anything).Return(okFile)
+	e.OnActivity(a.Assure, mock.Anything, mock.Anything).Return(nil, nil)
 	e.OnActivity(a.Finish, mock.Anything, mock.Anything).Return(&pipeline.Report{Status: "succeeded"}, nil)
 	e.ExecuteWorkflow(Workflow, Input{Pipeline: "ehr", Options: Options{PollInitial: 2 * time.Second, PollMax: 5 * time.Second}})
 	if err := e.GetWorkflowError(); err != nil {
@@ -387,5 +406,65 @@ func TestWorkflowContinuesAsNew(t *testing.T) {
 		if f.File.Seq != i {
 			t.Errorf("file %d is %d", i, f.File.Seq)
 		}
+	}
+}
+
+// TestWorkflowRunsChecksBeforeCommit: the files of the identifying types
+// are processed first; Assure gets every file with its URL (it reads the
+// input again) once all are stored, and Finish gets its results.
+func TestWorkflowRunsChecksBeforeCommit(t *testing.T) {
+	e := newMockEnv(t, 0)
+	mixed := []pipeline.FileSpec{
+		{URL: "https://fhir.test/o/0", Kind: bulk.KindOutput, Type: "Observation", Seq: 0, Expected: 10},
+		{URL: "https://fhir.test/p/0", Kind: bulk.KindOutput, Type: "Patient", Seq: 0, Expected: 10},
+		{URL: "https://fhir.test/o/1", Kind: bulk.KindOutput, Type: "Observation", Seq: 1, Expected: 10},
+		{URL: "https://fhir.test/pr/0", Kind: bulk.KindOutput, Type: "Practitioner", Seq: 0, Expected: 10},
+	}
+	e.poll = func(ctx context.Context, in RunInput) (pipeline.PollResult, error) {
+		return pipeline.PollResult{Export: &pipeline.Export{Files: mixed}}, nil
+	}
+	var order []string
+	e.processFile = func(ctx context.Context, in FileInput) (pipeline.FileResult, error) {
+		e.mu.Lock()
+		order = append(order, in.File.Type)
+		e.mu.Unlock()
+		return okFile(ctx, in)
+	}
+	e.assured = &pipeline.Assured{Audit: &audit.Report{IdentifiersCollected: 7}, Warnings: []string{"risk: low k"}}
+	e.ExecuteWorkflow(Workflow, Input{Pipeline: "ehr", Options: Options{Concurrency: 1}})
+	if err := e.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(order) != "[Patient Practitioner Observation Observation]" {
+		t.Errorf("files processed in the order %v, want the identifying types first", order)
+	}
+	if len(e.assuredFiles) != 4 {
+		t.Fatalf("Assure got %d files", len(e.assuredFiles))
+	}
+	for _, f := range e.assuredFiles {
+		if f.File.URL == "" {
+			t.Errorf("Assure got %s without its URL", f.File.Name())
+		}
+	}
+	if e.finishAssured == nil || e.finishAssured.Audit == nil || e.finishAssured.Audit.IdentifiersCollected != 7 ||
+		len(e.finishAssured.Warnings) != 1 {
+		t.Errorf("Finish got the checks %+v", e.finishAssured)
+	}
+}
+
+// TestWorkflowChecksFailure: checks that cannot run fail the run before
+// anything is committed.
+func TestWorkflowChecksFailure(t *testing.T) {
+	e := newMockEnv(t, 2)
+	e.assure = func(ctx context.Context, in FinishInput) (*pipeline.Assured, error) {
+		return nil, temporal.NewNonRetryableApplicationError("assure: audit: risk: bad quasi-identifier", ErrTypeFatal, nil)
+	}
+	e.ExecuteWorkflow(Workflow, Input{Pipeline: "ehr"})
+	var ae *temporal.ApplicationError
+	if err := e.GetWorkflowError(); !errors.As(err, &ae) || ae.Type() != ErrTypeFatal {
+		t.Fatalf("workflow error %v, want the checks' fatal error", e.GetWorkflowError())
+	}
+	if e.finished != nil {
+		t.Error("Finish ran after the checks failed")
 	}
 }

@@ -80,17 +80,26 @@ type assureState struct {
 // for run, when the audit is on, and returns the function that ends it. A
 // run resumed in the same process keeps what was collected before.
 func (p *Pipeline) collectDuring(run *state.Run) func() {
+	p.collectFor(run.ID, nil)
+	return func() {}
+}
+
+// collectFor makes storeFile collect and scan for the run runID, when the
+// audit is on; a new collector gets dayKey, if set (AuditDuring).
+func (p *Pipeline) collectFor(runID string, dayKey *[16]byte) {
 	if p.Assurance == nil || !p.Assurance.Audit {
-		return func() {}
+		return
 	}
 	st := &p.assure
 	st.mu.Lock()
-	if st.run != run.ID || st.collector == nil {
-		st.run, st.collector = run.ID, audit.NewCollector()
+	if st.run != runID || st.collector == nil {
+		st.run, st.collector = runID, audit.NewCollector()
+		if dayKey != nil {
+			st.collector.SetDayKey(*dayKey)
+		}
 		st.scans = map[string]*audit.FileScan{}
 	}
 	st.mu.Unlock()
-	return func() {}
 }
 
 // auditFile is the audit of one attempt at an output file: each raw
@@ -100,6 +109,7 @@ func (p *Pipeline) collectDuring(run *state.Run) func() {
 // resources are read from their JSON text.
 type auditFile struct {
 	st   *assureState
+	run  string
 	name string
 	c    *audit.Collector
 	fs   *audit.FileScan
@@ -154,7 +164,7 @@ func (p *Pipeline) auditFile(ctx context.Context, runID, file, object string, wo
 	if c == nil {
 		return nil // not collected in this process (ProcessFile from another orchestrator): the audit rescans
 	}
-	f := &auditFile{st: st, name: file, c: c, fs: c.ScanFile(object, workers),
+	f := &auditFile{st: st, run: runID, name: file, c: c, fs: c.ScanFile(object, workers),
 		insp: make([]fileInspector, workers), ctxs: make([]context.Context, workers)}
 	f.g = make([]*audit.Gatherer, workers)
 	for w := range workers {
@@ -193,7 +203,9 @@ func (f *auditFile) commit() {
 	}
 	f.fs.Seal()
 	f.st.mu.Lock()
-	if f.st.scans != nil {
+	// A file of another run (a late attempt of a cancelled run, in a
+	// durable worker) is not this run's scan.
+	if f.st.scans != nil && f.st.run == f.run {
 		f.st.scans[f.name] = f.fs
 	}
 	f.st.mu.Unlock()
@@ -216,6 +228,19 @@ func (p *Pipeline) assureOrder(files []*state.File) {
 // results into rep (and warnings for what does not stop the run), and
 // returns the reasons to stop the run, if any.
 func (p *Pipeline) assureRun(ctx context.Context, run *state.Run, files []*state.File, rep *Report) ([]string, error) {
+	as, err := p.assureFiles(ctx, run.ID, files, nil)
+	if err != nil || as == nil {
+		return nil, err
+	}
+	return as.apply(rep), nil
+}
+
+// assureFiles runs the checks of p.Assurance on the stored output files
+// among files, and returns their results (nil when no check is on).
+// recollected, if set, names the output files whose input's identifiers
+// were collected by reading the input again, not while the file was
+// de-identified here (AssureRun).
+func (p *Pipeline) assureFiles(ctx context.Context, runID string, files []*state.File, recollected *recollection) (*Assured, error) {
 	a := p.Assurance
 	if a == nil || (!a.Audit && !a.Risk) {
 		return nil, nil
@@ -226,25 +251,25 @@ func (p *Pipeline) assureRun(ctx context.Context, run *state.Run, files []*state
 			outputs = append(outputs, f)
 		}
 	}
-	var gate []string
+	as := &Assured{}
 	if a.Audit {
-		ar, err := p.audit(ctx, run, outputs)
+		ar, err := p.audit(ctx, runID, outputs, recollected)
 		if err != nil {
 			return nil, fmt.Errorf("audit: %w", err)
 		}
-		rep.Audit = ar
+		as.Audit = ar
 		if ar.Incomplete != "" {
 			// The data is whole; only the check is partial: a note in the
 			// report and the log, not a warning that makes the run partial.
-			p.Logger.Warn("audit incomplete: "+ar.Incomplete, "run", run.ID)
+			p.Logger.Warn("audit incomplete: "+ar.Incomplete, "run", runID)
 		}
 		if ar.Leaks > 0 {
 			msg := fmt.Sprintf("audit: %d identifiers of the input found in the output, in %d resources (see audit.byPath)", ar.Leaks, ar.ResourcesWithLeaks)
-			p.Logger.Warn("audit found identifiers in the output", "run", run.ID, "leaks", ar.Leaks, "resources", ar.ResourcesWithLeaks)
+			p.Logger.Warn("audit found identifiers in the output", "run", runID, "leaks", ar.Leaks, "resources", ar.ResourcesWithLeaks)
 			if a.FailOnLeak {
-				gate = append(gate, msg+" (failOn: leak)")
+				as.Gate = append(as.Gate, msg+" (failOn: leak)")
 			} else {
-				rep.Warnings = append(rep.Warnings, msg)
+				as.Warnings = append(as.Warnings, msg)
 			}
 		}
 	}
@@ -253,29 +278,29 @@ func (p *Pipeline) assureRun(ctx context.Context, run *state.Run, files []*state
 		if err != nil {
 			return nil, fmt.Errorf("risk: %w", err)
 		}
-		rep.Risk = rr
+		as.Risk = rr
 		if a.MinK > 0 && rr.Records > 0 && rr.MinK < int64(a.MinK) {
 			msg := fmt.Sprintf("risk: the smallest class has %d patients, below minK %d (%d classes, %.1f %% of patients in classes below 5)",
 				rr.MinK, a.MinK, rr.Classes, 100*rr.BelowK5)
 			if a.RiskFail {
-				gate = append(gate, msg+" (action: fail)")
+				as.Gate = append(as.Gate, msg+" (action: fail)")
 			} else {
-				rep.Warnings = append(rep.Warnings, msg)
+				as.Warnings = append(as.Warnings, msg)
 			}
 		}
 	}
-	return gate, nil
+	return as, nil
 }
 
 // audit completes the audit of run: the scans made while the files were
 // written stand for the files whose scan saw every identifier of the run
 // (no identifier was collected or changed after it began); the other
 // output files are read again from storage and scanned.
-func (p *Pipeline) audit(ctx context.Context, run *state.Run, outputs []*state.File) (*audit.Report, error) {
+func (p *Pipeline) audit(ctx context.Context, runID string, outputs []*state.File, recollected *recollection) (*audit.Report, error) {
 	st := &p.assure
 	st.mu.Lock()
 	c, scans := st.collector, st.scans
-	if st.run != run.ID {
+	if st.run != runID {
 		c, scans = nil, nil
 	}
 	st.mu.Unlock()
@@ -288,11 +313,12 @@ func (p *Pipeline) audit(ctx context.Context, run *state.Run, outputs []*state.F
 	var fssFiles []*state.File
 	incomplete := 0
 	for _, f := range outputs {
-		fs := scans[fmt.Sprintf("%s.%03d", f.Type, f.Seq)]
+		name := fmt.Sprintf("%s.%03d", f.Type, f.Seq)
+		fs := scans[name]
 		switch {
 		case fs != nil:
 			fss, fssFiles = append(fss, fs), append(fssFiles, f)
-		case f.Resources > 0:
+		case f.Resources > 0 && !recollected.has(name):
 			incomplete++
 			again = append(again, f)
 		default:
@@ -314,7 +340,13 @@ func (p *Pipeline) audit(ctx context.Context, run *state.Run, outputs []*state.F
 	err := p.eachOutput(ctx, again, workers, func(w int, f *state.File, r io.Reader) error {
 		// Dates the first scan saw de-identification write stay judged
 		// as such (a shifted date equal to a birth date is no leak).
-		scanners[w].RewrittenDates(scans[fmt.Sprintf("%s.%03d", f.Type, f.Seq)])
+		name := fmt.Sprintf("%s.%03d", f.Type, f.Seq)
+		if fs := scans[name]; fs != nil || !recollected.has(name) {
+			scanners[w].RewrittenDates(fs)
+		} else {
+			// First scanned by another process (AuditDuring).
+			scanners[w].RewrittenDayHashes(recollected.days[name])
+		}
 		return scanners[w].ScanNDJSON(path.Base(f.OutKey), r, p.Client.MaxLineBytes)
 	})
 	if err != nil {

@@ -108,6 +108,9 @@ type Pipeline struct {
 	// input and measures its patients' re-identification risk (assure.go).
 	Assurance *Assurance
 	assure    assureState
+	// parts, if set, keeps the export events for the parts of a run's
+	// log (InstallPartLog).
+	parts *PartLog
 	// NoSnapshot skips the merged snapshot after a run (see Snapshot).
 	NoSnapshot bool
 	// SnapshotMemory bounds the sort buffers of the snapshot merge, in

@@ -273,7 +273,28 @@ func ProcessManifestFile(ctx context.Context, p *Pipeline, runID string, f FileS
 // rep.SnapshotError: the run stays committed, and the next run's merge
 // takes its runs. It returns the report.
 func FinishRun(ctx context.Context, p *Pipeline, run RunInfo, files []FileResult) (*Report, error) {
-	rep, err := commitRun(ctx, p, run, p.Client.KickoffURL(&run.Request), files, nil, nil)
+	return FinishAssuredRun(ctx, p, run, files, nil)
+}
+
+// FinishAssuredRun is FinishRun with the results of the run's privacy
+// checks (AssureRun; nil: none): they go into report.json, and a failed
+// check keeps the run unpublished — its report.json is written to the run
+// folder, nothing is committed, and the error is an *AssuranceError. With
+// a PartLog, the parts of the run's export log are merged into its
+// log.ndjson first.
+func FinishAssuredRun(ctx context.Context, p *Pipeline, run RunInfo, files []FileResult, as *Assured) (*Report, error) {
+	var assure func(*Report) ([]string, error)
+	if as != nil {
+		assure = func(rep *Report) ([]string, error) { return as.apply(rep), nil }
+	}
+	if err := p.mergeLogParts(ctx, run.ID); err != nil {
+		return nil, err
+	}
+	rep, err := commitRun(ctx, p, run, p.Client.KickoffURL(&run.Request), files, assure, nil)
+	var ae *AssuranceError
+	if err == nil || errors.As(err, &ae) {
+		p.removeRunScratch(ctx, run.ID)
+	}
 	if err != nil {
 		return nil, err
 	}

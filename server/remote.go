@@ -221,6 +221,8 @@ func (s *Server) remoteObserve(ctx context.Context, j *jobState, seen map[string
 		}
 		if rep := r.Report; rep != nil {
 			s.metrics.processed(name, rep.Resources, rep.BytesIn, rep.BytesOut)
+			// The privacy checks of durable runs, as of in-process ones.
+			s.metrics.assurance.observe(name, rep, nil)
 		}
 	}
 	// The last success is the newest committed run's.

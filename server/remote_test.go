@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"fhirdeid/audit"
 	"fhirdeid/pipeline"
+	"fhirdeid/risk"
 	"fhirdeid/server"
 	"fhirdeid/state"
 )
@@ -150,7 +152,8 @@ func TestRemoteRuns(t *testing.T) {
 	// The live run ends: the metrics count it once, the runs that ended
 	// before the server started are not counted.
 	live.Running, live.Status, live.FinishedAt = false, "partial", t0.Add(125*time.Minute)
-	live.Report = &pipeline.Report{Run: live.Folder, Status: "partial", Resources: 500, BytesIn: 9000, BytesOut: 1000}
+	live.Report = &pipeline.Report{Run: live.Folder, Status: "partial", Resources: 500, BytesIn: 9000, BytesOut: 1000,
+		Audit: &audit.Report{Leaks: 3}, Risk: &pipeline.RiskReport{Report: risk.Report{Records: 10, MinK: 4}}}
 	rm.set(live, done, failed)
 	clock.Advance(time.Minute)
 	waitFor(t, "the end of the run in the metrics", func() bool {
@@ -160,7 +163,8 @@ func TestRemoteRuns(t *testing.T) {
 	for _, w := range []string{`fhirdeid_runs_total{outcome="partial",pipeline="ehr"} 1`, `fhirdeid_runs_total{outcome="succeeded",pipeline="ehr"} 0`,
 		`fhirdeid_runs_total{outcome="failed",pipeline="ehr"} 0`, `fhirdeid_resources_processed_total{pipeline="ehr"} 500`,
 		`fhirdeid_bytes_written_total{pipeline="ehr"} 1000`, `fhirdeid_next_run_timestamp_seconds{pipeline="ehr"} 1.7966916e+09`,
-		`fhirdeid_last_success_timestamp_seconds{pipeline="ehr"} 1.7966127e+09`} {
+		`fhirdeid_last_success_timestamp_seconds{pipeline="ehr"} 1.7966127e+09`,
+		`fhirdeid_audit_leaks_total{pipeline="ehr"} 3`, `fhirdeid_risk_min_k{pipeline="ehr"} 4`} {
 		if !strings.Contains(m, w) {
 			t.Errorf("metrics lack %s", w)
 		}

@@ -59,6 +59,9 @@ type durableSetup struct {
 	bin, base, keys, name, queue, addr string
 	// profile is the anonymizer's built-in profile ("": the default).
 	profile string
+	// anonymizer is the anonymizer's configuration file ("": none), and
+	// extra more settings of the pipeline (YAML lines, indented).
+	anonymizer, extra string
 }
 
 func newDurableSetup(t *testing.T, serverArgs ...string) *durableSetup {
@@ -85,12 +88,8 @@ pipelines:
     anonymizer: {keysFile: %s%s}
     destination: file://%s
     concurrency: 4
-`, s.name, s.base, s.keys, profileSetting(s.profile), filepath.ToSlash(filepath.Join(dir, "lake")))
-	if s.profile != "" && durable {
-		// Durable runs have no audit yet; the in-process reference keeps
-		// its default checks, which must not change what is scrubbed.
-		cfg += "    audit: {enabled: false}\n    risk: {enabled: false}\n"
-	}
+`, s.name, s.base, s.keys, profileSetting(s.profile)+anonymizerSetting(s.anonymizer), filepath.ToSlash(filepath.Join(dir, "lake")))
+	cfg += s.extra
 	if durable {
 		cfg += fmt.Sprintf("temporal:\n  hostPort: %s\n  taskQueue: %s\n  heartbeatTimeout: 4s\n  workerFiles: 2\n", s.addr, s.queue)
 	}
@@ -99,6 +98,13 @@ pipelines:
 		t.Fatal(err)
 	}
 	return p
+}
+
+func anonymizerSetting(path string) string {
+	if path == "" {
+		return ""
+	}
+	return ", config: " + filepath.ToSlash(path)
 }
 
 func profileSetting(profile string) string {
@@ -328,6 +334,14 @@ func testDurableRunMatchesInProcess(t *testing.T, profile string) {
 	if k := serverStats(t, s.base).Kickoffs - before; k != 1 {
 		t.Errorf("%d kick-offs", k)
 	}
+	// The privacy checks (on by default) found what pipeline.Run's found:
+	// with the longitudinal profile, no shifted date taken for a birth
+	// date, also in the files that the worker completing the audit read
+	// again after the other worker had de-identified them.
+	refLake, lake := filepath.Join(refDir, "lake"), filepath.Join(dir, "lake")
+	wantRep, gotRep := runReport(t, refLake, latestRun(t, refLake)), runReport(t, lake, latestRun(t, lake))
+	sameJSON(t, "audit", auditOf(t, gotRep), auditOf(t, wantRep))
+	sameJSON(t, "risk", gotRep["risk"], wantRep["risk"])
 	// The workers merge the run into the snapshot, as pipeline.Run does.
 	wantSnap := snapshotLineSets(t, filepath.Join(refDir, "lake"))
 	if len(wantSnap) == 0 {
@@ -336,9 +350,7 @@ func testDurableRunMatchesInProcess(t *testing.T, profile string) {
 	sameOutput(t, snapshotLineSets(t, filepath.Join(dir, "lake")), wantSnap)
 	wantFiles := runFiles(t, filepath.Join(refDir, "lake"))
 	gotFiles := runFiles(t, filepath.Join(dir, "lake"))
-	// The durable run keeps its export events in the workflow history,
-	// not in a log.ndjson.
-	wantFiles = slices.DeleteFunc(wantFiles, func(n string) bool { return n == "log.ndjson" })
+	// log.ndjson included: the workers' parts merged at commit.
 	if !slices.Equal(gotFiles, wantFiles) {
 		t.Errorf("run folder %v, want %v", gotFiles, wantFiles)
 	}
@@ -357,7 +369,7 @@ func TestDurableWorkerCrash(t *testing.T) {
 		t.Fatalf("in-process run: %v", err)
 	}
 	want := lineSets(t, filepath.Join(refDir, "lake"))
-	wantFiles := slices.DeleteFunc(runFiles(t, filepath.Join(refDir, "lake")), func(n string) bool { return n == "log.ndjson" })
+	wantFiles := runFiles(t, filepath.Join(refDir, "lake"))
 
 	// A run without a kill measures the processing time: from the first
 	// download to the end.
@@ -384,7 +396,8 @@ func TestDurableWorkerCrash(t *testing.T) {
 		}
 		for _, w := range ws {
 			select {
-			case <-w.done:
+			case err := <-w.done:
+				w.done <- err // for the cleanup, which waits for it too
 			case <-time.After(30 * time.Second):
 				t.Fatalf("worker did not stop: %s", w.out.String())
 			}

@@ -76,23 +76,11 @@ share the pipelines' destinations. "fhirdeid run CONFIG" starts a run.`)
 			return &exitError{code: 2, err: err}
 		}
 		defer store.Close()
-		// A run's export log would be split among the workers: durable runs
-		// keep their events in the workflow history instead.
-		p.LogDir = ""
-		// The privacy checks collect the identifiers of the whole run in one
-		// process: they cannot run across workers yet. A pipeline that asks
-		// for them explicitly must not run without them; the default checks
-		// are turned off, with a warning.
-		pc := cfg.Pipelines[name]
-		explicit := func(b *bool) bool { return b != nil && *b }
-		if pc.Audit.FailOn == "leak" || pc.Risk.MinK > 0 || explicit(pc.Audit.Enabled) || explicit(pc.Risk.Enabled) {
-			return &exitError{code: 2, err: fmt.Errorf("%s: pipelines.%s: the audit and risk checks it asks for do not run on Temporal yet: "+
-				"run it in process (without temporal:), or turn them off", cfg.Path(), name)}
-		}
-		if a := p.Assurance; a != nil && (a.Audit || a.Risk) {
-			fmt.Fprintf(e.stderr, "warning: pipelines.%s: the audit and risk checks (on by default) do not run on Temporal yet: its durable runs are not audited\n", name)
-			p.Assurance = nil
-		}
+		// The run's export log is stored in parts by the activities and
+		// merged at commit (durable.NewActivities); the privacy checks run
+		// as in process: each worker audits the files it de-identifies, and
+		// the workflow's Assure activity completes the run's checks before
+		// the commit.
 		// The scrub method's first pass (the patients' identifiers) runs in
 		// every worker, once per run, before its first file of the run.
 		pipelines[name] = p
@@ -298,6 +286,10 @@ func runDurable(ctx context.Context, e *env, cfg *config.File, name string, newK
 		case errors.As(err, &ae) && ae.Type() == durable.ErrTypeOverlap:
 			return &exitError{code: exitRetryable, err: fmt.Errorf("workflow %s: %w (run again to follow the run in progress)", wr.GetID(), err)}
 		case errors.As(err, &ae) && (ae.Type() == durable.ErrTypeFatal || ae.Type() == durable.ErrTypeDeadline):
+			if rep := durable.ChecksReport(err); rep != nil {
+				fmt.Fprintf(e.stdout, "run %s failed its privacy checks: not published; report: %s/%s/report.json (workflow %s)\n",
+					rep.Run, storage.Redact(cfg.Pipelines[name].Destination), rep.Run, wr.GetID())
+			}
 			return fmt.Errorf("workflow %s: %w", wr.GetID(), err)
 		}
 		return &exitError{code: exitRetryable, err: fmt.Errorf("workflow %s: %w (run again for a new run)", wr.GetID(), err)}
