@@ -16,6 +16,9 @@
 # SNAPSHOT=false in the environment turns the merged snapshot off in both
 # runs (by default each run also merges its snapshot, whose tables are
 # computed again from the snapshot's own files).
+# RUNS_ONLY=1 skips part 1. A snapshot reuses the tables its run wrote when
+# it holds exactly the run's resources of a type (snapshot.json
+# merge.tablesReused, printed below): with one full run, every type.
 # Results go to bench/out/views-<date>.txt. On a shared machine, note the
 # load average the report prints; the with/without ratio is measured in the
 # same run.
@@ -42,6 +45,7 @@ report="bench/out/views-$(date -u +%Y%m%dT%H%M%SZ).txt"
 echo "fhirdeid views benchmark $(date -u +%FT%TZ) on $(nproc) cores, $(go version | cut -d' ' -f3); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "data: $DATA"
 echo
+if [ -z "${RUNS_ONLY:-}" ]; then
 echo "1. fhirdeid view builtin:NAME -o NAME.parquet TYPE.*.ndjson.gz"
 printf "%-22s %10s %10s %9s %10s %8s %8s %10s\n" view resources rows seconds rows/s MB/s cpu-s peakRSS-MB
 for name in $("$work/fhirdeid" view --list | sed -n 's/^builtin:\([a-z_]*\) *\([A-Za-z]*\) .*/\1:\2/p'); do
@@ -56,6 +60,7 @@ for name in $("$work/fhirdeid" view --list | sed -n 's/^builtin:\([a-z_]*\) *\([
   printf "%-22s %10s %10s %9.2f %10.0f %8.1f %8s %10s\n" "$v" "$res" "$rows" "$s" \
     "$(awk -v r="$rows" -v s="$s" 'BEGIN{print (s>0)?r/s:0}')" "$(awk -v m="$mb" -v s="$s" 'BEGIN{print (s>0)?m/s:0}')" "$(cpu "$work/$v.time")" "$(rss "$work/$v.time")"
 done
+fi
 
 echo
 echo "2. fhirdeid run (export from a local bulkserver, Safe Harbor, file:// destination, snapshot ${SNAPSHOT:-true}), without and with views: [builtin]"
@@ -96,6 +101,9 @@ YAML
 done
 done
 echo "tables written: $(find "$work"/lake-views/*/views -name '*.parquet' | wc -l) Parquet parts, $(du -sh "$work"/lake-views/*/views | cut -f1)"
+for sj in "$work"/lake-views/snapshots/*/snapshot.json; do
+  [ -f "$sj" ] && echo "snapshot tables reused (type: source): $(sed -n '/"tablesReused"/,/}/p' "$sj" | grep -c '": "') types"
+done
 echo "with views / without, over $RUNS pair(s): $(awk -v a="$secs_views" -v b="$secs_none" 'BEGIN{printf "%.2f", a/b}')x wall time, $(awk -v a="$cpu_views" -v b="$cpu_none" 'BEGIN{printf "%.2f", a/b}')x CPU time (on a loaded machine, CPU time is the stable figure); peak RSS $rss_views MB with views, $rss_none MB without"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$report"

@@ -300,3 +300,53 @@ func TestSnapshotTablesNotReusedWithDuplicates(t *testing.T) {
 		t.Errorf("patient rows: run %d, snapshot %d", len(run), len(snap))
 	}
 }
+
+// failAfterCopy copies the tables of one type, then fails as a crash
+// would before the type is recorded as written.
+type failAfterCopy struct {
+	sinkTables
+	typ string
+}
+
+func (f failAfterCopy) Reuse(ctx context.Context, src, dst, typ string, seqs []int) (bool, error) {
+	ok, err := f.sinkTables.Reuse(ctx, src, dst, typ, seqs)
+	if err == nil && ok && typ == f.typ {
+		return false, fmt.Errorf("interrupted after copying the tables of %s", typ)
+	}
+	return ok, err
+}
+
+// A merge interrupted after copying a type's tables, resumed with views of
+// another definition (the copy is then refused and the type computed),
+// keeps the types written, computes the others, and leaves none of the
+// copied parts among the computed ones.
+func TestSnapshotTablesResumed(t *testing.T) {
+	e := newEnv(t, bulktest.Options{})
+	ctx := context.Background()
+	vs := builtinViews(t)
+	p := tablesPipeline(t, e, vs)
+	p.NoSnapshot = true
+	if _, err := pipeline.Run(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	sink := p.Tables.(sinkTables)
+	p.Tables = failAfterCopy{sink, "Observation"}
+	if _, err := pipeline.Snapshot(ctx, p, pipeline.SnapshotOptions{}); err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("first attempt: %v", err)
+	}
+	p.Tables = sinkTables{tables.New(e.store, vs, tables.Options{Fingerprint: "other-views"})}
+	srep, err := pipeline.Snapshot(ctx, p, pipeline.SnapshotOptions{})
+	if err != nil || srep == nil {
+		t.Fatalf("resumed attempt: %v", err)
+	}
+	if len(srep.Merge.ResumedTypes) == 0 || slices.Contains(srep.Merge.ResumedTypes, "Observation") {
+		t.Fatalf("resumed types %v", srep.Merge.ResumedTypes)
+	}
+	for _, typ := range typesWithViews(e.pop, vs) {
+		_, reused := srep.Merge.TablesReused[typ]
+		if want := typ < "Observation"; reused != want {
+			t.Errorf("%s: reused %v, want %v (written by the first attempt)", typ, reused, want)
+		}
+	}
+	checkSnapshotTables(t, e.dest, vs, srep)
+}
