@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -51,23 +50,11 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 		fs.Usage()
 		return usageError{"need exactly one configuration file"}
 	}
-	cfg, err := config.Load(fs.Arg(0), e.getenv)
+	cfg, pname, err := loadPipeline(ctx, e, fs.Arg(0), *name)
 	if err != nil {
-		return &exitError{code: 2, err: err}
+		return err
 	}
-	pname, err := cfg.Pick(*name)
-	if err != nil {
-		return &exitError{code: 2, err: err}
-	}
-	// Key Vault references, before anything is created.
-	if err := cfg.ResolveSecrets(ctx, nil); err != nil {
-		return &exitError{code: 1, err: err}
-	}
-	level := slog.LevelWarn
-	if *verbose {
-		level = slog.LevelInfo
-	}
-	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	logger := cmdLogger(e, *verbose)
 	if cfg.Temporal != nil {
 		return runDurable(ctx, e, cfg, pname, *newKeys, *quiet, logger)
 	}

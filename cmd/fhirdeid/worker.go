@@ -109,6 +109,25 @@ share the pipelines' destinations. "fhirdeid run CONFIG" starts a run.`)
 	return nil
 }
 
+// loadPipeline loads the configuration file at path, picks the pipeline
+// named name (or the only one) and resolves the file's Key Vault
+// references, before anything is created: a bad file or name exits 2, a
+// secret that cannot be read 1.
+func loadPipeline(ctx context.Context, e *env, path, name string) (*config.File, string, error) {
+	cfg, err := config.Load(path, e.getenv)
+	if err != nil {
+		return nil, "", &exitError{code: 2, err: err}
+	}
+	pname, err := cfg.Pick(name)
+	if err != nil {
+		return nil, "", &exitError{code: 2, err: err}
+	}
+	if err := cfg.ResolveSecrets(ctx, nil); err != nil {
+		return nil, "", &exitError{code: 1, err: err}
+	}
+	return cfg, pname, nil
+}
+
 // cmdLogger logs warnings, or every step with verbose, to stderr.
 func cmdLogger(e *env, verbose bool) *slog.Logger {
 	level := slog.LevelWarn
