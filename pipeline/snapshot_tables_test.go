@@ -350,3 +350,57 @@ func TestSnapshotTablesResumed(t *testing.T) {
 	}
 	checkSnapshotTables(t, e.dest, vs, srep)
 }
+
+// A merge interrupted after copying a type's tables from its run, resumed
+// with one more view of that type (which the run has no table for, so
+// that there is no source to copy from), clears the copied parts before
+// computing the type: the run's parts are named after its files, the
+// computed ones after the snapshot's, and a part left behind would repeat
+// rows.
+func TestSnapshotTablesClearedWithoutSource(t *testing.T) {
+	e := newEnv(t, bulktest.Options{PartSize: 50})
+	ctx := context.Background()
+	vs := builtinViews(t)
+	p := tablesPipeline(t, e, vs)
+	p.NoSnapshot = true
+	if _, err := pipeline.Run(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	obs := 0
+	_ = filepath.WalkDir(e.dest, func(path string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), "Observation.") && strings.HasSuffix(d.Name(), ".ndjson.gz") {
+			obs++
+		}
+		return nil
+	})
+	if obs < 2 {
+		t.Fatalf("%d Observation files, want several (parts named after them)", obs)
+	}
+	sink := p.Tables.(sinkTables)
+	p.Tables = failAfterCopy{sink, "Observation"}
+	if _, err := pipeline.Snapshot(ctx, p, pipeline.SnapshotOptions{}); err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("first attempt: %v", err)
+	}
+	var extra *views.View
+	for _, v := range vs {
+		if v.Resource == "Observation" {
+			c := *v
+			c.Name += "_again"
+			extra = &c
+			break
+		}
+	}
+	if extra == nil {
+		t.Fatal("no Observation view")
+	}
+	vs2 := append(slices.Clip(vs), extra)
+	p.Tables = sinkTables{tables.New(e.store, vs2, tables.Options{Fingerprint: "test-views"})}
+	srep, err := pipeline.Snapshot(ctx, p, pipeline.SnapshotOptions{})
+	if err != nil || srep == nil {
+		t.Fatalf("resumed attempt: %v", err)
+	}
+	if _, ok := srep.Merge.TablesReused["Observation"]; ok {
+		t.Error("Observation reused, want computed")
+	}
+	checkSnapshotTables(t, e.dest, vs2, srep)
+}
