@@ -415,6 +415,19 @@ func (p *Pipeline) riskReport(ctx context.Context, outputs []*state.File) (*Risk
 
 // eachOutput reads stored output files (gzip), workers at a time.
 func (p *Pipeline) eachOutput(ctx context.Context, files []*state.File, workers int, fn func(worker int, f *state.File, r io.Reader) error) error {
+	return eachFile(ctx, files, workers, func(ctx context.Context, w int, f *state.File) error {
+		if err := p.readOutput(ctx, f, func(r io.Reader) error { return fn(w, f, r) }); err != nil {
+			return fmt.Errorf("%s: %w", path.Base(f.OutKey), err)
+		}
+		return nil
+	})
+}
+
+// eachFile calls fn for each of files, workers at a time (fn's w, from 0,
+// names the goroutine: calls with one w are sequential). The first error
+// cancels the context of the calls in progress, skips the files not yet
+// begun and is returned.
+func eachFile(ctx context.Context, files []*state.File, workers int, fn func(ctx context.Context, w int, f *state.File) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	next := make(chan *state.File)
@@ -428,8 +441,8 @@ func (p *Pipeline) eachOutput(ctx context.Context, files []*state.File, workers 
 				if errs[w] != nil {
 					continue
 				}
-				if err := p.readOutput(ctx, f, func(r io.Reader) error { return fn(w, f, r) }); err != nil {
-					errs[w] = fmt.Errorf("%s: %w", path.Base(f.OutKey), err)
+				if err := fn(ctx, w, f); err != nil {
+					errs[w] = err
 					cancel()
 				}
 			}

@@ -213,59 +213,29 @@ func (p *Pipeline) recollect(ctx context.Context, runID string, files []FileResu
 		}
 	}
 	workers := max(1, min(p.Workers, len(ordered)))
-	next := make(chan *state.File)
-	errs := make([]error, workers)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
 	var daysMu sync.Mutex
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for f := range next {
-				if errs[w] != nil {
-					continue
-				}
-				name := fmt.Sprintf("%s.%03d", f.Type, f.Seq)
-				if err := p.collectInput(ctx, c, name, byName[name].File); err != nil {
-					if ctx.Err() == nil && Classify(err) == Fatal {
-						// Gone from the server (released, expired): the
-						// audit says it is incomplete, as after a restart.
-						p.Logger.Warn("audit: the input of a file could not be read again: its identifiers are not collected",
-							"run", runID, "file", name, "err", err)
-						continue
-					}
-					errs[w] = fmt.Errorf("%s: read the input again: %w", byName[name].File.Name(), err)
-					cancel()
-					continue
-				}
-				h, err := p.readRewrittenDays(ctx, runID, name)
-				if err != nil {
-					errs[w] = err
-					cancel()
-					continue
-				}
-				daysMu.Lock()
-				done.days[name] = h
-				daysMu.Unlock()
+	err := eachFile(ctx, ordered, workers, func(ctx context.Context, _ int, f *state.File) error {
+		name := fmt.Sprintf("%s.%03d", f.Type, f.Seq)
+		if err := p.collectInput(ctx, c, name, byName[name].File); err != nil {
+			if ctx.Err() == nil && Classify(err) == Fatal {
+				// Gone from the server (released, expired): the audit
+				// says it is incomplete, as after a restart.
+				p.Logger.Warn("audit: the input of a file could not be read again: its identifiers are not collected",
+					"run", runID, "file", name, "err", err)
+				return nil
 			}
-		}()
-	}
-	for _, f := range ordered {
-		if ctx.Err() != nil {
-			break
+			return fmt.Errorf("%s: read the input again: %w", byName[name].File.Name(), err)
 		}
-		next <- f
-	}
-	close(next)
-	wg.Wait()
-	for _, err := range errs {
+		h, err := p.readRewrittenDays(ctx, runID, name)
 		if err != nil {
-			return nil, err
+			return err
 		}
-	}
-	if err := ctx.Err(); err != nil {
+		daysMu.Lock()
+		done.days[name] = h
+		daysMu.Unlock()
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	for name := range done.days {
