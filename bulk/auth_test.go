@@ -143,6 +143,7 @@ func TestClientSecretAuth(t *testing.T) {
 		e := newEnv(t, bulktest.Options{Resources: pop, Auth: &bulktest.AuthOptions{ClientID: "c2", ClientSecret: "s3cr3t-value", TokenMaxUses: 5}})
 		e.exp.Client.Auth = &bulk.ClientCredentials{TokenURL: e.srv.TokenURL(), ClientID: "c2", Secret: bulk.NewSecret("s3cr3t-value"),
 			Style: style, Scope: "system/*.rs", Clock: e.clock}
+		e.exp.Concurrency = 1 // see TestSMARTBackendAuth
 		if _, err := e.run(t, bulk.Request{}); err != nil {
 			t.Fatalf("style %d: %v", style, err)
 		}
@@ -244,6 +245,9 @@ func TestNoSecretLeak(t *testing.T) {
 	cc := &bulk.ClientCredentials{HTTP: &http.Client{Transport: tc}, TokenURL: e.srv.TokenURL(), ClientID: "leaky",
 		Secret: bulk.NewSecret(secret), Style: bulk.AuthPost, Clock: e.clock}
 	e.exp.Client.Auth = cc
+	// One download at a time: with parallel downloads the others can use
+	// up a fresh token's 5 uses before a refused request's one retry.
+	e.exp.Concurrency = 1
 	_, err := e.run(t, bulk.Request{})
 	if err != nil {
 		t.Fatal(err)

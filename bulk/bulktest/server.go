@@ -121,8 +121,9 @@ type Faults struct {
 	// StallDownloads sends half of the first N downloads and then nothing
 	// until the client gives up.
 	StallDownloads int
-	// ExpiredDownloads answers the first N downloads with 404, as for an
-	// expired link; the manifest fetched again gives working links.
+	// ExpiredDownloads answers the first N downloads of links from the
+	// first complete manifest with 404, as for an expired link; a manifest
+	// fetched again gives new links (with a generation parameter) that work.
 	ExpiredDownloads int
 	// MismatchType makes the first output entry of the manifest name a
 	// type other than that of its lines.
@@ -570,12 +571,15 @@ type job struct {
 	q       query
 	created time.Time
 	polls   int
-	ready   chan struct{}
-	err     error
-	parts   []part
-	deleted bool
-	txTime  string
-	request string
+	// manifests counts the complete manifests served (first pages only):
+	// links of a later manifest carry its generation and never expire.
+	manifests int
+	ready     chan struct{}
+	err       error
+	parts     []part
+	deleted   bool
+	txTime    string
+	request   string
 }
 
 // kickoff handles all three levels, GET and POST.
@@ -1038,6 +1042,15 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 			page = 1
 		}
 	}
+	s.mu.Lock()
+	if page == 1 {
+		j.manifests++
+	}
+	gen := ""
+	if j.manifests > 1 {
+		gen = fmt.Sprintf("?g=%d", j.manifests-1)
+	}
+	s.mu.Unlock()
 	type item struct {
 		Type  string `json:"type,omitempty"`
 		URL   string `json:"url"`
@@ -1057,7 +1070,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		if name == "" {
 			name = "output"
 		}
-		it := item{Type: p.typ, URL: fmt.Sprintf("%s/fhir/bulkfiles/%s/%d.%s.ndjson", base(r), j.id, i, name), Count: p.count}
+		it := item{Type: p.typ, URL: fmt.Sprintf("%s/fhir/bulkfiles/%s/%d.%s.ndjson%s", base(r), j.id, i, name, gen), Count: p.count}
 		switch p.kind {
 		case "output":
 			if firstOutput {
@@ -1151,7 +1164,7 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 	if cut {
 		f.CutDownloads--
 	}
-	expired := !fail5xx && !cut && f.ExpiredDownloads > 0
+	expired := !fail5xx && !cut && f.ExpiredDownloads > 0 && !r.URL.Query().Has("g")
 	if expired {
 		f.ExpiredDownloads--
 	}

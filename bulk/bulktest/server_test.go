@@ -148,3 +148,54 @@ func TestGroupSearch(t *testing.T) {
 		t.Errorf("group search: %+v", b)
 	}
 }
+
+// TestExpiredLinksRefreshed checks the ExpiredDownloads fault: links of the
+// first manifest expire (however many downloads are in flight), and the
+// links of a manifest fetched again work at once, even while the fault has
+// expiries left.
+func TestExpiredLinksRefreshed(t *testing.T) {
+	_, u := newServer(t, Options{Resources: Synthetic(4, 2), Faults: Faults{ExpiredDownloads: 2}})
+	kick := get(t, http.MethodGet, u+"/$export", map[string]string{"Accept": "application/fhir+json", "Prefer": "respond-async"})
+	status := kick.Header.Get("Content-Location")
+	manifest := func() []string {
+		t.Helper()
+		for i := 0; i < 20; i++ {
+			resp := get(t, http.MethodGet, status, nil)
+			if resp.StatusCode != http.StatusOK {
+				continue
+			}
+			var m struct{ Output []struct{ URL string } }
+			if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+				t.Fatal(err)
+			}
+			var urls []string
+			for _, o := range m.Output {
+				urls = append(urls, o.URL)
+			}
+			return urls
+		}
+		t.Fatal("export did not complete")
+		return nil
+	}
+	first := manifest()
+	if len(first) < 2 {
+		t.Fatalf("%d files, want at least 2", len(first))
+	}
+	if resp := get(t, http.MethodGet, first[0], nil); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("first link of the first manifest: %d, want 404", resp.StatusCode)
+	}
+	second := manifest()
+	if second[0] == first[0] {
+		t.Fatalf("the refreshed manifest repeats the link %q", first[0])
+	}
+	// One expiry is left, but the refreshed link works.
+	if resp := get(t, http.MethodGet, second[0], nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("refreshed link: %d, want 200", resp.StatusCode)
+	}
+	if resp := get(t, http.MethodGet, first[1], nil); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("second link of the first manifest: %d, want 404 (the last expiry)", resp.StatusCode)
+	}
+	if resp := get(t, http.MethodGet, first[1], nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("after the expiries: %d, want 200", resp.StatusCode)
+	}
+}

@@ -56,7 +56,9 @@ func TestExportNoSecretLeak(t *testing.T) {
 		}
 		return ""
 	}
-	common := []string{"export", "--url", base, "--min-wait", "1ms", "--max-wait", "5ms"}
+	// One download at a time: with parallel downloads the others can use up
+	// a fresh token's 6 uses before a refused request's one retry.
+	common := []string{"export", "--url", base, "--min-wait", "1ms", "--max-wait", "5ms", "--concurrency", "1"}
 	runs := []struct {
 		args []string
 		code int
