@@ -629,7 +629,7 @@ func (e *Engine) normalize(root *jsontree.Node) bool {
 				return true
 			}
 			wrap = wrap[:0]
-			for _, c := range n.Children {
+			for _, c := range n.Children() {
 				if c.Kind == jsontree.Array || c.Key == "resourceType" {
 					continue
 				}
@@ -652,8 +652,8 @@ func (e *Engine) normalize(root *jsontree.Node) bool {
 // emptyResource replaces the content of a resource by the EmptyElement of
 // §2.10: its resourceType and a REDACTED security label.
 func emptyResource(root *jsontree.Node) {
-	for i := len(root.Children) - 1; i >= 0; i-- {
-		if c := root.Children[i]; c.Key != "resourceType" {
+	for i := len(root.Children()) - 1; i >= 0; i-- {
+		if c := root.Children()[i]; c.Key != "resourceType" {
 			root.Remove(c)
 		}
 	}
@@ -670,16 +670,17 @@ func codingNode(c Coding) *jsontree.Node {
 	nodes := new([4]jsontree.Node)
 	obj := &nodes[0]
 	obj.Kind = jsontree.Object
-	obj.Children = make([]*jsontree.Node, 0, 3)
+	kids := make([]*jsontree.Node, 0, 3)
 	add := func(m *jsontree.Node, key, value string) {
 		m.Kind, m.Key, m.Value, m.Parent = jsontree.String, key, value, obj
-		obj.Children = append(obj.Children, m)
+		kids = append(kids, m)
 	}
 	if c.System != "" {
 		add(&nodes[1], "system", c.System)
 	}
 	add(&nodes[2], "code", c.Code)
 	add(&nodes[3], "display", c.Display)
+	obj.SetChildren(kids)
 	return obj
 }
 
@@ -901,7 +902,7 @@ func (r *run) cacheWalk(n *jsontree.Node, plan *typePlan) {
 // of them), in document order.
 func nestedResources(res *jsontree.Node) []*jsontree.Node {
 	var out []*jsontree.Node
-	for _, c := range res.Children {
+	for _, c := range res.Children() {
 		c.Walk(func(n *jsontree.Node) bool {
 			if n.Flags&jsontree.FlagResource != 0 {
 				out = append(out, n)
@@ -1292,35 +1293,37 @@ func addSecurityLabels(res *jsontree.Node, ops Operations, arena *nodeArena) {
 		absent := meta == nil
 		meta = &nodes[0]
 		meta.Kind = jsontree.Object
-		meta.Children = ptrs[0:0:1]
-		if arena != nil && absent && len(res.Children) == cap(res.Children) {
-			// Room for the new member, from the arena too.
-			grown := arena.newPtrs(len(res.Children) + 1)
-			copy(grown, res.Children)
-			res.Children = grown[:len(res.Children)]
+		meta.SetChildren(ptrs[0:0:1])
+		if arena != nil && absent {
+			// Room for the new member, from the arena too (without room,
+			// Set would grow the array from the heap).
+			grown := arena.newPtrs(res.Len() + 1)
+			copy(grown, res.Children())
+			res.SetChildren(grown[:res.Len()])
 		}
 		res.Set("meta", meta)
 	}
 	if sec == nil {
 		sec = &nodes[1]
 		sec.Kind = jsontree.Array
-		sec.Children = ptrs[1 : 1 : 1+k]
+		sec.SetChildren(ptrs[1 : 1 : 1+k])
 		meta.Set("security", sec)
 	}
 	nodes, ptrs = nodes[2:], ptrs[1+k:]
 	for _, l := range labels[:k] {
 		obj := &nodes[0]
 		obj.Kind = jsontree.Object
-		obj.Children = ptrs[0:0:3]
+		kids := ptrs[0:0:3]
 		add := func(m *jsontree.Node, key, value string) {
 			m.Kind, m.Key, m.Value, m.Parent = jsontree.String, key, value, obj
-			obj.Children = append(obj.Children, m)
+			kids = append(kids, m)
 		}
 		if l.System != "" {
 			add(&nodes[1], "system", l.System)
 		}
 		add(&nodes[2], "code", l.Code)
 		add(&nodes[3], "display", l.Display)
+		obj.SetChildren(kids)
 		sec.Append(obj)
 		nodes, ptrs = nodes[4:], ptrs[3:]
 	}
@@ -1332,7 +1335,7 @@ func hasSecurityCode(sec *jsontree.Node, code string) bool {
 	if sec == nil {
 		return false
 	}
-	for _, c := range sec.Children {
+	for _, c := range sec.Children() {
 		if v := c.Get("code"); v != nil && v.Kind == jsontree.String && strings.EqualFold(v.Value, code) {
 			return true
 		}
@@ -1372,10 +1375,10 @@ func (p *pruner) prune(n *jsontree.Node) bool {
 	// n's members are removed only at the end: meanwhile member i of n has
 	// the state p.state[start+i].
 	start := len(p.state)
-	p.state = append(p.state, make([]uint8, len(n.Children))...)
+	p.state = append(p.state, make([]uint8, len(n.Children()))...)
 	defer func() { p.state = p.state[:start] }()
 	anyDrop := false
-	for i, c := range n.Children {
+	for i, c := range n.Children() {
 		if p.state[start+i]&pruneDone != 0 {
 			continue // the partner of an array pruned before
 		}
@@ -1399,8 +1402,8 @@ func (p *pruner) prune(n *jsontree.Node) bool {
 			pj = memberIndex(n, "_", c.Key)
 		}
 		var partner *jsontree.Node
-		if pj >= 0 && n.Children[pj].Kind == jsontree.Array {
-			partner = n.Children[pj]
+		if pj >= 0 && n.Children()[pj].Kind == jsontree.Array {
+			partner = n.Children()[pj]
 			p.state[start+pj] |= pruneDone
 		} else {
 			pj = -1
@@ -1423,13 +1426,13 @@ func (p *pruner) prune(n *jsontree.Node) bool {
 			return d
 		})
 	}
-	return len(n.Children) == 0 && n.Flags&jsontree.FlagResource == 0
+	return len(n.Children()) == 0 && n.Flags&jsontree.FlagResource == 0
 }
 
 // memberIndex returns the index of the member of object n named
 // prefix+name, or -1.
 func memberIndex(n *jsontree.Node, prefix, name string) int {
-	for i, c := range n.Children {
+	for i, c := range n.Children() {
 		if len(c.Key) == len(prefix)+len(name) && strings.HasPrefix(c.Key, prefix) && c.Key[len(prefix):] == name {
 			return i
 		}
@@ -1442,9 +1445,9 @@ func memberIndex(n *jsontree.Node, prefix, name string) int {
 // are empty, and an empty side of a kept item becomes null. It reports
 // whether a and b are left with no item, to be removed from their object.
 func (p *pruner) pruneArrays(a, b *jsontree.Node) (dropA, dropB bool) {
-	n := len(a.Children)
-	if b != nil && len(b.Children) > n {
-		n = len(b.Children)
+	n := len(a.Children())
+	if b != nil && len(b.Children()) > n {
+		n = len(b.Children())
 	}
 	start := len(p.empty)
 	p.empty = append(p.empty, make([]bool, 2*n)...)
@@ -1463,10 +1466,10 @@ func (p *pruner) pruneArrays(a, b *jsontree.Node) (dropA, dropB bool) {
 }
 
 func (p *pruner) emptyAt(arr *jsontree.Node, i int) bool {
-	if arr == nil || i >= len(arr.Children) {
+	if arr == nil || i >= len(arr.Children()) {
 		return true
 	}
-	it := arr.Children[i]
+	it := arr.Children()[i]
 	if isValue(it) {
 		it.Flags &^= jsontree.FlagMark
 		return false

@@ -507,7 +507,7 @@ func TestEngineVisitorFacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	enc, _ := NewEncryptor("1234567890123456", nil)
-	addr := doc.Get("address").Children[0]
+	addr := doc.Get("address").Children()[0]
 	for key, want := range map[string]string{"city": "patienttestcity1", "country": "US"} {
 		pt, err := enc.Decrypt(addr.Get(key).Value)
 		if err != nil || pt != want {

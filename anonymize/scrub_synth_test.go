@@ -195,10 +195,10 @@ func plantedSynthea(t *testing.T, dir string, e *Engine) {
 			}
 			root, _ := jsontree.Parse(line)
 			var given, family, mrn, phone, addr, city string
-			if n := getPath(root, "name"); n != nil && len(n.Children) > 0 {
-				family = str(n.Children[0].Get("family"))
-				if g := n.Children[0].Get("given"); g != nil && len(g.Children) > 0 {
-					given = str(g.Children[0])
+			if n := getPath(root, "name"); n != nil && len(n.Children()) > 0 {
+				family = str(n.Children()[0].Get("family"))
+				if g := n.Children()[0].Get("given"); g != nil && len(g.Children()) > 0 {
+					given = str(g.Children()[0])
 				}
 			}
 			for _, id := range arr(root.Get("identifier")) {

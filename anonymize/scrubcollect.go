@@ -247,7 +247,7 @@ func arr(n *jsontree.Node) []*jsontree.Node {
 		return nil
 	}
 	if n.Kind == jsontree.Array {
-		return n.Children
+		return n.Children()
 	}
 	return []*jsontree.Node{n}
 }

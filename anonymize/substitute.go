@@ -82,7 +82,7 @@ func (r *run) substituteObject(node *jsontree.Node, repl Value) error {
 		inRepl[m.Key] = true
 	}
 	// Existing members the replacement does not name.
-	for _, c := range append([]*jsontree.Node(nil), node.Children...) {
+	for _, c := range append([]*jsontree.Node(nil), node.Children()...) {
 		if inRepl[c.Key] || c.Key == "resourceType" {
 			continue
 		}
@@ -119,7 +119,7 @@ func (r *run) substituteMember(parent, old *jsontree.Node, repl Value) error {
 	}
 	switch {
 	case old.Kind == jsontree.Array && repl.Kind == ArrayValue:
-		items := append([]*jsontree.Node(nil), old.Children...)
+		items := append([]*jsontree.Node(nil), old.Children()...)
 		for i, it := range items {
 			if i >= len(repl.Items) {
 				if r.hasVisited(it) {
@@ -189,7 +189,7 @@ func (r *run) keepOnlyVisited(n *jsontree.Node) {
 	}
 	switch n.Kind {
 	case jsontree.Object, jsontree.Array:
-		for _, c := range append([]*jsontree.Node(nil), n.Children...) {
+		for _, c := range append([]*jsontree.Node(nil), n.Children()...) {
 			if r.hasVisited(c) {
 				r.keepOnlyVisited(c)
 			} else {

@@ -25,14 +25,14 @@ func (w *treeWalker) node(n *jsontree.Node, v visitor) {
 		v.str(w.path, view(n.Value))
 	case jsontree.Object:
 		v.objectStart(w.path)
-		for _, c := range n.Children {
+		for _, c := range n.Children() {
 			w.path = append(w.path, view(c.Key))
 			w.node(c, v)
 			w.path = w.path[:len(w.path)-1]
 		}
 		v.objectEnd(w.path)
 	case jsontree.Array:
-		for _, c := range n.Children {
+		for _, c := range n.Children() {
 			w.node(c, v)
 		}
 	}
@@ -103,7 +103,7 @@ func (g *Gatherer) Flush() {
 // shows the visitor those members only, with their paths: the cases of
 // collectState.str all lie within such a member.
 func (w *treeWalker) seek(n *jsontree.Node, v visitor) {
-	for _, c := range n.Children {
+	for _, c := range n.Children() {
 		if c.Kind != jsontree.Object && c.Kind != jsontree.Array && c.Kind != jsontree.String {
 			continue
 		}
@@ -155,7 +155,7 @@ func (s *Scanner) tree(n *jsontree.Node) {
 	case jsontree.String:
 		s.strNode(n)
 	case jsontree.Object:
-		for _, c := range n.Children {
+		for _, c := range n.Children() {
 			s.tw.path = append(s.tw.path, view(c.Key))
 			if c.Kind == jsontree.String {
 				s.strNode(c)
@@ -165,7 +165,7 @@ func (s *Scanner) tree(n *jsontree.Node) {
 			s.tw.path = s.tw.path[:len(s.tw.path)-1]
 		}
 	case jsontree.Array:
-		for _, c := range n.Children {
+		for _, c := range n.Children() {
 			if c.Kind == jsontree.String {
 				s.strNode(c)
 			} else {

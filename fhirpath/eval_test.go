@@ -274,7 +274,7 @@ func TestWithoutModel(t *testing.T) {
 func TestDataTypeContext(t *testing.T) {
 	patient := load(t, "patient.json")
 	m := model.Get(model.R4)
-	name := patient.Get("name").Children[0]
+	name := patient.Get("name").Children()[0]
 	e, err := Compile("HumanName.given.first()", WithModel(m), WithContextType("HumanName"))
 	if err != nil {
 		t.Fatal(err)
@@ -490,8 +490,8 @@ func TestEvaluateItemsAndCallAPI(t *testing.T) {
 		t.Errorf("error = %v", err)
 	}
 	// %resource can be pinned by the caller.
-	contained := patient.Get("contained").Children[0]
-	res, err = MustCompile("%resource.id | %rootResource.id").Evaluate(contained.Get("name").Children[0], &Env{RootResource: patient})
+	contained := patient.Get("contained").Children()[0]
+	res, err = MustCompile("%resource.id | %rootResource.id").Evaluate(contained.Get("name").Children()[0], &Env{RootResource: patient})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -443,10 +443,10 @@ func fnType(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 			name = systemType(it.val)
 		}
 		obj := &jsontree.Node{Kind: jsontree.Object, Elem: typeInfoElem}
-		obj.Children = []*jsontree.Node{
+		obj.SetChildren([]*jsontree.Node{
 			{Kind: jsontree.String, Key: "namespace", Elem: typeInfoNamespace, Value: ns, Parent: obj},
 			{Kind: jsontree.String, Key: "name", Elem: typeInfoName, Value: name, Parent: obj},
-		}
+		})
 		out = append(out, Item{node: obj})
 	}
 	return out, nil
@@ -1385,7 +1385,7 @@ func fnExtension(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 		}
 		buf = c.childrenNamed(it.node, "extension", buf[:0])
 		for _, e := range buf {
-			for _, ch := range e.node.Children {
+			for _, ch := range e.node.Children() {
 				if ch.Key == "url" && ch.Value == url {
 					out = append(out, e)
 					break

@@ -37,12 +37,12 @@ func jsonMember(n *jsontree.Node, key string, dst []Item) []Item {
 	if n.Kind != jsontree.Object {
 		return dst
 	}
-	for _, ch := range n.Children {
+	for _, ch := range n.Children() {
 		if ch.Key != key || ch.Name() == "" || ch.Name() == key {
 			continue
 		}
 		if ch.Kind == jsontree.Array {
-			for _, it := range ch.Children {
+			for _, it := range ch.Children() {
 				if it.Type() != "" {
 					dst = append(dst, Item{node: it})
 				}

@@ -211,7 +211,7 @@ func quantityFromNode(n *jsontree.Node) (any, bool) {
 	var q Quantity
 	var haveValue bool
 	var unit, code, system string
-	for _, c := range n.Children {
+	for _, c := range n.Children() {
 		switch c.Key {
 		case "value":
 			d, err := ParseDecimal(c.Value)
@@ -437,7 +437,7 @@ func nodesMatch(a, b *jsontree.Node, equiv bool) bool {
 		if countSignificant(a) != countSignificant(b) {
 			return false
 		}
-		for _, ca := range a.Children {
+		for _, ca := range a.Children() {
 			if ignoredMember(a, ca) {
 				continue
 			}
@@ -448,11 +448,11 @@ func nodesMatch(a, b *jsontree.Node, equiv bool) bool {
 		}
 		return true
 	case jsontree.Array:
-		if len(a.Children) != len(b.Children) {
+		if len(a.Children()) != len(b.Children()) {
 			return false
 		}
-		for i := range a.Children {
-			if !nodesMatch(a.Children[i], b.Children[i], equiv) {
+		for i := range a.Children() {
+			if !nodesMatch(a.Children()[i], b.Children()[i], equiv) {
 				return false
 			}
 		}
@@ -483,7 +483,7 @@ func ignoredMember(o, c *jsontree.Node) bool {
 
 func countSignificant(o *jsontree.Node) int {
 	n := 0
-	for _, c := range o.Children {
+	for _, c := range o.Children() {
 		if !ignoredMember(o, c) {
 			n++
 		}

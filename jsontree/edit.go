@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,7 +59,7 @@ func boolText(b bool) string {
 
 // Len returns the number of members of an object or items of an array, and
 // 0 for a scalar.
-func (n *Node) Len() int { return len(n.Children) }
+func (n *Node) Len() int { return int(n.nkids) }
 
 // Get returns the member of object n named key, or nil if there is none or
 // n is not an object.
@@ -68,7 +67,7 @@ func (n *Node) Get(key string) *Node {
 	if n == nil || n.Kind != Object {
 		return nil
 	}
-	for _, c := range n.Children {
+	for _, c := range n.Children() {
 		if c.Key == key {
 			return c
 		}
@@ -82,7 +81,7 @@ func (n *Node) Index() int {
 	if n.Parent == nil {
 		return -1
 	}
-	for i, c := range n.Parent.Children {
+	for i, c := range n.Parent.Children() {
 		if c == n {
 			return i
 		}
@@ -107,14 +106,14 @@ func (n *Node) Set(key string, v *Node) {
 	}
 	v.setKey(key)
 	v.Parent = n
-	for i, c := range n.Children {
+	for i, c := range n.Children() {
 		if c.Key == key {
 			c.Parent = nil
-			n.Children[i] = v
+			n.Children()[i] = v
 			return
 		}
 	}
-	n.Children = append(n.Children, v)
+	n.appendChild(v)
 }
 
 // Append adds v as the last item of array n.
@@ -126,10 +125,10 @@ func (n *Node) Append(v *Node) {
 	}
 	v.setKey("")
 	v.Parent = n
-	n.Children = append(n.Children, v)
+	n.appendChild(v)
 }
 
-// InsertAt inserts v into n so that it becomes n.Children[i]; it panics if
+// InsertAt inserts v into n so that it becomes n.Children()[i]; it panics if
 // i is not in [0, n.Len()] (counted after v was moved out of its old
 // parent). In an array, v becomes item i. In an object, v becomes a member
 // named v.Key (its name before the call), and a member of n with that name
@@ -147,7 +146,7 @@ func (n *Node) InsertAt(i int, v *Node) {
 		old = n.Get(key)
 	}
 	// Check the index before changing anything.
-	after := len(n.Children)
+	after := n.Len()
 	if v.Parent == n {
 		after--
 	}
@@ -165,7 +164,10 @@ func (n *Node) InsertAt(i int, v *Node) {
 	}
 	v.setKey(key)
 	v.Parent = n
-	n.Children = slices.Insert(n.Children, i, v)
+	n.appendChild(v)
+	ch := n.Children()
+	copy(ch[i+1:], ch[i:])
+	ch[i] = v
 }
 
 // Remove removes child from n's members or items, keeping the order of the
@@ -175,11 +177,12 @@ func (n *Node) Remove(child *Node) bool {
 	if child == nil || child.Parent != n {
 		return false
 	}
-	for i, c := range n.Children {
+	ch := n.Children()
+	for i, c := range ch {
 		if c == child {
-			copy(n.Children[i:], n.Children[i+1:])
-			n.Children[len(n.Children)-1] = nil
-			n.Children = n.Children[:len(n.Children)-1]
+			copy(ch[i:], ch[i+1:])
+			ch[len(ch)-1] = nil
+			n.nkids--
 			child.Parent = nil
 			return true
 		}
@@ -193,17 +196,18 @@ func (n *Node) Remove(child *Node) bool {
 // becomes nil. Its cost is linear in the number of children, where removing
 // k children one by one with Remove costs k times that. del must not edit n.
 func (n *Node) RemoveFunc(del func(*Node) bool) int {
-	kept := n.Children[:0]
-	for _, c := range n.Children {
+	ch := n.Children()
+	kept := ch[:0]
+	for _, c := range ch {
 		if del(c) {
 			c.Parent = nil
 			continue
 		}
 		kept = append(kept, c)
 	}
-	removed := len(n.Children) - len(kept)
-	clear(n.Children[len(kept):])
-	n.Children = kept
+	removed := len(ch) - len(kept)
+	clear(ch[len(kept):])
+	n.nkids = uint32(len(kept))
 	return removed
 }
 
@@ -230,7 +234,7 @@ func (n *Node) ReplaceWith(v *Node) {
 		v.Detach()
 	}
 	i := n.Index()
-	p.Children[i] = v
+	p.Children()[i] = v
 	v.Parent, v.Key = p, n.Key
 	v.Flags = v.Flags&^FlagRawKey | n.Flags&FlagRawKey
 	n.Parent = nil
@@ -263,10 +267,10 @@ func (n *Node) SetNull() {
 }
 
 func (n *Node) setScalar(k Kind, v string) {
-	for _, c := range n.Children {
+	for _, c := range n.Children() {
 		c.Parent = nil
 	}
-	n.Children = nil
+	n.SetChildren(nil)
 	n.Kind, n.Value = k, v
 	n.Flags = n.Flags&^(FlagEscaped|FlagRaw) | FlagSet
 }
@@ -312,11 +316,11 @@ func (n *Node) Walk(fn func(*Node) bool) {
 	if !fn(n) {
 		return
 	}
-	for i := 0; i < len(n.Children); {
-		c := n.Children[i]
-		before := len(n.Children)
+	for i := 0; i < n.Len(); {
+		c := n.Children()[i]
+		before := n.Len()
 		c.Walk(fn)
-		if len(n.Children) < before && (i >= len(n.Children) || n.Children[i] != c) {
+		if n.Len() < before && (i >= n.Len() || n.Children()[i] != c) {
 			continue // c was removed: its next sibling is now at i
 		}
 		i++
@@ -394,7 +398,7 @@ type cloner struct {
 
 func (c *cloner) count(n *Node) {
 	c.nNodes++
-	c.nPtrs += len(n.Children)
+	c.nPtrs += n.Len()
 	c.nText += len(n.Key)
 	if n.Kind != Bool {
 		c.nText += len(n.Value)
@@ -402,7 +406,7 @@ func (c *cloner) count(n *Node) {
 	if n.Shadow != nil {
 		c.shadows = true
 	}
-	for _, ch := range n.Children {
+	for _, ch := range n.Children() {
 		c.count(ch)
 	}
 }
@@ -432,11 +436,12 @@ func (c *cloner) clone(n *Node, parent *Node) *Node {
 	if c.remap != nil {
 		c.remap[n] = m
 	}
-	if k := len(n.Children); k > 0 {
-		m.Children = c.ptrs[:k:k]
+	if k := n.Len(); k > 0 {
+		kids := c.ptrs[:k:k]
 		c.ptrs = c.ptrs[k:]
-		for i, ch := range n.Children {
-			m.Children[i] = c.clone(ch, m)
+		m.SetChildren(kids)
+		for i, ch := range n.Children() {
+			kids[i] = c.clone(ch, m)
 		}
 	}
 	return m
@@ -503,21 +508,23 @@ func Equal(a, b *Node) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	if a.Kind != b.Kind || len(a.Children) != len(b.Children) {
+	if a.Kind != b.Kind || a.Len() != b.Len() {
 		return false
 	}
 	switch a.Kind {
 	case Array:
-		for i, c := range a.Children {
-			if !Equal(c, b.Children[i]) {
+		bc := b.Children()
+		for i, c := range a.Children() {
+			if !Equal(c, bc[i]) {
 				return false
 			}
 		}
 		return true
 	case Object:
-		for i, c := range a.Children {
+		bc := b.Children()
+		for i, c := range a.Children() {
 			// Members are usually in the same order.
-			d := b.Children[i]
+			d := bc[i]
 			if d.Key != c.Key {
 				d = b.Get(c.Key)
 			}

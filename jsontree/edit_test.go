@@ -100,24 +100,24 @@ func TestArrayEdits(t *testing.T) {
 	if got := compact(root); got != `{"a":[null,1,[],2,3,"x",false]}` {
 		t.Fatalf("inserts: %s", got)
 	}
-	for i, c := range a.Children {
+	for i, c := range a.Children() {
 		if c.Index() != i || c.Parent != a || c.Key != "" {
 			t.Errorf("item %d: Index %d, parent ok %v, key %q", i, c.Index(), c.Parent == a, c.Key)
 		}
 	}
-	three := a.Children[4]
+	three := a.Children()[4]
 	if !a.Remove(three) || a.Remove(three) {
 		t.Error("Remove reported wrongly")
 	}
 	if a.Remove(NewNull()) || a.Remove(nil) {
 		t.Error("Remove of a non-child reported true")
 	}
-	a.Children[0].Detach()
+	a.Children()[0].Detach()
 	if got := compact(root); got != `{"a":[1,[],2,"x",false]}` {
 		t.Errorf("removes: %s", got)
 	}
 	// Moving an item within the same array.
-	a.InsertAt(0, a.Children[4])
+	a.InsertAt(0, a.Children()[4])
 	if got := compact(root); got != `{"a":[false,1,[],2,"x"]}` {
 		t.Errorf("move within array: %s", got)
 	}
@@ -161,7 +161,7 @@ func TestObjectInsertAt(t *testing.T) {
 
 func TestReplaceWith(t *testing.T) {
 	root := mustParse(t, `{"a":{"b":[1,{"c":2},3]},"d":"x"}`)
-	c := root.Get("a").Get("b").Children[1]
+	c := root.Get("a").Get("b").Children()[1]
 	c.ReplaceWith(NewString("r"))
 	if got := compact(root); got != `{"a":{"b":[1,"r",3]},"d":"x"}` {
 		t.Errorf("replace item: %s", got)
@@ -181,12 +181,12 @@ func TestReplaceWith(t *testing.T) {
 	}
 	// Replacing a node with one of its own descendants.
 	r2 := mustParse(t, `[{"wrap":{"inner":1}},2]`)
-	w := r2.Children[0]
+	w := r2.Children()[0]
 	w.ReplaceWith(w.Get("wrap"))
 	if got := compact(r2); got != `[{"inner":1},2]` {
 		t.Errorf("replace with descendant: %s", got)
 	}
-	n := r2.Children[1]
+	n := r2.Children()[1]
 	n.ReplaceWith(n) // no-op
 	checkTree(t, root, nil)
 	checkTree(t, r2, nil)
@@ -282,8 +282,8 @@ func TestPath(t *testing.T) {
 	}{
 		{root, ""},
 		{root.Get("entry"), "/entry"},
-		{root.Get("entry").Children[0].Get("resource").Get("name").Children[1].Get("given").Children[1], "/entry/0/resource/name/1/given/1"},
-		{root.Get("entry").Children[0].Get("resource").Get("a/b").Get("~"), "/entry/0/resource/a~1b/~0"},
+		{root.Get("entry").Children()[0].Get("resource").Get("name").Children()[1].Get("given").Children()[1], "/entry/0/resource/name/1/given/1"},
+		{root.Get("entry").Children()[0].Get("resource").Get("a/b").Get("~"), "/entry/0/resource/a~1b/~0"},
 	}
 	for _, tc := range tests {
 		if got := tc.n.Path(); got != tc.want {
@@ -443,18 +443,18 @@ func TestNoAllocs(t *testing.T) {
 		name string
 		fn   func()
 	}{
-		{"Get", func() { _ = root.Get("name").Children[0].Get("given") }},
+		{"Get", func() { _ = root.Get("name").Children()[0].Get("given") }},
 		{"Index", func() { _ = root.Get("birthDate").Index() }},
 		{"Set replace", func() { root.Set("id", repl) }},
 		{"SetString", func() { root.Get("birthDate").SetString("1971") }},
 		{"Remove and InsertAt", func() {
-			g := root.Get("name").Children[0].Get("given")
-			a := g.Children[0]
+			g := root.Get("name").Children()[0].Get("given")
+			a := g.Children()[0]
 			g.Remove(a)
 			g.InsertAt(1, a)
 		}},
 		{"ReplaceWith", func() {
-			n := root.Get("name").Children[0].Get("family")
+			n := root.Get("name").Children()[0].Get("family")
 			n.ReplaceWith(NewString("y"))
 		}},
 		{"Walk", func() { root.Walk(func(*Node) bool { return true }) }},
@@ -504,7 +504,7 @@ func TestInsertAtOutOfRangeChangesNothing(t *testing.T) {
 	x := root.Get("c").Get("x")
 	tests := []func(){
 		func() { root.Get("b").InsertAt(3, root.Get("a")) },
-		func() { root.Get("b").InsertAt(2, root.Get("b").Children[0]) }, // 1 item left after the move
+		func() { root.Get("b").InsertAt(2, root.Get("b").Children()[0]) }, // 1 item left after the move
 		func() {
 			x.Key = "a"
 			root.InsertAt(3, x) // "a" replaced: 2 members + x -> max index 2
@@ -530,7 +530,7 @@ func TestInsertAtOutOfRangeChangesNothing(t *testing.T) {
 func TestInsertAtLastPosition(t *testing.T) {
 	root := mustParse(t, `{"a":1,"b":[1,2],"c":{"x":true}}`)
 	b := root.Get("b")
-	b.InsertAt(1, b.Children[0]) // move within: 1 item left, so 1 is the end
+	b.InsertAt(1, b.Children()[0]) // move within: 1 item left, so 1 is the end
 	x := root.Get("c").Get("x")
 	x.Key = "a"
 	root.InsertAt(2, x) // "a" replaced: b, c, then x as "a"
@@ -542,7 +542,7 @@ func TestInsertAtLastPosition(t *testing.T) {
 
 func TestRemoveFunc(t *testing.T) {
 	n := mustParse(t, `[1,2,3,4,5,6]`)
-	items := append([]*Node(nil), n.Children...)
+	items := append([]*Node(nil), n.Children()...)
 	var seen []string
 	got := n.RemoveFunc(func(c *Node) bool {
 		seen = append(seen, c.Value)

@@ -13,7 +13,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	name := root.Get("name").Children[0]
+	name := root.Get("name").Children()[0]
 	name.Get("family").SetString("REDACTED")
 	name.Get("given").Detach()
 	name.Set("text", jsontree.NewString("<b>x</b> & y"))

@@ -46,9 +46,9 @@ func FuzzEdit(f *testing.F) {
 				if n.Kind == Array || n.Kind == Object {
 					v := NewBool(true)
 					v.Key = keys[arg%len(keys)]
-					pos := arg % (len(n.Children) + 1)
+					pos := arg % (len(n.Children()) + 1)
 					if n.Kind == Object && n.Get(v.Key) != nil {
-						pos = arg % len(n.Children) // one member is replaced
+						pos = arg % len(n.Children()) // one member is replaced
 					}
 					n.InsertAt(pos, v)
 				}
@@ -96,7 +96,7 @@ func FuzzEdit(f *testing.F) {
 				if n.Parent != nil && n.Parent.Kind == Array {
 					par := n.Parent
 					n.Detach()
-					par.InsertAt(arg%(len(par.Children)+1), n)
+					par.InsertAt(arg%(len(par.Children())+1), n)
 				}
 			}
 			checkTree(t, root, nil)
@@ -147,10 +147,10 @@ func resolvePointer(root *Node, ptr string) *Node {
 			n = n.Get(tok)
 		case Array:
 			i, err := strconv.Atoi(tok)
-			if err != nil || i < 0 || i >= len(n.Children) {
+			if err != nil || i < 0 || i >= len(n.Children()) {
 				return nil
 			}
-			n = n.Children[i]
+			n = n.Children()[i]
 		default:
 			return nil
 		}

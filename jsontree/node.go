@@ -56,6 +56,12 @@
 // node its own descendant.
 package jsontree
 
+import (
+	"math"
+	"math/bits"
+	"unsafe"
+)
+
 // Kind is the JSON kind of a node.
 type Kind uint8
 
@@ -83,31 +89,41 @@ func (k Kind) String() string {
 
 // Node is one JSON value.
 //
-// Object members and array items are Children, in document order; a member
-// carries its member name in Key. Scalars keep their text in Value: the
-// exact literal of a Number ("1.50" stays "1.50"), the decoded text of a
-// String, "true" or "false" for a Bool, "" for a Null.
+// Object members and array items are its children (Children), in document
+// order; a member carries its member name in Key. Scalars keep their text
+// in Value: the exact literal of a Number ("1.50" stays "1.50"), the
+// decoded text of a String, "true" or "false" for a Bool, "" for a Null.
 //
 // Nodes made by a Parser live in its arena and are valid only until its
 // next Parse (see Parser); Clone copies a tree out of it. Programs edit a
 // tree through the methods (Set, Append, Remove, ReplaceWith, SetString...),
-// which keep Parent, Key and Children consistent; assigning Value of a
+// which keep Parent, Key and the children consistent; assigning Value of a
 // String directly is safe too if FlagRaw is cleared with it, as writing
 // escapes strings as needed, but a Number's Value must remain a valid
 // literal (see SetNumber).
+//
+// A node is kept small, since a parsed document has one per few bytes of
+// input: its children are a pointer and a 32-bit count rather than a slice
+// header (see Children and SetChildren).
 type Node struct {
 	// Kind is the node's JSON kind.
 	Kind Kind
+	// kcap is the capacity class of the children's array: the array has
+	// room for at least 1<<(kcap-1) pointers when kcap > 0 (see capacity).
+	kcap uint8
 	// Flags holds typing and bookkeeping bits; see the Flag constants.
 	Flags Flags
+	// nkids is the number of children.
+	nkids uint32
 	// Key is the member name of this node in its parent object; "" for array
 	// items and for the root of a parsed document. A member removed from its
 	// object keeps its Key (see Remove), and so does a Clone.
 	Key string
 	// Value is the text of a scalar (see Node).
 	Value string
-	// Children are the members of an Object or the items of an Array.
-	Children []*Node
+	// kids points at the first of the nkids children, the members of an
+	// Object or the items of an Array.
+	kids **Node
 	// Parent is the enclosing object or array; nil for the root.
 	Parent *Node
 
@@ -124,6 +140,58 @@ type Node struct {
 	// Shadow is, for a primitive value, its "_name" object (or the matching
 	// item of the "_name" array) holding the element's id and extensions.
 	Shadow *Node
+}
+
+// Children returns the members of an Object or the items of an Array, in
+// document order; nil for a scalar or an empty container. The slice shares
+// the node's memory: it must not be kept across an edit of n's children,
+// and changing its items changes n's children without updating their
+// Parent or Key (the editing methods do both). Its capacity is its length,
+// so appending to it copies. To give n another list, use SetChildren.
+func (n *Node) Children() []*Node {
+	return unsafe.Slice(n.kids, n.nkids)
+}
+
+// SetChildren makes s the children of n, as it is: it does not set the
+// Parent or Key of its items, nor detach the previous children. It is for
+// programs that build a tree by hand (all the items' Parent must be n, and
+// in an object all Keys distinct); the editing methods keep a tree
+// consistent by themselves. The spare capacity of s may be used by later
+// appends (Append, Set), which write into s's array past its length.
+func (n *Node) SetChildren(s []*Node) {
+	if len(s) > math.MaxUint32 {
+		panic("jsontree: too many children")
+	}
+	n.nkids = uint32(len(s))
+	if cap(s) == 0 {
+		n.kids, n.kcap = nil, 0
+		return
+	}
+	n.kids = unsafe.SliceData(s)
+	n.kcap = uint8(bits.Len(uint(cap(s))))
+}
+
+// capacity returns the number of children n's array has room for: at
+// least its length, and never more than the array holds.
+func (n *Node) capacity() int {
+	c := int(n.nkids)
+	if n.kcap > 0 {
+		c = max(c, 1<<(n.kcap-1))
+	}
+	return c
+}
+
+// appendChild adds v after n's last child (without setting its Parent or
+// Key), growing the array as append would.
+func (n *Node) appendChild(v *Node) {
+	k := int(n.nkids)
+	if k < n.capacity() {
+		unsafe.Slice(n.kids, k+1)[k] = v
+		n.nkids++
+		return
+	}
+	s := append(n.Children(), v)
+	n.SetChildren(s)
 }
 
 // Elem is the FHIR typing of a node: its element name and type. Elems are

@@ -195,10 +195,10 @@ func TestDepthLimit(t *testing.T) {
 	}
 	depth := 0
 	for ; n != nil; depth++ {
-		if len(n.Children) == 0 {
+		if len(n.Children()) == 0 {
 			break
 		}
-		n = n.Children[0]
+		n = n.Children()[0]
 	}
 	if depth != MaxDepth-1 {
 		t.Errorf("innermost array at depth %d, want %d", depth, MaxDepth-1)
@@ -231,7 +231,7 @@ func TestNumbersKeepText(t *testing.T) {
 			if v.Kind != Number || v.Value != lit {
 				t.Errorf("%s: got %v %q", lit, v.Kind, v.Value)
 			}
-			if a := n.Get("a").Children[0]; a.Kind != Number || a.Value != lit {
+			if a := n.Get("a").Children()[0]; a.Kind != Number || a.Value != lit {
 				t.Errorf("%s in array: got %v %q", lit, a.Kind, a.Value)
 			}
 			if out := string(n.AppendJSON(nil)); out != doc {
@@ -323,7 +323,7 @@ func TestKeysAndOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	var keys []string
-	for _, c := range n.Children {
+	for _, c := range n.Children() {
 		keys = append(keys, c.Key)
 	}
 	want := []string{"z", "a", "m", `a"k`, ""}
@@ -335,7 +335,7 @@ func TestKeysAndOrder(t *testing.T) {
 	}
 	checkTree(t, n, nil)
 	y := n.Get("a").Get("y")
-	if y.Kind != Array || len(y.Children) != 3 || y.Children[0].Value != "3" || y.Children[2].Value != "1" {
+	if y.Kind != Array || len(y.Children()) != 3 || y.Children()[0].Value != "3" || y.Children()[2].Value != "1" {
 		t.Errorf("array y = %s", y.AppendJSON(nil))
 	}
 	if b := n.Get("m"); b.Kind != Bool || b.Value != "true" {
@@ -404,14 +404,14 @@ func toAny(n *Node) any {
 	case String:
 		return n.Value
 	case Array:
-		a := make([]any, 0, len(n.Children))
-		for _, c := range n.Children {
+		a := make([]any, 0, len(n.Children()))
+		for _, c := range n.Children() {
 			a = append(a, toAny(c))
 		}
 		return a
 	case Object:
-		m := make(map[string]any, len(n.Children))
-		for _, c := range n.Children {
+		m := make(map[string]any, len(n.Children()))
+		for _, c := range n.Children() {
 			m[c.Key] = toAny(c)
 		}
 		return m
@@ -430,7 +430,7 @@ func checkTree(t *testing.T, n, parent *Node) {
 	switch n.Kind {
 	case Object:
 		seen := map[string]bool{}
-		for _, c := range n.Children {
+		for _, c := range n.Children() {
 			if seen[c.Key] {
 				t.Fatalf("object at %s: duplicate key %q", n.Path(), c.Key)
 			}
@@ -438,14 +438,14 @@ func checkTree(t *testing.T, n, parent *Node) {
 			checkTree(t, c, n)
 		}
 	case Array:
-		for _, c := range n.Children {
+		for _, c := range n.Children() {
 			if c.Key != "" {
 				t.Fatalf("item at %s has key %q", c.Path(), c.Key)
 			}
 			checkTree(t, c, n)
 		}
 	default:
-		if len(n.Children) != 0 {
+		if len(n.Children()) != 0 {
 			t.Fatalf("scalar at %s has children", n.Path())
 		}
 	}
@@ -463,7 +463,7 @@ func TestParserReuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	keep := n1.Clone()
-	family := n1.Get("name").Children[0].Get("family").Value // a string survives too
+	family := n1.Get("name").Children()[0].Get("family").Value // a string survives too
 	// The caller may reuse its input buffer.
 	copy(data, bytes.Repeat([]byte{'#'}, len(data)))
 	for range 50 {
@@ -515,7 +515,7 @@ func TestParserManyNodes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%d items: %v", n, err)
 		}
-		if got := len(root.Get("items").Children); got != n {
+		if got := len(root.Get("items").Children()); got != n {
 			t.Fatalf("%d items: got %d", n, got)
 		}
 		if got := string(root.AppendJSON(nil)); got != doc {
@@ -525,10 +525,10 @@ func TestParserManyNodes(t *testing.T) {
 		// Appending to an arena-backed child list must not overwrite a
 		// neighbour's children.
 		items := root.Get("items")
-		first := items.Children[0].Get("a")
+		first := items.Children()[0].Get("a")
 		first.Append(NewString("added"))
 		if n > 1 {
-			if got := string(items.Children[1].AppendJSON(nil)); got != `{"i":1,"s":"v1","a":[1,true,null]}` {
+			if got := string(items.Children()[1].AppendJSON(nil)); got != `{"i":1,"s":"v1","a":[1,true,null]}` {
 				t.Fatalf("neighbour changed: %s", got)
 			}
 		}

@@ -41,7 +41,7 @@ func (n *Node) AppendJSON(dst []byte) []byte {
 		return append(dst, "false"...)
 	case Object:
 		dst = append(dst, '{')
-		for i, c := range n.Children {
+		for i, c := range n.Children() {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
@@ -62,7 +62,7 @@ func (n *Node) AppendJSON(dst []byte) []byte {
 		return append(dst, '}')
 	case Array:
 		dst = append(dst, '[')
-		for i, c := range n.Children {
+		for i, c := range n.Children() {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
@@ -100,7 +100,7 @@ func (n *Node) AppendIndent(dst []byte, prefix, indent string) []byte {
 }
 
 func (n *Node) appendIndent(dst []byte, prefix, indent string, depth int) []byte {
-	if n == nil || (n.Kind != Object && n.Kind != Array) || len(n.Children) == 0 {
+	if n == nil || (n.Kind != Object && n.Kind != Array) || n.Len() == 0 {
 		if n != nil && n.Kind == Object {
 			return append(dst, "{}"...)
 		}
@@ -114,7 +114,7 @@ func (n *Node) appendIndent(dst []byte, prefix, indent string, depth int) []byte
 		open, close = '[', ']'
 	}
 	dst = append(dst, open)
-	for i, c := range n.Children {
+	for i, c := range n.Children() {
 		if i > 0 {
 			dst = append(dst, ',')
 		}

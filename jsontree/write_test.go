@@ -173,15 +173,15 @@ func TestRawFlags(t *testing.T) {
 	if a.Flags&(FlagRaw|FlagRawKey) != FlagRaw|FlagRawKey || root.Get(`b"`).Flags&(FlagRaw|FlagRawKey) != 0 {
 		t.Errorf("flags: a %b, b %b", a.Flags, root.Get(`b"`).Flags)
 	}
-	if c.Children[0].Flags&FlagRaw == 0 || c.Children[1].Flags&FlagRaw != 0 || c.Children[0].Flags&FlagRawKey != 0 {
-		t.Errorf("array item flags %b %b", c.Children[0].Flags, c.Children[1].Flags)
+	if c.Children()[0].Flags&FlagRaw == 0 || c.Children()[1].Flags&FlagRaw != 0 || c.Children()[0].Flags&FlagRawKey != 0 {
+		t.Errorf("array item flags %b %b", c.Children()[0].Flags, c.Children()[1].Flags)
 	}
 	if got, want := string(root.AppendJSON(nil)), `{"a":"plain","b\"":"q\"uote","c":["x","y\\z"],"d":{"e":"é"}}`; got != want {
 		t.Errorf("round trip: got %s, want %s", got, want)
 	}
 	// Edits: a new value, a member renamed by Set, a member replaced.
 	a.SetString("new\"line\n")
-	c.Children[0].SetString("tab\t")
+	c.Children()[0].SetString("tab\t")
 	root.Get("d").Detach()
 	moved := root.Get(`b"`)
 	root.Set(`k\`, moved)

@@ -100,10 +100,10 @@ func str(n *jsontree.Node) string {
 // first returns n's first element if n is an array, else n.
 func first(n *jsontree.Node) *jsontree.Node {
 	if n != nil && n.Kind == jsontree.Array {
-		if len(n.Children) == 0 {
+		if len(n.Children()) == 0 {
 			return nil
 		}
-		return n.Children[0]
+		return n.Children()[0]
 	}
 	return n
 }
@@ -115,14 +115,14 @@ func usCoreCategory(p *jsontree.Node, url string) string {
 	if ext == nil || ext.Kind != jsontree.Array {
 		return ""
 	}
-	for _, e := range ext.Children {
+	for _, e := range ext.Children() {
 		if str(e.Get("url")) != url {
 			continue
 		}
 		var codes []string
 		text := ""
 		if sub := e.Get("extension"); sub != nil && sub.Kind == jsontree.Array {
-			for _, s := range sub.Children {
+			for _, s := range sub.Children() {
 				switch str(s.Get("url")) {
 				case "ombCategory":
 					if c := s.Get("valueCoding"); c != nil {
@@ -155,7 +155,7 @@ func pathExtractor(path string) extractor {
 					continue
 				}
 				if c.Kind == jsontree.Array {
-					next = append(next, c.Children...)
+					next = append(next, c.Children()...)
 				} else {
 					next = append(next, c)
 				}

@@ -121,15 +121,16 @@ func (m Members) Prune(root *jsontree.Node) {
 	if m == nil || root == nil || root.Kind != jsontree.Object {
 		return
 	}
+	kids := root.Children()
 	k := 0
-	for _, ch := range root.Children {
+	for _, ch := range kids {
 		if m.keeps(ch.Key) {
-			root.Children[k] = ch
+			kids[k] = ch
 			k++
 		}
 	}
-	clear(root.Children[k:])
-	root.Children = root.Children[:k]
+	clear(kids[k:])
+	root.SetChildren(kids[:k])
 }
 
 func (m Members) keeps(key string) bool {

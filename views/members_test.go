@@ -28,7 +28,7 @@ func TestMembers(t *testing.T) {
 	}
 	m.Prune(root)
 	var keys []string
-	for _, ch := range root.Children {
+	for _, ch := range root.Children() {
 		keys = append(keys, ch.Key)
 	}
 	if got := strings.Join(keys, ","); got != "resourceType,id,status,_status,effectiveDateTime,valueQuantity,component,subject" {
@@ -84,9 +84,9 @@ func TestPruneKeepsRows(t *testing.T) {
 					t.Fatal(err)
 				}
 				if prune {
-					n := len(root.Children)
+					n := len(root.Children())
 					Members(v.members).Prune(root)
-					if len(root.Children) < n {
+					if len(root.Children()) < n {
 						pruned++
 					}
 				}

@@ -30,7 +30,7 @@ func TestSafeHarborSyntheaNoPatientValueAnywhere(t *testing.T) {
 			return
 		}
 		if n.Kind == jsontree.Array {
-			for _, c := range n.Children {
+			for _, c := range n.Children() {
 				if c.Kind == jsontree.String && len(c.Value) >= 3 {
 					ids = append(ids, c.Value)
 				}
@@ -52,7 +52,7 @@ func TestSafeHarborSyntheaNoPatientValueAnywhere(t *testing.T) {
 			if arr == nil {
 				continue
 			}
-			for _, el := range arr.Children {
+			for _, el := range arr.Children() {
 				switch member {
 				case "name":
 					add(el.Get("family"))

@@ -143,7 +143,7 @@ func addStrings(dst map[string]string, n *jsontree.Node, what string) {
 	case jsontree.String:
 		dst[n.Value] = what
 	case jsontree.Array:
-		for _, c := range n.Children {
+		for _, c := range n.Children() {
 			addStrings(dst, c, what)
 		}
 	}

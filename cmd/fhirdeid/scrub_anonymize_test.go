@@ -98,10 +98,10 @@ func TestAnonymizeScrubPlantedSynthea100(t *testing.T) {
 			t.Fatal(err)
 		}
 		var given, family, mrn, phone, addr, city string
-		if n := root.Get("name"); n != nil && len(n.Children) > 0 {
-			family = jsonStr(n.Children[0].Get("family"))
-			if g := n.Children[0].Get("given"); g != nil && len(g.Children) > 0 {
-				given = jsonStr(g.Children[0])
+		if n := root.Get("name"); n != nil && len(n.Children()) > 0 {
+			family = jsonStr(n.Children()[0].Get("family"))
+			if g := n.Children()[0].Get("given"); g != nil && len(g.Children()) > 0 {
+				given = jsonStr(g.Children()[0])
 			}
 		}
 		for _, id := range children(root.Get("identifier")) {
@@ -236,7 +236,7 @@ func children(n *jsontree.Node) []*jsontree.Node {
 		return nil
 	}
 	if n.Kind == jsontree.Array {
-		return n.Children
+		return n.Children()
 	}
 	return []*jsontree.Node{n}
 }

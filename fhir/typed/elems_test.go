@@ -99,7 +99,7 @@ func TestElemsShared(t *testing.T) {
 			t.Error("two given names with separate Elems")
 		}
 	}
-	c := root.Get("contained").Children[0]
+	c := root.Get("contained").Children()[0]
 	if c.Name() != "contained" || c.Type() != "Patient" || root.Name() != "" || root.Type() != "Patient" {
 		t.Errorf("resources typed %q %q and %q %q", c.Name(), c.Type(), root.Name(), root.Type())
 	}

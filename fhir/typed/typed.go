@@ -209,7 +209,7 @@ func (a *annotator) object(n *jsontree.Node, t *model.Type, ti *typeInfo, e *jso
 	// parent), which also cleared n's other flags.
 	n.Flags &^= jsontree.FlagShadow
 	shadows := false
-	for _, c := range n.Children {
+	for _, c := range n.Children() {
 		c.Elem, c.Shadow = nil, nil
 		c.Flags &^= jsontree.FlagShadow | jsontree.FlagChoice | jsontree.FlagResource
 		key := c.Key
@@ -247,16 +247,16 @@ func (a *annotator) object(n *jsontree.Node, t *model.Type, ti *typeInfo, e *jso
 // nulls checks that every null value of n's members stands for a primitive
 // whose "_name" shadow holds its extensions.
 func (a *annotator) nulls(n *jsontree.Node) error {
-	for _, c := range n.Children {
+	for _, c := range n.Children() {
 		if c.Kind == jsontree.Null && c.Name() != "" && c.Shadow == nil {
 			return a.errorf(c, "element %s is null", c.Name())
 		}
 		if c.Kind == jsontree.Array && c.Name() != "" && c.Flags&jsontree.FlagShadow == 0 {
-			for i, it := range c.Children {
+			for i, it := range c.Children() {
 				if it.Kind != jsontree.Null {
 					continue
 				}
-				if c.Shadow == nil || i >= len(c.Shadow.Children) || c.Shadow.Children[i].Kind != jsontree.Object {
+				if c.Shadow == nil || i >= len(c.Shadow.Children()) || c.Shadow.Children()[i].Kind != jsontree.Object {
 					return a.errorf(it, "element %s is null", c.Name())
 				}
 			}
@@ -295,7 +295,7 @@ func (a *annotator) member(c *jsontree.Node, pr *prop) error {
 	if !pr.el.Repeats {
 		return a.errorf(c, "element %s does not repeat but has an array", pr.el.Name)
 	}
-	for _, it := range c.Children {
+	for _, it := range c.Children() {
 		it.Elem, it.Shadow = nil, nil
 		it.Flags &^= jsontree.FlagShadow | jsontree.FlagChoice | jsontree.FlagResource
 		if err := a.item(it, pr); err != nil {
@@ -340,7 +340,7 @@ func (a *annotator) item(n *jsontree.Node, pr *prop) error {
 // shadows pairs each "_name" member of n (of type t, whose table is ti)
 // with its value member and types it.
 func (a *annotator) shadows(n *jsontree.Node, t *model.Type, ti *typeInfo) error {
-	for _, s := range n.Children {
+	for _, s := range n.Children() {
 		if !strings.HasPrefix(s.Key, "_") {
 			continue
 		}
@@ -389,9 +389,9 @@ func (a *annotator) shadows(n *jsontree.Node, t *model.Type, ti *typeInfo) error
 			// FHIR wants both arrays to have the same length, but data in
 			// the wild (the FHIRPath suite's own inputs among them) pads
 			// neither: a missing item on either side counts as null.
-			vs = v.Children
+			vs = v.Children()
 		}
-		for i, si := range s.Children {
+		for i, si := range s.Children() {
 			si.Elem, si.Shadow = nil, nil
 			si.Flags &^= jsontree.FlagShadow | jsontree.FlagChoice | jsontree.FlagResource
 			var vi *jsontree.Node
@@ -557,7 +557,7 @@ func Children(n *jsontree.Node, name string, dst []*jsontree.Node) []*jsontree.N
 	if o == nil {
 		return dst
 	}
-	for _, c := range o.Children {
+	for _, c := range o.Children() {
 		if c.Name() == name {
 			dst = appendMember(c, dst)
 		}
@@ -571,7 +571,7 @@ func AllChildren(n *jsontree.Node, dst []*jsontree.Node) []*jsontree.Node {
 	if o == nil {
 		return dst
 	}
-	for _, c := range o.Children {
+	for _, c := range o.Children() {
 		if c.Name() != "" {
 			dst = appendMember(c, dst)
 		}
@@ -611,9 +611,9 @@ func appendMember(c *jsontree.Node, dst []*jsontree.Node) []*jsontree.Node {
 // itemCount is the number of items of array member c, counting those that
 // only its "_name" array holds.
 func itemCount(c *jsontree.Node) int {
-	n := len(c.Children)
-	if sh := c.Shadow; sh != nil && len(sh.Children) > n {
-		n = len(sh.Children)
+	n := len(c.Children())
+	if sh := c.Shadow; sh != nil && len(sh.Children()) > n {
+		n = len(sh.Children())
 	}
 	return n
 }
@@ -621,11 +621,11 @@ func itemCount(c *jsontree.Node) int {
 // arrayElement returns the element at index i of array member c whose
 // shadow array is sh (or nil), or nil when there is none.
 func arrayElement(c, sh *jsontree.Node, i int) *jsontree.Node {
-	if i < len(c.Children) && c.Children[i].Type() != "" {
-		return c.Children[i]
+	if i < len(c.Children()) && c.Children()[i].Type() != "" {
+		return c.Children()[i]
 	}
-	if sh != nil && i < len(sh.Children) && sh.Children[i].Type() != "" {
-		return sh.Children[i]
+	if sh != nil && i < len(sh.Children()) && sh.Children()[i].Type() != "" {
+		return sh.Children()[i]
 	}
 	return nil
 }
@@ -648,7 +648,7 @@ func walkChildren(n *jsontree.Node, fn func(*jsontree.Node) bool) {
 	if o == nil {
 		return
 	}
-	for _, c := range o.Children {
+	for _, c := range o.Children() {
 		if c.Name() == "" || c.Flags&jsontree.FlagShadow != 0 && c.Shadow != nil {
 			continue
 		}
