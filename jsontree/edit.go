@@ -270,8 +270,10 @@ func (n *Node) setScalar(k Kind, v string) {
 	for _, c := range n.Children() {
 		c.Parent = nil
 	}
-	n.SetChildren(nil)
+	sh := n.Shadow()
+	n.kids, n.nkids, n.kcap = nil, 0, 0
 	n.Kind, n.Value = k, v
+	n.SetShadow(sh)
 	n.Flags = n.Flags&^(FlagEscaped|FlagRaw) | FlagSet
 }
 
@@ -375,12 +377,11 @@ func (n *Node) Clone() *Node {
 	if c.shadows {
 		c.remap = make(map[*Node]*Node, c.nNodes)
 	}
-	all := c.nodes
 	root := c.clone(n, nil)
-	if c.shadows {
-		for i := range all {
-			if s := all[i].Shadow; s != nil {
-				all[i].Shadow = c.remap[s]
+	for o, m := range c.remap {
+		if s := o.Shadow(); s != nil {
+			if t := c.remap[s]; t != nil {
+				m.SetShadow(t)
 			}
 		}
 	}
@@ -403,7 +404,7 @@ func (c *cloner) count(n *Node) {
 	if n.Kind != Bool {
 		c.nText += len(n.Value)
 	}
-	if n.Shadow != nil {
+	if n.Shadow() != nil {
 		c.shadows = true
 	}
 	for _, ch := range n.Children() {
@@ -426,7 +427,7 @@ func (c *cloner) clone(n *Node, parent *Node) *Node {
 	m := &c.nodes[0]
 	c.nodes = c.nodes[1:]
 	// Elems are shared and immutable: the copy points at the same one.
-	*m = Node{Kind: n.Kind, Flags: n.Flags, Parent: parent, Elem: n.Elem, Shadow: n.Shadow}
+	*m = Node{Kind: n.Kind, Flags: n.Flags, Parent: parent, Elem: n.Elem}
 	m.Key = c.str(n.Key)
 	if n.Kind == Bool {
 		m.Value = boolText(n.Value == "true")

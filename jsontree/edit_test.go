@@ -328,11 +328,12 @@ func TestClone(t *testing.T) {
 	// Simulate typing.
 	root.Elem, root.Flags = &Elem{Type: "Patient"}, FlagResource
 	bd, shadow := root.Get("birthDate"), root.Get("_birthDate")
-	bd.Elem, bd.Shadow = &Elem{Name: "birthDate", Type: "date"}, shadow
+	bd.Elem = &Elem{Name: "birthDate", Type: "date"}
+	bd.SetShadow(shadow)
 	shadow.Flags = FlagShadow
 	vq := root.Get("valueQuantity")
 	vq.Elem, vq.Flags = &Elem{Name: "value", Type: "Quantity"}, FlagChoice
-	root.Get("deceasedBoolean").Shadow = root // a link out of a cloned subtree
+	root.Get("deceasedBoolean").SetShadow(root) // a link out of a cloned subtree
 
 	c := root.Clone()
 	if compact(c) != compact(root) {
@@ -340,8 +341,8 @@ func TestClone(t *testing.T) {
 	}
 	checkTree(t, c, nil)
 	cbd := c.Get("birthDate")
-	if cbd.Name() != "birthDate" || cbd.Type() != "date" || cbd.Shadow != c.Get("_birthDate") {
-		t.Errorf("clone typing: name %q type %q shadow ok %v", cbd.Name(), cbd.Type(), cbd.Shadow == c.Get("_birthDate"))
+	if cbd.Name() != "birthDate" || cbd.Type() != "date" || cbd.Shadow() != c.Get("_birthDate") {
+		t.Errorf("clone typing: name %q type %q shadow ok %v", cbd.Name(), cbd.Type(), cbd.Shadow() == c.Get("_birthDate"))
 	}
 	if c.Get("_birthDate").Flags != FlagShadow || c.Type() != "Patient" || c.Flags != FlagResource {
 		t.Error("flags or type not copied")
@@ -349,13 +350,13 @@ func TestClone(t *testing.T) {
 	if cv := c.Get("valueQuantity"); cv.Name() != "value" || cv.Type() != "Quantity" || cv.Flags != FlagChoice {
 		t.Errorf("choice: %q %q %b", cv.Name(), cv.Type(), cv.Flags)
 	}
-	if c.Get("deceasedBoolean").Shadow != c {
+	if c.Get("deceasedBoolean").Shadow() != c {
 		t.Error("shadow inside the clone not remapped")
 	}
 	// A subtree clone clears links that leave it, and keeps its key.
 	sub := root.Get("deceasedBoolean").Clone()
-	if sub.Shadow != nil || sub.Key != "deceasedBoolean" || sub.Parent != nil {
-		t.Errorf("subtree clone: shadow %v key %q", sub.Shadow != nil, sub.Key)
+	if sub.Shadow() != nil || sub.Key != "deceasedBoolean" || sub.Parent != nil {
+		t.Errorf("subtree clone: shadow %v key %q", sub.Shadow() != nil, sub.Key)
 	}
 	// Independent of the original.
 	c.Get("list").Append(NewNull())

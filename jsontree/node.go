@@ -104,12 +104,15 @@ func (k Kind) String() string {
 //
 // A node is kept small, since a parsed document has one per few bytes of
 // input: its children are a pointer and a 32-bit count rather than a slice
-// header (see Children and SetChildren).
+// header (see Children and SetChildren), and the rarely set Shadow shares
+// that pointer's word (a scalar has no children) or, for a container, a slot
+// in front of its children's array.
 type Node struct {
 	// Kind is the node's JSON kind.
 	Kind Kind
-	// kcap is the capacity class of the children's array: the array has
-	// room for at least 1<<(kcap-1) pointers when kcap > 0 (see capacity).
+	// kcap is the capacity class of the children's array (see capClass)
+	// and where the node's shadow is: kids itself (kShadowPtr) or the slot
+	// in front of the array (kShadowSlot).
 	kcap uint8
 	// Flags holds typing and bookkeeping bits; see the Flag constants.
 	Flags Flags
@@ -122,8 +125,9 @@ type Node struct {
 	// Value is the text of a scalar (see Node).
 	Value string
 	// kids points at the first of the nkids children, the members of an
-	// Object or the items of an Array.
-	kids **Node
+	// Object or the items of an Array, or, with kShadowPtr, at the shadow
+	// node.
+	kids unsafe.Pointer
 	// Parent is the enclosing object or array; nil for the root.
 	Parent *Node
 
@@ -135,11 +139,99 @@ type Node struct {
 	// and Type); nil for an untyped node. Typing shares one Elem between all
 	// the nodes of the same element and type, so that a node spends one
 	// pointer on it rather than two strings; an Elem is never changed once
-	// set on a node.
+	// set on a node. The node's other typing field is its shadow (Shadow
+	// and SetShadow).
 	Elem *Elem
-	// Shadow is, for a primitive value, its "_name" object (or the matching
-	// item of the "_name" array) holding the element's id and extensions.
-	Shadow *Node
+}
+
+// Bits of Node.kcap.
+const (
+	kcapClass   = 0x3f // capacity class of the children's array
+	kShadowPtr  = 0x40 // kids points at the shadow (no children)
+	kShadowSlot = 0x80 // the shadow is in the slot in front of kids
+)
+
+const ptrSize = unsafe.Sizeof(unsafe.Pointer(nil))
+
+// Shadow returns, for a primitive value, its "_name" object (or the
+// matching item of the "_name" array) holding the element's id and
+// extensions, and for such a shadow the value it belongs to; nil if there
+// is none. Typing (package typed) sets it; see SetShadow.
+func (n *Node) Shadow() *Node {
+	switch {
+	case n.kcap&kShadowPtr != 0:
+		return (*Node)(n.kids)
+	case n.kcap&kShadowSlot != 0:
+		return *(**Node)(unsafe.Add(n.kids, -int(ptrSize)))
+	}
+	return nil
+}
+
+// SetShadow sets the node that Shadow returns (nil for none). No method of
+// this package sets or reads it, but Clone copies it (see Clone). Setting
+// it on a scalar costs nothing; on an object or array without one yet it
+// copies the children's list once.
+func (n *Node) SetShadow(s *Node) {
+	switch {
+	case n.kcap&kShadowPtr != 0:
+		if s == nil {
+			n.kids, n.kcap = nil, 0
+		} else {
+			n.kids = unsafe.Pointer(s)
+		}
+	case n.kcap&kShadowSlot != 0:
+		*(**Node)(unsafe.Add(n.kids, -int(ptrSize))) = s
+	case s == nil:
+	case n.nkids == 0 && n.Kind != Object && n.Kind != Array:
+		// A scalar: the word of the children's pointer is free.
+		n.kids, n.kcap = unsafe.Pointer(s), kShadowPtr
+	default:
+		n.setKids(n.Children(), int(n.nkids), s)
+	}
+}
+
+// setKids makes the first k items of a the children of n, in a new array
+// with room for the shadow s in front when s is not nil, and otherwise in a
+// itself.
+func (n *Node) setKids(a []*Node, k int, s *Node) {
+	if k > math.MaxUint32 {
+		panic("jsontree: too many children")
+	}
+	if s != nil {
+		c := max(cap(a), 1)
+		b := make([]*Node, 1+c)
+		b[0] = s
+		copy(b[1:], a[:k])
+		n.kids, n.nkids = unsafe.Pointer(&b[1]), uint32(k)
+		n.kcap = capClass(c) | kShadowSlot
+		return
+	}
+	n.nkids = uint32(k)
+	if cap(a) == 0 {
+		n.kids, n.kcap = nil, 0
+		return
+	}
+	n.kids = unsafe.Pointer(unsafe.SliceData(a))
+	n.kcap = capClass(cap(a))
+}
+
+// capClass returns the capacity class of an array of c pointers: c itself
+// below 32, and above it 32+log2(c)-5 rounded down, so that the capacity a
+// class stands for (classCap) is never more than the array's.
+func capClass(c int) uint8 {
+	if c < 32 {
+		return uint8(c)
+	}
+	return uint8(min(32+bits.Len(uint(c))-1-5, kcapClass))
+}
+
+// classCap is the capacity class k stands for (see capClass).
+func classCap(k uint8) int {
+	k &= kcapClass
+	if k < 32 {
+		return int(k)
+	}
+	return 1 << (k - 32 + 5)
 }
 
 // Children returns the members of an Object or the items of an Array, in
@@ -149,7 +241,10 @@ type Node struct {
 // Parent or Key (the editing methods do both). Its capacity is its length,
 // so appending to it copies. To give n another list, use SetChildren.
 func (n *Node) Children() []*Node {
-	return unsafe.Slice(n.kids, n.nkids)
+	if n.kcap&kShadowPtr != 0 {
+		return nil
+	}
+	return unsafe.Slice((**Node)(n.kids), n.nkids)
 }
 
 // SetChildren makes s the children of n, as it is: it does not set the
@@ -157,28 +252,16 @@ func (n *Node) Children() []*Node {
 // programs that build a tree by hand (all the items' Parent must be n, and
 // in an object all Keys distinct); the editing methods keep a tree
 // consistent by themselves. The spare capacity of s may be used by later
-// appends (Append, Set), which write into s's array past its length.
+// appends (Append, Set), which write into s's array past its length. n
+// keeps its shadow (see Shadow); with one, s is copied.
 func (n *Node) SetChildren(s []*Node) {
-	if len(s) > math.MaxUint32 {
-		panic("jsontree: too many children")
-	}
-	n.nkids = uint32(len(s))
-	if cap(s) == 0 {
-		n.kids, n.kcap = nil, 0
-		return
-	}
-	n.kids = unsafe.SliceData(s)
-	n.kcap = uint8(bits.Len(uint(cap(s))))
+	n.setKids(s, len(s), n.Shadow())
 }
 
 // capacity returns the number of children n's array has room for: at
 // least its length, and never more than the array holds.
 func (n *Node) capacity() int {
-	c := int(n.nkids)
-	if n.kcap > 0 {
-		c = max(c, 1<<(n.kcap-1))
-	}
-	return c
+	return max(int(n.nkids), classCap(n.kcap))
 }
 
 // appendChild adds v after n's last child (without setting its Parent or
@@ -186,12 +269,19 @@ func (n *Node) capacity() int {
 func (n *Node) appendChild(v *Node) {
 	k := int(n.nkids)
 	if k < n.capacity() {
-		unsafe.Slice(n.kids, k+1)[k] = v
+		unsafe.Slice((**Node)(n.kids), k+1)[k] = v
 		n.nkids++
 		return
 	}
-	s := append(n.Children(), v)
-	n.SetChildren(s)
+	// Grow as append would, but to a capacity that capClass keeps exactly.
+	c := max(4, 2*k)
+	if c > 32 {
+		c = 1 << bits.Len(uint(c-1))
+	}
+	a := make([]*Node, k+1, c)
+	copy(a, n.Children())
+	a[k] = v
+	n.SetChildren(a)
 }
 
 // Elem is the FHIR typing of a node: its element name and type. Elems are

@@ -204,13 +204,14 @@ func IsTypeName(s string) bool {
 // the object itself, as element e.
 func (a *annotator) object(n *jsontree.Node, t *model.Type, ti *typeInfo, e *jsontree.Elem) error {
 	n.Elem = e
-	n.Shadow = nil
+	n.SetShadow(nil)
 	// FlagChoice of n was set by the caller (the member loop of n's
 	// parent), which also cleared n's other flags.
 	n.Flags &^= jsontree.FlagShadow
 	shadows := false
 	for _, c := range n.Children() {
-		c.Elem, c.Shadow = nil, nil
+		c.Elem = nil
+		c.SetShadow(nil)
 		c.Flags &^= jsontree.FlagShadow | jsontree.FlagChoice | jsontree.FlagResource
 		key := c.Key
 		if key == "resourceType" && t.Kind == model.Resource {
@@ -248,7 +249,7 @@ func (a *annotator) object(n *jsontree.Node, t *model.Type, ti *typeInfo, e *jso
 // whose "_name" shadow holds its extensions.
 func (a *annotator) nulls(n *jsontree.Node) error {
 	for _, c := range n.Children() {
-		if c.Kind == jsontree.Null && c.Name() != "" && c.Shadow == nil {
+		if c.Kind == jsontree.Null && c.Name() != "" && c.Shadow() == nil {
 			return a.errorf(c, "element %s is null", c.Name())
 		}
 		if c.Kind == jsontree.Array && c.Name() != "" && c.Flags&jsontree.FlagShadow == 0 {
@@ -256,7 +257,7 @@ func (a *annotator) nulls(n *jsontree.Node) error {
 				if it.Kind != jsontree.Null {
 					continue
 				}
-				if c.Shadow == nil || i >= len(c.Shadow.Children()) || c.Shadow.Children()[i].Kind != jsontree.Object {
+				if c.Shadow() == nil || i >= len(c.Shadow().Children()) || c.Shadow().Children()[i].Kind != jsontree.Object {
 					return a.errorf(it, "element %s is null", c.Name())
 				}
 			}
@@ -296,7 +297,8 @@ func (a *annotator) member(c *jsontree.Node, pr *prop) error {
 		return a.errorf(c, "element %s does not repeat but has an array", pr.el.Name)
 	}
 	for _, it := range c.Children() {
-		it.Elem, it.Shadow = nil, nil
+		it.Elem = nil
+		it.SetShadow(nil)
 		it.Flags &^= jsontree.FlagShadow | jsontree.FlagChoice | jsontree.FlagResource
 		if err := a.item(it, pr); err != nil {
 			return err
@@ -367,7 +369,8 @@ func (a *annotator) shadows(n *jsontree.Node, t *model.Type, ti *typeInfo) error
 		}
 		v := n.Get(key)
 		if v != nil {
-			v.Shadow, s.Shadow = s, v
+			v.SetShadow(s)
+			s.SetShadow(v)
 		}
 		if s.Kind != jsontree.Array {
 			if v != nil && v.Kind == jsontree.Array {
@@ -392,7 +395,8 @@ func (a *annotator) shadows(n *jsontree.Node, t *model.Type, ti *typeInfo) error
 			vs = v.Children()
 		}
 		for i, si := range s.Children() {
-			si.Elem, si.Shadow = nil, nil
+			si.Elem = nil
+			si.SetShadow(nil)
 			si.Flags &^= jsontree.FlagShadow | jsontree.FlagChoice | jsontree.FlagResource
 			var vi *jsontree.Node
 			if i < len(vs) {
@@ -427,12 +431,14 @@ func (a *annotator) shadowItem(s, v *jsontree.Node, pr *prop, pt *model.Type) er
 		// No value: the shadow is the element.
 		s.Elem = pr.elem
 		if v != nil {
-			v.Shadow, s.Shadow = s, v
+			v.SetShadow(s)
+			s.SetShadow(v)
 		}
 		return nil
 	}
 	s.Elem = nil
-	v.Shadow, s.Shadow = s, v
+	v.SetShadow(s)
+	s.SetShadow(v)
 	return nil
 }
 
@@ -509,11 +515,11 @@ func Parent(n *jsontree.Node) *jsontree.Node {
 		switch {
 		case p.Kind == jsontree.Array:
 			p = p.Parent
-		case p.Type() == "" && p.Flags&jsontree.FlagShadow != 0 && p.Shadow != nil:
+		case p.Type() == "" && p.Flags&jsontree.FlagShadow != 0 && p.Shadow() != nil:
 			// A shadow object that belongs to a value: the value is the
 			// element. For an item of a "_name" array, Shadow of the item
 			// points at the value item.
-			return p.Shadow
+			return p.Shadow()
 		case p.Type() == "":
 			p = p.Parent
 		default:
@@ -532,7 +538,7 @@ func shadowOf(n *jsontree.Node) *jsontree.Node {
 		}
 		return nil
 	}
-	if s := n.Shadow; s != nil && s.Kind == jsontree.Object {
+	if s := n.Shadow(); s != nil && s.Kind == jsontree.Object {
 		return s
 	}
 	return nil
@@ -581,7 +587,7 @@ func AllChildren(n *jsontree.Node, dst []*jsontree.Node) []*jsontree.Node {
 
 // appendMember appends the elements held by the member c.
 func appendMember(c *jsontree.Node, dst []*jsontree.Node) []*jsontree.Node {
-	if c.Flags&jsontree.FlagShadow != 0 && c.Shadow != nil {
+	if c.Flags&jsontree.FlagShadow != 0 && c.Shadow() != nil {
 		// A "_name" member paired with a value member: reached through the
 		// value member.
 		return dst
@@ -590,12 +596,12 @@ func appendMember(c *jsontree.Node, dst []*jsontree.Node) []*jsontree.Node {
 		if c.Type() != "" {
 			return append(dst, c)
 		}
-		if s := c.Shadow; s != nil && s.Type() != "" {
+		if s := c.Shadow(); s != nil && s.Type() != "" {
 			return append(dst, s)
 		}
 		return dst
 	}
-	sh := c.Shadow
+	sh := c.Shadow()
 	n := itemCount(c)
 	// One growth for the whole array: appending item by item would grow
 	// the slice of a long array by a quarter at a time.
@@ -612,7 +618,7 @@ func appendMember(c *jsontree.Node, dst []*jsontree.Node) []*jsontree.Node {
 // only its "_name" array holds.
 func itemCount(c *jsontree.Node) int {
 	n := len(c.Children())
-	if sh := c.Shadow; sh != nil && len(sh.Children()) > n {
+	if sh := c.Shadow(); sh != nil && len(sh.Children()) > n {
 		n = len(sh.Children())
 	}
 	return n
@@ -649,13 +655,13 @@ func walkChildren(n *jsontree.Node, fn func(*jsontree.Node) bool) {
 		return
 	}
 	for _, c := range o.Children() {
-		if c.Name() == "" || c.Flags&jsontree.FlagShadow != 0 && c.Shadow != nil {
+		if c.Name() == "" || c.Flags&jsontree.FlagShadow != 0 && c.Shadow() != nil {
 			continue
 		}
 		if c.Kind != jsontree.Array {
 			e := c
 			if e.Type() == "" {
-				e = c.Shadow
+				e = c.Shadow()
 				if e == nil || e.Type() == "" {
 					continue
 				}
@@ -663,7 +669,7 @@ func walkChildren(n *jsontree.Node, fn func(*jsontree.Node) bool) {
 			walkElement(e, fn)
 			continue
 		}
-		sh := c.Shadow
+		sh := c.Shadow()
 		for i := 0; i < itemCount(c); i++ {
 			if e := arrayElement(c, sh, i); e != nil {
 				walkElement(e, fn)

@@ -287,8 +287,8 @@ func TestAnnotateWrapRepeating(t *testing.T) {
 	collect := func(dst *[]string) func(*jsontree.Node) bool {
 		return func(n *jsontree.Node) bool {
 			sh := ""
-			if n.Shadow != nil {
-				sh = n.Shadow.Key
+			if n.Shadow() != nil {
+				sh = n.Shadow().Key
 			}
 			*dst = append(*dst, fmt.Sprintf("%s|%s|%s|%d|%s", n.Key, n.Name(), n.Type(), n.Flags, sh))
 			return true

@@ -1,0 +1,119 @@
+package jsontree
+
+import (
+	"strconv"
+	"testing"
+	"unsafe"
+)
+
+// TestNodeSize guards the size of a node, which is most of the memory of a
+// parsed document.
+func TestNodeSize(t *testing.T) {
+	if s := unsafe.Sizeof(Node{}); s > 64 {
+		t.Errorf("Node is %d bytes, want at most 64", s)
+	}
+}
+
+func TestCapClass(t *testing.T) {
+	for c := 0; c < 1<<20; c += 1 + c/7 {
+		got := classCap(capClass(c))
+		if got > c {
+			t.Fatalf("capacity %d: class stands for %d, more than the array holds", c, got)
+		}
+		if c < 32 && got != c || c >= 32 && got*2 <= c {
+			t.Fatalf("capacity %d: class stands for only %d", c, got)
+		}
+	}
+}
+
+// TestChildrenStorage checks appends into spare capacity, growth and
+// removal, on containers with and without a shadow.
+func TestChildrenStorage(t *testing.T) {
+	for _, shadowed := range []bool{false, true} {
+		a := NewArray()
+		backing := make([]*Node, 0, 3)
+		a.SetChildren(backing)
+		var sh *Node
+		if shadowed {
+			sh = NewObject()
+			a.SetShadow(sh)
+		}
+		for i := range 1000 {
+			a.Append(NewString(strconv.Itoa(i)))
+			if a.Shadow() != sh {
+				t.Fatalf("shadowed %v: shadow lost after %d appends", shadowed, i+1)
+			}
+		}
+		if !shadowed && unsafe.SliceData(a.Children()) == unsafe.SliceData(backing) {
+			t.Error("1000 items in an array of 3")
+		}
+		if !shadowed && backing[:3][2] == nil {
+			t.Error("the spare capacity given to SetChildren was not used")
+		}
+		for i, c := range a.Children() {
+			if c.Value != strconv.Itoa(i) || c.Parent != a {
+				t.Fatalf("shadowed %v: item %d is %q", shadowed, i, c.Value)
+			}
+		}
+		a.RemoveFunc(func(c *Node) bool { return len(c.Value) > 1 })
+		a.InsertAt(0, NewString("x"))
+		a.Remove(a.Children()[1])
+		if got := compact(a); got != `["x","1","2","3","4","5","6","7","8","9"]` {
+			t.Errorf("shadowed %v: %s", shadowed, got)
+		}
+		if a.Shadow() != sh {
+			t.Errorf("shadowed %v: shadow lost by the edits", shadowed)
+		}
+		checkTree(t, a, nil)
+		// Becoming a scalar keeps the shadow; so does getting children
+		// again.
+		a.SetString("s")
+		if a.Shadow() != sh || a.Len() != 0 || a.Children() != nil {
+			t.Errorf("shadowed %v: scalar: shadow %v, %d children", shadowed, a.Shadow() != nil, a.Len())
+		}
+		a.SetChildren([]*Node{NewNull()})
+		if a.Shadow() != sh || a.Len() != 1 {
+			t.Errorf("shadowed %v: SetChildren on a scalar: shadow %v, %d children", shadowed, a.Shadow() != nil, a.Len())
+		}
+		a.SetShadow(nil)
+		if a.Shadow() != nil || a.Len() != 1 {
+			t.Errorf("shadowed %v: shadow not cleared", shadowed)
+		}
+	}
+}
+
+// TestShadowStorage checks that a shadow set on any kind of node reads
+// back, and that clearing or moving it leaves the children alone.
+func TestShadowStorage(t *testing.T) {
+	root := mustParse(t, `{"a":"x","b":null,"c":[1,2],"d":{"e":true},"f":[],"g":{},"h":1.5}`)
+	want := compact(root)
+	nodes := root.Children()
+	for i, n := range nodes {
+		n.SetShadow(nodes[(i+1)%len(nodes)])
+	}
+	root.SetShadow(nodes[0])
+	for i, n := range nodes {
+		if n.Shadow() != nodes[(i+1)%len(nodes)] {
+			t.Errorf("member %s: wrong shadow", n.Key)
+		}
+	}
+	if root.Shadow() != nodes[0] || compact(root) != want {
+		t.Errorf("root: shadow %v, %s", root.Shadow() == nodes[0], compact(root))
+	}
+	checkTree(t, root, nil)
+	c := root.Clone()
+	for i, n := range c.Children() {
+		if n.Shadow() != c.Children()[(i+1)%len(nodes)] {
+			t.Errorf("clone of member %s: wrong shadow", n.Key)
+		}
+	}
+	for _, n := range nodes {
+		n.SetShadow(nil)
+		if n.Shadow() != nil {
+			t.Errorf("member %s: shadow not cleared", n.Key)
+		}
+	}
+	if compact(root) != want {
+		t.Errorf("after clearing: %s", compact(root))
+	}
+}
