@@ -172,6 +172,9 @@ func (n *Node) Shadow() *Node {
 // it on a scalar costs nothing; on an object or array without one yet it
 // copies the children's list once.
 func (n *Node) SetShadow(s *Node) {
+	if s == nil && n.kcap&(kShadowPtr|kShadowSlot) == 0 {
+		return // typing clears the shadow of every node it types
+	}
 	switch {
 	case n.kcap&kShadowPtr != 0:
 		if s == nil {
@@ -235,15 +238,13 @@ func classCap(k uint8) int {
 }
 
 // Children returns the members of an Object or the items of an Array, in
-// document order; nil for a scalar or an empty container. The slice shares
+// document order; empty for a scalar or an empty container. The slice shares
 // the node's memory: it must not be kept across an edit of n's children,
 // and changing its items changes n's children without updating their
 // Parent or Key (the editing methods do both). Its capacity is its length,
 // so appending to it copies. To give n another list, use SetChildren.
 func (n *Node) Children() []*Node {
-	if n.kcap&kShadowPtr != 0 {
-		return nil
-	}
+	// With kShadowPtr, nkids is 0: the slice is empty.
 	return unsafe.Slice((**Node)(n.kids), n.nkids)
 }
 

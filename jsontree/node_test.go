@@ -68,7 +68,7 @@ func TestChildrenStorage(t *testing.T) {
 		// Becoming a scalar keeps the shadow; so does getting children
 		// again.
 		a.SetString("s")
-		if a.Shadow() != sh || a.Len() != 0 || a.Children() != nil {
+		if a.Shadow() != sh || a.Len() != 0 || len(a.Children()) != 0 {
 			t.Errorf("shadowed %v: scalar: shadow %v, %d children", shadowed, a.Shadow() != nil, a.Len())
 		}
 		a.SetChildren([]*Node{NewNull()})

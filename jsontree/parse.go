@@ -571,7 +571,7 @@ func (p *Parser) close() {
 	if k := len(p.pending) - f.start; k > 0 {
 		ch := p.ptrAlloc(k)
 		copy(ch, p.pending[f.start:])
-		f.node.SetChildren(ch)
+		f.node.setKids(ch, k, nil) // the parser sets no shadow
 		p.pending = p.pending[:f.start]
 	}
 	p.frames = p.frames[:len(p.frames)-1]
