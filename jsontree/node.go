@@ -175,6 +175,10 @@ func (n *Node) SetShadow(s *Node) {
 	if s == nil && n.kcap&(kShadowPtr|kShadowSlot) == 0 {
 		return // typing clears the shadow of every node it types
 	}
+	n.setShadow(s)
+}
+
+func (n *Node) setShadow(s *Node) {
 	switch {
 	case n.kcap&kShadowPtr != 0:
 		if s == nil {
