@@ -577,6 +577,17 @@ func AllChildren(n *jsontree.Node, dst []*jsontree.Node) []*jsontree.Node {
 	if o == nil {
 		return dst
 	}
+	// Room for all the members at once: growing for each long array in
+	// turn would leave the shorter copies as garbage.
+	need := 0
+	for _, c := range o.Children() {
+		if c.Kind == jsontree.Array {
+			need += itemCount(c)
+		} else {
+			need++
+		}
+	}
+	dst = slices.Grow(dst, need)
 	for _, c := range o.Children() {
 		if c.Name() != "" {
 			dst = appendMember(c, dst)
