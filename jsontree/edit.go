@@ -361,9 +361,9 @@ func (n *Node) Path() string {
 // Clone returns a deep copy of the subtree at n, allocated afresh: it is
 // independent of any Parser's arena and of the original, and stays valid
 // after the Parser that produced n parses its next document. The copy has
-// no parent and keeps n's Key. Typing fields are copied; a Shadow that
-// points into the subtree is redirected to the corresponding copy, one that
-// points outside it is cleared.
+// no parent and keeps n's Key. Typing fields are copied; a shadow (see
+// Shadow) in the subtree is redirected to the corresponding copy, one
+// outside it is cleared.
 func (n *Node) Clone() *Node {
 	var c cloner
 	c.count(n)

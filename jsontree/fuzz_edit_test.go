@@ -12,7 +12,8 @@ import (
 // parsed document and checks after each one that the tree is consistent,
 // that Path locates every node, and that the written text is valid JSON
 // that parses back to an equal tree. Only edits that are valid for the
-// chosen nodes are made, so no panic is expected.
+// chosen nodes are made, so no panic is expected. Shadows (SetShadow) set
+// on nodes must survive every other edit.
 func FuzzEdit(f *testing.F) {
 	f.Add([]byte(`{"a":[1,{"b":"x"},[]],"c":{"d":null},"e":"s"}`), []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13})
 	f.Add([]byte(`[[],{},"x",1,true,null]`), []byte{3, 17, 33, 4, 200, 9, 1, 66})
@@ -27,8 +28,9 @@ func FuzzEdit(f *testing.F) {
 		if len(ops) > 64 {
 			ops = ops[:64]
 		}
+		shadows := map[*Node]*Node{}
 		for step := 0; step+1 < len(ops); step += 2 {
-			op, arg := ops[step]%14, int(ops[step+1])
+			op, arg := ops[step]%16, int(ops[step+1])
 			var nodes []*Node
 			root.Walk(func(n *Node) bool { nodes = append(nodes, n); return true })
 			n := nodes[arg%len(nodes)]
@@ -97,6 +99,17 @@ func FuzzEdit(f *testing.F) {
 					par := n.Parent
 					n.Detach()
 					par.InsertAt(arg%(len(par.Children())+1), n)
+				}
+			case 14:
+				n.SetShadow(other)
+				shadows[n] = other
+			case 15:
+				n.SetShadow(nil)
+				delete(shadows, n)
+			}
+			for n, s := range shadows {
+				if n.Shadow() != s {
+					t.Fatalf("step %d: a shadow was lost or changed", step)
 				}
 			}
 			checkTree(t, root, nil)

@@ -49,11 +49,25 @@
 // same name. A node inserted while it has a parent is moved out of it
 // first. SetString, SetNumber, SetBool and SetNull change a node's value in
 // place. Get, Index, Path and Walk navigate; Clone copies; Equal compares.
-// None of them changes typing fields (Elem, Shadow and the typing flags):
-// a program that edits a typed tree types what it inserts. The
+// None of them changes typing fields (Elem, the shadow and the typing
+// flags): a program that edits a typed tree types what it inserts. The
 // editing methods panic on programming errors only: a node of the wrong
 // kind, a nil node, an index out of range, or an edit that would make a
 // node its own descendant.
+//
+// # Memory
+//
+// A parsed document costs one Node per value, which for FHIR made of many
+// small elements is one per 14 to 24 bytes of input, so the size of a node
+// is most of a tree's memory. A Node is 64 bytes, plus the 8-byte pointer
+// to it in its container's list of children: the children are a pointer
+// and a 32-bit count (read through Children, replaced through SetChildren)
+// rather than a slice header, and the rarely set shadow of package typed
+// (Shadow, SetShadow) takes no field of its own: a scalar keeps it in the
+// word of the children's pointer, an object or array in a slot in front of
+// its children's array. A 64 MB Patient made of tens of thousands of small
+// telecom, identifier and address entries (4.5 million values) makes a tree
+// of about 5 times its size; go run ./bench/memresource measures it.
 package jsontree
 
 import (

@@ -19,7 +19,7 @@ import (
 // use exactly this escaping (as Synthea's and most servers' output does)
 // is reproduced byte for byte by Parse followed by AppendJSON.
 //
-// Typing fields (Elem, Shadow) and Flags are not written. A Number
+// Typing fields (Elem, the shadow) and Flags are not written. A Number
 // whose Value is empty and a node of kind Invalid are written as null. A nil
 // node is written as null.
 func (n *Node) AppendJSON(dst []byte) []byte {

@@ -11,12 +11,12 @@
 //
 //   - every element is a node whose Type is set; array nodes are containers
 //     (Name set, Type empty) and their items are the elements;
-//   - a primitive with a value is its scalar node, and Shadow points at its
+//   - a primitive with a value is its scalar node, and its Shadow is its
 //     "_name" object (or the matching item of the "_name" array), if any;
 //   - a primitive without a value (absent or null) but with a "_name" object
 //     is that object itself: Type and Name set, FlagShadow set;
 //   - shadow nodes that belong to a value carry FlagShadow, an empty Type,
-//     and Shadow pointing back at their value node (for a "_name" array
+//     and a Shadow pointing back at their value node (for a "_name" array
 //     member, at the value array member).
 //
 // Children, AllChildren and Walk hide these details: they yield elements in
