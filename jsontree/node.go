@@ -262,8 +262,17 @@ func classCap(k uint8) int {
 // Parent or Key (the editing methods do both). Its capacity is its length,
 // so appending to it copies. To give n another list, use SetChildren.
 func (n *Node) Children() []*Node {
-	// With kShadowPtr, nkids is 0: the slice is empty.
-	return unsafe.Slice((**Node)(n.kids), n.nkids)
+	// With kShadowPtr, nkids is 0: the slice is empty. The header is made
+	// by hand: unsafe.Slice would check the length against the address
+	// space on every call.
+	k := int(n.nkids)
+	return *(*[]*Node)(unsafe.Pointer(&sliceHeader{n.kids, k, k}))
+}
+
+// sliceHeader is the layout of a slice.
+type sliceHeader struct {
+	data     unsafe.Pointer
+	len, cap int
 }
 
 // SetChildren makes s the children of n, as it is: it does not set the
@@ -288,7 +297,7 @@ func (n *Node) capacity() int {
 func (n *Node) appendChild(v *Node) {
 	k := int(n.nkids)
 	if k < n.capacity() {
-		unsafe.Slice((**Node)(n.kids), k+1)[k] = v
+		*(**Node)(unsafe.Add(n.kids, uintptr(k)*ptrSize)) = v
 		n.nkids++
 		return
 	}
