@@ -267,14 +267,26 @@ func (n *Node) SetNull() {
 }
 
 func (n *Node) setScalar(k Kind, v string) {
+	if n.nkids|uint32(n.kcap&kShadowSlot) != 0 {
+		n.dropChildren()
+	}
+	n.Kind, n.Value = k, v
+	n.Flags = n.Flags&^(FlagEscaped|FlagRaw) | FlagSet
+}
+
+// dropChildren detaches n's children and leaves it none, keeping its shadow
+// in the word of the children's pointer, as a scalar's.
+//
+//go:noinline
+func (n *Node) dropChildren() {
 	for _, c := range n.Children() {
 		c.Parent = nil
 	}
 	sh := n.Shadow()
 	n.kids, n.nkids, n.kcap = nil, 0, 0
-	n.Kind, n.Value = k, v
-	n.SetShadow(sh)
-	n.Flags = n.Flags&^(FlagEscaped|FlagRaw) | FlagSet
+	if sh != nil {
+		n.kids, n.kcap = unsafe.Pointer(sh), kShadowPtr
+	}
 }
 
 // setKey gives n the member name key, clearing FlagRawKey unless the name

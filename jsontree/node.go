@@ -262,17 +262,8 @@ func classCap(k uint8) int {
 // Parent or Key (the editing methods do both). Its capacity is its length,
 // so appending to it copies. To give n another list, use SetChildren.
 func (n *Node) Children() []*Node {
-	// With kShadowPtr, nkids is 0: the slice is empty. The header is made
-	// by hand: unsafe.Slice would check the length against the address
-	// space on every call.
-	k := int(n.nkids)
-	return *(*[]*Node)(unsafe.Pointer(&sliceHeader{n.kids, k, k}))
-}
-
-// sliceHeader is the layout of a slice.
-type sliceHeader struct {
-	data     unsafe.Pointer
-	len, cap int
+	// With kShadowPtr, nkids is 0: the slice is empty.
+	return unsafe.Slice((**Node)(n.kids), n.nkids)
 }
 
 // SetChildren makes s the children of n, as it is: it does not set the

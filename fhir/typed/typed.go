@@ -577,23 +577,34 @@ func AllChildren(n *jsontree.Node, dst []*jsontree.Node) []*jsontree.Node {
 	if o == nil {
 		return dst
 	}
-	// Room for all the members at once: growing for each long array in
-	// turn would leave the shorter copies as garbage.
-	need := 0
-	for _, c := range o.Children() {
-		if c.Kind == jsontree.Array {
-			need += itemCount(c)
-		} else {
-			need++
+	kids := o.Children()
+	for i, c := range kids {
+		if c.Name() == "" {
+			continue
 		}
-	}
-	dst = slices.Grow(dst, need)
-	for _, c := range o.Children() {
-		if c.Name() != "" {
-			dst = appendMember(c, dst)
+		if c.Kind == jsontree.Array && cap(dst)-len(dst) < itemCount(c) {
+			// Room for this member and all the next ones at once: growing
+			// for each long array in turn would leave the shorter copies
+			// as garbage.
+			dst = slices.Grow(dst, elementBound(kids[i:]))
 		}
+		dst = appendMember(c, dst)
 	}
 	return dst
+}
+
+// elementBound is an upper bound on the number of elements that members
+// hold.
+func elementBound(members []*jsontree.Node) int {
+	n := 0
+	for _, c := range members {
+		if c.Kind == jsontree.Array {
+			n += itemCount(c)
+		} else {
+			n++
+		}
+	}
+	return n
 }
 
 // appendMember appends the elements held by the member c.
@@ -612,39 +623,47 @@ func appendMember(c *jsontree.Node, dst []*jsontree.Node) []*jsontree.Node {
 		}
 		return dst
 	}
-	sh := c.Shadow()
-	n := itemCount(c)
+	cs, ss := c.Children(), items(c.Shadow())
+	n := max(len(cs), len(ss))
 	// One growth for the whole array: appending item by item would grow
 	// the slice of a long array by a quarter at a time.
 	dst = slices.Grow(dst, n)
 	for i := 0; i < n; i++ {
-		if e := arrayElement(c, sh, i); e != nil {
+		if e := elementAt(cs, ss, i); e != nil {
 			dst = append(dst, e)
 		}
 	}
 	return dst
 }
 
+// items returns the children of n, or nil if n is nil.
+func items(n *jsontree.Node) []*jsontree.Node {
+	if n == nil {
+		return nil
+	}
+	return n.Children()
+}
+
+// elementAt returns the element at index i of an array member whose items
+// are cs and whose "_name" array's items are ss, or nil when there is none.
+func elementAt(cs, ss []*jsontree.Node, i int) *jsontree.Node {
+	if i < len(cs) && cs[i].Type() != "" {
+		return cs[i]
+	}
+	if i < len(ss) && ss[i].Type() != "" {
+		return ss[i]
+	}
+	return nil
+}
+
 // itemCount is the number of items of array member c, counting those that
 // only its "_name" array holds.
 func itemCount(c *jsontree.Node) int {
-	n := len(c.Children())
-	if sh := c.Shadow(); sh != nil && len(sh.Children()) > n {
-		n = len(sh.Children())
+	n := c.Len()
+	if sh := c.Shadow(); sh != nil && sh.Len() > n {
+		n = sh.Len()
 	}
 	return n
-}
-
-// arrayElement returns the element at index i of array member c whose
-// shadow array is sh (or nil), or nil when there is none.
-func arrayElement(c, sh *jsontree.Node, i int) *jsontree.Node {
-	if i < len(c.Children()) && c.Children()[i].Type() != "" {
-		return c.Children()[i]
-	}
-	if sh != nil && i < len(sh.Children()) && sh.Children()[i].Type() != "" {
-		return sh.Children()[i]
-	}
-	return nil
 }
 
 // Walk calls fn for n and its descendant elements in pre-order. It does not
@@ -682,7 +701,7 @@ func walkChildren(n *jsontree.Node, fn func(*jsontree.Node) bool) {
 		}
 		sh := c.Shadow()
 		for i := 0; i < itemCount(c); i++ {
-			if e := arrayElement(c, sh, i); e != nil {
+			if e := elementAt(c.Children(), items(sh), i); e != nil {
 				walkElement(e, fn)
 			}
 		}
