@@ -74,6 +74,8 @@ type assureState struct {
 	// scans holds, by output file name ("Type.seq"), the scan of the
 	// file's last complete attempt.
 	scans map[string]*audit.FileScan
+	// assuring: AssureRun began for run in this process (beginAssure).
+	assuring bool
 }
 
 // collectDuring makes storeFile collect identifiers and scan the output
@@ -93,6 +95,9 @@ func (p *Pipeline) collectFor(runID string, dayKey *[16]byte) {
 	st := &p.assure
 	st.mu.Lock()
 	if st.run != runID || st.collector == nil {
+		if st.run != runID {
+			st.assuring = false
+		}
 		st.run, st.collector = runID, audit.NewCollector()
 		if dayKey != nil {
 			st.collector.SetDayKey(*dayKey)
