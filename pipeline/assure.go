@@ -79,11 +79,28 @@ type assureState struct {
 }
 
 // collectDuring makes storeFile collect identifiers and scan the output
-// for run, when the audit is on, and returns the function that ends it. A
-// run resumed in the same process keeps what was collected before.
+// for run, when the audit is on, and returns the function that ends it: it
+// lets the collected identifiers go once the run is over (committed, kept
+// unpublished by its checks, or failed for good), so that a long-lived
+// process (serve) does not hold them until its next run. A run that
+// stopped to be resumed keeps them for its resumption in the same process.
 func (p *Pipeline) collectDuring(run *state.Run) func() {
 	p.collectFor(run.ID, nil)
-	return func() {}
+	return func() {
+		if run.Status.Terminal() {
+			p.dropAudit(run.ID)
+		}
+	}
+}
+
+// dropAudit lets this process's audit state of run go, if it holds it.
+func (p *Pipeline) dropAudit(runID string) {
+	st := &p.assure
+	st.mu.Lock()
+	if st.run == runID {
+		st.run, st.collector, st.scans, st.assuring = "", nil, nil, false
+	}
+	st.mu.Unlock()
 }
 
 // collectFor makes storeFile collect and scan for the run runID, when the

@@ -163,6 +163,13 @@ func testAssureStepsAcrossProcesses(t *testing.T, keep bool) {
 		t.Errorf("status %s, Run's %s", got.Status, want.Status)
 	}
 	sameChecks(t, got, want)
+	// The process that committed lets the run's identifiers go; Run too.
+	if held := pipeline.AuditHeld(q1); held != "" {
+		t.Errorf("the committing process still holds the audit of run %s", held)
+	}
+	if held := pipeline.AuditHeld(p); held != "" {
+		t.Errorf("Run's process still holds the audit of run %s", held)
+	}
 	// log.ndjson: both workers' events, in time order; no part is left,
 	// nor the audit's temporary objects.
 	lg, err := os.ReadFile(filepath.Join(dest, run.ID, "log.ndjson"))
