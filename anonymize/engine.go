@@ -135,6 +135,9 @@ type CustomCall struct {
 // Engine applies a configuration to resources. It is immutable and safe for
 // concurrent use.
 type Engine struct {
+	// noScrubMemo turns the scrub method's memo off (tests compare).
+	noScrubMemo bool
+
 	cfg     *Config
 	params  Parameters
 	release string
@@ -599,7 +602,7 @@ func (e *Engine) putRun(r *run) {
 	*r = run{e: e, env: r.env, scratch: r.scratch[:0],
 		pr:     pruner{state: r.pr.state[:0], empty: r.pr.empty[:0]},
 		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, elemSlots: r.elemSlots, matches: r.matches[:0], step: r.step[:0],
-		head: r.head[:0], pmemo: r.pmemo}
+		head: r.head[:0], pmemo: r.pmemo, smemo: r.smemo}
 	*r.env = fhirpath.Env{}
 	e.runs.Put(r)
 }
@@ -730,7 +733,12 @@ type run struct {
 	scrub struct {
 		seq  uint64
 		opts scrub.Options
+		// key is what, beside a text, decides the scrubber's result under
+		// opts (see scrubMemo).
+		key scrubOptionsKey
 	}
+	// smemo, kept from call to call, remembers recent scrubber results.
+	smemo scrubMemo
 	// arena provides the nodes of security labels.
 	arena *nodeArena
 	// pshift is the state of dateShiftScope "patient"; pmemo, kept from

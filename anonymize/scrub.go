@@ -85,13 +85,16 @@ func (r *run) scrubOptions(rule *engineRule, res *jsontree.Node) scrub.Options {
 	return opts
 }
 
-// newScrubOptions makes the options of scrubOptions.
+// newScrubOptions makes the options of scrubOptions, and sets
+// r.scrub.key.
 func (r *run) newScrubOptions(rule *engineRule, res *jsontree.Node) scrub.Options {
 	in, _ := r.ctx.Value(scrubInputKey{}).(ScrubInput)
 	opts := scrub.Options{Identifiers: in.Identifiers, Safe: in.Safe}
+	key := scrubOptionsKey{input: scrubInputOf(in)}
 	if in.Patients != nil {
 		if set := in.Patients(r.scrubPatient(res)); set != nil {
 			opts.Identifiers = append(opts.Identifiers[:len(opts.Identifiers):len(opts.Identifiers)], set)
+			key.patient = set
 		}
 	}
 	if v, ok := rule.settings.Get("dates"); ok && v.Kind == StringValue && strings.EqualFold(v.Text, "shift") {
@@ -102,8 +105,91 @@ func (r *run) newScrubOptions(rule *engineRule, res *jsontree.Node) scrub.Option
 			days = r.scrubShiftOffset()
 		}
 		opts.ShiftDays = func() int { return days }
+		key.shift, key.days = true, days
 	}
+	r.scrub.key = key
 	return opts
+}
+
+// scrubInputID identifies a ScrubInput's identifier sets and words (by
+// identity: they are not changed while they are in use).
+type scrubInputID struct {
+	first *scrub.Identifiers
+	n     int
+	safe  *scrub.Words
+}
+
+func scrubInputOf(in ScrubInput) scrubInputID {
+	id := scrubInputID{n: len(in.Identifiers), safe: in.Safe}
+	if len(in.Identifiers) > 0 {
+		id.first = in.Identifiers[0]
+	}
+	return id
+}
+
+// scrubOptionsKey is what decides the scrubber's result beside the text:
+// the call's ScrubInput, the patient's identifier set and the date shift.
+type scrubOptionsKey struct {
+	input   scrubInputID
+	patient *scrub.Identifiers
+	shift   bool
+	days    int
+}
+
+// scrubMemo remembers the scrubber's results of recent texts, from call to
+// call: code displays, CodeableConcept texts and reference displays repeat
+// throughout an export (in synthea's Observations, 128 distinct displays
+// among 109,385), and scrubbing one again would give the same result. It
+// holds at most scrubMemoMax texts (copies: the tree's strings may borrow
+// the caller's input) and forgets them all when the call's ScrubInput
+// changes, so that it keeps no identifier set of an earlier run alive for
+// long.
+type scrubMemo struct {
+	input scrubInputID
+	m     map[scrubMemoKey]scrub.Result
+}
+
+type scrubMemoKey struct {
+	text   string
+	format scrub.Format
+	opts   scrubOptionsKey
+}
+
+const (
+	// scrubMemoMax bounds the texts a scrubMemo holds.
+	scrubMemoMax = 4096
+	// scrubMemoText is the longest text a scrubMemo holds: longer texts
+	// (notes, narratives) seldom repeat.
+	scrubMemoText = 256
+)
+
+// scrubText scrubs text in format f under the options of the current rule
+// application (scrubOptions), from the memo when it holds the text.
+func (r *run) scrubText(text string, f scrub.Format, rule *engineRule, res *jsontree.Node) scrub.Result {
+	opts := r.scrubOptions(rule, res)
+	if len(text) > scrubMemoText || r.e.noScrubMemo {
+		return scrub.ScrubMarkup(text, f, opts)
+	}
+	m := &r.smemo
+	if m.m == nil || m.input != r.scrub.key.input {
+		m.m, m.input = make(map[scrubMemoKey]scrub.Result), r.scrub.key.input
+	}
+	k := scrubMemoKey{text: text, format: f, opts: r.scrub.key}
+	if out, ok := m.m[k]; ok {
+		return out
+	}
+	out := scrub.ScrubMarkup(text, f, opts)
+	if len(m.m) >= scrubMemoMax {
+		clear(m.m)
+	}
+	k.text = strings.Clone(text)
+	if out.Text == text {
+		out.Text = k.text
+	} else {
+		out.Text = strings.Clone(out.Text)
+	}
+	m.m[k] = out
+	return out
 }
 
 // scrubPatient returns the id of res's patient: in date-shift scope
@@ -159,7 +245,7 @@ func (r *run) scrubNode(node *jsontree.Node, rule *engineRule, res *jsontree.Nod
 		if node.Type() == "xhtml" {
 			f = scrub.HTML
 		}
-		out := scrub.ScrubMarkup(node.Value, f, r.scrubOptions(rule, res))
+		out := r.scrubText(node.Value, f, rule, res)
 		r.traceScrub(rule, node, node.Value, out.Spans)
 		if out.Text != node.Value {
 			r.setString(node, out.Text, true)

@@ -421,3 +421,70 @@ func withoutTerminologyDisplays(t *testing.T, line []byte) []byte {
 	})
 	return root.AppendJSON(nil)
 }
+
+// TestScrubMemoSameOutput de-identifies synthea-100 (up to 1,500 resources
+// of each file) with the longitudinal profile and the identifiers of a
+// first pass, once with the scrub method's memo and once without: the
+// outputs are byte-identical (the memo holds texts of many patients).
+func TestScrubMemoSameOutput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("de-identifies much of synthea-100")
+	}
+	dir := testshared.Dir(t, "data", "synthea-100")
+	engine := func(memo bool) *Engine {
+		c, err := ParseConfig(defaultconfig.Longitudinal(), Options{Compiler: FHIRPathCompiler(), Rand: zeroRand()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := NewEngine(c, EngineOptions{Rand: onesReader{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.noScrubMemo = !memo
+		return e
+	}
+	with, without := engine(true), engine(false)
+	col := with.NewIdentifierCollector()
+	for _, typ := range FirstPassTypes {
+		p := filepath.Join(dir, typ+".000.ndjson.gz")
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		for _, line := range readGz(t, p) {
+			if err := col.Add(line); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ctx := WithScrubInput(WithNow(context.Background(), today), col.Input())
+	files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson.gz"))
+	n := 0
+	for _, f := range files {
+		lines := readGz(t, f)
+		if len(lines) > 1500 {
+			lines = lines[:1500]
+		}
+		for i, line := range lines {
+			fc := FileContext{FileName: filepath.Base(f)}
+			a, _, err := with.AnonymizeJSON(ctx, line, fc)
+			if err != nil {
+				t.Fatalf("%s:%d: %v", filepath.Base(f), i+1, err)
+			}
+			b, _, err := without.AnonymizeJSON(ctx, line, fc)
+			if err != nil {
+				t.Fatalf("%s:%d: %v", filepath.Base(f), i+1, err)
+			}
+			if !bytes.Equal(a, b) {
+				t.Fatalf("%s:%d: the output with the memo differs from the output without it", filepath.Base(f), i+1)
+			}
+			n++
+		}
+	}
+	r := with.getRun()
+	held := len(r.smemo.m)
+	with.putRun(r)
+	if n < 10000 || held == 0 {
+		t.Errorf("%d resources compared, %d texts in the memo", n, held)
+	}
+	t.Logf("%d resources compared; the memo holds %d texts", n, held)
+}

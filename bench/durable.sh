@@ -27,14 +27,22 @@ DATA=${1:-$SHARED/data/synthea-1000-clone}
 PART_SIZE=${PART_SIZE:-5000}
 ROUNDS=${ROUNDS:-5}
 CHECKS=${CHECKS:-0}
+# The pipeline's files at once (its concurrency: pipeline.Run's, and the
+# workflow's unless CONCURRENCY is set), the workflow's and each worker's
+# (temporal.concurrency and temporal.workerFiles; empty: the defaults).
+PIPE_CONCURRENCY=${PIPE_CONCURRENCY:-2}
+CONCURRENCY=${CONCURRENCY:-}
+WORKER_FILES=${WORKER_FILES:-}
 TEMPORAL=${TEMPORAL:-$(go env GOPATH)/bin/temporal}
 [ -d "$DATA" ] || { echo "durable.sh: data directory $DATA not found (it is in ../shared)" >&2; exit 1; }
 [ -x "$TEMPORAL" ] || { echo "durable.sh: the Temporal CLI is needed: go install github.com/temporalio/cli/cmd/temporal@v1.5.1" >&2; exit 1; }
 
 work=$(mktemp -d)
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+# KEEP=1 keeps the work folder (runs, logs, history) and prints its path.
+trap 'kill "${pids[@]}" 2>/dev/null || true; if [ "${KEEP:-}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi' EXIT
 go build -o "$work/fhirdeid" ./cmd/fhirdeid
+go build -o "$work/histgaps" ./bench/histgaps
 
 addr=${FHIRDEID_TEMPORAL:-}
 if [ -z "$addr" ]; then
@@ -62,14 +70,16 @@ pipelines:
     source: {url: $base, maxPollInterval: 1s}
     anonymizer: {keysFile: $work/keys.json}
     destination: file://$1/lake
-    concurrency: 2
+    concurrency: $PIPE_CONCURRENCY
     snapshot: false
 YAML
   if [ "$CHECKS" != 1 ]; then
     printf '    audit: {enabled: false}\n    risk: {enabled: false}\n' >>"$1/fhirdeid.yml"
   fi
   if [ -n "${2:-}" ]; then
-    printf 'temporal:\n  hostPort: %s\n  taskQueue: %s\n  concurrency: 4\n  workerFiles: 2\n' "$addr" "q$name" >>"$1/fhirdeid.yml"
+    printf 'temporal:\n  hostPort: %s\n  taskQueue: %s\n' "$addr" "q$name" >>"$1/fhirdeid.yml"
+    [ -z "$CONCURRENCY" ] || printf '  concurrency: %s\n' "$CONCURRENCY" >>"$1/fhirdeid.yml"
+    [ -z "$WORKER_FILES" ] || printf '  workerFiles: %s\n' "$WORKER_FILES" >>"$1/fhirdeid.yml"
   fi
   echo "$1/fhirdeid.yml"
 }
@@ -78,7 +88,17 @@ now() { date +%s.%N; }
 icfg=$(config "$work/inproc")
 dcfg=$(config "$work/durable" temporal)
 wpids=()
-for i in 1 2; do "$work/fhirdeid" worker "$dcfg" >"$work/worker$i.log" 2>&1 & pids+=($!); wpids+=($!); done
+# Each worker gets its share of the cores (WORKER_GOMAXPROCS, default
+# half of them, at least 1), as two worker containers with CPU limits on a
+# machine would (Go sets GOMAXPROCS from a container's CPU limit); "" lets
+# each worker use every core.
+WORKER_GOMAXPROCS=${WORKER_GOMAXPROCS-$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))}
+# PROFILE=DIR writes CPU profiles into DIR: each worker's (worker1.prof,
+# worker2.prof, all rounds) and the in-process runs' (inproc-N.prof).
+for i in 1 2; do
+  GOMAXPROCS=$WORKER_GOMAXPROCS "$work/fhirdeid" worker ${PROFILE:+-cpuprofile "$PROFILE/worker$i.prof"} "$dcfg" >"$work/worker$i.log" 2>&1 &
+  pids+=($!); wpids+=($!)
+done
 for i in 1 2; do for _ in $(seq 300); do grep -q "worker on task queue" "$work/worker$i.log" && break; sleep 0.1; done; done
 median() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 # cpu PID...: user+sys seconds of the processes so far.
@@ -86,7 +106,7 @@ cpu() { for p in "$@"; do awk '{print ($14+$15)/100}' "/proc/$p/stat"; done | aw
 : >"$work/inproc.times"; : >"$work/durable.times"; : >"$work/inproc.cpu"; : >"$work/durable.cpu"; : >"$work/ratios"
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 for r in $(seq "$ROUNDS"); do
-  t0=$(now); /usr/bin/time -f "%U %S" -o "$work/time.out" "$work/fhirdeid" run -q "$icfg" >"$work/inproc.out"; t1=$(now)
+  t0=$(now); /usr/bin/time -f "%U %S" -o "$work/time.out" "$work/fhirdeid" run -q ${PROFILE:+-cpuprofile "$PROFILE/inproc-$r.prof"} "$icfg" >"$work/inproc.out"; t1=$(now)
   awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}' >>"$work/inproc.times"
   awk '{printf "%.2f\n", $1+$2}' "$work/time.out" >>"$work/inproc.cpu"
   w0=$(cpu "${wpids[@]}")
@@ -103,6 +123,7 @@ ratio=$(median <"$work/ratios")
 res=$(sed -n 's/^run [^ ]* [a-z]*: \([0-9]*\) resources.*/\1/p' "$work/inproc.out")
 dres=$(sed -n 's/^run [^ ]* [a-z]*: \([0-9]*\) resources.*/\1/p' "$work/durable.out")
 
+if [ -n "${PROFILE:-}" ]; then kill -INT "${wpids[@]}"; wait "${wpids[@]}" 2>/dev/null || true; fi
 "$TEMPORAL" workflow show --address "$addr" -w "fhirdeid-$name" -o json >"$work/history.json"
 hist=$(wc -c <"$work/history.json")
 events=$(grep -c '"eventId"' "$work/history.json")
@@ -120,5 +141,6 @@ report="bench/out/durable-$(date -u +%Y%m%dT%H%M%SZ).txt"
   printf "%-40s %9.2f %12.0f\n" "pipeline.Run (one process)" "$inproc" "$(awk -v r="$res" -v s="$inproc" 'BEGIN{print r/s}')"
   printf "%-40s %9.2f %12.0f\n" "Temporal workflow, two workers" "$durable" "$(awk -v r="$dres" -v s="$durable" 'BEGIN{print r/s}')"
   echo "overhead of Temporal: $(awk -v a="$durable" -v b="$inproc" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}') of the medians; median of the per-round ratios $(awk -v r="$ratio" 'BEGIN{printf "%+.1f %%", (r-1)*100}'); CPU $(awk -v a="$(median <"$work/durable.cpu")" -v b="$(median <"$work/inproc.cpu")" 'BEGIN{printf "%.1f s vs %.1f s (%+.1f %%)", a, b, (a/b-1)*100}')"
-  echo "workflow history: $events events, $hist bytes of JSON; $acts activities ($files ProcessFile)"
+  echo "workflow history: $events events, $hist bytes of JSON; $acts activities ($files ProcessFile); concurrency $PIPE_CONCURRENCY, temporal.concurrency ${CONCURRENCY:-default}, workerFiles ${WORKER_FILES:-default}"
+  "$work/histgaps" "$work/history.json"
 } | tee "$report"

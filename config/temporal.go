@@ -29,8 +29,11 @@ type Temporal struct {
 	// TLS secures the connection; it is on when any of its keys is set
 	// (and always with an API key).
 	TLS TemporalTLS `yaml:"tls"`
-	// Concurrency is the number of files of one run processed at once
-	// across all workers (default 4).
+	// Concurrency is the number of files of one run handed to the workers
+	// at once, across all of them: each is processed, or waits in the task
+	// queue for a worker's free slot (workerFiles), so that a worker finds
+	// its next file the moment one ends (default: twice the pipeline's
+	// concurrency, 4 unless set). It bounds the run's downloads at once.
 	Concurrency int `yaml:"concurrency"`
 	// WorkerFiles is the number of files one worker process handles at
 	// once (default 2).

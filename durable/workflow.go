@@ -60,7 +60,11 @@ type ScrubInput struct {
 
 // Options tune a run's workflow; zero values take the defaults.
 type Options struct {
-	// Concurrency is the number of files processed at once (default 4).
+	// Concurrency is the number of files scheduled at once (default 4):
+	// each is processed by a worker, or waits in the task queue for a free
+	// slot. Scheduling more files than the workers process at once hides
+	// the latency between the end of one file and the start of the next
+	// (a workflow task, then a dispatch).
 	Concurrency int
 	// PollInitial and PollMax bound the wait between status polls: the
 	// workflow waits the server's Retry-After, but no less than its own

@@ -74,14 +74,33 @@ type assureState struct {
 	// scans holds, by output file name ("Type.seq"), the scan of the
 	// file's last complete attempt.
 	scans map[string]*audit.FileScan
+	// assuring: AssureRun began for run in this process (beginAssure).
+	assuring bool
 }
 
 // collectDuring makes storeFile collect identifiers and scan the output
-// for run, when the audit is on, and returns the function that ends it. A
-// run resumed in the same process keeps what was collected before.
+// for run, when the audit is on, and returns the function that ends it: it
+// lets the collected identifiers go once the run is over (committed, kept
+// unpublished by its checks, or failed for good), so that a long-lived
+// process (serve) does not hold them until its next run. A run that
+// stopped to be resumed keeps them for its resumption in the same process.
 func (p *Pipeline) collectDuring(run *state.Run) func() {
 	p.collectFor(run.ID, nil)
-	return func() {}
+	return func() {
+		if run.Status.Terminal() {
+			p.dropAudit(run.ID)
+		}
+	}
+}
+
+// dropAudit lets this process's audit state of run go, if it holds it.
+func (p *Pipeline) dropAudit(runID string) {
+	st := &p.assure
+	st.mu.Lock()
+	if st.run == runID {
+		st.run, st.collector, st.scans, st.assuring = "", nil, nil, false
+	}
+	st.mu.Unlock()
 }
 
 // collectFor makes storeFile collect and scan for the run runID, when the
@@ -93,6 +112,9 @@ func (p *Pipeline) collectFor(runID string, dayKey *[16]byte) {
 	st := &p.assure
 	st.mu.Lock()
 	if st.run != runID || st.collector == nil {
+		if st.run != runID {
+			st.assuring = false
+		}
 		st.run, st.collector = runID, audit.NewCollector()
 		if dayKey != nil {
 			st.collector.SetDayKey(*dayKey)

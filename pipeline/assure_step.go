@@ -163,13 +163,33 @@ func AssureRun(ctx context.Context, p *Pipeline, run RunInfo, files []FileResult
 	}
 	var recollected *recollection
 	if a.Audit {
-		AuditDuring(p, run.ID)
+		p.beginAssure(run.ID)
 		var err error
 		if recollected, err = p.recollect(ctx, run.ID, files); err != nil {
 			return nil, fmt.Errorf("audit: %w", err)
 		}
 	}
 	return p.assureFiles(ctx, run.ID, sfs, recollected)
+}
+
+// beginAssure readies this process's audit of run for AssureRun. An
+// earlier attempt of AssureRun in this process may have collected some
+// input again before it failed: collecting it once more would count its
+// resources twice and give its identifiers a second person each (a weak
+// one could then pass for common), so the audit starts over, with nothing
+// of run in memory — every input is collected again and every output
+// scanned again, as for a file de-identified by another process.
+func (p *Pipeline) beginAssure(run string) {
+	st := &p.assure
+	st.mu.Lock()
+	if st.run == run && st.assuring {
+		st.collector, st.scans = nil, map[string]*audit.FileScan{}
+	}
+	st.mu.Unlock()
+	AuditDuring(p, run)
+	st.mu.Lock()
+	st.assuring = st.run == run
+	st.mu.Unlock()
 }
 
 // recollect collects the identifiers of the input of the output files

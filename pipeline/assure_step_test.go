@@ -135,6 +135,13 @@ func testAssureStepsAcrossProcesses(t *testing.T, keep bool) {
 		t.Errorf("audit of %d output files: %d in stream, %d again, incomplete %q; want some of each, complete",
 			outputs, as.Audit.FilesScannedInStream, as.Audit.FilesScannedAgain, as.Audit.Incomplete)
 	}
+	// The activity tried again in the same process (its first attempt
+	// lost, say, by a timeout) finds the same: nothing counted twice.
+	again, err := pipeline.AssureRun(ctx, q1, run, results)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameChecks(t, &pipeline.Report{Audit: again.Audit, Risk: again.Risk}, &pipeline.Report{Audit: as.Audit, Risk: as.Risk})
 	got, err := pipeline.FinishAssuredRun(ctx, q1, run, results, as)
 	if keep {
 		if !errors.As(err, &ae) {
@@ -156,6 +163,13 @@ func testAssureStepsAcrossProcesses(t *testing.T, keep bool) {
 		t.Errorf("status %s, Run's %s", got.Status, want.Status)
 	}
 	sameChecks(t, got, want)
+	// The process that committed lets the run's identifiers go; Run too.
+	if held := pipeline.AuditHeld(q1); held != "" {
+		t.Errorf("the committing process still holds the audit of run %s", held)
+	}
+	if held := pipeline.AuditHeld(p); held != "" {
+		t.Errorf("Run's process still holds the audit of run %s", held)
+	}
 	// log.ndjson: both workers' events, in time order; no part is left,
 	// nor the audit's temporary objects.
 	lg, err := os.ReadFile(filepath.Join(dest, run.ID, "log.ndjson"))

@@ -45,6 +45,10 @@ type Deidentifier interface {
 	ID(ctx context.Context, resourceType, id string) (string, error)
 }
 
+// DefaultConcurrency is the number of files a run processes at once
+// unless its pipeline says otherwise.
+const DefaultConcurrency = 2
+
 // Pipeline is one configured source → destination job.
 type Pipeline struct {
 	// Name identifies the source in the state database: its runs, its
@@ -67,7 +71,8 @@ type Pipeline struct {
 	// LogDir holds the export log of each run until it is uploaded; it must
 	// survive a crash (put it beside the state database).
 	LogDir string
-	// Concurrency is the number of files processed at once (default 2).
+	// Concurrency is the number of files processed at once (default
+	// DefaultConcurrency).
 	Concurrency int
 	// Workers is the number of de-identification goroutines per file
 	// (default GOMAXPROCS).
@@ -158,7 +163,7 @@ func (p *Pipeline) stepDefaults() error {
 		return errors.New("pipeline: no destination")
 	}
 	if p.Concurrency <= 0 {
-		p.Concurrency = 2
+		p.Concurrency = DefaultConcurrency
 	}
 	if p.Workers <= 0 {
 		p.Workers = runtime.GOMAXPROCS(0)

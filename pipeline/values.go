@@ -294,6 +294,9 @@ func FinishAssuredRun(ctx context.Context, p *Pipeline, run RunInfo, files []Fil
 	var ae *AssuranceError
 	if err == nil || errors.As(err, &ae) {
 		p.removeRunScratch(ctx, run.ID)
+		// The run is over: this process's collected identifiers of it
+		// can go (other processes let theirs go at their next run).
+		p.dropAudit(run.ID)
 	}
 	if err != nil {
 		return nil, err

@@ -221,3 +221,18 @@ func TestFailedRunShown(t *testing.T) {
 		}
 	}
 }
+
+// TestAPINextRunBeforeLoops: the next scheduled run is in the API from the
+// start, before the scheduler's loops run (serve answered at once without
+// it, which failed a test of the command under load).
+func TestAPINextRunBeforeLoops(t *testing.T) {
+	e := testenv.New(t, 1)
+	s, err := server.New(server.Options{State: e.DB, Jobs: []*server.Job{e.Job(t, "ehr", mustCron(t, "0 1 * * *"), nil)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body, _ := do(t, s.Handler(), "GET", "/api/pipelines", nil, nil)
+	if code != 200 || !strings.Contains(body, `"nextRun": "`) {
+		t.Errorf("GET /api/pipelines before the loops: %d %s", code, body)
+	}
+}

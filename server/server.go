@@ -234,6 +234,13 @@ func New(opts Options) (*Server, error) {
 	s.handler = s.routes()
 	s.started = s.clock.Now()
 	s.owner = fmt.Sprintf("serve:%d", s.started.UnixNano())
+	// The next scheduled run is known before the jobs' loops start (the
+	// API may be asked at once); each loop keeps it up to date.
+	for _, j := range s.jobs {
+		if j.job.Remote == nil && j.job.Schedule != nil {
+			j.next = j.job.Schedule.Next(s.started)
+		}
+	}
 	return s, nil
 }
 

@@ -46,15 +46,19 @@ var structuralAttrs = map[string]bool{
 func ScrubMarkup(text string, f Format, opts Options) Result {
 	switch f {
 	case HTML:
-		return scrubSegments(text, htmlSegments(text), opts)
+		return scrubSegments(text, htmlSegments(text), opts, true)
 	case RTF:
-		return scrubSegments(text, rtfSegments(text), opts)
+		return scrubSegments(text, rtfSegments(text), opts, false)
 	}
 	return Scrub(text, opts)
 }
 
 // scrubSegments scrubs each [start, end) segment of text and keeps the rest.
-func scrubSegments(text string, segs [][2]int, opts Options) Result {
+// In markup (XHTML), a replacement must not form "]]>" with the text after
+// it ("[NAME]" before "]>"), which XML forbids in text and which would end
+// a CDATA section early: in text it becomes "]]&gt;", in a CDATA section
+// the section is split around it.
+func scrubSegments(text string, segs [][2]int, opts Options, markup bool) Result {
 	var b strings.Builder
 	b.Grow(len(text) + 16)
 	var spans []Span
@@ -62,6 +66,13 @@ func scrubSegments(text string, segs [][2]int, opts Options) Result {
 	for _, sg := range segs {
 		b.WriteString(strings.ToValidUTF8(text[pos:sg[0]], "\uFFFD"))
 		r := Scrub(text[sg[0]:sg[1]], opts)
+		if markup && strings.Contains(r.Text, "]]>") {
+			if strings.HasSuffix(text[:sg[0]], "<![CDATA[") {
+				r.Text = strings.ReplaceAll(r.Text, "]]>", "]]]]><![CDATA[>")
+			} else {
+				r.Text = strings.ReplaceAll(r.Text, "]]>", "]]&gt;")
+			}
+		}
 		b.WriteString(r.Text)
 		for _, sp := range r.Spans {
 			sp.Start += sg[0]

@@ -141,6 +141,17 @@ func TestMarkup(t *testing.T) {
 	if res.Text != want {
 		t.Errorf("HTML:\n got %s\nwant %s", res.Text, want)
 	}
+	// A replacement must not form "]]>" with the text after it: XML forbids
+	// it in text, and it would end a CDATA section early.
+	for _, tc := range []struct{ in, want string }{
+		{`<p>Dr. Healey]></p>`, `<p>Dr. [NAME]]&gt;</p>`},
+		{`<p><![CDATA[Dr. Healey]>]]></p>`, `<p><![CDATA[Dr. [NAME]]]]><![CDATA[>]]></p>`},
+		{`<p>Dr. Healey]]</p>`, `<p>Dr. [NAME]]]</p>`},
+	} {
+		if got := ScrubMarkup(tc.in, HTML, Options{}).Text; got != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.in, got, tc.want)
+		}
+	}
 	styled := `<html><head><style>p { font-family: Arial }</style><script>var Healey = 1;</script></head><body><p>Dr. Healey</p></body></html>`
 	if got := ScrubMarkup(styled, HTML, Options{}).Text; got != `<html><head><style>p { font-family: Arial }</style><script>var Healey = 1;</script></head><body><p>Dr. [NAME]</p></body></html>` {
 		t.Errorf("HTML with style and script: %s", got)

@@ -33,8 +33,9 @@ func runRun(ctx context.Context, e *env, args []string) error {
 	verbose := fs.Bool("v", false, "log each step")
 	quiet := fs.Bool("q", false, "print no progress")
 	newKeys := fs.Bool("new-keys", false, "accept anonymizer keys that differ from the last successful run's: start a new lake with a full export")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run (this process) to this file (go tool pprof)")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, `Usage: fhirdeid run [-pipeline NAME] [-v] [-q] [-new-keys] CONFIG
+		fmt.Fprintln(e.stderr, `Usage: fhirdeid run [-pipeline NAME] [-v] [-q] [-new-keys] [-cpuprofile FILE] CONFIG
 
 Runs one pipeline of the configuration file once: kicks off (or resumes) the
 export, de-identifies every file into the destination and commits the run.
@@ -55,6 +56,17 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 		return err
 	}
 	logger := cmdLogger(e, *verbose)
+	if *cpuProfile != "" {
+		stop, err := startProfiles(*cpuProfile, "")
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		defer func() {
+			if err := stop(); err != nil {
+				logger.Error("run: " + err.Error())
+			}
+		}()
+	}
 	if cfg.Temporal != nil {
 		return runDurable(ctx, e, cfg, pname, *newKeys, *quiet, logger)
 	}

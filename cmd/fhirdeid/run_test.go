@@ -56,12 +56,17 @@ func TestRunCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "configuration OK") {
 		t.Fatalf("validate: exit %d\n%s%s", code, out, errOut)
 	}
-	code, out, errOut = runExportCmd(t, nil, "run", cfgPath)
+	prof := filepath.Join(t.TempDir(), "cpu.pprof")
+	code, out, errOut = runExportCmd(t, nil, "run", "-cpuprofile", prof, cfgPath)
 	if code != 0 {
 		t.Fatalf("run: exit %d\n%s%s", code, out, errOut)
 	}
 	if !strings.Contains(out, "succeeded") {
 		t.Errorf("run output: %s", out)
+	}
+	// A pprof profile is a gzip-compressed protocol buffer.
+	if data, err := os.ReadFile(prof); err != nil || len(data) < 2 || data[0] != 0x1f || data[1] != 0x8b {
+		t.Errorf("-cpuprofile: not a profile (%d bytes, %v)", len(data), err)
 	}
 	latest, err := os.ReadFile(filepath.Join(lake, "latest"))
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -28,8 +29,9 @@ func runWorker(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("fhirdeid worker", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	verbose := fs.Bool("v", false, "log each step")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the worker, when it stops, to this file (go tool pprof)")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, `Usage: fhirdeid worker [-v] CONFIG
+		fmt.Fprintln(e.stderr, `Usage: fhirdeid worker [-v] [-cpuprofile FILE] CONFIG
 
 Runs the workflows and activities of every pipeline of the configuration file
 on the Temporal service of its temporal: section, until interrupted. Start
@@ -55,6 +57,17 @@ share the pipelines' destinations. "fhirdeid run CONFIG" starts a run.`)
 		return &exitError{code: 2, err: err}
 	}
 	logger := cmdLogger(e, *verbose)
+	if *cpuProfile != "" {
+		stop, err := startProfiles(*cpuProfile, "")
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		defer func() {
+			if err := stop(); err != nil {
+				logger.Error("worker: " + err.Error())
+			}
+		}()
+	}
 	// The worker's local state database remembers only an interrupted
 	// snapshot merge (the runs live in the workflow histories): a merge cut
 	// short on one worker is planned anew from the destination by the next.
@@ -231,12 +244,15 @@ func ensureSchedules(ctx context.Context, e *env, c client.Client, cfg *config.F
 }
 
 // durableOptions are the workflow options of a pipeline's runs: the
-// temporal: section's concurrency, else the pipeline's.
+// temporal: section's concurrency, else twice the pipeline's (its default
+// 2 when unset): files handed to the workers at once, enough for two
+// workers' slots (workerFiles 2), so that the gap between one file's end
+// and the next's start on one slot is filled by the worker's other file.
 func durableOptions(cfg *config.File, name string) durable.Options {
 	tc := cfg.Temporal
 	opts := durable.Options{Concurrency: tc.Concurrency, HeartbeatTimeout: tc.HeartbeatTimeoutDuration()}
 	if opts.Concurrency == 0 {
-		opts.Concurrency = cfg.Pipelines[name].Concurrency
+		opts.Concurrency = 2 * cmp.Or(cfg.Pipelines[name].Concurrency, pipeline.DefaultConcurrency)
 	}
 	return opts
 }

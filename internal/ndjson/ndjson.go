@@ -294,10 +294,22 @@ func appendLine(br *bufio.Reader, dst []byte, max int) ([]byte, error) {
 	}
 }
 
+// yieldBytes is the input a worker transforms between two yields of its
+// processor (about a millisecond of work).
+const yieldBytes = 32 << 10
+
 func transformBatch(worker int, b *batch, fn Func) {
-	start := 0
+	start, yielded := 0, 0
 	for i, end := range b.ends {
 		line := b.in[start : end-1]
+		if start-yielded >= yieldBytes {
+			// Let the process's other goroutines run (network I/O,
+			// heartbeats, a Temporal worker's workflow tasks): a batch is
+			// several milliseconds of work, and the runtime preempts a busy
+			// goroutine only after 10 ms.
+			runtime.Gosched()
+			yielded = start
+		}
 		start = end
 		n := len(b.out)
 		out, err := fn(worker, b.nums[i], line, b.out)
