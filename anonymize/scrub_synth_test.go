@@ -425,7 +425,7 @@ func withoutTerminologyDisplays(t *testing.T, line []byte) []byte {
 // TestScrubMemoSameOutput de-identifies synthea-100 (up to 1,500 resources
 // of each file) with the longitudinal profile and the identifiers of a
 // first pass, once with the scrub method's memo and once without: the
-// outputs are byte-identical (the memo holds texts of many patients).
+// outputs are byte-identical.
 func TestScrubMemoSameOutput(t *testing.T) {
 	if testing.Short() {
 		t.Skip("de-identifies much of synthea-100")
@@ -480,11 +480,12 @@ func TestScrubMemoSameOutput(t *testing.T) {
 			n++
 		}
 	}
-	r := with.getRun()
-	held := len(r.smemo.m)
-	with.putRun(r)
-	if n < 10000 || held == 0 {
-		t.Errorf("%d resources compared, %d texts in the memo", n, held)
+	if n < 10000 {
+		t.Errorf("only %d resources compared", n)
 	}
-	t.Logf("%d resources compared; the memo holds %d texts", n, held)
+	// The pooled run, if the pool kept it (under -race it may not), shows
+	// the memo at work.
+	r := with.getRun()
+	t.Logf("%d resources compared; the memo holds %d texts", n, len(r.smemo.m))
+	with.putRun(r)
 }
