@@ -29,8 +29,9 @@ ROUNDS=${ROUNDS:-5}
 CHECKS=${CHECKS:-0}
 # The pipeline's files at once (its concurrency: pipeline.Run's, and the
 # workflow's unless CONCURRENCY is set), the workflow's and each worker's
-# (temporal.concurrency and temporal.workerFiles; empty: the defaults).
-PIPE_CONCURRENCY=${PIPE_CONCURRENCY:-2}
+# (temporal.concurrency and temporal.workerFiles); empty: the defaults
+# (pipeline.Run 2 files, the workflow 2 × workerFiles, workerFiles 4).
+PIPE_CONCURRENCY=${PIPE_CONCURRENCY:-}
 CONCURRENCY=${CONCURRENCY:-}
 WORKER_FILES=${WORKER_FILES:-}
 TEMPORAL=${TEMPORAL:-$(go env GOPATH)/bin/temporal}
@@ -70,9 +71,9 @@ pipelines:
     source: {url: $base, maxPollInterval: 1s}
     anonymizer: {keysFile: $work/keys.json}
     destination: file://$1/lake
-    concurrency: $PIPE_CONCURRENCY
     snapshot: false
 YAML
+  [ -z "$PIPE_CONCURRENCY" ] || printf '    concurrency: %s\n' "$PIPE_CONCURRENCY" >>"$1/fhirdeid.yml"
   if [ "$CHECKS" != 1 ]; then
     printf '    audit: {enabled: false}\n    risk: {enabled: false}\n' >>"$1/fhirdeid.yml"
   fi
@@ -141,6 +142,6 @@ report="bench/out/durable-$(date -u +%Y%m%dT%H%M%SZ).txt"
   printf "%-40s %9.2f %12.0f\n" "pipeline.Run (one process)" "$inproc" "$(awk -v r="$res" -v s="$inproc" 'BEGIN{print r/s}')"
   printf "%-40s %9.2f %12.0f\n" "Temporal workflow, two workers" "$durable" "$(awk -v r="$dres" -v s="$durable" 'BEGIN{print r/s}')"
   echo "overhead of Temporal: $(awk -v a="$durable" -v b="$inproc" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}') of the medians; median of the per-round ratios $(awk -v r="$ratio" 'BEGIN{printf "%+.1f %%", (r-1)*100}'); CPU $(awk -v a="$(median <"$work/durable.cpu")" -v b="$(median <"$work/inproc.cpu")" 'BEGIN{printf "%.1f s vs %.1f s (%+.1f %%)", a, b, (a/b-1)*100}')"
-  echo "workflow history: $events events, $hist bytes of JSON; $acts activities ($files ProcessFile); concurrency $PIPE_CONCURRENCY, temporal.concurrency ${CONCURRENCY:-default}, workerFiles ${WORKER_FILES:-default}"
+  echo "workflow history: $events events, $hist bytes of JSON; $acts activities ($files ProcessFile); concurrency ${PIPE_CONCURRENCY:-default}, temporal.concurrency ${CONCURRENCY:-default}, workerFiles ${WORKER_FILES:-default}"
   "$work/histgaps" "$work/history.json"
 } | tee "$report"

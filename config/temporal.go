@@ -32,11 +32,13 @@ type Temporal struct {
 	// Concurrency is the number of files of one run handed to the workers
 	// at once, across all of them: each is processed, or waits in the task
 	// queue for a worker's free slot (workerFiles), so that a worker finds
-	// its next file the moment one ends (default: twice the pipeline's
-	// concurrency, 4 unless set). It bounds the run's downloads at once.
+	// its next file the moment one ends (default: the pipeline's
+	// concurrency when it sets one, else 2 × workerFiles, two workers'
+	// files). It bounds the run's downloads at once.
 	Concurrency int `yaml:"concurrency"`
 	// WorkerFiles is the number of files one worker process handles at
-	// once (default 2).
+	// once (default 4: each on all its cores; the others fill the gaps
+	// while one waits between activities).
 	WorkerFiles int `yaml:"workerFiles"`
 	// HostFiles is the number of files one worker process downloads at
 	// once from one host, across all its pipelines (default: no cap but

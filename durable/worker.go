@@ -112,10 +112,16 @@ func dialError(field string, o ConnectOptions, err error) error {
 	return fmt.Errorf("%s.hostPort: cannot reach the Temporal service at %s: %w", field, o.HostPort, err)
 }
 
+// DefaultWorkerFiles is the number of files a worker processes at once
+// unless told otherwise: each file is de-identified on all the worker's
+// cores, and the others keep them busy while one waits between activities
+// (its next task, its download).
+const DefaultWorkerFiles = 4
+
 // WorkerOptions tune a worker.
 type WorkerOptions struct {
 	// MaxFiles is the number of files this worker processes at once
-	// (default 2).
+	// (default DefaultWorkerFiles).
 	MaxFiles int
 }
 
@@ -123,7 +129,7 @@ type WorkerOptions struct {
 // activities registered; the caller runs it (worker.Run or Start/Stop).
 func NewWorker(c client.Client, taskQueue string, acts *Activities, o WorkerOptions) worker.Worker {
 	if o.MaxFiles <= 0 {
-		o.MaxFiles = 2
+		o.MaxFiles = DefaultWorkerFiles
 	}
 	w := worker.New(c, taskQueue, worker.Options{MaxConcurrentActivityExecutionSize: o.MaxFiles})
 	Register(w, acts)

@@ -243,16 +243,17 @@ func ensureSchedules(ctx context.Context, e *env, c client.Client, cfg *config.F
 	return nil
 }
 
-// durableOptions are the workflow options of a pipeline's runs: the
-// temporal: section's concurrency, else twice the pipeline's (its default
-// 2 when unset): files handed to the workers at once, enough for two
-// workers' slots (workerFiles 2), so that the gap between one file's end
-// and the next's start on one slot is filled by the worker's other file.
+// durableOptions are the workflow options of a pipeline's runs. Their
+// concurrency, the files handed to the workers at once, is the temporal:
+// section's, else the pipeline's when it sets one (a cap on the FHIR
+// server's load that the user chose), else enough for two workers' slots
+// (2 × workerFiles), so that while one of a worker's files waits between
+// activities its others keep the cores busy.
 func durableOptions(cfg *config.File, name string) durable.Options {
 	tc := cfg.Temporal
 	opts := durable.Options{Concurrency: tc.Concurrency, HeartbeatTimeout: tc.HeartbeatTimeoutDuration()}
 	if opts.Concurrency == 0 {
-		opts.Concurrency = 2 * cmp.Or(cfg.Pipelines[name].Concurrency, pipeline.DefaultConcurrency)
+		opts.Concurrency = cmp.Or(cfg.Pipelines[name].Concurrency, 2*cmp.Or(tc.WorkerFiles, durable.DefaultWorkerFiles))
 	}
 	return opts
 }
