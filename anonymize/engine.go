@@ -592,12 +592,8 @@ func (e *Engine) putRun(r *run) {
 	clear(r.nested[:cap(r.nested)])
 	clear(r.step[:cap(r.step)])
 	clear(r.matches[:cap(r.matches)])
-	for i, v := range r.cache {
-		if cap(v) > maxPooledScratch {
-			v = nil
-		}
-		clear(v)
-		r.cache[i] = v[:0]
+	for i := range r.cache {
+		r.cache[i].reset()
 	}
 	*r = run{e: e, env: r.env, scratch: r.scratch[:0],
 		pr:     pruner{state: r.pr.state[:0], empty: r.pr.empty[:0]},
@@ -708,7 +704,7 @@ type run struct {
 	// slot (see Engine.typeSlots); typeSym and nameSym find the slots of
 	// node types and names, elemSlots both at once by a node's Elem;
 	// matches collects a rule's matches.
-	cache            [][]*jsontree.Node
+	cache            []nodeList
 	typeSym, nameSym *symbols
 	elemSlots        *elemSlots
 	matches          []*jsontree.Node
@@ -784,9 +780,11 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 			if rule.fast == fastType && res.Type() == rule.arg || rule.fast == fastName && res.Name() == rule.arg {
 				head = append(head, res)
 			}
-			for _, n := range r.cache[rule.slot] {
-				if n.Flags&jsontree.FlagResource == 0 {
-					head = append(head, n)
+			for _, part := range r.cache[rule.slot].parts {
+				for _, n := range part {
+					if n.Flags&jsontree.FlagResource == 0 {
+						head = append(head, n)
+					}
 				}
 			}
 			items, err := rule.expr.EvaluateWithHead(res, head, r.env)
@@ -805,18 +803,22 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 			// resource it holds most of its nodes). The rules do not change
 			// the caches, and r.matches does not take this slice, so that
 			// the next rule does not append over the cache.
-			for _, n := range r.cache[rule.slot] {
-				if err := r.process(n, rule, res, &ops); err != nil {
-					return ops, err
+			for _, part := range r.cache[rule.slot].parts {
+				for _, n := range part {
+					if err := r.process(n, rule, res, &ops); err != nil {
+						return ops, err
+					}
 				}
 			}
 			continue
 		case rule.fast != fastNone && !rule.viaHead:
-			for _, n := range r.cache[rule.slot] {
-				if rule.tail == "" {
-					matches = append(matches, n)
-				} else {
-					matches = typed.Children(n, rule.tail, matches)
+			for _, part := range r.cache[rule.slot].parts {
+				for _, n := range part {
+					if rule.tail == "" {
+						matches = append(matches, n)
+					} else {
+						matches = typed.Children(n, rule.tail, matches)
+					}
 				}
 			}
 		case rule.IsResourceTypeRule:
@@ -869,13 +871,12 @@ func (r *run) buildCaches(res *jsontree.Node, plan *typePlan) {
 	// is processed only after its container's rules ran, when the
 	// container's caches are no longer needed).
 	if r.cache == nil {
-		r.cache = make([][]*jsontree.Node, r.e.nslots)
+		r.cache = make([]nodeList, r.e.nslots)
 		r.typeSym, r.nameSym = newSymbols(r.e.canonTypes, r.e.typeSlots), newSymbols(r.e.canonNames, r.e.nameSlots)
 		r.elemSlots = new(elemSlots)
 	}
 	for _, s := range plan.slots {
-		clear(r.cache[s])
-		r.cache[s] = r.cache[s][:0]
+		r.cache[s].reset()
 	}
 	r.cacheWalk(res, plan)
 }
@@ -891,10 +892,10 @@ func (r *run) cacheWalk(n *jsontree.Node, plan *typePlan) {
 		if c.Elem != nil {
 			ts, ns := r.slotsOf(c.Elem)
 			if plan.types && ts >= 0 && plan.want[ts] {
-				r.cache[ts] = appendDoubling(r.cache[ts], c)
+				r.cache[ts].add(c)
 			}
 			if plan.names && ns >= 0 && plan.want[ns] {
-				r.cache[ns] = appendDoubling(r.cache[ns], c)
+				r.cache[ns].add(c)
 			}
 		}
 		if typed.IsResource(c) {
@@ -1586,16 +1587,50 @@ func (t *symbols) slot(s string) int32 {
 	return -1
 }
 
-// appendDoubling appends n to s, doubling its capacity when it is full.
-// append grows a large slice by a quarter only, so that a slice of k
-// pointers built by appends allocates about 5k and copies about 4k; one
-// built by doubling allocates at most 2k and copies at most k (the caches of
-// a resource of 16 MB hold hundreds of thousands of nodes).
-func appendDoubling(s []*jsontree.Node, n *jsontree.Node) []*jsontree.Node {
-	if len(s) == cap(s) {
-		s = slices.Grow(s, max(len(s), 16))
+// nodeList is a cache's list of nodes, in parts: the first grows by
+// doubling up to nodeListPart nodes, and beyond it the list takes new
+// parts of that size instead of moving what it holds. A list of k nodes
+// thus allocates about k pointers (doubling, 2k; append's growth by a
+// quarter, 5k), and leaves no copies behind as garbage: the caches of a
+// resource of 64 MB hold millions of nodes.
+type nodeList struct {
+	parts [][]*jsontree.Node
+}
+
+// nodeListPart is the size of a nodeList's parts after the first.
+const nodeListPart = 1 << 12
+
+// add appends n.
+func (l *nodeList) add(n *jsontree.Node) {
+	k := len(l.parts)
+	if k == 0 {
+		l.parts = append(l.parts, make([]*jsontree.Node, 0, 16))
+		k = 1
 	}
-	return append(s, n)
+	last := l.parts[k-1]
+	if len(last) == cap(last) {
+		if cap(last) < nodeListPart {
+			last = slices.Grow(last, cap(last))
+		} else {
+			l.parts = append(l.parts, make([]*jsontree.Node, 0, nodeListPart))
+			k++
+			last = l.parts[k-1]
+		}
+	}
+	l.parts[k-1] = append(last, n)
+}
+
+// reset empties l, keeping its first part's memory for reuse.
+func (l *nodeList) reset() {
+	for _, p := range l.parts {
+		clear(p)
+	}
+	if len(l.parts) == 0 {
+		return
+	}
+	first := l.parts[0][:0]
+	clear(l.parts[1:])
+	l.parts = append(l.parts[:0], first)
 }
 
 // elemSlots caches the type and name slots of typed nodes by the address of
