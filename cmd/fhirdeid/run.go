@@ -56,17 +56,11 @@ temporarily failed (run again: it resumes), 1 failed, 2 bad configuration.`)
 		return err
 	}
 	logger := cmdLogger(e, *verbose)
-	if *cpuProfile != "" {
-		stop, err := startProfiles(*cpuProfile, "")
-		if err != nil {
-			return &exitError{code: 2, err: err}
-		}
-		defer func() {
-			if err := stop(); err != nil {
-				logger.Error("run: " + err.Error())
-			}
-		}()
+	stopProfile, err := startCPUProfile(*cpuProfile, "run", logger)
+	if err != nil {
+		return &exitError{code: 2, err: err}
 	}
+	defer stopProfile()
 	if cfg.Temporal != nil {
 		return runDurable(ctx, e, cfg, pname, *newKeys, *quiet, logger)
 	}

@@ -57,17 +57,11 @@ share the pipelines' destinations. "fhirdeid run CONFIG" starts a run.`)
 		return &exitError{code: 2, err: err}
 	}
 	logger := cmdLogger(e, *verbose)
-	if *cpuProfile != "" {
-		stop, err := startProfiles(*cpuProfile, "")
-		if err != nil {
-			return &exitError{code: 2, err: err}
-		}
-		defer func() {
-			if err := stop(); err != nil {
-				logger.Error("worker: " + err.Error())
-			}
-		}()
+	stopProfile, err := startCPUProfile(*cpuProfile, "worker", logger)
+	if err != nil {
+		return &exitError{code: 2, err: err}
 	}
+	defer stopProfile()
 	// The worker's local state database remembers only an interrupted
 	// snapshot merge (the runs live in the workflow histories): a merge cut
 	// short on one worker is planned anew from the destination by the next.
@@ -139,6 +133,23 @@ func loadPipeline(ctx context.Context, e *env, path, name string) (*config.File,
 		return nil, "", &exitError{code: 1, err: err}
 	}
 	return cfg, pname, nil
+}
+
+// startCPUProfile starts a CPU profile of the command into file ("": none)
+// and returns the function that writes it, logging a failure to write.
+func startCPUProfile(file, command string, logger *slog.Logger) (stop func(), err error) {
+	if file == "" {
+		return func() {}, nil
+	}
+	stopProfiles, err := startProfiles(file, "")
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		if err := stopProfiles(); err != nil {
+			logger.Error(command + ": " + err.Error())
+		}
+	}, nil
 }
 
 // cmdLogger logs warnings, or every step with verbose, to stderr.
