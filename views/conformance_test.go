@@ -103,6 +103,10 @@ func TestConformance(t *testing.T) {
 	if out == "" {
 		out = t.TempDir()
 	}
+	// A clean checkout has no artifacts folder yet.
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	data, _ := json.MarshalIndent(report, "", "  ")
 	path := filepath.Join(out, "test_report.json")
 	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
