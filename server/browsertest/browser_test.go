@@ -101,10 +101,12 @@ func TestDashboardRunNow(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRuns(t, e.DB, 1)
+	// The run's record ends a moment before the scheduler lets the
+	// pipeline go; a page rendered in between shows the button disabled,
+	// and clicking it would do nothing (CI once timed out on that).
+	waitIdle(t, ctx, base+"/")
 
 	err = chromedp.Do(ctx,
-		chromedp.Navigate(base+"/"),
-		chromedp.WaitVisible(chromedp.CSS(`tr[data-pipeline="ehr"] button`)),
 		chromedp.Click(chromedp.CSS(`tr[data-pipeline="ehr"] button`)),
 		chromedp.WaitVisible(chromedp.CSS(`p.flash`)),
 	)
@@ -215,6 +217,26 @@ func count(t *testing.T, ctx context.Context, sel string) int {
 		t.Fatalf("count %s: %v", sel, err)
 	}
 	return n
+}
+
+// waitIdle loads page until the ehr pipeline's Run now button is enabled.
+func waitIdle(t *testing.T, ctx context.Context, page string) {
+	t.Helper()
+	const enabled = `tr[data-pipeline="ehr"] button:not([disabled])`
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := chromedp.Do(ctx, chromedp.Navigate(page), chromedp.WaitVisible(chromedp.CSS(`tr[data-pipeline="ehr"] button`)))
+		if err != nil {
+			t.Fatalf("load %s: %v", page, err)
+		}
+		if count(t, ctx, enabled) == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the pipeline still shows running 30 s after its run ended")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // waitRuns waits until n runs have ended.
