@@ -614,8 +614,8 @@ func (e *Engine) normalize(root *jsontree.Node) bool {
 	root.Walk(func(n *jsontree.Node) bool {
 		switch n.Kind {
 		case jsontree.String:
-			if !e.preserveWhitespace && n.Value != "" {
-				if t := strings.TrimFunc(n.Value, unicode.IsSpace); len(t) != len(n.Value) {
+			if !e.preserveWhitespace && n.Value() != "" {
+				if t := strings.TrimFunc(n.Value(), unicode.IsSpace); len(t) != len(n.Value()) {
 					n.SetString(t)
 				}
 			}
@@ -629,10 +629,10 @@ func (e *Engine) normalize(root *jsontree.Node) bool {
 			}
 			wrap = wrap[:0]
 			for _, c := range n.Children() {
-				if c.Kind == jsontree.Array || c.Key == "resourceType" {
+				if c.Kind == jsontree.Array || c.Key() == "resourceType" {
 					continue
 				}
-				if el, _, ok := t.Property(strings.TrimPrefix(c.Key, "_")); ok && el.Repeats {
+				if el, _, ok := t.Property(strings.TrimPrefix(c.Key(), "_")); ok && el.Repeats {
 					wrap = append(wrap, c)
 				}
 			}
@@ -652,7 +652,7 @@ func (e *Engine) normalize(root *jsontree.Node) bool {
 // §2.10: its resourceType and a REDACTED security label.
 func emptyResource(root *jsontree.Node) {
 	for i := len(root.Children()) - 1; i >= 0; i-- {
-		if c := root.Children()[i]; c.Key != "resourceType" {
+		if c := root.Children()[i]; c.Key() != "resourceType" {
 			root.Remove(c)
 		}
 	}
@@ -671,7 +671,9 @@ func codingNode(c Coding) *jsontree.Node {
 	obj.Kind = jsontree.Object
 	kids := make([]*jsontree.Node, 0, 3)
 	add := func(m *jsontree.Node, key, value string) {
-		m.Kind, m.Key, m.Value, m.Parent = jsontree.String, key, value, obj
+		m.Kind, m.Parent = jsontree.String, obj
+		m.SetKey(key)
+		m.SetValue(value)
 		kids = append(kids, m)
 	}
 	if c.System != "" {
@@ -933,7 +935,7 @@ func (r *run) process(node *jsontree.Node, rule *engineRule, res *jsontree.Node,
 		ev := TraceEvent{Rule: rule.Index, Method: rule.MethodName, Location: typed.Location(node), Type: node.Type(),
 			HasValue: typed.HasValue(node)}
 		if ev.HasValue {
-			ev.Before = node.Value
+			ev.Before = node.Value()
 		}
 		if err := r.apply(node, rule, res, ops); err != nil {
 			return err
@@ -941,7 +943,7 @@ func (r *run) process(node *jsontree.Node, rule *engineRule, res *jsontree.Node,
 		if ev.HasValue {
 			ev.Removed = node.Kind == jsontree.Null || (node.Parent == nil && node != r.root)
 			if !ev.Removed {
-				ev.After = node.Value
+				ev.After = node.Value()
 			}
 		}
 		r.trace(ev)
@@ -995,10 +997,10 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 		switch {
 		case isDateType(node.Type()):
 			dt, _ := ParseDateType(node.Type())
-			out, keep = RedactDate(node.Value, dt, p.EnablePartialDatesForRedact, r.today)
+			out, keep = RedactDate(node.Value(), dt, p.EnablePartialDatesForRedact, r.today)
 		case isAgeValue(node):
 			var err error
-			out, keep, err = RedactAge(node.Value, p.EnablePartialAgesForRedact)
+			out, keep, err = RedactAge(node.Value(), p.EnablePartialAgesForRedact)
 			if err != nil {
 				return r.processingError(rule, node, err)
 			}
@@ -1007,13 +1009,13 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 				return nil
 			}
 		case len(node.Name()) == len("postalCode") && strings.EqualFold(node.Name(), "postalCode"):
-			out, keep, op = RedactPostalCode(node.Value, p.EnablePartialZipCodesForRedact, p.RestrictedZipCodeTabulationAreas)
+			out, keep, op = RedactPostalCode(node.Value(), p.EnablePartialZipCodesForRedact, p.RestrictedZipCodeTabulationAreas)
 		}
 		r.setString(node, out, keep)
 		*ops = ops.Add(op)
 	case MethodDateShift:
 		dt, ok := ParseDateType(node.Type())
-		if !ok || !typed.HasValue(node) || node.Value == "" {
+		if !ok || !typed.HasValue(node) || node.Value() == "" {
 			return nil
 		}
 		if p.DateShiftScope == ScopePatient {
@@ -1030,12 +1032,12 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 			}
 			if prefix == "" {
 				if id := r.root.Get("id"); id != nil && id.Kind == jsontree.String {
-					prefix = id.Value
+					prefix = id.Value()
 				}
 			}
 			offset = r.dateShiftOffset(prefix, p.DateShiftKey)
 		}
-		out, keep, op, err := ShiftDate(node.Value, dt, offset, p.EnablePartialDatesForRedact, r.today)
+		out, keep, op, err := ShiftDate(node.Value(), dt, offset, p.EnablePartialDatesForRedact, r.today)
 		if err != nil {
 			return r.processingError(rule, node, err)
 		}
@@ -1175,18 +1177,18 @@ func isReference(n *jsontree.Node) bool {
 // literal, strings as they are.
 func csharpText(n *jsontree.Node) string {
 	if n.Kind == jsontree.Bool {
-		if n.Value == "true" {
+		if n.Value() == "true" {
 			return "True"
 		}
 		return "False"
 	}
-	if n.Kind == jsontree.Number && strings.ContainsAny(n.Value, "eE") {
+	if n.Kind == jsontree.Number && strings.ContainsAny(n.Value(), "eE") {
 		// .NET decimals have no exponent form: 1.5e2 is 150.
-		if r, scale, err := parseDecimal(n.Value); err == nil {
+		if r, scale, err := parseDecimal(n.Value()); err == nil {
 			return r.FloatString(scale)
 		}
 	}
-	return n.Value
+	return n.Value()
 }
 
 func (r *run) perturb(node *jsontree.Node, rule *engineRule, res *jsontree.Node, ops *Operations) error {
@@ -1211,10 +1213,10 @@ func (r *run) perturb(node *jsontree.Node, rule *engineRule, res *jsontree.Node,
 	}
 	id := ""
 	if n := res.Get("id"); n != nil {
-		id = n.Value
+		id = n.Value()
 	}
 	u := PerturbNoise(r.e.params.CryptoHashKey, res.Type(), id, typed.Location(valNode))
-	out, err := Perturb(valNode.Value, target, rule.Span, rule.RangeType, rule.RoundTo, u)
+	out, err := Perturb(valNode.Value(), target, rule.Span, rule.RangeType, rule.RoundTo, u)
 	if err != nil {
 		return r.processingError(rule, valNode, err)
 	}
@@ -1324,7 +1326,9 @@ func addSecurityLabels(res *jsontree.Node, ops Operations, arena *nodeArena) {
 		obj.Kind = jsontree.Object
 		kids := ptrs[0:0:3]
 		add := func(m *jsontree.Node, key, value string) {
-			m.Kind, m.Key, m.Value, m.Parent = jsontree.String, key, value, obj
+			m.Kind, m.Parent = jsontree.String, obj
+			m.SetKey(key)
+			m.SetValue(value)
 			kids = append(kids, m)
 		}
 		if l.System != "" {
@@ -1345,7 +1349,7 @@ func hasSecurityCode(sec *jsontree.Node, code string) bool {
 		return false
 	}
 	for _, c := range sec.Children() {
-		if v := c.Get("code"); v != nil && v.Kind == jsontree.String && strings.EqualFold(v.Value, code) {
+		if v := c.Get("code"); v != nil && v.Kind == jsontree.String && strings.EqualFold(v.Value(), code) {
 			return true
 		}
 	}
@@ -1405,10 +1409,10 @@ func (p *pruner) prune(n *jsontree.Node) bool {
 		}
 		// An array, with its partner: "x" and "_x".
 		pj := -1
-		if k, ok := strings.CutPrefix(c.Key, "_"); ok {
+		if k, ok := strings.CutPrefix(c.Key(), "_"); ok {
 			pj = memberIndex(n, k, "")
 		} else {
-			pj = memberIndex(n, "_", c.Key)
+			pj = memberIndex(n, "_", c.Key())
 		}
 		var partner *jsontree.Node
 		if pj >= 0 && n.Children()[pj].Kind == jsontree.Array {
@@ -1442,7 +1446,7 @@ func (p *pruner) prune(n *jsontree.Node) bool {
 // prefix+name, or -1.
 func memberIndex(n *jsontree.Node, prefix, name string) int {
 	for i, c := range n.Children() {
-		if len(c.Key) == len(prefix)+len(name) && strings.HasPrefix(c.Key, prefix) && c.Key[len(prefix):] == name {
+		if len(c.Key()) == len(prefix)+len(name) && strings.HasPrefix(c.Key(), prefix) && c.Key()[len(prefix):] == name {
 			return i
 		}
 	}

@@ -509,7 +509,7 @@ func TestEngineVisitorFacts(t *testing.T) {
 	enc, _ := NewEncryptor("1234567890123456", nil)
 	addr := doc.Get("address").Children()[0]
 	for key, want := range map[string]string{"city": "patienttestcity1", "country": "US"} {
-		pt, err := enc.Decrypt(addr.Get(key).Value)
+		pt, err := enc.Decrypt(addr.Get(key).Value())
 		if err != nil || pt != want {
 			t.Errorf("%s decrypts to %q, %v", key, pt, err)
 		}

@@ -61,7 +61,7 @@ func (r *run) enterPatientScope(res *jsontree.Node) patientShiftState {
 	if res == r.root {
 		r.pshift.rootID = ""
 		if id := res.Get("id"); id != nil && id.Kind == jsontree.String {
-			r.pshift.rootID = id.Value
+			r.pshift.rootID = id.Value()
 		}
 		prev.ok = false
 	}
@@ -110,8 +110,8 @@ type patientMemo struct {
 // in.
 func compartmentPatient(e *Engine, res *jsontree.Node) (string, bool) {
 	if res.Type() == "Patient" {
-		if id := res.Get("id"); id != nil && id.Kind == jsontree.String && id.Value != "" {
-			return id.Value, true
+		if id := res.Get("id"); id != nil && id.Kind == jsontree.String && id.Value() != "" {
+			return id.Value(), true
 		}
 		return "", false
 	}
@@ -130,7 +130,7 @@ func compartmentPatient(e *Engine, res *jsontree.Node) (string, bool) {
 			for _, ref := range nodes {
 				for _, c := range typed.Children(ref, "reference", rbuf[:0]) {
 					if c.Kind == jsontree.String {
-						if id, ok := PatientReferenceID(c.Value); ok {
+						if id, ok := PatientReferenceID(c.Value()); ok {
 							return id, true
 						}
 					}
@@ -189,7 +189,7 @@ func PatientDateShiftOffset(key, scope, id string, rangeDays int) int {
 // res.
 func (r *run) shiftPatientDate(node *jsontree.Node, dt DateType, rule *engineRule, res *jsontree.Node, ops *Operations) error {
 	birthDate := res.Type() == "Patient" && node.Name() == "birthDate" && typed.Parent(node) == res
-	out, keep, op, err := ShiftDateKeepTime(node.Value, dt, r.pshift.offset, r.e.params.EnablePartialDatesForRedact, birthDate, r.today)
+	out, keep, op, err := ShiftDateKeepTime(node.Value(), dt, r.pshift.offset, r.e.params.EnablePartialDatesForRedact, birthDate, r.today)
 	if err != nil {
 		return r.processingError(rule, node, err)
 	}

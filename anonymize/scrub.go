@@ -223,7 +223,7 @@ func (r *run) scrubShiftOffset() int {
 	}
 	if prefix == "" {
 		if id := r.root.Get("id"); id != nil && id.Kind == jsontree.String {
-			prefix = id.Value
+			prefix = id.Value()
 		}
 	}
 	return r.dateShiftOffset(prefix, p.DateShiftKey)
@@ -238,16 +238,16 @@ func (r *run) scrubNode(node *jsontree.Node, rule *engineRule, res *jsontree.Nod
 		// A rule on Attachment.data itself: the attachment decides.
 		return r.scrubAttachment(typed.Parent(node), rule, res, ops)
 	case node.Type() == "string" || node.Type() == "markdown" || node.Type() == "xhtml":
-		if !typed.HasValue(node) || node.Kind != jsontree.String || node.Value == "" {
+		if !typed.HasValue(node) || node.Kind != jsontree.String || node.Value() == "" {
 			return nil
 		}
 		f := scrub.Plain
 		if node.Type() == "xhtml" {
 			f = scrub.HTML
 		}
-		out := r.scrubText(node.Value, f, rule, res)
-		r.traceScrub(rule, node, node.Value, out.Spans)
-		if out.Text != node.Value {
+		out := r.scrubText(node.Value(), f, rule, res)
+		r.traceScrub(rule, node, node.Value(), out.Spans)
+		if out.Text != node.Value() {
 			r.setString(node, out.Text, true)
 			*ops = ops.Add(OpRedact)
 		}
@@ -282,7 +282,7 @@ func (r *run) scrubAttachment(node *jsontree.Node, rule *engineRule, resource *j
 	ct := node.Get("contentType")
 	f, isText := scrub.Format(0), false
 	if ct != nil && ct.Kind == jsontree.String {
-		f, isText = scrub.FormatOf(ct.Value)
+		f, isText = scrub.FormatOf(ct.Value())
 	}
 	if !isText {
 		// Redacted as by the redact method: every value goes.
@@ -294,7 +294,7 @@ func (r *run) scrubAttachment(node *jsontree.Node, rule *engineRule, resource *j
 	if data == nil || data.Kind != jsontree.String {
 		return nil
 	}
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(data.Value))
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(data.Value()))
 	if err != nil {
 		// Undecodable data cannot be scrubbed: it goes.
 		r.setString(data, "", false)

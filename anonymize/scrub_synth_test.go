@@ -124,8 +124,8 @@ func plantedSynth(t *testing.T, e *Engine) {
 				if typ == "DocumentReference" {
 					root, _ := jsontree.Parse(out)
 					root.Walk(func(n *jsontree.Node) bool {
-						if n.Kind == jsontree.String && len(n.Value) > 40 {
-							if raw, err := base64.StdEncoding.DecodeString(n.Value); err == nil && strings.Contains(string(raw), "Clinical note for") {
+						if n.Kind == jsontree.String && len(n.Value()) > 40 {
+							if raw, err := base64.StdEncoding.DecodeString(n.Value()); err == nil && strings.Contains(string(raw), "Clinical note for") {
 								texts["DocumentReference.attachment"]++
 							}
 						}

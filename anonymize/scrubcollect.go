@@ -136,7 +136,7 @@ func addPerson(set *scrub.Identifiers, n *jsontree.Node) {
 	for _, key := range []string{"name"} {
 		for _, hn := range arr(n.Get(key)) {
 			if hn.Kind == jsontree.String {
-				set.AddName(hn.Value)
+				set.AddName(hn.Value())
 				continue
 			}
 			set.AddName(str(hn.Get("text")))
@@ -238,7 +238,7 @@ func str(n *jsontree.Node) string {
 	if n == nil || n.Kind != jsontree.String {
 		return ""
 	}
-	return n.Value
+	return n.Value()
 }
 
 // arr returns the items of an array node, or the node itself.

@@ -21,9 +21,9 @@ func (r *run) substitute(node *jsontree.Node, rule *engineRule, ops *Operations)
 			r.setString(node, text, keep)
 		case keep && node.Flags&jsontree.FlagShadow != 0 && node.Parent != nil && node.Parent.Kind == jsontree.Object:
 			// A primitive with only its "_name" object: give it a value.
-			if name, ok := strings.CutPrefix(node.Key, "_"); ok {
+			if name, ok := strings.CutPrefix(node.Key(), "_"); ok {
 				v := jsontree.NewString(text)
-				v.Key = name
+				v.SetKey(name)
 				node.Parent.InsertAt(node.Index(), v)
 				r.changed++
 				if err := typed.Annotate(r.root, r.e.model); err != nil {
@@ -83,7 +83,7 @@ func (r *run) substituteObject(node *jsontree.Node, repl Value) error {
 	}
 	// Existing members the replacement does not name.
 	for _, c := range append([]*jsontree.Node(nil), node.Children()...) {
-		if inRepl[c.Key] || c.Key == "resourceType" {
+		if inRepl[c.Key()] || c.Key() == "resourceType" {
 			continue
 		}
 		switch {
@@ -101,7 +101,7 @@ func (r *run) substituteObject(node *jsontree.Node, repl Value) error {
 			if err != nil {
 				return err
 			}
-			nn.Key = m.Key
+			nn.SetKey(m.Key)
 			node.Set(m.Key, nn)
 			continue
 		}
@@ -154,7 +154,7 @@ func (r *run) substituteMember(parent, old *jsontree.Node, repl Value) error {
 		if err != nil {
 			return err
 		}
-		nn.Key = old.Key
+		nn.SetKey(old.Key())
 		old.ReplaceWith(nn)
 		return nil
 	}
@@ -176,7 +176,7 @@ func (r *run) substituteValue(old *jsontree.Node, repl Value) error {
 	if err != nil {
 		return err
 	}
-	nn.Key = old.Key
+	nn.SetKey(old.Key())
 	old.ReplaceWith(nn)
 	return nil
 }

@@ -483,7 +483,7 @@ func TestRewrittenDate(t *testing.T) {
 		if rewrite { // as a date-shifting rule does: the value is written anew
 			for _, k := range []string{"created", "birthDate"} {
 				if n := root.Get(k); n != nil {
-					n.SetString(n.Value)
+					n.SetString(n.Value())
 				}
 			}
 		}
@@ -536,7 +536,7 @@ func TestRewrittenDateReadAgain(t *testing.T) {
 				if n == nil {
 					n = root.Get("period").Get("start")
 				}
-				n.SetString(n.Value)
+				n.SetString(n.Value())
 			}
 			fs.ScanTree(0, int64(i+1), root)
 			text.WriteString(o + "\n")
@@ -573,7 +573,7 @@ func TestRewrittenDayHashesAcrossProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := root.Get("created")
-	n.SetString(n.Value)
+	n.SetString(n.Value())
 	key := [16]byte{1, 2, 3}
 	first := NewCollector()
 	first.SetDayKey(key)

@@ -22,11 +22,11 @@ func view(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 func (w *treeWalker) node(n *jsontree.Node, v visitor) {
 	switch n.Kind {
 	case jsontree.String:
-		v.str(w.path, view(n.Value))
+		v.str(w.path, view(n.Value()))
 	case jsontree.Object:
 		v.objectStart(w.path)
 		for _, c := range n.Children() {
-			w.path = append(w.path, view(c.Key))
+			w.path = append(w.path, view(c.Key()))
 			w.node(c, v)
 			w.path = w.path[:len(w.path)-1]
 		}
@@ -108,11 +108,11 @@ func (w *treeWalker) seek(n *jsontree.Node, v visitor) {
 			continue
 		}
 		if n.Kind == jsontree.Object {
-			collect := isCollectKey(c.Key)
+			collect := isCollectKey(c.Key())
 			if !collect && c.Kind == jsontree.String {
 				continue
 			}
-			w.path = append(w.path, view(c.Key))
+			w.path = append(w.path, view(c.Key()))
 			if collect {
 				w.node(c, v)
 			} else {
@@ -156,7 +156,7 @@ func (s *Scanner) tree(n *jsontree.Node) {
 		s.strNode(n)
 	case jsontree.Object:
 		for _, c := range n.Children() {
-			s.tw.path = append(s.tw.path, view(c.Key))
+			s.tw.path = append(s.tw.path, view(c.Key()))
 			if c.Kind == jsontree.String {
 				s.strNode(c)
 			} else {
@@ -177,7 +177,7 @@ func (s *Scanner) tree(n *jsontree.Node) {
 
 // strNode scans a string node of the output; see Scanner.rewritten.
 func (s *Scanner) strNode(n *jsontree.Node) {
-	v := view(n.Value)
+	v := view(n.Value())
 	if !dateValue(v) {
 		s.str(s.tw.path, v)
 		return

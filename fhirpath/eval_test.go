@@ -299,7 +299,7 @@ func TestResultsAreMutableNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, it := range res {
-		it.Node().Value = "REDACTED"
+		it.Node().SetValue("REDACTED")
 	}
 	res, _ = e.Evaluate(patient, nil)
 	for _, it := range res {

@@ -443,10 +443,10 @@ func fnType(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 			name = systemType(it.val)
 		}
 		obj := &jsontree.Node{Kind: jsontree.Object, Elem: typeInfoElem}
-		obj.SetChildren([]*jsontree.Node{
-			{Kind: jsontree.String, Key: "namespace", Elem: typeInfoNamespace, Value: ns, Parent: obj},
-			{Kind: jsontree.String, Key: "name", Elem: typeInfoName, Value: name, Parent: obj},
-		})
+		nsNode, nameNode := jsontree.NewString(ns), jsontree.NewString(name)
+		nsNode.Elem, nameNode.Elem = typeInfoNamespace, typeInfoName
+		obj.Set("namespace", nsNode)
+		obj.Set("name", nameNode)
 		out = append(out, Item{node: obj})
 	}
 	return out, nil
@@ -590,7 +590,7 @@ func convFn(conv converter, test bool) builtinFn {
 func fnToString(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 	if len(f) == 1 && f[0].node != nil && typed.HasValue(f[0].node) {
 		if _, ok := f[0].Value(); ok {
-			return c.one(Item{val: f[0].node.Value}), nil
+			return c.one(Item{val: f[0].node.Value()}), nil
 		}
 	}
 	return convFn(toStringValue, false)(c, k, in, f)
@@ -1386,7 +1386,7 @@ func fnExtension(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 		buf = c.childrenNamed(it.node, "extension", buf[:0])
 		for _, e := range buf {
 			for _, ch := range e.node.Children() {
-				if ch.Key == "url" && ch.Value == url {
+				if ch.Key() == "url" && ch.Value() == url {
 					out = append(out, e)
 					break
 				}

@@ -38,7 +38,7 @@ func jsonMember(n *jsontree.Node, key string, dst []Item) []Item {
 		return dst
 	}
 	for _, ch := range n.Children() {
-		if ch.Key != key || ch.Name() == "" || ch.Name() == key {
+		if ch.Key() != key || ch.Name() == "" || ch.Name() == key {
 			continue
 		}
 		if ch.Kind == jsontree.Array {

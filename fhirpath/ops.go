@@ -272,13 +272,13 @@ func temporalOf(it Item) (DateTime, Precision, bool) {
 		}
 		switch n.Type() {
 		case "date":
-			d, err := ParseDate(n.Value)
+			d, err := ParseDate(n.Value())
 			return DateTime(d), PrecYear, err == nil
 		case "dateTime", "instant":
-			d, err := ParseDateTime(n.Value)
+			d, err := ParseDateTime(n.Value())
 			return d, PrecYear, err == nil
 		case "time":
-			d, err := ParseTime(n.Value)
+			d, err := ParseTime(n.Value())
 			return DateTime(d), PrecHour, err == nil
 		}
 		return DateTime{}, 0, false

@@ -155,54 +155,54 @@ func nodeValue(n *jsontree.Node) (any, bool) {
 	t := n.Type()
 	switch primitiveSystemType(t) {
 	case "Boolean":
-		return n.Value == "true", true
+		return n.Value() == "true", true
 	case "Integer":
-		i, err := strconv.ParseInt(n.Value, 10, 64)
+		i, err := strconv.ParseInt(n.Value(), 10, 64)
 		if err != nil {
 			return nil, false
 		}
 		return i, true
 	case "Decimal":
-		d, err := ParseDecimal(n.Value)
+		d, err := ParseDecimal(n.Value())
 		if err != nil {
 			return nil, false
 		}
 		return d, true
 	case "Date":
-		d, err := ParseDate(n.Value)
+		d, err := ParseDate(n.Value())
 		if err != nil {
 			return nil, false
 		}
 		return d, true
 	case "DateTime":
-		d, err := ParseDateTime(n.Value)
+		d, err := ParseDateTime(n.Value())
 		if err != nil {
 			return nil, false
 		}
 		return d, true
 	case "Time":
-		d, err := ParseTime(n.Value)
+		d, err := ParseTime(n.Value())
 		if err != nil {
 			return nil, false
 		}
 		return d, true
 	case "String":
-		return n.Value, true
+		return n.Value(), true
 	}
 	// Untyped scalar: by JSON kind.
 	switch n.Kind {
 	case jsontree.Bool:
-		return n.Value == "true", true
+		return n.Value() == "true", true
 	case jsontree.Number:
-		if i, err := strconv.ParseInt(n.Value, 10, 64); err == nil {
+		if i, err := strconv.ParseInt(n.Value(), 10, 64); err == nil {
 			return i, true
 		}
-		if d, err := ParseDecimal(n.Value); err == nil {
+		if d, err := ParseDecimal(n.Value()); err == nil {
 			return d, true
 		}
 		return nil, false
 	case jsontree.String:
-		return n.Value, true
+		return n.Value(), true
 	}
 	return nil, false
 }
@@ -212,19 +212,19 @@ func quantityFromNode(n *jsontree.Node) (any, bool) {
 	var haveValue bool
 	var unit, code, system string
 	for _, c := range n.Children() {
-		switch c.Key {
+		switch c.Key() {
 		case "value":
-			d, err := ParseDecimal(c.Value)
+			d, err := ParseDecimal(c.Value())
 			if err != nil {
 				return nil, false
 			}
 			q.Value, haveValue = d, true
 		case "unit":
-			unit = c.Value
+			unit = c.Value()
 		case "code":
-			code = c.Value
+			code = c.Value()
 		case "system":
-			system = c.Value
+			system = c.Value()
 		}
 	}
 	if !haveValue {
@@ -323,7 +323,7 @@ func stringOf(it Item) (string, bool) {
 	if it.node != nil {
 		n := it.node
 		if n.Kind == jsontree.String && primitiveSystemType(n.Type()) == "String" {
-			return n.Value, true
+			return n.Value(), true
 		}
 		return "", false
 	}
@@ -441,7 +441,7 @@ func nodesMatch(a, b *jsontree.Node, equiv bool) bool {
 			if ignoredMember(a, ca) {
 				continue
 			}
-			cb := b.Get(ca.Key)
+			cb := b.Get(ca.Key())
 			if cb == nil || !nodesMatch(ca, cb, equiv) {
 				return false
 			}
@@ -458,8 +458,8 @@ func nodesMatch(a, b *jsontree.Node, equiv bool) bool {
 		}
 		return true
 	case jsontree.Number:
-		da, e1 := ParseDecimal(a.Value)
-		db, e2 := ParseDecimal(b.Value)
+		da, e1 := ParseDecimal(a.Value())
+		db, e2 := ParseDecimal(b.Value())
 		if e1 == nil && e2 == nil {
 			if equiv {
 				s := min(da.scale, db.scale)
@@ -469,16 +469,16 @@ func nodesMatch(a, b *jsontree.Node, equiv bool) bool {
 		}
 	case jsontree.String:
 		if equiv {
-			return normalizeString(a.Value) == normalizeString(b.Value)
+			return normalizeString(a.Value()) == normalizeString(b.Value())
 		}
 	}
-	return a.Value == b.Value
+	return a.Value() == b.Value()
 }
 
 // ignoredMember reports whether member c of object o takes no part in
 // equality: the id of an element (not of a resource).
 func ignoredMember(o, c *jsontree.Node) bool {
-	return c.Key == "id" && o.Flags&jsontree.FlagResource == 0
+	return c.Key() == "id" && o.Flags&jsontree.FlagResource == 0
 }
 
 func countSignificant(o *jsontree.Node) int {

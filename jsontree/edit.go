@@ -26,7 +26,7 @@ func ValidNumber(lit string) bool {
 }
 
 // NewString returns a detached String node holding s.
-func NewString(s string) *Node { return &Node{Kind: String, Value: s} }
+func NewString(s string) *Node { return newScalar(String, s) }
 
 // NewNumber returns a detached Number node whose literal is lit, which is
 // kept as it is ("1.50" stays "1.50"). It returns an error if lit is not a
@@ -35,11 +35,17 @@ func NewNumber(lit string) (*Node, error) {
 	if !ValidNumber(lit) {
 		return nil, errNumber
 	}
-	return &Node{Kind: Number, Value: lit}, nil
+	return newScalar(Number, lit), nil
 }
 
 // NewBool returns a detached Bool node.
-func NewBool(b bool) *Node { return &Node{Kind: Bool, Value: boolText(b)} }
+func NewBool(b bool) *Node { return newScalar(Bool, boolText(b)) }
+
+func newScalar(k Kind, v string) *Node {
+	n := &Node{Kind: k}
+	n.setValue(v)
+	return n
+}
 
 // NewNull returns a detached Null node.
 func NewNull() *Node { return &Node{Kind: Null} }
@@ -59,7 +65,12 @@ func boolText(b bool) string {
 
 // Len returns the number of members of an object or items of an array, and
 // 0 for a scalar.
-func (n *Node) Len() int { return int(n.nkids) }
+func (n *Node) Len() int {
+	if n.kcap&kcapClass == 0 {
+		return 0 // n.n is a scalar's length, or 0
+	}
+	return int(n.n)
+}
 
 // Get returns the member of object n named key, or nil if there is none or
 // n is not an object.
@@ -68,7 +79,7 @@ func (n *Node) Get(key string) *Node {
 		return nil
 	}
 	for _, c := range n.Children() {
-		if c.Key == key {
+		if c.Key() == key {
 			return c
 		}
 	}
@@ -98,16 +109,16 @@ func (n *Node) Index() int {
 func (n *Node) Set(key string, v *Node) {
 	n.mustBe(Object, "Set")
 	n.checkChild(v)
-	if v.Parent == n && v.Key == key {
+	if v.Parent == n && v.Key() == key {
 		return
 	}
 	if v.Parent != nil {
 		v.Detach()
 	}
-	v.setKey(key)
+	v.SetKey(key)
 	v.Parent = n
 	for i, c := range n.Children() {
-		if c.Key == key {
+		if c.Key() == key {
 			c.Parent = nil
 			n.Children()[i] = v
 			return
@@ -123,7 +134,7 @@ func (n *Node) Append(v *Node) {
 	if v.Parent != nil {
 		v.Detach()
 	}
-	v.setKey("")
+	v.SetKey("")
 	v.Parent = n
 	n.appendChild(v)
 }
@@ -138,7 +149,7 @@ func (n *Node) InsertAt(i int, v *Node) {
 		panic("jsontree: InsertAt on a " + n.Kind.String())
 	}
 	n.checkChild(v)
-	key := v.Key
+	key := v.Key()
 	var old *Node
 	if n.Kind == Array {
 		key = ""
@@ -162,7 +173,7 @@ func (n *Node) InsertAt(i int, v *Node) {
 	if old != nil && old != v {
 		n.Remove(old)
 	}
-	v.setKey(key)
+	v.SetKey(key)
 	v.Parent = n
 	n.appendChild(v)
 	ch := n.Children()
@@ -182,7 +193,7 @@ func (n *Node) Remove(child *Node) bool {
 		if c == child {
 			copy(ch[i:], ch[i+1:])
 			ch[len(ch)-1] = nil
-			n.nkids--
+			n.n--
 			child.Parent = nil
 			return true
 		}
@@ -197,6 +208,9 @@ func (n *Node) Remove(child *Node) bool {
 // k children one by one with Remove costs k times that. del must not edit n.
 func (n *Node) RemoveFunc(del func(*Node) bool) int {
 	ch := n.Children()
+	if len(ch) == 0 {
+		return 0
+	}
 	kept := ch[:0]
 	for _, c := range ch {
 		if del(c) {
@@ -207,7 +221,7 @@ func (n *Node) RemoveFunc(del func(*Node) bool) int {
 	}
 	removed := len(ch) - len(kept)
 	clear(ch[len(kept):])
-	n.nkids = uint32(len(kept))
+	n.n = uint32(len(kept))
 	return removed
 }
 
@@ -235,7 +249,7 @@ func (n *Node) ReplaceWith(v *Node) {
 	}
 	i := n.Index()
 	p.Children()[i] = v
-	v.Parent, v.Key = p, n.Key
+	v.Parent, v.key = p, n.key
 	v.Flags = v.Flags&^FlagRawKey | n.Flags&FlagRawKey
 	n.Parent = nil
 }
@@ -267,15 +281,16 @@ func (n *Node) SetNull() {
 }
 
 func (n *Node) setScalar(k Kind, v string) {
-	if n.nkids|uint32(n.kcap&kShadowSlot) != 0 {
+	if n.kcap&kcapClass != 0 {
 		n.dropChildren()
 	}
-	n.Kind, n.Value = k, v
+	n.Kind = k
+	n.setValue(v)
 	n.Flags = n.Flags&^(FlagEscaped|FlagRaw) | FlagSet
 }
 
-// dropChildren detaches n's children and leaves it none, keeping its shadow
-// in the word of the children's pointer, as a scalar's.
+// dropChildren detaches n's children and leaves it none and an empty
+// Value, keeping its shadow in a shadowed record, as a scalar's.
 //
 //go:noinline
 func (n *Node) dropChildren() {
@@ -283,18 +298,9 @@ func (n *Node) dropChildren() {
 		c.Parent = nil
 	}
 	sh := n.Shadow()
-	n.kids, n.nkids, n.kcap = nil, 0, 0
+	n.ptr, n.n, n.kcap = nil, 0, 0
 	if sh != nil {
-		n.kids, n.kcap = unsafe.Pointer(sh), kShadowPtr
-	}
-}
-
-// setKey gives n the member name key, clearing FlagRawKey unless the name
-// stays the same (the flag is a property of the name's text).
-func (n *Node) setKey(key string) {
-	if n.Key != key {
-		n.Key = key
-		n.Flags &^= FlagRawKey
+		n.ptr, n.kcap = unsafe.Pointer(&shadowed{shadow: sh}), kShadowPtr
 	}
 }
 
@@ -355,7 +361,7 @@ func (n *Node) Path() string {
 		if c.Parent.Kind == Array {
 			segs = append(segs, seg{idx: c.Index()})
 		} else {
-			segs = append(segs, seg{key: c.Key, idx: -1})
+			segs = append(segs, seg{key: c.Key(), idx: -1})
 		}
 	}
 	var sb strings.Builder
@@ -412,9 +418,9 @@ type cloner struct {
 func (c *cloner) count(n *Node) {
 	c.nNodes++
 	c.nPtrs += n.Len()
-	c.nText += len(n.Key)
+	c.nText += len(n.Key())
 	if n.Kind != Bool {
-		c.nText += len(n.Value)
+		c.nText += len(n.Value())
 	}
 	if n.Shadow() != nil {
 		c.shadows = true
@@ -440,11 +446,11 @@ func (c *cloner) clone(n *Node, parent *Node) *Node {
 	c.nodes = c.nodes[1:]
 	// Elems are shared and immutable: the copy points at the same one.
 	*m = Node{Kind: n.Kind, Flags: n.Flags, Parent: parent, Elem: n.Elem}
-	m.Key = c.str(n.Key)
+	m.key = c.str(n.Key())
 	if n.Kind == Bool {
-		m.Value = boolText(n.Value == "true")
-	} else {
-		m.Value = c.str(n.Value)
+		m.setValue(boolText(n.Value() == "true"))
+	} else if n.Kind != Object && n.Kind != Array {
+		m.setValue(c.str(n.Value()))
 	}
 	if c.remap != nil {
 		c.remap[n] = m
@@ -473,14 +479,14 @@ func FromAny(v any) (*Node, error) {
 	case string:
 		return NewString(x), nil
 	case int:
-		return &Node{Kind: Number, Value: strconv.Itoa(x)}, nil
+		return newScalar(Number, strconv.Itoa(x)), nil
 	case int64:
-		return &Node{Kind: Number, Value: strconv.FormatInt(x, 10)}, nil
+		return newScalar(Number, strconv.FormatInt(x, 10)), nil
 	case float64:
 		if math.IsNaN(x) || math.IsInf(x, 0) {
 			return nil, errNumber
 		}
-		return &Node{Kind: Number, Value: strconv.FormatFloat(x, 'g', -1, 64)}, nil
+		return newScalar(Number, strconv.FormatFloat(x, 'g', -1, 64)), nil
 	case *Node:
 		return x.Clone(), nil
 	case []any:
@@ -538,8 +544,8 @@ func Equal(a, b *Node) bool {
 		for i, c := range a.Children() {
 			// Members are usually in the same order.
 			d := bc[i]
-			if d.Key != c.Key {
-				d = b.Get(c.Key)
+			if d.Key() != c.Key() {
+				d = b.Get(c.Key())
 			}
 			if d == nil || !Equal(c, d) {
 				return false
@@ -549,5 +555,5 @@ func Equal(a, b *Node) bool {
 	case Null:
 		return true
 	}
-	return a.Value == b.Value
+	return a.Value() == b.Value()
 }

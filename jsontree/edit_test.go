@@ -36,7 +36,7 @@ func TestConstructors(t *testing.T) {
 	}
 	for _, lit := range []string{"1.50", "-0", "1e400"} {
 		n, err := NewNumber(lit)
-		if err != nil || n.Kind != Number || n.Value != lit {
+		if err != nil || n.Kind != Number || n.Value() != lit {
 			t.Errorf("NewNumber(%q) = %v, %v", lit, n, err)
 		}
 	}
@@ -101,8 +101,8 @@ func TestArrayEdits(t *testing.T) {
 		t.Fatalf("inserts: %s", got)
 	}
 	for i, c := range a.Children() {
-		if c.Index() != i || c.Parent != a || c.Key != "" {
-			t.Errorf("item %d: Index %d, parent ok %v, key %q", i, c.Index(), c.Parent == a, c.Key)
+		if c.Index() != i || c.Parent != a || c.Key() != "" {
+			t.Errorf("item %d: Index %d, parent ok %v, key %q", i, c.Index(), c.Parent == a, c.Key())
 		}
 	}
 	three := a.Children()[4]
@@ -137,14 +137,14 @@ func TestArrayEdits(t *testing.T) {
 func TestObjectInsertAt(t *testing.T) {
 	root := mustParse(t, `{"a":1,"b":2,"c":3}`)
 	v := NewString("x")
-	v.Key = "n"
+	v.SetKey("n")
 	root.InsertAt(1, v)
 	if got := compact(root); got != `{"a":1,"n":"x","b":2,"c":3}` {
 		t.Errorf("insert: %s", got)
 	}
 	// Inserting a member whose name exists replaces the old one.
 	w := NewString("y")
-	w.Key = "c"
+	w.SetKey("c")
 	root.InsertAt(0, w)
 	if got := compact(root); got != `{"c":"y","a":1,"n":"x","b":2}` {
 		t.Errorf("insert existing name: %s", got)
@@ -259,7 +259,7 @@ func TestSetScalars(t *testing.T) {
 	if err := c.SetNumber("1,5"); err == nil {
 		t.Error("SetNumber accepted an invalid literal")
 	}
-	if c.Kind != Number || c.Value != "1" || c.Flags&FlagSet != 0 {
+	if c.Kind != Number || c.Value() != "1" || c.Flags&FlagSet != 0 {
 		t.Error("failed SetNumber changed the node")
 	}
 	c.SetBool(true)
@@ -297,7 +297,7 @@ func TestWalk(t *testing.T) {
 	var seen []string
 	root.Walk(func(n *Node) bool {
 		seen = append(seen, n.Path())
-		return n.Key != "c" // skip c's children
+		return n.Key() != "c" // skip c's children
 	})
 	want := "|/a|/a/0|/a/1|/a/1/b|/c|/e"
 	if got := strings.Join(seen, "|"); got != want {
@@ -308,7 +308,7 @@ func TestWalk(t *testing.T) {
 		if n.Kind == Number {
 			n.SetString("#")
 		}
-		if n.Key == "c" {
+		if n.Key() == "c" {
 			n.ReplaceWith(NewNull())
 			return false
 		}
@@ -355,8 +355,8 @@ func TestClone(t *testing.T) {
 	}
 	// A subtree clone clears links that leave it, and keeps its key.
 	sub := root.Get("deceasedBoolean").Clone()
-	if sub.Shadow() != nil || sub.Key != "deceasedBoolean" || sub.Parent != nil {
-		t.Errorf("subtree clone: shadow %v key %q", sub.Shadow() != nil, sub.Key)
+	if sub.Shadow() != nil || sub.Key() != "deceasedBoolean" || sub.Parent != nil {
+		t.Errorf("subtree clone: shadow %v key %q", sub.Shadow() != nil, sub.Key())
 	}
 	// Independent of the original.
 	c.Get("list").Append(NewNull())
@@ -483,7 +483,7 @@ func TestWalkRemoving(t *testing.T) {
 			n.Detach()
 			return false
 		}
-		if n.Kind == Number && n.Key == "b" {
+		if n.Kind == Number && n.Key() == "b" {
 			n.ReplaceWith(NewString("replacement not visited"))
 			return false
 		}
@@ -507,7 +507,7 @@ func TestInsertAtOutOfRangeChangesNothing(t *testing.T) {
 		func() { root.Get("b").InsertAt(3, root.Get("a")) },
 		func() { root.Get("b").InsertAt(2, root.Get("b").Children()[0]) }, // 1 item left after the move
 		func() {
-			x.Key = "a"
+			x.SetKey("a")
 			root.InsertAt(3, x) // "a" replaced: 2 members + x -> max index 2
 		},
 	}
@@ -520,7 +520,7 @@ func TestInsertAtOutOfRangeChangesNothing(t *testing.T) {
 			}()
 			fn()
 		}()
-		x.Key = "x"
+		x.SetKey("x")
 		if got := compact(root); got != before {
 			t.Errorf("case %d: tree changed to %s", i, got)
 		}
@@ -533,7 +533,7 @@ func TestInsertAtLastPosition(t *testing.T) {
 	b := root.Get("b")
 	b.InsertAt(1, b.Children()[0]) // move within: 1 item left, so 1 is the end
 	x := root.Get("c").Get("x")
-	x.Key = "a"
+	x.SetKey("a")
 	root.InsertAt(2, x) // "a" replaced: b, c, then x as "a"
 	if got := compact(root); got != `{"b":[2,1],"c":{},"a":true}` {
 		t.Errorf("got %s", got)
@@ -546,20 +546,20 @@ func TestRemoveFunc(t *testing.T) {
 	items := append([]*Node(nil), n.Children()...)
 	var seen []string
 	got := n.RemoveFunc(func(c *Node) bool {
-		seen = append(seen, c.Value)
-		return c.Value == "2" || c.Value == "3" || c.Value == "6"
+		seen = append(seen, c.Value())
+		return c.Value() == "2" || c.Value() == "3" || c.Value() == "6"
 	})
 	if got != 3 || compact(n) != "[1,4,5]" || strings.Join(seen, ",") != "1,2,3,4,5,6" {
 		t.Errorf("RemoveFunc = %d, %s, visited %v", got, compact(n), seen)
 	}
 	for _, c := range items {
-		removed := c.Value == "2" || c.Value == "3" || c.Value == "6"
+		removed := c.Value() == "2" || c.Value() == "3" || c.Value() == "6"
 		if removed != (c.Parent == nil) {
-			t.Errorf("item %s: parent %v", c.Value, c.Parent)
+			t.Errorf("item %s: parent %v", c.Value(), c.Parent)
 		}
 	}
 	o := mustParse(t, `{"a":1,"b":2}`)
-	if o.RemoveFunc(func(c *Node) bool { return c.Key == "a" }) != 1 || compact(o) != `{"b":2}` || o.Get("a") != nil {
+	if o.RemoveFunc(func(c *Node) bool { return c.Key() == "a" }) != 1 || compact(o) != `{"b":2}` || o.Get("a") != nil {
 		t.Errorf("object: %s", compact(o))
 	}
 	if o.RemoveFunc(func(*Node) bool { return false }) != 0 || compact(o) != `{"b":2}` {

@@ -18,7 +18,7 @@ func Example() {
 	name.Get("given").Detach()
 	name.Set("text", jsontree.NewString("<b>x</b> & y"))
 	fmt.Println(string(root.AppendJSON(nil)))
-	fmt.Println(root.Get("weight").Value, name.Get("family").Path())
+	fmt.Println(root.Get("weight").Value(), name.Get("family").Path())
 	// Output:
 	// {"resourceType":"Patient","name":[{"family":"REDACTED","text":"<b>x</b> & y"}],"multipleBirthInteger":2,"weight":70.50}
 	// 70.50 /name/0/family

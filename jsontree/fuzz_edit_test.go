@@ -47,9 +47,9 @@ func FuzzEdit(f *testing.F) {
 			case 2:
 				if n.Kind == Array || n.Kind == Object {
 					v := NewBool(true)
-					v.Key = keys[arg%len(keys)]
+					v.SetKey(keys[arg%len(keys)])
 					pos := arg % (len(n.Children()) + 1)
-					if n.Kind == Object && n.Get(v.Key) != nil {
+					if n.Kind == Object && n.Get(v.Key()) != nil {
 						pos = arg % len(n.Children()) // one member is replaced
 					}
 					n.InsertAt(pos, v)

@@ -104,44 +104,45 @@ func (k Kind) String() string {
 // Node is one JSON value.
 //
 // Object members and array items are its children (Children), in document
-// order; a member carries its member name in Key. Scalars keep their text
-// in Value: the exact literal of a Number ("1.50" stays "1.50"), the
-// decoded text of a String, "true" or "false" for a Bool, "" for a Null.
+// order; a member carries its member name (Key). Scalars keep their text
+// (Value): the exact literal of a Number ("1.50" stays "1.50"), the decoded
+// text of a String, "true" or "false" for a Bool, "" for a Null.
 //
 // Nodes made by a Parser live in its arena and are valid only until its
 // next Parse (see Parser); Clone copies a tree out of it. Programs edit a
 // tree through the methods (Set, Append, Remove, ReplaceWith, SetString...),
-// which keep Parent, Key and the children consistent; assigning Value of a
-// String directly is safe too if FlagRaw is cleared with it, as writing
-// escapes strings as needed, but a Number's Value must remain a valid
-// literal (see SetNumber).
+// which keep Parent, Key and the children consistent; SetValue changes a
+// scalar's text in place (writing escapes strings as needed), but a
+// Number's Value must remain a valid literal (see SetNumber).
 //
 // A node is kept small, since a parsed document has one per few bytes of
-// input: its children are a pointer and a 32-bit count rather than a slice
-// header (see Children and SetChildren), and the rarely set Shadow shares
-// that pointer's word (a scalar has no children) or, for a container, a slot
-// in front of its children's array.
+// input: a scalar has no children and a container no Value, so one pointer
+// and a 32-bit count hold either the children (see Children and
+// SetChildren) or the Value's text, and the rarely set Shadow lives, for a
+// container, in a slot in front of its children's array and, for a scalar,
+// in a small record that holds its Value too.
 type Node struct {
-	// Kind is the node's JSON kind.
+	// Kind is the node's JSON kind. A program should not change it
+	// directly but through the Set methods, except on a zero Node it is
+	// building (see SetChildren).
 	Kind Kind
-	// kcap is the capacity class of the children's array (see capClass)
-	// and where the node's shadow is: kids itself (kShadowPtr) or the slot
-	// in front of the array (kShadowSlot).
+	// kcap is the capacity class of the children's array (see capClass),
+	// which is 0 exactly when ptr and n do not hold children, and where
+	// the node's shadow is: in a side record that also holds the Value
+	// (kShadowPtr, scalars) or in the slot in front of the children's
+	// array (kShadowSlot).
 	kcap uint8
 	// Flags holds typing and bookkeeping bits; see the Flag constants.
 	Flags Flags
-	// nkids is the number of children.
-	nkids uint32
-	// Key is the member name of this node in its parent object; "" for array
-	// items and for the root of a parsed document. A member removed from its
-	// object keeps its Key (see Remove), and so does a Clone.
-	Key string
-	// Value is the text of a scalar (see Node).
-	Value string
-	// kids points at the first of the nkids children, the members of an
-	// Object or the items of an Array, or, with kShadowPtr, at the shadow
-	// node.
-	kids unsafe.Pointer
+	// n is the number of children of an object or array, or the length in
+	// bytes of a scalar's Value.
+	n uint32
+	// key is the member name of this node in its parent object (see Key).
+	key string
+	// ptr points at the first of the n children (the members of an Object
+	// or the items of an Array), or at the first byte of a scalar's Value,
+	// or, with kShadowPtr, at the scalar's shadowed record.
+	ptr unsafe.Pointer
 	// Parent is the enclosing object or array; nil for the root.
 	Parent *Node
 
@@ -158,14 +159,87 @@ type Node struct {
 	Elem *Elem
 }
 
+// shadowed is the record a scalar with a shadow points at: its Value and
+// its shadow, which cannot both have the node's one pointer.
+type shadowed struct {
+	value  string
+	shadow *Node
+}
+
 // Bits of Node.kcap.
 const (
 	kcapClass   = 0x3f // capacity class of the children's array
-	kShadowPtr  = 0x40 // kids points at the shadow (no children)
-	kShadowSlot = 0x80 // the shadow is in the slot in front of kids
+	kShadowPtr  = 0x40 // ptr points at a shadowed record (a scalar)
+	kShadowSlot = 0x80 // the shadow is in the slot in front of ptr
 )
 
 const ptrSize = unsafe.Sizeof(unsafe.Pointer(nil))
+
+// Key returns the member name of n in its parent object; "" for array
+// items and for the root of a parsed document. A member removed from its
+// object keeps its Key (see Remove), and so does a Clone.
+func (n *Node) Key() string { return n.key }
+
+// SetKey sets the name Key returns, without checking n's parent: it is
+// for nodes being built or inserted by hand, as with SetChildren (Set,
+// InsertAt and ReplaceWith name the members they insert). It clears
+// FlagRawKey unless the name stays the same.
+func (n *Node) SetKey(key string) {
+	if n.key != key {
+		n.key = key
+		n.Flags &^= FlagRawKey
+	}
+}
+
+// Value returns the text of a scalar: the exact literal of a Number ("1.50"
+// stays "1.50"), the decoded text of a String, "true" or "false" for a
+// Bool, "" for a Null, an Object or an Array.
+func (n *Node) Value() string {
+	if n.kcap == 0 {
+		// A scalar without shadow, or a container without children.
+		return unsafe.String((*byte)(n.ptr), n.n)
+	}
+	if n.kcap&kShadowPtr != 0 {
+		return (*shadowed)(n.ptr).value
+	}
+	return ""
+}
+
+// SetValue sets the text Value returns, keeping n's Kind and clearing
+// FlagRaw and FlagEscaped (the text is escaped as needed when written).
+// The Value of a String may be any text; a Number's must remain a valid
+// literal (see SetNumber), a Bool's "true" or "false" and a Null's "". The
+// Set methods (SetString, SetNumber...) also set the kind and FlagSet. It
+// panics on an Object or Array, which have no Value, unless v is "", and
+// for a text of 4 GiB or more.
+func (n *Node) SetValue(v string) {
+	if n.Kind == Object || n.Kind == Array || n.kcap&kcapClass != 0 {
+		if v != "" {
+			panic("jsontree: SetValue on a " + n.Kind.String())
+		}
+		return
+	}
+	n.setValue(v)
+	n.Flags &^= FlagRaw | FlagEscaped
+}
+
+// setValue stores v as the value of scalar n (kcap class 0).
+func (n *Node) setValue(v string) {
+	if uint64(len(v)) > math.MaxUint32 {
+		panic("jsontree: value longer than 4 GiB")
+	}
+	if n.kcap&kShadowPtr != 0 {
+		// The record may be shared with a node n was copied from.
+		n.ptr = unsafe.Pointer(&shadowed{v, (*shadowed)(n.ptr).shadow})
+		return
+	}
+	n.n = uint32(len(v))
+	if len(v) == 0 {
+		n.ptr = nil
+		return
+	}
+	n.ptr = unsafe.Pointer(unsafe.StringData(v))
+}
 
 // Shadow returns, for a primitive value, its "_name" object (or the
 // matching item of the "_name" array) holding the element's id and
@@ -174,17 +248,17 @@ const ptrSize = unsafe.Sizeof(unsafe.Pointer(nil))
 func (n *Node) Shadow() *Node {
 	switch {
 	case n.kcap&kShadowPtr != 0:
-		return (*Node)(n.kids)
+		return (*shadowed)(n.ptr).shadow
 	case n.kcap&kShadowSlot != 0:
-		return *(**Node)(unsafe.Add(n.kids, -int(ptrSize)))
+		return *(**Node)(unsafe.Add(n.ptr, -int(ptrSize)))
 	}
 	return nil
 }
 
 // SetShadow sets the node that Shadow returns (nil for none). No method of
 // this package sets or reads it, but Clone copies it (see Clone). Setting
-// it on a scalar costs nothing; on an object or array without one yet it
-// copies the children's list once.
+// it on a scalar costs a small record holding it and the value; on an
+// object or array without one yet it copies the children's list once.
 func (n *Node) SetShadow(s *Node) {
 	if s == nil && n.kcap&(kShadowPtr|kShadowSlot) == 0 {
 		return // typing clears the shadow of every node it types
@@ -195,19 +269,22 @@ func (n *Node) SetShadow(s *Node) {
 func (n *Node) setShadow(s *Node) {
 	switch {
 	case n.kcap&kShadowPtr != 0:
+		v := (*shadowed)(n.ptr).value
 		if s == nil {
-			n.kids, n.kcap = nil, 0
+			n.kcap = 0
+			n.setValue(v)
 		} else {
-			n.kids = unsafe.Pointer(s)
+			n.ptr = unsafe.Pointer(&shadowed{v, s})
 		}
 	case n.kcap&kShadowSlot != 0:
-		*(**Node)(unsafe.Add(n.kids, -int(ptrSize))) = s
+		*(**Node)(unsafe.Add(n.ptr, -int(ptrSize))) = s
 	case s == nil:
-	case n.nkids == 0 && n.Kind != Object && n.Kind != Array:
-		// A scalar: the word of the children's pointer is free.
-		n.kids, n.kcap = unsafe.Pointer(s), kShadowPtr
+	case n.kcap&kcapClass == 0 && n.Kind != Object && n.Kind != Array:
+		// A scalar: its value and shadow go into a record.
+		n.ptr = unsafe.Pointer(&shadowed{n.Value(), s})
+		n.kcap = kShadowPtr
 	default:
-		n.setKids(n.Children(), int(n.nkids), s)
+		n.setKids(n.Children(), int(n.Len()), s)
 	}
 }
 
@@ -223,16 +300,16 @@ func (n *Node) setKids(a []*Node, k int, s *Node) {
 		b := make([]*Node, 1+c)
 		b[0] = s
 		copy(b[1:], a[:k])
-		n.kids, n.nkids = unsafe.Pointer(&b[1]), uint32(k)
+		n.ptr, n.n = unsafe.Pointer(&b[1]), uint32(k)
 		n.kcap = capClass(c) | kShadowSlot
 		return
 	}
-	n.nkids = uint32(k)
+	n.n = uint32(k)
 	if cap(a) == 0 {
-		n.kids, n.kcap = nil, 0
+		n.ptr, n.kcap = nil, 0
 		return
 	}
-	n.kids = unsafe.Pointer(unsafe.SliceData(a))
+	n.ptr = unsafe.Pointer(unsafe.SliceData(a))
 	n.kcap = capClass(cap(a))
 }
 
@@ -262,8 +339,10 @@ func classCap(k uint8) int {
 // Parent or Key (the editing methods do both). Its capacity is its length,
 // so appending to it copies. To give n another list, use SetChildren.
 func (n *Node) Children() []*Node {
-	// With kShadowPtr, nkids is 0: the slice is empty.
-	return unsafe.Slice((**Node)(n.kids), n.nkids)
+	if n.kcap&kcapClass == 0 {
+		return nil // a scalar, whose ptr and n hold its Value, or no children
+	}
+	return unsafe.Slice((**Node)(n.ptr), n.n)
 }
 
 // SetChildren makes s the children of n, as it is: it does not set the
@@ -280,16 +359,19 @@ func (n *Node) SetChildren(s []*Node) {
 // capacity returns the number of children n's array has room for: at
 // least its length, and never more than the array holds.
 func (n *Node) capacity() int {
-	return max(int(n.nkids), classCap(n.kcap))
+	if n.kcap&kcapClass == 0 {
+		return 0
+	}
+	return max(int(n.n), classCap(n.kcap))
 }
 
 // appendChild adds v after n's last child (without setting its Parent or
 // Key), growing the array as append would.
 func (n *Node) appendChild(v *Node) {
-	k := int(n.nkids)
+	k := n.Len()
 	if k < n.capacity() {
-		*(**Node)(unsafe.Add(n.kids, uintptr(k)*ptrSize)) = v
-		n.nkids++
+		*(**Node)(unsafe.Add(n.ptr, uintptr(k)*ptrSize)) = v
+		n.n++
 		return
 	}
 	// Grow as append would, but to a capacity that capClass keeps exactly.

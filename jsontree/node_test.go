@@ -9,8 +9,8 @@ import (
 // TestNodeSize guards the size of a node, which is most of the memory of a
 // parsed document.
 func TestNodeSize(t *testing.T) {
-	if s := unsafe.Sizeof(Node{}); s > 64 {
-		t.Errorf("Node is %d bytes, want at most 64", s)
+	if s := unsafe.Sizeof(Node{}); s > 48 {
+		t.Errorf("Node is %d bytes, want at most 48", s)
 	}
 }
 
@@ -51,11 +51,11 @@ func TestChildrenStorage(t *testing.T) {
 			t.Error("the spare capacity given to SetChildren was not used")
 		}
 		for i, c := range a.Children() {
-			if c.Value != strconv.Itoa(i) || c.Parent != a {
-				t.Fatalf("shadowed %v: item %d is %q", shadowed, i, c.Value)
+			if c.Value() != strconv.Itoa(i) || c.Parent != a {
+				t.Fatalf("shadowed %v: item %d is %q", shadowed, i, c.Value())
 			}
 		}
-		a.RemoveFunc(func(c *Node) bool { return len(c.Value) > 1 })
+		a.RemoveFunc(func(c *Node) bool { return len(c.Value()) > 1 })
 		a.InsertAt(0, NewString("x"))
 		a.Remove(a.Children()[1])
 		if got := compact(a); got != `["x","1","2","3","4","5","6","7","8","9"]` {
@@ -94,7 +94,7 @@ func TestShadowStorage(t *testing.T) {
 	root.SetShadow(nodes[0])
 	for i, n := range nodes {
 		if n.Shadow() != nodes[(i+1)%len(nodes)] {
-			t.Errorf("member %s: wrong shadow", n.Key)
+			t.Errorf("member %s: wrong shadow", n.Key())
 		}
 	}
 	if root.Shadow() != nodes[0] || compact(root) != want {
@@ -104,16 +104,97 @@ func TestShadowStorage(t *testing.T) {
 	c := root.Clone()
 	for i, n := range c.Children() {
 		if n.Shadow() != c.Children()[(i+1)%len(nodes)] {
-			t.Errorf("clone of member %s: wrong shadow", n.Key)
+			t.Errorf("clone of member %s: wrong shadow", n.Key())
 		}
 	}
 	for _, n := range nodes {
 		n.SetShadow(nil)
 		if n.Shadow() != nil {
-			t.Errorf("member %s: shadow not cleared", n.Key)
+			t.Errorf("member %s: shadow not cleared", n.Key())
 		}
 	}
 	if compact(root) != want {
 		t.Errorf("after clearing: %s", compact(root))
 	}
+}
+
+// TestValueStorage checks that a scalar's Value, which shares its words
+// with an object's or array's children, reads back through every change:
+// with and without a shadow, after SetValue and the Set methods, and that
+// a scalar never shows children nor a container a Value.
+func TestValueStorage(t *testing.T) {
+	root := mustParse(t, `{"s":"text","e":"a\"b","n":-1.50e3,"t":true,"f":false,"z":null,"x":"","o":{"k":1},"a":[1,"2"]}`)
+	want := map[string]string{"s": "text", "e": `a"b`, "n": "-1.50e3", "t": "true", "f": "false", "z": "", "x": "", "o": "", "a": ""}
+	sh := NewObject()
+	for _, shadowed := range []bool{false, true} {
+		for _, n := range root.Children() {
+			if shadowed {
+				n.SetShadow(sh)
+			}
+			if got := n.Value(); got != want[n.Key()] {
+				t.Errorf("shadowed %v: %s: Value %q, want %q", shadowed, n.Key(), got, want[n.Key()])
+			}
+			scalar := n.Kind != Object && n.Kind != Array
+			if scalar && (n.Len() != 0 || n.Children() != nil) {
+				t.Errorf("shadowed %v: scalar %s has %d children", shadowed, n.Key(), n.Len())
+			}
+			if !scalar && n.Len() == 0 {
+				t.Errorf("shadowed %v: %s lost its children", shadowed, n.Key())
+			}
+		}
+	}
+	if got := compact(root); got != `{"s":"text","e":"a\"b","n":-1.50e3,"t":true,"f":false,"z":null,"x":"","o":{"k":1},"a":[1,"2"]}` {
+		t.Errorf("shadowed tree writes %s", got)
+	}
+	// SetValue keeps the kind and the shadow, and clears FlagRaw.
+	s := root.Get("s")
+	if s.Flags&FlagRaw == 0 {
+		t.Fatal("parsed string without FlagRaw")
+	}
+	s.SetValue(`new "value"`)
+	if s.Value() != `new "value"` || s.Kind != String || s.Shadow() != sh || s.Flags&(FlagRaw|FlagSet) != 0 {
+		t.Errorf("SetValue: %q %v shadow %v flags %b", s.Value(), s.Kind, s.Shadow() != nil, s.Flags)
+	}
+	if got := string(s.AppendJSON(nil)); got != `"new \"value\""` {
+		t.Errorf("SetValue: writes %s", got)
+	}
+	// A copy of a shadowed node does not share later changes of its value.
+	cp := *s
+	cp.SetValue("copy")
+	if s.Value() != `new "value"` || cp.Value() != "copy" || cp.Shadow() != sh {
+		t.Errorf("copy: %q and %q", s.Value(), cp.Value())
+	}
+	s.SetShadow(nil)
+	if s.Value() != `new "value"` || s.Shadow() != nil {
+		t.Errorf("shadow cleared: %q", s.Value())
+	}
+	// A container becoming a scalar, and back.
+	o := root.Get("o")
+	kid := o.Children()[0]
+	o.SetNumber("42")
+	if o.Kind != Number || o.Value() != "42" || o.Len() != 0 || o.Shadow() != sh || kid.Parent != nil {
+		t.Errorf("object to number: %v %q %d children", o.Kind, o.Value(), o.Len())
+	}
+	o.SetNull()
+	if o.Value() != "" || compact(o) != "null" {
+		t.Errorf("number to null: %q", o.Value())
+	}
+	// SetValue("") on a container changes nothing; any other text panics.
+	a := root.Get("a")
+	a.SetValue("")
+	if a.Len() != 2 || compact(a) != `[1,"2"]` {
+		t.Errorf("SetValue(\"\") on an array: %s", compact(a))
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("SetValue on an array did not panic")
+			}
+		}()
+		a.SetValue("x")
+	}()
+	if a.Len() != 2 {
+		t.Errorf("failed SetValue changed the array")
+	}
+	checkTree(t, root, nil)
 }

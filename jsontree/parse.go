@@ -3,6 +3,7 @@ package jsontree
 import (
 	"bytes"
 	"encoding/binary"
+	"math"
 	"math/bits"
 	"strconv"
 	"strings"
@@ -457,14 +458,18 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 			if esc {
 				fl = kf | FlagEscaped
 			}
-			*n = Node{Kind: String, Flags: fl, Key: key, Value: s, Parent: parent}
+			*n = Node{Kind: String, Flags: fl, key: key, Parent: parent}
+			if uint64(len(s)) > math.MaxUint32 {
+				return nil, i, "string longer than 4 GiB", p.errPath(true)
+			}
+			n.ptr, n.n = unsafe.Pointer(unsafe.StringData(s)), uint32(len(s))
 			i = end
 		case c == '{' || c == '[':
 			k := Object
 			if c == '[' {
 				k = Array
 			}
-			*n = Node{Kind: k, Flags: kf, Key: key, Parent: parent}
+			*n = Node{Kind: k, Flags: kf, key: key, Parent: parent}
 			if len(p.frames) >= MaxDepth {
 				return nil, i, "nesting depth exceeds " + strconv.Itoa(MaxDepth), p.errPath(true)
 			}
@@ -496,28 +501,31 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 			if m != "" {
 				return nil, end, m, p.errPath(true)
 			}
-			*n = Node{Kind: Number, Flags: kf, Key: key, Value: unsafeString(b[i:end]), Parent: parent}
+			if uint64(end-i) > math.MaxUint32 {
+				return nil, i, "number longer than 4 GiB", p.errPath(true)
+			}
+			*n = Node{Kind: Number, Flags: kf, key: key, ptr: unsafe.Pointer(&b[i]), n: uint32(end - i), Parent: parent}
 			i = end
 		case c == 't':
 			if len(b)-i < 4 || string(b[i:i+4]) != "true" {
 				off, m := literalError(b, i, "true")
 				return nil, off, m, p.errPath(true)
 			}
-			*n = Node{Kind: Bool, Flags: kf, Key: key, Value: "true", Parent: parent}
+			*n = Node{Kind: Bool, Flags: kf, key: key, ptr: unsafe.Pointer(unsafe.StringData("true")), n: 4, Parent: parent}
 			i += 4
 		case c == 'f':
 			if len(b)-i < 5 || string(b[i:i+5]) != "false" {
 				off, m := literalError(b, i, "false")
 				return nil, off, m, p.errPath(true)
 			}
-			*n = Node{Kind: Bool, Flags: kf, Key: key, Value: "false", Parent: parent}
+			*n = Node{Kind: Bool, Flags: kf, key: key, ptr: unsafe.Pointer(unsafe.StringData("false")), n: 5, Parent: parent}
 			i += 5
 		case c == 'n':
 			if len(b)-i < 4 || string(b[i:i+4]) != "null" {
 				off, m := literalError(b, i, "null")
 				return nil, off, m, p.errPath(true)
 			}
-			*n = Node{Kind: Null, Flags: kf, Key: key, Parent: parent}
+			*n = Node{Kind: Null, Flags: kf, key: key, Parent: parent}
 			i += 4
 		default:
 			return nil, i, valueMsg(c), p.errPath(true)
@@ -603,7 +611,7 @@ func (p *Parser) readKey(b []byte, i int) (int, string) {
 		p.dup[dk] = struct{}{}
 	} else {
 		for _, m := range members {
-			if m.Key == key {
+			if m.Key() == key {
 				f.key, f.keyed = key, true
 				return i, "duplicate key"
 			}
@@ -613,7 +621,7 @@ func (p *Parser) readKey(b []byte, i int) (int, string) {
 				p.dup = make(map[dupKey]struct{})
 			}
 			for _, m := range members {
-				p.dup[dupKey{f.serial, m.Key}] = struct{}{}
+				p.dup[dupKey{f.serial, m.Key()}] = struct{}{}
 			}
 			p.dup[dupKey{f.serial, key}] = struct{}{}
 			f.hashed = true

@@ -228,11 +228,11 @@ func TestNumbersKeepText(t *testing.T) {
 				t.Fatalf("%s: %v", lit, err)
 			}
 			v := n.Get("v")
-			if v.Kind != Number || v.Value != lit {
-				t.Errorf("%s: got %v %q", lit, v.Kind, v.Value)
+			if v.Kind != Number || v.Value() != lit {
+				t.Errorf("%s: got %v %q", lit, v.Kind, v.Value())
 			}
-			if a := n.Get("a").Children()[0]; a.Kind != Number || a.Value != lit {
-				t.Errorf("%s in array: got %v %q", lit, a.Kind, a.Value)
+			if a := n.Get("a").Children()[0]; a.Kind != Number || a.Value() != lit {
+				t.Errorf("%s in array: got %v %q", lit, a.Kind, a.Value())
 			}
 			if out := string(n.AppendJSON(nil)); out != doc {
 				t.Errorf("%s: round trip %q", lit, out)
@@ -298,8 +298,8 @@ func TestStringDecoding(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", tc.in, err)
 			}
-			if n.Kind != String || n.Value != tc.want {
-				t.Errorf("%s: got %v %q, want %q", tc.in, n.Kind, n.Value, tc.want)
+			if n.Kind != String || n.Value() != tc.want {
+				t.Errorf("%s: got %v %q, want %q", tc.in, n.Kind, n.Value(), tc.want)
 			}
 			if got := n.Flags&FlagEscaped != 0; got != tc.escaped {
 				t.Errorf("%s: FlagEscaped = %v, want %v", tc.in, got, tc.escaped)
@@ -309,8 +309,8 @@ func TestStringDecoding(t *testing.T) {
 			if err := json.Unmarshal([]byte(tc.in), &std); err != nil {
 				t.Fatalf("%s: encoding/json: %v", tc.in, err)
 			}
-			if std != n.Value {
-				t.Errorf("%s: encoding/json decodes %q, we decode %q", tc.in, std, n.Value)
+			if std != n.Value() {
+				t.Errorf("%s: encoding/json decodes %q, we decode %q", tc.in, std, n.Value())
 			}
 		}
 	}
@@ -324,7 +324,7 @@ func TestKeysAndOrder(t *testing.T) {
 	}
 	var keys []string
 	for _, c := range n.Children() {
-		keys = append(keys, c.Key)
+		keys = append(keys, c.Key())
 	}
 	want := []string{"z", "a", "m", `a"k`, ""}
 	if !reflect.DeepEqual(keys, want) {
@@ -335,14 +335,14 @@ func TestKeysAndOrder(t *testing.T) {
 	}
 	checkTree(t, n, nil)
 	y := n.Get("a").Get("y")
-	if y.Kind != Array || len(y.Children()) != 3 || y.Children()[0].Value != "3" || y.Children()[2].Value != "1" {
+	if y.Kind != Array || len(y.Children()) != 3 || y.Children()[0].Value() != "3" || y.Children()[2].Value() != "1" {
 		t.Errorf("array y = %s", y.AppendJSON(nil))
 	}
-	if b := n.Get("m"); b.Kind != Bool || b.Value != "true" {
-		t.Errorf("m = %v %q", b.Kind, b.Value)
+	if b := n.Get("m"); b.Kind != Bool || b.Value() != "true" {
+		t.Errorf("m = %v %q", b.Kind, b.Value())
 	}
-	if nl := n.Get("a").Get("b"); nl.Kind != Null || nl.Value != "" {
-		t.Errorf("b = %v %q", nl.Kind, nl.Value)
+	if nl := n.Get("a").Get("b"); nl.Kind != Null || nl.Value() != "" {
+		t.Errorf("b = %v %q", nl.Kind, nl.Value())
 	}
 }
 
@@ -398,11 +398,11 @@ func toAny(n *Node) any {
 	case Null:
 		return nil
 	case Bool:
-		return n.Value == "true"
+		return n.Value() == "true"
 	case Number:
-		return json.Number(n.Value)
+		return json.Number(n.Value())
 	case String:
-		return n.Value
+		return n.Value()
 	case Array:
 		a := make([]any, 0, len(n.Children()))
 		for _, c := range n.Children() {
@@ -412,7 +412,7 @@ func toAny(n *Node) any {
 	case Object:
 		m := make(map[string]any, len(n.Children()))
 		for _, c := range n.Children() {
-			m[c.Key] = toAny(c)
+			m[c.Key()] = toAny(c)
 		}
 		return m
 	}
@@ -431,16 +431,16 @@ func checkTree(t *testing.T, n, parent *Node) {
 	case Object:
 		seen := map[string]bool{}
 		for _, c := range n.Children() {
-			if seen[c.Key] {
-				t.Fatalf("object at %s: duplicate key %q", n.Path(), c.Key)
+			if seen[c.Key()] {
+				t.Fatalf("object at %s: duplicate key %q", n.Path(), c.Key())
 			}
-			seen[c.Key] = true
+			seen[c.Key()] = true
 			checkTree(t, c, n)
 		}
 	case Array:
 		for _, c := range n.Children() {
-			if c.Key != "" {
-				t.Fatalf("item at %s has key %q", c.Path(), c.Key)
+			if c.Key() != "" {
+				t.Fatalf("item at %s has key %q", c.Path(), c.Key())
 			}
 			checkTree(t, c, n)
 		}
@@ -463,7 +463,7 @@ func TestParserReuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	keep := n1.Clone()
-	family := n1.Get("name").Children()[0].Get("family").Value // a string survives too
+	family := n1.Get("name").Children()[0].Get("family").Value() // a string survives too
 	// The caller may reuse its input buffer.
 	copy(data, bytes.Repeat([]byte{'#'}, len(data)))
 	for range 50 {
@@ -567,10 +567,10 @@ func TestLargeString(t *testing.T) {
 		t.Errorf("parsing allocated %d bytes for a %d-byte document", allocated, len(doc))
 	}
 	v := n.Get("data")
-	if v == nil || v.Kind != String || len(v.Value) != len(body)+1 {
-		t.Fatalf("value of length %d, want %d", len(v.Value), len(body)+1)
+	if v == nil || v.Kind != String || len(v.Value()) != len(body)+1 {
+		t.Fatalf("value of length %d, want %d", len(v.Value()), len(body)+1)
 	}
-	if v.Value[:len(body)] != string(body) || v.Value[len(body)] != '\n' {
+	if v.Value()[:len(body)] != string(body) || v.Value()[len(body)] != '\n' {
 		t.Error("value differs from the document's string")
 	}
 	// The parser is usable afterwards and has dropped the big arenas.
@@ -668,7 +668,7 @@ func TestParserReuseText(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := a.Get("k").Value
+	first := a.Get("k").Value()
 	if _, err := p.Parse([]byte(`{"k":"other"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -677,10 +677,10 @@ func TestParserReuseText(t *testing.T) {
 	}
 	p.ReuseText = true
 	a, _ = p.Parse([]byte(`{"k":"again"}`))
-	kept := a.Get("k").Value
+	kept := a.Get("k").Value()
 	b, _ := p.Parse([]byte(`{"k":"later"}`))
-	if kept != "later" || b.Get("k").Value != "later" {
-		t.Errorf("with ReuseText the text memory is not reused: %q, %q", kept, b.Get("k").Value)
+	if kept != "later" || b.Get("k").Value() != "later" {
+		t.Errorf("with ReuseText the text memory is not reused: %q, %q", kept, b.Get("k").Value())
 	}
 	// Steady state: no allocation at all.
 	doc := []byte(`{"resourceType":"Patient","name":[{"family":"Doe","given":["J"]}],"active":true}`)
@@ -713,12 +713,12 @@ func TestParserBorrow(t *testing.T) {
 		b := uintptr(unsafe.Pointer(&data[0]))
 		return p >= b && p < b+uintptr(len(data))
 	}
-	for _, s := range []string{n.Get("k").Value, n.Get("k").Key, n.Get("n").Value} {
+	for _, s := range []string{n.Get("k").Value(), n.Get("k").Key(), n.Get("n").Value()} {
 		if !within(s) {
 			t.Errorf("%q is not a slice of the input", s)
 		}
 	}
-	if e := n.Get("e").Value; within(e) || e != "a\"b\\c\u00e9\n" {
+	if e := n.Get("e").Value(); within(e) || e != "a\"b\\c\u00e9\n" {
 		t.Errorf("escaped string %q decoded into the input or wrongly", e)
 	}
 	// Errors inside and after escaped strings are located as without Borrow.

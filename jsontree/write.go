@@ -30,12 +30,12 @@ func (n *Node) AppendJSON(dst []byte) []byte {
 	case String:
 		return n.appendString(dst)
 	case Number:
-		if n.Value == "" {
+		if n.Value() == "" {
 			return append(dst, "null"...)
 		}
-		return append(dst, n.Value...)
+		return append(dst, n.Value()...)
 	case Bool:
-		if n.Value == "true" {
+		if n.Value() == "true" {
 			return append(dst, "true"...)
 		}
 		return append(dst, "false"...)
@@ -47,10 +47,10 @@ func (n *Node) AppendJSON(dst []byte) []byte {
 			}
 			if c.Flags&FlagRawKey != 0 {
 				dst = append(dst, '"')
-				dst = append(dst, c.Key...)
+				dst = append(dst, c.Key()...)
 				dst = append(dst, '"', ':')
 			} else {
-				dst = AppendString(dst, c.Key)
+				dst = AppendString(dst, c.Key())
 				dst = append(dst, ':')
 			}
 			if c.Kind == String {
@@ -82,10 +82,10 @@ func (n *Node) AppendJSON(dst []byte) []byte {
 func (n *Node) appendString(dst []byte) []byte {
 	if n.Flags&FlagRaw != 0 {
 		dst = append(dst, '"')
-		dst = append(dst, n.Value...)
+		dst = append(dst, n.Value()...)
 		return append(dst, '"')
 	}
-	return AppendString(dst, n.Value)
+	return AppendString(dst, n.Value())
 }
 
 // AppendIndent appends the indented JSON text of n to dst and returns the
@@ -120,7 +120,7 @@ func (n *Node) appendIndent(dst []byte, prefix, indent string, depth int) []byte
 		}
 		dst = newline(dst, prefix, indent, depth+1)
 		if n.Kind == Object {
-			dst = AppendString(dst, c.Key)
+			dst = AppendString(dst, c.Key())
 			dst = append(dst, ':', ' ')
 		}
 		dst = c.appendIndent(dst, prefix, indent, depth+1)

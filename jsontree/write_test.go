@@ -145,12 +145,16 @@ func TestAppendJSONOddNodes(t *testing.T) {
 		{nil, "null"},
 		{&Node{}, "null"},
 		{&Node{Kind: Number}, "null"},
-		{&Node{Kind: Bool, Value: "yes"}, "false"},
+		{func() *Node { n := &Node{Kind: Bool}; n.SetValue("yes"); return n }(), "false"},
 		{NewBool(true), "true"},
 		{NewNull(), "null"},
 		{NewObject(), "{}"},
 		{NewArray(), "[]"},
-		{&Node{Kind: String, Value: "x", Elem: &Elem{Name: "n", Type: "string"}, Flags: FlagShadow | FlagChoice}, `"x"`},
+		{func() *Node {
+			n := &Node{Kind: String, Elem: &Elem{Name: "n", Type: "string"}, Flags: FlagShadow | FlagChoice}
+			n.SetValue("x")
+			return n
+		}(), `"x"`},
 	}
 	for _, tc := range tests {
 		if got := string(tc.n.AppendJSON(nil)); got != tc.want {

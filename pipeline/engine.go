@@ -53,7 +53,7 @@ func (d *EngineDeidentifier) ID(ctx context.Context, typ, id string) (string, er
 		return "", err
 	}
 	if n := root.Get("id"); n != nil && n.Kind == jsontree.String {
-		return n.Value, nil
+		return n.Value(), nil
 	}
 	return "", nil
 }

@@ -78,8 +78,8 @@ func TestRunScrubDemoPopulation(t *testing.T) {
 				t.Fatal(err)
 			}
 			root.Walk(func(n *jsontree.Node) bool {
-				if n.Kind == jsontree.String && len(n.Value) > 40 {
-					if raw, err := base64.StdEncoding.DecodeString(n.Value); err == nil && strings.Contains(string(raw), "Clinical note for [NAME]") {
+				if n.Kind == jsontree.String && len(n.Value()) > 40 {
+					if raw, err := base64.StdEncoding.DecodeString(n.Value()); err == nil && strings.Contains(string(raw), "Clinical note for [NAME]") {
 						kept["DocumentReference.attachment"]++
 					}
 				}

@@ -79,7 +79,7 @@ var named = map[string]extractor{
 	"state": func(p *jsontree.Node) string { return str(first(p.Get("address")).Get("state")) },
 	"deceased": func(p *jsontree.Node) string {
 		if b := p.Get("deceasedBoolean"); b != nil && b.Kind == jsontree.Bool {
-			return b.Value
+			return b.Value()
 		}
 		if p.Get("deceasedDateTime") != nil {
 			return "true"
@@ -94,7 +94,7 @@ func str(n *jsontree.Node) string {
 	if n == nil || n.Kind != jsontree.String {
 		return ""
 	}
-	return n.Value
+	return n.Value()
 }
 
 // first returns n's first element if n is an array, else n.
@@ -166,7 +166,7 @@ func pathExtractor(path string) extractor {
 		for _, n := range nodes {
 			switch n.Kind {
 			case jsontree.String, jsontree.Number, jsontree.Bool:
-				vals = append(vals, n.Value)
+				vals = append(vals, n.Value())
 			}
 		}
 		sort.Strings(vals)

@@ -403,7 +403,7 @@ func getReferenceKey(cl *fhirpath.Call, focus []fhirpath.Item) ([]fhirpath.Item,
 		if ref == nil || ref.Kind != jsontree.String {
 			continue
 		}
-		typ, id, ok := splitReference(ref.Value)
+		typ, id, ok := splitReference(ref.Value())
 		if !ok || (want != "" && typ != want) {
 			continue
 		}

@@ -212,7 +212,7 @@ func (fp *fastPath) eval(m *model.Model, n *jsontree.Node, dst, tmp []*jsontree.
 				if ref == nil || ref.Kind != jsontree.String {
 					continue
 				}
-				typ, id, ok := splitReference(ref.Value)
+				typ, id, ok := splitReference(ref.Value())
 				if !ok || (s.name != "" && typ != s.name) {
 					continue
 				}

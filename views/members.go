@@ -124,7 +124,7 @@ func (m Members) Prune(root *jsontree.Node) {
 	kids := root.Children()
 	k := 0
 	for _, ch := range kids {
-		if m.keeps(ch.Key) {
+		if m.keeps(ch.Key()) {
 			kids[k] = ch
 			k++
 		}

@@ -29,7 +29,7 @@ func TestMembers(t *testing.T) {
 	m.Prune(root)
 	var keys []string
 	for _, ch := range root.Children() {
-		keys = append(keys, ch.Key)
+		keys = append(keys, ch.Key())
 	}
 	if got := strings.Join(keys, ","); got != "resourceType,id,status,_status,effectiveDateTime,valueQuantity,component,subject" {
 		t.Errorf("kept %s", got)

@@ -60,7 +60,7 @@ func (r *Runner) ProcessJSON(data []byte, emit func(row []Value) error) error {
 		return err
 	}
 	rt := root.Get("resourceType")
-	if rt == nil || rt.Kind != jsontree.String || rt.Value != r.v.Resource {
+	if rt == nil || rt.Kind != jsontree.String || rt.Value() != r.v.Resource {
 		return nil
 	}
 	Members(r.v.members).Prune(root)
@@ -489,7 +489,7 @@ func natural(it fhirpath.Item) Value {
 		if n != nil && n.Kind == jsontree.Number && (n.Type() == "decimal" || n.Type() == "") {
 			// A JSON number FHIRPath does not read as a decimal (an
 			// exponent: 1e3): keep its literal.
-			return Value{Kind: KindDecimal, Text: n.Value}
+			return Value{Kind: KindDecimal, Text: n.Value()}
 		}
 		if n != nil && n.Kind == jsontree.Object && !typed.IsPrimitive(n) {
 			return Value{Kind: KindJSON, Text: string(n.AppendJSON(nil))}
@@ -508,12 +508,12 @@ func natural(it fhirpath.Item) Value {
 		return Value{Kind: KindInteger, Int: x}
 	case fhirpath.Decimal:
 		if n != nil && n.Kind == jsontree.Number {
-			return Value{Kind: KindDecimal, Text: n.Value}
+			return Value{Kind: KindDecimal, Text: n.Value()}
 		}
 		return Value{Kind: KindDecimal, Text: x.String()}
 	case fhirpath.Date:
 		if n != nil && n.Kind == jsontree.String {
-			return Value{Kind: KindDate, Text: n.Value}
+			return Value{Kind: KindDate, Text: n.Value()}
 		}
 		return Value{Kind: KindDate, Text: x.String()}
 	case fhirpath.DateTime:
@@ -522,12 +522,12 @@ func natural(it fhirpath.Item) Value {
 			k = KindInstant
 		}
 		if n != nil && n.Kind == jsontree.String {
-			return Value{Kind: k, Text: n.Value}
+			return Value{Kind: k, Text: n.Value()}
 		}
 		return Value{Kind: k, Text: x.String()}
 	case fhirpath.Time:
 		if n != nil && n.Kind == jsontree.String {
-			return Value{Kind: KindTime, Text: n.Value}
+			return Value{Kind: KindTime, Text: n.Value()}
 		}
 		return Value{Kind: KindTime, Text: x.String()}
 	case fhirpath.Quantity:
@@ -542,8 +542,8 @@ func natural(it fhirpath.Item) Value {
 func (r *Runner) resource() string {
 	if r.resName == "" && r.root != nil {
 		r.resName = r.root.Type()
-		if id := r.root.Get("id"); id != nil && id.Kind == jsontree.String && validID(id.Value) {
-			r.resName += "/" + id.Value
+		if id := r.root.Get("id"); id != nil && id.Kind == jsontree.String && validID(id.Value()) {
+			r.resName += "/" + id.Value()
 		}
 	}
 	return r.resName
@@ -578,40 +578,40 @@ func primitive(n *jsontree.Node) (Value, bool) {
 	switch n.Type() {
 	case "string", "code", "id", "uri", "url", "canonical", "oid", "uuid", "markdown", "base64Binary", "xhtml":
 		if n.Kind == jsontree.String {
-			return Value{Kind: KindString, Text: n.Value}, true
+			return Value{Kind: KindString, Text: n.Value()}, true
 		}
 	case "boolean":
 		if n.Kind == jsontree.Bool {
-			if n.Value == "true" {
+			if n.Value() == "true" {
 				return Value{Kind: KindBoolean, Int: 1}, true
 			}
 			return Value{Kind: KindBoolean}, true
 		}
 	case "integer", "positiveInt", "unsignedInt":
 		if n.Kind == jsontree.Number {
-			if i, err := strconv.ParseInt(n.Value, 10, 64); err == nil {
+			if i, err := strconv.ParseInt(n.Value(), 10, 64); err == nil {
 				return Value{Kind: KindInteger, Int: i}, true
 			}
 		}
 	case "decimal":
 		if n.Kind == jsontree.Number {
-			return Value{Kind: KindDecimal, Text: n.Value}, true
+			return Value{Kind: KindDecimal, Text: n.Value()}, true
 		}
 	case "date":
 		if n.Kind == jsontree.String {
-			return Value{Kind: KindDate, Text: n.Value}, true
+			return Value{Kind: KindDate, Text: n.Value()}, true
 		}
 	case "dateTime":
 		if n.Kind == jsontree.String {
-			return Value{Kind: KindDateTime, Text: n.Value}, true
+			return Value{Kind: KindDateTime, Text: n.Value()}, true
 		}
 	case "instant":
 		if n.Kind == jsontree.String {
-			return Value{Kind: KindInstant, Text: n.Value}, true
+			return Value{Kind: KindInstant, Text: n.Value()}, true
 		}
 	case "time":
 		if n.Kind == jsontree.String {
-			return Value{Kind: KindTime, Text: n.Value}, true
+			return Value{Kind: KindTime, Text: n.Value()}, true
 		}
 	}
 	return Value{}, false

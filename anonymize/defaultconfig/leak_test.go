@@ -31,14 +31,14 @@ func TestSafeHarborSyntheaNoPatientValueAnywhere(t *testing.T) {
 		}
 		if n.Kind == jsontree.Array {
 			for _, c := range n.Children() {
-				if c.Kind == jsontree.String && len(c.Value) >= 3 {
-					ids = append(ids, c.Value)
+				if c.Kind == jsontree.String && len(c.Value()) >= 3 {
+					ids = append(ids, c.Value())
 				}
 			}
 			return
 		}
-		if n.Kind == jsontree.String && len(n.Value) >= 3 {
-			ids = append(ids, n.Value)
+		if n.Kind == jsontree.String && len(n.Value()) >= 3 {
+			ids = append(ids, n.Value())
 		}
 	}
 	for _, line := range readNDJSONB(t, filepath.Join(dir, "Patient.000.ndjson.gz"), 1<<30) {

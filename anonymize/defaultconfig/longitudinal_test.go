@@ -201,7 +201,7 @@ func dates(t *testing.T, m *model.Model, data []byte) (*jsontree.Node, map[strin
 	out := map[string]string{}
 	root.Walk(func(n *jsontree.Node) bool {
 		if (n.Type() == "date" || n.Type() == "dateTime" || n.Type() == "instant") && n.Kind == jsontree.String {
-			out[typed.Location(n)] = n.Value
+			out[typed.Location(n)] = n.Value()
 		}
 		return true
 	})
@@ -222,7 +222,7 @@ func daysBetween(a, b time.Time) int { return int(b.Sub(a).Round(time.Hour).Hour
 // patientOf returns the patient whose compartment an input resource is in.
 func patientOf(m *model.Model, root *jsontree.Node) string {
 	if root.Type() == "Patient" {
-		return root.Get("id").Value
+		return root.Get("id").Value()
 	}
 	for _, p := range m.PatientCompartment(root.Type()) {
 		for _, path := range p.Paths {
@@ -236,7 +236,7 @@ func patientOf(m *model.Model, root *jsontree.Node) string {
 			}
 			for _, n := range nodes {
 				if r := n.Get("reference"); r != nil {
-					if id, ok := strings.CutPrefix(r.Value, "Patient/"); ok {
+					if id, ok := strings.CutPrefix(r.Value(), "Patient/"); ok {
 						return id
 					}
 				}
@@ -297,7 +297,7 @@ func TestLongitudinalSynthea(t *testing.T) {
 		root, in := dates(t, m, run.in[i])
 		outRoot, out := dates(t, m, run.out[i])
 		pid := patientOf(m, root)
-		if outRoot.Get("id").Value == root.Get("id").Value {
+		if outRoot.Get("id").Value() == root.Get("id").Value() {
 			t.Fatalf("%s: id kept", root.Type())
 		}
 		for loc, v := range in {

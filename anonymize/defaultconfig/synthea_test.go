@@ -80,8 +80,8 @@ func checkSynthea(t *testing.T, cfgData []byte, max int, report func(format stri
 			case n.Get("line") != nil || n.Get("city") != nil: // Address
 				addStrings(phi, n.Get("line"), "address line")
 				addStrings(phi, n.Get("city"), "city")
-			case n.Get("system") != nil && n.Get("value") != nil && (n.Parent != nil && (n.Parent.Key == "telecom" || n.Parent.Key == "identifier")):
-				addStrings(phi, n.Get("value"), n.Parent.Key)
+			case n.Get("system") != nil && n.Get("value") != nil && (n.Parent != nil && (n.Parent.Key() == "telecom" || n.Parent.Key() == "identifier")):
+				addStrings(phi, n.Get("value"), n.Parent.Key())
 			}
 			return true
 		})
@@ -115,13 +115,13 @@ func checkSynthea(t *testing.T, cfgData []byte, max int, report func(format stri
 				if n.Kind != jsontree.String {
 					return true
 				}
-				if what, ok := phi[n.Value]; ok && len(n.Value) > 2 {
+				if what, ok := phi[n.Value()]; ok && len(n.Value()) > 2 {
 					leak("%s line %d: a %s survives at %s", filepath.Base(f), i+1, what, n.Path())
 				}
-				if fullDate.MatchString(n.Value) {
+				if fullDate.MatchString(n.Value()) {
 					leak("%s line %d: a date more precise than the year survives at %s", filepath.Base(f), i+1, n.Path())
 				}
-				if n.Key == "postalCode" && strings.Trim(n.Value[min(3, len(n.Value)):], "0-") != "" {
+				if n.Key() == "postalCode" && strings.Trim(n.Value()[min(3, len(n.Value())):], "0-") != "" {
 					leak("%s line %d: a postal code beyond ZIP3 survives at %s", filepath.Base(f), i+1, n.Path())
 				}
 				return true
@@ -141,7 +141,7 @@ func addStrings(dst map[string]string, n *jsontree.Node, what string) {
 	}
 	switch n.Kind {
 	case jsontree.String:
-		dst[n.Value] = what
+		dst[n.Value()] = what
 	case jsontree.Array:
 		for _, c := range n.Children() {
 			addStrings(dst, c, what)

@@ -179,9 +179,9 @@ func writeEvalItem(w *bufio.Writer, it fhirpath.Item) {
 	case n != nil && (n.Kind == jsontree.Object || n.Kind == jsontree.Array):
 		val = string(n.AppendJSON(nil))
 	case n != nil && n.Kind == jsontree.String:
-		val = strconv.Quote(n.Value)
+		val = strconv.Quote(n.Value())
 	case n != nil:
-		val = n.Value
+		val = n.Value()
 	default:
 		v, _ := it.Value()
 		if s, ok := v.(string); ok {

@@ -134,7 +134,7 @@ when the output is a terminal.`)
 				if typed.HasValue(n) && !touched[typed.Location(n)] {
 					untouched++
 					if showValues {
-						fmt.Fprintf(tw, "%s\t%s\t-\tno rule\t%s\t%s\n", typed.Location(n), n.Type(), quote(n.Value), quote(n.Value))
+						fmt.Fprintf(tw, "%s\t%s\t-\tno rule\t%s\t%s\n", typed.Location(n), n.Type(), quote(n.Value()), quote(n.Value()))
 					} else {
 						fmt.Fprintf(tw, "%s\t%s\t-\tno rule\tkept\n", typed.Location(n), n.Type())
 					}

@@ -228,7 +228,7 @@ func jsonStr(n *jsontree.Node) string {
 	if n == nil || n.Kind != jsontree.String {
 		return ""
 	}
-	return n.Value
+	return n.Value()
 }
 
 func children(n *jsontree.Node) []*jsontree.Node {

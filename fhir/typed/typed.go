@@ -104,11 +104,11 @@ func AnnotateWith(root *jsontree.Node, m *model.Model, opts Options) error {
 	}
 	rt := root.Get("resourceType")
 	if rt != nil && rt.Kind == jsontree.String {
-		a.rootType = rt.Value
+		a.rootType = rt.Value()
 	}
 	if id := root.Get("id"); id != nil && id.Kind == jsontree.String {
 		// Checked only when an error quotes it (see errorf).
-		a.rootID = id.Value
+		a.rootID = id.Value()
 	}
 	return a.resource(root, "")
 }
@@ -164,12 +164,12 @@ func (a *annotator) resource(n *jsontree.Node, name string) error {
 	if rt.Kind != jsontree.String {
 		return a.errorf(n, "resourceType must be a string")
 	}
-	t := a.m.Type(rt.Value)
+	t := a.m.Type(rt.Value())
 	if t == nil || t.Kind != model.Resource || t.Abstract {
 		// The resource type is schema, not data, but an unknown one could be
 		// anything: quote it only when it looks like a type name.
-		if IsTypeName(rt.Value) {
-			return a.errorf(n, "unknown resource type %q in FHIR %s", rt.Value, a.m.Version)
+		if IsTypeName(rt.Value()) {
+			return a.errorf(n, "unknown resource type %q in FHIR %s", rt.Value(), a.m.Version)
 		}
 		return a.errorf(n, "invalid resourceType")
 	}
@@ -213,7 +213,7 @@ func (a *annotator) object(n *jsontree.Node, t *model.Type, ti *typeInfo, e *jso
 		c.Elem = nil
 		c.SetShadow(nil)
 		c.Flags &^= jsontree.FlagShadow | jsontree.FlagChoice | jsontree.FlagResource
-		key := c.Key
+		key := c.Key()
 		if key == "resourceType" && t.Kind == model.Resource {
 			continue
 		}
@@ -343,17 +343,17 @@ func (a *annotator) item(n *jsontree.Node, pr *prop) error {
 // with its value member and types it.
 func (a *annotator) shadows(n *jsontree.Node, t *model.Type, ti *typeInfo) error {
 	for _, s := range n.Children() {
-		if !strings.HasPrefix(s.Key, "_") {
+		if !strings.HasPrefix(s.Key(), "_") {
 			continue
 		}
-		key := s.Key[1:]
+		key := s.Key()[1:]
 		pr := ti.lookup(key)
 		if pr == nil {
-			return a.unknown(s, t, s.Key)
+			return a.unknown(s, t, s.Key())
 		}
 		el, typ := pr.el, pr.typ
 		if !isPrimitive(typ) {
-			return a.errorf(s, "%s is not a primitive element and cannot have %s", key, s.Key)
+			return a.errorf(s, "%s is not a primitive element and cannot have %s", key, s.Key())
 		}
 		pt := pr.t
 		if pt == nil {
@@ -374,7 +374,7 @@ func (a *annotator) shadows(n *jsontree.Node, t *model.Type, ti *typeInfo) error
 		}
 		if s.Kind != jsontree.Array {
 			if v != nil && v.Kind == jsontree.Array {
-				return a.errorf(s, "%s must be an array like %s", s.Key, key)
+				return a.errorf(s, "%s must be an array like %s", s.Key(), key)
 			}
 			if err := a.shadowItem(s, v, pr, pt); err != nil {
 				return err
@@ -382,12 +382,12 @@ func (a *annotator) shadows(n *jsontree.Node, t *model.Type, ti *typeInfo) error
 			continue
 		}
 		if !el.Repeats {
-			return a.errorf(s, "element %s does not repeat but %s has an array", el.Name, s.Key)
+			return a.errorf(s, "element %s does not repeat but %s has an array", el.Name, s.Key())
 		}
 		var vs []*jsontree.Node
 		if v != nil {
 			if v.Kind != jsontree.Array {
-				return a.errorf(s, "%s must be a single object like %s", s.Key, key)
+				return a.errorf(s, "%s must be a single object like %s", s.Key(), key)
 			}
 			// FHIR wants both arrays to have the same length, but data in
 			// the wild (the FHIRPath suite's own inputs among them) pads
@@ -444,7 +444,7 @@ func (a *annotator) shadowItem(s, v *jsontree.Node, pr *prop, pt *model.Type) er
 
 // trimSpace trims the white space around the value of String n.
 func trimSpace(n *jsontree.Node) {
-	v := n.Value
+	v := n.Value()
 	if v == "" || !maybeSpace(v[0]) && !maybeSpace(v[len(v)-1]) {
 		return
 	}
@@ -738,10 +738,10 @@ func appendLocation(b []byte, n *jsontree.Node) []byte {
 	}
 	b = appendLocation(b, p)
 	b = append(b, '.')
-	key := n.Key
+	key := n.Key()
 	idx := -1
 	if n.Parent != nil && n.Parent.Kind == jsontree.Array {
-		key = n.Parent.Key
+		key = n.Parent.Key()
 		idx = n.Index()
 	}
 	key = strings.TrimPrefix(key, "_")
@@ -763,7 +763,7 @@ func pathOf(n *jsontree.Node) string {
 		case c.Parent.Kind == jsontree.Array:
 			parts = append(parts, "["+strconv.Itoa(c.Index())+"]")
 		default:
-			parts = append(parts, "."+c.Key)
+			parts = append(parts, "."+c.Key())
 		}
 	}
 	root := n
@@ -771,8 +771,8 @@ func pathOf(n *jsontree.Node) string {
 		root = root.Parent
 	}
 	var b strings.Builder
-	if rt := root.Get("resourceType"); rt != nil && rt.Kind == jsontree.String && IsTypeName(rt.Value) {
-		b.WriteString(rt.Value)
+	if rt := root.Get("resourceType"); rt != nil && rt.Kind == jsontree.String && IsTypeName(rt.Value()) {
+		b.WriteString(rt.Value())
 	} else {
 		b.WriteString("$")
 	}

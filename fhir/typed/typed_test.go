@@ -54,7 +54,7 @@ func TestAnnotateTypes(t *testing.T) {
 	typed.Walk(root, func(n *jsontree.Node) bool {
 		v := ""
 		if typed.HasValue(n) {
-			v = "=" + n.Value
+			v = "=" + n.Value()
 		}
 		got = append(got, fmt.Sprintf("%s:%s%s", typed.Location(n), n.Type(), v))
 		return true
@@ -288,9 +288,9 @@ func TestAnnotateWrapRepeating(t *testing.T) {
 		return func(n *jsontree.Node) bool {
 			sh := ""
 			if n.Shadow() != nil {
-				sh = n.Shadow().Key
+				sh = n.Shadow().Key()
 			}
-			*dst = append(*dst, fmt.Sprintf("%s|%s|%s|%d|%s", n.Key, n.Name(), n.Type(), n.Flags, sh))
+			*dst = append(*dst, fmt.Sprintf("%s|%s|%s|%d|%s", n.Key(), n.Name(), n.Type(), n.Flags, sh))
 			return true
 		}
 	}
@@ -308,7 +308,7 @@ func TestAnnotateTrimSpace(t *testing.T) {
 	if err := typed.Annotate(plain, r4(t)); err != nil {
 		t.Fatal(err)
 	}
-	if got := plain.Get("id").Value; got != " p " {
+	if got := plain.Get("id").Value(); got != " p " {
 		t.Errorf("Annotate trimmed: %q", got)
 	}
 	root := parse(t, src)

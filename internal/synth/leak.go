@@ -46,11 +46,11 @@ func (c *LeakChecker) CheckLine(line []byte) {
 		if n.Kind != jsontree.String {
 			return true
 		}
-		c.scan(n.Value)
-		if len(n.Value) >= 16 && len(n.Value)%4 == 0 {
+		c.scan(n.Value())
+		if len(n.Value()) >= 16 && len(n.Value())%4 == 0 {
 			// Only text: hex hashes are valid base64 too, and their
 			// "decoded" bytes are noise that can spell a short name.
-			if raw, err := base64.StdEncoding.DecodeString(n.Value); err == nil && isText(raw) {
+			if raw, err := base64.StdEncoding.DecodeString(n.Value()); err == nil && isText(raw) {
 				c.scan(string(raw))
 			}
 		}

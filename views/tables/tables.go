@@ -319,11 +319,11 @@ func (f *File) Resource(w int, data []byte) error {
 	if rt == nil || rt.Kind != jsontree.String {
 		return nil
 	}
-	parts := wk.parts[rt.Value]
+	parts := wk.parts[rt.Value()]
 	if len(parts) == 0 {
 		return nil
 	}
-	wk.members[rt.Value].Prune(root)
+	wk.members[rt.Value()].Prune(root)
 	if err := typed.Annotate(root, model.Get(model.R4)); err != nil {
 		return fmt.Errorf("views: de-identified resource: %w", err)
 	}
