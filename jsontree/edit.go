@@ -389,6 +389,9 @@ func (n *Node) Clone() *Node {
 	if c.nPtrs > 0 {
 		c.ptrs = make([]*Node, c.nPtrs)
 	}
+	if c.nKeys > 0 {
+		c.keys = make([]string, c.nKeys)
+	}
 	if c.nText > 0 {
 		c.text = make([]byte, 0, c.nText)
 	}
@@ -407,18 +410,22 @@ func (n *Node) Clone() *Node {
 }
 
 type cloner struct {
-	nNodes, nPtrs, nText int
-	shadows              bool
-	nodes                []Node
-	ptrs                 []*Node
-	text                 []byte
-	remap                map[*Node]*Node
+	nNodes, nPtrs, nText, nKeys int
+	shadows                     bool
+	nodes                       []Node
+	ptrs                        []*Node
+	keys                        []string
+	text                        []byte
+	remap                       map[*Node]*Node
 }
 
 func (c *cloner) count(n *Node) {
 	c.nNodes++
 	c.nPtrs += n.Len()
-	c.nText += len(n.Key())
+	if n.key != nil {
+		c.nKeys++
+		c.nText += len(*n.key)
+	}
 	if n.Kind != Bool {
 		c.nText += len(n.Value())
 	}
@@ -446,7 +453,13 @@ func (c *cloner) clone(n *Node, parent *Node) *Node {
 	c.nodes = c.nodes[1:]
 	// Elems are shared and immutable: the copy points at the same one.
 	*m = Node{Kind: n.Kind, Flags: n.Flags, Parent: parent, Elem: n.Elem}
-	m.key = c.str(n.Key())
+	if n.key != nil {
+		// The name's text may be a Parser's (see ReuseText and Borrow):
+		// the copy gets its own.
+		m.key = &c.keys[0]
+		c.keys = c.keys[1:]
+		*m.key = c.str(*n.key)
+	}
 	if n.Kind == Bool {
 		m.setValue(boolText(n.Value() == "true"))
 	} else if n.Kind != Object && n.Kind != Array {

@@ -137,8 +137,10 @@ type Node struct {
 	// n is the number of children of an object or array, or the length in
 	// bytes of a scalar's Value.
 	n uint32
-	// key is the member name of this node in its parent object (see Key).
-	key string
+	// key points at the member name of this node in its parent object
+	// (see Key), nil for "". The string is never changed: nodes share the
+	// names of a Parser's table and of staticKeys (see keys.go).
+	key *string
 	// ptr points at the first of the n children (the members of an Object
 	// or the items of an Array), or at the first byte of a scalar's Value,
 	// or, with kShadowPtr, at the scalar's shadowed record.
@@ -178,15 +180,20 @@ const ptrSize = unsafe.Sizeof(unsafe.Pointer(nil))
 // Key returns the member name of n in its parent object; "" for array
 // items and for the root of a parsed document. A member removed from its
 // object keeps its Key (see Remove), and so does a Clone.
-func (n *Node) Key() string { return n.key }
+func (n *Node) Key() string {
+	if n.key == nil {
+		return ""
+	}
+	return *n.key
+}
 
 // SetKey sets the name Key returns, without checking n's parent: it is
 // for nodes being built or inserted by hand, as with SetChildren (Set,
 // InsertAt and ReplaceWith name the members they insert). It clears
 // FlagRawKey unless the name stays the same.
 func (n *Node) SetKey(key string) {
-	if n.key != key {
-		n.key = key
+	if n.Key() != key {
+		n.key = keyPtr(key)
 		n.Flags &^= FlagRawKey
 	}
 }

@@ -9,8 +9,8 @@ import (
 // TestNodeSize guards the size of a node, which is most of the memory of a
 // parsed document.
 func TestNodeSize(t *testing.T) {
-	if s := unsafe.Sizeof(Node{}); s > 48 {
-		t.Errorf("Node is %d bytes, want at most 48", s)
+	if s := unsafe.Sizeof(Node{}); s > 40 {
+		t.Errorf("Node is %d bytes, want at most 40", s)
 	}
 }
 

@@ -135,6 +135,7 @@ type Parser struct {
 	frames  []frame
 	pending []*Node
 	dup     map[dupKey]struct{}
+	keys    *keyTable // member names, kept from one document to the next
 	serial  uint32
 	lastLen int
 }
@@ -142,11 +143,12 @@ type Parser struct {
 // frame is one open object or array.
 type frame struct {
 	node   *Node
-	start  int    // index in pending of the container's first child
-	key    string // current member name (objects)
-	keyed  bool   // key holds the member being read
-	keyEsc bool   // key had escape sequences
-	hashed bool   // member names are in Parser.dup
+	start  int     // index in pending of the container's first child
+	key    string  // current member name (objects)
+	kp     *string // key, interned (see keyTable)
+	keyed  bool    // key holds the member being read
+	keyEsc bool    // key had escape sequences
+	hashed bool    // member names are in Parser.dup
 	serial uint32
 }
 
@@ -164,7 +166,7 @@ type dupKey struct {
 func Parse(data []byte) (*Node, error) {
 	p := Parser{fresh: true, sizeHint: len(data)}
 	sc := scratchPool.Get().(*scratch)
-	p.frames, p.pending, p.dup = sc.frames, sc.pending, sc.dup
+	p.frames, p.pending, p.dup, p.keys = sc.frames, sc.pending, sc.dup, sc.keys
 	n, err := p.Parse(data)
 	// Keep the work buffers, but no pointer into the new tree.
 	clear(p.frames[:cap(p.frames)])
@@ -172,7 +174,7 @@ func Parse(data []byte) (*Node, error) {
 	if p.dup != nil {
 		clear(p.dup)
 	}
-	sc.frames, sc.pending, sc.dup = p.frames[:0], p.pending[:0], p.dup
+	sc.frames, sc.pending, sc.dup, sc.keys = p.frames[:0], p.pending[:0], p.dup, p.keys
 	scratchPool.Put(sc)
 	return n, err
 }
@@ -182,6 +184,7 @@ type scratch struct {
 	frames  []frame
 	pending []*Node
 	dup     map[dupKey]struct{}
+	keys    *keyTable
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -192,7 +195,7 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 func ParseString(s string) (*Node, error) {
 	p := Parser{fresh: true, sizeHint: len(s), Borrow: true}
 	sc := scratchPool.Get().(*scratch)
-	p.frames, p.pending, p.dup = sc.frames, sc.pending, sc.dup
+	p.frames, p.pending, p.dup, p.keys = sc.frames, sc.pending, sc.dup, sc.keys
 	// The parser only reads its input, and with Borrow it writes decoded
 	// strings elsewhere, so the string's bytes can be lent to it.
 	n, err := p.Parse(unsafe.Slice(unsafe.StringData(s), len(s)))
@@ -201,7 +204,7 @@ func ParseString(s string) (*Node, error) {
 	if p.dup != nil {
 		clear(p.dup)
 	}
-	sc.frames, sc.pending, sc.dup = p.frames[:0], p.pending[:0], p.dup
+	sc.frames, sc.pending, sc.dup, sc.keys = p.frames[:0], p.pending[:0], p.dup, p.keys
 	scratchPool.Put(sc)
 	return n, err
 }
@@ -229,6 +232,9 @@ func (p *Parser) Parse(data []byte) (*Node, error) {
 		base = 3
 	}
 	p.reset(len(data))
+	if p.keys == nil {
+		p.keys = new(keyTable)
+	}
 	p.bound, p.pos, p.docLen = 0, 0, len(data)-base
 	if len(data) > bigDoc {
 		p.bound = nodeBound(data[base:])
@@ -433,12 +439,12 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 		p.pos = i
 		n = p.newNode()
 		var parent *Node
-		var key string
+		var key *string
 		var kf Flags // FlagRawKey for a member whose name had no escapes
 		if k := len(p.frames); k > 0 {
 			f := &p.frames[k-1]
 			parent = f.node
-			key = f.key
+			key = f.kp
 			if !f.keyEsc && f.node.Kind == Object {
 				kf = FlagRawKey
 			}
@@ -600,6 +606,7 @@ func (p *Parser) readKey(b []byte, i int) (int, string) {
 		return end, m
 	}
 	f.keyEsc = esc
+	kp, shared := p.keys.intern(key)
 	// Duplicate check against the members read so far.
 	members := p.pending[f.start:]
 	if f.hashed {
@@ -610,8 +617,10 @@ func (p *Parser) readKey(b []byte, i int) (int, string) {
 		}
 		p.dup[dk] = struct{}{}
 	} else {
+		// A name in the table has one pointer, which the members of the
+		// same name have too; other names are compared by their text.
 		for _, m := range members {
-			if m.Key() == key {
+			if m.key == kp || !shared && m.Key() == key {
 				f.key, f.keyed = key, true
 				return i, "duplicate key"
 			}
@@ -627,7 +636,7 @@ func (p *Parser) readKey(b []byte, i int) (int, string) {
 			f.hashed = true
 		}
 	}
-	f.key, f.keyed = key, true
+	f.key, f.kp, f.keyed = key, kp, true
 	i = skipSpace(b, end)
 	if i >= len(b) {
 		return i, "unexpected end of input"

@@ -1,0 +1,134 @@
+package jsontree
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+// TestNodeSize40 pins the layout the key pointer and the value/children
+// union give: 40 bytes a node.
+func TestNodeSize40(t *testing.T) {
+	if s := unsafe.Sizeof(Node{}); s != 40 {
+		t.Errorf("Node is %d bytes, want 40", s)
+	}
+}
+
+// TestKeyInterning checks that a Parser gives every member of the same name
+// the same pointer, across documents too, that names read back right
+// whichever way they were written, and that SetKey and Clone keep them.
+func TestKeyInterning(t *testing.T) {
+	var p Parser
+	p.ReuseText = true
+	doc := `{"resourceType":"Patient","telecom":[{"system":"phone","value":"1"},{"system":"email","value":"2"}],"x\u0079z":{"xyz":1},"":2}`
+	root, err := p.Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tel := root.Get("telecom").Children()
+	if tel[0].Get("system").key != tel[1].Get("system").key || tel[0].Get("value").key != tel[1].Get("value").key {
+		t.Error("two members named system (value) do not share their name")
+	}
+	first := tel[0].Get("system").key
+	// An escaped name and a plain one with the same text share it too; the
+	// flag says which was plain.
+	esc, plain := root.Get("xyz"), root.Get("xyz").Get("xyz")
+	if esc.Key() != "xyz" || plain.Key() != "xyz" || esc.key != plain.key {
+		t.Errorf("escaped name %q, plain %q, shared %v", esc.Key(), plain.Key(), esc.key == plain.key)
+	}
+	if esc.Flags&FlagRawKey != 0 || plain.Flags&FlagRawKey == 0 {
+		t.Errorf("FlagRawKey: escaped %v, plain %v", esc.Flags&FlagRawKey != 0, plain.Flags&FlagRawKey != 0)
+	}
+	if e := root.Children()[3]; e.Key() != "" || e.key != nil || root.key != nil || tel[0].key != nil {
+		t.Error("an empty name, the root or an array item has a name pointer")
+	}
+	if got := compact(root); got != `{"resourceType":"Patient","telecom":[{"system":"phone","value":"1"},{"system":"email","value":"2"}],"xyz":{"xyz":1},"":2}` {
+		t.Errorf("written as %s", got)
+	}
+	c := root.Clone()
+	// The next document (text memory reused) has the same pointers, and the
+	// first tree's names, kept by its clone, have not changed.
+	root2, err := p.Parse([]byte(`{"telecom":[{"system":"fax"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if root2.Get("telecom").Children()[0].Get("system").key != first {
+		t.Error("the same name in the next document has another pointer")
+	}
+	if got := compact(c); got != `{"resourceType":"Patient","telecom":[{"system":"phone","value":"1"},{"system":"email","value":"2"}],"xyz":{"xyz":1},"":2}` {
+		t.Errorf("clone written as %s", got)
+	}
+	// SetKey: common FHIR names are shared, others get a pointer; the
+	// same name keeps the flag, another clears it.
+	n := root2.Get("telecom").Children()[0].Get("system")
+	n.SetKey("system")
+	if n.Flags&FlagRawKey == 0 || n.Key() != "system" {
+		t.Error("SetKey with the same name cleared FlagRawKey")
+	}
+	n.SetKey("use")
+	if n.Flags&FlagRawKey != 0 || n.Key() != "use" || n.key != staticKeys["use"] {
+		t.Errorf("SetKey(use): %q, flag %v", n.Key(), n.Flags&FlagRawKey != 0)
+	}
+	n.SetKey(`odd "name"`)
+	if n.Key() != `odd "name"` || compact(n.Parent) != `{"odd \"name\"":"fax"}` {
+		t.Errorf("SetKey: %q, %s", n.Key(), compact(n.Parent))
+	}
+	n.SetKey("")
+	if n.key != nil || n.Key() != "" {
+		t.Error("SetKey(\"\") kept a pointer")
+	}
+}
+
+// TestKeyTableBounds feeds a Parser documents with far more distinct
+// member names than its table keeps: names stay right, and the table stops
+// at its bounds.
+func TestKeyTableBounds(t *testing.T) {
+	var p Parser
+	long := strings.Repeat("L", maxKeyLen+1)
+	for d := range 20 {
+		var sb strings.Builder
+		sb.WriteString(`{"` + long + `":0`)
+		for i := range 1000 {
+			sb.WriteString(`,"k` + strconv.Itoa(d*1000+i) + strings.Repeat("x", i%40) + `":` + strconv.Itoa(i))
+		}
+		sb.WriteString(`}`)
+		doc := sb.String()
+		root, err := p.Parse([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := compact(root); got != doc {
+			t.Fatalf("document %d written differently", d)
+		}
+		for i, c := range root.Children()[1:] {
+			if want := "k" + strconv.Itoa(d*1000+i) + strings.Repeat("x", i%40); c.Key() != want {
+				t.Fatalf("document %d member %d: %q, want %q", d, i, c.Key(), want)
+			}
+		}
+		if got := root.Children()[0].Key(); got != long {
+			t.Fatalf("long name read as %d bytes", len(got))
+		}
+	}
+	if len(p.keys.m) > maxKeys || p.keys.bytes > maxKeyBytes {
+		t.Errorf("table holds %d names, %d bytes; bounds %d, %d", len(p.keys.m), p.keys.bytes, maxKeys, maxKeyBytes)
+	}
+	if len(p.keys.m) < maxKeys/2 && p.keys.bytes < maxKeyBytes/2 {
+		t.Errorf("table holds only %d names, %d bytes: the bounds were not reached", len(p.keys.m), p.keys.bytes)
+	}
+	if _, ok := p.keys.m[long]; ok {
+		t.Error("a name longer than maxKeyLen was kept")
+	}
+}
+
+// TestKeyHashSpread checks that the cache's hash does not send the common
+// FHIR names to a handful of slots, which would make every lookup miss.
+func TestKeyHashSpread(t *testing.T) {
+	slots := map[uint32]int{}
+	for s := range staticKeys {
+		slots[keyHash(s)]++
+	}
+	if len(slots) < len(staticKeys)*3/4 {
+		t.Errorf("%d common names in only %d cache slots", len(staticKeys), len(slots))
+	}
+}
