@@ -448,6 +448,9 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 			if !f.keyEsc && f.node.Kind == Object {
 				kf = FlagRawKey
 			}
+			if len(p.pending) == cap(p.pending) {
+				p.growPending()
+			}
 			p.pending = append(p.pending, n)
 		}
 		if i >= len(b) {
@@ -577,6 +580,19 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 			p.close()
 		}
 	}
+}
+
+// growPending doubles the capacity of pending. append grows a large slice
+// by a quarter at a time, which for an array of a million items leaves
+// about four times its size of discarded arrays, all of it heap that the
+// collector has usually not reclaimed when the tree is done; doubling
+// leaves its size once.
+//
+//go:noinline
+func (p *Parser) growPending() {
+	s := make([]*Node, len(p.pending), max(64, 2*cap(p.pending)))
+	copy(s, p.pending)
+	p.pending = s
 }
 
 // close finishes the innermost open container.

@@ -812,3 +812,25 @@ func TestParseLargeArenas(t *testing.T) {
 		}
 	}
 }
+
+// TestPendingGrowth checks that a long array costs its tree and little
+// more: the list of items read so far (Parser.pending) doubles when it
+// grows, so its discarded copies add up to about its final size, not four
+// times it as append's growth by a quarter would. For a large document
+// that garbage is usually still on the heap when the tree is done.
+func TestPendingGrowth(t *testing.T) {
+	const items = 260_000 // just under a power of two
+	doc := []byte("[" + strings.Repeat("0,", items-1) + "0]")
+	var p Parser
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	if _, err := p.Parse(doc); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&m1)
+	tree := (items+1+maxNodeChunk)*int(unsafe.Sizeof(Node{})) + items*int(ptrSize) + len(doc)
+	pending := int(m1.TotalAlloc-m0.TotalAlloc) - tree
+	if limit := 5 * items * int(ptrSize) / 2; pending > limit {
+		t.Errorf("parsing %d items allocated %d bytes beyond the tree, want at most %d", items, pending, limit)
+	}
+}
