@@ -53,10 +53,23 @@ func (t *keyTable) intern(s string) (*string, bool) {
 }
 
 // keySlot is an entry of keyTable's cache: a name and its pointer, the
-// name repeated so that a hit costs no load through the pointer.
+// name repeated so that a hit costs no load through the pointer, and its
+// first 8 bytes (zero-extended), which for a name of up to 7 bytes is all
+// of it: such a name is found with no string comparison (see lookupShort).
 type keySlot struct {
-	s string
-	p *string
+	s  string
+	p  *string
+	lo uint64
+}
+
+// lookupShort returns the pointer of the name of n < 8 bytes whose bytes,
+// zero-extended, are lo, as intern would, if the cache holds it.
+func (t *keyTable) lookupShort(lo uint64, n int) (*string, bool) {
+	c := &t.cache[hashWords(lo, 0, n)]
+	if c.lo == lo && len(c.s) == n {
+		return c.p, true
+	}
+	return nil, false
 }
 
 //go:noinline
@@ -84,27 +97,37 @@ func (t *keyTable) internSlow(s string, h uint32) (*string, bool) {
 			t.m[*p] = p
 		}
 	}
-	t.cache[h] = keySlot{*p, p}
+	t.cache[h] = keySlot{*p, p, firstWord(*p)}
 	return p, true
 }
 
 // keyHash returns the cache slot of name s (not empty): a multiplicative
-// hash of its length and of up to 16 of its bytes (the first and last 8, or
-// 4, or 1 to 3).
+// hash of its length and of up to 16 of its bytes, the first and last 8.
 func keyHash(s string) uint32 {
-	n := len(s)
-	b := unsafe.Slice(unsafe.StringData(s), n) // read only
-	var x uint64
-	switch {
-	case n >= 8:
-		x = binary.LittleEndian.Uint64(b) ^ binary.LittleEndian.Uint64(b[n-8:])*0x9e3779b97f4a7c15
-	case n >= 4:
-		x = uint64(binary.LittleEndian.Uint32(b)) | uint64(binary.LittleEndian.Uint32(b[n-4:]))<<32
-	default:
-		x = uint64(s[0]) | uint64(s[n/2])<<8 | uint64(s[n-1])<<16
+	var hi uint64
+	if n := len(s); n > 8 {
+		hi = binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[n-8:]), 8))
 	}
-	x ^= uint64(n) << 59
-	x *= 0xff51afd7ed558ccd
+	return hashWords(firstWord(s), hi, len(s))
+}
+
+// firstWord returns the first 8 bytes of s, or all of a shorter s
+// zero-extended, as a little-endian word.
+func firstWord(s string) uint64 {
+	if len(s) >= 8 {
+		return binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s), 8))
+	}
+	var x uint64
+	for i := len(s) - 1; i >= 0; i-- {
+		x = x<<8 | uint64(s[i])
+	}
+	return x
+}
+
+// hashWords hashes a name of n bytes whose first word (see firstWord) is
+// lo and whose last 8 bytes are hi (0 for a name of up to 8 bytes).
+func hashWords(lo, hi uint64, n int) uint32 {
+	x := (lo ^ hi*0x9e3779b97f4a7c15 ^ uint64(n)<<59) * 0xff51afd7ed558ccd
 	return uint32(x >> (64 - keyCacheBits))
 }
 

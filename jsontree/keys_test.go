@@ -1,9 +1,11 @@
 package jsontree
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -130,5 +132,55 @@ func TestKeyHashSpread(t *testing.T) {
 	}
 	if len(slots) < len(staticKeys)*3/4 {
 		t.Errorf("%d common names in only %d cache slots", len(staticKeys), len(slots))
+	}
+}
+
+// TestShortKeys checks the parser's fast path for names of up to 7 bytes
+// (found from one word of input) against encoding/json and the general
+// path: names of every length near the end of the input, non-ASCII,
+// escaped and invalid ones, and names that differ only by a NUL.
+func TestShortKeys(t *testing.T) {
+	names := []string{"", "a", "id", "use", "code", "value", "system", "display", "resource", "reference",
+		"é", "aé", "abcdefé", `a\"b`, `a\u0062`, `ab\u0000`, "a\tb", "a\x01", `\n`, "ab\xff"}
+	var p Parser
+	for _, name := range names {
+		for pad := 0; pad <= 9; pad++ {
+			doc := `{"` + name + `":1,"x":{"` + name + `":2}}` + strings.Repeat(" ", pad)
+			root, err := p.Parse([]byte(doc))
+			var want map[string]any
+			werr := json.Unmarshal([]byte(doc), &want)
+			if werr != nil || !utf8.ValidString(doc) {
+				if err == nil {
+					t.Errorf("%q: accepted", doc)
+				}
+				continue
+			}
+			if err != nil {
+				t.Errorf("%q: %v", doc, err)
+				continue
+			}
+			var wantKey string
+			for k := range want {
+				if k != "x" {
+					wantKey = k
+				}
+			}
+			a, b := root.Children()[0], root.Children()[1].Children()[0]
+			if a.Key() != wantKey || b.Key() != wantKey || a.key != b.key {
+				t.Errorf("%q: names %q and %q, want %q, shared %v", doc, a.Key(), b.Key(), wantKey, a.key == b.key)
+			}
+			if raw := !strings.Contains(name, `\`); (a.Flags&FlagRawKey != 0) != raw {
+				t.Errorf("%q: FlagRawKey %v", doc, !raw)
+			}
+		}
+	}
+	// "ab" and "ab\u0000" have the same first word; they must stay apart.
+	root, err := p.Parse([]byte(`{"ab":1,"ab\u0000":2,"x":[{"ab":3},{"ab\u0000":4}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := root.Get("x").Children()
+	if x[0].Children()[0].Key() != "ab" || x[1].Children()[0].Key() != "ab\x00" || root.Children()[1].Key() != "ab\x00" {
+		t.Errorf("names %q %q %q", root.Children()[1].Key(), x[0].Children()[0].Key(), x[1].Children()[0].Key())
 	}
 }

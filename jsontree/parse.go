@@ -617,12 +617,34 @@ func (p *Parser) readKey(b []byte, i int) (int, string) {
 	if b[i] != '"' {
 		return i, afterMsg(b[i], "expected string for object key")
 	}
-	key, end, esc, m := p.scanString(b, i)
-	if m != "" {
-		return end, m
+	var key string
+	var kp *string
+	var end int
+	var esc, shared bool
+	if start := i + 1; start+8 <= len(b) {
+		// Most member names are short ASCII words: when the closing
+		// quote is within the next 8 bytes, the name is found in the
+		// table's cache from that one word.
+		x := binary.LittleEndian.Uint64(b[start:])
+		if m := specialMask(x) | x&msb; m != 0 {
+			k := bits.TrailingZeros64(m) >> 3
+			if b[start+k] == '"' {
+				lo := x & (1<<(8*k) - 1)
+				key, end = unsafeString(b[start:start+k]), start+k+1
+				if kp, shared = p.keys.lookupShort(lo, k); !shared {
+					kp, shared = p.keys.intern(key)
+				}
+			}
+		}
+	}
+	if end == 0 {
+		var m string
+		if key, end, esc, m = p.scanString(b, i); m != "" {
+			return end, m
+		}
+		kp, shared = p.keys.intern(key)
 	}
 	f.keyEsc = esc
-	kp, shared := p.keys.intern(key)
 	// Duplicate check against the members read so far.
 	members := p.pending[f.start:]
 	if f.hashed {
