@@ -89,11 +89,20 @@ const (
 // Clone it first.
 //
 // Strings read from the nodes (Key, Value) are ordinary immutable Go
-// strings and stay valid forever, but each one keeps alive the block of
+// strings and stay valid forever, but each Value keeps alive the block of
 // text memory it lies in (256 KiB, shared by consecutive documents). A
 // program that keeps strings for long, such as keys of a cache that grows
 // over a whole export, should keep strings.Clone copies of them. With
 // ReuseText set, they are valid only until the next Parse, like the nodes.
+//
+// Member names (Key) are interned: the parser keeps a table of the names
+// it has read, copied out of the documents, and gives every member of the
+// same name a pointer to the same copy, so that a member costs no
+// allocation and 8 bytes of its node. The table lives as long as the
+// parser and is bounded (8192 names, 256 KiB); past its bounds, or for a
+// name longer than 128 bytes, a member gets a pointer of its own to its
+// text in the document, which is then a string like a Value (subject to
+// ReuseText and Borrow).
 type Parser struct {
 	// ReuseText makes the parser reuse the text memory of a document for
 	// the next one, as it reuses its nodes, so that a stream of small
@@ -104,8 +113,9 @@ type Parser struct {
 	// larger than 64 KiB get text memory of their own either way.
 	ReuseText bool
 
-	// Borrow makes the strings of a tree (Key, Value) slices of the input
-	// itself, instead of slices of a copy of it: the parser then holds no
+	// Borrow makes the strings of a tree (Values, and the member names not
+	// in the parser's table) slices of the input itself, instead of slices
+	// of a copy of it: the parser then holds no
 	// copy of the document, only the text of strings with escape sequences,
 	// which are decoded into text memory of its own (see ReuseText). The
 	// input must not change while any string of the tree is used, and the
