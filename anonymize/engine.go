@@ -598,7 +598,7 @@ func (e *Engine) putRun(r *run) {
 	*r = run{e: e, env: r.env, scratch: r.scratch[:0],
 		pr:     pruner{state: r.pr.state[:0], empty: r.pr.empty[:0]},
 		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, elemSlots: r.elemSlots, matches: r.matches[:0], step: r.step[:0],
-		head: r.head[:0], pmemo: r.pmemo, smemo: r.smemo}
+		head: r.head[:0], pmemo: r.pmemo, smemo: r.smemo, hmemo: r.hmemo}
 	*r.env = fhirpath.Env{}
 	e.runs.Put(r)
 }
@@ -733,8 +733,10 @@ type run struct {
 		// opts (see scrubMemo).
 		key scrubOptionsKey
 	}
-	// smemo, kept from call to call, remembers recent scrubber results.
+	// smemo, kept from call to call, remembers recent scrubber results,
+	// hmemo recent cryptoHash results.
 	smemo scrubMemo
+	hmemo *hashMemo
 	// arena provides the nodes of security labels.
 	arena *nodeArena
 	// pshift is the state of dateShiftScope "patient"; pmemo, kept from
@@ -1051,11 +1053,10 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 		}
 		var out string
 		if rule.Method == MethodCryptoHash {
-			if isReference(node) {
-				out = r.e.hasher.HashReference(s)
-			} else {
-				out = r.e.hasher.Hash(s)
+			if r.hmemo == nil {
+				r.hmemo = new(hashMemo)
 			}
+			out = r.hmemo.hash(r.e.hasher, s, isReference(node))
 			*ops = ops.Add(OpCryptoHash)
 		} else {
 			if r.e.enc == nil {
