@@ -900,9 +900,10 @@ func (r *run) cacheWalk(n *jsontree.Node, plan *typePlan) {
 				r.cache[ns].add(c)
 			}
 		}
-		if typed.IsResource(c) {
+		switch {
+		case typed.IsResource(c):
 			r.nested = append(r.nested, c)
-		} else {
+		case c.Kind == jsontree.Object || c.Shadow() != nil:
 			r.cacheWalk(c, plan)
 		}
 	}
@@ -951,19 +952,23 @@ func (r *run) process(node *jsontree.Node, rule *engineRule, res *jsontree.Node,
 		return err
 	}
 	visit(node)
+	if node.Kind != jsontree.Object && node.Shadow() == nil {
+		return nil // a value without extensions: no child elements
+	}
 	start := len(r.scratch)
 	r.scratch = typed.AllChildren(node, r.scratch)
 	end := len(r.scratch)
-	defer func() { r.scratch = r.scratch[:start] }()
 	for i := start; i < end; i++ {
 		c := r.scratch[i]
 		if typed.IsResource(c) {
 			continue
 		}
 		if err := r.process(c, rule, res, ops); err != nil {
+			r.scratch = r.scratch[:start]
 			return err
 		}
 	}
+	r.scratch = r.scratch[:start]
 	return nil
 }
 
