@@ -188,22 +188,35 @@ func (p dateParts) ageOverThreshold(today time.Time) bool {
 // (§2.3): fold the UTF-8 bytes of prefix+key with o = (o*131 + b) mod 101,
 // then subtract 50.
 func DateShiftOffset(prefix, key string) int {
-	// o*131 + c ≡ o*30 + c (mod 101), and o*30 + c < len(mod101): a table
-	// lookup instead of a division per byte.
-	o := 0
-	for i := 0; i < len(prefix); i++ {
-		o = int(mod101[o*30+int(prefix[i])])
+	// The fold is linear: over the n bytes b_i of prefix+key it gives
+	// Σ b_i·131^(n-1-i) mod 101, and 131 ≡ 30 (mod 101), whose powers
+	// repeat every 100 (Fermat). Summing independent terms with one
+	// division at the end, rather than a chain of n dependent steps, makes
+	// it several times faster. A term is at most 255·100: the sum cannot
+	// overflow for any input that fits in memory.
+	var sum uint64
+	k := 0
+	for i := len(key) - 1; i >= 0; i-- {
+		sum += uint64(key[i]) * uint64(pow30[k])
+		if k++; k == len(pow30) {
+			k = 0
+		}
 	}
-	for i := 0; i < len(key); i++ {
-		o = int(mod101[o*30+int(key[i])])
+	for i := len(prefix) - 1; i >= 0; i-- {
+		sum += uint64(prefix[i]) * uint64(pow30[k])
+		if k++; k == len(pow30) {
+			k = 0
+		}
 	}
-	return o - 50
+	return int(sum%101) - 50
 }
 
-// mod101 holds x % 101 for every x that DateShiftOffset computes.
-var mod101 = func() (t [100*30 + 256]uint8) {
-	for x := range t {
-		t[x] = uint8(x % 101)
+// pow30 holds 30^k mod 101 for k in [0, 100).
+var pow30 = func() (t [100]uint8) {
+	p := 1
+	for k := range t {
+		t[k] = uint8(p)
+		p = p * 30 % 101
 	}
 	return t
 }()

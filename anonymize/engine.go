@@ -598,7 +598,7 @@ func (e *Engine) putRun(r *run) {
 	*r = run{e: e, env: r.env, scratch: r.scratch[:0],
 		pr:     pruner{state: r.pr.state[:0], empty: r.pr.empty[:0]},
 		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, elemSlots: r.elemSlots, matches: r.matches[:0], step: r.step[:0],
-		head: r.head[:0], pmemo: r.pmemo, smemo: r.smemo}
+		head: r.head[:0], pmemo: r.pmemo, smemo: r.smemo, hmemo: r.hmemo}
 	*r.env = fhirpath.Env{}
 	e.runs.Put(r)
 }
@@ -735,8 +735,10 @@ type run struct {
 		// opts (see scrubMemo).
 		key scrubOptionsKey
 	}
-	// smemo, kept from call to call, remembers recent scrubber results.
+	// smemo, kept from call to call, remembers recent scrubber results,
+	// hmemo recent cryptoHash results.
 	smemo scrubMemo
+	hmemo *hashMemo
 	// arena provides the nodes of security labels.
 	arena *nodeArena
 	// pshift is the state of dateShiftScope "patient"; pmemo, kept from
@@ -900,9 +902,10 @@ func (r *run) cacheWalk(n *jsontree.Node, plan *typePlan) {
 				r.cache[ns].add(c)
 			}
 		}
-		if typed.IsResource(c) {
+		switch {
+		case typed.IsResource(c):
 			r.nested = append(r.nested, c)
-		} else {
+		case c.Kind == jsontree.Object || c.Shadow() != nil:
 			r.cacheWalk(c, plan)
 		}
 	}
@@ -951,19 +954,23 @@ func (r *run) process(node *jsontree.Node, rule *engineRule, res *jsontree.Node,
 		return err
 	}
 	visit(node)
+	if node.Kind != jsontree.Object && node.Shadow() == nil {
+		return nil // a value without extensions: no child elements
+	}
 	start := len(r.scratch)
 	r.scratch = typed.AllChildren(node, r.scratch)
 	end := len(r.scratch)
-	defer func() { r.scratch = r.scratch[:start] }()
 	for i := start; i < end; i++ {
 		c := r.scratch[i]
 		if typed.IsResource(c) {
 			continue
 		}
 		if err := r.process(c, rule, res, ops); err != nil {
+			r.scratch = r.scratch[:start]
 			return err
 		}
 	}
+	r.scratch = r.scratch[:start]
 	return nil
 }
 
@@ -1053,11 +1060,10 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 		}
 		var out string
 		if rule.Method == MethodCryptoHash {
-			if isReference(node) {
-				out = r.e.hasher.HashReference(s)
-			} else {
-				out = r.e.hasher.Hash(s)
+			if r.hmemo == nil {
+				r.hmemo = new(hashMemo)
 			}
+			out = r.hmemo.hash(r.e.hasher, s, isReference(node))
 			*ops = ops.Add(OpCryptoHash)
 		} else {
 			if r.e.enc == nil {

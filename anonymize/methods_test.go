@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"math/rand/v2"
 	"regexp"
 	"strconv"
 	"strings"
@@ -99,6 +100,39 @@ func TestDateShiftOffset(t *testing.T) {
 		if got := DateShiftOffset(tt.prefix, tt.key); got != tt.want {
 			t.Errorf("DateShiftOffset(%q, %q) = %d, want %d", tt.prefix, tt.key, got, tt.want)
 		}
+	}
+}
+
+// The summed form of DateShiftOffset equals the fold that §2.3 defines,
+// o = (o*131 + b) mod 101 byte by byte, for every length (the powers of 30
+// it uses repeat every 100 bytes) and for bytes of non-ASCII text.
+func TestDateShiftOffsetFold(t *testing.T) {
+	fold := func(s string) int {
+		o := 0
+		for i := 0; i < len(s); i++ {
+			o = (o*131 + int(s[i])) % 101
+		}
+		return o - 50
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for n := range 450 {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rnd.IntN(256))
+		}
+		for _, cut := range []int{0, n / 3, n} {
+			prefix, key := string(b[:cut]), string(b[cut:])
+			if got, want := DateShiftOffset(prefix, key), fold(prefix+key); got != want {
+				t.Fatalf("length %d, prefix %d bytes: %d, the fold gives %d", n, cut, got, want)
+			}
+		}
+	}
+}
+
+func BenchmarkDateShiftOffset(b *testing.B) {
+	const id = "c72e70ca31a54fdccbad35634bbdfdcfa5176bf053e20d1136dbad7d2b2db70a"
+	for b.Loop() {
+		DateShiftOffset(id, "123")
 	}
 }
 
