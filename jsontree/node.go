@@ -281,12 +281,16 @@ func (n *Node) SetShadow(s *Node) {
 func (n *Node) setShadow(s *Node) {
 	switch {
 	case n.kcap&kShadowPtr != 0:
-		v := (*shadowed)(n.ptr).value
-		if s == nil {
+		r := (*shadowed)(n.ptr)
+		switch {
+		case s == r.shadow:
+			// Typing sets the same shadow again when it retypes a tree.
+		case s == nil:
 			n.kcap = 0
-			n.setValue(v)
-		} else {
-			n.ptr = unsafe.Pointer(&shadowed{v, s})
+			n.setValue(r.value)
+		default:
+			// A new record: n may be a copy of a node sharing this one.
+			n.ptr = unsafe.Pointer(&shadowed{r.value, s})
 		}
 	case n.kcap&kShadowSlot != 0:
 		*(**Node)(unsafe.Add(n.ptr, -int(ptrSize))) = s

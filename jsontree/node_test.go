@@ -164,6 +164,14 @@ func TestValueStorage(t *testing.T) {
 	if s.Value() != `new "value"` || cp.Value() != "copy" || cp.Shadow() != sh {
 		t.Errorf("copy: %q and %q", s.Value(), cp.Value())
 	}
+	other := NewObject()
+	cp.SetShadow(other)
+	if s.Shadow() != sh || cp.Shadow() != other || cp.Value() != "copy" {
+		t.Error("SetShadow on a copy changed the original")
+	}
+	if a := testing.AllocsPerRun(10, func() { s.SetShadow(sh) }); a != 0 {
+		t.Errorf("setting the same shadow again: %v allocations", a)
+	}
 	s.SetShadow(nil)
 	if s.Value() != `new "value"` || s.Shadow() != nil {
 		t.Errorf("shadow cleared: %q", s.Value())
