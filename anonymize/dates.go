@@ -22,13 +22,27 @@ const (
 // ParseDateType recognises "date", "dateTime" and "instant"
 // (case-insensitively, as the reference implementation does).
 func ParseDateType(fhirType string) (DateType, bool) {
-	switch {
-	case strings.EqualFold(fhirType, "date"):
-		return Date, true
-	case strings.EqualFold(fhirType, "dateTime"):
-		return DateTime, true
-	case strings.EqualFold(fhirType, "instant"):
-		return Instant, true
+	// Most types asked about are other types ("string", "code"): the
+	// length tells them apart before any case folding. The only non-ASCII
+	// letters that strings.EqualFold folds to ASCII ones are the Kelvin
+	// sign (k) and the long s (2 bytes, s): "date" and "dateTime" have
+	// neither, "instant" has one s, so it may be 8 bytes long.
+	switch len(fhirType) {
+	case len("date"):
+		if fhirType == "date" || strings.EqualFold(fhirType, "date") {
+			return Date, true
+		}
+	case len("instant"):
+		if fhirType == "instant" || strings.EqualFold(fhirType, "instant") {
+			return Instant, true
+		}
+	case len("dateTime"):
+		if fhirType == "dateTime" || strings.EqualFold(fhirType, "dateTime") {
+			return DateTime, true
+		}
+		if strings.EqualFold(fhirType, "instant") {
+			return Instant, true
+		}
 	}
 	return 0, false
 }
