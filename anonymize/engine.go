@@ -627,10 +627,13 @@ func (e *Engine) putRun(r *run) {
 	for i := range r.cache {
 		r.cache[i].reset()
 	}
+	ids, daysFn := r.scrub.ids, r.scrub.daysFn
 	*r = run{e: e, env: r.env, scratch: r.scratch[:0],
 		pr:     pruner{state: r.pr.state[:0], empty: r.pr.empty[:0]},
 		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, elemSlots: r.elemSlots, matches: r.matches[:0], step: r.step[:0],
 		head: r.head[:0], pmemo: r.pmemo, smemo: r.smemo, hmemo: r.hmemo}
+	clear(ids)
+	r.scrub.ids, r.scrub.daysFn = ids[:0], daysFn
 	*r.env = fhirpath.Env{}
 	e.runs.Put(r)
 }
@@ -764,6 +767,14 @@ type run struct {
 		// key is what, beside a text, decides the scrubber's result under
 		// opts (see scrubMemo).
 		key scrubOptionsKey
+		// patient is the identifier set of the patient patientID (if
+		// patientSet), ids the buffer of opts.Identifiers, daysFn the
+		// opts.ShiftDays function (it returns key.days).
+		patient    *scrub.Identifiers
+		patientID  string
+		patientSet bool
+		ids        []*scrub.Identifiers
+		daysFn     func() int
 	}
 	// smemo, kept from call to call, remembers recent scrubber results,
 	// hmemo recent cryptoHash results.

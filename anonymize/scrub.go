@@ -94,8 +94,16 @@ func (r *run) newScrubOptions(rule *engineRule, res *jsontree.Node) scrub.Option
 	opts := scrub.Options{Identifiers: in.Identifiers, Safe: in.Safe}
 	key := scrubOptionsKey{input: scrubInputOf(in)}
 	if in.Patients != nil {
-		if set := in.Patients(r.scrubPatient(res)); set != nil {
-			opts.Identifiers = append(opts.Identifiers[:len(opts.Identifiers):len(opts.Identifiers)], set)
+		// The rules of one resource ask for the same patient in turn.
+		id := r.scrubPatient(res)
+		if !r.scrub.patientSet || id != r.scrub.patientID {
+			r.scrub.patient, r.scrub.patientID, r.scrub.patientSet = in.Patients(id), id, true
+		}
+		if set := r.scrub.patient; set != nil {
+			// The options live until the next rule application: the
+			// list of sets can reuse the run's buffer.
+			r.scrub.ids = append(append(r.scrub.ids[:0], in.Identifiers...), set)
+			opts.Identifiers = r.scrub.ids
 			key.patient = set
 		}
 	}
@@ -106,7 +114,10 @@ func (r *run) newScrubOptions(rule *engineRule, res *jsontree.Node) scrub.Option
 		} else {
 			days = r.scrubShiftOffset()
 		}
-		opts.ShiftDays = func() int { return days }
+		if r.scrub.daysFn == nil {
+			r.scrub.daysFn = func() int { return r.scrub.key.days }
+		}
+		opts.ShiftDays = r.scrub.daysFn
 		key.shift, key.days = true, days
 	}
 	r.scrub.key = key
