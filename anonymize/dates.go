@@ -22,13 +22,27 @@ const (
 // ParseDateType recognises "date", "dateTime" and "instant"
 // (case-insensitively, as the reference implementation does).
 func ParseDateType(fhirType string) (DateType, bool) {
-	switch {
-	case strings.EqualFold(fhirType, "date"):
-		return Date, true
-	case strings.EqualFold(fhirType, "dateTime"):
-		return DateTime, true
-	case strings.EqualFold(fhirType, "instant"):
-		return Instant, true
+	// Most types asked about are other types ("string", "code"): the
+	// length tells them apart before any case folding. The only non-ASCII
+	// letters that strings.EqualFold folds to ASCII ones are the Kelvin
+	// sign (k) and the long s (2 bytes, s): "date" and "dateTime" have
+	// neither, "instant" has one s, so it may be 8 bytes long.
+	switch len(fhirType) {
+	case len("date"):
+		if fhirType == "date" || strings.EqualFold(fhirType, "date") {
+			return Date, true
+		}
+	case len("instant"):
+		if fhirType == "instant" || strings.EqualFold(fhirType, "instant") {
+			return Instant, true
+		}
+	case len("dateTime"):
+		if fhirType == "dateTime" || strings.EqualFold(fhirType, "dateTime") {
+			return DateTime, true
+		}
+		if strings.EqualFold(fhirType, "instant") {
+			return Instant, true
+		}
 	}
 	return 0, false
 }
@@ -235,21 +249,31 @@ var ErrDateRange = errors.New("date out of range")
 //
 // keep is false when the value is removed. The error never quotes the value.
 func ShiftDate(value string, t DateType, offset int, partial bool, today time.Time) (out string, keep bool, op Operation, err error) {
+	var stack [64]byte
+	b, out, keep, op, err := appendShiftDate(stack[:0], value, t, offset, partial, today)
+	if b != nil {
+		out = string(b)
+	}
+	return out, keep, op, err
+}
+
+// appendShiftDate is ShiftDate, but a shifted date is appended to dst and
+// returned as b (out is then empty), so that the caller decides where its
+// bytes live; a redacted value is returned as out with b nil.
+func appendShiftDate(dst []byte, value string, t DateType, offset int, partial bool, today time.Time) (b []byte, out string, keep bool, op Operation, err error) {
 	p := parseDateParts(value, t)
 	if !p.ok || p.day == 0 || p.ageOverThreshold(today) {
 		out, keep = redactDateParts(value, p, partial, today)
-		return out, keep, OpRedact, nil
+		return nil, out, keep, OpRedact, nil
 	}
 	y, m, day, valid, inRange := addDays(p.year, p.month, p.day, offset)
 	if !valid {
-		return "", false, OpPerturb, fmt.Errorf("shifting %s: %w: not a calendar date", t, ErrDateRange)
+		return nil, "", false, OpPerturb, fmt.Errorf("shifting %s: %w: not a calendar date", t, ErrDateRange)
 	}
 	if !inRange {
-		return "", false, OpPerturb, fmt.Errorf("shifting %s: %w", t, ErrDateRange)
+		return nil, "", false, OpPerturb, fmt.Errorf("shifting %s: %w", t, ErrDateRange)
 	}
-	// One allocation: the result is built on the stack.
-	var stack [64]byte
-	b := append(stack[:0], byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+	b = append(dst, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
 		byte('0'+m/10), byte('0'+m%10), '-', byte('0'+day/10), byte('0'+day%10))
 	if p.timePart != "" {
 		// "T" HH:mm:ss(.fff) zone: zero every digit of the time, keep the zone.
@@ -268,7 +292,7 @@ func ShiftDate(value string, t DateType, offset int, partial bool, today time.Ti
 		}
 		b = append(b, tp[end:]...)
 	}
-	return string(b), true, OpPerturb, nil
+	return b, "", true, OpPerturb, nil
 }
 
 // RedactDate applies redact to a date, dateTime or instant value (§2.4.1):

@@ -426,6 +426,7 @@ func (e *Engine) AppendAnonymizedJSON(ctx context.Context, dst, data []byte, fc 
 	// (strings.Clone) to keep it.
 	js.p.ReuseText = len(e.custom) == 0 && ctx.Value(traceKey{}) == nil
 	js.p.Borrow = js.p.ReuseText
+	js.labels.reuseText = js.p.ReuseText
 	root, err := js.p.Parse(data)
 	if err != nil {
 		return dst, Stats{}, &InputError{Err: err}
@@ -465,6 +466,33 @@ type nodeArena struct {
 	ptrs  []*jsontree.Node
 	nused int
 	pused int
+	// buf holds the text of the values the methods make (shifted dates,
+	// hashes) when reuseText is set: nothing keeps them beyond the call
+	// (no custom method or trace sees them).
+	buf       []byte
+	reuseText bool
+}
+
+// textChunk is the size of the parts of a nodeArena's text; maxArenaText
+// bounds the text an arena keeps for the next call.
+const (
+	textChunk    = 16 << 10
+	maxArenaText = 256 << 10
+)
+
+// text returns b as a string in the arena's memory, or in fresh memory if a
+// is nil or does not reuse text.
+func (a *nodeArena) text(b []byte) string {
+	if a == nil || !a.reuseText || len(b) == 0 {
+		return string(b)
+	}
+	if len(a.buf)+len(b) > cap(a.buf) {
+		// A new part; the strings in the old one stay valid.
+		a.buf = make([]byte, 0, max(textChunk, len(b)))
+	}
+	n := len(a.buf)
+	a.buf = append(a.buf, b...)
+	return unsafe.String(&a.buf[n], len(b))
 }
 
 // maxArenaNodes bounds the nodes an arena keeps for the next call.
@@ -500,6 +528,10 @@ func (a *nodeArena) reset() {
 	clear(a.nodes[:a.nused])
 	clear(a.ptrs[:a.pused])
 	a.nused, a.pused = 0, 0
+	a.buf = a.buf[:0]
+	if cap(a.buf) > maxArenaText {
+		a.buf = nil
+	}
 	if len(a.nodes) > maxArenaNodes {
 		a.nodes, a.ptrs = nil, nil
 	}
@@ -595,10 +627,13 @@ func (e *Engine) putRun(r *run) {
 	for i := range r.cache {
 		r.cache[i].reset()
 	}
+	ids, daysFn := r.scrub.ids, r.scrub.daysFn
 	*r = run{e: e, env: r.env, scratch: r.scratch[:0],
 		pr:     pruner{state: r.pr.state[:0], empty: r.pr.empty[:0]},
 		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, elemSlots: r.elemSlots, matches: r.matches[:0], step: r.step[:0],
 		head: r.head[:0], pmemo: r.pmemo, smemo: r.smemo, hmemo: r.hmemo}
+	clear(ids)
+	r.scrub.ids, r.scrub.daysFn = ids[:0], daysFn
 	*r.env = fhirpath.Env{}
 	e.runs.Put(r)
 }
@@ -734,6 +769,14 @@ type run struct {
 		// key is what, beside a text, decides the scrubber's result under
 		// opts (see scrubMemo).
 		key scrubOptionsKey
+		// patient is the identifier set of the patient patientID (if
+		// patientSet), ids the buffer of opts.Identifiers, daysFn the
+		// opts.ShiftDays function (it returns key.days).
+		patient    *scrub.Identifiers
+		patientID  string
+		patientSet bool
+		ids        []*scrub.Identifiers
+		daysFn     func() int
 	}
 	// smemo, kept from call to call, remembers recent scrubber results,
 	// hmemo recent cryptoHash results.
@@ -1044,9 +1087,13 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 			}
 			offset = r.dateShiftOffset(prefix, p.DateShiftKey)
 		}
-		out, keep, op, err := ShiftDate(node.Value(), dt, offset, p.EnablePartialDatesForRedact, r.today)
+		var stack [64]byte
+		b, out, keep, op, err := appendShiftDate(stack[:0], node.Value(), dt, offset, p.EnablePartialDatesForRedact, r.today)
 		if err != nil {
 			return r.processingError(rule, node, err)
+		}
+		if b != nil {
+			out = r.text(b)
 		}
 		r.setString(node, out, keep)
 		*ops = ops.Add(op)
@@ -1063,7 +1110,8 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 			if r.hmemo == nil {
 				r.hmemo = new(hashMemo)
 			}
-			out = r.hmemo.hash(r.e.hasher, s, isReference(node))
+			var stack [160]byte
+			out = r.text(r.hmemo.appendHash(stack[:0], r.e.hasher, s, isReference(node)))
 			*ops = ops.Add(OpCryptoHash)
 		} else {
 			if r.e.enc == nil {
@@ -1144,6 +1192,10 @@ func (r *run) dateShiftOffset(prefix, key string) int {
 	}
 	return r.offset
 }
+
+// text returns the bytes a method made as a string, in memory reused from
+// call to call when the tree is written before the call returns.
+func (r *run) text(b []byte) string { return r.arena.text(b) }
 
 // setString sets a primitive's value to a string, or removes the value.
 func (r *run) setString(node *jsontree.Node, s string, keep bool) {

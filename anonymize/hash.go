@@ -60,11 +60,18 @@ func (h *Hasher) Hash(s string) string {
 	if s == "" {
 		return s
 	}
+	var out [2 * sha256.Size]byte
+	return string(h.appendHash(out[:0], s))
+}
+
+// appendHash appends Hash(s) to dst.
+func (h *Hasher) appendHash(dst []byte, s string) []byte {
+	if s == "" {
+		return dst
+	}
 	var sum [sha256.Size]byte
 	h.sum(&sum, s)
-	var out [2 * sha256.Size]byte
-	hex.Encode(out[:], sum[:])
-	return string(out[:])
+	return hex.AppendEncode(dst, sum[:])
 }
 
 // maxPooledInput bounds the input buffer a pooled HMAC keeps.
@@ -111,27 +118,24 @@ func (h *Hasher) HashReference(ref string) string {
 	if ref == "" {
 		return ref
 	}
+	var stack [256]byte
+	return string(h.appendHashReference(stack[:0], ref))
+}
+
+// appendHashReference appends HashReference(ref) to dst.
+func (h *Hasher) appendHashReference(dst []byte, ref string) []byte {
+	if ref == "" {
+		return dst
+	}
 	start, end := 0, len(ref)
 	if strings.HasPrefix(ref, "#") {
 		start = 1
 	} else if s, e, ok := matchReference(ref, h.types); ok {
 		start, end = s, e
 	}
-	if start == end {
-		return ref[:start] + h.Hash("") + ref[end:]
-	}
-	// Build prefix + hex(HMAC(id)) + suffix in one allocation.
-	var sum [sha256.Size]byte
-	h.sum(&sum, ref[start:end])
-	var stack [256]byte
-	buf := stack[:0]
-	if n := len(ref) - (end - start) + 2*sha256.Size; n > len(stack) {
-		buf = make([]byte, 0, n)
-	}
-	buf = append(buf, ref[:start]...)
-	buf = hex.AppendEncode(buf, sum[:])
-	buf = append(buf, ref[end:]...)
-	return string(buf)
+	dst = append(dst, ref[:start]...)
+	dst = h.appendHash(dst, ref[start:end])
+	return append(dst, ref[end:]...)
 }
 
 // transformReference is TransformReference without regular expressions.

@@ -5,10 +5,10 @@ import "hash/maphash"
 // hashMemo remembers the cryptoHash results of recent values in one run
 // (kept from call to call): references to the same patient, encounter or
 // practitioner repeat from one resource to the next, and their output is
-// then one lookup instead of parsing the reference, an HMAC and a new
-// string. It is direct-mapped and holds no value longer than
-// hashMemoInput; its inputs are copies (the tree's strings may be borrowed
-// from the caller's buffer), its outputs the strings the Hasher made.
+// then one lookup and a copy instead of parsing the reference and an HMAC.
+// It is direct-mapped and holds values of up to hashMemoInput bytes, as
+// copies (the tree's strings may be borrowed from the caller's buffer), and
+// their results as bytes, which the caller copies out.
 type hashMemo struct {
 	seed    maphash.Seed
 	entries [hashMemoSize]hashMemoEntry
@@ -17,36 +17,45 @@ type hashMemo struct {
 const (
 	hashMemoSize  = 1024
 	hashMemoInput = 64
+	// hashMemoOutput is the longest result of an input the memo keeps:
+	// the hash (64 hex digits) replaces at least one byte of the input.
+	hashMemoOutput = hashMemoInput - 1 + 64
 )
 
 type hashMemoEntry struct {
-	n   uint8 // length of the input; 0 for an empty entry
-	ref bool  // a Reference.reference (HashReference) rather than Hash
-	in  [hashMemoInput]byte
-	out string
+	n    uint8 // length of the input; 0 for an empty entry
+	nout uint8 // length of the result
+	ref  bool  // a Reference.reference (HashReference) rather than Hash
+	in   [hashMemoInput]byte
+	out  [hashMemoOutput]byte
 }
 
-// hash returns the cryptoHash of s: h.HashReference(s) if ref, else h.Hash(s).
-func (m *hashMemo) hash(h *Hasher, s string, ref bool) string {
+// appendHash appends the cryptoHash of s to dst: h.HashReference(s) if ref,
+// else h.Hash(s).
+func (m *hashMemo) appendHash(dst []byte, h *Hasher, s string, ref bool) []byte {
 	n := len(s)
 	if n == 0 || n > hashMemoInput {
-		return hashValue(h, s, ref)
+		return appendHashValue(dst, h, s, ref)
 	}
 	if m.seed == (maphash.Seed{}) {
 		m.seed = maphash.MakeSeed()
 	}
 	e := &m.entries[maphash.String(m.seed, s)%hashMemoSize]
 	if int(e.n) == n && e.ref == ref && string(e.in[:n]) == s {
-		return e.out
+		return append(dst, e.out[:e.nout]...)
 	}
-	out := hashValue(h, s, ref)
-	e.n, e.ref, e.out = uint8(copy(e.in[:], s)), ref, out
-	return out
+	start := len(dst)
+	dst = appendHashValue(dst, h, s, ref)
+	if out := dst[start:]; len(out) <= hashMemoOutput {
+		e.n, e.ref = uint8(copy(e.in[:], s)), ref
+		e.nout = uint8(copy(e.out[:], out))
+	}
+	return dst
 }
 
-func hashValue(h *Hasher, s string, ref bool) string {
+func appendHashValue(dst []byte, h *Hasher, s string, ref bool) []byte {
 	if ref {
-		return h.HashReference(s)
+		return h.appendHashReference(dst, s)
 	}
-	return h.Hash(s)
+	return h.appendHash(dst, s)
 }

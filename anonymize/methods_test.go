@@ -723,3 +723,19 @@ func TestHasherCache(t *testing.T) {
 		}
 	}
 }
+
+// ParseDateType folds case as strings.EqualFold does, the long s of
+// "inſtant" included, and tells other types apart.
+func TestParseDateType(t *testing.T) {
+	for in, want := range map[string]DateType{"date": Date, "DATE": Date, "dateTime": DateTime, "DateTIME": DateTime,
+		"instant": Instant, "INSTANT": Instant, "in\u017ftant": Instant} {
+		if got, ok := ParseDateType(in); !ok || got != want {
+			t.Errorf("ParseDateType(%q) = %v, %v; want %v", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"", "string", "time", "dates", "dateTim", "instants", "Period", "d\u00e4te"} {
+		if _, ok := ParseDateType(in); ok {
+			t.Errorf("ParseDateType(%q) recognised", in)
+		}
+	}
+}

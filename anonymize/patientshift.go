@@ -189,9 +189,13 @@ func PatientDateShiftOffset(key, scope, id string, rangeDays int) int {
 // res.
 func (r *run) shiftPatientDate(node *jsontree.Node, dt DateType, rule *engineRule, res *jsontree.Node, ops *Operations) error {
 	birthDate := res.Type() == "Patient" && node.Name() == "birthDate" && typed.Parent(node) == res
-	out, keep, op, err := ShiftDateKeepTime(node.Value(), dt, r.pshift.offset, r.e.params.EnablePartialDatesForRedact, birthDate, r.today)
+	var stack [64]byte
+	b, out, keep, op, err := appendShiftDateKeepTime(stack[:0], node.Value(), dt, r.pshift.offset, r.e.params.EnablePartialDatesForRedact, birthDate, r.today)
 	if err != nil {
 		return r.processingError(rule, node, err)
+	}
+	if b != nil {
+		out = r.text(b)
 	}
 	r.setString(node, out, keep)
 	*ops = ops.Add(op)
@@ -207,6 +211,18 @@ func (r *run) shiftPatientDate(node *jsontree.Node, dt DateType, rule *engineRul
 // removed (OpRedact); when birthDate is set it becomes instead the year that
 // makes 90 (today's year minus 90). The error never quotes the value.
 func ShiftDateKeepTime(value string, t DateType, offset int, partial, birthDate bool, today time.Time) (out string, keep bool, op Operation, err error) {
+	var stack [64]byte
+	b, out, keep, op, err := appendShiftDateKeepTime(stack[:0], value, t, offset, partial, birthDate, today)
+	if b != nil {
+		out = string(b)
+	}
+	return out, keep, op, err
+}
+
+// appendShiftDateKeepTime is ShiftDateKeepTime, but a shifted date is
+// appended to dst and returned as b (out is then empty); any other result
+// is returned as out with b nil.
+func appendShiftDateKeepTime(dst []byte, value string, t DateType, offset int, partial, birthDate bool, today time.Time) (b []byte, out string, keep bool, op Operation, err error) {
 	y, okY := digits(value, 0, 4)
 	m, okM := dashTwo(value, 4)
 	d, okD := dashTwo(value, 7)
@@ -217,31 +233,24 @@ func ShiftDateKeepTime(value string, t DateType, offset int, partial, birthDate 
 	if !okY || !okM || !okD || y == 0 || m < 1 || m > 12 || d < 1 || d > 31 ||
 		(rest != "" && (t == Date || rest[0] != 'T')) {
 		out, keep = RedactDate(value, t, partial, today)
-		return out, keep, OpRedact, nil
+		return nil, out, keep, OpRedact, nil
 	}
 	sy, sm, sd, valid, inRange := addDays(y, m, d, offset)
 	if !valid {
-		return "", false, OpPerturb, fmt.Errorf("shifting %s: %w: not a calendar date", t, ErrDateRange)
+		return nil, "", false, OpPerturb, fmt.Errorf("shifting %s: %w: not a calendar date", t, ErrDateRange)
 	}
 	if !inRange {
-		return "", false, OpPerturb, fmt.Errorf("shifting %s: %w", t, ErrDateRange)
+		return nil, "", false, OpPerturb, fmt.Errorf("shifting %s: %w", t, ErrDateRange)
 	}
 	before := dateParts{year: y, month: m, day: d, ok: true}
 	after := dateParts{year: sy, month: sm, day: sd, ok: true}
 	if before.ageOverThreshold(today) || after.ageOverThreshold(today) {
 		if birthDate {
-			return fmt.Sprintf("%04d", today.Year()-90), true, OpRedact, nil
+			return nil, fmt.Sprintf("%04d", today.Year()-90), true, OpRedact, nil
 		}
-		return "", false, OpRedact, nil
+		return nil, "", false, OpRedact, nil
 	}
-	// "YYYY-MM-DD" and the rest, in one allocation.
-	var stack [64]byte
-	buf := stack[:0]
-	if n := 10 + len(rest); n > len(stack) {
-		buf = make([]byte, 0, n)
-	}
-	buf = append(buf, byte('0'+sy/1000), byte('0'+sy/100%10), byte('0'+sy/10%10), byte('0'+sy%10), '-',
+	b = append(dst, byte('0'+sy/1000), byte('0'+sy/100%10), byte('0'+sy/10%10), byte('0'+sy%10), '-',
 		byte('0'+sm/10), byte('0'+sm%10), '-', byte('0'+sd/10), byte('0'+sd%10))
-	buf = append(buf, rest...)
-	return string(buf), true, OpPerturb, nil
+	return append(b, rest...), "", true, OpPerturb, nil
 }

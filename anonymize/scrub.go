@@ -3,8 +3,10 @@ package anonymize
 import (
 	"context"
 	"encoding/base64"
+	"hash/maphash"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"fhirdeid/anonymize/scrub"
 	"fhirdeid/fhir/typed"
@@ -92,8 +94,16 @@ func (r *run) newScrubOptions(rule *engineRule, res *jsontree.Node) scrub.Option
 	opts := scrub.Options{Identifiers: in.Identifiers, Safe: in.Safe}
 	key := scrubOptionsKey{input: scrubInputOf(in)}
 	if in.Patients != nil {
-		if set := in.Patients(r.scrubPatient(res)); set != nil {
-			opts.Identifiers = append(opts.Identifiers[:len(opts.Identifiers):len(opts.Identifiers)], set)
+		// The rules of one resource ask for the same patient in turn.
+		id := r.scrubPatient(res)
+		if !r.scrub.patientSet || id != r.scrub.patientID {
+			r.scrub.patient, r.scrub.patientID, r.scrub.patientSet = in.Patients(id), id, true
+		}
+		if set := r.scrub.patient; set != nil {
+			// The options live until the next rule application: the
+			// list of sets can reuse the run's buffer.
+			r.scrub.ids = append(append(r.scrub.ids[:0], in.Identifiers...), set)
+			opts.Identifiers = r.scrub.ids
 			key.patient = set
 		}
 	}
@@ -104,7 +114,10 @@ func (r *run) newScrubOptions(rule *engineRule, res *jsontree.Node) scrub.Option
 		} else {
 			days = r.scrubShiftOffset()
 		}
-		opts.ShiftDays = func() int { return days }
+		if r.scrub.daysFn == nil {
+			r.scrub.daysFn = func() int { return r.scrub.key.days }
+		}
+		opts.ShiftDays = r.scrub.daysFn
 		key.shift, key.days = true, days
 	}
 	r.scrub.key = key
@@ -145,8 +158,15 @@ type scrubOptionsKey struct {
 // changes, so that it keeps no identifier set of an earlier run alive for
 // long.
 type scrubMemo struct {
-	input scrubInputID
-	m     map[scrubMemoKey]scrub.Result
+	input   scrubInputID
+	seed    maphash.Seed
+	entries *[scrubMemoMax]scrubMemoEntry
+	n       int // entries in use
+}
+
+type scrubMemoEntry struct {
+	key scrubMemoKey
+	out scrub.Result
 }
 
 type scrubMemoKey struct {
@@ -156,8 +176,9 @@ type scrubMemoKey struct {
 }
 
 const (
-	// scrubMemoMax bounds the texts a scrubMemo holds.
-	scrubMemoMax = 4096
+	// scrubMemoMax is the number of entries of a scrubMemo, which is
+	// direct-mapped: a text displaces the one in its entry.
+	scrubMemoMax = 2048
 	// scrubMemoText is the longest text a scrubMemo holds: longer texts
 	// (notes, narratives) seldom repeat.
 	scrubMemoText = 256
@@ -167,20 +188,30 @@ const (
 // application (scrubOptions), from the memo when it holds the text.
 func (r *run) scrubText(text string, f scrub.Format, rule *engineRule, res *jsontree.Node) scrub.Result {
 	opts := r.scrubOptions(rule, res)
-	if len(text) > scrubMemoText || r.e.noScrubMemo {
+	if len(text) == 0 || len(text) > scrubMemoText || r.e.noScrubMemo {
 		return scrub.ScrubMarkup(text, f, opts)
 	}
 	m := &r.smemo
-	if m.m == nil || m.input != r.scrub.key.input {
-		m.m, m.input = make(map[scrubMemoKey]scrub.Result), r.scrub.key.input
+	if m.entries == nil {
+		m.entries, m.seed = new([scrubMemoMax]scrubMemoEntry), maphash.MakeSeed()
+	}
+	if m.input != r.scrub.key.input {
+		// Another run's identifiers: forget the texts scrubbed for them.
+		clear(m.entries[:])
+		m.input, m.n = r.scrub.key.input, 0
 	}
 	k := scrubMemoKey{text: text, format: f, opts: r.scrub.key}
-	if out, ok := m.m[k]; ok {
-		return out
+	// The entry depends on the options too, so that the same display
+	// scrubbed for two patients in turn does not evict itself.
+	h := maphash.String(m.seed, text) + uint64(uintptr(unsafe.Pointer(k.opts.patient)))*0x9e3779b97f4a7c15 +
+		uint64(k.opts.days)*0xff51afd7ed558ccd + uint64(f)
+	e := &m.entries[h%scrubMemoMax]
+	if e.key == k {
+		return e.out
 	}
 	out := scrub.ScrubMarkup(text, f, opts)
-	if len(m.m) >= scrubMemoMax {
-		clear(m.m)
+	if e.key.text == "" {
+		m.n++
 	}
 	k.text = strings.Clone(text)
 	if out.Text == text {
@@ -188,7 +219,7 @@ func (r *run) scrubText(text string, f scrub.Format, rule *engineRule, res *json
 	} else {
 		out.Text = strings.Clone(out.Text)
 	}
-	m.m[k] = out
+	e.key, e.out = k, out
 	return out
 }
 

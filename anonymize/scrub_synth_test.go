@@ -486,6 +486,6 @@ func TestScrubMemoSameOutput(t *testing.T) {
 	// The pooled run, if the pool kept it (under -race it may not), shows
 	// the memo at work.
 	r := with.getRun()
-	t.Logf("%d resources compared; the memo holds %d texts", n, len(r.smemo.m))
+	t.Logf("%d resources compared; the memo holds %d texts", n, r.smemo.n)
 	with.putRun(r)
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -145,7 +146,7 @@ Microsoft's FHIR anonymizer command line; configurations are compatible.`)
 		if eng.Config().UsesScrub() {
 			fmt.Fprintln(e.stderr, stdinScrubWarning)
 		}
-		err := a.stream(ctx, "stdin", e.stdin, e.stdout, false)
+		err := a.stream(ctx, "stdin", e.stdin, e.stdout, false, false)
 		a.summary(e.stderr)
 		if err == nil {
 			err = a.invalidErr()
@@ -269,6 +270,11 @@ type job struct {
 	in, out string
 	ndjson  bool
 	gz      bool
+	// notRead is set when the scrub method's first pass did not read the
+	// file, whose name gives a resource type that is not among
+	// anonymize.FirstPassTypes: the main pass then fails on a resource of
+	// one of those types (see namedType).
+	notRead bool
 }
 
 func (f *anonymizeFlags) jobs(args []string) ([]job, error) {
@@ -419,8 +425,11 @@ func (a *anonymizer) merge(t *tally) {
 
 // resource de-identifies one resource, appending it to dst, and counts it
 // in t.
-func (a *anonymizer) resource(ctx context.Context, t *tally, fc anonymize.FileContext, data, dst []byte) ([]byte, error) {
+func (a *anonymizer) resource(ctx context.Context, t *tally, fc anonymize.FileContext, data, dst []byte, notRead bool) ([]byte, error) {
 	typ, _ := bulk.ResourceType(data)
+	if notRead && slices.Contains(anonymize.FirstPassTypes, typ) {
+		return dst, &firstPassError{typ: typ, named: namedType(fc.FileName)}
+	}
 	out, st, err := a.eng.AppendAnonymizedJSON(ctx, dst, data, fc)
 	if err != nil {
 		if typ != "" && typed.IsTypeName(typ) {
@@ -433,7 +442,7 @@ func (a *anonymizer) resource(ctx context.Context, t *tally, fc anonymize.FileCo
 }
 
 // stream de-identifies NDJSON from r to w.
-func (a *anonymizer) stream(ctx context.Context, name string, r io.Reader, w io.Writer, gz bool) error {
+func (a *anonymizer) stream(ctx context.Context, name string, r io.Reader, w io.Writer, gz, notRead bool) error {
 	fc := anonymize.FileContext{FileName: name}
 	opts := ndjson.Options{Workers: a.workers}
 	var gzm *ndjson.GzipMembers
@@ -449,7 +458,7 @@ func (a *anonymizer) stream(ctx context.Context, name string, r io.Reader, w io.
 		}
 	}()
 	st, err := ndjson.Transform(ctx, r, w, func(worker int, lineNo int64, line, dst []byte) ([]byte, error) {
-		out, err := a.resource(ctx, &tallies[worker], fc, line, dst)
+		out, err := a.resource(ctx, &tallies[worker], fc, line, dst, notRead)
 		if err != nil && a.dropInvalid(name, lineNo, line, err) {
 			return dst, nil
 		}
@@ -565,7 +574,7 @@ func (a *anonymizer) file(ctx context.Context, j job) (err error) {
 			defer zr.Close()
 			r = zr
 		}
-		if err := a.stream(ctx, j.in, r, tmp, j.gz); err != nil {
+		if err := a.stream(ctx, j.in, r, tmp, j.gz, j.notRead); err != nil {
 			return err
 		}
 	} else {
@@ -575,7 +584,7 @@ func (a *anonymizer) file(ctx context.Context, j job) (err error) {
 		}
 		a.bytesIn.Add(int64(len(data)))
 		var t tally
-		out, err := a.resource(ctx, &t, anonymize.FileContext{FileName: name}, data, nil)
+		out, err := a.resource(ctx, &t, anonymize.FileContext{FileName: name}, data, nil, false)
 		a.merge(&t)
 		if err != nil && a.dropInvalid(j.in, 1, data, err) {
 			tmp.Close()

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
@@ -17,13 +19,18 @@ import (
 )
 
 // The first pass of "fhirdeid anonymize" for configurations that use the
-// scrub method: before anything is de-identified, every input file is read
+// scrub method: before anything is de-identified, the input files are read
 // once and the resources of anonymize.FirstPassTypes (Patient,
 // RelatedPerson, Practitioner, ...) go to an IdentifierCollector, whose
 // keyed hashes the scrub method then looks for in each patient's texts (the
-// contextual layer). Files are read whatever their names say, because an
-// export's file names are only a convention. Standard input is not
-// buffered: "anonymize -" scrubs without the contextual layer and says so.
+// contextual layer). A file named as bulk exports name their files for one
+// resource type that the first pass does not need
+// (Observation.000.ndjson.gz) is not read; the main pass checks, at no cost
+// (it reads every line's resourceType anyway), that such a file holds no
+// resource the first pass should have read, and fails on one
+// (firstPassError). Any other file is read whatever its name. Standard
+// input is not buffered: "anonymize -" scrubs without the contextual layer
+// and says so.
 
 // identifierTypeTokens are the JSON strings a line must contain to be a
 // resource of an identifier type, for the lines whose top-level
@@ -74,7 +81,17 @@ func (a *anonymizer) collectIdentifiers(ctx context.Context, jobs []job) (contex
 		firstErr error
 	)
 	sem := make(chan struct{}, a.workers)
-	for _, j := range jobs {
+	types := anonymize.ResourceTypes(a.eng.Config().FHIRVersion())
+	read := 0
+	for i := range jobs {
+		j := jobs[i]
+		if t := namedType(j.in); j.ndjson && t != "" && slices.Contains(types, t) && !slices.Contains(anonymize.FirstPassTypes, t) {
+			// A bulk export's file of one resource type, none that the
+			// first pass reads: the main pass checks that it holds none.
+			jobs[i].notRead = true
+			continue
+		}
+		read++
 		sem <- struct{}{}
 		mu.Lock()
 		failed := firstErr != nil
@@ -104,7 +121,7 @@ func (a *anonymizer) collectIdentifiers(ctx context.Context, jobs []job) (contex
 		return ctx, err
 	}
 	if a.verbose {
-		fmt.Fprintf(a.stderr, "scrub: identifiers of %d patients collected from %d files\n", col.Patients(), len(jobs))
+		fmt.Fprintf(a.stderr, "scrub: identifiers of %d patients collected from %d files\n", col.Patients(), read)
 	}
 	return anonymize.WithScrubInput(ctx, col.Input()), nil
 }
@@ -151,3 +168,35 @@ func (a *anonymizer) collectFile(ctx context.Context, col *anonymize.IdentifierC
 const stdinScrubWarning = "warning: the configuration scrubs free text, but standard input is read only once: " +
 	"the contextual layer (the patients' own names, addresses, phones and identifiers) is not used, " +
 	"only patterns and vocabulary; give files or a folder (-i) for the first pass"
+
+// namedType returns the resource type that the name of an NDJSON file gives
+// as bulk exports name their files ("Observation.ndjson",
+// "Observation.000.ndjson.gz", "Observation-1.ndjson"): its leading letters,
+// when followed by '.', '-' or '_'; "" otherwise. The caller decides
+// whether they name a resource type.
+func namedType(path string) string {
+	base := filepath.Base(path)
+	i := 0
+	for i < len(base) && (base[i] >= 'A' && base[i] <= 'Z' || base[i] >= 'a' && base[i] <= 'z') {
+		i++
+	}
+	if i == 0 || i == len(base) || base[0] < 'A' || base[0] > 'Z' || (base[i] != '.' && base[i] != '-' && base[i] != '_') {
+		return ""
+	}
+	return base[:i]
+}
+
+// firstPassError reports a resource of a type that the scrub method's first
+// pass reads (a Patient, say) in a file whose name gives another type, which
+// the first pass therefore did not read: the contextual layer would not
+// know that resource's names, so the run stops rather than scrub with less.
+type firstPassError struct {
+	typ, named string
+}
+
+func (e *firstPassError) Error() string {
+	return fmt.Sprintf("a %s resource in a file named for %s resources: the scrub method's first pass reads the "+
+		"identifiers of %s only from files named for the types it needs (%s); name each file of a bulk export "+
+		"for the one type it holds, or give the file a name that is not a resource type",
+		e.typ, e.named, e.typ, strings.Join(anonymize.FirstPassTypes, ", "))
+}

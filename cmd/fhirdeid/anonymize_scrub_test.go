@@ -1,6 +1,11 @@
 package main
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
 
 // The first pass's line filter keeps every line whose top-level resource is
 // of a first-pass type (anonymize.FirstPassTypes), whatever its layout, and skips lines that only
@@ -27,5 +32,68 @@ func TestMayBeIdentifierType(t *testing.T) {
 		if got := mayBeIdentifierType([]byte(c.line)); got != c.want {
 			t.Errorf("mayBeIdentifierType(%s) = %v, want %v", c.line, got, c.want)
 		}
+	}
+}
+
+func TestNamedType(t *testing.T) {
+	for in, want := range map[string]string{
+		"Observation.ndjson": "Observation", "/x/Observation.000.ndjson.gz": "Observation", "Observation-1.ndjson": "Observation",
+		"Patient_2.ndjson": "Patient", "a-Observation.ndjson": "", "observation.ndjson": "", "Observation": "",
+		"Obs3rvation.ndjson": "", ".ndjson": "", "export.ndjson": "",
+	} {
+		if got := namedType(in); got != want {
+			t.Errorf("namedType(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// With files named as a bulk export names them, the first pass reads only
+// those of the types it needs, and the result is the same as reading them
+// all; a resource of such a type in a file named for another type stops
+// the run, with nothing written for that file, rather than be scrubbed
+// without its identifiers.
+func TestAnonymizeScrubFirstPassByName(t *testing.T) {
+	patient := `{"resourceType":"Patient","id":"p1","name":[{"family":"Baker","given":["Wendy"]}],"birthDate":"1970-03-04"}`
+	obs := `{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"note"},"subject":{"reference":"Patient/p1"},` +
+		`"note":[{"text":"PT BAKER SEEN TODAY, BP STABLE, TOLERATING DIET."}]}`
+	write := func(dir string, files map[string]string) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, body := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
+	write(in, map[string]string{"Observation.000.ndjson": obs + "\n", "Patient.000.ndjson": patient + "\n"})
+	code, _, errs := runCmd(t, "", nil, "anonymize", "--profile", "longitudinal", "-i", in, "-o", out, "-b", "-v", "--today", "2026-06-01")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if !strings.Contains(errs, "identifiers of 1 patients collected from 1 files") {
+		t.Errorf("the first pass did not read only the Patient file: %s", errs)
+	}
+	got := readNDJSON(t, filepath.Join(out, "Observation.000.ndjson"))[0]
+	if strings.Contains(got, "BAKER") || !strings.Contains(got, "[NAME]") {
+		t.Errorf("note not scrubbed with the patient's identifiers: %s", got)
+	}
+
+	bad, badOut := filepath.Join(dir, "bad"), filepath.Join(dir, "bad-out")
+	write(bad, map[string]string{"Observation.000.ndjson": obs + "\n" + patient + "\n"})
+	code, _, errs = runCmd(t, "", nil, "anonymize", "--profile", "longitudinal", "-i", bad, "-o", badOut, "-b", "--today", "2026-06-01")
+	if code == 0 {
+		t.Fatal("a Patient in a file named for Observations was de-identified without the first pass reading it")
+	}
+	if !strings.Contains(errs, "Observation.000.ndjson:2: a Patient resource in a file named for Observation resources") {
+		t.Errorf("error does not say where and why: %s", errs)
+	}
+	if strings.Contains(errs, "Baker") || strings.Contains(errs, "BAKER") {
+		t.Errorf("the error quotes the resource: %s", errs)
+	}
+	if _, err := os.Stat(filepath.Join(badOut, "Observation.000.ndjson")); err == nil {
+		t.Error("the output of the failed file was committed")
 	}
 }
