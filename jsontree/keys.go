@@ -24,7 +24,7 @@ const (
 	maxKeyLen   = 128       // longest name kept in the table
 	// keyCacheBits is the log2 of the size of the direct-mapped cache in
 	// front of the table, which finds most names without a map lookup.
-	keyCacheBits = 10
+	keyCacheBits = 9
 )
 
 // keyTable interns member names for a Parser. It is not safe for
@@ -34,6 +34,32 @@ type keyTable struct {
 	cache [1 << keyCacheBits]keySlot
 	m     map[string]*string
 	bytes int
+	names nameSlab
+}
+
+// nameSlab allocates interned names next to each other: their string
+// headers in arrays of 256 and their bytes in blocks of 4 KiB, rather than
+// two small allocations each scattered over the heap, so that the names a
+// program reads through its nodes over and over share few cache lines. A
+// full array or block is replaced, never moved, so the pointers handed out
+// stay valid.
+type nameSlab struct {
+	hdrs []string
+	text []byte
+}
+
+// add returns a pointer to a copy of s (not empty) in the slab.
+func (a *nameSlab) add(s string) *string {
+	if len(a.hdrs) == cap(a.hdrs) {
+		a.hdrs = make([]string, 0, 256)
+	}
+	if len(s) > cap(a.text)-len(a.text) {
+		a.text = make([]byte, 0, max(4096, len(s)))
+	}
+	k := len(a.text)
+	a.text = append(a.text, s...)
+	a.hdrs = append(a.hdrs, unsafe.String(&a.text[k], len(s)))
+	return &a.hdrs[len(a.hdrs)-1]
 }
 
 // intern returns a pointer to a string equal to s that never changes, nil
@@ -46,27 +72,37 @@ func (t *keyTable) intern(s string) (*string, bool) {
 		return nil, true
 	}
 	h := keyHash(s)
-	if c := &t.cache[h]; c.s == s {
+	if len(s) < 8 {
+		if c := &t.cache[h]; c.tag == shortTag(firstWord(s), len(s)) {
+			return c.p, true
+		}
+	} else if c := &t.cache[h]; c.p != nil && *c.p == s {
 		return c.p, true
 	}
 	return t.internSlow(s, h)
 }
 
-// keySlot is an entry of keyTable's cache: a name and its pointer, the
-// name repeated so that a hit costs no load through the pointer, and its
-// first 8 bytes (zero-extended), which for a name of up to 7 bytes is all
-// of it: such a name is found with no string comparison (see lookupShort).
+// keySlot is an entry of keyTable's cache: a name's pointer and, for a
+// name of 1 to 7 bytes, its tag (see shortTag), so that such a name, most
+// FHIR names, is found from its bytes as one word, without a load through
+// the pointer nor a string comparison (see lookupShort). The tag of a
+// longer name is 0, which no short name has.
 type keySlot struct {
-	s  string
-	p  *string
-	lo uint64
+	p   *string
+	tag uint64
 }
 
-// lookupShort returns the pointer of the name of n < 8 bytes whose bytes,
-// zero-extended, are lo, as intern would, if the cache holds it.
+// shortTag returns the tag of a name of n bytes, 1 to 7, whose bytes
+// zero-extended are lo: lo with n in its top byte, which lo leaves free.
+func shortTag(lo uint64, n int) uint64 { return lo | uint64(n)<<56 }
+
+// lookupShort returns the pointer of the name of n bytes, 0 to 7, whose
+// bytes zero-extended are lo, as intern would, if the cache holds it.
 func (t *keyTable) lookupShort(lo uint64, n int) (*string, bool) {
-	c := &t.cache[hashWords(lo, 0, n)]
-	if c.lo == lo && len(c.s) == n {
+	if n == 0 {
+		return nil, true // the tag 0 is a long name's
+	}
+	if c := &t.cache[hashWords(lo, 0, n)]; c.tag == shortTag(lo, n) {
 		return c.p, true
 	}
 	return nil, false
@@ -86,8 +122,7 @@ func (t *keyTable) internSlow(s string, h uint32) (*string, bool) {
 				*p = s
 				return p, false
 			}
-			p = new(string)
-			*p = strings.Clone(s)
+			p = t.names.add(s)
 			t.bytes += len(s)
 		}
 		if len(t.m) < maxKeys {
@@ -97,7 +132,10 @@ func (t *keyTable) internSlow(s string, h uint32) (*string, bool) {
 			t.m[*p] = p
 		}
 	}
-	t.cache[h] = keySlot{*p, p, firstWord(*p)}
+	t.cache[h] = keySlot{p: p}
+	if n := len(*p); n < 8 {
+		t.cache[h].tag = shortTag(firstWord(*p), n)
+	}
 	return p, true
 }
 
@@ -137,8 +175,11 @@ func keyPtr(s string) *string {
 	if s == "" {
 		return nil
 	}
+	if c := &staticCache[keyHash(s)]; c.p != nil && *c.p == s {
+		return c.p
+	}
 	if p := staticKeys[s]; p != nil {
-		return p
+		return p // a name whose cache slot another one has
 	}
 	p := new(string)
 	*p = s
@@ -167,12 +208,20 @@ var staticKeys = func() map[string]*string {
 		provider priority insurance coverage focal diagnosis procedure total amount currency
 		payment entry fullUrl resource request method search mode data contentType attachment
 		content date description author custodian context valueSet version title
-		contained actor beneficiary payor outcome`)
+		contained actor beneficiary payor outcome namespace`)
 	m := make(map[string]*string, len(names))
+	var slab nameSlab
 	for _, s := range names {
-		p := new(string)
-		*p = s
+		p := slab.add(s)
 		m[s] = p
+		if c := &staticCache[keyHash(s)]; c.p == nil {
+			c.p = p
+		}
 	}
 	return m
 }()
+
+// staticCache holds staticKeys by their keyHash, the first of the names
+// that share a slot, so that SetKey finds a common name without a map
+// lookup. Like staticKeys it is never changed after init.
+var staticCache [1 << keyCacheBits]keySlot

@@ -6,16 +6,7 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
-	"unsafe"
 )
-
-// TestNodeSize40 pins the layout the key pointer and the value/children
-// union give: 40 bytes a node.
-func TestNodeSize40(t *testing.T) {
-	if s := unsafe.Sizeof(Node{}); s != 40 {
-		t.Errorf("Node is %d bytes, want 40", s)
-	}
-}
 
 // TestKeyInterning checks that a Parser gives every member of the same name
 // the same pointer, across documents too, that names read back right
@@ -182,5 +173,25 @@ func TestShortKeys(t *testing.T) {
 	x := root.Get("x").Children()
 	if x[0].Children()[0].Key() != "ab" || x[1].Children()[0].Key() != "ab\x00" || root.Children()[1].Key() != "ab\x00" {
 		t.Errorf("names %q %q %q", root.Children()[1].Key(), x[0].Children()[0].Key(), x[1].Children()[0].Key())
+	}
+}
+
+// TestEmptyKeyCacheSlot checks that the empty name is never taken for the
+// long name whose cache slot it would look in (a long name's slot has the
+// tag 0, as the empty name's bytes would).
+func TestEmptyKeyCacheSlot(t *testing.T) {
+	var p Parser
+	long := ""
+	for i := 0; long == ""; i++ {
+		if s := "longname" + strconv.Itoa(i); keyHash(s) == hashWords(0, 0, 0) {
+			long = s
+		}
+	}
+	root, err := p.Parse([]byte(`{"` + long + `":1,"x":{"":2}}          `))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := root.Get("x").Children()[0].Key(); k != "" {
+		t.Errorf("the empty name read as %q", k)
 	}
 }

@@ -7,7 +7,8 @@ import (
 )
 
 // TestNodeSize guards the size of a node, which is most of the memory of a
-// parsed document.
+// parsed document: 40 bytes with the value/children union and the member
+// name as one pointer.
 func TestNodeSize(t *testing.T) {
 	if s := unsafe.Sizeof(Node{}); s > 40 {
 		t.Errorf("Node is %d bytes, want at most 40", s)
