@@ -333,14 +333,16 @@ func (n *Node) checkChild(v *Node) {
 // and does not visit the replacement. fn must not otherwise add or remove
 // siblings of the node or edit its ancestors.
 func (n *Node) Walk(fn func(*Node) bool) {
-	if !fn(n) {
-		return
+	if !fn(n) || n.kcap&kcapClass == 0 {
+		return // or no children (fn may have made n a scalar)
 	}
-	for i := 0; i < n.Len(); {
-		c := n.Children()[i]
-		before := n.Len()
+	// n stays a container while its children are walked (fn must not edit
+	// an ancestor of the node it is given): n.n is its number of children.
+	for i := 0; i < int(n.n); {
+		c := n.child(i)
+		before := n.n
 		c.Walk(fn)
-		if n.Len() < before && (i >= n.Len() || n.Children()[i] != c) {
+		if n.n < before && (i >= int(n.n) || n.child(i) != c) {
 			continue // c was removed: its next sibling is now at i
 		}
 		i++

@@ -22,9 +22,9 @@ const (
 	maxKeys     = 8192      // names in the table
 	maxKeyBytes = 256 << 10 // bytes of the names in the table
 	maxKeyLen   = 128       // longest name kept in the table
-	// keyCacheBits is the log2 of the size of the direct-mapped cache in
+	// keyCacheBits is the log2 of the number of slots of the two-way cache in
 	// front of the table, which finds most names without a map lookup.
-	keyCacheBits = 9
+	keyCacheBits = 10
 )
 
 // keyTable interns member names for a Parser. It is not safe for
@@ -73,11 +73,20 @@ func (t *keyTable) intern(s string) (*string, bool) {
 	}
 	h := keyHash(s)
 	if len(s) < 8 {
-		if c := &t.cache[h]; c.tag == shortTag(firstWord(s), len(s)) {
+		tag := shortTag(firstWord(s), len(s))
+		if c := &t.cache[h]; c.tag == tag {
 			return c.p, true
 		}
-	} else if c := &t.cache[h]; c.p != nil && *c.p == s {
-		return c.p, true
+		if c := &t.cache[h^1]; c.tag == tag {
+			return c.p, true
+		}
+	} else {
+		if c := &t.cache[h]; c.p != nil && *c.p == s {
+			return c.p, true
+		}
+		if c := &t.cache[h^1]; c.p != nil && *c.p == s {
+			return c.p, true
+		}
 	}
 	return t.internSlow(s, h)
 }
@@ -92,6 +101,22 @@ type keySlot struct {
 	tag uint64
 }
 
+// newSlot returns the cache slot of the name p points at.
+func newSlot(p *string) keySlot {
+	if n := len(*p); n < 8 {
+		return keySlot{p, shortTag(firstWord(*p), n)}
+	}
+	return keySlot{p: p}
+}
+
+// newKeyTable returns a table whose cache starts as staticCache, so that a
+// new Parser finds the common FHIR names without a map lookup: a program
+// that pools its parsers (sync.Pool, emptied at each collection) makes new
+// ones often.
+func newKeyTable() *keyTable {
+	return &keyTable{cache: staticCache}
+}
+
 // shortTag returns the tag of a name of n bytes, 1 to 7, whose bytes
 // zero-extended are lo: lo with n in its top byte, which lo leaves free.
 func shortTag(lo uint64, n int) uint64 { return lo | uint64(n)<<56 }
@@ -102,7 +127,11 @@ func (t *keyTable) lookupShort(lo uint64, n int) (*string, bool) {
 	if n == 0 {
 		return nil, true // the tag 0 is a long name's
 	}
-	if c := &t.cache[hashWords(lo, 0, n)]; c.tag == shortTag(lo, n) {
+	h, tag := hashWords(lo, 0, n), shortTag(lo, n)
+	if c := &t.cache[h]; c.tag == tag {
+		return c.p, true
+	}
+	if c := &t.cache[h^1]; c.tag == tag {
 		return c.p, true
 	}
 	return nil, false
@@ -132,10 +161,9 @@ func (t *keyTable) internSlow(s string, h uint32) (*string, bool) {
 			t.m[*p] = p
 		}
 	}
-	t.cache[h] = keySlot{p: p}
-	if n := len(*p); n < 8 {
-		t.cache[h].tag = shortTag(firstWord(*p), n)
-	}
+	// Two-way: a name's slots are h and h^1 (one cache line), the last
+	// one found in h.
+	t.cache[h^1], t.cache[h] = t.cache[h], newSlot(p)
 	return p, true
 }
 
@@ -215,7 +243,7 @@ var staticKeys = func() map[string]*string {
 		p := slab.add(s)
 		m[s] = p
 		if c := &staticCache[keyHash(s)]; c.p == nil {
-			c.p = p
+			*c = newSlot(p)
 		}
 	}
 	return m

@@ -361,6 +361,11 @@ func (n *Node) Children() []*Node {
 	return unsafe.Slice((**Node)(n.ptr), n.n)
 }
 
+// child returns child i of a container, i < n.n.
+func (n *Node) child(i int) *Node {
+	return *(**Node)(unsafe.Add(n.ptr, uintptr(i)*ptrSize))
+}
+
 // SetChildren makes s the children of n, as it is: it does not set the
 // Parent or Key of its items, nor detach the previous children. It is for
 // programs that build a tree by hand (all the items' Parent must be n, and

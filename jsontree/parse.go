@@ -243,7 +243,7 @@ func (p *Parser) Parse(data []byte) (*Node, error) {
 	}
 	p.reset(len(data))
 	if p.keys == nil {
-		p.keys = new(keyTable)
+		p.keys = newKeyTable()
 	}
 	p.bound, p.pos, p.docLen = 0, 0, len(data)-base
 	if len(data) > bigDoc {
