@@ -87,6 +87,17 @@ func (x *Identifiers) mayHave(h uint64) bool {
 	return bits > 0 && x.filter[(h%bits)/64]&(1<<(h%64)) != 0
 }
 
+// setKind records kind k for the hash h in m. An entry added twice keeps
+// the smaller kind, so that a set does not depend on the order of its
+// additions (the first pass adds the resources of several files at once):
+// a word of a name and of an address is a name, a number that is a phone
+// number and an identifier a phone number.
+func setKind(m map[uint64]Kind, h uint64, k Kind) {
+	if old, ok := m[h]; !ok || k < old {
+		m[h] = k
+	}
+}
+
 func splitWords(s string) []string {
 	return strings.FieldsFunc(strings.ToLower(s), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '\'' })
 }
@@ -116,7 +127,7 @@ func (x *Identifiers) addWords(s string, k Kind, minLen int) {
 		if isAllDigits(w) {
 			if len(w) >= 3 {
 				h := x.h(w)
-				x.ids[h] = k
+				setKind(x.ids, h, k)
 				x.added(h)
 			}
 			continue
@@ -128,7 +139,7 @@ func (x *Identifiers) addWords(s string, k Kind, minLen int) {
 			continue
 		}
 		h := x.h(w)
-		x.words[h] = k
+		setKind(x.words, h, k)
 		x.added(h)
 	}
 	if len(keep) > 1 {
@@ -136,7 +147,7 @@ func (x *Identifiers) addWords(s string, k Kind, minLen int) {
 			keep = keep[:8]
 		}
 		h, h0 := x.h(strings.Join(keep, " ")), x.h(keep[0])
-		x.seqs[h] = k
+		setKind(x.seqs, h, k)
 		x.starts[h0] = true
 		x.added(h)
 		x.added(h0)
@@ -160,7 +171,7 @@ func (x *Identifiers) AddPhone(phone string) {
 	for _, tail := range []int{len(d), 10, 7} {
 		if tail <= len(d) {
 			h := x.h(d[len(d)-tail:])
-			x.ids[h] = KindPhone
+			setKind(x.ids, h, KindPhone)
 			x.added(h)
 		}
 	}
@@ -174,11 +185,11 @@ func (x *Identifiers) AddIdentifier(value string) {
 		return
 	}
 	h := x.h(a)
-	x.ids[h] = KindID
+	setKind(x.ids, h, KindID)
 	x.added(h)
 	if d := digitsOnly(value); len(d) >= 4 && d != a {
 		h := x.h(d)
-		x.ids[h] = KindID
+		setKind(x.ids, h, KindID)
 		x.added(h)
 	}
 }

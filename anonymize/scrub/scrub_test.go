@@ -340,3 +340,47 @@ func TestIdentifierFilter(t *testing.T) {
 		}
 	}
 }
+
+// A set's content does not depend on the order of its additions: a word
+// that is part of a name and of an address, or a number that is a phone
+// number and an identifier, gets one kind whichever came first (the first
+// pass adds the resources of several files at once, in no fixed order).
+func TestIdentifiersOrderIndependent(t *testing.T) {
+	adds := []func(*Identifiers){
+		func(x *Identifiers) { x.AddName("Springfield Clinic") },
+		func(x *Identifiers) { x.AddAddress("Springfield") },
+		func(x *Identifiers) { x.AddAddress("4105 Main Street") },
+		func(x *Identifiers) { x.AddPhone("+1 410 555 1234") },
+		func(x *Identifiers) { x.AddIdentifier("4105551234") },
+		func(x *Identifiers) { x.AddName("Dr Main") },
+	}
+	in := "Seen at Springfield Clinic, springfield; call 4105551234 re 4105; Main St, dr main."
+	for _, shared := range []bool{false, true} {
+		var res [2]Result
+		for perm := range res {
+			x := NewIdentifiers()
+			if shared {
+				x = NewSharedIdentifiers()
+			}
+			for i := range adds {
+				j := i
+				if perm == 1 {
+					j = len(adds) - 1 - i
+				}
+				adds[j](x)
+			}
+			res[perm] = Scrub(in, Options{Identifiers: []*Identifiers{x}})
+		}
+		if res[0].Text == in {
+			t.Fatalf("shared %v: nothing scrubbed: the test checks nothing", shared)
+		}
+		if res[1].Text != res[0].Text || len(res[1].Spans) != len(res[0].Spans) {
+			t.Fatalf("shared %v: one order gives %q, the other %q", shared, res[1].Text, res[0].Text)
+		}
+		for i := range res[0].Spans {
+			if res[1].Spans[i].Kind != res[0].Spans[i].Kind {
+				t.Fatalf("shared %v: span %d is %v in one order, %v in the other", shared, i, res[1].Spans[i].Kind, res[0].Spans[i].Kind)
+			}
+		}
+	}
+}
