@@ -183,11 +183,17 @@ func firstWord(s string) uint64 {
 	if len(s) >= 8 {
 		return binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s), 8))
 	}
-	var x uint64
-	for i := len(s) - 1; i >= 0; i-- {
-		x = x<<8 | uint64(s[i])
+	n := len(s)
+	switch {
+	case n >= 4:
+		// Two overlapping 4-byte loads, the last one shifted in place.
+		b := unsafe.Slice(unsafe.StringData(s), n)
+		return uint64(binary.LittleEndian.Uint32(b)) | uint64(binary.LittleEndian.Uint32(b[n-4:]))<<(8*(n-4))
+	case n > 0:
+		// Bytes 0, n/2 and n-1 are all of a name of 1 to 3 bytes.
+		return uint64(s[0]) | uint64(s[n/2])<<(8*(n/2)) | uint64(s[n-1])<<(8*(n-1))
 	}
-	return x
+	return 0
 }
 
 // hashWords hashes a name of n bytes whose first word (see firstWord) is
@@ -203,7 +209,12 @@ func keyPtr(s string) *string {
 	if s == "" {
 		return nil
 	}
-	if c := &staticCache[keyHash(s)]; c.p != nil && *c.p == s {
+	lo := firstWord(s)
+	if n := len(s); n < 8 {
+		if c := &staticCache[hashWords(lo, 0, n)]; c.tag == shortTag(lo, n) {
+			return c.p
+		}
+	} else if c := &staticCache[keyHash(s)]; c.p != nil && *c.p == s {
 		return c.p
 	}
 	if p := staticKeys[s]; p != nil {

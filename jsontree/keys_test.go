@@ -195,3 +195,17 @@ func TestEmptyKeyCacheSlot(t *testing.T) {
 		t.Errorf("the empty name read as %q", k)
 	}
 }
+
+// TestFirstWord checks the word of a name's first bytes, which the cache
+// compares short names by, against a byte-by-byte reading.
+func TestFirstWord(t *testing.T) {
+	for _, s := range []string{"", "a", "ab", "abc", "abcd", "abcde", "abcdef", "abcdefg", "abcdefgh", "abcdefghij", "\xff\x00\x7f", "é"} {
+		var want uint64
+		for i := min(len(s), 8) - 1; i >= 0; i-- {
+			want = want<<8 | uint64(s[i])
+		}
+		if got := firstWord(s); got != want {
+			t.Errorf("%q: %#x, want %#x", s, got, want)
+		}
+	}
+}
