@@ -1449,6 +1449,7 @@ func (p *pruner) prune(n *jsontree.Node) bool {
 	p.state = append(p.state, make([]uint8, len(n.Children()))...)
 	defer func() { p.state = p.state[:start] }()
 	anyDrop := false
+	under := 0 // whether a member's name starts with "_": 0 not known yet, 1 none, 2 one
 	for i, c := range n.Children() {
 		if p.state[start+i]&pruneDone != 0 {
 			continue // the partner of an array pruned before
@@ -1465,12 +1466,24 @@ func (p *pruner) prune(n *jsontree.Node) bool {
 			}
 			continue
 		}
-		// An array, with its partner: "x" and "_x".
+		// An array, with its partner: "x" and "_x". Most objects have no
+		// "_" member at all: one look at the names says so.
 		pj := -1
-		if k, ok := strings.CutPrefix(c.Key(), "_"); ok {
-			pj = memberIndex(n, k, "")
-		} else {
-			pj = memberIndex(n, "_", c.Key())
+		if under == 0 {
+			under = 1
+			for _, m := range n.Children() {
+				if k := m.Key(); k != "" && k[0] == '_' {
+					under = 2
+					break
+				}
+			}
+		}
+		if under == 2 {
+			if k, ok := strings.CutPrefix(c.Key(), "_"); ok {
+				pj = memberIndex(n, k, "")
+			} else {
+				pj = memberIndex(n, "_", c.Key())
+			}
 		}
 		var partner *jsontree.Node
 		if pj >= 0 && n.Children()[pj].Kind == jsontree.Array {
