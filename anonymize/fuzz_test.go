@@ -7,6 +7,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"fhirdeid/jsontree"
 )
 
 // FuzzParseJSON checks that the configuration reader never panics, that it
@@ -92,6 +94,16 @@ func FuzzEngine(f *testing.F) {
 				}
 			}
 			return
+		}
+		// The same resource through Anonymize on a tree of its own, whose
+		// values are fresh strings: AppendAnonymizedJSON's memory reused
+		// from call to call must not show.
+		if root, perr := jsontree.Parse(data); perr == nil {
+			if _, aerr := e.Anonymize(ctx, root, FileContext{}); aerr == nil {
+				if tree := root.AppendJSON(nil); !bytes.Equal(tree, out) {
+					t.Fatalf("AnonymizeJSON and Anonymize differ:\n%s\n%s", out, tree)
+				}
+			}
 		}
 		var in, got map[string]any
 		if json.Unmarshal(data, &in) != nil {
