@@ -29,28 +29,12 @@ func NewHasher(key, fhirVersion string) *Hasher {
 }
 
 // hmacState is a keyed HMAC with its buffers, so that hashing a value
-// allocates nothing, and a small cache of recent results: the resources of
-// an export come grouped by patient, and references to the same patient or
-// encounter repeat from one resource to the next. A state is used by one
-// goroutine at a time (it lives in the Hasher's pool), so the cache needs
-// no lock.
+// allocates nothing. A state is used by one goroutine at a time (it lives in
+// the Hasher's pool). Repeated values are the engine's to remember
+// (hashMemo, per run).
 type hmacState struct {
-	m     hash.Hash
-	in    []byte
-	sum   [sha256.Size]byte
-	cache [hashCacheSize]hashEntry
-}
-
-// hashCacheSize is the number of entries of an hmacState's cache;
-// maxCachedInput the longest input it keeps.
-const (
-	hashCacheSize  = 256
-	maxCachedInput = 64
-)
-
-type hashEntry struct {
-	n   uint8 // length of the input; 0 for an empty entry
-	in  [maxCachedInput]byte
+	m   hash.Hash
+	in  []byte
 	sum [sha256.Size]byte
 }
 
@@ -79,29 +63,11 @@ const maxPooledInput = 64 << 10
 
 func (h *Hasher) sum(dst *[sha256.Size]byte, s string) {
 	st := h.pool.Get().(*hmacState)
-	var e *hashEntry
-	if n := len(s); n > 0 && n <= maxCachedInput {
-		// FNV-1a picks the entry.
-		x := uint32(2166136261)
-		for i := 0; i < n; i++ {
-			x = (x ^ uint32(s[i])) * 16777619
-		}
-		e = &st.cache[x%hashCacheSize]
-		if int(e.n) == n && string(e.in[:n]) == s {
-			*dst = e.sum
-			h.pool.Put(st)
-			return
-		}
-	}
 	st.m.Reset()
 	st.in = append(st.in[:0], s...)
 	st.m.Write(st.in)
 	st.m.Sum(st.sum[:0])
 	*dst = st.sum
-	if e != nil {
-		e.n = uint8(copy(e.in[:], s))
-		e.sum = st.sum
-	}
 	if cap(st.in) > maxPooledInput {
 		st.in = nil
 	}

@@ -46,3 +46,19 @@ func BenchmarkHashMemoReference(b *testing.B) {
 		m.appendHash(buf[:0], h, refs[i&1], true)
 	}
 }
+
+// BenchmarkHashMemoMiss is the engine's cost of a value it has not hashed
+// lately (resource ids are all such).
+func BenchmarkHashMemoMiss(b *testing.B) {
+	h := NewHasher("memo-key", "R4")
+	var m hashMemo
+	refs := make([]string, 1<<16)
+	for i := range refs {
+		refs[i] = fmt.Sprintf("Observation/0c3a9d4e-1b2f-4c5d-8e9f-%012d", i)
+	}
+	var buf [160]byte
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		m.appendHash(buf[:0], h, refs[i&(1<<16-1)], true)
+	}
+}

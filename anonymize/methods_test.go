@@ -697,21 +697,23 @@ func TestDatePartsAgreeWithPatterns(t *testing.T) {
 	}
 }
 
-// TestHasherCache checks the results of the Hasher's cache of recent
-// inputs against HMAC-SHA256 computed directly, with more inputs than the
-// cache has entries and inputs of every length around its limit.
+// TestHasherCache checks the cryptoHash results of the engine's memo of
+// recent inputs (hashMemo) and of the Hasher against HMAC-SHA256 computed
+// directly, with more inputs than the memo has entries and inputs of every
+// length around its limit.
 func TestHasherCache(t *testing.T) {
 	h := NewHasher("key", "R4")
+	var m hashMemo
 	want := func(s string) string {
-		m := hmac.New(sha256.New, []byte("key"))
-		m.Write([]byte(s))
-		return hex.EncodeToString(m.Sum(nil))
+		mac := hmac.New(sha256.New, []byte("key"))
+		mac.Write([]byte(s))
+		return hex.EncodeToString(mac.Sum(nil))
 	}
 	var inputs []string
-	for i := range 3 * hashCacheSize {
+	for i := range 3 * hashMemoSize {
 		inputs = append(inputs, fmt.Sprintf("id-%d", i))
 	}
-	for n := maxCachedInput - 2; n <= maxCachedInput+2; n++ {
+	for n := hashMemoInput - 2; n <= hashMemoInput+2; n++ {
 		inputs = append(inputs, strings.Repeat("x", n), strings.Repeat("y", n))
 	}
 	for round := range 3 {
@@ -719,6 +721,9 @@ func TestHasherCache(t *testing.T) {
 			s := inputs[(i*7+round)%len(inputs)]
 			if got := h.Hash(s); got != want(s) {
 				t.Fatalf("round %d: Hash(%q) = %s, want %s", round, s, got, want(s))
+			}
+			if got := string(m.appendHash(nil, h, s, false)); got != want(s) {
+				t.Fatalf("round %d: the memo's hash of %q = %s, want %s", round, s, got, want(s))
 			}
 		}
 	}

@@ -161,7 +161,6 @@ type scrubMemo struct {
 	input   scrubInputID
 	seed    maphash.Seed
 	entries *[scrubMemoMax]scrubMemoEntry
-	n       int // entries in use
 }
 
 type scrubMemoEntry struct {
@@ -198,7 +197,7 @@ func (r *run) scrubText(text string, f scrub.Format, rule *engineRule, res *json
 	if m.input != r.scrub.key.input {
 		// Another run's identifiers: forget the texts scrubbed for them.
 		clear(m.entries[:])
-		m.input, m.n = r.scrub.key.input, 0
+		m.input = r.scrub.key.input
 	}
 	k := scrubMemoKey{text: text, format: f, opts: r.scrub.key}
 	// The entry depends on the options too, so that the same display
@@ -210,9 +209,6 @@ func (r *run) scrubText(text string, f scrub.Format, rule *engineRule, res *json
 		return e.out
 	}
 	out := scrub.ScrubMarkup(text, f, opts)
-	if e.key.text == "" {
-		m.n++
-	}
 	k.text = strings.Clone(text)
 	if out.Text == text {
 		out.Text = k.text

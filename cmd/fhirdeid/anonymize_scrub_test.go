@@ -53,22 +53,10 @@ func TestNamedType(t *testing.T) {
 // the run, with nothing written for that file, rather than be scrubbed
 // without its identifiers.
 func TestAnonymizeScrubFirstPassByName(t *testing.T) {
-	patient := `{"resourceType":"Patient","id":"p1","name":[{"family":"Baker","given":["Wendy"]}],"birthDate":"1970-03-04"}`
-	obs := `{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"note"},"subject":{"reference":"Patient/p1"},` +
-		`"note":[{"text":"PT BAKER SEEN TODAY, BP STABLE, TOLERATING DIET."}]}`
-	write := func(dir string, files map[string]string) {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for name, body := range files {
-			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	patient, obs := firstPassPatient, firstPassNote
 	dir := t.TempDir()
 	in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
-	write(in, map[string]string{"Observation.000.ndjson": obs + "\n", "Patient.000.ndjson": patient + "\n"})
+	writeFiles(t, in, map[string]string{"Observation.000.ndjson": obs + "\n", "Patient.000.ndjson": patient + "\n"})
 	code, _, errs := runCmd(t, "", nil, "anonymize", "--profile", "longitudinal", "-i", in, "-o", out, "-b", "-v", "--today", "2026-06-01")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
@@ -82,7 +70,7 @@ func TestAnonymizeScrubFirstPassByName(t *testing.T) {
 	}
 
 	bad, badOut := filepath.Join(dir, "bad"), filepath.Join(dir, "bad-out")
-	write(bad, map[string]string{"Observation.000.ndjson": obs + "\n" + patient + "\n"})
+	writeFiles(t, bad, map[string]string{"Observation.000.ndjson": obs + "\n" + patient + "\n"})
 	code, _, errs = runCmd(t, "", nil, "anonymize", "--profile", "longitudinal", "-i", bad, "-o", badOut, "-b", "--today", "2026-06-01")
 	if code == 0 {
 		t.Fatal("a Patient in a file named for Observations was de-identified without the first pass reading it")

@@ -15,6 +15,27 @@ import (
 	"fhirdeid/jsontree"
 )
 
+// A Patient and an Observation whose note names the patient in capitals:
+// only the contextual layer, from the first pass, removes "BAKER".
+const (
+	firstPassPatient = `{"resourceType":"Patient","id":"p1","name":[{"family":"Baker","given":["Wendy"]}],"birthDate":"1970-03-04"}`
+	firstPassNote    = `{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"note"},"subject":{"reference":"Patient/p1"},` +
+		`"note":[{"text":"PT BAKER SEEN TODAY, BP STABLE, TOLERATING DIET."}]}`
+)
+
+// writeFiles creates dir with the files named and holding as in files.
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestAnonymizeScrubFirstPass checks that "anonymize" reads the identifier
 // types before it de-identifies: the note of an Observation, in a file that
 // sorts (and is processed) before the Patient's, loses the patient's family
@@ -24,17 +45,8 @@ import (
 func TestAnonymizeScrubFirstPass(t *testing.T) {
 	dir := t.TempDir()
 	in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
-	if err := os.MkdirAll(in, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	patient := `{"resourceType":"Patient","id":"p1","name":[{"family":"Baker","given":["Wendy"]}],"birthDate":"1970-03-04"}`
-	obs := `{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"note"},"subject":{"reference":"Patient/p1"},` +
-		`"note":[{"text":"PT BAKER SEEN TODAY, BP STABLE, TOLERATING DIET."}]}`
-	for name, body := range map[string]string{"a-Observation.ndjson": obs + "\n", "z-Patient.ndjson": patient + "\n"} {
-		if err := os.WriteFile(filepath.Join(in, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	patient, obs := firstPassPatient, firstPassNote
+	writeFiles(t, in, map[string]string{"a-Observation.ndjson": obs + "\n", "z-Patient.ndjson": patient + "\n"})
 	code, _, errs := runCmd(t, "", nil, "anonymize", "--profile", "longitudinal", "-i", in, "-o", out, "-b", "-v", "--today", "2026-06-01")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
