@@ -1,6 +1,8 @@
 package anonymize
 
 import (
+	"bytes"
+	"slices"
 	"strings"
 	"sync"
 
@@ -18,14 +20,16 @@ import (
 // keeps only keyed hashes (package scrub's Identifiers), in memory. It also
 // gathers the drug and vaccine names of the export's codes (VocabularyTypes)
 // as safe words, so that the vocabulary layer does not take an unusual drug
-// name for a person's. Add is safe for concurrent use; call Input only after
-// the first pass.
+// name for a person's. Add is safe for concurrent use; a goroutine that
+// adds many resources does better with a CollectorReader of its own
+// (NewReader). Call Input only after the first pass.
 type IdentifierCollector struct {
 	hasher   *Hasher
 	mu       sync.Mutex
 	patients map[string]*scrub.Identifiers // by patient id, raw and as the engine hashes it
 	shared   *scrub.Identifiers
 	safe     *scrub.Words
+	readers  sync.Pool // *CollectorReader, for Add
 }
 
 // IdentifierTypes are the resource types whose identifiers the first pass
@@ -62,18 +66,27 @@ func (e *Engine) NewIdentifierCollector() *IdentifierCollector {
 	return &IdentifierCollector{hasher: e.hasher, patients: map[string]*scrub.Identifiers{}, shared: scrub.NewSharedIdentifiers(), safe: scrub.NewWords()}
 }
 
-// Add reads one resource of the first pass (other types are ignored).
+// Add reads one resource of the first pass (other types are ignored), as a
+// CollectorReader does; it is safe for concurrent use.
 func (c *IdentifierCollector) Add(resource []byte) error {
-	root, err := jsontree.Parse(resource)
-	if err != nil {
-		return &InputError{Err: err}
+	r, _ := c.readers.Get().(*CollectorReader)
+	if r == nil {
+		r = c.NewReader()
 	}
-	c.AddNode(root)
-	return nil
+	err := r.Add(resource)
+	c.readers.Put(r)
+	return err
 }
 
-// AddNode is Add for a parsed resource; it does not change it.
+// AddNode is Add for a parsed resource; it does not change it. Unlike Add,
+// it reads every resource of a first-pass type in full.
 func (c *IdentifierCollector) AddNode(root *jsontree.Node) {
+	c.addNode(root, nil)
+}
+
+// addNode reads root; with r, the drug names already in r's cache are not
+// added again, and the new ones are put there.
+func (c *IdentifierCollector) addNode(root *jsontree.Node, r *CollectorReader) {
 	rt := str(root.Get("resourceType"))
 	if paths, ok := vocabularyPaths[rt]; ok {
 		for _, p := range paths {
@@ -88,7 +101,9 @@ func (c *IdentifierCollector) AddNode(root *jsontree.Node) {
 				// Only a terminology's display: the text of a coding without
 				// a system, or the concept's text, may be anything.
 				if str(cd.Get("system")) != "" {
-					c.safe.AddText(str(cd.Get("display")))
+					if d := str(cd.Get("display")); r == nil || !r.seen(d) {
+						c.safe.AddText(d)
+					}
 				}
 			}
 		}
@@ -260,4 +275,394 @@ func getPath(n *jsontree.Node, keys ...string) *jsontree.Node {
 		n = n.Get(k)
 	}
 	return n
+}
+
+// A CollectorReader adds resources to an IdentifierCollector from one
+// goroutine at a time, reusing its parser's memory from one resource to the
+// next. It also skips, after a quick scan and without parsing, the lines
+// that cannot add anything new: a resource of a type the first pass does
+// not read, and a medication or immunization whose coded drug and vaccine
+// names (the displays it would add as safe words) this reader has already
+// added, as most of them are in an export, where a few hundred names repeat
+// in hundreds of thousands of resources. What the collector holds at the
+// end is the same as with AddNode on every resource.
+type CollectorReader struct {
+	c      *IdentifierCollector
+	parser jsontree.Parser
+	// known holds copies of the displays this reader has added to c.safe,
+	// up to knownMax of them or knownBytes bytes; it is emptied when full.
+	known      map[string]struct{}
+	knownBytes int
+	spans      [len(quickMembers)]span
+}
+
+const (
+	knownMax      = 4096
+	knownMaxBytes = 256 << 10
+)
+
+// NewReader returns a reader that adds to c.
+func (c *IdentifierCollector) NewReader() *CollectorReader {
+	return &CollectorReader{c: c, known: map[string]struct{}{}}
+}
+
+// Add reads one resource of the first pass (other types are ignored). It
+// returns an *InputError for a resource it parses and finds invalid; a
+// line it skips after the quick scan is not checked (it could add nothing
+// even if it were valid), so that an invalid line may also give nil.
+func (r *CollectorReader) Add(resource []byte) error {
+	if r.skip(resource) {
+		return nil
+	}
+	root, err := r.parser.Parse(resource)
+	if err != nil {
+		return &InputError{Err: err}
+	}
+	r.c.addNode(root, r)
+	return nil
+}
+
+// seen reports whether the reader has already added display to the safe
+// words, and remembers it if not.
+func (r *CollectorReader) seen(display string) bool {
+	if display == "" {
+		return true // AddText ignores it
+	}
+	if _, ok := r.known[display]; ok {
+		return true
+	}
+	if len(r.known) >= knownMax || r.knownBytes+len(display) > knownMaxBytes {
+		clear(r.known)
+		r.knownBytes = 0
+	}
+	r.known[strings.Clone(display)] = struct{}{}
+	r.knownBytes += len(display)
+	return false
+}
+
+// The quick scan of a line. It decides, without building a tree, that a
+// line adds nothing new; when in doubt it says no, and the line is parsed.
+// It must never skip a valid resource that AddNode would take something
+// new from. A line that is not valid JSON adds nothing (Add parses it and
+// fails), so it may be skipped whatever the scan finds in it: the scan
+// needs to read valid JSON exactly, and anything else only safely (within
+// bounds). It reads the top-level members it needs (quickMembers); a member
+// name with an escape sequence, which the parser would decode, makes it
+// give up, as does a display with one.
+
+// span is the value of a member, line[start:end]; end is 0 if absent.
+type span struct{ start, end int }
+
+// quickMembers are the top-level members the quick scan records:
+// resourceType and the members of vocabularyPaths.
+var quickMembers = [...]string{"resourceType", "code", "medicationCodeableConcept", "medication", "vaccineCode"}
+
+// quickPaths are vocabularyPaths as indexes into quickMembers.
+var quickPaths = func() map[string][]int {
+	m := map[string][]int{}
+	for rt, paths := range vocabularyPaths {
+		for _, p := range paths {
+			i := slices.Index(quickMembers[:], p)
+			if i < 1 {
+				panic("anonymize: vocabulary path " + p + " is not among quickMembers")
+			}
+			m[rt] = append(m[rt], i)
+		}
+	}
+	return m
+}()
+
+// skip reports whether line certainly adds nothing new to the collector.
+func (r *CollectorReader) skip(line []byte) bool {
+	var rt []byte // the resource type, when read
+	var paths []int
+	spans := &r.spans
+	*spans = [len(quickMembers)]span{}
+	end, ok := scanObject(line, skipSpaces(line, 0), func(key []byte, vs, ve int) bool {
+		i := quickMember(key)
+		if i < 0 {
+			return true
+		}
+		if i == 0 {
+			// The resource type decides at once, unless it is a
+			// vocabulary type, whose members may come in any order.
+			if line[vs] != '"' || bytes.IndexByte(line[vs:ve], '\\') >= 0 {
+				return false // not a string (nothing to add), or escaped: parse
+			}
+			rt = line[vs+1 : ve-1]
+			if paths = quickPaths[string(rt)]; paths == nil {
+				return false
+			}
+		}
+		spans[i] = span{vs, ve}
+		return true
+	})
+	if !ok {
+		// The scan stopped: at the resource type of a type that is not a
+		// vocabulary type (skip it unless the first pass reads it), or at
+		// something it does not read (parse).
+		if rt == nil || paths != nil {
+			return false
+		}
+		for _, t := range IdentifierTypes {
+			if string(rt) == t {
+				return false
+			}
+		}
+		return true
+	}
+	if skipSpaces(line, end) != len(line) {
+		return false // trailing bytes: let the parser report them
+	}
+	if spans[0].end == 0 {
+		return true // no resourceType: AddNode reads nothing
+	}
+	for _, i := range paths {
+		cc := spans[i]
+		if cc.end == 0 || line[cc.start] != '{' {
+			continue
+		}
+		if !r.knownCodings(line, cc) {
+			return false
+		}
+	}
+	return true
+}
+
+// knownCodings reports whether the CodeableConcept (or CodeableReference)
+// object line[cc.start:cc.end] adds no display that the reader does not
+// know, as AddNode reads it.
+func (r *CollectorReader) knownCodings(line []byte, cc span) bool {
+	var concept, coding span
+	if _, ok := scanObject(line[:cc.end], cc.start, func(key []byte, vs, ve int) bool {
+		switch string(key) {
+		case "concept":
+			concept = span{vs, ve}
+		case "coding":
+			coding = span{vs, ve}
+		}
+		return true
+	}); !ok {
+		return false
+	}
+	if concept.end != 0 {
+		// A CodeableReference: only its concept counts.
+		if line[concept.start] != '{' {
+			return true
+		}
+		coding = span{}
+		if _, ok := scanObject(line[:concept.end], concept.start, func(key []byte, vs, ve int) bool {
+			if string(key) == "coding" {
+				coding = span{vs, ve}
+			}
+			return true
+		}); !ok {
+			return false
+		}
+	}
+	if coding.end == 0 {
+		return true
+	}
+	if line[coding.start] != '[' {
+		return r.knownCoding(line, coding) // one coding, not in an array
+	}
+	_, ok := scanArray(line[:coding.end], coding.start, func(vs, ve int) bool {
+		return r.knownCoding(line, span{vs, ve})
+	})
+	return ok
+}
+
+// knownCoding reports whether the coding line[cd.start:cd.end] adds
+// nothing new: it is not an object, has no system, or its display is
+// known.
+func (r *CollectorReader) knownCoding(line []byte, cd span) bool {
+	if line[cd.start] != '{' {
+		return true
+	}
+	var system, display span
+	if _, ok := scanObject(line[:cd.end], cd.start, func(key []byte, vs, ve int) bool {
+		switch string(key) {
+		case "system":
+			system = span{vs, ve}
+		case "display":
+			display = span{vs, ve}
+		}
+		return true
+	}); !ok {
+		return false
+	}
+	// An escape sequence decodes to at least one character, so a string
+	// system is empty exactly when its JSON is "".
+	if system.end == 0 || line[system.start] != '"' || system.end-system.start == 2 {
+		return true
+	}
+	if display.end == 0 || line[display.start] != '"' || display.end-display.start == 2 {
+		return true
+	}
+	d := line[display.start+1 : display.end-1]
+	if bytes.IndexByte(d, '\\') >= 0 {
+		return false
+	}
+	_, ok := r.known[string(d)]
+	return ok
+}
+
+func quickMember(key []byte) int {
+	for i, m := range quickMembers {
+		if string(key) == m {
+			return i
+		}
+	}
+	return -1
+}
+
+// scanObject reads the object that starts at b[i] and calls member with
+// each member's name and the bounds of its value, b[vs:ve], until it
+// returns false. It returns the offset after the object, and false if
+// member returned false, the object is not valid JSON as far as the scan
+// checks, or a member name has an escape sequence.
+func scanObject(b []byte, i int, member func(key []byte, vs, ve int) bool) (int, bool) {
+	if i >= len(b) || b[i] != '{' {
+		return 0, false
+	}
+	i = skipSpaces(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1, true
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return 0, false
+		}
+		k := bytes.IndexByte(b[i+1:], '"')
+		if k < 0 {
+			return 0, false
+		}
+		key := b[i+1 : i+1+k]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			return 0, false
+		}
+		i = skipSpaces(b, i+k+2)
+		if i >= len(b) || b[i] != ':' {
+			return 0, false
+		}
+		vs := skipSpaces(b, i+1)
+		ve := skipValue(b, vs)
+		if ve < 0 || !member(key, vs, ve) {
+			return 0, false
+		}
+		i = skipSpaces(b, ve)
+		if i >= len(b) {
+			return 0, false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpaces(b, i+1)
+		case '}':
+			return i + 1, true
+		default:
+			return 0, false
+		}
+	}
+}
+
+// scanArray is scanObject for an array: item gets the bounds of each item.
+func scanArray(b []byte, i int, item func(vs, ve int) bool) (int, bool) {
+	if i >= len(b) || b[i] != '[' {
+		return 0, false
+	}
+	i = skipSpaces(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return i + 1, true
+	}
+	for {
+		ve := skipValue(b, i)
+		if ve < 0 || !item(i, ve) {
+			return 0, false
+		}
+		i = skipSpaces(b, ve)
+		if i >= len(b) {
+			return 0, false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpaces(b, i+1)
+		case ']':
+			return i + 1, true
+		default:
+			return 0, false
+		}
+	}
+}
+
+// skipValue returns the offset after the JSON value that starts at b[i],
+// or -1. It finds the end of a valid value exactly; it does not check that
+// what it skips is valid.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				if i = skipString(b, i); i < 0 {
+					return -1
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return -1
+	case ',', ':', '}', ']':
+		return -1
+	}
+	// A number, true, false or null.
+	j := i
+	for j < len(b) && !scalarEnd[b[j]] {
+		j++
+	}
+	return j
+}
+
+// scalarEnd marks the bytes that end a number or literal.
+var scalarEnd = [256]bool{',': true, '}': true, ']': true, ' ': true, '\t': true, '\n': true, '\r': true, '"': true, '{': true, '[': true, ':': true}
+
+// skipString returns the offset after the string that starts at b[i] (a
+// '"'), or -1.
+func skipString(b []byte, i int) int {
+	j := i + 1
+	for {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			return -1
+		}
+		j += k
+		// The quote ends the string unless an odd number of backslashes
+		// precede it.
+		n := 0
+		for p := j - 1; p > i && b[p] == '\\'; p-- {
+			n++
+		}
+		if n%2 == 0 {
+			return j + 1
+		}
+		j++
+	}
+}
+
+func skipSpaces(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
 }

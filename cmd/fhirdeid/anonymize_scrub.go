@@ -132,13 +132,16 @@ func (a *anonymizer) collectFile(ctx context.Context, col *anonymize.IdentifierC
 		return err
 	}
 	defer in.Close()
+	// One reader per file: its parser's memory and its cache of the drug
+	// names already added serve the whole file.
+	rd := col.NewReader()
 	if !j.ndjson {
 		data, err := io.ReadAll(io.LimitReader(in, int64(a.maxLine)+1))
 		if err != nil {
 			return fmt.Errorf("%s: %w", j.in, err)
 		}
 		if len(data) <= a.maxLine && mayBeIdentifierType(data) {
-			_ = col.Add(data) // an invalid resource is reported by the second pass
+			_ = rd.Add(data) // an invalid resource is reported by the second pass
 		}
 		return nil
 	}
@@ -153,7 +156,7 @@ func (a *anonymizer) collectFile(ctx context.Context, col *anonymize.IdentifierC
 	}
 	_, err = ndjson.Transform(ctx, r, io.Discard, func(_ int, _ int64, line, dst []byte) ([]byte, error) {
 		if mayBeIdentifierType(line) {
-			_ = col.Add(line) // an invalid line is reported by the second pass
+			_ = rd.Add(line) // an invalid line is reported by the second pass
 		}
 		return dst, nil
 	}, ndjson.Options{Workers: 1, MaxLine: a.maxLine})
