@@ -2,6 +2,8 @@ package anonymize
 
 import (
 	"bytes"
+	"encoding/binary"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -376,6 +378,7 @@ var quickPaths = func() map[string][]int {
 func (r *CollectorReader) skip(line []byte) bool {
 	var rt []byte // the resource type, when read
 	var paths []int
+	done := false // the members that matter have all been read
 	spans := &r.spans
 	*spans = [len(quickMembers)]span{}
 	end, ok := scanObject(line, skipSpaces(line, 0), func(key []byte, vs, ve int) bool {
@@ -395,9 +398,15 @@ func (r *CollectorReader) skip(line []byte) bool {
 			}
 		}
 		spans[i] = span{vs, ve}
+		if paths != nil && restHasNone(line[ve:], paths, spans) {
+			done = true
+			return false
+		}
 		return true
 	})
-	if !ok {
+	switch {
+	case done:
+	case !ok:
 		// The scan stopped: at the resource type of a type that is not a
 		// vocabulary type (skip it unless the first pass reads it), or at
 		// something it does not read (parse).
@@ -410,11 +419,9 @@ func (r *CollectorReader) skip(line []byte) bool {
 			}
 		}
 		return true
-	}
-	if skipSpaces(line, end) != len(line) {
+	case skipSpaces(line, end) != len(line):
 		return false // trailing bytes: let the parser report them
-	}
-	if spans[0].end == 0 {
+	case spans[0].end == 0:
 		return true // no resourceType: AddNode reads nothing
 	}
 	for _, i := range paths {
@@ -423,6 +430,34 @@ func (r *CollectorReader) skip(line []byte) bool {
 			continue
 		}
 		if !r.knownCodings(line, cc) {
+			return false
+		}
+	}
+	return true
+}
+
+// quickEnds are quickMembers followed by the quote that ends them: a line
+// without "x" has no x" either, and bytes.Index looks for the first two
+// bytes, which are rarer than a quote.
+var quickEnds = func() (q [len(quickMembers)][]byte) {
+	for i, m := range quickMembers {
+		q[i] = []byte(m + `"`)
+	}
+	return q
+}()
+
+// restHasNone reports whether rest, what follows a member of the top-level
+// object, cannot hold any member of paths that spans does not have yet, so
+// that the scan can stop there: it has no backslash (a member name written
+// with escapes has one) and does not contain any of their names as a JSON
+// string. A valid resource has no second member of the same name, and the
+// scan may skip an invalid one whatever it holds.
+func restHasNone(rest []byte, paths []int, spans *[len(quickMembers)]span) bool {
+	if bytes.IndexByte(rest, '\\') >= 0 {
+		return false
+	}
+	for _, i := range paths {
+		if spans[i].end == 0 && bytes.Contains(rest, quickEnds[i]) {
 			return false
 		}
 	}
@@ -533,15 +568,12 @@ func scanObject(b []byte, i int, member func(key []byte, vs, ve int) bool) (int,
 		if i >= len(b) || b[i] != '"' {
 			return 0, false
 		}
-		k := bytes.IndexByte(b[i+1:], '"')
-		if k < 0 {
-			return 0, false
+		k := quoteOrEscape(b, i+1)
+		if k >= len(b) || b[k] != '"' {
+			return 0, false // escaped (or unterminated) name
 		}
-		key := b[i+1 : i+1+k]
-		if bytes.IndexByte(key, '\\') >= 0 {
-			return 0, false
-		}
-		i = skipSpaces(b, i+k+2)
+		key := b[i+1 : k]
+		i = skipSpaces(b, k+1)
 		if i >= len(b) || b[i] != ':' {
 			return 0, false
 		}
@@ -642,22 +674,42 @@ var scalarEnd = [256]bool{',': true, '}': true, ']': true, ' ': true, '\t': true
 func skipString(b []byte, i int) int {
 	j := i + 1
 	for {
-		k := bytes.IndexByte(b[j:], '"')
-		if k < 0 {
+		j = quoteOrEscape(b, j)
+		if j >= len(b) {
 			return -1
 		}
-		j += k
-		// The quote ends the string unless an odd number of backslashes
-		// precede it.
-		n := 0
-		for p := j - 1; p > i && b[p] == '\\'; p-- {
-			n++
-		}
-		if n%2 == 0 {
+		if b[j] == '"' {
 			return j + 1
 		}
-		j++
+		j += 2 // an escape sequence: a backslash and at least one byte
 	}
+}
+
+// quoteOrEscape returns the offset of the first '"' or '\\' in b at or
+// after j, or len(b). Strings in FHIR are short, so it reads 8 bytes at a
+// time rather than call bytes.IndexByte.
+func quoteOrEscape(b []byte, j int) int {
+	const quotes, backslashes = 0x2222222222222222, 0x5c5c5c5c5c5c5c5c
+	for ; j+8 <= len(b); j += 8 {
+		w := binary.LittleEndian.Uint64(b[j:])
+		// The lowest bit set marks the first byte equal to '"' or '\\':
+		// zeroBytes may also mark bytes above a zero byte, never below.
+		if m := zeroBytes(w^quotes) | zeroBytes(w^backslashes); m != 0 {
+			return j + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; j < len(b); j++ {
+		if b[j] == '"' || b[j] == '\\' {
+			return j
+		}
+	}
+	return len(b)
+}
+
+// zeroBytes has the high bit of the lowest zero byte of v set, and no bit
+// below it.
+func zeroBytes(v uint64) uint64 {
+	return (v - 0x0101010101010101) &^ v & 0x8080808080808080
 }
 
 func skipSpaces(b []byte, i int) int {

@@ -120,6 +120,7 @@ func BenchmarkFirstPassSynthea1000(b *testing.B) {
 	}
 	b.SetBytes(size) // compressed bytes read
 	b.ReportAllocs()
+	cpu := cpuTime()
 	for b.Loop() {
 		jobs := make([]job, len(files))
 		for i, f := range files {
@@ -132,5 +133,8 @@ func BenchmarkFirstPassSynthea1000(b *testing.B) {
 		if ctx == context.Background() {
 			b.Fatal("no scrub input")
 		}
+	}
+	if cpu >= 0 {
+		b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 	}
 }
