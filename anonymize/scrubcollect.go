@@ -90,25 +90,11 @@ func (c *IdentifierCollector) AddNode(root *jsontree.Node) {
 // added again, and the new ones are put there.
 func (c *IdentifierCollector) addNode(root *jsontree.Node, r *CollectorReader) {
 	rt := str(root.Get("resourceType"))
-	if paths, ok := vocabularyPaths[rt]; ok {
-		for _, p := range paths {
-			cc := root.Get(p)
-			if cc != nil && cc.Kind == jsontree.Object && cc.Get("concept") != nil {
-				cc = cc.Get("concept") // R5 CodeableReference
-			}
-			if cc == nil || cc.Kind != jsontree.Object {
-				continue
-			}
-			for _, cd := range arr(cc.Get("coding")) {
-				// Only a terminology's display: the text of a coding without
-				// a system, or the concept's text, may be anything.
-				if str(cd.Get("system")) != "" {
-					if d := str(cd.Get("display")); r == nil || !r.seen(d) {
-						c.safe.AddText(d)
-					}
-				}
-			}
+	if vocabularyDisplays(root, rt, func(d string) {
+		if r == nil || !r.seen(d) {
+			c.safe.AddText(d)
 		}
+	}) {
 		return
 	}
 	c.mu.Lock()
@@ -145,6 +131,30 @@ func (c *IdentifierCollector) addNode(root *jsontree.Node, r *CollectorReader) {
 	for _, id := range arr(root.Get("identifier")) {
 		set.AddIdentifier(str(id.Get("value")))
 	}
+}
+
+// vocabularyDisplays calls add with the display of each coding (with a
+// system) of the drug or vaccine codes of root, of resource type rt, and
+// reports whether rt is a vocabulary type.
+func vocabularyDisplays(root *jsontree.Node, rt string, add func(display string)) bool {
+	paths, ok := vocabularyPaths[rt]
+	for _, p := range paths {
+		cc := root.Get(p)
+		if cc != nil && cc.Kind == jsontree.Object && cc.Get("concept") != nil {
+			cc = cc.Get("concept") // R5 CodeableReference
+		}
+		if cc == nil || cc.Kind != jsontree.Object {
+			continue
+		}
+		for _, cd := range arr(cc.Get("coding")) {
+			// Only a terminology's display: the text of a coding without
+			// a system, or the concept's text, may be anything.
+			if str(cd.Get("system")) != "" {
+				add(str(cd.Get("display")))
+			}
+		}
+	}
+	return ok
 }
 
 // addPerson adds the name(s), telecom and address(es) of a resource or a
@@ -292,9 +302,11 @@ type CollectorReader struct {
 	c      *IdentifierCollector
 	parser jsontree.Parser
 	// known holds copies of the displays this reader has added to c.safe,
-	// up to knownMax of them or knownBytes bytes; it is emptied when full.
+	// up to knownLimit of them or knownMaxBytes bytes; it is emptied when
+	// full.
 	known      map[string]struct{}
 	knownBytes int
+	knownLimit int
 	spans      [len(quickMembers)]span
 }
 
@@ -305,7 +317,7 @@ const (
 
 // NewReader returns a reader that adds to c.
 func (c *IdentifierCollector) NewReader() *CollectorReader {
-	return &CollectorReader{c: c, known: map[string]struct{}{}}
+	return &CollectorReader{c: c, known: map[string]struct{}{}, knownLimit: knownMax}
 }
 
 // Add reads one resource of the first pass (other types are ignored). It
@@ -333,7 +345,7 @@ func (r *CollectorReader) seen(display string) bool {
 	if _, ok := r.known[display]; ok {
 		return true
 	}
-	if len(r.known) >= knownMax || r.knownBytes+len(display) > knownMaxBytes {
+	if len(r.known) >= r.knownLimit || r.knownBytes+len(display) > knownMaxBytes {
 		clear(r.known)
 		r.knownBytes = 0
 	}

@@ -1,10 +1,20 @@
 package anonymize
 
 import (
+	"bytes"
+	"encoding/json"
+	"maps"
+	"math/rand/v2"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 
+	"fhirdeid/anonymize/scrub"
+	"fhirdeid/internal/synth"
 	"fhirdeid/internal/testshared"
+	"fhirdeid/jsontree"
 )
 
 // firstPassLines reads the lines of the first-pass files of a Synthea
@@ -60,4 +70,334 @@ func newLongitudinalEngine(tb testing.TB) *Engine {
 		tb.Fatal(err)
 	}
 	return e
+}
+
+// quickLines are resources that try the quick scan of CollectorReader: drug
+// names in every place and form AddNode reads them or not, escapes where
+// the scan must give up, invalid lines, and lines whose names it has seen
+// before (each new name comes again in a later line).
+var quickLines = []string{
+	`{"resourceType":"MedicationRequest","id":"1","medicationCodeableConcept":{"coding":[{"system":"s","display":"Alphadrug 5 MG Oral Tablet"}]},"subject":{"reference":"Patient/p1"}}`,
+	`{"resourceType":"MedicationRequest","id":"2","medicationCodeableConcept":{"coding":[{"system":"s","display":"Alphadrug 5 MG Oral Tablet"}]},"subject":{"reference":"Patient/p1"}}`,
+	// A second member after the one seen: the scan must not stop early.
+	`{"resourceType":"MedicationRequest","medicationCodeableConcept":{"coding":[{"system":"s","display":"Alphadrug 5 MG Oral Tablet"}]},"medication":{"concept":{"coding":[{"system":"s","display":"Betadrug"}]}}}`,
+	`{"resourceType":"MedicationRequest","medication":{"concept":{"coding":[{"system":"s","display":"Betadrug"}]}},"medicationCodeableConcept":{"coding":[{"system":"s","display":"Alphadrug 5 MG Oral Tablet"}]}}`,
+	// An escaped member name, resource type or display.
+	`{"resourceType":"MedicationRequest","medicationCodeableConcept":{"coding":[{"system":"s","display":"Alphadrug 5 MG Oral Tablet"}]},"medic\u0061tion":{"coding":[{"system":"s","display":"Gammadrug"}]}}`,
+	`{"resourceType":"MedicationRequest","medic\u0061tionCodeableConcept":{"coding":[{"system":"s","display":"Alphadrug 5 MG Oral Tablet"}]}}`,
+	`{"resourceType":"Medication\u0052equest","medicationCodeableConcept":{"coding":[{"system":"s","display":"Deltadrug"}]}}`,
+	`{"resourceType":"MedicationRequest","medicationCodeableConcept":{"coding":[{"system":"s","display":"Deltadrug"}]}}`,
+	`{"resourceType":"MedicationRequest","medicationCodeableConcept":{"coding":[{"system":"s","display":"Ep\u0073idrug \"forte\""}]}}`,
+	`{"resourceType":"MedicationRequest","medicationCodeableConcept":{"coding":[{"system":"s","display":"Ep\u0073idrug \"forte\""}]}}`,
+	// A display whose JSON, undecoded, is a name seen before.
+	`{"resourceType":"MedicationRequest","medicationCodeableConcept":{"coding":[{"system":"s","display":"Zeta\\u0041drug"}]}}`,
+	`{"resourceType":"MedicationRequest","medicationCodeableConcept":{"coding":[{"system":"s","display":"Zeta\u0041drug"}]}}`,
+	`{"resourceType":"MedicationRequest","medicationCodeableConcept":{"coding":[{"sy\u0073tem":"s","display":"Zetadrug"}]}}`,
+	`{"resourceType":"MedicationRequest","medicationCodeableConcept":{"coding":[{"system":"s","displa\u0079":"Zetadrug"}]}}`,
+	// A coding that is not in an array; codings without a system, with
+	// an empty one, with displays that are no strings.
+	`{"resourceType":"MedicationDispense","medicationCodeableConcept":{"coding":{"system":"s","display":"Etadrug"}}}`,
+	`{"resourceType":"MedicationDispense","medicationCodeableConcept":{"coding":{"system":"s","display":"Etadrug"}}}`,
+	`{"resourceType":"MedicationStatement","medicationCodeableConcept":{"coding":[{"display":"Thetadrug"},{"system":"","display":"Thetadrug"},{"system":1,"display":"Thetadrug"},{"system":"s","display":7},{"system":"s","display":""},{"system":"s"},"x",[1]]}}`,
+	`{"resourceType":"MedicationStatement","medicationCodeableConcept":{"coding":[{"system":"s","display":"Thetadrug"}]}}`,
+	// Concepts that are not objects, a CodeableReference whose concept
+	// is not one (its codings then count for nothing), one with codings
+	// beside its concept (ignored).
+	`{"resourceType":"MedicationAdministration","medicationCodeableConcept":"Iotadrug","medication":[{"coding":[{"system":"s","display":"Iotadrug"}]}]}`,
+	`{"resourceType":"MedicationAdministration","medication":{"concept":"x","coding":[{"system":"s","display":"Kappadrug"}]}}`,
+	`{"resourceType":"MedicationAdministration","medication":{"coding":[{"system":"s","display":"Lambdadrug"}],"concept":{"coding":[{"system":"s","display":"Mudrug"}]}}}`,
+	`{"resourceType":"MedicationAdministration","medication":{"coding":[{"system":"s","display":"Kappadrug"}]}}`,
+	`{"resourceType":"MedicationAdministration","medication":{"coding":[{"system":"s","display":"Lambdadrug"}]}}`,
+	// Invalid lines, with new names and with known ones: a duplicate
+	// member, a trailing comma, bytes after the object, invalid UTF-8.
+	`{"resourceType":"MedicationRequest","medicationCodeableConcept":{"coding":[{"system":"s","display":"Nudrug"}]},"medicationCodeableConcept":{}}`,
+	`{"resourceType":"MedicationRequest","medicationCodeableConcept":{"coding":[{"system":"s","display":"Xidrug"}]},}`,
+	`{"resourceType":"MedicationRequest","medicationCodeableConcept":{"coding":[{"system":"s","display":"Alphadrug 5 MG Oral Tablet"}]},}`,
+	`{"resourceType":"MedicationRequest","medicationCodeableConcept":{"coding":[{"system":"s","display":"Omicrondrug"}]}} x`,
+	"{\"resourceType\":\"MedicationRequest\",\"medicationCodeableConcept\":{\"coding\":[{\"system\":\"s\",\"display\":\"Pidrug\xff\"}]}}",
+	"{\"resourceType\":\"MedicationRequest\",\"medicationCodeableConcept\":{\"coding\":[{\"system\":\"s\",\"display\":\"Alphadrug 5 MG Oral Tablet\"}]},\"note\":\"\xff\"}",
+	`{"resourceType":"MedicationRequest","medicationCodeableConcept":{"coding":[{"system":"s","display":"Rhodrug"}]`,
+	`{"resourceType":"MedicationRequest","medicationCodeableConcept":{"coding":[{"system":"s","display":"Rhodrug"}]}}`,
+	// Spaces everywhere, a byte order mark, the resource type last.
+	` { "resourceType" : "Immunization" , "vaccineCode" : { "coding" : [ { "system" : "cvx" , "display" : "Sigmavax" } ] } } `,
+	` { "resourceType" : "Immunization" , "vaccineCode" : { "coding" : [ { "system" : "cvx" , "display" : "Sigmavax" } ] } } `,
+	"\xef\xbb\xbf" + `{"resourceType":"Immunization","vaccineCode":{"coding":[{"system":"cvx","display":"Tauvax"}]}}`,
+	`{"vaccineCode":{"coding":[{"system":"cvx","display":"Upsilonvax"}]},"resourceType":"Immunization"}`,
+	`{"vaccineCode":{"coding":[{"system":"cvx","display":"Upsilonvax"}]},"resourceType":"Immunization"}`,
+	// Medication.code: every coding has a "code", so the scan reads the
+	// whole line.
+	`{"resourceType":"Medication","code":{"coding":[{"system":"s","code":"1","display":"Phidrug"}]},"ingredient":[{"itemCodeableConcept":{"coding":[{"system":"s","display":"Chidrug"}]}}]}`,
+	`{"resourceType":"Medication","code":{"coding":[{"system":"s","code":"1","display":"Phidrug"}]}}`,
+	// Names elsewhere than in the codes read: contained resources, other
+	// members, other types, a text that quotes a member.
+	`{"resourceType":"MedicationRequest","contained":[{"resourceType":"Medication","code":{"coding":[{"system":"s","display":"Psidrug"}]}}],"medicationReference":{"reference":"#m","display":"Psidrug"}}`,
+	`{"resourceType":"MedicationRequest","medicationCodeableConcept":{"coding":[{"system":"s","display":"Alphadrug 5 MG Oral Tablet"}]},"note":[{"text":"was on \"medication\": {\"coding\":[{\"system\":\"s\",\"display\":\"Omegadrug\"}]} ] } ["}]}`,
+	`{"resourceType":"MedicationRequest","note":[{"text":"a ] } [ { \\"}],"x":-1.5e3,"y":true,"z":null,"medicationCodeableConcept":{"coding":[{"system":"s","display":"Ämydrug"}]}}`,
+	`{"resourceType":"MedicationRequest","note":[{"text":"a ] } [ { \\"}],"x":-1.5e3,"y":true,"z":null,"medicationCodeableConcept":{"coding":[{"system":"s","display":"Ämydrug"}]}}`,
+	`{"resourceType":"Observation","code":{"coding":[{"system":"s","display":"Bravoword"}]},"valueCodeableConcept":{"coding":[{"system":"s","display":"Bravoword"}]}}`,
+	`{"resourceType":"Observation","code":{"coding":[{"system":"s","display":"Bravoword"}]},}`,
+	`{"resourceType":1,"medicationCodeableConcept":{"coding":[{"system":"s","display":"Charlieword"}]}}`,
+	`{"medicationCodeableConcept":{"coding":[{"system":"s","display":"Charlieword"}]}}`,
+	`{"resourceType":"","medicationCodeableConcept":{"coding":[{"system":"s","display":"Charlieword"}]}}`,
+	`["MedicationRequest"]`, `"MedicationRequest"`, `{}`, ``, `{"resourceType":"MedicationRequest"}`,
+	// Identifier types always go to the parser.
+	`{"resourceType":"Patient","id":"p1","name":[{"family":"Brown","given":["Rose"]}],"telecom":[{"system":"phone","value":"(410) 555-0199"}],"identifier":[{"value":"MRN77812"}]}`,
+	`{"resourceType":"Pati\u0065nt","id":"p2","name":[{"family":"Lake","given":["Sterling"]}]}`,
+	`{"id":"p3","name":[{"family":"Major","given":["Cliff"]}],"resourceType":"Patient"}`,
+	`{"resourceType":"RelatedPerson","patient":{"reference":"Patient/p1"},"name":[{"text":"Violet Brown"}]}`,
+	`{"resourceType":"Practitioner","name":[{"family":"Osler","given":["William"],"prefix":["Dr."]}]}`,
+	`{"resourceType":"Organization","name":"Springfield General Hospital","alias":["SGH"],"address":[{"line":["12 Elm Street"],"city":"Springfield","postalCode":"01101"}]}`,
+	`{"resourceType":"Location","name":"Ward 7 East","telecom":[{"system":"email","value":"ward7@example.org"}]}`,
+	`{"resourceType":"PractitionerRole","identifier":[{"value":"NPI-99887766"}],"telecom":[{"system":"fax","value":"555 010 2233"}]}`,
+	`{"resourceType":"Patient","id":"p4","name":[{"family":"Quill"}],}`,
+}
+
+// collectTree is the first pass as it was: each resource parsed into a
+// tree of its own and read in full by AddNode; lines that do not parse add
+// nothing.
+func collectTree(e *Engine, lines [][]byte) *IdentifierCollector {
+	col := e.NewIdentifierCollector()
+	for _, l := range lines {
+		if root, err := jsontree.Parse(l); err == nil {
+			col.AddNode(root)
+		}
+	}
+	return col
+}
+
+// collectReader reads lines with one CollectorReader whose cache holds at
+// most limit names.
+func collectReader(e *Engine, lines [][]byte, limit int) *IdentifierCollector {
+	col := e.NewIdentifierCollector()
+	r := col.NewReader()
+	r.knownLimit = limit
+	for _, l := range lines {
+		_ = r.Add(l)
+	}
+	return col
+}
+
+// collectConcurrent reads lines with IdentifierCollector.Add from
+// goroutines goroutines, each taking every goroutines-th line.
+func collectConcurrent(e *Engine, lines [][]byte, goroutines int) *IdentifierCollector {
+	col := e.NewIdentifierCollector()
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := g; i < len(lines); i += goroutines {
+				_ = col.Add(lines[i])
+			}
+		})
+	}
+	wg.Wait()
+	return col
+}
+
+// sameCollected fails t unless a and b hold the same identifiers and safe
+// words, as far as they can be compared (their hashes have keys of their
+// own): the same patient ids, grouped into the same sets, each of the same
+// size (a set counts every addition), the shared sets and the safe words of
+// the same sizes, and the scrubber giving the same output, with a's input
+// and with b's, on texts made of the strings of lines: each patient's
+// texts with its own set, and all of them with no patient.
+func sameCollected(t *testing.T, a, b *IdentifierCollector, lines [][]byte) {
+	t.Helper()
+	ids := slices.Sorted(maps.Keys(a.patients))
+	if got := slices.Sorted(maps.Keys(b.patients)); !slices.Equal(ids, got) {
+		t.Fatalf("patient ids: %d and %d, not the same", len(ids), len(got))
+	}
+	first := func(m map[string]*scrub.Identifiers, id string) string {
+		for _, k := range ids {
+			if m[k] == m[id] {
+				return k
+			}
+		}
+		return ""
+	}
+	for _, id := range ids {
+		if a.patients[id].Len() != b.patients[id].Len() || first(a.patients, id) != first(b.patients, id) {
+			t.Errorf("patient %s: sets of %d and %d entries (grouped with %s and %s)", id, a.patients[id].Len(),
+				b.patients[id].Len(), first(a.patients, id), first(b.patients, id))
+		}
+	}
+	if a.shared.Len() != b.shared.Len() {
+		t.Errorf("shared sets of %d and %d entries", a.shared.Len(), b.shared.Len())
+	}
+	if a.safe.Len() != b.safe.Len() {
+		t.Errorf("%d and %d safe words", a.safe.Len(), b.safe.Len())
+	}
+	// Texts: the strings of each resource, by patient.
+	texts := map[string][]string{}
+	for _, l := range lines {
+		root, err := jsontree.Parse(l)
+		if err != nil || root.Kind != jsontree.Object {
+			continue
+		}
+		var words []string
+		root.Walk(func(n *jsontree.Node) bool {
+			if n.Kind == jsontree.String {
+				words = append(words, n.Value())
+			}
+			return true
+		})
+		p := str(root.Get("id"))
+		if str(root.Get("resourceType")) != "Patient" {
+			p = refID(str(getPath(root, "patient", "reference")) + str(getPath(root, "subject", "reference")))
+		}
+		texts[p] = append(texts[p], strings.Join(words, "; ")+".")
+	}
+	scrubbed := func(c *IdentifierCollector, patient, text string) string {
+		in := c.Input()
+		return scrub.Scrub(text, scrub.Options{Identifiers: append(in.Identifiers, in.Patients(patient)), Safe: in.Safe}).Text
+	}
+	n := 0
+	for p, ts := range texts {
+		for _, pid := range []string{p, ""} {
+			for _, text := range ts {
+				n++
+				if x, y := scrubbed(a, pid, text), scrubbed(b, pid, text); x != y {
+					t.Errorf("patient %q: a text scrubbed differently:\n%s\n%s", pid, x, y)
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no text compared")
+	}
+}
+
+// TestCollectorReaderSame checks that the first pass of CollectorReader
+// and of IdentifierCollector.Add (one goroutine or several, a cache of any
+// size) collects what AddNode collects on a tree of each resource, over
+// quickLines in several orders and over a synthetic population.
+func TestCollectorReaderSame(t *testing.T) {
+	e := newLongitudinalEngine(t)
+	check := func(t *testing.T, lines [][]byte) {
+		t.Helper()
+		want := collectTree(e, lines)
+		if want.safe.Len() == 0 {
+			t.Fatal("no safe words collected: nothing to compare")
+		}
+		for _, limit := range []int{knownMax, 1, 3} {
+			sameCollected(t, want, collectReader(e, lines, limit), lines)
+		}
+		sameCollected(t, want, collectConcurrent(e, lines, 3), lines)
+	}
+	var lines [][]byte
+	for _, l := range quickLines {
+		lines = append(lines, []byte(l))
+	}
+	t.Run("quick", func(t *testing.T) { check(t, lines) })
+	t.Run("reversed", func(t *testing.T) {
+		r := slices.Clone(lines)
+		slices.Reverse(r)
+		check(t, r)
+	})
+	t.Run("shuffled", func(t *testing.T) {
+		r := rand.New(rand.NewPCG(1, 2))
+		for range 20 {
+			s := slices.Clone(lines)
+			r.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] })
+			check(t, s)
+		}
+	})
+	t.Run("synth", func(t *testing.T) {
+		pop := synth.Generate(synth.Options{Patients: 40})
+		var lines [][]byte
+		for _, typ := range pop.Types() {
+			lines = append(lines, pop.Resources[typ]...)
+		}
+		check(t, lines)
+	})
+}
+
+// TestCollectorReaderSameSynthea100 compares the first pass of
+// CollectorReader with AddNode's over synthea-100's files, as
+// TestCollectorReaderSame does.
+func TestCollectorReaderSameSynthea100(t *testing.T) {
+	lines, _ := firstPassLines(t, "data", "synthea-100")
+	e := newLongitudinalEngine(t)
+	want := collectTree(e, lines)
+	if want.Patients() == 0 || want.safe.Len() == 0 {
+		t.Fatalf("%d patients, %d safe words: nothing to compare", want.Patients(), want.safe.Len())
+	}
+	sameCollected(t, want, collectReader(e, lines, knownMax), lines)
+	sameCollected(t, want, collectConcurrent(e, lines, 2), lines)
+}
+
+// FuzzCollectorReaderSkip checks the quick scan's promise: a line it skips
+// (after a first line that fills the reader's cache) is invalid JSON, or
+// of a type the first pass does not read, or of a vocabulary type with
+// only drug names the reader has already added.
+func FuzzCollectorReaderSkip(f *testing.F) {
+	for i, l := range quickLines {
+		f.Add(quickLines[(i+len(quickLines)-1)%len(quickLines)], l)
+	}
+	e := newLongitudinalEngine(f)
+	f.Fuzz(func(t *testing.T, first, line string) {
+		r := e.NewIdentifierCollector().NewReader()
+		_ = r.Add([]byte(first))
+		if !r.skip([]byte(line)) {
+			return
+		}
+		root, err := jsontree.Parse([]byte(line))
+		if err != nil {
+			return
+		}
+		rt := str(root.Get("resourceType"))
+		if slices.Contains(IdentifierTypes, rt) {
+			t.Fatalf("a %s skipped", rt)
+		}
+		vocabularyDisplays(root, rt, func(d string) {
+			if _, ok := r.known[d]; d != "" && !ok {
+				t.Fatalf("a line with the new name %q skipped", d)
+			}
+		})
+	})
+}
+
+// TestSkipValue checks that the quick scan finds the end of JSON values
+// (each case is a value followed by ",x") and of strings with escapes, and
+// that quoteOrEscape finds the first '"' or '\\' at every alignment.
+func TestSkipValue(t *testing.T) {
+	for _, v := range []string{
+		`""`, `"a"`, `"\""`, `"\\"`, `"\\\""`, `"a\\\\"`, `"\"\\\" ] } , \u0022"`, `"ünïcödé ] }"`,
+		`{}`, `[]`, `{"a":"}"}`, `[1,"]",[{"b":"\"]"}],{}]`, `{"a":{"b":[{"c":"\\"}]}}`,
+		`1`, `-1.5e+3`, `true`, `false`, `null`,
+	} {
+		if !json.Valid([]byte(v)) {
+			t.Fatalf("bad case %s", v)
+		}
+		b := []byte(v + `,x`)
+		if got := skipValue(b, 0); got != len(v) {
+			t.Errorf("skipValue(%s) = %d, want %d", b, got, len(v))
+		}
+		if b := []byte(v); v[0] == '"' && skipString(b, 0) != len(v) {
+			t.Errorf("skipString(%s) = %d, want %d", b, skipString(b, 0), len(v))
+		}
+	}
+	for _, bad := range []string{``, `"`, `"abc`, `"\"`, `{"a":"}`, `[[]`, `,`, `}`} {
+		if got := skipValue([]byte(bad), 0); got != -1 {
+			t.Errorf("skipValue(%s) = %d, want -1", bad, got)
+		}
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 2000 {
+		b := make([]byte, r.IntN(40))
+		for i := range b {
+			b[i] = "ab\"\\\x00\xff"[r.IntN(6)] // also bytes that zeroBytes may confuse
+			if r.IntN(3) > 0 {
+				b[i] = 'a' + byte(r.IntN(26))
+			}
+		}
+		for j := 0; j <= len(b); j++ {
+			want := len(b)
+			if k := bytes.IndexAny(b[j:], "\"\\"); k >= 0 {
+				want = j + k
+			}
+			if got := quoteOrEscape(b, j); got != want {
+				t.Fatalf("quoteOrEscape(%q, %d) = %d, want %d", b, j, got, want)
+			}
+		}
+	}
 }
