@@ -295,6 +295,12 @@ func (r *run) scrubNode(node *jsontree.Node, rule *engineRule, res *jsontree.Nod
 		if node.Type() == "xhtml" {
 			f = scrub.HTML
 		}
+		if node.Name() == "text" && keptDisplay(typed.Parent(node), node.Value()) {
+			// A concept's text that one of its codings already shows
+			// (synthea writes "Body Height" as both) adds nothing to the
+			// output; the vocabulary layer could take it for a name.
+			return nil
+		}
 		out := r.scrubText(node.Value(), f, rule, res)
 		r.traceScrub(rule, node, node.Value(), out.Spans)
 		if out.Text != node.Value() {
@@ -314,6 +320,22 @@ func (r *run) scrubNode(node *jsontree.Node, rule *engineRule, res *jsontree.Nod
 		}
 	}
 	return nil
+}
+
+// keptDisplay reports whether concept is a CodeableConcept one of whose
+// codings has the display text, already processed by a rule and left as
+// it is: the output shows that string anyway.
+func keptDisplay(concept *jsontree.Node, text string) bool {
+	if concept == nil || concept.Type() != "CodeableConcept" {
+		return false
+	}
+	var buf [4]*jsontree.Node
+	for _, c := range typed.Children(concept, "coding", buf[:0]) {
+		if d := c.Get("display"); d != nil && d.Kind == jsontree.String && visited(d) && d.Value() == text {
+			return true
+		}
+	}
+	return false
 }
 
 // scrubKeeps are the primitive types the scrub method leaves as they are.

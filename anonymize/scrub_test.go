@@ -439,3 +439,37 @@ func TestScrubMemoAcrossPatients(t *testing.T) {
 		}
 	}
 }
+
+// TestScrubKeepsAConceptTextItsCodingShows checks that a CodeableConcept's
+// text equal to a display of its codings that an earlier rule left in place
+// is kept, while other texts, and a text whose equal display no rule has
+// processed yet, are scrubbed.
+func TestScrubKeepsAConceptTextItsCodingShows(t *testing.T) {
+	e := newTestEngine(t, `{"fhirVersion":"R4","fhirPathRules":[
+	  {"path":"nodesByType('Coding').where(system = 'http://loinc.org').display","method":"keep"},
+	  {"path":"nodesByType('CodeableConcept').text","method":"scrub"},
+	  {"path":"nodesByType('Coding').display","method":"scrub"},
+	  {"path":"Resource","method":"keep"}]}`)
+	obs := func(system, display, text string) (string, string) {
+		in := `{"resourceType":"Observation","id":"o","status":"final","code":{"coding":[{"system":"` + system + `","code":"1","display":"` + display +
+			`"}],"text":"` + text + `"}}`
+		m := scrubAnon(t, e, context.Background(), in)
+		code := m["code"].(map[string]any)
+		return code["text"].(string), code["coding"].([]any)[0].(map[string]any)["display"].(string)
+	}
+	// The vocabulary layer takes "Body Height" for a name.
+	if got := scrub.Scrub("Body Height", scrub.Options{}).Text; got == "Body Height" {
+		t.Fatalf("the scrubber keeps %q: the test needs a text it changes", got)
+	}
+	if text, display := obs("http://loinc.org", "Body Height", "Body Height"); text != "Body Height" || display != "Body Height" {
+		t.Errorf("LOINC display kept, text = %q, display = %q; want both kept", text, display)
+	}
+	if text, _ := obs("http://loinc.org", "Body Height", "Body Height of John Smith"); text == "Body Height of John Smith" {
+		t.Errorf("a text other than the display is kept: %q", text)
+	}
+	// The display of another system is scrubbed after the text: the text
+	// is scrubbed as it was.
+	if text, display := obs("http://example.org/local", "Body Height", "Body Height"); text == "Body Height" || display == "Body Height" {
+		t.Errorf("local coding: text = %q, display = %q; want both scrubbed", text, display)
+	}
+}
