@@ -208,6 +208,8 @@ type engineRule struct {
 	// Children).
 	members []string
 	cases   []GeneralizeCase
+	// shiftDates is the scrub setting "dates": "shift".
+	shiftDates bool
 }
 
 var memberPathRegexp = regexp.MustCompile(`^[a-z][A-Za-z0-9]*(\.[a-z][A-Za-z0-9]*)*$`)
@@ -286,6 +288,9 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 	}
 	for _, r := range cfg.Rules() {
 		er := engineRule{Rule: r}
+		if v, ok := r.settings.Get("dates"); ok && v.Kind == StringValue && strings.EqualFold(v.Text, "shift") {
+			er.shiftDates = true
+		}
 		if sm := fastPathRegexp.FindStringSubmatch(r.Path); sm != nil {
 			er.fast, er.arg, er.tail = fastType, sm[2], sm[4]
 			if sm[1] == "Name" {
@@ -769,14 +774,12 @@ type run struct {
 		// key is what, beside a text, decides the scrubber's result under
 		// opts (see scrubMemo).
 		key scrubOptionsKey
-		// patient is the identifier set of the patient patientID (if
-		// patientSet), ids the buffer of opts.Identifiers, daysFn the
+		// patient is the identifier set of the resource's patient (see
+		// scrubMemo), ids the buffer of opts.Identifiers, daysFn the
 		// opts.ShiftDays function (it returns key.days).
-		patient    *scrub.Identifiers
-		patientID  string
-		patientSet bool
-		ids        []*scrub.Identifiers
-		daysFn     func() int
+		patient *scrub.Identifiers
+		ids     []*scrub.Identifiers
+		daysFn  func() int
 	}
 	// smemo, kept from call to call, remembers recent scrubber results,
 	// hmemo recent cryptoHash results.

@@ -93,11 +93,14 @@ func (r *run) newScrubOptions(rule *engineRule, res *jsontree.Node) scrub.Option
 	opts := scrub.Options{Identifiers: in.Identifiers, Safe: in.Safe}
 	key := scrubOptionsKey{input: scrubInputOf(in)}
 	if in.Patients != nil {
-		// The rules of one resource ask for the same patient in turn.
+		// The rules of one resource, and the next resources of the file,
+		// ask for the same patient in turn (the memo is kept from call to
+		// call, with a copy of the id: the tree's may be reused).
 		id := r.scrubPatient(res)
-		if !r.scrub.patientSet || id != r.scrub.patientID {
-			r.scrub.patient, r.scrub.patientID, r.scrub.patientSet = in.Patients(id), id, true
+		if m := &r.smemo; !m.patientSet || id != m.patientID || key.input != m.patientInput {
+			m.patient, m.patientID, m.patientSet, m.patientInput = in.Patients(id), strings.Clone(id), true, key.input
 		}
+		r.scrub.patient = r.smemo.patient
 		if set := r.scrub.patient; set != nil {
 			// The options live until the next rule application: the
 			// list of sets can reuse the run's buffer.
@@ -106,7 +109,7 @@ func (r *run) newScrubOptions(rule *engineRule, res *jsontree.Node) scrub.Option
 			key.patient = set
 		}
 	}
-	if v, ok := rule.settings.Get("dates"); ok && v.Kind == StringValue && strings.EqualFold(v.Text, "shift") {
+	if rule.shiftDates {
 		days := 0
 		if in.DateShiftDays != nil {
 			days = *in.DateShiftDays
@@ -163,6 +166,12 @@ type scrubMemo struct {
 	input   scrubInputID
 	seed    maphash.Seed
 	entries *[scrubMemoMax]scrubMemoEntry
+	// patient is the identifier set of the last patient looked up
+	// (patientID, under ScrubInput patientInput), if patientSet.
+	patient      *scrub.Identifiers
+	patientID    string
+	patientSet   bool
+	patientInput scrubInputID
 }
 
 type scrubMemoEntry struct {
