@@ -184,6 +184,9 @@ type typePlan struct {
 	// types and names report whether any slot is a type, or a name: the
 	// cache walk looks up only those.
 	types, names bool
+	// compartment holds the paths of the type's patient compartment
+	// parameters, split into element names (see compartmentPatient).
+	compartment [][]string
 }
 
 type engineRule struct {
@@ -365,6 +368,11 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 // newPlan selects the rules that apply to resources of type t.
 func (e *Engine) newPlan(t string) *typePlan {
 	p := &typePlan{want: make([]bool, e.nslots)}
+	for _, param := range e.model.PatientCompartment(t) {
+		for _, path := range param.Paths {
+			p.compartment = append(p.compartment, strings.Split(path, "."))
+		}
+	}
 	for i := range e.rules {
 		rule := &e.rules[i]
 		if !rule.AppliesTo(t) {
@@ -790,7 +798,7 @@ type run struct {
 	// pshift is the state of dateShiftScope "patient"; pmemo, kept from
 	// call to call, the last patient's offset.
 	pshift patientShiftState
-	pmemo  patientMemo
+	pmemo  *patientMemo
 }
 
 // resource processes one resource and its nested resources, and returns the
