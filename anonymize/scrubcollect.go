@@ -360,9 +360,10 @@ func (r *CollectorReader) seen(display string) bool {
 // new from. A line that is not valid JSON adds nothing (Add parses it and
 // fails), so it may be skipped whatever the scan finds in it: the scan
 // needs to read valid JSON exactly, and anything else only safely (within
-// bounds). It reads the top-level members it needs (quickMembers); a member
-// name with an escape sequence, which the parser would decode, makes it
-// give up, as does a display with one.
+// bounds). It reads the top-level members it needs (quickMembers), and
+// stops once the rest of the line cannot hold another of them
+// (restHasNone); a member name with an escape sequence, which the parser
+// would decode, makes it give up, as does a display with one.
 
 // span is the value of a member, line[start:end]; end is 0 if absent.
 type span struct{ start, end int }
