@@ -307,7 +307,6 @@ type CollectorReader struct {
 	known      map[string]struct{}
 	knownBytes int
 	knownLimit int
-	spans      [len(quickMembers)]span
 }
 
 const (
@@ -365,9 +364,6 @@ func (r *CollectorReader) seen(display string) bool {
 // (restHasNone); a member name with an escape sequence, which the parser
 // would decode, makes it give up, as does a display with one.
 
-// span is the value of a member, line[start:end]; end is 0 if absent.
-type span struct{ start, end int }
-
 // quickMembers are the top-level members the quick scan records:
 // resourceType and the members of vocabularyPaths.
 var quickMembers = [...]string{"resourceType", "code", "medicationCodeableConcept", "medication", "vaccineCode"}
@@ -391,31 +387,35 @@ var quickPaths = func() map[string][]int {
 func (r *CollectorReader) skip(line []byte) bool {
 	var rt []byte // the resource type, when read
 	var paths []int
+	// found and known say, for each member of quickMembers read, that it
+	// was and that it holds no display the reader does not know.
+	var found, known [len(quickMembers)]bool
 	done := false // the members that matter have all been read
-	spans := &r.spans
-	*spans = [len(quickMembers)]span{}
-	end, ok := scanObject(line, skipSpaces(line, 0), func(key []byte, vs, ve int) bool {
+	end, ok := scanObject(line, skipSpaces(line, 0), func(key []byte, vs int) int {
 		i := quickMember(key)
 		if i < 0 {
-			return true
+			return skipValue(line, vs)
 		}
+		found[i] = true
+		var ve int
 		if i == 0 {
 			// The resource type decides at once, unless it is a
 			// vocabulary type, whose members may come in any order.
-			if line[vs] != '"' || bytes.IndexByte(line[vs:ve], '\\') >= 0 {
-				return false // not a string (nothing to add), or escaped: parse
+			if ve = skipValue(line, vs); ve < 0 || line[vs] != '"' || bytes.IndexByte(line[vs:ve], '\\') >= 0 {
+				return -1 // not a string (nothing to add), or escaped: parse
 			}
 			rt = line[vs+1 : ve-1]
 			if paths = quickPaths[string(rt)]; paths == nil {
-				return false
+				return -1
 			}
+		} else if ve, known[i] = r.knownConcept(line, vs, true); ve < 0 {
+			return -1
 		}
-		spans[i] = span{vs, ve}
-		if paths != nil && restHasNone(line[ve:], paths, spans) {
+		if paths != nil && restHasNone(line[ve:], paths, &found) {
 			done = true
-			return false
+			return -1
 		}
-		return true
+		return ve
 	})
 	switch {
 	case done:
@@ -434,15 +434,11 @@ func (r *CollectorReader) skip(line []byte) bool {
 		return true
 	case skipSpaces(line, end) != len(line):
 		return false // trailing bytes: let the parser report them
-	case spans[0].end == 0:
+	case !found[0]:
 		return true // no resourceType: AddNode reads nothing
 	}
 	for _, i := range paths {
-		cc := spans[i]
-		if cc.end == 0 || line[cc.start] != '{' {
-			continue
-		}
-		if !r.knownCodings(line, cc) {
+		if found[i] && !known[i] {
 			return false
 		}
 	}
@@ -460,100 +456,102 @@ var quickEnds = func() (q [len(quickMembers)][]byte) {
 }()
 
 // restHasNone reports whether rest, what follows a member of the top-level
-// object, cannot hold any member of paths that spans does not have yet, so
-// that the scan can stop there: it has no backslash (a member name written
-// with escapes has one) and does not contain any of their names as a JSON
+// object, cannot hold any member of paths that is not found yet, so that
+// the scan can stop there: it has no backslash (a member name written with
+// escapes has one) and does not contain any of their names as a JSON
 // string. A valid resource has no second member of the same name, and the
 // scan may skip an invalid one whatever it holds.
-func restHasNone(rest []byte, paths []int, spans *[len(quickMembers)]span) bool {
+func restHasNone(rest []byte, paths []int, found *[len(quickMembers)]bool) bool {
 	if bytes.IndexByte(rest, '\\') >= 0 {
 		return false
 	}
 	for _, i := range paths {
-		if spans[i].end == 0 && bytes.Contains(rest, quickEnds[i]) {
+		if !found[i] && bytes.Contains(rest, quickEnds[i]) {
 			return false
 		}
 	}
 	return true
 }
 
-// knownCodings reports whether the CodeableConcept (or CodeableReference)
-// object line[cc.start:cc.end] adds no display that the reader does not
-// know, as AddNode reads it.
-func (r *CollectorReader) knownCodings(line []byte, cc span) bool {
-	var concept, coding span
-	if _, ok := scanObject(line[:cc.end], cc.start, func(key []byte, vs, ve int) bool {
-		switch string(key) {
-		case "concept":
-			concept = span{vs, ve}
-		case "coding":
-			coding = span{vs, ve}
-		}
-		return true
-	}); !ok {
-		return false
+// knownConcept reads the value at line[vs], a member of vocabularyPaths (a
+// CodeableConcept, or a CodeableReference when concept is set), and
+// returns the offset after it, or -1, and whether it adds no display that
+// the reader does not know, as AddNode reads it.
+func (r *CollectorReader) knownConcept(line []byte, vs int, concept bool) (int, bool) {
+	if line[vs] != '{' {
+		return skipValue(line, vs), true // AddNode reads only an object
 	}
-	if concept.end != 0 {
-		// A CodeableReference: only its concept counts.
-		if line[concept.start] != '{' {
-			return true
-		}
-		coding = span{}
-		if _, ok := scanObject(line[:concept.end], concept.start, func(key []byte, vs, ve int) bool {
-			if string(key) == "coding" {
-				coding = span{vs, ve}
+	var hasConcept, conceptKnown, codingKnown = false, true, true
+	end, ok := scanObject(line, vs, func(key []byte, vs int) int {
+		var ve int
+		switch {
+		case concept && string(key) == "concept":
+			// A CodeableReference: only its concept counts.
+			hasConcept = true
+			ve, conceptKnown = r.knownConcept(line, vs, false)
+		case string(key) == "coding":
+			if line[vs] != '[' {
+				return r.knownCoding(line, vs, &codingKnown) // one coding, not in an array
 			}
-			return true
-		}); !ok {
-			return false
+			end, ok := scanArray(line, vs, func(vs int) int {
+				return r.knownCoding(line, vs, &codingKnown)
+			})
+			if !ok {
+				return -1
+			}
+			ve = end
+		default:
+			ve = skipValue(line, vs)
 		}
-	}
-	if coding.end == 0 {
-		return true
-	}
-	if line[coding.start] != '[' {
-		return r.knownCoding(line, coding) // one coding, not in an array
-	}
-	_, ok := scanArray(line[:coding.end], coding.start, func(vs, ve int) bool {
-		return r.knownCoding(line, span{vs, ve})
+		return ve
 	})
-	return ok
+	if !ok {
+		return -1, false
+	}
+	if hasConcept {
+		return end, conceptKnown
+	}
+	return end, codingKnown
 }
 
-// knownCoding reports whether the coding line[cd.start:cd.end] adds
-// nothing new: it is not an object, has no system, or its display is
-// known.
-func (r *CollectorReader) knownCoding(line []byte, cd span) bool {
-	if line[cd.start] != '{' {
-		return true
+// knownCoding reads the coding at line[vs] and returns the offset after
+// it, or -1; it clears *known if the coding has a system and a display the
+// reader does not know (or one with escape sequences).
+func (r *CollectorReader) knownCoding(line []byte, vs int, known *bool) int {
+	if line[vs] != '{' {
+		return skipValue(line, vs) // AddNode reads only an object
 	}
 	var system, display span
-	if _, ok := scanObject(line[:cd.end], cd.start, func(key []byte, vs, ve int) bool {
+	end, ok := scanObject(line, vs, func(key []byte, vs int) int {
+		ve := skipValue(line, vs)
 		switch string(key) {
 		case "system":
 			system = span{vs, ve}
 		case "display":
 			display = span{vs, ve}
 		}
-		return true
-	}); !ok {
-		return false
+		return ve
+	})
+	if !ok {
+		return -1
 	}
 	// An escape sequence decodes to at least one character, so a string
 	// system is empty exactly when its JSON is "".
 	if system.end == 0 || line[system.start] != '"' || system.end-system.start == 2 {
-		return true
+		return end
 	}
 	if display.end == 0 || line[display.start] != '"' || display.end-display.start == 2 {
-		return true
+		return end
 	}
 	d := line[display.start+1 : display.end-1]
-	if bytes.IndexByte(d, '\\') >= 0 {
-		return false
+	if _, ok := r.known[string(d)]; !ok || bytes.IndexByte(d, '\\') >= 0 {
+		*known = false
 	}
-	_, ok := r.known[string(d)]
-	return ok
+	return end
 }
+
+// span is a value, line[start:end]; end is 0 if absent.
+type span struct{ start, end int }
 
 func quickMember(key []byte) int {
 	for i, m := range quickMembers {
@@ -564,12 +562,13 @@ func quickMember(key []byte) int {
 	return -1
 }
 
-// scanObject reads the object that starts at b[i] and calls member with
-// each member's name and the bounds of its value, b[vs:ve], until it
-// returns false. It returns the offset after the object, and false if
-// member returned false, the object is not valid JSON as far as the scan
-// checks, or a member name has an escape sequence.
-func scanObject(b []byte, i int, member func(key []byte, vs, ve int) bool) (int, bool) {
+// scanObject reads the object that starts at b[i]: for each member, it
+// calls member with its name and the offset of its value, and member
+// returns the offset after the value, or -1 to stop. scanObject returns
+// the offset after the object, and false if member stopped it, the object
+// is not valid JSON as far as the scan checks, or a member name has an
+// escape sequence.
+func scanObject(b []byte, i int, member func(key []byte, vs int) int) (int, bool) {
 	if i >= len(b) || b[i] != '{' {
 		return 0, false
 	}
@@ -591,8 +590,11 @@ func scanObject(b []byte, i int, member func(key []byte, vs, ve int) bool) (int,
 			return 0, false
 		}
 		vs := skipSpaces(b, i+1)
-		ve := skipValue(b, vs)
-		if ve < 0 || !member(key, vs, ve) {
+		if vs >= len(b) {
+			return 0, false
+		}
+		ve := member(key, vs)
+		if ve < 0 {
 			return 0, false
 		}
 		i = skipSpaces(b, ve)
@@ -610,8 +612,9 @@ func scanObject(b []byte, i int, member func(key []byte, vs, ve int) bool) (int,
 	}
 }
 
-// scanArray is scanObject for an array: item gets the bounds of each item.
-func scanArray(b []byte, i int, item func(vs, ve int) bool) (int, bool) {
+// scanArray is scanObject for an array: item gets the offset of each item
+// and returns the offset after it, or -1.
+func scanArray(b []byte, i int, item func(vs int) int) (int, bool) {
 	if i >= len(b) || b[i] != '[' {
 		return 0, false
 	}
@@ -620,8 +623,11 @@ func scanArray(b []byte, i int, item func(vs, ve int) bool) (int, bool) {
 		return i + 1, true
 	}
 	for {
-		ve := skipValue(b, i)
-		if ve < 0 || !item(i, ve) {
+		if i >= len(b) {
+			return 0, false
+		}
+		ve := item(i)
+		if ve < 0 {
 			return 0, false
 		}
 		i = skipSpaces(b, ve)

@@ -137,6 +137,8 @@ var quickLines = []string{
 	`{"resourceType":"MedicationAdministration","medicationCodeableConcept":"Iotadrug","medication":[{"coding":[{"system":"s","display":"Iotadrug"}]}]}`,
 	`{"resourceType":"MedicationAdministration","medication":{"concept":"x","coding":[{"system":"s","display":"Kappadrug"}]}}`,
 	`{"resourceType":"MedicationAdministration","medication":{"coding":[{"system":"s","display":"Lambdadrug"}],"concept":{"coding":[{"system":"s","display":"Mudrug"}]}}}`,
+	`{"resourceType":"MedicationAdministration","medication":{"concept":{"concept":{},"coding":[{"system":"s","display":"Nudrug"}]}}}`,
+	`{"resourceType":"MedicationAdministration","medication":{"concept":{"coding":[{"system":"s","display":"Nudrug"}]}}}`,
 	`{"resourceType":"MedicationAdministration","medication":{"coding":[{"system":"s","display":"Kappadrug"}]}}`,
 	`{"resourceType":"MedicationAdministration","medication":{"coding":[{"system":"s","display":"Lambdadrug"}]}}`,
 	// Invalid lines, with new names and with known ones: a duplicate
