@@ -462,15 +462,13 @@ var quickEnds = func() (q [len(quickMembers)][]byte) {
 // string. A valid resource has no second member of the same name, and the
 // scan may skip an invalid one whatever it holds.
 func restHasNone(rest []byte, paths []int, found *[len(quickMembers)]bool) bool {
-	if bytes.IndexByte(rest, '\\') >= 0 {
-		return false
-	}
+	// The names first: a member still to come is usually near.
 	for _, i := range paths {
 		if !found[i] && bytes.Contains(rest, quickEnds[i]) {
 			return false
 		}
 	}
-	return true
+	return bytes.IndexByte(rest, '\\') < 0
 }
 
 // knownConcept reads the value at line[vs], a member of vocabularyPaths (a
