@@ -216,7 +216,9 @@ func (c *IdentifierCollector) patientSet(id string) *scrub.Identifiers {
 		return s
 	}
 	s := scrub.NewIdentifiers()
-	c.patients[id] = s
+	// A copy: id lies in the text memory of a parser, which it would keep
+	// alive for as long as the collector.
+	c.patients[strings.Clone(id)] = s
 	if c.hasher != nil {
 		c.patients[c.hasher.Hash(id)] = s
 	}
