@@ -3,6 +3,7 @@ package anonymize
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"maps"
 	"math/rand/v2"
 	"path/filepath"
@@ -442,4 +443,25 @@ func cpuNow() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestCollectorReaderError checks that a resource the reader parses and
+// finds invalid gives an *InputError that quotes none of its values, and
+// that an invalid line of a type the first pass does not read is skipped.
+func TestCollectorReaderError(t *testing.T) {
+	r := newLongitudinalEngine(t).NewIdentifierCollector().NewReader()
+	err := r.Add([]byte(`{"resourceType":"Patient","id":"p9","name":[{"family":"Secretname"}],}`))
+	var ie *InputError
+	if !errors.As(err, &ie) {
+		t.Fatalf("got %v, want an *InputError", err)
+	}
+	if strings.Contains(err.Error(), "Secretname") || strings.Contains(err.Error(), "p9") {
+		t.Errorf("the error quotes the resource: %v", err)
+	}
+	if err := r.Add([]byte(`{"resourceType":"Observation","code":{},}`)); err != nil {
+		t.Errorf("an Observation was parsed: %v", err)
+	}
+	if r.c.Patients() != 0 {
+		t.Errorf("%d patients from invalid lines", r.c.Patients())
+	}
 }
