@@ -135,8 +135,9 @@ type CustomCall struct {
 // Engine applies a configuration to resources. It is immutable and safe for
 // concurrent use.
 type Engine struct {
-	// noScrubMemo turns the scrub method's memo off (tests compare).
-	noScrubMemo bool
+	// noScrubMemo turns the scrub method's memo off, noElementList the
+	// element list of typing (tests compare).
+	noScrubMemo, noElementList bool
 
 	cfg     *Config
 	params  Parameters
@@ -563,10 +564,17 @@ func (e *Engine) anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 	if root == nil || root.Kind != jsontree.Object {
 		return Stats{}, &InputError{Err: errors.New("the resource is not a JSON object")}
 	}
+	r := e.getRun()
+	defer e.putRun(r)
 	if root.Flags&jsontree.FlagResource == 0 || root.Type() == "" {
 		// Typing normalizes as it goes (§2.12): it wraps single values of
-		// repeating elements in arrays and trims strings.
+		// repeating elements in arrays and trims strings. It also lists
+		// the elements, which the caches take instead of walking the tree
+		// again.
 		opts := typed.Options{WrapRepeating: true, TrimSpace: !e.preserveWhitespace}
+		if !e.noElementList {
+			opts.Elements = &r.elems
+		}
 		if err := typed.AnnotateWith(root, e.model, opts); err != nil {
 			return Stats{}, &InputError{Err: err}
 		}
@@ -577,8 +585,6 @@ func (e *Engine) anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 		}
 	}
 	now := nowFrom(ctx)
-	r := e.getRun()
-	defer e.putRun(r)
 	r.ctx, r.fc, r.root, r.today, r.arena = ctx, fc, root, now, arena
 	*r.env = fhirpath.Env{Now: now}
 	if fn, ok := ctx.Value(traceKey{}).(func(TraceEvent)); ok {
@@ -630,7 +636,7 @@ const maxPooledScratch = 1 << 15
 
 // putRun clears r and keeps it for reuse.
 func (e *Engine) putRun(r *run) {
-	if cap(r.scratch) > maxPooledScratch || cap(r.pr.state) > maxPooledScratch || cap(r.matches) > maxPooledScratch || cap(r.nested) > maxPooledScratch || cap(r.step) > maxPooledScratch || cap(r.head) > maxPooledScratch {
+	if cap(r.scratch) > maxPooledScratch || cap(r.elems.Nodes) > maxPooledScratch || cap(r.pr.state) > maxPooledScratch || cap(r.matches) > maxPooledScratch || cap(r.nested) > maxPooledScratch || cap(r.step) > maxPooledScratch || cap(r.head) > maxPooledScratch {
 		return
 	}
 	clear(r.scratch)
@@ -641,7 +647,8 @@ func (e *Engine) putRun(r *run) {
 		r.cache[i].reset()
 	}
 	ids, daysFn := r.scrub.ids, r.scrub.daysFn
-	*r = run{e: e, env: r.env, scratch: r.scratch[:0],
+	clear(r.elems.Nodes)
+	*r = run{e: e, env: r.env, scratch: r.scratch[:0], elems: typed.Elements{Nodes: r.elems.Nodes[:0]},
 		pr:     pruner{state: r.pr.state[:0], empty: r.pr.empty[:0]},
 		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, elemSlots: r.elemSlots, matches: r.matches[:0], step: r.step[:0],
 		head: r.head[:0], pmemo: r.pmemo, smemo: r.smemo, hmemo: r.hmemo}
@@ -789,6 +796,9 @@ type run struct {
 		ids     []*scrub.Identifiers
 		daysFn  func() int
 	}
+	// elems lists the root resource's elements, when typing in this call
+	// listed them all.
+	elems typed.Elements
 	// smemo, kept from call to call, remembers recent scrubber results,
 	// hmemo recent cryptoHash results.
 	smemo scrubMemo
@@ -936,7 +946,28 @@ func (r *run) buildCaches(res *jsontree.Node, plan *typePlan) {
 	for _, s := range plan.slots {
 		r.cache[s].reset()
 	}
-	r.cacheWalk(res, plan)
+	if res != r.root || !r.elems.Complete {
+		r.cacheWalk(res, plan)
+		return
+	}
+	// The elements typing listed, in the walk's order; the resource holds
+	// no nested resource.
+	for _, c := range r.elems.Nodes {
+		if c.Elem != nil {
+			r.cacheAdd(c, plan)
+		}
+	}
+}
+
+// cacheAdd adds the element c to the caches of its type and name.
+func (r *run) cacheAdd(c *jsontree.Node, plan *typePlan) {
+	ts, ns := r.slotsOf(c.Elem)
+	if plan.types && ts >= 0 && plan.want[ts] {
+		r.cache[ts].add(c)
+	}
+	if plan.names && ns >= 0 && plan.want[ns] {
+		r.cache[ns].add(c)
+	}
 }
 
 // cacheWalk adds the descendant elements of n, not entering nested
@@ -948,13 +979,7 @@ func (r *run) cacheWalk(n *jsontree.Node, plan *typePlan) {
 	for i := start; i < end; i++ {
 		c := r.scratch[i]
 		if c.Elem != nil {
-			ts, ns := r.slotsOf(c.Elem)
-			if plan.types && ts >= 0 && plan.want[ts] {
-				r.cache[ts].add(c)
-			}
-			if plan.names && ns >= 0 && plan.want[ns] {
-				r.cache[ns].add(c)
-			}
+			r.cacheAdd(c, plan)
 		}
 		switch {
 		case typed.IsResource(c):

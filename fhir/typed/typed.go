@@ -94,11 +94,32 @@ type Options struct {
 	// (unicode.IsSpace) of every string value, as the Firely SDK's parser
 	// does (.NET's String.Trim).
 	TrimSpace bool
+	// Elements, when non-nil, receives the resource's elements as typing
+	// reaches them, so that a caller that needs them all does not walk the
+	// tree again.
+	Elements *Elements
+}
+
+// Elements lists the elements of a resource, filled by AnnotateWith.
+type Elements struct {
+	// Nodes are the elements below the root in the order Walk visits them
+	// (pre-order, arrays flattened), when Complete. AnnotateWith reuses
+	// its storage.
+	Nodes []*jsontree.Node
+	// Complete reports that Nodes lists every element: it is false when
+	// the resource holds a nested resource or a "_name" member (whose
+	// elements Walk reaches in an order typing does not follow), or when
+	// typing failed.
+	Complete bool
 }
 
 // AnnotateWith is Annotate with options.
 func AnnotateWith(root *jsontree.Node, m *model.Model, opts Options) error {
-	a := annotator{m: m, info: infoOf(m), wrap: opts.WrapRepeating, trim: opts.TrimSpace}
+	a := annotator{m: m, info: infoOf(m), wrap: opts.WrapRepeating, trim: opts.TrimSpace, els: opts.Elements}
+	if a.els != nil {
+		clear(a.els.Nodes)
+		a.els.Nodes, a.els.Complete = a.els.Nodes[:0], false
+	}
 	if root == nil || root.Kind != jsontree.Object {
 		return &Error{Msg: "a resource must be a JSON object"}
 	}
@@ -110,7 +131,19 @@ func AnnotateWith(root *jsontree.Node, m *model.Model, opts Options) error {
 		// Checked only when an error quotes it (see errorf).
 		a.rootID = id.Value()
 	}
-	return a.resource(root, "")
+	if a.els == nil {
+		return a.resource(root, "")
+	}
+	a.els.Complete = true
+	err := a.resource(root, "")
+	if err != nil {
+		a.els.Complete = false
+	}
+	if !a.els.Complete {
+		clear(a.els.Nodes)
+		a.els.Nodes = a.els.Nodes[:0]
+	}
+	return err
 }
 
 // validID reports whether s has the syntax of a FHIR id, so that only real ids
@@ -135,6 +168,23 @@ type annotator struct {
 	trim     bool
 	rootType string
 	rootID   string
+	// els, if not nil, lists the elements while els.Complete.
+	els *Elements
+}
+
+// element adds n to the element list.
+func (a *annotator) element(n *jsontree.Node) {
+	if a.els != nil && a.els.Complete {
+		a.els.Nodes = append(a.els.Nodes, n)
+	}
+}
+
+// incomplete ends the element list: the resource's elements are not listed
+// in Walk's order.
+func (a *annotator) incomplete() {
+	if a.els != nil {
+		a.els.Complete = false
+	}
 }
 
 func (a *annotator) errorf(n *jsontree.Node, format string, args ...any) error {
@@ -238,6 +288,7 @@ func (a *annotator) object(n *jsontree.Node, t *model.Type, ti *typeInfo, e *jso
 		}
 	}
 	if shadows {
+		a.incomplete()
 		if err := a.shadows(n, t, ti); err != nil {
 			return err
 		}
@@ -324,10 +375,12 @@ func (a *annotator) item(n *jsontree.Node, pr *prop) error {
 		if a.trim && n.Kind == jsontree.String {
 			trimSpace(n)
 		}
+		a.element(n)
 		return nil
 	}
 	t := pr.t
 	if typ == "Resource" || t != nil && t.Kind == model.Resource {
+		a.incomplete()
 		return a.resource(n, el.Name)
 	}
 	if t == nil {
@@ -336,6 +389,7 @@ func (a *annotator) item(n *jsontree.Node, pr *prop) error {
 	if n.Kind != jsontree.Object {
 		return a.errorf(n, "element %s of type %s must be a JSON object, not %s", el.Name, typ, n.Kind)
 	}
+	a.element(n)
 	return a.object(n, t, pr.ti, pr.elem)
 }
 

@@ -1,0 +1,96 @@
+package anonymize
+
+import (
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"fhirdeid/anonymize/defaultconfig"
+	"fhirdeid/fhir/typed"
+	"fhirdeid/internal/testshared"
+	"fhirdeid/jsontree"
+)
+
+// cacheContents returns the caches' lists, by slot.
+func cacheContents(r *run) [][]*jsontree.Node {
+	out := make([][]*jsontree.Node, len(r.cache))
+	for i, l := range r.cache {
+		for _, p := range l.parts {
+			out[i] = append(out[i], p...)
+		}
+	}
+	return out
+}
+
+// TestCachesFromElementList builds the caches of every resource of
+// synthea-100 (and of resources with nested resources and "_name" members)
+// from typing's element list and by walking the tree, for the longitudinal
+// profile's rules: the same nodes in the same order, by slot.
+func TestCachesFromElementList(t *testing.T) {
+	c, err := ParseConfig(defaultconfig.Longitudinal(), Options{Compiler: FHIRPathCompiler(), Rand: zeroRand()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEngine(c, EngineOptions{Rand: onesReader{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := [][]byte{
+		[]byte(`{"resourceType":"Observation","id":"o","status":"final","code":{"coding":[{"system":"s","code":"c","display":"d"}],"text":"t"},"subject":{"reference":"Patient/p","display":"P"}}`),
+		[]byte(`{"resourceType":"Observation","status":"final","code":{"text":"t"},"contained":[{"resourceType":"Patient","id":"p","name":[{"family":"F"}]}]}`),
+		[]byte(`{"resourceType":"Patient","birthDate":"2000-01-01","_birthDate":{"extension":[{"url":"u","valueString":"x"}]},"name":{"family":"F"}}`),
+	}
+	if testshared.Path() != "" {
+		dir := testshared.Dir(t, "data", "synthea-100")
+		files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson.gz"))
+		for _, f := range files {
+			ls := readGz(t, f)
+			lines = append(lines, ls[:min(len(ls), 400)]...)
+		}
+	}
+	listed, nonEmpty := 0, 0
+	for i, line := range lines {
+		root, err := jsontree.Parse(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := e.getRun()
+		if err := typed.AnnotateWith(root, e.model, typed.Options{WrapRepeating: true, TrimSpace: true, Elements: &r.elems}); err != nil {
+			t.Fatalf("resource %d: %v", i, err)
+		}
+		r.root = root
+		plan := e.plan(root.Type())
+		if !plan.fast {
+			t.Fatalf("resource %d: the longitudinal profile has no fast-path rule for %s", i, root.Type())
+		}
+		complete := r.elems.Complete
+		r.buildCaches(root, plan)
+		fromList := cacheContents(r)
+		nestedFromList := len(r.nested)
+		r.elems.Complete = false
+		r.buildCaches(root, plan)
+		walked := cacheContents(r)
+		if complete {
+			listed++
+			if nestedFromList != 0 {
+				t.Fatalf("resource %d: a listed resource has %d nested resources", i, nestedFromList)
+			}
+		}
+		for s := range walked {
+			if !slices.Equal(fromList[s], walked[s]) {
+				t.Fatalf("resource %d (%s, listed %v), slot %d: %d nodes from the list, %d from the walk (or in another order)",
+					i, root.Type(), complete, s, len(fromList[s]), len(walked[s]))
+			}
+			if len(walked[s]) > 0 {
+				nonEmpty++
+			}
+		}
+		clear(r.nested)
+		r.nested = r.nested[:0]
+		e.putRun(r)
+	}
+	if listed == 0 || nonEmpty == 0 {
+		t.Fatalf("%d resources listed, %d caches filled: the test compares nothing", listed, nonEmpty)
+	}
+	t.Logf("%d of %d resources built from the list", listed, len(lines))
+}
