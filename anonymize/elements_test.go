@@ -37,7 +37,8 @@ func TestCachesFromElementList(t *testing.T) {
 	}
 	lines := [][]byte{
 		[]byte(`{"resourceType":"Observation","id":"o","status":"final","code":{"coding":[{"system":"s","code":"c","display":"d"}],"text":"t"},"subject":{"reference":"Patient/p","display":"P"}}`),
-		[]byte(`{"resourceType":"Observation","status":"final","code":{"text":"t"},"contained":[{"resourceType":"Patient","id":"p","name":[{"family":"F"}]}]}`),
+		[]byte(`{"resourceType":"Observation","status":"final","code":{"text":"t"},"contained":[{"resourceType":"Patient","id":"p","name":[{"family":"F"}]},
+		  {"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient","id":"q","name":[{"family":"G"}]}}]}]}`),
 		[]byte(`{"resourceType":"Patient","birthDate":"2000-01-01","_birthDate":{"extension":[{"url":"u","valueString":"x"}]},"name":{"family":"F"}}`),
 	}
 	if testshared.Path() != "" {
@@ -48,7 +49,7 @@ func TestCachesFromElementList(t *testing.T) {
 			lines = append(lines, ls[:min(len(ls), 400)]...)
 		}
 	}
-	listed, nonEmpty := 0, 0
+	listed, nonEmpty, nestedChecked := 0, 0, 0
 	for i, line := range lines {
 		root, err := jsontree.Parse(line)
 		if err != nil {
@@ -65,16 +66,16 @@ func TestCachesFromElementList(t *testing.T) {
 		}
 		complete := r.elems.Complete
 		r.buildCaches(root, plan)
-		fromList := cacheContents(r)
-		nestedFromList := len(r.nested)
+		fromList, nestedFromList := cacheContents(r), slices.Clone(r.nested)
 		r.elems.Complete = false
+		r.nested = r.nested[:0]
 		r.buildCaches(root, plan)
 		walked := cacheContents(r)
 		if complete {
 			listed++
-			if nestedFromList != 0 {
-				t.Fatalf("resource %d: a listed resource has %d nested resources", i, nestedFromList)
-			}
+		}
+		if !slices.Equal(nestedFromList, r.nested) {
+			t.Fatalf("resource %d: %d nested resources from the list, %d from the walk", i, len(nestedFromList), len(r.nested))
 		}
 		for s := range walked {
 			if !slices.Equal(fromList[s], walked[s]) {
@@ -85,12 +86,36 @@ func TestCachesFromElementList(t *testing.T) {
 				nonEmpty++
 			}
 		}
+		// The nested resources' caches, as the engine builds them after
+		// the root's rules.
+		nested := slices.Clone(r.nested)
+		for k, n := range nested {
+			nplan := e.plan(n.Type())
+			r.elems.Complete = complete
+			r.nested = r.nested[:0]
+			r.buildCaches(n, nplan)
+			fromList, nl := cacheContents(r), slices.Clone(r.nested)
+			r.elems.Complete = false
+			r.nested = r.nested[:0]
+			r.buildCaches(n, nplan)
+			walked := cacheContents(r)
+			if !slices.Equal(nl, r.nested) {
+				t.Fatalf("resource %d, nested %d: %d nested resources from the list, %d from the walk", i, k, len(nl), len(r.nested))
+			}
+			for s := range walked {
+				if !slices.Equal(fromList[s], walked[s]) {
+					t.Fatalf("resource %d, nested %d (%s), slot %d: %d nodes from the list, %d from the walk (or in another order)",
+						i, k, n.Type(), s, len(fromList[s]), len(walked[s]))
+				}
+			}
+			nestedChecked++
+		}
 		clear(r.nested)
 		r.nested = r.nested[:0]
 		e.putRun(r)
 	}
-	if listed == 0 || nonEmpty == 0 {
-		t.Fatalf("%d resources listed, %d caches filled: the test compares nothing", listed, nonEmpty)
+	if listed == 0 || nonEmpty == 0 || nestedChecked == 0 {
+		t.Fatalf("%d resources listed, %d caches filled, %d nested resources: the test compares nothing", listed, nonEmpty, nestedChecked)
 	}
-	t.Logf("%d of %d resources built from the list", listed, len(lines))
+	t.Logf("%d of %d resources built from the list, %d nested resources", listed, len(lines), nestedChecked)
 }

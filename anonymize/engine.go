@@ -648,7 +648,7 @@ func (e *Engine) putRun(r *run) {
 	}
 	ids, daysFn := r.scrub.ids, r.scrub.daysFn
 	clear(r.elems.Nodes)
-	*r = run{e: e, env: r.env, scratch: r.scratch[:0], elems: typed.Elements{Nodes: r.elems.Nodes[:0]},
+	*r = run{e: e, env: r.env, scratch: r.scratch[:0], elems: typed.Elements{Nodes: r.elems.Nodes[:0], Nested: r.elems.Nested[:0]},
 		pr:     pruner{state: r.pr.state[:0], empty: r.pr.empty[:0]},
 		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, elemSlots: r.elemSlots, matches: r.matches[:0], step: r.step[:0],
 		head: r.head[:0], pmemo: r.pmemo, smemo: r.smemo, hmemo: r.hmemo}
@@ -796,8 +796,8 @@ type run struct {
 		ids     []*scrub.Identifiers
 		daysFn  func() int
 	}
-	// elems lists the root resource's elements, when typing in this call
-	// listed them all.
+	// elems lists the resource's elements, when typing in this call
+	// listed them all and no rule has changed the tree's shape since.
 	elems typed.Elements
 	// smemo, kept from call to call, remembers recent scrubber results,
 	// hmemo recent cryptoHash results.
@@ -946,15 +946,42 @@ func (r *run) buildCaches(res *jsontree.Node, plan *typePlan) {
 	for _, s := range plan.slots {
 		r.cache[s].reset()
 	}
-	if res != r.root || !r.elems.Complete {
-		r.cacheWalk(res, plan)
-		return
+	if r.elems.Complete {
+		// The elements typing listed, in the walk's order.
+		if res == r.root {
+			r.cachesFromList(0, len(r.elems.Nodes), plan)
+			return
+		}
+		for _, sp := range r.elems.Nested {
+			if r.elems.Nodes[sp.Index] == res {
+				r.cachesFromList(sp.Index+1, sp.End, plan)
+				return
+			}
+		}
 	}
-	// The elements typing listed, in the walk's order; the resource holds
-	// no nested resource.
-	for _, c := range r.elems.Nodes {
+	r.cacheWalk(res, plan)
+}
+
+// cachesFromList adds the listed elements r.elems.Nodes[lo:hi] to the
+// caches as cacheWalk would: a nested resource, but not its elements.
+func (r *run) cachesFromList(lo, hi int, plan *typePlan) {
+	nodes, spans := r.elems.Nodes, r.elems.Nested
+	j := 0
+	for j < len(spans) && spans[j].Index < lo {
+		j++
+	}
+	for i := lo; i < hi; i++ {
+		c := nodes[i]
 		if c.Elem != nil {
 			r.cacheAdd(c, plan)
+		}
+		if j < len(spans) && spans[j].Index == i {
+			r.nested = append(r.nested, c)
+			end := spans[j].End
+			for j < len(spans) && spans[j].Index < end {
+				j++
+			}
+			i = end - 1
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package typed_test
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -20,6 +21,44 @@ func walkOrder(root *jsontree.Node) []*jsontree.Node {
 		return true
 	})
 	return out
+}
+
+// checkList checks a complete element list against Walk: the list without
+// the nested resources' spans is Walk's order from the root, and each
+// nested resource's span, without the spans inside it, is Walk's order from
+// that resource.
+func checkList(els *typed.Elements, root *jsontree.Node) error {
+	// own returns the listed elements of [lo, hi) outside nested spans,
+	// nested resources excluded (Walk does not visit them).
+	own := func(lo, hi int) []*jsontree.Node {
+		var out []*jsontree.Node
+		for i := lo; i < hi; i++ {
+			skipped := false
+			for _, sp := range els.Nested {
+				if sp.Index == i {
+					i, skipped = sp.End-1, true
+					break
+				}
+			}
+			if !skipped {
+				out = append(out, els.Nodes[i])
+			}
+		}
+		return out
+	}
+	if got, want := own(0, len(els.Nodes)), walkOrder(root); !slices.Equal(got, want) {
+		return fmt.Errorf("root: %d elements listed, Walk visits %d (or in another order)", len(got), len(want))
+	}
+	for k, sp := range els.Nested {
+		n := els.Nodes[sp.Index]
+		if !typed.IsResource(n) || sp.End < sp.Index+1 || sp.End > len(els.Nodes) {
+			return fmt.Errorf("nested span %d [%d, %d) does not start at a resource", k, sp.Index, sp.End)
+		}
+		if got, want := own(sp.Index+1, sp.End), walkOrder(n); !slices.Equal(got, want) {
+			return fmt.Errorf("nested resource %d: %d elements listed, Walk visits %d (or in another order)", k, len(got), len(want))
+		}
+	}
+	return nil
 }
 
 // TestElementsListWalkOrder checks Options.Elements against Walk: on every
@@ -44,15 +83,19 @@ func TestElementsListWalkOrder(t *testing.T) {
 			}
 			return
 		}
-		if want := walkOrder(root); !slices.Equal(els.Nodes, want) {
-			t.Fatalf("%s: %d elements listed, Walk visits %d (or in another order)", name, len(els.Nodes), len(want))
+		if err := checkList(&els, root); err != nil {
+			t.Fatalf("%s: %v", name, err)
 		}
 	}
 	check("observation", []byte(`{"resourceType":"Observation","id":"o","status":"final","code":{"coding":[{"system":"s","code":"c"},{"code":"d"}],"text":"t"},
 	  "component":[{"code":{"text":"a"},"valueQuantity":{"value":1}},{"code":{"text":"b"},"valueString":"x"}],"subject":{"reference":"Patient/p"}}`), true)
 	// A single value of a repeating element is wrapped in an array.
 	check("wrapped", []byte(`{"resourceType":"Patient","id":"p","name":{"family":"F","given":"G"},"telecom":{"value":"1"}}`), true)
-	check("contained", []byte(`{"resourceType":"Observation","status":"final","code":{"text":"t"},"contained":[{"resourceType":"Patient","id":"p"}]}`), false)
+	check("contained", []byte(`{"resourceType":"Observation","status":"final","code":{"text":"t"},"contained":[{"resourceType":"Patient","id":"p","name":[{"family":"F"}]},
+	  {"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient","id":"q"}}]}],"subject":{"reference":"#p"}}`), true)
+	if len(els.Nested) != 3 {
+		t.Fatalf("contained: %d nested resources listed, want 3", len(els.Nested))
+	}
 	check("shadow", []byte(`{"resourceType":"Patient","birthDate":"2000-01-01","_birthDate":{"extension":[{"url":"u","valueString":"x"}]}}`), false)
 	check("invalid", []byte(`{"resourceType":"Patient","nosuch":1}`), false)
 	// The list is refilled, not appended to, by the next call.
@@ -67,7 +110,7 @@ func TestElementsListWalkOrder(t *testing.T) {
 func TestElementsListSynthea(t *testing.T) {
 	m := model.Get(model.R4)
 	var els typed.Elements
-	complete := 0
+	complete, nested := 0, 0
 	for i, line := range readLines(t, testshared.Dir(t, "data", "synthea-100")) {
 		root, err := jsontree.Parse(line)
 		if err != nil {
@@ -78,13 +121,17 @@ func TestElementsListSynthea(t *testing.T) {
 		}
 		if els.Complete {
 			complete++
-			if want := walkOrder(root); !slices.Equal(els.Nodes, want) {
-				t.Fatalf("line %d: %d elements listed, Walk visits %d (or in another order)", i+1, len(els.Nodes), len(want))
+			if err := checkList(&els, root); err != nil {
+				t.Fatalf("line %d: %v", i+1, err)
 			}
+			nested += len(els.Nested)
 		}
 	}
 	if complete == 0 {
 		t.Fatal("no complete list on synthea-100")
 	}
-	t.Logf("%d resources of synthea-100 listed completely", complete)
+	if nested == 0 {
+		t.Fatal("no nested resource listed on synthea-100")
+	}
+	t.Logf("%d resources of synthea-100 listed completely, with %d nested resources", complete, nested)
 }

@@ -102,15 +102,23 @@ type Options struct {
 
 // Elements lists the elements of a resource, filled by AnnotateWith.
 type Elements struct {
-	// Nodes are the elements below the root in the order Walk visits them
-	// (pre-order, arrays flattened), when Complete. AnnotateWith reuses
-	// its storage.
+	// Nodes are the elements below the root in pre-order, arrays
+	// flattened, when Complete: the order in which Walk visits them, with
+	// each nested resource (which Walk does not enter) followed by its own
+	// elements. AnnotateWith reuses its storage.
 	Nodes []*jsontree.Node
+	// Nested are the nested resources among Nodes, in order.
+	Nested []NestedSpan
 	// Complete reports that Nodes lists every element: it is false when
-	// the resource holds a nested resource or a "_name" member (whose
-	// elements Walk reaches in an order typing does not follow), or when
-	// typing failed.
+	// the resource holds a "_name" member (whose elements Walk reaches in
+	// an order typing does not follow), or when typing failed.
 	Complete bool
+}
+
+// NestedSpan locates a nested resource in Elements.Nodes: it is
+// Nodes[Index], and its elements are Nodes[Index+1 : End].
+type NestedSpan struct {
+	Index, End int
 }
 
 // AnnotateWith is Annotate with options.
@@ -118,7 +126,7 @@ func AnnotateWith(root *jsontree.Node, m *model.Model, opts Options) error {
 	a := annotator{m: m, info: infoOf(m), wrap: opts.WrapRepeating, trim: opts.TrimSpace, els: opts.Elements}
 	if a.els != nil {
 		clear(a.els.Nodes)
-		a.els.Nodes, a.els.Complete = a.els.Nodes[:0], false
+		a.els.Nodes, a.els.Nested, a.els.Complete = a.els.Nodes[:0], a.els.Nested[:0], false
 	}
 	if root == nil || root.Kind != jsontree.Object {
 		return &Error{Msg: "a resource must be a JSON object"}
@@ -141,7 +149,7 @@ func AnnotateWith(root *jsontree.Node, m *model.Model, opts Options) error {
 	}
 	if !a.els.Complete {
 		clear(a.els.Nodes)
-		a.els.Nodes = a.els.Nodes[:0]
+		a.els.Nodes, a.els.Nested = a.els.Nodes[:0], a.els.Nested[:0]
 	}
 	return err
 }
@@ -380,8 +388,15 @@ func (a *annotator) item(n *jsontree.Node, pr *prop) error {
 	}
 	t := pr.t
 	if typ == "Resource" || t != nil && t.Kind == model.Resource {
-		a.incomplete()
-		return a.resource(n, el.Name)
+		if a.els == nil || !a.els.Complete {
+			return a.resource(n, el.Name)
+		}
+		k := len(a.els.Nested)
+		a.els.Nested = append(a.els.Nested, NestedSpan{Index: len(a.els.Nodes)})
+		a.element(n)
+		err := a.resource(n, el.Name)
+		a.els.Nested[k].End = len(a.els.Nodes)
+		return err
 	}
 	if t == nil {
 		return a.errorf(n, "element %s has type %s, which the model lacks", el.Name, typ)
