@@ -1,6 +1,8 @@
 package anonymize
 
 import (
+	"bytes"
+	"context"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -118,4 +120,69 @@ func TestCachesFromElementList(t *testing.T) {
 		t.Fatalf("%d resources listed, %d caches filled, %d nested resources: the test compares nothing", listed, nonEmpty, nestedChecked)
 	}
 	t.Logf("%d of %d resources built from the list, %d nested resources", listed, len(lines), nestedChecked)
+}
+
+// TestTailListsSameOutput de-identifies resources with the matches of
+// rules like nodesByType('Coding').system found once per resource
+// (findTails) and found by each rule in turn: the same output, also when a
+// rule adds nodes (an attachment's size, a substitute) before such a rule.
+func TestTailListsSameOutput(t *testing.T) {
+	configs := map[string][]byte{"longitudinal": defaultconfig.Longitudinal(), "reshaping": []byte(`{"fhirVersion":"R4","fhirPathRules":[
+	  {"path":"nodesByType('Attachment')","method":"scrub"},
+	  {"path":"nodesByType('Attachment').size","method":"keep"},
+	  {"path":"nodesByType('Coding').code","method":"keep"},
+	  {"path":"nodesByType('CodeableConcept')","method":"substitute","replaceWith":{"coding":[{"system":"s","code":"c","display":"Smith"}],"text":"x"}},
+	  {"path":"nodesByType('Coding').display","method":"keep"},
+	  {"path":"nodesByType('Coding').system","method":"cryptoHash"},
+	  {"path":"nodesByType('string')","method":"redact"},
+	  {"path":"nodesByType('unsignedInt')","method":"redact"}],"parameters":{"cryptoHashKey":"k"}}`)}
+	lines := [][]byte{
+		[]byte(`{"resourceType":"DocumentReference","id":"d","status":"current","content":[{"attachment":{"contentType":"text/plain","data":"U2VlbiBieSBEci4gU21pdGg=","title":"t"}}],"type":{"coding":[{"system":"s","code":"c","display":"Note"}]}}`),
+		[]byte(`{"resourceType":"Observation","id":"o","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"1","display":"Body Height"},{"system":"l","code":"2","display":"D"}],"text":"Body Height"}}`),
+	}
+	if testshared.Path() != "" {
+		files, _ := filepath.Glob(filepath.Join(testshared.Dir(t, "data", "synthea-100"), "*.ndjson.gz"))
+		for _, f := range files {
+			ls := readGz(t, f)
+			lines = append(lines, ls[:min(len(ls), 300)]...)
+		}
+	}
+	for name, data := range configs {
+		engine := func(tails bool) *Engine {
+			c, err := ParseConfig(data, Options{Compiler: FHIRPathCompiler(), Rand: zeroRand(), Keys: Keys{CryptoHashKey: "k", DateShiftKey: "k"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := NewEngine(c, EngineOptions{Rand: onesReader{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.noTailLists = !tails
+			return e
+		}
+		with, without := engine(true), engine(false)
+		if p := with.plan("Observation"); p.ntails == 0 {
+			t.Fatalf("%s: no rule with a tail applies to Observation", name)
+		}
+		ctx := WithNow(context.Background(), today)
+		compared, failed := 0, 0
+		for i, line := range lines {
+			a, _, errA := with.AnonymizeJSON(ctx, line, FileContext{})
+			b, _, errB := without.AnonymizeJSON(ctx, line, FileContext{})
+			if (errA == nil) != (errB == nil) || errA != nil && errA.Error() != errB.Error() {
+				t.Fatalf("%s, resource %d: error %v with the tail lists, %v without", name, i, errA, errB)
+			}
+			if errA != nil {
+				failed++
+				continue
+			}
+			compared++
+			if !bytes.Equal(a, b) {
+				t.Fatalf("%s, resource %d: with the tail lists %s\nwithout %s", name, i, a, b)
+			}
+		}
+		if compared < len(lines)/2 {
+			t.Fatalf("%s: %d resources compared, %d failed in both", name, compared, failed)
+		}
+	}
 }

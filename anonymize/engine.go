@@ -136,8 +136,8 @@ type CustomCall struct {
 // concurrent use.
 type Engine struct {
 	// noScrubMemo turns the scrub method's memo off, noElementList the
-	// element list of typing (tests compare).
-	noScrubMemo, noElementList bool
+	// element list of typing, noTailLists findTails (tests compare).
+	noScrubMemo, noElementList, noTailLists bool
 
 	cfg     *Config
 	params  Parameters
@@ -188,6 +188,22 @@ type typePlan struct {
 	// compartment holds the paths of the type's patient compartment
 	// parameters, split into element names (see compartmentPatient).
 	compartment [][]string
+	// tails groups the element names after the head call of the fast
+	// rules that have one ("nodesByType('Coding').system"), by head
+	// slot, so that the matches of all of them are found in one pass over
+	// the cached nodes of that slot; ruleTail[i] is the index of the
+	// matches of rules[i] among them (ntails), or -1.
+	tails    []tailGroup
+	ruleTail []int32
+	ntails   int
+}
+
+// tailGroup is the names looked up under the cached nodes of one slot;
+// their matches are the lists first, first+1, ... of run.tailLists.
+type tailGroup struct {
+	slot  int32
+	names []string
+	first int
 }
 
 type engineRule struct {
@@ -374,6 +390,7 @@ func (e *Engine) newPlan(t string) *typePlan {
 			p.compartment = append(p.compartment, strings.Split(path, "."))
 		}
 	}
+	defer p.groupTails()
 	for i := range e.rules {
 		rule := &e.rules[i]
 		if !rule.AppliesTo(t) {
@@ -394,6 +411,45 @@ func (e *Engine) newPlan(t string) *typePlan {
 		}
 	}
 	return p
+}
+
+// groupTails sets the plan's tails and ruleTail.
+func (p *typePlan) groupTails() {
+	type pair struct {
+		slot int32
+		name string
+	}
+	var pairs []pair
+	for _, rule := range p.rules {
+		if rule.fast != fastNone && rule.tail != "" && !rule.viaHead {
+			pairs = append(pairs, pair{rule.slot, rule.tail})
+		}
+	}
+	for _, pr := range pairs {
+		i := slices.IndexFunc(p.tails, func(g tailGroup) bool { return g.slot == pr.slot })
+		if i < 0 {
+			p.tails = append(p.tails, tailGroup{slot: pr.slot})
+			i = len(p.tails) - 1
+		}
+		if !slices.Contains(p.tails[i].names, pr.name) {
+			p.tails[i].names = append(p.tails[i].names, pr.name)
+		}
+	}
+	for i := range p.tails {
+		p.tails[i].first = p.ntails
+		p.ntails += len(p.tails[i].names)
+	}
+	p.ruleTail = make([]int32, len(p.rules))
+	for i, rule := range p.rules {
+		p.ruleTail[i] = -1
+		if rule.fast != fastNone && rule.tail != "" && !rule.viaHead {
+			for _, g := range p.tails {
+				if g.slot == rule.slot {
+					p.ruleTail[i] = int32(g.first + slices.Index(g.names, rule.tail))
+				}
+			}
+		}
+	}
 }
 
 // plan returns the plan of resource type t.
@@ -647,11 +703,19 @@ func (e *Engine) putRun(r *run) {
 		r.cache[i].reset()
 	}
 	ids, daysFn := r.scrub.ids, r.scrub.daysFn
+	tails := r.tailLists
+	for i := range tails {
+		if cap(tails[i]) > maxPooledScratch {
+			tails[i] = nil
+		}
+		clear(tails[i])
+		tails[i] = tails[i][:0]
+	}
 	clear(r.elems.Nodes)
 	*r = run{e: e, env: r.env, scratch: r.scratch[:0], elems: typed.Elements{Nodes: r.elems.Nodes[:0], Nested: r.elems.Nested[:0]},
 		pr:     pruner{state: r.pr.state[:0], empty: r.pr.empty[:0]},
 		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, elemSlots: r.elemSlots, matches: r.matches[:0], step: r.step[:0],
-		head: r.head[:0], pmemo: r.pmemo, smemo: r.smemo, hmemo: r.hmemo}
+		head: r.head[:0], pmemo: r.pmemo, smemo: r.smemo, hmemo: r.hmemo, tailLists: tails}
 	clear(ids)
 	r.scrub.ids, r.scrub.daysFn = ids[:0], daysFn
 	*r.env = fhirpath.Env{}
@@ -778,6 +842,12 @@ type run struct {
 	// changed the shape of the tree (substitute) since the walk.
 	nested       []*jsontree.Node
 	restructured bool
+	// reshaped reports that a rule added or moved nodes in the current
+	// resource (a substitute, an attachment's new size): the children
+	// findTails found may no longer be the tree's.
+	reshaped bool
+	// tailLists are the matches findTails found, by the plan's tail index.
+	tailLists [][]*jsontree.Node
 	// ruleSeq counts the rules applied in this run (to resources, nested
 	// ones included), so that what one application of a rule to a resource
 	// computes once (scrub options) can be told from the next's.
@@ -829,8 +899,11 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 	if plan.fast {
 		r.buildCaches(res, plan)
 	}
-	r.restructured = false
-	for _, rule := range plan.rules {
+	r.restructured, r.reshaped = false, false
+	if plan.fast && plan.ntails > 0 && !r.e.noTailLists {
+		r.findTails(plan)
+	}
+	for ri, rule := range plan.rules {
 		r.ruleSeq++
 		if rule.unsupported {
 			return ops, &ConfigError{Rule: rule.Index, Method: rule.MethodName, Path: rule.Path,
@@ -879,6 +952,10 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 				}
 			}
 			continue
+		case rule.fast != fastNone && !rule.viaHead && plan.fast && !r.reshaped && plan.ruleTail[ri] >= 0 && !r.e.noTailLists:
+			// The matches found before the rules ran: the tree has kept
+			// its shape since.
+			matches = append(matches, r.tailLists[plan.ruleTail[ri]]...)
 		case rule.fast != fastNone && !rule.viaHead:
 			for _, part := range r.cache[rule.slot].parts {
 				for _, n := range part {
@@ -982,6 +1059,27 @@ func (r *run) cachesFromList(lo, hi int, plan *typePlan) {
 				j++
 			}
 			i = end - 1
+		}
+	}
+}
+
+// findTails finds the matches of the plan's rules with a tail among the
+// children of the cached nodes (typed.Children of each, as the rule would at
+// its turn), one pass per slot.
+func (r *run) findTails(plan *typePlan) {
+	if len(r.tailLists) < plan.ntails {
+		r.tailLists = append(r.tailLists, make([][]*jsontree.Node, plan.ntails-len(r.tailLists))...)
+	}
+	for i := range plan.ntails {
+		clear(r.tailLists[i])
+		r.tailLists[i] = r.tailLists[i][:0]
+	}
+	for _, g := range plan.tails {
+		dsts := r.tailLists[g.first : g.first+len(g.names)]
+		for _, part := range r.cache[g.slot].parts {
+			for _, n := range part {
+				typed.ChildrenNamed(n, g.names, dsts)
+			}
 		}
 	}
 }

@@ -135,3 +135,34 @@ func TestElementsListSynthea(t *testing.T) {
 	}
 	t.Logf("%d resources of synthea-100 listed completely, with %d nested resources", complete, nested)
 }
+
+// TestChildrenNamed checks ChildrenNamed against Children, name by name,
+// on every element of a resource with shadows, arrays and choice elements.
+func TestChildrenNamed(t *testing.T) {
+	root, err := jsontree.Parse([]byte(`{"resourceType":"Patient","id":"p","name":[{"family":"F","given":["a","b"],"_given":[null,{"id":"x"}]}],
+	  "birthDate":"2000-01-01","_birthDate":{"extension":[{"url":"u","valueString":"v"}]},"deceasedBoolean":false,
+	  "telecom":[{"system":"phone","value":"1"},{"system":"email","value":"e"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := typed.Annotate(root, model.Get(model.R4)); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"given", "family", "extension", "deceased", "system", "value", "name", "telecom", "url", "nosuch"}
+	checked := 0
+	typed.Walk(root, func(n *jsontree.Node) bool {
+		dsts := make([][]*jsontree.Node, len(names))
+		typed.ChildrenNamed(n, names, dsts)
+		for i, name := range names {
+			want := typed.Children(n, name, nil)
+			if !slices.Equal(dsts[i], want) {
+				t.Errorf("%s: ChildrenNamed gives %d %q children, Children %d", typed.Location(n), len(dsts[i]), name, len(want))
+			}
+			checked += len(want)
+		}
+		return true
+	})
+	if checked < 10 {
+		t.Fatalf("only %d children compared", checked)
+	}
+}

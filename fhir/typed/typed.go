@@ -640,6 +640,24 @@ func Children(n *jsontree.Node, name string, dst []*jsontree.Node) []*jsontree.N
 	return dst
 }
 
+// ChildrenNamed is Children for several names at once: it appends to
+// dsts[i] the child elements of n called names[i], in one pass over n's
+// members.
+func ChildrenNamed(n *jsontree.Node, names []string, dsts [][]*jsontree.Node) {
+	o := container(n)
+	if o == nil {
+		return
+	}
+	for _, c := range o.Children() {
+		name := c.Name()
+		for i, want := range names {
+			if name == want {
+				dsts[i] = appendMember(c, dsts[i])
+			}
+		}
+	}
+}
+
 // AllChildren appends to dst every child element of n in document order.
 func AllChildren(n *jsontree.Node, dst []*jsontree.Node) []*jsontree.Node {
 	o := container(n)
