@@ -909,6 +909,12 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 			return ops, &ConfigError{Rule: rule.Index, Method: rule.MethodName, Path: rule.Path,
 				Msg: fmt.Sprintf("anonymization method %s not supported (on %s)", strings.ToUpper(rule.MethodName), res.Type())}
 		}
+		if rule.fast != fastNone && !rule.viaHead && r.cache[rule.slot].empty() {
+			// No element of the rule's type or name: nothing to do. (A
+			// rule that goes on after its head call may find nodes
+			// elsewhere, as with combine(): it is evaluated.)
+			continue
+		}
 		matches := r.matches[:0]
 		switch {
 		case rule.viaHead && !r.restructured:
@@ -918,7 +924,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 			// tree since the caches were built sends the rule to the
 			// evaluator instead.
 			head := r.head[:0]
-			if rule.fast == fastType && res.Type() == rule.arg || rule.fast == fastName && res.Name() == rule.arg {
+			if headMatches(res, rule) {
 				head = append(head, res)
 			}
 			for _, part := range r.cache[rule.slot].parts {
@@ -1061,6 +1067,12 @@ func (r *run) cachesFromList(lo, hi int, plan *typePlan) {
 			i = end - 1
 		}
 	}
+}
+
+// headMatches reports whether the head call of a fast-path rule finds the
+// resource res itself.
+func headMatches(res *jsontree.Node, rule *engineRule) bool {
+	return rule.fast == fastType && res.Type() == rule.arg || rule.fast == fastName && res.Name() == rule.arg
 }
 
 // findTails finds the matches of the plan's rules with a tail among the
@@ -1855,6 +1867,9 @@ func (l *nodeList) add(n *jsontree.Node) {
 	}
 	l.parts[k-1] = append(last, n)
 }
+
+// empty reports whether l holds no node.
+func (l *nodeList) empty() bool { return len(l.parts) == 0 || len(l.parts[0]) == 0 }
 
 // reset empties l, keeping its first part's memory for reuse.
 func (l *nodeList) reset() {
