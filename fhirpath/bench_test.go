@@ -168,3 +168,71 @@ func BenchmarkCompile(b *testing.B) {
 		}
 	}
 }
+
+// benchLongitudinalCodings evaluates the longitudinal profile's rule on
+// Codings (longitudinalCodings) with EvaluateWithHead, as the anonymizer
+// does, the head being a resource's Codings, on the synthea-100 resources
+// that have Codings: all of them (more than the processor's caches hold:
+// every node is read from memory, each time), or, with maxBytes > 0, every
+// n-th resource, about maxBytes of JSON (in cache, as a resource is while
+// the anonymizer applies its rules to it).
+func benchLongitudinalCodings(b *testing.B, maxBytes int, opts ...Option) {
+	roots := loadSynthea(b)
+	m := model.Get(model.R4)
+	e := MustCompile(longitudinalCodings, append([]Option{WithModel(m), WithFunctions(AnonymizerFunctions()...)}, opts...)...)
+	type job struct {
+		root *jsontree.Node
+		head []*jsontree.Node
+	}
+	var jobs []job
+	codings, stride := 0, 1
+	if maxBytes > 0 {
+		stride = int((syntheaBytes + int64(maxBytes) - 1) / int64(maxBytes))
+	}
+	for i, r := range roots {
+		if i%stride != 0 {
+			continue
+		}
+		var head []*jsontree.Node
+		typed.Walk(r, func(n *jsontree.Node) bool {
+			if n.Type() == "Coding" {
+				head = append(head, n)
+			}
+			return true
+		})
+		if len(head) > 0 {
+			jobs = append(jobs, job{r, head})
+			codings += len(head)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	results := 0
+	for b.Loop() {
+		results = 0
+		for _, j := range jobs {
+			res, err := e.EvaluateWithHead(j.root, j.head, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			results += len(res)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(codings), "ns/coding")
+	b.ReportMetric(float64(codings), "codings/op")
+	b.ReportMetric(float64(len(jobs)), "resources/op")
+	b.ReportMetric(float64(results), "results/op")
+}
+
+// BenchmarkLongitudinalCodings measures the longitudinal rule on Codings
+// with the criteria memo and without it, on resources in cache (warm) and
+// on all of synthea-100 (all).
+func BenchmarkLongitudinalCodings(b *testing.B) {
+	for _, set := range []struct {
+		name     string
+		maxBytes int
+	}{{"warm", 256 << 10}, {"all", 0}} {
+		b.Run(set.name+"/memo", func(b *testing.B) { benchLongitudinalCodings(b, set.maxBytes) })
+		b.Run(set.name+"/nomemo", func(b *testing.B) { benchLongitudinalCodings(b, set.maxBytes, withoutMemo()) })
+	}
+}
