@@ -3,8 +3,10 @@ package fhirpath
 import (
 	"bufio"
 	"compress/gzip"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -169,30 +171,16 @@ func BenchmarkCompile(b *testing.B) {
 	}
 }
 
-// benchLongitudinalCodings evaluates the longitudinal profile's rule on
-// Codings (longitudinalCodings) with EvaluateWithHead, as the anonymizer
-// does, the head being a resource's Codings, on the synthea-100 resources
-// that have Codings: all of them (more than the processor's caches hold:
-// every node is read from memory, each time), or, with maxBytes > 0, every
-// n-th resource, about maxBytes of JSON (in cache, as a resource is while
-// the anonymizer applies its rules to it).
-func benchLongitudinalCodings(b *testing.B, maxBytes int, opts ...Option) {
-	roots := loadSynthea(b)
-	m := model.Get(model.R4)
-	e := MustCompile(longitudinalCodings, append([]Option{WithModel(m), WithFunctions(AnonymizerFunctions()...)}, opts...)...)
-	type job struct {
-		root *jsontree.Node
-		head []*jsontree.Node
-	}
-	var jobs []job
-	codings, stride := 0, 1
-	if maxBytes > 0 {
-		stride = int((syntheaBytes + int64(maxBytes) - 1) / int64(maxBytes))
-	}
-	for i, r := range roots {
-		if i%stride != 0 {
-			continue
-		}
+// codingJob is a resource and its Codings, in document order.
+type codingJob struct {
+	root *jsontree.Node
+	head []*jsontree.Node
+}
+
+// codingJobs returns the jobs of the resources that have Codings.
+func codingJobs(roots []*jsontree.Node) []codingJob {
+	var jobs []codingJob
+	for _, r := range roots {
 		var head []*jsontree.Node
 		typed.Walk(r, func(n *jsontree.Node) bool {
 			if n.Type() == "Coding" {
@@ -201,9 +189,21 @@ func benchLongitudinalCodings(b *testing.B, maxBytes int, opts ...Option) {
 			return true
 		})
 		if len(head) > 0 {
-			jobs = append(jobs, job{r, head})
-			codings += len(head)
+			jobs = append(jobs, codingJob{r, head})
 		}
+	}
+	return jobs
+}
+
+// benchLongitudinalCodings evaluates the longitudinal profile's rule on
+// Codings (longitudinalCodings) with EvaluateWithHead, as the anonymizer
+// does, the head being a resource's Codings, on each job per iteration.
+func benchLongitudinalCodings(b *testing.B, jobs []codingJob, opts ...Option) {
+	m := model.Get(model.R4)
+	e := MustCompile(longitudinalCodings, append([]Option{WithModel(m), WithFunctions(AnonymizerFunctions()...)}, opts...)...)
+	codings := 0
+	for _, j := range jobs {
+		codings += len(j.head)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -225,14 +225,51 @@ func benchLongitudinalCodings(b *testing.B, maxBytes int, opts ...Option) {
 }
 
 // BenchmarkLongitudinalCodings measures the longitudinal rule on Codings
-// with the criteria memo and without it, on resources in cache (warm) and
-// on all of synthea-100 (all).
+// with the criteria memo and without it, on synthea-100 resources: every
+// n-th one, about 256 KB of JSON that stays in the processor's cache as a
+// resource does while the anonymizer applies its rules to it (warm), and
+// all of them, whose nodes are read from memory each time (all).
 func BenchmarkLongitudinalCodings(b *testing.B) {
-	for _, set := range []struct {
-		name     string
-		maxBytes int
-	}{{"warm", 256 << 10}, {"all", 0}} {
-		b.Run(set.name+"/memo", func(b *testing.B) { benchLongitudinalCodings(b, set.maxBytes) })
-		b.Run(set.name+"/nomemo", func(b *testing.B) { benchLongitudinalCodings(b, set.maxBytes, withoutMemo()) })
+	roots := loadSynthea(b)
+	stride := int((syntheaBytes + 256<<10 - 1) / (256 << 10))
+	var sample []*jsontree.Node
+	for i := 0; i < len(roots); i += stride {
+		sample = append(sample, roots[i])
 	}
+	for _, set := range []struct {
+		name string
+		jobs []codingJob
+	}{{"warm", codingJobs(sample)}, {"all", codingJobs(roots)}} {
+		b.Run(set.name+"/memo", func(b *testing.B) { benchLongitudinalCodings(b, set.jobs) })
+		b.Run(set.name+"/nomemo", func(b *testing.B) { benchLongitudinalCodings(b, set.jobs, withoutMemo()) })
+	}
+}
+
+// BenchmarkLongitudinalCodingsUnique measures the memo's worst case:
+// synthetic resources whose 4096 Codings all have another system, more
+// than the memo holds, so that every lookup misses.
+func BenchmarkLongitudinalCodingsUnique(b *testing.B) {
+	var roots []*jsontree.Node
+	for r := 0; r < 64; r++ {
+		var sb strings.Builder
+		sb.WriteString(`{"resourceType":"Observation","status":"final","code":{"coding":[`)
+		for i := 0; i < 64; i++ {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			fmt.Fprintf(&sb, `{"system":"http://example.org/fhir/CodeSystem/local-%d","code":"c","display":"d"}`, r*64+i)
+		}
+		sb.WriteString(`]}}`)
+		root, err := jsontree.Parse([]byte(sb.String()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := typed.Annotate(root, model.Get(model.R4)); err != nil {
+			b.Fatal(err)
+		}
+		roots = append(roots, root)
+	}
+	jobs := codingJobs(roots)
+	b.Run("memo", func(b *testing.B) { benchLongitudinalCodings(b, jobs) })
+	b.Run("nomemo", func(b *testing.B) { benchLongitudinalCodings(b, jobs, withoutMemo()) })
 }

@@ -185,7 +185,7 @@ type evalCtx struct {
 	headSet   bool
 	// memo keeps criteria results (see memo.go); it is allocated on first
 	// use and kept when the context is pooled.
-	memo *[memoSize]memoEntry
+	memo *memoTable
 }
 
 // variable is a variable set by defineVariable().

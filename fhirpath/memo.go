@@ -131,15 +131,23 @@ const (
 )
 
 // memoEntry is one slot of the memo table; site is nil in a free slot.
-// Its strings are copies: node values may be slices of an input buffer
-// that is reused. The hash of a key mixes in its flags and kind, so keys
+// key is the FHIR type followed by the value (typLen bytes of type), one
+// copy of both: node values may be slices of an input buffer that is
+// reused. The hash of a key mixes in its flags and kind, so keys
 // that differ in them never share a pair; they are compared all the same.
 type memoEntry struct {
-	site     *memoSite
-	typ, val string
-	kind     jsontree.Kind
-	flags    uint8
-	match    bool
+	site   *memoSite
+	key    string
+	typLen uint8
+	kind   jsontree.Kind
+	flags  uint8
+	match  bool
+}
+
+// is reports whether e holds the key site, typ, val, kind, flags.
+func (e *memoEntry) is(site *memoSite, typ, val string, kind jsontree.Kind, flags uint8) bool {
+	return e.site == site && e.flags == flags && e.kind == kind && len(e.key) == len(typ)+len(val) &&
+		int(e.typLen) == len(typ) && e.key[len(typ):] == val && e.key[:len(typ)] == typ
 }
 
 // memoHash hashes a value, eight bytes at a time. It is deterministic:
@@ -198,10 +206,48 @@ func (c *evalCtx) memoKey(m *memoSite, n *jsontree.Node) (typ, val string, kind 
 	default:
 		return "", "", 0, memoUnknown
 	}
-	if child.Shadow() != nil || len(child.Value()) > maxMemoValue {
+	if child.Shadow() != nil || len(child.Value()) > maxMemoValue || len(child.Type()) > 255 {
 		return "", "", 0, memoUnknown
 	}
 	return child.Type(), child.Value(), child.Kind, flags
+}
+
+// memoTable is the memo of a context: its entries, and per site how well
+// they serve it.
+type memoTable struct {
+	entries [memoSize]memoEntry
+	stats   [memoStatSlots]memoStat
+}
+
+// memoStat counts the lookups of a site and their hits. A site whose
+// lookups hit less than a quarter of the time over memoProbe lookups (its
+// values rarely repeat, or are rarely memoizable) is evaluated without the
+// memo for its next memoSkip items, which bounds what the memo costs it:
+// finding the member, hashing its value, copying it into the table.
+type memoStat struct {
+	site          *memoSite
+	lookups, hits uint32
+	skip          uint32
+}
+
+const (
+	memoStatSlots = 16 // a power of two
+	memoProbe     = 256
+	memoSkip      = 4096
+)
+
+// count counts a lookup.
+func (st *memoStat) count(hit bool) {
+	st.lookups++
+	if hit {
+		st.hits++
+	}
+	if st.lookups == memoProbe {
+		if st.hits < memoProbe/4 {
+			st.skip = memoSkip
+		}
+		st.lookups, st.hits = 0, 0
+	}
 }
 
 // criteria evaluates the criteria argument a of where(), exists() or all()
@@ -212,40 +258,55 @@ func (c *evalCtx) memoKey(m *memoSite, n *jsontree.Node) (typ, val string, kind 
 func (c *evalCtx) criteria(a *argument, it Item, i int) (match, ok bool, err error) {
 	m := a.memo
 	if m == nil || it.node == nil {
-		r, err := c.lambda(a, it, i)
-		if err != nil {
-			return false, false, err
-		}
-		b, known, ok := boolOf(r)
-		return known && b, ok, nil
+		return c.evalCriteria(a, it, i)
+	}
+	if c.memo == nil {
+		c.memo = new(memoTable)
+	}
+	st := &c.memo.stats[m.mix>>60&(memoStatSlots-1)]
+	if st.site != m {
+		*st = memoStat{site: m}
+	}
+	if st.skip > 0 {
+		st.skip--
+		return c.evalCriteria(a, it, i)
 	}
 	typ, val, kind, flags := c.memoKey(m, it.node)
-	var pair *[2]memoEntry
-	if flags&memoUnknown == 0 {
-		if c.memo == nil {
-			c.memo = new([memoSize]memoEntry)
-		}
-		h := memoHash(val) ^ m.mix ^ uint64(flags)<<4 ^ uint64(kind)<<1
-		j := h & (memoSize - 1) &^ 1
-		pair = (*[2]memoEntry)(c.memo[j : j+2])
-		for k := range pair {
-			if x := &pair[k]; x.site == m && x.flags == flags && x.kind == kind && x.val == val && x.typ == typ {
-				return x.match, true, nil
-			}
+	if flags&memoUnknown != 0 {
+		st.count(false)
+		return c.evalCriteria(a, it, i)
+	}
+	h := memoHash(val) ^ m.mix ^ uint64(flags)<<4 ^ uint64(kind)<<1
+	j := h & (memoSize - 1) &^ 1
+	pair := (*[2]memoEntry)(c.memo.entries[j : j+2])
+	for k := range pair {
+		if pair[k].is(m, typ, val, kind, flags) {
+			st.count(true)
+			return pair[k].match, true, nil
 		}
 	}
+	st.count(false)
+	match, ok, err = c.evalCriteria(a, it, i)
+	if err == nil && ok {
+		// The pair's first entry is the newer: it moves to the second.
+		pair[1] = pair[0]
+		var key strings.Builder // a copy even when typ is empty
+		key.Grow(len(typ) + len(val))
+		key.WriteString(typ)
+		key.WriteString(val)
+		pair[0] = memoEntry{site: m, key: key.String(), typLen: uint8(len(typ)), kind: kind, flags: flags, match: match}
+	}
+	return match, ok, err
+}
+
+// evalCriteria evaluates a criteria without the memo (see criteria).
+func (c *evalCtx) evalCriteria(a *argument, it Item, i int) (match, ok bool, err error) {
 	r, err := c.lambda(a, it, i)
 	if err != nil {
 		return false, false, err
 	}
 	b, known, ok := boolOf(r)
-	match = known && b
-	if pair != nil && ok {
-		// The pair's first entry is the newer: it moves to the second.
-		pair[1] = pair[0]
-		pair[0] = memoEntry{site: m, typ: strings.Clone(typ), val: strings.Clone(val), kind: kind, flags: flags, match: match}
-	}
-	return match, ok, nil
+	return known && b, ok, nil
 }
 
 // memoize makes the criteria of the call e of where(), exists() or all(),

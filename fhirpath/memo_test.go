@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"fhirdeid/fhir/model"
@@ -263,8 +264,8 @@ func TestMemoIsConsulted(t *testing.T) {
 		t.Fatal("no memo after evaluating a memoized criteria")
 	}
 	stored := 0
-	for i := range c.memo {
-		en := &c.memo[i]
+	for i := range c.memo.entries {
+		en := &c.memo.entries[i]
 		if en.site == nil {
 			continue
 		}
@@ -316,9 +317,9 @@ func TestMemoCopiesValues(t *testing.T) {
 		}
 		copy(buf[at:], "http://zzz")
 		var vals []string
-		for j := range c.memo {
-			if c.memo[j].site != nil {
-				vals = append(vals, c.memo[j].val)
+		for j := range c.memo.entries {
+			if en := &c.memo.entries[j]; en.site != nil {
+				vals = append(vals, en.key[en.typLen:])
 			}
 		}
 		slices.Sort(vals)
@@ -440,5 +441,133 @@ func TestMemoKeyedBySite(t *testing.T) {
 				t.Errorf("round %d, %s: %v, %v, %v; want %v", round, exprString(tc.a.ast), match, ok, err, tc.want)
 			}
 		}
+	}
+}
+
+// Goroutines evaluating memoized expressions at once (each with contexts
+// of its own from the pool) get the results of evaluating without memo;
+// go test -race checks that they share no memo.
+func TestMemoConcurrent(t *testing.T) {
+	m := model.Get(model.R4)
+	roots := memoResources(t)
+	funcs := WithFunctions(AnonymizerFunctions()...)
+	type pair struct{ with, without *Expression }
+	var exprs []pair
+	for _, tc := range memoCriteria[:12] {
+		exprs = append(exprs, pair{MustCompile(tc.src, WithModel(m), funcs), MustCompile(tc.src, WithModel(m), funcs, withoutMemo())})
+	}
+	type result struct {
+		items []Item
+		err   error
+	}
+	want := make([][]result, len(exprs))
+	for i, p := range exprs {
+		for _, r := range roots {
+			items, err := p.without.Evaluate(r, nil)
+			want[i] = append(want[i], result{items, err})
+		}
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := 0; round < 30; round++ {
+				for i := range exprs {
+					// Each goroutine takes the expressions in another order.
+					i = (i + g*3) % len(exprs)
+					for j, r := range roots {
+						items, err := exprs[i].with.Evaluate(r, nil)
+						if w := want[i][j]; !sameResult(items, err, w.items, w.err) {
+							t.Errorf("%s on resource %d: %v, %v; want %v, %v", exprs[i].with, j, items, err, w.items, w.err)
+							return
+						}
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// A site whose values rarely repeat stops using the memo after a probe of
+// memoProbe lookups for memoSkip items, then probes again; a site whose
+// values repeat keeps it. Either way the results are the criteria's.
+func TestMemoAdapts(t *testing.T) {
+	m := model.Get(model.R4)
+	const n = memoProbe + memoSkip + memoProbe/2
+	var sb strings.Builder
+	sb.WriteString(`{"resourceType":"Observation","status":"final","code":{"coding":[`)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `{"system":"http://example.org/%d","code":"c"}`, i)
+	}
+	sb.WriteString(`]}}`)
+	root := typedJSON(t, sb.String())
+	var items []Item
+	for _, n := range root.Get("code").Get("coding").Children() {
+		items = append(items, Item{node: n})
+	}
+	cp := &compiler{src: "", cfg: &config{model: m}}
+	ast, err := parse(`system.startsWith('http://example.org/1')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &argument{ast: ast, memo: newMemoSite("system", false)}
+	if a.fn, err = cp.compile(ast); err != nil {
+		t.Fatal(err)
+	}
+	c := (&Expression{cfg: cp.cfg}).newCtx(nil)
+	defer release(c)
+	c.memo = nil
+	stored := func() int {
+		k := 0
+		for i := range c.memo.entries {
+			if c.memo.entries[i].site == a.memo {
+				k++
+			}
+		}
+		return k
+	}
+	check := func(it Item, i int) {
+		t.Helper()
+		match, ok, err := c.criteria(a, it, i)
+		want, wok, werr := c.evalCriteria(a, it, i)
+		if match != want || ok != wok || err != werr {
+			t.Fatalf("item %d: %v, %v, %v; want %v, %v, %v", i, match, ok, err, want, wok, werr)
+		}
+	}
+	for i, it := range items {
+		check(it, i)
+		switch i + 1 {
+		case memoProbe - 1:
+			// Some may have been pushed out of their pair.
+			if got := stored(); got < memoProbe*7/8 || got > memoProbe-1 {
+				t.Fatalf("%d entries during the probe, want about %d", got, memoProbe-1)
+			}
+		case memoProbe + memoSkip:
+			// The whole skip: nothing more stored.
+			if got := stored(); got > memoProbe {
+				t.Fatalf("%d entries after the skip, want at most %d", got, memoProbe)
+			}
+		}
+	}
+	if got := stored(); got <= memoProbe {
+		t.Errorf("%d entries after the second probe began, want more than %d", got, memoProbe)
+	}
+	// Repeating values keep the memo: 3 entries, hit from then on.
+	c.memo = nil
+	for round := 0; round < 8; round++ {
+		for i := 0; i < 3*memoProbe; i++ {
+			check(items[i%3], i)
+		}
+	}
+	if got := stored(); got != 3 {
+		t.Errorf("%d entries for 3 repeating values, want 3", got)
+	}
+	if st := c.memo.stats[a.memo.mix>>60&(memoStatSlots-1)]; st.site != a.memo || st.skip != 0 {
+		t.Errorf("stats of a site whose values repeat: %+v, want no skip", st)
 	}
 }
