@@ -18,11 +18,12 @@ import (
 // of their absence, or of the FHIR type, JSON kind and value of a single
 // primitive without id or extensions. The evaluation context then keeps
 // the boolean result per call site and such key (see evalCtx.criteria), in
-// a bounded direct-mapped table that lives in the pooled context and so
-// lasts across evaluations. Other items (several elements of the member, a
-// primitive with an id or extensions or without a value, a long value) and
-// results that are errors or not a single boolean are evaluated as before,
-// every time.
+// a bounded 2-way set-associative table that lives in the pooled context
+// and so lasts across evaluations. Other items (several elements of the
+// member, a primitive with an id or extensions or without a value, a long
+// value) and results that are errors or not a single boolean are evaluated
+// as before, every time; so are, for a while, the items of a site whose
+// lookups rarely hit (see memoStat).
 
 // memoSite is a criteria argument whose result depends only on the
 // elements named name of $this.
