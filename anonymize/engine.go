@@ -184,6 +184,9 @@ type typePlan struct {
 	// types and names report whether any slot is a type, or a name: the
 	// cache walk looks up only those.
 	types, names bool
+	// compartment holds the paths of the type's patient compartment
+	// parameters, split into element names (see compartmentPatient).
+	compartment [][]string
 }
 
 type engineRule struct {
@@ -208,6 +211,8 @@ type engineRule struct {
 	// Children).
 	members []string
 	cases   []GeneralizeCase
+	// shiftDates is the scrub setting "dates": "shift".
+	shiftDates bool
 }
 
 var memberPathRegexp = regexp.MustCompile(`^[a-z][A-Za-z0-9]*(\.[a-z][A-Za-z0-9]*)*$`)
@@ -286,6 +291,9 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 	}
 	for _, r := range cfg.Rules() {
 		er := engineRule{Rule: r}
+		if v, ok := r.settings.Get("dates"); ok && v.Kind == StringValue && strings.EqualFold(v.Text, "shift") {
+			er.shiftDates = true
+		}
 		if sm := fastPathRegexp.FindStringSubmatch(r.Path); sm != nil {
 			er.fast, er.arg, er.tail = fastType, sm[2], sm[4]
 			if sm[1] == "Name" {
@@ -360,6 +368,11 @@ func NewEngine(cfg *Config, opts EngineOptions) (*Engine, error) {
 // newPlan selects the rules that apply to resources of type t.
 func (e *Engine) newPlan(t string) *typePlan {
 	p := &typePlan{want: make([]bool, e.nslots)}
+	for _, param := range e.model.PatientCompartment(t) {
+		for _, path := range param.Paths {
+			p.compartment = append(p.compartment, strings.Split(path, "."))
+		}
+	}
 	for i := range e.rules {
 		rule := &e.rules[i]
 		if !rule.AppliesTo(t) {
@@ -769,14 +782,12 @@ type run struct {
 		// key is what, beside a text, decides the scrubber's result under
 		// opts (see scrubMemo).
 		key scrubOptionsKey
-		// patient is the identifier set of the patient patientID (if
-		// patientSet), ids the buffer of opts.Identifiers, daysFn the
+		// patient is the identifier set of the resource's patient (see
+		// scrubMemo), ids the buffer of opts.Identifiers, daysFn the
 		// opts.ShiftDays function (it returns key.days).
-		patient    *scrub.Identifiers
-		patientID  string
-		patientSet bool
-		ids        []*scrub.Identifiers
-		daysFn     func() int
+		patient *scrub.Identifiers
+		ids     []*scrub.Identifiers
+		daysFn  func() int
 	}
 	// smemo, kept from call to call, remembers recent scrubber results,
 	// hmemo recent cryptoHash results.
@@ -787,7 +798,7 @@ type run struct {
 	// pshift is the state of dateShiftScope "patient"; pmemo, kept from
 	// call to call, the last patient's offset.
 	pshift patientShiftState
-	pmemo  patientMemo
+	pmemo  *patientMemo
 }
 
 // resource processes one resource and its nested resources, and returns the

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash/maphash"
 	"strings"
 	"time"
 
@@ -82,25 +83,38 @@ func (r *run) enterPatientScope(res *jsontree.Node) patientShiftState {
 	return prev
 }
 
-// patientOffset returns the offset of the patient id. The last one is
-// remembered from resource to resource (the run is pooled): an export's
-// files hold a patient's resources one after another, and the keyed hash
-// cost as much as the rest of the date shifting.
+// patientOffset returns the offset of the patient id. The offsets of
+// recent patients are remembered from resource to resource (the run is
+// pooled, and a pooled run serves the files being processed in turn): an
+// export's files hold a patient's resources one after another, and the
+// keyed hash cost as much as the rest of the date shifting.
 func (r *run) patientOffset(id string) int {
-	m := &r.pmemo
-	if m.set && m.id == id {
-		return m.offset
+	m := r.pmemo
+	if m == nil {
+		m = &patientMemo{seed: maphash.MakeSeed()}
+		r.pmemo = m
+	}
+	e := &m.entries[maphash.String(m.seed, id)%patientMemoSize]
+	if e.set && e.id == id {
+		return e.offset
 	}
 	p := &r.e.params
 	o := PatientDateShiftOffset(p.DateShiftKey, "patient", id, p.DateShiftRangeInDays)
 	// The id may be text memory that the parser reuses: keep a copy.
-	*m = patientMemo{id: strings.Clone(id), offset: o, set: true}
+	*e = patientMemoEntry{id: strings.Clone(id), offset: o, set: true}
 	return o
 }
 
-// patientMemo is the offset of the last patient whose offset a run
-// computed.
+// patientMemo holds the offsets of the patients whose offsets a run
+// computed last; it is direct-mapped.
 type patientMemo struct {
+	seed    maphash.Seed
+	entries [patientMemoSize]patientMemoEntry
+}
+
+const patientMemoSize = 256
+
+type patientMemoEntry struct {
 	id     string
 	offset int
 	set    bool
@@ -115,24 +129,22 @@ func compartmentPatient(e *Engine, res *jsontree.Node) (string, bool) {
 		}
 		return "", false
 	}
-	var buf [8]*jsontree.Node
+	var buf, buf2 [8]*jsontree.Node
 	var rbuf [2]*jsontree.Node
-	for _, param := range e.model.PatientCompartment(res.Type()) {
-		for _, path := range param.Paths {
-			nodes := append(buf[:0], res)
-			for step := range strings.SplitSeq(path, ".") {
-				var next []*jsontree.Node
-				for _, n := range nodes {
-					next = typed.Children(n, step, next)
-				}
-				nodes = next
+	for _, path := range e.plan(res.Type()).compartment {
+		nodes, spare := append(buf[:0], res), buf2[:0]
+		for _, step := range path {
+			next := spare[:0]
+			for _, n := range nodes {
+				next = typed.Children(n, step, next)
 			}
-			for _, ref := range nodes {
-				for _, c := range typed.Children(ref, "reference", rbuf[:0]) {
-					if c.Kind == jsontree.String {
-						if id, ok := PatientReferenceID(c.Value()); ok {
-							return id, true
-						}
+			nodes, spare = next, nodes
+		}
+		for _, ref := range nodes {
+			for _, c := range typed.Children(ref, "reference", rbuf[:0]) {
+				if c.Kind == jsontree.String {
+					if id, ok := PatientReferenceID(c.Value()); ok {
+						return id, true
 					}
 				}
 			}

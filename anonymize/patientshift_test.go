@@ -1,8 +1,10 @@
 package anonymize
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -264,5 +266,38 @@ func TestEnginePatientScopeSTU3(t *testing.T) {
 	a := shift(`{"resourceType":"AuditEvent","id":"a","type":{"code":"rest"},"recorded":"2000-03-01T08:00:00Z","agent":[{"requestor":true,"reference":{"reference":"Patient/x1"}}],"source":{"identifier":{"value":"s"}}}`, "recorded")
 	if p == "" || a == "" || p == "2000-03-01" || a[:10] != p || a[10:] != "T08:00:00Z" {
 		t.Errorf("STU3: Patient %q, AuditEvent %q", p, a)
+	}
+}
+
+// TestPatientOffsetMemo de-identifies the resources of more patients than
+// the run's memo of offsets holds, in turn and then in another order: each
+// date moves by its own patient's offset.
+func TestPatientOffsetMemo(t *testing.T) {
+	e := newTestEngine(t, `{"fhirVersion":"R4","fhirPathRules":[
+	  {"path":"nodesByType('dateTime')","method":"dateShift"},
+	  {"path":"Resource","method":"keep"}],
+	  "parameters":{"dateShiftKey":"memo","dateShiftScope":"patient"}}`)
+	const n = 3 * patientMemoSize
+	distinct := map[string]bool{}
+	for round, step := range []int{1, 7, 1} {
+		for i := 0; i < n; i++ {
+			id := fmt.Sprintf("p%d", i*step%n)
+			in := `{"resourceType":"Condition","id":"c","subject":{"reference":"Patient/` + id + `"},"onsetDateTime":"2019-07-22"}`
+			out, _, err := e.AnonymizeJSON(WithNow(context.Background(), today), []byte(in), FileContext{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _, _, err := ShiftDateKeepTime("2019-07-22", DateTime, PatientDateShiftOffset("memo", "patient", id, 0), true, false, today)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Contains(out, []byte(`"onsetDateTime":"`+want+`"`)) {
+				t.Fatalf("round %d, patient %s: %s, want onset %s", round, id, out, want)
+			}
+			distinct[want] = true
+		}
+	}
+	if len(distinct) < 20 {
+		t.Fatalf("only %d distinct shifted dates over %d patients", len(distinct), n)
 	}
 }

@@ -490,7 +490,7 @@ func TestScrubMemoSameOutput(t *testing.T) {
 	held := 0
 	if r.smemo.entries != nil {
 		for _, e := range r.smemo.entries {
-			if e.key.text != "" {
+			if e.text != "" {
 				held++
 			}
 		}

@@ -1,6 +1,7 @@
 package anonymize
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -371,5 +372,104 @@ func TestScrubAttachmentData(t *testing.T) {
 		if a2 := content[1].(map[string]any)["attachment"].(map[string]any); a2["data"] != nil {
 			t.Errorf("image data kept")
 		}
+	}
+}
+
+// TestScrubMemoAcrossPatients scrubs the same texts for several patients in
+// turn, with the memo and without it: a text that names one patient is
+// scrubbed for that patient only, a text with a date follows each
+// patient's shift, and the others are reused, all giving what scrubbing
+// each text afresh gives.
+func TestScrubMemoAcrossPatients(t *testing.T) {
+	const config = `{"fhirVersion":"R4","fhirPathRules":[
+	  {"path":"nodesByType('dateTime')","method":"dateShift"},
+	  {"path":"nodesByType('Annotation').text","method":"scrub","dates":"shift"},
+	  {"path":"nodesByType('CodeableConcept').text","method":"scrub"},
+	  {"path":"Resource","method":"keep"}],
+	  "parameters":{"dateShiftKey":"k","dateShiftScope":"patient"}}`
+	with, without := newTestEngine(t, config), newTestEngine(t, config)
+	without.noScrubMemo = true
+	col := with.NewIdentifierCollector()
+	for _, p := range []string{
+		`{"resourceType":"Patient","id":"p1","name":[{"family":"Brown","given":["Rose"]}]}`,
+		`{"resourceType":"Patient","id":"p2","name":[{"family":"Green","given":["Major"]}],"telecom":[{"system":"phone","value":"410 555 0199"}]}`,
+		`{"resourceType":"Patient","id":"p3"}`,
+	} {
+		if err := col.Add([]byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := WithScrubInput(context.Background(), col.Input())
+	texts := []string{"Brown stool, green bile", "major bleed, green bile", "Body Height", "Seen 2019-07-22 by Rose", "Rose"}
+	outs := map[string]map[string]bool{} // text -> the distinct outputs
+	for round := 0; round < 3; round++ {
+		for _, patient := range []string{"p1", "p2", "p3", "p1", "p3", "p2", "p2"} {
+			for _, text := range texts {
+				in := `{"resourceType":"Condition","id":"c","subject":{"reference":"Patient/` + patient + `"},"code":{"text":"` + text +
+					`"},"note":[{"text":"` + text + `"}]}`
+				a, _, err := with.AnonymizeJSON(ctx, []byte(in), FileContext{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _, err := without.AnonymizeJSON(ctx, []byte(in), FileContext{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(a, b) {
+					t.Fatalf("round %d, patient %s, text %q: with the memo %s, without %s", round, patient, text, a, b)
+				}
+				var m struct {
+					Note []struct{ Text string }
+				}
+				if err := json.Unmarshal(a, &m); err != nil || len(m.Note) != 1 {
+					t.Fatalf("output %s: %v", a, err)
+				}
+				if outs[text] == nil {
+					outs[text] = map[string]bool{}
+				}
+				outs[text][m.Note[0].Text] = true
+			}
+		}
+	}
+	// The texts that name a patient or hold a date differ by patient; the
+	// others do not.
+	for text, want := range map[string]int{texts[0]: 3, texts[1]: 2, texts[2]: 1, texts[3]: 3, texts[4]: 2} {
+		if got := len(outs[text]); got != want {
+			t.Errorf("%q: %d distinct outputs over the patients, want %d", text, got, want)
+		}
+	}
+}
+
+// TestScrubKeepsAConceptTextItsCodingShows checks that a CodeableConcept's
+// text equal to a display of its codings that an earlier rule left in place
+// is kept, while other texts, and a text whose equal display no rule has
+// processed yet, are scrubbed.
+func TestScrubKeepsAConceptTextItsCodingShows(t *testing.T) {
+	e := newTestEngine(t, `{"fhirVersion":"R4","fhirPathRules":[
+	  {"path":"nodesByType('Coding').where(system = 'http://loinc.org').display","method":"keep"},
+	  {"path":"nodesByType('CodeableConcept').text","method":"scrub"},
+	  {"path":"nodesByType('Coding').display","method":"scrub"},
+	  {"path":"Resource","method":"keep"}]}`)
+	obs := func(system, display, text string) (string, string) {
+		in := `{"resourceType":"Observation","id":"o","status":"final","code":{"coding":[{"system":"` + system + `","code":"1","display":"` + display +
+			`"}],"text":"` + text + `"}}`
+		m := scrubAnon(t, e, context.Background(), in)
+		code := m["code"].(map[string]any)
+		return code["text"].(string), code["coding"].([]any)[0].(map[string]any)["display"].(string)
+	}
+	// The vocabulary layer takes "Body Height" for a name.
+	if got := scrub.Scrub("Body Height", scrub.Options{}).Text; got == "Body Height" {
+		t.Fatalf("the scrubber keeps %q: the test needs a text it changes", got)
+	}
+	if text, display := obs("http://loinc.org", "Body Height", "Body Height"); text != "Body Height" || display != "Body Height" {
+		t.Errorf("LOINC display kept, text = %q, display = %q; want both kept", text, display)
+	}
+	if text, _ := obs("http://loinc.org", "Body Height", "Body Height of John Smith"); text == "Body Height of John Smith" {
+		t.Errorf("a text other than the display is kept: %q", text)
+	}
+	// The display of another system is scrubbed after the text: the text
+	// is scrubbed as it was.
+	if text, display := obs("http://example.org/local", "Body Height", "Body Height"); text == "Body Height" || display == "Body Height" {
+		t.Errorf("local coding: text = %q, display = %q; want both scrubbed", text, display)
 	}
 }

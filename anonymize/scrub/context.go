@@ -2,6 +2,7 @@ package scrub
 
 import (
 	"hash/maphash"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -9,11 +10,10 @@ import (
 // Identifiers is the contextual layer's input: one patient's own identifiers
 // (names and their parts, addresses, phone numbers, identifier values) and
 // those of the people and organisations around it. Values are kept only as
-// keyed 64-bit hashes (the key is random and per set, never stored), matched
+// keyed 64-bit hashes (the key is random and per process, never stored), matched
 // case- and punctuation-insensitively. Build it with the Add methods, then
 // share it read-only: it is safe for concurrent use once built.
 type Identifiers struct {
-	seed   maphash.Seed
 	words  map[uint64]Kind // one normalised word
 	seqs   map[uint64]Kind // several words, joined by single spaces
 	starts map[uint64]bool // the first words of seqs
@@ -32,7 +32,7 @@ type Identifiers struct {
 
 // NewIdentifiers returns an empty set.
 func NewIdentifiers() *Identifiers {
-	return &Identifiers{seed: maphash.MakeSeed(), words: map[uint64]Kind{}, seqs: map[uint64]Kind{}, starts: map[uint64]bool{}, ids: map[uint64]Kind{}}
+	return &Identifiers{words: map[uint64]Kind{}, seqs: map[uint64]Kind{}, starts: map[uint64]bool{}, ids: map[uint64]Kind{}}
 }
 
 // NewSharedIdentifiers returns an empty set for identifiers matched in
@@ -54,7 +54,11 @@ func (x *Identifiers) Len() int {
 	return x.n
 }
 
-func (x *Identifiers) h(s string) uint64 { return maphash.String(x.seed, s) }
+// idSeed keys the hashes of every Identifiers set of the process: one key
+// for all sets lets ContextHashes list a text's lookups once for any set.
+var idSeed = maphash.MakeSeed()
+
+func (x *Identifiers) h(s string) uint64 { return maphash.String(idSeed, s) }
 
 // added counts an entry whose hash h was just put in a map and sets its
 // bit in the filter, which grows (and is filled again from the maps) to
@@ -232,7 +236,7 @@ func (s *state) contextual(x *Identifiers) {
 			continue
 		}
 		s.cbuf = s.appendLower(s.cbuf[:0], i)
-		h := maphash.Bytes(x.seed, s.cbuf)
+		h := maphash.Bytes(idSeed, s.cbuf)
 		// Multi-word sequences (address lines, full names).
 		if x.maxSeq > 1 && x.mayHave(h) && x.starts[h] {
 			j := i
@@ -244,7 +248,7 @@ func (s *state) contextual(x *Identifiers) {
 				s.cbuf = append(s.cbuf, ' ')
 				s.cbuf = s.appendLower(s.cbuf, k)
 				j = k
-				if hs := maphash.Bytes(x.seed, s.cbuf); x.mayHave(hs) {
+				if hs := maphash.Bytes(idSeed, s.cbuf); x.mayHave(hs) {
 					if kd, ok := x.seqs[hs]; ok {
 						s.mark(i, j, kd, LayerContext)
 					}
@@ -268,7 +272,7 @@ func (s *state) contextual(x *Identifiers) {
 			if t.kind == tWord || t.kind == tNum {
 				s.cbuf = s.appendLower(s.cbuf, k)
 				if len(s.cbuf) >= 4 {
-					if hi := maphash.Bytes(x.seed, s.cbuf); x.mayHave(hi) {
+					if hi := maphash.Bytes(idSeed, s.cbuf); x.mayHave(hi) {
 						if kd, ok := x.ids[hi]; ok {
 							s.mark(i, k, kd, LayerContext)
 						}
@@ -312,4 +316,103 @@ func (s *state) nextToken(i int) int {
 		}
 	}
 	return -1
+}
+
+// maxContextSeq is the most words of a sequence an Identifiers set holds
+// (addWords keeps the first eight).
+const maxContextSeq = 8
+
+// ContextHashes appends to dst the hashes of every word, word sequence and
+// identifier-like run of text (in format f) that the contextual layer may
+// look up in an Identifiers set. A set for which MatchesAny of them is
+// false marks nothing in text: the text's result is the same with or
+// without it. Callers use it to reuse one text's result across patients.
+func ContextHashes(text string, f Format, dst []uint64) []uint64 {
+	switch f {
+	case HTML:
+		for _, sg := range htmlSegments(text) {
+			dst = contextHashes(text[sg[0]:sg[1]], dst)
+		}
+		return dst
+	case RTF:
+		for _, sg := range rtfSegments(text) {
+			dst = contextHashes(text[sg[0]:sg[1]], dst)
+		}
+		return dst
+	}
+	return contextHashes(text, dst)
+}
+
+// contextHashes lists the lookups of contextual for one plain text, for a
+// set of the largest sequences, as contextual makes them.
+func contextHashes(text string, dst []uint64) []uint64 {
+	s := getState(text, Options{})
+	defer putState(s)
+	s.tokenize()
+	start := len(dst)
+	add := func(h uint64) { dst = append(dst, h) }
+	n := len(s.toks)
+	for i := 0; i < n; i++ {
+		if k := s.toks[i].kind; k != tWord && k != tNum {
+			continue
+		}
+		s.cbuf = s.appendLower(s.cbuf[:0], i)
+		add(maphash.Bytes(idSeed, s.cbuf))
+		j := i
+		for w := 1; w < maxContextSeq; w++ {
+			k := s.nextToken(j)
+			if k < 0 {
+				break
+			}
+			s.cbuf = append(s.cbuf, ' ')
+			s.cbuf = s.appendLower(s.cbuf, k)
+			j = k
+			add(maphash.Bytes(idSeed, s.cbuf))
+		}
+		s.cbuf = s.cbuf[:0]
+		for k := i; k < n && k < i+12; k++ {
+			t := s.toks[k]
+			if t.kind == tWord || t.kind == tNum {
+				s.cbuf = s.appendLower(s.cbuf, k)
+				if len(s.cbuf) >= 4 {
+					add(maphash.Bytes(idSeed, s.cbuf))
+				}
+				continue
+			}
+			if t.kind == tPunct && containsByte("-./()#", s.text[t.start]) || s.sp(k) && t.end-t.start == 1 && s.is(k+1, tNum) && (s.is(k-1, tNum) || s.punct(k-1, ')')) {
+				continue
+			}
+			break
+		}
+	}
+	// Sorted and without repeats (a one-word run is also its word).
+	slices.Sort(dst[start:])
+	return append(dst[:start], slices.Compact(dst[start:])...)
+}
+
+// MatchesAny reports whether x holds a word, sequence or identifier among
+// the hashes of ContextHashes: false means that x marks nothing in their
+// text.
+func (x *Identifiers) MatchesAny(hashes []uint64) bool {
+	if x.Len() == 0 {
+		return false
+	}
+	if x.maxSeq > maxContextSeq {
+		return true // not listed by ContextHashes
+	}
+	for _, h := range hashes {
+		if !x.mayHave(h) {
+			continue
+		}
+		if _, ok := x.words[h]; ok {
+			return true
+		}
+		if _, ok := x.seqs[h]; ok {
+			return true
+		}
+		if _, ok := x.ids[h]; ok {
+			return true
+		}
+	}
+	return false
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -218,6 +220,18 @@ func FuzzScrub(f *testing.F) {
 				}
 			}
 		}
+		// A set that matches none of the text's context hashes changes
+		// nothing in it.
+		if len(in) <= 4096 {
+			for _, fm := range []Format{Plain, HTML, RTF} {
+				if !ids.MatchesAny(ContextHashes(in, fm, nil)) {
+					with, without := ScrubMarkup(in, fm, Options{Identifiers: []*Identifiers{ids}}), ScrubMarkup(in, fm, Options{})
+					if with.Text != without.Text || !slices.Equal(with.Spans, without.Spans) {
+						t.Fatalf("format %d: the set changes the result but matches no context hash", fm)
+					}
+				}
+			}
+		}
 		if utf8.ValidString(in) && wellFormed(in) {
 			out := ScrubMarkup(in, HTML, Options{}).Text
 			if !wellFormed(out) {
@@ -382,5 +396,75 @@ func TestIdentifiersOrderIndependent(t *testing.T) {
 				t.Fatalf("shared %v: span %d is %v in one order, %v in the other", shared, i, res[1].Spans[i].Kind, res[0].Spans[i].Kind)
 			}
 		}
+	}
+}
+
+// TestContextHashes checks ContextHashes and MatchesAny against the
+// scrubber: a set built from parts of a text (its words, runs of words,
+// numbers joined by punctuation) that changes the text's result must match
+// one of its hashes, and one that matches none must change nothing.
+func TestContextHashes(t *testing.T) {
+	texts := []string{
+		"Seen by Dr. Healey on 7/22/2019, call 410-555-1234.",
+		"Body Height",
+		"Patient John Jacob Smith-Jones lives at 12 Green Lane, Springfield MA 01101.",
+		"MRN: AB-0042/17 (ref #99812) phone (410) 555 1234 ext 12",
+		"BROWN, will came from 12 green lane, springfield; Brown stool.",
+		`<div xmlns="http://www.w3.org/1999/xhtml"><p title="Dr. Smith">Mrs &amp; Jones of 12 Oak Street</p></div>`,
+		`{\rtf1\ansi{\fonttbl{\f0 Arial;}}\f0 Dr. Smith\'e9 lives on Oak Street\par}`,
+		"O'Brien's daughter Ann-Marie visited; José Núñez called 555-0199.",
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	matched, unmatched := 0, 0
+	for _, text := range texts {
+		words := strings.FieldsFunc(text, func(r rune) bool { return r == ' ' || r == ',' || r == ';' || r == '<' || r == '>' || r == '"' })
+		for trial := 0; trial < 200; trial++ {
+			x := NewIdentifiers()
+			// One to three parts of the text, or a word it lacks.
+			for p := 0; p < 1+rng.IntN(3); p++ {
+				i := rng.IntN(len(words))
+				j := min(len(words), i+1+rng.IntN(4))
+				part := strings.Join(words[i:j], " ")
+				switch rng.IntN(5) {
+				case 0:
+					x.AddName(part)
+				case 1:
+					x.AddAddress(part)
+				case 2:
+					x.AddPhone(part)
+				case 3:
+					x.AddIdentifier(part)
+				default:
+					x.AddName("Zebedee Quux")
+				}
+			}
+			for _, f := range []Format{Plain, HTML, RTF} {
+				hs := ContextHashes(text, f, nil)
+				with := ScrubMarkup(text, f, Options{Identifiers: []*Identifiers{x}})
+				without := ScrubMarkup(text, f, Options{})
+				same := with.Text == without.Text && slices.Equal(with.Spans, without.Spans)
+				if x.MatchesAny(hs) {
+					matched++
+					continue
+				}
+				unmatched++
+				if !same {
+					t.Fatalf("format %d, %q: the set changes the result (%q, not %q) but matches none of its context hashes", f, text, with.Text, without.Text)
+				}
+			}
+		}
+	}
+	// Both outcomes occur, or the test proves nothing.
+	if matched == 0 || unmatched == 0 {
+		t.Fatalf("matched %d, unmatched %d: the sets do not exercise both cases", matched, unmatched)
+	}
+	// A set holding a word of the text matches it; an empty one never.
+	x := NewIdentifiers()
+	x.AddName("Healey")
+	if !x.MatchesAny(ContextHashes(texts[0], Plain, nil)) {
+		t.Errorf("a set with the name Healey matches none of the hashes of a text naming Dr. Healey")
+	}
+	if NewIdentifiers().MatchesAny(ContextHashes(texts[0], Plain, nil)) {
+		t.Errorf("an empty set matches")
 	}
 }
