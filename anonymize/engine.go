@@ -1873,6 +1873,9 @@ func (l *nodeList) empty() bool { return len(l.parts) == 0 || len(l.parts[0]) ==
 
 // reset empties l, keeping its first part's memory for reuse.
 func (l *nodeList) reset() {
+	if l.empty() && len(l.parts) <= 1 {
+		return
+	}
 	for _, p := range l.parts {
 		clear(p)
 	}
