@@ -135,8 +135,9 @@ type CustomCall struct {
 // Engine applies a configuration to resources. It is immutable and safe for
 // concurrent use.
 type Engine struct {
-	// noScrubMemo turns the scrub method's memo off (tests compare).
-	noScrubMemo bool
+	// noScrubMemo turns the scrub method's memo off, noElementList the
+	// element list of typing, noTailLists findTails (tests compare).
+	noScrubMemo, noElementList, noTailLists bool
 
 	cfg     *Config
 	params  Parameters
@@ -187,6 +188,22 @@ type typePlan struct {
 	// compartment holds the paths of the type's patient compartment
 	// parameters, split into element names (see compartmentPatient).
 	compartment [][]string
+	// tails groups the element names after the head call of the fast
+	// rules that have one ("nodesByType('Coding').system"), by head
+	// slot, so that the matches of all of them are found in one pass over
+	// the cached nodes of that slot; ruleTail[i] is the index of the
+	// matches of rules[i] among them (ntails), or -1.
+	tails    []tailGroup
+	ruleTail []int32
+	ntails   int
+}
+
+// tailGroup is the names looked up under the cached nodes of one slot;
+// their matches are the lists first, first+1, ... of run.tailLists.
+type tailGroup struct {
+	slot  int32
+	names []string
+	first int
 }
 
 type engineRule struct {
@@ -373,6 +390,7 @@ func (e *Engine) newPlan(t string) *typePlan {
 			p.compartment = append(p.compartment, strings.Split(path, "."))
 		}
 	}
+	defer p.groupTails()
 	for i := range e.rules {
 		rule := &e.rules[i]
 		if !rule.AppliesTo(t) {
@@ -393,6 +411,45 @@ func (e *Engine) newPlan(t string) *typePlan {
 		}
 	}
 	return p
+}
+
+// groupTails sets the plan's tails and ruleTail.
+func (p *typePlan) groupTails() {
+	type pair struct {
+		slot int32
+		name string
+	}
+	var pairs []pair
+	for _, rule := range p.rules {
+		if rule.fast != fastNone && rule.tail != "" && !rule.viaHead {
+			pairs = append(pairs, pair{rule.slot, rule.tail})
+		}
+	}
+	for _, pr := range pairs {
+		i := slices.IndexFunc(p.tails, func(g tailGroup) bool { return g.slot == pr.slot })
+		if i < 0 {
+			p.tails = append(p.tails, tailGroup{slot: pr.slot})
+			i = len(p.tails) - 1
+		}
+		if !slices.Contains(p.tails[i].names, pr.name) {
+			p.tails[i].names = append(p.tails[i].names, pr.name)
+		}
+	}
+	for i := range p.tails {
+		p.tails[i].first = p.ntails
+		p.ntails += len(p.tails[i].names)
+	}
+	p.ruleTail = make([]int32, len(p.rules))
+	for i, rule := range p.rules {
+		p.ruleTail[i] = -1
+		if rule.fast != fastNone && rule.tail != "" && !rule.viaHead {
+			for _, g := range p.tails {
+				if g.slot == rule.slot {
+					p.ruleTail[i] = int32(g.first + slices.Index(g.names, rule.tail))
+				}
+			}
+		}
+	}
 }
 
 // plan returns the plan of resource type t.
@@ -563,10 +620,17 @@ func (e *Engine) anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 	if root == nil || root.Kind != jsontree.Object {
 		return Stats{}, &InputError{Err: errors.New("the resource is not a JSON object")}
 	}
+	r := e.getRun()
+	defer e.putRun(r)
 	if root.Flags&jsontree.FlagResource == 0 || root.Type() == "" {
 		// Typing normalizes as it goes (§2.12): it wraps single values of
-		// repeating elements in arrays and trims strings.
+		// repeating elements in arrays and trims strings. It also lists
+		// the elements, which the caches take instead of walking the tree
+		// again.
 		opts := typed.Options{WrapRepeating: true, TrimSpace: !e.preserveWhitespace}
+		if !e.noElementList {
+			opts.Elements = &r.elems
+		}
 		if err := typed.AnnotateWith(root, e.model, opts); err != nil {
 			return Stats{}, &InputError{Err: err}
 		}
@@ -577,8 +641,6 @@ func (e *Engine) anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 		}
 	}
 	now := nowFrom(ctx)
-	r := e.getRun()
-	defer e.putRun(r)
 	r.ctx, r.fc, r.root, r.today, r.arena = ctx, fc, root, now, arena
 	*r.env = fhirpath.Env{Now: now}
 	if fn, ok := ctx.Value(traceKey{}).(func(TraceEvent)); ok {
@@ -630,7 +692,7 @@ const maxPooledScratch = 1 << 15
 
 // putRun clears r and keeps it for reuse.
 func (e *Engine) putRun(r *run) {
-	if cap(r.scratch) > maxPooledScratch || cap(r.pr.state) > maxPooledScratch || cap(r.matches) > maxPooledScratch || cap(r.nested) > maxPooledScratch || cap(r.step) > maxPooledScratch || cap(r.head) > maxPooledScratch {
+	if cap(r.scratch) > maxPooledScratch || cap(r.elems.Nodes) > maxPooledScratch || cap(r.pr.state) > maxPooledScratch || cap(r.matches) > maxPooledScratch || cap(r.nested) > maxPooledScratch || cap(r.step) > maxPooledScratch || cap(r.head) > maxPooledScratch {
 		return
 	}
 	clear(r.scratch)
@@ -641,10 +703,19 @@ func (e *Engine) putRun(r *run) {
 		r.cache[i].reset()
 	}
 	ids, daysFn := r.scrub.ids, r.scrub.daysFn
-	*r = run{e: e, env: r.env, scratch: r.scratch[:0],
+	tails := r.tailLists
+	for i := range tails {
+		if cap(tails[i]) > maxPooledScratch {
+			tails[i] = nil
+		}
+		clear(tails[i])
+		tails[i] = tails[i][:0]
+	}
+	clear(r.elems.Nodes)
+	*r = run{e: e, env: r.env, scratch: r.scratch[:0], elems: typed.Elements{Nodes: r.elems.Nodes[:0], Nested: r.elems.Nested[:0]},
 		pr:     pruner{state: r.pr.state[:0], empty: r.pr.empty[:0]},
 		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, elemSlots: r.elemSlots, matches: r.matches[:0], step: r.step[:0],
-		head: r.head[:0], pmemo: r.pmemo, smemo: r.smemo, hmemo: r.hmemo}
+		head: r.head[:0], pmemo: r.pmemo, smemo: r.smemo, hmemo: r.hmemo, tailLists: tails}
 	clear(ids)
 	r.scrub.ids, r.scrub.daysFn = ids[:0], daysFn
 	*r.env = fhirpath.Env{}
@@ -771,6 +842,12 @@ type run struct {
 	// changed the shape of the tree (substitute) since the walk.
 	nested       []*jsontree.Node
 	restructured bool
+	// reshaped reports that a rule added or moved nodes in the current
+	// resource (a substitute, an attachment's new size): the children
+	// findTails found may no longer be the tree's.
+	reshaped bool
+	// tailLists are the matches findTails found, by the plan's tail index.
+	tailLists [][]*jsontree.Node
 	// ruleSeq counts the rules applied in this run (to resources, nested
 	// ones included), so that what one application of a rule to a resource
 	// computes once (scrub options) can be told from the next's.
@@ -789,6 +866,9 @@ type run struct {
 		ids     []*scrub.Identifiers
 		daysFn  func() int
 	}
+	// elems lists the resource's elements, when typing in this call
+	// listed them all and no rule has changed the tree's shape since.
+	elems typed.Elements
 	// smemo, kept from call to call, remembers recent scrubber results,
 	// hmemo recent cryptoHash results.
 	smemo scrubMemo
@@ -819,12 +899,21 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 	if plan.fast {
 		r.buildCaches(res, plan)
 	}
-	r.restructured = false
-	for _, rule := range plan.rules {
+	r.restructured, r.reshaped = false, false
+	if plan.fast && plan.ntails > 0 && !r.e.noTailLists {
+		r.findTails(plan)
+	}
+	for ri, rule := range plan.rules {
 		r.ruleSeq++
 		if rule.unsupported {
 			return ops, &ConfigError{Rule: rule.Index, Method: rule.MethodName, Path: rule.Path,
 				Msg: fmt.Sprintf("anonymization method %s not supported (on %s)", strings.ToUpper(rule.MethodName), res.Type())}
+		}
+		if rule.fast != fastNone && !rule.viaHead && r.cache[rule.slot].empty() {
+			// No element of the rule's type or name: nothing to do. (A
+			// rule that goes on after its head call may find nodes
+			// elsewhere, as with combine(): it is evaluated.)
+			continue
 		}
 		matches := r.matches[:0]
 		switch {
@@ -835,7 +924,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 			// tree since the caches were built sends the rule to the
 			// evaluator instead.
 			head := r.head[:0]
-			if rule.fast == fastType && res.Type() == rule.arg || rule.fast == fastName && res.Name() == rule.arg {
+			if headMatches(res, rule) {
 				head = append(head, res)
 			}
 			for _, part := range r.cache[rule.slot].parts {
@@ -869,6 +958,10 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 				}
 			}
 			continue
+		case rule.fast != fastNone && !rule.viaHead && plan.fast && !r.reshaped && plan.ruleTail[ri] >= 0 && !r.e.noTailLists:
+			// The matches found before the rules ran: the tree has kept
+			// its shape since.
+			matches = append(matches, r.tailLists[plan.ruleTail[ri]]...)
 		case rule.fast != fastNone && !rule.viaHead:
 			for _, part := range r.cache[rule.slot].parts {
 				for _, n := range part {
@@ -936,7 +1029,82 @@ func (r *run) buildCaches(res *jsontree.Node, plan *typePlan) {
 	for _, s := range plan.slots {
 		r.cache[s].reset()
 	}
+	if r.elems.Complete {
+		// The elements typing listed, in the walk's order.
+		if res == r.root {
+			r.cachesFromList(0, len(r.elems.Nodes), plan)
+			return
+		}
+		for _, sp := range r.elems.Nested {
+			if r.elems.Nodes[sp.Index] == res {
+				r.cachesFromList(sp.Index+1, sp.End, plan)
+				return
+			}
+		}
+	}
 	r.cacheWalk(res, plan)
+}
+
+// cachesFromList adds the listed elements r.elems.Nodes[lo:hi] to the
+// caches as cacheWalk would: a nested resource, but not its elements.
+func (r *run) cachesFromList(lo, hi int, plan *typePlan) {
+	nodes, spans := r.elems.Nodes, r.elems.Nested
+	j := 0
+	for j < len(spans) && spans[j].Index < lo {
+		j++
+	}
+	for i := lo; i < hi; i++ {
+		c := nodes[i]
+		if c.Elem != nil {
+			r.cacheAdd(c, plan)
+		}
+		if j < len(spans) && spans[j].Index == i {
+			r.nested = append(r.nested, c)
+			end := spans[j].End
+			for j < len(spans) && spans[j].Index < end {
+				j++
+			}
+			i = end - 1
+		}
+	}
+}
+
+// headMatches reports whether the head call of a fast-path rule finds the
+// resource res itself.
+func headMatches(res *jsontree.Node, rule *engineRule) bool {
+	return rule.fast == fastType && res.Type() == rule.arg || rule.fast == fastName && res.Name() == rule.arg
+}
+
+// findTails finds the matches of the plan's rules with a tail among the
+// children of the cached nodes (typed.Children of each, as the rule would at
+// its turn), one pass per slot.
+func (r *run) findTails(plan *typePlan) {
+	if len(r.tailLists) < plan.ntails {
+		r.tailLists = append(r.tailLists, make([][]*jsontree.Node, plan.ntails-len(r.tailLists))...)
+	}
+	for i := range plan.ntails {
+		clear(r.tailLists[i])
+		r.tailLists[i] = r.tailLists[i][:0]
+	}
+	for _, g := range plan.tails {
+		dsts := r.tailLists[g.first : g.first+len(g.names)]
+		for _, part := range r.cache[g.slot].parts {
+			for _, n := range part {
+				typed.ChildrenNamed(n, g.names, dsts)
+			}
+		}
+	}
+}
+
+// cacheAdd adds the element c to the caches of its type and name.
+func (r *run) cacheAdd(c *jsontree.Node, plan *typePlan) {
+	ts, ns := r.slotsOf(c.Elem)
+	if plan.types && ts >= 0 && plan.want[ts] {
+		r.cache[ts].add(c)
+	}
+	if plan.names && ns >= 0 && plan.want[ns] {
+		r.cache[ns].add(c)
+	}
 }
 
 // cacheWalk adds the descendant elements of n, not entering nested
@@ -948,13 +1116,7 @@ func (r *run) cacheWalk(n *jsontree.Node, plan *typePlan) {
 	for i := start; i < end; i++ {
 		c := r.scratch[i]
 		if c.Elem != nil {
-			ts, ns := r.slotsOf(c.Elem)
-			if plan.types && ts >= 0 && plan.want[ts] {
-				r.cache[ts].add(c)
-			}
-			if plan.names && ns >= 0 && plan.want[ns] {
-				r.cache[ns].add(c)
-			}
+			r.cacheAdd(c, plan)
 		}
 		switch {
 		case typed.IsResource(c):
@@ -1706,8 +1868,14 @@ func (l *nodeList) add(n *jsontree.Node) {
 	l.parts[k-1] = append(last, n)
 }
 
+// empty reports whether l holds no node.
+func (l *nodeList) empty() bool { return len(l.parts) == 0 || len(l.parts[0]) == 0 }
+
 // reset empties l, keeping its first part's memory for reuse.
 func (l *nodeList) reset() {
+	if l.empty() && len(l.parts) <= 1 {
+		return
+	}
 	for _, p := range l.parts {
 		clear(p)
 	}

@@ -420,6 +420,7 @@ func (r *run) dropAttachmentDigest(node *jsontree.Node, size int) {
 		} else if n, err := jsontree.NewNumber(strconv.Itoa(size)); err == nil {
 			n.Elem = unsignedIntElem
 			node.Set("size", n)
+			r.reshaped = true
 			r.changed++
 		}
 	}

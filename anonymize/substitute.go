@@ -12,7 +12,8 @@ import (
 
 // substitute applies a substitute rule to one node (§2.7).
 func (r *run) substitute(node *jsontree.Node, rule *engineRule, ops *Operations) error {
-	r.restructured = true
+	r.restructured, r.reshaped = true, true
+	r.elems.Complete = false // the list no longer describes the tree
 	rw := rule.replaceWith
 	if typed.IsPrimitive(node) {
 		text, keep := SubstitutePrimitive(rw)

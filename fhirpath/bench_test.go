@@ -3,8 +3,10 @@ package fhirpath
 import (
 	"bufio"
 	"compress/gzip"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -167,4 +169,107 @@ func BenchmarkCompile(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// codingJob is a resource and its Codings, in document order.
+type codingJob struct {
+	root *jsontree.Node
+	head []*jsontree.Node
+}
+
+// codingJobs returns the jobs of the resources that have Codings.
+func codingJobs(roots []*jsontree.Node) []codingJob {
+	var jobs []codingJob
+	for _, r := range roots {
+		var head []*jsontree.Node
+		typed.Walk(r, func(n *jsontree.Node) bool {
+			if n.Type() == "Coding" {
+				head = append(head, n)
+			}
+			return true
+		})
+		if len(head) > 0 {
+			jobs = append(jobs, codingJob{r, head})
+		}
+	}
+	return jobs
+}
+
+// benchLongitudinalCodings evaluates the longitudinal profile's rule on
+// Codings (longitudinalCodings) with EvaluateWithHead, as the anonymizer
+// does, the head being a resource's Codings, on each job per iteration.
+func benchLongitudinalCodings(b *testing.B, jobs []codingJob, opts ...Option) {
+	m := model.Get(model.R4)
+	e := MustCompile(longitudinalCodings, append([]Option{WithModel(m), WithFunctions(AnonymizerFunctions()...)}, opts...)...)
+	codings := 0
+	for _, j := range jobs {
+		codings += len(j.head)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	results := 0
+	for b.Loop() {
+		results = 0
+		for _, j := range jobs {
+			res, err := e.EvaluateWithHead(j.root, j.head, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			results += len(res)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(codings), "ns/coding")
+	b.ReportMetric(float64(codings), "codings/op")
+	b.ReportMetric(float64(len(jobs)), "resources/op")
+	b.ReportMetric(float64(results), "results/op")
+}
+
+// BenchmarkLongitudinalCodings measures the longitudinal rule on Codings
+// with the criteria memo and without it, on synthea-100 resources: every
+// n-th one, about 256 KB of JSON that stays in the processor's cache as a
+// resource does while the anonymizer applies its rules to it (warm), and
+// all of them, whose nodes are read from memory each time (all).
+func BenchmarkLongitudinalCodings(b *testing.B) {
+	roots := loadSynthea(b)
+	stride := int((syntheaBytes + 256<<10 - 1) / (256 << 10))
+	var sample []*jsontree.Node
+	for i := 0; i < len(roots); i += stride {
+		sample = append(sample, roots[i])
+	}
+	for _, set := range []struct {
+		name string
+		jobs []codingJob
+	}{{"warm", codingJobs(sample)}, {"all", codingJobs(roots)}} {
+		b.Run(set.name+"/memo", func(b *testing.B) { benchLongitudinalCodings(b, set.jobs) })
+		b.Run(set.name+"/nomemo", func(b *testing.B) { benchLongitudinalCodings(b, set.jobs, withoutMemo()) })
+	}
+}
+
+// BenchmarkLongitudinalCodingsUnique measures the memo's worst case:
+// synthetic resources whose 4096 Codings all have another system, more
+// than the memo holds, so that every lookup misses.
+func BenchmarkLongitudinalCodingsUnique(b *testing.B) {
+	var roots []*jsontree.Node
+	for r := 0; r < 64; r++ {
+		var sb strings.Builder
+		sb.WriteString(`{"resourceType":"Observation","status":"final","code":{"coding":[`)
+		for i := 0; i < 64; i++ {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			fmt.Fprintf(&sb, `{"system":"http://example.org/fhir/CodeSystem/local-%d","code":"c","display":"d"}`, r*64+i)
+		}
+		sb.WriteString(`]}}`)
+		root, err := jsontree.Parse([]byte(sb.String()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := typed.Annotate(root, model.Get(model.R4)); err != nil {
+			b.Fatal(err)
+		}
+		roots = append(roots, root)
+	}
+	jobs := codingJobs(roots)
+	b.Run("memo", func(b *testing.B) { benchLongitudinalCodings(b, jobs) })
+	b.Run("nomemo", func(b *testing.B) { benchLongitudinalCodings(b, jobs, withoutMemo()) })
 }

@@ -22,6 +22,9 @@ type argument struct {
 	ast  expr
 	re   *regexp.Regexp // precompiled literal pattern
 	desc bool           // sort(): descending key (-expr)
+	// memo is set on the criteria of where(), exists() and all() when
+	// its result depends only on one member of $this (see memo.go).
+	memo *memoSite
 }
 
 // callSite is one compiled call.
@@ -171,6 +174,7 @@ func (cp *compiler) call(e *callExpr) (evalFn, error) {
 			}
 			k.args = append(k.args, arg)
 		}
+		cp.memoize(e, k)
 		fn := b.fn
 		if x == nil {
 			return func(c *evalCtx, in []Item) ([]Item, error) { return fn(c, k, in, in) }, nil

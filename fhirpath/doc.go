@@ -48,6 +48,15 @@
 // expression (HeadCall) gives it to EvaluateWithHead instead of having it
 // computed again. A chain of "or" over comparisons of one path with string
 // literals (system = 'a' or system = 'b' ...) evaluates the path once.
+// The criteria of where(), exists() and all() is evaluated once per
+// distinct value when it depends only on one member of $this: when it is
+// made only of literals, operators, the member's name and pure functions
+// applied to them (startsWith, lower, exists, matches ...; not $this,
+// %variables, further navigation, type operators or other members), its
+// result for an item whose member is absent, or is one primitive without
+// id or extensions, is kept per call site, FHIR type and value in a small
+// bounded table of the evaluation context, which the pool of contexts
+// keeps from one evaluation to the next (see memo.go).
 // Terminology functions (memberOf, subsumes, subsumedBy), resolve(),
 // conformsTo() and htmlChecks() are compile errors ("not supported"). Unit
 // conversion of quantities covers a subset of UCUM: metric units with

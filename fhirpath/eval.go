@@ -20,6 +20,9 @@ type Expression struct {
 	cfg  *config
 	// headName and headArg are the head call's (see HeadCall).
 	headName, headArg string
+	// memoized are the member names of the memoized criteria, in the
+	// order they were compiled (for tests).
+	memoized []string
 }
 
 // config is the compile-time configuration built from Options.
@@ -30,6 +33,8 @@ type config struct {
 	orderedCheck bool
 	jsonNames    bool
 	warn         func(*CheckError)
+	// noMemo turns the criteria memo off (tests compare with it).
+	noMemo bool
 }
 
 // Option configures Compile.
@@ -92,7 +97,7 @@ func Compile(src string, opts ...Option) (*Expression, error) {
 	if err != nil {
 		return nil, err
 	}
-	x := &Expression{src: src, ast: ast, root: fn, cfg: cfg}
+	x := &Expression{src: src, ast: ast, root: fn, cfg: cfg, memoized: cp.memoized}
 	if cp.headUsed {
 		x.headName, x.headArg = cp.head.name, cp.head.args[0].(*literalExpr).text
 	}
@@ -178,6 +183,9 @@ type evalCtx struct {
 	// EvaluateWithHead).
 	headItems []Item
 	headSet   bool
+	// memo keeps criteria results (see memo.go); it is allocated on first
+	// use and kept when the context is pooled.
+	memo *memoTable
 }
 
 // variable is a variable set by defineVariable().
@@ -250,7 +258,7 @@ func (e *Expression) EvaluateItems(input []Item, env *Env) ([]Item, error) {
 func (e *Expression) newCtx(env *Env) *evalCtx {
 	c := ctxPool.Get().(*evalCtx)
 	// The bound method value c.visit points at c.col, which stays valid.
-	*c = evalCtx{env: env, cfg: e.cfg, slab: c.slab[:0], scratch: c.scratch[:0], nodes: c.nodes[:0], calls: c.calls, vars: c.vars[:0], visit: c.visit}
+	*c = evalCtx{env: env, cfg: e.cfg, slab: c.slab[:0], scratch: c.scratch[:0], nodes: c.nodes[:0], calls: c.calls, vars: c.vars[:0], visit: c.visit, memo: c.memo}
 	return c
 }
 
@@ -318,6 +326,8 @@ type compiler struct {
 	// string literal argument, compiled to return the given head items.
 	head     *callExpr
 	headUsed bool
+	// memoized are the member names of the memo sites made.
+	memoized []string
 }
 
 func (cp *compiler) errorf(pos int, format string, args ...any) error {

@@ -208,11 +208,11 @@ func fnExists(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 		return boolItems(len(f) > 0), nil
 	}
 	for i, it := range f {
-		r, err := c.lambda(k.args[0], it, i)
+		match, _, err := c.criteria(k.args[0], it, i)
 		if err != nil {
 			return nil, err
 		}
-		if b, known, _ := boolOf(r); known && b {
+		if match {
 			return trueItems, nil
 		}
 	}
@@ -221,11 +221,11 @@ func fnExists(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 
 func fnAll(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 	for i, it := range f {
-		r, err := c.lambda(k.args[0], it, i)
+		match, _, err := c.criteria(k.args[0], it, i)
 		if err != nil {
 			return nil, err
 		}
-		if b, known, _ := boolOf(r); !known || !b {
+		if !match {
 			return falseItems, nil
 		}
 	}
@@ -289,15 +289,14 @@ func fnNot(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 func fnWhere(c *evalCtx, k *callSite, in, f []Item) ([]Item, error) {
 	out := c.alloc(len(f))
 	for i, it := range f {
-		r, err := c.lambda(k.args[0], it, i)
+		match, ok, err := c.criteria(k.args[0], it, i)
 		if err != nil {
 			return nil, err
 		}
-		b, known, ok := boolOf(r)
 		if !ok {
 			return nil, k.errf("criteria must evaluate to a single boolean")
 		}
-		if known && b {
+		if match {
 			out = append(out, it)
 		}
 	}

@@ -94,11 +94,40 @@ type Options struct {
 	// (unicode.IsSpace) of every string value, as the Firely SDK's parser
 	// does (.NET's String.Trim).
 	TrimSpace bool
+	// Elements, when non-nil, receives the resource's elements as typing
+	// reaches them, so that a caller that needs them all does not walk the
+	// tree again.
+	Elements *Elements
+}
+
+// Elements lists the elements of a resource, filled by AnnotateWith.
+type Elements struct {
+	// Nodes are the elements below the root in pre-order, arrays
+	// flattened, when Complete: the order in which Walk visits them, with
+	// each nested resource (which Walk does not enter) followed by its own
+	// elements. AnnotateWith reuses its storage.
+	Nodes []*jsontree.Node
+	// Nested are the nested resources among Nodes, in order.
+	Nested []NestedSpan
+	// Complete reports that Nodes lists every element: it is false when
+	// the resource holds a "_name" member (whose elements Walk reaches in
+	// an order typing does not follow), or when typing failed.
+	Complete bool
+}
+
+// NestedSpan locates a nested resource in Elements.Nodes: it is
+// Nodes[Index], and its elements are Nodes[Index+1 : End].
+type NestedSpan struct {
+	Index, End int
 }
 
 // AnnotateWith is Annotate with options.
 func AnnotateWith(root *jsontree.Node, m *model.Model, opts Options) error {
-	a := annotator{m: m, info: infoOf(m), wrap: opts.WrapRepeating, trim: opts.TrimSpace}
+	a := annotator{m: m, info: infoOf(m), wrap: opts.WrapRepeating, trim: opts.TrimSpace, els: opts.Elements}
+	if a.els != nil {
+		clear(a.els.Nodes)
+		a.els.Nodes, a.els.Nested, a.els.Complete = a.els.Nodes[:0], a.els.Nested[:0], false
+	}
 	if root == nil || root.Kind != jsontree.Object {
 		return &Error{Msg: "a resource must be a JSON object"}
 	}
@@ -110,7 +139,19 @@ func AnnotateWith(root *jsontree.Node, m *model.Model, opts Options) error {
 		// Checked only when an error quotes it (see errorf).
 		a.rootID = id.Value()
 	}
-	return a.resource(root, "")
+	if a.els == nil {
+		return a.resource(root, "")
+	}
+	a.els.Complete = true
+	err := a.resource(root, "")
+	if err != nil {
+		a.els.Complete = false
+	}
+	if !a.els.Complete {
+		clear(a.els.Nodes)
+		a.els.Nodes, a.els.Nested = a.els.Nodes[:0], a.els.Nested[:0]
+	}
+	return err
 }
 
 // validID reports whether s has the syntax of a FHIR id, so that only real ids
@@ -135,6 +176,23 @@ type annotator struct {
 	trim     bool
 	rootType string
 	rootID   string
+	// els, if not nil, lists the elements while els.Complete.
+	els *Elements
+}
+
+// element adds n to the element list.
+func (a *annotator) element(n *jsontree.Node) {
+	if a.els != nil && a.els.Complete {
+		a.els.Nodes = append(a.els.Nodes, n)
+	}
+}
+
+// incomplete ends the element list: the resource's elements are not listed
+// in Walk's order.
+func (a *annotator) incomplete() {
+	if a.els != nil {
+		a.els.Complete = false
+	}
 }
 
 func (a *annotator) errorf(n *jsontree.Node, format string, args ...any) error {
@@ -238,6 +296,7 @@ func (a *annotator) object(n *jsontree.Node, t *model.Type, ti *typeInfo, e *jso
 		}
 	}
 	if shadows {
+		a.incomplete()
 		if err := a.shadows(n, t, ti); err != nil {
 			return err
 		}
@@ -324,11 +383,20 @@ func (a *annotator) item(n *jsontree.Node, pr *prop) error {
 		if a.trim && n.Kind == jsontree.String {
 			trimSpace(n)
 		}
+		a.element(n)
 		return nil
 	}
 	t := pr.t
 	if typ == "Resource" || t != nil && t.Kind == model.Resource {
-		return a.resource(n, el.Name)
+		if a.els == nil || !a.els.Complete {
+			return a.resource(n, el.Name)
+		}
+		k := len(a.els.Nested)
+		a.els.Nested = append(a.els.Nested, NestedSpan{Index: len(a.els.Nodes)})
+		a.element(n)
+		err := a.resource(n, el.Name)
+		a.els.Nested[k].End = len(a.els.Nodes)
+		return err
 	}
 	if t == nil {
 		return a.errorf(n, "element %s has type %s, which the model lacks", el.Name, typ)
@@ -336,6 +404,7 @@ func (a *annotator) item(n *jsontree.Node, pr *prop) error {
 	if n.Kind != jsontree.Object {
 		return a.errorf(n, "element %s of type %s must be a JSON object, not %s", el.Name, typ, n.Kind)
 	}
+	a.element(n)
 	return a.object(n, t, pr.ti, pr.elem)
 }
 
@@ -569,6 +638,24 @@ func Children(n *jsontree.Node, name string, dst []*jsontree.Node) []*jsontree.N
 		}
 	}
 	return dst
+}
+
+// ChildrenNamed is Children for several names at once: it appends to
+// dsts[i] the child elements of n called names[i], in one pass over n's
+// members.
+func ChildrenNamed(n *jsontree.Node, names []string, dsts [][]*jsontree.Node) {
+	o := container(n)
+	if o == nil {
+		return
+	}
+	for _, c := range o.Children() {
+		name := c.Name()
+		for i, want := range names {
+			if name == want {
+				dsts[i] = appendMember(c, dsts[i])
+			}
+		}
+	}
 }
 
 // AllChildren appends to dst every child element of n in document order.
