@@ -506,7 +506,7 @@ func (e *Engine) AppendAnonymizedJSON(ctx context.Context, dst, data []byte, fc 
 	}
 	// The tree is written before this call returns, so the nodes it gets
 	// (security labels) can come from memory reused from call to call.
-	st, err := e.anonymize(ctx, root, fc, &js.labels)
+	st, err := e.anonymize(ctx, root, fc, &js.labels, len(data) <= maxListedDoc)
 	if err != nil {
 		return dst, st, err
 	}
@@ -611,12 +611,18 @@ func (a *nodeArena) reset() {
 // §2.2: see the package documentation. The tree is typed first if it is not
 // yet.
 func (e *Engine) Anonymize(ctx context.Context, root *jsontree.Node, fc FileContext) (Stats, error) {
-	return e.anonymize(ctx, root, fc, nil)
+	return e.anonymize(ctx, root, fc, nil, false)
 }
 
+// maxListedDoc is the largest resource (in bytes of JSON) whose elements
+// typing lists for the caches (typed.Options.Elements): the list costs a
+// pointer per element, more than the resource's size for one made of many
+// small elements, and saves only a walk of the tree.
+const maxListedDoc = 1 << 20
+
 // anonymize is Anonymize, taking the nodes it adds from arena (nil: fresh
-// memory).
-func (e *Engine) anonymize(ctx context.Context, root *jsontree.Node, fc FileContext, arena *nodeArena) (Stats, error) {
+// memory); list asks typing for the list of elements.
+func (e *Engine) anonymize(ctx context.Context, root *jsontree.Node, fc FileContext, arena *nodeArena, list bool) (Stats, error) {
 	if root == nil || root.Kind != jsontree.Object {
 		return Stats{}, &InputError{Err: errors.New("the resource is not a JSON object")}
 	}
@@ -628,7 +634,7 @@ func (e *Engine) anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 		// the elements, which the caches take instead of walking the tree
 		// again.
 		opts := typed.Options{WrapRepeating: true, TrimSpace: !e.preserveWhitespace}
-		if !e.noElementList {
+		if list && !e.noElementList {
 			opts.Elements = &r.elems
 		}
 		if err := typed.AnnotateWith(root, e.model, opts); err != nil {
@@ -846,8 +852,10 @@ type run struct {
 	// resource (a substitute, an attachment's new size): the children
 	// findTails found may no longer be the tree's.
 	reshaped bool
-	// tailLists are the matches findTails found, by the plan's tail index.
-	tailLists [][]*jsontree.Node
+	// tailLists are the matches findTails found, by the plan's tail
+	// index, for the current resource if tailsFound.
+	tailLists  [][]*jsontree.Node
+	tailsFound bool
 	// ruleSeq counts the rules applied in this run (to resources, nested
 	// ones included), so that what one application of a rule to a resource
 	// computes once (scrub options) can be told from the next's.
@@ -900,7 +908,11 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 		r.buildCaches(res, plan)
 	}
 	r.restructured, r.reshaped = false, false
-	if plan.fast && plan.ntails > 0 && !r.e.noTailLists {
+	// The tails are found at once only for a resource whose elements
+	// typing listed (up to maxListedDoc): their lists together would hold
+	// several times the nodes of a rule's matches in a huge one.
+	r.tailsFound = plan.fast && plan.ntails > 0 && !r.e.noTailLists && r.elems.Complete
+	if r.tailsFound {
 		r.findTails(plan)
 	}
 	for ri, rule := range plan.rules {
@@ -958,7 +970,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 				}
 			}
 			continue
-		case rule.fast != fastNone && !rule.viaHead && plan.fast && !r.reshaped && plan.ruleTail[ri] >= 0 && !r.e.noTailLists:
+		case rule.fast != fastNone && !rule.viaHead && r.tailsFound && !r.reshaped && plan.ruleTail[ri] >= 0:
 			// The matches found before the rules ran: the tree has kept
 			// its shape since.
 			matches = append(matches, r.tailLists[plan.ruleTail[ri]]...)
