@@ -183,6 +183,12 @@ func timeEnd(s string, i int) int {
 // ageOverThreshold reports whether a date "indicates age > 89" relative to
 // today (§2.3): a missing month or day counts as 1.
 func (p dateParts) ageOverThreshold(today time.Time) bool {
+	return p.ageOverOn(today.Date())
+}
+
+// ageOverOn is ageOverThreshold with today's date given as its parts (one
+// Date call: Year, Month and Day each work out the whole date).
+func (p dateParts) ageOverOn(ty int, tm time.Month, td int) bool {
 	month, day := p.month, p.day
 	if month == 0 {
 		month = 1
@@ -190,8 +196,8 @@ func (p dateParts) ageOverThreshold(today time.Time) bool {
 	if day == 0 {
 		day = 1
 	}
-	age := today.Year() - p.year
-	if int(today.Month()) < month || (int(today.Month()) == month && today.Day() < day) {
+	age := ty - p.year
+	if int(tm) < month || (int(tm) == month && td < day) {
 		age--
 	}
 	return age > 89

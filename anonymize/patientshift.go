@@ -256,7 +256,8 @@ func appendShiftDateKeepTime(dst []byte, value string, t DateType, offset int, p
 	}
 	before := dateParts{year: y, month: m, day: d, ok: true}
 	after := dateParts{year: sy, month: sm, day: sd, ok: true}
-	if before.ageOverThreshold(today) || after.ageOverThreshold(today) {
+	ty, tm, td := today.Date()
+	if before.ageOverOn(ty, tm, td) || after.ageOverOn(ty, tm, td) {
 		if birthDate {
 			return nil, fmt.Sprintf("%04d", today.Year()-90), true, OpRedact, nil
 		}
