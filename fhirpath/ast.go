@@ -243,9 +243,21 @@ func (e *indexExpr) write(b *strings.Builder) {
 }
 
 func (e *unaryExpr) write(b *strings.Builder) {
+	// A chain of signs is parenthesized once, "(+-x)": a pair of
+	// parentheses per sign would nest the text twice as deep as the
+	// expression, past the parser's bound for a chain within it.
 	b.WriteByte('(')
 	b.WriteString(e.op)
-	e.x.write(b)
+	x := e.x
+	for {
+		u, ok := x.(*unaryExpr)
+		if !ok {
+			break
+		}
+		b.WriteString(u.op)
+		x = u.x
+	}
+	x.write(b)
 	b.WriteByte(')')
 }
 

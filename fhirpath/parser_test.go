@@ -25,6 +25,8 @@ func TestParsePrint(t *testing.T) {
 		{"-1.abs()", "(-1.abs())"},
 		{"-x.y", "(-x.y)"},
 		{"2 - -1", "(2 - (-1))"},
+		{"- + -x", "(-+-x)"},
+		{"-(-x)", "(--x)"},
 		{"a is FHIR.Patient", "(a is FHIR.Patient)"},
 		{"(a as String).length()", "(a as String).length()"},
 		{"(a as Quantity).value", "(a as Quantity).value"},
