@@ -261,24 +261,62 @@ func (e *unaryExpr) write(b *strings.Builder) {
 	b.WriteByte(')')
 }
 
-func (e *binaryExpr) write(b *strings.Builder) {
-	b.WriteByte('(')
-	e.l.write(b)
-	b.WriteByte(' ')
-	b.WriteString(e.op)
-	b.WriteByte(' ')
-	e.r.write(b)
+func (e *binaryExpr) write(b *strings.Builder) { writeChain(b, e) }
+
+func (e *typeExpr) write(b *strings.Builder) { writeChain(b, e) }
+
+// writeChain writes a binary or type expression in one pair of
+// parentheses together with the operations of the same precedence on its
+// left, "(a - b - c)", as the parser reads such a chain left to right:
+// parentheses for each operation would nest the text as deep as the chain
+// is long, past the parser's bound on nesting.
+func writeChain(b *strings.Builder, e expr) {
+	prec := chainPrec(e)
+	var spine []expr // e, then the operations on its left, outermost first
+	for x := e; chainPrec(x) == prec; {
+		spine = append(spine, x)
+		switch v := x.(type) {
+		case *binaryExpr:
+			x = v.l
+		case *typeExpr:
+			x = v.x
+		}
+		if chainPrec(x) != prec {
+			b.WriteByte('(')
+			x.write(b)
+			break
+		}
+	}
+	for i := len(spine) - 1; i >= 0; i-- {
+		b.WriteByte(' ')
+		switch v := spine[i].(type) {
+		case *binaryExpr:
+			b.WriteString(v.op)
+			b.WriteByte(' ')
+			v.r.write(b)
+		case *typeExpr:
+			b.WriteString(v.op)
+			b.WriteByte(' ')
+			b.WriteString(v.typ.String())
+		}
+	}
 	b.WriteByte(')')
 }
 
-func (e *typeExpr) write(b *strings.Builder) {
-	b.WriteByte('(')
-	e.x.write(b)
-	b.WriteByte(' ')
-	b.WriteString(e.op)
-	b.WriteByte(' ')
-	b.WriteString(e.typ.String())
-	b.WriteByte(')')
+// chainPrec returns the precedence of a binary or type expression's
+// operator, or 0 for any other expression.
+func chainPrec(e expr) int {
+	switch v := e.(type) {
+	case *binaryExpr:
+		if _, p := binaryOp(token{kind: tokOp, text: v.op}); p != 0 {
+			return p
+		}
+		_, p := binaryOp(token{kind: tokIdent, text: v.op})
+		return p
+	case *typeExpr:
+		return precType
+	}
+	return 0
 }
 
 // exprString prints e in a canonical, fully parenthesized form that parses

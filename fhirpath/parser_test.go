@@ -14,7 +14,10 @@ func TestParsePrint(t *testing.T) {
 		{"Patient.name.where(use='official').given", "Patient.name.where((use = 'official')).given"},
 		{"1 + 2 * 3", "(1 + (2 * 3))"},
 		{"(1 + 2) * 3", "((1 + 2) * 3)"},
-		{"1 - 2 - 3", "((1 - 2) - 3)"},
+		{"1 - 2 - 3", "(1 - 2 - 3)"},
+		{"1 - (2 - 3)", "(1 - (2 - 3))"},
+		{"(1 - 2) - 3", "(1 - 2 - 3)"},
+		{"a as X as Y", "(a as X as Y)"},
 		{"a and b or c implies d", "(((a and b) or c) implies d)"},
 		{"a or b and c", "(a or (b and c))"},
 		{"a xor b", "(a xor b)"},
@@ -33,7 +36,7 @@ func TestParsePrint(t *testing.T) {
 		{"x.is(System.String)", "x.is(System.String)"},
 		{"x.ofType(Quantity)", "x.ofType(Quantity)"},
 		{"a[0].b[1 + 1]", "a[0].b[(1 + 1)]"},
-		{"$this.a + $index + $total", "(($this.a + $index) + $total)"},
+		{"$this.a + $index + $total", "($this.a + $index + $total)"},
 		{"%resource.id", "%resource.id"},
 		{"%`vs-x`", "%`vs-x`"},
 		{"%'str'", "%str"},
@@ -57,7 +60,7 @@ func TestParsePrint(t *testing.T) {
 		{"4.5 days", "4.5 days"},
 		{"1 year + 2 'a'", "(1 year + 2 'a')"},
 		{"a & b", "(a & b)"},
-		{"10 div 3 mod 2", "((10 div 3) mod 2)"},
+		{"10 div 3 mod 2", "(10 div 3 mod 2)"},
 		{"2 + 2 // comment", "(2 + 2)"},
 		{"2 /* c */ + /* d */ 2", "(2 + 2)"},
 		{"x.where(a).select(b).repeat(c)", "x.where(a).select(b).repeat(c)"},
@@ -140,5 +143,32 @@ func TestSyntaxErrorFormat(t *testing.T) {
 	want := "fhirpath: 1:20: expected an expression, found end of expression"
 	if err.Error() != want {
 		t.Errorf("error = %q, want %q", err.Error(), want)
+	}
+}
+
+// TestPrintNotDeeper checks that the printed form of long chains that the
+// parser reads without nesting (operators of one precedence, signs) parses
+// back: a pair of parentheses per operation would pass the parser's bound
+// on nesting.
+func TestPrintNotDeeper(t *testing.T) {
+	for _, src := range []string{
+		strings.Repeat("1 + ", 3*maxDepth) + "1",
+		strings.Repeat("a or ", 3*maxDepth) + "b",
+		strings.Repeat("a as X ", 1) + strings.Repeat("as Y ", 3*maxDepth),
+		"0 & " + strings.Repeat("+", maxDepth-10) + "A(0 & '')",
+		strings.Repeat("-", maxDepth-10) + "x.y",
+	} {
+		e, err := parse(src)
+		if err != nil {
+			t.Fatalf("parse(%.30q...): %v", src, err)
+		}
+		printed := exprString(e)
+		e2, err := parse(printed)
+		if err != nil {
+			t.Fatalf("the print of %.30q... does not parse: %v", src, err)
+		}
+		if again := exprString(e2); again != printed {
+			t.Fatalf("unstable print of %.30q...", src)
+		}
 	}
 }
