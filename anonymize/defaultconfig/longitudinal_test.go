@@ -160,8 +160,10 @@ func TestLongitudinalDisplays(t *testing.T) {
 	kept := []string{"http://loinc.org", "http://snomed.info/sct", "http://www.nlm.nih.gov/research/umls/rxnorm",
 		"http://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd-9-cm", "http://www.cms.gov/Medicare/Coding/ICD10",
 		"http://www.ama-assn.org/go/cpt", "http://hl7.org/fhir/sid/cvx", "http://hl7.org/fhir/sid/ndc", "http://unitsofmeasure.org",
-		"http://terminology.hl7.org/CodeSystem/v3-ActCode", "http://hl7.org/fhir/observation-category"}
-	scrubbed := []string{"http://hospital.example.org/codes", "urn:oid:1.2.3.4", "http://hl7.org/fhir/sid/us-ssn", "http://loinc.org.evil.example", ""}
+		"http://terminology.hl7.org/CodeSystem/v3-ActCode", "http://hl7.org/fhir/observation-category",
+		"https://bluebutton.cms.gov/resources/codesystem/adjudication"}
+	scrubbed := []string{"http://hospital.example.org/codes", "urn:oid:1.2.3.4", "http://hl7.org/fhir/sid/us-ssn", "http://loinc.org.evil.example", "",
+		"https://bluebutton.cms.gov/resources/variables/carr_line_clia_lab_num", "https://bluebutton.cms.gov.evil.example/resources/codesystem/x"}
 	var codings []string
 	for i, s := range append(slices.Clone(kept), scrubbed...) {
 		codings = append(codings, fmt.Sprintf(`{"system":%q,"code":"c%d","display":"fever call 617-555-01%02d"}`, s, i, i))
