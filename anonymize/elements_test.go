@@ -3,6 +3,7 @@ package anonymize
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -29,14 +30,7 @@ func cacheContents(r *run) [][]*jsontree.Node {
 // from typing's element list and by walking the tree, for the longitudinal
 // profile's rules: the same nodes in the same order, by slot.
 func TestCachesFromElementList(t *testing.T) {
-	c, err := ParseConfig(defaultconfig.Longitudinal(), Options{Compiler: FHIRPathCompiler(), Rand: zeroRand()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := NewEngine(c, EngineOptions{Rand: onesReader{}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newTestEngine(t, string(defaultconfig.Longitudinal()))
 	lines := [][]byte{
 		[]byte(`{"resourceType":"Observation","id":"o","status":"final","code":{"coding":[{"system":"s","code":"c","display":"d"}],"text":"t"},"subject":{"reference":"Patient/p","display":"P"}}`),
 		[]byte(`{"resourceType":"Observation","status":"final","code":{"text":"t"},"contained":[{"resourceType":"Patient","id":"p","name":[{"family":"F"}]},
@@ -62,54 +56,48 @@ func TestCachesFromElementList(t *testing.T) {
 			t.Fatalf("resource %d: %v", i, err)
 		}
 		r.root = root
-		plan := e.plan(root.Type())
-		if !plan.fast {
+		if !e.plan(root.Type()).fast {
 			t.Fatalf("resource %d: the longitudinal profile has no fast-path rule for %s", i, root.Type())
 		}
 		complete := r.elems.Complete
-		r.buildCaches(root, plan)
-		fromList, nestedFromList := cacheContents(r), slices.Clone(r.nested)
-		r.elems.Complete = false
-		r.nested = r.nested[:0]
-		r.buildCaches(root, plan)
-		walked := cacheContents(r)
 		if complete {
 			listed++
 		}
-		if !slices.Equal(nestedFromList, r.nested) {
-			t.Fatalf("resource %d: %d nested resources from the list, %d from the walk", i, len(nestedFromList), len(r.nested))
-		}
-		for s := range walked {
-			if !slices.Equal(fromList[s], walked[s]) {
-				t.Fatalf("resource %d (%s, listed %v), slot %d: %d nodes from the list, %d from the walk (or in another order)",
-					i, root.Type(), complete, s, len(fromList[s]), len(walked[s]))
-			}
-			if len(walked[s]) > 0 {
-				nonEmpty++
-			}
-		}
-		// The nested resources' caches, as the engine builds them after
-		// the root's rules.
-		nested := slices.Clone(r.nested)
-		for k, n := range nested {
-			nplan := e.plan(n.Type())
+		// compare builds res's caches from the list and by the walk, and
+		// returns the nested resources the walk found and the number of
+		// slots it filled.
+		compare := func(what string, res *jsontree.Node) ([]*jsontree.Node, int) {
+			t.Helper()
+			plan := e.plan(res.Type())
 			r.elems.Complete = complete
 			r.nested = r.nested[:0]
-			r.buildCaches(n, nplan)
-			fromList, nl := cacheContents(r), slices.Clone(r.nested)
+			r.buildCaches(res, plan)
+			fromList, nestedFromList := cacheContents(r), slices.Clone(r.nested)
 			r.elems.Complete = false
 			r.nested = r.nested[:0]
-			r.buildCaches(n, nplan)
+			r.buildCaches(res, plan)
 			walked := cacheContents(r)
-			if !slices.Equal(nl, r.nested) {
-				t.Fatalf("resource %d, nested %d: %d nested resources from the list, %d from the walk", i, k, len(nl), len(r.nested))
+			if !slices.Equal(nestedFromList, r.nested) {
+				t.Fatalf("%s: %d nested resources from the list, %d from the walk", what, len(nestedFromList), len(r.nested))
 			}
+			filled := 0
 			for s := range walked {
 				if !slices.Equal(fromList[s], walked[s]) {
-					t.Fatalf("resource %d, nested %d (%s), slot %d: %d nodes from the list, %d from the walk (or in another order)",
-						i, k, n.Type(), s, len(fromList[s]), len(walked[s]))
+					t.Fatalf("%s (%s, listed %v), slot %d: %d nodes from the list, %d from the walk (or in another order)",
+						what, res.Type(), complete, s, len(fromList[s]), len(walked[s]))
+				}
+				if len(walked[s]) > 0 {
+					filled++
 				}
 			}
+			return slices.Clone(r.nested), filled
+		}
+		nested, filled := compare(fmt.Sprintf("resource %d", i), root)
+		nonEmpty += filled
+		// The nested resources' caches, as the engine builds them after
+		// the root's rules.
+		for k, n := range nested {
+			compare(fmt.Sprintf("resource %d, nested %d", i, k), n)
 			nestedChecked++
 		}
 		clear(r.nested)
@@ -148,19 +136,8 @@ func TestTailListsSameOutput(t *testing.T) {
 		}
 	}
 	for name, data := range configs {
-		engine := func(tails bool) *Engine {
-			c, err := ParseConfig(data, Options{Compiler: FHIRPathCompiler(), Rand: zeroRand(), Keys: Keys{CryptoHashKey: "k", DateShiftKey: "k"}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			e, err := NewEngine(c, EngineOptions{Rand: onesReader{}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			e.noTailLists = !tails
-			return e
-		}
-		with, without := engine(true), engine(false)
+		with, without := newTestEngine(t, string(data)), newTestEngine(t, string(data))
+		without.noTailLists = true
 		if p := with.plan("Observation"); p.ntails == 0 {
 			t.Fatalf("%s: no rule with a tail applies to Observation", name)
 		}

@@ -867,12 +867,10 @@ type run struct {
 		// key is what, beside a text, decides the scrubber's result under
 		// opts (see scrubMemo).
 		key scrubOptionsKey
-		// patient is the identifier set of the resource's patient (see
-		// scrubMemo), ids the buffer of opts.Identifiers, daysFn the
+		// ids is the buffer of opts.Identifiers, daysFn the
 		// opts.ShiftDays function (it returns key.days).
-		patient *scrub.Identifiers
-		ids     []*scrub.Identifiers
-		daysFn  func() int
+		ids    []*scrub.Identifiers
+		daysFn func() int
 	}
 	// elems lists the resource's elements, when typing in this call
 	// listed them all and no rule has changed the tree's shape since.

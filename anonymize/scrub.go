@@ -100,8 +100,7 @@ func (r *run) newScrubOptions(rule *engineRule, res *jsontree.Node) scrub.Option
 		if m := &r.smemo; !m.patientSet || id != m.patientID || key.input != m.patientInput {
 			m.patient, m.patientID, m.patientSet, m.patientInput = in.Patients(id), strings.Clone(id), true, key.input
 		}
-		r.scrub.patient = r.smemo.patient
-		if set := r.scrub.patient; set != nil {
+		if set := r.smemo.patient; set != nil {
 			// The options live until the next rule application: the
 			// list of sets can reuse the run's buffer.
 			r.scrub.ids = append(append(r.scrub.ids[:0], in.Identifiers...), set)

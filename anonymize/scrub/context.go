@@ -267,11 +267,11 @@ func (s *state) contextual(x *Identifiers) {
 		// Identifier-like runs: letters and digits joined by - . / ( ) #
 		// or single spaces ("(555) 123-4567", "MRN-00123").
 		s.cbuf = s.cbuf[:0]
-		for k := i; k < n && k < i+12; k++ {
+		for k := i; k < n && k < i+maxIDRun; k++ {
 			t := s.toks[k]
 			if t.kind == tWord || t.kind == tNum {
 				s.cbuf = s.appendLower(s.cbuf, k)
-				if len(s.cbuf) >= 4 {
+				if len(s.cbuf) >= minIDLen {
 					if hi := maphash.Bytes(idSeed, s.cbuf); x.mayHave(hi) {
 						if kd, ok := x.ids[hi]; ok {
 							s.mark(i, k, kd, LayerContext)
@@ -280,14 +280,29 @@ func (s *state) contextual(x *Identifiers) {
 				}
 				continue
 			}
-			// Spaces join numbers only ("410 555 1234"): prose would make
-			// every word start a long run.
-			if t.kind == tPunct && containsByte("-./()#", s.text[t.start]) || s.sp(k) && t.end-t.start == 1 && s.is(k+1, tNum) && (s.is(k-1, tNum) || s.punct(k-1, ')')) {
+			if s.joinsIDRun(k) {
 				continue
 			}
 			break
 		}
 	}
+}
+
+// An identifier-like run spans at most maxIDRun tokens, and is looked up
+// once it has minIDLen letters and digits.
+const (
+	maxIDRun = 12
+	minIDLen = 4
+)
+
+// joinsIDRun reports whether token k, neither a word nor a number, joins
+// the letters and digits around it into one identifier-like run: one of
+// - . / ( ) #, or a single space between numbers ("410 555 1234"; spaces
+// between words would make every word of prose start a long run).
+func (s *state) joinsIDRun(k int) bool {
+	t := s.toks[k]
+	return t.kind == tPunct && containsByte("-./()#", s.text[t.start]) ||
+		s.sp(k) && t.end-t.start == 1 && s.is(k+1, tNum) && (s.is(k-1, tNum) || s.punct(k-1, ')'))
 }
 
 // appendLower appends token i lower-cased to b.
@@ -370,16 +385,16 @@ func contextHashes(text string, dst []uint64) []uint64 {
 			add(maphash.Bytes(idSeed, s.cbuf))
 		}
 		s.cbuf = s.cbuf[:0]
-		for k := i; k < n && k < i+12; k++ {
+		for k := i; k < n && k < i+maxIDRun; k++ {
 			t := s.toks[k]
 			if t.kind == tWord || t.kind == tNum {
 				s.cbuf = s.appendLower(s.cbuf, k)
-				if len(s.cbuf) >= 4 {
+				if len(s.cbuf) >= minIDLen {
 					add(maphash.Bytes(idSeed, s.cbuf))
 				}
 				continue
 			}
-			if t.kind == tPunct && containsByte("-./()#", s.text[t.start]) || s.sp(k) && t.end-t.start == 1 && s.is(k+1, tNum) && (s.is(k-1, tNum) || s.punct(k-1, ')')) {
+			if s.joinsIDRun(k) {
 				continue
 			}
 			break
