@@ -74,6 +74,9 @@ type Stats struct {
 	// Skipped reports that a processing error replaced the resource by an
 	// empty one (processingErrors "skip").
 	Skipped bool
+	// dispatched counts the resources whose rules were applied in one walk
+	// (see dispatch.go), for tests.
+	dispatched int
 }
 
 // InputError is a resource that cannot be processed because it is not valid
@@ -136,8 +139,9 @@ type CustomCall struct {
 // concurrent use.
 type Engine struct {
 	// noScrubMemo turns the scrub method's memo off, noElementList the
-	// element list of typing, noTailLists findTails (tests compare).
-	noScrubMemo, noElementList, noTailLists bool
+	// element list of typing, noTailLists findTails, noDispatch the
+	// one-walk dispatch of rules (tests compare).
+	noScrubMemo, noElementList, noTailLists, noDispatch bool
 
 	cfg     *Config
 	params  Parameters
@@ -196,6 +200,9 @@ type typePlan struct {
 	tails    []tailGroup
 	ruleTail []int32
 	ntails   int
+	// dispatch, when not nil, lets the rules of a resource be applied in
+	// one walk of its elements (see dispatch.go).
+	dispatch *dispatchPlan
 }
 
 // tailGroup is the names looked up under the cached nodes of one slot;
@@ -390,7 +397,10 @@ func (e *Engine) newPlan(t string) *typePlan {
 			p.compartment = append(p.compartment, strings.Split(path, "."))
 		}
 	}
-	defer p.groupTails()
+	defer func() {
+		p.groupTails()
+		p.dispatch = e.newDispatchPlan(t, p)
+	}()
 	for i := range e.rules {
 		rule := &e.rules[i]
 		if !rule.AppliesTo(t) {
@@ -653,7 +663,7 @@ func (e *Engine) anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 		r.trace = fn
 	}
 	ops, err := r.resource(root)
-	st := Stats{Operations: ops, Resources: r.resources, Changed: r.changed}
+	st := Stats{Operations: ops, Resources: r.resources, Changed: r.changed, dispatched: r.dispatched}
 	if err != nil {
 		var pe *ProcessingError
 		clearMarks(root)
@@ -721,7 +731,10 @@ func (e *Engine) putRun(r *run) {
 	*r = run{e: e, env: r.env, scratch: r.scratch[:0], elems: typed.Elements{Nodes: r.elems.Nodes[:0], Nested: r.elems.Nested[:0]},
 		pr:     pruner{state: r.pr.state[:0], empty: r.pr.empty[:0]},
 		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, elemSlots: r.elemSlots, matches: r.matches[:0], step: r.step[:0],
-		head: r.head[:0], pmemo: r.pmemo, smemo: r.smemo, hmemo: r.hmemo, tailLists: tails}
+		head: r.head[:0], pmemo: r.pmemo, smemo: r.smemo, hmemo: r.hmemo, tailLists: tails, ds: r.ds, wmemo: r.wmemo}
+	if cap(r.ds.eff) > maxPooledScratch || cap(r.ds.order) > maxPooledScratch {
+		r.ds = dispatchState{}
+	}
 	clear(ids)
 	r.scrub.ids, r.scrub.daysFn = ids[:0], daysFn
 	*r.env = fhirpath.Env{}
@@ -820,6 +833,8 @@ type run struct {
 	env       *fhirpath.Env
 	resources int
 	changed   int
+	// dispatched counts the resources dispatch handled.
+	dispatched int
 	// scratch holds the children lists of the nodes being walked, as a
 	// stack: each level appends its children and truncates them on return.
 	scratch []*jsontree.Node
@@ -875,6 +890,10 @@ type run struct {
 	// elems lists the resource's elements, when typing in this call
 	// listed them all and no rule has changed the tree's shape since.
 	elems typed.Elements
+	// ds is the memory of dispatch; wmemo, kept from call to call, its
+	// where() results.
+	ds    dispatchState
+	wmemo *whereMemo
 	// smemo, kept from call to call, remembers recent scrubber results,
 	// hmemo recent cryptoHash results.
 	smemo scrubMemo
@@ -902,6 +921,38 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 	// implementation: nodes that a substitute adds later are not in them.
 	plan := r.e.plan(res.Type())
 	nstart := len(r.nested)
+	dispatched := false
+	if plan.dispatch != nil && r.elems.Complete && r.trace == nil && !r.e.noDispatch {
+		var err error
+		if ops, dispatched, err = r.dispatch(res, plan, nstart); err != nil {
+			return ops, err
+		}
+	}
+	if !dispatched {
+		var err error
+		if ops, err = r.ruleLoop(res, plan, nstart); err != nil {
+			return ops, err
+		}
+	}
+	for i, end := nstart, len(r.nested); i < end; i++ {
+		nops, err := r.resource(r.nested[i])
+		if err != nil {
+			return ops, err
+		}
+		ops |= nops
+	}
+	clear(r.nested[nstart:])
+	r.nested = r.nested[:nstart]
+	if res.Name() != "contained" {
+		addSecurityLabels(res, ops, r.arena)
+	}
+	return ops, nil
+}
+
+// ruleLoop applies the plan's rules to res one after the other, each to
+// its matches, and appends the resources nested in res to r.nested.
+func (r *run) ruleLoop(res *jsontree.Node, plan *typePlan, nstart int) (Operations, error) {
+	var ops Operations
 	if plan.fast {
 		r.buildCaches(res, plan)
 	}
@@ -1008,18 +1059,6 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 	if !plan.fast || r.restructured {
 		clear(r.nested[nstart:])
 		r.nested = append(r.nested[:nstart], nestedResources(res)...)
-	}
-	for i, end := nstart, len(r.nested); i < end; i++ {
-		nops, err := r.resource(r.nested[i])
-		if err != nil {
-			return ops, err
-		}
-		ops |= nops
-	}
-	clear(r.nested[nstart:])
-	r.nested = r.nested[:nstart]
-	if res.Name() != "contained" {
-		addSecurityLabels(res, ops, r.arena)
 	}
 	return ops, nil
 }

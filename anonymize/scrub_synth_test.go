@@ -363,6 +363,11 @@ func BenchmarkScrubRulesSynthea1000(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	longLoop, err := NewEngine(lsc, EngineOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	longLoop.noDispatch = true
 	col := scrubbed.NewIdentifierCollector()
 	for _, line := range lines {
 		if bytes.Contains(line[:min(len(line), 40)], []byte(`"resourceType":"Patient"`)) || bytes.Contains(line[:min(len(line), 40)], []byte(`"resourceType":"Practitioner"`)) || bytes.Contains(line[:min(len(line), 40)], []byte(`"resourceType":"Organization"`)) {
@@ -377,7 +382,7 @@ func BenchmarkScrubRulesSynthea1000(b *testing.B) {
 		e    *Engine
 		ctx  context.Context
 	}{{"safe-harbor", safe, ctx}, {"safe-harbor+scrub", scrubbed, WithScrubInput(ctx, col.Input())},
-		{"longitudinal", longScrub, WithScrubInput(ctx, col.Input())}} {
+		{"longitudinal", longScrub, WithScrubInput(ctx, col.Input())}, {"longitudinal-rule-loop", longLoop, WithScrubInput(ctx, col.Input())}} {
 		b.Run(c.name, func(b *testing.B) {
 			var out []byte
 			for b.Loop() {

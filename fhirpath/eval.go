@@ -20,6 +20,10 @@ type Expression struct {
 	cfg  *config
 	// headName and headArg are the head call's (see HeadCall).
 	headName, headArg string
+	// where and whereTail describe an expression head.where(criteria).name
+	// whose criteria is memoized (see HeadWhere).
+	where     *argument
+	whereTail string
 	// memoized are the member names of the memoized criteria, in the
 	// order they were compiled (for tests).
 	memoized []string
@@ -100,6 +104,9 @@ func Compile(src string, opts ...Option) (*Expression, error) {
 	x := &Expression{src: src, ast: ast, root: fn, cfg: cfg, memoized: cp.memoized}
 	if cp.headUsed {
 		x.headName, x.headArg = cp.head.name, cp.head.args[0].(*literalExpr).text
+		if m, ok := ast.(*memberExpr); ok && cp.headWhere != nil && m.x == expr(cp.headWhereCall) {
+			x.where, x.whereTail = cp.headWhere, m.name
+		}
 	}
 	return x, nil
 }
@@ -326,6 +333,10 @@ type compiler struct {
 	// string literal argument, compiled to return the given head items.
 	head     *callExpr
 	headUsed bool
+	// headWhere is the memoized criteria of a where() call applied to the
+	// head call's result, and headWhereCall that call (see HeadWhere).
+	headWhere     *argument
+	headWhereCall *callExpr
 	// memoized are the member names of the memo sites made.
 	memoized []string
 }

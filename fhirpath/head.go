@@ -230,3 +230,33 @@ func equalsAny(path evalFn, lits [][]Item, set map[string]struct{}, src string) 
 		return falseItems, nil
 	}
 }
+
+// HeadWhere reports, for an expression of the form
+// head.where(criteria).name, whose head call is a custom function call (see
+// HeadCall) and whose criteria depends on nothing but the elements of one
+// member of $this (the criteria memo's condition, see memo.go), that
+// member and the name; ok is false for any other expression. Such an
+// expression finds, for each item the head call returns, that item's
+// children called name when MatchHeadWhere is true for it: a caller that
+// walks the head call's result itself can select the items one at a time.
+func (e *Expression) HeadWhere() (member, name string, ok bool) {
+	if e.where == nil {
+		return "", "", false
+	}
+	return e.where.memo.name, e.whereTail, true
+}
+
+// MatchHeadWhere evaluates the criteria of HeadWhere on n, an item of the
+// head call's result, as where() would. ok is false when where() would
+// fail on it (an error, a result that is not a single boolean), or when
+// the expression has no such criteria: the caller then evaluates the whole
+// expression instead, which reports the error.
+func (e *Expression) MatchHeadWhere(n *jsontree.Node, env *Env) (match, ok bool) {
+	if e.where == nil || n == nil {
+		return false, false
+	}
+	c := e.newCtx(env)
+	match, ok, err := c.criteria(e.where, Item{node: n}, 0)
+	release(c)
+	return match, ok && err == nil
+}

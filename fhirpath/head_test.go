@@ -167,3 +167,97 @@ func (e *Expression) mustEval(t *testing.T, n *jsontree.Node) []Item {
 	}
 	return items
 }
+
+// TestHeadWhere checks that the items MatchHeadWhere selects, with their
+// children of HeadWhere's name, are what the expression finds, on the
+// memo tests' resources; that an item where() fails on reports ok=false;
+// and which shapes HeadWhere recognises.
+func TestHeadWhere(t *testing.T) {
+	m := model.Get(model.R4)
+	funcs := WithFunctions(AnonymizerFunctions()...)
+	roots := memoResources(t)
+	checked, failed := 0, 0
+	for _, tc := range memoCriteria {
+		// A child each head type has.
+		tails := map[string]string{"Coding": "display", "Extension": "url", "HumanName": "family",
+			"Period": "start", "Quantity": "unit", "ContactPoint": "value"}
+		src := tc.src
+		if !strings.HasPrefix(src, "nodesByType('") {
+			continue
+		}
+		if !strings.HasSuffix(src, ".display") {
+			head := src[len("nodesByType('"):strings.Index(src, "')")]
+			src += "." + tails[head]
+		}
+		e, err := Compile(src, WithModel(m), funcs)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		member, name, ok := e.HeadWhere()
+		if !ok {
+			continue
+		}
+		if !strings.HasSuffix(src, "."+name) || member == "" {
+			t.Fatalf("%s: HeadWhere gives member %q, name %q", src, member, name)
+		}
+		checked++
+		_, arg, _ := e.HeadCall()
+		for _, root := range roots {
+			want, werr := e.Evaluate(root, nil)
+			var got []*jsontree.Node
+			allOK := true
+			typed.Walk(root, func(n *jsontree.Node) bool {
+				if n.Type() != arg {
+					return true
+				}
+				match, ok := e.MatchHeadWhere(n, nil)
+				if !ok {
+					allOK = false
+				} else if match {
+					got = typed.Children(n, name, got)
+				}
+				return true
+			})
+			if werr != nil {
+				if allOK {
+					t.Fatalf("%s on %s: the expression fails (%v) but every item matched", src, root.Get("id").Value(), werr)
+				}
+				failed++
+				continue
+			}
+			if !allOK {
+				t.Fatalf("%s on %s: an item failed, the expression did not", src, root.Get("id").Value())
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%s on %s: %d nodes selected, the expression finds %d", src, root.Get("id").Value(), len(got), len(want))
+			}
+			for i := range got {
+				if got[i] != want[i].Node() {
+					t.Fatalf("%s on %s: node %d differs", src, root.Get("id").Value(), i)
+				}
+			}
+		}
+	}
+	if checked < 10 || failed == 0 {
+		t.Errorf("%d criteria checked, %d failing evaluations: the test covers too little", checked, failed)
+	}
+	for _, src := range []string{
+		`nodesByType('Coding').where(system = 'a' and code = 'b').display`, // two members
+		`nodesByType('Coding').where(system = 'a')`,                         // no name after it
+		`nodesByType('Coding').where(system = 'a').display.first()`,
+		`nodesByType('Coding').first().where(system = 'a').display`,
+		`Observation.code.coding.where(system = 'a').display`, // no head call
+		`nodesByType('Coding').where($this.system = 'a').display`,
+	} {
+		e, err := Compile(src, WithModel(m), funcs)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		if member, name, ok := e.HeadWhere(); ok {
+			t.Errorf("%s: HeadWhere gives %q, %q; want none", src, member, name)
+		}
+		if _, ok := e.MatchHeadWhere(roots[0], nil); ok {
+			t.Errorf("%s: MatchHeadWhere ok", src)
+		}
+	}
+}

@@ -327,4 +327,7 @@ func (cp *compiler) memoize(e *callExpr, k *callSite) {
 	}
 	k.args[0].memo = newMemoSite(name, cp.cfg.jsonNames)
 	cp.memoized = append(cp.memoized, name)
+	if e.name == "where" && cp.head != nil && e.x == expr(cp.head) {
+		cp.headWhere, cp.headWhereCall = k.args[0], e
+	}
 }
