@@ -278,6 +278,14 @@ func (r *run) dispatch(res *jsontree.Node, plan *typePlan, nstart int) (ops Oper
 	}
 	r.dispatched++
 	ops, err = r.applyByRule(res, plan, nodes)
+	if err == nil {
+		// The visited marks are needed no longer (on an error the caller
+		// clears the tree's).
+		for _, i := range ds.order {
+			nodes[i].Flags &^= jsontree.FlagMark
+		}
+		res.Flags &^= jsontree.FlagMark
+	}
 	return ops, true, err
 }
 

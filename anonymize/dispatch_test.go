@@ -10,6 +10,7 @@ import (
 
 	"fhirdeid/anonymize/defaultconfig"
 	"fhirdeid/internal/testshared"
+	"fhirdeid/jsontree"
 )
 
 // dispatchPair returns an engine for cfg and the same engine with the rule
@@ -26,7 +27,11 @@ func dispatchPair(t testing.TB, cfg string) (e, loop *Engine) {
 // resources dispatched.
 func sameAsLoop(t *testing.T, ctx context.Context, e, loop *Engine, in []byte) int {
 	t.Helper()
-	out, st, err := e.AnonymizeJSON(ctx, in, FileContext{FileName: "f.ndjson"})
+	var marks markCheck
+	out, st, err := e.AnonymizeJSON(ctx, in, FileContext{FileName: "f.ndjson", Inspector: &marks})
+	if marks.marked > 0 {
+		t.Fatalf("%d nodes keep their visited mark after de-identification", marks.marked)
+	}
 	lout, lst, lerr := loop.AnonymizeJSON(ctx, in, FileContext{FileName: "f.ndjson"})
 	if fmt.Sprint(err) != fmt.Sprint(lerr) {
 		t.Fatalf("errors differ:\ndispatch:  %v\nrule loop: %v\ninput: %s", err, lerr, in)
@@ -104,6 +109,7 @@ func TestDispatchShapes(t *testing.T) {
 	nestedHeads := `{"resourceType":"Patient","id":"p2","extension":[{"url":"a","extension":[{"url":"b","valueCoding":{"code":"x"}}],"valueCoding":{"code":"y"}}]}`
 	contained := `{"resourceType":"ExplanationOfBenefit","id":"e1","status":"active","contained":[{"resourceType":"Coverage","id":"c1","status":"active","payor":[{"display":"Acme"}],"beneficiary":{"reference":"Patient/p1"}},{"resourceType":"ServiceRequest","id":"s1","status":"active","intent":"order","subject":{"reference":"Patient/p1"},"authoredOn":"2012-01-01"}],"patient":{"reference":"Patient/p1"},"created":"2012-01-02"}`
 	shadow := `{"resourceType":"Patient","id":"p3","birthDate":"1950-05-06","_birthDate":{"extension":[{"url":"u","valueString":"x"}]}}`
+	empties := `{"resourceType":"Patient","id":"p4","gender":"male","name":[],"maritalStatus":{},"contact":[{"name":{"given":[]}}]}`
 	attachment := `{"resourceType":"DocumentReference","id":"d1","status":"current","content":[{"attachment":{"contentType":"text/plain","data":"U2VlbiBieSBEciBTbWl0aA==","hash":"abc","size":19}}]}`
 	tests := []struct {
 		name  string
@@ -117,6 +123,8 @@ func TestDispatchShapes(t *testing.T) {
 		{"profile contained", nil, contained, 3},
 		{"profile shadow", nil, shadow, 0},
 		{"profile attachment", nil, attachment, 0},
+		{"empty objects and arrays", []string{`{"path":"Patient.gender","method":"keep"}`}, empties, 1},
+		{"empty objects and arrays, profile", nil, empties, 1},
 		{"resource rule after a member rule", []string{
 			`{"path":"Patient.gender","method":"keep"}`,
 			`{"path":"Patient","method":"redact"}`,
@@ -213,5 +221,20 @@ func FuzzDispatch(f *testing.F) {
 	))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sameAsLoop(t, dispatchCtx, e, loop, data)
+	})
+}
+
+// markCheck counts the nodes of the output tree that keep a visited mark
+// (which the engine clears before it returns).
+type markCheck struct{ marked int }
+
+func (m *markCheck) Raw(*jsontree.Node) {}
+
+func (m *markCheck) Output(root *jsontree.Node) {
+	root.Walk(func(n *jsontree.Node) bool {
+		if n.Flags&jsontree.FlagMark != 0 {
+			m.marked++
+		}
+		return true
 	})
 }

@@ -673,8 +673,12 @@ func (e *Engine) anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 		}
 		return st, err
 	}
-	// prune also clears the visited marks.
-	r.pr.prune(root)
+	// prune also clears the visited marks. It has nothing to do when
+	// every resource was dispatched (which clears its marks), no rule
+	// removed a value, and the input holds no empty object or array.
+	if r.looped || r.nulled || !r.elems.Complete || r.elems.Empty {
+		r.pr.prune(root)
+	}
 	return st, nil
 }
 
@@ -833,8 +837,12 @@ type run struct {
 	env       *fhirpath.Env
 	resources int
 	changed   int
-	// dispatched counts the resources dispatch handled.
+	// dispatched counts the resources dispatch handled; looped reports
+	// that the rule loop handled one (and left visited marks), nulled that
+	// a rule removed a value.
 	dispatched int
+	looped     bool
+	nulled     bool
 	// scratch holds the children lists of the nodes being walked, as a
 	// stack: each level appends its children and truncates them on return.
 	scratch []*jsontree.Node
@@ -952,6 +960,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 // ruleLoop applies the plan's rules to res one after the other, each to
 // its matches, and appends the resources nested in res to r.nested.
 func (r *run) ruleLoop(res *jsontree.Node, plan *typePlan, nstart int) (Operations, error) {
+	r.looped = true
 	var ops Operations
 	if plan.fast {
 		r.buildCaches(res, plan)
@@ -1391,6 +1400,7 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 			r.changed++
 			switch g.Kind {
 			case NullValue:
+				r.nulled = true
 				node.SetNull()
 			case NumberValue:
 				if node.SetNumber(g.Text) != nil {
@@ -1423,6 +1433,7 @@ func (r *run) text(b []byte) string { return r.arena.text(b) }
 func (r *run) setString(node *jsontree.Node, s string, keep bool) {
 	r.changed++
 	if !keep {
+		r.nulled = true
 		node.SetNull()
 		return
 	}

@@ -166,3 +166,33 @@ func TestChildrenNamed(t *testing.T) {
 		t.Fatalf("only %d children compared", checked)
 	}
 }
+
+// TestElementsEmpty checks that the element list tells whether the resource
+// holds an empty object or array, nested resources included.
+func TestElementsEmpty(t *testing.T) {
+	m := model.Get(model.R4)
+	for _, tc := range []struct {
+		in    string
+		empty bool
+	}{
+		{`{"resourceType":"Patient","id":"a","name":[{"family":"F","given":["G"]}]}`, false},
+		{`{"resourceType":"Patient","id":"a","name":[]}`, true},
+		{`{"resourceType":"Patient","id":"a","maritalStatus":{}}`, true},
+		{`{"resourceType":"Patient","id":"a","contact":[{"name":{"given":[]}}]}`, true},
+		{`{"resourceType":"Patient","id":"a","contained":[{"resourceType":"Practitioner","id":"b","name":[{}]}]}`, true},
+		{`{"resourceType":"Patient","id":"a","contained":[{"resourceType":"Practitioner","id":"b","name":[{"text":"x"}]}]}`, false},
+	} {
+		root, err := jsontree.Parse([]byte(tc.in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var els typed.Elements
+		els.Empty = !tc.empty // AnnotateWith must reset it
+		if err := typed.AnnotateWith(root, m, typed.Options{WrapRepeating: true, Elements: &els}); err != nil {
+			t.Fatalf("%s: %v", tc.in, err)
+		}
+		if !els.Complete || els.Empty != tc.empty {
+			t.Errorf("%s: Complete %v, Empty %v; want true, %v", tc.in, els.Complete, els.Empty, tc.empty)
+		}
+	}
+}

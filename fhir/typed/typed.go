@@ -113,6 +113,10 @@ type Elements struct {
 	// the resource holds a "_name" member (whose elements Walk reaches in
 	// an order typing does not follow), or when typing failed.
 	Complete bool
+	// Empty reports, when Complete, that the resource holds an empty
+	// object or array (it holds no null: a null is typed only with a
+	// "_name" member).
+	Empty bool
 }
 
 // NestedSpan locates a nested resource in Elements.Nodes: it is
@@ -126,7 +130,7 @@ func AnnotateWith(root *jsontree.Node, m *model.Model, opts Options) error {
 	a := annotator{m: m, info: infoOf(m), wrap: opts.WrapRepeating, trim: opts.TrimSpace, els: opts.Elements}
 	if a.els != nil {
 		clear(a.els.Nodes)
-		a.els.Nodes, a.els.Nested, a.els.Complete = a.els.Nodes[:0], a.els.Nested[:0], false
+		a.els.Nodes, a.els.Nested, a.els.Complete, a.els.Empty = a.els.Nodes[:0], a.els.Nested[:0], false, false
 	}
 	if root == nil || root.Kind != jsontree.Object {
 		return &Error{Msg: "a resource must be a JSON object"}
@@ -262,6 +266,9 @@ func IsTypeName(s string) bool {
 // the object itself, as element e.
 func (a *annotator) object(n *jsontree.Node, t *model.Type, ti *typeInfo, e *jsontree.Elem) error {
 	n.Elem = e
+	if a.els != nil && n.Len() == 0 {
+		a.els.Empty = true
+	}
 	n.SetShadow(nil)
 	// FlagChoice of n was set by the caller (the member loop of n's
 	// parent), which also cleared n's other flags.
@@ -354,6 +361,9 @@ func (a *annotator) member(c *jsontree.Node, pr *prop) error {
 	}
 	if !pr.el.Repeats {
 		return a.errorf(c, "element %s does not repeat but has an array", pr.el.Name)
+	}
+	if a.els != nil && c.Len() == 0 {
+		a.els.Empty = true
 	}
 	for _, it := range c.Children() {
 		it.Elem = nil
