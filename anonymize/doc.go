@@ -65,11 +65,22 @@
 //     and then to its descendants, skipping nested resources. One visited set
 //     per top-level call makes the first rule win for every node, including
 //     keep (§2.2).
+//     When every rule of a resource type has one of the shapes whose
+//     matches a node's typing, parent and member path decide (nodesByType,
+//     nodesByName, either followed by a name, a member path, the bare type,
+//     nodesByType('T').where(criteria on one primitive member).name) and no
+//     method reshapes the tree, steps 3 and 4 are done at once (dispatch.go):
+//     one walk of the element list that typing made finds each element's
+//     effective rule (the first rule that matches it or an ancestor), and
+//     each rule is then applied to its elements in the order steps 3 and 4
+//     would, so that outputs and errors are the same.
 //  5. After its nested resources, every resource that is not contained gets
 //     the security labels of its own and its nested resources' operations
 //     (§4).
 //  6. Emptied elements are pruned bottom-up, keeping resources and the
-//     alignment of primitive arrays with their "_name" arrays (§2.2).
+//     alignment of primitive arrays with their "_name" arrays (§2.2). A
+//     resource that was dispatched, lost no value and held no empty object
+//     or array has nothing to prune.
 //
 // Date-shift scope "patient" (a fhirdeid extension, patientshift.go) shifts
 // every date of the resources in one patient's compartment by the same
