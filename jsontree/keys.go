@@ -25,6 +25,9 @@ const (
 	// keyCacheBits is the log2 of the number of slots of the two-way cache in
 	// front of the table, which finds most names without a map lookup.
 	keyCacheBits = 10
+	// midCacheBits is the log2 of the number of slots of the two-way cache
+	// of names of 8 to 15 bytes (see lookupMid).
+	midCacheBits = 8
 )
 
 // keyTable interns member names for a Parser. It is not safe for
@@ -32,6 +35,7 @@ const (
 // own.
 type keyTable struct {
 	cache [1 << keyCacheBits]keySlot
+	mid   [1 << midCacheBits]midSlot
 	m     map[string]*string
 	bytes int
 	names nameSlab
@@ -114,7 +118,66 @@ func newSlot(p *string) keySlot {
 // that pools its parsers (sync.Pool, emptied at each collection) makes new
 // ones often.
 func newKeyTable() *keyTable {
-	return &keyTable{cache: staticCache}
+	return &keyTable{cache: staticCache, mid: staticMid}
+}
+
+// midSlot is an entry of keyTable's cache of names of 8 to 15 bytes, the
+// second most common kind in FHIR (reference, resourceType, valueQuantity,
+// identifier...): a name's pointer, its first 8 bytes as a little-endian
+// word, and its other bytes zero-extended with the name's length in the
+// top byte (see midTag), so that such a name is found from two words of
+// input without a load through the pointer nor a string comparison (see
+// lookupMid). The tag of an empty slot is 0, which no name has.
+type midSlot struct {
+	p      *string
+	lo, hi uint64
+}
+
+// midTag returns the second tag word of a name of n bytes, 8 to 15, whose
+// bytes after the first 8, zero-extended, are hi: hi with n in its top
+// byte, which hi leaves free.
+func midTag(hi uint64, n int) uint64 { return hi | uint64(n)<<56 }
+
+// midHash returns the slot of a name in keyTable.mid from its first word
+// and its tag (see midSlot).
+func midHash(lo, tag uint64) uint32 {
+	x := (lo ^ tag*0x9e3779b97f4a7c15) * 0xff51afd7ed558ccd
+	return uint32(x >> (64 - midCacheBits))
+}
+
+// lookupMid returns the pointer of the name of n bytes, 8 to 15, whose
+// first 8 bytes are lo and whose other bytes zero-extended are hi, as
+// intern would, if the cache holds it; nil if it does not.
+func (t *keyTable) lookupMid(lo, hi uint64, n int) *string {
+	tag := midTag(hi, n)
+	h := midHash(lo, tag)
+	if c := &t.mid[h]; c.lo == lo && c.hi == tag {
+		return c.p
+	}
+	if c := &t.mid[h^1]; c.lo == lo && c.hi == tag {
+		return c.p
+	}
+	return nil
+}
+
+// addMid puts p, a shared pointer that intern returned for a name of 8 to
+// 15 bytes that lookupMid did not find, into the cache of such names. As
+// in the main cache, a name's slots are h and h^1, the last one added in h.
+func (t *keyTable) addMid(p *string) {
+	c := newMidSlot(p)
+	h := midHash(c.lo, c.hi)
+	t.mid[h^1], t.mid[h] = t.mid[h], c
+}
+
+// newMidSlot returns the mid cache slot of the name p points at, 8 to 15
+// bytes long.
+func newMidSlot(p *string) midSlot {
+	s := *p
+	var hi uint64
+	for i := len(s) - 1; i >= 8; i-- {
+		hi = hi<<8 | uint64(s[i])
+	}
+	return midSlot{p, firstWord(s), midTag(hi, len(s))}
 }
 
 // shortTag returns the tag of a name of n bytes, 1 to 7, whose bytes
@@ -256,6 +319,12 @@ var staticKeys = func() map[string]*string {
 		if c := &staticCache[keyHash(s)]; c.p == nil {
 			*c = newSlot(p)
 		}
+		if n := len(s); n >= 8 && n < 16 {
+			c := newMidSlot(p)
+			if m := &staticMid[midHash(c.lo, c.hi)]; m.p == nil {
+				*m = c
+			}
+		}
 	}
 	return m
 }()
@@ -264,3 +333,8 @@ var staticKeys = func() map[string]*string {
 // that share a slot, so that SetKey finds a common name without a map
 // lookup. Like staticKeys it is never changed after init.
 var staticCache [1 << keyCacheBits]keySlot
+
+// staticMid holds the staticKeys of 8 to 15 bytes by their midHash, the
+// first of the names that share a slot; a new keyTable's mid cache starts
+// as a copy of it.
+var staticMid [1 << midCacheBits]midSlot

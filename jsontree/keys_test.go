@@ -209,3 +209,82 @@ func TestFirstWord(t *testing.T) {
 		}
 	}
 }
+
+// TestMidKeys checks the parser's fast path for names of 8 to 15 bytes
+// (found from two words of input) against encoding/json and the general
+// path: names of every length from 7 to 17 near the end of the input,
+// non-ASCII, escaped and invalid ones, names that differ only by a
+// trailing NUL, and duplicates of them.
+func TestMidKeys(t *testing.T) {
+	names := []string{"display", "resource", "reference", "identifier", "resourceType", "valueQuantity",
+		"clinicalStatus", "serviceProvider", "productOrService", "effectiveDateTime",
+		"resourcé", "referencé", "abcdefghijklmné", `resource\"`, `resourc\u0065Type`, `resourceTyp\u0065`,
+		`abcdefgh\u0000`, `resourceType\u0000`, "resource\tType", "resourceTy\x01", "resourceTy\xff"}
+	var p Parser
+	for _, name := range names {
+		for pad := 0; pad <= 17; pad++ {
+			doc := `{"` + name + `":1,"x":{"` + name + `":2}}` + strings.Repeat(" ", pad)
+			root, err := p.Parse([]byte(doc))
+			var want map[string]any
+			werr := json.Unmarshal([]byte(doc), &want)
+			if werr != nil || !utf8.ValidString(doc) {
+				if err == nil {
+					t.Errorf("%q: accepted", doc)
+				}
+				continue
+			}
+			if err != nil {
+				t.Errorf("%q: %v", doc, err)
+				continue
+			}
+			var wantKey string
+			for k := range want {
+				if k != "x" {
+					wantKey = k
+				}
+			}
+			a, b := root.Children()[0], root.Children()[1].Children()[0]
+			if a.Key() != wantKey || b.Key() != wantKey || a.key != b.key {
+				t.Errorf("%q: names %q and %q, want %q, shared %v", doc, a.Key(), b.Key(), wantKey, a.key == b.key)
+			}
+			if kp, _ := p.keys.intern(wantKey); kp != a.key {
+				t.Errorf("%q: the name's pointer is not the table's", doc)
+			}
+			if raw := !strings.Contains(name, `\`); (a.Flags&FlagRawKey != 0) != raw {
+				t.Errorf("%q: FlagRawKey %v", doc, !raw)
+			}
+			// The same name twice in one object, once written with an
+			// escape, is a duplicate.
+			dup := `{"` + name + `":1,"` + strings.Replace(name, "e", `\u0065`, 1) + `":2}` + strings.Repeat(" ", pad)
+			if _, err := p.Parse([]byte(dup)); err == nil || !strings.Contains(err.Error(), "duplicate key") {
+				t.Errorf("%q: %v, want a duplicate key", dup, err)
+			}
+		}
+	}
+	// Names that are equal once zero-extended stay apart.
+	root, err := p.Parse([]byte(`{"abcdefgh":1,"abcdefgh\u0000":2,"x":[{"abcdefgh":3},{"abcdefgh\u0000":4},{"abcdefgh\u0000\u0000":5}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := root.Get("x").Children()
+	if x[0].Children()[0].Key() != "abcdefgh" || x[1].Children()[0].Key() != "abcdefgh\x00" ||
+		x[2].Children()[0].Key() != "abcdefgh\x00\x00" || root.Children()[1].Key() != "abcdefgh\x00" {
+		t.Errorf("names %q %q %q %q", root.Children()[1].Key(), x[0].Children()[0].Key(), x[1].Children()[0].Key(), x[2].Children()[0].Key())
+	}
+}
+
+// TestMidHashSpread checks that the cache of names of 8 to 15 bytes does
+// not send the common FHIR ones to a handful of slots.
+func TestMidHashSpread(t *testing.T) {
+	slots, n := map[uint32]int{}, 0
+	for _, p := range staticKeys {
+		if len(*p) >= 8 && len(*p) < 16 {
+			c := newMidSlot(p)
+			slots[midHash(c.lo, c.hi)]++
+			n++
+		}
+	}
+	if n < 40 || len(slots) < n*3/4 {
+		t.Errorf("%d common names of 8 to 15 bytes in only %d cache slots", n, len(slots))
+	}
+}

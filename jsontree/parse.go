@@ -645,6 +645,22 @@ func (p *Parser) readKey(b []byte, i int) (int, string) {
 					kp, shared = p.keys.intern(key)
 				}
 			}
+		} else if start+16 <= len(b) {
+			// The next most common: 8 to 15 bytes of ASCII, found in the
+			// table's cache of such names from two words.
+			y := binary.LittleEndian.Uint64(b[start+8:])
+			if m := specialMask(y) | y&msb; m != 0 {
+				k := bits.TrailingZeros64(m) >> 3
+				if b[start+8+k] == '"' {
+					hi := y & (1<<(8*k) - 1)
+					key, end = unsafeString(b[start:start+8+k]), start+k+9
+					if kp = p.keys.lookupMid(x, hi, 8+k); kp != nil {
+						shared = true
+					} else if kp, shared = p.keys.intern(key); shared {
+						p.keys.addMid(kp)
+					}
+				}
+			}
 		}
 	}
 	if end == 0 {
