@@ -150,16 +150,25 @@ type Parser struct {
 	lastLen int
 }
 
-// frame is one open object or array.
+// frame is one open object or array. It is kept small and written field
+// by field: a frame is pushed for every container.
 type frame struct {
 	node   *Node
+	kp     *string // current member name (objects), interned (see keyTable); nil for ""
 	start  int     // index in pending of the container's first child
-	key    string  // current member name (objects)
-	kp     *string // key, interned (see keyTable)
-	keyed  bool    // key holds the member being read
-	keyEsc bool    // key had escape sequences
-	hashed bool    // member names are in Parser.dup
 	serial uint32
+	kind   Kind  // node.Kind, Object or Array
+	kf     Flags // FlagRawKey when the current member name had no escapes
+	keyed  bool  // kp holds the member being read
+	hashed bool  // member names are in Parser.dup
+}
+
+// key returns the current member name of an object's frame.
+func (f *frame) key() string {
+	if f.kp == nil {
+		return ""
+	}
+	return *f.kp
 }
 
 type dupKey struct {
@@ -453,11 +462,7 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 		var kf Flags // FlagRawKey for a member whose name had no escapes
 		if k := len(p.frames); k > 0 {
 			f := &p.frames[k-1]
-			parent = f.node
-			key = f.kp
-			if !f.keyEsc && f.node.Kind == Object {
-				kf = FlagRawKey
-			}
+			parent, key, kf = f.node, f.kp, f.kf // an array's kp and kf stay nil and 0
 			if len(p.pending) == cap(p.pending) {
 				p.growPending()
 			}
@@ -477,23 +482,29 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 			if esc {
 				fl = kf | FlagEscaped
 			}
-			*n = Node{Kind: String, Flags: fl, key: key, Parent: parent}
 			if uint64(len(s)) > math.MaxUint32 {
+				n.init(String, fl, key, nil, 0, parent)
 				return nil, i, "string longer than 4 GiB", p.errPath(true)
 			}
-			n.ptr, n.n = unsafe.Pointer(unsafe.StringData(s)), uint32(len(s))
+			n.init(String, fl, key, unsafe.Pointer(unsafe.StringData(s)), uint32(len(s)), parent)
 			i = end
 		case c == '{' || c == '[':
 			k := Object
 			if c == '[' {
 				k = Array
 			}
-			*n = Node{Kind: k, Flags: kf, key: key, Parent: parent}
+			n.init(k, kf, key, nil, 0, parent)
 			if len(p.frames) >= MaxDepth {
 				return nil, i, "nesting depth exceeds " + strconv.Itoa(MaxDepth), p.errPath(true)
 			}
 			p.serial++
-			p.frames = append(p.frames, frame{node: n, start: len(p.pending), serial: p.serial})
+			if len(p.frames) == cap(p.frames) {
+				p.frames = append(p.frames, frame{})[:len(p.frames)]
+			}
+			p.frames = p.frames[:len(p.frames)+1]
+			f := &p.frames[len(p.frames)-1]
+			f.node, f.kp, f.start, f.serial = n, nil, len(p.pending), p.serial
+			f.kind, f.kf, f.keyed, f.hashed = k, 0, false, false
 			i = skipSpace(b, i+1)
 			if i >= len(b) {
 				return nil, i, "unexpected end of input", p.errPath(false)
@@ -523,28 +534,28 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 			if uint64(end-i) > math.MaxUint32 {
 				return nil, i, "number longer than 4 GiB", p.errPath(true)
 			}
-			*n = Node{Kind: Number, Flags: kf, key: key, ptr: unsafe.Pointer(&b[i]), n: uint32(end - i), Parent: parent}
+			n.init(Number, kf, key, unsafe.Pointer(&b[i]), uint32(end-i), parent)
 			i = end
 		case c == 't':
 			if len(b)-i < 4 || string(b[i:i+4]) != "true" {
 				off, m := literalError(b, i, "true")
 				return nil, off, m, p.errPath(true)
 			}
-			*n = Node{Kind: Bool, Flags: kf, key: key, ptr: unsafe.Pointer(unsafe.StringData("true")), n: 4, Parent: parent}
+			n.init(Bool, kf, key, unsafe.Pointer(unsafe.StringData("true")), 4, parent)
 			i += 4
 		case c == 'f':
 			if len(b)-i < 5 || string(b[i:i+5]) != "false" {
 				off, m := literalError(b, i, "false")
 				return nil, off, m, p.errPath(true)
 			}
-			*n = Node{Kind: Bool, Flags: kf, key: key, ptr: unsafe.Pointer(unsafe.StringData("false")), n: 5, Parent: parent}
+			n.init(Bool, kf, key, unsafe.Pointer(unsafe.StringData("false")), 5, parent)
 			i += 5
 		case c == 'n':
 			if len(b)-i < 4 || string(b[i:i+4]) != "null" {
 				off, m := literalError(b, i, "null")
 				return nil, off, m, p.errPath(true)
 			}
-			*n = Node{Kind: Null, Flags: kf, key: key, Parent: parent}
+			n.init(Null, kf, key, nil, 0, parent)
 			i += 4
 		default:
 			return nil, i, valueMsg(c), p.errPath(true)
@@ -570,7 +581,7 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 				if i < len(b) && (b[i] == '}' || b[i] == ']') {
 					return nil, i, "trailing comma", p.errPath(false)
 				}
-				if f.node.Kind == Object {
+				if f.kind == Object {
 					f.keyed = false
 					if i, errMsg = p.readKey(b, i); errMsg != "" {
 						return nil, i, errMsg, p.errPath(errMsg == "duplicate key")
@@ -578,7 +589,7 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 				}
 				break // next value
 			}
-			if f.node.Kind == Object {
+			if f.kind == Object {
 				if c != '}' {
 					return nil, i, afterMsg(c, "expected ',' or '}' after object member"), p.errPath(false)
 				}
@@ -670,13 +681,16 @@ func (p *Parser) readKey(b []byte, i int) (int, string) {
 		}
 		kp, shared = p.keys.intern(key)
 	}
-	f.keyEsc = esc
+	f.kf = FlagRawKey
+	if esc {
+		f.kf = 0
+	}
 	// Duplicate check against the members read so far.
 	members := p.pending[f.start:]
 	if f.hashed {
 		dk := dupKey{f.serial, key}
 		if _, ok := p.dup[dk]; ok {
-			f.key, f.keyed = key, true
+			f.kp, f.keyed = kp, true
 			return i, "duplicate key"
 		}
 		p.dup[dk] = struct{}{}
@@ -685,7 +699,7 @@ func (p *Parser) readKey(b []byte, i int) (int, string) {
 		// same name have too; other names are compared by their text.
 		for _, m := range members {
 			if m.key == kp || !shared && m.Key() == key {
-				f.key, f.keyed = key, true
+				f.kp, f.keyed = kp, true
 				return i, "duplicate key"
 			}
 		}
@@ -700,7 +714,7 @@ func (p *Parser) readKey(b []byte, i int) (int, string) {
 			f.hashed = true
 		}
 	}
-	f.key, f.kp, f.keyed = key, kp, true
+	f.kp, f.keyed = kp, true
 	i = skipSpace(b, end)
 	if i >= len(b) {
 		return i, "unexpected end of input"
@@ -721,12 +735,12 @@ func (p *Parser) errPath(member bool) string {
 		if last && !member {
 			break
 		}
-		if f.node.Kind == Object {
+		if f.kind == Object {
 			if !f.keyed {
 				break
 			}
 			sb.WriteByte('/')
-			writeErrorToken(&sb, f.key)
+			writeErrorToken(&sb, f.key())
 		} else {
 			// The item being read is the last one added to pending: the
 			// innermost value, or the container of the next frame.
