@@ -474,6 +474,27 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 		c := b[i]
 		switch {
 		case c == '"':
+			// Most strings are plain ASCII: find the closing quote here,
+			// 8 bytes at a time, and leave the others (non-ASCII, escapes,
+			// errors) to scanString, which reads them again from the start.
+			j := i + 1
+			for j+8 <= len(b) {
+				x := binary.LittleEndian.Uint64(b[j:])
+				if m := specialMask(x) | x&msb; m != 0 {
+					j += bits.TrailingZeros64(m) >> 3
+					break
+				}
+				j += 8
+			}
+			if j < len(b) && b[j] == '"' && uint64(j-i-1) <= math.MaxUint32 {
+				var ptr unsafe.Pointer // nil for "", as setValue leaves it
+				if j > i+1 {
+					ptr = unsafe.Pointer(&b[i+1])
+				}
+				n.init(String, kf|FlagRaw, key, ptr, uint32(j-i-1), parent)
+				i = j + 1
+				break
+			}
 			s, end, esc, m := p.scanString(b, i)
 			if m != "" {
 				return nil, end, m, p.errPath(true)
