@@ -2,6 +2,7 @@ package jsontree
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -286,5 +287,44 @@ func TestMidHashSpread(t *testing.T) {
 	}
 	if n < 40 || len(slots) < n*3/4 {
 		t.Errorf("%d common names of 8 to 15 bytes in only %d cache slots", n, len(slots))
+	}
+}
+
+// TestDuplicateKeysFastPath checks duplicate detection for common FHIR
+// names, which readKey finds in the caches without reading them in full:
+// in objects of every size around dupScan (where the linear check gives
+// way to the map), a duplicate of each earlier member, written plainly or
+// with whitespace around the colon, is an error at its offset, and the
+// same object without it parses.
+func TestDuplicateKeysFastPath(t *testing.T) {
+	names := []string{"id", "use", "code", "value", "system", "display", "resource", "reference",
+		"identifier", "resourceType", "valueQuantity", "clinicalStatus", "serviceProvider", "productOrService",
+		"effectiveDateTime", "meta", "text", "status", "subject", "encounter", "category", "issued", "period",
+		"type", "url", "extension", "coding", "name", "given", "family", "gender", "birthDate", "address",
+		"telecom", "line", "city", "state", "country", "postalCode", "language", "unit", "start", "end"}
+	var p Parser
+	for size := 1; size <= 2*dupScan+4; size++ {
+		var sb strings.Builder
+		sb.WriteString(`{`)
+		for i := range size {
+			if i > 0 {
+				sb.WriteString(`,`)
+			}
+			sb.WriteString(`"` + names[i] + `":` + strconv.Itoa(i))
+		}
+		valid := sb.String() + `}`
+		if _, err := p.Parse([]byte(valid)); err != nil {
+			t.Fatalf("%d members: %v", size, err)
+		}
+		for j := range size {
+			for _, colon := range []string{`:`, ` :`, `: `} {
+				doc := sb.String() + `,"` + names[j] + `"` + colon + `0}`
+				_, err := p.Parse([]byte(doc))
+				var se *SyntaxError
+				if !errors.As(err, &se) || se.Msg != "duplicate key" || se.Offset != int64(sb.Len()+1) || se.Path != "/"+names[j] {
+					t.Fatalf("%d members, duplicate of %q with %q: %v", size, names[j], colon, err)
+				}
+			}
+		}
 	}
 }

@@ -651,7 +651,61 @@ func (p *Parser) close() {
 
 // readKey reads `"name" :` at b[i] into the innermost frame and returns the
 // offset of the member's value, whitespace skipped.
+//
+// It is the fast path of readKeySlow, kept small: a name of up to 15
+// bytes of ASCII found in the table's caches, not yet in an object of
+// fewer than dupScan members, followed by ':' and no whitespace, as FHIR
+// servers and Synthea write nearly every member. Anything else, errors
+// included, is left to readKeySlow, which reads the name again.
 func (p *Parser) readKey(b []byte, i int) (int, string) {
+	f := &p.frames[len(p.frames)-1]
+	start := i + 1
+	if start+16 > len(b) || b[i] != '"' {
+		return p.readKeySlow(b, i)
+	}
+	var kp *string
+	var end int
+	x := binary.LittleEndian.Uint64(b[start:])
+	if m := specialMask(x) | x&msb; m != 0 {
+		k := bits.TrailingZeros64(m) >> 3
+		if b[start+k] != '"' {
+			return p.readKeySlow(b, i)
+		}
+		var ok bool
+		if kp, ok = p.keys.lookupShort(x&(1<<(8*k)-1), k); !ok {
+			return p.readKeySlow(b, i)
+		}
+		end = start + k + 1
+	} else {
+		y := binary.LittleEndian.Uint64(b[start+8:])
+		m := specialMask(y) | y&msb
+		k := bits.TrailingZeros64(m) >> 3 // 8 if m is 0
+		if m == 0 || b[start+8+k] != '"' {
+			return p.readKeySlow(b, i)
+		}
+		if kp = p.keys.lookupMid(x, y&(1<<(8*k)-1), 8+k); kp == nil {
+			return p.readKeySlow(b, i)
+		}
+		end = start + k + 9
+	}
+	if f.hashed || end+1 >= len(b) || b[end] != ':' || b[end+1] <= ' ' {
+		return p.readKeySlow(b, i)
+	}
+	members := p.pending[f.start:]
+	if len(members) >= dupScan {
+		return p.readKeySlow(b, i)
+	}
+	for _, m := range members {
+		if m.key == kp {
+			return p.readKeySlow(b, i) // a duplicate
+		}
+	}
+	f.kp, f.kf, f.keyed = kp, FlagRawKey, true
+	return end + 1, ""
+}
+
+// readKeySlow is readKey for any name.
+func (p *Parser) readKeySlow(b []byte, i int) (int, string) {
 	f := &p.frames[len(p.frames)-1]
 	if i >= len(b) {
 		return i, "unexpected end of input"
