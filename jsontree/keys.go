@@ -145,19 +145,19 @@ func midHash(lo, tag uint64) uint32 {
 	return uint32(x >> (64 - midCacheBits))
 }
 
-// lookupMid returns the pointer of the name of n bytes, 8 to 15, whose
-// first 8 bytes are lo and whose other bytes zero-extended are hi, as
-// intern would, if the cache holds it; nil if it does not.
-func (t *keyTable) lookupMid(lo, hi uint64, n int) *string {
-	tag := midTag(hi, n)
+// lookupMid returns the pointer of the name of 8 to 15 bytes whose first
+// 8 bytes are lo and whose second tag word (see midTag) is tag, as intern
+// would, if the cache holds it; nil if it does not. It is small enough to
+// be inlined.
+func (t *keyTable) lookupMid(lo, tag uint64) *string {
 	h := midHash(lo, tag)
-	if c := &t.mid[h]; c.lo == lo && c.hi == tag {
-		return c.p
+	c := &t.mid[h]
+	if c.lo != lo || c.hi != tag {
+		if c = &t.mid[h^1]; c.lo != lo || c.hi != tag {
+			return nil
+		}
 	}
-	if c := &t.mid[h^1]; c.lo == lo && c.hi == tag {
-		return c.p
-	}
-	return nil
+	return c.p
 }
 
 // addMid puts p, a shared pointer that intern returned for a name of 8 to
@@ -184,20 +184,29 @@ func newMidSlot(p *string) midSlot {
 // zero-extended are lo: lo with n in its top byte, which lo leaves free.
 func shortTag(lo uint64, n int) uint64 { return lo | uint64(n)<<56 }
 
+// findShort returns the pointer of the name of n bytes, 1 to 7, whose
+// bytes zero-extended are lo, as intern would, if the cache holds it; nil
+// if it does not. It is lookupShort for a name that is not empty, small
+// enough to be inlined.
+func (t *keyTable) findShort(lo uint64, n int) *string {
+	h, tag := hashWords(lo, 0, n), shortTag(lo, n)
+	c := &t.cache[h]
+	if c.tag != tag {
+		if c = &t.cache[h^1]; c.tag != tag {
+			return nil
+		}
+	}
+	return c.p
+}
+
 // lookupShort returns the pointer of the name of n bytes, 0 to 7, whose
 // bytes zero-extended are lo, as intern would, if the cache holds it.
 func (t *keyTable) lookupShort(lo uint64, n int) (*string, bool) {
 	if n == 0 {
 		return nil, true // the tag 0 is a long name's
 	}
-	h, tag := hashWords(lo, 0, n), shortTag(lo, n)
-	if c := &t.cache[h]; c.tag == tag {
-		return c.p, true
-	}
-	if c := &t.cache[h^1]; c.tag == tag {
-		return c.p, true
-	}
-	return nil, false
+	p := t.findShort(lo, n)
+	return p, p != nil
 }
 
 //go:noinline

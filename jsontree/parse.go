@@ -671,8 +671,10 @@ func (p *Parser) readKey(b []byte, i int) (int, string) {
 		if b[start+k] != '"' {
 			return p.readKeySlow(b, i)
 		}
-		var ok bool
-		if kp, ok = p.keys.lookupShort(x&(1<<(8*k)-1), k); !ok {
+		if k == 0 {
+			return p.readKeySlow(b, i) // ""
+		}
+		if kp = p.keys.findShort(x&(1<<(8*k)-1), k); kp == nil {
 			return p.readKeySlow(b, i)
 		}
 		end = start + k + 1
@@ -683,7 +685,7 @@ func (p *Parser) readKey(b []byte, i int) (int, string) {
 		if m == 0 || b[start+8+k] != '"' {
 			return p.readKeySlow(b, i)
 		}
-		if kp = p.keys.lookupMid(x, y&(1<<(8*k)-1), 8+k); kp == nil {
+		if kp = p.keys.lookupMid(x, midTag(y&(1<<(8*k)-1), 8+k)); kp == nil {
 			return p.readKeySlow(b, i)
 		}
 		end = start + k + 9
@@ -740,7 +742,7 @@ func (p *Parser) readKeySlow(b []byte, i int) (int, string) {
 				if b[start+8+k] == '"' {
 					hi := y & (1<<(8*k) - 1)
 					key, end = unsafeString(b[start:start+8+k]), start+k+9
-					if kp = p.keys.lookupMid(x, hi, 8+k); kp != nil {
+					if kp = p.keys.lookupMid(x, midTag(hi, 8+k)); kp != nil {
 						shared = true
 					} else if kp, shared = p.keys.intern(key); shared {
 						p.keys.addMid(kp)
