@@ -125,10 +125,12 @@ type Parser struct {
 	Borrow bool
 
 	nodes  [][]Node
-	ni, nj int // next node: nodes[ni][nj]
+	ni, nj int    // next node: nodes[ni][nj]
+	cur    []Node // nodes[ni], nil before the first chunk
 
 	ptrs   [][]*Node
-	pi, pj int // next pointer: ptrs[pi][pj]
+	pi, pj int     // next pointer: ptrs[pi][pj]
+	pcur   []*Node // ptrs[pi], nil before the first chunk
 
 	text  []byte // free tail of the current text block
 	block []byte // the current text block, for ReuseText
@@ -308,6 +310,13 @@ func (p *Parser) reset(n int) {
 	}
 	p.lastLen = n
 	p.ni, p.nj, p.pi, p.pj = 0, 0, 0, 0
+	p.cur, p.pcur = nil, nil
+	if len(p.nodes) > 0 {
+		p.cur = p.nodes[0]
+	}
+	if len(p.ptrs) > 0 {
+		p.pcur = p.ptrs[0]
+	}
 	p.frames = p.frames[:0]
 	p.pending = p.pending[:0]
 	if p.dup != nil {
@@ -358,16 +367,15 @@ func (p *Parser) textAlloc(n int) []byte {
 	return b
 }
 
-func (p *Parser) newNode() *Node {
-	for p.ni < len(p.nodes) {
-		c := p.nodes[p.ni]
-		if p.nj < len(c) {
-			n := &c[p.nj]
-			p.nj++
-			return n
-		}
+// newChunk is the slow path of taking the next node of the arena (which
+// parse does itself, where it is p.cur[p.nj]; the node may hold a stale
+// node of an earlier document, see Node.init): it moves to the arena's next chunk of nodes, allocated if there
+// is none, and returns its first node.
+func (p *Parser) newChunk() *Node {
+	if p.cur != nil && p.ni+1 < len(p.nodes) {
 		p.ni++
-		p.nj = 0
+		p.cur, p.nj = p.nodes[p.ni], 1
+		return &p.cur[0]
 	}
 	size := minNodeChunk
 	if k := len(p.nodes); k > 0 {
@@ -385,22 +393,23 @@ func (p *Parser) newNode() *Node {
 	}
 	p.nodes = append(p.nodes, make([]Node, size))
 	p.ni = len(p.nodes) - 1
-	p.nj = 1
-	return &p.nodes[p.ni][0]
+	p.cur, p.nj = p.nodes[p.ni], 1
+	return &p.cur[0]
 }
 
-// ptrAlloc returns a slice of n pointers whose capacity is n, so that
+// ptrChunk is the slow path of allocating n pointers of the arena (which
+// close does itself, where they are the next n of p.pcur), taken when the
+// current chunk has not room for them: it returns the first n of the next
+// chunk that has, or of a new one. The slice's capacity is n, so that
 // appending to it reallocates instead of overwriting a neighbour.
-func (p *Parser) ptrAlloc(n int) []*Node {
-	for p.pi < len(p.ptrs) {
-		c := p.ptrs[p.pi]
-		if p.pj+n <= len(c) {
-			s := c[p.pj : p.pj+n : p.pj+n]
-			p.pj += n
-			return s
-		}
+func (p *Parser) ptrChunk(n int) []*Node {
+	for p.pcur != nil && p.pi+1 < len(p.ptrs) {
 		p.pi++
-		p.pj = 0
+		p.pcur, p.pj = p.ptrs[p.pi], 0
+		if n <= len(p.pcur) {
+			p.pj = n
+			return p.pcur[:n:n]
+		}
 	}
 	size := minPtrChunk
 	if k := len(p.ptrs); k > 0 {
@@ -418,8 +427,8 @@ func (p *Parser) ptrAlloc(n int) []*Node {
 	size = max(size, n)
 	p.ptrs = append(p.ptrs, make([]*Node, size))
 	p.pi = len(p.ptrs) - 1
-	p.pj = n
-	return p.ptrs[p.pi][:n:n]
+	p.pcur, p.pj = p.ptrs[p.pi], n
+	return p.pcur[:n:n]
 }
 
 // Character classes.
@@ -456,7 +465,12 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 	for {
 		// A value starts at b[i] (whitespace skipped).
 		p.pos = i
-		n = p.newNode()
+		if p.nj < len(p.cur) {
+			n = &p.cur[p.nj]
+			p.nj++
+		} else {
+			n = p.newChunk()
+		}
 		var parent *Node
 		var key *string
 		var kf Flags // FlagRawKey for a member whose name had no escapes
@@ -641,9 +655,28 @@ func (p *Parser) growPending() {
 func (p *Parser) close() {
 	f := &p.frames[len(p.frames)-1]
 	if k := len(p.pending) - f.start; k > 0 {
-		ch := p.ptrAlloc(k)
-		copy(ch, p.pending[f.start:])
-		f.node.setKids(ch, k, nil) // the parser sets no shadow
+		var ch []*Node
+		if j := p.pj + k; j <= len(p.pcur) {
+			ch = p.pcur[p.pj:j:j]
+			p.pj = j
+		} else {
+			ch = p.ptrChunk(k)
+		}
+		if kids := p.pending[f.start:]; k <= 8 {
+			// Most containers have a few children: a loop of stores
+			// costs less than copy's call.
+			for j, c := range kids {
+				ch[j] = c
+			}
+		} else {
+			copy(ch, kids)
+		}
+		// setKids without a shadow and with an exact capacity.
+		if k > math.MaxUint32 {
+			panic("jsontree: too many children")
+		}
+		n := f.node
+		n.ptr, n.n, n.kcap = unsafe.Pointer(&ch[0]), uint32(k), capClass(k)
 		p.pending = p.pending[:f.start]
 	}
 	p.frames = p.frames[:len(p.frames)-1]
