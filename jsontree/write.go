@@ -160,7 +160,7 @@ func AppendString(dst []byte, s string) []byte {
 		// Skip 8 plain ASCII bytes at a time.
 		for i+8 <= len(s) {
 			x := load64(s, i)
-			m := specialMask(x) | x&msb
+			m := stopMask(x)
 			if m != 0 {
 				i += bits.TrailingZeros64(m) >> 3
 				break
