@@ -74,8 +74,11 @@ const (
 	// JSON (24 in Synthea's), used to size a fresh parser's first chunks.
 	bytesPerNode = 20
 	// dupScan is the number of members up to which duplicate keys are found
-	// by a linear scan; larger objects use a map.
-	dupScan = 16
+	// by a linear scan; larger objects use a map. readKey's fast path,
+	// which compares name pointers only, scans up to dupScanFast members
+	// before leaving the name to readKeySlow and its map.
+	dupScan     = 16
+	dupScanFast = 32
 )
 
 // A Parser parses JSON documents into trees, reusing its memory from one
@@ -699,9 +702,10 @@ func (p *Parser) close() {
 //
 // It is the fast path of readKeySlow, kept small: a name of up to 15
 // bytes of ASCII found in the table's caches, not yet in an object of
-// fewer than dupScan members, followed by ':' and no whitespace, as FHIR
-// servers and Synthea write nearly every member. Anything else, errors
-// included, is left to readKeySlow, which reads the name again.
+// fewer than dupScanFast members whose names are not in the map yet,
+// followed by ':' and no whitespace, as FHIR servers and Synthea write
+// nearly every member. Anything else, errors included, is left to
+// readKeySlow, which reads the name again.
 func (p *Parser) readKey(b []byte, i int) (int, string) {
 	f := &p.frames[len(p.frames)-1]
 	start := i + 1
@@ -739,7 +743,7 @@ func (p *Parser) readKey(b []byte, i int) (int, string) {
 		return p.readKeySlow(b, i)
 	}
 	members := p.pending[f.start:]
-	if len(members) >= dupScan {
+	if len(members) >= dupScanFast {
 		return p.readKeySlow(b, i)
 	}
 	for _, m := range members {
