@@ -28,6 +28,9 @@ const (
 	// midCacheBits is the log2 of the number of slots of the two-way cache
 	// of names of 8 to 15 bytes (see lookupMid).
 	midCacheBits = 8
+	// longCacheBits is the log2 of the number of slots of the two-way
+	// cache of names of 16 to 23 bytes (see lookupLong).
+	longCacheBits = 7
 )
 
 // keyTable interns member names for a Parser. It is not safe for
@@ -36,6 +39,7 @@ const (
 type keyTable struct {
 	cache [1 << keyCacheBits]keySlot
 	mid   [1 << midCacheBits]midSlot
+	long  [1 << longCacheBits]longSlot
 	m     map[string]*string
 	bytes int
 	names nameSlab
@@ -118,7 +122,7 @@ func newSlot(p *string) keySlot {
 // that pools its parsers (sync.Pool, emptied at each collection) makes new
 // ones often.
 func newKeyTable() *keyTable {
-	return &keyTable{cache: staticCache, mid: staticMid}
+	return &keyTable{cache: staticCache, mid: staticMid, long: staticLong}
 }
 
 // midSlot is an entry of keyTable's cache of names of 8 to 15 bytes, the
@@ -167,6 +171,58 @@ func (t *keyTable) addMid(p *string) {
 	c := newMidSlot(p)
 	h := midHash(c.lo, c.hi)
 	t.mid[h^1], t.mid[h] = t.mid[h], c
+}
+
+// longSlot is an entry of keyTable's cache of names of 16 to 23 bytes
+// (effectiveDateTime, productOrService, valueCodeableConcept...), like
+// midSlot with one word more: the name's first two words and its other
+// bytes zero-extended with its length in the top byte (see midTag).
+type longSlot struct {
+	p          *string
+	w0, w1, hi uint64
+}
+
+// longHash returns the slot of a name in keyTable.long from its words.
+func longHash(w0, w1, tag uint64) uint32 {
+	x := (w0 ^ w1*0x9e3779b97f4a7c15 ^ tag*0xc2b2ae3d27d4eb4f) * 0xff51afd7ed558ccd
+	return uint32(x >> (64 - longCacheBits))
+}
+
+// lookupLong returns the pointer of the name of 16 to 23 bytes whose first
+// two words are w0 and w1 and whose tag word (see midTag) is tag, as
+// intern would, if the cache holds it; nil if it does not. h is
+// longHash(w0, w1, tag), which the caller computes so that this inlines.
+func (t *keyTable) lookupLong(h uint32, w0, w1, tag uint64) *string {
+	c := &t.long[h]
+	if c.w0 != w0 || c.w1 != w1 || c.hi != tag {
+		if c = &t.long[h^1]; c.w0 != w0 || c.w1 != w1 || c.hi != tag {
+			return nil
+		}
+	}
+	return c.p
+}
+
+// addLong puts p, a shared pointer that intern returned for a name of 16
+// to 23 bytes, into the cache of such names unless it is there already,
+// as the last one added in its slot.
+func (t *keyTable) addLong(p *string) {
+	c := newLongSlot(p)
+	h := longHash(c.w0, c.w1, c.hi)
+	if t.lookupLong(h, c.w0, c.w1, c.hi) != nil {
+		return
+	}
+	t.long[h^1], t.long[h] = t.long[h], c
+}
+
+// newLongSlot returns the long cache slot of the name p points at, 16 to
+// 23 bytes long.
+func newLongSlot(p *string) longSlot {
+	s := *p
+	var hi uint64
+	for i := len(s) - 1; i >= 16; i-- {
+		hi = hi<<8 | uint64(s[i])
+	}
+	return longSlot{p, firstWord(s), firstWord(s[8:]), midTag(hi, len(s))}
 }
 
 // newMidSlot returns the mid cache slot of the name p points at, 8 to 15
@@ -333,6 +389,11 @@ var staticKeys = func() map[string]*string {
 			if m := &staticMid[midHash(c.lo, c.hi)]; m.p == nil {
 				*m = c
 			}
+		} else if n >= 16 && n < 24 {
+			c := newLongSlot(p)
+			if m := &staticLong[longHash(c.w0, c.w1, c.hi)]; m.p == nil {
+				*m = c
+			}
 		}
 	}
 	return m
@@ -347,3 +408,6 @@ var staticCache [1 << keyCacheBits]keySlot
 // first of the names that share a slot; a new keyTable's mid cache starts
 // as a copy of it.
 var staticMid [1 << midCacheBits]midSlot
+
+// staticLong is staticMid for the staticKeys of 16 to 23 bytes.
+var staticLong [1 << longCacheBits]longSlot

@@ -211,19 +211,22 @@ func TestFirstWord(t *testing.T) {
 	}
 }
 
-// TestMidKeys checks the parser's fast path for names of 8 to 15 bytes
-// (found from two words of input) against encoding/json and the general
-// path: names of every length from 7 to 17 near the end of the input,
-// non-ASCII, escaped and invalid ones, names that differ only by a
-// trailing NUL, and duplicates of them.
+// TestMidKeys checks the parser's fast paths for names of 8 to 15 and 16
+// to 23 bytes (found from two and three words of input) against
+// encoding/json and the general path: names of every length from 7 to 25
+// near the end of the input, non-ASCII, escaped and invalid ones, names
+// that differ only by a trailing NUL, and duplicates of them.
 func TestMidKeys(t *testing.T) {
 	names := []string{"display", "resource", "reference", "identifier", "resourceType", "valueQuantity",
 		"clinicalStatus", "serviceProvider", "productOrService", "effectiveDateTime",
 		"resourcé", "referencé", "abcdefghijklmné", `resource\"`, `resourc\u0065Type`, `resourceTyp\u0065`,
-		`abcdefgh\u0000`, `resourceType\u0000`, "resource\tType", "resourceTy\x01", "resourceTy\xff"}
+		`abcdefgh\u0000`, `resourceType\u0000`, "resource\tType", "resourceTy\x01", "resourceTy\xff",
+		"valueCodeableConcept", "managingOrganization", "locationCodeableConcept", "locationCodeableConcepts",
+		"medicationCodeableConcept", "abcdefghijklmnopqrstuvé", `productOrServic\u0065`, `productOrService\u0000`,
+		`effectiveDateTime\"`, "effectiveDate\tTime", "effectiveDateTi\x01e", "effectiveDateTim\xff"}
 	var p Parser
 	for _, name := range names {
-		for pad := 0; pad <= 17; pad++ {
+		for pad := 0; pad <= 25; pad++ {
 			doc := `{"` + name + `":1,"x":{"` + name + `":2}}` + strings.Repeat(" ", pad)
 			root, err := p.Parse([]byte(doc))
 			var want map[string]any
@@ -274,19 +277,27 @@ func TestMidKeys(t *testing.T) {
 	}
 }
 
-// TestMidHashSpread checks that the cache of names of 8 to 15 bytes does
-// not send the common FHIR ones to a handful of slots.
+// TestMidHashSpread checks that the caches of names of 8 to 15 and 16 to
+// 23 bytes do not send the common FHIR ones to a handful of slots.
 func TestMidHashSpread(t *testing.T) {
 	slots, n := map[uint32]int{}, 0
+	long, nl := map[uint32]int{}, 0
 	for _, p := range staticKeys {
 		if len(*p) >= 8 && len(*p) < 16 {
 			c := newMidSlot(p)
 			slots[midHash(c.lo, c.hi)]++
 			n++
+		} else if len(*p) >= 16 && len(*p) < 24 {
+			c := newLongSlot(p)
+			long[longHash(c.w0, c.w1, c.hi)]++
+			nl++
 		}
 	}
 	if n < 40 || len(slots) < n*3/4 {
 		t.Errorf("%d common names of 8 to 15 bytes in only %d cache slots", n, len(slots))
+	}
+	if nl < 10 || len(long) < nl*3/4 {
+		t.Errorf("%d common names of 16 to 23 bytes in only %d cache slots", nl, len(long))
 	}
 }
 

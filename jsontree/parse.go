@@ -700,7 +700,7 @@ func (p *Parser) close() {
 // readKey reads `"name" :` at b[i] into the innermost frame and returns the
 // offset of the member's value, whitespace skipped.
 //
-// It is the fast path of readKeySlow, kept small: a name of up to 15
+// It is the fast path of readKeySlow, kept small: a name of up to 23
 // bytes of ASCII found in the table's caches, not yet in an object of
 // fewer than dupScanFast members whose names are not in the map yet,
 // followed by ':' and no whitespace, as FHIR servers and Synthea write
@@ -729,15 +729,32 @@ func (p *Parser) readKey(b []byte, i int) (int, string) {
 		end = start + k + 1
 	} else {
 		y := binary.LittleEndian.Uint64(b[start+8:])
-		m := stopMask(y)
-		k := bits.TrailingZeros64(m) >> 3 // 8 if m is 0
-		if m == 0 || b[start+8+k] != '"' {
-			return p.readKeySlow(b, i)
+		if m := stopMask(y); m != 0 {
+			k := bits.TrailingZeros64(m) >> 3
+			if b[start+8+k] != '"' {
+				return p.readKeySlow(b, i)
+			}
+			if kp = p.keys.lookupMid(x, midTag(y&(1<<(8*k)-1), 8+k)); kp == nil {
+				return p.readKeySlow(b, i)
+			}
+			end = start + k + 9
+		} else {
+			// 16 to 23 bytes, from three words.
+			if start+24 > len(b) {
+				return p.readKeySlow(b, i)
+			}
+			z := binary.LittleEndian.Uint64(b[start+16:])
+			m := stopMask(z)
+			k := bits.TrailingZeros64(m) >> 3 // 8 if m is 0
+			if m == 0 || b[start+16+k] != '"' {
+				return p.readKeySlow(b, i)
+			}
+			tag := midTag(z&(1<<(8*k)-1), 16+k)
+			if kp = p.keys.lookupLong(longHash(x, y, tag), x, y, tag); kp == nil {
+				return p.readKeySlow(b, i)
+			}
+			end = start + k + 17
 		}
-		if kp = p.keys.lookupMid(x, midTag(y&(1<<(8*k)-1), 8+k)); kp == nil {
-			return p.readKeySlow(b, i)
-		}
-		end = start + k + 9
 	}
 	if f.hashed || end+1 >= len(b) || b[end] != ':' || b[end+1] <= ' ' {
 		return p.readKeySlow(b, i)
@@ -806,6 +823,9 @@ func (p *Parser) readKeySlow(b []byte, i int) (int, string) {
 			return end, m
 		}
 		kp, shared = p.keys.intern(key)
+		if shared && len(key) >= 16 && len(key) < 24 {
+			p.keys.addLong(kp)
+		}
 	}
 	f.kf = FlagRawKey
 	if esc {
