@@ -25,6 +25,12 @@ const (
 	// keyCacheBits is the log2 of the number of slots of the two-way cache in
 	// front of the table, which finds most names without a map lookup.
 	keyCacheBits = 10
+	// midCacheBits is the log2 of the number of slots of the two-way cache
+	// of names of 8 to 15 bytes (see lookupMid).
+	midCacheBits = 8
+	// longCacheBits is the log2 of the number of slots of the two-way
+	// cache of names of 16 to 23 bytes (see lookupLong).
+	longCacheBits = 7
 )
 
 // keyTable interns member names for a Parser. It is not safe for
@@ -32,6 +38,8 @@ const (
 // own.
 type keyTable struct {
 	cache [1 << keyCacheBits]keySlot
+	mid   [1 << midCacheBits]midSlot
+	long  [1 << longCacheBits]longSlot
 	m     map[string]*string
 	bytes int
 	names nameSlab
@@ -114,12 +122,138 @@ func newSlot(p *string) keySlot {
 // that pools its parsers (sync.Pool, emptied at each collection) makes new
 // ones often.
 func newKeyTable() *keyTable {
-	return &keyTable{cache: staticCache}
+	return &keyTable{cache: staticCache, mid: staticMid, long: staticLong}
+}
+
+// midSlot is an entry of keyTable's cache of names of 8 to 15 bytes, the
+// second most common kind in FHIR (reference, resourceType, valueQuantity,
+// identifier...): a name's pointer, its first 8 bytes as a little-endian
+// word, and its other bytes zero-extended with the name's length in the
+// top byte (see midTag), so that such a name is found from two words of
+// input without a load through the pointer nor a string comparison (see
+// lookupMid). The tag of an empty slot is 0, which no name has.
+type midSlot struct {
+	p      *string
+	lo, hi uint64
+}
+
+// midTag returns the second tag word of a name of n bytes, 8 to 15, whose
+// bytes after the first 8, zero-extended, are hi: hi with n in its top
+// byte, which hi leaves free.
+func midTag(hi uint64, n int) uint64 { return hi | uint64(n)<<56 }
+
+// midHash returns the slot of a name in keyTable.mid from its first word
+// and its tag (see midSlot).
+func midHash(lo, tag uint64) uint32 {
+	x := (lo ^ tag*0x9e3779b97f4a7c15) * 0xff51afd7ed558ccd
+	return uint32(x >> (64 - midCacheBits))
+}
+
+// lookupMid returns the pointer of the name of 8 to 15 bytes whose first
+// 8 bytes are lo and whose second tag word (see midTag) is tag, as intern
+// would, if the cache holds it; nil if it does not. It is small enough to
+// be inlined.
+func (t *keyTable) lookupMid(lo, tag uint64) *string {
+	h := midHash(lo, tag)
+	c := &t.mid[h]
+	if c.lo != lo || c.hi != tag {
+		if c = &t.mid[h^1]; c.lo != lo || c.hi != tag {
+			return nil
+		}
+	}
+	return c.p
+}
+
+// addMid puts p, a shared pointer that intern returned for a name of 8 to
+// 15 bytes that lookupMid did not find, into the cache of such names. As
+// in the main cache, a name's slots are h and h^1, the last one added in h.
+func (t *keyTable) addMid(p *string) {
+	c := newMidSlot(p)
+	h := midHash(c.lo, c.hi)
+	t.mid[h^1], t.mid[h] = t.mid[h], c
+}
+
+// longSlot is an entry of keyTable's cache of names of 16 to 23 bytes
+// (effectiveDateTime, productOrService, valueCodeableConcept...), like
+// midSlot with one word more: the name's first two words and its other
+// bytes zero-extended with its length in the top byte (see midTag).
+type longSlot struct {
+	p          *string
+	w0, w1, hi uint64
+}
+
+// longHash returns the slot of a name in keyTable.long from its words.
+func longHash(w0, w1, tag uint64) uint32 {
+	x := (w0 ^ w1*0x9e3779b97f4a7c15 ^ tag*0xc2b2ae3d27d4eb4f) * 0xff51afd7ed558ccd
+	return uint32(x >> (64 - longCacheBits))
+}
+
+// lookupLong returns the pointer of the name of 16 to 23 bytes whose first
+// two words are w0 and w1 and whose tag word (see midTag) is tag, as
+// intern would, if the cache holds it; nil if it does not. h is
+// longHash(w0, w1, tag), which the caller computes so that this inlines.
+func (t *keyTable) lookupLong(h uint32, w0, w1, tag uint64) *string {
+	c := &t.long[h]
+	if c.w0 != w0 || c.w1 != w1 || c.hi != tag {
+		if c = &t.long[h^1]; c.w0 != w0 || c.w1 != w1 || c.hi != tag {
+			return nil
+		}
+	}
+	return c.p
+}
+
+// addLong puts p, a shared pointer that intern returned for a name of 16
+// to 23 bytes, into the cache of such names unless it is there already,
+// as the last one added in its slot.
+func (t *keyTable) addLong(p *string) {
+	c := newLongSlot(p)
+	h := longHash(c.w0, c.w1, c.hi)
+	if t.lookupLong(h, c.w0, c.w1, c.hi) != nil {
+		return
+	}
+	t.long[h^1], t.long[h] = t.long[h], c
+}
+
+// newLongSlot returns the long cache slot of the name p points at, 16 to
+// 23 bytes long.
+func newLongSlot(p *string) longSlot {
+	s := *p
+	var hi uint64
+	for i := len(s) - 1; i >= 16; i-- {
+		hi = hi<<8 | uint64(s[i])
+	}
+	return longSlot{p, firstWord(s), firstWord(s[8:]), midTag(hi, len(s))}
+}
+
+// newMidSlot returns the mid cache slot of the name p points at, 8 to 15
+// bytes long.
+func newMidSlot(p *string) midSlot {
+	s := *p
+	var hi uint64
+	for i := len(s) - 1; i >= 8; i-- {
+		hi = hi<<8 | uint64(s[i])
+	}
+	return midSlot{p, firstWord(s), midTag(hi, len(s))}
 }
 
 // shortTag returns the tag of a name of n bytes, 1 to 7, whose bytes
 // zero-extended are lo: lo with n in its top byte, which lo leaves free.
 func shortTag(lo uint64, n int) uint64 { return lo | uint64(n)<<56 }
+
+// findShort returns the pointer of the name of n bytes, 1 to 7, whose
+// bytes zero-extended are lo, as intern would, if the cache holds it; nil
+// if it does not. It is lookupShort for a name that is not empty, small
+// enough to be inlined.
+func (t *keyTable) findShort(lo uint64, n int) *string {
+	h, tag := hashWords(lo, 0, n), shortTag(lo, n)
+	c := &t.cache[h]
+	if c.tag != tag {
+		if c = &t.cache[h^1]; c.tag != tag {
+			return nil
+		}
+	}
+	return c.p
+}
 
 // lookupShort returns the pointer of the name of n bytes, 0 to 7, whose
 // bytes zero-extended are lo, as intern would, if the cache holds it.
@@ -127,14 +261,8 @@ func (t *keyTable) lookupShort(lo uint64, n int) (*string, bool) {
 	if n == 0 {
 		return nil, true // the tag 0 is a long name's
 	}
-	h, tag := hashWords(lo, 0, n), shortTag(lo, n)
-	if c := &t.cache[h]; c.tag == tag {
-		return c.p, true
-	}
-	if c := &t.cache[h^1]; c.tag == tag {
-		return c.p, true
-	}
-	return nil, false
+	p := t.findShort(lo, n)
+	return p, p != nil
 }
 
 //go:noinline
@@ -256,6 +384,17 @@ var staticKeys = func() map[string]*string {
 		if c := &staticCache[keyHash(s)]; c.p == nil {
 			*c = newSlot(p)
 		}
+		if n := len(s); n >= 8 && n < 16 {
+			c := newMidSlot(p)
+			if m := &staticMid[midHash(c.lo, c.hi)]; m.p == nil {
+				*m = c
+			}
+		} else if n >= 16 && n < 24 {
+			c := newLongSlot(p)
+			if m := &staticLong[longHash(c.w0, c.w1, c.hi)]; m.p == nil {
+				*m = c
+			}
+		}
 	}
 	return m
 }()
@@ -264,3 +403,11 @@ var staticKeys = func() map[string]*string {
 // that share a slot, so that SetKey finds a common name without a map
 // lookup. Like staticKeys it is never changed after init.
 var staticCache [1 << keyCacheBits]keySlot
+
+// staticMid holds the staticKeys of 8 to 15 bytes by their midHash, the
+// first of the names that share a slot; a new keyTable's mid cache starts
+// as a copy of it.
+var staticMid [1 << midCacheBits]midSlot
+
+// staticLong is staticMid for the staticKeys of 16 to 23 bytes.
+var staticLong [1 << longCacheBits]longSlot

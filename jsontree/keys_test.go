@@ -2,6 +2,7 @@ package jsontree
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -206,6 +207,139 @@ func TestFirstWord(t *testing.T) {
 		}
 		if got := firstWord(s); got != want {
 			t.Errorf("%q: %#x, want %#x", s, got, want)
+		}
+	}
+}
+
+// TestMidKeys checks the parser's fast paths for names of 8 to 15 and 16
+// to 23 bytes (found from two and three words of input) against
+// encoding/json and the general path: names of every length from 7 to 25
+// near the end of the input, non-ASCII, escaped and invalid ones, names
+// that differ only by a trailing NUL, and duplicates of them.
+func TestMidKeys(t *testing.T) {
+	names := []string{"display", "resource", "reference", "identifier", "resourceType", "valueQuantity",
+		"clinicalStatus", "serviceProvider", "productOrService", "effectiveDateTime",
+		"resourcé", "referencé", "abcdefghijklmné", `resource\"`, `resourc\u0065Type`, `resourceTyp\u0065`,
+		`abcdefgh\u0000`, `resourceType\u0000`, "resource\tType", "resourceTy\x01", "resourceTy\xff",
+		"valueCodeableConcept", "managingOrganization", "locationCodeableConcept", "locationCodeableConcepts",
+		"medicationCodeableConcept", "abcdefghijklmnopqrstuvé", `productOrServic\u0065`, `productOrService\u0000`,
+		`effectiveDateTime\"`, "effectiveDate\tTime", "effectiveDateTi\x01e", "effectiveDateTim\xff"}
+	var p Parser
+	for _, name := range names {
+		for pad := 0; pad <= 25; pad++ {
+			doc := `{"` + name + `":1,"x":{"` + name + `":2}}` + strings.Repeat(" ", pad)
+			root, err := p.Parse([]byte(doc))
+			var want map[string]any
+			werr := json.Unmarshal([]byte(doc), &want)
+			if werr != nil || !utf8.ValidString(doc) {
+				if err == nil {
+					t.Errorf("%q: accepted", doc)
+				}
+				continue
+			}
+			if err != nil {
+				t.Errorf("%q: %v", doc, err)
+				continue
+			}
+			var wantKey string
+			for k := range want {
+				if k != "x" {
+					wantKey = k
+				}
+			}
+			a, b := root.Children()[0], root.Children()[1].Children()[0]
+			if a.Key() != wantKey || b.Key() != wantKey || a.key != b.key {
+				t.Errorf("%q: names %q and %q, want %q, shared %v", doc, a.Key(), b.Key(), wantKey, a.key == b.key)
+			}
+			if kp, _ := p.keys.intern(wantKey); kp != a.key {
+				t.Errorf("%q: the name's pointer is not the table's", doc)
+			}
+			if raw := !strings.Contains(name, `\`); (a.Flags&FlagRawKey != 0) != raw {
+				t.Errorf("%q: FlagRawKey %v", doc, !raw)
+			}
+			// The same name twice in one object, once written with an
+			// escape, is a duplicate.
+			dup := `{"` + name + `":1,"` + strings.Replace(name, "e", `\u0065`, 1) + `":2}` + strings.Repeat(" ", pad)
+			if _, err := p.Parse([]byte(dup)); err == nil || !strings.Contains(err.Error(), "duplicate key") {
+				t.Errorf("%q: %v, want a duplicate key", dup, err)
+			}
+		}
+	}
+	// Names that are equal once zero-extended stay apart.
+	root, err := p.Parse([]byte(`{"abcdefgh":1,"abcdefgh\u0000":2,"x":[{"abcdefgh":3},{"abcdefgh\u0000":4},{"abcdefgh\u0000\u0000":5}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := root.Get("x").Children()
+	if x[0].Children()[0].Key() != "abcdefgh" || x[1].Children()[0].Key() != "abcdefgh\x00" ||
+		x[2].Children()[0].Key() != "abcdefgh\x00\x00" || root.Children()[1].Key() != "abcdefgh\x00" {
+		t.Errorf("names %q %q %q %q", root.Children()[1].Key(), x[0].Children()[0].Key(), x[1].Children()[0].Key(), x[2].Children()[0].Key())
+	}
+}
+
+// TestMidHashSpread checks that the caches of names of 8 to 15 and 16 to
+// 23 bytes do not send the common FHIR ones to a handful of slots.
+func TestMidHashSpread(t *testing.T) {
+	slots, n := map[uint32]int{}, 0
+	long, nl := map[uint32]int{}, 0
+	for _, p := range staticKeys {
+		if len(*p) >= 8 && len(*p) < 16 {
+			c := newMidSlot(p)
+			slots[midHash(c.lo, c.hi)]++
+			n++
+		} else if len(*p) >= 16 && len(*p) < 24 {
+			c := newLongSlot(p)
+			long[longHash(c.w0, c.w1, c.hi)]++
+			nl++
+		}
+	}
+	if n < 40 || len(slots) < n*3/4 {
+		t.Errorf("%d common names of 8 to 15 bytes in only %d cache slots", n, len(slots))
+	}
+	if nl < 10 || len(long) < nl*3/4 {
+		t.Errorf("%d common names of 16 to 23 bytes in only %d cache slots", nl, len(long))
+	}
+}
+
+// TestDuplicateKeysFastPath checks duplicate detection for common FHIR
+// names, which readKey finds in the caches without reading them in full:
+// in objects of every size around dupScan and dupScanFast (where the
+// linear checks give way to the map), with names of 16 bytes and more
+// (left to readKeySlow) before and after dupScan members, a duplicate of
+// each earlier member, written plainly or with whitespace around the
+// colon, is an error at its offset, and the same object without it
+// parses.
+func TestDuplicateKeysFastPath(t *testing.T) {
+	names := []string{"id", "use", "code", "value", "system", "display", "resource", "reference",
+		"identifier", "resourceType", "valueQuantity", "productOrService", "clinicalStatus", "serviceProvider",
+		"meta", "text", "status", "effectiveDateTime", "subject", "encounter", "category", "issued", "period",
+		"type", "url", "medicationCodeableConcept", "extension", "coding", "name", "given", "family", "gender",
+		"birthDate", "address", "telecom", "line", "city", "state", "country", "postalCode", "language", "unit"}
+	var p Parser
+	for size := 1; size <= dupScanFast+4; size++ {
+		var sb strings.Builder
+		sb.WriteString(`{`)
+		for i := range size {
+			if i > 0 {
+				sb.WriteString(`,`)
+			}
+			sb.WriteString(`"` + names[i] + `":` + strconv.Itoa(i))
+		}
+		valid := sb.String() + `}`
+		if _, err := p.Parse([]byte(valid)); err != nil {
+			t.Fatalf("%d members: %v", size, err)
+		}
+		for j := range size {
+			for _, colon := range []string{`:`, ` :`, `: `} {
+				// Spaces after the document keep the name away from the
+				// end of input, where readKey leaves names to readKeySlow.
+				doc := sb.String() + `,"` + names[j] + `"` + colon + `0}` + strings.Repeat(" ", 32)
+				_, err := p.Parse([]byte(doc))
+				var se *SyntaxError
+				if !errors.As(err, &se) || se.Msg != "duplicate key" || se.Offset != int64(sb.Len()+1) || se.Path != "/"+names[j] {
+					t.Fatalf("%d members, duplicate of %q with %q: %v", size, names[j], colon, err)
+				}
+			}
 		}
 	}
 }

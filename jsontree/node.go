@@ -166,6 +166,16 @@ type Node struct {
 	Elem *Elem
 }
 
+// init gives n, a node of a parser's arena that may hold a stale node,
+// the content of a value just parsed: a scalar's Value text (ptr and
+// length), its member name and parent, and no typing. Its fields are
+// written one by one, which the compiler does without building the node
+// in a temporary first.
+func (n *Node) init(k Kind, f Flags, key *string, ptr unsafe.Pointer, length uint32, parent *Node) {
+	n.Kind, n.kcap, n.Flags, n.n = k, 0, f, length
+	n.key, n.ptr, n.Parent, n.Elem = key, ptr, parent, nil
+}
+
 // shadowed is the record a scalar with a shadow points at: its Value and
 // its shadow, which cannot both have the node's one pointer.
 type shadowed struct {

@@ -74,8 +74,11 @@ const (
 	// JSON (24 in Synthea's), used to size a fresh parser's first chunks.
 	bytesPerNode = 20
 	// dupScan is the number of members up to which duplicate keys are found
-	// by a linear scan; larger objects use a map.
-	dupScan = 16
+	// by a linear scan; larger objects use a map. readKey's fast path,
+	// which compares name pointers only, scans up to dupScanFast members
+	// before leaving the name to readKeySlow and its map.
+	dupScan     = 16
+	dupScanFast = 32
 )
 
 // A Parser parses JSON documents into trees, reusing its memory from one
@@ -125,10 +128,12 @@ type Parser struct {
 	Borrow bool
 
 	nodes  [][]Node
-	ni, nj int // next node: nodes[ni][nj]
+	ni, nj int    // next node: nodes[ni][nj]
+	cur    []Node // nodes[ni], nil before the first chunk
 
 	ptrs   [][]*Node
-	pi, pj int // next pointer: ptrs[pi][pj]
+	pi, pj int     // next pointer: ptrs[pi][pj]
+	pcur   []*Node // ptrs[pi], nil before the first chunk
 
 	text  []byte // free tail of the current text block
 	block []byte // the current text block, for ReuseText
@@ -150,16 +155,25 @@ type Parser struct {
 	lastLen int
 }
 
-// frame is one open object or array.
+// frame is one open object or array. It is kept small and written field
+// by field: a frame is pushed for every container.
 type frame struct {
 	node   *Node
+	kp     *string // current member name (objects), interned (see keyTable); nil for ""
 	start  int     // index in pending of the container's first child
-	key    string  // current member name (objects)
-	kp     *string // key, interned (see keyTable)
-	keyed  bool    // key holds the member being read
-	keyEsc bool    // key had escape sequences
-	hashed bool    // member names are in Parser.dup
 	serial uint32
+	kind   Kind  // node.Kind, Object or Array
+	kf     Flags // FlagRawKey when the current member name had no escapes
+	keyed  bool  // kp holds the member being read
+	hashed bool  // member names are in Parser.dup
+}
+
+// key returns the current member name of an object's frame.
+func (f *frame) key() string {
+	if f.kp == nil {
+		return ""
+	}
+	return *f.kp
 }
 
 type dupKey struct {
@@ -299,6 +313,13 @@ func (p *Parser) reset(n int) {
 	}
 	p.lastLen = n
 	p.ni, p.nj, p.pi, p.pj = 0, 0, 0, 0
+	p.cur, p.pcur = nil, nil
+	if len(p.nodes) > 0 {
+		p.cur = p.nodes[0]
+	}
+	if len(p.ptrs) > 0 {
+		p.pcur = p.ptrs[0]
+	}
 	p.frames = p.frames[:0]
 	p.pending = p.pending[:0]
 	if p.dup != nil {
@@ -349,16 +370,15 @@ func (p *Parser) textAlloc(n int) []byte {
 	return b
 }
 
-func (p *Parser) newNode() *Node {
-	for p.ni < len(p.nodes) {
-		c := p.nodes[p.ni]
-		if p.nj < len(c) {
-			n := &c[p.nj]
-			p.nj++
-			return n
-		}
+// newChunk is the slow path of taking the next node of the arena (which
+// parse does itself, where it is p.cur[p.nj]; the node may hold a stale
+// node of an earlier document, see Node.init): it moves to the arena's next chunk of nodes, allocated if there
+// is none, and returns its first node.
+func (p *Parser) newChunk() *Node {
+	if p.cur != nil && p.ni+1 < len(p.nodes) {
 		p.ni++
-		p.nj = 0
+		p.cur, p.nj = p.nodes[p.ni], 1
+		return &p.cur[0]
 	}
 	size := minNodeChunk
 	if k := len(p.nodes); k > 0 {
@@ -376,22 +396,23 @@ func (p *Parser) newNode() *Node {
 	}
 	p.nodes = append(p.nodes, make([]Node, size))
 	p.ni = len(p.nodes) - 1
-	p.nj = 1
-	return &p.nodes[p.ni][0]
+	p.cur, p.nj = p.nodes[p.ni], 1
+	return &p.cur[0]
 }
 
-// ptrAlloc returns a slice of n pointers whose capacity is n, so that
+// ptrChunk is the slow path of allocating n pointers of the arena (which
+// close does itself, where they are the next n of p.pcur), taken when the
+// current chunk has not room for them: it returns the first n of the next
+// chunk that has, or of a new one. The slice's capacity is n, so that
 // appending to it reallocates instead of overwriting a neighbour.
-func (p *Parser) ptrAlloc(n int) []*Node {
-	for p.pi < len(p.ptrs) {
-		c := p.ptrs[p.pi]
-		if p.pj+n <= len(c) {
-			s := c[p.pj : p.pj+n : p.pj+n]
-			p.pj += n
-			return s
-		}
+func (p *Parser) ptrChunk(n int) []*Node {
+	for p.pcur != nil && p.pi+1 < len(p.ptrs) {
 		p.pi++
-		p.pj = 0
+		p.pcur, p.pj = p.ptrs[p.pi], 0
+		if n <= len(p.pcur) {
+			p.pj = n
+			return p.pcur[:n:n]
+		}
 	}
 	size := minPtrChunk
 	if k := len(p.ptrs); k > 0 {
@@ -409,8 +430,8 @@ func (p *Parser) ptrAlloc(n int) []*Node {
 	size = max(size, n)
 	p.ptrs = append(p.ptrs, make([]*Node, size))
 	p.pi = len(p.ptrs) - 1
-	p.pj = n
-	return p.ptrs[p.pi][:n:n]
+	p.pcur, p.pj = p.ptrs[p.pi], n
+	return p.pcur[:n:n]
 }
 
 // Character classes.
@@ -432,6 +453,18 @@ func specialMask(x uint64) uint64 {
 	return (((q - lsb) &^ q) | ((s - lsb) &^ s) | ((x - lsb*0x20) &^ x)) & msb
 }
 
+// stopMask is specialMask(x) | x&msb: a mask with the top bit set in each
+// byte of x that is '"', '\\', a control character or not ASCII; only the
+// lowest set bit is exact. A byte below the lowest flagged one is neither
+// below 0x20 nor above 0x7f, so it takes no borrow from x-0x20 and the
+// lowest byte whose top bit is set in x or in x-0x20 is the lowest control
+// or non-ASCII byte: two operations fewer than testing the classes apart.
+func stopMask(x uint64) uint64 {
+	q := x ^ (lsb * '"')
+	s := x ^ (lsb * '\\')
+	return (((q - lsb) &^ q) | ((s - lsb) &^ s) | (x - lsb*0x20) | x) & msb
+}
+
 // parse parses b (the owned copy). On error msg is non-empty and off is the
 // offset in b.
 func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
@@ -447,17 +480,18 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 	for {
 		// A value starts at b[i] (whitespace skipped).
 		p.pos = i
-		n = p.newNode()
+		if p.nj < len(p.cur) {
+			n = &p.cur[p.nj]
+			p.nj++
+		} else {
+			n = p.newChunk()
+		}
 		var parent *Node
 		var key *string
 		var kf Flags // FlagRawKey for a member whose name had no escapes
 		if k := len(p.frames); k > 0 {
 			f := &p.frames[k-1]
-			parent = f.node
-			key = f.kp
-			if !f.keyEsc && f.node.Kind == Object {
-				kf = FlagRawKey
-			}
+			parent, key, kf = f.node, f.kp, f.kf // an array's kp and kf stay nil and 0
 			if len(p.pending) == cap(p.pending) {
 				p.growPending()
 			}
@@ -469,6 +503,27 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 		c := b[i]
 		switch {
 		case c == '"':
+			// Most strings are plain ASCII: find the closing quote here,
+			// 8 bytes at a time, and leave the others (non-ASCII, escapes,
+			// errors) to scanString, which reads them again from the start.
+			j := i + 1
+			for j+8 <= len(b) {
+				x := binary.LittleEndian.Uint64(b[j:])
+				if m := stopMask(x); m != 0 {
+					j += bits.TrailingZeros64(m) >> 3
+					break
+				}
+				j += 8
+			}
+			if j < len(b) && b[j] == '"' && uint64(j-i-1) <= math.MaxUint32 {
+				var ptr unsafe.Pointer // nil for "", as setValue leaves it
+				if j > i+1 {
+					ptr = unsafe.Pointer(&b[i+1])
+				}
+				n.init(String, kf|FlagRaw, key, ptr, uint32(j-i-1), parent)
+				i = j + 1
+				break
+			}
 			s, end, esc, m := p.scanString(b, i)
 			if m != "" {
 				return nil, end, m, p.errPath(true)
@@ -477,23 +532,29 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 			if esc {
 				fl = kf | FlagEscaped
 			}
-			*n = Node{Kind: String, Flags: fl, key: key, Parent: parent}
 			if uint64(len(s)) > math.MaxUint32 {
+				n.init(String, fl, key, nil, 0, parent)
 				return nil, i, "string longer than 4 GiB", p.errPath(true)
 			}
-			n.ptr, n.n = unsafe.Pointer(unsafe.StringData(s)), uint32(len(s))
+			n.init(String, fl, key, unsafe.Pointer(unsafe.StringData(s)), uint32(len(s)), parent)
 			i = end
 		case c == '{' || c == '[':
 			k := Object
 			if c == '[' {
 				k = Array
 			}
-			*n = Node{Kind: k, Flags: kf, key: key, Parent: parent}
+			n.init(k, kf, key, nil, 0, parent)
 			if len(p.frames) >= MaxDepth {
 				return nil, i, "nesting depth exceeds " + strconv.Itoa(MaxDepth), p.errPath(true)
 			}
 			p.serial++
-			p.frames = append(p.frames, frame{node: n, start: len(p.pending), serial: p.serial})
+			if len(p.frames) == cap(p.frames) {
+				p.frames = append(p.frames, frame{})[:len(p.frames)]
+			}
+			p.frames = p.frames[:len(p.frames)+1]
+			f := &p.frames[len(p.frames)-1]
+			f.node, f.kp, f.start, f.serial = n, nil, len(p.pending), p.serial
+			f.kind, f.kf, f.keyed, f.hashed = k, 0, false, false
 			i = skipSpace(b, i+1)
 			if i >= len(b) {
 				return nil, i, "unexpected end of input", p.errPath(false)
@@ -523,28 +584,28 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 			if uint64(end-i) > math.MaxUint32 {
 				return nil, i, "number longer than 4 GiB", p.errPath(true)
 			}
-			*n = Node{Kind: Number, Flags: kf, key: key, ptr: unsafe.Pointer(&b[i]), n: uint32(end - i), Parent: parent}
+			n.init(Number, kf, key, unsafe.Pointer(&b[i]), uint32(end-i), parent)
 			i = end
 		case c == 't':
 			if len(b)-i < 4 || string(b[i:i+4]) != "true" {
 				off, m := literalError(b, i, "true")
 				return nil, off, m, p.errPath(true)
 			}
-			*n = Node{Kind: Bool, Flags: kf, key: key, ptr: unsafe.Pointer(unsafe.StringData("true")), n: 4, Parent: parent}
+			n.init(Bool, kf, key, unsafe.Pointer(unsafe.StringData("true")), 4, parent)
 			i += 4
 		case c == 'f':
 			if len(b)-i < 5 || string(b[i:i+5]) != "false" {
 				off, m := literalError(b, i, "false")
 				return nil, off, m, p.errPath(true)
 			}
-			*n = Node{Kind: Bool, Flags: kf, key: key, ptr: unsafe.Pointer(unsafe.StringData("false")), n: 5, Parent: parent}
+			n.init(Bool, kf, key, unsafe.Pointer(unsafe.StringData("false")), 5, parent)
 			i += 5
 		case c == 'n':
 			if len(b)-i < 4 || string(b[i:i+4]) != "null" {
 				off, m := literalError(b, i, "null")
 				return nil, off, m, p.errPath(true)
 			}
-			*n = Node{Kind: Null, Flags: kf, key: key, Parent: parent}
+			n.init(Null, kf, key, nil, 0, parent)
 			i += 4
 		default:
 			return nil, i, valueMsg(c), p.errPath(true)
@@ -570,7 +631,7 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 				if i < len(b) && (b[i] == '}' || b[i] == ']') {
 					return nil, i, "trailing comma", p.errPath(false)
 				}
-				if f.node.Kind == Object {
+				if f.kind == Object {
 					f.keyed = false
 					if i, errMsg = p.readKey(b, i); errMsg != "" {
 						return nil, i, errMsg, p.errPath(errMsg == "duplicate key")
@@ -578,7 +639,7 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 				}
 				break // next value
 			}
-			if f.node.Kind == Object {
+			if f.kind == Object {
 				if c != '}' {
 					return nil, i, afterMsg(c, "expected ',' or '}' after object member"), p.errPath(false)
 				}
@@ -609,9 +670,29 @@ func (p *Parser) growPending() {
 func (p *Parser) close() {
 	f := &p.frames[len(p.frames)-1]
 	if k := len(p.pending) - f.start; k > 0 {
-		ch := p.ptrAlloc(k)
-		copy(ch, p.pending[f.start:])
-		f.node.setKids(ch, k, nil) // the parser sets no shadow
+		var ch []*Node
+		if j := p.pj + k; j <= len(p.pcur) {
+			ch = p.pcur[p.pj:j:j]
+			p.pj = j
+		} else {
+			ch = p.ptrChunk(k)
+		}
+		if kids := p.pending[f.start:]; k <= 8 {
+			// Most containers have a few children: a loop of stores
+			// costs less than copy's call (2.5% of BenchmarkParseBorrow).
+			//lint:ignore S1001 the loop is faster for a few pointers
+			for j, c := range kids {
+				ch[j] = c
+			}
+		} else {
+			copy(ch, kids)
+		}
+		// setKids without a shadow and with an exact capacity.
+		if k > math.MaxUint32 {
+			panic("jsontree: too many children")
+		}
+		n := f.node
+		n.ptr, n.n, n.kcap = unsafe.Pointer(&ch[0]), uint32(k), capClass(k)
 		p.pending = p.pending[:f.start]
 	}
 	p.frames = p.frames[:len(p.frames)-1]
@@ -619,7 +700,81 @@ func (p *Parser) close() {
 
 // readKey reads `"name" :` at b[i] into the innermost frame and returns the
 // offset of the member's value, whitespace skipped.
+//
+// It is the fast path of readKeySlow, kept small: a name of up to 23
+// bytes of ASCII found in the table's caches, not yet in an object of
+// fewer than dupScanFast members whose names are not in the map yet,
+// followed by ':' and no whitespace, as FHIR servers and Synthea write
+// nearly every member. Anything else, errors included, is left to
+// readKeySlow, which reads the name again.
 func (p *Parser) readKey(b []byte, i int) (int, string) {
+	f := &p.frames[len(p.frames)-1]
+	start := i + 1
+	if start+16 > len(b) || b[i] != '"' {
+		return p.readKeySlow(b, i)
+	}
+	var kp *string
+	var end int
+	x := binary.LittleEndian.Uint64(b[start:])
+	if m := stopMask(x); m != 0 {
+		k := bits.TrailingZeros64(m) >> 3
+		if b[start+k] != '"' {
+			return p.readKeySlow(b, i)
+		}
+		if k == 0 {
+			return p.readKeySlow(b, i) // ""
+		}
+		if kp = p.keys.findShort(x&(1<<(8*k)-1), k); kp == nil {
+			return p.readKeySlow(b, i)
+		}
+		end = start + k + 1
+	} else {
+		y := binary.LittleEndian.Uint64(b[start+8:])
+		if m := stopMask(y); m != 0 {
+			k := bits.TrailingZeros64(m) >> 3
+			if b[start+8+k] != '"' {
+				return p.readKeySlow(b, i)
+			}
+			if kp = p.keys.lookupMid(x, midTag(y&(1<<(8*k)-1), 8+k)); kp == nil {
+				return p.readKeySlow(b, i)
+			}
+			end = start + k + 9
+		} else {
+			// 16 to 23 bytes, from three words.
+			if start+24 > len(b) {
+				return p.readKeySlow(b, i)
+			}
+			z := binary.LittleEndian.Uint64(b[start+16:])
+			m := stopMask(z)
+			k := bits.TrailingZeros64(m) >> 3 // 8 if m is 0
+			if m == 0 || b[start+16+k] != '"' {
+				return p.readKeySlow(b, i)
+			}
+			tag := midTag(z&(1<<(8*k)-1), 16+k)
+			if kp = p.keys.lookupLong(longHash(x, y, tag), x, y, tag); kp == nil {
+				return p.readKeySlow(b, i)
+			}
+			end = start + k + 17
+		}
+	}
+	if f.hashed || end+1 >= len(b) || b[end] != ':' || b[end+1] <= ' ' {
+		return p.readKeySlow(b, i)
+	}
+	members := p.pending[f.start:]
+	if len(members) >= dupScanFast {
+		return p.readKeySlow(b, i)
+	}
+	for _, m := range members {
+		if m.key == kp {
+			return p.readKeySlow(b, i) // a duplicate
+		}
+	}
+	f.kp, f.kf, f.keyed = kp, FlagRawKey, true
+	return end + 1, ""
+}
+
+// readKeySlow is readKey for any name.
+func (p *Parser) readKeySlow(b []byte, i int) (int, string) {
 	f := &p.frames[len(p.frames)-1]
 	if i >= len(b) {
 		return i, "unexpected end of input"
@@ -636,13 +791,29 @@ func (p *Parser) readKey(b []byte, i int) (int, string) {
 		// quote is within the next 8 bytes, the name is found in the
 		// table's cache from that one word.
 		x := binary.LittleEndian.Uint64(b[start:])
-		if m := specialMask(x) | x&msb; m != 0 {
+		if m := stopMask(x); m != 0 {
 			k := bits.TrailingZeros64(m) >> 3
 			if b[start+k] == '"' {
 				lo := x & (1<<(8*k) - 1)
 				key, end = unsafeString(b[start:start+k]), start+k+1
 				if kp, shared = p.keys.lookupShort(lo, k); !shared {
 					kp, shared = p.keys.intern(key)
+				}
+			}
+		} else if start+16 <= len(b) {
+			// The next most common: 8 to 15 bytes of ASCII, found in the
+			// table's cache of such names from two words.
+			y := binary.LittleEndian.Uint64(b[start+8:])
+			if m := stopMask(y); m != 0 {
+				k := bits.TrailingZeros64(m) >> 3
+				if b[start+8+k] == '"' {
+					hi := y & (1<<(8*k) - 1)
+					key, end = unsafeString(b[start:start+8+k]), start+k+9
+					if kp = p.keys.lookupMid(x, midTag(hi, 8+k)); kp != nil {
+						shared = true
+					} else if kp, shared = p.keys.intern(key); shared {
+						p.keys.addMid(kp)
+					}
 				}
 			}
 		}
@@ -653,14 +824,20 @@ func (p *Parser) readKey(b []byte, i int) (int, string) {
 			return end, m
 		}
 		kp, shared = p.keys.intern(key)
+		if shared && len(key) >= 16 && len(key) < 24 {
+			p.keys.addLong(kp)
+		}
 	}
-	f.keyEsc = esc
+	f.kf = FlagRawKey
+	if esc {
+		f.kf = 0
+	}
 	// Duplicate check against the members read so far.
 	members := p.pending[f.start:]
 	if f.hashed {
 		dk := dupKey{f.serial, key}
 		if _, ok := p.dup[dk]; ok {
-			f.key, f.keyed = key, true
+			f.kp, f.keyed = kp, true
 			return i, "duplicate key"
 		}
 		p.dup[dk] = struct{}{}
@@ -669,7 +846,7 @@ func (p *Parser) readKey(b []byte, i int) (int, string) {
 		// same name have too; other names are compared by their text.
 		for _, m := range members {
 			if m.key == kp || !shared && m.Key() == key {
-				f.key, f.keyed = key, true
+				f.kp, f.keyed = kp, true
 				return i, "duplicate key"
 			}
 		}
@@ -684,7 +861,7 @@ func (p *Parser) readKey(b []byte, i int) (int, string) {
 			f.hashed = true
 		}
 	}
-	f.key, f.kp, f.keyed = key, kp, true
+	f.kp, f.keyed = kp, true
 	i = skipSpace(b, end)
 	if i >= len(b) {
 		return i, "unexpected end of input"
@@ -705,12 +882,12 @@ func (p *Parser) errPath(member bool) string {
 		if last && !member {
 			break
 		}
-		if f.node.Kind == Object {
+		if f.kind == Object {
 			if !f.keyed {
 				break
 			}
 			sb.WriteByte('/')
-			writeErrorToken(&sb, f.key)
+			writeErrorToken(&sb, f.key())
 		} else {
 			// The item being read is the last one added to pending: the
 			// innermost value, or the container of the next frame.
@@ -970,7 +1147,7 @@ func unescape(b []byte, start, j int) (string, int, bool, string) {
 		k := r
 		for k+8 <= len(b) {
 			x := binary.LittleEndian.Uint64(b[k:])
-			if m := specialMask(x) | x&msb; m != 0 {
+			if m := stopMask(x); m != 0 {
 				k += bits.TrailingZeros64(m) >> 3
 				break
 			}

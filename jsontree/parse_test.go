@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"reflect"
 	"runtime"
 	"strings"
@@ -832,5 +833,36 @@ func TestPendingGrowth(t *testing.T) {
 	pending := int(m1.TotalAlloc-m0.TotalAlloc) - tree
 	if limit := 5 * items * int(ptrSize) / 2; pending > limit {
 		t.Errorf("parsing %d items allocated %d bytes beyond the tree, want at most %d", items, pending, limit)
+	}
+}
+
+// TestStopMask checks that the lowest byte stopMask flags is the lowest
+// that is '"', '\\', a control character or not ASCII, as specialMask
+// with the top bits, on words of bytes drawn from each class and its
+// neighbours.
+func TestStopMask(t *testing.T) {
+	bytesOf := []byte{0, 1, 0x1f, 0x20, 0x21, '"', 0x23, 'A', '[', '\\', ']', 'z', 0x7e, 0x7f, 0x80, 0x9f, 0xa0, 0xc3, 0xff}
+	lowest := func(x uint64) int {
+		for i := range 8 {
+			c := byte(x >> (8 * i))
+			if c == '"' || c == '\\' || c < 0x20 || c >= 0x80 {
+				return i
+			}
+		}
+		return 8
+	}
+	state := uint64(1)
+	for range 200000 {
+		var x uint64
+		for i := range 8 {
+			state = state*6364136223846793005 + 1442695040888963407
+			x |= uint64(bytesOf[(state>>33)%uint64(len(bytesOf))]) << (8 * i)
+		}
+		want := lowest(x)
+		got := bits.TrailingZeros64(stopMask(x)) >> 3
+		old := bits.TrailingZeros64(specialMask(x)|x&msb) >> 3
+		if got != want || old != want {
+			t.Fatalf("%#016x: stopMask says byte %d, specialMask %d, want %d", x, got, old, want)
+		}
 	}
 }

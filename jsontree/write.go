@@ -53,8 +53,13 @@ func (n *Node) AppendJSON(dst []byte) []byte {
 				dst = AppendString(dst, c.Key())
 				dst = append(dst, ':')
 			}
-			if c.Kind == String {
-				dst = c.appendString(dst)
+			// A string that is the input's text, most values, is written
+			// here rather than in a call, which would make the loop keep
+			// its state on the stack.
+			if c.Kind == String && c.Flags&FlagRaw != 0 {
+				dst = append(dst, '"')
+				dst = append(dst, c.Value()...)
+				dst = append(dst, '"')
 			} else {
 				dst = c.AppendJSON(dst)
 			}
@@ -66,8 +71,10 @@ func (n *Node) AppendJSON(dst []byte) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			if c.Kind == String {
-				dst = c.appendString(dst)
+			if c.Kind == String && c.Flags&FlagRaw != 0 {
+				dst = append(dst, '"')
+				dst = append(dst, c.Value()...)
+				dst = append(dst, '"')
 			} else {
 				dst = c.AppendJSON(dst)
 			}
@@ -160,7 +167,7 @@ func AppendString(dst []byte, s string) []byte {
 		// Skip 8 plain ASCII bytes at a time.
 		for i+8 <= len(s) {
 			x := load64(s, i)
-			m := specialMask(x) | x&msb
+			m := stopMask(x)
 			if m != 0 {
 				i += bits.TrailingZeros64(m) >> 3
 				break
