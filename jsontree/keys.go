@@ -353,6 +353,18 @@ func keyPtr(s string) *string {
 	return p
 }
 
+// SharedName returns name itself, or, when it is one of the common FHIR
+// member names, the copy of it that every Parser gives the members so
+// named (Key returns it). A program that keeps a table of member names and
+// compares them with Key can store them through SharedName: comparing two
+// strings that share their bytes stops at the pointers.
+func SharedName(name string) string {
+	if p := staticKeys[name]; p != nil {
+		return *p
+	}
+	return name
+}
+
 // staticKeys holds shared copies of member names common in FHIR, so that
 // SetKey and Clone give them to nodes without allocating, and every
 // Parser's table starts from the same copies. It is never changed after

@@ -150,7 +150,9 @@ func (ti *typeInfo) buildTable() {
 		for ti.table[i].p != nil {
 			i = (i + 1) & ti.mask
 		}
-		ti.table[i] = slot{key, pr}
+		// The parsers' copy of a common name, so that lookup's comparison
+		// with a member's Key stops at the pointers.
+		ti.table[i] = slot{jsontree.SharedName(key), pr}
 	}
 }
 

@@ -182,6 +182,9 @@ type annotator struct {
 	rootID   string
 	// els, if not nil, lists the elements while els.Complete.
 	els *Elements
+	// nullItems counts the null values item met: an object whose members
+	// met none has no null for nulls to check.
+	nullItems int
 }
 
 // element adds n to the element list.
@@ -273,7 +276,7 @@ func (a *annotator) object(n *jsontree.Node, t *model.Type, ti *typeInfo, e *jso
 	// FlagChoice of n was set by the caller (the member loop of n's
 	// parent), which also cleared n's other flags.
 	n.Flags &^= jsontree.FlagShadow
-	shadows := false
+	shadows, nulls := false, a.nullItems
 	for _, c := range n.Children() {
 		c.Elem = nil
 		c.SetShadow(nil)
@@ -307,6 +310,9 @@ func (a *annotator) object(n *jsontree.Node, t *model.Type, ti *typeInfo, e *jso
 		if err := a.shadows(n, t, ti); err != nil {
 			return err
 		}
+	}
+	if !shadows && a.nullItems == nulls {
+		return nil // no null among the members (nor below them)
 	}
 	return a.nulls(n)
 }
@@ -381,8 +387,9 @@ func (a *annotator) item(n *jsontree.Node, pr *prop) error {
 	el, typ := pr.el, pr.typ
 	if n.Kind == jsontree.Null {
 		// A null is allowed where a "_name" shadow holds the element; the
-		// shadow pass checks that. A null elsewhere is kept untyped: it is
-		// not an element.
+		// shadow pass checks that (nulls). A null elsewhere is kept
+		// untyped: it is not an element.
+		a.nullItems++
 		return nil
 	}
 	if isPrimitive(typ) {

@@ -172,6 +172,9 @@ func TestAnnotateErrors(t *testing.T) {
 		{`{"resourceType":"Patient","name":[{"given":["a"],"_given":[null,null]}]}`, `typing Patient: Patient.name[0]._given[1]: element given has neither a value nor extensions`},
 		{`{"resourceType":"Patient","name":[{"given":["a",null],"_given":[{"id":"1"}]}]}`, `typing Patient: Patient.name[0].given[1]: element given is null`},
 		{`{"resourceType":"Patient","birthDate":null}`, `typing Patient: Patient.birthDate: element birthDate is null`},
+		{`{"resourceType":"Patient","name":[{"given":["a",null]}]}`, `typing Patient: Patient.name[0].given[1]: element given is null`},
+		{`{"resourceType":"Patient","contact":[{"name":{"family":"f","given":[null]}}],"gender":"male"}`, `typing Patient: Patient.contact[0].name.given[0]: element given is null`},
+		{`{"resourceType":"Patient","active":true,"contact":[{"gender":null}]}`, `typing Patient: Patient.contact[0].gender: element gender is null`},
 		{`{"resourceType":"Patient","id":"Jane Doe secret","name":{"bad key!":1}}`, `typing Patient: Patient.name.bad key!: invalid member name`},
 		{`[1]`, `typing a resource must be a JSON object`},
 	}
