@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"fhirdeid/anonymize"
+	"fhirdeid/anonymize/defaultconfig"
 	"fhirdeid/internal/testshared"
 )
 
@@ -57,9 +58,21 @@ func BenchmarkEmptyConfigSynthea(b *testing.B) {
 	benchConfig(b, []byte(`{"fhirVersion":"R4","fhirPathRules":[],"parameters":{"cryptoHashKey":"k","dateShiftKey":"k"}}`))
 }
 
-func benchConfig(b *testing.B, data []byte) {
+// BenchmarkLongitudinalSynthea is the same with the built-in longitudinal
+// profile (fixed keys; scrubbing without a first pass's identifiers).
+func BenchmarkLongitudinalSynthea(b *testing.B) {
+	data, ok := defaultconfig.Profile(defaultconfig.LongitudinalProfile)
+	if !ok {
+		b.Fatal("no longitudinal profile")
+	}
+	benchConfigKeys(b, data, anonymize.Keys{CryptoHashKey: "bench-hash", DateShiftKey: "bench-shift"})
+}
+
+func benchConfig(b *testing.B, data []byte) { benchConfigKeys(b, data, anonymize.Keys{}) }
+
+func benchConfigKeys(b *testing.B, data []byte, keys anonymize.Keys) {
 	lines, size := syntheaLines(b)
-	cfg, err := anonymize.ParseConfig(data, anonymize.Options{FHIRVersion: "R4", Compiler: anonymize.FHIRPathCompilerWithWarnings()})
+	cfg, err := anonymize.ParseConfig(data, anonymize.Options{FHIRVersion: "R4", Compiler: anonymize.FHIRPathCompilerWithWarnings(), Keys: keys})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	mathbits "math/bits"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"fhirdeid/fhir/typed"
 	"fhirdeid/fhirpath"
@@ -46,6 +47,8 @@ type dispatchPlan struct {
 	// (at most 32 per slot); hasHeads tells which slots have some.
 	heads    [][]headRule
 	hasHeads []bool
+	// plain has, by slot, bit j set when heads[slot][j] has no where().
+	plain []uint32
 	// members are the rules that are chains of member names.
 	members []memberRule
 	// rootRule is the first rule whose path is the resource type itself.
@@ -125,11 +128,17 @@ func (e *Engine) newDispatchPlan(t string, p *typePlan) *dispatchPlan {
 	for i, rule := range p.rules {
 		d.scrubs[i] = rule.Method == MethodCustom
 	}
+	d.plain = make([]uint32, e.nslots)
 	for i, hs := range d.heads {
 		if len(hs) > 32 {
 			return nil
 		}
 		d.hasHeads[i] = len(hs) > 0
+		for j, h := range hs {
+			if h.where == nil {
+				d.plain[i] |= 1 << j
+			}
+		}
 	}
 	return d
 }
@@ -208,6 +217,8 @@ type dispatchState struct {
 	counts []int32
 	// used has bit ri set for each rule ri that has elements.
 	used []uint64
+	// caches remembers what the rules of a plan make of an Elem.
+	caches *ruleCaches
 }
 
 // dispatchFrame is an object on the walk's path from the resource.
@@ -215,12 +226,103 @@ type dispatchFrame struct {
 	node     *jsontree.Node
 	eff, key int32
 	// idx is the object's position, ts and ns its type and name slots
-	// when it is the head of rules with a tail (else -1), and where
-	// tells which of their where() criteria it meets: bit j for
-	// heads[ts][j], bit 32+j for heads[ns][j].
-	idx    int32
+	// when it is the head of rules with a tail (else -1), and allowT and
+	// allowN tell which of heads[ts] and heads[ns] apply to its children:
+	// those without where() and those whose criteria it meets.
+	idx            int32
+	ts, ns         int32
+	allowT, allowN uint32
+}
+
+// allowed returns the mask of the rules of heads[s] that apply to the
+// children of the head c, and ok=false when a where() criteria fails on c.
+func (r *run) allowed(d *dispatchPlan, s int32, c *jsontree.Node) (mask uint32, ok bool) {
+	mask = d.plain[s]
+	for j, h := range d.heads[s] {
+		if h.where == nil {
+			continue
+		}
+		match, ok := r.matchWhere(h, c)
+		if !ok {
+			return 0, false
+		}
+		if match {
+			mask |= 1 << j
+		}
+	}
+	return mask, true
+}
+
+// elemRules is what the walk needs of the elements typed e under the
+// plan d: the first rule matching them by type or name, and their type
+// and name slots when those are the heads of rules with a tail (else -1).
+type elemRules struct {
+	d      *dispatchPlan
+	e      *jsontree.Elem
+	direct int32
 	ts, ns int32
-	where  uint64
+}
+
+// tailRules is the mask of the rules of d.heads[head] whose tail is the
+// name of the elements typed e.
+type tailRules struct {
+	d    *dispatchPlan
+	e    *jsontree.Elem
+	head int32
+	mask uint32
+}
+
+// The caches of elemRules and tailRules, direct-mapped by Elem and plan.
+const (
+	elemRulesSize = 512
+	tailRulesSize = 256
+)
+
+type ruleCaches struct {
+	elems [elemRulesSize]elemRules
+	tails [tailRulesSize]tailRules
+}
+
+func cacheIndex(d *dispatchPlan, e *jsontree.Elem, head int32) uintptr {
+	p := uintptr(unsafe.Pointer(e)) ^ uintptr(unsafe.Pointer(d))>>5 ^ uintptr(head)*0x9E3779B1
+	return p>>4 ^ p>>13
+}
+
+func (ds *dispatchState) elemRulesOf(r *run, d *dispatchPlan, e *jsontree.Elem) *elemRules {
+	if ds.caches == nil {
+		ds.caches = new(ruleCaches)
+	}
+	x := &ds.caches.elems[cacheIndex(d, e, -1)%elemRulesSize]
+	if x.e != e || x.d != d {
+		*x = elemRules{d: d, e: e, direct: noRule, ts: -1, ns: -1}
+		ts, ns := r.slotsOf(e)
+		if ts >= 0 {
+			x.direct = min(x.direct, d.slotRule[ts])
+			if d.hasHeads[ts] {
+				x.ts = ts
+			}
+		}
+		if ns >= 0 {
+			x.direct = min(x.direct, d.slotRule[ns])
+			if d.hasHeads[ns] {
+				x.ns = ns
+			}
+		}
+	}
+	return x
+}
+
+func (ds *dispatchState) tailMask(d *dispatchPlan, head int32, e *jsontree.Elem) uint32 {
+	x := &ds.caches.tails[cacheIndex(d, e, head)%tailRulesSize]
+	if x.e != e || x.d != d || x.head != head {
+		*x = tailRules{d: d, e: e, head: head}
+		for j, h := range d.heads[head] {
+			if h.tail == e.Name {
+				x.mask |= 1 << j
+			}
+		}
+	}
+	return x.mask
 }
 
 type dispatchCand struct {
@@ -310,6 +412,7 @@ func (r *run) span(res *jsontree.Node) (lo, hi int, ok bool) {
 // false when the resource needs the rule loop.
 func (r *run) walk(d *dispatchPlan, plan *typePlan, nodes []*jsontree.Node, lo int, spans []typed.NestedSpan, sp int) bool {
 	ds := &r.ds
+	ok := true
 	mleft := len(ds.members) // the member matches not met yet
 	for i := 0; i < len(nodes); i++ {
 		c := nodes[i]
@@ -334,29 +437,22 @@ func (r *run) walk(d *dispatchPlan, plan *typePlan, nodes []*jsontree.Node, lo i
 		direct, dkey := noRule, int32(i)
 		ts, ns := int32(-1), int32(-1)
 		if c.Elem != nil {
-			ts, ns = r.slotsOf(c.Elem)
-			if ts >= 0 && d.slotRule[ts] < direct {
-				direct = d.slotRule[ts]
-			}
-			if ns >= 0 && d.slotRule[ns] < direct {
-				direct = d.slotRule[ns]
-			}
-			if top.ts >= 0 || top.ns >= 0 {
-				// A child of a head: the rules that name it after the
-				// head call (typed.Children matches by element name).
-				name := c.Elem.Name
-				if top.ts >= 0 {
-					for j, h := range d.heads[top.ts] {
-						if h.tail == name && h.rule < direct && (h.where == nil || top.where>>j&1 != 0) {
-							direct, dkey = h.rule, top.idx
-						}
+			er := ds.elemRulesOf(r, d, c.Elem)
+			direct, ts, ns = er.direct, er.ts, er.ns
+			// A child of a head: the first of the rules that name it after
+			// the head call (typed.Children matches by element name) and
+			// whose where() criteria, if any, the head meets.
+			if top.ts >= 0 {
+				if m := ds.tailMask(d, top.ts, c.Elem) & top.allowT; m != 0 {
+					if rule := d.heads[top.ts][mathbits.TrailingZeros32(m)].rule; rule < direct {
+						direct, dkey = rule, top.idx
 					}
 				}
-				if top.ns >= 0 {
-					for j, h := range d.heads[top.ns] {
-						if h.tail == name && h.rule < direct && (h.where == nil || top.where>>(32+j)&1 != 0) {
-							direct, dkey = h.rule, top.idx
-						}
+			}
+			if top.ns >= 0 {
+				if m := ds.tailMask(d, top.ns, c.Elem) & top.allowN; m != 0 {
+					if rule := d.heads[top.ns][mathbits.TrailingZeros32(m)].rule; rule < direct {
+						direct, dkey = rule, top.idx
 					}
 				}
 			}
@@ -398,27 +494,15 @@ func (r *run) walk(d *dispatchPlan, plan *typePlan, nodes []*jsontree.Node, lo i
 		if c.Kind != jsontree.Object {
 			continue
 		}
-		f := dispatchFrame{node: c, eff: eff, key: key, idx: int32(i), ts: -1, ns: -1}
-		for k, s := range [2]int32{ts, ns} {
-			if s < 0 || !d.hasHeads[s] {
-				continue
+		f := dispatchFrame{node: c, eff: eff, key: key, idx: int32(i), ts: ts, ns: ns}
+		if ts >= 0 {
+			if f.allowT, ok = r.allowed(d, ts, c); !ok {
+				return false
 			}
-			if k == 0 {
-				f.ts = s
-			} else {
-				f.ns = s
-			}
-			for j, h := range d.heads[s] {
-				if h.where == nil {
-					continue
-				}
-				match, ok := r.matchWhere(h, c)
-				if !ok {
-					return false
-				}
-				if match {
-					f.where |= 1 << (32*k + j)
-				}
+		}
+		if ns >= 0 {
+			if f.allowN, ok = r.allowed(d, ns, c); !ok {
+				return false
 			}
 		}
 		ds.stack = append(ds.stack, f)
