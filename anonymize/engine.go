@@ -471,6 +471,15 @@ func (e *Engine) plan(t string) *typePlan {
 	return e.newPlan(t)
 }
 
+// planOf returns the plan of res's type, remembering the last one: the
+// resources of a file are of one type, and the plans are found by name.
+func (r *run) planOf(res *jsontree.Node) *typePlan {
+	if t := res.Type(); r.lastPlan == nil || t != r.lastType {
+		r.lastType, r.lastPlan = t, r.e.plan(t)
+	}
+	return r.lastPlan
+}
+
 // Config returns the engine's configuration.
 func (e *Engine) Config() *Config { return e.cfg }
 
@@ -735,7 +744,7 @@ func (e *Engine) putRun(r *run) {
 	*r = run{e: e, env: r.env, scratch: r.scratch[:0], elems: typed.Elements{Nodes: r.elems.Nodes[:0], Nested: r.elems.Nested[:0]},
 		pr:     pruner{state: r.pr.state[:0], empty: r.pr.empty[:0]},
 		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, elemSlots: r.elemSlots, matches: r.matches[:0], step: r.step[:0],
-		head: r.head[:0], pmemo: r.pmemo, smemo: r.smemo, hmemo: r.hmemo, tailLists: tails, ds: r.ds, wmemo: r.wmemo}
+		head: r.head[:0], pmemo: r.pmemo, smemo: r.smemo, hmemo: r.hmemo, tailLists: tails, ds: r.ds, wmemo: r.wmemo, lastType: r.lastType, lastPlan: r.lastPlan}
 	if cap(r.ds.eff) > maxPooledScratch || cap(r.ds.order) > maxPooledScratch {
 		r.ds = dispatchState{}
 	}
@@ -898,6 +907,10 @@ type run struct {
 	// elems lists the resource's elements, when typing in this call
 	// listed them all and no rule has changed the tree's shape since.
 	elems typed.Elements
+	// lastType and lastPlan, kept from call to call, are the type and
+	// plan planOf found last.
+	lastType string
+	lastPlan *typePlan
 	// ds is the memory of dispatch; wmemo, kept from call to call, its
 	// where() results.
 	ds    dispatchState
@@ -927,7 +940,7 @@ func (r *run) resource(res *jsontree.Node) (Operations, error) {
 	var ops Operations
 	// The caches are built before any rule runs, as in the reference
 	// implementation: nodes that a substitute adds later are not in them.
-	plan := r.e.plan(res.Type())
+	plan := r.planOf(res)
 	nstart := len(r.nested)
 	dispatched := false
 	if plan.dispatch != nil && r.elems.Complete && r.trace == nil && !r.e.noDispatch {

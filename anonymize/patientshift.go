@@ -66,7 +66,7 @@ func (r *run) enterPatientScope(res *jsontree.Node) patientShiftState {
 		}
 		prev.ok = false
 	}
-	id, ok := compartmentPatient(r.e, res)
+	id, ok := compartmentPatient(r.planOf(res), res)
 	if !ok && res.Name() == "contained" && prev.ok {
 		id, ok = prev.patient, true
 	}
@@ -122,7 +122,7 @@ type patientMemoEntry struct {
 
 // compartmentPatient returns the id of the patient whose compartment res is
 // in.
-func compartmentPatient(e *Engine, res *jsontree.Node) (string, bool) {
+func compartmentPatient(plan *typePlan, res *jsontree.Node) (string, bool) {
 	if res.Type() == "Patient" {
 		if id := res.Get("id"); id != nil && id.Kind == jsontree.String && id.Value() != "" {
 			return id.Value(), true
@@ -131,7 +131,7 @@ func compartmentPatient(e *Engine, res *jsontree.Node) (string, bool) {
 	}
 	var buf, buf2 [8]*jsontree.Node
 	var rbuf [2]*jsontree.Node
-	for _, path := range e.plan(res.Type()).compartment {
+	for _, path := range plan.compartment {
 		nodes, spare := append(buf[:0], res), buf2[:0]
 		for _, step := range path {
 			next := spare[:0]

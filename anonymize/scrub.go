@@ -258,7 +258,7 @@ func (r *run) scrubPatient(res *jsontree.Node) string {
 	if r.e.params.DateShiftScope == ScopePatient && r.pshift.ok {
 		return r.pshift.patient
 	}
-	id, _ := compartmentPatient(r.e, res)
+	id, _ := compartmentPatient(r.planOf(res), res)
 	return id
 }
 

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 
@@ -72,6 +73,7 @@ func (a *anonymizer) collectIdentifiers(ctx context.Context, jobs []job) (contex
 	if !a.eng.Config().UsesScrub() {
 		return ctx, nil
 	}
+	t0 := time.Now()
 	col := a.eng.NewIdentifierCollector()
 	// Files are read a.workers at a time (gunzip is the main cost), each
 	// on one goroutine.
@@ -121,7 +123,7 @@ func (a *anonymizer) collectIdentifiers(ctx context.Context, jobs []job) (contex
 		return ctx, err
 	}
 	if a.verbose {
-		fmt.Fprintf(a.stderr, "scrub: identifiers of %d patients collected from %d files\n", col.Patients(), read)
+		fmt.Fprintf(a.stderr, "scrub: identifiers of %d patients collected from %d files (%s)\n", col.Patients(), read, time.Since(t0).Round(time.Millisecond))
 	}
 	return anonymize.WithScrubInput(ctx, col.Input()), nil
 }
