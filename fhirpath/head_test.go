@@ -243,7 +243,7 @@ func TestHeadWhere(t *testing.T) {
 	}
 	for _, src := range []string{
 		`nodesByType('Coding').where(system = 'a' and code = 'b').display`, // two members
-		`nodesByType('Coding').where(system = 'a')`,                         // no name after it
+		`nodesByType('Coding').where(system = 'a')`,                        // no name after it
 		`nodesByType('Coding').where(system = 'a').display.first()`,
 		`nodesByType('Coding').first().where(system = 'a').display`,
 		`Observation.code.coding.where(system = 'a').display`, // no head call
