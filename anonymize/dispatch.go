@@ -29,9 +29,12 @@ import (
 // would have: by rule, then by the match that reached the element (in
 // match order), then in document order. That order is the rule loop's own,
 // so outputs, errors, the encrypt method's random IVs and the scrub
-// memo's state are the same as with the rule loop, which remains the path
-// of everything else (nested resources, "_name" shadows, tracing, other
-// rule shapes, attachments a scrub rule reaches).
+// memo's state are the same as with the rule loop. Nested resources are
+// walked in turn, each with its own plan. The rule loop remains the path of
+// everything else: "_name" shadows (the element list is then incomplete),
+// tracing, other rule shapes and methods, a where() criteria that an
+// earlier rule could change the input of, attachments a scrub rule reaches,
+// and a container whose rule reaches into a nested resource.
 
 // noRule is the effective rule of an element that no rule reaches.
 const noRule = int32(1<<31 - 1)
@@ -73,9 +76,10 @@ type memberRule struct {
 	names []string
 }
 
-// dispatchable reports whether the method m, applied to a node, changes
-// at most that node's value (or an attachment's, see the walk), so that
-// every rule's matches are known before the first rule runs.
+// dispatchable reports whether the rule's method, applied to a node,
+// changes at most that node's value (or an attachment's, which the walk
+// leaves to the rule loop), so that every rule's matches are known before
+// the first rule runs.
 func dispatchable(rule *engineRule) bool {
 	switch rule.Method {
 	case MethodKeep, MethodRedact, MethodDateShift, MethodCryptoHash, MethodEncrypt, MethodGeneralize:
