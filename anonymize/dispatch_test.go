@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,11 +180,40 @@ func TestDispatchShapes(t *testing.T) {
 			`{"path":"nodesByType('HumanName')","method":"substitute","replaceWith":{"family":"Doe"}}`,
 		}, patient, 0},
 	}
+	bundle := `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:1","resource":{"resourceType":"Patient","id":"p5","birthDate":"1950-05-06","name":[{"family":"Doe"}]}},{"resource":{"resourceType":"Observation","id":"o5","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p5"},"effectiveDateTime":"2011-02-02"}}]}`
+	tests = append(tests, []struct {
+		name       string
+		rules      []string
+		in         string
+		dispatched int
+	}{
+		{"bundle entries", nil, bundle, 3},
+		{"bundle entries, rules of each type", []string{
+			`{"path":"Resource.id","method":"cryptoHash"}`,
+			`{"path":"Patient.name","method":"redact"}`,
+			`{"path":"nodesByType('dateTime')","method":"dateShift"}`,
+			`{"path":"Bundle.entry.fullUrl","method":"redact"}`,
+		}, bundle, 3},
+		// processingErrors "skip": the failing resource is emptied, the
+		// same way on both paths (the Stats of a skipped resource count
+		// nothing else, dispatch included).
+		{"processing error skipped", []string{
+			`{"path":"Resource.id","method":"cryptoHash"}`,
+			`{"path":"nodesByType('HumanName').family","method":"generalize","cases":{"$this>=0 and $this<20":"1"}}`,
+		}, patient, 0},
+		{"processing error raised", []string{
+			`{"path":"Resource.id","method":"cryptoHash"}`,
+			`{"path":"nodesByType('HumanName').family","method":"generalize","cases":{"$this>=0 and $this<20":"1"}}`,
+		}, patient, 1},
+	}...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := string(defaultconfig.Longitudinal())
 			if tc.rules != nil {
 				cfg = rules(tc.rules...)
+				if tc.name == "processing error skipped" {
+					cfg = strings.Replace(cfg, `"fhirVersion":"R4",`, `"fhirVersion":"R4","processingErrors":"skip",`, 1)
+				}
 			}
 			e, loop := dispatchPair(t, cfg)
 			if got := sameAsLoop(t, dispatchCtx, e, loop, []byte(tc.in)); got != tc.dispatched {
