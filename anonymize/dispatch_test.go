@@ -181,6 +181,16 @@ func TestDispatchShapes(t *testing.T) {
 		}, patient, 0},
 	}
 	bundle := `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:1","resource":{"resourceType":"Patient","id":"p5","birthDate":"1950-05-06","name":[{"family":"Doe"}]}},{"resource":{"resourceType":"Observation","id":"o5","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p5"},"effectiveDateTime":"2011-02-02"}}]}`
+	emptied := `{"resourceType":"Patient","id":"p6","active":true,"name":[{"family":"A"},{"given":["B"],"family":"C"},{"family":"E","period":{"start":"2000"}}],"contact":[{"name":{"family":"D"}},{"gender":"male","name":{"family":"F"}}]}`
+	var many strings.Builder
+	many.WriteString(`{"resourceType":"Patient","id":"p7","gender":"female","telecom":[`)
+	for i := range maxNulls + 10 {
+		if i > 0 {
+			many.WriteString(",")
+		}
+		fmt.Fprintf(&many, `{"system":"phone","value":"555-%04d","use":"home"}`, i)
+	}
+	many.WriteString(`]}`)
 	tests = append(tests, []struct {
 		name       string
 		rules      []string
@@ -188,6 +198,13 @@ func TestDispatchShapes(t *testing.T) {
 		dispatched int
 	}{
 		{"bundle entries", nil, bundle, 3},
+		// Removed values empty their containers up to the resource: the
+		// paths to them are pruned.
+		{"containers emptied", []string{`{"path":"nodesByName('family')","method":"redact"}`}, emptied, 1},
+		// More removed values than run.nulls records: the whole tree is
+		// pruned.
+		{"many values removed", []string{`{"path":"nodesByName('value')","method":"redact"}`,
+			`{"path":"nodesByName('use')","method":"redact"}`}, many.String(), 1},
 		{"bundle entries, rules of each type", []string{
 			`{"path":"Resource.id","method":"cryptoHash"}`,
 			`{"path":"Patient.name","method":"redact"}`,

@@ -682,11 +682,22 @@ func (e *Engine) anonymize(ctx context.Context, root *jsontree.Node, fc FileCont
 		}
 		return st, err
 	}
-	// prune also clears the visited marks. It has nothing to do when
-	// every resource was dispatched (which clears its marks), no rule
-	// removed a value, and the input holds no empty object or array.
-	if r.looped || r.nulled || !r.elems.Complete || r.elems.Empty {
+	// prune also clears the visited marks. When every resource was
+	// dispatched (which clears its marks) and the input holds no null and
+	// no empty object or array, what there is to prune lies on the paths
+	// from the root to the values the rules removed: only those are walked.
+	switch {
+	case r.looped || !r.elems.Complete || r.elems.Empty || r.manyNulls:
 		r.pr.prune(root)
+	case len(r.nulls) > 0:
+		for _, n := range r.nulls {
+			for a := n; a != nil && a.Flags&jsontree.FlagMark == 0; a = a.Parent {
+				a.Flags |= jsontree.FlagMark
+			}
+		}
+		r.pr.partial = true
+		r.pr.prune(root)
+		r.pr.partial = false
 	}
 	return st, nil
 }
@@ -721,7 +732,7 @@ const maxPooledScratch = 1 << 15
 
 // putRun clears r and keeps it for reuse.
 func (e *Engine) putRun(r *run) {
-	if cap(r.scratch) > maxPooledScratch || cap(r.elems.Nodes) > maxPooledScratch || cap(r.pr.state) > maxPooledScratch || cap(r.matches) > maxPooledScratch || cap(r.nested) > maxPooledScratch || cap(r.step) > maxPooledScratch || cap(r.head) > maxPooledScratch {
+	if cap(r.scratch) > maxPooledScratch || cap(r.elems.Nodes) > maxPooledScratch || cap(r.nulls) > maxPooledScratch || cap(r.pr.state) > maxPooledScratch || cap(r.matches) > maxPooledScratch || cap(r.nested) > maxPooledScratch || cap(r.step) > maxPooledScratch || cap(r.head) > maxPooledScratch {
 		return
 	}
 	clear(r.scratch)
@@ -741,10 +752,11 @@ func (e *Engine) putRun(r *run) {
 		tails[i] = tails[i][:0]
 	}
 	clear(r.elems.Nodes)
+	clear(r.nulls)
 	*r = run{e: e, env: r.env, scratch: r.scratch[:0], elems: typed.Elements{Nodes: r.elems.Nodes[:0], Nested: r.elems.Nested[:0]},
 		pr:     pruner{state: r.pr.state[:0], empty: r.pr.empty[:0]},
 		nested: r.nested[:0], cache: r.cache, typeSym: r.typeSym, nameSym: r.nameSym, elemSlots: r.elemSlots, matches: r.matches[:0], step: r.step[:0],
-		head: r.head[:0], pmemo: r.pmemo, smemo: r.smemo, hmemo: r.hmemo, tailLists: tails, ds: r.ds, wmemo: r.wmemo, lastType: r.lastType, lastPlan: r.lastPlan}
+		head: r.head[:0], pmemo: r.pmemo, smemo: r.smemo, hmemo: r.hmemo, tailLists: tails, ds: r.ds, wmemo: r.wmemo, lastType: r.lastType, lastPlan: r.lastPlan, nulls: r.nulls[:0]}
 	if cap(r.ds.eff) > maxPooledScratch || cap(r.ds.order) > maxPooledScratch {
 		r.ds = dispatchState{}
 	}
@@ -847,11 +859,12 @@ type run struct {
 	resources int
 	changed   int
 	// dispatched counts the resources dispatch handled; looped reports
-	// that the rule loop handled one (and left visited marks), nulled that
-	// a rule removed a value.
+	// that the rule loop handled one (and left visited marks); nulls are
+	// the values the rules removed.
 	dispatched int
 	looped     bool
-	nulled     bool
+	nulls      []*jsontree.Node
+	manyNulls  bool
 	// scratch holds the children lists of the nodes being walked, as a
 	// stack: each level appends its children and truncates them on return.
 	scratch []*jsontree.Node
@@ -1413,7 +1426,7 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 			r.changed++
 			switch g.Kind {
 			case NullValue:
-				r.nulled = true
+				r.nulled(node)
 				node.SetNull()
 			case NumberValue:
 				if node.SetNumber(g.Text) != nil {
@@ -1446,12 +1459,29 @@ func (r *run) text(b []byte) string { return r.arena.text(b) }
 func (r *run) setString(node *jsontree.Node, s string, keep bool) {
 	r.changed++
 	if !keep {
-		r.nulled = true
+		r.nulled(node)
 		node.SetNull()
 		return
 	}
 	node.SetString(s)
 }
+
+// nulled records that a rule removed the value of node, for the partial
+// pruning of a resource all of whose rules were dispatched: up to
+// maxNulls of them, beyond which the whole tree is pruned (so that the
+// list does not grow with a huge resource's removed elements).
+func (r *run) nulled(node *jsontree.Node) {
+	switch {
+	case r.manyNulls:
+	case len(r.nulls) < maxNulls:
+		r.nulls = append(r.nulls, node)
+	default:
+		r.manyNulls = true
+	}
+}
+
+// maxNulls bounds the removed values run.nulls records.
+const maxNulls = 4096
 
 func isDateType(t string) bool {
 	_, ok := ParseDateType(t)
@@ -1667,6 +1697,10 @@ type pruner struct {
 	// level pushes one entry per member (pruneDrop, pruneDone).
 	state []uint8
 	empty []bool
+	// partial prunes only the marked nodes: the caller marked the paths
+	// from the root to every null, and the tree holds no null and no
+	// empty object or array elsewhere, nor a "_name" member.
+	partial bool
 }
 
 const (
@@ -1697,6 +1731,9 @@ func (p *pruner) prune(n *jsontree.Node) bool {
 	anyDrop := false
 	under := 0 // whether a member's name starts with "_": 0 not known yet, 1 none, 2 one
 	for i, c := range n.Children() {
+		if p.partial && c.Flags&jsontree.FlagMark == 0 {
+			continue // neither a null nor holding one
+		}
 		if p.state[start+i]&pruneDone != 0 {
 			continue // the partner of an array pruned before
 		}
@@ -1775,6 +1812,7 @@ func memberIndex(n *jsontree.Node, prefix, name string) int {
 // are empty, and an empty side of a kept item becomes null. It reports
 // whether a and b are left with no item, to be removed from their object.
 func (p *pruner) pruneArrays(a, b *jsontree.Node) (dropA, dropB bool) {
+	a.Flags &^= jsontree.FlagMark // set on the paths to nulls (partial)
 	n := len(a.Children())
 	if b != nil && len(b.Children()) > n {
 		n = len(b.Children())
@@ -1800,6 +1838,9 @@ func (p *pruner) emptyAt(arr *jsontree.Node, i int) bool {
 		return true
 	}
 	it := arr.Children()[i]
+	if p.partial && it.Flags&jsontree.FlagMark == 0 {
+		return false // neither a null nor holding one
+	}
 	if isValue(it) {
 		it.Flags &^= jsontree.FlagMark
 		return false
