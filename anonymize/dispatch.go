@@ -52,8 +52,9 @@ type dispatchPlan struct {
 	hasHeads []bool
 	// plain has, by slot, bit j set when heads[slot][j] has no where().
 	plain []uint32
-	// members are the rules that are chains of member names.
-	members []memberRule
+	// paths are the rules that are chains of member names, as a trie
+	// whose state 0 is the resource (see pathNext).
+	paths []pathState
 	// rootRule is the first rule whose path is the resource type itself.
 	rootRule int32
 	// scrubs tells, by rule, the rules of the scrub method.
@@ -71,9 +72,43 @@ type headRule struct {
 	member string
 }
 
-type memberRule struct {
+// pathState is a state of the trie of member paths: the rule ending there
+// (or noRule) and the states its member names lead to.
+type pathState struct {
 	rule  int32
 	names []string
+	next  []int32
+}
+
+// pathNext returns the state that the member name leads to from state s,
+// or -1.
+func (d *dispatchPlan) pathNext(s int32, name string) int32 {
+	st := &d.paths[s]
+	for i, n := range st.names {
+		if n == name {
+			return st.next[i]
+		}
+	}
+	return -1
+}
+
+// addPath adds the member path names of rule ri to the trie.
+func (d *dispatchPlan) addPath(names []string, ri int32) {
+	if len(d.paths) == 0 {
+		d.paths = append(d.paths, pathState{rule: noRule})
+	}
+	s := int32(0)
+	for _, name := range names {
+		next := d.pathNext(s, name)
+		if next < 0 {
+			next = int32(len(d.paths))
+			d.paths = append(d.paths, pathState{rule: noRule})
+			d.paths[s].names = append(d.paths[s].names, name)
+			d.paths[s].next = append(d.paths[s].next, next)
+		}
+		s = next
+	}
+	d.paths[s].rule = min(d.paths[s].rule, ri)
 }
 
 // dispatchable reports whether the rule's method, applied to a node,
@@ -123,7 +158,7 @@ func (e *Engine) newDispatchPlan(t string, p *typePlan) *dispatchPlan {
 		case rule.fast != fastNone:
 			d.heads[rule.slot] = append(d.heads[rule.slot], headRule{rule: ri, tail: rule.tail})
 		case rule.members != nil:
-			d.members = append(d.members, memberRule{rule: ri, names: rule.members})
+			d.addPath(rule.members, ri)
 		default:
 			return nil
 		}
@@ -210,8 +245,6 @@ func primitiveType(typ string) bool { return typ != "" && typ[0] >= 'a' && typ[0
 // to resource.
 type dispatchState struct {
 	stack []dispatchFrame
-	// members are the matches of the member rules.
-	members []dispatchCand
 	// eff and key are, by position in the resource's part of the element
 	// list, the effective rule of each element and the position of the
 	// match through which that rule reaches it (-1: the resource).
@@ -236,6 +269,9 @@ type dispatchFrame struct {
 	idx            int32
 	ts, ns         int32
 	allowT, allowN uint32
+	// path is the object's state in the trie of member paths, -1 off
+	// every path.
+	path int32
 }
 
 // allowed returns the mask of the rules of heads[s] that apply to the
@@ -329,11 +365,6 @@ func (ds *dispatchState) tailMask(d *dispatchPlan, head int32, e *jsontree.Elem)
 	return x.mask
 }
 
-type dispatchCand struct {
-	node *jsontree.Node
-	rule int32
-}
-
 // dispatch applies the plan's rules to res (the root resource or one
 // nested in it) in one walk of its listed elements (see above), and
 // appends the resources nested in res to r.nested. It reports ok=false,
@@ -358,17 +389,11 @@ func (r *run) dispatch(res *jsontree.Node, plan *typePlan, nstart int) (ops Oper
 	nodes := r.elems.Nodes[lo:hi]
 	n := len(nodes)
 	ds.eff, ds.key = slices.Grow(ds.eff[:0], n)[:n], slices.Grow(ds.key[:0], n)[:n]
-	ds.members = ds.members[:0]
-	for _, mr := range d.members {
-		var matches []*jsontree.Node
-		matches, r.step = memberMatches(res, mr.names, r.matches[:0], r.step)
-		for _, m := range matches {
-			ds.members = append(ds.members, dispatchCand{node: m, rule: mr.rule})
-		}
-		clear(matches)
-		r.matches = matches[:0]
+	root := int32(-1) // the resource's state in the trie of member paths
+	if len(d.paths) > 0 {
+		root = 0
 	}
-	ds.stack = append(ds.stack[:0], dispatchFrame{node: res, eff: d.rootRule, key: -1, idx: -1, ts: -1, ns: -1})
+	ds.stack = append(ds.stack[:0], dispatchFrame{node: res, eff: d.rootRule, key: -1, idx: -1, ts: -1, ns: -1, path: root})
 	spans := r.elems.Nested
 	sp := 0 // the next nested resource's span
 	for sp < len(spans) && spans[sp].Index < lo {
@@ -376,7 +401,6 @@ func (r *run) dispatch(res *jsontree.Node, plan *typePlan, nstart int) (ops Oper
 	}
 	ok = r.walk(d, plan, nodes, lo, spans, sp)
 	clear(ds.stack)
-	clear(ds.members)
 	if !ok {
 		clear(r.nested[nstart:])
 		r.nested = r.nested[:nstart]
@@ -417,7 +441,6 @@ func (r *run) span(res *jsontree.Node) (lo, hi int, ok bool) {
 func (r *run) walk(d *dispatchPlan, plan *typePlan, nodes []*jsontree.Node, lo int, spans []typed.NestedSpan, sp int) bool {
 	ds := &r.ds
 	ok := true
-	mleft := len(ds.members) // the member matches not met yet
 	for i := 0; i < len(nodes); i++ {
 		c := nodes[i]
 		pe := c.Parent
@@ -461,14 +484,12 @@ func (r *run) walk(d *dispatchPlan, plan *typePlan, nodes []*jsontree.Node, lo i
 				}
 			}
 		}
-		if mleft > 0 {
-			for _, cd := range ds.members {
-				if cd.node == c {
-					mleft--
-					if cd.rule < direct {
-						direct, dkey = cd.rule, int32(i)
-					}
-				}
+		path := int32(-1) // c's state in the trie of member paths
+		if top.path >= 0 && c.Elem != nil {
+			// On a member path: typed.Children, which member paths follow,
+			// matches by element name.
+			if path = d.pathNext(top.path, c.Elem.Name); path >= 0 && d.paths[path].rule < direct {
+				direct, dkey = d.paths[path].rule, int32(i)
 			}
 		}
 		if direct < eff {
@@ -498,7 +519,7 @@ func (r *run) walk(d *dispatchPlan, plan *typePlan, nodes []*jsontree.Node, lo i
 		if c.Kind != jsontree.Object {
 			continue
 		}
-		f := dispatchFrame{node: c, eff: eff, key: key, idx: int32(i), ts: ts, ns: ns}
+		f := dispatchFrame{node: c, eff: eff, key: key, idx: int32(i), ts: ts, ns: ns, path: path}
 		if ts >= 0 {
 			if f.allowT, ok = r.allowed(d, ts, c); !ok {
 				return false
