@@ -7,6 +7,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"fhirdeid/fhir/model"
 	"fhirdeid/fhir/typed"
 	"fhirdeid/fhirpath"
 	"fhirdeid/jsontree"
@@ -203,7 +204,7 @@ func (e *Engine) whereSafe(p *typePlan, w int, member string) bool {
 		return false
 	}
 	for _, mt := range memberTypes {
-		if !primitiveType(mt) {
+		if t := e.model.Type(mt); t == nil || t.Kind != model.Primitive {
 			return false // a complex member: its children could change
 		}
 	}
@@ -238,8 +239,6 @@ func (e *Engine) whereSafe(p *typePlan, w int, member string) bool {
 	}
 	return true
 }
-
-func primitiveType(typ string) bool { return typ != "" && typ[0] >= 'a' && typ[0] <= 'z' }
 
 // dispatchState is the per-run memory of the walk, reused from resource
 // to resource.
@@ -380,11 +379,7 @@ func (r *run) dispatch(res *jsontree.Node, plan *typePlan, nstart int) (ops Oper
 	if !ok {
 		return 0, false, nil
 	}
-	if r.cache == nil {
-		r.cache = make([]nodeList, r.e.nslots)
-		r.typeSym, r.nameSym = newSymbols(r.e.canonTypes, r.e.typeSlots), newSymbols(r.e.canonNames, r.e.nameSlots)
-		r.elemSlots = new(elemSlots)
-	}
+	r.initSlots()
 	ds := &r.ds
 	nodes := r.elems.Nodes[lo:hi]
 	n := len(nodes)
@@ -399,7 +394,7 @@ func (r *run) dispatch(res *jsontree.Node, plan *typePlan, nstart int) (ops Oper
 	for sp < len(spans) && spans[sp].Index < lo {
 		sp++
 	}
-	ok = r.walk(d, plan, nodes, lo, spans, sp)
+	ok = r.walk(d, nodes, lo, spans, sp)
 	clear(ds.stack)
 	if !ok {
 		clear(r.nested[nstart:])
@@ -419,26 +414,12 @@ func (r *run) dispatch(res *jsontree.Node, plan *typePlan, nstart int) (ops Oper
 	return ops, true, err
 }
 
-// span returns the positions in the element list of the elements of res,
-// the root resource or a nested one.
-func (r *run) span(res *jsontree.Node) (lo, hi int, ok bool) {
-	if res == r.root {
-		return 0, len(r.elems.Nodes), true
-	}
-	for _, sp := range r.elems.Nested {
-		if r.elems.Nodes[sp.Index] == res {
-			return sp.Index + 1, sp.End, true
-		}
-	}
-	return 0, 0, false
-}
-
 // walk sets the effective rule and key of each of nodes, the elements of
 // the resource on the stack's bottom, which start at position lo of the
 // element list; spans[sp:] are the nested resources from there on, whose
 // elements it skips (their resource is appended to r.nested). It reports
 // false when the resource needs the rule loop.
-func (r *run) walk(d *dispatchPlan, plan *typePlan, nodes []*jsontree.Node, lo int, spans []typed.NestedSpan, sp int) bool {
+func (r *run) walk(d *dispatchPlan, nodes []*jsontree.Node, lo int, spans []typed.NestedSpan, sp int) bool {
 	ds := &r.ds
 	ok := true
 	for i := 0; i < len(nodes); i++ {
@@ -561,22 +542,15 @@ func (r *run) applyByRule(res *jsontree.Node, plan *typePlan, nodes []*jsontree.
 	// visited below (a resource meets a few of its plan's rules).
 	total := 0
 	for _, e := range ds.eff {
-		if e == noRule {
-			continue
+		if e != noRule {
+			ds.use(e)
+			ds.counts[e]++
+			total++
 		}
-		if w, b := e>>6, uint64(1)<<(e&63); ds.used[w]&b == 0 {
-			ds.used[w] |= b
-			ds.counts[e] = 0
-		}
-		ds.counts[e]++
-		total++
 	}
 	root := plan.dispatch.rootRule
 	if root != noRule {
-		if w, b := root>>6, uint64(1)<<(root&63); ds.used[w]&b == 0 {
-			ds.used[w] |= b
-			ds.counts[root] = 0
-		}
+		ds.use(root)
 	}
 	// counts[ri] becomes the start of rule ri's elements in order.
 	start := int32(0)
@@ -632,6 +606,15 @@ func (r *run) applyByRule(res *jsontree.Node, plan *typePlan, nodes []*jsontree.
 		}
 	}
 	return ops, nil
+}
+
+// use marks rule ri as having elements, with none counted yet if it had
+// none.
+func (ds *dispatchState) use(ri int32) {
+	if w, b := ri>>6, uint64(1)<<(ri&63); ds.used[w]&b == 0 {
+		ds.used[w] |= b
+		ds.counts[ri] = 0
+	}
 }
 
 // byKey orders element positions by their keys.

@@ -57,15 +57,7 @@ var dispatchCtx = WithNow(context.Background(), time.Date(2026, 11, 28, 0, 0, 0,
 // dispatched (all of them but those whose attachments the longitudinal
 // profile scrubs).
 func TestDispatchSynthea(t *testing.T) {
-	dir := testshared.Dir(t, "data", "synthea-100")
-	files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson.gz"))
-	if len(files) == 0 {
-		t.Skip("no synthea-100 files")
-	}
-	var lines [][]byte
-	for _, f := range files {
-		lines = append(lines, readGz(t, f)...)
-	}
+	lines := datasetLines(t, "synthea-100", 0)
 	sample, err := os.ReadFile(filepath.Join(testshared.Dir(t, "conformance", "ms-anonymizer"), "FHIR", "src",
 		"Microsoft.Health.Fhir.Anonymizer.R4.FunctionalTests", "r4-configuration-sample.json"))
 	if err != nil {
@@ -112,74 +104,6 @@ func TestDispatchShapes(t *testing.T) {
 	shadow := `{"resourceType":"Patient","id":"p3","birthDate":"1950-05-06","_birthDate":{"extension":[{"url":"u","valueString":"x"}]}}`
 	empties := `{"resourceType":"Patient","id":"p4","gender":"male","name":[],"maritalStatus":{},"contact":[{"name":{"given":[]}}]}`
 	attachment := `{"resourceType":"DocumentReference","id":"d1","status":"current","content":[{"attachment":{"contentType":"text/plain","data":"U2VlbiBieSBEciBTbWl0aA==","hash":"abc","size":19}}]}`
-	tests := []struct {
-		name  string
-		rules []string
-		in    string
-		// dispatched is the number of resources dispatch must handle.
-		dispatched int
-	}{
-		{"profile observation", nil, obs, 1},
-		{"profile patient", nil, patient, 1},
-		{"profile contained", nil, contained, 3},
-		{"profile shadow", nil, shadow, 0},
-		{"profile attachment", nil, attachment, 0},
-		{"empty objects and arrays", []string{`{"path":"Patient.gender","method":"keep"}`}, empties, 1},
-		{"empty objects and arrays, profile", nil, empties, 1},
-		{"resource rule after a member rule", []string{
-			`{"path":"Patient.gender","method":"keep"}`,
-			`{"path":"Patient","method":"redact"}`,
-		}, patient, 1},
-		{"deep member paths", []string{
-			`{"path":"Patient.contact.name.given","method":"cryptoHash"}`,
-			`{"path":"Patient.name.given","method":"encrypt"}`,
-			`{"path":"nodesByType('HumanName')","method":"redact"}`,
-		}, patient, 1},
-		{"tails and names", []string{
-			`{"path":"nodesByType('Address').state","method":"keep"}`,
-			`{"path":"nodesByName('postalCode')","method":"redact"}`,
-			`{"path":"nodesByName('contact').telecom","method":"cryptoHash"}`,
-			`{"path":"nodesByType('Address')","method":"redact"}`,
-			`{"path":"nodesByType('date')","method":"dateShift"}`,
-		}, patient, 1},
-		{"error order of nested heads", []string{
-			`{"path":"nodesByType('Extension').value","method":"generalize","cases":{"true":"'x'"}}`,
-		}, nestedHeads, 1},
-		{"where with an earlier keep", []string{
-			`{"path":"nodesByType('Coding').code","method":"keep"}`,
-			`{"path":"nodesByType('Coding').where(system = 'http://loinc.org').display","method":"keep"}`,
-			`{"path":"nodesByType('Coding').display","method":"redact"}`,
-		}, obs, 1},
-		{"where after a rule changing its member", []string{
-			`{"path":"nodesByType('uri')","method":"cryptoHash"}`,
-			`{"path":"nodesByType('Coding').where(system = 'http://loinc.org').display","method":"keep"}`,
-			`{"path":"nodesByType('Coding').display","method":"redact"}`,
-		}, obs, 0},
-		{"where reading two members", []string{
-			`{"path":"nodesByType('Coding').where(system = 'http://loinc.org' and code = '1').display","method":"keep"}`,
-			`{"path":"nodesByType('Coding').display","method":"redact"}`,
-		}, obs, 0},
-		// The container goes through the rule loop, whose redaction
-		// reaches into the contained resources; they are then dispatched,
-		// and their elements, already processed, are left alone.
-		{"a rule reaching a contained resource", []string{
-			`{"path":"nodesByName('contained')","method":"redact"}`,
-			`{"path":"Resource.id","method":"cryptoHash"}`,
-		}, contained, 2},
-		{"nested resources with rules of their own", []string{
-			`{"path":"Resource.id","method":"cryptoHash"}`,
-			`{"path":"nodesByType('Reference').reference","method":"cryptoHash"}`,
-			`{"path":"ServiceRequest.authoredOn","method":"redact"}`,
-			`{"path":"nodesByType('dateTime')","method":"dateShift"}`,
-		}, contained, 3},
-		{"generalize", []string{
-			`{"path":"Patient.gender","method":"generalize","cases":{"$this = 'female'":"'f'"},"otherValues":"redact"}`,
-			`{"path":"nodesByType('HumanName')","method":"generalize","cases":{"true":"'x'"}}`,
-		}, patient, 1},
-		{"substitute is not dispatched", []string{
-			`{"path":"nodesByType('HumanName')","method":"substitute","replaceWith":{"family":"Doe"}}`,
-		}, patient, 0},
-	}
 	bundle := `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:1","resource":{"resourceType":"Patient","id":"p5","birthDate":"1950-05-06","name":[{"family":"Doe"}]}},{"resource":{"resourceType":"Observation","id":"o5","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p5"},"effectiveDateTime":"2011-02-02"}}]}`
 	emptied := `{"resourceType":"Patient","id":"p6","active":true,"name":[{"family":"A"},{"given":["B"],"family":"C"},{"family":"E","period":{"start":"2000"}}],"contact":[{"name":{"family":"D"}},{"gender":"male","name":{"family":"F"}}]}`
 	var many strings.Builder
@@ -191,46 +115,120 @@ func TestDispatchShapes(t *testing.T) {
 		fmt.Fprintf(&many, `{"system":"phone","value":"555-%04d","use":"home"}`, i)
 	}
 	many.WriteString(`]}`)
-	tests = append(tests, []struct {
-		name       string
-		rules      []string
-		in         string
+	// More nested resources than span scans: their spans come from a map.
+	var entries strings.Builder
+	entries.WriteString(`{"resourceType":"Bundle","type":"collection","entry":[`)
+	for i := range maxNestedScan + 4 {
+		if i > 0 {
+			entries.WriteString(",")
+		}
+		fmt.Fprintf(&entries, `{"resource":{"resourceType":"Observation","id":"o%d","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p%d"},"effectiveDateTime":"2011-02-02"}}`, i, i%3)
+	}
+	entries.WriteString(`]}`)
+	tests := []struct {
+		name  string
+		rules []string
+		in    string
+		// skip sets processingErrors "skip".
+		skip bool
+		// dispatched is the number of resources dispatch must handle.
 		dispatched int
 	}{
-		{"bundle entries", nil, bundle, 3},
+		{"profile observation", nil, obs, false, 1},
+		{"profile patient", nil, patient, false, 1},
+		{"profile contained", nil, contained, false, 3},
+		{"profile shadow", nil, shadow, false, 0},
+		{"profile attachment", nil, attachment, false, 0},
+		{"empty objects and arrays", []string{`{"path":"Patient.gender","method":"keep"}`}, empties, false, 1},
+		{"empty objects and arrays, profile", nil, empties, false, 1},
+		{"resource rule after a member rule", []string{
+			`{"path":"Patient.gender","method":"keep"}`,
+			`{"path":"Patient","method":"redact"}`,
+		}, patient, false, 1},
+		{"deep member paths", []string{
+			`{"path":"Patient.contact.name.given","method":"cryptoHash"}`,
+			`{"path":"Patient.name.given","method":"encrypt"}`,
+			`{"path":"nodesByType('HumanName')","method":"redact"}`,
+		}, patient, false, 1},
+		{"tails and names", []string{
+			`{"path":"nodesByType('Address').state","method":"keep"}`,
+			`{"path":"nodesByName('postalCode')","method":"redact"}`,
+			`{"path":"nodesByName('contact').telecom","method":"cryptoHash"}`,
+			`{"path":"nodesByType('Address')","method":"redact"}`,
+			`{"path":"nodesByType('date')","method":"dateShift"}`,
+		}, patient, false, 1},
+		{"error order of nested heads", []string{
+			`{"path":"nodesByType('Extension').value","method":"generalize","cases":{"true":"'x'"}}`,
+		}, nestedHeads, false, 1},
+		{"where with an earlier keep", []string{
+			`{"path":"nodesByType('Coding').code","method":"keep"}`,
+			`{"path":"nodesByType('Coding').where(system = 'http://loinc.org').display","method":"keep"}`,
+			`{"path":"nodesByType('Coding').display","method":"redact"}`,
+		}, obs, false, 1},
+		{"where after a rule changing its member", []string{
+			`{"path":"nodesByType('uri')","method":"cryptoHash"}`,
+			`{"path":"nodesByType('Coding').where(system = 'http://loinc.org').display","method":"keep"}`,
+			`{"path":"nodesByType('Coding').display","method":"redact"}`,
+		}, obs, false, 0},
+		{"where reading two members", []string{
+			`{"path":"nodesByType('Coding').where(system = 'http://loinc.org' and code = '1').display","method":"keep"}`,
+			`{"path":"nodesByType('Coding').display","method":"redact"}`,
+		}, obs, false, 0},
+		// The container goes through the rule loop, whose redaction
+		// reaches into the contained resources; they are then dispatched,
+		// and their elements, already processed, are left alone.
+		{"a rule reaching a contained resource", []string{
+			`{"path":"nodesByName('contained')","method":"redact"}`,
+			`{"path":"Resource.id","method":"cryptoHash"}`,
+		}, contained, false, 2},
+		{"nested resources with rules of their own", []string{
+			`{"path":"Resource.id","method":"cryptoHash"}`,
+			`{"path":"nodesByType('Reference').reference","method":"cryptoHash"}`,
+			`{"path":"ServiceRequest.authoredOn","method":"redact"}`,
+			`{"path":"nodesByType('dateTime')","method":"dateShift"}`,
+		}, contained, false, 3},
+		{"generalize", []string{
+			`{"path":"Patient.gender","method":"generalize","cases":{"$this = 'female'":"'f'"},"otherValues":"redact"}`,
+			`{"path":"nodesByType('HumanName')","method":"generalize","cases":{"true":"'x'"}}`,
+		}, patient, false, 1},
+		{"substitute is not dispatched", []string{
+			`{"path":"nodesByType('HumanName')","method":"substitute","replaceWith":{"family":"Doe"}}`,
+		}, patient, false, 0},
+		{"bundle entries", nil, bundle, false, 3},
 		// Removed values empty their containers up to the resource: the
 		// paths to them are pruned.
-		{"containers emptied", []string{`{"path":"nodesByName('family')","method":"redact"}`}, emptied, 1},
+		{"containers emptied", []string{`{"path":"nodesByName('family')","method":"redact"}`}, emptied, false, 1},
 		// More removed values than run.nulls records: the whole tree is
 		// pruned.
 		{"many values removed", []string{`{"path":"nodesByName('value')","method":"redact"}`,
-			`{"path":"nodesByName('use')","method":"redact"}`}, many.String(), 1},
+			`{"path":"nodesByName('use')","method":"redact"}`}, many.String(), false, 1},
 		{"bundle entries, rules of each type", []string{
 			`{"path":"Resource.id","method":"cryptoHash"}`,
 			`{"path":"Patient.name","method":"redact"}`,
 			`{"path":"nodesByType('dateTime')","method":"dateShift"}`,
 			`{"path":"Bundle.entry.fullUrl","method":"redact"}`,
-		}, bundle, 3},
+		}, bundle, false, 3},
 		// processingErrors "skip": the failing resource is emptied, the
 		// same way on both paths (the Stats of a skipped resource count
 		// nothing else, dispatch included).
 		{"processing error skipped", []string{
 			`{"path":"Resource.id","method":"cryptoHash"}`,
 			`{"path":"nodesByType('HumanName').family","method":"generalize","cases":{"$this>=0 and $this<20":"1"}}`,
-		}, patient, 0},
+		}, patient, true, 0},
 		{"processing error raised", []string{
 			`{"path":"Resource.id","method":"cryptoHash"}`,
 			`{"path":"nodesByType('HumanName').family","method":"generalize","cases":{"$this>=0 and $this<20":"1"}}`,
-		}, patient, 1},
-	}...)
+		}, patient, false, 1},
+		{"many bundle entries", nil, entries.String(), false, maxNestedScan + 5},
+	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := string(defaultconfig.Longitudinal())
 			if tc.rules != nil {
 				cfg = rules(tc.rules...)
-				if tc.name == "processing error skipped" {
-					cfg = strings.Replace(cfg, `"fhirVersion":"R4",`, `"fhirVersion":"R4","processingErrors":"skip",`, 1)
-				}
+			}
+			if tc.skip {
+				cfg = strings.Replace(cfg, `"fhirVersion":"R4",`, `"fhirVersion":"R4","processingErrors":"skip",`, 1)
 			}
 			e, loop := dispatchPair(t, cfg)
 			if got := sameAsLoop(t, dispatchCtx, e, loop, []byte(tc.in)); got != tc.dispatched {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -38,12 +37,7 @@ func TestCachesFromElementList(t *testing.T) {
 		[]byte(`{"resourceType":"Patient","birthDate":"2000-01-01","_birthDate":{"extension":[{"url":"u","valueString":"x"}]},"name":{"family":"F"}}`),
 	}
 	if testshared.Path() != "" {
-		dir := testshared.Dir(t, "data", "synthea-100")
-		files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson.gz"))
-		for _, f := range files {
-			ls := readGz(t, f)
-			lines = append(lines, ls[:min(len(ls), 400)]...)
-		}
+		lines = append(lines, datasetLines(t, "synthea-100", 400)...)
 	}
 	listed, nonEmpty, nestedChecked := 0, 0, 0
 	for i, line := range lines {
@@ -129,11 +123,7 @@ func TestTailListsSameOutput(t *testing.T) {
 		[]byte(`{"resourceType":"Observation","id":"o","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"1","display":"Body Height"},{"system":"l","code":"2","display":"D"}],"text":"Body Height"}}`),
 	}
 	if testshared.Path() != "" {
-		files, _ := filepath.Glob(filepath.Join(testshared.Dir(t, "data", "synthea-100"), "*.ndjson.gz"))
-		for _, f := range files {
-			ls := readGz(t, f)
-			lines = append(lines, ls[:min(len(ls), 300)]...)
-		}
+		lines = append(lines, datasetLines(t, "synthea-100", 300)...)
 	}
 	for name, data := range configs {
 		with, without := newTestEngine(t, string(data)), newTestEngine(t, string(data))

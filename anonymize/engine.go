@@ -918,8 +918,10 @@ type run struct {
 		daysFn func() int
 	}
 	// elems lists the resource's elements, when typing in this call
-	// listed them all and no rule has changed the tree's shape since.
-	elems typed.Elements
+	// listed them all and no rule has changed the tree's shape since;
+	// nestedAt finds its nested resources' spans (see span).
+	elems    typed.Elements
+	nestedAt map[*jsontree.Node]int32
 	// lastType and lastPlan, kept from call to call, are the type and
 	// plan planOf found last.
 	lastType string
@@ -1105,29 +1107,63 @@ func (r *run) buildCaches(res *jsontree.Node, plan *typePlan) {
 	// The slices are reused from resource to resource (a nested resource
 	// is processed only after its container's rules ran, when the
 	// container's caches are no longer needed).
-	if r.cache == nil {
-		r.cache = make([]nodeList, r.e.nslots)
-		r.typeSym, r.nameSym = newSymbols(r.e.canonTypes, r.e.typeSlots), newSymbols(r.e.canonNames, r.e.nameSlots)
-		r.elemSlots = new(elemSlots)
-	}
+	r.initSlots()
 	for _, s := range plan.slots {
 		r.cache[s].reset()
 	}
 	if r.elems.Complete {
 		// The elements typing listed, in the walk's order.
-		if res == r.root {
-			r.cachesFromList(0, len(r.elems.Nodes), plan)
+		if lo, hi, ok := r.span(res); ok {
+			r.cachesFromList(lo, hi, plan)
 			return
-		}
-		for _, sp := range r.elems.Nested {
-			if r.elems.Nodes[sp.Index] == res {
-				r.cachesFromList(sp.Index+1, sp.End, plan)
-				return
-			}
 		}
 	}
 	r.cacheWalk(res, plan)
 }
+
+// initSlots makes the run's caches by slot and its tables of the slots of
+// types, names and Elems, on first use.
+func (r *run) initSlots() {
+	if r.cache == nil {
+		r.cache = make([]nodeList, r.e.nslots)
+		r.typeSym, r.nameSym = newSymbols(r.e.canonTypes, r.e.typeSlots), newSymbols(r.e.canonNames, r.e.nameSlots)
+		r.elemSlots = new(elemSlots)
+	}
+}
+
+// span returns the positions in the element list of the elements of res,
+// the root resource or a nested one, when the list is complete. With many
+// nested resources they are found through a map, so that finding each one's
+// span does not cost a scan of them all.
+func (r *run) span(res *jsontree.Node) (lo, hi int, ok bool) {
+	if res == r.root {
+		return 0, len(r.elems.Nodes), true
+	}
+	nested := r.elems.Nested
+	if len(nested) <= maxNestedScan {
+		for _, sp := range nested {
+			if r.elems.Nodes[sp.Index] == res {
+				return sp.Index + 1, sp.End, true
+			}
+		}
+		return 0, 0, false
+	}
+	if r.nestedAt == nil {
+		r.nestedAt = make(map[*jsontree.Node]int32, len(nested))
+		for k, sp := range nested {
+			r.nestedAt[r.elems.Nodes[sp.Index]] = int32(k)
+		}
+	}
+	k, ok := r.nestedAt[res]
+	if !ok {
+		return 0, 0, false
+	}
+	return nested[k].Index + 1, nested[k].End, true
+}
+
+// maxNestedScan is the number of nested resources up to which span scans
+// them rather than build its map.
+const maxNestedScan = 16
 
 // cachesFromList adds the listed elements r.elems.Nodes[lo:hi] to the
 // caches as cacheWalk would: a nested resource, but not its elements.

@@ -305,6 +305,26 @@ func plantedSynthea(t *testing.T, dir string, e *Engine) {
 	t.Logf("%d resources, %d notes planted with %d distinct values, none survives", n, planted, len(ids))
 }
 
+// datasetLines returns the lines of every .ndjson.gz file of the shared
+// data set name ("synthea-100"), at most perFile of each (0: all of them);
+// the test is skipped when the set has no such file.
+func datasetLines(t testing.TB, name string, perFile int) [][]byte {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(testshared.Dir(t, "data", name), "*.ndjson.gz"))
+	if len(files) == 0 {
+		t.Skipf("no %s files", name)
+	}
+	var lines [][]byte
+	for _, f := range files {
+		ls := readGz(t, f)
+		if perFile > 0 {
+			ls = ls[:min(len(ls), perFile)]
+		}
+		lines = append(lines, ls...)
+	}
+	return lines
+}
+
 func readGz(t testing.TB, path string) [][]byte {
 	t.Helper()
 	f, err := os.Open(path)
@@ -337,15 +357,7 @@ func readGz(t testing.TB, path string) [][]byte {
 // longitudinal profile (which scrubs), in one run, one goroutine, with the identifiers of a first pass (which the
 // longitudinal engine finds by raw patient id): resources/s of each.
 func BenchmarkScrubRulesSynthea1000(b *testing.B) {
-	dir := testshared.Dir(b, "data", "synthea-1000-clone")
-	files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson.gz"))
-	if len(files) == 0 {
-		b.Skip("no synthea-1000-clone files")
-	}
-	var lines [][]byte
-	for _, f := range files {
-		lines = append(lines, readGz(b, f)...)
-	}
+	lines := datasetLines(b, "synthea-1000-clone", 0)
 	sh, err := ParseConfig(defaultconfig.SafeHarbor(), Options{Compiler: FHIRPathCompiler(), Rand: zeroRand()})
 	if err != nil {
 		b.Fatal(err)

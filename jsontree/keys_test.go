@@ -137,33 +137,7 @@ func TestShortKeys(t *testing.T) {
 	var p Parser
 	for _, name := range names {
 		for pad := 0; pad <= 9; pad++ {
-			doc := `{"` + name + `":1,"x":{"` + name + `":2}}` + strings.Repeat(" ", pad)
-			root, err := p.Parse([]byte(doc))
-			var want map[string]any
-			werr := json.Unmarshal([]byte(doc), &want)
-			if werr != nil || !utf8.ValidString(doc) {
-				if err == nil {
-					t.Errorf("%q: accepted", doc)
-				}
-				continue
-			}
-			if err != nil {
-				t.Errorf("%q: %v", doc, err)
-				continue
-			}
-			var wantKey string
-			for k := range want {
-				if k != "x" {
-					wantKey = k
-				}
-			}
-			a, b := root.Children()[0], root.Children()[1].Children()[0]
-			if a.Key() != wantKey || b.Key() != wantKey || a.key != b.key {
-				t.Errorf("%q: names %q and %q, want %q, shared %v", doc, a.Key(), b.Key(), wantKey, a.key == b.key)
-			}
-			if raw := !strings.Contains(name, `\`); (a.Flags&FlagRawKey != 0) != raw {
-				t.Errorf("%q: FlagRawKey %v", doc, !raw)
-			}
+			checkName(t, &p, name, pad)
 		}
 	}
 	// "ab" and "ab\u0000" have the same first word; they must stay apart.
@@ -175,6 +149,42 @@ func TestShortKeys(t *testing.T) {
 	if x[0].Children()[0].Key() != "ab" || x[1].Children()[0].Key() != "ab\x00" || root.Children()[1].Key() != "ab\x00" {
 		t.Errorf("names %q %q %q", root.Children()[1].Key(), x[0].Children()[0].Key(), x[1].Children()[0].Key())
 	}
+}
+
+// checkName parses {"name":1,"x":{"name":2}} followed by pad spaces and
+// checks it against encoding/json: rejected when that rejects it, else
+// both members named as it decodes the name, by one shared pointer, with
+// FlagRawKey exactly when the name has no escape. It returns the first
+// member when the document is valid.
+func checkName(t *testing.T, p *Parser, name string, pad int) (*Node, bool) {
+	t.Helper()
+	doc := `{"` + name + `":1,"x":{"` + name + `":2}}` + strings.Repeat(" ", pad)
+	root, err := p.Parse([]byte(doc))
+	var want map[string]any
+	if werr := json.Unmarshal([]byte(doc), &want); werr != nil || !utf8.ValidString(doc) {
+		if err == nil {
+			t.Errorf("%q: accepted", doc)
+		}
+		return nil, false
+	}
+	if err != nil {
+		t.Errorf("%q: %v", doc, err)
+		return nil, false
+	}
+	var wantKey string
+	for k := range want {
+		if k != "x" {
+			wantKey = k
+		}
+	}
+	a, b := root.Children()[0], root.Children()[1].Children()[0]
+	if a.Key() != wantKey || b.Key() != wantKey || a.key != b.key {
+		t.Errorf("%q: names %q and %q, want %q, shared %v", doc, a.Key(), b.Key(), wantKey, a.key == b.key)
+	}
+	if raw := !strings.Contains(name, `\`); (a.Flags&FlagRawKey != 0) != raw {
+		t.Errorf("%q: FlagRawKey %v", doc, !raw)
+	}
+	return a, true
 }
 
 // TestEmptyKeyCacheSlot checks that the empty name is never taken for the
@@ -227,35 +237,12 @@ func TestMidKeys(t *testing.T) {
 	var p Parser
 	for _, name := range names {
 		for pad := 0; pad <= 25; pad++ {
-			doc := `{"` + name + `":1,"x":{"` + name + `":2}}` + strings.Repeat(" ", pad)
-			root, err := p.Parse([]byte(doc))
-			var want map[string]any
-			werr := json.Unmarshal([]byte(doc), &want)
-			if werr != nil || !utf8.ValidString(doc) {
-				if err == nil {
-					t.Errorf("%q: accepted", doc)
-				}
+			a, ok := checkName(t, &p, name, pad)
+			if !ok {
 				continue
 			}
-			if err != nil {
-				t.Errorf("%q: %v", doc, err)
-				continue
-			}
-			var wantKey string
-			for k := range want {
-				if k != "x" {
-					wantKey = k
-				}
-			}
-			a, b := root.Children()[0], root.Children()[1].Children()[0]
-			if a.Key() != wantKey || b.Key() != wantKey || a.key != b.key {
-				t.Errorf("%q: names %q and %q, want %q, shared %v", doc, a.Key(), b.Key(), wantKey, a.key == b.key)
-			}
-			if kp, _ := p.keys.intern(wantKey); kp != a.key {
-				t.Errorf("%q: the name's pointer is not the table's", doc)
-			}
-			if raw := !strings.Contains(name, `\`); (a.Flags&FlagRawKey != 0) != raw {
-				t.Errorf("%q: FlagRawKey %v", doc, !raw)
+			if kp, _ := p.keys.intern(a.Key()); kp != a.key {
+				t.Errorf("%q padded by %d: the name's pointer is not the table's", name, pad)
 			}
 			// The same name twice in one object, once written with an
 			// escape, is a duplicate.

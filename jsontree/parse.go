@@ -465,6 +465,20 @@ func stopMask(x uint64) uint64 {
 	return (((q - lsb) &^ q) | ((s - lsb) &^ s) | (x - lsb*0x20) | x) & msb
 }
 
+// plainEnd returns the position of the first byte from b[j] on that is a
+// quote, a backslash, a control or a non-ASCII byte, reading 8 bytes at a
+// time; or, when the last fewer than 8 bytes are reached first, the
+// position where they begin (the caller reads those one by one).
+func plainEnd(b []byte, j int) int {
+	for j+8 <= len(b) {
+		if m := stopMask(binary.LittleEndian.Uint64(b[j:])); m != 0 {
+			return j + bits.TrailingZeros64(m)>>3
+		}
+		j += 8
+	}
+	return j
+}
+
 // parse parses b (the owned copy). On error msg is non-empty and off is the
 // offset in b.
 func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
@@ -506,15 +520,7 @@ func (p *Parser) parse(b []byte) (root *Node, off int, msg, path string) {
 			// Most strings are plain ASCII: find the closing quote here,
 			// 8 bytes at a time, and leave the others (non-ASCII, escapes,
 			// errors) to scanString, which reads them again from the start.
-			j := i + 1
-			for j+8 <= len(b) {
-				x := binary.LittleEndian.Uint64(b[j:])
-				if m := stopMask(x); m != 0 {
-					j += bits.TrailingZeros64(m) >> 3
-					break
-				}
-				j += 8
-			}
+			j := plainEnd(b, i+1)
 			if j < len(b) && b[j] == '"' && uint64(j-i-1) <= math.MaxUint32 {
 				var ptr unsafe.Pointer // nil for "", as setValue leaves it
 				if j > i+1 {
@@ -1144,15 +1150,7 @@ func unescape(b []byte, start, j int) (string, int, bool, string) {
 	r := j
 	for {
 		// Move runs of plain ASCII 8 bytes at a time.
-		k := r
-		for k+8 <= len(b) {
-			x := binary.LittleEndian.Uint64(b[k:])
-			if m := stopMask(x); m != 0 {
-				k += bits.TrailingZeros64(m) >> 3
-				break
-			}
-			k += 8
-		}
+		k := plainEnd(b, r)
 		if k > r {
 			copy(b[w:], b[r:k])
 			w += k - r
