@@ -266,7 +266,7 @@ func (s *state) tokenize() {
 			h := maphash.Bytes(s.voc.seed, w)
 			c := &s.hot[h&(hotSize-1)]
 			if c.h != h || !c.ok {
-				*c = hotEntry{h: h, f: s.voc.words[h], ok: true}
+				*c = hotEntry{h: h, f: s.voc.words.get(h), ok: true}
 			}
 			s.cls[i] = c.f
 			// A word no list knows may be a drug of the export's codes.
