@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"hash/maphash"
 	"strings"
 	"time"
@@ -77,7 +78,7 @@ func (r *run) enterPatientScope(res *jsontree.Node) patientShiftState {
 	case ok:
 		r.pshift.offset = r.patientOffset(id)
 	default:
-		r.pshift.offset = PatientDateShiftOffset(p.DateShiftKey, "resource", r.pshift.rootID, p.DateShiftRangeInDays)
+		r.pshift.offset = r.patientMemo().offset("resource", r.pshift.rootID, p)
 	}
 	r.pshift.patient, r.pshift.ok = id, ok
 	return prev
@@ -89,35 +90,57 @@ func (r *run) enterPatientScope(res *jsontree.Node) patientShiftState {
 // export's files hold a patient's resources one after another, and the
 // keyed hash cost as much as the rest of the date shifting.
 func (r *run) patientOffset(id string) int {
-	m := r.pmemo
-	if m == nil {
-		m = &patientMemo{seed: maphash.MakeSeed()}
-		r.pmemo = m
-	}
+	m := r.patientMemo()
 	e := &m.entries[maphash.String(m.seed, id)%patientMemoSize]
 	if e.set && e.id == id {
 		return e.offset
 	}
-	p := &r.e.params
-	o := PatientDateShiftOffset(p.DateShiftKey, "patient", id, p.DateShiftRangeInDays)
+	o := m.offset("patient", id, &r.e.params)
 	// The id may be text memory that the parser reuses: keep a copy.
 	*e = patientMemoEntry{id: strings.Clone(id), offset: o, set: true}
 	return o
 }
 
+// patientMemo returns the run's patientMemo, made on first use.
+func (r *run) patientMemo() *patientMemo {
+	if r.pmemo == nil {
+		r.pmemo = &patientMemo{seed: maphash.MakeSeed()}
+	}
+	return r.pmemo
+}
+
 // patientMemo holds the offsets of the patients whose offsets a run
-// computed last; it is direct-mapped.
+// computed last; it is direct-mapped. Its keyed HMAC, made once per run,
+// computes the others (hmac.New per offset cost a microsecond: the key's
+// two blocks and allocations).
 type patientMemo struct {
 	seed    maphash.Seed
 	entries [patientMemoSize]patientMemoEntry
+	mac     hash.Hash // HMAC-SHA256 keyed with the dateShiftKey
+	key     string    // mac's key
+	buf     []byte
 }
 
-const patientMemoSize = 256
+const patientMemoSize = 1024
 
 type patientMemoEntry struct {
 	id     string
 	offset int
 	set    bool
+}
+
+// offset is PatientDateShiftOffset(p.DateShiftKey, scope, id,
+// p.DateShiftRangeInDays) with the memo's keyed HMAC.
+func (m *patientMemo) offset(scope, id string, p *Parameters) int {
+	if m.mac == nil || m.key != p.DateShiftKey {
+		m.mac, m.key = hmac.New(sha256.New, []byte(p.DateShiftKey)), p.DateShiftKey
+	}
+	m.buf = appendDateShiftInput(m.buf[:0], scope, id)
+	o := dateShiftOffset(m.mac, m.buf, p.DateShiftRangeInDays)
+	if cap(m.buf) > maxPooledInput {
+		m.buf = nil
+	}
+	return o
 }
 
 // compartmentPatient returns the id of the patient whose compartment res is
@@ -180,14 +203,25 @@ func PatientReferenceID(ref string) (string, bool) {
 // "resource") and the id, reduced to [-rangeDays, -1] ∪ [1, rangeDays]. A
 // rangeDays below 1 means the default, 50.
 func PatientDateShiftOffset(key, scope, id string, rangeDays int) int {
+	return dateShiftOffset(hmac.New(sha256.New, []byte(key)), appendDateShiftInput(nil, scope, id), rangeDays)
+}
+
+// appendDateShiftInput appends the text that PatientDateShiftOffset's HMAC
+// reads.
+func appendDateShiftInput(dst []byte, scope, id string) []byte {
+	dst = append(dst, "fhirdeid date shift\x00"...)
+	dst = append(dst, scope...)
+	dst = append(dst, 0)
+	return append(dst, id...)
+}
+
+// dateShiftOffset returns the offset of the HMAC (m, keyed) of in.
+func dateShiftOffset(m hash.Hash, in []byte, rangeDays int) int {
 	if rangeDays < 1 {
 		rangeDays = DefaultDateShiftRange
 	}
-	m := hmac.New(sha256.New, []byte(key))
-	m.Write([]byte("fhirdeid date shift\x00"))
-	m.Write([]byte(scope))
-	m.Write([]byte{0})
-	m.Write([]byte(id))
+	m.Reset()
+	m.Write(in)
 	var sum [sha256.Size]byte
 	v := binary.BigEndian.Uint64(m.Sum(sum[:0]))
 	o := int(v%uint64(2*rangeDays)) - rangeDays
