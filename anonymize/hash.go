@@ -3,9 +3,10 @@ package anonymize
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/hex"
+	"encoding/binary"
 	"hash"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -15,7 +16,7 @@ import (
 // is safe for concurrent use.
 type Hasher struct {
 	pool  sync.Pool
-	types map[string]bool
+	types *typeSet
 }
 
 // NewHasher returns a Hasher keyed with the UTF-8 bytes of key. fhirVersion
@@ -45,17 +46,45 @@ func (h *Hasher) Hash(s string) string {
 		return s
 	}
 	var out [2 * sha256.Size]byte
-	return string(h.appendHash(out[:0], s))
+	return string(h.appendHash(out[:0], nil, s))
 }
 
-// appendHash appends Hash(s) to dst.
-func (h *Hasher) appendHash(dst []byte, s string) []byte {
+// appendHash appends Hash(s) to dst, computed with st, or with a pooled
+// state when st is nil.
+func (h *Hasher) appendHash(dst []byte, st *hmacState, s string) []byte {
 	if s == "" {
 		return dst
 	}
 	var sum [sha256.Size]byte
-	h.sum(&sum, s)
-	return hex.AppendEncode(dst, sum[:])
+	if st != nil {
+		st.sumInto(&sum, s)
+	} else {
+		h.sum(&sum, s)
+	}
+	return appendHex(dst, &sum)
+}
+
+// hexPairs holds the two lower-case hex digits of each byte value, the
+// first in the low byte.
+var hexPairs = func() (t [256]uint16) {
+	const digits = "0123456789abcdef"
+	for i := range t {
+		t[i] = uint16(digits[i>>4]) | uint16(digits[i&15])<<8
+	}
+	return t
+}()
+
+// appendHex appends the lower-case hex of sum, as hex.AppendEncode does but
+// two digits at a time (a third faster: a hash miss is hashed, formatted and
+// remembered in about 300 ns).
+func appendHex(dst []byte, sum *[sha256.Size]byte) []byte {
+	n := len(dst)
+	dst = slices.Grow(dst, 2*sha256.Size)[:n+2*sha256.Size]
+	out := dst[n:]
+	for i, b := range sum {
+		binary.LittleEndian.PutUint16(out[2*i:], hexPairs[b])
+	}
+	return dst
 }
 
 // maxPooledInput bounds the input buffer a pooled HMAC keeps.
@@ -63,6 +92,16 @@ const maxPooledInput = 64 << 10
 
 func (h *Hasher) sum(dst *[sha256.Size]byte, s string) {
 	st := h.pool.Get().(*hmacState)
+	st.sumInto(dst, s)
+	h.pool.Put(st)
+}
+
+// newState returns a keyed HMAC state of h's own, for a caller that hashes
+// many values from one goroutine (hashMemo).
+func (h *Hasher) newState() *hmacState { return h.pool.New().(*hmacState) }
+
+// sumInto sets dst to the HMAC of s.
+func (st *hmacState) sumInto(dst *[sha256.Size]byte, s string) {
 	st.m.Reset()
 	st.in = append(st.in[:0], s...)
 	st.m.Write(st.in)
@@ -71,7 +110,6 @@ func (h *Hasher) sum(dst *[sha256.Size]byte, s string) {
 	if cap(st.in) > maxPooledInput {
 		st.in = nil
 	}
-	h.pool.Put(st)
 }
 
 // HashReference hashes only the id part of a Reference.reference value
@@ -85,11 +123,12 @@ func (h *Hasher) HashReference(ref string) string {
 		return ref
 	}
 	var stack [256]byte
-	return string(h.appendHashReference(stack[:0], ref))
+	return string(h.appendHashReference(stack[:0], nil, ref))
 }
 
-// appendHashReference appends HashReference(ref) to dst.
-func (h *Hasher) appendHashReference(dst []byte, ref string) []byte {
+// appendHashReference appends HashReference(ref) to dst, hashing with st
+// as appendHash does.
+func (h *Hasher) appendHashReference(dst []byte, st *hmacState, ref string) []byte {
 	if ref == "" {
 		return dst
 	}
@@ -100,12 +139,12 @@ func (h *Hasher) appendHashReference(dst []byte, ref string) []byte {
 		start, end = s, e
 	}
 	dst = append(dst, ref[:start]...)
-	dst = h.appendHash(dst, ref[start:end])
+	dst = h.appendHash(dst, st, ref[start:end])
 	return append(dst, ref[end:]...)
 }
 
 // transformReference is TransformReference without regular expressions.
-func transformReference(ref string, fn func(string) string, types map[string]bool) string {
+func transformReference(ref string, fn func(string) string, types *typeSet) string {
 	if ref == "" {
 		return ref
 	}
@@ -118,29 +157,74 @@ func transformReference(ref string, fn func(string) string, types map[string]boo
 	return fn(ref)
 }
 
-var resourceTypeSets sync.Map // upper-case version -> map[string]bool
+var resourceTypeSets sync.Map // upper-case version -> *typeSet
 
-func resourceTypeSet(fhirVersion string) map[string]bool {
+func resourceTypeSet(fhirVersion string) *typeSet {
 	v := strings.ToUpper(fhirVersion)
 	if s, ok := resourceTypeSets.Load(v); ok {
-		return s.(map[string]bool)
+		return s.(*typeSet)
 	}
 	types := ResourceTypes(v)
 	if types == nil {
 		types = ResourceTypes("R4")
 	}
-	set := make(map[string]bool, len(types))
-	for _, t := range types {
-		set[t] = true
-	}
+	set := newTypeSet(types)
 	got, _ := resourceTypeSets.LoadOrStore(v, set)
-	return got.(map[string]bool)
+	return got.(*typeSet)
+}
+
+// typeSet is a set of resource type names, open-addressed on their length
+// and three letters: a lookup costs a multiplication and a string compare or
+// two, where a map hashed the whole name (a quarter of a reference's cost).
+type typeSet struct {
+	slots [typeSlots]string
+}
+
+const typeSlots = 1024 // a power of two, several times the number of types
+
+func newTypeSet(names []string) *typeSet {
+	t := new(typeSet)
+	if len(names) > typeSlots/2 {
+		panic("anonymize: too many resource types for typeSet")
+	}
+	for _, n := range names {
+		if n == "" || t.has(n) {
+			continue
+		}
+		i := typeSlot(n)
+		for t.slots[i] != "" {
+			i = (i + 1) & (typeSlots - 1)
+		}
+		t.slots[i] = n
+	}
+	return t
+}
+
+func typeSlot(s string) uint32 {
+	n := len(s)
+	h := uint32(n) | uint32(s[0])<<8 | uint32(s[n/2])<<16 | uint32(s[n-1])<<24
+	return h * 0x9E3779B1 >> (32 - 10) // 10 = log2(typeSlots)
+}
+
+// has reports whether s is in the set.
+func (t *typeSet) has(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := typeSlot(s); ; i = (i + 1) & (typeSlots - 1) {
+		switch t.slots[i] {
+		case s:
+			return true
+		case "":
+			return false
+		}
+	}
 }
 
 // matchReference finds the id part of a reference as the three patterns of
 // ReferencePatterns do, without regular expressions: it returns the id's
 // bounds.
-func matchReference(ref string, types map[string]bool) (idStart, idEnd int, ok bool) {
+func matchReference(ref string, types *typeSet) (idStart, idEnd int, ok bool) {
 	switch {
 	case strings.HasPrefix(ref, "urn:oid:"):
 		id := ref[len("urn:oid:"):]
@@ -149,25 +233,45 @@ func matchReference(ref string, types map[string]bool) (idStart, idEnd int, ok b
 		id := ref[len("urn:uuid:"):]
 		return len("urn:uuid:"), len(ref), isUUID(id)
 	}
-	// Literal: head "/" id, optionally followed by "/_history/" version.
-	// Most references have no version, and Contains is much faster than
-	// LastIndex.
-	if strings.Contains(ref, "/_history/") {
-		if i := strings.LastIndex(ref, "/_history/"); isRefID(ref[i+len("/_history/"):]) {
-			if s, e, ok := matchLiteral(ref[:i], types); ok {
+	// Literal: head "/" id, optionally followed by "/_history/" version:
+	// a version is the last segment, after "/_history".
+	p := lastID(ref)
+	if p < 0 {
+		return 0, 0, false
+	}
+	if head, ok := strings.CutSuffix(ref[:p-1], "/_history"); ok {
+		if q := lastID(head); q >= 0 {
+			if s, e, ok := matchLiteral(head, q, types); ok {
 				return s, e, true
 			}
 		}
 	}
-	return matchLiteral(ref, types)
+	return matchLiteral(ref, p, types)
 }
 
-// matchLiteral matches "[http(s)://hostchars*]Type/id" exactly.
-func matchLiteral(s string, types map[string]bool) (idStart, idEnd int, ok bool) {
-	slash := strings.LastIndexByte(s, '/')
-	if slash < 0 || !isRefID(s[slash+1:]) {
-		return 0, 0, false
+// lastID returns the start of s's last segment, after its last '/', when
+// that segment is an id ([A-Za-z0-9\-.]{1,64}), else -1: one scan from the
+// end instead of finding the slash and then checking the id.
+func lastID(s string) int {
+	for i := len(s) - 1; i >= 0 && len(s)-i <= 65; i-- {
+		c := s[i]
+		if c == '/' {
+			if i == len(s)-1 {
+				return -1
+			}
+			return i + 1
+		}
+		if !refIDChars[c] {
+			return -1
+		}
 	}
+	return -1
+}
+
+// matchLiteral matches "[http(s)://hostchars*]Type/id" exactly, where id
+// starts at p (lastID(s)).
+func matchLiteral(s string, p int, types *typeSet) (idStart, idEnd int, ok bool) {
+	slash := p - 1
 	head := s[:slash]
 	// The type is a suffix of head; what precedes it is empty or a scheme
 	// and host characters.
@@ -178,7 +282,7 @@ func matchLiteral(s string, types map[string]bool) (idStart, idEnd int, ok bool)
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
 			break
 		}
-		if c > 'Z' || !types[head[len(head)-n:]] {
+		if c > 'Z' || !types.has(head[len(head)-n:]) {
 			continue
 		}
 		if pre := head[:len(head)-n]; pre == "" || isURLPrefix(pre) {
@@ -209,19 +313,6 @@ func isURLPrefix(s string) bool {
 
 func isAlnum(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-}
-
-// isRefID reports [A-Za-z0-9\-.]{1,64}.
-func isRefID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !refIDChars[s[i]] {
-			return false
-		}
-	}
-	return true
 }
 
 // refIDChars are the characters of an id: [A-Za-z0-9\-.].

@@ -12,6 +12,8 @@ import "hash/maphash"
 type hashMemo struct {
 	seed    maphash.Seed
 	entries [hashMemoSize]hashMemoEntry
+	h       *Hasher    // the Hasher of the entries
+	st      *hmacState // h's state for misses, saving the pool's round trip
 }
 
 const (
@@ -35,17 +37,20 @@ type hashMemoEntry struct {
 func (m *hashMemo) appendHash(dst []byte, h *Hasher, s string, ref bool) []byte {
 	n := len(s)
 	if n == 0 || n > hashMemoInput {
-		return appendHashValue(dst, h, s, ref)
+		return appendHashValue(dst, h, nil, s, ref)
 	}
-	if m.seed == (maphash.Seed{}) {
-		m.seed = maphash.MakeSeed()
+	if m.h != h {
+		// First use, or another Hasher (a run serves one engine): start
+		// afresh.
+		m.seed, m.h, m.st = maphash.MakeSeed(), h, h.newState()
+		clear(m.entries[:])
 	}
 	e := &m.entries[maphash.String(m.seed, s)%hashMemoSize]
 	if int(e.n) == n && e.ref == ref && string(e.in[:n]) == s {
 		return append(dst, e.out[:e.nout]...)
 	}
 	start := len(dst)
-	dst = appendHashValue(dst, h, s, ref)
+	dst = appendHashValue(dst, h, m.st, s, ref)
 	if out := dst[start:]; len(out) <= hashMemoOutput {
 		e.n, e.ref = uint8(copy(e.in[:], s)), ref
 		e.nout = uint8(copy(e.out[:], out))
@@ -53,9 +58,9 @@ func (m *hashMemo) appendHash(dst []byte, h *Hasher, s string, ref bool) []byte 
 	return dst
 }
 
-func appendHashValue(dst []byte, h *Hasher, s string, ref bool) []byte {
+func appendHashValue(dst []byte, h *Hasher, st *hmacState, s string, ref bool) []byte {
 	if ref {
-		return h.appendHashReference(dst, s)
+		return h.appendHashReference(dst, st, s)
 	}
-	return h.appendHash(dst, s)
+	return h.appendHash(dst, st, s)
 }

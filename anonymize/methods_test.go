@@ -744,3 +744,43 @@ func TestParseDateType(t *testing.T) {
 		}
 	}
 }
+
+// TestTypeSet checks the set of resource type names that reference matching
+// uses against the model's list: every name is found, near misses are not.
+func TestTypeSet(t *testing.T) {
+	for _, version := range []string{"R4", "STU3"} {
+		names := ResourceTypes(version)
+		is := map[string]bool{}
+		for _, n := range names {
+			is[n] = true
+		}
+		set := resourceTypeSet(version)
+		for _, n := range names {
+			if !set.has(n) {
+				t.Errorf("%s: %s not found", version, n)
+			}
+			for _, near := range []string{n + "x", n[:len(n)-1], strings.ToLower(n), "X" + n, n + n} {
+				if set.has(near) != is[near] {
+					t.Errorf("%s: has(%q) = %v", version, near, !is[near])
+				}
+			}
+		}
+		if set.has("") {
+			t.Errorf("%s: the empty name is found", version)
+		}
+	}
+}
+
+// TestAppendHex compares appendHex with encoding/hex for every byte value at
+// every position.
+func TestAppendHex(t *testing.T) {
+	var sum [32]byte
+	for v := range 256 {
+		for i := range sum {
+			sum[i] = byte(v + 7*i)
+		}
+		if got, want := string(appendHex([]byte("x"), &sum)), "x"+hex.EncodeToString(sum[:]); got != want {
+			t.Fatalf("appendHex = %s, want %s", got, want)
+		}
+	}
+}
