@@ -312,7 +312,12 @@ const (
 
 // NewReader returns a reader that adds to c.
 func (c *IdentifierCollector) NewReader() *CollectorReader {
-	return &CollectorReader{c: c, known: map[string]struct{}{}, knownLimit: knownMax}
+	r := &CollectorReader{c: c, known: map[string]struct{}{}, knownLimit: knownMax}
+	// Nothing of a resource's tree outlives Add (the collector keeps keyed
+	// hashes, and copies of the few strings it keeps), so the parser need
+	// not copy the resource's strings, nor keep their text past it.
+	r.parser.Borrow, r.parser.ReuseText = true, true
+	return r
 }
 
 // Add reads one resource of the first pass (other types are ignored). It

@@ -203,8 +203,16 @@ func collectReader(e *Engine, lines [][]byte, limit int) *IdentifierCollector {
 	col := e.NewIdentifierCollector()
 	r := col.NewReader()
 	r.knownLimit = limit
+	// Each line is lent from one buffer that is overwritten after Add, as
+	// the first pass's reader reuses its memory: the collector must keep
+	// nothing of it.
+	var buf []byte
 	for _, l := range lines {
-		_ = r.Add(l)
+		buf = append(buf[:0], l...)
+		_ = r.Add(buf)
+		for i := range buf {
+			buf[i] = 'x'
+		}
 	}
 	return col
 }

@@ -17,7 +17,12 @@
 # and peak RSS (/usr/bin/time -v) for each, the 1-minute load average when
 # each started (the machine may be shared: figures taken under load are not
 # comparable with quiet ones), and the ratios the targets are stated in:
-# full configuration / zcat|gzip (target <= 1.2) and / empty rules (<= 1.5).
+# full configuration / zcat|gzip (target <= 1.2) and / empty rules (<= 1.5),
+# and the same for each profile and extra configuration.
+#
+# REPEAT (default 3) is the number of interleaved rounds: every figure is
+# the median of its rounds, as the speed of a shared machine drifts by about
+# 10 % from minute to minute.
 #
 # ANON_ARGS adds flags to every fhirdeid anonymize run (e.g. "--gzip-level 1",
 # the level of the zcat | gzip -1 pass; the default is 2).
@@ -77,22 +82,52 @@ measure() {
 "$work/fhirdeid" anonymize -i "$DATA" -o "$work/warm" -b -c "$work/empty.json" >/dev/null 2>&1 || true
 rm -rf "$work/warm"
 
-read -r zs zc zk zl < <(zcatgzip)
-read -r er es ec ek el < <(measure empty -c "$work/empty.json")
-read -r fr fs fc fk fl < <(measure full -c "$CONFIG")
-read -r w1r w1s w1c w1k w1l < <(measure w1 -c "$CONFIG" --workers 1)
-read -r w2r w2s w2c w2k w2l < <(measure w2 -c "$CONFIG" --workers 2)
-extra=()
-# The built-in profiles, with a fresh key file.
-if "$work/fhirdeid" keys init "$work/keys.json" >/dev/null 2>&1; then
-  for p in longitudinal safe-harbor; do
-    read -r xr xs xc xk xl < <(measure "p-$p" --profile "$p" --keys "$work/keys.json")
-    extra+=("profile:$p $xr $xs $xc $xk $xl")
+# The passes run REPEAT times (default 3), interleaved (each round runs every
+# pass once), so that a slow minute of a shared machine falls on every pass
+# alike; each figure is the median of its rounds (peak RSS: the highest).
+REPEAT=${REPEAT:-3}
+"$work/fhirdeid" keys init "$work/keys.json" >/dev/null 2>&1 || rm -f "$work/keys.json"
+passes=(zcat empty full w1 w2)
+[ -f "$work/keys.json" ] && passes+=(p-longitudinal p-safe-harbor)
+for kv in $EXTRA_CONFIGS; do passes+=("x-${kv%%=*}"); done
+declare -A runs
+for ((round = 1; round <= REPEAT; round++)); do
+  for p in "${passes[@]}"; do
+    case $p in
+    zcat) r=$(zcatgzip) ;;
+    empty) r=$(measure empty -c "$work/empty.json") ;;
+    full) r=$(measure full -c "$CONFIG") ;;
+    w1) r=$(measure w1 -c "$CONFIG" --workers 1) ;;
+    w2) r=$(measure w2 -c "$CONFIG" --workers 2) ;;
+    p-*) r=$(measure "$p" --profile "${p#p-}" --keys "$work/keys.json") ;;
+    x-*)
+      for kv in $EXTRA_CONFIGS; do [ "x-${kv%%=*}" = "$p" ] && r=$(measure "$p" -c "${kv#*=}"); done ;;
+    esac
+    runs[$p]+="$r"$'\n'
   done
-fi
-for kv in $EXTRA_CONFIGS; do
-  read -r xr xs xc xk xl < <(measure "x-${kv%%=*}" -c "${kv#*=}")
-  extra+=("${kv%%=*} $xr $xs $xc $xk $xl")
+done
+# median PASS: "resources seconds cpu rss_kb load" of PASS's rounds (zcat's
+# rows have no resources column: one is added).
+median() {
+  local rows=${runs[$1]}
+  [ "$1" = zcat ] && rows=$(printf '%s' "$rows" | sed '/./s/^/0 /')
+  printf '%s' "$rows" | awk 'NF { r[NR]=$1; s[NR]=$2; c[NR]=$3; if ($4 > k) k=$4; l[NR]=$5; n=NR }
+    function med(a,   i, j, t, m) { m = n; for (i = 1; i <= m; i++) b[i] = a[i]
+      for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (b[j] < b[i]) { t = b[i]; b[i] = b[j]; b[j] = t }
+      return m % 2 ? b[(m+1)/2] : (b[m/2] + b[m/2+1]) / 2 }
+    END { printf "%s %s %s %s %s\n", r[1], med(s), med(c), k, l[1] }'
+}
+read -r _ zs zc zk zl < <(median zcat)
+read -r er es ec ek el < <(median empty)
+read -r fr fs fc fk fl < <(median full)
+read -r w1r w1s w1c w1k w1l < <(median w1)
+read -r w2r w2s w2c w2k w2l < <(median w2)
+extra=()
+for p in "${passes[@]}"; do
+  case $p in
+  p-*) extra+=("profile:${p#p-} $(median "$p")") ;;
+  x-*) extra+=("${p#x-} $(median "$p")") ;;
+  esac
 done
 
 # stages NAME ARGS...: the CPU seconds (cumulative, in profile samples) of
@@ -127,7 +162,8 @@ row() { # name resources seconds cpu rss_kb load
 {
   echo "fhirdeid anonymize benchmark $(date -u +%FT%TZ) on $(nproc) cores, $(go version | cut -d' ' -f3)"
   echo "data: $DATA ($fr resources, $((raw_bytes / 1000000)) MB uncompressed); read and written as .ndjson.gz${ANON_ARGS:+; fhirdeid flags: $ANON_ARGS}"
-  echo "load: the 1-minute load average when each pass started; figures under load are not comparable with quiet ones"
+  echo "load: the 1-minute load average when each pass started (first round); figures under load are not comparable with quiet ones"
+  echo "each figure: the median of $REPEAT interleaved rounds (peak RSS: the highest)"
   printf "%-32s %9s %8s %11s %8s %7s %9s %6s\n" pass resources seconds resources/s MB/s cpu-s peakRSS-MB load
   row "zcat | gzip -1 (2 at a time)" "$fr" "$zs" "$zc" "$zk" "$zl"
   row "empty rules" "$er" "$es" "$ec" "$ek" "$el"
@@ -141,6 +177,10 @@ row() { # name resources seconds cpu rss_kb load
   echo "full configuration / zcat|gzip -1: $(awk -v a="$fs" -v b="$zs" 'BEGIN{printf "%.2f", a/b}')x (target <= 1.2)"
   echo "full configuration / empty rules:  $(awk -v a="$fs" -v b="$es" 'BEGIN{printf "%.2f", a/b}')x (target <= 1.5)"
   echo "the same in CPU seconds, steadier on a loaded machine: $(awk -v a="$fc" -v b="$zc" 'BEGIN{printf "%.2f", a/b}')x and $(awk -v a="$fc" -v b="$ec" 'BEGIN{printf "%.2f", a/b}')x"
+  for x in "${extra[@]}"; do
+    read -r xn _ xs xc _ _ <<<"$x"
+    echo "$xn / zcat|gzip -1: $(awk -v a="$xs" -v b="$zs" 'BEGIN{printf "%.2f", a/b}')x (target <= 1.2); / empty rules: $(awk -v a="$xs" -v b="$es" 'BEGIN{printf "%.2f", a/b}')x (target <= 1.5); in CPU seconds $(awk -v a="$xc" -v b="$zc" 'BEGIN{printf "%.2f", a/b}')x and $(awk -v a="$xc" -v b="$ec" 'BEGIN{printf "%.2f", a/b}')x"
+  done
   echo "2 workers / 1 worker throughput:   $(awk -v a="$w1s" -v b="$w2s" 'BEGIN{printf "%.2f", a/b}')x"
   echo "peak RSS of the full configuration: $(awk -v k="$fk" 'BEGIN{printf "%.0f", k/1024}') MB (target < 256)"
   echo "$stage_full"
