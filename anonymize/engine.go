@@ -1388,7 +1388,7 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 		if b != nil {
 			out = r.text(b)
 		}
-		r.setString(node, out, keep)
+		r.setDerived(node, out, keep)
 		*ops = ops.Add(op)
 	case MethodCryptoHash, MethodEncrypt:
 		if !typed.HasValue(node) {
@@ -1416,7 +1416,8 @@ func (r *run) apply(node *jsontree.Node, rule *engineRule, res *jsontree.Node, o
 			}
 			*ops = ops.Add(OpEncrypt)
 		}
-		r.setString(node, out, true)
+		// Hex or base64, after the input reference's own prefix.
+		r.setDerived(node, out, true)
 	case MethodSubstitute:
 		return r.substitute(node, rule, ops)
 	case MethodPerturb:
@@ -1500,6 +1501,20 @@ func (r *run) setString(node *jsontree.Node, s string, keep bool) {
 		return
 	}
 	node.SetString(s)
+}
+
+// setDerived is setString for a value made of plain text (digits, hex
+// digits, base64, date punctuation) and parts of node's own value, as a
+// hash, a shifted date or an encrypted value is: when node's value was
+// plain (jsontree.FlagRaw), so is s, and writing it needs no scan for
+// characters to escape.
+func (r *run) setDerived(node *jsontree.Node, s string, keep bool) {
+	if keep && node.Kind == jsontree.String && node.Flags&jsontree.FlagRaw != 0 {
+		r.changed++
+		node.SetPlainString(s)
+		return
+	}
+	r.setString(node, s, keep)
 }
 
 // nulled records that a rule removed the value of node, for the partial
@@ -1697,8 +1712,9 @@ func addSecurityLabels(res *jsontree.Node, ops Operations, arena *nodeArena) {
 		kids := ptrs[0:0:3]
 		add := func(m *jsontree.Node, key, value string) {
 			m.Kind, m.Parent = jsontree.String, obj
-			m.SetKey(key)
-			m.SetValue(value)
+			// Constants, all plain (TestSecurityLabelsPlain).
+			m.SetPlainKey(key)
+			m.SetPlainValue(value)
 			kids = append(kids, m)
 		}
 		if l.System != "" {

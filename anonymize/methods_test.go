@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"fhirdeid/jsontree"
 )
 
 // today pins "now" for the age > 89 checks, to the snapshot date of the
@@ -781,6 +783,18 @@ func TestAppendHex(t *testing.T) {
 		}
 		if got, want := string(appendHex([]byte("x"), &sum)), "x"+hex.EncodeToString(sum[:]); got != want {
 			t.Fatalf("appendHex = %s, want %s", got, want)
+		}
+	}
+}
+
+// TestSecurityLabelsPlain checks what addSecurityLabels relies on when it
+// sets the labels' keys and values as plain text.
+func TestSecurityLabelsPlain(t *testing.T) {
+	for _, l := range securityLabels {
+		for _, s := range []string{l.System, l.Code, l.Display, "system", "code", "display"} {
+			if !jsontree.IsPlain(s) {
+				t.Errorf("label text %q is not plain", s)
+			}
 		}
 	}
 }

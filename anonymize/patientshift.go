@@ -243,7 +243,7 @@ func (r *run) shiftPatientDate(node *jsontree.Node, dt DateType, rule *engineRul
 	if b != nil {
 		out = r.text(b)
 	}
-	r.setString(node, out, keep)
+	r.setDerived(node, out, keep)
 	*ops = ops.Add(op)
 	return nil
 }

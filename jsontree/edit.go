@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -258,6 +259,29 @@ func (n *Node) ReplaceWith(v *Node) {
 // are dropped.
 func (n *Node) SetString(s string) {
 	n.setScalar(String, s)
+}
+
+// SetPlainString is SetString for a value that the caller knows to be plain
+// (IsPlain: valid UTF-8 with no '"', '\\' or control character, such as a
+// hex digest, a date, or a substring of a FlagRaw value joined to such
+// text): it also sets FlagRaw, so that AppendJSON copies the value without
+// scanning it. A value that is not plain would be written as it is, making
+// invalid JSON; the caller must be sure.
+func (n *Node) SetPlainString(s string) {
+	n.setScalar(String, s)
+	n.Flags |= FlagRaw
+}
+
+// IsPlain reports whether s is written in JSON as it is: valid UTF-8 with no
+// '"', '\\' or character below U+0020. SetPlainString, SetPlainValue and
+// SetPlainKey expect such text.
+func IsPlain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < utf8.RuneSelf && needsEscape[c] {
+			return false
+		}
+	}
+	return utf8.ValidString(s)
 }
 
 // SetNumber makes n a Number whose literal is lit, or returns an error and

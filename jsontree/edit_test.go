@@ -566,3 +566,46 @@ func TestRemoveFunc(t *testing.T) {
 		t.Errorf("nothing removed: %s", compact(o))
 	}
 }
+
+// TestSetPlain checks that a value or key set as plain is written as
+// SetString and SetKey write it, and which texts IsPlain accepts.
+func TestSetPlain(t *testing.T) {
+	for _, c := range []struct {
+		s     string
+		plain bool
+	}{
+		{"", true}, {"abc", true}, {"2011-01-14T16:30:49-05:00", true}, {"Patient/" + strings.Repeat("0a", 32), true},
+		{"héllo ☃", true}, {`a"b`, false}, {`a\b`, false}, {"a\nb", false}, {"\x1f", false}, {"\xff", false}, {"a\xc3", false},
+	} {
+		if got := IsPlain(c.s); got != c.plain {
+			t.Errorf("IsPlain(%q) = %v, want %v", c.s, got, c.plain)
+		}
+		if !c.plain {
+			continue
+		}
+		root, err := Parse([]byte(`{"k":1,"x":"y"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		root.Children()[0].SetString(c.s)
+		root.Children()[1].SetKey("key" + c.s)
+		want := string(root.AppendJSON(nil))
+		root.Children()[0].SetNull()
+		root.Children()[0].SetPlainString(c.s)
+		root.Children()[1].SetPlainKey("key" + c.s)
+		if root.Children()[0].Flags&FlagRaw == 0 || root.Children()[0].Flags&FlagSet == 0 || root.Children()[1].Flags&FlagRawKey == 0 {
+			t.Errorf("%q: flags %b and %b", c.s, root.Children()[0].Flags, root.Children()[1].Flags)
+		}
+		if got := string(root.AppendJSON(nil)); got != want {
+			t.Errorf("%q: plain %s, want %s", c.s, got, want)
+		}
+		root.Children()[1].SetPlainValue(c.s)
+		if root.Children()[1].Flags&FlagRaw == 0 || root.Children()[1].Value() != c.s {
+			t.Errorf("%q: SetPlainValue gives %q, flags %b", c.s, root.Children()[1].Value(), root.Children()[1].Flags)
+		}
+		root.Children()[1].SetValue(c.s)
+		if root.Children()[1].Flags&FlagRaw != 0 {
+			t.Errorf("%q: SetValue keeps FlagRaw", c.s)
+		}
+	}
+}

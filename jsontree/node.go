@@ -213,6 +213,13 @@ func (n *Node) SetKey(key string) {
 	}
 }
 
+// SetPlainKey is SetKey for a key that the caller knows to be plain
+// (IsPlain): AppendJSON then copies it without scanning it (FlagRawKey).
+func (n *Node) SetPlainKey(key string) {
+	n.SetKey(key)
+	n.Flags |= FlagRawKey
+}
+
 // Value returns the text of a scalar: the exact literal of a Number ("1.50"
 // stays "1.50"), the decoded text of a String, "true" or "false" for a
 // Bool, "" for a Null, an Object or an Array.
@@ -243,6 +250,15 @@ func (n *Node) SetValue(v string) {
 	}
 	n.setValue(v)
 	n.Flags &^= FlagRaw | FlagEscaped
+}
+
+// SetPlainValue is SetValue for a value that the caller knows to be plain
+// (IsPlain): AppendJSON then copies it without scanning it (FlagRaw).
+func (n *Node) SetPlainValue(v string) {
+	n.SetValue(v)
+	if n.Kind == String {
+		n.Flags |= FlagRaw
+	}
 }
 
 // setValue stores v as the value of scalar n (kcap class 0).
@@ -479,12 +495,14 @@ const (
 	// FlagRaw marks a String whose Value is the text of the input between
 	// its quotes (no escape sequence): it holds no character that writing
 	// escapes, so AppendJSON copies it without scanning it. The parser sets
-	// it and the Set methods clear it; a program that assigns Value of such
-	// a node directly must clear it too.
+	// it, as do SetPlainString and SetPlainValue for a value the caller
+	// vouches for, and the other Set methods clear it; a program that
+	// assigns Value of such a node directly must clear it too.
 	FlagRaw
 	// FlagRawKey marks a member whose Key is the text of the input between
-	// its quotes, copied without scanning like FlagRaw. The parser sets it;
-	// the methods that give a node another Key clear it, and a program that
-	// assigns Key of such a node directly must clear it too.
+	// its quotes, copied without scanning like FlagRaw. The parser and
+	// SetPlainKey set it; the other methods that give a node another Key
+	// clear it, and a program that assigns Key of such a node directly must
+	// clear it too.
 	FlagRawKey
 )
