@@ -590,7 +590,7 @@ func (r *run) applyByRule(res *jsontree.Node, plan *typePlan, nodes []*jsontree.
 			}
 			// In document order already, except where a match's key (its
 			// head's position) puts it after a later element.
-			if !slices.IsSortedFunc(idx, ds.byKey) {
+			if !ds.sortedByKey(idx) {
 				slices.SortStableFunc(idx, ds.byKey)
 			}
 			for _, i := range idx {
@@ -619,6 +619,17 @@ func (ds *dispatchState) use(ri int32) {
 
 // byKey orders element positions by their keys.
 func (ds *dispatchState) byKey(a, b int32) int { return int(ds.key[a]) - int(ds.key[b]) }
+
+// sortedByKey is slices.IsSortedFunc(idx, ds.byKey) without a call per
+// element.
+func (ds *dispatchState) sortedByKey(idx []int32) bool {
+	for j := 1; j < len(idx); j++ {
+		if ds.key[idx[j]] < ds.key[idx[j-1]] {
+			return false
+		}
+	}
+	return true
+}
 
 // whereMemo remembers the results of the where() criteria of dispatch
 // plans for recent values of the member they read, kept from call to

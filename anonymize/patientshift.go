@@ -181,6 +181,9 @@ func compartmentPatient(plan *typePlan, res *jsontree.Node) (string, bool) {
 // "Patient/123/_history/2" all give "123". Other references (to other
 // types, contained "#x", "urn:uuid:...") give ok=false.
 func PatientReferenceID(ref string) (string, bool) {
+	if id, ok := strings.CutPrefix(ref, "Patient/"); ok && id != "" && strings.IndexByte(id, '/') < 0 {
+		return id, true // the common form, found without scanning it twice
+	}
 	if i := strings.Index(ref, "/_history/"); i >= 0 {
 		ref = ref[:i]
 	}
