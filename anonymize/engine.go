@@ -1550,7 +1550,7 @@ func isAgeValue(n *jsontree.Node) bool {
 
 // isReference reports the reference element of a Reference (§2.5).
 func isReference(n *jsontree.Node) bool {
-	if len(n.Name()) != len("reference") || !strings.EqualFold(n.Name(), "reference") {
+	if name := n.Name(); name != "reference" && (len(name) != len("reference") || !strings.EqualFold(name, "reference")) {
 		return false
 	}
 	p := typed.Parent(n)
