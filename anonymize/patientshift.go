@@ -116,8 +116,7 @@ func (r *run) patientMemo() *patientMemo {
 type patientMemo struct {
 	seed    maphash.Seed
 	entries [patientMemoSize]patientMemoEntry
-	mac     hash.Hash // HMAC-SHA256 keyed with the dateShiftKey
-	key     string    // mac's key
+	mac     hash.Hash // HMAC-SHA256 keyed with the dateShiftKey (a run serves one engine)
 	buf     []byte
 }
 
@@ -132,8 +131,8 @@ type patientMemoEntry struct {
 // offset is PatientDateShiftOffset(p.DateShiftKey, scope, id,
 // p.DateShiftRangeInDays) with the memo's keyed HMAC.
 func (m *patientMemo) offset(scope, id string, p *Parameters) int {
-	if m.mac == nil || m.key != p.DateShiftKey {
-		m.mac, m.key = hmac.New(sha256.New, []byte(p.DateShiftKey)), p.DateShiftKey
+	if m.mac == nil {
+		m.mac = hmac.New(sha256.New, []byte(p.DateShiftKey))
 	}
 	m.buf = appendDateShiftInput(m.buf[:0], scope, id)
 	o := dateShiftOffset(m.mac, m.buf, p.DateShiftRangeInDays)

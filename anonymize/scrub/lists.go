@@ -150,17 +150,19 @@ func (v *vocab) flags(w string) uint16 { return v.words.get(maphash.String(v.see
 // wordTable maps the 64-bit hashes of words to their flags: an open-addressed
 // table of one word per entry, the hash's top 48 bits and the flags, so that
 // a lookup reads one cache line and building it allocates once (a Go map of
-// the same words took 4 times as long to fill). Two words whose hashes
+// the same words took three times as long to fill). Two words whose hashes
 // share 48 bits share their flags, as two sharing 64 did in the map: with a
 // few hundred thousand words the chance is below one in a billion per
 // lookup. An entry's flags are never 0, so 0 marks a free slot.
 type wordTable struct {
 	slots []uint64
 	mask  uint64
+	n     int // entries
 }
 
-// newWordTable returns a table of n slots (a power of two), to be filled to
-// at most about two thirds.
+// newWordTable returns a table of n slots (a power of two); set panics
+// past three quarters of them, where probing would slow down (and a full
+// table would never find a free slot).
 func newWordTable(n int) wordTable {
 	return wordTable{slots: make([]uint64, n), mask: uint64(n - 1)}
 }
@@ -184,9 +186,16 @@ func (t *wordTable) get(h uint64) uint16 { return uint16(*t.find(h)) }
 
 // set sets the flags of h; flags 0 is ignored (it would free the slot).
 func (t *wordTable) set(h uint64, flags uint16) {
-	if flags != 0 {
-		*t.find(h) = h&^wordFlagBits | uint64(flags)
+	if flags == 0 {
+		return
 	}
+	s := t.find(h)
+	if *s == 0 {
+		if t.n++; t.n > len(t.slots)/4*3 {
+			panic("scrub: the embedded word lists outgrew the vocabulary table")
+		}
+	}
+	*s = h&^wordFlagBits | uint64(flags)
 }
 
 // or adds flags to those of h.

@@ -52,3 +52,19 @@ func TestVocabLists(t *testing.T) {
 		t.Errorf("unknown word: flags %#x", got)
 	}
 }
+
+// TestWordTableBound checks that filling a table past three quarters
+// panics instead of slowing down (or looping, once full).
+func TestWordTableBound(t *testing.T) {
+	tb := newWordTable(16)
+	for i := range 12 {
+		tb.or(uint64(i+1)<<20, wStop)
+	}
+	tb.or(uint64(1)<<20, wName) // an existing entry: no new slot
+	defer func() {
+		if recover() == nil {
+			t.Error("a 13th entry in 16 slots did not panic")
+		}
+	}()
+	tb.or(uint64(13)<<20, wStop)
+}
